@@ -1,0 +1,10 @@
+//! Outpost's shared crate: the workflow model and its file format, DAG validation, schedules,
+//! durable records and (later) the wire protocol and signing.
+//!
+//! **Architecture Invariant**: this crate does no I/O besides reading the bytes it is handed; it
+//! knows nothing of tokio, redb, QUIC or processes.
+
+pub mod clock;
+pub mod model;
+pub mod record;
+pub mod schedule;

@@ -1,0 +1,151 @@
+//! The validated workflow model.
+//!
+//! A [`Workflow`] is what the parser and validator (`crate::workflow`) produce from a file once
+//! every diagnostic is clear: defaults applied, durations parsed, the schedule compiled, task
+//! dependencies resolved to indices in a topological order. Everything downstream (the agent's
+//! engine, its store, later the hub) works on this type, never on raw YAML.
+//!
+//! **API Boundary**: the engine and the store depend on these field names and meanings.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::schedule::Schedule;
+
+/// Index of a task inside [`Workflow::tasks`]. Tasks are stored in a topological order, so every
+/// dependency of task `i` has an index `< i`.
+pub type TaskIdx = usize;
+
+/// A complete, validated workflow definition.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    /// `[a-z0-9][a-z0-9._-]*`
+    pub name: String,
+    pub description: Option<String>,
+    /// `None`: the workflow runs only when triggered.
+    pub schedule: Option<Schedule>,
+    /// IANA zone the schedule is read in (default UTC).
+    pub timezone: chrono_tz::Tz,
+    pub catchup: Catchup,
+    /// Missed firings older than this (relative to now) are not run (default 24h).
+    pub catchup_window: Duration,
+    pub overlap: Overlap,
+    /// Upper bound on concurrently active runs of this workflow (default 1; bounds `allow`).
+    pub max_active_runs: u32,
+    /// Named parameter defaults, overridable per trigger.
+    pub params: BTreeMap<String, String>,
+    /// Environment for every task (task `env` overrides).
+    pub env: BTreeMap<String, String>,
+    /// Label selector for the hub (issue 3); empty: all agents.
+    pub target: BTreeMap<String, String>,
+    /// Tasks in topological order (ties broken by the order in the file).
+    pub tasks: Vec<Task>,
+    /// blake3 of the source bytes the workflow was parsed from (hex). Identifies a version's content.
+    pub content_hash: String,
+}
+
+impl Workflow {
+    pub fn task_index(&self, id: &str) -> Option<TaskIdx> {
+        self.tasks.iter().position(|t| t.id == id)
+    }
+}
+
+/// One task of a workflow, with the workflow's `defaults` already applied.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub exec: Exec,
+    /// Ids as written (for display) ...
+    pub depends_on: Vec<String>,
+    /// ... and the same dependencies as indices into [`Workflow::tasks`] (all `<` this task's index).
+    pub upstream: Vec<TaskIdx>,
+    pub trigger_rule: TriggerRule,
+    pub timeout: Option<Duration>,
+    pub retry: RetryPolicy,
+    /// Higher runs first.
+    pub priority: i32,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<String>,
+    /// May it be re-run after the agent crashed while it ran?
+    pub idempotent: bool,
+    /// Named local semaphores held while the task runs (name -> units).
+    pub resources: BTreeMap<String, u32>,
+    pub limits: Limits,
+}
+
+/// What a task executes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exec {
+    /// An argv list, executed without a shell. Never empty after validation.
+    Command(Vec<String>),
+    /// A script run by `shell` (default `/bin/sh`) with `-c`.
+    Script { script: String, shell: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TriggerRule {
+    #[default]
+    AllSuccess,
+    AllDone,
+    AllFailed,
+    OneSuccess,
+    OneFailed,
+    NoneFailed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Catchup {
+    None,
+    #[default]
+    Latest,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlap {
+    #[default]
+    Skip,
+    Queue,
+    Allow,
+    CancelRunning,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backoff {
+    #[default]
+    Fixed,
+    Exponential,
+}
+
+/// Retry policy of a task: `retries` extra attempts after the first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub delay: Duration,
+    pub backoff: Backoff,
+    /// Cap for exponential backoff.
+    pub max_delay: Option<Duration>,
+    /// Jitter as a fraction of the delay, 0.0..=1.0 (0: none).
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 0,
+            delay: Duration::from_secs(10),
+            backoff: Backoff::Fixed,
+            max_delay: None,
+            jitter: 0.0,
+        }
+    }
+}
+
+/// Resource limits for a task's process.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    /// Bytes.
+    pub memory: Option<u64>,
+    /// CPUs (e.g. 0.5 = half a core).
+    pub cpu: Option<f64>,
+}

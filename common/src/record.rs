@@ -1,0 +1,251 @@
+//! Durable records: what the agent commits to its store and what its outbox carries to the hub.
+//!
+//! **API Boundary**: these types cross a process boundary (the agent's redb file, the wire to the
+//! hub). They are encoded with minicbor using explicit field indices: a field's index never
+//! changes and is never reused; new fields are optional (`Option` or with a default) so that
+//! neighbouring releases read each other. Times are milliseconds since the Unix epoch, UTC.
+
+use minicbor::{Decode, Encode};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type UnixMillis = i64;
+
+/// A run id: derived from (workflow, version, scheduled time, kind), so one firing can only ever
+/// make one run. See [`run_id`].
+pub type RunId = String;
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[cbor(index_only)]
+pub enum RunKind {
+    #[n(0)]
+    Scheduled,
+    #[n(1)]
+    Manual,
+    #[n(2)]
+    Catchup,
+}
+
+/// Derive the run id of a firing. Scheduled and catch-up firings of the same instant share an id
+/// on purpose: one instant, one run.
+pub fn run_id(workflow: &str, version: u64, scheduled_ms: UnixMillis, kind: RunKind) -> RunId {
+    let ts = chrono::DateTime::from_timestamp_millis(scheduled_ms)
+        .unwrap_or_default()
+        .format("%Y%m%dT%H%M%S%.3fZ");
+    match kind {
+        RunKind::Scheduled | RunKind::Catchup => format!("{workflow}@v{version}@{ts}"),
+        RunKind::Manual => format!("{workflow}@v{version}@m{ts}"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[cbor(index_only)]
+pub enum RunState {
+    /// Committed, waiting for admission (overlap `queue`, `max_active_runs`).
+    #[n(0)]
+    Queued,
+    #[n(1)]
+    Running,
+    #[n(2)]
+    Succeeded,
+    #[n(3)]
+    Failed,
+    #[n(4)]
+    Cancelled,
+    /// Not run: overlap `skip` found another run active.
+    #[n(5)]
+    Skipped,
+}
+
+impl RunState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunState::Queued | RunState::Running)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[cbor(index_only)]
+pub enum TaskState {
+    /// Waiting for its upstream tasks.
+    #[n(0)]
+    Pending,
+    /// Upstream satisfied; waiting for a slot, its resources and its turn by priority.
+    #[n(1)]
+    Ready,
+    #[n(2)]
+    Running,
+    /// Failed an attempt; waiting out the retry delay.
+    #[n(3)]
+    UpForRetry,
+    #[n(4)]
+    Succeeded,
+    #[n(5)]
+    Failed,
+    /// Its trigger rule can no longer be met because an upstream task failed.
+    #[n(6)]
+    UpstreamFailed,
+    /// Its trigger rule can no longer be met (no upstream failed).
+    #[n(7)]
+    Skipped,
+    #[n(8)]
+    Cancelled,
+}
+
+impl TaskState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded
+                | TaskState::Failed
+                | TaskState::UpstreamFailed
+                | TaskState::Skipped
+                | TaskState::Cancelled
+        )
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum AttemptOutcome {
+    #[n(0)]
+    Exited(#[n(0)] i32),
+    #[n(1)]
+    Signaled(#[n(0)] i32),
+    #[n(2)]
+    TimedOut,
+    #[n(3)]
+    Cancelled,
+    /// The agent stopped (crash, power loss, kill -9) while the attempt ran.
+    #[n(4)]
+    Interrupted,
+    /// The process could not be started.
+    #[n(5)]
+    SpawnFailed(#[n(0)] String),
+}
+
+impl AttemptOutcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, AttemptOutcome::Exited(0))
+    }
+}
+
+/// Which mechanism enforced a task's `limits` on an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[cbor(index_only)]
+pub enum LimitsMode {
+    #[n(0)]
+    None,
+    #[n(1)]
+    CgroupV2,
+    #[n(2)]
+    Rlimit,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct AttemptRecord {
+    /// 1-based.
+    #[n(0)]
+    pub attempt: u32,
+    #[n(1)]
+    pub started_ms: UnixMillis,
+    #[n(2)]
+    pub ended_ms: Option<UnixMillis>,
+    #[n(3)]
+    pub pid: Option<u32>,
+    #[n(4)]
+    pub outcome: Option<AttemptOutcome>,
+    #[n(5)]
+    pub limits: LimitsMode,
+    /// Human-readable cause for a failure (e.g. "killed by SIGKILL: memory limit 64 MiB (rlimit)").
+    #[n(6)]
+    pub reason: Option<String>,
+    /// Path of the attempt's log file.
+    #[n(7)]
+    pub log_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct TaskInstanceRecord {
+    #[n(0)]
+    pub run_id: RunId,
+    #[n(1)]
+    pub task_id: String,
+    #[n(2)]
+    pub state: TaskState,
+    #[n(3)]
+    pub attempts: Vec<AttemptRecord>,
+    /// `key=value` outputs the task wrote to `$OUTPOST_OUTPUT`.
+    #[n(4)]
+    pub outputs: Vec<(String, String)>,
+    /// When an `UpForRetry` task may start its next attempt.
+    #[n(5)]
+    pub retry_at_ms: Option<UnixMillis>,
+    #[n(6)]
+    pub updated_ms: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct RunRecord {
+    #[n(0)]
+    pub run_id: RunId,
+    #[n(1)]
+    pub workflow: String,
+    #[n(2)]
+    pub version: u64,
+    #[n(3)]
+    pub kind: RunKind,
+    #[n(4)]
+    pub scheduled_ms: UnixMillis,
+    #[n(5)]
+    pub state: RunState,
+    #[n(6)]
+    pub params: Vec<(String, String)>,
+    #[n(7)]
+    pub created_ms: UnixMillis,
+    #[n(8)]
+    pub started_ms: Option<UnixMillis>,
+    #[n(9)]
+    pub ended_ms: Option<UnixMillis>,
+    /// Agent that made the run (filled when the agent is enrolled).
+    #[n(10)]
+    pub agent_id: Option<String>,
+}
+
+/// Firings that were not run (agent stopped, clock jumped, catch-up policy): one event with the
+/// count and the span, not one record per firing.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct MissedFirings {
+    #[n(0)]
+    pub workflow: String,
+    #[n(1)]
+    pub count: u64,
+    #[n(2)]
+    pub first_ms: UnixMillis,
+    #[n(3)]
+    pub last_ms: UnixMillis,
+    /// e.g. "catchup=latest", "outside catchup_window", "overlap=skip".
+    #[n(4)]
+    pub reason: String,
+    #[n(5)]
+    pub recorded_ms: UnixMillis,
+}
+
+/// What the outbox carries. Each is a full snapshot, so applying one twice changes nothing.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum StatusEvent {
+    #[n(0)]
+    Run(#[n(0)] RunRecord),
+    #[n(1)]
+    Task(#[n(0)] TaskInstanceRecord),
+    #[n(2)]
+    Missed(#[n(0)] MissedFirings),
+}
+
+/// An outbox entry: a status event with the agent-wide sequence number it was committed under.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct OutboxEntry {
+    #[n(0)]
+    pub seq: u64,
+    #[n(1)]
+    pub event: StatusEvent,
+}
