@@ -5,6 +5,9 @@
 //! knows nothing of tokio, redb, QUIC or processes.
 
 pub mod clock;
+pub mod duration;
 pub mod model;
 pub mod record;
 pub mod schedule;
+pub mod template;
+pub mod workflow;
