@@ -66,12 +66,12 @@ impl fmt::Display for Placeholder {
 }
 
 /// Why a template cannot be parsed or rendered. `offset` is the byte offset of the offending
-/// `{{` in the template.
+/// `{{` in the template (not part of the message).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TemplateError {
-    #[error("`{{{{` at offset {offset} is never closed with `}}}}`")]
+    #[error("`{{{{` is never closed with `}}}}`")]
     Unclosed { offset: usize },
-    #[error("`{{{{ {text} }}}}` at offset {offset}: {reason}")]
+    #[error("`{{{{ {text} }}}}`: {reason}")]
     Invalid {
         offset: usize,
         text: String,

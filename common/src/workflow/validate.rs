@@ -986,10 +986,17 @@ fn topo_order(v: &mut V<'_>, tasks: &[RawTask], deps: &[Vec<usize>]) -> Option<V
         })
         .collect();
     sccs.sort();
+    // Dependents (downstream edges), for naming cycles in execution order.
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
     for scc in sccs {
         cyclic = true;
         let start = scc[0];
-        let path = shortest_cycle(start, &scc, deps);
+        let path = shortest_cycle(start, &scc, &dependents);
         let names: Vec<&str> = path.iter().map(|&i| tasks[i].id.as_str()).collect();
         let t = &tasks[start];
         let pos = t.partial.depends_on.as_ref().map_or(t.pos, |(p, _)| *p);
@@ -997,7 +1004,7 @@ fn topo_order(v: &mut V<'_>, tasks: &[RawTask], deps: &[Vec<usize>]) -> Option<V
             pos,
             &format!("tasks.{}.depends_on", t.id),
             format!(
-                "dependency cycle: {} (each task depends on the next)",
+                "dependency cycle: {} (each task depends on the one before it)",
                 names.join(" -> ")
             ),
         );
@@ -1008,12 +1015,6 @@ fn topo_order(v: &mut V<'_>, tasks: &[RawTask], deps: &[Vec<usize>]) -> Option<V
     // Kahn, smallest file index first.
     let n = tasks.len();
     let mut remaining: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, ds) in deps.iter().enumerate() {
-        for &d in ds {
-            dependents[d].push(i);
-        }
-    }
     let mut ready: BinaryHeap<Reverse<usize>> =
         (0..n).filter(|&i| remaining[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(n);
@@ -1029,14 +1030,14 @@ fn topo_order(v: &mut V<'_>, tasks: &[RawTask], deps: &[Vec<usize>]) -> Option<V
     (order.len() == n).then_some(order)
 }
 
-/// The shortest path `start -> ... -> start` along dependency edges inside `scc`.
-fn shortest_cycle(start: usize, scc: &[usize], deps: &[Vec<usize>]) -> Vec<usize> {
+/// The shortest path `start -> ... -> start` along `edges` inside `scc`.
+fn shortest_cycle(start: usize, scc: &[usize], edges: &[Vec<usize>]) -> Vec<usize> {
     let inside: BTreeSet<usize> = scc.iter().copied().collect();
     let mut prev: HashMap<usize, usize> = HashMap::new();
     let mut queue = std::collections::VecDeque::new();
     queue.push_back(start);
     while let Some(cur) = queue.pop_front() {
-        for &d in &deps[cur] {
+        for &d in &edges[cur] {
             if !inside.contains(&d) {
                 continue;
             }
