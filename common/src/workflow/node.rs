@@ -203,11 +203,18 @@ fn fill_raw(node: &mut Node, source: &str) {
     }
 }
 
+/// Deepest YAML nesting accepted (the budget counts block and flow collections).
+const MAX_YAML_DEPTH: usize = 24;
+
 /// Parse YAML into a tree. Duplicate keys are passed through (and reported by the validator).
 pub(crate) fn parse_yaml(source: &str) -> Result<Node, SyntaxError> {
     let opts = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
         with_snippet: false,
+        // Deserializing spanned nodes takes a lot of stack per level in debug builds (tens of
+        // KiB); a workflow file needs a handful of levels. Deeper input is an error, not a
+        // stack overflow.
+        budget: serde_saphyr::budget! { max_depth: MAX_YAML_DEPTH },
     };
     match serde_saphyr::from_str_with_options::<Option<YNode>>(source, opts) {
         Ok(Some(node)) => {
@@ -239,6 +246,9 @@ pub(crate) fn parse_yaml(source: &str) -> Result<Node, SyntaxError> {
 
 fn yaml_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
+    if text.contains("budget breached: Depth") {
+        return format!("invalid YAML: nested deeper than {MAX_YAML_DEPTH} levels");
+    }
     // Strip a trailing " at line X, column Y" (the position is reported separately).
     let text = match text.rfind(" at line ") {
         Some(i) => text[..i].to_string(),
