@@ -380,3 +380,41 @@ fn examples_have_the_documented_shape() {
     let ids: Vec<&str> = nightly.tasks.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, ["collect", "render", "mail"]);
 }
+
+#[test]
+fn cron_forms_in_the_docs_are_accepted() {
+    for expr in [
+        "*/10 * * * * *",
+        "@hourly",
+        "@daily",
+        "@weekly",
+        "@monthly",
+        "@yearly",
+        "0 0 L * *",
+        "0 0 15W * *",
+        "0 0 * * MON#2",
+        "0 0 * * 5L",
+        "*/5 6-22 * * MON-SAT",
+        "0 0 1 * MON",
+    ] {
+        let src = format!("name: c\nschedule: \"{expr}\"\ntasks:\n  t:\n    command: [true]\n");
+        let w = ok(&src, Format::Yaml);
+        assert_eq!(
+            w.schedule.map(|s| s.expr().to_string()),
+            Some(expr.to_string())
+        );
+    }
+}
+
+#[test]
+fn jitter_bool_and_memory_units() {
+    let w = ok(
+        "name: j\ntasks:\n  a:\n    command: [x]\n    retry_jitter: false\n    limits: {memory: 512MB, cpu: 2}\n  b:\n    command: [x]\n    limits: {memory: 1048576, cpu: \"0.5\"}\n",
+        Format::Yaml,
+    );
+    assert_eq!(w.tasks[0].retry.jitter, 0.0);
+    assert_eq!(w.tasks[0].limits.memory, Some(512_000_000));
+    assert_eq!(w.tasks[0].limits.cpu, Some(2.0));
+    assert_eq!(w.tasks[1].limits.memory, Some(1_048_576));
+    assert_eq!(w.tasks[1].limits.cpu, Some(0.5));
+}
