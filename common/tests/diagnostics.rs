@@ -216,3 +216,9 @@ fn io_error_is_one_diagnostic_at_1_1() {
     assert_eq!((err[0].line, err[0].column), (1, 1));
     assert!(err[0].message.starts_with("cannot read file"), "{}", err[0]);
 }
+
+case!(
+    unknown_keys_with_empty_values,
+    yaml,
+    "name: a\nschedul:\ntasks:\n  x:\n    command: [echo]\n    retires:\n    timeout:\n"
+);

@@ -363,6 +363,10 @@ impl V<'_> {
         };
         for (key, kpos, v) in entries {
             let f = join_dot(prefix, &key);
+            if !TASK_KEYS.contains(&key.as_str()) {
+                self.unknown_key(kpos, &f, &key, TASK_KEYS);
+                continue;
+            }
             if matches!(v.value, Value::Null) && key != "command" && key != "script" {
                 continue;
             }
@@ -730,6 +734,10 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
 
     for (key, kpos, node) in entries {
         let f = key.as_str();
+        if !TOP_KEYS.contains(&f) {
+            v.unknown_key(kpos, f, &key, TOP_KEYS);
+            continue;
+        }
         if matches!(node.value, Value::Null) && key != "name" && key != "tasks" {
             continue;
         }
