@@ -11,16 +11,21 @@ use thiserror::Error;
 /// Why a string is not a duration.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DurationError {
+    /// Nothing (or only whitespace) was written.
     #[error("empty duration")]
     Empty,
+    /// Not digits followed by a unit.
     #[error(
         "`{0}` is not a duration: expected e.g. `30s`, `5m`, `1h30m`, `2d`, `250ms` or a number of seconds"
     )]
     Syntax(String),
+    /// A unit other than ms, s, m, h, d.
     #[error("unknown unit `{unit}` in `{input}` (units: ms, s, m, h, d)")]
     UnknownUnit { input: String, unit: String },
+    /// Units out of order or repeated (`30m1h`, `1h1h`).
     #[error("units in `{0}` must be written largest first, each at most once")]
     Order(String),
+    /// More than `u64::MAX` milliseconds.
     #[error("duration `{0}` is too large")]
     Overflow(String),
 }

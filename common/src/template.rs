@@ -50,8 +50,11 @@ impl RunField {
 /// One `{{ ... }}` reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Placeholder {
+    /// `run.FIELD`
     Run(RunField),
+    /// `params.NAME`
     Param(String),
+    /// `tasks.ID.outputs.KEY`
     TaskOutput { task: String, key: String },
 }
 
@@ -69,14 +72,17 @@ impl fmt::Display for Placeholder {
 /// `{{` in the template (not part of the message).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TemplateError {
+    /// A `{{` without a matching `}}`.
     #[error("`{{{{` is never closed with `}}}}`")]
     Unclosed { offset: usize },
+    /// The text between the braces is not one of the placeholder forms.
     #[error("`{{{{ {text} }}}}`: {reason}")]
     Invalid {
         offset: usize,
         text: String,
         reason: String,
     },
+    /// [`render`]'s lookup had no value for a placeholder.
     #[error("`{{{{ {placeholder} }}}}` has no value")]
     Unresolved { placeholder: Placeholder },
 }

@@ -418,3 +418,15 @@ fn jitter_bool_and_memory_units() {
     assert_eq!(w.tasks[1].limits.memory, Some(1_048_576));
     assert_eq!(w.tasks[1].limits.cpu, Some(0.5));
 }
+
+#[test]
+fn yaml_anchors_and_merge_keys() {
+    let w = ok(
+        "name: m\ntasks:\n  a: &base\n    command: [x]\n    retries: 2\n    env: &env {A: \"1\"}\n  b:\n    <<: *base\n    command: [y]\n    env: *env\n",
+        Format::Yaml,
+    );
+    let b = &w.tasks[1];
+    assert_eq!(b.exec, Exec::Command(vec!["y".into()]));
+    assert_eq!(b.retry.retries, 2);
+    assert_eq!(b.env.get("A").map(String::as_str), Some("1"));
+}

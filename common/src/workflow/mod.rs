@@ -1,5 +1,5 @@
 //! The workflow file format: parsing (YAML via serde-saphyr, TOML via `toml`) and validation into
-//! the [`Workflow`](crate::model::Workflow) model.
+//! the [`crate::model::Workflow`] model.
 //!
 //! Validation reports every problem it finds at once, each as a [`Diagnostic`] pointing at a line
 //! and column of the file. It never panics, whatever the input. The file reference is
@@ -57,6 +57,7 @@ pub struct Diagnostic {
     pub column: u32,
     /// Dotted path of the offending key, empty for syntax errors.
     pub field: String,
+    /// What is wrong, and when it can be told, what would be right.
     pub message: String,
 }
 
