@@ -114,9 +114,18 @@ pub enum Action {
     /// Durably commit these full snapshots (one transaction) before performing later actions.
     Commit(Vec<StatusEvent>),
     /// Start attempt `attempt` of `task` in run `run_id`.
-    Spawn { run_id: RunId, task: TaskIdx, attempt: u32 },
+    Spawn {
+        run_id: RunId,
+        task: TaskIdx,
+        attempt: u32,
+    },
     /// Kill the process of that attempt (its exit is still reported with `handle_exited`).
-    Kill { run_id: RunId, task: TaskIdx, attempt: u32, reason: KillReason },
+    Kill {
+        run_id: RunId,
+        task: TaskIdx,
+        attempt: u32,
+        reason: KillReason,
+    },
     /// The run reached a terminal state (already committed).
     RunFinished { run_id: RunId, state: RunState },
 }
@@ -131,7 +140,11 @@ pub enum EngineError {
     /// The task index is out of range for the run's workflow.
     UnknownTask { run_id: RunId, task: TaskIdx },
     /// The report is about an attempt that is not the task's current running attempt.
-    StaleAttempt { run_id: RunId, task: TaskIdx, attempt: u32 },
+    StaleAttempt {
+        run_id: RunId,
+        task: TaskIdx,
+        attempt: u32,
+    },
 }
 
 impl fmt::Display for EngineError {
@@ -142,8 +155,15 @@ impl fmt::Display for EngineError {
             EngineError::UnknownTask { run_id, task } => {
                 write!(f, "run `{run_id}` has no task #{task}")
             }
-            EngineError::StaleAttempt { run_id, task, attempt } => {
-                write!(f, "attempt {attempt} of task #{task} in run `{run_id}` is not running")
+            EngineError::StaleAttempt {
+                run_id,
+                task,
+                attempt,
+            } => {
+                write!(
+                    f,
+                    "attempt {attempt} of task #{task} in run `{run_id}` is not running"
+                )
             }
         }
     }
@@ -197,11 +217,20 @@ impl RunSlot {
             })
             .collect();
         rec.workflow = wf.name.clone();
-        RunSlot { rec, wf, tasks, downstream, cancelling: false }
+        RunSlot {
+            rec,
+            wf,
+            tasks,
+            downstream,
+            cancelling: false,
+        }
     }
 
     fn snapshot(&self) -> (RunRecord, Vec<TaskInstanceRecord>) {
-        (self.rec.clone(), self.tasks.iter().map(|t| t.rec.clone()).collect())
+        (
+            self.rec.clone(),
+            self.tasks.iter().map(|t| t.rec.clone()).collect(),
+        )
     }
 }
 
@@ -230,7 +259,10 @@ pub fn evaluate_rule(rule: TriggerRule, upstream: &[TaskState]) -> RuleVerdict {
     }
     let n = upstream.len();
     let terminal = upstream.iter().filter(|s| s.is_terminal()).count();
-    let succeeded = upstream.iter().filter(|s| **s == TaskState::Succeeded).count();
+    let succeeded = upstream
+        .iter()
+        .filter(|s| **s == TaskState::Succeeded)
+        .count();
     let failed = upstream.iter().filter(|s| failed_ish(**s)).count();
     let all_done = terminal == n;
     let unmet = |needs_success: bool| {
@@ -341,12 +373,21 @@ impl Engine {
 
     /// Add a new run (already decided by the planner or a trigger) and admit it per its
     /// workflow's overlap policy. The run's `state`, `started_ms` and `ended_ms` are set here.
-    pub fn add_run(&mut self, run: RunRecord, wf: Arc<Workflow>, now: Now) -> Result<(), EngineError> {
+    pub fn add_run(
+        &mut self,
+        run: RunRecord,
+        wf: Arc<Workflow>,
+        now: Now,
+    ) -> Result<(), EngineError> {
         if self.runs.contains_key(&run.run_id) || self.finished.contains_key(&run.run_id) {
             return Err(EngineError::DuplicateRun(run.run_id));
         }
         let mut slot = RunSlot::new(run, wf.clone(), now);
-        slot.rec.created_ms = if slot.rec.created_ms == 0 { now.wall_ms() } else { slot.rec.created_ms };
+        slot.rec.created_ms = if slot.rec.created_ms == 0 {
+            now.wall_ms()
+        } else {
+            slot.rec.created_ms
+        };
         slot.rec.started_ms = None;
         slot.rec.ended_ms = None;
         let id = slot.rec.run_id.clone();
@@ -358,14 +399,23 @@ impl Engine {
                 slot.rec.state = RunState::Skipped;
                 slot.rec.ended_ms = Some(now.wall_ms());
                 self.dirty.insert((id.clone(), None));
-                self.pending.push(Action::RunFinished { run_id: id.clone(), state: RunState::Skipped });
+                self.pending.push(Action::RunFinished {
+                    run_id: id.clone(),
+                    state: RunState::Skipped,
+                });
                 self.retire(id, slot);
                 return Ok(());
             }
             Overlap::CancelRunning => {
                 let victims: Vec<RunId> = active
                     .into_iter()
-                    .chain(self.queued.get(&wf.name).into_iter().flatten().map(|(_, r)| r.clone()))
+                    .chain(
+                        self.queued
+                            .get(&wf.name)
+                            .into_iter()
+                            .flatten()
+                            .map(|(_, r)| r.clone()),
+                    )
                     .collect();
                 for v in victims {
                     self.cancel(&v, now);
@@ -375,7 +425,10 @@ impl Engine {
             }
             Overlap::Queue | Overlap::Allow if active.len() >= bound || waiting => {
                 slot.rec.state = RunState::Queued;
-                self.queued.entry(wf.name.clone()).or_default().insert((slot.rec.scheduled_ms, id.clone()));
+                self.queued
+                    .entry(wf.name.clone())
+                    .or_default()
+                    .insert((slot.rec.scheduled_ms, id.clone()));
                 self.dirty.insert((id.clone(), None));
                 self.runs.insert(id, slot);
             }
@@ -410,14 +463,19 @@ impl Engine {
         let id = slot.rec.run_id.clone();
         self.needs_schedule = true;
         if state == RunState::Queued {
-            self.queued.entry(wf.name.clone()).or_default().insert((slot.rec.scheduled_ms, id.clone()));
+            self.queued
+                .entry(wf.name.clone())
+                .or_default()
+                .insert((slot.rec.scheduled_ms, id.clone()));
             self.runs.insert(id, slot);
             return Ok(());
         }
         let mut by_id: BTreeMap<String, TaskInstanceRecord> =
             tasks.into_iter().map(|t| (t.task_id.clone(), t)).collect();
         for (i, ts) in slot.tasks.iter_mut().enumerate() {
-            let Some(mut rec) = by_id.remove(&ts.rec.task_id) else { continue };
+            let Some(mut rec) = by_id.remove(&ts.rec.task_id) else {
+                continue;
+            };
             rec.run_id = id.clone();
             let task = &wf.tasks[i];
             let open = rec.attempts.last().is_some_and(|a| a.outcome.is_none());
@@ -446,7 +504,9 @@ impl Engine {
                 self.dirty.insert((id.clone(), Some(i)));
             }
             if rec.state == TaskState::UpForRetry {
-                let wait = rec.retry_at_ms.map_or(0, |at| at.saturating_sub(now.wall_ms()).max(0));
+                let wait = rec
+                    .retry_at_ms
+                    .map_or(0, |at| at.saturating_sub(now.wall_ms()).max(0));
                 ts.retry_at = Some(now.mono.saturating_add(Duration::from_millis(wait as u64)));
             }
             ts.rec = rec;
@@ -460,8 +520,9 @@ impl Engine {
         }
         self.runs.insert(id.clone(), slot);
         if let Some(run) = self.runs.get(&id) {
-            let ready: Vec<TaskIdx> =
-                (0..run.tasks.len()).filter(|&i| run.tasks[i].rec.state == TaskState::Ready).collect();
+            let ready: Vec<TaskIdx> = (0..run.tasks.len())
+                .filter(|&i| run.tasks[i].rec.state == TaskState::Ready)
+                .collect();
             for i in ready {
                 self.mark_ready(&id, i, now);
             }
@@ -508,17 +569,29 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let rng = &mut self.rng;
         let ts = {
-            let run = self.runs.get_mut(run_id).ok_or_else(|| EngineError::UnknownRun(run_id.into()))?;
+            let run = self
+                .runs
+                .get_mut(run_id)
+                .ok_or_else(|| EngineError::UnknownRun(run_id.into()))?;
             let cancelling = run.cancelling;
             let policy = match run.wf.tasks.get(task) {
                 Some(t) => t.retry.clone(),
-                None => return Err(EngineError::UnknownTask { run_id: run_id.into(), task }),
+                None => {
+                    return Err(EngineError::UnknownTask {
+                        run_id: run_id.into(),
+                        task,
+                    });
+                }
             };
             let resources = run.wf.tasks[task].resources.clone();
             let ts = &mut run.tasks[task];
             let current = ts.rec.attempts.len() as u32;
             if ts.rec.state != TaskState::Running || current != attempt {
-                return Err(EngineError::StaleAttempt { run_id: run_id.into(), task, attempt });
+                return Err(EngineError::StaleAttempt {
+                    run_id: run_id.into(),
+                    task,
+                    attempt,
+                });
             }
             let outcome = match ts.kill {
                 Some(KillReason::Timeout) => AttemptOutcome::TimedOut,
@@ -685,13 +758,24 @@ impl Engine {
 
     /// (task id, state) of every task of an active or recently finished run.
     pub fn task_states(&self, run_id: &str) -> Option<Vec<(String, TaskState)>> {
-        let run = self.runs.get(run_id).or_else(|| self.finished.get(run_id))?;
-        Some(run.tasks.iter().map(|t| (t.rec.task_id.clone(), t.rec.state)).collect())
+        let run = self
+            .runs
+            .get(run_id)
+            .or_else(|| self.finished.get(run_id))?;
+        Some(
+            run.tasks
+                .iter()
+                .map(|t| (t.rec.task_id.clone(), t.rec.state))
+                .collect(),
+        )
     }
 
     /// Full records of an active or recently finished run.
     pub fn run_snapshot(&self, run_id: &str) -> Option<(RunRecord, Vec<TaskInstanceRecord>)> {
-        self.runs.get(run_id).or_else(|| self.finished.get(run_id)).map(RunSlot::snapshot)
+        self.runs
+            .get(run_id)
+            .or_else(|| self.finished.get(run_id))
+            .map(RunSlot::snapshot)
     }
 
     /// Number of running attempts.
@@ -714,25 +798,44 @@ impl Engine {
     fn active_runs(&self, workflow: &str) -> Vec<RunId> {
         self.runs
             .values()
-            .filter(|r| r.rec.workflow == workflow && r.rec.state == RunState::Running && !r.cancelling)
+            .filter(|r| {
+                r.rec.workflow == workflow && r.rec.state == RunState::Running && !r.cancelling
+            })
             .map(|r| r.rec.run_id.clone())
             .collect()
     }
 
-    fn running_attempt(&mut self, run_id: &str, task: TaskIdx, attempt: u32) -> Result<&mut TaskSlot, EngineError> {
-        let run = self.runs.get_mut(run_id).ok_or_else(|| EngineError::UnknownRun(run_id.into()))?;
+    fn running_attempt(
+        &mut self,
+        run_id: &str,
+        task: TaskIdx,
+        attempt: u32,
+    ) -> Result<&mut TaskSlot, EngineError> {
+        let run = self
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| EngineError::UnknownRun(run_id.into()))?;
         let ts = run
             .tasks
             .get_mut(task)
-            .ok_or_else(|| EngineError::UnknownTask { run_id: run_id.into(), task })?;
+            .ok_or_else(|| EngineError::UnknownTask {
+                run_id: run_id.into(),
+                task,
+            })?;
         if ts.rec.state != TaskState::Running || ts.rec.attempts.len() as u32 != attempt {
-            return Err(EngineError::StaleAttempt { run_id: run_id.into(), task, attempt });
+            return Err(EngineError::StaleAttempt {
+                run_id: run_id.into(),
+                task,
+                attempt,
+            });
         }
         Ok(ts)
     }
 
     fn start_run(&mut self, id: &str, now: Now) {
-        let Some(run) = self.runs.get_mut(id) else { return };
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
         run.rec.state = RunState::Running;
         run.rec.started_ms = Some(now.wall_ms());
         self.dirty.insert((id.to_string(), None));
@@ -753,12 +856,18 @@ impl Engine {
     }
 
     fn evaluate_task(&mut self, id: &str, i: TaskIdx, now: Now) {
-        let Some(run) = self.runs.get_mut(id) else { return };
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
         if run.cancelling || run.tasks[i].rec.state != TaskState::Pending {
             return;
         }
         let task = &run.wf.tasks[i];
-        let ups: Vec<TaskState> = task.upstream.iter().map(|&u| run.tasks[u].rec.state).collect();
+        let ups: Vec<TaskState> = task
+            .upstream
+            .iter()
+            .map(|&u| run.tasks[u].rec.state)
+            .collect();
         match evaluate_rule(task.trigger_rule, &ups) {
             RuleVerdict::Wait => {}
             RuleVerdict::Ready => self.mark_ready(id, i, now),
@@ -786,7 +895,9 @@ impl Engine {
 
     fn mark_ready(&mut self, id: &str, i: TaskIdx, now: Now) {
         let cfg_resources = &self.cfg.resources;
-        let Some(run) = self.runs.get_mut(id) else { return };
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
         let task = &run.wf.tasks[i];
         let mut impossible = None;
         for (name, &units) in &task.resources {
@@ -804,7 +915,12 @@ impl Engine {
                 _ => {}
             }
         }
-        let key = (-(task.priority as i64), run.rec.scheduled_ms, id.to_string(), i);
+        let key = (
+            -(task.priority as i64),
+            run.rec.scheduled_ms,
+            id.to_string(),
+            i,
+        );
         let ts = &mut run.tasks[i];
         ts.retry_at = None;
         ts.rec.retry_at_ms = None;
@@ -875,7 +991,9 @@ impl Engine {
                 *self.in_use.entry(name.clone()).or_insert(0) += units;
             }
             self.running += 1;
-            let Some(run) = self.runs.get_mut(id) else { continue };
+            let Some(run) = self.runs.get_mut(id) else {
+                continue;
+            };
             let timeout = run.wf.tasks[i].timeout;
             let ts = &mut run.tasks[i];
             let attempt = ts.rec.attempts.len() as u32 + 1;
@@ -894,7 +1012,11 @@ impl Engine {
             ts.deadline = timeout.map(|t| now.mono.saturating_add(t));
             ts.kill = None;
             self.dirty.insert((id.clone(), Some(i)));
-            self.pending.push(Action::Spawn { run_id: id.clone(), task: i, attempt });
+            self.pending.push(Action::Spawn {
+                run_id: id.clone(),
+                task: i,
+                attempt,
+            });
         }
     }
 
@@ -902,7 +1024,9 @@ impl Engine {
         let names: Vec<String> = self.queued.keys().cloned().collect();
         for name in names {
             loop {
-                let Some(first) = self.queued.get(&name).and_then(|q| q.first().cloned()) else { break };
+                let Some(first) = self.queued.get(&name).and_then(|q| q.first().cloned()) else {
+                    break;
+                };
                 let bound = match self.runs.get(&first.1) {
                     Some(r) => r.wf.max_active_runs.max(1) as usize,
                     None => {
@@ -925,7 +1049,9 @@ impl Engine {
     }
 
     fn cancel(&mut self, id: &str, now: Now) {
-        let Some(run) = self.runs.get_mut(id) else { return };
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
         if run.rec.state == RunState::Queued {
             let key = (run.rec.scheduled_ms, id.to_string());
             if let Some(q) = self.queued.get_mut(&run.rec.workflow) {
@@ -979,11 +1105,16 @@ impl Engine {
         } else {
             RunState::Succeeded
         };
-        let Some(mut slot) = self.runs.remove(id) else { return };
+        let Some(mut slot) = self.runs.remove(id) else {
+            return;
+        };
         slot.rec.state = state;
         slot.rec.ended_ms = Some(now.wall_ms());
         self.dirty.insert((id.to_string(), None));
-        self.pending.push(Action::RunFinished { run_id: id.to_string(), state });
+        self.pending.push(Action::RunFinished {
+            run_id: id.to_string(),
+            state,
+        });
         self.retire(id.to_string(), slot);
     }
 
@@ -999,7 +1130,9 @@ impl Engine {
         let dirty = std::mem::take(&mut self.dirty);
         let mut events = Vec::with_capacity(dirty.len());
         for (id, which) in dirty {
-            let Some(run) = self.runs.get(&id).or_else(|| self.finished.get(&id)) else { continue };
+            let Some(run) = self.runs.get(&id).or_else(|| self.finished.get(&id)) else {
+                continue;
+            };
             match which {
                 None => events.push(StatusEvent::Run(run.rec.clone())),
                 Some(i) => {

@@ -59,7 +59,10 @@ pub const MAX_CATCHUP_FIRINGS: usize = 1000;
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlannerOutput {
     /// Make a run for this scheduled instant.
-    Fire { scheduled: DateTime<Utc>, kind: RunKind },
+    Fire {
+        scheduled: DateTime<Utc>,
+        kind: RunKind,
+    },
     /// Instants that will not be run.
     Missed(MissedFirings),
 }
@@ -160,10 +163,18 @@ impl Planner {
             match self.catchup {
                 Catchup::None => self.miss(&mut missed, cursor, late_end, "catchup=none"),
                 Catchup::Latest => {
-                    let on_time = self.schedule.next_after(on_time_from, self.tz).is_some_and(|t| t <= end);
+                    let on_time = self
+                        .schedule
+                        .next_after(on_time_from, self.tz)
+                        .is_some_and(|t| t <= end);
                     if let Some(l) = self.last_at_or_before(late_end, cursor) {
                         if on_time {
-                            self.miss(&mut missed, cursor, late_end, "catchup=latest, superseded by an on-time firing");
+                            self.miss(
+                                &mut missed,
+                                cursor,
+                                late_end,
+                                "catchup=latest, superseded by an on-time firing",
+                            );
                         } else if l < win_start {
                             self.miss(&mut missed, cursor, late_end, "outside catchup_window");
                         } else {
@@ -208,7 +219,12 @@ impl Planner {
             let reason = if missed.reasons.len() == 1 {
                 missed.reasons[0].0.clone()
             } else {
-                missed.reasons.iter().map(|(r, n)| format!("{n}: {r}")).collect::<Vec<_>>().join("; ")
+                missed
+                    .reasons
+                    .iter()
+                    .map(|(r, n)| format!("{n}: {r}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             };
             out.push(PlannerOutput::Missed(MissedFirings {
                 workflow: self.workflow.clone(),
@@ -230,7 +246,13 @@ impl Planner {
     }
 
     /// Count instants in `(after, upto]` as missed.
-    fn miss(&mut self, acc: &mut MissedAcc, after: DateTime<Utc>, upto: DateTime<Utc>, reason: &str) {
+    fn miss(
+        &mut self,
+        acc: &mut MissedAcc,
+        after: DateTime<Utc>,
+        upto: DateTime<Utc>,
+        reason: &str,
+    ) {
         let n = self.count_between(after, upto);
         if n == 0 {
             return;
@@ -247,7 +269,11 @@ impl Planner {
     }
 
     /// The last instant in `(after, upto]`, by exponential search backwards from `upto`.
-    fn last_at_or_before(&self, upto: DateTime<Utc>, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    fn last_at_or_before(
+        &self,
+        upto: DateTime<Utc>,
+        after: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         match self.schedule.next_after(after, self.tz) {
             Some(t) if t <= upto => {}
             _ => return None,
@@ -257,7 +283,11 @@ impl Planner {
             let lo = sub(upto, d).max(after);
             if let Some(t) = self.schedule.next_after(lo, self.tz).filter(|t| *t <= upto) {
                 let mut last = t;
-                while let Some(n) = self.schedule.next_after(last, self.tz).filter(|n| *n <= upto) {
+                while let Some(n) = self
+                    .schedule
+                    .next_after(last, self.tz)
+                    .filter(|n| *n <= upto)
+                {
                     last = n;
                 }
                 return Some(last);
@@ -300,10 +330,18 @@ impl Planner {
         let mut count = 0;
         let mut pos = after;
         while pos < upto {
-            let Some(t) = self.schedule.next_after(pos, self.tz).filter(|t| *t <= upto) else { break };
-            let d = t.with_timezone(&self.tz).date_naive();
-            let (Some(ds), Some(de)) = (self.day_start(d), d.succ_opt().and_then(|n| self.day_start(n)))
+            let Some(t) = self
+                .schedule
+                .next_after(pos, self.tz)
+                .filter(|t| *t <= upto)
             else {
+                break;
+            };
+            let d = t.with_timezone(&self.tz).date_naive();
+            let (Some(ds), Some(de)) = (
+                self.day_start(d),
+                d.succ_opt().and_then(|n| self.day_start(n)),
+            ) else {
                 return count + self.iterate_count(pos, upto);
             };
             if ds > t || de <= t {
@@ -315,7 +353,8 @@ impl Planner {
                 pos = sub(ds, NS);
             }
             let seg_end = upto.min(sub(de, NS));
-            let whole = add(pos, NS) == ds && seg_end == sub(de, NS) && de - ds == TimeDelta::days(1);
+            let whole =
+                add(pos, NS) == ds && seg_end == sub(de, NS) && de - ds == TimeDelta::days(1);
             if whole {
                 match self.per_day {
                     Some(c) => count += c,
@@ -339,14 +378,26 @@ mod tests {
     use super::*;
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap()
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap()
     }
 
     fn at(s: &str, mono_s: u64) -> Now {
-        Now { wall: utc(s), mono: Duration::from_secs(mono_s) }
+        Now {
+            wall: utc(s),
+            mono: Duration::from_secs(mono_s),
+        }
     }
 
-    fn planner(expr: &str, tz: Tz, catchup: Catchup, window_h: u64, last: Option<&str>, now: Now) -> Planner {
+    fn planner(
+        expr: &str,
+        tz: Tz,
+        catchup: Catchup,
+        window_h: u64,
+        last: Option<&str>,
+        now: Now,
+    ) -> Planner {
         Planner::new(
             Schedule::parse(expr).unwrap(),
             tz,
@@ -364,11 +415,24 @@ mod tests {
 
     #[test]
     fn on_time_firing_is_scheduled() {
-        let mut p = planner("*/5 * * * *", Tz::UTC, Catchup::All, 24, None, at("2026-01-01T00:01:00Z", 0));
+        let mut p = planner(
+            "*/5 * * * *",
+            Tz::UTC,
+            Catchup::All,
+            24,
+            None,
+            at("2026-01-01T00:01:00Z", 0),
+        );
         assert_eq!(p.poll_timeout(), Some(utc("2026-01-01T00:05:00Z")));
         assert!(p.handle_time(at("2026-01-01T00:04:59Z", 239)).is_empty());
         let out = p.handle_time(at("2026-01-01T00:05:10Z", 250));
-        assert_eq!(out, vec![PlannerOutput::Fire { scheduled: utc("2026-01-01T00:05:00Z"), kind: RunKind::Scheduled }]);
+        assert_eq!(
+            out,
+            vec![PlannerOutput::Fire {
+                scheduled: utc("2026-01-01T00:05:00Z"),
+                kind: RunKind::Scheduled
+            }]
+        );
         assert_eq!(p.last_fired(), Some(utc("2026-01-01T00:05:00Z")));
         // Calling again fires nothing.
         assert!(p.handle_time(at("2026-01-01T00:05:20Z", 260)).is_empty());
@@ -379,41 +443,107 @@ mod tests {
     fn restart_with_catchup_policies() {
         // Hourly; last fired 00:00; the agent comes back at 05:10 (5 missed: 01..05).
         let now = at("2026-01-01T05:10:00Z", 0);
-        let mut none = planner("0 * * * *", Tz::UTC, Catchup::None, 24, Some("2026-01-01T00:00:00Z"), now);
+        let mut none = planner(
+            "0 * * * *",
+            Tz::UTC,
+            Catchup::None,
+            24,
+            Some("2026-01-01T00:00:00Z"),
+            now,
+        );
         let out = none.handle_time(now);
         assert_eq!(out.len(), 1);
-        let PlannerOutput::Missed(m) = &out[0] else { panic!("{out:?}") };
-        assert_eq!((m.count, m.first_ms, m.last_ms), (5, utc("2026-01-01T01:00:00Z").timestamp_millis(), utc("2026-01-01T05:00:00Z").timestamp_millis()));
+        let PlannerOutput::Missed(m) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (m.count, m.first_ms, m.last_ms),
+            (
+                5,
+                utc("2026-01-01T01:00:00Z").timestamp_millis(),
+                utc("2026-01-01T05:00:00Z").timestamp_millis()
+            )
+        );
         assert_eq!(m.reason, "catchup=none");
         assert_eq!(none.last_fired(), Some(utc("2026-01-01T05:00:00Z")));
 
-        let mut latest = planner("0 * * * *", Tz::UTC, Catchup::Latest, 24, Some("2026-01-01T00:00:00Z"), now);
+        let mut latest = planner(
+            "0 * * * *",
+            Tz::UTC,
+            Catchup::Latest,
+            24,
+            Some("2026-01-01T00:00:00Z"),
+            now,
+        );
         let out = latest.handle_time(now);
-        let PlannerOutput::Missed(m) = &out[0] else { panic!("{out:?}") };
+        let PlannerOutput::Missed(m) = &out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!(m.count, 4);
-        assert_eq!(out[1], PlannerOutput::Fire { scheduled: utc("2026-01-01T05:00:00Z"), kind: RunKind::Catchup });
+        assert_eq!(
+            out[1],
+            PlannerOutput::Fire {
+                scheduled: utc("2026-01-01T05:00:00Z"),
+                kind: RunKind::Catchup
+            }
+        );
 
-        let mut all = planner("0 * * * *", Tz::UTC, Catchup::All, 3, Some("2026-01-01T00:00:00Z"), now);
+        let mut all = planner(
+            "0 * * * *",
+            Tz::UTC,
+            Catchup::All,
+            3,
+            Some("2026-01-01T00:00:00Z"),
+            now,
+        );
         let out = all.handle_time(now);
-        let PlannerOutput::Missed(m) = &out[0] else { panic!("{out:?}") };
+        let PlannerOutput::Missed(m) = &out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!((m.count, m.reason.as_str()), (2, "outside catchup_window"));
-        let fired: Vec<_> = out[1..].iter().map(|o| match o {
-            PlannerOutput::Fire { scheduled, kind: RunKind::Catchup } => scheduled.to_rfc3339(),
-            other => panic!("{other:?}"),
-        }).collect();
-        assert_eq!(fired, ["2026-01-01T03:00:00+00:00", "2026-01-01T04:00:00+00:00", "2026-01-01T05:00:00+00:00"]);
+        let fired: Vec<_> = out[1..]
+            .iter()
+            .map(|o| match o {
+                PlannerOutput::Fire {
+                    scheduled,
+                    kind: RunKind::Catchup,
+                } => scheduled.to_rfc3339(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            fired,
+            [
+                "2026-01-01T03:00:00+00:00",
+                "2026-01-01T04:00:00+00:00",
+                "2026-01-01T05:00:00+00:00"
+            ]
+        );
     }
 
     #[test]
     fn backward_jump_waits() {
-        let mut p = planner("* * * * *", Tz::UTC, Catchup::All, 24, None, at("2026-01-01T00:00:30Z", 0));
+        let mut p = planner(
+            "* * * * *",
+            Tz::UTC,
+            Catchup::All,
+            24,
+            None,
+            at("2026-01-01T00:00:30Z", 0),
+        );
         let out = p.handle_time(at("2026-01-01T00:01:00Z", 30));
         assert_eq!(out.len(), 1);
         // Wall jumps back 10 minutes; mono advances.
         assert!(p.handle_time(at("2025-12-31T23:51:00Z", 31)).is_empty());
         assert!(p.handle_time(at("2026-01-01T00:01:30Z", 661)).is_empty());
         let out = p.handle_time(at("2026-01-01T00:02:00Z", 691));
-        assert_eq!(out, vec![PlannerOutput::Fire { scheduled: utc("2026-01-01T00:02:00Z"), kind: RunKind::Scheduled }]);
+        assert_eq!(
+            out,
+            vec![PlannerOutput::Fire {
+                scheduled: utc("2026-01-01T00:02:00Z"),
+                kind: RunKind::Scheduled
+            }]
+        );
     }
 
     #[test]
@@ -425,14 +555,25 @@ mod tests {
             ("0 9 * * 1-5", chrono_tz::America::New_York),
             ("*/20 * * * * *", chrono_tz::Europe::Berlin),
         ] {
-            let mut p = planner(expr, tz, Catchup::None, 24, None, at("2026-01-01T00:00:00Z", 0));
+            let mut p = planner(
+                expr,
+                tz,
+                Catchup::None,
+                24,
+                None,
+                at("2026-01-01T00:00:00Z", 0),
+            );
             for (a, b) in [
                 ("2026-03-20T13:17:05Z", "2026-04-02T01:00:00Z"),
                 ("2026-10-20T00:00:00Z", "2026-11-05T23:59:59Z"),
                 ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"),
             ] {
                 let (a, b) = (utc(a), utc(b));
-                assert_eq!(p.count_between(a, b), brute_count(&p, a, b), "{expr} {a} {b}");
+                assert_eq!(
+                    p.count_between(a, b),
+                    brute_count(&p, a, b),
+                    "{expr} {a} {b}"
+                );
             }
         }
     }
@@ -440,9 +581,18 @@ mod tests {
     #[test]
     fn per_second_month_is_counted_quickly() {
         let now = at("2026-02-01T00:00:00Z", 0);
-        let mut p = planner("* * * * * *", Tz::UTC, Catchup::None, 24, Some("2026-01-01T00:00:00Z"), now);
+        let mut p = planner(
+            "* * * * * *",
+            Tz::UTC,
+            Catchup::None,
+            24,
+            Some("2026-01-01T00:00:00Z"),
+            now,
+        );
         let out = p.handle_time(now);
-        let PlannerOutput::Missed(m) = &out[0] else { panic!("{out:?}") };
+        let PlannerOutput::Missed(m) = &out[0] else {
+            panic!("{out:?}")
+        };
         // Instants in [now - 30 s, now] (31 of them) fire on time; the older ones are missed.
         assert_eq!(m.count, 31 * 86_400 - 31);
         assert_eq!(out.len(), 1 + 31);
@@ -454,35 +604,68 @@ mod tests {
     fn dst_berlin_spring_and_autumn() {
         let berlin = chrono_tz::Europe::Berlin;
         // Daily at 02:30 local: spring-forward day fires at the transition (03:00 CEST = 01:00Z).
-        let mut p = planner("30 2 * * *", berlin, Catchup::None, 24, None, at("2026-03-27T12:00:00Z", 0));
+        let mut p = planner(
+            "30 2 * * *",
+            berlin,
+            Catchup::None,
+            24,
+            None,
+            at("2026-03-27T12:00:00Z", 0),
+        );
         let mut fired = Vec::new();
         let mut mono = 0;
         let mut wall = utc("2026-03-27T12:00:00Z");
         while wall < utc("2026-03-31T00:00:00Z") {
             wall += TimeDelta::minutes(1);
             mono += 60;
-            for o in p.handle_time(Now { wall, mono: Duration::from_secs(mono) }) {
+            for o in p.handle_time(Now {
+                wall,
+                mono: Duration::from_secs(mono),
+            }) {
                 match o {
-                    PlannerOutput::Fire { scheduled, kind: RunKind::Scheduled } => fired.push(scheduled.to_rfc3339()),
+                    PlannerOutput::Fire {
+                        scheduled,
+                        kind: RunKind::Scheduled,
+                    } => fired.push(scheduled.to_rfc3339()),
                     other => panic!("{other:?}"),
                 }
             }
         }
-        assert_eq!(fired, ["2026-03-28T01:30:00+00:00", "2026-03-29T01:00:00+00:00", "2026-03-30T00:30:00+00:00"]);
+        assert_eq!(
+            fired,
+            [
+                "2026-03-28T01:30:00+00:00",
+                "2026-03-29T01:00:00+00:00",
+                "2026-03-30T00:30:00+00:00"
+            ]
+        );
 
         // Autumn: 02:30 happens twice on 2026-10-25; it fires once (first occurrence, CEST).
-        let mut p = planner("30 2 * * *", berlin, Catchup::None, 24, None, at("2026-10-24T12:00:00Z", 0));
+        let mut p = planner(
+            "30 2 * * *",
+            berlin,
+            Catchup::None,
+            24,
+            None,
+            at("2026-10-24T12:00:00Z", 0),
+        );
         let mut fired = Vec::new();
         let mut wall = utc("2026-10-24T12:00:00Z");
         while wall < utc("2026-10-27T00:00:00Z") {
             wall += TimeDelta::minutes(1);
             mono += 60;
-            for o in p.handle_time(Now { wall, mono: Duration::from_secs(mono) }) {
+            for o in p.handle_time(Now {
+                wall,
+                mono: Duration::from_secs(mono),
+            }) {
                 if let PlannerOutput::Fire { scheduled, .. } = o {
                     fired.push(scheduled.to_rfc3339());
                 }
             }
         }
-        assert_eq!(fired, ["2026-10-25T00:30:00+00:00", "2026-10-26T01:30:00+00:00"]);
+        assert_eq!(
+            fired,
+            ["2026-10-25T00:30:00+00:00", "2026-10-26T01:30:00+00:00"]
+        );
     }
 }

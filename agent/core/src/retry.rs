@@ -50,7 +50,11 @@ pub fn base_delay(policy: &RetryPolicy, attempt: u32) -> Duration {
 
 /// `d` multiplied by `1 + jitter * (2u - 1)`; `u` is clamped to `[0, 1]`.
 pub fn apply_jitter(d: Duration, jitter: f64, u: f64) -> Duration {
-    let jitter = if jitter.is_nan() { 0.0 } else { jitter.clamp(0.0, 1.0) };
+    let jitter = if jitter.is_nan() {
+        0.0
+    } else {
+        jitter.clamp(0.0, 1.0)
+    };
     if jitter == 0.0 {
         return d;
     }
@@ -110,7 +114,13 @@ impl SplitMix64 {
 mod tests {
     use super::*;
 
-    fn policy(retries: u32, secs: u64, backoff: Backoff, max: Option<u64>, jitter: f64) -> RetryPolicy {
+    fn policy(
+        retries: u32,
+        secs: u64,
+        backoff: Backoff,
+        max: Option<u64>,
+        jitter: f64,
+    ) -> RetryPolicy {
         RetryPolicy {
             retries,
             delay: Duration::from_secs(secs),
@@ -158,12 +168,21 @@ mod tests {
         for _ in 0..1000 {
             let d = retry_delay(&p, 1, &mut a);
             assert_eq!(d, retry_delay(&p, 1, &mut b));
-            assert!(d >= Duration::from_secs(75) && d <= Duration::from_secs(125), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(75) && d <= Duration::from_secs(125),
+                "{d:?}"
+            );
             distinct.insert(d.as_millis());
         }
         assert!(distinct.len() > 100, "jitter should spread delays");
-        assert_eq!(apply_jitter(Duration::from_secs(10), 1.0, 0.0), Duration::ZERO);
-        assert_eq!(apply_jitter(Duration::from_secs(10), f64::NAN, 0.0), Duration::from_secs(10));
+        assert_eq!(
+            apply_jitter(Duration::from_secs(10), 1.0, 0.0),
+            Duration::ZERO
+        );
+        assert_eq!(
+            apply_jitter(Duration::from_secs(10), f64::NAN, 0.0),
+            Duration::from_secs(10)
+        );
         assert_eq!(apply_jitter(Duration::MAX, 1.0, 1.0), Duration::MAX);
     }
 

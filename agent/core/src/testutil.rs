@@ -51,7 +51,11 @@ impl WorkflowBuilder {
             upstream,
             trigger_rule: TriggerRule::default(),
             timeout: None,
-            retry: RetryPolicy { retries: 0, delay: Duration::from_secs(10), ..RetryPolicy::default() },
+            retry: RetryPolicy {
+                retries: 0,
+                delay: Duration::from_secs(10),
+                ..RetryPolicy::default()
+            },
             priority: 0,
             env: BTreeMap::new(),
             working_dir: None,
@@ -64,8 +68,10 @@ impl WorkflowBuilder {
 
     /// Add a task whose upstream tasks are given by index.
     pub fn task_idx(mut self, id: &str, upstream: &[usize]) -> Self {
-        let deps: Vec<String> =
-            upstream.iter().filter_map(|&u| self.wf.tasks.get(u).map(|t| t.id.clone())).collect();
+        let deps: Vec<String> = upstream
+            .iter()
+            .filter_map(|&u| self.wf.tasks.get(u).map(|t| t.id.clone()))
+            .collect();
         let refs: Vec<&str> = deps.iter().map(String::as_str).collect();
         self = self.task(id, &refs);
         self
@@ -172,5 +178,8 @@ pub const BASE_WALL_MS: i64 = 1_767_225_600_000;
 /// A clock reading `ms` milliseconds after [`BASE_WALL_MS`] (wall) and after boot (mono).
 pub fn now_ms(ms: u64) -> Now {
     let wall = DateTime::<Utc>::from_timestamp_millis(BASE_WALL_MS + ms as i64).unwrap_or_default();
-    Now { wall, mono: Duration::from_millis(ms) }
+    Now {
+        wall,
+        mono: Duration::from_millis(ms),
+    }
 }
