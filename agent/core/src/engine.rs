@@ -226,11 +226,14 @@ impl RunSlot {
         }
     }
 
+    /// A run that never started (skipped, or cancelled while queued) has no task records.
     fn snapshot(&self) -> (RunRecord, Vec<TaskInstanceRecord>) {
-        (
-            self.rec.clone(),
-            self.tasks.iter().map(|t| t.rec.clone()).collect(),
-        )
+        let tasks = if self.rec.started_ms.is_some() {
+            self.tasks.iter().map(|t| t.rec.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        (self.rec.clone(), tasks)
     }
 }
 
@@ -756,18 +759,11 @@ impl Engine {
         self.runs.values().map(|r| &r.rec)
     }
 
-    /// (task id, state) of every task of an active or recently finished run.
+    /// (task id, state) of every task of an active or recently finished run (empty for a run
+    /// that never started).
     pub fn task_states(&self, run_id: &str) -> Option<Vec<(String, TaskState)>> {
-        let run = self
-            .runs
-            .get(run_id)
-            .or_else(|| self.finished.get(run_id))?;
-        Some(
-            run.tasks
-                .iter()
-                .map(|t| (t.rec.task_id.clone(), t.rec.state))
-                .collect(),
-        )
+        let (_, tasks) = self.run_snapshot(run_id)?;
+        Some(tasks.into_iter().map(|t| (t.task_id, t.state)).collect())
     }
 
     /// Full records of an active or recently finished run.
@@ -1059,6 +1055,20 @@ impl Engine {
             }
         }
         run.cancelling = true;
+        if run.rec.started_ms.is_none() {
+            // Never started: no task records; the run ends at once.
+            run.rec.state = RunState::Cancelled;
+            run.rec.ended_ms = Some(now.wall_ms());
+            self.dirty.insert((id.to_string(), None));
+            self.pending.push(Action::RunFinished {
+                run_id: id.to_string(),
+                state: RunState::Cancelled,
+            });
+            if let Some(slot) = self.runs.remove(id) {
+                self.retire(id.to_string(), slot);
+            }
+            return;
+        }
         for (i, ts) in run.tasks.iter_mut().enumerate() {
             match ts.rec.state {
                 TaskState::Running => {
@@ -1087,7 +1097,7 @@ impl Engine {
 
     fn check_finished(&mut self, id: &str, now: Now) {
         let Some(run) = self.runs.get(id) else { return };
-        if run.rec.state == RunState::Queued && !run.cancelling {
+        if run.rec.state == RunState::Queued {
             return;
         }
         if !run.tasks.iter().all(|t| t.rec.state.is_terminal()) {
