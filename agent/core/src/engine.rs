@@ -661,22 +661,20 @@ impl Engine {
         for (id, run) in self.runs.iter_mut() {
             for (i, ts) in run.tasks.iter_mut().enumerate() {
                 match ts.rec.state {
-                    TaskState::Running => {
-                        if ts.kill.is_none() && ts.deadline.is_some_and(|d| d <= now.mono) {
-                            ts.kill = Some(KillReason::Timeout);
-                            ts.deadline = None;
-                            self.pending.push(Action::Kill {
-                                run_id: id.clone(),
-                                task: i,
-                                attempt: ts.rec.attempts.len() as u32,
-                                reason: KillReason::Timeout,
-                            });
-                        }
+                    TaskState::Running
+                        if ts.kill.is_none() && ts.deadline.is_some_and(|d| d <= now.mono) =>
+                    {
+                        ts.kill = Some(KillReason::Timeout);
+                        ts.deadline = None;
+                        self.pending.push(Action::Kill {
+                            run_id: id.clone(),
+                            task: i,
+                            attempt: ts.rec.attempts.len() as u32,
+                            reason: KillReason::Timeout,
+                        });
                     }
-                    TaskState::UpForRetry => {
-                        if ts.retry_at.is_none_or(|d| d <= now.mono) {
-                            to_ready.push((id.clone(), i));
-                        }
+                    TaskState::UpForRetry if ts.retry_at.is_none_or(|d| d <= now.mono) => {
+                        to_ready.push((id.clone(), i));
                     }
                     _ => {}
                 }
@@ -859,10 +857,12 @@ impl Engine {
             return;
         }
         let task = &run.wf.tasks[i];
+        // Indices come from a validated workflow (all < i); an out-of-range one is ignored
+        // rather than trusted.
         let ups: Vec<TaskState> = task
             .upstream
             .iter()
-            .map(|&u| run.tasks[u].rec.state)
+            .filter_map(|&u| run.tasks.get(u).map(|t| t.rec.state))
             .collect();
         match evaluate_rule(task.trigger_rule, &ups) {
             RuleVerdict::Wait => {}
@@ -1019,10 +1019,7 @@ impl Engine {
     fn admit_queued(&mut self, now: Now) {
         let names: Vec<String> = self.queued.keys().cloned().collect();
         for name in names {
-            loop {
-                let Some(first) = self.queued.get(&name).and_then(|q| q.first().cloned()) else {
-                    break;
-                };
+            while let Some(first) = self.queued.get(&name).and_then(|q| q.first().cloned()) {
                 let bound = match self.runs.get(&first.1) {
                     Some(r) => r.wf.max_active_runs.max(1) as usize,
                     None => {
@@ -1071,17 +1068,17 @@ impl Engine {
         }
         for (i, ts) in run.tasks.iter_mut().enumerate() {
             match ts.rec.state {
-                TaskState::Running => {
-                    if ts.kill.is_none() {
-                        ts.kill = Some(KillReason::Cancel);
-                        self.pending.push(Action::Kill {
-                            run_id: id.to_string(),
-                            task: i,
-                            attempt: ts.rec.attempts.len() as u32,
-                            reason: KillReason::Cancel,
-                        });
-                    }
+                TaskState::Running if ts.kill.is_none() => {
+                    ts.kill = Some(KillReason::Cancel);
+                    self.pending.push(Action::Kill {
+                        run_id: id.to_string(),
+                        task: i,
+                        attempt: ts.rec.attempts.len() as u32,
+                        reason: KillReason::Cancel,
+                    });
                 }
+                // Already being killed (timeout): its exit ends it as Cancelled.
+                TaskState::Running => {}
                 s if !s.is_terminal() => {
                     ts.rec.state = TaskState::Cancelled;
                     ts.rec.retry_at_ms = None;

@@ -30,7 +30,9 @@
 //!
 //! `last_fired` is the highest instant accounted for (fired *or* reported missed), so that a
 //! restart neither re-fires nor re-reports. With no history (`None`), the planner starts at
-//! `now`: instants before its creation are not its business.
+//! `now`: instants before its creation are not its business. A driver that wants downtime before
+//! a workflow's first firing accounted for should persist the workflow's activation instant and
+//! pass it as `last_fired` until the planner reports one.
 //!
 //! # Cost of counting missed firings
 //!
@@ -374,6 +376,7 @@ impl Planner {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -111,6 +111,7 @@ impl SplitMix64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests may unwrap
 mod common;
 
 use std::collections::BTreeMap;

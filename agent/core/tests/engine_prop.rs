@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests may unwrap
 //! Property tests: random DAGs driven by a seeded simulated executor.
 
 mod common;
@@ -204,7 +205,7 @@ fn simulate(s: &Scenario) -> Vec<Action> {
                         _ => AttemptOutcome::Exited(1),
                     };
                     let dur = 1 + (r >> 8) % 10_000;
-                    if r % 3 == 0 {
+                    if r.is_multiple_of(3) {
                         let now = sim.now();
                         sim.engine
                             .handle_started(

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests may unwrap
 //! Property tests for the planner: random schedules and clock scripts.
 
 use std::time::Duration;
@@ -203,7 +204,7 @@ fn a_week_of_a_per_minute_schedule_with_a_millisecond_clock() {
         let next = p.poll_timeout().unwrap();
         // Sometimes wake early (spurious), usually a little late (0..5 s).
         let r = rng.next_u64();
-        let target = if r % 10 == 0 {
+        let target = if r.is_multiple_of(10) {
             next - TimeDelta::milliseconds((r % 1000) as i64 + 1)
         } else {
             next + TimeDelta::milliseconds((r >> 10) as i64 % 5000)

@@ -1,6 +1,6 @@
 //! A simulated driver: applies commits to an in-memory "store" and checks the durable-first
 //! contract on every Spawn.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
