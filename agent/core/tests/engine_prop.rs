@@ -34,6 +34,8 @@ struct Scenario {
     max_running: usize,
     runs_at: Vec<u64>,
     cancels_at: Vec<(u64, usize)>,
+    /// The agent crashes at this time and is rebuilt from the committed store.
+    crash_at: Option<u64>,
     seed: u64,
 }
 
@@ -94,18 +96,22 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 1..4usize,
                 proptest::collection::vec(0..20_000u64, 1..4),
                 proptest::collection::vec((0..40_000u64, 0..4usize), 0..2),
+                proptest::option::weighted(0.4, 0..40_000u64),
                 any::<u64>(),
             )
         })
         .prop_map(
-            |(tasks, overlap, max_active, max_running, runs_at, cancels_at, seed)| Scenario {
-                tasks,
-                overlap,
-                max_active,
-                max_running,
-                runs_at,
-                cancels_at,
-                seed,
+            |(tasks, overlap, max_active, max_running, runs_at, cancels_at, crash_at, seed)| {
+                Scenario {
+                    tasks,
+                    overlap,
+                    max_active,
+                    max_running,
+                    runs_at,
+                    cancels_at,
+                    crash_at,
+                    seed,
+                }
             },
         )
 }
@@ -158,11 +164,13 @@ struct Running {
 /// violated invariant.
 fn simulate(s: &Scenario) -> Vec<Action> {
     let wf = build(s);
-    let mut sim = Sim::new(Engine::new(EngineConfig {
+    let cfg = EngineConfig {
         max_running: s.max_running,
         resources: BTreeMap::from([("r".to_string(), CAP)]),
         seed: s.seed,
-    }));
+    };
+    let mut sim = Sim::new(Engine::new(cfg.clone()));
+    let mut crash_at = s.crash_at;
     let mut rng = SplitMix64::new(s.seed ^ 0xabcdef);
     let mut running: Vec<Running> = Vec::new();
     let mut adds: Vec<u64> = s.runs_at.clone();
@@ -262,7 +270,7 @@ fn simulate(s: &Scenario) -> Vec<Action> {
         let t_timer = sim.engine.poll_timeout().map(|d| d.as_millis() as u64);
         let t_add = adds.first().copied();
         let t_cancel = cancels.first().map(|c| c.0);
-        let Some(next) = [t_exit, t_timer, t_add, t_cancel]
+        let Some(next) = [t_exit, t_timer, t_add, t_cancel, crash_at]
             .into_iter()
             .flatten()
             .min()
@@ -270,7 +278,37 @@ fn simulate(s: &Scenario) -> Vec<Action> {
             break;
         };
         sim.t = sim.t.max(next);
-        if t_add.is_some_and(|t| t <= sim.t) {
+        if crash_at.is_some_and(|t| t <= sim.t) {
+            // Crash: the processes die with the agent; rebuild from the committed store.
+            crash_at = None;
+            running.clear();
+            let mut fresh = Engine::new(cfg.clone());
+            let now = sim.now();
+            for (id, run) in sim.store_runs.clone() {
+                let tasks = sim
+                    .store_tasks
+                    .values()
+                    .filter(|t| t.run_id == id)
+                    .cloned()
+                    .collect();
+                fresh
+                    .restore_run(run, tasks, wf.clone(), now)
+                    .expect("restore");
+            }
+            sim.engine = fresh;
+            sim.drain();
+            for (id, run) in &sim.store_runs {
+                if run.state.is_terminal() {
+                    continue;
+                }
+                for t in sim.store_tasks.values().filter(|t| &t.run_id == id) {
+                    assert!(
+                        t.attempts.iter().all(|a| a.outcome.is_some()),
+                        "open attempt after restore"
+                    );
+                }
+            }
+        } else if t_add.is_some_and(|t| t <= sim.t) {
             let at = adds.remove(0);
             let run = run_record(&wf, BASE_WALL_MS + at as i64, RunKind::Manual);
             run_ids.push(run.run_id.clone());
@@ -315,9 +353,12 @@ fn simulate(s: &Scenario) -> Vec<Action> {
             let idx = wf.task_index(&t.task_id).expect("task");
             assert!(t.attempts.len() as u32 <= wf.tasks[idx].retry.retries + 1);
         }
-        let (run, tasks) = sim.engine.run_snapshot(id).expect("recent run");
-        assert!(run.state.is_terminal());
-        assert!(tasks.iter().all(|t| t.state.is_terminal()));
+        assert!(sim.store_runs[id].state.is_terminal());
+        // The engine remembers runs that finished since the last (simulated) restart.
+        if let Some((run, tasks)) = sim.engine.run_snapshot(id) {
+            assert_eq!(run, sim.store_runs[id]);
+            assert!(tasks.iter().all(|t| t.state.is_terminal()));
+        }
     }
     assert_eq!(sim.engine.active_run_records().count(), 0);
     sim.log
