@@ -29,6 +29,9 @@
 //! - `cancel_running`: every active or queued run of the workflow is cancelled, and the new run
 //!   starts at once.
 //!
+//! A run that never started (skipped, or cancelled while queued) has no task records: only its
+//! run record is committed.
+//!
 //! # Trigger rules
 //!
 //! Tasks without upstream tasks are ready as soon as the run starts, whatever their rule.

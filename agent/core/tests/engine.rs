@@ -646,3 +646,23 @@ fn restored_queued_run_stays_queued_behind_restored_running_run() {
         matches!(sim2.log[0], Action::Commit(ref e) if e.iter().any(|e| matches!(e, StatusEvent::Task(t) if t.attempts[0].outcome == Some(AttemptOutcome::Interrupted))))
     );
 }
+
+#[test]
+fn runs_that_never_started_have_no_task_records() {
+    let (mut sim, wf, r1, r2) = two_runs(Overlap::Queue, 1);
+    let now = sim.now();
+    sim.engine.handle_cancel(&r2, now).unwrap();
+    sim.drain();
+    assert_eq!(sim.finished, vec![(r2.clone(), RunState::Cancelled)]);
+    assert_eq!(sim.engine.run_snapshot(&r2).unwrap().1, vec![]);
+    assert!(!sim.store_tasks.keys().any(|k| k.0 == r2));
+    assert_eq!(sim.run_state(&r1), RunState::Running);
+
+    let skip = workflow("sk").task("a", &[]).overlap(Overlap::Skip).build();
+    let s1 = start(&mut sim, &skip, 0);
+    let s2 = start(&mut sim, &skip, 1);
+    assert_eq!(sim.run_state(&s1), RunState::Running);
+    assert_eq!(sim.engine.task_states(&s2), Some(vec![]));
+    assert!(!sim.store_tasks.keys().any(|k| k.0 == s2));
+    let _ = wf;
+}
