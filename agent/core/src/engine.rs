@@ -1,0 +1,1165 @@
+//! The agent-wide scheduler of task attempts across all active runs.
+//!
+//! # Call order (quinn-proto style)
+//!
+//! 1. Feed inputs with `add_run`, `restore_run`, `handle_started`, `handle_exited`,
+//!    `handle_cancel`, `handle_timeout`, `stop_starting`. Each takes `now` and updates state; the
+//!    `handle_*` calls (but not `restore_run`) also admit queued runs and start ready tasks.
+//! 2. Drain [`Engine::poll_action`] until it returns `None`, performing each action in order.
+//! 3. Arm a timer for [`Engine::poll_timeout`] (monotonic) and call `handle_timeout` when it
+//!    passes. After `restore_run`, `poll_timeout` returns `Some(ZERO)` so that the driver calls
+//!    `handle_timeout` once every run is restored, which starts scheduling.
+//!
+//! # Ordering contract (durable first)
+//!
+//! Actions are emitted in bursts: one [`Action::Commit`] holding a full snapshot of every run and
+//! task record that changed since the previous burst, followed by the `Spawn`, `Kill` and
+//! `RunFinished` actions of that burst. So every `Spawn` is preceded by a `Commit` containing that
+//! task's `Running` snapshot. The driver may merge consecutive commits into one transaction but
+//! must commit before performing any later action. State changes from several `handle_*` calls
+//! made before polling coalesce into one commit.
+//!
+//! # Run admission (per workflow, by the run's own workflow version)
+//!
+//! "Active" runs are the `Running` runs of the workflow that are not being cancelled.
+//! - `skip`: if another run is active, the new run is committed as `Skipped` (and `RunFinished`).
+//! - `queue` and `allow`: the run starts while fewer than `max_active_runs` (at least 1) are
+//!   active and no older run waits; otherwise it is `Queued`. Queued runs start in order of
+//!   (scheduled time, run id) when active runs drop below the bound.
+//! - `cancel_running`: every active or queued run of the workflow is cancelled, and the new run
+//!   starts at once.
+//!
+//! A run that never started (skipped, or cancelled while queued) has no task records: only its
+//! run record is committed.
+//!
+//! # Trigger rules
+//!
+//! Tasks without upstream tasks are ready as soon as the run starts, whatever their rule.
+//! "Failed-ish" means `Failed` or `UpstreamFailed`. Only terminal upstream states count.
+//!
+//! | rule          | ready when                               | can no longer be met when      |
+//! |---------------|------------------------------------------|--------------------------------|
+//! | `all_success` | all upstream `Succeeded`                 | any upstream terminal, not ok  |
+//! | `all_done`    | all upstream terminal                    | never                          |
+//! | `all_failed`  | all terminal and all failed-ish          | any terminal, not failed-ish   |
+//! | `one_success` | at least one `Succeeded` (early)         | all terminal, none succeeded   |
+//! | `one_failed`  | at least one failed-ish (early)          | all terminal, none failed-ish  |
+//! | `none_failed` | all terminal, none failed-ish            | any failed-ish                 |
+//!
+//! When a rule can no longer be met, the task ends `UpstreamFailed` if some upstream task is
+//! failed-ish and the rule needs upstream success (`all_success`, `one_success`, `none_failed`),
+//! else `Skipped`.
+//!
+//! # Run outcome
+//!
+//! When every task is terminal: `Cancelled` if the run was cancelled; else `Failed` if any leaf
+//! task (one with no downstream task) is failed-ish; else `Succeeded` (Airflow's leaf rule).
+//!
+//! # Slots, resources and priority
+//!
+//! Ready tasks of all runs form one queue ordered by (task priority, higher first; run scheduled
+//! time, earlier first; run id; task index). A task starts when a slot is free (`max_running`)
+//! and all its resources are available. The queue is scanned in order and a task whose resources
+//! are busy is passed over, so lower-priority tasks that fit may start ahead of it (no
+//! head-of-line blocking). The price: a task needing many units of a busy resource can be
+//! overtaken repeatedly. A task asking for a resource that is not configured, or for more units
+//! than its capacity, fails at once (no retry; it could never run) with an explanatory reason.
+//!
+//! # Attempts, retries, timeouts, cancellation
+//!
+//! Success is `Exited(0)`. A failed attempt is retried (state `UpForRetry`, `retry_at` per
+//! [`crate::retry`]) while attempts are left, else the task is `Failed`. A running attempt whose
+//! `timeout` passes (monotonic clock) is killed (`Kill { reason: Timeout }`) and its exit is
+//! recorded as `TimedOut` whatever it died of. `handle_cancel` kills running attempts (their exits
+//! are recorded as `Cancelled`), cancels every non-running, non-terminal task, and ends the run
+//! `Cancelled` when the last running attempt has exited.
+//!
+//! Complexity: `poll_timeout` and `handle_timeout` scan the tasks of active runs (O(tasks)).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_common::clock::Now;
+use outpost_common::model::{Overlap, TaskIdx, TriggerRule, Workflow};
+use outpost_common::record::{
+    AttemptOutcome, AttemptRecord, LimitsMode, RunId, RunRecord, RunState, StatusEvent,
+    TaskInstanceRecord, TaskState, UnixMillis,
+};
+
+use crate::retry::{self, SplitMix64};
+
+/// How many finished runs are kept for [`Engine::run_snapshot`].
+pub const RECENT_FINISHED: usize = 256;
+
+/// Engine configuration.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    /// Agent-wide limit on running tasks.
+    pub max_running: usize,
+    /// Capacities of the named local semaphores tasks may ask for.
+    pub resources: BTreeMap<String, u32>,
+    /// Seed of the jitter generator.
+    pub seed: u64,
+}
+
+/// Why an attempt is killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    Timeout,
+    Cancel,
+}
+
+/// What the driver must do, in order. See the module docs for the ordering contract.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Durably commit these full snapshots (one transaction) before performing later actions.
+    Commit(Vec<StatusEvent>),
+    /// Start attempt `attempt` of `task` in run `run_id`.
+    Spawn {
+        run_id: RunId,
+        task: TaskIdx,
+        attempt: u32,
+    },
+    /// Kill the process of that attempt (its exit is still reported with `handle_exited`).
+    Kill {
+        run_id: RunId,
+        task: TaskIdx,
+        attempt: u32,
+        reason: KillReason,
+    },
+    /// The run reached a terminal state (already committed).
+    RunFinished { run_id: RunId, state: RunState },
+}
+
+/// Input the engine refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// No active run has this id.
+    UnknownRun(RunId),
+    /// The run is known (active or finished) already.
+    DuplicateRun(RunId),
+    /// The task index is out of range for the run's workflow.
+    UnknownTask { run_id: RunId, task: TaskIdx },
+    /// The report is about an attempt that is not the task's current running attempt.
+    StaleAttempt {
+        run_id: RunId,
+        task: TaskIdx,
+        attempt: u32,
+    },
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::UnknownRun(r) => write!(f, "no active run `{r}`"),
+            EngineError::DuplicateRun(r) => write!(f, "run `{r}` is already known"),
+            EngineError::UnknownTask { run_id, task } => {
+                write!(f, "run `{run_id}` has no task #{task}")
+            }
+            EngineError::StaleAttempt {
+                run_id,
+                task,
+                attempt,
+            } => {
+                write!(
+                    f,
+                    "attempt {attempt} of task #{task} in run `{run_id}` is not running"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+#[derive(Debug, Clone)]
+struct TaskSlot {
+    rec: TaskInstanceRecord,
+    retry_at: Option<Duration>,
+    deadline: Option<Duration>,
+    kill: Option<KillReason>,
+}
+
+#[derive(Debug, Clone)]
+struct RunSlot {
+    rec: RunRecord,
+    wf: Arc<Workflow>,
+    tasks: Vec<TaskSlot>,
+    downstream: Vec<Vec<TaskIdx>>,
+    cancelling: bool,
+}
+
+impl RunSlot {
+    fn new(mut rec: RunRecord, wf: Arc<Workflow>, now: Now) -> RunSlot {
+        let mut downstream = vec![Vec::new(); wf.tasks.len()];
+        for (i, t) in wf.tasks.iter().enumerate() {
+            for &u in &t.upstream {
+                if let Some(d) = downstream.get_mut(u) {
+                    d.push(i);
+                }
+            }
+        }
+        let tasks = wf
+            .tasks
+            .iter()
+            .map(|t| TaskSlot {
+                rec: TaskInstanceRecord {
+                    run_id: rec.run_id.clone(),
+                    task_id: t.id.clone(),
+                    state: TaskState::Pending,
+                    attempts: Vec::new(),
+                    outputs: Vec::new(),
+                    retry_at_ms: None,
+                    updated_ms: now.wall_ms(),
+                },
+                retry_at: None,
+                deadline: None,
+                kill: None,
+            })
+            .collect();
+        rec.workflow = wf.name.clone();
+        RunSlot {
+            rec,
+            wf,
+            tasks,
+            downstream,
+            cancelling: false,
+        }
+    }
+
+    /// A run that never started (skipped, or cancelled while queued) has no task records.
+    fn snapshot(&self) -> (RunRecord, Vec<TaskInstanceRecord>) {
+        let tasks = if self.rec.started_ms.is_some() {
+            self.tasks.iter().map(|t| t.rec.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        (self.rec.clone(), tasks)
+    }
+}
+
+/// Ready-queue key: (negated priority, scheduled ms, run id, task index).
+type ReadyKey = (i64, UnixMillis, RunId, TaskIdx);
+
+/// What a trigger rule says about a pending task, given its upstream states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleVerdict {
+    /// Not decided yet.
+    Wait,
+    /// The task may run.
+    Ready,
+    /// The rule can no longer be met; the task ends in this state.
+    Unmet(TaskState),
+}
+
+fn failed_ish(s: TaskState) -> bool {
+    matches!(s, TaskState::Failed | TaskState::UpstreamFailed)
+}
+
+/// Evaluate `rule` over the states of a task's upstream tasks (see the module docs).
+pub fn evaluate_rule(rule: TriggerRule, upstream: &[TaskState]) -> RuleVerdict {
+    if upstream.is_empty() {
+        return RuleVerdict::Ready;
+    }
+    let n = upstream.len();
+    let terminal = upstream.iter().filter(|s| s.is_terminal()).count();
+    let succeeded = upstream
+        .iter()
+        .filter(|s| **s == TaskState::Succeeded)
+        .count();
+    let failed = upstream.iter().filter(|s| failed_ish(**s)).count();
+    let all_done = terminal == n;
+    let unmet = |needs_success: bool| {
+        if needs_success && failed > 0 {
+            RuleVerdict::Unmet(TaskState::UpstreamFailed)
+        } else {
+            RuleVerdict::Unmet(TaskState::Skipped)
+        }
+    };
+    match rule {
+        TriggerRule::AllSuccess => {
+            if succeeded == n {
+                RuleVerdict::Ready
+            } else if terminal > succeeded {
+                unmet(true)
+            } else {
+                RuleVerdict::Wait
+            }
+        }
+        TriggerRule::AllDone => {
+            if all_done {
+                RuleVerdict::Ready
+            } else {
+                RuleVerdict::Wait
+            }
+        }
+        TriggerRule::AllFailed => {
+            if failed == n {
+                RuleVerdict::Ready
+            } else if terminal > failed {
+                unmet(false)
+            } else {
+                RuleVerdict::Wait
+            }
+        }
+        TriggerRule::OneSuccess => {
+            if succeeded > 0 {
+                RuleVerdict::Ready
+            } else if all_done {
+                unmet(true)
+            } else {
+                RuleVerdict::Wait
+            }
+        }
+        TriggerRule::OneFailed => {
+            if failed > 0 {
+                RuleVerdict::Ready
+            } else if all_done {
+                unmet(false)
+            } else {
+                RuleVerdict::Wait
+            }
+        }
+        TriggerRule::NoneFailed => {
+            if failed > 0 {
+                unmet(true)
+            } else if all_done {
+                RuleVerdict::Ready
+            } else {
+                RuleVerdict::Wait
+            }
+        }
+    }
+}
+
+/// The agent-wide scheduler. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    rng: SplitMix64,
+    runs: BTreeMap<RunId, RunSlot>,
+    finished: BTreeMap<RunId, RunSlot>,
+    finished_order: VecDeque<RunId>,
+    /// Queued runs per workflow name, by (scheduled ms, run id).
+    queued: BTreeMap<String, BTreeSet<(UnixMillis, RunId)>>,
+    ready: BTreeSet<ReadyKey>,
+    running: usize,
+    in_use: BTreeMap<String, u32>,
+    /// Records changed since the last commit: (run, None) for the run record.
+    dirty: BTreeSet<(RunId, Option<TaskIdx>)>,
+    /// Actions to emit after the next commit.
+    pending: Vec<Action>,
+    out: VecDeque<Action>,
+    draining: bool,
+    needs_schedule: bool,
+}
+
+impl Engine {
+    /// A new engine with no runs.
+    pub fn new(cfg: EngineConfig) -> Engine {
+        Engine {
+            rng: SplitMix64::new(cfg.seed),
+            cfg,
+            runs: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            finished_order: VecDeque::new(),
+            queued: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            running: 0,
+            in_use: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            pending: Vec::new(),
+            out: VecDeque::new(),
+            draining: false,
+            needs_schedule: false,
+        }
+    }
+
+    /// Add a new run (already decided by the planner or a trigger) and admit it per its
+    /// workflow's overlap policy. The run's `state`, `started_ms` and `ended_ms` are set here.
+    pub fn add_run(
+        &mut self,
+        run: RunRecord,
+        wf: Arc<Workflow>,
+        now: Now,
+    ) -> Result<(), EngineError> {
+        if self.runs.contains_key(&run.run_id) || self.finished.contains_key(&run.run_id) {
+            return Err(EngineError::DuplicateRun(run.run_id));
+        }
+        let mut slot = RunSlot::new(run, wf.clone(), now);
+        slot.rec.created_ms = if slot.rec.created_ms == 0 {
+            now.wall_ms()
+        } else {
+            slot.rec.created_ms
+        };
+        slot.rec.started_ms = None;
+        slot.rec.ended_ms = None;
+        let id = slot.rec.run_id.clone();
+        let active = self.active_runs(&wf.name);
+        let bound = wf.max_active_runs.max(1) as usize;
+        let waiting = self.queued.get(&wf.name).is_some_and(|q| !q.is_empty());
+        match wf.overlap {
+            Overlap::Skip if !active.is_empty() => {
+                slot.rec.state = RunState::Skipped;
+                slot.rec.ended_ms = Some(now.wall_ms());
+                self.dirty.insert((id.clone(), None));
+                self.pending.push(Action::RunFinished {
+                    run_id: id.clone(),
+                    state: RunState::Skipped,
+                });
+                self.retire(id, slot);
+                return Ok(());
+            }
+            Overlap::CancelRunning => {
+                let victims: Vec<RunId> = active
+                    .into_iter()
+                    .chain(
+                        self.queued
+                            .get(&wf.name)
+                            .into_iter()
+                            .flatten()
+                            .map(|(_, r)| r.clone()),
+                    )
+                    .collect();
+                for v in victims {
+                    self.cancel(&v, now);
+                }
+                self.runs.insert(id.clone(), slot);
+                self.start_run(&id, now);
+            }
+            Overlap::Queue | Overlap::Allow if active.len() >= bound || waiting => {
+                slot.rec.state = RunState::Queued;
+                self.queued
+                    .entry(wf.name.clone())
+                    .or_default()
+                    .insert((slot.rec.scheduled_ms, id.clone()));
+                self.dirty.insert((id.clone(), None));
+                self.runs.insert(id, slot);
+            }
+            _ => {
+                self.runs.insert(id.clone(), slot);
+                self.start_run(&id, now);
+            }
+        }
+        self.schedule(now);
+        Ok(())
+    }
+
+    /// Restore a run from the store after a restart. Attempts without an outcome become
+    /// `Interrupted`; their task is retried if `idempotent` and attempts are left, else `Failed`.
+    /// Queued runs stay queued. Terminal runs are ignored. Call `handle_timeout` once every run
+    /// is restored (`poll_timeout` asks for it) to resume scheduling.
+    pub fn restore_run(
+        &mut self,
+        run: RunRecord,
+        tasks: Vec<TaskInstanceRecord>,
+        wf: Arc<Workflow>,
+        now: Now,
+    ) -> Result<(), EngineError> {
+        if run.state.is_terminal() {
+            return Ok(());
+        }
+        if self.runs.contains_key(&run.run_id) || self.finished.contains_key(&run.run_id) {
+            return Err(EngineError::DuplicateRun(run.run_id));
+        }
+        let state = run.state;
+        let mut slot = RunSlot::new(run, wf.clone(), now);
+        let id = slot.rec.run_id.clone();
+        self.needs_schedule = true;
+        if state == RunState::Queued {
+            self.queued
+                .entry(wf.name.clone())
+                .or_default()
+                .insert((slot.rec.scheduled_ms, id.clone()));
+            self.runs.insert(id, slot);
+            return Ok(());
+        }
+        let mut by_id: BTreeMap<String, TaskInstanceRecord> =
+            tasks.into_iter().map(|t| (t.task_id.clone(), t)).collect();
+        for (i, ts) in slot.tasks.iter_mut().enumerate() {
+            let Some(mut rec) = by_id.remove(&ts.rec.task_id) else {
+                continue;
+            };
+            rec.run_id = id.clone();
+            let task = &wf.tasks[i];
+            let open = rec.attempts.last().is_some_and(|a| a.outcome.is_none());
+            if open || rec.state == TaskState::Running {
+                let n = rec.attempts.len() as u32;
+                if let Some(a) = rec.attempts.last_mut().filter(|a| a.outcome.is_none()) {
+                    a.outcome = Some(AttemptOutcome::Interrupted);
+                    a.ended_ms = Some(now.wall_ms());
+                    a.reason = Some("interrupted by agent restart".into());
+                }
+                if task.idempotent && n < retry::max_attempts(&task.retry) {
+                    rec.state = TaskState::Ready;
+                } else {
+                    rec.state = TaskState::Failed;
+                    let why = if task.idempotent {
+                        "interrupted by agent restart; no attempts left"
+                    } else {
+                        "interrupted by agent restart; task not idempotent"
+                    };
+                    if let Some(a) = rec.attempts.last_mut() {
+                        a.reason = Some(why.into());
+                    }
+                }
+                rec.updated_ms = now.wall_ms();
+                rec.retry_at_ms = None;
+                self.dirty.insert((id.clone(), Some(i)));
+            }
+            if rec.state == TaskState::UpForRetry {
+                let wait = rec
+                    .retry_at_ms
+                    .map_or(0, |at| at.saturating_sub(now.wall_ms()).max(0));
+                ts.retry_at = Some(now.mono.saturating_add(Duration::from_millis(wait as u64)));
+            }
+            ts.rec = rec;
+        }
+        if slot.rec.state != RunState::Running {
+            slot.rec.state = RunState::Running;
+            self.dirty.insert((id.clone(), None));
+        }
+        if slot.rec.started_ms.is_none() {
+            slot.rec.started_ms = Some(now.wall_ms());
+        }
+        self.runs.insert(id.clone(), slot);
+        if let Some(run) = self.runs.get(&id) {
+            let ready: Vec<TaskIdx> = (0..run.tasks.len())
+                .filter(|&i| run.tasks[i].rec.state == TaskState::Ready)
+                .collect();
+            for i in ready {
+                self.mark_ready(&id, i, now);
+            }
+        }
+        self.evaluate_pending(&id, now);
+        self.check_finished(&id, now);
+        Ok(())
+    }
+
+    /// The driver started the process of an attempt.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_started(
+        &mut self,
+        run_id: &str,
+        task: TaskIdx,
+        attempt: u32,
+        pid: Option<u32>,
+        limits: LimitsMode,
+        log_path: Option<String>,
+        now: Now,
+    ) -> Result<(), EngineError> {
+        let ts = self.running_attempt(run_id, task, attempt)?;
+        if let Some(a) = ts.rec.attempts.last_mut() {
+            a.pid = pid;
+            a.limits = limits;
+            a.log_path = log_path;
+        }
+        ts.rec.updated_ms = now.wall_ms();
+        self.dirty.insert((run_id.to_string(), Some(task)));
+        Ok(())
+    }
+
+    /// An attempt's process ended (or could not be started: `SpawnFailed`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_exited(
+        &mut self,
+        run_id: &str,
+        task: TaskIdx,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        reason: Option<String>,
+        outputs: Vec<(String, String)>,
+        now: Now,
+    ) -> Result<(), EngineError> {
+        let rng = &mut self.rng;
+        let ts = {
+            let run = self
+                .runs
+                .get_mut(run_id)
+                .ok_or_else(|| EngineError::UnknownRun(run_id.into()))?;
+            let cancelling = run.cancelling;
+            let policy = match run.wf.tasks.get(task) {
+                Some(t) => t.retry.clone(),
+                None => {
+                    return Err(EngineError::UnknownTask {
+                        run_id: run_id.into(),
+                        task,
+                    });
+                }
+            };
+            let resources = run.wf.tasks[task].resources.clone();
+            let ts = &mut run.tasks[task];
+            let current = ts.rec.attempts.len() as u32;
+            if ts.rec.state != TaskState::Running || current != attempt {
+                return Err(EngineError::StaleAttempt {
+                    run_id: run_id.into(),
+                    task,
+                    attempt,
+                });
+            }
+            let outcome = match ts.kill {
+                Some(KillReason::Timeout) => AttemptOutcome::TimedOut,
+                Some(KillReason::Cancel) => AttemptOutcome::Cancelled,
+                None => outcome,
+            };
+            let reason = match (ts.kill, reason) {
+                (_, Some(r)) => Some(r),
+                (Some(KillReason::Timeout), None) => Some("timed out".to_string()),
+                (Some(KillReason::Cancel), None) => Some("run cancelled".to_string()),
+                (None, None) => None,
+            };
+            ts.kill = None;
+            ts.deadline = None;
+            let success = outcome.is_success();
+            let retry = !cancelling && retry::should_retry(&policy, attempt, &outcome);
+            if let Some(a) = ts.rec.attempts.last_mut() {
+                a.outcome = Some(outcome);
+                a.ended_ms = Some(now.wall_ms());
+                a.reason = reason;
+            }
+            ts.rec.outputs = outputs;
+            ts.rec.updated_ms = now.wall_ms();
+            ts.rec.state = if success {
+                TaskState::Succeeded
+            } else if cancelling {
+                TaskState::Cancelled
+            } else if retry {
+                let delay = retry::retry_delay(&policy, attempt, rng);
+                ts.retry_at = Some(now.mono.saturating_add(delay));
+                let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                ts.rec.retry_at_ms = Some(now.wall_ms().saturating_add(ms));
+                TaskState::UpForRetry
+            } else {
+                TaskState::Failed
+            };
+            (resources, ts.rec.state)
+        };
+        let (resources, state) = ts;
+        self.release(&resources);
+        self.dirty.insert((run_id.to_string(), Some(task)));
+        if state.is_terminal() {
+            self.task_done(run_id, task, now);
+        }
+        self.schedule(now);
+        Ok(())
+    }
+
+    /// Cancel a run: kill its running attempts, cancel its other unfinished tasks; the run ends
+    /// `Cancelled` once its running attempts have exited. A queued run ends at once.
+    pub fn handle_cancel(&mut self, run_id: &str, now: Now) -> Result<(), EngineError> {
+        if !self.runs.contains_key(run_id) {
+            return Err(EngineError::UnknownRun(run_id.into()));
+        }
+        self.cancel(run_id, now);
+        self.schedule(now);
+        Ok(())
+    }
+
+    /// Time passed: kill attempts past their deadline, make tasks whose retry delay is over
+    /// ready, admit queued runs, start ready tasks.
+    pub fn handle_timeout(&mut self, now: Now) {
+        let mut to_ready = Vec::new();
+        for (id, run) in self.runs.iter_mut() {
+            for (i, ts) in run.tasks.iter_mut().enumerate() {
+                match ts.rec.state {
+                    TaskState::Running
+                        if ts.kill.is_none() && ts.deadline.is_some_and(|d| d <= now.mono) =>
+                    {
+                        ts.kill = Some(KillReason::Timeout);
+                        ts.deadline = None;
+                        self.pending.push(Action::Kill {
+                            run_id: id.clone(),
+                            task: i,
+                            attempt: ts.rec.attempts.len() as u32,
+                            reason: KillReason::Timeout,
+                        });
+                    }
+                    TaskState::UpForRetry if ts.retry_at.is_none_or(|d| d <= now.mono) => {
+                        to_ready.push((id.clone(), i));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (id, i) in to_ready {
+            self.mark_ready(&id, i, now);
+        }
+        self.needs_schedule = false;
+        self.schedule(now);
+    }
+
+    /// Graceful shutdown: no new attempt starts from now on; running ones continue.
+    pub fn stop_starting(&mut self) {
+        self.draining = true;
+    }
+
+    /// The next action to perform, in order (see the module docs).
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if self.out.is_empty() {
+            self.flush();
+        }
+        self.out.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called (monotonic), if ever.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        if self.needs_schedule {
+            return Some(Duration::ZERO);
+        }
+        let mut best: Option<Duration> = None;
+        for run in self.runs.values() {
+            for ts in &run.tasks {
+                let t = match ts.rec.state {
+                    TaskState::Running if ts.kill.is_none() => ts.deadline,
+                    TaskState::UpForRetry => ts.retry_at,
+                    _ => None,
+                };
+                if let Some(t) = t {
+                    best = Some(best.map_or(t, |b| b.min(t)));
+                }
+            }
+        }
+        best
+    }
+
+    /// Outputs of the transitive upstream tasks of `task`: (task id, key, value), in task order.
+    pub fn upstream_outputs(&self, run_id: &str, task: TaskIdx) -> Vec<(String, String, String)> {
+        let Some(run) = self.runs.get(run_id).or_else(|| self.finished.get(run_id)) else {
+            return Vec::new();
+        };
+        if task >= run.tasks.len() {
+            return Vec::new();
+        }
+        let mut anc = vec![false; task + 1];
+        anc[task] = true;
+        for i in (0..=task).rev() {
+            if anc[i] {
+                for &u in &run.wf.tasks[i].upstream {
+                    if u < i {
+                        anc[u] = true;
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (i, is_anc) in anc.iter().enumerate().take(task) {
+            if *is_anc {
+                let rec = &run.tasks[i].rec;
+                for (k, v) in &rec.outputs {
+                    out.push((rec.task_id.clone(), k.clone(), v.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Records of the active (queued or running, including cancelling) runs.
+    pub fn active_run_records(&self) -> impl Iterator<Item = &RunRecord> {
+        self.runs.values().map(|r| &r.rec)
+    }
+
+    /// (task id, state) of every task of an active or recently finished run (empty for a run
+    /// that never started).
+    pub fn task_states(&self, run_id: &str) -> Option<Vec<(String, TaskState)>> {
+        let (_, tasks) = self.run_snapshot(run_id)?;
+        Some(tasks.into_iter().map(|t| (t.task_id, t.state)).collect())
+    }
+
+    /// Full records of an active or recently finished run.
+    pub fn run_snapshot(&self, run_id: &str) -> Option<(RunRecord, Vec<TaskInstanceRecord>)> {
+        self.runs
+            .get(run_id)
+            .or_else(|| self.finished.get(run_id))
+            .map(RunSlot::snapshot)
+    }
+
+    /// Number of running attempts.
+    pub fn running_count(&self) -> usize {
+        self.running
+    }
+
+    /// Units in use per resource.
+    pub fn resources_in_use(&self) -> &BTreeMap<String, u32> {
+        &self.in_use
+    }
+
+    /// Whether `stop_starting` was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    // ---- internals ----
+
+    fn active_runs(&self, workflow: &str) -> Vec<RunId> {
+        self.runs
+            .values()
+            .filter(|r| {
+                r.rec.workflow == workflow && r.rec.state == RunState::Running && !r.cancelling
+            })
+            .map(|r| r.rec.run_id.clone())
+            .collect()
+    }
+
+    fn running_attempt(
+        &mut self,
+        run_id: &str,
+        task: TaskIdx,
+        attempt: u32,
+    ) -> Result<&mut TaskSlot, EngineError> {
+        let run = self
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| EngineError::UnknownRun(run_id.into()))?;
+        let ts = run
+            .tasks
+            .get_mut(task)
+            .ok_or_else(|| EngineError::UnknownTask {
+                run_id: run_id.into(),
+                task,
+            })?;
+        if ts.rec.state != TaskState::Running || ts.rec.attempts.len() as u32 != attempt {
+            return Err(EngineError::StaleAttempt {
+                run_id: run_id.into(),
+                task,
+                attempt,
+            });
+        }
+        Ok(ts)
+    }
+
+    fn start_run(&mut self, id: &str, now: Now) {
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
+        run.rec.state = RunState::Running;
+        run.rec.started_ms = Some(now.wall_ms());
+        self.dirty.insert((id.to_string(), None));
+        self.evaluate_pending(id, now);
+        self.check_finished(id, now);
+    }
+
+    /// Decide every pending task of the run whose rule is now decided (topological order, so one
+    /// pass propagates through chains).
+    fn evaluate_pending(&mut self, id: &str, now: Now) {
+        let Some(run) = self.runs.get(id) else { return };
+        if run.cancelling || run.rec.state != RunState::Running {
+            return;
+        }
+        for i in 0..run.tasks.len() {
+            self.evaluate_task(id, i, now);
+        }
+    }
+
+    fn evaluate_task(&mut self, id: &str, i: TaskIdx, now: Now) {
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
+        if run.cancelling || run.tasks[i].rec.state != TaskState::Pending {
+            return;
+        }
+        let task = &run.wf.tasks[i];
+        // Indices come from a validated workflow (all < i); an out-of-range one is ignored
+        // rather than trusted.
+        let ups: Vec<TaskState> = task
+            .upstream
+            .iter()
+            .filter_map(|&u| run.tasks.get(u).map(|t| t.rec.state))
+            .collect();
+        match evaluate_rule(task.trigger_rule, &ups) {
+            RuleVerdict::Wait => {}
+            RuleVerdict::Ready => self.mark_ready(id, i, now),
+            RuleVerdict::Unmet(state) => {
+                let ts = &mut run.tasks[i];
+                ts.rec.state = state;
+                ts.rec.updated_ms = now.wall_ms();
+                self.dirty.insert((id.to_string(), Some(i)));
+                self.task_done(id, i, now);
+            }
+        }
+    }
+
+    /// A task became terminal: decide its downstream tasks, maybe finish the run.
+    fn task_done(&mut self, id: &str, i: TaskIdx, now: Now) {
+        let down = match self.runs.get(id) {
+            Some(run) => run.downstream[i].clone(),
+            None => return,
+        };
+        for d in down {
+            self.evaluate_task(id, d, now);
+        }
+        self.check_finished(id, now);
+    }
+
+    fn mark_ready(&mut self, id: &str, i: TaskIdx, now: Now) {
+        let cfg_resources = &self.cfg.resources;
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
+        let task = &run.wf.tasks[i];
+        let mut impossible = None;
+        for (name, &units) in &task.resources {
+            match cfg_resources.get(name) {
+                None => {
+                    impossible = Some(format!("resource `{name}` is not configured on this agent"));
+                    break;
+                }
+                Some(&cap) if units > cap => {
+                    impossible = Some(format!(
+                        "task needs {units} units of resource `{name}`, whose capacity is {cap}"
+                    ));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let key = (
+            -(task.priority as i64),
+            run.rec.scheduled_ms,
+            id.to_string(),
+            i,
+        );
+        let ts = &mut run.tasks[i];
+        ts.retry_at = None;
+        ts.rec.retry_at_ms = None;
+        ts.rec.updated_ms = now.wall_ms();
+        self.dirty.insert((id.to_string(), Some(i)));
+        if let Some(reason) = impossible {
+            ts.rec.attempts.push(AttemptRecord {
+                attempt: ts.rec.attempts.len() as u32 + 1,
+                started_ms: now.wall_ms(),
+                ended_ms: Some(now.wall_ms()),
+                pid: None,
+                outcome: Some(AttemptOutcome::SpawnFailed(reason.clone())),
+                limits: LimitsMode::None,
+                reason: Some(reason),
+                log_path: None,
+            });
+            ts.rec.state = TaskState::Failed;
+            self.task_done(id, i, now);
+            return;
+        }
+        ts.rec.state = TaskState::Ready;
+        self.ready.insert(key);
+    }
+
+    fn fits(&self, resources: &BTreeMap<String, u32>) -> bool {
+        resources.iter().all(|(name, &units)| {
+            let cap = self.cfg.resources.get(name).copied().unwrap_or(0);
+            let used = self.in_use.get(name).copied().unwrap_or(0);
+            used.checked_add(units).is_some_and(|t| t <= cap)
+        })
+    }
+
+    fn release(&mut self, resources: &BTreeMap<String, u32>) {
+        self.running = self.running.saturating_sub(1);
+        for (name, &units) in resources {
+            if let Some(u) = self.in_use.get_mut(name) {
+                *u = u.saturating_sub(units);
+            }
+        }
+    }
+
+    /// Admit queued runs, then start ready tasks in queue order while slots are free.
+    fn schedule(&mut self, now: Now) {
+        if self.draining {
+            return;
+        }
+        self.admit_queued(now);
+        let keys: Vec<ReadyKey> = self.ready.iter().cloned().collect();
+        for key in keys {
+            if self.running >= self.cfg.max_running {
+                break;
+            }
+            let (_, _, ref id, i) = key;
+            let Some(run) = self.runs.get(id) else {
+                self.ready.remove(&key);
+                continue;
+            };
+            if run.tasks[i].rec.state != TaskState::Ready {
+                self.ready.remove(&key);
+                continue;
+            }
+            let resources = run.wf.tasks[i].resources.clone();
+            if !self.fits(&resources) {
+                continue;
+            }
+            self.ready.remove(&key);
+            for (name, units) in &resources {
+                *self.in_use.entry(name.clone()).or_insert(0) += units;
+            }
+            self.running += 1;
+            let Some(run) = self.runs.get_mut(id) else {
+                continue;
+            };
+            let timeout = run.wf.tasks[i].timeout;
+            let ts = &mut run.tasks[i];
+            let attempt = ts.rec.attempts.len() as u32 + 1;
+            ts.rec.attempts.push(AttemptRecord {
+                attempt,
+                started_ms: now.wall_ms(),
+                ended_ms: None,
+                pid: None,
+                outcome: None,
+                limits: LimitsMode::None,
+                reason: None,
+                log_path: None,
+            });
+            ts.rec.state = TaskState::Running;
+            ts.rec.updated_ms = now.wall_ms();
+            ts.deadline = timeout.map(|t| now.mono.saturating_add(t));
+            ts.kill = None;
+            self.dirty.insert((id.clone(), Some(i)));
+            self.pending.push(Action::Spawn {
+                run_id: id.clone(),
+                task: i,
+                attempt,
+            });
+        }
+    }
+
+    fn admit_queued(&mut self, now: Now) {
+        let names: Vec<String> = self.queued.keys().cloned().collect();
+        for name in names {
+            while let Some(first) = self.queued.get(&name).and_then(|q| q.first().cloned()) {
+                let bound = match self.runs.get(&first.1) {
+                    Some(r) => r.wf.max_active_runs.max(1) as usize,
+                    None => {
+                        if let Some(q) = self.queued.get_mut(&name) {
+                            q.remove(&first);
+                        }
+                        continue;
+                    }
+                };
+                if self.active_runs(&name).len() >= bound {
+                    break;
+                }
+                if let Some(q) = self.queued.get_mut(&name) {
+                    q.remove(&first);
+                }
+                self.start_run(&first.1, now);
+            }
+        }
+        self.queued.retain(|_, q| !q.is_empty());
+    }
+
+    fn cancel(&mut self, id: &str, now: Now) {
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
+        if run.rec.state == RunState::Queued {
+            let key = (run.rec.scheduled_ms, id.to_string());
+            if let Some(q) = self.queued.get_mut(&run.rec.workflow) {
+                q.remove(&key);
+            }
+        }
+        run.cancelling = true;
+        if run.rec.started_ms.is_none() {
+            // Never started: no task records; the run ends at once.
+            run.rec.state = RunState::Cancelled;
+            run.rec.ended_ms = Some(now.wall_ms());
+            self.dirty.insert((id.to_string(), None));
+            self.pending.push(Action::RunFinished {
+                run_id: id.to_string(),
+                state: RunState::Cancelled,
+            });
+            if let Some(slot) = self.runs.remove(id) {
+                self.retire(id.to_string(), slot);
+            }
+            return;
+        }
+        for (i, ts) in run.tasks.iter_mut().enumerate() {
+            match ts.rec.state {
+                TaskState::Running if ts.kill.is_none() => {
+                    ts.kill = Some(KillReason::Cancel);
+                    self.pending.push(Action::Kill {
+                        run_id: id.to_string(),
+                        task: i,
+                        attempt: ts.rec.attempts.len() as u32,
+                        reason: KillReason::Cancel,
+                    });
+                }
+                // Already being killed (timeout): its exit ends it as Cancelled.
+                TaskState::Running => {}
+                s if !s.is_terminal() => {
+                    ts.rec.state = TaskState::Cancelled;
+                    ts.rec.retry_at_ms = None;
+                    ts.retry_at = None;
+                    ts.rec.updated_ms = now.wall_ms();
+                    self.dirty.insert((id.to_string(), Some(i)));
+                }
+                _ => {}
+            }
+        }
+        self.check_finished(id, now);
+    }
+
+    fn check_finished(&mut self, id: &str, now: Now) {
+        let Some(run) = self.runs.get(id) else { return };
+        if run.rec.state == RunState::Queued {
+            return;
+        }
+        if !run.tasks.iter().all(|t| t.rec.state.is_terminal()) {
+            return;
+        }
+        let state = if run.cancelling {
+            RunState::Cancelled
+        } else if run
+            .tasks
+            .iter()
+            .enumerate()
+            .any(|(i, t)| run.downstream[i].is_empty() && failed_ish(t.rec.state))
+        {
+            RunState::Failed
+        } else {
+            RunState::Succeeded
+        };
+        let Some(mut slot) = self.runs.remove(id) else {
+            return;
+        };
+        slot.rec.state = state;
+        slot.rec.ended_ms = Some(now.wall_ms());
+        self.dirty.insert((id.to_string(), None));
+        self.pending.push(Action::RunFinished {
+            run_id: id.to_string(),
+            state,
+        });
+        self.retire(id.to_string(), slot);
+    }
+
+    fn retire(&mut self, id: RunId, slot: RunSlot) {
+        self.finished.insert(id.clone(), slot);
+        self.finished_order.push_back(id);
+    }
+
+    fn flush(&mut self) {
+        if self.dirty.is_empty() && self.pending.is_empty() {
+            return;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut events = Vec::with_capacity(dirty.len());
+        for (id, which) in dirty {
+            let Some(run) = self.runs.get(&id).or_else(|| self.finished.get(&id)) else {
+                continue;
+            };
+            match which {
+                None => events.push(StatusEvent::Run(run.rec.clone())),
+                Some(i) => {
+                    if let Some(t) = run.tasks.get(i) {
+                        events.push(StatusEvent::Task(t.rec.clone()));
+                    }
+                }
+            }
+        }
+        if !events.is_empty() {
+            self.out.push_back(Action::Commit(events));
+        }
+        self.out.extend(self.pending.drain(..));
+        while self.finished_order.len() > RECENT_FINISHED {
+            if let Some(old) = self.finished_order.pop_front() {
+                self.finished.remove(&old);
+            }
+        }
+    }
+}

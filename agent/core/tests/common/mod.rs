@@ -1,0 +1,181 @@
+//! A simulated driver: applies commits to an in-memory "store" and checks the durable-first
+//! contract on every Spawn.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use outpost_agent_core::engine::{Action, Engine, KillReason};
+use outpost_agent_core::testutil::now_ms;
+use outpost_common::clock::Now;
+use outpost_common::model::{TaskIdx, Workflow};
+use outpost_common::record::{
+    AttemptOutcome, RunId, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
+};
+
+pub struct Sim {
+    pub engine: Engine,
+    pub t: u64,
+    pub store_runs: BTreeMap<RunId, RunRecord>,
+    pub store_tasks: BTreeMap<(RunId, String), TaskInstanceRecord>,
+    pub commits: usize,
+    pub spawns: Vec<(RunId, TaskIdx, u32)>,
+    pub kills: Vec<(RunId, TaskIdx, u32, KillReason)>,
+    pub finished: Vec<(RunId, RunState)>,
+    pub wfs: BTreeMap<RunId, Arc<Workflow>>,
+    pub log: Vec<Action>,
+}
+
+impl Sim {
+    pub fn new(engine: Engine) -> Sim {
+        Sim {
+            engine,
+            t: 0,
+            store_runs: BTreeMap::new(),
+            store_tasks: BTreeMap::new(),
+            commits: 0,
+            spawns: Vec::new(),
+            kills: Vec::new(),
+            finished: Vec::new(),
+            wfs: BTreeMap::new(),
+            log: Vec::new(),
+        }
+    }
+
+    pub fn now(&self) -> Now {
+        now_ms(self.t)
+    }
+
+    pub fn advance(&mut self, ms: u64) {
+        self.t += ms;
+    }
+
+    /// Drain every action; returns them. Panics if a Spawn was not committed first.
+    pub fn drain(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        while let Some(a) = self.engine.poll_action() {
+            match &a {
+                Action::Commit(events) => {
+                    assert!(!events.is_empty(), "empty commit");
+                    self.commits += 1;
+                    for e in events {
+                        match e {
+                            StatusEvent::Run(r) => {
+                                self.store_runs.insert(r.run_id.clone(), r.clone());
+                            }
+                            StatusEvent::Task(t) => {
+                                self.store_tasks
+                                    .insert((t.run_id.clone(), t.task_id.clone()), t.clone());
+                            }
+                            StatusEvent::Missed(_) => {}
+                        }
+                    }
+                }
+                Action::Spawn {
+                    run_id,
+                    task,
+                    attempt,
+                } => {
+                    let wf = self.wfs.get(run_id).expect("spawn of unknown run");
+                    let id = &wf.tasks[*task].id;
+                    let rec = self
+                        .store_tasks
+                        .get(&(run_id.clone(), id.clone()))
+                        .expect("spawn before any commit of the task");
+                    assert_eq!(
+                        rec.state,
+                        TaskState::Running,
+                        "spawn of {id} not committed Running"
+                    );
+                    assert_eq!(rec.attempts.len() as u32, *attempt);
+                    assert!(rec.attempts.last().is_some_and(|a| a.outcome.is_none()));
+                    self.spawns.push((run_id.clone(), *task, *attempt));
+                }
+                Action::Kill {
+                    run_id,
+                    task,
+                    attempt,
+                    reason,
+                } => {
+                    self.kills.push((run_id.clone(), *task, *attempt, *reason));
+                }
+                Action::RunFinished { run_id, state } => {
+                    let stored = self
+                        .store_runs
+                        .get(run_id)
+                        .expect("finished run not committed");
+                    assert_eq!(stored.state, *state);
+                    self.finished.push((run_id.clone(), *state));
+                }
+            }
+            self.log.push(a.clone());
+            out.push(a);
+        }
+        out
+    }
+
+    pub fn add(&mut self, run: RunRecord, wf: Arc<Workflow>) -> Vec<Action> {
+        self.wfs.insert(run.run_id.clone(), wf.clone());
+        let now = self.now();
+        self.engine.add_run(run, wf, now).expect("add_run");
+        self.drain()
+    }
+
+    pub fn exit(&mut self, run: &str, task: TaskIdx, code: i32) -> Vec<Action> {
+        self.exit_with(run, task, AttemptOutcome::Exited(code), vec![])
+    }
+
+    pub fn exit_with(
+        &mut self,
+        run: &str,
+        task: TaskIdx,
+        outcome: AttemptOutcome,
+        outputs: Vec<(String, String)>,
+    ) -> Vec<Action> {
+        let attempt = self.attempt_of(run, task);
+        let now = self.now();
+        self.engine
+            .handle_exited(run, task, attempt, outcome, None, outputs, now)
+            .expect("handle_exited");
+        self.drain()
+    }
+
+    pub fn tick(&mut self) -> Vec<Action> {
+        let now = self.now();
+        self.engine.handle_timeout(now);
+        self.drain()
+    }
+
+    pub fn attempt_of(&self, run: &str, task: TaskIdx) -> u32 {
+        let (_, tasks) = self.engine.run_snapshot(run).expect("run");
+        tasks[task].attempts.len() as u32
+    }
+
+    pub fn state(&self, run: &str, task: TaskIdx) -> TaskState {
+        let (_, tasks) = self.engine.run_snapshot(run).expect("run");
+        tasks[task].state
+    }
+
+    pub fn run_state(&self, run: &str) -> RunState {
+        self.engine.run_snapshot(run).expect("run").0.state
+    }
+
+    /// Task indices spawned (in order) for a run.
+    pub fn spawned(&self, run: &str) -> Vec<TaskIdx> {
+        self.spawns
+            .iter()
+            .filter(|s| s.0 == run)
+            .map(|s| s.1)
+            .collect()
+    }
+}
+
+pub fn spawns_of(actions: &[Action]) -> Vec<(TaskIdx, u32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Spawn { task, attempt, .. } => Some((*task, *attempt)),
+            _ => None,
+        })
+        .collect()
+}
