@@ -290,10 +290,19 @@ fn successor(prefix: &str) -> String {
 }
 
 /// The agent's durable store. See the [module docs](self).
+///
+/// `Store` is `Send + Sync`; share it behind an `Arc`. Every method blocks on disk I/O (a write
+/// waits for two fsyncs), so async callers should use `spawn_blocking`. Writes are serialised by
+/// redb: one write transaction at a time.
 pub struct Store {
     db: Database,
     path: PathBuf,
 }
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+};
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -2,7 +2,7 @@
 //!
 //! All table definitions live here so that the on-disk layout can be read in one place. Values
 //! that are records are minicbor bytes (`&[u8]`) of the types in `outpost_common::record` or of
-//! [`super::WorkflowVersion`] / [`super::WorkflowState`]; index tables have `()` values.
+//! [`super::WorkflowVersion`] / `WorkflowState`; index tables have `()` values.
 //!
 //! **Migrations** are a list applied in order at open: `MIGRATIONS[i]` takes a store from schema
 //! version `i` to `i + 1`, and [`SCHEMA_VERSION`] is `MIGRATIONS.len()`. A migration is never

@@ -937,3 +937,184 @@ fn bench_commit() {
         );
     }
 }
+
+// ---- model-based property test ------------------------------------------------------------------
+
+mod model {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const STATES: [RunState; 6] = [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Cancelled,
+        RunState::Skipped,
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// (run index, workflow index, created_ms, state index, with a task event)
+        Commit(Vec<(u8, u8, i64, usize, bool)>),
+        /// Acknowledge this percentage of the unacknowledged entries.
+        Ack(u64),
+        Prune {
+            max_age_ms: Option<u64>,
+            max_runs: Option<usize>,
+            now_ms: i64,
+        },
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => prop::collection::vec((0u8..8, 0u8..2, 0i64..100, 0usize..6, any::<bool>()), 1..5)
+                .prop_map(Op::Commit),
+            2 => (0u64..=100).prop_map(Op::Ack),
+            2 => (
+                prop::option::of(0u64..200),
+                prop::option::of(0usize..4),
+                0i64..300
+            )
+                .prop_map(|(max_age_ms, max_runs, now_ms)| Op::Prune {
+                    max_age_ms,
+                    max_runs,
+                    now_ms
+                }),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    /// The runs `prune` must delete, computed from the model.
+    fn expected_prune(
+        runs: &BTreeMap<String, RunRecord>,
+        referenced: &BTreeSet<String>,
+        policy: Retention,
+        now_ms: i64,
+    ) -> BTreeSet<String> {
+        let cutoff = policy
+            .max_age
+            .map(|a| now_ms - i64::try_from(a.as_millis()).unwrap());
+        let mut by_wf: BTreeMap<&str, Vec<&RunRecord>> = BTreeMap::new();
+        for r in runs.values() {
+            by_wf.entry(&r.workflow).or_default().push(r);
+        }
+        let mut out = BTreeSet::new();
+        for list in by_wf.values_mut() {
+            list.sort_by(|a, b| (b.created_ms, &b.run_id).cmp(&(a.created_ms, &a.run_id)));
+            for (rank, r) in list.iter().enumerate() {
+                let over = policy.max_runs_per_workflow.is_some_and(|n| rank >= n);
+                let old = cutoff.is_some_and(|c| r.ended_ms.unwrap_or(r.created_ms) < c);
+                if r.state.is_terminal() && !referenced.contains(&r.run_id) && (over || old) {
+                    out.insert(r.run_id.clone());
+                }
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn store_matches_model(ops in prop::collection::vec(op(), 1..30)) {
+            let dir = tmp();
+            let path = dir.path().join("m.redb");
+            let mut store = Store::open(&path).unwrap();
+            let mut model: BTreeMap<String, RunRecord> = BTreeMap::new();
+            let mut tasks: BTreeMap<String, usize> = BTreeMap::new();
+            let mut outbox: BTreeMap<u64, Option<String>> = BTreeMap::new();
+            let mut last = 0u64;
+            let mut acked = 0u64;
+            for op in ops {
+                match op {
+                    Op::Commit(items) => {
+                        let mut evs = Vec::new();
+                        for (ri, wi, created, si, with_task) in items {
+                            let id = format!("r{ri}");
+                            let wf = ["a", "b"][wi as usize];
+                            let r = run(&id, wf, created, STATES[si]);
+                            evs.push(StatusEvent::Run(r.clone()));
+                            model.insert(id.clone(), r);
+                            if with_task {
+                                let task_id = format!("t{}", tasks.get(&id).copied().unwrap_or(0));
+                                evs.push(StatusEvent::Task(task(&id, &task_id, TaskState::Running)));
+                                *tasks.entry(id.clone()).or_default() += 1;
+                            }
+                        }
+                        for ev in &evs {
+                            last += 1;
+                            let run_ref = match ev {
+                                StatusEvent::Run(r) => r.run_id.clone(),
+                                StatusEvent::Task(t) => t.run_id.clone(),
+                                StatusEvent::Missed(_) => unreachable!(),
+                            };
+                            outbox.insert(last, Some(run_ref));
+                        }
+                        let info = store.commit(events(evs)).unwrap();
+                        prop_assert_eq!(info.last_seq, last);
+                    }
+                    Op::Ack(percent) => {
+                        let up_to = acked + (last - acked) * percent / 100;
+                        let removed = store.ack_outbox(up_to).unwrap();
+                        let expected = outbox.range(..=up_to).count() as u64;
+                        prop_assert_eq!(removed, expected);
+                        outbox.retain(|seq, _| *seq > up_to);
+                        acked = acked.max(up_to);
+                    }
+                    Op::Prune { max_age_ms, max_runs, now_ms } => {
+                        let policy = Retention {
+                            max_age: max_age_ms.map(Duration::from_millis),
+                            max_runs_per_workflow: max_runs,
+                        };
+                        let referenced: BTreeSet<String> =
+                            outbox.values().flatten().cloned().collect();
+                        let expected = expected_prune(&model, &referenced, policy, now_ms);
+                        let pruned: BTreeSet<String> =
+                            store.prune(policy, now_ms).unwrap().into_iter().collect();
+                        prop_assert_eq!(&pruned, &expected);
+                        for id in &pruned {
+                            prop_assert!(!referenced.contains(id), "pruned unacked run {}", id);
+                            model.remove(id);
+                            tasks.remove(id);
+                        }
+                    }
+                    Op::Reopen => {
+                        drop(store);
+                        store = Store::open(&path).unwrap();
+                    }
+                }
+                // Invariants after every step.
+                prop_assert_eq!(store.last_seq().unwrap(), last);
+                prop_assert_eq!(store.acked_seq().unwrap(), acked);
+                prop_assert_eq!(outbox_seqs(&store), outbox.keys().copied().collect::<Vec<_>>());
+                let listed: BTreeMap<String, RunRecord> = store
+                    .runs(RunFilter::default())
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.run_id.clone(), r))
+                    .collect();
+                prop_assert_eq!(&listed, &model);
+                let unfinished: BTreeSet<String> = store
+                    .unfinished_runs()
+                    .unwrap()
+                    .into_iter()
+                    .map(|(r, _)| r.run_id)
+                    .collect();
+                let expected_unfinished: BTreeSet<String> = model
+                    .values()
+                    .filter(|r| !r.state.is_terminal())
+                    .map(|r| r.run_id.clone())
+                    .collect();
+                prop_assert_eq!(unfinished, expected_unfinished);
+                for (id, n) in &tasks {
+                    prop_assert_eq!(store.tasks(id).unwrap().len(), *n);
+                }
+            }
+        }
+    }
+}
