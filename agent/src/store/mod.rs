@@ -1,0 +1,956 @@
+//! The agent's durable store: workflows, runs, task instances and the status outbox, in one redb
+//! file.
+//!
+//! The daemon and the `run` command go through [`Store`]; nothing else opens the file. Every
+//! write is one redb write transaction with two-phase commit
+//! ([`redb::WriteTransaction::set_two_phase_commit`]), so a crash leaves the file either before
+//! or after a [`Store::commit`], never in between.
+//!
+//! # Tables
+//!
+//! All tables are defined in [`schema`]. "cbor T" is the minicbor encoding (explicit indices) of
+//! `T`.
+//!
+//! | table               | key                              | value                                  |
+//! |---------------------|----------------------------------|----------------------------------------|
+//! | `meta`              | `&str` (`schema_version`, `last_seq`, `acked_seq`) | `u64`                |
+//! | `agent_meta`        | `&str`                           | `&[u8]` (opaque, owned by the caller)  |
+//! | `workflow_versions` | `(name: &str, version: u64)`     | cbor [`WorkflowVersion`]               |
+//! | `workflow_state`    | `name: &str`                     | cbor `WorkflowState` (removed, paused, last fired) |
+//! | `runs`              | `run_id: &str`                   | cbor [`RunRecord`]                     |
+//! | `runs_by_created`   | `(created_ms: i64, run_id: &str)` | `()`                                  |
+//! | `runs_by_workflow`  | `(workflow: &str, created_ms: i64, run_id: &str)` | `()`                  |
+//! | `runs_unfinished`   | `run_id: &str` (non-terminal runs only) | `()`                            |
+//! | `task_instances`    | `(run_id: &str, task_id: &str)`  | cbor [`TaskInstanceRecord`] (attempts, outputs) |
+//! | `missed_firings`    | `(workflow: &str, seq: u64)`     | cbor [`MissedFirings`]                 |
+//! | `outbox`            | `seq: u64`                       | `(run_ref: &str, cbor StatusEvent)` (`run_ref` empty for `Missed`) |
+//! | `outbox_run_refs`   | `(run_id: &str, seq: u64)`       | `()`                                   |
+//!
+//! # Invariants
+//!
+//! - **A state change and its outbox event are committed in one transaction.** A `Run` or `Task`
+//!   [`StatusEvent`] in a [`Batch`] upserts the record *and* appends the outbox entry in the same
+//!   write transaction; there is no API that writes one without the other.
+//! - **Outbox sequence numbers** are assigned from `meta.last_seq`, strictly increasing across
+//!   commits and reopens, without gaps; `outbox` holds exactly the seqs in
+//!   `acked_seq + 1 ..= last_seq`.
+//! - **The outbox is never pruned before acknowledgement**: entries leave it only through
+//!   [`Store::ack_outbox`], and [`Store::prune`] never deletes a run that an outbox entry (i.e. an
+//!   unacknowledged one) still refers to, nor a run that is not terminal.
+//! - The index tables (`runs_by_created`, `runs_by_workflow`, `runs_unfinished`,
+//!   `outbox_run_refs`) are maintained in the same transaction as the table they index.
+//! - Stored bytes that fail to decode surface as [`StoreError::Decode`], never as a panic.
+
+pub mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::fs;
+use std::io;
+use std::ops::Bound;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use minicbor::{Decode, Encode};
+use outpost_common::record::{
+    MissedFirings, OutboxEntry, RunId, RunRecord, RunState, StatusEvent, TaskInstanceRecord,
+    UnixMillis,
+};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
+
+use schema::{
+    AGENT_META, META, META_ACKED_SEQ, META_LAST_SEQ, MISSED, OUTBOX, OUTBOX_RUN_REFS, RUNS,
+    RUNS_BY_CREATED, RUNS_BY_WORKFLOW, RUNS_UNFINISHED, SCHEMA_VERSION, TASKS, WORKFLOW_STATE,
+    WORKFLOW_VERSIONS,
+};
+
+/// Page cache for the store; the ledger is small and the agent runs on small machines.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory that should hold the store file could not be created.
+    #[error("cannot create store directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The store file could not be created or its permissions set.
+    #[error("cannot prepare store file {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// Another process (or another `Store` in this process) has the file open.
+    #[error("store {path} is already open (is another agent running?)")]
+    AlreadyOpen {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file was written by a newer agent; this one will not guess at its layout.
+    #[error(
+        "store schema version {found} is newer than the {supported} this agent supports; \
+         upgrade the agent (the store is left untouched)"
+    )]
+    SchemaTooNew {
+        /// Version recorded in the file.
+        found: u64,
+        /// Highest version this build understands.
+        supported: u64,
+    },
+    /// A stored value could not be decoded.
+    #[error("corrupt value in table {table} at key {key}: {source}")]
+    Decode {
+        /// The table holding it.
+        table: &'static str,
+        /// The key, rendered for humans.
+        key: String,
+        /// The decoder's error.
+        source: minicbor::decode::Error,
+    },
+    /// A value could not be encoded.
+    #[error("cannot encode value: {0}")]
+    Encode(String),
+    /// A workflow version was put twice with different contents.
+    #[error("workflow {name} version {version} already exists with a different content hash")]
+    VersionConflict {
+        /// Workflow name.
+        name: String,
+        /// The version number.
+        version: u64,
+    },
+    /// The hub acknowledged a sequence number that was never assigned.
+    #[error("cannot acknowledge outbox seq {requested}: the last assigned seq is {last}")]
+    AckBeyondLast {
+        /// The acknowledged seq.
+        requested: u64,
+        /// The last assigned seq.
+        last: u64,
+    },
+    /// An index entry points at a record that is missing: a bug or a damaged file.
+    #[error("store is inconsistent: {0}")]
+    Inconsistent(String),
+    /// redb failed (I/O, corruption, transaction).
+    #[error("store database error: {0}")]
+    Db(#[from] redb::Error),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError
+);
+
+/// Decode a stored value, naming the table and key on failure.
+pub(crate) fn decode<T>(
+    bytes: &[u8],
+    table: &'static str,
+    key: impl Display,
+) -> Result<T, StoreError>
+where
+    T: for<'b> Decode<'b, ()>,
+{
+    minicbor::decode(bytes).map_err(|source| StoreError::Decode {
+        table,
+        key: key.to_string(),
+        source,
+    })
+}
+
+fn encode<T: Encode<()>>(value: &T) -> Result<Vec<u8>, StoreError> {
+    minicbor::to_vec(value).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+/// One stored version of a workflow definition: the source exactly as received.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct WorkflowVersion {
+    /// Workflow name.
+    #[n(0)]
+    pub name: String,
+    /// Version number; higher is newer.
+    #[n(1)]
+    pub version: u64,
+    /// Hash of `source` (hex), to tell a re-put of the same version from a conflicting one.
+    #[n(2)]
+    pub content_hash: String,
+    /// The file's bytes.
+    #[n(3)]
+    pub source: Vec<u8>,
+    /// `"yaml"` or `"toml"`.
+    #[n(4)]
+    pub format: String,
+    /// A file path, or `"hub"`.
+    #[n(5)]
+    pub origin: String,
+    /// When this version was stored.
+    #[n(6)]
+    pub created_ms: UnixMillis,
+}
+
+/// Per-workflow mutable state (`workflow_state` table).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct WorkflowState {
+    /// Removed by the operator; history is kept, the workflow is not active.
+    #[n(0)]
+    pub removed: bool,
+    #[n(1)]
+    pub paused: bool,
+    /// The planner's last fired instant.
+    #[n(2)]
+    pub last_fired_ms: Option<UnixMillis>,
+}
+
+/// Everything one [`Store::commit`] writes, in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// Status events: each `Run`/`Task` upserts its record, each `Missed` is recorded; every
+    /// event is appended to the outbox under the next seq, in order.
+    pub events: Vec<StatusEvent>,
+    /// Planner state: the last fired instant (ms) per workflow.
+    pub last_fired: Vec<(String, UnixMillis)>,
+    /// New workflow versions.
+    pub workflow_puts: Vec<WorkflowVersion>,
+    /// Pause (`true`) or resume (`false`) workflows.
+    pub paused: Vec<(String, bool)>,
+}
+
+impl Batch {
+    /// Whether the batch writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.last_fired.is_empty()
+            && self.workflow_puts.is_empty()
+            && self.paused.is_empty()
+    }
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// The highest outbox seq after the commit (the last event's seq if the batch had events).
+    pub last_seq: u64,
+}
+
+/// Which runs [`Store::runs`] lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// At most this many runs.
+    pub limit: usize,
+    /// Only runs in one of these states.
+    pub states: Option<Vec<RunState>>,
+}
+
+impl Default for RunFilter {
+    /// All runs, no limit.
+    fn default() -> Self {
+        RunFilter {
+            workflow: None,
+            limit: usize::MAX,
+            states: None,
+        }
+    }
+}
+
+/// Retention policy for [`Store::prune`]. A run is pruned when it is terminal, no unacknowledged
+/// outbox entry refers to it, and it matches either rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Prune runs that ended (or, without an end time, were created) more than this long ago.
+    pub max_age: Option<Duration>,
+    /// Keep only the newest N runs of each workflow (by creation time, counting runs of any
+    /// state); prune older terminal ones.
+    pub max_runs_per_workflow: Option<usize>,
+}
+
+/// The upper bound of all tuple keys whose first element is `prefix`: the next string after
+/// `prefix` in byte order.
+fn successor(prefix: &str) -> String {
+    format!("{prefix}\0")
+}
+
+/// The agent's durable store. See the [module docs](self).
+///
+/// `Store` is `Send + Sync`; share it behind an `Arc`. Every method blocks on disk I/O (a write
+/// waits for two fsyncs), so async callers should use `spawn_blocking`. Writes are serialised by
+/// redb: one write transaction at a time.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+};
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Open (or create) the store at `path`: creates the parent directories and the file with
+    /// mode 0600, then applies pending migrations. Refuses a file from a newer schema with
+    /// [`StoreError::SchemaTooNew`] and a file already open with [`StoreError::AlreadyOpen`].
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_at(path, SCHEMA_VERSION)
+    }
+
+    /// Open, migrating up to `target` only (tests build old stores with it).
+    fn open_at(path: &Path, target: u64) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let file_err = |source| StoreError::File {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(file_err)?;
+        let mode = file.metadata().map_err(file_err)?.permissions().mode();
+        if mode & 0o777 != 0o600 {
+            file.set_permissions(fs::Permissions::from_mode(0o600))
+                .map_err(file_err)?;
+        }
+        drop(file);
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
+                    path: path.to_path_buf(),
+                },
+                other => other.into(),
+            })?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        let txn = store.begin_write()?;
+        let found = schema::migrate(&txn, target)?;
+        if found < target {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(store)
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_two_phase_commit(true);
+        Ok(txn)
+    }
+
+    /// Commit a batch in one two-phase write transaction. An empty batch writes nothing.
+    pub fn commit(&self, batch: Batch) -> Result<CommitInfo, StoreError> {
+        if batch.is_empty() {
+            return Ok(CommitInfo {
+                last_seq: self.last_seq()?,
+            });
+        }
+        let txn = self.begin_write()?;
+        let last_seq = {
+            let mut meta = txn.open_table(META)?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let mut refs = txn.open_table(OUTBOX_RUN_REFS)?;
+            let mut tasks = txn.open_table(TASKS)?;
+            let mut missed = txn.open_table(MISSED)?;
+            let mut runs = RunTables::open(&txn)?;
+            let mut seq = meta.get(META_LAST_SEQ)?.map(|g| g.value()).unwrap_or(0);
+            for event in &batch.events {
+                seq = seq
+                    .checked_add(1)
+                    .ok_or_else(|| StoreError::Inconsistent("outbox seq overflow".into()))?;
+                let run_ref = match event {
+                    StatusEvent::Run(run) => {
+                        runs.upsert(run)?;
+                        run.run_id.as_str()
+                    }
+                    StatusEvent::Task(task) => {
+                        let bytes = encode(task)?;
+                        tasks.insert(
+                            (task.run_id.as_str(), task.task_id.as_str()),
+                            bytes.as_slice(),
+                        )?;
+                        task.run_id.as_str()
+                    }
+                    StatusEvent::Missed(m) => {
+                        let bytes = encode(m)?;
+                        missed.insert((m.workflow.as_str(), seq), bytes.as_slice())?;
+                        ""
+                    }
+                };
+                let bytes = encode(event)?;
+                outbox.insert(seq, (run_ref, bytes.as_slice()))?;
+                if !run_ref.is_empty() {
+                    refs.insert((run_ref, seq), ())?;
+                }
+            }
+            meta.insert(META_LAST_SEQ, seq)?;
+            let mut versions = txn.open_table(WORKFLOW_VERSIONS)?;
+            let mut states = txn.open_table(WORKFLOW_STATE)?;
+            for v in &batch.workflow_puts {
+                let existing = versions
+                    .get((v.name.as_str(), v.version))?
+                    .map(|g| decode::<WorkflowVersion>(g.value(), "workflow_versions", &v.name))
+                    .transpose()?;
+                match existing {
+                    Some(old) if old.content_hash != v.content_hash => {
+                        return Err(StoreError::VersionConflict {
+                            name: v.name.clone(),
+                            version: v.version,
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        let bytes = encode(v)?;
+                        versions.insert((v.name.as_str(), v.version), bytes.as_slice())?;
+                    }
+                }
+                update_state(&mut states, &v.name, |s| s.removed = false)?;
+            }
+            for (name, ms) in &batch.last_fired {
+                update_state(&mut states, name, |s| s.last_fired_ms = Some(*ms))?;
+            }
+            for (name, paused) in &batch.paused {
+                update_state(&mut states, name, |s| s.paused = *paused)?;
+            }
+            seq
+        };
+        txn.commit()?;
+        Ok(CommitInfo { last_seq })
+    }
+
+    // ---- workflows -------------------------------------------------------------------------
+
+    /// Store one workflow version (same as a commit of a batch with only this put). Putting an
+    /// existing version again with the same hash is a no-op; with another hash, an error. A put
+    /// makes a removed workflow active again.
+    pub fn put_workflow_version(&self, version: WorkflowVersion) -> Result<(), StoreError> {
+        self.commit(Batch {
+            workflow_puts: vec![version],
+            ..Batch::default()
+        })
+        .map(|_| ())
+    }
+
+    /// All stored versions of a workflow, oldest first (including those of a removed workflow).
+    pub fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(WORKFLOW_VERSIONS)?;
+        let hi = successor(name);
+        let mut out = Vec::new();
+        for entry in table.range((name, 0)..(hi.as_str(), 0))? {
+            let (key, value) = entry?;
+            let (_, version) = key.value();
+            out.push(decode(
+                value.value(),
+                "workflow_versions",
+                format!("{name}@{version}"),
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// The latest version of every workflow that is not removed, by name.
+    pub fn active_workflows(&self) -> Result<Vec<WorkflowVersion>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(WORKFLOW_VERSIONS)?;
+        let states = read.open_table(WORKFLOW_STATE)?;
+        let mut latest: BTreeMap<String, (u64, Vec<u8>)> = BTreeMap::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let (name, version) = key.value();
+            latest.insert(name.to_string(), (version, value.value().to_vec()));
+        }
+        let mut out = Vec::new();
+        for (name, (version, bytes)) in latest {
+            if read_state(&states, &name)?.removed {
+                continue;
+            }
+            out.push(decode(
+                &bytes,
+                "workflow_versions",
+                format!("{name}@{version}"),
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// The highest stored version number of a workflow (removed or not).
+    pub fn highest_version(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(WORKFLOW_VERSIONS)?;
+        let hi = successor(name);
+        let last = table.range((name, 0)..(hi.as_str(), 0))?.next_back();
+        match last {
+            Some(entry) => Ok(Some(entry?.0.value().1)),
+            None => Ok(None),
+        }
+    }
+
+    /// Mark a workflow removed (it leaves [`Store::active_workflows`]; its versions and runs are
+    /// kept). Returns `false` when no version of it is stored.
+    pub fn remove_workflow(&self, name: &str) -> Result<bool, StoreError> {
+        if self.highest_version(name)?.is_none() {
+            return Ok(false);
+        }
+        let txn = self.begin_write()?;
+        {
+            let mut states = txn.open_table(WORKFLOW_STATE)?;
+            update_state(&mut states, name, |s| s.removed = true)?;
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
+    /// Whether a workflow is paused.
+    pub fn is_paused(&self, name: &str) -> Result<bool, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(read_state(&read.open_table(WORKFLOW_STATE)?, name)?.paused)
+    }
+
+    /// The planner's last fired instant of a workflow.
+    pub fn last_fired(&self, name: &str) -> Result<Option<UnixMillis>, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(read_state(&read.open_table(WORKFLOW_STATE)?, name)?.last_fired_ms)
+    }
+
+    // ---- runs ------------------------------------------------------------------------------
+
+    /// A run's latest snapshot.
+    pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let read = self.db.begin_read()?;
+        let runs = read.open_table(RUNS)?;
+        get_run(&runs, run_id)
+    }
+
+    /// Whether a run with this id is stored.
+    pub fn run_exists(&self, run_id: &str) -> Result<bool, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(read.open_table(RUNS)?.get(run_id)?.is_some())
+    }
+
+    /// A run's task instances, by task id.
+    pub fn tasks(&self, run_id: &str) -> Result<Vec<TaskInstanceRecord>, StoreError> {
+        let read = self.db.begin_read()?;
+        read_tasks(&read.open_table(TASKS)?, run_id)
+    }
+
+    /// Runs matching `filter`, newest (by `created_ms`) first. Without a state filter this reads
+    /// `limit` index entries, not the whole table.
+    pub fn runs(&self, filter: RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        let mut out = Vec::new();
+        if filter.limit == 0 {
+            return Ok(out);
+        }
+        let read = self.db.begin_read()?;
+        let runs = read.open_table(RUNS)?;
+        let mut visit = |run_id: &str| -> Result<bool, StoreError> {
+            let run = get_run(&runs, run_id)?.ok_or_else(|| {
+                StoreError::Inconsistent(format!("run index refers to missing run {run_id}"))
+            })?;
+            let wanted = filter
+                .states
+                .as_ref()
+                .is_none_or(|states| states.contains(&run.state));
+            if wanted {
+                out.push(run);
+            }
+            Ok(out.len() >= filter.limit)
+        };
+        match &filter.workflow {
+            Some(workflow) => {
+                let index = read.open_table(RUNS_BY_WORKFLOW)?;
+                let hi = successor(workflow);
+                let range =
+                    index.range((workflow.as_str(), i64::MIN, "")..(hi.as_str(), i64::MIN, ""))?;
+                for entry in range.rev() {
+                    let (key, _) = entry?;
+                    if visit(key.value().2)? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                let index = read.open_table(RUNS_BY_CREATED)?;
+                for entry in index.iter()?.rev() {
+                    let (key, _) = entry?;
+                    if visit(key.value().1)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs that are not terminal, with their task instances, oldest first: what crash
+    /// recovery resumes or marks interrupted.
+    pub fn unfinished_runs(&self) -> Result<Vec<(RunRecord, Vec<TaskInstanceRecord>)>, StoreError> {
+        let read = self.db.begin_read()?;
+        let index = read.open_table(RUNS_UNFINISHED)?;
+        let runs = read.open_table(RUNS)?;
+        let tasks = read.open_table(TASKS)?;
+        let mut out = Vec::new();
+        for entry in index.iter()? {
+            let (key, _) = entry?;
+            let run_id = key.value();
+            let run = get_run(&runs, run_id)?.ok_or_else(|| {
+                StoreError::Inconsistent(format!("unfinished index refers to missing run {run_id}"))
+            })?;
+            let run_tasks = read_tasks(&tasks, run_id)?;
+            out.push((run, run_tasks));
+        }
+        out.sort_by(|a, b| (a.0.created_ms, &a.0.run_id).cmp(&(b.0.created_ms, &b.0.run_id)));
+        Ok(out)
+    }
+
+    /// The latest `limit` missed-firing records of a workflow, newest first.
+    pub fn missed(&self, workflow: &str, limit: usize) -> Result<Vec<MissedFirings>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(MISSED)?;
+        let hi = successor(workflow);
+        let mut out = Vec::new();
+        for entry in table
+            .range((workflow, 0)..(hi.as_str(), 0))?
+            .rev()
+            .take(limit)
+        {
+            let (key, value) = entry?;
+            let (_, seq) = key.value();
+            out.push(decode(
+                value.value(),
+                "missed_firings",
+                format!("{workflow}#{seq}"),
+            )?);
+        }
+        Ok(out)
+    }
+
+    // ---- outbox ----------------------------------------------------------------------------
+
+    /// Up to `limit` outbox entries with seq > `after_seq`, in seq order.
+    pub fn outbox_after(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let read = self.db.begin_read()?;
+        let outbox = read.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        let range = outbox.range::<u64>((Bound::Excluded(after_seq), Bound::Unbounded))?;
+        for entry in range.take(limit) {
+            let (key, value) = entry?;
+            let seq = key.value();
+            let (_, bytes) = value.value();
+            out.push(OutboxEntry {
+                seq,
+                event: decode(bytes, "outbox", seq)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Acknowledge every outbox entry with seq ≤ `up_to_seq`: deletes them and records
+    /// `acked_seq`, durably. Returns how many entries were removed; acknowledging an already
+    /// acknowledged seq removes nothing and writes nothing.
+    pub fn ack_outbox(&self, up_to_seq: u64) -> Result<u64, StoreError> {
+        let (last, acked) = self.seqs()?;
+        if up_to_seq > last {
+            return Err(StoreError::AckBeyondLast {
+                requested: up_to_seq,
+                last,
+            });
+        }
+        if up_to_seq <= acked {
+            return Ok(0);
+        }
+        let txn = self.begin_write()?;
+        let removed = {
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let mut refs = txn.open_table(OUTBOX_RUN_REFS)?;
+            let mut meta = txn.open_table(META)?;
+            let mut doomed: Vec<(u64, String)> = Vec::new();
+            for entry in outbox.range(..=up_to_seq)? {
+                let (key, value) = entry?;
+                doomed.push((key.value(), value.value().0.to_string()));
+            }
+            for (seq, run_ref) in &doomed {
+                outbox.remove(*seq)?;
+                if !run_ref.is_empty() {
+                    refs.remove((run_ref.as_str(), *seq))?;
+                }
+            }
+            meta.insert(META_ACKED_SEQ, up_to_seq)?;
+            doomed.len() as u64
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    fn seqs(&self) -> Result<(u64, u64), StoreError> {
+        let read = self.db.begin_read()?;
+        let meta = read.open_table(META)?;
+        let get =
+            |key| -> Result<u64, StoreError> { Ok(meta.get(key)?.map(|g| g.value()).unwrap_or(0)) };
+        Ok((get(META_LAST_SEQ)?, get(META_ACKED_SEQ)?))
+    }
+
+    /// The highest seq the hub acknowledged (0: none).
+    pub fn acked_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.seqs()?.1)
+    }
+
+    /// The highest seq ever assigned (0: none).
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.seqs()?.0)
+    }
+
+    /// Number of unacknowledged outbox entries.
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(read.open_table(OUTBOX)?.len()?)
+    }
+
+    // ---- retention -------------------------------------------------------------------------
+
+    /// Delete terminal runs (and their task instances) that are older than `max_age` or beyond
+    /// the newest `max_runs_per_workflow` of their workflow, in one transaction. Never deletes a
+    /// non-terminal run, nor a run an unacknowledged outbox entry refers to. Returns the pruned
+    /// run ids (the caller deletes their log directories).
+    pub fn prune(&self, policy: Retention, now_ms: UnixMillis) -> Result<Vec<RunId>, StoreError> {
+        if policy.max_age.is_none() && policy.max_runs_per_workflow.is_none() {
+            return Ok(Vec::new());
+        }
+        let cutoff = policy
+            .max_age
+            .map(|age| now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)));
+        let txn = self.begin_write()?;
+        let pruned = {
+            let mut runs = RunTables::open(&txn)?;
+            let mut tasks = txn.open_table(TASKS)?;
+            let refs = txn.open_table(OUTBOX_RUN_REFS)?;
+            // Candidates from the index alone: (run id, beyond the per-workflow count).
+            let mut candidates: Vec<(String, bool)> = Vec::new();
+            let mut current: Option<String> = None;
+            let mut rank = 0usize;
+            for entry in runs.by_workflow.iter()?.rev() {
+                let (key, _) = entry?;
+                let (workflow, created_ms, run_id) = key.value();
+                if current.as_deref() != Some(workflow) {
+                    current = Some(workflow.to_string());
+                    rank = 0;
+                }
+                let over_count = policy.max_runs_per_workflow.is_some_and(|n| rank >= n);
+                // created ≤ ended, so a run created after the cutoff cannot have ended before it.
+                let maybe_old = cutoff.is_some_and(|c| created_ms < c);
+                if over_count || maybe_old {
+                    candidates.push((run_id.to_string(), over_count));
+                }
+                rank += 1;
+            }
+            let mut pruned = Vec::new();
+            for (run_id, over_count) in candidates {
+                let Some(run) = get_run(&runs.runs, &run_id)? else {
+                    return Err(StoreError::Inconsistent(format!(
+                        "run index refers to missing run {run_id}"
+                    )));
+                };
+                if !run.state.is_terminal() {
+                    continue;
+                }
+                let old = cutoff.is_some_and(|c| run.ended_ms.unwrap_or(run.created_ms) < c);
+                if !(over_count || old) {
+                    continue;
+                }
+                let hi = successor(&run_id);
+                if refs
+                    .range((run_id.as_str(), 0)..(hi.as_str(), 0))?
+                    .next()
+                    .is_some()
+                {
+                    continue;
+                }
+                runs.delete(&run)?;
+                let mut task_keys = Vec::new();
+                for entry in tasks.range((run_id.as_str(), "")..(hi.as_str(), ""))? {
+                    let (key, _) = entry?;
+                    task_keys.push(key.value().1.to_string());
+                }
+                for task_id in &task_keys {
+                    tasks.remove((run_id.as_str(), task_id.as_str()))?;
+                }
+                pruned.push(run_id);
+            }
+            pruned
+        };
+        if pruned.is_empty() {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        Ok(pruned)
+    }
+
+    // ---- agent meta ------------------------------------------------------------------------
+
+    /// A value of the agent's own key/value table.
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(AGENT_META)?;
+        Ok(table.get(key)?.map(|g| g.value().to_vec()))
+    }
+
+    /// Set a value of the agent's own key/value table, durably.
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        txn.open_table(AGENT_META)?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+type StrTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+fn read_state(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<WorkflowState, StoreError> {
+    match table.get(name)? {
+        Some(g) => decode(g.value(), "workflow_state", name),
+        None => Ok(WorkflowState::default()),
+    }
+}
+
+fn update_state(
+    table: &mut StrTable<'_>,
+    name: &str,
+    change: impl FnOnce(&mut WorkflowState),
+) -> Result<(), StoreError> {
+    let mut state = read_state(table, name)?;
+    change(&mut state);
+    let bytes = encode(&state)?;
+    table.insert(name, bytes.as_slice())?;
+    Ok(())
+}
+
+fn get_run(
+    runs: &impl ReadableTable<&'static str, &'static [u8]>,
+    run_id: &str,
+) -> Result<Option<RunRecord>, StoreError> {
+    match runs.get(run_id)? {
+        Some(g) => Ok(Some(decode(g.value(), "runs", run_id)?)),
+        None => Ok(None),
+    }
+}
+
+fn read_tasks(
+    tasks: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    run_id: &str,
+) -> Result<Vec<TaskInstanceRecord>, StoreError> {
+    let hi = successor(run_id);
+    let mut out = Vec::new();
+    for entry in tasks.range((run_id, "")..(hi.as_str(), ""))? {
+        let (key, value) = entry?;
+        let (_, task_id) = key.value();
+        out.push(decode(
+            value.value(),
+            "task_instances",
+            format!("{run_id}/{task_id}"),
+        )?);
+    }
+    Ok(out)
+}
+
+/// The `runs` table and its indexes, opened together so they are updated together.
+struct RunTables<'t> {
+    runs: StrTable<'t>,
+    by_created: redb::Table<'t, (i64, &'static str), ()>,
+    by_workflow: redb::Table<'t, (&'static str, i64, &'static str), ()>,
+    unfinished: redb::Table<'t, &'static str, ()>,
+}
+
+impl<'t> RunTables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(RunTables {
+            runs: txn.open_table(RUNS)?,
+            by_created: txn.open_table(RUNS_BY_CREATED)?,
+            by_workflow: txn.open_table(RUNS_BY_WORKFLOW)?,
+            unfinished: txn.open_table(RUNS_UNFINISHED)?,
+        })
+    }
+
+    /// Insert or replace a run's snapshot, keeping the indexes in step.
+    fn upsert(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        if let Some(old) = get_run(&self.runs, &run.run_id)?
+            && (old.created_ms != run.created_ms || old.workflow != run.workflow)
+        {
+            self.remove_index(&old)?;
+        }
+        let id = run.run_id.as_str();
+        let bytes = encode(run)?;
+        self.runs.insert(id, bytes.as_slice())?;
+        self.by_created.insert((run.created_ms, id), ())?;
+        self.by_workflow
+            .insert((run.workflow.as_str(), run.created_ms, id), ())?;
+        if run.state.is_terminal() {
+            self.unfinished.remove(id)?;
+        } else {
+            self.unfinished.insert(id, ())?;
+        }
+        Ok(())
+    }
+
+    fn remove_index(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        let id = run.run_id.as_str();
+        self.by_created.remove((run.created_ms, id))?;
+        self.by_workflow
+            .remove((run.workflow.as_str(), run.created_ms, id))?;
+        Ok(())
+    }
+
+    fn delete(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        self.remove_index(run)?;
+        self.runs.remove(run.run_id.as_str())?;
+        self.unfinished.remove(run.run_id.as_str())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! Every redb table of the agent store, and the forward-only migrations that create them.
+//!
+//! All table definitions live here so that the on-disk layout can be read in one place. Values
+//! that are records are minicbor bytes (`&[u8]`) of the types in `outpost_common::record` or of
+//! [`super::WorkflowVersion`] / `WorkflowState`; index tables have `()` values.
+//!
+//! **Migrations** are a list applied in order at open: `MIGRATIONS[i]` takes a store from schema
+//! version `i` to `i + 1`, and [`SCHEMA_VERSION`] is `MIGRATIONS.len()`. A migration is never
+//! edited once released; a layout change is a new migration appended to the list. A file with no
+//! `meta` table is version 0 (a new, empty file).
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use super::StoreError;
+
+/// `meta`: store bookkeeping, `&str -> u64`. Keys: [`META_SCHEMA_VERSION`], [`META_LAST_SEQ`],
+/// [`META_ACKED_SEQ`].
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Schema version of the file (the number of migrations applied).
+pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
+/// Highest outbox sequence number ever assigned (0: none yet). Never decreases.
+pub(crate) const META_LAST_SEQ: &str = "last_seq";
+/// Highest outbox sequence number the hub acknowledged (0: none yet). Never decreases.
+pub(crate) const META_ACKED_SEQ: &str = "acked_seq";
+
+/// `agent_meta`: free key/value for the agent (identity, enrolment), `&str -> &[u8]`.
+pub(crate) const AGENT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_meta");
+
+/// `workflow_versions`: `(name, version) -> cbor WorkflowVersion`. Append-only history.
+pub(crate) const WORKFLOW_VERSIONS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("workflow_versions");
+
+/// `workflow_state`: `name -> cbor WorkflowState` (removed, paused, planner's last firing).
+pub(crate) const WORKFLOW_STATE: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("workflow_state");
+
+/// `runs`: `run_id -> cbor RunRecord` (the latest snapshot).
+pub(crate) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+
+/// `runs_by_created`: `(created_ms, run_id) -> ()`. Index for "latest N runs".
+pub(crate) const RUNS_BY_CREATED: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("runs_by_created");
+
+/// `runs_by_workflow`: `(workflow, created_ms, run_id) -> ()`. Index for "latest N runs of a
+/// workflow" and per-workflow retention.
+pub(crate) const RUNS_BY_WORKFLOW: TableDefinition<(&str, i64, &str), ()> =
+    TableDefinition::new("runs_by_workflow");
+
+/// `runs_unfinished`: `run_id -> ()` for every run whose state is not terminal (added by
+/// migration 2). Crash recovery reads it instead of scanning all runs.
+pub(crate) const RUNS_UNFINISHED: TableDefinition<&str, ()> =
+    TableDefinition::new("runs_unfinished");
+
+/// `task_instances`: `(run_id, task_id) -> cbor TaskInstanceRecord` (attempts, outputs).
+pub(crate) const TASKS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("task_instances");
+
+/// `missed_firings`: `(workflow, seq) -> cbor MissedFirings`; `seq` is the outbox sequence number
+/// the event was committed under.
+pub(crate) const MISSED: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("missed_firings");
+
+/// `outbox`: `seq -> (run_ref, cbor StatusEvent)`. `run_ref` is the run id the event refers to
+/// (empty for `Missed`). Entries are deleted only by an acknowledgement.
+pub(crate) const OUTBOX: TableDefinition<u64, (&str, &[u8])> = TableDefinition::new("outbox");
+
+/// `outbox_run_refs`: `(run_id, seq) -> ()` for every outbox entry that refers to a run; lets
+/// retention check "has this run unacknowledged events" without scanning the outbox.
+pub(crate) const OUTBOX_RUN_REFS: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("outbox_run_refs");
+
+/// A forward-only migration: runs inside the open's write transaction.
+pub(crate) type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
+
+/// The migration list; `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[Migration] = &[migrate_v1_initial, migrate_v2_unfinished_index];
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u64 = MIGRATIONS.len() as u64;
+
+/// v0 -> v1: create the ledger tables and the counters.
+fn migrate_v1_initial(txn: &WriteTransaction) -> Result<(), StoreError> {
+    {
+        let mut meta = txn.open_table(META)?;
+        for key in [META_LAST_SEQ, META_ACKED_SEQ] {
+            if meta.get(key)?.is_none() {
+                meta.insert(key, 0)?;
+            }
+        }
+    }
+    txn.open_table(AGENT_META)?;
+    txn.open_table(WORKFLOW_VERSIONS)?;
+    txn.open_table(WORKFLOW_STATE)?;
+    txn.open_table(RUNS)?;
+    txn.open_table(RUNS_BY_CREATED)?;
+    txn.open_table(RUNS_BY_WORKFLOW)?;
+    txn.open_table(TASKS)?;
+    txn.open_table(MISSED)?;
+    txn.open_table(OUTBOX)?;
+    txn.open_table(OUTBOX_RUN_REFS)?;
+    Ok(())
+}
+
+/// v1 -> v2: add `runs_unfinished`, back-filled from `runs`.
+fn migrate_v2_unfinished_index(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let runs = txn.open_table(RUNS)?;
+    let mut unfinished = txn.open_table(RUNS_UNFINISHED)?;
+    for entry in runs.iter()? {
+        let (key, value) = entry?;
+        let record: outpost_common::record::RunRecord =
+            super::decode(value.value(), "runs", key.value())?;
+        if !record.state.is_terminal() {
+            unfinished.insert(key.value(), ())?;
+        }
+    }
+    Ok(())
+}
+
+/// Read the schema version of an open transaction's file (0 when there is no `meta` table).
+pub(crate) fn schema_version(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let meta = txn.open_table(META)?;
+    Ok(meta
+        .get(META_SCHEMA_VERSION)?
+        .map(|v| v.value())
+        .unwrap_or(0))
+}
+
+/// Apply the migrations from the file's version up to `target` (≤ [`SCHEMA_VERSION`]).
+///
+/// Refuses a file written by a newer schema with [`StoreError::SchemaTooNew`]. Returns the
+/// version found before migrating.
+pub(crate) fn migrate(txn: &WriteTransaction, target: u64) -> Result<u64, StoreError> {
+    let found = schema_version(txn)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().take(target as usize) {
+        let from = index as u64;
+        if from < found {
+            continue;
+        }
+        migration(txn)?;
+        txn.open_table(META)?
+            .insert(META_SCHEMA_VERSION, from + 1)?;
+    }
+    Ok(found)
+}
