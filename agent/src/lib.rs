@@ -1,0 +1,3 @@
+//! The Outpost edge agent library: the drivers behind the `outpost-agent` binary.
+
+pub mod exec;
