@@ -217,6 +217,7 @@ struct KillState {
 #[derive(Debug, Clone)]
 pub struct Killer {
     pgid: u32,
+    default_grace: Duration,
     done: watch::Receiver<bool>,
     state: Arc<KillState>,
 }
@@ -257,6 +258,16 @@ impl Killer {
             }
             Err(_) => self.kill(),
         }
+    }
+
+    /// [`Killer::terminate`] with the configured [`ExecConfig::kill_grace`].
+    pub fn stop(&self) {
+        self.terminate(self.default_grace);
+    }
+
+    /// The process group this killer signals.
+    pub fn pgid(&self) -> u32 {
+        self.pgid
     }
 
     /// SIGKILL the group now.
@@ -402,10 +413,16 @@ pub async fn spawn(cfg: &ExecConfig, req: SpawnRequest) -> Result<Running, ExecE
             if let Some(cg) = &plan.cgroup {
                 let _ = std::fs::remove_dir(cg);
             }
-            return Err(ExecError::Spawn {
-                program: req.program[0].clone(),
-                source,
-            });
+            let program = if wrapper_args.is_empty() {
+                req.program[0].clone()
+            } else {
+                format!("{} (via {} __exec)", req.program[0], cfg.self_exe.display())
+            };
+            let err = ExecError::Spawn { program, source };
+            // Leave the cause in the attempt log too.
+            let _ = logw.write(format!("[outpost] {err}\n").as_bytes());
+            let _ = logw.finish();
+            return Err(err);
         }
     };
     let pid = child.id().unwrap_or(0);
@@ -415,6 +432,7 @@ pub async fn spawn(cfg: &ExecConfig, req: SpawnRequest) -> Result<Running, ExecE
     let (done_tx, done_rx) = watch::channel(false);
     let killer = Killer {
         pgid: pid,
+        default_grace: cfg.kill_grace,
         done: done_rx,
         state: Arc::new(KillState::default()),
     };

@@ -323,6 +323,109 @@ async fn spawn_errors_are_typed() {
 }
 
 #[test]
+fn failure_reasons_name_the_limit_and_the_cause() {
+    let rl = limits::LimitsPlan {
+        mode: LimitsMode::Rlimit,
+        memory: Some(64 << 20),
+        cpu_share: None,
+        cpu_secs: Some(20),
+        cgroup: None,
+        notes: vec![],
+    };
+    let none = limits::LimitsPlan::none();
+    let r = |o: AttemptOutcome, p: &limits::LimitsPlan, oom, term, esc| {
+        failure_reason(&o, p, oom, term, esc)
+    };
+    assert_eq!(r(AttemptOutcome::Exited(0), &rl, 0, false, false), None);
+    assert_eq!(r(AttemptOutcome::Exited(2), &none, 0, false, false), None);
+    assert_eq!(
+        r(AttemptOutcome::Exited(1), &rl, 0, false, false).as_deref(),
+        Some(
+            "memory limit 64 MiB (rlimit RLIMIT_AS), CPU time limit 20 s (rlimit RLIMIT_CPU); process exited with code 1"
+        )
+    );
+    assert_eq!(
+        r(AttemptOutcome::Signaled(6), &rl, 0, false, false).as_deref(),
+        Some(
+            "memory limit 64 MiB (rlimit RLIMIT_AS), CPU time limit 20 s (rlimit RLIMIT_CPU); killed by SIGABRT"
+        )
+    );
+    assert_eq!(
+        r(AttemptOutcome::Signaled(24), &rl, 0, false, false).as_deref(),
+        Some("CPU time limit 20 s exceeded (rlimit RLIMIT_CPU): killed by SIGXCPU")
+    );
+    let cg = limits::LimitsPlan {
+        mode: LimitsMode::CgroupV2,
+        memory: Some(64 << 20),
+        cpu_share: Some(0.5),
+        cpu_secs: None,
+        cgroup: Some(PathBuf::from("/x")),
+        notes: vec![],
+    };
+    assert_eq!(
+        r(AttemptOutcome::Signaled(9), &cg, 1, false, false).as_deref(),
+        Some(
+            "killed by the OOM killer: memory limit 64 MiB (cgroup v2 memory.max); killed by SIGKILL"
+        )
+    );
+    assert_eq!(
+        r(AttemptOutcome::Signaled(9), &cg, 0, true, true).as_deref(),
+        Some(
+            "stopped by the agent: SIGTERM, then SIGKILL after the grace period; killed by SIGKILL"
+        )
+    );
+    assert_eq!(
+        r(AttemptOutcome::Signaled(11), &none, 0, false, false).as_deref(),
+        Some("killed by SIGSEGV")
+    );
+}
+
+#[tokio::test]
+async fn wrapper_spawn_failure_names_the_wrapper_and_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path()); // self_exe does not exist
+    let mut r = sh("true");
+    r.limits.memory = Some(1 << 30);
+    let e = spawn(&c, r).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("via /nonexistent/outpost-agent __exec"),
+        "{msg}"
+    );
+    let log = std::fs::read_to_string(
+        attempt_dir(&c, "wf@v1@20261125T073000.000Z", "t", 1).join("output.log"),
+    )
+    .unwrap();
+    assert!(log.contains("cannot start"), "{log}");
+}
+
+#[tokio::test]
+async fn stop_uses_configured_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.kill_grace = Duration::from_millis(200);
+    let ready = dir.path().join("ready");
+    let run = spawn(
+        &c,
+        sh(&format!(
+            "trap '' TERM; echo ok > {}; sleep 100",
+            ready.display()
+        )),
+    )
+    .await
+    .unwrap();
+    wait_for_file(&ready).await;
+    let k = run.killer();
+    assert_eq!(k.pgid(), run.pgid);
+    let t0 = Instant::now();
+    k.stop();
+    let exit = run.wait().await;
+    assert!(t0.elapsed() >= Duration::from_millis(200));
+    assert!(exit.escalated);
+    assert_eq!(exit.outcome, AttemptOutcome::Signaled(9));
+}
+
+#[test]
 fn script_argv_defaults_to_sh() {
     assert_eq!(
         script_argv(None, "echo hi"),
