@@ -161,23 +161,32 @@ async fn wrapper_reports_missing_program() {
     );
 }
 
-/// A writable cgroup v2 directory delegated to us with the memory controller, if any.
-/// `OUTPOST_TEST_CGROUP_ROOT` may name one; otherwise our own cgroup (from /proc/self/cgroup)
-/// is tried when /sys/fs/cgroup is a unified hierarchy.
+/// A writable cgroup v2 directory delegated to us with the memory controller usable by its
+/// children, if any. `OUTPOST_TEST_CGROUP_ROOT` may name one; otherwise our own cgroup in the
+/// cgroup2 mount (from /proc/mounts and /proc/self/cgroup) is tried.
 fn delegated_cgroup_v2() -> Option<PathBuf> {
     let candidate = match std::env::var_os("OUTPOST_TEST_CGROUP_ROOT") {
         Some(p) => PathBuf::from(p),
         None => {
+            let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+            let mount = mounts.lines().find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() > 2 && f[2] == "cgroup2").then(|| f[1].to_string())
+            })?;
             let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
             let rel = own.lines().find_map(|l| l.strip_prefix("0::"))?;
-            Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'))
+            Path::new(&mount).join(rel.trim_start_matches('/'))
         }
     };
     let controllers = std::fs::read_to_string(candidate.join("cgroup.controllers")).ok()?;
     if !controllers.split_whitespace().any(|c| c == "memory") {
         return None;
     }
-    // Writable: we must be able to create a child.
+    // Children must get the memory controller, and we must be able to create them.
+    let subtree = std::fs::read_to_string(candidate.join("cgroup.subtree_control")).ok()?;
+    if !subtree.split_whitespace().any(|c| c == "memory") {
+        std::fs::write(candidate.join("cgroup.subtree_control"), "+memory").ok()?;
+    }
     let probe = candidate.join(format!("outpost-probe-{}", std::process::id()));
     std::fs::create_dir(&probe).ok()?;
     std::fs::remove_dir(&probe).ok()?;

@@ -25,6 +25,10 @@
 //!   execs the task (same pid, same group). The mechanism is reported as [`LimitsMode`], and
 //!   when a limited attempt fails its `reason` names the limit.
 //!
+//! File I/O on the attempt files (creating them, appending output, the final log rewrite)
+//! uses plain `std::fs` calls inside the async tasks: they are small page-cache operations, and
+//! routing each through `spawn_blocking` would cost more than the write itself.
+//!
 //! Attempt files live in `<log_dir>/<run>/<task>/<attempt>/`: `output.log` and `outputs.env`.
 //! Path components are sanitized (`[A-Za-z0-9._@+-]`, others → `_`, plus a short hash when
 //! anything was changed so distinct ids never share a directory).

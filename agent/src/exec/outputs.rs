@@ -1,6 +1,7 @@
 //! Parsing of the `$OUTPOST_OUTPUT` file (`outputs.env`).
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// The most bytes of `outputs.env` that are read; the rest is ignored (with a warning).
@@ -60,7 +61,22 @@ pub fn parse_outputs(text: &str) -> ParsedOutputs {
 /// Read and parse an outputs file, reading at most [`OUTPUTS_MAX_BYTES`]. A missing file yields
 /// no outputs (the task may have deleted it); non-UTF-8 bytes are replaced.
 pub fn read_outputs(path: &Path) -> ParsedOutputs {
-    let file = match std::fs::File::open(path) {
+    // The task owns this file: do not follow a symlink it planted, and never block on a FIFO.
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path);
+    let file = match opened.and_then(|f| {
+        if f.metadata()?.is_file() {
+            Ok(f)
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ))
+        }
+    }) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return ParsedOutputs::default(),
         Err(e) => {
@@ -154,6 +170,37 @@ mod tests {
             p.warnings.iter().any(|w| w.contains("larger than")),
             "{:?}",
             p.warnings
+        );
+    }
+
+    #[test]
+    fn fifo_and_symlink_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let p = read_outputs(&fifo);
+        assert!(p.outputs.is_empty());
+        assert!(
+            p.warnings[0].contains("not a regular file"),
+            "{:?}",
+            p.warnings
+        );
+
+        let target = dir.path().join("target");
+        std::fs::write(&target, "k=v\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let p = read_outputs(&link);
+        assert!(p.outputs.is_empty());
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert_eq!(
+            read_outputs(&target).outputs,
+            vec![("k".to_string(), "v".to_string())]
         );
     }
 
