@@ -365,6 +365,12 @@ pub async fn spawn(cfg: &ExecConfig, req: SpawnRequest) -> Result<Running, ExecE
     std::fs::File::create(&outputs_path).map_err(dir_err)?;
     let mut logw = log::LogWriter::create(&log_path, cfg.log_max_bytes).map_err(dir_err)?;
 
+    // The output pipe (before anything that would need undoing if it failed).
+    let (reader, writer) = io::pipe().map_err(ExecError::Pipe)?;
+    let writer2 = writer.try_clone().map_err(ExecError::Pipe)?;
+    let pipe =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(ExecError::Pipe)?;
+
     let cg_name = format!(
         "outpost.{}.{}.{}",
         sanitize_component(&req.run_id),
@@ -380,9 +386,6 @@ pub async fn spawn(cfg: &ExecConfig, req: SpawnRequest) -> Result<Running, ExecE
     for note in &plan.notes {
         let _ = logw.write(format!("[outpost] {note}\n").as_bytes());
     }
-
-    let (reader, writer) = io::pipe().map_err(ExecError::Pipe)?;
-    let writer2 = writer.try_clone().map_err(ExecError::Pipe)?;
 
     let wrapper_args = plan.wrapper_args();
     let mut cmd = if wrapper_args.is_empty() {
@@ -430,8 +433,6 @@ pub async fn spawn(cfg: &ExecConfig, req: SpawnRequest) -> Result<Running, ExecE
         }
     };
     let pid = child.id().unwrap_or(0);
-    let pipe =
-        tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(ExecError::Pipe)?;
 
     let (done_tx, done_rx) = watch::channel(false);
     let killer = Killer {
