@@ -1,4 +1,4 @@
-//! The Outpost edge agent as a library: its drivers, used by the `outpost-agent` binary and by
-//! the end-to-end tests.
+//! The Outpost edge agent library: the drivers behind the `outpost-agent` binary.
 
+pub mod exec;
 pub mod store;

@@ -1,0 +1,380 @@
+//! Size-capped attempt logs that keep the tail and can be followed while the task runs.
+//!
+//! # Design: two segments, rewritten once at the end
+//!
+//! The agent reads the attempt's output pipe and appends to `output.log` **live**, so a reader
+//! can follow it while the task runs. When `output.log` reaches `cap` bytes it is *rotated*:
+//! renamed to `output.log.1` (replacing the previous one) and a fresh `output.log` is started.
+//! At any moment `output.log.1 ++ output.log` therefore holds at least the last `cap` bytes of
+//! output, disk use is at most `2 × cap`, and memory use is one read buffer.
+//!
+//! When the attempt ends, if a rotation happened, the final log is written to a temporary
+//! file — one header line `[outpost] output truncated: first N bytes dropped, last M bytes
+//! kept` followed by exactly the last `M = cap` bytes — and atomically renamed over
+//! `output.log`; `output.log.1` is removed. An attempt whose output fits is never rewritten.
+//!
+//! Readers: [`read_log`] returns the same view at any time (live or final). [`LogFollower`]
+//! follows the live file like `tail -F`, coping with rotations and the final rewrite: it reads
+//! the file it has open to its end before switching to the new `output.log`, and uses the
+//! truncation header's `N` to skip bytes it already delivered. A follower that falls more than
+//! `cap` bytes behind may miss output — exactly the output the capped log drops as well.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Prefix of the first line of a log whose head was dropped.
+pub const TRUNCATION_PREFIX: &str = "[outpost] output truncated: first ";
+
+/// The truncation header line (with its newline).
+pub fn truncation_header(dropped: u64, kept: u64) -> String {
+    format!("{TRUNCATION_PREFIX}{dropped} bytes dropped, last {kept} bytes kept\n")
+}
+
+/// Parse a truncation header at the start of `bytes`: `(dropped, kept, header_len)`.
+pub fn parse_truncation_header(bytes: &[u8]) -> Option<(u64, u64, usize)> {
+    let end = bytes.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&bytes[..end]).ok()?;
+    let rest = line.strip_prefix(TRUNCATION_PREFIX)?;
+    let (dropped, rest) = rest.split_once(" bytes dropped, last ")?;
+    let kept = rest.strip_suffix(" bytes kept")?;
+    Some((dropped.parse().ok()?, kept.parse().ok()?, end + 1))
+}
+
+fn rotated_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".1");
+    PathBuf::from(s)
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// Appends an attempt's output to its log, enforcing the cap (see the module docs).
+#[derive(Debug)]
+pub struct LogWriter {
+    path: PathBuf,
+    file: File,
+    cap: u64,
+    seg_len: u64,
+    total: u64,
+    rotated: bool,
+}
+
+impl LogWriter {
+    /// Create (truncate) the log at `path`. `cap` is at least 1.
+    pub fn create(path: &Path, cap: u64) -> io::Result<LogWriter> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        // A stale segment from an earlier run of the same attempt directory must not leak in.
+        match std::fs::remove_file(rotated_path(path)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            file,
+            cap: cap.max(1),
+            seg_len: 0,
+            total: 0,
+            rotated: false,
+        })
+    }
+
+    /// Total bytes written so far (including any that will be dropped).
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Append `buf`, rotating when the live segment reaches the cap.
+    pub fn write(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            if self.seg_len >= self.cap {
+                self.rotate()?;
+            }
+            let room = (self.cap - self.seg_len) as usize;
+            let n = room.min(buf.len());
+            self.file.write_all(&buf[..n])?;
+            self.seg_len += n as u64;
+            self.total += n as u64;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        std::fs::rename(&self.path, rotated_path(&self.path))?;
+        self.file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&self.path)?;
+        self.seg_len = 0;
+        self.rotated = true;
+        Ok(())
+    }
+
+    /// Finish the log: if output exceeded the cap, atomically replace it with the header and
+    /// the tail. Returns the number of bytes dropped.
+    pub fn finish(self) -> io::Result<u64> {
+        if !self.rotated {
+            return Ok(0);
+        }
+        drop(self.file);
+        let (tail, _) = read_tail(&self.path, self.cap)?;
+        let dropped = self.total - tail.len() as u64;
+        let tmp = tmp_path(&self.path);
+        {
+            let mut out = File::create(&tmp)?;
+            out.write_all(truncation_header(dropped, tail.len() as u64).as_bytes())?;
+            out.write_all(&tail)?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        std::fs::remove_file(rotated_path(&self.path))?;
+        Ok(dropped)
+    }
+}
+
+/// The last `cap` bytes of `output.log.1 ++ output.log`, and whether the `.1` segment existed.
+fn read_tail(path: &Path, cap: u64) -> io::Result<(Vec<u8>, bool)> {
+    let mut current = Vec::new();
+    File::open(path)?.read_to_end(&mut current)?;
+    let live_tail_start = current.len().saturating_sub(cap as usize);
+    let current = current.split_off(live_tail_start);
+    let need = cap - current.len() as u64;
+    let mut out = Vec::with_capacity(cap as usize);
+    let mut had_rotated = false;
+    match File::open(rotated_path(path)) {
+        Ok(mut f) => {
+            had_rotated = true;
+            let len = f.metadata()?.len();
+            if need > 0 {
+                f.seek(SeekFrom::Start(len.saturating_sub(need)))?;
+                f.read_to_end(&mut out)?;
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    out.extend_from_slice(&current);
+    Ok((out, had_rotated))
+}
+
+/// Read an attempt log as the final log would look, whether the attempt is still running
+/// (live segments) or finished. `cap` should be the `log_max_bytes` the attempt ran with.
+///
+/// While running with a rotated segment, the header reports the bytes dropped from the
+/// two segments' view (output dropped at earlier rotations is not counted).
+pub fn read_log(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    let rotated = rotated_path(path);
+    if !rotated.exists() {
+        let mut bytes = Vec::new();
+        File::open(path)?.read_to_end(&mut bytes)?;
+        return Ok(bytes);
+    }
+    let seg1 = std::fs::metadata(&rotated)?.len();
+    let seg2 = std::fs::metadata(path)?.len();
+    let (tail, _) = read_tail(path, cap.max(1))?;
+    let dropped = (seg1 + seg2).saturating_sub(tail.len() as u64);
+    let mut out = truncation_header(dropped, tail.len() as u64).into_bytes();
+    out.extend_from_slice(&tail);
+    Ok(out)
+}
+
+/// Follows a live attempt log (see the module docs). Call [`LogFollower::poll`] repeatedly.
+#[derive(Debug)]
+pub struct LogFollower {
+    path: PathBuf,
+    file: Option<File>,
+    ino: u64,
+    /// Absolute output offset of the next byte to deliver.
+    delivered: u64,
+    /// Bytes of the open file already consumed (including any header).
+    file_pos: u64,
+}
+
+impl LogFollower {
+    /// A follower of `path` (which need not exist yet).
+    pub fn new(path: &Path) -> LogFollower {
+        LogFollower {
+            path: path.to_path_buf(),
+            file: None,
+            ino: 0,
+            delivered: 0,
+            file_pos: 0,
+        }
+    }
+
+    /// Append any new output to `out`; returns how many bytes were appended (0: nothing new).
+    pub fn poll(&mut self, out: &mut Vec<u8>) -> io::Result<usize> {
+        let before = out.len();
+        if self.file.is_some() {
+            self.drain_open(out)?;
+        }
+        // Has the path moved on to a new file (rotation or final rewrite)?
+        let current_ino = match std::fs::metadata(&self.path) {
+            Ok(m) => Some(m.ino()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(ino) = current_ino
+            && (self.file.is_none() || ino != self.ino)
+        {
+            if self.file.is_some() {
+                // Everything written to the old file was written before it was replaced.
+                self.drain_open(out)?;
+            }
+            self.open_new(ino)?;
+            self.drain_open(out)?;
+        }
+        Ok(out.len() - before)
+    }
+
+    fn open_new(&mut self, ino: u64) -> io::Result<()> {
+        let mut f = File::open(&self.path)?;
+        let mut head = Vec::new();
+        (&mut f).take(256).read_to_end(&mut head)?;
+        f.seek(SeekFrom::Start(0))?;
+        self.file_pos = 0;
+        if let Some((dropped, _kept, header_len)) = parse_truncation_header(&head) {
+            // The final rewrite: content starts at absolute offset `dropped`.
+            let skip = self.delivered.saturating_sub(dropped);
+            self.file_pos = header_len as u64 + skip;
+            self.delivered = self.delivered.max(dropped);
+        }
+        // Otherwise: a fresh segment after a rotation starts where the old one ended, or this is
+        // the first file; either way reading starts at its beginning.
+        f.seek(SeekFrom::Start(self.file_pos))?;
+        self.file = Some(f);
+        self.ino = ino;
+        Ok(())
+    }
+
+    fn drain_open(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if let Some(f) = self.file.as_mut() {
+            let n = f.read_to_end(out)?;
+            self.file_pos += n as u64;
+            self.delivered += n as u64;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| b"0123456789abcdefghijklmnopqrstuvwxyz\n"[i % 37])
+            .collect()
+    }
+
+    #[test]
+    fn small_output_is_kept_verbatim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("output.log");
+        let mut w = LogWriter::create(&path, 100).unwrap();
+        w.write(b"hello\n").unwrap();
+        w.write(b"world\n").unwrap();
+        assert_eq!(w.finish().unwrap(), 0);
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello\nworld\n");
+        assert!(!rotated_path(&path).exists());
+    }
+
+    #[test]
+    fn exactly_cap_is_not_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("output.log");
+        let data = pattern(100);
+        let mut w = LogWriter::create(&path, 100).unwrap();
+        w.write(&data).unwrap();
+        assert_eq!(w.finish().unwrap(), 0);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+    }
+
+    #[test]
+    fn overflow_keeps_exact_tail_with_header_for_many_sizes() {
+        for (cap, total, chunk) in [
+            (100usize, 101usize, 7usize),
+            (100, 250, 13),
+            (64, 1000, 64),
+            (10, 95, 1),
+            (4096, 50_000, 3000),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("output.log");
+            let data = pattern(total);
+            let mut w = LogWriter::create(&path, cap as u64).unwrap();
+            for c in data.chunks(chunk) {
+                w.write(c).unwrap();
+            }
+            // The live view agrees with the final file.
+            let live = read_log(&path, cap as u64).unwrap();
+            let dropped = w.finish().unwrap();
+            assert_eq!(dropped, (total - cap) as u64);
+            let fin = std::fs::read(&path).unwrap();
+            let mut expected = truncation_header((total - cap) as u64, cap as u64).into_bytes();
+            expected.extend_from_slice(&data[total - cap..]);
+            assert_eq!(fin, expected, "cap {cap} total {total}");
+            assert!(!rotated_path(&path).exists());
+            let (_, _, hl) = parse_truncation_header(&live).unwrap();
+            assert_eq!(&live[hl..], &data[total - cap..]);
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = truncation_header(12345, 4096);
+        assert_eq!(
+            parse_truncation_header(h.as_bytes()),
+            Some((12345, 4096, h.len()))
+        );
+        assert_eq!(parse_truncation_header(b"plain output\n"), None);
+    }
+
+    #[test]
+    fn follower_sees_every_byte_across_rotations_and_final_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("output.log");
+        let cap = 50u64;
+        let data = pattern(333);
+        let mut f = LogFollower::new(&path);
+        let mut got = Vec::new();
+        f.poll(&mut got).unwrap();
+        assert!(got.is_empty());
+        let mut w = LogWriter::create(&path, cap).unwrap();
+        // Poll after every small write: the follower never falls a whole cap behind.
+        for c in data.chunks(11) {
+            w.write(c).unwrap();
+            f.poll(&mut got).unwrap();
+        }
+        w.finish().unwrap();
+        f.poll(&mut got).unwrap();
+        f.poll(&mut got).unwrap();
+        assert_eq!(got, data);
+    }
+
+    #[test]
+    fn late_follower_gets_the_final_tail_without_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("output.log");
+        let data = pattern(200);
+        let mut w = LogWriter::create(&path, 40).unwrap();
+        w.write(&data).unwrap();
+        w.finish().unwrap();
+        let mut f = LogFollower::new(&path);
+        let mut got = Vec::new();
+        f.poll(&mut got).unwrap();
+        assert_eq!(got, &data[160..]);
+    }
+}

@@ -1,0 +1,700 @@
+//! The process driver: runs task attempts as local OS processes.
+//!
+//! # Process model
+//!
+//! * **One process group per attempt.** The attempt's process is started with
+//!   `process_group(0)`, so it leads a new group whose id equals its pid (`pgid`). Everything
+//!   it forks stays in that group unless it calls `setsid`/`setpgid` itself. All signals go to
+//!   the whole group (`kill(-pgid, sig)`), so grandchildren (`sleep 1000 &`) are stopped too.
+//! * **stdin** is `/dev/null`; **stdout and stderr** share one pipe (so they interleave in
+//!   write order) drained by the agent into the attempt log (see [`log`]).
+//! * **Environment**: the agent's environment, plus the request's `env`, plus
+//!   `OUTPOST_OUTPUT=<attempt dir>/outputs.env` (created empty). After exit, `key=value` lines
+//!   in that file become the attempt's outputs (see [`outputs`]).
+//! * **Supervision**: [`spawn`] returns a [`Running`] at once; one tokio task per attempt drains
+//!   the pipe and reaps the process (no thread per process). When the leader exits, any
+//!   members left in its group are killed with SIGKILL (an attempt's lifetime is its process
+//!   group, like systemd's `KillMode=control-group`); the pipe is then drained to EOF, bounded
+//!   by [`DRAIN_LINGER`] in case a process that escaped the group still holds it.
+//! * **Stopping**: [`Killer::terminate`] sends SIGTERM to the group, then SIGKILL to the group
+//!   if the leader has not exited after the grace period. Use it for timeouts, cancel and
+//!   shutdown; the caller maps the [`Exit`] to `TimedOut`/`Cancelled` (see [`Exit::terminated`]).
+//! * **Limits** ([`limits`]): with a memory or CPU limit, the process is started through the
+//!   agent binary's hidden `__exec` wrapper, which joins a per-attempt cgroup v2 (if
+//!   `cgroup_root` is a usable delegated cgroup v2 directory) or sets rlimits on itself, then
+//!   execs the task (same pid, same group). The mechanism is reported as [`LimitsMode`], and
+//!   when a limited attempt fails its `reason` names the limit.
+//!
+//! File I/O on the attempt files (creating them, appending output, the final log rewrite)
+//! uses plain `std::fs` calls inside the async tasks: they are small page-cache operations, and
+//! routing each through `spawn_blocking` would cost more than the write itself.
+//!
+//! Attempt files live in `<log_dir>/<run>/<task>/<attempt>/`: `output.log` and `outputs.env`.
+//! Path components are sanitized (`[A-Za-z0-9._@+-]`, others → `_`, plus a short hash when
+//! anything was changed so distinct ids never share a directory).
+
+pub mod limits;
+pub mod log;
+pub mod outputs;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use outpost_common::clock::{Clock, SystemClock};
+use outpost_common::model::Limits;
+use outpost_common::record::{AttemptOutcome, LimitsMode, UnixMillis};
+use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+pub use limits::exec_wrapper_main;
+pub use log::{LogFollower, read_log};
+
+/// Default log cap: 4 MiB.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// Default SIGTERM → SIGKILL grace: 10 s.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+/// How long the pipe is still read after the group is gone.
+pub const DRAIN_LINGER: Duration = Duration::from_secs(2);
+/// Environment variable naming the outputs file.
+pub const OUTPUT_ENV: &str = "OUTPOST_OUTPUT";
+
+/// Driver configuration.
+#[derive(Clone)]
+pub struct ExecConfig {
+    /// Root of the attempt directories.
+    pub log_dir: PathBuf,
+    /// Cap of each attempt log; the tail is kept.
+    pub log_max_bytes: u64,
+    /// Default grace between SIGTERM and SIGKILL (callers pass it to [`Killer::terminate`]).
+    pub kill_grace: Duration,
+    /// A delegated cgroup v2 directory the agent may create children in.
+    pub cgroup_root: Option<PathBuf>,
+    /// Path of the `outpost-agent` binary, for the `__exec` limits wrapper.
+    pub self_exe: PathBuf,
+    /// Wall clock for `started_ms`/`ended_ms`.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ExecConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecConfig")
+            .field("log_dir", &self.log_dir)
+            .field("log_max_bytes", &self.log_max_bytes)
+            .field("kill_grace", &self.kill_grace)
+            .field("cgroup_root", &self.cgroup_root)
+            .field("self_exe", &self.self_exe)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExecConfig {
+    /// Defaults: 4 MiB logs, 10 s grace, no cgroup, the system clock.
+    pub fn new(log_dir: impl Into<PathBuf>, self_exe: impl Into<PathBuf>) -> ExecConfig {
+        ExecConfig {
+            log_dir: log_dir.into(),
+            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            kill_grace: DEFAULT_KILL_GRACE,
+            cgroup_root: None,
+            self_exe: self_exe.into(),
+            clock: Arc::new(SystemClock::default()),
+        }
+    }
+}
+
+/// One attempt to run.
+#[derive(Debug, Clone)]
+pub struct SpawnRequest {
+    pub run_id: String,
+    pub task_id: String,
+    /// 1-based.
+    pub attempt: u32,
+    /// argv, already rendered; `program[0]` is looked up in `PATH`. See [`script_argv`].
+    pub program: Vec<String>,
+    /// Added to (overriding) the agent's environment.
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<PathBuf>,
+    pub limits: Limits,
+    /// The task's timeout, used only to derive the fallback CPU-time rlimit.
+    pub timeout: Option<Duration>,
+}
+
+/// argv of a `script` task: `[shell or /bin/sh, -c, script]`.
+pub fn script_argv(shell: Option<&str>, script: &str) -> Vec<String> {
+    vec![
+        shell.unwrap_or("/bin/sh").to_string(),
+        "-c".to_string(),
+        script.to_string(),
+    ]
+}
+
+/// Errors starting an attempt.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("empty program (argv has no elements)")]
+    EmptyProgram,
+    #[error("invalid limits: {0}")]
+    InvalidLimits(String),
+    #[error("cannot prepare attempt directory {path}: {source}")]
+    AttemptDir { path: PathBuf, source: io::Error },
+    #[error("cannot create output pipe: {0}")]
+    Pipe(io::Error),
+    #[error("cannot start {program:?}: {source}")]
+    Spawn { program: String, source: io::Error },
+    #[error("bad __exec wrapper arguments: {0}")]
+    WrapperArgs(String),
+}
+
+/// A started attempt.
+#[derive(Debug)]
+pub struct Running {
+    pub pid: u32,
+    /// Process group id (equals `pid`).
+    pub pgid: u32,
+    pub limits_mode: LimitsMode,
+    /// Limits-related notes (fallbacks, a CPU limit not enforced); also written to the log.
+    pub limits_notes: Vec<String>,
+    pub attempt_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub outputs_path: PathBuf,
+    pub started_ms: UnixMillis,
+    killer: Killer,
+    task: tokio::task::JoinHandle<Exit>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// `Exited(code)` or `Signaled(signal)`.
+    pub outcome: AttemptOutcome,
+    /// Why it failed, when there is more to say than the outcome (limits, termination).
+    pub reason: Option<String>,
+    /// Parsed `$OUTPOST_OUTPUT`.
+    pub outputs: Vec<(String, String)>,
+    /// Ignored output lines, log errors, leftover processes killed (also appended to the log).
+    pub warnings: Vec<String>,
+    /// The agent asked it to stop ([`Killer::terminate`]/[`Killer::kill`]).
+    pub terminated: bool,
+    /// ... and had to escalate to SIGKILL.
+    pub escalated: bool,
+    /// Output bytes produced (before the cap).
+    pub log_bytes: u64,
+    pub ended_ms: UnixMillis,
+}
+
+impl Running {
+    /// A cloneable handle to stop the attempt while [`Running::wait`] is pending.
+    pub fn killer(&self) -> Killer {
+        self.killer.clone()
+    }
+
+    /// Wait for the attempt to end, its output to be drained and its outputs parsed.
+    /// Dropping a `Running` without waiting is fine: the process is still reaped.
+    pub async fn wait(self) -> Exit {
+        match self.task.await {
+            Ok(exit) => exit,
+            Err(e) => Exit {
+                outcome: AttemptOutcome::Exited(-1),
+                reason: Some(format!("internal error: attempt supervisor failed: {e}")),
+                outputs: Vec::new(),
+                warnings: Vec::new(),
+                terminated: false,
+                escalated: false,
+                log_bytes: 0,
+                ended_ms: 0,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct KillState {
+    requested: AtomicBool,
+    escalated: AtomicBool,
+}
+
+/// Stops an attempt's process group. Cheap to clone; a no-op once the attempt has ended.
+#[derive(Debug, Clone)]
+pub struct Killer {
+    pgid: u32,
+    default_grace: Duration,
+    done: watch::Receiver<bool>,
+    state: Arc<KillState>,
+}
+
+impl Killer {
+    /// Has the attempt's leader exited (and its group been cleaned up)?
+    pub fn is_done(&self) -> bool {
+        *self.done.borrow()
+    }
+
+    /// SIGTERM the group now; SIGKILL the group if the attempt has not ended after `grace`
+    /// (immediately when `grace` is zero). Returns at once; must be called within a tokio
+    /// runtime (without one, it escalates to SIGKILL immediately). Repeated calls only
+    /// re-send SIGTERM.
+    pub fn terminate(&self, grace: Duration) {
+        if self.is_done() {
+            return;
+        }
+        let first = !self.state.requested.swap(true, Ordering::SeqCst);
+        if grace.is_zero() {
+            self.kill();
+            return;
+        }
+        signal_group(self.pgid, Signal::TERM);
+        if !first {
+            return;
+        }
+        let this = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move {
+                    let mut done = this.done.clone();
+                    let ended = tokio::time::timeout(grace, done.wait_for(|d| *d)).await;
+                    if ended.is_err() && !this.is_done() {
+                        this.kill();
+                    }
+                });
+            }
+            Err(_) => self.kill(),
+        }
+    }
+
+    /// [`Killer::terminate`] with the configured [`ExecConfig::kill_grace`].
+    pub fn stop(&self) {
+        self.terminate(self.default_grace);
+    }
+
+    /// The process group this killer signals.
+    pub fn pgid(&self) -> u32 {
+        self.pgid
+    }
+
+    /// SIGKILL the group now.
+    pub fn kill(&self) {
+        if self.is_done() {
+            return;
+        }
+        self.state.requested.store(true, Ordering::SeqCst);
+        self.state.escalated.store(true, Ordering::SeqCst);
+        signal_group(self.pgid, Signal::KILL);
+    }
+}
+
+fn signal_group(pgid: u32, sig: Signal) -> bool {
+    match Pid::from_raw(pgid as i32) {
+        Some(pid) if pgid > 1 => kill_process_group(pid, sig).is_ok(),
+        _ => false,
+    }
+}
+
+fn group_alive(pgid: u32) -> bool {
+    match Pid::from_raw(pgid as i32) {
+        Some(pid) if pgid > 1 => test_kill_process_group(pid).is_ok(),
+        _ => false,
+    }
+}
+
+/// SIGTERM the process group `pgid`, then SIGKILL it if any member is still alive after
+/// `grace`. Returns whether SIGKILL was needed. For a group that belongs to a [`Running`]
+/// attempt prefer [`Killer::terminate`], which also stops once the attempt has been reaped.
+/// (A zombie member counts as alive until its parent reaps it.)
+pub async fn kill_group(pgid: u32, grace: Duration) -> bool {
+    if !signal_group(pgid, Signal::TERM) {
+        return false;
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        if !group_alive(pgid) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal_group(pgid, Signal::KILL)
+}
+
+/// Replace characters unsafe in a path component; append a short hash when anything changed.
+pub fn sanitize_component(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._@+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == s && !clean.is_empty() && clean != "." && clean != ".." {
+        clean
+    } else {
+        let hash = blake3::hash(s.as_bytes()).to_hex();
+        format!("{}~{}", clean.trim_start_matches('.'), &hash.as_str()[..8])
+    }
+}
+
+/// `<log_dir>/<run>/<task>/<attempt>`.
+pub fn attempt_dir(cfg: &ExecConfig, run_id: &str, task_id: &str, attempt: u32) -> PathBuf {
+    cfg.log_dir
+        .join(sanitize_component(run_id))
+        .join(sanitize_component(task_id))
+        .join(attempt.to_string())
+}
+
+fn wall_ms(clock: &dyn Clock) -> UnixMillis {
+    clock.wall().timestamp_millis()
+}
+
+/// Start an attempt (see the module docs). Returns as soon as the process runs.
+pub async fn spawn(cfg: &ExecConfig, req: SpawnRequest) -> Result<Running, ExecError> {
+    if req.program.is_empty() {
+        return Err(ExecError::EmptyProgram);
+    }
+    let dir = attempt_dir(cfg, &req.run_id, &req.task_id, req.attempt);
+    let dir_err = |source| ExecError::AttemptDir {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(dir_err)?;
+    let log_path = dir.join("output.log");
+    let outputs_path = dir.join("outputs.env");
+    std::fs::File::create(&outputs_path).map_err(dir_err)?;
+    let mut logw = log::LogWriter::create(&log_path, cfg.log_max_bytes).map_err(dir_err)?;
+
+    // The output pipe (before anything that would need undoing if it failed).
+    let (reader, writer) = io::pipe().map_err(ExecError::Pipe)?;
+    let writer2 = writer.try_clone().map_err(ExecError::Pipe)?;
+    let pipe =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(ExecError::Pipe)?;
+
+    let cg_name = format!(
+        "outpost.{}.{}.{}",
+        sanitize_component(&req.run_id),
+        sanitize_component(&req.task_id),
+        req.attempt
+    );
+    let plan = limits::plan(
+        &req.limits,
+        req.timeout,
+        cfg.cgroup_root.as_deref(),
+        &cg_name,
+    )?;
+    for note in &plan.notes {
+        let _ = logw.write(format!("[outpost] {note}\n").as_bytes());
+    }
+
+    let wrapper_args = plan.wrapper_args();
+    let mut cmd = if wrapper_args.is_empty() {
+        let mut c = tokio::process::Command::new(&req.program[0]);
+        c.args(&req.program[1..]);
+        c
+    } else {
+        let mut c = tokio::process::Command::new(&cfg.self_exe);
+        c.arg("__exec")
+            .args(&wrapper_args)
+            .arg("--")
+            .args(&req.program);
+        c
+    };
+    cmd.envs(req.env.iter().map(|(k, v)| (k, v)))
+        .env(OUTPUT_ENV, &outputs_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(writer2))
+        .process_group(0)
+        .kill_on_drop(false);
+    if let Some(wd) = &req.working_dir {
+        cmd.current_dir(wd);
+    }
+    let started_ms = wall_ms(cfg.clock.as_ref());
+    let spawned = cmd.spawn();
+    // Close the parent's copies of the write end, or the pipe would never reach EOF.
+    drop(cmd);
+    let child = match spawned {
+        Ok(c) => c,
+        Err(source) => {
+            if let Some(cg) = &plan.cgroup {
+                let _ = std::fs::remove_dir(cg);
+            }
+            let program = if wrapper_args.is_empty() {
+                req.program[0].clone()
+            } else {
+                format!("{} (via {} __exec)", req.program[0], cfg.self_exe.display())
+            };
+            let err = ExecError::Spawn { program, source };
+            // Leave the cause in the attempt log too.
+            let _ = logw.write(format!("[outpost] {err}\n").as_bytes());
+            let _ = logw.finish();
+            return Err(err);
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+
+    let (done_tx, done_rx) = watch::channel(false);
+    let killer = Killer {
+        pgid: pid,
+        default_grace: cfg.kill_grace,
+        done: done_rx,
+        state: Arc::new(KillState::default()),
+    };
+    let limits_mode = plan.mode;
+    let limits_notes = plan.notes.clone();
+    let sup = Supervisor {
+        child,
+        pipe,
+        log: logw,
+        pgid: pid,
+        plan,
+        outputs_path: outputs_path.clone(),
+        done: done_tx,
+        kill_state: killer.state.clone(),
+        clock: cfg.clock.clone(),
+    };
+    let task = tokio::spawn(sup.run());
+    Ok(Running {
+        pid,
+        pgid: pid,
+        limits_mode,
+        limits_notes,
+        attempt_dir: dir,
+        log_path,
+        outputs_path,
+        started_ms,
+        killer,
+        task,
+    })
+}
+
+struct Supervisor {
+    child: tokio::process::Child,
+    pipe: tokio::net::unix::pipe::Receiver,
+    log: log::LogWriter,
+    pgid: u32,
+    plan: limits::LimitsPlan,
+    outputs_path: PathBuf,
+    done: watch::Sender<bool>,
+    kill_state: Arc<KillState>,
+    clock: Arc<dyn Clock>,
+}
+
+struct Drain {
+    buf: Vec<u8>,
+    open: bool,
+    log_ok: bool,
+    warnings: Vec<String>,
+}
+
+impl Drain {
+    fn on_read(&mut self, r: io::Result<usize>, log: &mut log::LogWriter) {
+        match r {
+            Ok(0) => self.open = false,
+            Ok(n) => {
+                if self.log_ok
+                    && let Err(e) = log.write(&self.buf[..n])
+                {
+                    // Keep draining (so the task never blocks on a full pipe) but stop logging.
+                    self.log_ok = false;
+                    self.warnings
+                        .push(format!("log write failed, further output discarded: {e}"));
+                }
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::Interrupted
+                    || e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                self.open = false;
+                self.warnings
+                    .push(format!("reading task output failed: {e}"));
+            }
+        }
+    }
+}
+
+impl Supervisor {
+    async fn run(mut self) -> Exit {
+        let mut d = Drain {
+            buf: vec![0u8; 16 * 1024],
+            open: true,
+            log_ok: true,
+            warnings: Vec::new(),
+        };
+        let status = loop {
+            tokio::select! {
+                r = self.pipe.read(&mut d.buf), if d.open => d.on_read(r, &mut self.log),
+                s = self.child.wait() => break s,
+            }
+        };
+        // The leader is gone: anything left in its group dies with it.
+        if group_alive(self.pgid) {
+            signal_group(self.pgid, Signal::KILL);
+            d.warnings
+                .push("processes left in the attempt's process group were killed (SIGKILL)".into());
+        }
+        let _ = self.done.send(true);
+        if d.open {
+            let linger = tokio::time::sleep(DRAIN_LINGER);
+            tokio::pin!(linger);
+            while d.open {
+                tokio::select! {
+                    r = self.pipe.read(&mut d.buf) => d.on_read(r, &mut self.log),
+                    _ = &mut linger => {
+                        d.warnings.push(format!(
+                            "output pipe still held open {} s after exit by a process outside the attempt's group; stopped reading",
+                            DRAIN_LINGER.as_secs()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        let ended_ms = wall_ms(self.clock.as_ref());
+        let terminated = self.kill_state.requested.load(Ordering::SeqCst);
+        let escalated = self.kill_state.escalated.load(Ordering::SeqCst);
+
+        let parsed = outputs::read_outputs(&self.outputs_path);
+        let mut warnings = d.warnings;
+        warnings.extend(parsed.warnings);
+
+        let mut oom_kills = 0;
+        if let Some(cg) = &self.plan.cgroup {
+            oom_kills = limits::cgroup_oom_kills(cg);
+            if let Err(e) = limits::remove_cgroup(cg).await {
+                warnings.push(format!("cannot remove cgroup {}: {e}", cg.display()));
+            }
+        }
+
+        let (outcome, reason) = match status {
+            Ok(st) => {
+                let outcome = outcome_of(st);
+                let reason = failure_reason(&outcome, &self.plan, oom_kills, terminated, escalated);
+                (outcome, reason)
+            }
+            Err(e) => (
+                AttemptOutcome::Exited(-1),
+                Some(format!(
+                    "internal error: waiting for the process failed: {e}"
+                )),
+            ),
+        };
+        if d.log_ok {
+            for w in &warnings {
+                let _ = self
+                    .log
+                    .write(format!("[outpost] warning: {w}\n").as_bytes());
+            }
+        }
+        let log_bytes = self.log.total();
+        if let Err(e) = self.log.finish() {
+            warnings.push(format!("cannot finalize log: {e}"));
+        }
+        Exit {
+            outcome,
+            reason,
+            outputs: parsed.outputs,
+            warnings,
+            terminated,
+            escalated,
+            log_bytes,
+            ended_ms,
+        }
+    }
+}
+
+fn outcome_of(st: std::process::ExitStatus) -> AttemptOutcome {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => AttemptOutcome::Exited(c),
+        (None, Some(s)) => AttemptOutcome::Signaled(s),
+        (None, None) => AttemptOutcome::Exited(-1),
+    }
+}
+
+/// Conventional name of a signal number (`SIGKILL`), or `signal N`.
+pub fn signal_name(sig: i32) -> String {
+    let name = match Signal::from_named_raw(sig) {
+        Some(s) if s == Signal::HUP => "SIGHUP",
+        Some(s) if s == Signal::INT => "SIGINT",
+        Some(s) if s == Signal::QUIT => "SIGQUIT",
+        Some(s) if s == Signal::ILL => "SIGILL",
+        Some(s) if s == Signal::TRAP => "SIGTRAP",
+        Some(s) if s == Signal::ABORT => "SIGABRT",
+        Some(s) if s == Signal::BUS => "SIGBUS",
+        Some(s) if s == Signal::FPE => "SIGFPE",
+        Some(s) if s == Signal::KILL => "SIGKILL",
+        Some(s) if s == Signal::USR1 => "SIGUSR1",
+        Some(s) if s == Signal::SEGV => "SIGSEGV",
+        Some(s) if s == Signal::USR2 => "SIGUSR2",
+        Some(s) if s == Signal::PIPE => "SIGPIPE",
+        Some(s) if s == Signal::ALARM => "SIGALRM",
+        Some(s) if s == Signal::TERM => "SIGTERM",
+        Some(s) if s == Signal::XCPU => "SIGXCPU",
+        Some(s) if s == Signal::XFSZ => "SIGXFSZ",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+fn describe_outcome(o: &AttemptOutcome) -> String {
+    match o {
+        AttemptOutcome::Exited(c) => format!("process exited with code {c}"),
+        AttemptOutcome::Signaled(s) => format!("killed by {}", signal_name(*s)),
+        other => format!("{other:?}"),
+    }
+}
+
+fn failure_reason(
+    outcome: &AttemptOutcome,
+    plan: &limits::LimitsPlan,
+    oom_kills: u64,
+    terminated: bool,
+    escalated: bool,
+) -> Option<String> {
+    if outcome.is_success() {
+        return None;
+    }
+    let what = describe_outcome(outcome);
+    if terminated {
+        return Some(if escalated {
+            format!("stopped by the agent: SIGTERM, then SIGKILL after the grace period; {what}")
+        } else {
+            format!("stopped by the agent (SIGTERM); {what}")
+        });
+    }
+    if oom_kills > 0
+        && let Some(m) = plan.memory
+    {
+        return Some(format!(
+            "killed by the OOM killer: memory limit {} (cgroup v2 memory.max); {what}",
+            limits::fmt_bytes(m)
+        ));
+    }
+    if let AttemptOutcome::Signaled(s) = outcome
+        && Signal::from_named_raw(*s) == Some(Signal::XCPU)
+        && let Some(secs) = plan.cpu_secs
+    {
+        return Some(format!(
+            "CPU time limit {secs} s exceeded (rlimit RLIMIT_CPU): {what}"
+        ));
+    }
+    match plan.describe() {
+        Some(limits) => Some(format!("{limits}; {what}")),
+        None => match outcome {
+            AttemptOutcome::Signaled(_) => Some(what),
+            _ => None,
+        },
+    }
+}
+
+/// Read the outputs file of a finished attempt directory (convenience for callers that
+/// recover after a restart).
+pub fn read_attempt_outputs(dir: &Path) -> outputs::ParsedOutputs {
+    outputs::read_outputs(&dir.join("outputs.env"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
