@@ -1,4 +1,21 @@
-//! The Outpost edge agent library: the drivers behind the `outpost-agent` binary.
+//! The Outpost edge agent.
+//!
+//! - [`driver`]: the async shell around the sans-IO core (`outpost_agent_core`): carries out its
+//!   actions durable-first against [`store`] and [`exec`].
+//! - [`store`]: the redb ledger (runs, task instances, outbox, workflow versions).
+//! - [`exec`]: task attempts as OS processes (process groups, logs, limits).
+//! - [`daemon`], [`control`], [`standalone`]: `serve`, its local control socket, workflow files.
+//! - [`app`], [`cli`]: the command line.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod driver;
 pub mod exec;
+pub mod render;
+pub mod standalone;
 pub mod store;
+pub mod telemetry;
+pub mod views;

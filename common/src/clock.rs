@@ -24,7 +24,9 @@ pub struct SystemClock {
 
 impl Default for SystemClock {
     fn default() -> Self {
-        SystemClock { origin: Instant::now() }
+        SystemClock {
+            origin: Instant::now(),
+        }
     }
 }
 
@@ -45,7 +47,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(wall: DateTime<Utc>) -> Self {
-        ManualClock { inner: Arc::new(Mutex::new((wall, Duration::ZERO))) }
+        ManualClock {
+            inner: Arc::new(Mutex::new((wall, Duration::ZERO))),
+        }
     }
     /// Both clocks advance by `d`.
     pub fn advance(&self, d: Duration) {
@@ -78,7 +82,10 @@ pub struct Now {
 
 impl Now {
     pub fn read(clock: &dyn Clock) -> Now {
-        Now { wall: clock.wall(), mono: clock.mono() }
+        Now {
+            wall: clock.wall(),
+            mono: clock.mono(),
+        }
     }
     /// Milliseconds since the Unix epoch (wall), as stored in records.
     pub fn wall_ms(&self) -> i64 {

@@ -79,7 +79,10 @@ pub enum Exec {
     /// An argv list, executed without a shell. Never empty after validation.
     Command(Vec<String>),
     /// A script run by `shell` (default `/bin/sh`) with `-c`.
-    Script { script: String, shell: Option<String> },
+    Script {
+        script: String,
+        shell: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -47,7 +47,14 @@ impl fmt::Display for ScheduleError {
 impl std::error::Error for ScheduleError {}
 
 const FIELDS_5: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
-const FIELDS_6: [&str; 6] = ["second", "minute", "hour", "day-of-month", "month", "day-of-week"];
+const FIELDS_6: [&str; 6] = [
+    "second",
+    "minute",
+    "hour",
+    "day-of-month",
+    "month",
+    "day-of-week",
+];
 
 fn parser() -> CronParser {
     CronParser::builder()
@@ -64,7 +71,10 @@ impl Schedule {
     pub fn parse(expr: &str) -> Result<Schedule, ScheduleError> {
         let trimmed = expr.trim();
         if trimmed.is_empty() {
-            return Err(ScheduleError { field: None, message: "empty cron expression".into() });
+            return Err(ScheduleError {
+                field: None,
+                message: "empty cron expression".into(),
+            });
         }
         let parts: Vec<&str> = trimmed.split_whitespace().collect();
         if !trimmed.starts_with('@') && parts.len() != 5 && parts.len() != 6 {
@@ -77,12 +87,19 @@ impl Schedule {
             });
         }
         match parser().parse(trimmed) {
-            Ok(cron) => Ok(Schedule { expr: trimmed.to_string(), cron }),
+            Ok(cron) => Ok(Schedule {
+                expr: trimmed.to_string(),
+                cron,
+            }),
             Err(whole) => {
                 // Find the first field that is wrong on its own, by substituting it into an
                 // otherwise all-wildcard expression.
                 if !trimmed.starts_with('@') {
-                    let names: &[&str] = if parts.len() == 6 { &FIELDS_6 } else { &FIELDS_5 };
+                    let names: &[&str] = if parts.len() == 6 {
+                        &FIELDS_6
+                    } else {
+                        &FIELDS_5
+                    };
                     for (i, part) in parts.iter().enumerate() {
                         let mut probe: Vec<&str> = vec!["*"; parts.len()];
                         probe[i] = part;
@@ -94,7 +111,10 @@ impl Schedule {
                         }
                     }
                 }
-                Err(ScheduleError { field: None, message: clean_croner_message(&whole) })
+                Err(ScheduleError {
+                    field: None,
+                    message: clean_croner_message(&whole),
+                })
             }
         }
     }
@@ -120,7 +140,11 @@ impl Schedule {
     }
 
     /// Firing times strictly after `after`, in order.
-    pub fn iter_after(&self, after: DateTime<Utc>, tz: Tz) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+    pub fn iter_after(
+        &self,
+        after: DateTime<Utc>,
+        tz: Tz,
+    ) -> impl Iterator<Item = DateTime<Utc>> + '_ {
         let mut cur = after;
         std::iter::from_fn(move || {
             let next = self.next_after(cur, tz)?;
@@ -132,7 +156,10 @@ impl Schedule {
     /// The next wall-clock label strictly after `label` that matches the expression.
     fn next_label(&self, label: NaiveDateTime) -> Option<NaiveDateTime> {
         // Treat labels as naive wall times: UTC has no DST, so croner walks labels one by one.
-        self.cron.find_next_occurrence(&label.and_utc(), false).ok().map(|t| t.naive_utc())
+        self.cron
+            .find_next_occurrence(&label.and_utc(), false)
+            .ok()
+            .map(|t| t.naive_utc())
     }
 }
 
@@ -182,7 +209,9 @@ mod tests {
     use super::*;
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
     }
 
     fn fire(expr: &str, tz: Tz, from: &str, n: usize) -> Vec<String> {
@@ -191,14 +220,21 @@ mod tests {
             Ok(s) => s,
             Err(e) => return vec![e],
         };
-        s.iter_after(utc(from), tz).take(n).map(|t| t.with_timezone(&tz).to_rfc3339()).collect()
+        s.iter_after(utc(from), tz)
+            .take(n)
+            .map(|t| t.with_timezone(&tz).to_rfc3339())
+            .collect()
     }
 
     #[test]
     fn five_and_six_fields() {
         assert_eq!(
             fire("*/20 * * * *", Tz::UTC, "2026-01-01T00:00:00Z", 3),
-            ["2026-01-01T00:20:00+00:00", "2026-01-01T00:40:00+00:00", "2026-01-01T01:00:00+00:00"]
+            [
+                "2026-01-01T00:20:00+00:00",
+                "2026-01-01T00:40:00+00:00",
+                "2026-01-01T01:00:00+00:00"
+            ]
         );
         assert_eq!(
             fire("*/30 * * * * *", Tz::UTC, "2026-01-01T00:00:00Z", 2),
@@ -210,12 +246,22 @@ mod tests {
     fn spring_forward_skipped_label_fires_once_at_transition() {
         // Europe/Berlin: 2026-03-29 02:00 CET -> 03:00 CEST.
         assert_eq!(
-            fire("30 2 * * *", chrono_tz::Europe::Berlin, "2026-03-28T12:00:00Z", 2),
+            fire(
+                "30 2 * * *",
+                chrono_tz::Europe::Berlin,
+                "2026-03-28T12:00:00Z",
+                2
+            ),
             ["2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]
         );
         // Every 15 minutes: 02:00..02:45 collapse into one firing at 03:00.
         assert_eq!(
-            fire("*/15 * * * *", chrono_tz::Europe::Berlin, "2026-03-29T00:40:00Z", 4),
+            fire(
+                "*/15 * * * *",
+                chrono_tz::Europe::Berlin,
+                "2026-03-29T00:40:00Z",
+                4
+            ),
             [
                 "2026-03-29T01:45:00+01:00",
                 "2026-03-29T03:00:00+02:00",
@@ -229,12 +275,22 @@ mod tests {
     fn fall_back_repeated_label_fires_once() {
         // Europe/Berlin: 2026-10-25 03:00 CEST -> 02:00 CET.
         assert_eq!(
-            fire("30 2 * * *", chrono_tz::Europe::Berlin, "2026-10-24T12:00:00Z", 2),
+            fire(
+                "30 2 * * *",
+                chrono_tz::Europe::Berlin,
+                "2026-10-24T12:00:00Z",
+                2
+            ),
             ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
         );
         // Starting inside the second pass of the repeated hour: nothing fires again until 03:00.
         assert_eq!(
-            fire("*/30 * * * *", chrono_tz::Europe::Berlin, "2026-10-25T01:05:00Z", 2),
+            fire(
+                "*/30 * * * *",
+                chrono_tz::Europe::Berlin,
+                "2026-10-25T01:05:00Z",
+                2
+            ),
             ["2026-10-25T03:00:00+01:00", "2026-10-25T03:30:00+01:00"]
         );
     }

@@ -1,1 +1,319 @@
+//! Test harness for Outpost's end-to-end tests and benchmarks: real `outpost-agent` processes,
+//! real stores, in temporary directories. Nothing here mocks the store or the processes.
 
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// Directory holding the workspace's built binaries (`target/debug` when run by `cargo test`).
+/// `OUTPOST_BIN_DIR` overrides it (the benchmark harness points it at `target/release`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("OUTPOST_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // target/<profile>/deps/<test-binary>
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+pub fn agent_bin() -> PathBuf {
+    bin_dir().join("outpost-agent")
+}
+
+/// Repository root (for `examples/`, `deploy/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A scratch directory removed on drop (kept when `OUTPOST_KEEP_TEST_DIRS` is set).
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new(tag: &str) -> anyhow::Result<Scratch> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("outpost-{tag}-"))
+            .tempdir()?;
+        Ok(Scratch { dir })
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    pub fn write(&self, rel: &str, contents: &str) -> anyhow::Result<PathBuf> {
+        let p = self.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, contents)?;
+        Ok(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::env::var_os("OUTPOST_KEEP_TEST_DIRS").is_some() {
+            let p = self.dir.path().to_path_buf();
+            eprintln!("kept test dir {}", p.display());
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::TempDir::new().unwrap_or_else(|_| std::process::abort()),
+            ));
+        }
+    }
+}
+
+/// Run `outpost-agent ARGS` to completion.
+pub fn agent(args: &[&str]) -> anyhow::Result<Output> {
+    let out = Command::new(agent_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} {:?}", agent_bin().display(), args))?;
+    Ok(out)
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `outpost-agent run FILE --output json --state-dir DIR ...` → (exit code, parsed summary).
+pub fn run_json(
+    file: &Path,
+    state_dir: &Path,
+    extra: &[&str],
+) -> anyhow::Result<(i32, serde_json::Value)> {
+    let f = file.display().to_string();
+    let s = state_dir.display().to_string();
+    let mut args = vec![
+        "run",
+        f.as_str(),
+        "--output",
+        "json",
+        "--state-dir",
+        s.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    let out = agent(&args)?;
+    let code = out.status.code().unwrap_or(-1);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "run output is not JSON (exit {code}); stdout: {} stderr: {}",
+            stdout(&out),
+            stderr(&out)
+        )
+    })?;
+    Ok((code, v))
+}
+
+/// The task object named `id` in a run summary.
+pub fn task<'a>(run: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    run["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["task"] == id))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+/// Poll `f` until it returns `Some`, or fail after `timeout`.
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `outpost-agent serve` daemon.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+impl Daemon {
+    /// Write `agent.toml` (state in `dir/state`, workflows in `dir/workflows`) with `extra` TOML
+    /// appended, and start the daemon; waits until its control socket answers.
+    pub fn start(dir: &Path, extra: &str) -> anyhow::Result<Daemon> {
+        let state_dir = dir.join("state");
+        let wf = dir.join("workflows");
+        std::fs::create_dir_all(&wf)?;
+        let config = dir.join("agent.toml");
+        if !config.exists() {
+            std::fs::write(
+                &config,
+                format!(
+                    "state_dir = \"{}\"\nworkflows_dir = \"{}\"\nrescan_interval = \"200ms\"\n{extra}\n",
+                    state_dir.display(),
+                    wf.display()
+                ),
+            )?;
+        }
+        let socket = state_dir.join("agent.sock");
+        let mut d = Daemon {
+            child: None,
+            config,
+            socket,
+            state_dir,
+            stderr_path: dir.join("agent.stderr"),
+        };
+        d.restart()?;
+        Ok(d)
+    }
+
+    /// Start (again) with the same config and store.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)?;
+        let child = Command::new(agent_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env(
+                "RUST_LOG",
+                std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning outpost-agent serve")?;
+        self.child = Some(child);
+        let sock = self.socket.clone();
+        let cfg = self.config.clone();
+        let r = wait_for(
+            Duration::from_secs(20),
+            "the agent's control socket",
+            || {
+                if let Some(c) = self.child.as_mut()
+                    && let Ok(Some(st)) = c.try_wait()
+                {
+                    return Some(Err(anyhow::anyhow!("agent exited early: {st}")));
+                }
+                if !sock.exists() {
+                    return None;
+                }
+                let out = agent(&["status", "--config", cfg.to_str().unwrap_or_default()]).ok()?;
+                out.status.success().then_some(Ok(()))
+            },
+        );
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) | Err(e) => bail!("{e}\n--- agent stderr ---\n{}", self.stderr_tail()),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// `outpost-agent CMD --config CFG ARGS...`
+    pub fn ctl(&self, cmd: &str, args: &[&str]) -> anyhow::Result<Output> {
+        let cfg = self.config.display().to_string();
+        let mut all = vec![cmd, "--config", cfg.as_str()];
+        all.extend_from_slice(args);
+        agent(&all)
+    }
+
+    pub fn ctl_json(&self, cmd: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--output", "json"]);
+        let out = self.ctl(cmd, &a)?;
+        if !out.status.success() {
+            bail!("{cmd} {args:?} failed: {}{}", stdout(&out), stderr(&out));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// All runs (newest first), as JSON objects.
+    pub fn runs(&self, workflow: Option<&str>) -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut args = vec!["--limit", "10000"];
+        if let Some(w) = workflow {
+            args.extend_from_slice(&["--workflow", w]);
+        }
+        let v = self.ctl_json("runs", &args)?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a graceful exit (up to `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut c) = self.child.take() else {
+            bail!("not running")
+        };
+        let pid = rustix::process::Pid::from_raw(c.id() as i32).context("pid")?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        let start = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait()? {
+                return Ok(st);
+            }
+            if start.elapsed() > timeout {
+                let _ = c.kill();
+                bail!("agent did not stop within {timeout:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.stderr_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let start = s.len().saturating_sub(4000);
+        s[s.floor_char_boundary(start)..].to_string()
+    }
+
+    pub fn workflows_dir(&self) -> PathBuf {
+        self.config
+            .parent()
+            .map(|p| p.join("workflows"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -13,9 +13,12 @@
 //! The planner keeps a cursor: every schedule instant at or before it has been accounted for.
 //! On `handle_time(now)` every instant in `(cursor, now.wall]` is accounted for, then the cursor
 //! moves to `now.wall`:
-//! - instants within [`ON_TIME_GRACE`] (30 s) of `now.wall` fire as `Scheduled`: a driver that
-//!   wakes a little late still runs them as ordinary runs;
-//! - older instants (the agent was stopped, or the wall clock jumped forward) follow `catchup`:
+//! - instants that passed while the planner was watching fire as `Scheduled`, however late the
+//!   driver wakes: "watching" means the wall clock advanced in step with the monotonic clock
+//!   (within [`JUMP_TOLERANCE`]) since the previous `handle_time` (or `new`);
+//! - instants within [`ON_TIME_GRACE`] (2 s) of `now.wall` also fire as `Scheduled`;
+//! - other instants (they passed before the planner was created — the agent was stopped — or the
+//!   wall clock jumped forward over them) follow `catchup`:
 //!   - `none`: none fires;
 //!   - `latest`: the most recent one fires as `Catchup` if it is within the catch-up window and
 //!     no on-time firing exists in the same call (an on-time firing supersedes it);
@@ -52,7 +55,7 @@ use outpost_common::record::{MissedFirings, RunKind};
 use outpost_common::schedule::Schedule;
 
 /// Instants at most this old when seen fire as ordinary `Scheduled` runs.
-pub const ON_TIME_GRACE: Duration = Duration::from_secs(30);
+pub const ON_TIME_GRACE: Duration = Duration::from_secs(2);
 
 /// Upper bound on catch-up firings emitted by one `handle_time` call under `catchup: all`.
 pub const MAX_CATCHUP_FIRINGS: usize = 1000;
@@ -81,7 +84,13 @@ pub struct Planner {
     cursor: DateTime<Utc>,
     next: Option<DateTime<Utc>>,
     per_day: Option<u64>,
+    /// The last reading of both clocks: instants that pass while the wall clock keeps pace with
+    /// the monotonic clock are on time, however late the driver looks.
+    seen: (DateTime<Utc>, Duration),
 }
+
+/// A wall-clock advance this much larger than the monotonic advance is a jump (NTP step).
+pub const JUMP_TOLERANCE: Duration = Duration::from_secs(1);
 
 const NS: TimeDelta = TimeDelta::nanoseconds(1);
 
@@ -128,6 +137,7 @@ impl Planner {
             cursor,
             next,
             per_day: None,
+            seen: (now.wall, now.mono),
         }
     }
 
@@ -150,12 +160,24 @@ impl Planner {
     /// Account for every instant in `(cursor, now.wall]`. See the module docs.
     pub fn handle_time(&mut self, now: Now) -> Vec<PlannerOutput> {
         let end = now.wall;
+        let (seen_wall, seen_mono) = self.seen;
+        self.seen = (now.wall, now.mono);
+        // Since the last look, did the wall clock move with the monotonic clock? Then every
+        // instant after that look passed while we were watching: on time, however late we wake.
+        let wall_adv = end.signed_duration_since(seen_wall);
+        let mono_adv = delta(now.mono.saturating_sub(seen_mono));
+        let watched_from =
+            if wall_adv >= TimeDelta::zero() && wall_adv - mono_adv <= delta(JUMP_TOLERANCE) {
+                seen_wall
+            } else {
+                end
+            };
         match self.next {
             Some(first) if first <= end => {}
             _ => return Vec::new(),
         }
         let cursor = self.cursor;
-        let late_end = sub(sub(end, delta(ON_TIME_GRACE)), NS);
+        let late_end = sub(sub(end, delta(ON_TIME_GRACE)), NS).min(watched_from);
         let win_start = sub(end, delta(self.window));
         let mut fires: Vec<(DateTime<Utc>, RunKind)> = Vec::new();
         let mut missed = MissedAcc::default();
@@ -596,11 +618,11 @@ mod tests {
         let PlannerOutput::Missed(m) = &out[0] else {
             panic!("{out:?}")
         };
-        // Instants in [now - 30 s, now] (31 of them) fire on time; the older ones are missed.
-        assert_eq!(m.count, 31 * 86_400 - 31);
-        assert_eq!(out.len(), 1 + 31);
+        // Instants in [now - 2 s, now] (3 of them) fire on time; the older ones are missed.
+        assert_eq!(m.count, 31 * 86_400 - 3);
+        assert_eq!(out.len(), 1 + 3);
         assert_eq!(m.first_ms, utc("2026-01-01T00:00:01Z").timestamp_millis());
-        assert_eq!(m.last_ms, utc("2026-01-31T23:59:29Z").timestamp_millis());
+        assert_eq!(m.last_ms, utc("2026-01-31T23:59:57Z").timestamp_millis());
     }
 
     #[test]

@@ -1,0 +1,155 @@
+//! Command-line interface of `outpost-agent`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "outpost-agent",
+    version,
+    about = "Outpost edge agent: runs workflows on its own cron clock with a durable local store",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ClientOpts {
+    /// Agent config file (its socket is used).
+    #[arg(long, short = 'c', env = "OUTPOST_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Control socket path (overrides --config).
+    #[arg(long, env = "OUTPOST_AGENT_SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workflow files; prints every problem as file:line:column and exits 1 if any file is invalid.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Agent config whose declared resources the workflows may use.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Print the next firing times of a workflow's schedule (RFC 3339, one a line).
+    Schedule {
+        file: PathBuf,
+        /// Start from this instant instead of now (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, short = 'n', default_value_t = 10)]
+        count: usize,
+    },
+    /// Run a workflow once, now, in the foreground, with its own embedded store.
+    Run {
+        file: PathBuf,
+        /// Parameter override, k=v (repeatable).
+        #[arg(long = "param", short = 'p', value_name = "K=V")]
+        params: Vec<String>,
+        /// Store and logs directory (default: $XDG_STATE_HOME/outpost/run or ~/.local/state/outpost/run).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Agent-wide limit on running tasks (default: number of CPUs).
+        #[arg(long)]
+        max_running: Option<usize>,
+        /// Agent config for resources and limits.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Quiet: only the summary.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Run the agent daemon.
+    Serve {
+        #[arg(long, short = 'c', env = "OUTPOST_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Daemon status: workflows, next firings, running tasks, outbox.
+    Status {
+        #[command(flatten)]
+        client: ClientOpts,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Recent runs, newest first.
+    Runs {
+        #[command(flatten)]
+        client: ClientOpts,
+        #[arg(long, short = 'w')]
+        workflow: Option<String>,
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// One run with its tasks.
+    Show {
+        #[command(flatten)]
+        client: ClientOpts,
+        run_id: String,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// A task attempt's log.
+    Logs {
+        #[command(flatten)]
+        client: ClientOpts,
+        run_id: String,
+        task: String,
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Keep printing as the task writes, until it ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Start a run of a workflow now.
+    Trigger {
+        #[command(flatten)]
+        client: ClientOpts,
+        workflow: String,
+        #[arg(long = "param", short = 'p', value_name = "K=V")]
+        params: Vec<String>,
+    },
+    /// Stop scheduling a workflow (firings while paused are recorded as missed).
+    Pause {
+        #[command(flatten)]
+        client: ClientOpts,
+        workflow: String,
+    },
+    /// Resume a paused workflow.
+    Resume {
+        #[command(flatten)]
+        client: ClientOpts,
+        workflow: String,
+    },
+    /// Cancel a run: its running tasks are terminated.
+    Cancel {
+        #[command(flatten)]
+        client: ClientOpts,
+        run_id: String,
+    },
+}
+
+/// Parse `k=v` pairs.
+pub fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
+    raw.iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(format!("--param `{p}`: expected KEY=VALUE")),
+        })
+        .collect()
+}

@@ -1,0 +1,288 @@
+//! The agent's configuration file (`agent.toml`).
+//!
+//! Every key has a default, so an empty file is a valid configuration. Unknown keys are an error
+//! (a typo must not silently fall back to a default on a factory machine).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Raw file form; see [`AgentConfig`] for the resolved form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: Option<PathBuf>,
+    workflows_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    max_running: Option<usize>,
+    rescan_interval: Option<String>,
+    #[serde(default)]
+    resources: BTreeMap<String, u32>,
+    #[serde(default)]
+    shutdown: RawShutdown,
+    #[serde(default)]
+    logs: RawLogs,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    exec: RawExec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShutdown {
+    grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogs {
+    max_bytes: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    max_age: Option<String>,
+    max_runs_per_workflow: Option<usize>,
+    interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExec {
+    kill_grace: Option<String>,
+    cgroup_root: Option<PathBuf>,
+}
+
+/// The resolved agent configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Where the store (`agent.redb`), logs and the control socket live.
+    pub state_dir: PathBuf,
+    /// Standalone mode: every `*.yaml`, `*.yml` and `*.toml` file here is a workflow.
+    pub workflows_dir: Option<PathBuf>,
+    /// The local control socket (mode 0600).
+    pub socket: PathBuf,
+    /// Agent-wide limit on running tasks.
+    pub max_running: usize,
+    /// How often the workflows directory is rescanned for changes.
+    pub rescan_interval: Duration,
+    /// Named local semaphores and their capacities (e.g. `plc-bus = 1`).
+    pub resources: BTreeMap<String, u32>,
+    /// How long running tasks may finish after SIGTERM/SIGINT before they are terminated.
+    pub shutdown_grace: Duration,
+    pub log_max_bytes: u64,
+    pub retention_max_age: Option<Duration>,
+    pub retention_max_runs: Option<usize>,
+    pub retention_interval: Duration,
+    pub kill_grace: Duration,
+    pub cgroup_root: Option<PathBuf>,
+}
+
+/// A configuration error, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {key}: {message}")]
+    Value {
+        path: String,
+        key: &'static str,
+        message: String,
+    },
+}
+
+pub fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/outpost-agent")
+}
+
+impl AgentConfig {
+    /// Defaults rooted at `state_dir`.
+    pub fn with_state_dir(state_dir: PathBuf) -> AgentConfig {
+        AgentConfig {
+            socket: state_dir.join("agent.sock"),
+            state_dir,
+            workflows_dir: None,
+            max_running: default_max_running(),
+            rescan_interval: Duration::from_secs(2),
+            resources: BTreeMap::new(),
+            shutdown_grace: Duration::from_secs(30),
+            log_max_bytes: 4 * 1024 * 1024,
+            retention_max_age: Some(Duration::from_secs(30 * 86_400)),
+            retention_max_runs: Some(1000),
+            retention_interval: Duration::from_secs(3600),
+            kill_grace: Duration::from_secs(10),
+            cgroup_root: None,
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        Self::parse(&p, &text, path.parent())
+    }
+
+    /// Parse a config; relative paths are resolved against `base` (the config file's folder).
+    pub fn parse(path: &str, text: &str, base: Option<&Path>) -> Result<AgentConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        let resolve = |p: PathBuf| match base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p,
+        };
+        let state_dir = resolve(raw.state_dir.unwrap_or_else(default_state_dir));
+        let mut cfg = AgentConfig::with_state_dir(state_dir);
+        cfg.workflows_dir = raw.workflows_dir.map(resolve);
+        if let Some(s) = raw.socket {
+            cfg.socket = resolve(s);
+        }
+        if let Some(n) = raw.max_running {
+            if n == 0 {
+                cfg.max_running = default_max_running();
+            } else {
+                cfg.max_running = n;
+            }
+        }
+        let dur =
+            |key: &'static str, v: &Option<String>| -> Result<Option<Duration>, ConfigError> {
+                match v {
+                    None => Ok(None),
+                    Some(s) => outpost_common::duration::parse_duration(s)
+                        .map(Some)
+                        .map_err(|e| ConfigError::Value {
+                            path: path.to_string(),
+                            key,
+                            message: e.to_string(),
+                        }),
+                }
+            };
+        if let Some(d) = dur("rescan_interval", &raw.rescan_interval)? {
+            cfg.rescan_interval = d.max(Duration::from_millis(100));
+        }
+        for (name, cap) in &raw.resources {
+            if *cap == 0 {
+                return Err(ConfigError::Value {
+                    path: path.to_string(),
+                    key: "resources",
+                    message: format!("resource `{name}` has capacity 0; it must be at least 1"),
+                });
+            }
+        }
+        cfg.resources = raw.resources;
+        if let Some(d) = dur("shutdown.grace", &raw.shutdown.grace)? {
+            cfg.shutdown_grace = d;
+        }
+        if let Some(s) = &raw.logs.max_bytes {
+            cfg.log_max_bytes = parse_bytes(s).ok_or_else(|| ConfigError::Value {
+                path: path.to_string(),
+                key: "logs.max_bytes",
+                message: format!("`{s}` is not a size (e.g. 4MiB, 512KiB, 1000000)"),
+            })?;
+        }
+        if let Some(d) = dur("retention.max_age", &raw.retention.max_age)? {
+            cfg.retention_max_age = Some(d);
+        }
+        if let Some(n) = raw.retention.max_runs_per_workflow {
+            cfg.retention_max_runs = Some(n);
+        }
+        if let Some(d) = dur("retention.interval", &raw.retention.interval)? {
+            cfg.retention_interval = d.max(Duration::from_secs(1));
+        }
+        if let Some(d) = dur("exec.kill_grace", &raw.exec.kill_grace)? {
+            cfg.kill_grace = d;
+        }
+        cfg.cgroup_root = raw.exec.cgroup_root.map(resolve);
+        Ok(cfg)
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.state_dir.join("agent.redb")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.state_dir.join("logs")
+    }
+}
+
+pub fn default_max_running() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// `4MiB`, `512KiB`, `2GiB`, `10MB`, `1000` (bytes).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" => 1000,
+        "Ki" | "KiB" => 1024,
+        "M" | "MB" => 1000 * 1000,
+        "Mi" | "MiB" => 1024 * 1024,
+        "G" | "GB" => 1000 * 1000 * 1000,
+        "Gi" | "GiB" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        let c = AgentConfig::parse("a.toml", "", Some(Path::new("/etc/outpost"))).unwrap();
+        assert_eq!(c.state_dir, default_state_dir());
+        assert_eq!(c.socket, default_state_dir().join("agent.sock"));
+        assert!(c.max_running >= 1);
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file_and_values_parse() {
+        let c = AgentConfig::parse(
+            "a.toml",
+            "state_dir = \"state\"\nworkflows_dir = \"wf\"\nmax_running = 3\n[resources]\nplc-bus = 1\n[logs]\nmax_bytes = \"1MiB\"\n[shutdown]\ngrace = \"5s\"\n",
+            Some(Path::new("/srv/o")),
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/srv/o/state"));
+        assert_eq!(c.workflows_dir, Some(PathBuf::from("/srv/o/wf")));
+        assert_eq!(c.max_running, 3);
+        assert_eq!(c.resources.get("plc-bus"), Some(&1));
+        assert_eq!(c.log_max_bytes, 1024 * 1024);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = AgentConfig::parse("a.toml", "max_runing = 3\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a.toml") && e.contains("max_runing"), "{e}");
+        let e = AgentConfig::parse("a.toml", "[shutdown]\ngrace = \"soon\"\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shutdown.grace"), "{e}");
+        let e = AgentConfig::parse("a.toml", "[resources]\nplc = 0\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("capacity 0"), "{e}");
+    }
+}

@@ -1,0 +1,133 @@
+//! The local control socket: a Unix socket (mode 0600) in the state directory, speaking one JSON
+//! object per line. The daemon answers each request line with one response line.
+//!
+//! **API Boundary**: `outpost-agent status|runs|show|logs|trigger|pause|resume|cancel` are
+//! clients of this protocol.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::views::RunView;
+
+/// Requests, tagged by `cmd`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Runs {
+        workflow: Option<String>,
+        limit: usize,
+    },
+    Show {
+        run_id: String,
+    },
+    Logs {
+        run_id: String,
+        task: String,
+        attempt: Option<u32>,
+    },
+    Trigger {
+        workflow: String,
+        params: Vec<(String, String)>,
+    },
+    Pause {
+        workflow: String,
+    },
+    Resume {
+        workflow: String,
+    },
+    Cancel {
+        run_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Error {
+        message: String,
+    },
+    Ok {
+        message: String,
+    },
+    Status(StatusView),
+    Runs {
+        runs: Vec<RunView>,
+    },
+    Run(RunView),
+    Log {
+        path: String,
+        attempt: u32,
+        running: bool,
+    },
+    Triggered {
+        run_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub pid: u32,
+    pub started: String,
+    pub state_dir: String,
+    pub running_tasks: usize,
+    pub max_running: usize,
+    pub active_runs: usize,
+    pub outbox_pending: u64,
+    pub workflows: Vec<WorkflowStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowStatus {
+    pub name: String,
+    pub version: u64,
+    pub schedule: Option<String>,
+    pub paused: bool,
+    pub next_fire: Option<String>,
+    pub active_runs: usize,
+    pub origin: String,
+}
+
+/// Client errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the agent at {path}: {source} (is `outpost-agent serve` running? pass --config or --socket)"
+    )]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("control socket I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad response from the agent: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("the agent closed the connection without answering")]
+    Closed,
+}
+
+/// Send one request and read one response.
+pub fn call(socket: &Path, req: &Request) -> Result<Response, ClientError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: socket.display().to_string(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let mut resp = String::new();
+    if reader.read_line(&mut resp)? == 0 {
+        return Err(ClientError::Closed);
+    }
+    Ok(serde_json::from_str(&resp)?)
+}
+
+/// Largest request line the daemon reads; a longer one drops that connection.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;

@@ -1,0 +1,221 @@
+//! `outpost-agent serve`: the daemon around the [`Driver`].
+//!
+//! Start-up order: store open (done by the caller) → workflows loaded → interrupted runs
+//! recovered → control socket → signals → the driver loop. Shutdown (SIGTERM/SIGINT): no new
+//! task starts, running ones get `shutdown.grace` to finish, then they are terminated; every
+//! state change is committed before the process exits.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use outpost_common::clock::SystemClock;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::AgentConfig;
+use crate::control::{MAX_REQUEST_BYTES, Request, Response};
+use crate::driver::{Driver, DriverConfig, Event};
+use crate::store::{Retention, Store};
+
+pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
+    let exec = crate::exec::ExecConfig {
+        log_dir: cfg.log_dir(),
+        log_max_bytes: cfg.log_max_bytes,
+        kill_grace: cfg.kill_grace,
+        cgroup_root: cfg.cgroup_root.clone(),
+        self_exe: std::env::current_exe().context("locating the outpost-agent executable")?,
+        clock: Arc::new(SystemClock::default()),
+    };
+    let validate = outpost_common::workflow::ValidateOptions {
+        known_resources: Some(cfg.resources.keys().cloned().collect()),
+    };
+    let mut driver = Driver::new(
+        DriverConfig {
+            max_running: cfg.max_running,
+            resources: cfg.resources.clone(),
+            exec,
+            shutdown_grace: cfg.shutdown_grace,
+            agent_id: None,
+            workflows_dir: cfg.workflows_dir.clone(),
+            validate,
+            retention: Some(Retention {
+                max_age: cfg.retention_max_age,
+                max_runs_per_workflow: cfg.retention_max_runs,
+            }),
+        },
+        Arc::new(SystemClock::default()),
+        store,
+    );
+    // Every stored workflow first (so runs of removed files can still be recovered), then files.
+    driver.rescan()?;
+    let recovered = driver.recover()?;
+    if recovered > 0 {
+        tracing::info!(
+            runs = recovered,
+            "recovered runs that were active when the agent stopped"
+        );
+    }
+    let tx = driver.sender();
+    let listener = bind_socket(&cfg)?;
+    tracing::info!(
+        socket = %cfg.socket.display(),
+        state_dir = %cfg.state_dir.display(),
+        workflows = driver.workflow_names().len(),
+        "outpost-agent serving"
+    );
+    tokio::spawn(accept_loop(listener, tx.clone()));
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested: no new tasks start; waiting for running ones");
+            let _ = tx.send(Event::Shutdown);
+        });
+    }
+    if cfg.workflows_dir.is_some() {
+        let tx = tx.clone();
+        let every = cfg.rescan_interval;
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                t.tick().await;
+                if tx.send(Event::Rescan).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    {
+        let tx = tx.clone();
+        let every = cfg.retention_interval;
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                t.tick().await;
+                if tx.send(Event::Prune).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    driver.run_loop(|_| false).await?;
+    let _ = std::fs::remove_file(&cfg.socket);
+    tracing::info!("outpost-agent stopped; state committed");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {},
+                _ = i.recv() => {},
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
+
+fn bind_socket(cfg: &AgentConfig) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = cfg.socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A stale socket from a previous (killed) agent: replace it, unless an agent answers on it.
+    if cfg.socket.exists() {
+        if std::os::unix::net::UnixStream::connect(&cfg.socket).is_ok() {
+            anyhow::bail!(
+                "another agent is already serving on {}",
+                cfg.socket.display()
+            );
+        }
+        std::fs::remove_file(&cfg.socket)
+            .with_context(|| format!("removing stale socket {}", cfg.socket.display()))?;
+    }
+    let l = UnixListener::bind(&cfg.socket)
+        .with_context(|| format!("binding control socket {}", cfg.socket.display()))?;
+    std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod 0600 {}", cfg.socket.display()))?;
+    Ok(l)
+}
+
+async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Event>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(handle_conn(stream, tx.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("control socket accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One connection: request lines in, response lines out. A bad line gets an error response; an
+/// oversized one drops the connection. Never the process.
+async fn handle_conn(stream: UnixStream, tx: mpsc::UnboundedSender<Event>) {
+    let (r, mut w) = stream.into_split();
+    let mut reader = BufReader::new(r);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = match (&mut reader)
+            .take(MAX_REQUEST_BYTES as u64 + 1)
+            .read_line(&mut line)
+            .await
+        {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        if n == 0 {
+            return;
+        }
+        if n > MAX_REQUEST_BYTES {
+            let _ = write_resp(
+                &mut w,
+                &Response::Error {
+                    message: "request too large".into(),
+                },
+            )
+            .await;
+            return;
+        }
+        let resp = match serde_json::from_str::<Request>(line.trim_end()) {
+            Ok(req) => {
+                let (otx, orx) = oneshot::channel();
+                if tx.send(Event::Control(req, otx)).is_err() {
+                    Response::Error {
+                        message: "the agent is shutting down".into(),
+                    }
+                } else {
+                    orx.await.unwrap_or(Response::Error {
+                        message: "the agent is shutting down".into(),
+                    })
+                }
+            }
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+        };
+        if write_resp(&mut w, &resp).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_resp(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> std::io::Result<()> {
+    let mut s = serde_json::to_string(r).map_err(std::io::Error::other)?;
+    s.push('\n');
+    w.write_all(s.as_bytes()).await
+}
+
+use tokio::io::AsyncReadExt as _;

@@ -1,0 +1,1059 @@
+//! The driver: the thin async layer that wires the sans-IO core (`outpost_agent_core`) to the
+//! store (redb), the executor (OS processes) and the outside world (control socket, signals).
+//!
+//! One task owns everything mutable ([`Driver::run_loop`]); processes report back through a
+//! channel. Every action the engine returns is carried out in order, and the durable-first rule
+//! is kept here: engine `Commit`s are merged into one redb transaction, which is committed before
+//! any later `Spawn` or `Kill` is performed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use outpost_agent_core::engine::{Action, Engine, EngineConfig, KillReason};
+use outpost_agent_core::planner::{Planner, PlannerOutput};
+use outpost_common::clock::{Clock, Now};
+use outpost_common::model::{Exec, TaskIdx, Workflow};
+use outpost_common::record::{
+    AttemptOutcome, LimitsMode, MissedFirings, RunId, RunKind, RunRecord, RunState, StatusEvent,
+    TaskInstanceRecord,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::exec::{self, ExecConfig, Killer, SpawnRequest};
+use crate::store::{Batch, Store, WorkflowVersion};
+
+/// Messages into the driver loop.
+pub enum Event {
+    Started {
+        run_id: RunId,
+        task: TaskIdx,
+        attempt: u32,
+        pid: u32,
+        limits: LimitsMode,
+        log: PathBuf,
+        killer: Killer,
+    },
+    Exited {
+        run_id: RunId,
+        task: TaskIdx,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        reason: Option<String>,
+        outputs: Vec<(String, String)>,
+    },
+    Control(
+        crate::control::Request,
+        oneshot::Sender<crate::control::Response>,
+    ),
+    /// Rescan the workflows directory now.
+    Rescan,
+    /// Apply the retention policy now.
+    Prune,
+    /// Begin graceful shutdown.
+    Shutdown,
+}
+
+/// Something interesting for a foreground observer (the `run` command's progress display).
+pub type Observer = Box<dyn FnMut(&StatusEvent) + Send>;
+
+/// A loaded workflow version and its clock.
+struct Loaded {
+    wf: Arc<Workflow>,
+    version: u64,
+    origin: String,
+    planner: Option<Planner>,
+    paused: bool,
+}
+
+pub struct DriverConfig {
+    pub max_running: usize,
+    pub resources: BTreeMap<String, u32>,
+    pub exec: ExecConfig,
+    pub shutdown_grace: Duration,
+    pub agent_id: Option<String>,
+    /// Standalone mode: the directory of workflow files, rescanned on [`Event::Rescan`].
+    pub workflows_dir: Option<PathBuf>,
+    pub validate: outpost_common::workflow::ValidateOptions,
+    /// Pruning of finished runs and their logs, on [`Event::Prune`].
+    pub retention: Option<crate::store::Retention>,
+}
+
+pub struct Driver {
+    cfg: DriverConfig,
+    clock: Arc<dyn Clock>,
+    pub store: Arc<Store>,
+    engine: Engine,
+    workflows: BTreeMap<String, Loaded>,
+    /// The workflow version and record of each active run (the engine owns its state).
+    runs: HashMap<RunId, Arc<Workflow>>,
+    killers: HashMap<(RunId, TaskIdx, u32), Killer>,
+    /// Kills requested before the process reported its start.
+    pending_kills: HashSet<(RunId, TaskIdx, u32)>,
+    running: usize,
+    tx: mpsc::UnboundedSender<Event>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    /// Planner state and missed-firing events waiting for the next commit.
+    pending: Batch,
+    observer: Option<Observer>,
+    /// Invalid-file diagnostics already logged (so a rescan does not repeat them every time).
+    reported_bad: HashSet<String>,
+    finished: Vec<(RunId, RunState)>,
+    stopping: bool,
+    pub started: DateTime<Utc>,
+}
+
+impl Driver {
+    pub fn new(cfg: DriverConfig, clock: Arc<dyn Clock>, store: Arc<Store>) -> Driver {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let seed =
+            clock.wall().timestamp_nanos_opt().unwrap_or(0) as u64 ^ u64::from(std::process::id());
+        let engine = Engine::new(EngineConfig {
+            max_running: cfg.max_running.max(1),
+            resources: cfg.resources.clone(),
+            seed,
+        });
+        let started = clock.wall();
+        Driver {
+            cfg,
+            clock,
+            store,
+            engine,
+            workflows: BTreeMap::new(),
+            runs: HashMap::new(),
+            killers: HashMap::new(),
+            pending_kills: HashSet::new(),
+            running: 0,
+            tx,
+            rx,
+            pending: Batch::default(),
+            observer: None,
+            reported_bad: HashSet::new(),
+            finished: Vec::new(),
+            stopping: false,
+            started,
+        }
+    }
+
+    pub fn sender(&self) -> mpsc::UnboundedSender<Event> {
+        self.tx.clone()
+    }
+
+    pub fn set_observer(&mut self, o: Observer) {
+        self.observer = Some(o);
+    }
+
+    fn now(&self) -> Now {
+        Now::read(self.clock.as_ref())
+    }
+
+    /// Take the runs that finished since the last call.
+    pub fn take_finished(&mut self) -> Vec<(RunId, RunState)> {
+        std::mem::take(&mut self.finished)
+    }
+
+    pub fn running_tasks(&self) -> usize {
+        self.running
+    }
+
+    // ----- workflows -------------------------------------------------------------------------
+
+    /// Install (or replace) a workflow version. Runs in progress keep the version they started
+    /// with; new firings use this one. The planner's last-fired instant comes from the store, so
+    /// a restart or an edit never fires an instant twice.
+    pub fn install_workflow(
+        &mut self,
+        wf: Workflow,
+        version: u64,
+        origin: String,
+        scheduled: bool,
+    ) -> anyhow::Result<()> {
+        let now = self.now();
+        let name = wf.name.clone();
+        let last_fired = match self
+            .workflows
+            .get(&name)
+            .and_then(|l| l.planner.as_ref())
+            .and_then(|p| p.last_fired())
+        {
+            Some(t) => Some(t),
+            None => self
+                .store
+                .last_fired(&name)?
+                .and_then(DateTime::<Utc>::from_timestamp_millis),
+        };
+        // A workflow that never fired starts accounting at its activation instant, persisted now
+        // so that downtime before its first firing is caught up (or reported) too.
+        let last_fired = match last_fired {
+            None if scheduled && wf.schedule.is_some() => {
+                self.pending.last_fired.push((name.clone(), now.wall_ms()));
+                Some(now.wall)
+            }
+            other => other,
+        };
+        let planner = wf.schedule.clone().filter(|_| scheduled).map(|s| {
+            Planner::new(
+                s,
+                wf.timezone,
+                wf.catchup,
+                wf.catchup_window,
+                last_fired,
+                now,
+            )
+            .with_workflow(&name)
+        });
+        let paused = self.store.is_paused(&name)?;
+        self.workflows.insert(
+            name,
+            Loaded {
+                wf: Arc::new(wf),
+                version,
+                origin,
+                planner,
+                paused,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stop scheduling a workflow whose file went away. Its active runs finish.
+    pub fn uninstall_workflow(&mut self, name: &str) {
+        self.workflows.remove(name);
+    }
+
+    /// Task ids of an installed workflow in topological order.
+    pub fn task_order(&self, name: &str) -> Option<Vec<String>> {
+        self.workflows
+            .get(name)
+            .map(|l| l.wf.tasks.iter().map(|t| t.id.clone()).collect())
+    }
+
+    /// Standalone mode: load new and changed workflow files, drop removed ones. An invalid file
+    /// is reported and its previous version keeps running.
+    pub fn rescan(&mut self) -> anyhow::Result<()> {
+        let Some(dir) = self.cfg.workflows_dir.clone() else {
+            return Ok(());
+        };
+        let scan = crate::standalone::scan(&dir, &self.cfg.validate)
+            .with_context(|| format!("reading workflows_dir {}", dir.display()))?;
+        let mut seen: HashSet<String> = HashSet::new();
+        for (path, diags) in &scan.bad {
+            // Keep the previous version of whatever this file defined.
+            if let Some((name, _)) = self
+                .workflows
+                .iter()
+                .find(|(_, l)| Path::new(&l.origin) == path.as_path())
+            {
+                seen.insert(name.clone());
+            }
+            let key = format!(
+                "{}:{}",
+                path.display(),
+                diags
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            );
+            if self.reported_bad.insert(key) {
+                for d in diags {
+                    tracing::error!(file = %path.display(), "invalid workflow: {d}");
+                }
+            }
+        }
+        for item in scan.ok {
+            let name = item.workflow.name.clone();
+            seen.insert(name.clone());
+            let origin = item.path.display().to_string();
+            if self
+                .installed(&name)
+                .map(|(_, h)| h == item.workflow.content_hash)
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            let fmt = match item.format {
+                outpost_common::workflow::Format::Toml => "toml",
+                _ => "yaml",
+            };
+            let version = self.record_version(&item.workflow, &item.source, fmt, &origin)?;
+            tracing::info!(workflow = %name, version, file = %origin, "workflow loaded");
+            self.install_workflow(item.workflow, version, origin, true)?;
+        }
+        let gone: Vec<String> = self
+            .workflows
+            .keys()
+            .filter(|n| !seen.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            tracing::info!(workflow = %name, "workflow file removed: no longer scheduled");
+            self.uninstall_workflow(&name);
+        }
+        Ok(())
+    }
+
+    /// Apply the retention policy: prune old finished runs (never unsynced ones) and their logs.
+    pub fn prune(&mut self) -> anyhow::Result<usize> {
+        let Some(policy) = self.cfg.retention else {
+            return Ok(0);
+        };
+        let pruned = self.store.prune(policy, self.now().wall_ms())?;
+        for id in &pruned {
+            let dir = self
+                .cfg
+                .exec
+                .log_dir
+                .join(crate::exec::sanitize_component(id));
+            if dir.exists()
+                && let Err(e) = std::fs::remove_dir_all(&dir)
+            {
+                tracing::warn!(dir = %dir.display(), "removing logs: {e}");
+            }
+        }
+        if !pruned.is_empty() {
+            tracing::info!(count = pruned.len(), "pruned finished runs");
+        }
+        Ok(pruned.len())
+    }
+
+    pub fn workflow_names(&self) -> Vec<String> {
+        self.workflows.keys().cloned().collect()
+    }
+
+    pub fn installed(&self, name: &str) -> Option<(u64, &str)> {
+        self.workflows
+            .get(name)
+            .map(|l| (l.version, l.wf.content_hash.as_str()))
+    }
+
+    /// Record a workflow's source as a new version in the store if its content changed; returns
+    /// the version to use.
+    pub fn record_version(
+        &mut self,
+        wf: &Workflow,
+        source: &[u8],
+        format: &str,
+        origin: &str,
+    ) -> anyhow::Result<u64> {
+        let versions = self.store.workflow_versions(&wf.name)?;
+        if let Some(last) = versions.iter().max_by_key(|v| v.version)
+            && last.content_hash == wf.content_hash
+        {
+            return Ok(last.version);
+        }
+        let version = versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        let mut batch = Batch::default();
+        batch.workflow_puts.push(WorkflowVersion {
+            name: wf.name.clone(),
+            version,
+            content_hash: wf.content_hash.clone(),
+            source: source.to_vec(),
+            format: format.to_string(),
+            origin: origin.to_string(),
+            created_ms: self.now().wall_ms(),
+        });
+        self.store.commit(batch)?;
+        Ok(version)
+    }
+
+    // ----- runs ------------------------------------------------------------------------------
+
+    /// Re-adopt runs that were active when the agent stopped (crash, power loss, kill -9).
+    pub fn recover(&mut self) -> anyhow::Result<usize> {
+        let now = self.now();
+        let unfinished = self.store.unfinished_runs()?;
+        let n = unfinished.len();
+        for (run, tasks) in unfinished {
+            let wf = match self.workflow_for(&run.workflow, run.version) {
+                Ok(wf) => wf,
+                Err(e) => {
+                    tracing::error!(run = %run.run_id, "cannot recover run: {e:#}");
+                    continue;
+                }
+            };
+            self.runs.insert(run.run_id.clone(), wf.clone());
+            let id = run.run_id.clone();
+            if let Err(e) = self.engine.restore_run(run, tasks, wf, now) {
+                tracing::error!(run = %id, "cannot recover run: {e}");
+            }
+        }
+        Ok(n)
+    }
+
+    /// The workflow of a given version: the installed one, or re-parsed from the stored source.
+    fn workflow_for(&self, name: &str, version: u64) -> anyhow::Result<Arc<Workflow>> {
+        if let Some(l) = self.workflows.get(name)
+            && l.version == version
+        {
+            return Ok(l.wf.clone());
+        }
+        let v = self
+            .store
+            .workflow_versions(name)?
+            .into_iter()
+            .find(|v| v.version == version)
+            .with_context(|| format!("workflow {name} version {version} is not in the store"))?;
+        let src = String::from_utf8_lossy(&v.source).into_owned();
+        let format = if v.format == "toml" {
+            outpost_common::workflow::Format::Toml
+        } else {
+            outpost_common::workflow::Format::Yaml
+        };
+        let wf = outpost_common::workflow::parse(
+            &format!("{name}@v{version}"),
+            &src,
+            format,
+            &outpost_common::workflow::ValidateOptions::default(),
+        )
+        .map_err(|d| {
+            anyhow::anyhow!(
+                "stored version no longer parses: {}",
+                d.first().map(|d| d.to_string()).unwrap_or_default()
+            )
+        })?;
+        Ok(Arc::new(wf))
+    }
+
+    /// Start a run of `name` now (manual trigger). Returns its run id.
+    pub fn trigger(&mut self, name: &str, params: Vec<(String, String)>) -> anyhow::Result<RunId> {
+        let loaded = self
+            .workflows
+            .get(name)
+            .with_context(|| format!("no workflow named `{name}`"))?;
+        for (k, _) in &params {
+            if !loaded.wf.params.contains_key(k) {
+                anyhow::bail!(
+                    "workflow `{name}` has no parameter `{k}` (declared: {})",
+                    loaded
+                        .wf
+                        .params
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        let now = self.now();
+        let mut ms = now.wall_ms();
+        // Two triggers in the same millisecond are two runs.
+        while self.store.run_exists(&outpost_common::record::run_id(
+            name,
+            loaded.version,
+            ms,
+            RunKind::Manual,
+        ))? {
+            ms += 1;
+        }
+        let wf = loaded.wf.clone();
+        let version = loaded.version;
+        let id = self.add_run(wf, version, ms, RunKind::Manual, params, now);
+        Ok(id)
+    }
+
+    fn add_run(
+        &mut self,
+        wf: Arc<Workflow>,
+        version: u64,
+        scheduled_ms: i64,
+        kind: RunKind,
+        overrides: Vec<(String, String)>,
+        now: Now,
+    ) -> RunId {
+        let mut params: BTreeMap<String, String> = wf.params.clone();
+        for (k, v) in overrides {
+            params.insert(k, v);
+        }
+        let run_id = outpost_common::record::run_id(&wf.name, version, scheduled_ms, kind);
+        let rec = RunRecord {
+            run_id: run_id.clone(),
+            workflow: wf.name.clone(),
+            version,
+            kind,
+            scheduled_ms,
+            state: RunState::Queued,
+            params: params.into_iter().collect(),
+            created_ms: now.wall_ms(),
+            started_ms: None,
+            ended_ms: None,
+            agent_id: self.cfg.agent_id.clone(),
+        };
+        self.runs.insert(run_id.clone(), wf.clone());
+        if let Err(e) = self.engine.add_run(rec, wf, now) {
+            tracing::error!(run = %run_id, "cannot add run: {e}");
+        }
+        run_id
+    }
+
+    pub fn cancel(&mut self, run_id: &str) -> anyhow::Result<()> {
+        if !self.runs.contains_key(run_id) {
+            match self.store.run(run_id)? {
+                Some(r) => anyhow::bail!(
+                    "run {run_id} is already {}",
+                    crate::views::run_state_str(r.state)
+                ),
+                None => anyhow::bail!("no run {run_id}"),
+            }
+        }
+        let now = self.now();
+        self.engine.handle_cancel(run_id, now)?;
+        Ok(())
+    }
+
+    pub fn set_paused(&mut self, name: &str, paused: bool) -> anyhow::Result<()> {
+        let l = self
+            .workflows
+            .get_mut(name)
+            .with_context(|| format!("no workflow named `{name}`"))?;
+        l.paused = paused;
+        self.pending.paused.push((name.to_string(), paused));
+        Ok(())
+    }
+
+    // ----- the loop ----------------------------------------------------------------------------
+
+    /// Fire due cron instants and engine timers.
+    fn on_time(&mut self) {
+        let now = self.now();
+        self.engine.handle_timeout(now);
+        if self.stopping {
+            return;
+        }
+        let mut fires: Vec<(Arc<Workflow>, u64, DateTime<Utc>, RunKind)> = Vec::new();
+        let names: Vec<String> = self.workflows.keys().cloned().collect();
+        for name in names {
+            let Some(l) = self.workflows.get_mut(&name) else {
+                continue;
+            };
+            let Some(p) = l.planner.as_mut() else {
+                continue;
+            };
+            let outs = p.handle_time(now);
+            let last = p.last_fired();
+            if outs.is_empty() {
+                continue;
+            }
+            if let Some(t) = last {
+                self.pending
+                    .last_fired
+                    .push((name.clone(), t.timestamp_millis()));
+            }
+            let mut paused_fires: Vec<DateTime<Utc>> = Vec::new();
+            for o in outs {
+                match o {
+                    PlannerOutput::Fire { scheduled, kind } => {
+                        if l.paused {
+                            paused_fires.push(scheduled);
+                        } else {
+                            fires.push((l.wf.clone(), l.version, scheduled, kind));
+                        }
+                    }
+                    PlannerOutput::Missed(m) => self.pending.events.push(StatusEvent::Missed(m)),
+                }
+            }
+            if let (Some(first), Some(last)) = (paused_fires.first(), paused_fires.last()) {
+                self.pending.events.push(StatusEvent::Missed(MissedFirings {
+                    workflow: name.clone(),
+                    count: paused_fires.len() as u64,
+                    first_ms: first.timestamp_millis(),
+                    last_ms: last.timestamp_millis(),
+                    reason: "workflow paused".into(),
+                    recorded_ms: now.wall_ms(),
+                }));
+            }
+        }
+        for (wf, version, scheduled, kind) in fires {
+            let ms = scheduled.timestamp_millis();
+            let id = outpost_common::record::run_id(&wf.name, version, ms, kind);
+            // One instant, one run, even across restarts.
+            match self.store.run_exists(&id) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!("store read failed: {e}");
+                    continue;
+                }
+            }
+            self.add_run(wf, version, ms, kind, Vec::new(), now);
+        }
+    }
+
+    /// Carry out every action the engine has, durable first.
+    pub fn pump(&mut self) -> anyhow::Result<()> {
+        loop {
+            let mut batch = std::mem::take(&mut self.pending);
+            let mut acts = Vec::new();
+            while let Some(a) = self.engine.poll_action() {
+                match a {
+                    Action::Commit(events) => {
+                        if acts.is_empty() {
+                            batch.events.extend(events);
+                        } else {
+                            // A commit after a spawn: carry out what we have first.
+                            acts.push(Action::Commit(events));
+                            break;
+                        }
+                    }
+                    other => acts.push(other),
+                }
+            }
+            let empty = batch.is_empty() && acts.is_empty();
+            if !batch.is_empty() {
+                let events = batch.events.clone();
+                self.store
+                    .commit(batch)
+                    .context("committing to the store")?;
+                if let Some(obs) = self.observer.as_mut() {
+                    for e in &events {
+                        obs(e);
+                    }
+                }
+            }
+            for a in acts {
+                match a {
+                    Action::Commit(events) => self.pending.events.extend(events),
+                    Action::Spawn {
+                        run_id,
+                        task,
+                        attempt,
+                    } => self.spawn(run_id, task, attempt),
+                    Action::Kill {
+                        run_id,
+                        task,
+                        attempt,
+                        reason,
+                    } => self.kill(run_id, task, attempt, reason),
+                    Action::RunFinished { run_id, state } => {
+                        self.runs.remove(&run_id);
+                        self.finished.push((run_id, state));
+                    }
+                }
+            }
+            if empty {
+                return Ok(());
+            }
+        }
+    }
+
+    fn kill(&mut self, run_id: RunId, task: TaskIdx, attempt: u32, reason: KillReason) {
+        let grace = match reason {
+            KillReason::Timeout | KillReason::Cancel => self.cfg.exec.kill_grace,
+            #[allow(unreachable_patterns)]
+            _ => self.cfg.exec.kill_grace,
+        };
+        let key = (run_id, task, attempt);
+        match self.killers.get(&key) {
+            Some(k) => k.terminate(grace),
+            None => {
+                self.pending_kills.insert(key);
+            }
+        }
+    }
+
+    fn spawn(&mut self, run_id: RunId, task: TaskIdx, attempt: u32) {
+        self.running += 1;
+        let tx = self.tx.clone();
+        let req = match self.spawn_request(&run_id, task, attempt) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Event::Exited {
+                    run_id,
+                    task,
+                    attempt,
+                    outcome: AttemptOutcome::SpawnFailed(format!("{e:#}")),
+                    reason: Some(format!("{e:#}")),
+                    outputs: Vec::new(),
+                });
+                return;
+            }
+        };
+        let cfg = self.cfg.exec.clone();
+        tokio::spawn(async move {
+            match exec::spawn(&cfg, req).await {
+                Ok(running) => {
+                    let _ = tx.send(Event::Started {
+                        run_id: run_id.clone(),
+                        task,
+                        attempt,
+                        pid: running.pid,
+                        limits: running.limits_mode,
+                        log: running.log_path.clone(),
+                        killer: running.killer(),
+                    });
+                    let exit = running.wait().await;
+                    let _ = tx.send(Event::Exited {
+                        run_id,
+                        task,
+                        attempt,
+                        outcome: exit.outcome,
+                        reason: exit.reason,
+                        outputs: exit.outputs,
+                    });
+                }
+                Err(e) => {
+                    let _ = tx.send(Event::Exited {
+                        run_id,
+                        task,
+                        attempt,
+                        outcome: AttemptOutcome::SpawnFailed(e.to_string()),
+                        reason: Some(e.to_string()),
+                        outputs: Vec::new(),
+                    });
+                }
+            }
+        });
+    }
+
+    /// Build the process request: templates rendered, run context in the environment.
+    fn spawn_request(
+        &self,
+        run_id: &RunId,
+        task: TaskIdx,
+        attempt: u32,
+    ) -> anyhow::Result<SpawnRequest> {
+        let wf = self
+            .runs
+            .get(run_id)
+            .with_context(|| format!("unknown run {run_id}"))?;
+        let (rec, _) = self
+            .engine
+            .run_snapshot(run_id)
+            .with_context(|| format!("engine has no run {run_id}"))?;
+        let t = wf.tasks.get(task).context("task index out of range")?;
+        let params: BTreeMap<String, String> = rec.params.iter().cloned().collect();
+        let upstream = self.engine.upstream_outputs(run_id, task);
+        let scheduled = crate::views::rfc3339(rec.scheduled_ms);
+        let ctx = crate::render::Context {
+            run_id,
+            workflow: &wf.name,
+            task: &t.id,
+            attempt,
+            scheduled: &scheduled,
+            params: &params,
+            outputs: &upstream,
+        };
+        let program = match &t.exec {
+            Exec::Command(argv) => argv
+                .iter()
+                .map(|a| ctx.render(a))
+                .collect::<Result<Vec<_>, _>>()?,
+            Exec::Script { script, shell } => {
+                exec::script_argv(shell.as_deref(), &ctx.render(script)?)
+            }
+        };
+        let mut env: Vec<(String, String)> = Vec::new();
+        env.extend(wf.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(t.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(ctx.env());
+        Ok(SpawnRequest {
+            run_id: run_id.clone(),
+            task_id: t.id.clone(),
+            attempt,
+            program,
+            env,
+            working_dir: t.working_dir.as_ref().map(PathBuf::from),
+            limits: t.limits.clone(),
+            timeout: t.timeout,
+        })
+    }
+
+    fn handle_event(&mut self, ev: Event) {
+        let now = self.now();
+        match ev {
+            Event::Started {
+                run_id,
+                task,
+                attempt,
+                pid,
+                limits,
+                log,
+                killer,
+            } => {
+                let key = (run_id.clone(), task, attempt);
+                if self.pending_kills.remove(&key) {
+                    killer.terminate(self.cfg.exec.kill_grace);
+                }
+                self.killers.insert(key, killer);
+                if let Err(e) = self.engine.handle_started(
+                    &run_id,
+                    task,
+                    attempt,
+                    Some(pid),
+                    limits,
+                    Some(log.display().to_string()),
+                    now,
+                ) {
+                    tracing::warn!("engine: {e}");
+                }
+            }
+            Event::Exited {
+                run_id,
+                task,
+                attempt,
+                outcome,
+                reason,
+                outputs,
+            } => {
+                self.running = self.running.saturating_sub(1);
+                let key = (run_id.clone(), task, attempt);
+                self.killers.remove(&key);
+                self.pending_kills.remove(&key);
+                if let Err(e) = self
+                    .engine
+                    .handle_exited(&run_id, task, attempt, outcome, reason, outputs, now)
+                {
+                    tracing::warn!("engine: {e}");
+                }
+            }
+            Event::Control(req, reply) => {
+                let resp = self.control(req);
+                let _ = reply.send(resp);
+            }
+            Event::Rescan => {
+                if let Err(e) = self.rescan() {
+                    tracing::error!("rescanning workflows: {e:#}");
+                }
+            }
+            Event::Prune => {
+                if let Err(e) = self.prune() {
+                    tracing::error!("pruning history: {e:#}");
+                }
+            }
+            Event::Shutdown => self.begin_shutdown(),
+        }
+    }
+
+    pub fn begin_shutdown(&mut self) {
+        if !self.stopping {
+            self.stopping = true;
+            self.engine.stop_starting();
+        }
+    }
+
+    /// Terminate every running attempt (after the shutdown grace ran out).
+    pub fn terminate_all(&mut self) {
+        for k in self.killers.values() {
+            k.terminate(self.cfg.exec.kill_grace);
+        }
+    }
+
+    /// The next moment something is due, as a monotonic deadline.
+    fn next_deadline(&self, now: Now) -> Option<Duration> {
+        let mut best = self.engine.poll_timeout();
+        if !self.stopping {
+            for l in self.workflows.values() {
+                if let Some(at) = l.planner.as_ref().and_then(|p| p.poll_timeout()) {
+                    let wait = (at - now.wall).to_std().unwrap_or(Duration::ZERO);
+                    // Re-read the wall clock at least every second: it may jump.
+                    let wait = wait.min(Duration::from_secs(1));
+                    let d = now.mono + wait;
+                    best = Some(best.map_or(d, |b| b.min(d)));
+                }
+            }
+        }
+        best
+    }
+
+    /// Run until `until` says stop (checked after every step) or shutdown completes.
+    pub async fn run_loop(
+        &mut self,
+        mut until: impl FnMut(&mut Driver) -> bool,
+    ) -> anyhow::Result<()> {
+        let mut shutdown_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            self.on_time();
+            self.pump()?;
+            if until(self) {
+                return Ok(());
+            }
+            if self.stopping {
+                if self.running == 0 {
+                    return Ok(());
+                }
+                let dl = *shutdown_deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + self.cfg.shutdown_grace);
+                if tokio::time::Instant::now() >= dl {
+                    tracing::warn!(
+                        running = self.running,
+                        "shutdown grace over: terminating running tasks"
+                    );
+                    self.terminate_all();
+                    shutdown_deadline = Some(
+                        tokio::time::Instant::now()
+                            + self.cfg.exec.kill_grace
+                            + Duration::from_secs(5),
+                    );
+                }
+            }
+            let now = self.now();
+            let mut wait = self.next_deadline(now).map(|d| d.saturating_sub(now.mono));
+            if let Some(dl) = shutdown_deadline {
+                let left = dl.saturating_duration_since(tokio::time::Instant::now());
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
+            let ev = match wait {
+                Some(w) => tokio::select! {
+                    ev = self.rx.recv() => ev,
+                    _ = precise_sleep(w) => None,
+                },
+                None => self.rx.recv().await,
+            };
+            if let Some(ev) = ev {
+                self.handle_event(ev);
+                // Take everything already queued before the next commit: batching.
+                while let Ok(ev) = self.rx.try_recv() {
+                    self.handle_event(ev);
+                }
+            }
+        }
+    }
+
+    // ----- control -------------------------------------------------------------------------------
+
+    fn control(&mut self, req: crate::control::Request) -> crate::control::Response {
+        use crate::control::{Request, Response};
+        let r: anyhow::Result<Response> = (|| match req {
+            Request::Status => Ok(Response::Status(self.status()?)),
+            Request::Runs { workflow, limit } => {
+                let runs = self.store.runs(crate::store::RunFilter {
+                    workflow,
+                    limit: limit.clamp(1, 10_000),
+                    states: None,
+                })?;
+                Ok(Response::Runs {
+                    runs: runs
+                        .iter()
+                        .map(|r| crate::views::RunView::new(r, &[]))
+                        .collect(),
+                })
+            }
+            Request::Show { run_id } => {
+                let (r, t) = self.lookup_run(&run_id)?;
+                Ok(Response::Run(crate::views::RunView::new(&r, &t)))
+            }
+            Request::Logs {
+                run_id,
+                task,
+                attempt,
+            } => {
+                let (_, tasks) = self.lookup_run(&run_id)?;
+                let t = tasks
+                    .iter()
+                    .find(|t| t.task_id == task)
+                    .with_context(|| format!("run {run_id} has no task `{task}`"))?;
+                let a = match attempt {
+                    Some(n) => t
+                        .attempts
+                        .iter()
+                        .find(|a| a.attempt == n)
+                        .with_context(|| format!("task `{task}` has no attempt {n}"))?,
+                    None => t
+                        .attempts
+                        .last()
+                        .with_context(|| format!("task `{task}` has not started"))?,
+                };
+                let path = a
+                    .log_path
+                    .clone()
+                    .with_context(|| format!("attempt {} has no log", a.attempt))?;
+                Ok(Response::Log {
+                    path,
+                    attempt: a.attempt,
+                    running: a.outcome.is_none(),
+                })
+            }
+            Request::Trigger { workflow, params } => {
+                if self.stopping {
+                    anyhow::bail!("the agent is shutting down");
+                }
+                let run_id = self.trigger(&workflow, params)?;
+                Ok(Response::Triggered { run_id })
+            }
+            Request::Pause { workflow } => {
+                self.set_paused(&workflow, true)?;
+                Ok(Response::Ok {
+                    message: format!("paused {workflow}"),
+                })
+            }
+            Request::Resume { workflow } => {
+                self.set_paused(&workflow, false)?;
+                Ok(Response::Ok {
+                    message: format!("resumed {workflow}"),
+                })
+            }
+            Request::Cancel { run_id } => {
+                self.cancel(&run_id)?;
+                Ok(Response::Ok {
+                    message: format!("cancelling {run_id}"),
+                })
+            }
+        })();
+        r.unwrap_or_else(|e| Response::Error {
+            message: format!("{e:#}"),
+        })
+    }
+
+    fn lookup_run(&self, run_id: &str) -> anyhow::Result<(RunRecord, Vec<TaskInstanceRecord>)> {
+        if let Some(s) = self.engine.run_snapshot(run_id) {
+            return Ok(s);
+        }
+        let r = self
+            .store
+            .run(run_id)?
+            .with_context(|| format!("no run {run_id}"))?;
+        let t = self.store.tasks(run_id)?;
+        Ok((r, t))
+    }
+
+    fn status(&self) -> anyhow::Result<crate::control::StatusView> {
+        let mut active: HashMap<&str, usize> = HashMap::new();
+        for wf in self.runs.values() {
+            *active.entry(wf.name.as_str()).or_default() += 1;
+        }
+        Ok(crate::control::StatusView {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            started: self.started.to_rfc3339(),
+            state_dir: String::new(),
+            running_tasks: self.running,
+            max_running: self.cfg.max_running,
+            active_runs: self.runs.len(),
+            outbox_pending: self.store.outbox_len()?,
+            workflows: self
+                .workflows
+                .iter()
+                .map(|(name, l)| crate::control::WorkflowStatus {
+                    name: name.clone(),
+                    version: l.version,
+                    schedule: l.wf.schedule.as_ref().map(|s| s.expr().to_string()),
+                    paused: l.paused,
+                    next_fire: l
+                        .planner
+                        .as_ref()
+                        .and_then(|p| p.poll_timeout())
+                        .map(|t| t.to_rfc3339()),
+                    active_runs: active.get(name.as_str()).copied().unwrap_or(0),
+                    origin: l.origin.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Sleep for `d` with sub-millisecond precision: tokio's timer (1 ms granularity) for the bulk,
+/// then a short thread sleep for the rest.
+pub async fn precise_sleep(d: Duration) {
+    const SPIN: Duration = Duration::from_millis(2);
+    let start = std::time::Instant::now();
+    if d > SPIN {
+        tokio::time::sleep(d - SPIN).await;
+    }
+    let left = d.saturating_sub(start.elapsed());
+    if !left.is_zero() {
+        std::thread::sleep(left);
+    }
+}

@@ -1,0 +1,161 @@
+//! JSON-friendly views of runs and tasks: what `--output json` prints and what the control socket
+//! carries. Times are RFC 3339 strings (UTC).
+
+use outpost_common::record::{
+    AttemptOutcome, AttemptRecord, LimitsMode, RunKind, RunRecord, RunState, TaskInstanceRecord,
+    TaskState,
+};
+use serde::{Deserialize, Serialize};
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+pub fn run_state_str(s: RunState) -> &'static str {
+    match s {
+        RunState::Queued => "queued",
+        RunState::Running => "running",
+        RunState::Succeeded => "succeeded",
+        RunState::Failed => "failed",
+        RunState::Cancelled => "cancelled",
+        RunState::Skipped => "skipped",
+    }
+}
+
+pub fn task_state_str(s: TaskState) -> &'static str {
+    match s {
+        TaskState::Pending => "pending",
+        TaskState::Ready => "ready",
+        TaskState::Running => "running",
+        TaskState::UpForRetry => "up_for_retry",
+        TaskState::Succeeded => "succeeded",
+        TaskState::Failed => "failed",
+        TaskState::UpstreamFailed => "upstream_failed",
+        TaskState::Skipped => "skipped",
+        TaskState::Cancelled => "cancelled",
+    }
+}
+
+pub fn outcome_str(o: &AttemptOutcome) -> String {
+    match o {
+        AttemptOutcome::Exited(c) => format!("exit {c}"),
+        AttemptOutcome::Signaled(s) => format!("signal {s}"),
+        AttemptOutcome::TimedOut => "timed out".into(),
+        AttemptOutcome::Cancelled => "cancelled".into(),
+        AttemptOutcome::Interrupted => "interrupted".into(),
+        AttemptOutcome::SpawnFailed(m) => format!("spawn failed: {m}"),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunView {
+    pub run_id: String,
+    pub workflow: String,
+    pub version: u64,
+    pub kind: String,
+    pub state: String,
+    pub scheduled: String,
+    pub created: String,
+    pub started: Option<String>,
+    pub ended: Option<String>,
+    pub params: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskView {
+    pub task: String,
+    pub state: String,
+    pub attempts: u32,
+    pub exit_code: Option<i32>,
+    pub outcome: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub reason: Option<String>,
+    pub limits: Option<String>,
+    pub log: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<(String, String)>,
+}
+
+impl RunView {
+    pub fn new(r: &RunRecord, tasks: &[TaskInstanceRecord]) -> RunView {
+        RunView {
+            run_id: r.run_id.clone(),
+            workflow: r.workflow.clone(),
+            version: r.version,
+            kind: match r.kind {
+                RunKind::Scheduled => "scheduled",
+                RunKind::Manual => "manual",
+                RunKind::Catchup => "catchup",
+            }
+            .into(),
+            state: run_state_str(r.state).into(),
+            scheduled: rfc3339(r.scheduled_ms),
+            created: rfc3339(r.created_ms),
+            started: r.started_ms.map(rfc3339),
+            ended: r.ended_ms.map(rfc3339),
+            params: r.params.clone(),
+            tasks: tasks.iter().map(TaskView::new).collect(),
+        }
+    }
+}
+
+impl TaskView {
+    pub fn new(t: &TaskInstanceRecord) -> TaskView {
+        let first: Option<&AttemptRecord> = t.attempts.first();
+        let last: Option<&AttemptRecord> = t.attempts.last();
+        TaskView {
+            task: t.task_id.clone(),
+            state: task_state_str(t.state).into(),
+            attempts: t.attempts.len() as u32,
+            exit_code: last.and_then(|a| match a.outcome {
+                Some(AttemptOutcome::Exited(c)) => Some(c),
+                _ => None,
+            }),
+            outcome: last.and_then(|a| a.outcome.as_ref().map(outcome_str)),
+            start: first.map(|a| rfc3339(a.started_ms)),
+            end: last.and_then(|a| a.ended_ms.map(rfc3339)),
+            reason: last.and_then(|a| a.reason.clone()),
+            limits: last.and_then(|a| match a.limits {
+                LimitsMode::None => None,
+                LimitsMode::CgroupV2 => Some("cgroup-v2".into()),
+                LimitsMode::Rlimit => Some("rlimit".into()),
+            }),
+            log: last.and_then(|a| a.log_path.clone()),
+            outputs: t.outputs.clone(),
+        }
+    }
+}
+
+/// Render rows as an aligned text table.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            out.push_str(c);
+            if i + 1 < n {
+                let pad = widths[i].saturating_sub(c.chars().count()) + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(|s| s.as_str()).collect(), &mut out);
+    }
+    out
+}
