@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod duration;
 pub mod model;
+pub mod proto;
 pub mod record;
 pub mod schedule;
 pub mod template;

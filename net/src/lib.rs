@@ -1,0 +1,1 @@
+//! Outpost transport (see the crate description).
