@@ -1,0 +1,1 @@
+//! Gray-release rollout controller (see the crate description).
