@@ -869,7 +869,7 @@ impl Controller {
     /// A reported active version (0 = none).
     fn note_version(&mut self, i: usize, version: u64, now_ms: i64) {
         let to = self.spec.to_version;
-        let forward = self.is_forward();
+        let forward = self.is_forward() || self.phase == Phase::Succeeded;
         let a = &mut self.agents[i];
         a.version = (version != 0).then_some(version);
         if version == to && a.assigned == Some(to) && a.activated_ms.is_none() && forward {
@@ -960,7 +960,7 @@ impl Controller {
 
     /// Whether the gate waits on this agent: selected, and not left out by the Skip policy.
     fn required(&self, a: &Agent) -> bool {
-        a.selected_at.is_some() && !(self.spec.offline == OfflinePolicy::Skip && !a.online)
+        a.selected_at.is_some() && (self.spec.offline != OfflinePolicy::Skip || a.online)
     }
 
     fn wait_deadline(&self, a: &Agent) -> Option<i64> {
