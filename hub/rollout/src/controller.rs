@@ -418,9 +418,10 @@ impl Controller {
     }
 
     /// A new membership snapshot of the pool. Departed agents are dropped; joiners are appended
-    /// to the stable order (sorted by key among themselves) and are sent `from_version` if they
-    /// report another version (forward phases); online flags and versions are updated (a
-    /// reported version equal to the one assigned counts as its activation).
+    /// to the stable order (sorted by key among themselves) and are sent their desired version
+    /// if they report another one (`from_version`, or removal, until their turn; `to_version`
+    /// once the rollout succeeded); online flags and versions are updated (a reported version
+    /// equal to the one assigned counts as its activation).
     pub fn handle_members(&mut self, members: Vec<Member>, now_ms: i64) {
         let members = canonical_members(&self.spec.id, members);
         let mut left = Vec::new();
@@ -445,21 +446,30 @@ impl Controller {
                     agent.id,
                     if agent.online { "online" } else { "offline" }
                 ));
-                let from = self.spec.from_version;
-                let send = !self.phase.is_terminal()
-                    && !matches!(self.phase, Phase::RollingBack { .. })
-                    && agent.version.is_some()
-                    && agent.version != from;
+                let succeeded = self.phase == Phase::Succeeded;
+                let want = if succeeded {
+                    self.spec.to_version
+                } else {
+                    self.spec.from_version.unwrap_or(0)
+                };
                 let id = agent.id.clone();
+                let differs = agent.version.unwrap_or(0) != want;
                 self.agents.push(agent);
-                if send {
-                    let v = from.unwrap_or(0);
+                if succeeded {
+                    let step = self.step;
                     if let Some(a) = self.agents.last_mut() {
-                        a.assigned = Some(v);
+                        a.selected_at = Some(step);
+                        a.selected_ms = Some(now_ms);
+                        a.assigned = Some(want);
+                    }
+                    self.push_new_assign(id);
+                } else if differs {
+                    if let Some(a) = self.agents.last_mut() {
+                        a.assigned = Some(want);
                     }
                     self.actions.push_back(Action::Assign {
                         agent_id: id,
-                        version: v,
+                        version: want,
                         previous_version: None,
                         probation: None,
                     });
@@ -533,7 +543,8 @@ impl Controller {
         if let Some(i) = self.index(agent) {
             self.agents[i].version = (to != 0).then_some(to);
             if from == self.spec.to_version && self.agents[i].selected_at.is_some() {
-                let why = format!("agent {agent} reverted v{from} -> v{to} under probation: {reason}");
+                let why =
+                    format!("agent {agent} reverted v{from} -> v{to} under probation: {reason}");
                 self.fail_agent(i, why);
             } else {
                 self.audit(format!("agent {agent} reverted v{from} -> v{to}: {reason}"));
@@ -630,7 +641,9 @@ impl Controller {
             }
         }
         if !self.phase.is_terminal() {
-            self.audit(format!("resumed after a hub restart: re-sent {n} assignments"));
+            self.audit(format!(
+                "resumed after a hub restart: re-sent {n} assignments"
+            ));
         }
         self.evaluate(now_ms);
     }
@@ -677,7 +690,10 @@ impl Controller {
                 c.step
             )));
         }
-        if c.agents.iter().any(|a| a.selected_at.is_some_and(|s| s > c.step)) {
+        if c.agents
+            .iter()
+            .any(|a| a.selected_at.is_some_and(|s| s > c.step))
+        {
             return Err(DecodeError::Inconsistent(
                 "an agent selected at a later step".into(),
             ));
@@ -861,7 +877,11 @@ impl Controller {
         if watched {
             self.audit(format!(
                 "agent {id} {}",
-                if online { "came back online" } else { "went offline" }
+                if online {
+                    "came back online"
+                } else {
+                    "went offline"
+                }
             ));
         }
     }
@@ -930,7 +950,10 @@ impl Controller {
                 if self.agents[i].skipped_at != Some(self.step) {
                     self.agents[i].skipped_at = Some(self.step);
                     let id = self.agents[i].id.clone();
-                    self.audit(format!("agent {id} is offline: skipped at step {}", self.step));
+                    self.audit(format!(
+                        "agent {id} is offline: skipped at step {}",
+                        self.step
+                    ));
                 }
                 continue;
             }

@@ -1,4 +1,5 @@
 //! Scenario tests of the rollout controller, with insta snapshots of the audit trail and status.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod common;
 
@@ -8,20 +9,37 @@ use outpost_rollout::*;
 fn ten_agent_plan() -> RolloutSpec {
     spec(
         Size::Count(1),
-        vec![Size::Count(1), Size::Percent(10), Size::Percent(50), Size::Percent(100)],
+        vec![
+            Size::Count(1),
+            Size::Percent(10),
+            Size::Percent(50),
+            Size::Percent(100),
+        ],
     )
 }
 
 #[test]
 fn step_targets_arithmetic() {
-    let sizes = [Size::Count(1), Size::Count(1), Size::Percent(10), Size::Percent(50), Size::Percent(100)];
+    let sizes = [
+        Size::Count(1),
+        Size::Count(1),
+        Size::Percent(10),
+        Size::Percent(50),
+        Size::Percent(100),
+    ];
     assert_eq!(step_targets(&sizes, 10), vec![1, 1, 1, 5, 10]);
     assert_eq!(step_targets(&sizes, 3), vec![1, 1, 1, 2, 3]);
     assert_eq!(step_targets(&sizes, 0), vec![0, 0, 0, 0, 0]);
     // The last step is forced to 100%.
-    assert_eq!(step_targets(&[Size::Count(1), Size::Percent(50)], 10), vec![1, 10]);
+    assert_eq!(
+        step_targets(&[Size::Count(1), Size::Percent(50)], 10),
+        vec![1, 10]
+    );
     // Suffix minimum: a step never exceeds its size, and targets never decrease.
-    assert_eq!(step_targets(&[Size::Count(5), Size::Count(2), Size::Percent(100)], 10), vec![2, 2, 10]);
+    assert_eq!(
+        step_targets(&[Size::Count(5), Size::Count(2), Size::Percent(100)], 10),
+        vec![2, 2, 10]
+    );
     // Percent rounds up, at least 1.
     assert_eq!(step_size(Size::Percent(1), 10), 1);
     assert_eq!(step_size(Size::Percent(15), 10), 2);
@@ -31,18 +49,43 @@ fn step_targets_arithmetic() {
 #[test]
 fn invalid_specs_are_refused() {
     let ok = ten_agent_plan();
-    let cases: Vec<(Box<dyn Fn(&mut RolloutSpec)>, SpecError)> = vec![
+    type Mutation = Box<dyn Fn(&mut RolloutSpec)>;
+    let cases: Vec<(Mutation, SpecError)> = vec![
         (Box::new(|s| s.id.clear()), SpecError::EmptyId),
         (Box::new(|s| s.to_version = 0), SpecError::ZeroVersion),
-        (Box::new(|s| s.from_version = Some(2)), SpecError::SameVersion(2)),
+        (
+            Box::new(|s| s.from_version = Some(2)),
+            SpecError::SameVersion(2),
+        ),
         (Box::new(|s| s.steps.clear()), SpecError::NoSteps),
-        (Box::new(|s| s.canary = Size::Count(0)), SpecError::ZeroSize { step: 0 }),
-        (Box::new(|s| s.steps[1] = Size::Percent(101)), SpecError::PercentOver100 { step: 2, percent: 101 }),
-        (Box::new(|s| s.max_failure_rate = f64::NAN), SpecError::BadFailureRate),
-        (Box::new(|s| s.max_failure_rate = 1.5), SpecError::BadFailureRate),
+        (
+            Box::new(|s| s.canary = Size::Count(0)),
+            SpecError::ZeroSize { step: 0 },
+        ),
+        (
+            Box::new(|s| s.steps[1] = Size::Percent(101)),
+            SpecError::PercentOver100 {
+                step: 2,
+                percent: 101,
+            },
+        ),
+        (
+            Box::new(|s| s.max_failure_rate = f64::NAN),
+            SpecError::BadFailureRate,
+        ),
+        (
+            Box::new(|s| s.max_failure_rate = 1.5),
+            SpecError::BadFailureRate,
+        ),
         (Box::new(|s| s.bake_ms = -1), SpecError::NegativeBake),
-        (Box::new(|s| s.offline = OfflinePolicy::Wait { max_ms: -5 }), SpecError::NegativeWait),
-        (Box::new(|s| s.probation = Some((0, 0))), SpecError::BadProbation),
+        (
+            Box::new(|s| s.offline = OfflinePolicy::Wait { max_ms: -5 }),
+            SpecError::NegativeWait,
+        ),
+        (
+            Box::new(|s| s.probation = Some((0, 0))),
+            SpecError::BadProbation,
+        ),
     ];
     for (mutate, want) in cases {
         let mut s = ok.clone();
@@ -59,24 +102,40 @@ fn good_version_goes_through_every_step() {
     for (k, want) in targets.iter().enumerate() {
         assert_eq!(h.c.status(h.now).step, k);
         assert_eq!(h.on_new(), *want, "step {k}");
-        assert_eq!(h.first_new, order[..*want].to_vec(), "step {k} follows the stable order");
+        assert_eq!(
+            h.first_new,
+            order[..*want].to_vec(),
+            "step {k} follows the stable order"
+        );
         let st = h.c.status(h.now);
         assert_eq!(st.steps[k].target as usize, *want);
         assert_eq!(st.steps[k].updated as usize, *want);
-        assert!(matches!(h.phase(), Phase::Baking { step, .. } if step == k), "{:?}", h.phase());
+        assert!(
+            matches!(h.phase(), Phase::Baking { step, .. } if step == k),
+            "{:?}",
+            h.phase()
+        );
         h.healthy_round();
     }
     assert_eq!(h.phase(), Phase::Succeeded);
     assert!(h.agents.values().all(|s| s.active == 2));
-    assert!(h.actions.iter().any(|(_, a)| *a == Action::Finished(Outcome::Succeeded)));
+    assert!(
+        h.actions
+            .iter()
+            .any(|(_, a)| *a == Action::Finished(Outcome::Succeeded))
+    );
     for id in ids(10) {
         assert_eq!(h.c.desired_version(&id), Some(2));
     }
     assert_eq!(h.c.desired_version("stranger"), None);
     // The new-version assignments carry the previous version and the probation.
     assert!(h.actions.iter().all(|(_, a)| match a {
-        Action::Assign { version: 2, previous_version, probation, .. } =>
-            *previous_version == Some(1) && *probation == Some((3, 1)),
+        Action::Assign {
+            version: 2,
+            previous_version,
+            probation,
+            ..
+        } => *previous_version == Some(1) && *probation == Some((3, 1)),
         _ => true,
     }));
     insta::assert_snapshot!(h.transcript());
@@ -84,12 +143,19 @@ fn good_version_goes_through_every_step() {
 
 #[test]
 fn failing_canary_is_rolled_back() {
-    let mut h = Harness::new(spec(Size::Count(2), vec![Size::Percent(50), Size::Percent(100)]), 10);
+    let mut h = Harness::new(
+        spec(Size::Count(2), vec![Size::Percent(50), Size::Percent(100)]),
+        10,
+    );
     let order = stable_order("ro-1", &ids(10));
     h.runs_ok();
     assert_eq!(h.first_new, order[..2].to_vec());
     h.run(&order[1], false);
-    assert!(matches!(h.phase(), Phase::RolledBack { ref reason } if reason.contains("canary")), "{:?}", h.phase());
+    assert!(
+        matches!(h.phase(), Phase::RolledBack { ref reason } if reason.contains("canary")),
+        "{:?}",
+        h.phase()
+    );
     // Only the canaries were ever assigned the new version; everyone ends on v1.
     assert_eq!(h.first_new, order[..2].to_vec());
     assert!(h.agents.values().all(|s| s.active == 1));
@@ -120,7 +186,11 @@ fn failure_rate_gate_in_a_later_step() {
     h.run(&order[4], false); // 1/6 = 16.7%
     assert!(matches!(h.phase(), Phase::Baking { .. }));
     h.run(&order[4], false); // 2/7 = 28.6%
-    assert!(matches!(h.phase(), Phase::RolledBack { ref reason } if reason.contains("failure rate")), "{:?}", h.phase());
+    assert!(
+        matches!(h.phase(), Phase::RolledBack { ref reason } if reason.contains("failure rate")),
+        "{:?}",
+        h.phase()
+    );
     assert_eq!(h.first_new, order[..5].to_vec());
     assert!(h.agents.values().all(|s| s.active == 1));
     let g = h.c.status(h.now).gate;
@@ -139,7 +209,11 @@ fn manual_gates_wait_for_promote() {
     h.healthy_round();
     assert_eq!(h.phase(), Phase::AwaitingPromote { step: 0 });
     h.advance(100_000);
-    assert_eq!(h.phase(), Phase::AwaitingPromote { step: 0 }, "no progress without promote");
+    assert_eq!(
+        h.phase(),
+        Phase::AwaitingPromote { step: 0 },
+        "no progress without promote"
+    );
     assert_eq!(h.on_new(), 1);
     h.command(Command::Promote).unwrap();
     assert_eq!(h.on_new(), 2);
@@ -180,7 +254,11 @@ fn pause_and_resume() {
     h.command(Command::Resume).unwrap();
     assert_eq!(h.command(Command::Resume), Err(RefusedReason::NotPaused));
     // The bake ended while paused: resuming passes the gate at once.
-    assert!(matches!(h.phase(), Phase::Baking { step: 1, .. }), "{:?}", h.phase());
+    assert!(
+        matches!(h.phase(), Phase::Baking { step: 1, .. }),
+        "{:?}",
+        h.phase()
+    );
     assert_eq!(h.on_new(), 3);
     insta::assert_snapshot!(h.transcript());
 }
@@ -207,9 +285,21 @@ fn abort_mid_step_rolls_back() {
     h.c.handle_online(&late, false, h.now);
     h.command(Command::Abort).unwrap();
     assert_eq!(h.phase(), Phase::Aborted);
-    assert!(h.actions.iter().any(|(_, a)| *a == Action::Finished(Outcome::Aborted)));
-    let abort_at = h.actions.iter().position(|(_, a)| matches!(a, Action::Phase(Phase::RollingBack { .. }))).unwrap();
-    assert!(!h.actions[abort_at..].iter().any(|(_, a)| matches!(a, Action::Assign { version: 2, .. })));
+    assert!(
+        h.actions
+            .iter()
+            .any(|(_, a)| *a == Action::Finished(Outcome::Aborted))
+    );
+    let abort_at = h
+        .actions
+        .iter()
+        .position(|(_, a)| matches!(a, Action::Phase(Phase::RollingBack { .. })))
+        .unwrap();
+    assert!(
+        !h.actions[abort_at..]
+            .iter()
+            .any(|(_, a)| matches!(a, Action::Assign { version: 2, .. }))
+    );
     // It gets the old version when it returns.
     assert_eq!(h.c.desired_version(&late), Some(1));
     h.online(&late, true);
@@ -224,7 +314,11 @@ fn probation_revert_fails_the_gate() {
     h.agents.get_mut(&a).unwrap().active = 1;
     h.c.handle_reverted(&a, 2, 1, "2 of the first 3 runs failed", h.now);
     h.settle();
-    assert!(matches!(h.phase(), Phase::RolledBack { ref reason } if reason.contains("probation")), "{:?}", h.phase());
+    assert!(
+        matches!(h.phase(), Phase::RolledBack { ref reason } if reason.contains("probation")),
+        "{:?}",
+        h.phase()
+    );
     let st = h.c.status(h.now);
     let ag = st.agents.iter().find(|x| x.agent_id == a).unwrap();
     assert_eq!(ag.state, AgentState::Failed);
@@ -236,14 +330,26 @@ fn probation_revert_fails_the_gate() {
 fn rejection_fails_the_gate_and_removal_when_fresh() {
     let mut s = spec(Size::Count(1), vec![Size::Percent(100)]);
     s.from_version = None;
-    let members = ids(3).into_iter().map(|id| Member { agent_id: id, online: true, version: None }).collect();
+    let members = ids(3)
+        .into_iter()
+        .map(|id| Member {
+            agent_id: id,
+            online: true,
+            version: None,
+        })
+        .collect();
     let mut h = Harness::start(s, members, false);
     let canary = h.first_new[0].clone();
     h.c.handle_rejected(&canary, 2, "stale version", h.now);
     h.drain();
     // Rolling back a fresh rollout means "remove": version 0.
-    assert!(h.actions.iter().any(|(_, a)| matches!(a, Action::Assign { agent_id, version: 0, .. } if *agent_id == canary)));
-    assert!(matches!(h.phase(), Phase::RolledBack { .. }), "never activated: nothing to wait for");
+    assert!(h.actions.iter().any(
+        |(_, a)| matches!(a, Action::Assign { agent_id, version: 0, .. } if *agent_id == canary)
+    ));
+    assert!(
+        matches!(h.phase(), Phase::RolledBack { .. }),
+        "never activated: nothing to wait for"
+    );
     assert_eq!(h.c.desired_version(&canary), Some(0));
 }
 
@@ -256,12 +362,20 @@ fn offline_wait_times_out() {
     h.online(&order[2], false);
     h.healthy_round();
     assert!(matches!(h.phase(), Phase::Deploying { step: 1 }));
-    assert_eq!(h.on_new(), 3, "the offline agent is selected and waited for");
+    assert_eq!(
+        h.on_new(),
+        3,
+        "the offline agent is selected and waited for"
+    );
     assert_eq!(h.c.poll_timeout(), Some(h.now + 5_000));
     h.advance(4_999);
     assert!(matches!(h.phase(), Phase::Deploying { step: 1 }));
     h.advance(1);
-    assert!(matches!(h.phase(), Phase::RolledBack { ref reason } if reason.contains("offline")), "{:?}", h.phase());
+    assert!(
+        matches!(h.phase(), Phase::RolledBack { ref reason } if reason.contains("offline")),
+        "{:?}",
+        h.phase()
+    );
     insta::assert_snapshot!(h.transcript());
 }
 
@@ -288,9 +402,19 @@ fn offline_skip_keeps_the_step_size() {
     h.healthy_round();
     assert!(matches!(h.phase(), Phase::Baking { step: 1, .. }));
     assert_eq!(h.on_new(), 3);
-    assert_eq!(h.first_new, vec![order[0].clone(), order[2].clone(), order[3].clone()]);
+    assert_eq!(
+        h.first_new,
+        vec![order[0].clone(), order[2].clone(), order[3].clone()]
+    );
     let st = h.c.status(h.now);
-    assert_eq!(st.agents.iter().find(|a| a.agent_id == order[1]).unwrap().state, AgentState::Skipped);
+    assert_eq!(
+        st.agents
+            .iter()
+            .find(|a| a.agent_id == order[1])
+            .unwrap()
+            .state,
+        AgentState::Skipped
+    );
     h.healthy_round();
     h.healthy_round();
     assert_eq!(h.phase(), Phase::Succeeded);
@@ -309,29 +433,58 @@ fn offline_fail_fails_at_once() {
     let order = stable_order("ro-1", &ids(6));
     h.online(&order[1], false);
     h.healthy_round();
-    assert!(matches!(h.phase(), Phase::RolledBack { ref reason } if reason.contains(&order[1])), "{:?}", h.phase());
+    assert!(
+        matches!(h.phase(), Phase::RolledBack { ref reason } if reason.contains(&order[1])),
+        "{:?}",
+        h.phase()
+    );
     insta::assert_snapshot!(h.transcript());
 }
 
 #[test]
 fn agent_joining_mid_rollout() {
-    let mut h = Harness::new(spec(Size::Count(1), vec![Size::Count(2), Size::Percent(100)]), 4);
+    let mut h = Harness::new(
+        spec(Size::Count(1), vec![Size::Count(2), Size::Percent(100)]),
+        4,
+    );
     h.healthy_round();
     assert!(matches!(h.phase(), Phase::Baking { step: 1, .. }));
     // A joiner that runs v3 (outside the rollout) is sent the pool's old version.
-    let mut members: Vec<Member> = ids(4).into_iter().map(|id| Member { agent_id: id, online: true, version: None }).collect();
+    let mut members: Vec<Member> = ids(4)
+        .into_iter()
+        .map(|id| Member {
+            agent_id: id,
+            online: true,
+            version: None,
+        })
+        .collect();
     for m in &mut members {
         m.version = Some(h.agents[&m.agent_id].active);
     }
-    members.push(Member { agent_id: "new-1".into(), online: true, version: Some(3) });
+    members.push(Member {
+        agent_id: "new-1".into(),
+        online: true,
+        version: Some(3),
+    });
     members.reverse();
-    h.agents.insert("new-1".into(), SimAgent { online: true, desired: None, active: 3 });
+    h.agents.insert(
+        "new-1".into(),
+        SimAgent {
+            online: true,
+            desired: None,
+            active: 3,
+        },
+    );
     h.c.handle_members(members, h.now);
     h.settle();
     assert_eq!(h.c.desired_version("new-1"), Some(1));
     assert_eq!(h.agents["new-1"].active, 1);
     let st = h.c.status(h.now);
-    assert_eq!(st.agents.last().unwrap().agent_id, "new-1", "appended to the order");
+    assert_eq!(
+        st.agents.last().unwrap().agent_id,
+        "new-1",
+        "appended to the order"
+    );
     assert_eq!(st.members, 5);
     h.healthy_round();
     h.healthy_round();
@@ -346,7 +499,14 @@ fn departed_canary_is_replaced() {
     let mut h = Harness::new(spec(Size::Count(1), vec![Size::Percent(100)]), 3);
     h.auto = false;
     let order = stable_order("ro-1", &ids(3));
-    let members = order[1..].iter().map(|id| Member { agent_id: id.clone(), online: true, version: Some(1) }).collect();
+    let members = order[1..]
+        .iter()
+        .map(|id| Member {
+            agent_id: id.clone(),
+            online: true,
+            version: Some(1),
+        })
+        .collect();
     h.c.handle_members(members, h.now);
     h.drain();
     assert_eq!(h.first_new, vec![order[0].clone(), order[1].clone()]);
@@ -366,7 +526,12 @@ fn restart_mid_step_continues_identically() {
         h.auto = false;
         h.advance(1_000);
         let st = h.c.status(h.now);
-        let pending: Vec<String> = st.agents.iter().filter(|a| a.state == AgentState::Assigned).map(|a| a.agent_id.clone()).collect();
+        let pending: Vec<String> = st
+            .agents
+            .iter()
+            .filter(|a| a.state == AgentState::Assigned)
+            .map(|a| a.agent_id.clone())
+            .collect();
         assert!(!pending.is_empty());
         h.activate(&pending[0], 2);
         h.now += 10;
@@ -379,9 +544,17 @@ fn restart_mid_step_continues_identically() {
             h.c.resume(h.now);
             h.drain();
             // Resume re-sends exactly the current phase's assignments (plus one audit line).
-            let resent: Vec<&Action> = h.actions[mark..].iter().map(|(_, a)| a).filter(|a| matches!(a, Action::Assign { .. })).collect();
+            let resent: Vec<&Action> = h.actions[mark..]
+                .iter()
+                .map(|(_, a)| a)
+                .filter(|a| matches!(a, Action::Assign { .. }))
+                .collect();
             assert_eq!(resent.len(), 4);
-            assert!(resent.iter().all(|a| matches!(a, Action::Assign { version: 2, .. })));
+            assert!(
+                resent
+                    .iter()
+                    .all(|a| matches!(a, Action::Assign { version: 2, .. }))
+            );
             h.actions.truncate(mark);
             h.log.retain(|l| !l.starts_with(&format!("t={} ", h.now)));
         } else {
@@ -406,7 +579,10 @@ fn restart_mid_step_continues_identically() {
 #[test]
 fn decode_refuses_garbage() {
     assert!(matches!(Controller::decode(&[]), Err(DecodeError::Cbor(_))));
-    assert!(matches!(Controller::decode(&[0x82, 0x09, 0x80]), Err(DecodeError::Format(9))));
+    assert!(matches!(
+        Controller::decode(&[0x82, 0x09, 0x80]),
+        Err(DecodeError::Format(9))
+    ));
     let h = Harness::new(ten_agent_plan(), 3);
     let mut bytes = h.c.encode();
     assert_eq!(Controller::decode(&bytes).unwrap(), h.c);

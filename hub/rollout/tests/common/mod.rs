@@ -70,8 +70,15 @@ pub struct Harness {
 
 pub fn render(a: &Action) -> String {
     match a {
-        Action::Assign { agent_id, version, previous_version, probation } => {
-            format!("assign {agent_id} v{version} prev={previous_version:?} probation={probation:?}")
+        Action::Assign {
+            agent_id,
+            version,
+            previous_version,
+            probation,
+        } => {
+            format!(
+                "assign {agent_id} v{version} prev={previous_version:?} probation={probation:?}"
+            )
         }
         Action::Phase(p) => format!("phase {p:?}"),
         Action::Audit(s) => format!("audit {s}"),
@@ -83,7 +90,11 @@ impl Harness {
     pub fn new(spec: RolloutSpec, n: usize) -> Harness {
         let members: Vec<Member> = ids(n)
             .into_iter()
-            .map(|id| Member { agent_id: id, online: true, version: spec.from_version })
+            .map(|id| Member {
+                agent_id: id,
+                online: true,
+                version: spec.from_version,
+            })
             .collect();
         Self::with_members(spec, members)
     }
@@ -96,7 +107,11 @@ impl Harness {
     pub fn quiet(spec: RolloutSpec, n: usize) -> Harness {
         let members = ids(n)
             .into_iter()
-            .map(|id| Member { agent_id: id, online: true, version: spec.from_version })
+            .map(|id| Member {
+                agent_id: id,
+                online: true,
+                version: spec.from_version,
+            })
             .collect();
         Self::start(spec, members, false)
     }
@@ -107,7 +122,11 @@ impl Harness {
             .map(|m| {
                 (
                     m.agent_id.clone(),
-                    SimAgent { online: m.online, desired: None, active: m.version.unwrap_or(0) },
+                    SimAgent {
+                        online: m.online,
+                        desired: None,
+                        active: m.version.unwrap_or(0),
+                    },
                 )
             })
             .collect();
@@ -139,7 +158,10 @@ impl Harness {
         while let Some(a) = self.c.poll_action() {
             n += 1;
             self.log.push(format!("t={} {}", self.now, render(&a)));
-            if let Action::Assign { agent_id, version, .. } = &a {
+            if let Action::Assign {
+                agent_id, version, ..
+            } = &a
+            {
                 if *version == self.to() && !self.first_new.contains(agent_id) {
                     self.first_new.push(agent_id.clone());
                 }
@@ -219,7 +241,8 @@ impl Harness {
 
     pub fn command(&mut self, cmd: Command) -> Result<(), RefusedReason> {
         let r = self.c.handle_command(cmd, self.now);
-        self.log.push(format!("t={} command {cmd:?} -> {r:?}", self.now));
+        self.log
+            .push(format!("t={} command {cmd:?} -> {r:?}", self.now));
         self.settle();
         r
     }
@@ -227,7 +250,10 @@ impl Harness {
     /// Members currently sent the new version (hub desired state).
     pub fn on_new(&self) -> usize {
         let to = self.to();
-        self.agents.values().filter(|s| s.desired == Some(to)).count()
+        self.agents
+            .values()
+            .filter(|s| s.desired == Some(to))
+            .count()
     }
 
     pub fn phase(&self) -> Phase {
@@ -258,8 +284,16 @@ pub fn render_status(st: &Status) -> String {
     let _ = writeln!(
         s,
         "{} {} pool={} v{:?}->v{} phase={:?} step={}/{} members={} outcome={:?}",
-        st.id, st.workflow, st.pool, st.from_version, st.to_version, st.phase, st.step,
-        st.step_count, st.members, st.outcome
+        st.id,
+        st.workflow,
+        st.pool,
+        st.from_version,
+        st.to_version,
+        st.phase,
+        st.step,
+        st.step_count,
+        st.members,
+        st.outcome
     );
     for k in &st.steps {
         let _ = writeln!(
@@ -287,8 +321,16 @@ pub fn render_status(st: &Status) -> String {
     let _ = writeln!(
         s,
         "  gate runs={} failures={} rate={:?} max={} bake_left={:?} min_runs={} {:?} step_runs={} needed={} awaiting={}",
-        g.runs, g.failures, g.failure_rate, g.max_failure_rate, g.bake_left_ms, g.min_runs,
-        g.min_runs_scope, g.step_runs, g.runs_needed, g.awaiting_activation
+        g.runs,
+        g.failures,
+        g.failure_rate,
+        g.max_failure_rate,
+        g.bake_left_ms,
+        g.min_runs,
+        g.min_runs_scope,
+        g.step_runs,
+        g.runs_needed,
+        g.awaiting_activation
     );
     s
 }
