@@ -408,13 +408,17 @@ impl Controller {
     /// `from_version`; succeeded: `to_version`.
     pub fn desired_version(&self, agent_id: &str) -> Option<u64> {
         let a = self.agents.iter().find(|a| a.id == agent_id)?;
+        Some(self.desired_for(a))
+    }
+
+    fn desired_for(&self, a: &Agent) -> u64 {
         let from = self.spec.from_version.unwrap_or(0);
-        Some(match self.phase {
+        match self.phase {
             Phase::Succeeded => self.spec.to_version,
             Phase::RollingBack { .. } | Phase::RolledBack { .. } | Phase::Aborted => from,
             _ if a.selected_at.is_some() => self.spec.to_version,
             _ => from,
-        })
+        }
     }
 
     /// A new membership snapshot of the pool. Departed agents are dropped; joiners are appended
@@ -764,7 +768,7 @@ impl Controller {
                     state,
                     online: a.online,
                     version: a.version,
-                    desired_version: self.desired_version(&a.id).unwrap_or(0),
+                    desired_version: self.desired_for(a),
                     runs: a.runs,
                     failures: a.failures,
                     failure: a.failure.clone(),
@@ -1196,7 +1200,10 @@ impl Controller {
             }
             match self.phase {
                 Phase::Deploying { step } => {
-                    self.fill(now_ms);
+                    if self.fill(now_ms) > 0 {
+                        // Check the failure rules on the new selection first (offline policy).
+                        continue;
+                    }
                     let waiting = self
                         .agents
                         .iter()

@@ -96,7 +96,9 @@
 //! # Invariants
 //!
 //! - An agent is assigned the new version only when selected, and the number of current members
-//!   selected never exceeds the current step's target at the moment an assignment is made.
+//!   selected never exceeds the current step's target at the moment an agent is first assigned
+//!   it. (A departure can lower a percentage target below the number already updated; those
+//!   agents keep the new version. [`Controller::resume`] re-sends assignments already made.)
 //! - Once the rollout rolls back (failed gate or abort) no new-version assignment is ever made;
 //!   every agent ever assigned the new version is assigned `from_version` (or removal).
 //! - Actions and state depend only on the sequence of events (and their `now_ms`), not on the
