@@ -325,10 +325,14 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Start a rollout over the pool's current members: emits `Phase(Deploying{0})`, the audit
-    /// line and the canaries' assignments.
+    /// Start a rollout over the pool's current members (at least one): emits the audit line,
+    /// `Phase(Deploying{0})` and the canaries' assignments (and, if the canaries already run
+    /// the new version, what follows).
     pub fn new(spec: RolloutSpec, members: Vec<Member>, now_ms: i64) -> Result<Self, SpecError> {
         spec.validate()?;
+        if members.is_empty() {
+            return Err(SpecError::EmptyPool);
+        }
         let agents = canonical_members(&spec.id, members)
             .iter()
             .map(|m| Agent::new(m, now_ms))

@@ -147,6 +147,9 @@ pub enum SpecError {
     /// A negative offline wait.
     #[error("the offline wait limit is negative")]
     NegativeWait,
+    /// The pool has no member when the rollout starts.
+    #[error("the pool has no member")]
+    EmptyPool,
     /// Probation with zero runs.
     #[error("probation needs at least one run")]
     BadProbation,

@@ -87,11 +87,23 @@ fn invalid_specs_are_refused() {
             SpecError::BadProbation,
         ),
     ];
+    let one = || {
+        vec![Member {
+            agent_id: "a".into(),
+            online: true,
+            version: Some(1),
+        }]
+    };
     for (mutate, want) in cases {
         let mut s = ok.clone();
         mutate(&mut s);
-        assert_eq!(Controller::new(s, vec![], 0).err(), Some(want));
+        assert_eq!(Controller::new(s, one(), 0).err(), Some(want));
     }
+    assert_eq!(
+        Controller::new(ok.clone(), vec![], 0).err(),
+        Some(SpecError::EmptyPool)
+    );
+    assert!(Controller::new(ok, one(), 0).is_ok());
 }
 
 #[test]
