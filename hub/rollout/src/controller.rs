@@ -432,9 +432,11 @@ impl Controller {
     /// equal to the one assigned counts as its activation).
     pub fn handle_members(&mut self, members: Vec<Member>, now_ms: i64) {
         let members = canonical_members(&self.spec.id, members);
+        let present: std::collections::HashSet<&str> =
+            members.iter().map(|m| m.agent_id.as_str()).collect();
         let mut left = Vec::new();
         self.agents.retain(|a| {
-            let keep = members.iter().any(|m| m.agent_id == a.id);
+            let keep = present.contains(a.id.as_str());
             if !keep {
                 left.push(a.id.clone());
             }
@@ -443,8 +445,14 @@ impl Controller {
         for id in left {
             self.audit(format!("agent {id} left the pool"));
         }
+        let index: std::collections::HashMap<String, usize> = self
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.clone(), i))
+            .collect();
         for m in &members {
-            if let Some(i) = self.agents.iter().position(|a| a.id == m.agent_id) {
+            if let Some(&i) = index.get(&m.agent_id) {
                 self.set_online(i, m.online, now_ms);
                 self.note_version(i, m.version.unwrap_or(0), now_ms);
             } else {
@@ -1224,7 +1232,15 @@ impl Controller {
                     self.set_phase(Phase::Baking { step, until_ms });
                 }
                 Phase::Baking { step, until_ms } => {
-                    if self.fill(now_ms) > 0 {
+                    // More agents for the step (a join raised the target), or one the gate had
+                    // left out (Skip) is back and not active yet: back to Deploying.
+                    let added = self.fill(now_ms) > 0;
+                    if added
+                        || self
+                            .agents
+                            .iter()
+                            .any(|a| self.required(a) && a.activated_ms.is_none())
+                    {
                         self.set_phase(Phase::Deploying { step });
                         continue;
                     }

@@ -605,3 +605,107 @@ fn decode_refuses_garbage() {
         assert!(Controller::decode(&bytes[..cut]).is_err());
     }
 }
+
+#[test]
+fn per_agent_min_runs_hold_the_gate() {
+    let mut s = spec(Size::Count(2), vec![Size::Percent(100)]);
+    s.min_runs = 2;
+    let mut h = Harness::new(s, 4);
+    let order = stable_order("ro-1", &ids(4));
+    h.advance(1_000);
+    assert!(
+        matches!(h.phase(), Phase::Baking { step: 0, .. }),
+        "bake over, no runs yet"
+    );
+    assert_eq!(
+        h.c.poll_timeout(),
+        None,
+        "nothing to wake up for: waiting for runs"
+    );
+    assert_eq!(h.c.status(h.now).gate.runs_needed, 4);
+    h.run(&order[0], true);
+    h.run(&order[0], true);
+    h.run(&order[0], true);
+    h.run(&order[1], true);
+    assert!(
+        matches!(h.phase(), Phase::Baking { step: 0, .. }),
+        "the second canary has 1 run"
+    );
+    assert_eq!(h.c.status(h.now).gate.runs_needed, 1);
+    h.run(&order[1], true);
+    assert!(matches!(h.phase(), Phase::Baking { step: 1, .. }));
+}
+
+#[test]
+fn step_min_runs_count_since_the_step_started() {
+    let mut s = spec(Size::Count(1), vec![Size::Count(2), Size::Percent(100)]);
+    s.min_runs = 3;
+    s.min_runs_scope = Scope::Step;
+    let mut h = Harness::new(s, 4);
+    let order = stable_order("ro-1", &ids(4));
+    for _ in 0..5 {
+        h.run(&order[0], true);
+    }
+    h.advance(1_000);
+    assert!(matches!(h.phase(), Phase::Baking { step: 1, .. }));
+    h.advance(1_000);
+    // The 5 runs of step 0 do not count for step 1.
+    assert!(matches!(h.phase(), Phase::Baking { step: 1, .. }));
+    assert_eq!(h.c.status(h.now).gate.runs_needed, 3);
+    h.run(&order[1], true);
+    h.run(&order[0], true);
+    assert!(matches!(h.phase(), Phase::Baking { step: 1, .. }));
+    h.run(&order[1], true);
+    assert!(matches!(h.phase(), Phase::Baking { step: 2, .. }));
+}
+
+#[test]
+fn bake_counts_from_the_last_activation() {
+    let mut s = spec(Size::Count(2), vec![Size::Percent(100)]);
+    s.min_runs = 0;
+    let mut h = Harness::quiet(s, 3);
+    let order = stable_order("ro-1", &ids(3));
+    h.now = 100;
+    h.activate(&order[0], 2);
+    h.now = 700;
+    h.activate(&order[1], 2);
+    assert_eq!(
+        h.phase(),
+        Phase::Baking {
+            step: 0,
+            until_ms: 1_700
+        }
+    );
+    assert_eq!(h.c.poll_timeout(), Some(1_700));
+    h.now = 1_699;
+    h.c.handle_timeout(h.now);
+    assert!(matches!(h.phase(), Phase::Baking { step: 0, .. }));
+    h.now = 1_700;
+    h.c.handle_timeout(h.now);
+    assert_eq!(h.phase(), Phase::Deploying { step: 1 });
+}
+
+#[test]
+fn thousand_agents_zero_bake() {
+    let mut s = ten_agent_plan();
+    s.bake_ms = 0;
+    s.min_runs = 0;
+    let mut h = Harness::quiet(s, 1_000);
+    let mut sizes = Vec::new();
+    while !h.c.phase().is_terminal() {
+        let pending: Vec<String> = h
+            .agents
+            .iter()
+            .filter(|(_, a)| a.desired.is_some_and(|d| d != a.active))
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert!(!pending.is_empty(), "stuck in {:?}", h.phase());
+        sizes.push((h.c.status(h.now).step, h.on_new()));
+        for id in pending {
+            h.activate(&id, 2);
+        }
+    }
+    assert_eq!(h.phase(), Phase::Succeeded);
+    // Steps 0 and 1 share the target 1: step 1 passes at once.
+    assert_eq!(sizes, vec![(0, 1), (2, 100), (3, 500), (4, 1_000)]);
+}
