@@ -19,8 +19,8 @@
 //!              v
 //!   +---> Deploying{k} --all step agents active--> Baking{k, until} --bake over & min runs--+
 //!   |          ^                                       |   (promote: skip the bake)         |
-//!   |          +-------- a member joined/left: --------+                                    |
-//!   |                    refill to the target                                               |
+//!   |          +--- the target rose (a join): select more, ---+                             |
+//!   |               or an agent left out (Skip) is back, inactive                           |
 //!   |                                          manual? --yes--> AwaitingPromote{k} --promote-+
 //!   |                                                                                        |
 //!   +------------------------- k+1 (not last) <------------------------------------------+
