@@ -1,4 +1,5 @@
 //! Signing, verification, key rotation and the agent's deploy acceptance check.
+#![allow(clippy::unwrap_used)]
 
 use outpost_common::proto::{
     Assignment, BundleHeader, DOMAIN_ASSIGNMENT, Rejection, SignedAssignment, SignedBundle,
@@ -166,10 +167,10 @@ fn key_chain_rotation_retires_old_keys_and_is_idempotent() {
     let e23 = k2.endorse(&k3.public_key(), 2);
     let mut trust = Trust::new(&k1.public_key()).unwrap();
 
-    assert_eq!(trust.apply_chain(&[e12.clone()]), Ok(true));
+    assert_eq!(trust.apply_chain(std::slice::from_ref(&e12)), Ok(true));
     assert_eq!(trust.current_key_id(), k2.key_id());
     // Resending the chain from the start: the known link is skipped.
-    assert_eq!(trust.apply_chain(&[e12.clone()]), Ok(false));
+    assert_eq!(trust.apply_chain(std::slice::from_ref(&e12)), Ok(false));
     assert_eq!(trust.apply_chain(&[e12.clone(), e23.clone()]), Ok(true));
     assert_eq!(trust.current_key_id(), k3.key_id());
     assert_eq!(

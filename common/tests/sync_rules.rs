@@ -1,4 +1,5 @@
 //! Unit tests for the session rules of `AgentSession` and `HubSession`.
+#![allow(clippy::unwrap_used)]
 
 use outpost_common::proto::{
     ActiveWorkflow, AgentMsg, Command, HubMsg, Rejection, SignedAssignment,

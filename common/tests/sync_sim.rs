@@ -13,6 +13,7 @@
 //! order (no gap, no duplicate); the agent deleted only entries the hub had committed (checked at
 //! every deletion); each workflow converges to the desired (version, epoch); each assignment epoch
 //! is activated at most once and versions never go back.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, VecDeque};
 
