@@ -51,7 +51,10 @@ pub enum AgentEvent {
     Paused(Vec<String>),
     /// The hub's committed seq disagrees with the agent's outbox: `hub_acked` is below what the
     /// agent already deleted (hub store restored from an old backup) or above the agent's last
-    /// seq (agent store restored). Entries may be lost; log it loudly.
+    /// seq (agent store restored). Entries may be lost; log it loudly. In the second case the
+    /// session treats everything up to `hub_acked` as acknowledged (an [`AgentEvent::Acked`]
+    /// follows): the driver must move its next outbox seq past `hub_acked`, or the hub would
+    /// ignore the new entries as duplicates.
     SeqMismatch {
         hub_acked: u64,
         agent_acked: u64,
@@ -149,10 +152,14 @@ impl AgentSession {
         if let Some(h) = self.hello.take() {
             return Some(h);
         }
+        // Nothing but Hello before the Welcome: the hub would take it as a protocol violation.
+        if self.closed || !self.welcomed {
+            return None;
+        }
         if let Some(m) = self.out.pop_front() {
             return Some(m);
         }
-        if self.closed || !self.welcomed || self.in_flight.len() >= self.window {
+        if self.in_flight.len() >= self.window {
             return None;
         }
         self.next_batch()

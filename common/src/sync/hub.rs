@@ -36,8 +36,10 @@ pub enum HubEvent {
         last_seq: u64,
         trusted_key: String,
     },
-    /// Commit these entries (all new, in order) in one transaction with the agent's committed
-    /// seq = the last entry's seq, then call [`HubSession::committed`].
+    /// Commit these entries (new to this session, in order) in one transaction with the agent's
+    /// committed seq = the last entry's seq, then call [`HubSession::committed`]. The driver still
+    /// skips entries at or below the committed seq in its store: a commit from an earlier
+    /// connection of the same agent may have landed after this session's Welcome.
     Ingest {
         entries: Vec<OutboxEntry>,
     },
@@ -93,6 +95,8 @@ pub enum HubState {
 /// [`committed`](Self::committed), [`set_desired`](Self::set_desired), `send_*`) drain
 /// [`poll_event`](Self::poll_event) and [`poll_transmit`](Self::poll_transmit) until `None`.
 /// Commit `Ingest` batches in the order they come and call `committed` after each commit.
+/// Keep one live session per agent: when a new session of an agent is accepted, close the old
+/// connection (both would otherwise commit the same agent's entries concurrently).
 #[derive(Debug)]
 pub struct HubSession {
     state: HubState,
