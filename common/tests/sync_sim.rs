@@ -559,11 +559,15 @@ impl Sim {
 fn sessions_converge_under_partitions_and_restarts() {
     let mut totals = Stats::default();
     let mut entries = 0;
+    let mut activations = 0;
+    let mut rotations = 0;
     for seed in 0..200u64 {
         let mut sim = Sim::new(seed);
         sim.run(4_000);
         sim.check();
         entries += sim.agent.last_seq;
+        activations += sim.agent.activations.len();
+        rotations += sim.hub.chain.len();
         totals.partitions += sim.stats.partitions;
         totals.agent_restarts += sim.stats.agent_restarts;
         totals.hub_restarts += sim.stats.hub_restarts;
@@ -573,5 +577,9 @@ fn sessions_converge_under_partitions_and_restarts() {
     // The faults really happened (otherwise the test proves little).
     assert!(totals.partitions > 200 && totals.agent_restarts > 100 && totals.hub_restarts > 100);
     assert!(entries > 10_000);
-    eprintln!("{totals:?}, {entries} entries");
+    assert!(
+        activations > 1_000 && rotations > 50,
+        "{activations} activations, {rotations} rotations"
+    );
+    eprintln!("{totals:?}, {entries} entries, {activations} activations, {rotations} rotations");
 }
