@@ -6,9 +6,12 @@
 
 pub mod clock;
 pub mod duration;
+pub mod frame;
 pub mod model;
 pub mod proto;
 pub mod record;
 pub mod schedule;
+pub mod sign;
+pub mod sync;
 pub mod template;
 pub mod workflow;

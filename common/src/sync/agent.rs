@@ -1,0 +1,365 @@
+//! The agent's side of a session.
+
+use std::collections::VecDeque;
+
+use crate::proto::{
+    ActiveWorkflow, AgentMsg, Command, HubMsg, KeyEndorsement, MAX_BATCH, MAX_FRAME, Rejection,
+    SignedAssignment, SignedBundle,
+};
+use crate::record::{OutboxEntry, UnixMillis};
+
+use super::SyncError;
+
+/// Room left in a frame for the message envelope around a batch's entries.
+const ENVELOPE: usize = 64;
+
+/// What the agent knows when it opens a session (from its store).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSessionConfig {
+    pub agent_id: String,
+    pub software_version: String,
+    pub labels: Vec<(String, String)>,
+    pub active: Vec<ActiveWorkflow>,
+    /// Highest outbox seq acknowledged by the hub (entries up to here are deleted).
+    pub acked_seq: u64,
+    /// Highest outbox seq committed.
+    pub last_seq: u64,
+    /// Id of the signing key the agent trusts.
+    pub trusted_key: String,
+    /// Most Status batches in flight (sent, not acknowledged). At least 1.
+    pub window: usize,
+    /// Most entries per batch (capped at [`MAX_BATCH`]). At least 1.
+    pub batch: usize,
+}
+
+/// What the agent driver must act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    /// The hub committed every entry up to `seq`: delete them durably (`Store::ack_outbox`).
+    Acked(u64),
+    /// Check with [`crate::sign::check_deploy`], activate, then answer with
+    /// [`AgentSession::send_deploy_result`].
+    Deploy {
+        assignment: SignedAssignment,
+        bundle: Option<SignedBundle>,
+    },
+    /// Run it and answer with [`AgentSession::send_command_result`] (or log chunks).
+    Command { id: u64, command: Command },
+    /// Key endorsements to follow ([`crate::sign::Trust::apply_chain`]) and store.
+    KeyChain(Vec<KeyEndorsement>),
+    /// The workflows paused at the hub for this agent (the full set, on every Welcome).
+    Paused(Vec<String>),
+    /// The hub's committed seq disagrees with the agent's outbox: `hub_acked` is below what the
+    /// agent already deleted (hub store restored from an old backup) or above the agent's last
+    /// seq (agent store restored). Entries may be lost; log it loudly. In the second case the
+    /// session treats everything up to `hub_acked` as acknowledged (an [`AgentEvent::Acked`]
+    /// follows): the driver must move its next outbox seq past `hub_acked`, or the hub would
+    /// ignore the new entries as duplicates.
+    SeqMismatch {
+        hub_acked: u64,
+        agent_acked: u64,
+        agent_last: u64,
+    },
+    /// The hub ends the session (revoked, unknown agent...). Close the connection.
+    Goodbye(String),
+}
+
+/// The agent's side of one session (one per connection).
+///
+/// Call order: create it when the connection is up; drain [`poll_transmit`](Self::poll_transmit)
+/// (the first message is Hello), then after every input (`handle_*`, `send_*`) drain
+/// `poll_transmit`, [`poll_need`](Self::poll_need) and [`poll_event`](Self::poll_event) until
+/// `None`. Answer a `poll_need` with [`handle_entries`](Self::handle_entries) (read from the
+/// store). Drop the session with its connection.
+#[derive(Debug)]
+pub struct AgentSession {
+    hello: Option<AgentMsg>,
+    welcomed: bool,
+    closed: bool,
+    acked: u64,
+    last_seq: u64,
+    /// Highest seq read from the store in this session (buffered or sent).
+    fetched_upto: u64,
+    /// Highest seq sent in this session.
+    sent_upto: u64,
+    buffer: VecDeque<OutboxEntry>,
+    /// Last seq of each batch sent and not yet acknowledged.
+    in_flight: VecDeque<u64>,
+    need_outstanding: bool,
+    window: usize,
+    batch: usize,
+    out: VecDeque<AgentMsg>,
+    events: VecDeque<AgentEvent>,
+}
+
+impl AgentSession {
+    /// A session for a fresh connection.
+    pub fn new(cfg: AgentSessionConfig) -> Self {
+        let hello = AgentMsg::Hello {
+            agent_id: cfg.agent_id,
+            software_version: cfg.software_version,
+            labels: cfg.labels,
+            active: cfg.active,
+            acked_seq: cfg.acked_seq,
+            last_seq: cfg.last_seq,
+            trusted_key: cfg.trusted_key,
+        };
+        AgentSession {
+            hello: Some(hello),
+            welcomed: false,
+            closed: false,
+            acked: cfg.acked_seq,
+            last_seq: cfg.last_seq.max(cfg.acked_seq),
+            fetched_upto: cfg.acked_seq,
+            sent_upto: cfg.acked_seq,
+            buffer: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            need_outstanding: false,
+            window: cfg.window.max(1),
+            batch: cfg.batch.clamp(1, MAX_BATCH),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Whether the hub's Welcome arrived.
+    pub fn is_welcomed(&self) -> bool {
+        self.welcomed
+    }
+
+    /// Whether the hub said Goodbye.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Highest seq known acknowledged.
+    pub fn acked_seq(&self) -> u64 {
+        self.acked
+    }
+
+    /// Batches sent and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Whether every entry up to the last known seq is acknowledged.
+    pub fn is_drained(&self) -> bool {
+        self.acked >= self.last_seq
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<AgentMsg> {
+        if let Some(h) = self.hello.take() {
+            return Some(h);
+        }
+        // Nothing but Hello before the Welcome: the hub would take it as a protocol violation.
+        if self.closed || !self.welcomed {
+            return None;
+        }
+        if let Some(m) = self.out.pop_front() {
+            return Some(m);
+        }
+        if self.in_flight.len() >= self.window {
+            return None;
+        }
+        self.next_batch()
+    }
+
+    fn next_batch(&mut self) -> Option<AgentMsg> {
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        while entries.len() < self.batch {
+            let Some(e) = self.buffer.front() else { break };
+            let size = minicbor::to_vec(e).map(|v| v.len()).unwrap_or(0);
+            // An entry too large for any frame still goes alone (encoding it will then fail
+            // loudly at the driver) rather than wedging the queue silently.
+            if !entries.is_empty() && bytes + size > MAX_FRAME - ENVELOPE {
+                break;
+            }
+            bytes += size;
+            if let Some(e) = self.buffer.pop_front() {
+                entries.push(e);
+            }
+        }
+        let last = entries.last()?.seq;
+        self.sent_upto = last;
+        self.in_flight.push_back(last);
+        Some(AgentMsg::Status { entries })
+    }
+
+    /// Outbox entries the session wants: `(after_seq, limit)`: read up to `limit` entries with
+    /// seq > `after_seq` in order and pass them to [`handle_entries`](Self::handle_entries).
+    /// Asked once until answered.
+    pub fn poll_need(&mut self) -> Option<(u64, usize)> {
+        if self.closed
+            || !self.welcomed
+            || self.need_outstanding
+            || self.in_flight.len() >= self.window
+            || self.buffer.len() >= self.batch
+            || self.fetched_upto >= self.last_seq
+        {
+            return None;
+        }
+        self.need_outstanding = true;
+        Some((self.fetched_upto, self.batch))
+    }
+
+    /// The entries read for the last [`poll_need`](Self::poll_need), in seq order. An empty
+    /// answer means the store holds nothing more (the session then stops asking until
+    /// [`handle_outbox_grew`](Self::handle_outbox_grew)).
+    pub fn handle_entries(&mut self, entries: Vec<OutboxEntry>) {
+        self.need_outstanding = false;
+        if entries.is_empty() {
+            self.last_seq = self.fetched_upto;
+            return;
+        }
+        for e in entries {
+            if e.seq <= self.fetched_upto {
+                continue;
+            }
+            self.fetched_upto = e.seq;
+            self.last_seq = self.last_seq.max(e.seq);
+            self.buffer.push_back(e);
+        }
+    }
+
+    /// The outbox now holds entries up to `last_seq`.
+    pub fn handle_outbox_grew(&mut self, last_seq: u64) {
+        self.last_seq = self.last_seq.max(last_seq);
+    }
+
+    /// A message from the hub. `Err`: the hub broke the protocol; close the connection.
+    pub fn handle_hub(&mut self, msg: HubMsg) -> Result<(), SyncError> {
+        if self.closed {
+            return Ok(());
+        }
+        match msg {
+            HubMsg::Welcome {
+                acked_seq,
+                key_chain,
+                paused,
+                hub_time_ms: _,
+            } => {
+                if self.welcomed {
+                    return Err(SyncError::Protocol("second Welcome".into()));
+                }
+                self.welcomed = true;
+                if acked_seq < self.acked || acked_seq > self.last_seq {
+                    self.events.push_back(AgentEvent::SeqMismatch {
+                        hub_acked: acked_seq,
+                        agent_acked: self.acked,
+                        agent_last: self.last_seq,
+                    });
+                }
+                if acked_seq > self.acked {
+                    self.acked = acked_seq;
+                    self.events.push_back(AgentEvent::Acked(acked_seq));
+                }
+                // Resume after what the hub holds (entries below were deleted if it is behind).
+                self.last_seq = self.last_seq.max(self.acked);
+                self.fetched_upto = self.acked;
+                self.sent_upto = self.acked;
+                self.buffer.clear();
+                if !key_chain.is_empty() {
+                    self.events.push_back(AgentEvent::KeyChain(key_chain));
+                }
+                self.events.push_back(AgentEvent::Paused(paused));
+                return Ok(());
+            }
+            HubMsg::Goodbye { reason } => {
+                self.closed = true;
+                self.events.push_back(AgentEvent::Goodbye(reason));
+                return Ok(());
+            }
+            _ if !self.welcomed => {
+                return Err(SyncError::Protocol("message before Welcome".into()));
+            }
+            HubMsg::Ack { seq } => {
+                if seq > self.sent_upto {
+                    return Err(SyncError::Protocol(format!(
+                        "Ack of seq {seq} beyond the last sent {}",
+                        self.sent_upto
+                    )));
+                }
+                while self.in_flight.front().is_some_and(|&s| s <= seq) {
+                    self.in_flight.pop_front();
+                }
+                if seq > self.acked {
+                    self.acked = seq;
+                    self.events.push_back(AgentEvent::Acked(seq));
+                }
+            }
+            HubMsg::Deploy { assignment, bundle } => {
+                self.events
+                    .push_back(AgentEvent::Deploy { assignment, bundle });
+            }
+            HubMsg::Command { id, command } => {
+                self.events.push_back(AgentEvent::Command { id, command });
+            }
+            HubMsg::KeyChain { endorsements } => {
+                self.events.push_back(AgentEvent::KeyChain(endorsements));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<AgentEvent> {
+        self.events.pop_front()
+    }
+
+    /// Report the outcome of a deploy (`rejected: None`: activated).
+    pub fn send_deploy_result(
+        &mut self,
+        workflow: String,
+        version: u64,
+        epoch: u64,
+        rejected: Option<Rejection>,
+    ) {
+        self.out.push_back(AgentMsg::DeployResult {
+            workflow,
+            version,
+            epoch,
+            rejected,
+        });
+    }
+
+    /// Answer a command.
+    pub fn send_command_result(
+        &mut self,
+        id: u64,
+        ok: bool,
+        message: String,
+        run_id: Option<String>,
+    ) {
+        self.out.push_back(AgentMsg::CommandResult {
+            id,
+            ok,
+            message,
+            run_id,
+        });
+    }
+
+    /// A piece of a log answering a `FetchLog` command (at most [`crate::proto::LOG_CHUNK`]).
+    pub fn send_log_chunk(&mut self, id: u64, data: Vec<u8>, eof: bool) {
+        self.out.push_back(AgentMsg::LogChunk { id, data, eof });
+    }
+
+    /// Report a revert under probation.
+    pub fn send_reverted(
+        &mut self,
+        workflow: String,
+        from_version: u64,
+        to_version: u64,
+        reason: String,
+        at_ms: UnixMillis,
+    ) {
+        self.out.push_back(AgentMsg::Reverted {
+            workflow,
+            from_version,
+            to_version,
+            reason,
+            at_ms,
+        });
+    }
+}

@@ -1,0 +1,405 @@
+//! The hub's side of a session.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::proto::{
+    ActiveWorkflow, AgentMsg, Command, HubMsg, KeyEndorsement, MAX_BATCH, Rejection,
+    SignedAssignment, SignedBundle,
+};
+use crate::record::{OutboxEntry, UnixMillis};
+
+use super::SyncError;
+
+/// The desired state of one workflow on this agent, computed by the hub driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub workflow: String,
+    /// 0 for a removal (as in the assignment).
+    pub version: u64,
+    pub epoch: u64,
+    pub assignment: SignedAssignment,
+    /// `None` when the agent holds the version already (or for a removal).
+    pub bundle: Option<SignedBundle>,
+}
+
+/// What the hub driver must act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HubEvent {
+    /// The agent introduced itself. Check it (known, not revoked, matches its certificate) and
+    /// call [`HubSession::accept`] or [`HubSession::refuse`].
+    Hello {
+        agent_id: String,
+        software_version: String,
+        labels: Vec<(String, String)>,
+        active: Vec<ActiveWorkflow>,
+        acked_seq: u64,
+        last_seq: u64,
+        trusted_key: String,
+    },
+    /// Commit these entries (new to this session, in order) in one transaction with the agent's
+    /// committed seq = the last entry's seq, then call [`HubSession::committed`]. The driver still
+    /// skips entries at or below the committed seq in its store: a commit from an earlier
+    /// connection of the same agent may have landed after this session's Welcome.
+    Ingest {
+        entries: Vec<OutboxEntry>,
+    },
+    /// Entries between `expected` and `got` (exclusive) will never arrive: the agent deleted or
+    /// never had them (e.g. an agent disk restored from an old backup, or a hub store restored
+    /// after the agent deleted acknowledged entries). The batch is ingested anyway: the agent
+    /// never deletes unacknowledged entries, so waiting would wait forever. Report it loudly.
+    Gap {
+        expected: u64,
+        got: u64,
+    },
+    DeployResult {
+        workflow: String,
+        version: u64,
+        epoch: u64,
+        rejected: Option<Rejection>,
+    },
+    CommandResult {
+        id: u64,
+        ok: bool,
+        message: String,
+        run_id: Option<String>,
+    },
+    LogChunk {
+        id: u64,
+        data: Vec<u8>,
+        eof: bool,
+    },
+    Reverted {
+        workflow: String,
+        from_version: u64,
+        to_version: u64,
+        reason: String,
+        at_ms: UnixMillis,
+    },
+}
+
+/// Where a [`HubSession`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubState {
+    /// Waiting for the agent's Hello.
+    AwaitHello,
+    /// Hello received; waiting for the driver's accept/refuse.
+    AwaitAccept,
+    Open,
+    /// Goodbye queued or sent: flush `poll_transmit`, then close the connection.
+    Closed,
+}
+
+/// The hub's side of one session (one per connection).
+///
+/// Call order: after every input ([`handle_agent`](Self::handle_agent), [`accept`](Self::accept),
+/// [`committed`](Self::committed), [`set_desired`](Self::set_desired), `send_*`) drain
+/// [`poll_event`](Self::poll_event) and [`poll_transmit`](Self::poll_transmit) until `None`.
+/// Commit `Ingest` batches in the order they come and call `committed` after each commit.
+/// Keep one live session per agent: when a new session of an agent is accepted, close the old
+/// connection (both would otherwise commit the same agent's entries concurrently).
+#[derive(Debug)]
+pub struct HubSession {
+    state: HubState,
+    agent_id: Option<String>,
+    committed: u64,
+    /// Highest seq handed to the driver to commit.
+    ingested_upto: u64,
+    /// What the agent runs: workflow -> (version, epoch).
+    reported: BTreeMap<String, (u64, u64)>,
+    /// Deploys sent in this session: workflow -> (version, epoch).
+    sent: BTreeMap<String, (u64, u64)>,
+    desired: Vec<Desired>,
+    last_heard_ms: UnixMillis,
+    out: VecDeque<HubMsg>,
+    events: VecDeque<HubEvent>,
+}
+
+impl HubSession {
+    /// A session for a fresh connection.
+    pub fn new(now_ms: UnixMillis) -> Self {
+        HubSession {
+            state: HubState::AwaitHello,
+            agent_id: None,
+            committed: 0,
+            ingested_upto: 0,
+            reported: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            desired: Vec::new(),
+            last_heard_ms: now_ms,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn state(&self) -> HubState {
+        self.state
+    }
+
+    /// The agent id from its Hello.
+    pub fn agent_id(&self) -> Option<&str> {
+        self.agent_id.as_deref()
+    }
+
+    /// Highest seq the driver reported committed.
+    pub fn committed_seq(&self) -> u64 {
+        self.committed
+    }
+
+    /// When the agent last sent a message (for `offline_after`).
+    pub fn last_heard_ms(&self) -> UnixMillis {
+        self.last_heard_ms
+    }
+
+    /// What the agent runs, as it reported (Hello, then deploy results).
+    pub fn reported(&self) -> &BTreeMap<String, (u64, u64)> {
+        &self.reported
+    }
+
+    /// A message from the agent. `Err`: protocol violation; close the connection.
+    pub fn handle_agent(&mut self, msg: AgentMsg, now_ms: UnixMillis) -> Result<(), SyncError> {
+        self.last_heard_ms = self.last_heard_ms.max(now_ms);
+        match (self.state, msg) {
+            (HubState::Closed, _) => Ok(()),
+            (
+                HubState::AwaitHello,
+                AgentMsg::Hello {
+                    agent_id,
+                    software_version,
+                    labels,
+                    active,
+                    acked_seq,
+                    last_seq,
+                    trusted_key,
+                },
+            ) => {
+                self.reported = active
+                    .iter()
+                    .map(|a| (a.workflow.clone(), (a.version, a.epoch)))
+                    .collect();
+                self.agent_id = Some(agent_id.clone());
+                self.state = HubState::AwaitAccept;
+                self.events.push_back(HubEvent::Hello {
+                    agent_id,
+                    software_version,
+                    labels,
+                    active,
+                    acked_seq,
+                    last_seq,
+                    trusted_key,
+                });
+                Ok(())
+            }
+            (HubState::AwaitHello, _) => {
+                Err(SyncError::Protocol("first message is not Hello".into()))
+            }
+            (_, AgentMsg::Hello { .. }) => Err(SyncError::Protocol("second Hello".into())),
+            (HubState::AwaitAccept, _) => Err(SyncError::Protocol("message before Welcome".into())),
+            (HubState::Open, msg) => self.handle_open(msg),
+        }
+    }
+
+    fn handle_open(&mut self, msg: AgentMsg) -> Result<(), SyncError> {
+        match msg {
+            AgentMsg::Hello { .. } => Err(SyncError::Protocol("second Hello".into())),
+            AgentMsg::Status { entries } => self.handle_status(entries),
+            AgentMsg::DeployResult {
+                workflow,
+                version,
+                epoch,
+                rejected,
+            } => {
+                if rejected.is_none() {
+                    if version == 0 {
+                        self.reported.remove(&workflow);
+                    } else {
+                        self.reported.insert(workflow.clone(), (version, epoch));
+                    }
+                }
+                self.events.push_back(HubEvent::DeployResult {
+                    workflow,
+                    version,
+                    epoch,
+                    rejected,
+                });
+                Ok(())
+            }
+            AgentMsg::CommandResult {
+                id,
+                ok,
+                message,
+                run_id,
+            } => {
+                self.events.push_back(HubEvent::CommandResult {
+                    id,
+                    ok,
+                    message,
+                    run_id,
+                });
+                Ok(())
+            }
+            AgentMsg::LogChunk { id, data, eof } => {
+                self.events.push_back(HubEvent::LogChunk { id, data, eof });
+                Ok(())
+            }
+            AgentMsg::Reverted {
+                workflow,
+                from_version,
+                to_version,
+                reason,
+                at_ms,
+            } => {
+                if let Some(r) = self.reported.get_mut(&workflow) {
+                    r.0 = to_version;
+                }
+                self.events.push_back(HubEvent::Reverted {
+                    workflow,
+                    from_version,
+                    to_version,
+                    reason,
+                    at_ms,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_status(&mut self, entries: Vec<OutboxEntry>) -> Result<(), SyncError> {
+        if entries.len() > MAX_BATCH {
+            return Err(SyncError::Protocol(format!(
+                "Status batch of {} entries exceeds {MAX_BATCH}",
+                entries.len()
+            )));
+        }
+        if entries.windows(2).any(|w| w[0].seq >= w[1].seq) {
+            return Err(SyncError::Protocol(
+                "Status entries not in increasing seq order".into(),
+            ));
+        }
+        let floor = self.committed.max(self.ingested_upto);
+        let fresh: Vec<OutboxEntry> = entries.into_iter().filter(|e| e.seq > floor).collect();
+        let Some(last) = fresh.last().map(|e| e.seq) else {
+            // Only duplicates. If nothing is pending commit, acknowledge again so the agent's
+            // window moves; otherwise the pending commit's Ack covers them.
+            if self.ingested_upto <= self.committed {
+                self.out.push_back(HubMsg::Ack {
+                    seq: self.committed,
+                });
+            }
+            return Ok(());
+        };
+        let mut expected = floor + 1;
+        for e in &fresh {
+            if e.seq != expected {
+                self.events.push_back(HubEvent::Gap {
+                    expected,
+                    got: e.seq,
+                });
+            }
+            expected = e.seq + 1;
+        }
+        self.ingested_upto = last;
+        self.events.push_back(HubEvent::Ingest { entries: fresh });
+        Ok(())
+    }
+
+    /// Answer the Hello: welcome the agent with the hub's committed seq for it, the key chain
+    /// from the key it trusts, and the workflows paused for it; then send the deploys needed.
+    pub fn accept(
+        &mut self,
+        committed_seq: u64,
+        key_chain: Vec<KeyEndorsement>,
+        paused: Vec<String>,
+        now_ms: UnixMillis,
+    ) -> Result<(), SyncError> {
+        if self.state != HubState::AwaitAccept {
+            return Err(SyncError::NotOpen);
+        }
+        self.committed = committed_seq;
+        self.ingested_upto = committed_seq;
+        self.out.push_back(HubMsg::Welcome {
+            acked_seq: committed_seq,
+            key_chain,
+            paused,
+            hub_time_ms: now_ms,
+        });
+        self.state = HubState::Open;
+        self.reconcile();
+        Ok(())
+    }
+
+    /// Refuse or end the session (unknown or revoked agent, shutdown): queues Goodbye. Flush
+    /// `poll_transmit`, then close the connection.
+    pub fn refuse(&mut self, reason: String) {
+        if self.state != HubState::Closed {
+            self.out.push_back(HubMsg::Goodbye { reason });
+            self.state = HubState::Closed;
+        }
+    }
+
+    /// The driver committed every entry up to `seq` durably: acknowledge it.
+    pub fn committed(&mut self, seq: u64) {
+        if self.state == HubState::Open && seq > self.committed {
+            self.committed = seq;
+            self.out.push_back(HubMsg::Ack { seq });
+        }
+    }
+
+    /// The desired state for this agent (the full set). Level-triggered: a Deploy goes out only
+    /// for a workflow whose desired (version, epoch) differs from what the agent reported and
+    /// from what this session already sent; a removal only if the agent runs the workflow.
+    /// Workflows the agent runs that are absent from the set are left alone (the driver sends a
+    /// signed removal to remove one).
+    pub fn set_desired(&mut self, desired: Vec<Desired>) {
+        self.desired = desired;
+        if self.state == HubState::Open {
+            self.reconcile();
+        }
+    }
+
+    fn reconcile(&mut self) {
+        for d in &self.desired {
+            let want = (d.version, d.epoch);
+            if self.reported.get(&d.workflow) == Some(&want)
+                || self.sent.get(&d.workflow) == Some(&want)
+            {
+                continue;
+            }
+            if d.version == 0 && !self.reported.contains_key(&d.workflow) {
+                continue;
+            }
+            self.out.push_back(HubMsg::Deploy {
+                assignment: d.assignment.clone(),
+                bundle: d.bundle.clone(),
+            });
+            self.sent.insert(d.workflow.clone(), want);
+        }
+    }
+
+    /// Send a command to the connected agent.
+    pub fn send_command(&mut self, id: u64, command: Command) -> Result<(), SyncError> {
+        if self.state != HubState::Open {
+            return Err(SyncError::NotOpen);
+        }
+        self.out.push_back(HubMsg::Command { id, command });
+        Ok(())
+    }
+
+    /// Send new key endorsements (after a rotation) to the connected agent.
+    pub fn send_key_chain(&mut self, endorsements: Vec<KeyEndorsement>) -> Result<(), SyncError> {
+        if self.state != HubState::Open {
+            return Err(SyncError::NotOpen);
+        }
+        self.out.push_back(HubMsg::KeyChain { endorsements });
+        Ok(())
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<HubMsg> {
+        self.out.pop_front()
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<HubEvent> {
+        self.events.pop_front()
+    }
+}

@@ -1,0 +1,512 @@
+//! Golden byte fixtures pinning the wire format: one representative value of every message type
+//! is encoded and compared with `tests/fixtures/<name>.hex`, and each fixture decodes back to the
+//! value. Plus the compatibility rules between neighbouring releases: unknown trailing fields are
+//! skipped, missing optional fields decode as `None`, a missing required field is an error, and
+//! an unknown top-level variant is reported as such (not as garbage).
+//!
+//! To (re)generate after an intended, compatible change: `OUTPOST_BLESS=1 cargo test -p
+//! outpost-common --test proto_golden`, then read the diff.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use minicbor::{Decode, Encode};
+use outpost_common::frame::{decode_agent_msg, decode_enroll_response, decode_hub_msg};
+use outpost_common::proto::*;
+use outpost_common::record::*;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    let s = s.trim();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.hex"))
+}
+
+/// Compare `value`'s encoding with the fixture and decode the fixture back.
+fn golden<T>(name: &str, value: &T)
+where
+    T: Encode<()> + for<'b> Decode<'b, ()> + PartialEq + std::fmt::Debug,
+{
+    let bytes = minicbor::to_vec(value).unwrap();
+    let path = fixture_path(name);
+    if std::env::var_os("OUTPOST_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("{}\n", hex(&bytes))).unwrap();
+    }
+    let fixture = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (generate with OUTPOST_BLESS=1)", path.display()));
+    assert_eq!(hex(&bytes), fixture.trim(), "encoding of {name} changed");
+    let decoded: T = minicbor::decode(&unhex(&fixture)).unwrap();
+    assert_eq!(&decoded, value, "fixture {name} decodes to the value");
+}
+
+fn header() -> BundleHeader {
+    BundleHeader {
+        workflow: "etl".into(),
+        version: 3,
+        content_hash: "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262".into(),
+        created_ms: 1_767_225_600_000,
+        target: vec![("site".into(), "north".into())],
+        format: "yaml".into(),
+    }
+}
+
+fn bundle() -> SignedBundle {
+    SignedBundle {
+        header_bytes: minicbor::to_vec(header()).unwrap(),
+        content: b"name: etl\n".to_vec(),
+        key_id: "0123456789abcdef".into(),
+        sig: vec![0xab; 64],
+    }
+}
+
+fn assignment() -> Assignment {
+    Assignment {
+        agent_id: "agent-00112233aabbccdd".into(),
+        workflow: "etl".into(),
+        version: 3,
+        content_hash: header().content_hash,
+        epoch: 7,
+        issued_ms: 1_767_225_600_001,
+        remove: false,
+        previous_version: Some(2),
+        probation: Some(Probation {
+            runs: 5,
+            max_failures: 1,
+        }),
+        rollout_id: Some("r-1".into()),
+    }
+}
+
+fn signed_assignment() -> SignedAssignment {
+    SignedAssignment {
+        body_bytes: minicbor::to_vec(assignment()).unwrap(),
+        key_id: "0123456789abcdef".into(),
+        sig: vec![0xcd; 64],
+    }
+}
+
+fn endorsement() -> KeyEndorsement {
+    KeyEndorsement {
+        body_bytes: minicbor::to_vec(KeyEndorsementBody {
+            old_key_id: "0123456789abcdef".into(),
+            new_public_key: vec![0x11; 32],
+            new_key_id: "fedcba9876543210".into(),
+            issued_ms: 1_767_225_600_002,
+        })
+        .unwrap(),
+        sig: vec![0xef; 64],
+    }
+}
+
+fn run_record() -> RunRecord {
+    RunRecord {
+        run_id: "etl@v3@20260101T000000.000Z".into(),
+        workflow: "etl".into(),
+        version: 3,
+        kind: RunKind::Scheduled,
+        scheduled_ms: 1_767_225_600_000,
+        state: RunState::Failed,
+        params: vec![("day".into(), "2026-01-01".into())],
+        created_ms: 1_767_225_600_000,
+        started_ms: Some(1_767_225_600_010),
+        ended_ms: Some(1_767_225_601_000),
+        agent_id: Some("agent-00112233aabbccdd".into()),
+    }
+}
+
+fn task_record() -> TaskInstanceRecord {
+    TaskInstanceRecord {
+        run_id: "etl@v3@20260101T000000.000Z".into(),
+        task_id: "extract".into(),
+        state: TaskState::Failed,
+        attempts: vec![AttemptRecord {
+            attempt: 1,
+            started_ms: 1_767_225_600_010,
+            ended_ms: Some(1_767_225_601_000),
+            pid: Some(4242),
+            outcome: Some(AttemptOutcome::Signaled(9)),
+            limits: LimitsMode::Rlimit,
+            reason: Some("killed by SIGKILL".into()),
+            log_path: None,
+        }],
+        outputs: vec![("rows".into(), "10".into())],
+        retry_at_ms: None,
+        updated_ms: 1_767_225_601_000,
+    }
+}
+
+fn missed() -> MissedFirings {
+    MissedFirings {
+        workflow: "etl".into(),
+        count: 12,
+        first_ms: 1_767_225_600_000,
+        last_ms: 1_767_229_200_000,
+        reason: "catchup=latest".into(),
+        recorded_ms: 1_767_229_200_001,
+    }
+}
+
+#[test]
+fn signed_statements() {
+    golden("bundle_header", &header());
+    golden("signed_bundle", &bundle());
+    golden("assignment", &assignment());
+    golden("signed_assignment", &signed_assignment());
+    golden("key_endorsement", &endorsement());
+    golden(
+        "probation",
+        &Probation {
+            runs: 5,
+            max_failures: 1,
+        },
+    );
+}
+
+#[test]
+fn enrollment() {
+    golden(
+        "enroll_request",
+        &EnrollRequest {
+            token: "tok1.s3cret".into(),
+            csr_der: vec![0x30, 0x82, 0x01, 0x0a],
+            labels: vec![("site".into(), "north".into())],
+            hostname: "edge-7".into(),
+            software_version: "0.1.0".into(),
+        },
+    );
+    golden(
+        "enroll_response_ok",
+        &EnrollResponse::Ok {
+            agent_id: "agent-00112233aabbccdd".into(),
+            cert_der: vec![0x30, 0x82, 0x02],
+            ca_der: vec![0x30, 0x82, 0x03],
+            hub_name: "outpost-hub".into(),
+            signing_key: vec![0x22; 32],
+            labels: vec![("site".into(), "north".into())],
+        },
+    );
+    golden(
+        "enroll_response_refused",
+        &EnrollResponse::Refused {
+            reason: "token expired".into(),
+        },
+    );
+}
+
+#[test]
+fn agent_messages() {
+    golden(
+        "agent_hello",
+        &AgentMsg::Hello {
+            agent_id: "agent-00112233aabbccdd".into(),
+            software_version: "0.1.0".into(),
+            labels: vec![("site".into(), "north".into())],
+            active: vec![ActiveWorkflow {
+                workflow: "etl".into(),
+                version: 3,
+                epoch: 7,
+                paused: true,
+            }],
+            acked_seq: 41,
+            last_seq: 57,
+            trusted_key: "0123456789abcdef".into(),
+        },
+    );
+    golden(
+        "agent_status",
+        &AgentMsg::Status {
+            entries: vec![
+                OutboxEntry {
+                    seq: 42,
+                    event: StatusEvent::Run(run_record()),
+                },
+                OutboxEntry {
+                    seq: 43,
+                    event: StatusEvent::Task(task_record()),
+                },
+                OutboxEntry {
+                    seq: 44,
+                    event: StatusEvent::Missed(missed()),
+                },
+            ],
+        },
+    );
+    let rejections = [
+        Rejection::BadSignature,
+        Rejection::UnknownKey("0123456789abcdef".into()),
+        Rejection::HashMismatch,
+        Rejection::StaleVersion {
+            offered: 2,
+            highest: 3,
+        },
+        Rejection::StaleEpoch {
+            offered: 6,
+            last: 7,
+        },
+        Rejection::WrongAgent("agent-ffffffffffffffff".into()),
+        Rejection::Invalid("tasks: empty".into()),
+        Rejection::Mismatch,
+        Rejection::Malformed("bundle header".into()),
+    ];
+    golden(
+        "agent_deploy_result_ok",
+        &AgentMsg::DeployResult {
+            workflow: "etl".into(),
+            version: 3,
+            epoch: 7,
+            rejected: None,
+        },
+    );
+    for (i, r) in rejections.into_iter().enumerate() {
+        golden(
+            &format!("agent_deploy_result_rejected_{i}"),
+            &AgentMsg::DeployResult {
+                workflow: "etl".into(),
+                version: 3,
+                epoch: 7,
+                rejected: Some(r),
+            },
+        );
+    }
+    golden(
+        "agent_command_result",
+        &AgentMsg::CommandResult {
+            id: 9,
+            ok: true,
+            message: "triggered".into(),
+            run_id: Some("etl@v3@m20260101T000000.000Z".into()),
+        },
+    );
+    golden(
+        "agent_log_chunk",
+        &AgentMsg::LogChunk {
+            id: 9,
+            data: b"hello\n".to_vec(),
+            eof: true,
+        },
+    );
+    golden(
+        "agent_reverted",
+        &AgentMsg::Reverted {
+            workflow: "etl".into(),
+            from_version: 4,
+            to_version: 3,
+            reason: "2 of 5 runs failed".into(),
+            at_ms: 1_767_225_700_000,
+        },
+    );
+}
+
+#[test]
+fn hub_messages() {
+    golden(
+        "hub_welcome",
+        &HubMsg::Welcome {
+            acked_seq: 41,
+            key_chain: vec![endorsement()],
+            paused: vec!["backup".into()],
+            hub_time_ms: 1_767_225_600_000,
+        },
+    );
+    golden(
+        "hub_deploy",
+        &HubMsg::Deploy {
+            assignment: signed_assignment(),
+            bundle: Some(bundle()),
+        },
+    );
+    golden(
+        "hub_deploy_no_bundle",
+        &HubMsg::Deploy {
+            assignment: signed_assignment(),
+            bundle: None,
+        },
+    );
+    golden("hub_ack", &HubMsg::Ack { seq: 44 });
+    let commands = [
+        Command::Trigger {
+            workflow: "etl".into(),
+            params: vec![("day".into(), "2026-01-01".into())],
+        },
+        Command::Pause {
+            workflow: "etl".into(),
+        },
+        Command::Resume {
+            workflow: "etl".into(),
+        },
+        Command::Cancel {
+            run_id: "etl@v3@20260101T000000.000Z".into(),
+        },
+        Command::FetchLog {
+            run_id: "etl@v3@20260101T000000.000Z".into(),
+            task: "extract".into(),
+            attempt: Some(1),
+        },
+    ];
+    for (i, command) in commands.into_iter().enumerate() {
+        golden(
+            &format!("hub_command_{i}"),
+            &HubMsg::Command { id: 9, command },
+        );
+    }
+    golden(
+        "hub_goodbye",
+        &HubMsg::Goodbye {
+            reason: "revoked".into(),
+        },
+    );
+    golden(
+        "hub_key_chain",
+        &HubMsg::KeyChain {
+            endorsements: vec![endorsement()],
+        },
+    );
+}
+
+/// Every fixture of an enum message decodes through the `frame` helpers as a known variant (so
+/// their known-variant ranges keep up with the enums).
+#[test]
+fn frame_helpers_know_every_variant() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let bytes = unhex(&std::fs::read_to_string(&path).unwrap());
+        if name.starts_with("agent_") {
+            assert!(decode_agent_msg(&bytes).unwrap().is_some(), "{name}");
+            n += 1;
+        } else if name.starts_with("hub_") {
+            assert!(decode_hub_msg(&bytes).unwrap().is_some(), "{name}");
+            n += 1;
+        } else if name.starts_with("enroll_response") {
+            assert!(decode_enroll_response(&bytes).unwrap().is_some(), "{name}");
+            n += 1;
+        }
+    }
+    assert!(n >= 25, "only {n} message fixtures");
+}
+
+// ----- compatibility between neighbouring releases ----------------------------------------------
+
+/// `ActiveWorkflow` as a newer release might define it: one more field.
+#[derive(Encode)]
+struct ActiveWorkflowNext {
+    #[n(0)]
+    workflow: String,
+    #[n(1)]
+    version: u64,
+    #[n(2)]
+    epoch: u64,
+    #[n(3)]
+    paused: bool,
+    #[n(4)]
+    pinned_until: Option<i64>,
+    #[n(5)]
+    notes: Vec<String>,
+}
+
+#[test]
+fn unknown_trailing_fields_are_skipped() {
+    let next = ActiveWorkflowNext {
+        workflow: "etl".into(),
+        version: 3,
+        epoch: 7,
+        paused: false,
+        pinned_until: Some(5),
+        notes: vec!["a".into()],
+    };
+    let bytes = minicbor::to_vec(&next).unwrap();
+    let now: ActiveWorkflow = minicbor::decode(&bytes).unwrap();
+    assert_eq!(
+        now,
+        ActiveWorkflow {
+            workflow: "etl".into(),
+            version: 3,
+            epoch: 7,
+            paused: false
+        }
+    );
+    // Inside an enum variant too: Ack { seq: 44, <new field 1: "x"> } is [2, [44, "x"]].
+    let ack_next = [0x82, 0x02, 0x82, 0x18, 44, 0x61, b'x'];
+    assert_eq!(
+        decode_hub_msg(&ack_next).unwrap(),
+        Some(HubMsg::Ack { seq: 44 })
+    );
+}
+
+/// `Assignment` as an older release defined it: without the issue-4 optional fields.
+#[derive(Encode)]
+struct AssignmentPrev {
+    #[n(0)]
+    agent_id: String,
+    #[n(1)]
+    workflow: String,
+    #[n(2)]
+    version: u64,
+    #[n(3)]
+    content_hash: String,
+    #[n(4)]
+    epoch: u64,
+    #[n(5)]
+    issued_ms: i64,
+    #[n(6)]
+    remove: bool,
+}
+
+#[test]
+fn missing_optional_fields_decode_as_none() {
+    let prev = AssignmentPrev {
+        agent_id: "agent-1".into(),
+        workflow: "etl".into(),
+        version: 3,
+        content_hash: "h".into(),
+        epoch: 7,
+        issued_ms: 1,
+        remove: false,
+    };
+    let a: Assignment = minicbor::decode(&minicbor::to_vec(&prev).unwrap()).unwrap();
+    assert_eq!(a.previous_version, None);
+    assert_eq!(a.probation, None);
+    assert_eq!(a.rollout_id, None);
+    assert_eq!((a.version, a.epoch), (3, 7));
+}
+
+#[derive(Encode)]
+struct ActiveWorkflowMissingRequired {
+    #[n(0)]
+    workflow: String,
+    #[n(1)]
+    version: u64,
+}
+
+#[test]
+fn a_missing_required_field_is_an_error_not_a_default() {
+    let bytes = minicbor::to_vec(ActiveWorkflowMissingRequired {
+        workflow: "etl".into(),
+        version: 3,
+    })
+    .unwrap();
+    assert!(minicbor::decode::<ActiveWorkflow>(&bytes).is_err());
+}
+
+#[test]
+fn unknown_top_level_variants_are_none_but_unknown_nested_variants_are_errors() {
+    // HubMsg variant 17 with some fields: a newer hub's message.
+    assert_eq!(decode_hub_msg(&[0x82, 0x11, 0x81, 0x01]).unwrap(), None);
+    // A Command (HubMsg 3) carrying an unknown command variant 9: cannot be read safely.
+    let bytes = [0x82, 0x03, 0x82, 0x09, 0x82, 0x09, 0x80];
+    assert!(decode_hub_msg(&bytes).is_err());
+}

@@ -1,0 +1,525 @@
+//! Unit tests for the session rules of `AgentSession` and `HubSession`.
+#![allow(clippy::unwrap_used)]
+
+use outpost_common::proto::{
+    ActiveWorkflow, AgentMsg, Command, HubMsg, Rejection, SignedAssignment,
+};
+use outpost_common::record::{MissedFirings, OutboxEntry, StatusEvent};
+use outpost_common::sync::{
+    AgentEvent, AgentSession, AgentSessionConfig, Desired, HubEvent, HubSession, HubState,
+    SyncError,
+};
+
+fn entry(seq: u64) -> OutboxEntry {
+    OutboxEntry {
+        seq,
+        event: StatusEvent::Missed(MissedFirings {
+            workflow: "w".into(),
+            count: seq,
+            first_ms: 0,
+            last_ms: 0,
+            reason: "test".into(),
+            recorded_ms: seq as i64,
+        }),
+    }
+}
+
+fn entries(from: u64, to: u64) -> Vec<OutboxEntry> {
+    (from..=to).map(entry).collect()
+}
+
+fn cfg(acked: u64, last: u64, window: usize, batch: usize) -> AgentSessionConfig {
+    AgentSessionConfig {
+        agent_id: "agent-1".into(),
+        software_version: "0.1.0".into(),
+        labels: vec![],
+        active: vec![ActiveWorkflow {
+            workflow: "etl".into(),
+            version: 2,
+            epoch: 4,
+            paused: false,
+        }],
+        acked_seq: acked,
+        last_seq: last,
+        trusted_key: "k".into(),
+        window,
+        batch,
+    }
+}
+
+fn welcome(acked: u64) -> HubMsg {
+    HubMsg::Welcome {
+        acked_seq: acked,
+        key_chain: vec![],
+        paused: vec!["p".into()],
+        hub_time_ms: 0,
+    }
+}
+
+fn drain_tx(s: &mut AgentSession) -> Vec<AgentMsg> {
+    std::iter::from_fn(|| s.poll_transmit()).collect()
+}
+
+fn drain_events(s: &mut AgentSession) -> Vec<AgentEvent> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn seqs(m: &AgentMsg) -> Vec<u64> {
+    match m {
+        AgentMsg::Status { entries } => entries.iter().map(|e| e.seq).collect(),
+        other => panic!("not a Status: {other:?}"),
+    }
+}
+
+/// Serve every `poll_need` from a store holding `store` entries.
+fn feed(s: &mut AgentSession, store: &[OutboxEntry]) {
+    while let Some((after, limit)) = s.poll_need() {
+        let got: Vec<_> = store
+            .iter()
+            .filter(|e| e.seq > after)
+            .take(limit)
+            .cloned()
+            .collect();
+        s.handle_entries(got);
+    }
+}
+
+#[test]
+fn agent_says_hello_first_and_sends_no_status_before_welcome() {
+    let mut s = AgentSession::new(cfg(0, 10, 4, 3));
+    s.send_command_result(1, true, "ok".into(), None);
+    let tx = drain_tx(&mut s);
+    assert!(matches!(
+        tx[0],
+        AgentMsg::Hello {
+            acked_seq: 0,
+            last_seq: 10,
+            ..
+        }
+    ));
+    assert_eq!(tx.len(), 1, "results wait for the Welcome");
+    assert_eq!(s.poll_need(), None);
+    assert!(matches!(
+        s.handle_hub(HubMsg::Ack { seq: 1 }),
+        Err(SyncError::Protocol(_))
+    ));
+    s.handle_hub(welcome(0)).unwrap();
+    assert!(matches!(
+        s.poll_transmit(),
+        Some(AgentMsg::CommandResult { id: 1, .. })
+    ));
+}
+
+#[test]
+fn agent_keeps_at_most_window_batches_in_flight_and_acks_release_them() {
+    let store = entries(1, 20);
+    let mut s = AgentSession::new(cfg(0, 20, 2, 3));
+    drain_tx(&mut s);
+    s.handle_hub(welcome(0)).unwrap();
+    let mut sent = Vec::new();
+    loop {
+        feed(&mut s, &store);
+        let tx = drain_tx(&mut s);
+        if tx.is_empty() {
+            break;
+        }
+        sent.extend(tx);
+    }
+    assert_eq!(sent.len(), 2);
+    assert_eq!(seqs(&sent[0]), vec![1, 2, 3]);
+    assert_eq!(seqs(&sent[1]), vec![4, 5, 6]);
+    assert_eq!(s.in_flight(), 2);
+
+    s.handle_hub(HubMsg::Ack { seq: 3 }).unwrap();
+    assert_eq!(s.in_flight(), 1);
+    assert_eq!(
+        drain_events(&mut s),
+        vec![AgentEvent::Paused(vec!["p".into()]), AgentEvent::Acked(3)]
+    );
+    feed(&mut s, &store);
+    let tx = drain_tx(&mut s);
+    assert_eq!(tx.len(), 1);
+    assert_eq!(seqs(&tx[0]), vec![7, 8, 9]);
+    // A stale Ack changes nothing; an Ack beyond what was sent is a violation.
+    s.handle_hub(HubMsg::Ack { seq: 2 }).unwrap();
+    assert!(drain_events(&mut s).is_empty());
+    assert!(s.handle_hub(HubMsg::Ack { seq: 10 }).is_err());
+}
+
+#[test]
+fn agent_resumes_after_the_hubs_acked_seq_and_never_resends_acked_entries() {
+    // The agent knows 5 acked; the hub says 8 committed (the Ack was lost with the connection).
+    let store = entries(6, 12);
+    let mut s = AgentSession::new(cfg(5, 12, 4, 100));
+    drain_tx(&mut s);
+    s.handle_hub(welcome(8)).unwrap();
+    assert!(drain_events(&mut s).contains(&AgentEvent::Acked(8)));
+    assert_eq!(s.poll_need(), Some((8, 100)));
+    // Even if the store still returns older entries, they are not sent.
+    s.handle_entries(store.clone());
+    let tx = drain_tx(&mut s);
+    assert_eq!(seqs(&tx[0]), vec![9, 10, 11, 12]);
+}
+
+#[test]
+fn agent_outbox_growth_resumes_sending_and_empty_reads_stop_asking() {
+    let mut s = AgentSession::new(cfg(0, 2, 4, 10));
+    drain_tx(&mut s);
+    s.handle_hub(welcome(0)).unwrap();
+    assert_eq!(s.poll_need(), Some((0, 10)));
+    s.handle_entries(entries(1, 2));
+    assert_eq!(s.poll_need(), None);
+    assert_eq!(drain_tx(&mut s).len(), 1);
+    s.handle_outbox_grew(4);
+    assert_eq!(s.poll_need(), Some((2, 10)));
+    s.handle_entries(vec![]);
+    assert_eq!(s.poll_need(), None, "an empty read must not loop");
+    s.handle_outbox_grew(5);
+    assert_eq!(s.poll_need(), Some((2, 10)));
+}
+
+#[test]
+fn agent_reports_a_hub_behind_its_deletions() {
+    let mut s = AgentSession::new(cfg(10, 12, 4, 10));
+    drain_tx(&mut s);
+    s.handle_hub(welcome(3)).unwrap();
+    let ev = drain_events(&mut s);
+    assert!(ev.contains(&AgentEvent::SeqMismatch {
+        hub_acked: 3,
+        agent_acked: 10,
+        agent_last: 12
+    }));
+    // It resumes after what it still has, not at 3.
+    assert_eq!(s.poll_need(), Some((10, 10)));
+}
+
+#[test]
+fn agent_turns_hub_messages_into_events_and_goodbye_closes() {
+    let mut s = AgentSession::new(cfg(0, 0, 4, 10));
+    drain_tx(&mut s);
+    s.handle_hub(welcome(0)).unwrap();
+    assert!(s.handle_hub(welcome(0)).is_err(), "second Welcome");
+    let a = SignedAssignment {
+        body_bytes: vec![1],
+        key_id: "k".into(),
+        sig: vec![2],
+    };
+    s.handle_hub(HubMsg::Deploy {
+        assignment: a.clone(),
+        bundle: None,
+    })
+    .unwrap();
+    s.handle_hub(HubMsg::Command {
+        id: 9,
+        command: Command::Pause {
+            workflow: "etl".into(),
+        },
+    })
+    .unwrap();
+    s.handle_hub(HubMsg::Goodbye {
+        reason: "revoked".into(),
+    })
+    .unwrap();
+    let ev = drain_events(&mut s);
+    assert_eq!(
+        ev[1..],
+        [
+            AgentEvent::Deploy {
+                assignment: a,
+                bundle: None
+            },
+            AgentEvent::Command {
+                id: 9,
+                command: Command::Pause {
+                    workflow: "etl".into()
+                }
+            },
+            AgentEvent::Goodbye("revoked".into()),
+        ]
+    );
+    assert!(s.is_closed());
+}
+
+fn hello(acked: u64) -> AgentMsg {
+    AgentMsg::Hello {
+        agent_id: "agent-1".into(),
+        software_version: "0.1.0".into(),
+        labels: vec![],
+        active: vec![ActiveWorkflow {
+            workflow: "etl".into(),
+            version: 2,
+            epoch: 4,
+            paused: false,
+        }],
+        acked_seq: acked,
+        last_seq: 20,
+        trusted_key: "k".into(),
+    }
+}
+
+fn hub_open(committed: u64) -> HubSession {
+    let mut h = HubSession::new(0);
+    h.handle_agent(hello(committed), 1).unwrap();
+    assert!(matches!(h.poll_event(), Some(HubEvent::Hello { .. })));
+    assert_eq!(h.state(), HubState::AwaitAccept);
+    h.accept(committed, vec![], vec![], 2).unwrap();
+    assert!(matches!(
+        h.poll_transmit(),
+        Some(HubMsg::Welcome { acked_seq, .. }) if acked_seq == committed
+    ));
+    h
+}
+
+fn status(from: u64, to: u64) -> AgentMsg {
+    AgentMsg::Status {
+        entries: entries(from, to),
+    }
+}
+
+#[test]
+fn hub_requires_hello_then_accept() {
+    let mut h = HubSession::new(0);
+    assert!(h.handle_agent(status(1, 2), 0).is_err());
+    let mut h2 = HubSession::new(0);
+    h2.handle_agent(hello(0), 0).unwrap();
+    assert!(
+        h2.handle_agent(status(1, 2), 0).is_err(),
+        "Status before Welcome"
+    );
+    assert_eq!(
+        h2.send_command(1, Command::Cancel { run_id: "r".into() }),
+        Err(SyncError::NotOpen)
+    );
+    h.refuse("x".into());
+    let mut h3 = HubSession::new(0);
+    h3.handle_agent(hello(0), 0).unwrap();
+    h3.refuse("revoked".into());
+    assert_eq!(h3.state(), HubState::Closed);
+    assert_eq!(
+        h3.poll_transmit(),
+        Some(HubMsg::Goodbye {
+            reason: "revoked".into()
+        })
+    );
+    assert!(h3.accept(0, vec![], vec![], 0).is_err());
+}
+
+#[test]
+fn hub_ingests_only_new_entries_and_acks_after_commit() {
+    let mut h = hub_open(5);
+    h.handle_agent(status(3, 8), 10).unwrap();
+    assert_eq!(
+        h.poll_event(),
+        Some(HubEvent::Ingest {
+            entries: entries(6, 8)
+        })
+    );
+    assert_eq!(h.poll_transmit(), None, "no Ack before the commit");
+    // A pipelined batch while the first is being committed.
+    h.handle_agent(status(9, 10), 11).unwrap();
+    assert_eq!(
+        h.poll_event(),
+        Some(HubEvent::Ingest {
+            entries: entries(9, 10)
+        })
+    );
+    h.committed(8);
+    assert_eq!(h.poll_transmit(), Some(HubMsg::Ack { seq: 8 }));
+    h.committed(10);
+    assert_eq!(h.poll_transmit(), Some(HubMsg::Ack { seq: 10 }));
+    // A resent batch of known entries is acknowledged again, never re-ingested.
+    h.handle_agent(status(7, 10), 12).unwrap();
+    assert_eq!(h.poll_event(), None);
+    assert_eq!(h.poll_transmit(), Some(HubMsg::Ack { seq: 10 }));
+    assert_eq!(h.last_heard_ms(), 12);
+}
+
+#[test]
+fn hub_reports_gaps_and_still_ingests() {
+    let mut h = hub_open(5);
+    h.handle_agent(
+        AgentMsg::Status {
+            entries: vec![entry(8), entry(9), entry(12)],
+        },
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        h.poll_event(),
+        Some(HubEvent::Gap {
+            expected: 6,
+            got: 8
+        })
+    );
+    assert_eq!(
+        h.poll_event(),
+        Some(HubEvent::Gap {
+            expected: 10,
+            got: 12
+        })
+    );
+    assert!(matches!(h.poll_event(), Some(HubEvent::Ingest { entries }) if entries.len() == 3));
+}
+
+#[test]
+fn hub_refuses_unordered_or_oversized_batches() {
+    let mut h = hub_open(0);
+    let mut e = entries(1, 3);
+    e.swap(0, 1);
+    assert!(h.handle_agent(AgentMsg::Status { entries: e }, 0).is_err());
+    let big = AgentMsg::Status {
+        entries: entries(1, outpost_common::proto::MAX_BATCH as u64 + 1),
+    };
+    assert!(h.handle_agent(big, 0).is_err());
+}
+
+fn desired(version: u64, epoch: u64) -> Desired {
+    Desired {
+        workflow: "etl".into(),
+        version,
+        epoch,
+        assignment: SignedAssignment {
+            body_bytes: vec![epoch as u8],
+            key_id: "k".into(),
+            sig: vec![],
+        },
+        bundle: None,
+    }
+}
+
+fn deploys(h: &mut HubSession) -> usize {
+    std::iter::from_fn(|| h.poll_transmit())
+        .filter(|m| matches!(m, HubMsg::Deploy { .. }))
+        .count()
+}
+
+#[test]
+fn hub_desired_state_is_level_triggered() {
+    let mut h = hub_open(0);
+    // What the agent reported: nothing to send.
+    h.set_desired(vec![desired(2, 4)]);
+    assert_eq!(deploys(&mut h), 0);
+    // A change: one Deploy; the same set again: nothing.
+    h.set_desired(vec![desired(3, 5)]);
+    assert_eq!(deploys(&mut h), 1);
+    h.set_desired(vec![desired(3, 5)]);
+    assert_eq!(deploys(&mut h), 0);
+    // Rejected: not resent in this session for the same (version, epoch).
+    h.handle_agent(
+        AgentMsg::DeployResult {
+            workflow: "etl".into(),
+            version: 3,
+            epoch: 5,
+            rejected: Some(Rejection::BadSignature),
+        },
+        0,
+    )
+    .unwrap();
+    assert!(matches!(
+        h.poll_event(),
+        Some(HubEvent::DeployResult {
+            rejected: Some(_),
+            ..
+        })
+    ));
+    h.set_desired(vec![desired(3, 5)]);
+    assert_eq!(deploys(&mut h), 0);
+    // Accepted: the reported state follows.
+    h.set_desired(vec![desired(3, 6)]);
+    assert_eq!(deploys(&mut h), 1);
+    h.handle_agent(
+        AgentMsg::DeployResult {
+            workflow: "etl".into(),
+            version: 3,
+            epoch: 6,
+            rejected: None,
+        },
+        0,
+    )
+    .unwrap();
+    assert_eq!(h.reported().get("etl"), Some(&(3, 6)));
+    // Removal of a workflow the agent does not run: nothing.
+    let mut other = desired(0, 1);
+    other.workflow = "gone".into();
+    h.set_desired(vec![desired(3, 6), other]);
+    assert_eq!(deploys(&mut h), 0);
+}
+
+#[test]
+fn hub_sends_desired_deploys_right_after_welcome() {
+    let mut h = HubSession::new(0);
+    h.set_desired(vec![desired(3, 5)]);
+    h.handle_agent(hello(0), 0).unwrap();
+    assert_eq!(h.poll_transmit(), None, "nothing before accept");
+    h.accept(0, vec![], vec![], 0).unwrap();
+    let tx: Vec<_> = std::iter::from_fn(|| h.poll_transmit()).collect();
+    assert!(matches!(tx[0], HubMsg::Welcome { .. }));
+    assert!(matches!(tx[1], HubMsg::Deploy { .. }));
+    assert_eq!(tx.len(), 2);
+}
+
+#[test]
+fn hub_commands_and_results() {
+    let mut h = hub_open(0);
+    h.send_command(
+        4,
+        Command::FetchLog {
+            run_id: "r".into(),
+            task: "a".into(),
+            attempt: None,
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        h.poll_transmit(),
+        Some(HubMsg::Command { id: 4, .. })
+    ));
+    h.handle_agent(
+        AgentMsg::LogChunk {
+            id: 4,
+            data: b"hi".to_vec(),
+            eof: true,
+        },
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        h.poll_event(),
+        Some(HubEvent::LogChunk {
+            id: 4,
+            data: b"hi".to_vec(),
+            eof: true
+        })
+    );
+    assert!(h.handle_agent(hello(0), 0).is_err(), "second Hello");
+}
+
+#[test]
+fn agent_batches_fit_in_a_frame() {
+    let big: Vec<OutboxEntry> = (1..=10)
+        .map(|seq| {
+            let mut e = entry(seq);
+            if let StatusEvent::Missed(m) = &mut e.event {
+                m.reason = "x".repeat(300 * 1024);
+            }
+            e
+        })
+        .collect();
+    let mut s = AgentSession::new(cfg(0, 10, 100, 256));
+    drain_tx(&mut s);
+    s.handle_hub(welcome(0)).unwrap();
+    let mut got = Vec::new();
+    loop {
+        feed(&mut s, &big);
+        let tx = drain_tx(&mut s);
+        if tx.is_empty() {
+            break;
+        }
+        for m in &tx {
+            let frame = outpost_common::frame::encode(m).expect("fits in a frame");
+            assert!(frame.len() <= outpost_common::proto::MAX_FRAME + 4);
+            got.extend(seqs(m));
+        }
+    }
+    assert_eq!(got, (1..=10).collect::<Vec<_>>());
+}
