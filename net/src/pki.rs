@@ -51,6 +51,16 @@ pub enum PkiError {
     /// PEM text holds no item of the expected kind.
     #[error("PEM: no {0} found")]
     Pem(&'static str),
+    /// A certificate or key file is missing, unreadable, or holds no usable item.
+    #[error("{what} file {}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What it should hold ("CA certificate", "agent key", ...).
+        what: &'static str,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }
 
 /// The hub's certificate authority: its certificate and signing key.
@@ -313,6 +323,58 @@ pub fn key_to_pem(pkcs8_der: &[u8]) -> String {
     pem_encode("PRIVATE KEY", pkcs8_der)
 }
 
+// ----- files -------------------------------------------------------------------------------------
+
+fn read_text(path: &std::path::Path, what: &'static str) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|e| PkiError::File {
+        path: path.to_path_buf(),
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Read the certificates (DER, in order) of a PEM file; `what` names the file in errors
+/// ("hub certificate", "CA certificate", ...).
+pub fn read_certs_file(
+    path: &std::path::Path,
+    what: &'static str,
+) -> Result<Vec<Vec<u8>>, PkiError> {
+    certs_from_pem(&read_text(path, what)?).map_err(|e| PkiError::File {
+        path: path.to_path_buf(),
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Read the PKCS#8 private key (DER) of a PEM file; `what` names the file in errors.
+pub fn read_key_file(path: &std::path::Path, what: &'static str) -> Result<Vec<u8>, PkiError> {
+    key_from_pem(&read_text(path, what)?).map_err(|e| PkiError::File {
+        path: path.to_path_buf(),
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Write `contents` to a new file `path` readable only by its owner (mode 0600), replacing any
+/// existing file atomically (write to a temporary sibling, fsync, rename).
+pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,6 +509,37 @@ mod tests {
             pem_encode("X", b"a"),
             "-----BEGIN X-----\nYQ==\n-----END X-----\n"
         );
+    }
+
+    #[test]
+    fn files_are_private_and_errors_name_them() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::generate("ca").unwrap();
+        let cert = dir.path().join("ca.pem");
+        let key = dir.path().join("ca.key");
+        write_private_file(&cert, ca.cert_pem().as_bytes()).unwrap();
+        write_private_file(&key, ca.key_pem().as_bytes()).unwrap();
+        // overwrite keeps 0600
+        write_private_file(&key, ca.key_pem().as_bytes()).unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            read_certs_file(&cert, "CA certificate").unwrap(),
+            vec![ca.cert_der().to_vec()]
+        );
+        assert!(!read_key_file(&key, "CA key").unwrap().is_empty());
+        let missing = dir.path().join("nope.pem");
+        let e = read_certs_file(&missing, "hub certificate")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("hub certificate") && e.contains("nope.pem"),
+            "{e}"
+        );
+        // a certificate where a key is expected
+        let e = read_key_file(&cert, "agent key").unwrap_err().to_string();
+        assert!(e.contains("agent key") && e.contains("ca.pem"), "{e}");
     }
 
     #[test]

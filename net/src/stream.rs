@@ -87,6 +87,9 @@ pub fn decode_frame<T: for<'b> minicbor::Decode<'b, ()>>(bytes: &[u8]) -> Result
     Ok(v)
 }
 
+/// Largest receive buffer kept between frames.
+const KEEP_BUF: usize = 64 * 1024;
+
 /// Receiving half: reads one frame at a time.
 #[derive(Debug)]
 pub struct FramedRecv {
@@ -158,7 +161,12 @@ impl FramedRecv {
         if !self.fill().await? {
             return Ok(None);
         }
-        decode_frame(&self.buf).map(Some)
+        let r = decode_frame(&self.buf).map(Some);
+        if self.buf.capacity() > KEEP_BUF {
+            // Do not keep a large buffer per idle connection.
+            self.buf = Vec::new();
+        }
+        r
     }
 }
 
@@ -172,4 +180,54 @@ pub async fn open_bi(conn: &quinn::Connection) -> Result<(FramedSend, FramedRecv
 pub async fn accept_bi(conn: &quinn::Connection) -> Result<(FramedSend, FramedRecv), NetError> {
     let (s, r) = conn.accept_bi().await?;
     Ok((FramedSend::new(s), FramedRecv::new(r)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, minicbor::Encode, minicbor::Decode)]
+    struct M {
+        #[n(0)]
+        a: u32,
+        #[n(1)]
+        b: String,
+    }
+
+    #[test]
+    fn frame_is_be_length_then_cbor() {
+        let m = M {
+            a: 5,
+            b: "hi".into(),
+        };
+        let f = encode_frame(&m, MAX_FRAME).unwrap();
+        let body = minicbor::to_vec(&m).unwrap();
+        assert_eq!(&f[..4], &u32::try_from(body.len()).unwrap().to_be_bytes());
+        assert_eq!(&f[4..], &body[..]);
+        assert_eq!(decode_frame::<M>(&f[4..]).unwrap(), m);
+    }
+
+    #[test]
+    fn limits_and_malformed_bytes() {
+        let m = M {
+            a: 1,
+            b: "x".repeat(100),
+        };
+        assert!(matches!(
+            encode_frame(&m, 50),
+            Err(NetError::FrameTooLarge { max: 50, .. })
+        ));
+        let mut body = minicbor::to_vec(&m).unwrap();
+        body.extend_from_slice(&[1, 2]);
+        assert!(matches!(
+            decode_frame::<M>(&body),
+            Err(NetError::TrailingBytes(2))
+        ));
+        assert!(matches!(
+            decode_frame::<M>(b"\xff\x00"),
+            Err(NetError::Decode(_))
+        ));
+        assert!(matches!(decode_frame::<M>(b""), Err(NetError::Decode(_))));
+    }
 }

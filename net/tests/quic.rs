@@ -488,6 +488,22 @@ async fn keep_alive_holds_an_idle_connection_past_the_idle_timeout() {
     );
 }
 
+#[tokio::test]
+async fn connect_times_out_when_nobody_answers() {
+    // A bound UDP socket that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let ca = Ca::generate("ca").unwrap();
+    let cert = agent_cert(&ca, "agent-0000000000000001");
+    let rustls = tls::client_session_config(ca.cert_der(), &cert.0, &cert.1).unwrap();
+    let cfg = tls::quinn_client_config(rustls, Transport::default()).unwrap();
+    let ep = endpoint::client_endpoint(any_addr()).unwrap();
+    let t0 = std::time::Instant::now();
+    let r = endpoint::connect(&ep, addr, HUB, cfg, Duration::from_millis(300)).await;
+    assert!(matches!(r, Err(NetError::Timeout(_))), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+}
+
 #[test]
 fn transport_refuses_nonsense() {
     let t = Transport {
