@@ -1,0 +1,550 @@
+//! Certificates for the hub and its agents (rcgen, ECDSA P-256).
+//!
+//! The hub CA issues two kinds of certificates:
+//! - the hub's server certificate ([`Ca::issue_server`]): DNS SAN = the hub name the agents dial,
+//!   server-auth usage;
+//! - agent certificates ([`Ca::sign_csr`]) from a CSR made on the agent
+//!   ([`generate_agent_key_and_csr`]), so the agent's private key never leaves the agent. The CA
+//!   ignores the subject the CSR asks for: CN = the agent id chosen by the hub, DNS SAN =
+//!   `<agent id>.agent.outpost`, client-auth usage only.
+
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer, PrivateKeyDer};
+
+/// DNS suffix of agent certificates' subject alternative name.
+pub const AGENT_DNS_SUFFIX: &str = ".agent.outpost";
+
+/// Slack on `not_before` for clocks slightly behind the issuer's.
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+/// Errors of certificate and key handling.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Generating a key or certificate failed.
+    #[error("certificate generation: {0}")]
+    Generate(rcgen::Error),
+    /// The CA certificate PEM holds no parsable certificate.
+    #[error("CA certificate: {0}")]
+    CaCert(String),
+    /// The CA key PEM holds no parsable private key.
+    #[error("CA key: {0}")]
+    CaKey(String),
+    /// The CA key is not the key of the CA certificate.
+    #[error("the CA key does not belong to the CA certificate")]
+    KeyMismatch,
+    /// The certificate signing request is malformed, badly signed or asks for an unsupported
+    /// extension.
+    #[error("certificate signing request: {0}")]
+    Csr(rcgen::Error),
+    /// The agent id cannot be used as a certificate name.
+    #[error("invalid agent id {0:?}: expected 1-63 characters of [a-z0-9-]")]
+    AgentId(String),
+    /// The validity is zero or too long.
+    #[error("invalid validity of {0} days")]
+    Validity(u32),
+    /// PEM text holds no item of the expected kind.
+    #[error("PEM: no {0} found")]
+    Pem(&'static str),
+    /// A certificate or key file is missing, unreadable, or holds no usable item.
+    #[error("{what} file {}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What it should hold ("CA certificate", "agent key", ...).
+        what: &'static str,
+        /// Why it cannot be used.
+        reason: String,
+    },
+}
+
+/// The hub's certificate authority: its certificate and signing key.
+pub struct Ca {
+    cert_der: Vec<u8>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("sha256", &self.sha256_hex())
+            .finish_non_exhaustive()
+    }
+}
+
+fn validity(params: &mut CertificateParams, days: u32) -> Result<(), PkiError> {
+    // Up to 100 years; rcgen/time handle far more, but a larger number is a typo.
+    if days == 0 || days > 36_500 {
+        return Err(PkiError::Validity(days));
+    }
+    let now = SystemTime::now();
+    let from = now.checked_sub(BACKDATE).unwrap_or(now);
+    let to = now + Duration::from_secs(u64::from(days) * 86_400);
+    params.not_before = from.into();
+    params.not_after = to.into();
+    Ok(())
+}
+
+fn random_serial() -> Result<rcgen::SerialNumber, PkiError> {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| PkiError::Generate(rcgen::Error::RingUnspecified))?;
+    b[0] &= 0x7f; // positive
+    Ok(rcgen::SerialNumber::from_slice(&b))
+}
+
+impl Ca {
+    /// A new CA (self-signed, ECDSA P-256, valid 20 years) named `common_name`.
+    pub fn generate(common_name: &str) -> Result<Ca, PkiError> {
+        let key =
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(PkiError::Generate)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.serial_number = Some(random_serial()?);
+        validity(&mut params, 20 * 365)?;
+        let cert = params.self_signed(&key).map_err(PkiError::Generate)?;
+        Ok(Ca {
+            cert_der: cert.der().to_vec(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// Load a CA from its certificate and PKCS#8 key in PEM. Fails if either is unreadable or
+    /// the key is not the certificate's key.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, PkiError> {
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| PkiError::CaCert(e.to_string()))?;
+        let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::CaKey(e.to_string()))?;
+        let (_, x509) = x509_parser::parse_x509_certificate(&cert)
+            .map_err(|e| PkiError::CaCert(e.to_string()))?;
+        if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(PkiError::KeyMismatch);
+        }
+        let issuer =
+            Issuer::from_ca_cert_der(&cert, key).map_err(|e| PkiError::CaCert(e.to_string()))?;
+        Ok(Ca {
+            cert_der: cert.to_vec(),
+            issuer,
+        })
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> String {
+        pem_encode("CERTIFICATE", &self.cert_der)
+    }
+
+    /// The CA private key, PKCS#8 PEM. Secret: store with mode 0600.
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// Lowercase hex SHA-256 of the CA certificate DER (the pin in bootstrap tokens).
+    pub fn sha256_hex(&self) -> String {
+        sha256_hex(&self.cert_der)
+    }
+
+    /// Issue a server certificate for `name` (DNS SAN and CN) with a fresh P-256 key.
+    /// Returns the chain (leaf, then this CA) and the leaf's PKCS#8 key, both DER.
+    pub fn issue_server(
+        &self,
+        name: &str,
+        validity_days: u32,
+    ) -> Result<(Vec<Vec<u8>>, Vec<u8>), PkiError> {
+        let key =
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(PkiError::Generate)?;
+        let mut params =
+            CertificateParams::new(vec![name.to_string()]).map_err(PkiError::Generate)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial()?);
+        validity(&mut params, validity_days)?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(PkiError::Generate)?;
+        Ok((
+            vec![cert.der().to_vec(), self.cert_der.clone()],
+            key.serialize_der(),
+        ))
+    }
+
+    /// Sign an agent's CSR (DER) as `agent_id`. Only the CSR's public key is used (after its
+    /// self-signature is checked); the subject, SANs and usages it asks for are ignored.
+    pub fn sign_csr(
+        &self,
+        csr_der: &[u8],
+        agent_id: &str,
+        validity_days: u32,
+    ) -> Result<Vec<u8>, PkiError> {
+        if !valid_agent_id(agent_id) {
+            return Err(PkiError::AgentId(agent_id.to_string()));
+        }
+        let csr =
+            CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+                .map_err(PkiError::Csr)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, agent_id);
+        params.distinguished_name = dn;
+        let san = format!("{agent_id}{AGENT_DNS_SUFFIX}");
+        params.subject_alt_names = vec![SanType::DnsName(
+            san.try_into().map_err(PkiError::Generate)?,
+        )];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial()?);
+        validity(&mut params, validity_days)?;
+        let cert = params
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(PkiError::Generate)?;
+        Ok(cert.der().to_vec())
+    }
+}
+
+/// Agent ids the CA signs: 1-63 chars of `[a-z0-9-]` (one DNS label), e.g. `agent-0123abcd…`.
+pub fn valid_agent_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A fresh agent key pair (ECDSA P-256) and a CSR for it. Returns (PKCS#8 key DER, CSR DER).
+pub fn generate_agent_key_and_csr() -> Result<(Vec<u8>, Vec<u8>), PkiError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(PkiError::Generate)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "outpost-agent");
+    params.distinguished_name = dn;
+    let csr = params.serialize_request(&key).map_err(PkiError::Generate)?;
+    Ok((key.serialize_der(), csr.der().to_vec()))
+}
+
+/// The agent id in a certificate: its subject CN. `None` if the DER does not parse or has no
+/// UTF-8 CN.
+pub fn agent_id_from_cert(cert_der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut s = String::with_capacity(64);
+    for b in d.as_ref() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+// ----- PEM -------------------------------------------------------------------------------------
+
+/// Encode DER as PEM with the given label (`CERTIFICATE`, `PRIVATE KEY`, ...).
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::with_capacity(der.len().div_ceil(3) * 4);
+    for chunk in der.chunks(3) {
+        let n = match chunk {
+            [a, b, c] => u32::from(*a) << 16 | u32::from(*b) << 8 | u32::from(*c),
+            [a, b] => u32::from(*a) << 16 | u32::from(*b) << 8,
+            [a] => u32::from(*a) << 16,
+            _ => 0,
+        };
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// PEM of a certificate chain (leaf first).
+pub fn chain_to_pem(chain: &[Vec<u8>]) -> String {
+    chain.iter().map(|c| pem_encode("CERTIFICATE", c)).collect()
+}
+
+/// All certificates in PEM text, DER, in order. Errors if there is none.
+pub fn certs_from_pem(pem: &str) -> Result<Vec<Vec<u8>>, PkiError> {
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .map(|c| c.to_vec())
+        .collect();
+    if certs.is_empty() {
+        return Err(PkiError::Pem("CERTIFICATE"));
+    }
+    Ok(certs)
+}
+
+/// The PKCS#8 private key in PEM text, DER.
+pub fn key_from_pem(pem: &str) -> Result<Vec<u8>, PkiError> {
+    match PrivateKeyDer::from_pem_slice(pem.as_bytes()) {
+        Ok(PrivateKeyDer::Pkcs8(k)) => Ok(k.secret_pkcs8_der().to_vec()),
+        _ => Err(PkiError::Pem("PRIVATE KEY (PKCS#8)")),
+    }
+}
+
+/// PEM of a PKCS#8 private key.
+pub fn key_to_pem(pkcs8_der: &[u8]) -> String {
+    pem_encode("PRIVATE KEY", pkcs8_der)
+}
+
+// ----- files -------------------------------------------------------------------------------------
+
+fn read_text(path: &std::path::Path, what: &'static str) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|e| PkiError::File {
+        path: path.to_path_buf(),
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Read the certificates (DER, in order) of a PEM file; `what` names the file in errors
+/// ("hub certificate", "CA certificate", ...).
+pub fn read_certs_file(
+    path: &std::path::Path,
+    what: &'static str,
+) -> Result<Vec<Vec<u8>>, PkiError> {
+    certs_from_pem(&read_text(path, what)?).map_err(|e| PkiError::File {
+        path: path.to_path_buf(),
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Read the PKCS#8 private key (DER) of a PEM file; `what` names the file in errors.
+pub fn read_key_file(path: &std::path::Path, what: &'static str) -> Result<Vec<u8>, PkiError> {
+    key_from_pem(&read_text(path, what)?).map_err(|e| PkiError::File {
+        path: path.to_path_buf(),
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Write `contents` to a new file `path` readable only by its owner (mode 0600), replacing any
+/// existing file atomically (write to a temporary sibling, fsync, rename).
+pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_roundtrips_through_pem_and_hash_is_of_der() {
+        let ca = Ca::generate("outpost test CA").unwrap();
+        let again = Ca::from_pem(&ca.cert_pem(), &ca.key_pem()).unwrap();
+        assert_eq!(again.cert_der(), ca.cert_der());
+        assert_eq!(again.sha256_hex(), ca.sha256_hex());
+        assert_eq!(ca.sha256_hex().len(), 64);
+        assert_eq!(ca.sha256_hex(), sha256_hex(ca.cert_der()));
+        assert_ne!(ca.sha256_hex(), Ca::generate("x").unwrap().sha256_hex());
+        // a CA loaded from PEM still issues certificates that parse
+        let (chain, _key) = again.issue_server("outpost-hub", 30).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[1], ca.cert_der());
+        assert_eq!(
+            agent_id_from_cert(&chain[0]).as_deref(),
+            Some("outpost-hub")
+        );
+    }
+
+    #[test]
+    fn from_pem_refuses_a_foreign_key_and_garbage() {
+        let a = Ca::generate("a").unwrap();
+        let b = Ca::generate("b").unwrap();
+        assert!(matches!(
+            Ca::from_pem(&a.cert_pem(), &b.key_pem()),
+            Err(PkiError::KeyMismatch)
+        ));
+        assert!(matches!(
+            Ca::from_pem("not pem", &a.key_pem()),
+            Err(PkiError::CaCert(_))
+        ));
+        assert!(matches!(
+            Ca::from_pem(&a.cert_pem(), "nope"),
+            Err(PkiError::CaKey(_))
+        ));
+    }
+
+    #[test]
+    fn sign_csr_sets_identity_and_ignores_requested_subject() {
+        let ca = Ca::generate("ca").unwrap();
+        // a CSR asking to be someone else
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = CertificateParams::new(vec!["outpost-hub".to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "outpost-hub");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let csr = p.serialize_request(&key).unwrap();
+        let der = ca
+            .sign_csr(csr.der(), "agent-0123456789abcdef", 365)
+            .unwrap();
+        assert_eq!(
+            agent_id_from_cert(&der).as_deref(),
+            Some("agent-0123456789abcdef")
+        );
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|g| g.to_string())
+            .collect();
+        assert_eq!(names, vec!["DNSName(agent-0123456789abcdef.agent.outpost)"]);
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        // the certificate carries the CSR's key
+        assert_eq!(
+            cert.public_key().subject_public_key.data.as_ref(),
+            key.public_key_raw()
+        );
+        // issued by the CA
+        assert_eq!(
+            cert.issuer().to_string(),
+            x509_parser::parse_x509_certificate(ca.cert_der())
+                .unwrap()
+                .1
+                .subject()
+                .to_string()
+        );
+    }
+
+    #[test]
+    fn sign_csr_refuses_bad_input() {
+        let ca = Ca::generate("ca").unwrap();
+        let (_key, mut csr) = generate_agent_key_and_csr().unwrap();
+        assert!(matches!(
+            ca.sign_csr(&csr, "Agent With Spaces", 1),
+            Err(PkiError::AgentId(_))
+        ));
+        assert!(matches!(
+            ca.sign_csr(&csr, "agent-1", 0),
+            Err(PkiError::Validity(0))
+        ));
+        assert!(matches!(
+            ca.sign_csr(b"garbage", "agent-1", 1),
+            Err(PkiError::Csr(_))
+        ));
+        // a CSR whose self-signature no longer verifies
+        let last = csr.len() - 1;
+        csr[last] ^= 1;
+        assert!(matches!(
+            ca.sign_csr(&csr, "agent-1", 1),
+            Err(PkiError::Csr(_))
+        ));
+    }
+
+    #[test]
+    fn pem_helpers_roundtrip() {
+        let ca = Ca::generate("ca").unwrap();
+        let (chain, key) = ca.issue_server("hub", 1).unwrap();
+        assert_eq!(certs_from_pem(&chain_to_pem(&chain)).unwrap(), chain);
+        assert_eq!(key_from_pem(&key_to_pem(&key)).unwrap(), key);
+        assert!(certs_from_pem("").is_err());
+        assert!(key_from_pem(&ca.cert_pem()).is_err());
+        // our encoder agrees with rcgen's for the CA key
+        assert_eq!(
+            key_from_pem(&ca.key_pem()).unwrap(),
+            key_from_pem(&key_to_pem(&key_from_pem(&ca.key_pem()).unwrap())).unwrap()
+        );
+        assert_eq!(
+            pem_encode("X", b"ab"),
+            "-----BEGIN X-----\nYWI=\n-----END X-----\n"
+        );
+        assert_eq!(
+            pem_encode("X", b"abc"),
+            "-----BEGIN X-----\nYWJj\n-----END X-----\n"
+        );
+        assert_eq!(
+            pem_encode("X", b"a"),
+            "-----BEGIN X-----\nYQ==\n-----END X-----\n"
+        );
+    }
+
+    #[test]
+    fn files_are_private_and_errors_name_them() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::generate("ca").unwrap();
+        let cert = dir.path().join("ca.pem");
+        let key = dir.path().join("ca.key");
+        write_private_file(&cert, ca.cert_pem().as_bytes()).unwrap();
+        write_private_file(&key, ca.key_pem().as_bytes()).unwrap();
+        // overwrite keeps 0600
+        write_private_file(&key, ca.key_pem().as_bytes()).unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            read_certs_file(&cert, "CA certificate").unwrap(),
+            vec![ca.cert_der().to_vec()]
+        );
+        assert!(!read_key_file(&key, "CA key").unwrap().is_empty());
+        let missing = dir.path().join("nope.pem");
+        let e = read_certs_file(&missing, "hub certificate")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("hub certificate") && e.contains("nope.pem"),
+            "{e}"
+        );
+        // a certificate where a key is expected
+        let e = read_key_file(&cert, "agent key").unwrap_err().to_string();
+        assert!(e.contains("agent key") && e.contains("ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn agent_id_from_garbage_is_none() {
+        assert_eq!(agent_id_from_cert(b"\x30\x03\x02\x01\x00"), None);
+        assert_eq!(agent_id_from_cert(&[]), None);
+    }
+}
