@@ -274,10 +274,14 @@ fn epochs_are_monotonic_across_reopen_and_level_triggered() {
     };
     {
         let s = Store::open(&path).unwrap();
-        let a = s.sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 1).unwrap();
+        let a = s
+            .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 1)
+            .unwrap();
         assert_eq!(a[0].epoch, 1);
         // Same desired state: same assignment, no new epoch.
-        let b = s.sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 2).unwrap();
+        let b = s
+            .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 2)
+            .unwrap();
         assert_eq!(a, b);
         let body: Assignment = minicbor::decode(&a[0].signed.body_bytes).unwrap();
         assert_eq!(

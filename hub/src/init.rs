@@ -1,0 +1,125 @@
+//! `outpost-hub init`: create a hub's data directory (mode 0700) with its store, CA, server
+//! certificate, workflow-signing key, operator API token (all files mode 0600) and an example
+//! `hub.toml`. Refuses to touch a directory that already holds a hub.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use crate::config::{HubConfig, example_toml};
+use crate::hub::{is_initialised, now_ms};
+use crate::keys::{Ed25519Signer, WorkflowSigner, write_secret};
+use crate::pki::{CertAuthority, RcgenCa};
+use crate::store::{KeyRecord, Store};
+
+/// What `init` made.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The example config written.
+    pub config: PathBuf,
+    /// SHA-256 of the CA certificate (what bootstrap tokens pin).
+    pub ca_sha256: String,
+    /// Id of the workflow-signing key.
+    pub signing_key_id: String,
+    /// The operator API token file.
+    pub api_token_file: PathBuf,
+}
+
+/// Initialise a hub in `dir` for the name `hub_name`.
+pub fn init(dir: &Path, hub_name: &str) -> anyhow::Result<InitReport> {
+    use anyhow::Context as _;
+    if hub_name.is_empty() || hub_name.contains(char::is_whitespace) {
+        anyhow::bail!("invalid hub name {hub_name:?}");
+    }
+    if is_initialised(dir) {
+        anyhow::bail!(
+            "{} already holds a hub (hub.redb, ca.key or signing.key exists); refusing to overwrite",
+            dir.display()
+        );
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))?;
+    let cfg = HubConfig::defaults(dir);
+    let write = |path: &Path, bytes: &[u8]| {
+        write_secret(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    };
+
+    let ca = RcgenCa::generate(hub_name)?;
+    let server = ca.issue_server(hub_name)?;
+    write(&cfg.ca_cert, ca.ca_pem().as_bytes())?;
+    write(&cfg.ca_key, ca.key_pem().as_bytes())?;
+    write(&cfg.cert, server.cert_chain_pem.as_bytes())?;
+    write(&cfg.key, server.key_pem.as_bytes())?;
+    let signer = Ed25519Signer::create(&cfg.signing_key)?;
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    write(&cfg.api_token_file, format!("{token}\n").as_bytes())?;
+
+    let store = Store::open(&cfg.store_path())?;
+    store.record_signing_key(
+        KeyRecord {
+            key_id: signer.key_id(),
+            public_key: signer.public_key(),
+            created_ms: now_ms(),
+            endorsement: None,
+        },
+        "init",
+    )?;
+    store.audit("init", "hub.init", hub_name, "", now_ms())?;
+    drop(store);
+
+    let config = dir.join("hub.toml");
+    let abs = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    write(&config, example_toml(&abs, hub_name).as_bytes())?;
+    Ok(InitReport {
+        data_dir: abs,
+        config,
+        ca_sha256: ca.sha256_hex(),
+        signing_key_id: signer.key_id(),
+        api_token_file: cfg.api_token_file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_creates_private_files_and_refuses_twice() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("hub");
+        let r = init(&dir, "outpost-hub").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for f in [
+            "ca.pem",
+            "ca.key",
+            "hub.pem",
+            "hub.key",
+            "signing.key",
+            "api.token",
+            "hub.redb",
+            "hub.toml",
+        ] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+        let cfg = HubConfig::load(&r.config).unwrap();
+        cfg.check_files().unwrap();
+        assert_eq!(cfg.read_api_token().unwrap().len(), 64);
+        let ca = RcgenCa::load(&cfg.ca_cert, &cfg.ca_key).unwrap();
+        assert_eq!(ca.sha256_hex(), r.ca_sha256);
+        assert_eq!(
+            Ed25519Signer::load(&cfg.signing_key).unwrap().key_id(),
+            r.signing_key_id
+        );
+        let before = fs::read(dir.join("ca.key")).unwrap();
+        assert!(init(&dir, "outpost-hub").is_err());
+        assert_eq!(fs::read(dir.join("ca.key")).unwrap(), before);
+    }
+}
