@@ -1,4 +1,5 @@
 //! The HTTP API in-process: a real 127.0.0.1 listener, the real router and store, the blocking
+#![allow(clippy::unwrap_used)]
 //! CLI client, and a fake agent session registered in `Connections`.
 
 use std::sync::Arc;

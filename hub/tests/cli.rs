@@ -1,4 +1,5 @@
 //! The real binary: `init`, `serve`, and the ops CLI against it over loopback.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
