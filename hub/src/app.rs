@@ -13,7 +13,7 @@ use clap::Parser as _;
 use serde::Serialize;
 
 use crate::cli::{
-    AgentCmd, Cli, Command, ConnOpts, Output, RunCmd, TokenCmd, WorkflowCmd, parse_kv,
+    AgentCmd, Cli, Command, ConnOpts, KeysCmd, Output, RunCmd, TokenCmd, WorkflowCmd, parse_kv,
     parse_kv_list,
 };
 use crate::client::{Client, ClientError, seg};
@@ -94,6 +94,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Agent(c) => agent(&client(&conn)?, conn.output, c),
         Command::Token(c) => token(&client(&conn)?, conn.output, c),
         Command::Run(c) => run(&client(&conn)?, conn.output, c),
+        Command::Keys(KeysCmd::Rotate) => rotate(&conn),
     }
 }
 
@@ -152,6 +153,23 @@ fn serve(conn: &ConnOpts) -> CliResult {
         },
     ))
     .map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rotate(conn: &ConnOpts) -> CliResult {
+    let path = conn
+        .config
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("keys rotate needs --config hub.toml".into()))?;
+    let config = HubConfig::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
+    let r =
+        crate::init::rotate_signing_key(&config).map_err(|e| CliError::Fail(format!("{e:#}")))?;
+    if conn.output == Output::Json {
+        print_json(&serde_json::json!({"old_key_id": r.old_key_id, "new_key_id": r.new_key_id}))?;
+    } else {
+        println!("signing key rotated: {} -> {}", r.old_key_id, r.new_key_id);
+        println!("agents follow the endorsement at their next connection");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

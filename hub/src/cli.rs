@@ -70,6 +70,17 @@ pub enum Command {
     /// Runs reported by agents.
     #[command(subcommand)]
     Run(RunCmd),
+    /// The workflow-signing key.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+/// `keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Make a new signing key endorsed by the current one (the hub must be stopped; needs
+    /// --config hub.toml).
+    Rotate,
 }
 
 /// `workflow ...`

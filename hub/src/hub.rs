@@ -109,7 +109,18 @@ impl Hub {
         gateway: Arc<dyn AgentGateway>,
         hub_name: &str,
     ) -> Result<Arc<Hub>, HubError> {
-        if store.signing_keys()?.is_empty() {
+        let keys = store.signing_keys()?;
+        if let Some(current) = keys.last()
+            && current.key_id != signer.key_id()
+        {
+            return Err(HubError::Setup(format!(
+                "refusing to start: the signing key file holds key {} but the hub's current key \
+                 is {} (an interrupted `keys rotate`?)",
+                signer.key_id(),
+                current.key_id
+            )));
+        }
+        if keys.is_empty() {
             store.record_signing_key(
                 KeyRecord {
                     key_id: signer.key_id(),
@@ -437,6 +448,19 @@ mod tests {
         hub.revoke(&a, "op").unwrap();
         assert!(rx.has_changed().unwrap());
         assert!(hub.desired_for(&a).is_err());
+    }
+
+    #[test]
+    fn hub_refuses_a_signing_key_that_is_not_current() {
+        let (dir, hub, _) = hub();
+        let store = hub.store.clone();
+        drop(hub);
+        let other = Arc::new(Ed25519Signer::generate().unwrap().0);
+        let ca = Arc::new(RcgenCa::generate("hub").unwrap());
+        let conns = Connections::new(std::time::Duration::from_secs(1));
+        let r = Hub::new(store, other, ca, conns, "hub");
+        assert!(matches!(r, Err(HubError::Setup(m)) if m.contains("current key")));
+        drop(dir);
     }
 
     #[test]

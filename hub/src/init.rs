@@ -123,3 +123,116 @@ mod tests {
         assert_eq!(fs::read(dir.join("ca.key")).unwrap(), before);
     }
 }
+
+/// What [`rotate_signing_key`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    /// The key that endorsed its successor (kept as `signing.key.<id>`).
+    pub old_key_id: String,
+    /// The new current key.
+    pub new_key_id: String,
+}
+
+/// `outpost-hub keys rotate`: make a new workflow-signing key, endorsed by the current one, and
+/// make it current. The hub must be stopped (the store is opened exclusively). The old key file
+/// is kept as `<signing_key>.<old id>`.
+///
+/// Order (crash-safe): the new key is written beside the old one, the endorsement is committed
+/// to the store, then the files are swapped. A hub whose key file does not match the store's
+/// current key refuses to start and says so.
+pub fn rotate_signing_key(config: &HubConfig) -> anyhow::Result<Rotated> {
+    use anyhow::Context as _;
+    use outpost_common::proto::{KeyEndorsement, KeyEndorsementBody};
+
+    let old = Ed25519Signer::load(&config.signing_key)?;
+    let store = Store::open(&config.store_path()).map_err(|e| match e {
+        crate::store::StoreError::AlreadyOpen { .. } => {
+            anyhow::anyhow!("the hub store is in use: stop the hub before rotating its key")
+        }
+        other => other.into(),
+    })?;
+    let current = store.signing_keys()?.last().map(|k| k.key_id.clone());
+    if current.as_deref() != Some(old.key_id().as_str()) {
+        anyhow::bail!(
+            "{} holds key {} but the store's current key is {}; refusing to rotate",
+            config.signing_key.display(),
+            old.key_id(),
+            current.unwrap_or_else(|| "none".into())
+        );
+    }
+    let new_path = config.signing_key.with_extension("key.new");
+    let _ = fs::remove_file(&new_path);
+    let new = Ed25519Signer::create(&new_path)?;
+    let now = now_ms();
+    let body = KeyEndorsementBody {
+        old_key_id: old.key_id(),
+        new_public_key: new.public_key(),
+        new_key_id: new.key_id(),
+        issued_ms: now,
+    };
+    let body_bytes = minicbor::to_vec(&body).context("cannot encode the endorsement")?;
+    let sig = old.sign_endorsement(&body_bytes);
+    store.record_signing_key(
+        KeyRecord {
+            key_id: new.key_id(),
+            public_key: new.public_key(),
+            created_ms: now,
+            endorsement: Some(KeyEndorsement { body_bytes, sig }),
+        },
+        "keys.rotate",
+    )?;
+    let archive = PathBuf::from(format!("{}.{}", config.signing_key.display(), old.key_id()));
+    fs::rename(&config.signing_key, &archive)
+        .with_context(|| format!("cannot move the old key to {}", archive.display()))?;
+    fs::rename(&new_path, &config.signing_key)
+        .with_context(|| format!("cannot install {}", config.signing_key.display()))?;
+    Ok(Rotated {
+        old_key_id: old.key_id(),
+        new_key_id: new.key_id(),
+    })
+}
+
+#[cfg(test)]
+mod rotate_tests {
+    use super::*;
+    use outpost_common::proto::{DOMAIN_KEY_ENDORSEMENT, KeyEndorsementBody};
+
+    #[test]
+    fn rotation_endorses_the_new_key_with_the_old_one() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("hub");
+        let r = init(&dir, "hub").unwrap();
+        let cfg = HubConfig::load(&r.config).unwrap();
+        let rot = rotate_signing_key(&cfg).unwrap();
+        assert_eq!(rot.old_key_id, r.signing_key_id);
+        assert_eq!(
+            Ed25519Signer::load(&cfg.signing_key).unwrap().key_id(),
+            rot.new_key_id
+        );
+        let archived = dir.join(format!("signing.key.{}", rot.old_key_id));
+        let old = Ed25519Signer::load(&archived).unwrap();
+        let store = Store::open(&cfg.store_path()).unwrap();
+        let chain = store.key_chain_from(&rot.old_key_id).unwrap();
+        assert_eq!(chain.len(), 1);
+        assert!(crate::keys::verify(
+            &old.public_key(),
+            DOMAIN_KEY_ENDORSEMENT,
+            &chain[0].body_bytes,
+            &chain[0].sig
+        ));
+        let body: KeyEndorsementBody = minicbor::decode(&chain[0].body_bytes).unwrap();
+        assert_eq!(body.new_key_id, rot.new_key_id);
+        assert_eq!(
+            outpost_common::proto::key_id(&body.new_public_key),
+            rot.new_key_id
+        );
+        // Refused while the store is open (a running hub).
+        assert!(rotate_signing_key(&cfg).is_err());
+        drop(store);
+        // Twice: a chain of two.
+        let rot2 = rotate_signing_key(&cfg).unwrap();
+        assert_eq!(rot2.old_key_id, rot.new_key_id);
+        let store = Store::open(&cfg.store_path()).unwrap();
+        assert_eq!(store.key_chain_from(&r.signing_key_id).unwrap().len(), 2);
+    }
+}
