@@ -88,7 +88,11 @@ pub fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> CliResult {
     let conn = cli.conn;
     match cli.command {
-        Command::Init { data_dir, name } => init(&data_dir, &name, conn.output),
+        Command::Init {
+            data_dir,
+            name,
+            sans,
+        } => init(&data_dir, &name, &sans, conn.output),
         Command::Serve => serve(&conn),
         Command::Workflow(c) => workflow(&client(&conn)?, conn.output, c),
         Command::Agent(c) => agent(&client(&conn)?, conn.output, c),
@@ -103,8 +107,8 @@ fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {
     Ok(())
 }
 
-fn init(dir: &Path, name: &str, output: Output) -> CliResult {
-    let r = crate::init::init(dir, name).map_err(|e| CliError::Fail(format!("{e:#}")))?;
+fn init(dir: &Path, name: &str, sans: &[String], output: Output) -> CliResult {
+    let r = crate::init::init(dir, name, sans).map_err(|e| CliError::Fail(format!("{e:#}")))?;
     if output == Output::Json {
         print_json(&serde_json::json!({
             "data_dir": r.data_dir,
@@ -148,8 +152,9 @@ fn serve(conn: &ConnOpts) -> CliResult {
         config,
         crate::serve::shutdown_signal(),
         |s| {
-            tracing::info!(http = %s.http_addr, "hub API listening");
-            eprintln!("outpost-hub: API listening on http://{}", s.http_addr);
+            let scheme = if s.tls { "https" } else { "http" };
+            tracing::info!(http = %s.http_addr, tls = s.tls, "hub API listening");
+            eprintln!("outpost-hub: API listening on {scheme}://{}", s.http_addr);
         },
     ))
     .map_err(|e| CliError::Usage(format!("{e:#}")))?;
@@ -173,7 +178,9 @@ fn rotate(conn: &ConnOpts) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolve the hub URL and token: flags/env first, then `--config hub.toml`, then defaults.
+/// Resolve the hub URL, token and CA: flags/env first, then `--config hub.toml`, then
+/// defaults. A config whose API is not on loopback means HTTPS (to 127.0.0.1 when it listens on
+/// all addresses).
 fn client(conn: &ConnOpts) -> Result<Client, CliError> {
     let config = match &conn.config {
         Some(p) => Some(HubConfig::load(p).map_err(|e| CliError::Usage(e.to_string()))?),
@@ -181,7 +188,7 @@ fn client(conn: &ConnOpts) -> Result<Client, CliError> {
     };
     let url = match (&conn.hub, &config) {
         (Some(u), _) => u.clone(),
-        (None, Some(c)) => format!("http://{}", c.http_listen),
+        (None, Some(c)) => config_url(c.http_listen),
         (None, None) => "http://127.0.0.1:7070".to_string(),
     };
     let token = match (&conn.token, &config) {
@@ -196,7 +203,37 @@ fn client(conn: &ConnOpts) -> Result<Client, CliError> {
             ));
         }
     };
-    Ok(Client::new(&url, &token))
+    let ca_path = conn
+        .ca
+        .clone()
+        .or_else(|| config.as_ref().map(|c| c.ca_cert.clone()));
+    let ca = match ca_path {
+        Some(p) if url.starts_with("https://") => {
+            let pem = std::fs::read_to_string(&p)
+                .map_err(|e| CliError::Usage(format!("CA certificate {}: {e}", p.display())))?;
+            Some(crate::pki::pem_to_der(&pem).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "CA certificate {} holds no certificate",
+                    p.display()
+                ))
+            })?)
+        }
+        _ => None,
+    };
+    Ok(Client::new(&url, &token, ca))
+}
+
+/// The API URL of a configuration's `http_listen`.
+pub fn config_url(listen: std::net::SocketAddr) -> String {
+    if listen.ip().is_loopback() {
+        return format!("http://{listen}");
+    }
+    let port = listen.port();
+    match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => format!("https://127.0.0.1:{port}"),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => format!("https://[::1]:{port}"),
+        _ => format!("https://{listen}"),
+    }
 }
 
 fn workflow(c: &Client, output: Output, cmd: WorkflowCmd) -> CliResult {

@@ -36,9 +36,12 @@ pub struct ConnOpts {
     /// API token.
     #[arg(long, global = true, env = "OUTPOST_HUB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// hub.toml to take the API address and token file from (and, for `serve`, the config).
+    /// hub.toml to take the API address, token file and CA from (and, for `serve`, the config).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// CA certificate (PEM) to verify an https:// hub URL with [default: the config's CA].
+    #[arg(long, global = true, env = "OUTPOST_HUB_CA")]
+    pub ca: Option<PathBuf>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -55,6 +58,10 @@ pub enum Command {
         /// The hub's name (its certificate's DNS name; agents verify it).
         #[arg(long, default_value = crate::config::DEFAULT_HUB_NAME)]
         name: String,
+        /// Another DNS name or IP address for the hub certificate (the HTTPS API is reached at
+        /// it); repeatable. localhost, 127.0.0.1 and ::1 are always included.
+        #[arg(long = "san")]
+        sans: Vec<String>,
     },
     /// Run the hub (needs --config hub.toml).
     Serve,

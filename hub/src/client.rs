@@ -60,13 +60,22 @@ pub fn seg(s: &str) -> String {
 }
 
 impl Client {
-    /// A client for the hub at `base` (e.g. `http://127.0.0.1:7070`) with an API token.
-    pub fn new(base: &str, token: &str) -> Client {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+    /// A client for the hub at `base` (e.g. `http://127.0.0.1:7070`) with an API token. For an
+    /// `https://` URL, `ca_der` (the hub CA) is the only trusted root; without it the platform's
+    /// web roots are used.
+    pub fn new(base: &str, token: &str, ca_der: Option<Vec<u8>>) -> Client {
+        let mut cfg = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(90)))
-            .build()
-            .into();
+            .timeout_global(Some(Duration::from_secs(90)));
+        if let Some(der) = ca_der {
+            let root = ureq::tls::Certificate::from_der(&der).to_owned();
+            cfg = cfg.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&[root]))
+                    .build(),
+            );
+        }
+        let agent: ureq::Agent = cfg.build().into();
         Client {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),

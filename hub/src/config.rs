@@ -273,7 +273,8 @@ pub fn example_toml(data_dir: &Path, hub_name: &str) -> String {
          hub_name = {hub_name:?}\n\
          # QUIC endpoint for agents (mutual TLS, ALPN outpost/1).\n\
          quic_listen = \"{DEFAULT_QUIC_LISTEN}\"\n\
-         # Operator HTTP API. Loopback only unless TLS is configured.\n\
+         # Operator HTTP API: plain HTTP on loopback; HTTPS with the hub certificate on any other\n\
+         # address (add its names/IPs with `outpost-hub init --san`).\n\
          http_listen = \"{DEFAULT_HTTP_LISTEN}\"\n\
          api_token_file = \"api.token\"\n\
          # An agent silent this long counts as offline.\n\

@@ -27,8 +27,13 @@ pub struct InitReport {
     pub api_token_file: PathBuf,
 }
 
-/// Initialise a hub in `dir` for the name `hub_name`.
-pub fn init(dir: &Path, hub_name: &str) -> anyhow::Result<InitReport> {
+/// Names every hub certificate carries besides the hub name, so that the HTTPS API can be
+/// reached on the hub itself.
+pub const DEFAULT_API_SANS: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// Initialise a hub in `dir` for the name `hub_name`; `extra_sans` are further DNS names or IP
+/// addresses the HTTPS API is reached at.
+pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result<InitReport> {
     use anyhow::Context as _;
     if hub_name.is_empty() || hub_name.contains(char::is_whitespace) {
         anyhow::bail!("invalid hub name {hub_name:?}");
@@ -52,7 +57,9 @@ pub fn init(dir: &Path, hub_name: &str) -> anyhow::Result<InitReport> {
     };
 
     let ca = RcgenCa::generate(hub_name)?;
-    let server = ca.issue_server(hub_name)?;
+    let mut sans: Vec<String> = DEFAULT_API_SANS.iter().map(|s| s.to_string()).collect();
+    sans.extend(extra_sans.iter().cloned());
+    let server = ca.issue_server(hub_name, &sans)?;
     write(&cfg.ca_cert, ca.ca_pem().as_bytes())?;
     write(&cfg.ca_key, ca.key_pem().as_bytes())?;
     write(&cfg.cert, server.cert_chain_pem.as_bytes())?;
@@ -94,7 +101,7 @@ mod tests {
     fn init_creates_private_files_and_refuses_twice() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("hub");
-        let r = init(&dir, "outpost-hub").unwrap();
+        let r = init(&dir, "outpost-hub", &[]).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         for f in [
@@ -119,7 +126,7 @@ mod tests {
             r.signing_key_id
         );
         let before = fs::read(dir.join("ca.key")).unwrap();
-        assert!(init(&dir, "outpost-hub").is_err());
+        assert!(init(&dir, "outpost-hub", &[]).is_err());
         assert_eq!(fs::read(dir.join("ca.key")).unwrap(), before);
     }
 }
@@ -201,7 +208,7 @@ mod rotate_tests {
     fn rotation_endorses_the_new_key_with_the_old_one() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("hub");
-        let r = init(&dir, "hub").unwrap();
+        let r = init(&dir, "hub", &[]).unwrap();
         let cfg = HubConfig::load(&r.config).unwrap();
         let rot = rotate_signing_key(&cfg).unwrap();
         assert_eq!(rot.old_key_id, r.signing_key_id);

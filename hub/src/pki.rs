@@ -172,10 +172,21 @@ impl RcgenCa {
         &self.key_pem
     }
 
-    /// Issue the hub's server certificate for `hub_name` (DNS SAN), with the CA in its chain.
-    pub fn issue_server(&self, hub_name: &str) -> Result<IssuedPem, PkiError> {
+    /// Issue the hub's server certificate for `hub_name` (DNS SAN) plus `extra_sans` (DNS names
+    /// or IP addresses, for the HTTPS API), with the CA in its chain.
+    pub fn issue_server(
+        &self,
+        hub_name: &str,
+        extra_sans: &[String],
+    ) -> Result<IssuedPem, PkiError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::new(vec![hub_name.to_string()])?;
+        let mut sans = vec![hub_name.to_string()];
+        for s in extra_sans {
+            if !sans.contains(s) {
+                sans.push(s.clone());
+            }
+        }
+        let mut params = CertificateParams::new(sans)?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, hub_name);
         params.distinguished_name = dn;
@@ -340,7 +351,9 @@ mod tests {
         let again = RcgenCa::from_pem(ca.ca_pem(), ca.key_pem()).unwrap();
         assert_eq!(again.sha256_hex(), ca.sha256_hex());
         assert_eq!(ca.sha256_hex().len(), 64);
-        let server = again.issue_server("hub").unwrap();
+        let server = again
+            .issue_server("hub", &["127.0.0.1".to_string(), "hub".to_string()])
+            .unwrap();
         assert!(server.cert_chain_pem.matches("BEGIN CERTIFICATE").count() == 2);
         let (_, cert) = x509_parser::parse_x509_certificate(&server.cert_der).unwrap();
         assert!(

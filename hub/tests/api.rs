@@ -56,7 +56,7 @@ impl Harness {
     }
 
     fn client(&self) -> Client {
-        Client::new(&self.url, TOKEN)
+        Client::new(&self.url, TOKEN, None)
     }
 
     fn add_agent(&self, id: &str, labels: &[(&str, &str)]) {
@@ -149,11 +149,13 @@ fn apply(c: &Client, path: &str, content: &str) -> ApplyResult {
 #[test]
 fn auth_is_required_except_for_health() {
     let h = Harness::new();
-    let health: Health = Client::new(&h.url, "").get("/v1/health", &[]).unwrap();
+    let health: Health = Client::new(&h.url, "", None)
+        .get("/v1/health", &[])
+        .unwrap();
     assert!(health.ok);
     for token in ["", "wrong", &TOKEN[..TOKEN.len() - 1]] {
         let r: Result<Vec<WorkflowSummary>, _> =
-            Client::new(&h.url, token).get("/v1/workflows", &[]);
+            Client::new(&h.url, token, None).get("/v1/workflows", &[]);
         assert!(
             matches!(r, Err(ClientError::Unauthorized(_))),
             "{token:?}: {r:?}"

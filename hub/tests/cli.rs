@@ -40,6 +40,10 @@ fn hub(args: &[&str], config: &Path) -> Output {
 }
 
 fn start() -> Served {
+    start_on("127.0.0.1")
+}
+
+fn start_on(ip: &str) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("hub");
     let out = Command::new(BIN)
@@ -55,7 +59,7 @@ fn start() -> Served {
     let config = data.join("hub.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     let port = free_port();
-    let text = text.replace("127.0.0.1:7070", &format!("127.0.0.1:{port}"));
+    let text = text.replace("127.0.0.1:7070", &format!("{ip}:{port}"));
     std::fs::write(&config, text).unwrap();
     let child = Command::new(BIN)
         .args(["serve", "--config"])
@@ -215,17 +219,65 @@ fn serve_fails_closed_naming_the_missing_file() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hub.key"), "{err}");
-    // A non-loopback API address without TLS is refused.
-    let cfg = data.join("hub.toml");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("127.0.0.1:7070", "0.0.0.0:7070");
-    std::fs::write(&cfg, text).unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
+}
+
+#[test]
+fn non_loopback_api_speaks_only_https_with_the_hub_certificate() {
+    let s = start_on("0.0.0.0");
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let port: u16 = text
+        .lines()
+        .find(|l| l.starts_with("http_listen"))
+        .and_then(|l| l.rsplit(':').next())
+        .map(|p| p.trim_end_matches('"').parse().unwrap())
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    // The CLI derives https://127.0.0.1:PORT and the hub CA from the config.
+    let out = hub(&["workflow", "list", "--output", "json"], &s.config);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    // No plaintext on that port.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let plain = agent
+        .get(&format!("http://127.0.0.1:{port}/v1/health"))
+        .call();
+    assert!(plain.is_err() || plain.unwrap().status().as_u16() >= 400);
+    // Another CA is not trusted.
+    let other = tempfile::tempdir().unwrap();
+    let other_dir = other.path().join("h2");
+    assert!(
+        Command::new(BIN)
+            .args(["init", "--data-dir"])
+            .arg(&other_dir)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let out = hub(
+        &[
+            "workflow",
+            "list",
+            "--ca",
+            other_dir.join("ca.pem").to_str().unwrap(),
+        ],
+        &s.config,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
