@@ -7,8 +7,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use outpost_common::proto::{EnrollRequest, EnrollResponse, SignedAssignment, SignedBundle};
-use outpost_common::record::UnixMillis;
+use outpost_common::proto::{
+    ActiveWorkflow, EnrollRequest, EnrollResponse, HubMsg, Rejection, SignedAssignment,
+    SignedBundle,
+};
+use outpost_common::record::{OutboxEntry, UnixMillis};
 use tokio::sync::watch;
 
 use crate::config::HubConfig;
@@ -16,8 +19,8 @@ use crate::gateway::{AgentGateway, Connections};
 use crate::keys::{Ed25519Signer, WorkflowSigner};
 use crate::pki::{CertAuthority, RcgenCa};
 use crate::store::{
-    AgentRecord, DesiredVersion, KeyRecord, Store, StoreError, StoredVersion, WorkflowMeta,
-    selector_matches,
+    AgentRecord, DeployResultRecord, DesiredVersion, KeyRecord, Store, StoreError, StoredVersion,
+    WorkflowMeta, selector_matches,
 };
 
 /// Milliseconds since the Unix epoch now.
@@ -34,6 +37,9 @@ pub enum HubError {
     /// Loading keys or certificates failed.
     #[error("{0}")]
     Setup(String),
+    /// A session is refused (unknown, revoked or mismatched agent certificate).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// One workflow an agent should run, with the signed statements to send it.
@@ -289,6 +295,155 @@ impl Hub {
     }
 }
 
+/// Session logic for the QUIC driver: each call is one step of an agent session, with the
+/// store doing the durable part. The driver only moves frames.
+impl Hub {
+    /// Map a session's client certificate to its agent: the CN names the agent, the
+    /// certificate must be the one issued at enrollment (fingerprint) and the agent not revoked.
+    pub fn authenticate(&self, cert_der: &[u8]) -> Result<AgentRecord, HubError> {
+        let facts = crate::pki::cert_facts(cert_der)
+            .ok_or_else(|| HubError::Refused("client certificate does not parse".into()))?;
+        let agent = match self.store.agent(&facts.common_name) {
+            Ok(a) => a,
+            Err(StoreError::NoAgent(id)) => {
+                return Err(HubError::Refused(format!("unknown agent {id}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if agent.revoked_ms.is_some() {
+            return Err(HubError::Refused(format!("agent {} is revoked", agent.id)));
+        }
+        if agent.cert_fingerprint != facts.fingerprint {
+            return Err(HubError::Refused(format!(
+                "certificate of agent {} is not the one issued to it",
+                agent.id
+            )));
+        }
+        Ok(agent)
+    }
+
+    /// Handle `AgentMsg::Hello`: record what the agent runs and answer `HubMsg::Welcome`
+    /// (committed seq, key chain from the key it trusts, paused workflows). A revoked agent is
+    /// refused ([`StoreError::Revoked`]): send `Goodbye`.
+    pub fn hello(
+        &self,
+        agent_id: &str,
+        software_version: &str,
+        active: Vec<ActiveWorkflow>,
+        trusted_key: &str,
+    ) -> Result<HubMsg, HubError> {
+        let now = now_ms();
+        let agent = self
+            .store
+            .agent_hello(agent_id, software_version, active, now)?;
+        let paused = self
+            .store
+            .latest_versions()?
+            .into_iter()
+            .filter(|(v, m)| m.paused && selector_matches(&v.target, &agent.labels))
+            .map(|(v, _)| v.name)
+            .collect();
+        Ok(HubMsg::Welcome {
+            acked_seq: agent.committed_seq,
+            key_chain: self.store.key_chain_from(trusted_key)?,
+            paused,
+            hub_time_ms: now,
+        })
+    }
+
+    /// The `HubMsg::Deploy` messages that bring an agent from `known` (what it reported at
+    /// Hello, updated by the driver with what it sent since) to its desired state. Level
+    /// triggered: a workflow whose desired (version, epoch) the agent already has gets nothing;
+    /// a removal goes only to an agent that still runs the workflow; the bundle is left out when
+    /// the agent already runs that exact version.
+    pub fn deploys_needed(
+        &self,
+        agent_id: &str,
+        known: &[ActiveWorkflow],
+    ) -> Result<Vec<HubMsg>, HubError> {
+        let mut out = Vec::new();
+        for d in self.desired_for(agent_id)? {
+            let have = known.iter().find(|k| k.workflow == d.workflow);
+            let send = match (d.remove, have) {
+                (true, None) => false,
+                (true, Some(h)) => h.epoch < d.epoch,
+                (false, None) => true,
+                (false, Some(h)) => h.epoch != d.epoch || h.version != d.version,
+            };
+            if !send {
+                continue;
+            }
+            let bundle = match have {
+                Some(h) if h.version == d.version => None,
+                _ => d.bundle,
+            };
+            out.push(HubMsg::Deploy {
+                assignment: d.assignment,
+                bundle,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Handle `AgentMsg::Status`: commit the batch durably, then return the `Ack` to send.
+    pub fn status(&self, agent_id: &str, entries: &[OutboxEntry]) -> Result<HubMsg, HubError> {
+        let seq = self.store.ingest(agent_id, entries)?;
+        Ok(HubMsg::Ack { seq })
+    }
+
+    /// Handle `AgentMsg::DeployResult`: record it (a rejection is also audited).
+    pub fn deploy_result(
+        &self,
+        agent_id: &str,
+        workflow: &str,
+        version: u64,
+        epoch: u64,
+        rejected: Option<&Rejection>,
+    ) -> Result<(), HubError> {
+        let now = now_ms();
+        let reason = rejected.map(rejection_text);
+        if let Some(r) = &reason {
+            self.store.audit(
+                agent_id,
+                "deploy.rejected",
+                workflow,
+                &format!("version {version} epoch {epoch}: {r}"),
+                now,
+            )?;
+        }
+        self.store.record_deploy_result(
+            agent_id,
+            DeployResultRecord {
+                workflow: workflow.into(),
+                version,
+                epoch,
+                rejected: reason,
+                at_ms: now,
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// A rejection for humans.
+pub fn rejection_text(r: &Rejection) -> String {
+    match r {
+        Rejection::BadSignature => "bad signature".into(),
+        Rejection::UnknownKey(k) => format!("unknown signing key {k}"),
+        Rejection::HashMismatch => "content hash mismatch".into(),
+        Rejection::StaleVersion { offered, highest } => {
+            format!("stale version {offered} (highest accepted {highest})")
+        }
+        Rejection::StaleEpoch { offered, last } => {
+            format!("stale assignment epoch {offered} (last accepted {last})")
+        }
+        Rejection::WrongAgent(a) => format!("assignment names another agent ({a})"),
+        Rejection::Invalid(m) => format!("invalid workflow: {m}"),
+        Rejection::Mismatch => "assignment and bundle disagree".into(),
+        Rejection::Malformed(m) => format!("malformed: {m}"),
+    }
+}
+
 /// Split `token_id.secret` (the part of a bootstrap token an agent sends).
 pub fn parse_token_secret(s: &str) -> Option<(&str, &str)> {
     let (id, secret) = s.split_once('.')?;
@@ -461,6 +616,154 @@ mod tests {
         let r = Hub::new(store, other, ca, conns, "hub");
         assert!(matches!(r, Err(HubError::Setup(m)) if m.contains("current key")));
         drop(dir);
+    }
+
+    fn enroll_with_cert(hub: &Hub, labels: &[(&str, &str)]) -> (String, Vec<u8>) {
+        let (id, secret) = hub
+            .store
+            .create_token(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                now_ms() + 60_000,
+                "op",
+                now_ms(),
+            )
+            .unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
+        let req = EnrollRequest {
+            token: format!("{id}.{secret}"),
+            csr_der: csr.der().to_vec(),
+            labels: vec![],
+            hostname: "box".into(),
+            software_version: "0.1.0".into(),
+        };
+        match hub.enroll(&req) {
+            EnrollResponse::Ok {
+                agent_id, cert_der, ..
+            } => (agent_id, cert_der),
+            EnrollResponse::Refused { reason } => panic!("{reason}"),
+        }
+    }
+
+    #[test]
+    fn session_steps_authenticate_hello_deploy_status() {
+        let (_d, hub, _) = hub();
+        let (id, cert) = enroll_with_cert(&hub, &[("site", "a")]);
+        assert_eq!(hub.authenticate(&cert).unwrap().id, id);
+        // A certificate from another CA for the same name is not the one issued.
+        let other = RcgenCa::generate("hub").unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
+        let forged = other.sign_csr(csr.der(), &id).unwrap();
+        assert!(matches!(
+            hub.authenticate(&forged),
+            Err(HubError::Refused(_))
+        ));
+        let stranger = other.sign_csr(csr.der(), "agent-ffffffffffffffff").unwrap();
+        assert!(
+            matches!(hub.authenticate(&stranger), Err(HubError::Refused(m)) if m.contains("unknown"))
+        );
+
+        apply(&hub, "w", "one", &[("site", "a")]);
+        hub.store.set_paused("w", true, "op", 1).unwrap();
+        match hub.hello(&id, "0.2.0", vec![], "nokey").unwrap() {
+            HubMsg::Welcome {
+                acked_seq, paused, ..
+            } => {
+                assert_eq!(acked_seq, 0);
+                assert_eq!(paused, vec!["w".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let deploys = hub.deploys_needed(&id, &[]).unwrap();
+        assert_eq!(deploys.len(), 1);
+        let (epoch, version) = match &deploys[0] {
+            HubMsg::Deploy { assignment, bundle } => {
+                assert!(bundle.is_some());
+                let a: outpost_common::proto::Assignment =
+                    minicbor::decode(&assignment.body_bytes).unwrap();
+                (a.epoch, a.version)
+            }
+            other => panic!("{other:?}"),
+        };
+        // The agent reports it: nothing more to send (level-triggered).
+        let known = vec![ActiveWorkflow {
+            workflow: "w".into(),
+            version,
+            epoch,
+            paused: true,
+        }];
+        assert!(hub.deploys_needed(&id, &known).unwrap().is_empty());
+        hub.deploy_result(&id, "w", version, epoch, None).unwrap();
+        assert_eq!(hub.store.agent(&id).unwrap().active[0].epoch, epoch);
+        // A new version: a deploy with its bundle. Retargeting away: a removal without one.
+        apply(&hub, "w", "two", &[("site", "a")]);
+        let d = hub.deploys_needed(&id, &known).unwrap();
+        assert!(matches!(
+            &d[0],
+            HubMsg::Deploy {
+                bundle: Some(_),
+                ..
+            }
+        ));
+        apply(&hub, "w", "three", &[("site", "zzz")]);
+        let d = hub.deploys_needed(&id, &known).unwrap();
+        assert!(matches!(&d[0], HubMsg::Deploy { bundle: None, .. }));
+        assert!(hub.deploys_needed(&id, &[]).unwrap().is_empty());
+
+        hub.deploy_result(
+            &id,
+            "w",
+            9,
+            99,
+            Some(&Rejection::StaleVersion {
+                offered: 9,
+                highest: 10,
+            }),
+        )
+        .unwrap();
+        let r = hub.store.deploy_results(&id).unwrap();
+        assert!(
+            r[0].rejected
+                .as_deref()
+                .unwrap()
+                .contains("stale version 9")
+        );
+
+        let entry = OutboxEntry {
+            seq: 1,
+            event: outpost_common::record::StatusEvent::Missed(
+                outpost_common::record::MissedFirings {
+                    workflow: "w".into(),
+                    count: 1,
+                    first_ms: 0,
+                    last_ms: 0,
+                    reason: "x".into(),
+                    recorded_ms: 0,
+                },
+            ),
+        };
+        assert_eq!(
+            hub.status(&id, &[entry.clone()]).unwrap(),
+            HubMsg::Ack { seq: 1 }
+        );
+        assert_eq!(hub.status(&id, &[entry]).unwrap(), HubMsg::Ack { seq: 1 });
+
+        hub.revoke(&id, "op").unwrap();
+        assert!(matches!(hub.authenticate(&cert), Err(HubError::Refused(_))));
+        assert!(matches!(
+            hub.hello(&id, "0.2.0", vec![], "k"),
+            Err(HubError::Store(StoreError::Revoked(_)))
+        ));
     }
 
     #[test]
