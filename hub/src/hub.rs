@@ -753,7 +753,7 @@ mod tests {
             ),
         };
         assert_eq!(
-            hub.status(&id, &[entry.clone()]).unwrap(),
+            hub.status(&id, std::slice::from_ref(&entry)).unwrap(),
             HubMsg::Ack { seq: 1 }
         );
         assert_eq!(hub.status(&id, &[entry]).unwrap(), HubMsg::Ack { seq: 1 });
