@@ -143,6 +143,7 @@ fn serve(conn: &ConnOpts) -> CliResult {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -360,7 +361,7 @@ fn workflow(c: &Client, output: Output, cmd: WorkflowCmd) -> CliResult {
             if output == Output::Json {
                 print_json(&r)?;
             } else if r.results.is_empty() {
-                println!("no agent runs {name}");
+                eprintln!("no agent runs {name}");
             } else {
                 let t: Vec<Vec<String>> = r
                     .results

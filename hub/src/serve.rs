@@ -95,6 +95,7 @@ pub async fn run(
             .context("HTTP API failed")?,
         Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await,
     }
+    tracing::info!("hub stopped");
     Ok(())
 }
 
