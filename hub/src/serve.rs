@@ -36,6 +36,8 @@ pub struct Served {
     pub http_addr: SocketAddr,
     /// Whether the API speaks HTTPS.
     pub tls: bool,
+    /// The configuration (QUIC address, keep-alive, idle timeout, offline_after, TLS files).
+    pub config: HubConfig,
 }
 
 /// The TLS acceptor for the HTTP API from the hub's certificate chain and key (PEM).
@@ -85,6 +87,7 @@ pub async fn run(
         connections,
         http_addr,
         tls: tls.is_some(),
+        config: config.clone(),
     };
     on_ready(&served);
     let app = crate::api::router(hub, &token);
