@@ -1,1 +1,27 @@
-//! The Outpost hub library.
+//! The Outpost hub: canonical workflows, enrollment, signed versions, status ingest, the HTTP
+//! API and the ops CLI.
+//!
+//! Modules:
+//! - [`store`]: the redb store (versions, agents, tokens, epochs, runs, audit).
+//! - [`keys`]: the workflow-signing key ([`keys::WorkflowSigner`] seam, ed25519 via ring).
+//! - [`pki`]: the certificate authority ([`pki::CertAuthority`] seam, rcgen).
+//! - [`gateway`]: commands to connected agents ([`gateway::AgentGateway`] seam and the
+//!   [`gateway::Connections`] registry the QUIC driver registers sessions into).
+//! - [`hub`]: shared state: enrollment, desired state per agent, change notification.
+//! - [`config`], [`init`], [`serve`]: `hub.toml`, `outpost-hub init`, `outpost-hub serve`.
+//! - [`api`]: the HTTP API (axum); [`views`]: its JSON shapes.
+//! - [`cli`], [`app`], [`client`]: the ops CLI and its HTTP client.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod gateway;
+pub mod hub;
+pub mod init;
+pub mod keys;
+pub mod pki;
+pub mod serve;
+pub mod store;
+pub mod views;

@@ -1,4 +1,4 @@
-fn main() {
-    eprintln!("outpost-hub: not built yet");
-    std::process::exit(2);
+//! `outpost-hub`: the hub daemon (`init`, `serve`) and the ops CLI.
+fn main() -> std::process::ExitCode {
+    outpost_hub::app::main()
 }

@@ -1,0 +1,350 @@
+//! The hub configuration file (`hub.toml`).
+//!
+//! Relative paths are resolved against `data_dir`. Unknown keys are an error. The hub fails
+//! closed: [`HubConfig::check_files`] names the first missing certificate, key, CA, signing key
+//! or token file, and `serve` refuses to start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use outpost_common::duration::parse_duration;
+use serde::Deserialize;
+
+/// Default name of the hub (the name in its server certificate).
+pub const DEFAULT_HUB_NAME: &str = "outpost-hub";
+/// Default QUIC listen address.
+pub const DEFAULT_QUIC_LISTEN: &str = "0.0.0.0:7443";
+/// Default HTTP API listen address.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7070";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    data_dir: Option<PathBuf>,
+    hub_name: Option<String>,
+    quic_listen: Option<String>,
+    http_listen: Option<String>,
+    api_token_file: Option<PathBuf>,
+    offline_after: Option<String>,
+    keep_alive_interval: Option<String>,
+    max_idle_timeout: Option<String>,
+    #[serde(default)]
+    tls: RawTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_cert: Option<PathBuf>,
+    ca_key: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    signing_key: Option<PathBuf>,
+}
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("invalid config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file the hub needs is missing.
+    #[error("refusing to start: {what} {path} is missing or unreadable ({reason})")]
+    Missing {
+        /// Which file.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+}
+
+/// The resolved hub configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Directory of the store and key files.
+    pub data_dir: PathBuf,
+    /// The hub's name (in its certificate; agents verify it).
+    pub hub_name: String,
+    /// QUIC listen address.
+    pub quic_listen: SocketAddr,
+    /// HTTP API listen address.
+    pub http_listen: SocketAddr,
+    /// File with the operator API token.
+    pub api_token_file: PathBuf,
+    /// Silence after which an agent counts as offline.
+    pub offline_after: Duration,
+    /// QUIC keep-alive interval.
+    pub keep_alive_interval: Duration,
+    /// QUIC idle timeout.
+    pub max_idle_timeout: Duration,
+    /// CA certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// CA private key (PEM).
+    pub ca_key: PathBuf,
+    /// Hub server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Hub server private key (PEM).
+    pub key: PathBuf,
+    /// Workflow-signing key (PKCS#8 DER).
+    pub signing_key: PathBuf,
+}
+
+impl HubConfig {
+    /// The configuration with every default, for `data_dir`.
+    pub fn defaults(data_dir: &Path) -> HubConfig {
+        HubConfig::resolve(
+            Raw::default(),
+            data_dir.to_path_buf(),
+            Path::new("<defaults>"),
+        )
+        .unwrap_or_else(|_| unreachable_defaults(data_dir))
+    }
+
+    /// The store file.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("hub.redb")
+    }
+
+    /// Load `hub.toml`. `data_dir` defaults to the directory of the file.
+    pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse config text; `path` is for messages and the default `data_dir`.
+    pub fn parse(text: &str, path: &Path) -> Result<HubConfig, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let data_dir = match &raw.data_dir {
+            Some(d) if d.is_relative() => base.join(d),
+            Some(d) => d.clone(),
+            None => base,
+        };
+        Self::resolve(raw, data_dir, path)
+    }
+
+    fn resolve(raw: Raw, data_dir: PathBuf, path: &Path) -> Result<HubConfig, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let addr =
+            |v: Option<String>, default: &str, key: &str| -> Result<SocketAddr, ConfigError> {
+                let s = v.unwrap_or_else(|| default.to_string());
+                s.parse()
+                    .map_err(|e| invalid(format!("{key} = {s:?}: not an address ip:port ({e})")))
+            };
+        let dur = |v: Option<String>,
+                   default: Duration,
+                   key: &str|
+         -> Result<Duration, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(s) => parse_duration(&s).map_err(|e| invalid(format!("{key} = {s:?}: {e}"))),
+            }
+        };
+        let file = |v: Option<PathBuf>, default: &str| -> PathBuf {
+            let p = v.unwrap_or_else(|| PathBuf::from(default));
+            if p.is_relative() { data_dir.join(p) } else { p }
+        };
+        let hub_name = raw
+            .hub_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_HUB_NAME.to_string());
+        if hub_name.is_empty() {
+            return Err(invalid("hub_name is empty".into()));
+        }
+        Ok(HubConfig {
+            quic_listen: addr(raw.quic_listen, DEFAULT_QUIC_LISTEN, "quic_listen")?,
+            http_listen: addr(raw.http_listen, DEFAULT_HTTP_LISTEN, "http_listen")?,
+            api_token_file: file(raw.api_token_file, "api.token"),
+            offline_after: dur(raw.offline_after, Duration::from_secs(30), "offline_after")?,
+            keep_alive_interval: dur(
+                raw.keep_alive_interval,
+                Duration::from_secs(5),
+                "keep_alive_interval",
+            )?,
+            max_idle_timeout: dur(
+                raw.max_idle_timeout,
+                Duration::from_secs(15),
+                "max_idle_timeout",
+            )?,
+            ca_cert: file(raw.tls.ca_cert, "ca.pem"),
+            ca_key: file(raw.tls.ca_key, "ca.key"),
+            cert: file(raw.tls.cert, "hub.pem"),
+            key: file(raw.tls.key, "hub.key"),
+            signing_key: file(raw.tls.signing_key, "signing.key"),
+            hub_name,
+            data_dir,
+        })
+    }
+
+    /// Fail closed: every file the hub needs must exist and be readable.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        for (what, path) in [
+            ("CA certificate", &self.ca_cert),
+            ("CA key", &self.ca_key),
+            ("hub certificate", &self.cert),
+            ("hub key", &self.key),
+            ("workflow-signing key", &self.signing_key),
+            ("API token file", &self.api_token_file),
+        ] {
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(ConfigError::Missing {
+                    what,
+                    path: path.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the operator API token (trimmed; empty is an error).
+    pub fn read_api_token(&self) -> Result<String, ConfigError> {
+        let t =
+            std::fs::read_to_string(&self.api_token_file).map_err(|e| ConfigError::Missing {
+                what: "API token file",
+                path: self.api_token_file.clone(),
+                reason: e.to_string(),
+            })?;
+        let t = t.trim().to_string();
+        if t.is_empty() {
+            return Err(ConfigError::Missing {
+                what: "API token file",
+                path: self.api_token_file.clone(),
+                reason: "it is empty".into(),
+            });
+        }
+        Ok(t)
+    }
+}
+
+fn unreachable_defaults(data_dir: &Path) -> HubConfig {
+    // The defaults above are constants that parse; this is only a total fallback.
+    HubConfig {
+        data_dir: data_dir.to_path_buf(),
+        hub_name: DEFAULT_HUB_NAME.into(),
+        quic_listen: SocketAddr::from(([0, 0, 0, 0], 7443)),
+        http_listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+        api_token_file: data_dir.join("api.token"),
+        offline_after: Duration::from_secs(30),
+        keep_alive_interval: Duration::from_secs(5),
+        max_idle_timeout: Duration::from_secs(15),
+        ca_cert: data_dir.join("ca.pem"),
+        ca_key: data_dir.join("ca.key"),
+        cert: data_dir.join("hub.pem"),
+        key: data_dir.join("hub.key"),
+        signing_key: data_dir.join("signing.key"),
+    }
+}
+
+/// The example `hub.toml` that `init` writes.
+pub fn example_toml(data_dir: &Path, hub_name: &str) -> String {
+    format!(
+        "# Outpost hub configuration. Relative paths are relative to data_dir.\n\
+         data_dir = {dir:?}\n\
+         hub_name = {hub_name:?}\n\
+         # QUIC endpoint for agents (mutual TLS, ALPN outpost/1).\n\
+         quic_listen = \"{DEFAULT_QUIC_LISTEN}\"\n\
+         # Operator HTTP API: plain HTTP on loopback; HTTPS with the hub certificate on any other\n\
+         # address (add its names/IPs with `outpost-hub init --san`).\n\
+         http_listen = \"{DEFAULT_HTTP_LISTEN}\"\n\
+         api_token_file = \"api.token\"\n\
+         # An agent silent this long counts as offline.\n\
+         offline_after = \"30s\"\n\
+         keep_alive_interval = \"5s\"\n\
+         max_idle_timeout = \"15s\"\n\
+         \n\
+         [tls]\n\
+         ca_cert = \"ca.pem\"\n\
+         ca_key = \"ca.key\"\n\
+         cert = \"hub.pem\"\n\
+         key = \"hub.key\"\n\
+         signing_key = \"signing.key\"\n",
+        dir = data_dir.display().to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = HubConfig::parse("", Path::new("/etc/outpost/hub.toml")).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/etc/outpost"));
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(c.quic_listen.to_string(), "0.0.0.0:7443");
+        assert_eq!(c.offline_after, Duration::from_secs(30));
+        assert_eq!(c.ca_cert, PathBuf::from("/etc/outpost/ca.pem"));
+        let c = HubConfig::parse(
+            "data_dir = \"/var/lib/hub\"\noffline_after = \"1m\"\n[tls]\ncert = \"/x/hub.pem\"\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.signing_key, PathBuf::from("/var/lib/hub/signing.key"));
+        assert_eq!(c.cert, PathBuf::from("/x/hub.pem"));
+        assert_eq!(c.offline_after, Duration::from_secs(60));
+        assert_eq!(
+            HubConfig::defaults(Path::new("/d")).store_path(),
+            PathBuf::from("/d/hub.redb")
+        );
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_errors() {
+        for text in [
+            "http_listen = \"nope\"",
+            "offline_after = \"soon\"",
+            "colour = 1",
+            "[tls]\nskip_verify = true",
+        ] {
+            assert!(
+                matches!(
+                    HubConfig::parse(text, Path::new("h.toml")),
+                    Err(ConfigError::Invalid { .. })
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = HubConfig::defaults(dir.path());
+        let e = c.check_files().unwrap_err().to_string();
+        assert!(e.contains("ca.pem"), "{e}");
+        let example = example_toml(dir.path(), "h");
+        let parsed = HubConfig::parse(&example, &dir.path().join("hub.toml")).unwrap();
+        assert_eq!(parsed.hub_name, "h");
+        assert_eq!(parsed.ca_key, dir.path().join("ca.key"));
+    }
+}

@@ -1,0 +1,777 @@
+//! The hub's shared state and the logic the HTTP API and the QUIC session driver share:
+//! enrollment, desired state per agent, change notification.
+//!
+//! **Seams** plugged in here: [`WorkflowSigner`] (workflow signing), [`CertAuthority`]
+//! (agent certificates) and [`AgentGateway`] (commands to connected agents).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use outpost_common::proto::{
+    ActiveWorkflow, EnrollRequest, EnrollResponse, HubMsg, Rejection, SignedAssignment,
+    SignedBundle,
+};
+use outpost_common::record::{OutboxEntry, UnixMillis};
+use tokio::sync::watch;
+
+use crate::config::HubConfig;
+use crate::gateway::{AgentGateway, Connections};
+use crate::keys::{Ed25519Signer, WorkflowSigner};
+use crate::pki::{CertAuthority, RcgenCa};
+use crate::store::{
+    AgentRecord, DeployResultRecord, DesiredVersion, KeyRecord, Store, StoreError, StoredVersion,
+    WorkflowMeta, selector_matches,
+};
+
+/// Milliseconds since the Unix epoch now.
+pub fn now_ms() -> UnixMillis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Errors of hub operations.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Loading keys or certificates failed.
+    #[error("{0}")]
+    Setup(String),
+    /// A session is refused (unknown, revoked or mismatched agent certificate).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// One workflow an agent should run, with the signed statements to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredAssignment {
+    /// Workflow.
+    pub workflow: String,
+    /// Version (0 for a removal).
+    pub version: u64,
+    /// Epoch of the assignment.
+    pub epoch: u64,
+    /// The workflow is no longer assigned to this agent.
+    pub remove: bool,
+    /// Paused at the hub.
+    pub paused: bool,
+    /// The signed assignment.
+    pub assignment: SignedAssignment,
+    /// The signed bundle of `version` (`None` for a removal).
+    pub bundle: Option<SignedBundle>,
+}
+
+/// The versions an agent with `labels` should run (issue 3 rule): the latest version of every
+/// workflow whose target selector is a subset of the labels (an empty target matches all).
+pub fn desired_versions(
+    labels: &[(String, String)],
+    latest: &[(StoredVersion, WorkflowMeta)],
+) -> Vec<DesiredVersion> {
+    latest
+        .iter()
+        .filter(|(v, _)| selector_matches(&v.target, labels))
+        .map(|(v, _)| DesiredVersion {
+            workflow: v.name.clone(),
+            version: v.version,
+            content_hash: v.content_hash.clone(),
+        })
+        .collect()
+}
+
+/// The hub's shared state. Cheap to share behind an `Arc`.
+pub struct Hub {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The current workflow-signing key.
+    pub signer: Arc<dyn WorkflowSigner>,
+    /// The certificate authority.
+    pub ca: Arc<dyn CertAuthority>,
+    /// Live agent sessions.
+    pub gateway: Arc<dyn AgentGateway>,
+    /// The hub's name (in its certificate).
+    pub hub_name: String,
+    changes: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("store", &self.store)
+            .field("hub_name", &self.hub_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Hub::open`] returns besides the hub: the concrete session registry the QUIC driver
+/// registers sessions into.
+pub type Opened = (Arc<Hub>, Arc<Connections>);
+
+impl Hub {
+    /// Assemble a hub from its parts; records the signer's key in the key history.
+    pub fn new(
+        store: Arc<Store>,
+        signer: Arc<dyn WorkflowSigner>,
+        ca: Arc<dyn CertAuthority>,
+        gateway: Arc<dyn AgentGateway>,
+        hub_name: &str,
+    ) -> Result<Arc<Hub>, HubError> {
+        let keys = store.signing_keys()?;
+        if let Some(current) = keys.last()
+            && current.key_id != signer.key_id()
+        {
+            return Err(HubError::Setup(format!(
+                "refusing to start: the signing key file holds key {} but the hub's current key \
+                 is {} (an interrupted `keys rotate`?)",
+                signer.key_id(),
+                current.key_id
+            )));
+        }
+        if keys.is_empty() {
+            store.record_signing_key(
+                KeyRecord {
+                    key_id: signer.key_id(),
+                    public_key: signer.public_key(),
+                    created_ms: now_ms(),
+                    endorsement: None,
+                },
+                "hub",
+            )?;
+        }
+        let (changes, _) = watch::channel(0);
+        Ok(Arc::new(Hub {
+            store,
+            signer,
+            ca,
+            gateway,
+            hub_name: hub_name.to_string(),
+            changes,
+        }))
+    }
+
+    /// Open the hub of a configuration: fails closed on a missing file (naming it).
+    pub fn open(
+        config: &HubConfig,
+        command_timeout: std::time::Duration,
+    ) -> Result<Opened, HubError> {
+        config
+            .check_files()
+            .map_err(|e| HubError::Setup(e.to_string()))?;
+        let signer =
+            Ed25519Signer::load(&config.signing_key).map_err(|e| HubError::Setup(e.to_string()))?;
+        let ca = RcgenCa::load(&config.ca_cert, &config.ca_key)
+            .map_err(|e| HubError::Setup(e.to_string()))?;
+        let store_path = config.store_path();
+        if !store_path.exists() {
+            return Err(HubError::Setup(format!(
+                "refusing to start: store {} is missing (run `outpost-hub init`)",
+                store_path.display()
+            )));
+        }
+        let store = Arc::new(Store::open(&store_path)?);
+        let conns = Connections::new(command_timeout);
+        let hub = Hub::new(
+            store,
+            Arc::new(signer),
+            Arc::new(ca),
+            conns.clone(),
+            &config.hub_name,
+        )?;
+        Ok((hub, conns))
+    }
+
+    /// A receiver that changes whenever desired state may have changed (apply, rollback,
+    /// pause/resume, revoke). The QUIC driver recomputes [`Hub::desired_for`] for its agent.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Signal a desired-state change.
+    pub fn notify_changed(&self) {
+        self.changes.send_modify(|g| *g += 1);
+    }
+
+    /// The desired state of `agent_id`: every workflow it should run with a signed assignment
+    /// (minting the next epoch where the desired version changed) and the signed bundle, plus
+    /// removals for workflows no longer assigned. Refuses a revoked or unknown agent.
+    pub fn desired_for(&self, agent_id: &str) -> Result<Vec<DesiredAssignment>, HubError> {
+        let agent = self.store.agent(agent_id)?;
+        if agent.revoked_ms.is_some() {
+            return Err(StoreError::Revoked(agent_id.into()).into());
+        }
+        let latest = self.store.latest_versions()?;
+        let desired = desired_versions(&agent.labels, &latest);
+        let issued =
+            self.store
+                .sync_assignments(agent_id, &desired, self.signer.as_ref(), now_ms())?;
+        let mut out = Vec::with_capacity(issued.len());
+        for a in issued {
+            let found = latest.iter().find(|(v, _)| v.name == a.workflow);
+            let bundle = match (a.remove, found) {
+                (false, Some((v, _))) if v.version == a.version => Some(v.signed_bundle()?),
+                (false, _) => Some(
+                    self.store
+                        .version(&a.workflow, Some(a.version))?
+                        .signed_bundle()?,
+                ),
+                (true, _) => None,
+            };
+            out.push(DesiredAssignment {
+                paused: found.is_some_and(|(_, m)| m.paused),
+                workflow: a.workflow,
+                version: a.version,
+                epoch: a.epoch,
+                remove: a.remove,
+                assignment: a.signed,
+                bundle,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Enroll an agent: check the token (`token_id.secret`), choose the agent id, issue its
+    /// certificate from the CSR, redeem the token and store the agent in one transaction.
+    /// Every refusal is an `EnrollResponse::Refused` with a reason (never a panic).
+    pub fn enroll(&self, req: &EnrollRequest) -> EnrollResponse {
+        match self.try_enroll(req) {
+            Ok(r) => r,
+            Err(reason) => EnrollResponse::Refused { reason },
+        }
+    }
+
+    fn try_enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, String> {
+        let now = now_ms();
+        let (token_id, secret) = parse_token_secret(&req.token)
+            .ok_or_else(|| "malformed bootstrap token".to_string())?;
+        let token = self
+            .store
+            .check_token(token_id, secret, now)
+            .map_err(|e| e.to_string())?;
+        let mut labels = token.labels.clone();
+        for (k, v) in &req.labels {
+            if !labels.iter().any(|(tk, _)| tk == k) {
+                labels.push((k.clone(), v.clone()));
+            }
+        }
+        labels.sort();
+        let agent_id = format!("agent-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let cert_der = self
+            .ca
+            .sign_csr(&req.csr_der, &agent_id)
+            .map_err(|e| e.to_string())?;
+        let facts = crate::pki::cert_facts(&cert_der)
+            .ok_or_else(|| "issued certificate does not parse".to_string())?;
+        let rec = AgentRecord {
+            id: agent_id.clone(),
+            labels: labels.clone(),
+            enrolled_ms: now,
+            cert_serial: facts.serial_hex,
+            cert_fingerprint: facts.fingerprint,
+            revoked_ms: None,
+            last_seen_ms: None,
+            software_version: req.software_version.clone(),
+            active: vec![],
+            committed_seq: 0,
+            hostname: req.hostname.clone(),
+        };
+        self.store
+            .enroll(token_id, secret, rec, now)
+            .map_err(|e| e.to_string())?;
+        Ok(EnrollResponse::Ok {
+            agent_id,
+            cert_der,
+            ca_der: self.ca.ca_der(),
+            hub_name: self.hub_name.clone(),
+            signing_key: self.signer.public_key(),
+            labels,
+        })
+    }
+
+    /// Revoke an agent: persist, close its live session, notify.
+    pub fn revoke(&self, agent_id: &str, actor: &str) -> Result<bool, HubError> {
+        let changed = self.store.revoke(agent_id, actor, now_ms())?;
+        self.gateway.disconnect(agent_id, "agent revoked");
+        self.notify_changed();
+        Ok(changed)
+    }
+}
+
+/// Session logic for the QUIC driver: each call is one step of an agent session, with the
+/// store doing the durable part. The driver only moves frames.
+impl Hub {
+    /// Map a session's client certificate to its agent: the CN names the agent, the
+    /// certificate must be the one issued at enrollment (fingerprint) and the agent not revoked.
+    pub fn authenticate(&self, cert_der: &[u8]) -> Result<AgentRecord, HubError> {
+        let facts = crate::pki::cert_facts(cert_der)
+            .ok_or_else(|| HubError::Refused("client certificate does not parse".into()))?;
+        let agent = match self.store.agent(&facts.common_name) {
+            Ok(a) => a,
+            Err(StoreError::NoAgent(id)) => {
+                return Err(HubError::Refused(format!("unknown agent {id}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if agent.revoked_ms.is_some() {
+            return Err(HubError::Refused(format!("agent {} is revoked", agent.id)));
+        }
+        if agent.cert_fingerprint != facts.fingerprint {
+            return Err(HubError::Refused(format!(
+                "certificate of agent {} is not the one issued to it",
+                agent.id
+            )));
+        }
+        Ok(agent)
+    }
+
+    /// Handle `AgentMsg::Hello`: record what the agent runs and answer `HubMsg::Welcome`
+    /// (committed seq, key chain from the key it trusts, paused workflows). A revoked agent is
+    /// refused ([`StoreError::Revoked`]): send `Goodbye`.
+    pub fn hello(
+        &self,
+        agent_id: &str,
+        software_version: &str,
+        active: Vec<ActiveWorkflow>,
+        trusted_key: &str,
+    ) -> Result<HubMsg, HubError> {
+        let now = now_ms();
+        let agent = self
+            .store
+            .agent_hello(agent_id, software_version, active, now)?;
+        let paused = self
+            .store
+            .latest_versions()?
+            .into_iter()
+            .filter(|(v, m)| m.paused && selector_matches(&v.target, &agent.labels))
+            .map(|(v, _)| v.name)
+            .collect();
+        Ok(HubMsg::Welcome {
+            acked_seq: agent.committed_seq,
+            key_chain: self.store.key_chain_from(trusted_key)?,
+            paused,
+            hub_time_ms: now,
+        })
+    }
+
+    /// The `HubMsg::Deploy` messages that bring an agent from `known` (what it reported at
+    /// Hello, updated by the driver with what it sent since) to its desired state. Level
+    /// triggered: a workflow whose desired (version, epoch) the agent already has gets nothing;
+    /// a removal goes only to an agent that still runs the workflow; the bundle is left out when
+    /// the agent already runs that exact version.
+    pub fn deploys_needed(
+        &self,
+        agent_id: &str,
+        known: &[ActiveWorkflow],
+    ) -> Result<Vec<HubMsg>, HubError> {
+        let mut out = Vec::new();
+        for d in self.desired_for(agent_id)? {
+            let have = known.iter().find(|k| k.workflow == d.workflow);
+            let send = match (d.remove, have) {
+                (true, None) => false,
+                (true, Some(h)) => h.epoch < d.epoch,
+                (false, None) => true,
+                (false, Some(h)) => h.epoch != d.epoch || h.version != d.version,
+            };
+            if !send {
+                continue;
+            }
+            let bundle = match have {
+                Some(h) if h.version == d.version => None,
+                _ => d.bundle,
+            };
+            out.push(HubMsg::Deploy {
+                assignment: d.assignment,
+                bundle,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Handle `AgentMsg::Status`: commit the batch durably, then return the `Ack` to send.
+    pub fn status(&self, agent_id: &str, entries: &[OutboxEntry]) -> Result<HubMsg, HubError> {
+        let seq = self.store.ingest(agent_id, entries)?;
+        Ok(HubMsg::Ack { seq })
+    }
+
+    /// Handle `AgentMsg::DeployResult`: record it (a rejection is also audited).
+    pub fn deploy_result(
+        &self,
+        agent_id: &str,
+        workflow: &str,
+        version: u64,
+        epoch: u64,
+        rejected: Option<&Rejection>,
+    ) -> Result<(), HubError> {
+        let now = now_ms();
+        let reason = rejected.map(rejection_text);
+        if let Some(r) = &reason {
+            self.store.audit(
+                agent_id,
+                "deploy.rejected",
+                workflow,
+                &format!("version {version} epoch {epoch}: {r}"),
+                now,
+            )?;
+        }
+        self.store.record_deploy_result(
+            agent_id,
+            DeployResultRecord {
+                workflow: workflow.into(),
+                version,
+                epoch,
+                rejected: reason,
+                at_ms: now,
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// A rejection for humans.
+pub fn rejection_text(r: &Rejection) -> String {
+    match r {
+        Rejection::BadSignature => "bad signature".into(),
+        Rejection::UnknownKey(k) => format!("unknown signing key {k}"),
+        Rejection::HashMismatch => "content hash mismatch".into(),
+        Rejection::StaleVersion { offered, highest } => {
+            format!("stale version {offered} (highest accepted {highest})")
+        }
+        Rejection::StaleEpoch { offered, last } => {
+            format!("stale assignment epoch {offered} (last accepted {last})")
+        }
+        Rejection::WrongAgent(a) => format!("assignment names another agent ({a})"),
+        Rejection::Invalid(m) => format!("invalid workflow: {m}"),
+        Rejection::Mismatch => "assignment and bundle disagree".into(),
+        Rejection::Malformed(m) => format!("malformed: {m}"),
+    }
+}
+
+/// Split `token_id.secret` (the part of a bootstrap token an agent sends).
+pub fn parse_token_secret(s: &str) -> Option<(&str, &str)> {
+    let (id, secret) = s.split_once('.')?;
+    (!id.is_empty() && !secret.is_empty() && !secret.contains('.')).then_some((id, secret))
+}
+
+/// The full bootstrap token an operator hands to an agent:
+/// `opt1.<token_id>.<secret>.<ca_sha256_hex>`.
+pub fn format_bootstrap_token(token_id: &str, secret: &str, ca_sha256_hex: &str) -> String {
+    format!("opt1.{token_id}.{secret}.{ca_sha256_hex}")
+}
+
+/// Whether a data directory already holds a hub.
+pub fn is_initialised(dir: &Path) -> bool {
+    dir.join("hub.redb").exists() || dir.join("ca.key").exists() || dir.join("signing.key").exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys;
+    use crate::store::NewVersion;
+    use outpost_common::proto::{Assignment, DOMAIN_ASSIGNMENT};
+
+    fn hub() -> (tempfile::TempDir, Arc<Hub>, Arc<Ed25519Signer>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("hub.redb")).unwrap());
+        let signer = Arc::new(Ed25519Signer::generate().unwrap().0);
+        let ca = Arc::new(RcgenCa::generate("hub").unwrap());
+        let conns = Connections::new(std::time::Duration::from_secs(1));
+        let hub = Hub::new(store, signer.clone(), ca, conns, "hub").unwrap();
+        (dir, hub, signer)
+    }
+
+    fn apply(hub: &Hub, name: &str, content: &str, target: &[(&str, &str)]) {
+        hub.store
+            .apply_version(
+                NewVersion {
+                    name: name.into(),
+                    content: content.into(),
+                    format: "yaml".into(),
+                    target: target
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    origin: "t".into(),
+                    applied_by: "op".into(),
+                },
+                hub.signer.as_ref(),
+                1,
+            )
+            .unwrap();
+    }
+
+    fn enroll(hub: &Hub, labels: &[(&str, &str)]) -> String {
+        let (id, secret) = hub
+            .store
+            .create_token(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                now_ms() + 60_000,
+                "op",
+                now_ms(),
+            )
+            .unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
+        let req = EnrollRequest {
+            token: format!("{id}.{secret}"),
+            csr_der: csr.der().to_vec(),
+            labels: vec![
+                ("site".into(), "ignored".into()),
+                ("extra".into(), "1".into()),
+            ],
+            hostname: "box".into(),
+            software_version: "0.1.0".into(),
+        };
+        match hub.enroll(&req) {
+            EnrollResponse::Ok {
+                agent_id, labels, ..
+            } => {
+                // A reused token is refused.
+                assert!(matches!(hub.enroll(&req), EnrollResponse::Refused { .. }));
+                assert!(labels.contains(&("extra".to_string(), "1".to_string())));
+                agent_id
+            }
+            EnrollResponse::Refused { reason } => panic!("{reason}"),
+        }
+    }
+
+    #[test]
+    fn enrollment_token_labels_take_precedence() {
+        let (_d, hub, _) = hub();
+        let id = enroll(&hub, &[("site", "a")]);
+        assert!(id.starts_with("agent-") && id.len() == 22);
+        let rec = hub.store.agent(&id).unwrap();
+        assert!(rec.labels.contains(&("site".to_string(), "a".to_string())));
+        assert!(
+            !rec.labels
+                .contains(&("site".to_string(), "ignored".to_string()))
+        );
+        assert_eq!(rec.cert_fingerprint.len(), 64);
+        let bad = EnrollRequest {
+            token: "garbage".into(),
+            csr_der: vec![],
+            labels: vec![],
+            hostname: String::new(),
+            software_version: String::new(),
+        };
+        assert!(matches!(hub.enroll(&bad), EnrollResponse::Refused { .. }));
+    }
+
+    #[test]
+    fn desired_state_follows_target_selectors_and_changes() {
+        let (_d, hub, signer) = hub();
+        let a = enroll(&hub, &[("site", "a")]);
+        let b = enroll(&hub, &[("site", "b")]);
+        apply(&hub, "everywhere", "x", &[]);
+        apply(&hub, "only-a", "y", &[("site", "a")]);
+        let da = hub.desired_for(&a).unwrap();
+        let db = hub.desired_for(&b).unwrap();
+        let names =
+            |d: &[DesiredAssignment]| d.iter().map(|x| x.workflow.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&da), vec!["everywhere", "only-a"]);
+        assert_eq!(names(&db), vec!["everywhere"]);
+        let body: Assignment = minicbor::decode(&da[1].assignment.body_bytes).unwrap();
+        assert_eq!(body.agent_id, a);
+        assert!(keys::verify(
+            &signer.public_key(),
+            DOMAIN_ASSIGNMENT,
+            &da[1].assignment.body_bytes,
+            &da[1].assignment.sig
+        ));
+        assert!(da[1].bundle.is_some());
+        // Same state twice: same epochs.
+        assert_eq!(hub.desired_for(&a).unwrap(), da);
+        // A new version of only-a moves its epoch; `everywhere` stays.
+        apply(&hub, "only-a", "y2", &[("site", "a")]);
+        let da2 = hub.desired_for(&a).unwrap();
+        assert_eq!(da2[0].epoch, da[0].epoch);
+        assert_eq!((da2[1].epoch, da2[1].version), (da[1].epoch + 1, 2));
+        // Retargeting away from a makes a removal.
+        apply(&hub, "only-a", "y3", &[("site", "b")]);
+        let da3 = hub.desired_for(&a).unwrap();
+        assert!(da3[1].remove && da3[1].bundle.is_none());
+        assert_eq!(
+            names(&hub.desired_for(&b).unwrap()),
+            vec!["everywhere", "only-a"]
+        );
+        // Revoked agents get nothing.
+        let rx = hub.subscribe();
+        hub.revoke(&a, "op").unwrap();
+        assert!(rx.has_changed().unwrap());
+        assert!(hub.desired_for(&a).is_err());
+    }
+
+    #[test]
+    fn hub_refuses_a_signing_key_that_is_not_current() {
+        let (dir, hub, _) = hub();
+        let store = hub.store.clone();
+        drop(hub);
+        let other = Arc::new(Ed25519Signer::generate().unwrap().0);
+        let ca = Arc::new(RcgenCa::generate("hub").unwrap());
+        let conns = Connections::new(std::time::Duration::from_secs(1));
+        let r = Hub::new(store, other, ca, conns, "hub");
+        assert!(matches!(r, Err(HubError::Setup(m)) if m.contains("current key")));
+        drop(dir);
+    }
+
+    fn enroll_with_cert(hub: &Hub, labels: &[(&str, &str)]) -> (String, Vec<u8>) {
+        let (id, secret) = hub
+            .store
+            .create_token(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                now_ms() + 60_000,
+                "op",
+                now_ms(),
+            )
+            .unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
+        let req = EnrollRequest {
+            token: format!("{id}.{secret}"),
+            csr_der: csr.der().to_vec(),
+            labels: vec![],
+            hostname: "box".into(),
+            software_version: "0.1.0".into(),
+        };
+        match hub.enroll(&req) {
+            EnrollResponse::Ok {
+                agent_id, cert_der, ..
+            } => (agent_id, cert_der),
+            EnrollResponse::Refused { reason } => panic!("{reason}"),
+        }
+    }
+
+    #[test]
+    fn session_steps_authenticate_hello_deploy_status() {
+        let (_d, hub, _) = hub();
+        let (id, cert) = enroll_with_cert(&hub, &[("site", "a")]);
+        assert_eq!(hub.authenticate(&cert).unwrap().id, id);
+        // A certificate from another CA for the same name is not the one issued.
+        let other = RcgenCa::generate("hub").unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
+        let forged = other.sign_csr(csr.der(), &id).unwrap();
+        assert!(matches!(
+            hub.authenticate(&forged),
+            Err(HubError::Refused(_))
+        ));
+        let stranger = other.sign_csr(csr.der(), "agent-ffffffffffffffff").unwrap();
+        assert!(
+            matches!(hub.authenticate(&stranger), Err(HubError::Refused(m)) if m.contains("unknown"))
+        );
+
+        apply(&hub, "w", "one", &[("site", "a")]);
+        hub.store.set_paused("w", true, "op", 1).unwrap();
+        match hub.hello(&id, "0.2.0", vec![], "nokey").unwrap() {
+            HubMsg::Welcome {
+                acked_seq, paused, ..
+            } => {
+                assert_eq!(acked_seq, 0);
+                assert_eq!(paused, vec!["w".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let deploys = hub.deploys_needed(&id, &[]).unwrap();
+        assert_eq!(deploys.len(), 1);
+        let (epoch, version) = match &deploys[0] {
+            HubMsg::Deploy { assignment, bundle } => {
+                assert!(bundle.is_some());
+                let a: outpost_common::proto::Assignment =
+                    minicbor::decode(&assignment.body_bytes).unwrap();
+                (a.epoch, a.version)
+            }
+            other => panic!("{other:?}"),
+        };
+        // The agent reports it: nothing more to send (level-triggered).
+        let known = vec![ActiveWorkflow {
+            workflow: "w".into(),
+            version,
+            epoch,
+            paused: true,
+        }];
+        assert!(hub.deploys_needed(&id, &known).unwrap().is_empty());
+        hub.deploy_result(&id, "w", version, epoch, None).unwrap();
+        assert_eq!(hub.store.agent(&id).unwrap().active[0].epoch, epoch);
+        // A new version: a deploy with its bundle. Retargeting away: a removal without one.
+        apply(&hub, "w", "two", &[("site", "a")]);
+        let d = hub.deploys_needed(&id, &known).unwrap();
+        assert!(matches!(
+            &d[0],
+            HubMsg::Deploy {
+                bundle: Some(_),
+                ..
+            }
+        ));
+        apply(&hub, "w", "three", &[("site", "zzz")]);
+        let d = hub.deploys_needed(&id, &known).unwrap();
+        assert!(matches!(&d[0], HubMsg::Deploy { bundle: None, .. }));
+        assert!(hub.deploys_needed(&id, &[]).unwrap().is_empty());
+
+        hub.deploy_result(
+            &id,
+            "w",
+            9,
+            99,
+            Some(&Rejection::StaleVersion {
+                offered: 9,
+                highest: 10,
+            }),
+        )
+        .unwrap();
+        let r = hub.store.deploy_results(&id).unwrap();
+        assert!(
+            r[0].rejected
+                .as_deref()
+                .unwrap()
+                .contains("stale version 9")
+        );
+
+        let entry = OutboxEntry {
+            seq: 1,
+            event: outpost_common::record::StatusEvent::Missed(
+                outpost_common::record::MissedFirings {
+                    workflow: "w".into(),
+                    count: 1,
+                    first_ms: 0,
+                    last_ms: 0,
+                    reason: "x".into(),
+                    recorded_ms: 0,
+                },
+            ),
+        };
+        assert_eq!(
+            hub.status(&id, std::slice::from_ref(&entry)).unwrap(),
+            HubMsg::Ack { seq: 1 }
+        );
+        assert_eq!(hub.status(&id, &[entry]).unwrap(), HubMsg::Ack { seq: 1 });
+
+        hub.revoke(&id, "op").unwrap();
+        assert!(matches!(hub.authenticate(&cert), Err(HubError::Refused(_))));
+        assert!(matches!(
+            hub.hello(&id, "0.2.0", vec![], "k"),
+            Err(HubError::Store(StoreError::Revoked(_)))
+        ));
+    }
+
+    #[test]
+    fn token_formats() {
+        assert_eq!(parse_token_secret("abc.def"), Some(("abc", "def")));
+        assert_eq!(parse_token_secret("abc"), None);
+        assert_eq!(parse_token_secret(".x"), None);
+        assert_eq!(parse_token_secret("a.b.c"), None);
+        assert_eq!(format_bootstrap_token("i", "s", "h"), "opt1.i.s.h");
+    }
+}

@@ -1,0 +1,245 @@
+//! `outpost-hub init`: create a hub's data directory (mode 0700) with its store, CA, server
+//! certificate, workflow-signing key, operator API token (all files mode 0600) and an example
+//! `hub.toml`. Refuses to touch a directory that already holds a hub.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use crate::config::{HubConfig, example_toml};
+use crate::hub::{is_initialised, now_ms};
+use crate::keys::{Ed25519Signer, WorkflowSigner, write_secret};
+use crate::pki::{CertAuthority, RcgenCa};
+use crate::store::{KeyRecord, Store};
+
+/// What `init` made.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The example config written.
+    pub config: PathBuf,
+    /// SHA-256 of the CA certificate (what bootstrap tokens pin).
+    pub ca_sha256: String,
+    /// Id of the workflow-signing key.
+    pub signing_key_id: String,
+    /// The operator API token file.
+    pub api_token_file: PathBuf,
+}
+
+/// Names every hub certificate carries besides the hub name, so that the HTTPS API can be
+/// reached on the hub itself.
+pub const DEFAULT_API_SANS: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// Initialise a hub in `dir` for the name `hub_name`; `extra_sans` are further DNS names or IP
+/// addresses the HTTPS API is reached at.
+pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result<InitReport> {
+    use anyhow::Context as _;
+    if hub_name.is_empty() || hub_name.contains(char::is_whitespace) {
+        anyhow::bail!("invalid hub name {hub_name:?}");
+    }
+    if is_initialised(dir) {
+        anyhow::bail!(
+            "{} already holds a hub (hub.redb, ca.key or signing.key exists); refusing to overwrite",
+            dir.display()
+        );
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))?;
+    let cfg = HubConfig::defaults(dir);
+    let write = |path: &Path, bytes: &[u8]| {
+        write_secret(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    };
+
+    let ca = RcgenCa::generate(hub_name)?;
+    let mut sans: Vec<String> = DEFAULT_API_SANS.iter().map(|s| s.to_string()).collect();
+    sans.extend(extra_sans.iter().cloned());
+    let server = ca.issue_server(hub_name, &sans)?;
+    write(&cfg.ca_cert, ca.ca_pem().as_bytes())?;
+    write(&cfg.ca_key, ca.key_pem().as_bytes())?;
+    write(&cfg.cert, server.cert_chain_pem.as_bytes())?;
+    write(&cfg.key, server.key_pem.as_bytes())?;
+    let signer = Ed25519Signer::create(&cfg.signing_key)?;
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    write(&cfg.api_token_file, format!("{token}\n").as_bytes())?;
+
+    let store = Store::open(&cfg.store_path())?;
+    store.record_signing_key(
+        KeyRecord {
+            key_id: signer.key_id(),
+            public_key: signer.public_key(),
+            created_ms: now_ms(),
+            endorsement: None,
+        },
+        "init",
+    )?;
+    store.audit("init", "hub.init", hub_name, "", now_ms())?;
+    drop(store);
+
+    let config = dir.join("hub.toml");
+    let abs = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    write(&config, example_toml(&abs, hub_name).as_bytes())?;
+    Ok(InitReport {
+        data_dir: abs,
+        config,
+        ca_sha256: ca.sha256_hex(),
+        signing_key_id: signer.key_id(),
+        api_token_file: cfg.api_token_file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_creates_private_files_and_refuses_twice() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("hub");
+        let r = init(&dir, "outpost-hub", &[]).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for f in [
+            "ca.pem",
+            "ca.key",
+            "hub.pem",
+            "hub.key",
+            "signing.key",
+            "api.token",
+            "hub.redb",
+            "hub.toml",
+        ] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+        let cfg = HubConfig::load(&r.config).unwrap();
+        cfg.check_files().unwrap();
+        assert_eq!(cfg.read_api_token().unwrap().len(), 64);
+        let ca = RcgenCa::load(&cfg.ca_cert, &cfg.ca_key).unwrap();
+        assert_eq!(ca.sha256_hex(), r.ca_sha256);
+        assert_eq!(
+            Ed25519Signer::load(&cfg.signing_key).unwrap().key_id(),
+            r.signing_key_id
+        );
+        let before = fs::read(dir.join("ca.key")).unwrap();
+        assert!(init(&dir, "outpost-hub", &[]).is_err());
+        assert_eq!(fs::read(dir.join("ca.key")).unwrap(), before);
+    }
+}
+
+/// What [`rotate_signing_key`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    /// The key that endorsed its successor (kept as `signing.key.<id>`).
+    pub old_key_id: String,
+    /// The new current key.
+    pub new_key_id: String,
+}
+
+/// `outpost-hub keys rotate`: make a new workflow-signing key, endorsed by the current one, and
+/// make it current. The hub must be stopped (the store is opened exclusively). The old key file
+/// is kept as `<signing_key>.<old id>`.
+///
+/// Order (crash-safe): the new key is written beside the old one, the endorsement is committed
+/// to the store, then the files are swapped. A hub whose key file does not match the store's
+/// current key refuses to start and says so.
+pub fn rotate_signing_key(config: &HubConfig) -> anyhow::Result<Rotated> {
+    use anyhow::Context as _;
+    use outpost_common::proto::{KeyEndorsement, KeyEndorsementBody};
+
+    let old = Ed25519Signer::load(&config.signing_key)?;
+    let store = Store::open(&config.store_path()).map_err(|e| match e {
+        crate::store::StoreError::AlreadyOpen { .. } => {
+            anyhow::anyhow!("the hub store is in use: stop the hub before rotating its key")
+        }
+        other => other.into(),
+    })?;
+    let current = store.signing_keys()?.last().map(|k| k.key_id.clone());
+    if current.as_deref() != Some(old.key_id().as_str()) {
+        anyhow::bail!(
+            "{} holds key {} but the store's current key is {}; refusing to rotate",
+            config.signing_key.display(),
+            old.key_id(),
+            current.unwrap_or_else(|| "none".into())
+        );
+    }
+    let new_path = config.signing_key.with_extension("key.new");
+    let _ = fs::remove_file(&new_path);
+    let new = Ed25519Signer::create(&new_path)?;
+    let now = now_ms();
+    let body = KeyEndorsementBody {
+        old_key_id: old.key_id(),
+        new_public_key: new.public_key(),
+        new_key_id: new.key_id(),
+        issued_ms: now,
+    };
+    let body_bytes = minicbor::to_vec(&body).context("cannot encode the endorsement")?;
+    let sig = old.sign_endorsement(&body_bytes);
+    store.record_signing_key(
+        KeyRecord {
+            key_id: new.key_id(),
+            public_key: new.public_key(),
+            created_ms: now,
+            endorsement: Some(KeyEndorsement { body_bytes, sig }),
+        },
+        "keys.rotate",
+    )?;
+    let archive = PathBuf::from(format!("{}.{}", config.signing_key.display(), old.key_id()));
+    fs::rename(&config.signing_key, &archive)
+        .with_context(|| format!("cannot move the old key to {}", archive.display()))?;
+    fs::rename(&new_path, &config.signing_key)
+        .with_context(|| format!("cannot install {}", config.signing_key.display()))?;
+    Ok(Rotated {
+        old_key_id: old.key_id(),
+        new_key_id: new.key_id(),
+    })
+}
+
+#[cfg(test)]
+mod rotate_tests {
+    use super::*;
+    use outpost_common::proto::{DOMAIN_KEY_ENDORSEMENT, KeyEndorsementBody};
+
+    #[test]
+    fn rotation_endorses_the_new_key_with_the_old_one() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("hub");
+        let r = init(&dir, "hub", &[]).unwrap();
+        let cfg = HubConfig::load(&r.config).unwrap();
+        let rot = rotate_signing_key(&cfg).unwrap();
+        assert_eq!(rot.old_key_id, r.signing_key_id);
+        assert_eq!(
+            Ed25519Signer::load(&cfg.signing_key).unwrap().key_id(),
+            rot.new_key_id
+        );
+        let archived = dir.join(format!("signing.key.{}", rot.old_key_id));
+        let old = Ed25519Signer::load(&archived).unwrap();
+        let store = Store::open(&cfg.store_path()).unwrap();
+        let chain = store.key_chain_from(&rot.old_key_id).unwrap();
+        assert_eq!(chain.len(), 1);
+        assert!(crate::keys::verify(
+            &old.public_key(),
+            DOMAIN_KEY_ENDORSEMENT,
+            &chain[0].body_bytes,
+            &chain[0].sig
+        ));
+        let body: KeyEndorsementBody = minicbor::decode(&chain[0].body_bytes).unwrap();
+        assert_eq!(body.new_key_id, rot.new_key_id);
+        assert_eq!(
+            outpost_common::proto::key_id(&body.new_public_key),
+            rot.new_key_id
+        );
+        // Refused while the store is open (a running hub).
+        assert!(rotate_signing_key(&cfg).is_err());
+        drop(store);
+        // Twice: a chain of two.
+        let rot2 = rotate_signing_key(&cfg).unwrap();
+        assert_eq!(rot2.old_key_id, rot.new_key_id);
+        let store = Store::open(&cfg.store_path()).unwrap();
+        assert_eq!(store.key_chain_from(&r.signing_key_id).unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,184 @@
+//! `outpost-hub serve`: open the hub (failing closed on any missing file), serve the HTTP API
+//! until SIGINT/SIGTERM, then shut down gracefully (in-flight requests finish; every
+//! acknowledged write is already committed in redb).
+//!
+//! The HTTP API binds to loopback by default and then speaks plain HTTP. On any other address
+//! it speaks only HTTPS (rustls, ring) with the hub's server certificate (`tls.cert`/`tls.key`,
+//! issued by the hub CA; `init --san` adds the names and addresses clients use); there is no
+//! plaintext mode off loopback.
+//!
+//! The QUIC agent endpoint is started by the session driver (plugged in by the lead): it gets
+//! [`Served::hub`] (desired state, enrollment, store, change notifications) and
+//! [`Served::connections`] (to register sessions).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::config::HubConfig;
+use crate::gateway::Connections;
+use crate::hub::Hub;
+
+/// How long a command to an agent waits for its answer.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running hub's shared parts.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The hub state.
+    pub hub: Arc<Hub>,
+    /// The live-session registry.
+    pub connections: Arc<Connections>,
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// Whether the API speaks HTTPS.
+    pub tls: bool,
+    /// The configuration (QUIC address, keep-alive, idle timeout, offline_after, TLS files).
+    pub config: HubConfig,
+}
+
+/// The TLS acceptor for the HTTP API from the hub's certificate chain and key (PEM).
+pub fn tls_acceptor(config: &HubConfig) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| anyhow::anyhow!("hub certificate {}: {e}", config.cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "hub certificate {} holds no certificate",
+            config.cert.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(&config.key)
+        .map_err(|e| anyhow::anyhow!("hub key {}: {e}", config.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut sc = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("hub certificate and key do not match")?;
+    sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(sc)))
+}
+
+/// Serve until `shutdown` completes. `on_ready` is called once the API listens.
+pub async fn run(
+    config: HubConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(&Served),
+) -> anyhow::Result<()> {
+    let token = config.read_api_token()?;
+    let (hub, connections) = Hub::open(&config, COMMAND_TIMEOUT)?;
+    let tls = if config.http_listen.ip().is_loopback() {
+        None
+    } else {
+        Some(tls_acceptor(&config)?)
+    };
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http_listen))?;
+    let http_addr = listener.local_addr()?;
+    let served = Served {
+        hub: hub.clone(),
+        connections,
+        http_addr,
+        tls: tls.is_some(),
+        config: config.clone(),
+    };
+    on_ready(&served);
+    let app = crate::api::router(hub, &token);
+    match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("HTTP API failed")?,
+        Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await,
+    }
+    tracing::info!("hub stopped");
+    Ok(())
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve `app` over TLS (HTTP/1.1) until `shutdown`, then let in-flight requests finish.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                let mut stop = stop_rx.clone();
+                tasks.spawn(async move {
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let svc = hyper_util::service::TowerToHyperService::new(app);
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = stop.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

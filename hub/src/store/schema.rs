@@ -1,0 +1,99 @@
+//! Every redb table of the hub store, and the forward-only migrations that create them.
+//!
+//! `MIGRATIONS[i]` takes a store from schema version `i` to `i + 1`; [`SCHEMA_VERSION`] is
+//! `MIGRATIONS.len()`. A released migration is never edited: a layout change is a new migration
+//! appended to the list. A file without a `meta` table is version 0 (new and empty).
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use super::StoreError;
+
+/// `meta`: `&str -> u64`; key [`META_SCHEMA_VERSION`].
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Schema version of the file.
+pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
+/// `workflows`: `name -> cbor WorkflowMeta` (latest version, paused).
+pub(crate) const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
+/// `workflow_versions`: `(name, version) -> cbor StoredVersion`. Append-only.
+pub(crate) const VERSIONS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("workflow_versions");
+/// `agents`: `agent_id -> cbor AgentRecord`.
+pub(crate) const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+/// `tokens`: `token_id -> cbor TokenRecord`.
+pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+/// `assignments`: `(agent_id, workflow) -> cbor IssuedAssignment` (the last one issued). Never
+/// deleted, so epochs stay monotonic for the hub's whole life.
+pub(crate) const ASSIGNMENTS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("assignments");
+/// `runs`: `(agent_id, run_id) -> cbor RunRecord` (latest snapshot).
+pub(crate) const RUNS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("runs");
+/// `runs_by_id`: `(run_id, agent_id) -> ()`.
+pub(crate) const RUNS_BY_ID: TableDefinition<(&str, &str), ()> = TableDefinition::new("runs_by_id");
+/// `runs_by_created`: `(created_ms, agent_id, run_id) -> ()`.
+pub(crate) const RUNS_BY_CREATED: TableDefinition<(i64, &str, &str), ()> =
+    TableDefinition::new("runs_by_created");
+/// `task_instances`: `(agent_id, run_id, task_id) -> cbor TaskInstanceRecord`.
+pub(crate) const TASKS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("task_instances");
+/// `missed_firings`: `(agent_id, seq) -> cbor MissedFirings`.
+pub(crate) const MISSED: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("missed_firings");
+/// `deploy_results`: `(agent_id, workflow) -> cbor DeployResultRecord` (the last one).
+pub(crate) const DEPLOY_RESULTS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("deploy_results");
+/// `signing_keys`: `index -> cbor KeyRecord`, in order of use (0 = the first key).
+pub(crate) const SIGNING_KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("signing_keys");
+/// `audit`: `seq -> cbor AuditEntry`. Append-only.
+pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+/// A forward-only migration, run inside the open's write transaction.
+pub(crate) type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
+
+/// The migration list.
+pub(crate) const MIGRATIONS: &[Migration] = &[migrate_v1_initial];
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u64 = MIGRATIONS.len() as u64;
+
+fn migrate_v1_initial(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(META)?;
+    txn.open_table(WORKFLOWS)?;
+    txn.open_table(VERSIONS)?;
+    txn.open_table(AGENTS)?;
+    txn.open_table(TOKENS)?;
+    txn.open_table(ASSIGNMENTS)?;
+    txn.open_table(RUNS)?;
+    txn.open_table(RUNS_BY_ID)?;
+    txn.open_table(RUNS_BY_CREATED)?;
+    txn.open_table(TASKS)?;
+    txn.open_table(MISSED)?;
+    txn.open_table(DEPLOY_RESULTS)?;
+    txn.open_table(SIGNING_KEYS)?;
+    txn.open_table(AUDIT)?;
+    Ok(())
+}
+
+/// Apply pending migrations; refuses a newer file. Returns the version found.
+pub(crate) fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let found = txn
+        .open_table(META)?
+        .get(META_SCHEMA_VERSION)?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        let from = index as u64;
+        if from < found {
+            continue;
+        }
+        migration(txn)?;
+        txn.open_table(META)?
+            .insert(META_SCHEMA_VERSION, from + 1)?;
+    }
+    Ok(found)
+}

@@ -1,0 +1,474 @@
+use super::*;
+use crate::keys::{self, Ed25519Signer};
+use outpost_common::proto::{DOMAIN_ASSIGNMENT, DOMAIN_BUNDLE};
+use outpost_common::record::{RunKind, TaskState};
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("hub.redb")).unwrap();
+    (dir, store)
+}
+
+fn signer() -> Ed25519Signer {
+    Ed25519Signer::generate().unwrap().0
+}
+
+fn nv(name: &str, content: &str) -> NewVersion {
+    NewVersion {
+        name: name.into(),
+        content: content.as_bytes().to_vec(),
+        format: "yaml".into(),
+        target: vec![("site".into(), "a".into())],
+        origin: "w.yaml".into(),
+        applied_by: "op".into(),
+    }
+}
+
+fn agent(id: &str, labels: &[(&str, &str)]) -> AgentRecord {
+    AgentRecord {
+        id: id.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        enrolled_ms: 1,
+        cert_serial: "01".into(),
+        cert_fingerprint: "ff".into(),
+        revoked_ms: None,
+        last_seen_ms: None,
+        software_version: String::new(),
+        active: vec![],
+        committed_seq: 0,
+        hostname: "h".into(),
+    }
+}
+
+fn enrolled(store: &Store, id: &str) {
+    let (tid, secret) = store.create_token(vec![], 10_000, "op", 0).unwrap();
+    store.enroll(&tid, &secret, agent(id, &[]), 5).unwrap();
+}
+
+fn run(id: &str, created: i64, state: RunState) -> RunRecord {
+    RunRecord {
+        run_id: id.into(),
+        workflow: "w".into(),
+        version: 1,
+        kind: RunKind::Scheduled,
+        scheduled_ms: created,
+        state,
+        params: vec![],
+        created_ms: created,
+        started_ms: None,
+        ended_ms: None,
+        agent_id: None,
+    }
+}
+
+fn task(run_id: &str, task: &str, state: TaskState) -> TaskInstanceRecord {
+    TaskInstanceRecord {
+        run_id: run_id.into(),
+        task_id: task.into(),
+        state,
+        attempts: vec![],
+        outputs: vec![],
+        retry_at_ms: None,
+        updated_ms: 0,
+    }
+}
+
+fn entry(seq: u64, event: StatusEvent) -> OutboxEntry {
+    OutboxEntry { seq, event }
+}
+
+#[test]
+fn versions_are_monotonic_and_unchanged_content_makes_none() {
+    let (_d, s) = open();
+    let k = signer();
+    let a = s.apply_version(nv("w", "one"), &k, 10).unwrap();
+    assert_eq!((a.version, a.changed), (1, true));
+    let b = s.apply_version(nv("w", "one"), &k, 11).unwrap();
+    assert_eq!((b.version, b.changed), (1, false));
+    let c = s.apply_version(nv("w", "two"), &k, 12).unwrap();
+    assert_eq!((c.version, c.changed), (2, true));
+    let hist = s.history("w").unwrap();
+    assert_eq!(
+        hist.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    // Rollback is a new, higher version with the old content.
+    let r = s.rollback("w", 1, "op", &k, 13).unwrap();
+    assert_eq!((r.version, r.changed), (3, true));
+    let v3 = s.version("w", None).unwrap();
+    assert_eq!(v3.content, b"one");
+    assert_eq!(
+        v3.content_hash,
+        s.version("w", Some(1)).unwrap().content_hash
+    );
+    // Rolling back to the content the latest already has changes nothing.
+    let r = s.rollback("w", 1, "op", &k, 14).unwrap();
+    assert_eq!((r.version, r.changed), (3, false));
+    assert!(matches!(
+        s.version("w", Some(9)),
+        Err(StoreError::NoVersion { version: 9, .. })
+    ));
+    assert!(matches!(s.history("nope"), Err(StoreError::NoWorkflow(_))));
+}
+
+#[test]
+fn stored_bundle_is_signed_over_exact_header_bytes() {
+    let (_d, s) = open();
+    let k = signer();
+    s.apply_version(nv("w", "content"), &k, 42).unwrap();
+    let v = s.version("w", Some(1)).unwrap();
+    let b = v.signed_bundle().unwrap();
+    assert!(keys::verify(
+        &k.public_key(),
+        DOMAIN_BUNDLE,
+        &b.header_bytes,
+        &b.sig
+    ));
+    let h: BundleHeader = minicbor::decode(&b.header_bytes).unwrap();
+    assert_eq!(h.workflow, "w");
+    assert_eq!(h.version, 1);
+    assert_eq!(h.created_ms, 42);
+    assert_eq!(
+        h.content_hash,
+        blake3::hash(b"content").to_hex().to_string()
+    );
+    assert_eq!(b.content, b"content");
+    assert_eq!(b.key_id, k.key_id());
+}
+
+#[test]
+fn ingest_is_idempotent_ordered_and_refuses_gaps() {
+    let (_d, s) = open();
+    enrolled(&s, "agent-1");
+    let batch = vec![
+        entry(1, StatusEvent::Run(run("r1", 100, RunState::Running))),
+        entry(2, StatusEvent::Task(task("r1", "t", TaskState::Running))),
+    ];
+    assert_eq!(s.ingest("agent-1", &batch).unwrap(), 2);
+    // Retransmission: nothing changes, even if the payload differs.
+    let replay = vec![entry(
+        2,
+        StatusEvent::Task(task("r1", "t", TaskState::Failed)),
+    )];
+    assert_eq!(s.ingest("agent-1", &replay).unwrap(), 2);
+    let (_, tasks) = s.run("agent-1", "r1").unwrap().unwrap();
+    assert_eq!(tasks[0].state, TaskState::Running);
+    // Overlapping batch: old part ignored, new part applied.
+    let next = vec![
+        entry(2, StatusEvent::Task(task("r1", "t", TaskState::Failed))),
+        entry(3, StatusEvent::Run(run("r1", 100, RunState::Succeeded))),
+        entry(4, StatusEvent::Task(task("r1", "t", TaskState::Succeeded))),
+    ];
+    assert_eq!(s.ingest("agent-1", &next).unwrap(), 4);
+    let (r, tasks) = s.run("agent-1", "r1").unwrap().unwrap();
+    assert_eq!(r.state, RunState::Succeeded);
+    assert_eq!(r.agent_id.as_deref(), Some("agent-1"));
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].state, TaskState::Succeeded);
+    // A gap commits nothing.
+    let gap = vec![
+        entry(5, StatusEvent::Run(run("r2", 200, RunState::Running))),
+        entry(7, StatusEvent::Run(run("r3", 300, RunState::Running))),
+    ];
+    assert!(matches!(
+        s.ingest("agent-1", &gap),
+        Err(StoreError::SeqGap {
+            expected: 6,
+            got: 7,
+            ..
+        })
+    ));
+    assert_eq!(s.committed_seq("agent-1").unwrap(), 4);
+    assert!(s.run("agent-1", "r2").unwrap().is_none());
+    assert!(matches!(
+        s.ingest("agent-x", &batch),
+        Err(StoreError::NoAgent(_))
+    ));
+}
+
+#[test]
+fn runs_are_per_agent_and_filterable() {
+    let (_d, s) = open();
+    enrolled(&s, "agent-1");
+    enrolled(&s, "agent-2");
+    s.ingest(
+        "agent-1",
+        &[
+            entry(1, StatusEvent::Run(run("same", 100, RunState::Succeeded))),
+            entry(2, StatusEvent::Run(run("other", 200, RunState::Failed))),
+        ],
+    )
+    .unwrap();
+    s.ingest(
+        "agent-2",
+        &[entry(
+            1,
+            StatusEvent::Run(run("same", 150, RunState::Running)),
+        )],
+    )
+    .unwrap();
+    let all = s.runs(&RunQuery::default()).unwrap();
+    let ids: Vec<(&str, &str)> = all
+        .iter()
+        .map(|r| (r.agent_id.as_str(), r.record.run_id.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            ("agent-1", "other"),
+            ("agent-2", "same"),
+            ("agent-1", "same")
+        ]
+    );
+    let q = RunQuery {
+        agent: Some("agent-1".into()),
+        ..RunQuery::default()
+    };
+    assert_eq!(s.runs(&q).unwrap().len(), 2);
+    let q = RunQuery {
+        state: Some(RunState::Failed),
+        ..RunQuery::default()
+    };
+    assert_eq!(s.runs(&q).unwrap()[0].record.run_id, "other");
+    let q = RunQuery {
+        since_ms: Some(150),
+        ..RunQuery::default()
+    };
+    assert_eq!(s.runs(&q).unwrap().len(), 2);
+    let q = RunQuery {
+        workflow: Some("zzz".into()),
+        ..RunQuery::default()
+    };
+    assert!(s.runs(&q).unwrap().is_empty());
+    assert_eq!(
+        s.run_agents("same").unwrap(),
+        vec!["agent-1".to_string(), "agent-2".to_string()]
+    );
+    // Missed firings are stored under their seq.
+    let m = MissedFirings {
+        workflow: "w".into(),
+        count: 3,
+        first_ms: 1,
+        last_ms: 2,
+        reason: "x".into(),
+        recorded_ms: 3,
+    };
+    s.ingest("agent-2", &[entry(2, StatusEvent::Missed(m.clone()))])
+        .unwrap();
+    assert_eq!(s.missed("agent-2").unwrap(), vec![(2, m)]);
+    assert!(s.missed("agent-1").unwrap().is_empty());
+}
+
+#[test]
+fn epochs_are_monotonic_across_reopen_and_level_triggered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.redb");
+    let k = signer();
+    let d1 = DesiredVersion {
+        workflow: "w".into(),
+        version: 1,
+        content_hash: "h1".into(),
+    };
+    {
+        let s = Store::open(&path).unwrap();
+        let a = s
+            .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 1)
+            .unwrap();
+        assert_eq!(a[0].epoch, 1);
+        // Same desired state: same assignment, no new epoch.
+        let b = s
+            .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 2)
+            .unwrap();
+        assert_eq!(a, b);
+        let body: Assignment = minicbor::decode(&a[0].signed.body_bytes).unwrap();
+        assert_eq!(
+            (body.agent_id.as_str(), body.epoch, body.version),
+            ("agent-1", 1, 1)
+        );
+        assert!(keys::verify(
+            &k.public_key(),
+            DOMAIN_ASSIGNMENT,
+            &a[0].signed.body_bytes,
+            &a[0].signed.sig
+        ));
+    }
+    let s = Store::open(&path).unwrap();
+    let d2 = DesiredVersion {
+        version: 2,
+        content_hash: "h2".into(),
+        ..d1.clone()
+    };
+    let a = s.sync_assignments("agent-1", &[d2], &k, 3).unwrap();
+    assert_eq!((a[0].epoch, a[0].version), (2, 2));
+    // No longer desired: one removal, then stable.
+    let a = s.sync_assignments("agent-1", &[], &k, 4).unwrap();
+    assert_eq!((a[0].epoch, a[0].remove), (3, true));
+    let b = s.sync_assignments("agent-1", &[], &k, 5).unwrap();
+    assert_eq!(a, b);
+    // Desired again: epoch keeps rising.
+    let a = s.sync_assignments("agent-1", &[d1], &k, 6).unwrap();
+    assert_eq!((a[0].epoch, a[0].remove, a[0].version), (4, false, 1));
+    // Other agents have their own epochs.
+    let other = s
+        .sync_assignments(
+            "agent-2",
+            &[DesiredVersion {
+                workflow: "w".into(),
+                version: 1,
+                content_hash: "h1".into(),
+            }],
+            &k,
+            7,
+        )
+        .unwrap();
+    assert_eq!(other[0].epoch, 1);
+}
+
+#[test]
+fn token_is_single_use_and_expires() {
+    let (_d, s) = open();
+    let (id, secret) = s
+        .create_token(vec![("site".into(), "a".into())], 1000, "op", 0)
+        .unwrap();
+    assert!(matches!(
+        s.check_token(&id, "wrong", 10),
+        Err(StoreError::BadToken)
+    ));
+    assert_eq!(s.check_token(&id, &secret, 10).unwrap().labels.len(), 1);
+    s.enroll(&id, &secret, agent("agent-1", &[]), 10).unwrap();
+    assert!(matches!(
+        s.enroll(&id, &secret, agent("agent-2", &[]), 11),
+        Err(StoreError::BadToken)
+    ));
+    assert!(matches!(s.agent("agent-2"), Err(StoreError::NoAgent(_))));
+    let (id2, secret2) = s.create_token(vec![], 1000, "op", 0).unwrap();
+    assert!(matches!(
+        s.enroll(&id2, &secret2, agent("agent-3", &[]), 1000),
+        Err(StoreError::BadToken)
+    ));
+    // A token is not burnt by a refused enrollment for an existing id.
+    let (id3, secret3) = s.create_token(vec![], 1000, "op", 0).unwrap();
+    assert!(matches!(
+        s.enroll(&id3, &secret3, agent("agent-1", &[]), 5),
+        Err(StoreError::AgentExists(_))
+    ));
+    s.enroll(&id3, &secret3, agent("agent-4", &[]), 5).unwrap();
+}
+
+#[test]
+fn revocation_refuses_hello_and_ingest() {
+    let (_d, s) = open();
+    enrolled(&s, "agent-1");
+    s.agent_hello("agent-1", "0.1.0", vec![], 7).unwrap();
+    assert!(s.revoke("agent-1", "op", 8).unwrap());
+    assert!(!s.revoke("agent-1", "op", 9).unwrap());
+    assert_eq!(s.agent("agent-1").unwrap().revoked_ms, Some(8));
+    assert!(matches!(
+        s.agent_hello("agent-1", "0.1.0", vec![], 10),
+        Err(StoreError::Revoked(_))
+    ));
+    assert!(matches!(
+        s.ingest(
+            "agent-1",
+            &[entry(1, StatusEvent::Run(run("r", 1, RunState::Running)))]
+        ),
+        Err(StoreError::Revoked(_))
+    ));
+    let log = s.audit_log(10).unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "agent.revoke" && e.target == "agent-1")
+    );
+}
+
+#[test]
+fn pause_deploy_results_keys_and_audit() {
+    let (_d, s) = open();
+    let k = signer();
+    s.apply_version(nv("w", "x"), &k, 1).unwrap();
+    assert!(s.set_paused("w", true, "op", 2).unwrap());
+    assert!(!s.set_paused("w", true, "op", 3).unwrap());
+    assert!(s.workflow("w").unwrap().paused);
+    // Pause survives a new version.
+    s.apply_version(nv("w", "y"), &k, 4).unwrap();
+    assert!(s.workflow("w").unwrap().paused);
+    assert!(matches!(
+        s.set_paused("nope", true, "op", 5),
+        Err(StoreError::NoWorkflow(_))
+    ));
+
+    enrolled(&s, "agent-1");
+    s.record_deploy_result(
+        "agent-1",
+        DeployResultRecord {
+            workflow: "w".into(),
+            version: 2,
+            epoch: 1,
+            rejected: Some("bad signature".into()),
+            at_ms: 6,
+        },
+    )
+    .unwrap();
+    assert!(s.agent("agent-1").unwrap().active.is_empty());
+    s.record_deploy_result(
+        "agent-1",
+        DeployResultRecord {
+            workflow: "w".into(),
+            version: 2,
+            epoch: 2,
+            rejected: None,
+            at_ms: 7,
+        },
+    )
+    .unwrap();
+    assert_eq!(s.agent("agent-1").unwrap().active[0].version, 2);
+    let results = s.deploy_results("agent-1").unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].epoch, 2);
+
+    let k2 = signer();
+    let rec = |k: &Ed25519Signer, e| KeyRecord {
+        key_id: k.key_id(),
+        public_key: k.public_key(),
+        created_ms: 1,
+        endorsement: e,
+    };
+    s.record_signing_key(rec(&k, None), "hub").unwrap();
+    s.record_signing_key(rec(&k, None), "hub").unwrap();
+    let e = KeyEndorsement {
+        body_bytes: vec![1],
+        sig: vec![2],
+    };
+    s.record_signing_key(rec(&k2, Some(e.clone())), "hub")
+        .unwrap();
+    assert_eq!(s.signing_keys().unwrap().len(), 2);
+    assert_eq!(s.key_chain_from(&k.key_id()).unwrap(), vec![e]);
+    assert!(s.key_chain_from(&k2.key_id()).unwrap().is_empty());
+
+    let log = s.audit_log(100).unwrap();
+    let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
+    let mut sorted = seqs.clone();
+    sorted.sort();
+    assert_eq!(seqs, sorted);
+    assert!(log.iter().any(|e| e.action == "workflow.pause"));
+    assert!(log.iter().any(|e| e.action == "workflow.apply"));
+}
+
+#[test]
+fn selector_matching() {
+    let l = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert!(selector_matches(&l(&[]), &l(&[("a", "1")])));
+    assert!(selector_matches(
+        &l(&[("a", "1")]),
+        &l(&[("a", "1"), ("b", "2")])
+    ));
+    assert!(!selector_matches(&l(&[("a", "2")]), &l(&[("a", "1")])));
+    assert!(!selector_matches(&l(&[("c", "1")]), &l(&[])));
+}

@@ -1,0 +1,499 @@
+//! The JSON shapes of the HTTP API (requests and responses), shared by the server and the CLI
+//! client, and the helpers that render records into them. Times are RFC 3339 strings (UTC).
+
+use std::collections::BTreeMap;
+
+use outpost_common::record::{
+    AttemptOutcome, LimitsMode, RunKind, RunRecord, RunState, TaskInstanceRecord, TaskState,
+};
+use serde::{Deserialize, Serialize};
+
+/// RFC 3339 (UTC, milliseconds) of a Unix-ms time.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// Name of a run state.
+pub fn run_state_str(s: RunState) -> &'static str {
+    match s {
+        RunState::Queued => "queued",
+        RunState::Running => "running",
+        RunState::Succeeded => "succeeded",
+        RunState::Failed => "failed",
+        RunState::Cancelled => "cancelled",
+        RunState::Skipped => "skipped",
+    }
+}
+
+/// Parse a run state name.
+pub fn parse_run_state(s: &str) -> Option<RunState> {
+    [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Cancelled,
+        RunState::Skipped,
+    ]
+    .into_iter()
+    .find(|st| run_state_str(*st) == s)
+}
+
+/// Name of a task state.
+pub fn task_state_str(s: TaskState) -> &'static str {
+    match s {
+        TaskState::Pending => "pending",
+        TaskState::Ready => "ready",
+        TaskState::Running => "running",
+        TaskState::UpForRetry => "up_for_retry",
+        TaskState::Succeeded => "succeeded",
+        TaskState::Failed => "failed",
+        TaskState::UpstreamFailed => "upstream_failed",
+        TaskState::Skipped => "skipped",
+        TaskState::Cancelled => "cancelled",
+    }
+}
+
+fn outcome_str(o: &AttemptOutcome) -> String {
+    match o {
+        AttemptOutcome::Exited(c) => format!("exit {c}"),
+        AttemptOutcome::Signaled(s) => format!("signal {s}"),
+        AttemptOutcome::TimedOut => "timed out".into(),
+        AttemptOutcome::Cancelled => "cancelled".into(),
+        AttemptOutcome::Interrupted => "interrupted".into(),
+        AttemptOutcome::SpawnFailed(m) => format!("spawn failed: {m}"),
+    }
+}
+
+/// Label pairs as a map.
+pub fn label_map(v: &[(String, String)]) -> BTreeMap<String, String> {
+    v.iter().cloned().collect()
+}
+
+/// One file of `POST /v1/workflows`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyFile {
+    /// The path (for diagnostics and the format: `.toml` is TOML, anything else YAML).
+    pub path: String,
+    /// The file's text.
+    pub content: String,
+}
+
+/// `POST /v1/workflows` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// The files.
+    pub files: Vec<ApplyFile>,
+}
+
+/// The outcome for one file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyResult {
+    /// The file's path as sent.
+    pub path: String,
+    /// The workflow name (valid files).
+    pub name: Option<String>,
+    /// The latest version after applying (valid files).
+    pub version: Option<u64>,
+    /// Whether a new version was made.
+    pub changed: bool,
+    /// Validation problems (`file:line:column: ...`); non-empty means nothing was applied.
+    pub diagnostics: Vec<String>,
+}
+
+/// `POST /v1/workflows` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    /// One per file, in order.
+    pub results: Vec<ApplyResult>,
+}
+
+/// A row of `GET /v1/workflows`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowSummary {
+    /// Name.
+    pub name: String,
+    /// Latest version.
+    pub version: u64,
+    /// Number of versions.
+    pub versions: u64,
+    /// Paused at the hub.
+    pub paused: bool,
+    /// Target selector.
+    pub target: BTreeMap<String, String>,
+    /// When the latest version was made.
+    pub updated: String,
+}
+
+/// `GET /v1/workflows/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowDetail {
+    /// Name.
+    pub name: String,
+    /// This version.
+    pub version: u64,
+    /// The file's text.
+    pub content: String,
+    /// blake3 hex of the content.
+    pub content_hash: String,
+    /// When this version was made.
+    pub created: String,
+    /// Target selector.
+    pub target: BTreeMap<String, String>,
+    /// `yaml` or `toml`.
+    pub format: String,
+    /// Where it came from.
+    pub origin: String,
+}
+
+/// A row of `GET /v1/workflows/{name}/history`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Version.
+    pub version: u64,
+    /// blake3 hex.
+    pub content_hash: String,
+    /// When.
+    pub created: String,
+    /// Where it came from.
+    pub origin: String,
+    /// Who applied it.
+    pub applied_by: String,
+}
+
+/// `GET /v1/workflows/{name}/diff`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffResponse {
+    /// Unified diff text.
+    pub diff: String,
+}
+
+/// `POST /v1/workflows/{name}/rollback` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    /// The version whose content becomes the new version.
+    pub to: u64,
+}
+
+/// `POST /v1/workflows/{name}/rollback` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionResponse {
+    /// The latest version now.
+    pub version: u64,
+    /// Whether a new version was made.
+    pub changed: bool,
+}
+
+/// One agent's outcome of a command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentResult {
+    /// Agent id.
+    pub id: String,
+    /// Whether it worked.
+    pub ok: bool,
+    /// Details.
+    pub message: String,
+}
+
+/// `POST /v1/workflows/{name}/pause|resume` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentsResponse {
+    /// Per targeted agent.
+    pub agents: Vec<AgentResult>,
+}
+
+/// `POST /v1/workflows/{name}/trigger` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TriggerRequest {
+    /// Only this agent (default: every agent the workflow targets).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Run parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// One agent's trigger outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TriggerResult {
+    /// Agent id.
+    pub agent: String,
+    /// Whether the run was started.
+    pub ok: bool,
+    /// The run id.
+    pub run_id: Option<String>,
+    /// Details.
+    pub message: String,
+}
+
+/// `POST /v1/workflows/{name}/trigger` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TriggerResponse {
+    /// Per agent.
+    pub results: Vec<TriggerResult>,
+}
+
+/// A workflow version active on an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActiveView {
+    /// Workflow.
+    pub workflow: String,
+    /// Version.
+    pub version: u64,
+}
+
+/// A row of `GET /v1/agents`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentView {
+    /// Agent id.
+    pub id: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Has a live session.
+    pub online: bool,
+    /// Online since (session start) or offline since (last seen).
+    pub since: Option<String>,
+    /// Software version it reported.
+    pub software_version: String,
+    /// Workflow versions active on it.
+    pub active: Vec<ActiveView>,
+    /// When it was revoked.
+    #[serde(default)]
+    pub revoked: Option<String>,
+}
+
+/// The last deploy result of a workflow on an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployView {
+    /// Workflow.
+    pub workflow: String,
+    /// Version offered.
+    pub version: u64,
+    /// Epoch offered.
+    pub epoch: u64,
+    /// Whether it was activated.
+    pub accepted: bool,
+    /// The rejection reason.
+    pub reason: Option<String>,
+    /// When.
+    pub at: String,
+}
+
+/// `GET /v1/agents/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentDetail {
+    /// The summary.
+    #[serde(flatten)]
+    pub agent: AgentView,
+    /// Host name at enrollment.
+    pub hostname: String,
+    /// When it enrolled.
+    pub enrolled: String,
+    /// Certificate serial (hex).
+    pub cert_serial: String,
+    /// Certificate SHA-256 (hex).
+    pub cert_fingerprint: String,
+    /// Highest status seq committed at the hub.
+    pub committed_seq: u64,
+    /// Last deploy results.
+    pub deploys: Vec<DeployView>,
+}
+
+/// `POST /v1/agents/{id}/revoke` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    /// Agent id.
+    pub id: String,
+    /// Whether it was newly revoked (false: it already was).
+    pub revoked: bool,
+}
+
+/// `POST /v1/tokens` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TokenRequest {
+    /// Labels of the agent that enrolls with it.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Time to live (`30m`, `1h`, ...); default 1h.
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+/// `POST /v1/tokens` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// `opt1.<token_id>.<secret>.<ca_sha256_hex>`.
+    pub token: String,
+    /// When it expires.
+    pub expires: String,
+}
+
+/// A task instance as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskView {
+    /// Task id.
+    pub task: String,
+    /// State.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Exit code of the last attempt.
+    pub exit_code: Option<i32>,
+    /// Outcome of the last attempt.
+    pub outcome: Option<String>,
+    /// First attempt start.
+    pub start: Option<String>,
+    /// Last attempt end.
+    pub end: Option<String>,
+    /// Failure reason.
+    pub reason: Option<String>,
+    /// Limits mechanism.
+    pub limits: Option<String>,
+    /// Outputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<(String, String)>,
+}
+
+/// A run as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunView {
+    /// Run id (unique per agent).
+    pub run_id: String,
+    /// The agent that made it.
+    pub agent: String,
+    /// Workflow.
+    pub workflow: String,
+    /// Version.
+    pub version: u64,
+    /// scheduled / manual / catchup.
+    pub kind: String,
+    /// State.
+    pub state: String,
+    /// Scheduled time.
+    pub scheduled: String,
+    /// Created.
+    pub created: String,
+    /// Started.
+    pub started: Option<String>,
+    /// Ended.
+    pub ended: Option<String>,
+    /// Parameters.
+    pub params: Vec<(String, String)>,
+    /// Task instances (`run show` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskView>,
+}
+
+impl RunView {
+    /// Render a run and its tasks.
+    pub fn new(agent: &str, r: &RunRecord, tasks: &[TaskInstanceRecord]) -> RunView {
+        RunView {
+            run_id: r.run_id.clone(),
+            agent: agent.to_string(),
+            workflow: r.workflow.clone(),
+            version: r.version,
+            kind: match r.kind {
+                RunKind::Scheduled => "scheduled",
+                RunKind::Manual => "manual",
+                RunKind::Catchup => "catchup",
+            }
+            .into(),
+            state: run_state_str(r.state).into(),
+            scheduled: rfc3339(r.scheduled_ms),
+            created: rfc3339(r.created_ms),
+            started: r.started_ms.map(rfc3339),
+            ended: r.ended_ms.map(rfc3339),
+            params: r.params.clone(),
+            tasks: tasks.iter().map(TaskView::new).collect(),
+        }
+    }
+}
+
+impl TaskView {
+    /// Render a task instance.
+    pub fn new(t: &TaskInstanceRecord) -> TaskView {
+        let first = t.attempts.first();
+        let last = t.attempts.last();
+        TaskView {
+            task: t.task_id.clone(),
+            state: task_state_str(t.state).into(),
+            attempts: t.attempts.len() as u32,
+            exit_code: last.and_then(|a| match a.outcome {
+                Some(AttemptOutcome::Exited(c)) => Some(c),
+                _ => None,
+            }),
+            outcome: last.and_then(|a| a.outcome.as_ref().map(outcome_str)),
+            start: first.map(|a| rfc3339(a.started_ms)),
+            end: last.and_then(|a| a.ended_ms.map(rfc3339)),
+            reason: last.and_then(|a| a.reason.clone()),
+            limits: last.and_then(|a| match a.limits {
+                LimitsMode::None => None,
+                LimitsMode::CgroupV2 => Some("cgroup-v2".into()),
+                LimitsMode::Rlimit => Some("rlimit".into()),
+            }),
+            outputs: t.outputs.clone(),
+        }
+    }
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    /// Always true when it answers.
+    pub ok: bool,
+    /// Hub software version.
+    pub version: String,
+    /// The hub's name.
+    pub hub_name: String,
+}
+
+/// JSON error body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Render rows as an aligned text table.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            out.push_str(c);
+            if i + 1 < n {
+                let pad = widths
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(c.chars().count())
+                    + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// `k=v,k=v` as a map (labels on the command line).
+pub fn fmt_labels(m: &BTreeMap<String, String>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

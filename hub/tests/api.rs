@@ -1,0 +1,469 @@
+//! The HTTP API in-process: a real 127.0.0.1 listener, the real router and store, the blocking
+#![allow(clippy::unwrap_used)]
+//! CLI client, and a fake agent session registered in `Connections`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_common::proto::{Command, HubMsg};
+use outpost_common::record::{
+    OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
+};
+use outpost_hub::client::{Client, ClientError};
+use outpost_hub::gateway::Connections;
+use outpost_hub::hub::Hub;
+use outpost_hub::keys::Ed25519Signer;
+use outpost_hub::pki::RcgenCa;
+use outpost_hub::store::{AgentRecord, Store};
+use outpost_hub::views::*;
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    hub: Arc<Hub>,
+    conns: Arc<Connections>,
+    url: String,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("hub.redb")).unwrap());
+        let signer = Arc::new(Ed25519Signer::generate().unwrap().0);
+        let ca = Arc::new(RcgenCa::generate("hub").unwrap());
+        let conns = Connections::new(Duration::from_secs(5));
+        let hub = Hub::new(store, signer, ca, conns.clone(), "hub").unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = outpost_hub::api::router(hub.clone(), TOKEN);
+        rt.spawn(async move { axum::serve(listener, app).await });
+        Harness {
+            _dir: dir,
+            rt,
+            hub,
+            conns,
+            url,
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.url, TOKEN, None)
+    }
+
+    fn add_agent(&self, id: &str, labels: &[(&str, &str)]) {
+        let (tid, secret) = self
+            .hub
+            .store
+            .create_token(vec![], i64::MAX, "t", 0)
+            .unwrap();
+        self.hub
+            .store
+            .enroll(
+                &tid,
+                &secret,
+                AgentRecord {
+                    id: id.into(),
+                    labels: labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    enrolled_ms: 1,
+                    cert_serial: "01".into(),
+                    cert_fingerprint: "ff".into(),
+                    revoked_ms: None,
+                    last_seen_ms: None,
+                    software_version: "0.1.0".into(),
+                    active: vec![],
+                    committed_seq: 0,
+                    hostname: "h".into(),
+                },
+                1,
+            )
+            .unwrap();
+    }
+
+    /// A fake connected agent answering triggers and log fetches; returns the Goodbye reason
+    /// if it gets one.
+    fn fake_session(&self, id: &str) -> tokio::task::JoinHandle<Option<String>> {
+        let mut h = self.conns.register(id, 1000);
+        let conns = self.conns.clone();
+        let id = id.to_string();
+        self.rt.spawn(async move {
+            while let Some(msg) = h.rx.recv().await {
+                match msg {
+                    HubMsg::Command { id: cid, command } => match command {
+                        Command::Trigger { workflow, params } => conns.on_command_result(
+                            &id,
+                            cid,
+                            true,
+                            format!("started with {params:?}"),
+                            Some(format!("{workflow}@manual")),
+                        ),
+                        Command::FetchLog { run_id, task, .. } => {
+                            conns.on_log_chunk(
+                                &id,
+                                cid,
+                                format!("log of {run_id}/").as_bytes(),
+                                false,
+                            );
+                            conns.on_log_chunk(&id, cid, task.as_bytes(), true);
+                        }
+                        _ => conns.on_command_result(&id, cid, true, "done".into(), None),
+                    },
+                    HubMsg::Goodbye { reason } => return Some(reason),
+                    _ => {}
+                }
+            }
+            None
+        })
+    }
+}
+
+const WF_V1: &str = "name: demo\nschedule: \"*/10 * * * * *\"\ntarget:\n  site: a\ntasks:\n  hello:\n    command: [\"echo\", \"one\"]\n";
+const WF_V2: &str = "name: demo\nschedule: \"*/10 * * * * *\"\ntarget:\n  site: a\ntasks:\n  hello:\n    command: [\"echo\", \"two\"]\n";
+
+fn apply(c: &Client, path: &str, content: &str) -> ApplyResult {
+    let r: ApplyResponse = c
+        .post(
+            "/v1/workflows",
+            &ApplyRequest {
+                files: vec![ApplyFile {
+                    path: path.into(),
+                    content: content.into(),
+                }],
+            },
+        )
+        .unwrap();
+    r.results.into_iter().next().unwrap()
+}
+
+#[test]
+fn auth_is_required_except_for_health() {
+    let h = Harness::new();
+    let health: Health = Client::new(&h.url, "", None)
+        .get("/v1/health", &[])
+        .unwrap();
+    assert!(health.ok);
+    for token in ["", "wrong", &TOKEN[..TOKEN.len() - 1]] {
+        let r: Result<Vec<WorkflowSummary>, _> =
+            Client::new(&h.url, token, None).get("/v1/workflows", &[]);
+        assert!(
+            matches!(r, Err(ClientError::Unauthorized(_))),
+            "{token:?}: {r:?}"
+        );
+    }
+    // No Authorization header at all.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent.get(&format!("{}/v1/agents", h.url)).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let body = resp.body_mut().read_to_string().unwrap();
+    assert!(body.contains("\"error\""), "{body}");
+    let ok: Vec<WorkflowSummary> = h.client().get("/v1/workflows", &[]).unwrap();
+    assert!(ok.is_empty());
+    // Unknown endpoints are JSON 404s.
+    let r: Result<Health, _> = h.client().get("/v1/nope", &[]);
+    assert!(matches!(r, Err(ClientError::Api { status: 404, .. })));
+}
+
+#[test]
+fn apply_list_show_history_diff_rollback() {
+    let h = Harness::new();
+    let c = h.client();
+    let r = apply(&c, "demo.yaml", WF_V1);
+    assert_eq!(
+        (r.name.as_deref(), r.version, r.changed),
+        (Some("demo"), Some(1), true)
+    );
+    let r = apply(&c, "demo.yaml", WF_V1);
+    assert_eq!((r.version, r.changed), (Some(1), false));
+    let r = apply(&c, "demo.yaml", WF_V2);
+    assert_eq!((r.version, r.changed), (Some(2), true));
+    // Invalid: diagnostics with file:line:column, nothing applied.
+    let r = apply(
+        &c,
+        "bad.yaml",
+        "name: demo\nschedule: \"nope\"\ntasks: {}\n",
+    );
+    assert!(!r.diagnostics.is_empty());
+    assert!(
+        r.diagnostics[0].starts_with("bad.yaml:"),
+        "{:?}",
+        r.diagnostics
+    );
+    assert_eq!(r.version, None);
+
+    let list: Vec<WorkflowSummary> = c.get("/v1/workflows", &[]).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].version, list[0].versions), (2, 2));
+    assert_eq!(list[0].target.get("site").map(String::as_str), Some("a"));
+
+    let d: WorkflowDetail = c.get("/v1/workflows/demo", &[]).unwrap();
+    assert_eq!((d.version, d.content.as_str()), (2, WF_V2));
+    let d: WorkflowDetail = c
+        .get("/v1/workflows/demo", &[("version", "1".into())])
+        .unwrap();
+    assert_eq!(d.content, WF_V1);
+    assert_eq!(
+        d.content_hash,
+        blake3::hash(WF_V1.as_bytes()).to_hex().to_string()
+    );
+    let r: Result<WorkflowDetail, _> = c.get("/v1/workflows/demo", &[("version", "9".into())]);
+    assert!(matches!(r, Err(ClientError::Api { status: 404, .. })));
+    let r: Result<WorkflowDetail, _> = c.get("/v1/workflows/none", &[]);
+    assert!(matches!(r, Err(ClientError::Api { status: 404, .. })));
+
+    let diff: DiffResponse = c
+        .get(
+            "/v1/workflows/demo/diff",
+            &[("from", "1".into()), ("to", "2".into())],
+        )
+        .unwrap();
+    assert!(
+        diff.diff.contains("-    command: [\"echo\", \"one\"]"),
+        "{}",
+        diff.diff
+    );
+    assert!(
+        diff.diff.contains("+    command: [\"echo\", \"two\"]"),
+        "{}",
+        diff.diff
+    );
+    assert!(diff.diff.contains("demo v1") && diff.diff.contains("demo v2"));
+
+    let rb: VersionResponse = c
+        .post("/v1/workflows/demo/rollback", &RollbackRequest { to: 1 })
+        .unwrap();
+    assert_eq!((rb.version, rb.changed), (3, true));
+    let d: WorkflowDetail = c.get("/v1/workflows/demo", &[]).unwrap();
+    assert_eq!((d.version, d.content.as_str()), (3, WF_V1));
+    let hist: Vec<HistoryEntry> = c.get("/v1/workflows/demo/history", &[]).unwrap();
+    assert_eq!(
+        hist.iter().map(|x| x.version).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(hist[2].origin, "rollback to v1");
+    assert_eq!(hist[0].content_hash, hist[2].content_hash);
+}
+
+#[test]
+fn token_create_makes_a_usable_single_use_token() {
+    let h = Harness::new();
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert("site".to_string(), "a".to_string());
+    let r: TokenResponse = h
+        .client()
+        .post(
+            "/v1/tokens",
+            &TokenRequest {
+                labels,
+                ttl: Some("10m".into()),
+            },
+        )
+        .unwrap();
+    let parts: Vec<&str> = r.token.split('.').collect();
+    assert_eq!(parts.len(), 4, "{}", r.token);
+    assert_eq!(parts[0], "opt1");
+    assert_eq!(parts[3], h.hub.ca.sha256_hex());
+    let rec = h
+        .hub
+        .store
+        .check_token(parts[1], parts[2], outpost_hub::hub::now_ms())
+        .unwrap();
+    assert_eq!(rec.labels, vec![("site".to_string(), "a".to_string())]);
+    let bad: Result<TokenResponse, _> = h.client().post(
+        "/v1/tokens",
+        &TokenRequest {
+            labels: Default::default(),
+            ttl: Some("forever".into()),
+        },
+    );
+    assert!(matches!(bad, Err(ClientError::Api { status: 400, .. })));
+}
+
+fn run(id: &str, created: i64, state: RunState) -> RunRecord {
+    RunRecord {
+        run_id: id.into(),
+        workflow: "demo".into(),
+        version: 1,
+        kind: RunKind::Scheduled,
+        scheduled_ms: created,
+        state,
+        params: vec![],
+        created_ms: created,
+        started_ms: Some(created),
+        ended_ms: None,
+        agent_id: None,
+    }
+}
+
+#[test]
+fn runs_listing_after_ingest() {
+    let h = Harness::new();
+    h.add_agent("agent-a", &[("site", "a")]);
+    h.add_agent("agent-b", &[("site", "b")]);
+    let task = TaskInstanceRecord {
+        run_id: "r1".into(),
+        task_id: "hello".into(),
+        state: TaskState::Succeeded,
+        attempts: vec![],
+        outputs: vec![],
+        retry_at_ms: None,
+        updated_ms: 0,
+    };
+    h.hub
+        .store
+        .ingest(
+            "agent-a",
+            &[
+                OutboxEntry {
+                    seq: 1,
+                    event: StatusEvent::Run(run("r1", 1_000, RunState::Succeeded)),
+                },
+                OutboxEntry {
+                    seq: 2,
+                    event: StatusEvent::Task(task),
+                },
+                OutboxEntry {
+                    seq: 3,
+                    event: StatusEvent::Run(run("r2", 2_000, RunState::Failed)),
+                },
+            ],
+        )
+        .unwrap();
+    h.hub
+        .store
+        .ingest(
+            "agent-b",
+            &[OutboxEntry {
+                seq: 1,
+                event: StatusEvent::Run(run("r1", 1_500, RunState::Running)),
+            }],
+        )
+        .unwrap();
+    let c = h.client();
+    let all: Vec<RunView> = c.get("/v1/runs", &[]).unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.agent.as_str(), r.run_id.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("agent-a", "r2"), ("agent-b", "r1"), ("agent-a", "r1")]
+    );
+    let failed: Vec<RunView> = c.get("/v1/runs", &[("state", "failed".into())]).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].run_id, "r2");
+    let of_b: Vec<RunView> = c.get("/v1/runs", &[("agent", "agent-b".into())]).unwrap();
+    assert_eq!(of_b.len(), 1);
+    let since: Vec<RunView> = c
+        .get("/v1/runs", &[("since", "1970-01-01T00:00:01.200Z".into())])
+        .unwrap();
+    assert_eq!(since.len(), 2);
+    let bad: Result<Vec<RunView>, _> = c.get("/v1/runs", &[("state", "weird".into())]);
+    assert!(matches!(bad, Err(ClientError::Api { status: 400, .. })));
+
+    // r1 exists on two agents: ambiguous without --agent.
+    let amb: Result<RunView, _> = c.get("/v1/runs/r1", &[]);
+    assert!(
+        matches!(amb, Err(ClientError::Api { status: 409, .. })),
+        "{amb:?}"
+    );
+    let r1: RunView = c
+        .get("/v1/runs/r1", &[("agent", "agent-a".into())])
+        .unwrap();
+    assert_eq!(r1.state, "succeeded");
+    assert_eq!(r1.tasks.len(), 1);
+    assert_eq!(r1.tasks[0].state, "succeeded");
+    let r2: RunView = c.get("/v1/runs/r2", &[]).unwrap();
+    assert_eq!(r2.agent, "agent-a");
+
+    // Logs: refused while the agent is offline, fetched while connected.
+    let off = c.get_text("/v1/runs/r2/logs/hello", &[]);
+    match off {
+        Err(ClientError::Api {
+            status: 409,
+            message,
+        }) => {
+            assert!(message.contains("not connected"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let _session = h.fake_session("agent-a");
+    let log = c.get_text("/v1/runs/r2/logs/hello", &[]).unwrap();
+    assert_eq!(log, "log of r2/hello");
+}
+
+#[test]
+fn trigger_pause_agents_and_revoke() {
+    let h = Harness::new();
+    let c = h.client();
+    apply(&c, "demo.yaml", WF_V1);
+    h.add_agent("agent-a", &[("site", "a")]);
+    h.add_agent("agent-a2", &[("site", "a"), ("x", "y")]);
+    h.add_agent("agent-b", &[("site", "b")]);
+    let session = h.fake_session("agent-a");
+
+    let mut params = std::collections::BTreeMap::new();
+    params.insert("k".to_string(), "v".to_string());
+    let r: TriggerResponse = c
+        .post(
+            "/v1/workflows/demo/trigger",
+            &TriggerRequest {
+                agent: None,
+                params,
+            },
+        )
+        .unwrap();
+    // agent-b is not targeted; agent-a2 is targeted but offline: refused, not queued.
+    assert_eq!(r.results.len(), 2);
+    let a = r.results.iter().find(|x| x.agent == "agent-a").unwrap();
+    assert!(a.ok);
+    assert_eq!(a.run_id.as_deref(), Some("demo@manual"));
+    assert!(a.message.contains("\"k\""));
+    let a2 = r.results.iter().find(|x| x.agent == "agent-a2").unwrap();
+    assert!(
+        !a2.ok && a2.message.contains("not connected"),
+        "{}",
+        a2.message
+    );
+
+    let p: AgentsResponse = c
+        .post("/v1/workflows/demo/pause", &serde_json::json!({}))
+        .unwrap();
+    assert_eq!(p.agents.len(), 2);
+    let list: Vec<WorkflowSummary> = c.get("/v1/workflows", &[]).unwrap();
+    assert!(list[0].paused);
+    let _: AgentsResponse = c
+        .post("/v1/workflows/demo/resume", &serde_json::json!({}))
+        .unwrap();
+    let list: Vec<WorkflowSummary> = c.get("/v1/workflows", &[]).unwrap();
+    assert!(!list[0].paused);
+
+    let agents: Vec<AgentView> = c.get("/v1/agents", &[]).unwrap();
+    assert_eq!(agents.len(), 3);
+    let a = agents.iter().find(|x| x.id == "agent-a").unwrap();
+    assert!(a.online);
+    assert!(!agents.iter().find(|x| x.id == "agent-b").unwrap().online);
+
+    let r: RevokeResponse = c
+        .post("/v1/agents/agent-a/revoke", &serde_json::json!({}))
+        .unwrap();
+    assert!(r.revoked);
+    let goodbye = h.rt.block_on(session).unwrap();
+    assert_eq!(goodbye.as_deref(), Some("agent revoked"));
+    let d: AgentDetail = c.get("/v1/agents/agent-a", &[]).unwrap();
+    assert!(d.agent.revoked.is_some());
+    assert!(!d.agent.online);
+    let r: Result<AgentDetail, _> = c.get("/v1/agents/agent-zzz", &[]);
+    assert!(matches!(r, Err(ClientError::Api { status: 404, .. })));
+}

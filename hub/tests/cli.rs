@@ -1,0 +1,283 @@
+//! The real binary: `init`, `serve`, and the ops CLI against it over loopback.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
+
+struct Served {
+    child: Child,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn hub(args: &[&str], config: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("OUTPOST_HUB_URL")
+        .env_remove("OUTPOST_HUB_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn start() -> Served {
+    start_on("127.0.0.1")
+}
+
+fn start_on(ip: &str) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    let out = Command::new(BIN)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = data.join("hub.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let port = free_port();
+    let text = text.replace("127.0.0.1:7070", &format!("{ip}:{port}"));
+    std::fs::write(&config, text).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served {
+        child,
+        config,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hub did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    served
+}
+
+const WF: &str =
+    "name: demo\nschedule: \"*/10 * * * * *\"\ntasks:\n  hello:\n    command: [\"echo\", \"hi\"]\n";
+
+#[test]
+fn init_serve_apply_list_token() {
+    let s = start();
+    let dir = s.config.parent().unwrap().to_path_buf();
+    let wf = dir.join("demo.yaml");
+    std::fs::write(&wf, WF).unwrap();
+
+    let out = hub(
+        &["workflow", "apply", "-f", wf.to_str().unwrap()],
+        &s.config,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("demo: version 1"));
+    let out = hub(
+        &["workflow", "apply", "-f", wf.to_str().unwrap()],
+        &s.config,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("demo: unchanged (version 1)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // An invalid file: diagnostics on stderr as file:line:column, exit 1, nothing applied.
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: other\nschedule: \"*/10 * * * * *\"\ntasks:\n  a:\n    retries: -1\n",
+    )
+    .unwrap();
+    let out = hub(
+        &["workflow", "apply", "-f", bad.to_str().unwrap()],
+        &s.config,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let prefix = format!("{}:", bad.display());
+    assert!(
+        err.lines().any(|l| l.starts_with(&prefix)
+            && l.split(':')
+                .nth(1)
+                .is_some_and(|n| n.parse::<u32>().is_ok())),
+        "{err}"
+    );
+
+    let out = hub(&["workflow", "list", "--output", "json"], &s.config);
+    assert_eq!(out.status.code(), Some(0));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["name"], "demo");
+    assert_eq!(list[0]["version"], 1);
+
+    let out = hub(&["workflow", "list"], &s.config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("NAME"), "{text}");
+    assert!(text.contains("demo"));
+
+    let out = hub(
+        &[
+            "token",
+            "create",
+            "--labels",
+            "site=a,role=edge",
+            "--ttl",
+            "30m",
+        ],
+        &s.config,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 4, "{token}");
+    assert_eq!(parts[0], "opt1");
+    assert_eq!(parts[3].len(), 64);
+
+    let out = hub(&["token", "create", "--output", "json"], &s.config);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["token"].as_str().unwrap().starts_with("opt1."));
+
+    // A missing workflow is a failure (1); a wrong token is a setup problem (2).
+    let out = hub(&["workflow", "show", "nope"], &s.config);
+    assert_eq!(out.status.code(), Some(1));
+    let out = hub(&["agent", "list", "--token", "wrong"], &s.config);
+    assert_eq!(out.status.code(), Some(2));
+    let out = hub(&["agent", "list", "--output", "json"], &s.config);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn serve_fails_closed_naming_the_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    assert!(
+        Command::new(BIN)
+            .args(["init", "--data-dir"])
+            .arg(&data)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // init refuses to overwrite.
+    let again = Command::new(BIN)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    std::fs::remove_file(data.join("hub.key")).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(data.join("hub.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hub.key"), "{err}");
+}
+
+#[test]
+fn non_loopback_api_speaks_only_https_with_the_hub_certificate() {
+    let s = start_on("0.0.0.0");
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let port: u16 = text
+        .lines()
+        .find(|l| l.starts_with("http_listen"))
+        .and_then(|l| l.rsplit(':').next())
+        .map(|p| p.trim_end_matches('"').parse().unwrap())
+        .unwrap();
+    // The CLI derives https://127.0.0.1:PORT and the hub CA from the config.
+    let out = hub(&["workflow", "list", "--output", "json"], &s.config);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    // No plaintext on that port.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let plain = agent
+        .get(&format!("http://127.0.0.1:{port}/v1/health"))
+        .call();
+    assert!(plain.is_err() || plain.unwrap().status().as_u16() >= 400);
+    // Another CA is not trusted.
+    let other = tempfile::tempdir().unwrap();
+    let other_dir = other.path().join("h2");
+    assert!(
+        Command::new(BIN)
+            .args(["init", "--data-dir"])
+            .arg(&other_dir)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let out = hub(
+        &[
+            "workflow",
+            "list",
+            "--ca",
+            other_dir.join("ca.pem").to_str().unwrap(),
+        ],
+        &s.config,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
