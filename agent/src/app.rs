@@ -67,6 +67,35 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             quiet,
         ),
         Command::Serve { config } => serve(&config),
+        Command::Enroll {
+            hub,
+            token,
+            labels,
+            hub_name,
+            config,
+            state_dir,
+        } => {
+            let labels = crate::cli::parse_labels(&labels).map_err(anyhow::Error::msg)?;
+            let dir = match (state_dir, config) {
+                (Some(d), _) => d,
+                (None, Some(c)) => AgentConfig::load(&c)?.state_dir,
+                (None, None) => crate::config::default_state_dir(),
+            };
+            let store = Store::open(&dir.join("agent.redb"))
+                .with_context(|| format!("opening the store in {}", dir.display()))?;
+            let rt = runtime()?;
+            let id = rt.block_on(crate::hub_link::enroll(
+                &store, &hub, &hub_name, &token, labels,
+            ))?;
+            let labels: Vec<String> = id.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "enrolled as {} with hub {} (labels: {})",
+                id.agent_id,
+                id.hub_address,
+                labels.join(",")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status { client, output } => client_status(&client, output),
         Command::Runs {
             client,

@@ -73,6 +73,27 @@ pub enum Command {
         #[arg(long, short = 'q')]
         quiet: bool,
     },
+    /// Enroll this agent with a hub (once): key pair made here, certificate from the hub.
+    Enroll {
+        /// The hub's QUIC address, HOST:PORT.
+        #[arg(long)]
+        hub: String,
+        /// A bootstrap token from `outpost-hub token create` (single use).
+        #[arg(long, env = "OUTPOST_ENROLL_TOKEN")]
+        token: String,
+        /// Labels to ask for, k=v,... (the token's labels take precedence).
+        #[arg(long, default_value = "")]
+        labels: String,
+        /// The name the hub's certificate is issued for.
+        #[arg(long, default_value = "outpost-hub")]
+        hub_name: String,
+        /// Agent config (its state_dir holds the identity).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// State directory (instead of --config).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
     /// Run the agent daemon.
     Serve {
         #[arg(long, short = 'c', env = "OUTPOST_AGENT_CONFIG")]
@@ -142,6 +163,20 @@ pub enum Command {
         client: ClientOpts,
         run_id: String,
     },
+}
+
+/// Parse `k=v,k2=v2` labels.
+pub fn parse_labels(s: &str) -> Result<Vec<(String, String)>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(format!("label `{p}`: expected KEY=VALUE")),
+        })
+        .collect()
 }
 
 /// Parse `k=v` pairs.

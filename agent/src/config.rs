@@ -28,6 +28,13 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     exec: RawExec,
+    hub: Option<RawHub>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHub {
+    address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +87,8 @@ pub struct AgentConfig {
     pub retention_interval: Duration,
     pub kill_grace: Duration,
     pub cgroup_root: Option<PathBuf>,
+    /// `[hub] address`: run under a hub (requires enrollment). Overrides the enrolled address.
+    pub hub_address: Option<String>,
 }
 
 /// A configuration error, naming the file and the key.
@@ -121,6 +130,7 @@ impl AgentConfig {
             retention_interval: Duration::from_secs(3600),
             kill_grace: Duration::from_secs(10),
             cgroup_root: None,
+            hub_address: None,
         }
     }
 
@@ -205,6 +215,7 @@ impl AgentConfig {
             cfg.kill_grace = d;
         }
         cfg.cgroup_root = raw.exec.cgroup_root.map(resolve);
+        cfg.hub_address = raw.hub.and_then(|h| h.address);
         Ok(cfg)
     }
 

@@ -31,13 +31,32 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
     let validate = outpost_common::workflow::ValidateOptions {
         known_resources: Some(cfg.resources.keys().cloned().collect()),
     };
+    let identity = crate::identity::load(&store).context("reading the agent's identity")?;
+    if let Some(addr) = &cfg.hub_address
+        && identity.is_none()
+    {
+        anyhow::bail!(
+            "configured for a hub ({addr}) but this agent is not enrolled: run `outpost-agent enroll --config <this config> --hub {addr} --token <token>` first"
+        );
+    }
+    if let Some(id) = &identity {
+        for (what, empty) in [
+            ("private key", id.key_pkcs8.is_empty()),
+            ("certificate", id.cert_der.is_empty()),
+            ("hub CA", id.ca_der.is_empty()),
+        ] {
+            if empty {
+                anyhow::bail!("the agent's stored identity has no {what}: re-enroll it");
+            }
+        }
+    }
     let mut driver = Driver::new(
         DriverConfig {
             max_running: cfg.max_running,
             resources: cfg.resources.clone(),
             exec,
             shutdown_grace: cfg.shutdown_grace,
-            agent_id: None,
+            agent_id: identity.as_ref().map(|i| i.agent_id.clone()),
             workflows_dir: cfg.workflows_dir.clone(),
             validate,
             retention: Some(Retention {
@@ -48,7 +67,8 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
         Arc::new(SystemClock::default()),
         store,
     );
-    // Every stored workflow first (so runs of removed files can still be recovered), then files.
+    // Hub-deployed workflows first, then files; then the runs that were active at the stop.
+    let from_hub = driver.load_hub_workflows()?;
     driver.rescan()?;
     let recovered = driver.recover()?;
     if recovered > 0 {
@@ -59,6 +79,24 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
     }
     let tx = driver.sender();
     let listener = bind_socket(&cfg)?;
+    let (link_stop, link_stop_rx) = tokio::sync::watch::channel(false);
+    let link = match identity {
+        Some(mut id) => {
+            if let Some(a) = &cfg.hub_address {
+                id.hub_address = a.clone();
+            }
+            tracing::info!(agent = %id.agent_id, hub = %id.hub_address, workflows = from_hub, "hub mode");
+            let outbox = driver.outbox_watch();
+            Some(tokio::spawn(crate::hub_link::run(
+                id,
+                driver.store.clone(),
+                tx.clone(),
+                outbox,
+                link_stop_rx,
+            )))
+        }
+        None => None,
+    };
     tracing::info!(
         socket = %cfg.socket.display(),
         state_dir = %cfg.state_dir.display(),
@@ -103,6 +141,10 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
         });
     }
     driver.run_loop(|_| false).await?;
+    let _ = link_stop.send(true);
+    if let Some(l) = link {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), l).await;
+    }
     let _ = std::fs::remove_file(&cfg.socket);
     tracing::info!("outpost-agent stopped; state committed");
     Ok(())

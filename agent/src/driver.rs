@@ -55,7 +55,17 @@ pub enum Event {
     Prune,
     /// Begin graceful shutdown.
     Shutdown,
+    /// Activate (or remove) a workflow version the hub link verified.
+    HubActivate(
+        crate::hub_link::Activation,
+        oneshot::Sender<Result<(), outpost_common::proto::Rejection>>,
+    ),
+    /// Workflows paused at the hub (level-triggered: the others are not).
+    HubPaused(Vec<String>),
 }
+
+/// `origin` of workflows deployed by the hub (others are file paths).
+pub const HUB_ORIGIN: &str = "hub";
 
 /// Something interesting for a foreground observer (the `run` command's progress display).
 pub type Observer = Box<dyn FnMut(&StatusEvent) + Send>;
@@ -103,6 +113,10 @@ pub struct Driver {
     reported_bad: HashSet<String>,
     finished: Vec<(RunId, RunState)>,
     stopping: bool,
+    /// Hub workflows whose probation must be re-evaluated (a run of them finished).
+    probation_due: HashSet<String>,
+    /// Tells the hub link the outbox's last seq after each commit.
+    outbox_watch: Option<tokio::sync::watch::Sender<u64>>,
     pub started: DateTime<Utc>,
 }
 
@@ -134,12 +148,22 @@ impl Driver {
             reported_bad: HashSet::new(),
             finished: Vec::new(),
             stopping: false,
+            outbox_watch: None,
+            probation_due: HashSet::new(),
             started,
         }
     }
 
     pub fn sender(&self) -> mpsc::UnboundedSender<Event> {
         self.tx.clone()
+    }
+
+    /// Publish the outbox's last seq after every commit (for the hub link).
+    pub fn outbox_watch(&mut self) -> tokio::sync::watch::Receiver<u64> {
+        let last = self.store.last_seq().unwrap_or(0);
+        let (tx, rx) = tokio::sync::watch::channel(last);
+        self.outbox_watch = Some(tx);
+        rx
     }
 
     pub fn set_observer(&mut self, o: Observer) {
@@ -224,6 +248,210 @@ impl Driver {
         self.workflows.remove(name);
     }
 
+    /// Commit a batch and tell the hub link that the outbox grew.
+    fn commit(&self, batch: Batch) -> Result<(), crate::store::StoreError> {
+        let info = self.store.commit(batch)?;
+        if let Some(w) = &self.outbox_watch {
+            w.send_if_modified(|v| {
+                let changed = *v != info.last_seq;
+                *v = info.last_seq;
+                changed
+            });
+        }
+        Ok(())
+    }
+
+    /// Local probation (issue 4): once more than `max_failures` of the first `runs` runs of the
+    /// active version have failed, switch back to the previous version (held locally) at once,
+    /// hub or no hub, and record why in the outbox. Derived from the stored runs, so a crash
+    /// loses no count.
+    fn check_probation(&mut self, name: &str) -> anyhow::Result<()> {
+        let mut st = crate::identity::deploy_state(&self.store, name)?;
+        let Some(p) = st.probation.clone() else {
+            return Ok(());
+        };
+        let v = st.active_version;
+        let mut runs: Vec<RunRecord> = self
+            .store
+            .runs(crate::store::RunFilter {
+                workflow: Some(name.to_string()),
+                limit: usize::MAX,
+                states: None,
+            })?
+            .into_iter()
+            .filter(|r| {
+                r.version == v
+                    && r.created_ms >= p.since_ms
+                    && r.state.is_terminal()
+                    && r.state != RunState::Skipped
+            })
+            .collect();
+        runs.sort_by(|a, b| (a.created_ms, &a.run_id).cmp(&(b.created_ms, &b.run_id)));
+        runs.truncate(p.runs as usize);
+        let failed = runs.iter().filter(|r| r.state == RunState::Failed).count() as u32;
+        let key = format!("deploy/{name}");
+        let mut batch = Batch::default();
+        if failed > p.max_failures {
+            let prev = Arc::unwrap_or_clone(self.workflow_for(name, p.previous_version)?);
+            let reason = format!(
+                "{failed} of the first {} runs of version {v} failed; probation allows {} of {}",
+                runs.len(),
+                p.max_failures,
+                p.runs
+            );
+            st.active_version = p.previous_version;
+            st.probation = None;
+            st.reverted_from = Some(v);
+            batch
+                .meta_puts
+                .push((key, minicbor::to_vec(&st).unwrap_or_default()));
+            batch
+                .events
+                .push(StatusEvent::Reverted(outpost_common::record::Reverted {
+                    workflow: name.to_string(),
+                    from_version: v,
+                    to_version: p.previous_version,
+                    reason: reason.clone(),
+                    at_ms: self.now().wall_ms(),
+                    rollout_id: p.rollout_id.clone(),
+                }));
+            self.commit(batch)?;
+            self.install_workflow(prev, p.previous_version, HUB_ORIGIN.into(), true)?;
+            tracing::warn!(workflow = %name, from = v, to = p.previous_version, "reverted under probation: {reason}");
+        } else if runs.len() as u32 >= p.runs {
+            st.probation = None;
+            batch
+                .meta_puts
+                .push((key, minicbor::to_vec(&st).unwrap_or_default()));
+            self.commit(batch)?;
+            tracing::info!(workflow = %name, version = v, failed, "version passed probation");
+        }
+        Ok(())
+    }
+
+    /// Install the hub-deployed workflows recorded in the store (at start-up, before recovery).
+    pub fn load_hub_workflows(&mut self) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for (name, st) in crate::identity::deploy_states(&self.store)? {
+            if st.active_version == 0 {
+                continue;
+            }
+            let wf = Arc::unwrap_or_clone(self.workflow_for(&name, st.active_version)?);
+            self.install_workflow(wf, st.active_version, HUB_ORIGIN.into(), true)?;
+            if st.paused
+                && let Some(l) = self.workflows.get_mut(&name)
+            {
+                l.paused = true;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Activate a verified hub deploy: the version and its anti-rollback state are committed in
+    /// one transaction, then installed. Runs in progress finish on the version they started with.
+    fn activate_hub(
+        &mut self,
+        act: crate::hub_link::Activation,
+    ) -> Result<(), outpost_common::proto::Rejection> {
+        use outpost_common::proto::Rejection;
+        let internal =
+            |e: &dyn std::fmt::Display| Rejection::Malformed(format!("agent store: {e}"));
+        let mut state =
+            crate::identity::deploy_state(&self.store, &act.workflow).map_err(|e| internal(&e))?;
+        if let Some(l) = self.workflows.get(&act.workflow)
+            && l.origin != HUB_ORIGIN
+        {
+            return Err(Rejection::Invalid(format!(
+                "a local workflow file ({}) already defines `{}`",
+                l.origin, act.workflow
+            )));
+        }
+        state.last_epoch = state.last_epoch.max(act.epoch);
+        let mut batch = Batch::default();
+        let key = format!("deploy/{}", act.workflow);
+        if act.remove {
+            state.active_version = 0;
+            batch
+                .meta_puts
+                .push((key, minicbor::to_vec(&state).unwrap_or_default()));
+            self.store.commit(batch).map_err(|e| internal(&e))?;
+            self.uninstall_workflow(&act.workflow);
+            tracing::info!(workflow = %act.workflow, "removed by the hub");
+            return Ok(());
+        }
+        let wf = match &act.content {
+            Some((content, format)) => {
+                let fmt = if format == "toml" {
+                    outpost_common::workflow::Format::Toml
+                } else {
+                    outpost_common::workflow::Format::Yaml
+                };
+                let text = std::str::from_utf8(content)
+                    .map_err(|_| Rejection::Invalid("the workflow file is not UTF-8".into()))?;
+                let origin = format!("{}@v{}", act.workflow, act.version);
+                let wf = outpost_common::workflow::parse(&origin, text, fmt, &self.cfg.validate)
+                    .map_err(|d| {
+                        Rejection::Invalid(
+                            d.iter()
+                                .map(|d| d.to_string())
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        )
+                    })?;
+                if wf.name != act.workflow {
+                    return Err(Rejection::Mismatch);
+                }
+                let held = self
+                    .store
+                    .workflow_versions(&act.workflow)
+                    .map_err(|e| internal(&e))?
+                    .iter()
+                    .any(|v| v.version == act.version);
+                if !held {
+                    batch.workflow_puts.push(WorkflowVersion {
+                        name: act.workflow.clone(),
+                        version: act.version,
+                        content_hash: wf.content_hash.clone(),
+                        source: content.clone(),
+                        format: format.clone(),
+                        origin: HUB_ORIGIN.into(),
+                        created_ms: self.now().wall_ms(),
+                    });
+                }
+                wf
+            }
+            None => Arc::unwrap_or_clone(self.workflow_for(&act.workflow, act.version).map_err(
+                |e| Rejection::Invalid(format!("version {} is not held here: {e:#}", act.version)),
+            )?),
+        };
+        let before = state.active_version;
+        state.highest_version = state.highest_version.max(act.version);
+        state.active_version = act.version;
+        state.probation = act.probation.and_then(|p| {
+            let previous = act.previous_version.filter(|v| *v > 0).unwrap_or(before);
+            (previous > 0 && previous != act.version).then(|| crate::identity::ProbationState {
+                runs: p.runs,
+                max_failures: p.max_failures,
+                previous_version: previous,
+                since_ms: self.now().wall_ms(),
+                rollout_id: act.rollout_id.clone(),
+            })
+        });
+        batch
+            .meta_puts
+            .push((key, minicbor::to_vec(&state).unwrap_or_default()));
+        self.store.commit(batch).map_err(|e| internal(&e))?;
+        let paused = state.paused;
+        self.install_workflow(wf, act.version, HUB_ORIGIN.into(), true)
+            .map_err(|e| internal(&e))?;
+        if paused && let Some(l) = self.workflows.get_mut(&act.workflow) {
+            l.paused = true;
+        }
+        tracing::info!(workflow = %act.workflow, version = act.version, epoch = act.epoch, "activated a version from the hub");
+        Ok(())
+    }
+
     /// Task ids of an installed workflow in topological order.
     pub fn task_order(&self, name: &str) -> Option<Vec<String>> {
         self.workflows
@@ -266,6 +494,17 @@ impl Driver {
         }
         for item in scan.ok {
             let name = item.workflow.name.clone();
+            if self
+                .workflows
+                .get(&name)
+                .is_some_and(|l| l.origin == HUB_ORIGIN)
+            {
+                let key = format!("{}:hub-name-clash", item.path.display());
+                if self.reported_bad.insert(key) {
+                    tracing::error!(file = %item.path.display(), workflow = %name, "ignored: the hub deploys a workflow of this name");
+                }
+                continue;
+            }
             seen.insert(name.clone());
             let origin = item.path.display().to_string();
             if self
@@ -285,9 +524,9 @@ impl Driver {
         }
         let gone: Vec<String> = self
             .workflows
-            .keys()
-            .filter(|n| !seen.contains(*n))
-            .cloned()
+            .iter()
+            .filter(|(n, l)| l.origin != HUB_ORIGIN && !seen.contains(*n))
+            .map(|(n, _)| n.clone())
             .collect();
         for name in gone {
             tracing::info!(workflow = %name, "workflow file removed: no longer scheduled");
@@ -604,9 +843,7 @@ impl Driver {
             let empty = batch.is_empty() && acts.is_empty();
             if !batch.is_empty() {
                 let events = batch.events.clone();
-                self.store
-                    .commit(batch)
-                    .context("committing to the store")?;
+                self.commit(batch).context("committing to the store")?;
                 if let Some(obs) = self.observer.as_mut() {
                     for e in &events {
                         obs(e);
@@ -628,9 +865,21 @@ impl Driver {
                         reason,
                     } => self.kill(run_id, task, attempt, reason),
                     Action::RunFinished { run_id, state } => {
-                        self.runs.remove(&run_id);
+                        if let Some(wf) = self.runs.remove(&run_id)
+                            && self
+                                .workflows
+                                .get(&wf.name)
+                                .is_some_and(|l| l.origin == HUB_ORIGIN)
+                        {
+                            self.probation_due.insert(wf.name.clone());
+                        }
                         self.finished.push((run_id, state));
                     }
+                }
+            }
+            for name in std::mem::take(&mut self.probation_due) {
+                if let Err(e) = self.check_probation(&name) {
+                    tracing::error!(workflow = %name, "probation check failed: {e:#}");
                 }
             }
             if empty {
@@ -824,6 +1073,24 @@ impl Driver {
                 }
             }
             Event::Shutdown => self.begin_shutdown(),
+            Event::HubActivate(act, reply) => {
+                let r = self.activate_hub(act);
+                let _ = reply.send(r);
+            }
+            Event::HubPaused(list) => {
+                let names: Vec<String> = self
+                    .workflows
+                    .iter()
+                    .filter(|(_, l)| l.origin == HUB_ORIGIN)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for n in names {
+                    let want = list.contains(&n);
+                    if self.workflows.get(&n).is_some_and(|l| l.paused != want) {
+                        let _ = self.set_paused(&n, want);
+                    }
+                }
+            }
         }
     }
 

@@ -14,6 +14,8 @@ pub mod control;
 pub mod daemon;
 pub mod driver;
 pub mod exec;
+pub mod hub_link;
+pub mod identity;
 pub mod render;
 pub mod standalone;
 pub mod store;

@@ -239,6 +239,29 @@ pub enum StatusEvent {
     Task(#[n(0)] TaskInstanceRecord),
     #[n(2)]
     Missed(#[n(0)] MissedFirings),
+    /// The agent reverted a hub-deployed version by itself under probation (issue 4).
+    #[n(3)]
+    Reverted(#[n(0)] Reverted),
+}
+
+/// A version the agent gave up on by itself: more than `max_failures` of its first `runs` runs
+/// failed while on probation. The agent switched back to `to_version` (kept locally) at once,
+/// whether or not the hub was reachable.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Reverted {
+    #[n(0)]
+    pub workflow: String,
+    #[n(1)]
+    pub from_version: u64,
+    #[n(2)]
+    pub to_version: u64,
+    #[n(3)]
+    pub reason: String,
+    #[n(4)]
+    pub at_ms: UnixMillis,
+    /// The rollout the reverted version came with, if any.
+    #[n(5)]
+    pub rollout_id: Option<String>,
 }
 
 /// An outbox entry: a status event with the agent-wide sequence number it was committed under.

@@ -22,6 +22,7 @@ pub mod hub;
 pub mod init;
 pub mod keys;
 pub mod pki;
+pub mod quic;
 pub mod serve;
 pub mod store;
 pub mod views;

@@ -90,6 +90,20 @@ pub async fn run(
         config: config.clone(),
     };
     on_ready(&served);
+    // The QUIC endpoint for agents runs beside the API and stops with it.
+    let (quic_stop, quic_stop_rx) = tokio::sync::watch::channel(false);
+    let _quic = {
+        let (hub, conns, config) = (hub.clone(), served.connections.clone(), config.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::quic::serve(hub, conns, &config, quic_stop_rx).await {
+                tracing::error!("QUIC endpoint: {e:#}");
+            }
+        })
+    };
+    let shutdown = async move {
+        shutdown.await;
+        let _ = quic_stop.send(true);
+    };
     let app = crate::api::router(hub, &token);
     match tls {
         None => axum::serve(listener, app)

@@ -318,3 +318,209 @@ impl Drop for Daemon {
         }
     }
 }
+
+pub fn hub_bin() -> PathBuf {
+    bin_dir().join("outpost-hub")
+}
+
+/// A free port on 127.0.0.1 (UDP and TCP are probed; the port is released for the caller).
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let Ok(u) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = u.local_addr() else { continue };
+        if std::net::TcpListener::bind(("127.0.0.1", addr.port())).is_ok() {
+            return addr.port();
+        }
+    }
+    0
+}
+
+/// A running `outpost-hub serve`, initialised in its own data directory, bound to loopback.
+pub struct Hub {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    pub http_url: String,
+    pub quic_addr: std::net::SocketAddr,
+    pub api_token: String,
+    pub stderr_path: PathBuf,
+}
+
+impl Hub {
+    /// `outpost-hub init` in `dir/hub`, a config on free loopback ports (`extra` TOML appended),
+    /// then `serve`; waits until the HTTP API answers.
+    pub fn start(dir: &Path, extra: &str) -> anyhow::Result<Hub> {
+        let data_dir = dir.join("hub");
+        let out = Command::new(hub_bin())
+            .args(["init", "--data-dir"])
+            .arg(&data_dir)
+            .output()?;
+        if !out.status.success() {
+            bail!("outpost-hub init failed: {}{}", stdout(&out), stderr(&out));
+        }
+        let quic_port = free_port();
+        let http_port = free_port();
+        let config = dir.join("hub.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\nquic_listen = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"\noffline_after = \"3s\"\n{extra}\n",
+                data_dir.display()
+            ),
+        )?;
+        let api_token = std::fs::read_to_string(data_dir.join("api.token"))?
+            .trim()
+            .to_string();
+        let mut hub = Hub {
+            child: None,
+            data_dir,
+            config,
+            http_url: format!("http://127.0.0.1:{http_port}"),
+            quic_addr: format!("127.0.0.1:{quic_port}").parse()?,
+            api_token,
+            stderr_path: dir.join("hub.stderr"),
+        };
+        hub.restart()?;
+        Ok(hub)
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)?;
+        let child = Command::new(hub_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env(
+                "RUST_LOG",
+                std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning outpost-hub serve")?;
+        self.child = Some(child);
+        let r = wait_for(Duration::from_secs(20), "the hub's API", || {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                return Some(Err(anyhow::anyhow!("hub exited early: {st}")));
+            }
+            let out = self.cli(&["agent", "list", "--output", "json"]).ok()?;
+            out.status.success().then_some(Ok(()))
+        });
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) | Err(e) => bail!("{e}\n--- hub stderr ---\n{}", self.stderr_tail()),
+        }
+    }
+
+    /// `outpost-hub ARGS` against this hub (address and token through the environment).
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
+        Ok(Command::new(hub_bin())
+            .args(args)
+            .env("OUTPOST_HUB_URL", &self.http_url)
+            .env("OUTPOST_HUB_TOKEN", &self.api_token)
+            .stdin(Stdio::null())
+            .output()?)
+    }
+
+    pub fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--output", "json"]);
+        let out = self.cli(&a)?;
+        if !out.status.success() {
+            bail!(
+                "outpost-hub {args:?} failed: {}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("outpost-hub {args:?}: not JSON: {}", stdout(&out)))
+    }
+
+    /// A single-use bootstrap token.
+    pub fn token(&self, labels: &str) -> anyhow::Result<String> {
+        let mut args = vec!["token", "create", "--ttl", "10m"];
+        if !labels.is_empty() {
+            args.extend_from_slice(&["--labels", labels]);
+        }
+        let v = self.json(&args)?;
+        v["token"]
+            .as_str()
+            .map(String::from)
+            .context("token create: no token in the answer")
+    }
+
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let start = s.len().saturating_sub(4000);
+        s[s.floor_char_boundary(start)..].to_string()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Enroll an agent whose directory is `dir` with `hub_addr` (the hub itself or a relay in front
+/// of it), then start it: its config points at `hub_addr`.
+pub fn enrolled_agent(
+    dir: &Path,
+    hub: &Hub,
+    hub_addr: std::net::SocketAddr,
+    labels: &str,
+    extra: &str,
+) -> anyhow::Result<Daemon> {
+    std::fs::create_dir_all(dir)?;
+    let state_dir = dir.join("state");
+    let wf = dir.join("workflows");
+    std::fs::create_dir_all(&wf)?;
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\nworkflows_dir = \"{}\"\nrescan_interval = \"200ms\"\n{extra}\n[hub]\naddress = \"{hub_addr}\"\n",
+            state_dir.display(),
+            wf.display()
+        ),
+    )?;
+    let token = hub.token(labels)?;
+    let cfg = config.display().to_string();
+    let addr = hub_addr.to_string();
+    let mut args = vec![
+        "enroll",
+        "--config",
+        cfg.as_str(),
+        "--hub",
+        addr.as_str(),
+        "--token",
+        token.as_str(),
+    ];
+    if !labels.is_empty() {
+        args.extend_from_slice(&["--labels", labels]);
+    }
+    let out = agent(&args)?;
+    if !out.status.success() {
+        bail!("enroll failed: {}{}", stdout(&out), stderr(&out));
+    }
+    Daemon::start(dir, extra)
+}

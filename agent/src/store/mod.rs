@@ -231,6 +231,9 @@ pub struct Batch {
     pub workflow_puts: Vec<WorkflowVersion>,
     /// Pause (`true`) or resume (`false`) workflows.
     pub paused: Vec<(String, bool)>,
+    /// Entries of the agent's own key/value table (`agent_meta`), written in the same
+    /// transaction (e.g. a workflow's anti-rollback state with the version it activates).
+    pub meta_puts: Vec<(String, Vec<u8>)>,
 }
 
 impl Batch {
@@ -240,6 +243,7 @@ impl Batch {
             && self.last_fired.is_empty()
             && self.workflow_puts.is_empty()
             && self.paused.is_empty()
+            && self.meta_puts.is_empty()
     }
 }
 
@@ -416,6 +420,8 @@ impl Store {
                         missed.insert((m.workflow.as_str(), seq), bytes.as_slice())?;
                         ""
                     }
+                    // Only in the outbox: the deploy state itself lives in `agent_meta`.
+                    StatusEvent::Reverted(_) => "",
                 };
                 let bytes = encode(event)?;
                 outbox.insert(seq, (run_ref, bytes.as_slice()))?;
@@ -451,6 +457,12 @@ impl Store {
             }
             for (name, paused) in &batch.paused {
                 update_state(&mut states, name, |s| s.paused = *paused)?;
+            }
+            if !batch.meta_puts.is_empty() {
+                let mut meta = txn.open_table(AGENT_META)?;
+                for (k, v) in &batch.meta_puts {
+                    meta.insert(k.as_str(), v.as_slice())?;
+                }
             }
             seq
         };
@@ -837,6 +849,21 @@ impl Store {
         let read = self.db.begin_read()?;
         let table = read.open_table(AGENT_META)?;
         Ok(table.get(key)?.map(|g| g.value().to_vec()))
+    }
+
+    /// Every entry of the agent's own key/value table whose key starts with `prefix`.
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(AGENT_META)?;
+        let mut out = Vec::new();
+        for item in table.range(prefix..)? {
+            let (k, v) = item?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Set a value of the agent's own key/value table, durably.

@@ -138,6 +138,7 @@ fn commit_survives_reopen() {
                 last_fired: vec![("wf".into(), 100)],
                 paused: vec![("wf".into(), true)],
                 workflow_puts: vec![version("wf", 1, "h1")],
+                meta_puts: vec![("deploy/wf".into(), vec![1, 2, 3])],
             })
             .unwrap();
         assert_eq!(info.last_seq, 3);
@@ -145,6 +146,8 @@ fn commit_survives_reopen() {
     let store = Store::open(&path).unwrap();
     assert_eq!(store.run("wf@v1@a").unwrap(), Some(r.clone()));
     assert!(store.run_exists("wf@v1@a").unwrap());
+    // Meta entries of a batch commit with it.
+    assert_eq!(store.get_meta("deploy/wf").unwrap(), Some(vec![1, 2, 3]));
     assert!(!store.run_exists("wf@v1@b").unwrap());
     assert_eq!(
         store.tasks("wf@v1@a").unwrap(),
@@ -1051,7 +1054,7 @@ mod model {
                             let run_ref = match ev {
                                 StatusEvent::Run(r) => r.run_id.clone(),
                                 StatusEvent::Task(t) => t.run_id.clone(),
-                                StatusEvent::Missed(_) => unreachable!(),
+                                StatusEvent::Missed(_) | StatusEvent::Reverted(_) => unreachable!(),
                             };
                             outbox.insert(last, Some(run_ref));
                         }

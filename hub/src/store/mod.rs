@@ -1018,6 +1018,20 @@ impl Store {
                     StatusEvent::Missed(m) => {
                         missed.insert((agent_id, entry.seq), encode(m)?.as_slice())?;
                     }
+                    StatusEvent::Reverted(r) => {
+                        let detail = format!(
+                            "reverted v{} -> v{} under probation: {}",
+                            r.from_version, r.to_version, r.reason
+                        );
+                        audit_in(
+                            &txn,
+                            r.at_ms,
+                            agent_id,
+                            "agent.revert",
+                            &r.workflow,
+                            &detail,
+                        )?;
+                    }
                 }
             }
             agent.committed_seq = seq;

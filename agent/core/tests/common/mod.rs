@@ -67,7 +67,7 @@ impl Sim {
                                 self.store_tasks
                                     .insert((t.run_id.clone(), t.task_id.clone()), t.clone());
                             }
-                            StatusEvent::Missed(_) => {}
+                            StatusEvent::Missed(_) | StatusEvent::Reverted(_) => {}
                         }
                     }
                 }

@@ -1,0 +1,492 @@
+//! The agent's link to the hub: enrollment, then a session that reconnects forever.
+//!
+//! The link is a thin driver around `outpost_common::sync::AgentSession` (the sans-IO session
+//! logic): it dials the hub over QUIC with mutual TLS, moves frames between the session and the
+//! stream, reads the outbox from the store when the session asks for entries, deletes entries
+//! only after the hub acknowledged them, and hands verified deploys and operator commands to the
+//! driver (which owns workflows and runs). The schedule never depends on this link: while it is
+//! down, the driver keeps firing, and the outbox grows on disk.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use outpost_common::proto::{self, AgentMsg, Command, EnrollRequest, EnrollResponse, Rejection};
+use outpost_common::sync::{AgentEvent, AgentSession, AgentSessionConfig};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::driver::Event;
+use crate::identity::{self, Identity};
+use crate::store::Store;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the link asks of the driver to activate a verified deploy.
+pub struct Activation {
+    pub workflow: String,
+    pub version: u64,
+    pub epoch: u64,
+    pub remove: bool,
+    /// The bundle's exact content and format, when the agent did not hold the version already.
+    pub content: Option<(Vec<u8>, String)>,
+    /// Probation of the new version (issue 4) and the version to return to.
+    pub probation: Option<proto::Probation>,
+    pub previous_version: Option<u64>,
+    pub rollout_id: Option<String>,
+}
+
+/// Enroll this agent with a hub: generate a key pair here, send a CSR with the bootstrap token
+/// over a connection that pins the hub CA by the hash in the token, store what comes back.
+pub async fn enroll(
+    store: &Store,
+    hub: &str,
+    hub_name: &str,
+    token: &str,
+    labels: Vec<(String, String)>,
+) -> anyhow::Result<Identity> {
+    if let Some(id) = identity::load(store)? {
+        anyhow::bail!(
+            "this agent is already enrolled as {} with {}; use a fresh --state-dir to enroll again",
+            id.agent_id,
+            id.hub_address
+        );
+    }
+    let token = identity::parse_token(token).map_err(anyhow::Error::msg)?;
+    let addr = resolve(hub).await?;
+    let (key_pkcs8, csr_der) = outpost_net::pki::generate_agent_key_and_csr()?;
+    let (client_cfg, seen_ca) = outpost_net::tls::client_enroll_config(&token.ca_sha256)?;
+    let endpoint = outpost_net::endpoint::client_endpoint(unspecified_for(addr))?;
+    let qcfg =
+        outpost_net::tls::quinn_client_config(client_cfg, outpost_net::tls::Transport::default())?;
+    let conn = outpost_net::endpoint::connect(&endpoint, addr, hub_name, qcfg, CONNECT_TIMEOUT)
+        .await
+        .with_context(|| format!("connecting to the hub at {hub} (name {hub_name})"))?;
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .context("opening the enrollment stream")?;
+    let mut send = outpost_net::stream::FramedSend::new(send);
+    let mut recv = outpost_net::stream::FramedRecv::new(recv);
+    let hostname = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    send.send(&EnrollRequest {
+        token: token.credential.clone(),
+        csr_der,
+        labels: labels.clone(),
+        hostname,
+        software_version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+    .await?;
+    let resp: EnrollResponse = recv
+        .recv()
+        .await?
+        .context("the hub closed the enrollment stream without answering")?;
+    conn.close(0u32.into(), b"enrolled");
+    endpoint.wait_idle().await;
+    match resp {
+        EnrollResponse::Refused { reason } => anyhow::bail!("the hub refused enrollment: {reason}"),
+        EnrollResponse::Ok {
+            agent_id,
+            cert_der,
+            ca_der,
+            hub_name: name,
+            signing_key,
+            labels,
+        } => {
+            let pinned = outpost_net::pki::sha256_hex(&ca_der);
+            if pinned != token.ca_sha256 {
+                anyhow::bail!(
+                    "the hub returned a CA whose SHA-256 ({pinned}) is not the one in the token"
+                );
+            }
+            if let Some(seen) = seen_ca.get()
+                && seen != ca_der
+            {
+                anyhow::bail!("the hub returned a CA other than the one its TLS chain carried");
+            }
+            let id = Identity {
+                agent_id,
+                key_pkcs8,
+                cert_der,
+                ca_der,
+                hub_name: name,
+                hub_address: hub.to_string(),
+                labels,
+                enrolled_ms: chrono::Utc::now().timestamp_millis(),
+            };
+            let trust = outpost_common::sign::Trust::new(&signing_key)
+                .map_err(|e| anyhow::anyhow!("the hub's signing key is not usable: {e:?}"))?;
+            identity::save_trust(store, &trust)?;
+            identity::save(store, &id)?;
+            Ok(id)
+        }
+    }
+}
+
+async fn resolve(hub: &str) -> anyhow::Result<SocketAddr> {
+    tokio::net::lookup_host(hub)
+        .await
+        .with_context(|| format!("resolving hub address `{hub}` (expected HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("hub address `{hub}` resolves to nothing"))
+}
+
+fn unspecified_for(addr: SocketAddr) -> SocketAddr {
+    if addr.is_ipv6() {
+        "[::]:0".parse().unwrap_or(addr)
+    } else {
+        "0.0.0.0:0".parse().unwrap_or(addr)
+    }
+}
+
+/// Run the session with the hub until `shutdown` flips; reconnect with backoff after failures.
+pub async fn run(
+    id: Identity,
+    store: Arc<Store>,
+    driver: mpsc::UnboundedSender<Event>,
+    mut outbox: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let backoff = outpost_net::backoff::Backoff {
+        base: Duration::from_millis(200),
+        cap: Duration::from_secs(30),
+    };
+    let mut failures: u32 = 0;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        match session(&id, &store, &driver, &mut outbox, &mut shutdown).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!("hub link: {e:#}"),
+        }
+        // A session that lasted a while resets the backoff.
+        if started.elapsed() > Duration::from_secs(30) {
+            failures = 0;
+        }
+        failures = failures.saturating_add(1);
+        let delay = backoff.delay(failures, rand::random::<f64>());
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One connection's life. `Ok(())` only on shutdown.
+async fn session(
+    id: &Identity,
+    store: &Arc<Store>,
+    driver: &mpsc::UnboundedSender<Event>,
+    outbox: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let addr = resolve(&id.hub_address).await?;
+    let tls = outpost_net::tls::client_session_config(
+        &id.ca_der,
+        std::slice::from_ref(&id.cert_der),
+        &id.key_pkcs8,
+    )?;
+    let qcfg = outpost_net::tls::quinn_client_config(tls, outpost_net::tls::Transport::default())?;
+    let endpoint = outpost_net::endpoint::client_endpoint(unspecified_for(addr))?;
+    let conn = outpost_net::endpoint::connect(&endpoint, addr, &id.hub_name, qcfg, CONNECT_TIMEOUT)
+        .await
+        .with_context(|| format!("connecting to {}", id.hub_address))?;
+    let (send, recv) = conn.open_bi().await.context("opening the session stream")?;
+    let mut send = outpost_net::stream::FramedSend::new(send);
+    let mut recv = outpost_net::stream::FramedRecv::new(recv);
+
+    let active = identity::deploy_states(store)?
+        .into_iter()
+        .filter(|(_, s)| s.active_version > 0)
+        .map(|(w, s)| proto::ActiveWorkflow {
+            workflow: w,
+            version: s.active_version,
+            epoch: s.last_epoch,
+            paused: s.paused,
+        })
+        .collect();
+    let trust =
+        identity::load_trust(store)?.context("no signing trust stored: re-enroll this agent")?;
+    let mut sess = AgentSession::new(AgentSessionConfig {
+        agent_id: id.agent_id.clone(),
+        software_version: env!("CARGO_PKG_VERSION").to_string(),
+        labels: id.labels.clone(),
+        active,
+        acked_seq: store.acked_seq()?,
+        last_seq: store.last_seq()?,
+        trusted_key: trust.current_key_id().to_string(),
+        window: 4,
+        batch: proto::MAX_BATCH,
+    });
+    tracing::info!(hub = %id.hub_address, agent = %id.agent_id, "connected to the hub");
+    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<AgentMsg>();
+    loop {
+        // Everything the session wants to send, then everything it wants read.
+        while let Some(m) = sess.poll_transmit() {
+            send.send(&m).await?;
+        }
+        if let Some((after, limit)) = sess.poll_need() {
+            let s = store.clone();
+            let entries =
+                tokio::task::spawn_blocking(move || s.outbox_after(after, limit)).await??;
+            sess.handle_entries(entries);
+            continue;
+        }
+        while let Some(ev) = sess.poll_event() {
+            handle_event(ev, id, store, driver, &mut sess, &ctl_tx).await?;
+        }
+        tokio::select! {
+            frame = recv.recv_frame() => {
+                let Some(bytes) = frame? else { anyhow::bail!("the hub closed the session") };
+                match outpost_common::frame::decode_hub_msg(&bytes) {
+                    Ok(Some(msg)) => sess.handle_hub(msg).map_err(|e| anyhow::anyhow!("protocol error from the hub: {e:?}"))?,
+                    Ok(None) => tracing::warn!("skipping a message of a type this agent does not know (newer hub?)"),
+                    Err(e) => anyhow::bail!("malformed message from the hub: {e}"),
+                }
+            }
+            m = ctl_rx.recv() => {
+                if let Some(m) = m {
+                    send.send(&m).await?;
+                }
+            }
+            r = outbox.changed() => {
+                if r.is_ok() {
+                    let last = *outbox.borrow();
+                    sess.handle_outbox_grew(last);
+                }
+            }
+            _ = shutdown.changed() => {
+                conn.close(0u32.into(), b"agent shutting down");
+                return Ok(());
+            }
+            _ = conn.closed() => {
+                anyhow::bail!("connection lost: {}", conn.close_reason().map(|r| r.to_string()).unwrap_or_default());
+            }
+        }
+    }
+}
+
+async fn handle_event(
+    ev: AgentEvent,
+    id: &Identity,
+    store: &Arc<Store>,
+    driver: &mpsc::UnboundedSender<Event>,
+    sess: &mut AgentSession,
+    ctl_tx: &mpsc::UnboundedSender<AgentMsg>,
+) -> anyhow::Result<()> {
+    match ev {
+        AgentEvent::Acked(seq) => {
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || s.ack_outbox(seq)).await??;
+        }
+        AgentEvent::Deploy { assignment, bundle } => {
+            let result = deploy(id, store, driver, &assignment, bundle.as_ref()).await;
+            let (workflow, version, epoch, rejected) = match result {
+                Ok((w, v, e)) => (w, v, e, None),
+                Err((w, v, e, r)) => {
+                    tracing::warn!(workflow = %w, version = v, "deploy rejected: {r:?}");
+                    (w, v, e, Some(r))
+                }
+            };
+            sess.send_deploy_result(workflow, version, epoch, rejected);
+        }
+        AgentEvent::Command {
+            id: cmd_id,
+            command,
+        } => {
+            let tx = ctl_tx.clone();
+            let driver = driver.clone();
+            tokio::spawn(async move {
+                for m in run_command(cmd_id, command, &driver).await {
+                    if tx.send(m).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        AgentEvent::KeyChain(chain) => {
+            let mut trust = identity::load_trust(store)?.context("no signing trust stored")?;
+            match trust.apply_chain(&chain) {
+                Ok(true) => {
+                    identity::save_trust(store, &trust)?;
+                    tracing::info!(key = %trust.current_key_id(), "now trusting the hub's rotated signing key");
+                }
+                Ok(false) => {}
+                Err(r) => tracing::error!("refusing a key endorsement chain: {r:?}"),
+            }
+        }
+        AgentEvent::Paused(list) => {
+            let _ = driver.send(Event::HubPaused(list));
+        }
+        AgentEvent::Goodbye(reason) => anyhow::bail!("the hub ended the session: {reason}"),
+        AgentEvent::SeqMismatch {
+            hub_acked,
+            agent_acked,
+            agent_last,
+        } => {
+            tracing::error!(
+                hub_acked,
+                agent_acked,
+                agent_last,
+                "the hub's acknowledged seq does not match this agent's outbox (hub store restored from an old backup, or this agent's store replaced?)"
+            );
+        }
+    }
+    Ok(())
+}
+
+type Rejected = (String, u64, u64, Rejection);
+
+/// Verify a deploy (signatures, agent, epoch, hash, anti-rollback) and have the driver activate
+/// it atomically. Nothing changes on a rejection.
+async fn deploy(
+    id: &Identity,
+    store: &Arc<Store>,
+    driver: &mpsc::UnboundedSender<Event>,
+    assignment: &proto::SignedAssignment,
+    bundle: Option<&proto::SignedBundle>,
+) -> Result<(String, u64, u64), Rejected> {
+    let malformed = |m: String| (String::new(), 0, 0, Rejection::Malformed(m));
+    let trust = identity::load_trust(store)
+        .map_err(|e| malformed(e.to_string()))?
+        .ok_or_else(|| malformed("no trust".into()))?;
+    // Peek the (signed) assignment's workflow to load its state; check_deploy verifies first.
+    let a = trust
+        .verify_assignment(assignment)
+        .map_err(|r| (String::new(), 0, 0, r))?;
+    let state = identity::deploy_state(store, &a.workflow).map_err(|e| malformed(e.to_string()))?;
+    let held: Vec<u64> = store
+        .workflow_versions(&a.workflow)
+        .map_err(|e| malformed(e.to_string()))?
+        .into_iter()
+        .filter(|v| v.origin == "hub")
+        .map(|v| v.version)
+        .collect();
+    let ws = outpost_common::sign::WorkflowTrustState {
+        highest_version: state.highest_version,
+        last_epoch: state.last_epoch,
+        held_versions: held,
+    };
+    let acc = outpost_common::sign::check_deploy(&id.agent_id, &trust, &ws, assignment, bundle)
+        .map_err(|r| (a.workflow.clone(), a.version, a.epoch, r))?;
+    let (reply, wait) = oneshot::channel();
+    let content = match (acc.header.as_ref(), acc.content) {
+        (Some(h), Some(c)) => Some((c, h.format.clone())),
+        _ => None,
+    };
+    let act = Activation {
+        workflow: acc.assignment.workflow.clone(),
+        version: acc.assignment.version,
+        epoch: acc.assignment.epoch,
+        remove: acc.assignment.remove,
+        content,
+        probation: acc.assignment.probation,
+        previous_version: acc.assignment.previous_version,
+        rollout_id: acc.assignment.rollout_id.clone(),
+    };
+    let key = (act.workflow.clone(), act.version, act.epoch);
+    driver.send(Event::HubActivate(act, reply)).map_err(|_| {
+        (
+            key.0.clone(),
+            key.1,
+            key.2,
+            Rejection::Malformed("the agent is shutting down".into()),
+        )
+    })?;
+    match wait.await {
+        Ok(Ok(())) => Ok(key),
+        Ok(Err(r)) => Err((key.0, key.1, key.2, r)),
+        Err(_) => Err((
+            key.0,
+            key.1,
+            key.2,
+            Rejection::Malformed("the agent is shutting down".into()),
+        )),
+    }
+}
+
+/// Carry out an operator command through the driver's control path; the replies to send.
+async fn run_command(
+    id: u64,
+    command: Command,
+    driver: &mpsc::UnboundedSender<Event>,
+) -> Vec<AgentMsg> {
+    use crate::control::{Request, Response};
+    let req = match &command {
+        Command::Trigger { workflow, params } => Request::Trigger {
+            workflow: workflow.clone(),
+            params: params.clone(),
+        },
+        Command::Pause { workflow } => Request::Pause {
+            workflow: workflow.clone(),
+        },
+        Command::Resume { workflow } => Request::Resume {
+            workflow: workflow.clone(),
+        },
+        Command::Cancel { run_id } => Request::Cancel {
+            run_id: run_id.clone(),
+        },
+        Command::FetchLog {
+            run_id,
+            task,
+            attempt,
+        } => Request::Logs {
+            run_id: run_id.clone(),
+            task: task.clone(),
+            attempt: *attempt,
+        },
+    };
+    let (tx, rx) = oneshot::channel();
+    if driver.send(Event::Control(req, tx)).is_err() {
+        return vec![result(id, false, "the agent is shutting down".into(), None)];
+    }
+    let resp = match rx.await {
+        Ok(r) => r,
+        Err(_) => return vec![result(id, false, "the agent is shutting down".into(), None)],
+    };
+    match resp {
+        Response::Error { message } => vec![result(id, false, message, None)],
+        Response::Triggered { run_id } => vec![result(
+            id,
+            true,
+            format!("triggered {run_id}"),
+            Some(run_id),
+        )],
+        Response::Log { path, .. } => {
+            let data = match crate::exec::read_log(std::path::Path::new(&path), 16 * 1024 * 1024) {
+                Ok(d) => d,
+                Err(e) => return vec![result(id, false, format!("reading {path}: {e}"), None)],
+            };
+            let mut out: Vec<AgentMsg> = data
+                .chunks(proto::LOG_CHUNK)
+                .map(|c| AgentMsg::LogChunk {
+                    id,
+                    data: c.to_vec(),
+                    eof: false,
+                })
+                .collect();
+            out.push(AgentMsg::LogChunk {
+                id,
+                data: Vec::new(),
+                eof: true,
+            });
+            out
+        }
+        Response::Ok { message } => vec![result(id, true, message, None)],
+        _ => vec![result(id, true, "ok".into(), None)],
+    }
+}
+
+fn result(id: u64, ok: bool, message: String, run_id: Option<String>) -> AgentMsg {
+    AgentMsg::CommandResult {
+        id,
+        ok,
+        message,
+        run_id,
+    }
+}

@@ -1,0 +1,186 @@
+//! The agent's identity after enrollment, kept in its store (`agent_meta`).
+//!
+//! An enrolled agent holds: its id, its private key (generated on the agent, never sent), its
+//! certificate signed by the hub CA, the hub CA itself (pinned), the name the hub's certificate
+//! is issued for, the hub's address, and the workflow-signing trust (the hub's current signing
+//! key and the keys it retired). Configuration fails closed: an agent configured for a hub but
+//! missing any of these refuses to start and says which.
+
+use minicbor::{Decode, Encode};
+
+use crate::store::{Store, StoreError};
+
+const IDENTITY_KEY: &str = "identity";
+const TRUST_KEY: &str = "trust";
+const DEPLOY_PREFIX: &str = "deploy/";
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Identity {
+    #[n(0)]
+    pub agent_id: String,
+    /// PKCS#8 DER of the agent's TLS key.
+    #[n(1)]
+    #[cbor(with = "minicbor::bytes")]
+    pub key_pkcs8: Vec<u8>,
+    #[n(2)]
+    #[cbor(with = "minicbor::bytes")]
+    pub cert_der: Vec<u8>,
+    #[n(3)]
+    #[cbor(with = "minicbor::bytes")]
+    pub ca_der: Vec<u8>,
+    #[n(4)]
+    pub hub_name: String,
+    #[n(5)]
+    pub hub_address: String,
+    #[n(6)]
+    pub labels: Vec<(String, String)>,
+    #[n(7)]
+    pub enrolled_ms: i64,
+}
+
+/// What the agent knows about one workflow it runs from the hub: the anti-rollback state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+pub struct DeployState {
+    /// Highest version ever accepted (a lower one is refused unless held locally).
+    #[n(0)]
+    pub highest_version: u64,
+    /// Highest assignment epoch accepted (replays are refused).
+    #[n(1)]
+    pub last_epoch: u64,
+    /// The version active now (0: removed).
+    #[n(2)]
+    pub active_version: u64,
+    /// Paused at the hub.
+    #[n(3)]
+    pub paused: bool,
+    /// The active version is on probation (issue 4).
+    #[n(4)]
+    pub probation: Option<ProbationState>,
+    /// The last version this agent reverted by itself, if any.
+    #[n(5)]
+    pub reverted_from: Option<u64>,
+}
+
+/// Probation of the active version: more than `max_failures` failures among the first `runs`
+/// runs of it (created at or after `since_ms`) make the agent revert to `previous_version`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ProbationState {
+    #[n(0)]
+    pub runs: u32,
+    #[n(1)]
+    pub max_failures: u32,
+    #[n(2)]
+    pub previous_version: u64,
+    #[n(3)]
+    pub since_ms: i64,
+    #[n(4)]
+    pub rollout_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored {what} does not decode: {message}")]
+    Decode { what: &'static str, message: String },
+}
+
+fn decode<T: for<'b> Decode<'b, ()>>(what: &'static str, bytes: &[u8]) -> Result<T, IdentityError> {
+    minicbor::decode(bytes).map_err(|e| IdentityError::Decode {
+        what,
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: Encode<()>>(v: &T) -> Vec<u8> {
+    minicbor::to_vec(v).unwrap_or_default()
+}
+
+pub fn load(store: &Store) -> Result<Option<Identity>, IdentityError> {
+    match store.get_meta(IDENTITY_KEY)? {
+        Some(b) => Ok(Some(decode("identity", &b)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn save(store: &Store, id: &Identity) -> Result<(), IdentityError> {
+    store.put_meta(IDENTITY_KEY, &encode(id))?;
+    Ok(())
+}
+
+pub fn load_trust(store: &Store) -> Result<Option<outpost_common::sign::Trust>, IdentityError> {
+    match store.get_meta(TRUST_KEY)? {
+        Some(b) => Ok(Some(decode("signing trust", &b)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn save_trust(store: &Store, t: &outpost_common::sign::Trust) -> Result<(), IdentityError> {
+    store.put_meta(TRUST_KEY, &encode(t))?;
+    Ok(())
+}
+
+pub fn deploy_state(store: &Store, workflow: &str) -> Result<DeployState, IdentityError> {
+    match store.get_meta(&format!("{DEPLOY_PREFIX}{workflow}"))? {
+        Some(b) => decode("deploy state", &b),
+        None => Ok(DeployState::default()),
+    }
+}
+
+pub fn save_deploy_state(
+    store: &Store,
+    workflow: &str,
+    s: &DeployState,
+) -> Result<(), IdentityError> {
+    store.put_meta(&format!("{DEPLOY_PREFIX}{workflow}"), &encode(s))?;
+    Ok(())
+}
+
+/// Every workflow the hub has deployed here, with its state.
+pub fn deploy_states(store: &Store) -> Result<Vec<(String, DeployState)>, IdentityError> {
+    let mut out = Vec::new();
+    for (k, v) in store.meta_with_prefix(DEPLOY_PREFIX)? {
+        let name = k.trim_start_matches(DEPLOY_PREFIX).to_string();
+        out.push((name, decode("deploy state", &v)?));
+    }
+    Ok(out)
+}
+
+/// A bootstrap token: `opt1.<token id>.<secret>.<sha256 of the hub CA, hex>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// `<token id>.<secret>`: what the hub checks.
+    pub credential: String,
+    pub ca_sha256: String,
+}
+
+pub fn parse_token(s: &str) -> Result<Token, String> {
+    let parts: Vec<&str> = s.trim().split('.').collect();
+    match parts.as_slice() {
+        ["opt1", id, secret, ca]
+            if !id.is_empty()
+                && !secret.is_empty()
+                && ca.len() == 64
+                && ca.chars().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            Ok(Token { credential: format!("{id}.{secret}"), ca_sha256: ca.to_ascii_lowercase() })
+        }
+        _ => Err("malformed token: expected opt1.<id>.<secret>.<64 hex digits> (from `outpost-hub token create`)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_or_say_why() {
+        let ca = "ab".repeat(32);
+        let t = parse_token(&format!("opt1.tok1.s3cret.{ca}")).unwrap();
+        assert_eq!(t.credential, "tok1.s3cret");
+        assert_eq!(t.ca_sha256, ca);
+        assert!(parse_token("opt1.a.b").is_err());
+        assert!(parse_token(&format!("opt2.a.b.{ca}")).is_err());
+        assert!(parse_token("opt1.a.b.nothex").is_err());
+    }
+}
