@@ -94,6 +94,11 @@ fn dispatch(cli: Cli) -> CliResult {
             sans,
         } => init(&data_dir, &name, &sans, conn.output),
         Command::Serve => serve(&conn),
+        Command::Dev { dir } => {
+            init_tracing();
+            crate::dev::run(dir).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Workflow(c) => workflow(&client(&conn)?, conn.output, c),
         Command::Agent(c) => agent(&client(&conn)?, conn.output, c),
         Command::Token(c) => token(&client(&conn)?, conn.output, c),
@@ -131,12 +136,7 @@ fn init(dir: &Path, name: &str, sans: &[String], output: Output) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(conn: &ConnOpts) -> CliResult {
-    let path = conn
-        .config
-        .as_deref()
-        .ok_or_else(|| CliError::Usage("serve needs --config hub.toml".into()))?;
-    let config = HubConfig::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
+fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -145,6 +145,15 @@ fn serve(conn: &ConnOpts) -> CliResult {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+fn serve(conn: &ConnOpts) -> CliResult {
+    let path = conn
+        .config
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("serve needs --config hub.toml".into()))?;
+    let config = HubConfig::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
+    init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

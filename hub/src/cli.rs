@@ -65,6 +65,12 @@ pub enum Command {
     },
     /// Run the hub (needs --config hub.toml).
     Serve,
+    /// The whole system on this machine: a hub and an enrolled agent on loopback, the example
+    /// workflow applied and firing every 10 s. State in --dir (default: a new temporary dir).
+    Dev {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Workflows.
     #[command(subcommand)]
     Workflow(WorkflowCmd),

@@ -17,6 +17,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dev;
 pub mod gateway;
 pub mod hub;
 pub mod init;

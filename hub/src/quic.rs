@@ -264,6 +264,8 @@ async fn session(
                     let bytes = match frame {
                         Ok(Some(b)) => b,
                         Ok(None) => return Ok(()),
+                        // The agent closed the connection (shutdown, restart): not an error.
+                        Err(_) if matches!(conn.close_reason(), Some(quinn::ConnectionError::ApplicationClosed(_))) => return Ok(()),
                         Err(e) => {
                             conn.close(CLOSE_PROTOCOL.into(), b"bad frame");
                             return Err(e).context("bad frame from agent");

@@ -2,10 +2,10 @@
 
 use std::process::Command;
 
-use outpost_tests::{Scratch, agent, agent_bin, repo_root, stderr};
+use outpost_tests::{Scratch, agent, agent_bin, hub_bin, repo_root, stderr};
 
 #[test]
-fn systemd_unit_verifies() {
+fn systemd_units_verify() {
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
         // CI installs systemd; a developer machine without it says so instead of pretending.
         assert!(
@@ -17,29 +17,28 @@ fn systemd_unit_verifies() {
     };
     assert!(out.status.success());
     let s = Scratch::new("unit").unwrap();
-    let unit =
-        std::fs::read_to_string(repo_root().join("deploy/systemd/outpost-agent.service")).unwrap();
-    // Point ExecStart at the binary we just built; everything else is verified as shipped.
-    let unit = unit.replace(
-        "/usr/local/bin/outpost-agent",
-        &agent_bin().display().to_string(),
-    );
-    let p = s.write("outpost-agent.service", &unit).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&p)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    // Only complaints about this unit matter (the host's other units are not ours).
-    let ours: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("outpost-agent"))
-        .collect();
-    assert!(
-        out.status.success() && ours.is_empty(),
-        "systemd-analyze verify: {err}"
-    );
+    for (name, bin) in [("outpost-agent", agent_bin()), ("outpost-hub", hub_bin())] {
+        let path = repo_root().join(format!("deploy/systemd/{name}.service"));
+        let unit = std::fs::read_to_string(path).unwrap();
+        // Point ExecStart at the binary we just built; everything else is verified as shipped.
+        let unit = unit.replace(
+            &format!("/usr/local/bin/{name}"),
+            &bin.display().to_string(),
+        );
+        let p = s.write(&format!("{name}.service"), &unit).unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&p)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        // Only complaints about this unit matter (the host's other units are not ours).
+        let ours: Vec<&str> = err.lines().filter(|l| l.contains(name)).collect();
+        assert!(
+            out.status.success() && ours.is_empty(),
+            "systemd-analyze verify {name}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -54,4 +53,97 @@ fn example_config_and_workflows_load() {
     ])
     .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn example_hub_config_loads() {
+    // The example config names files in /var/lib; point data_dir at a fresh hub and load it
+    // through `serve`'s own checks (fail closed: every file must exist).
+    let s = Scratch::new("hubcfg").unwrap();
+    let data = s.join("data");
+    let out = Command::new(hub_bin())
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let example = std::fs::read_to_string(repo_root().join("deploy/examples/hub.toml")).unwrap();
+    let cfg = example
+        .replace("/var/lib/outpost-hub", &data.display().to_string())
+        .replace(
+            "0.0.0.0:7443",
+            &format!("127.0.0.1:{}", outpost_tests::free_port()),
+        );
+    let cfg = cfg.replace(
+        "127.0.0.1:7070",
+        &format!("127.0.0.1:{}", outpost_tests::free_port()),
+    );
+    let p = s.write("hub.toml", &cfg).unwrap();
+    let mut child = Command::new(hub_bin())
+        .args(["serve", "--config"])
+        .arg(&p)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        still_running,
+        "outpost-hub serve exited with the example config"
+    );
+}
+
+/// The README's first command: `outpost-hub dev` brings up a hub and an enrolled agent, applies
+/// the example, and the example's runs reach the hub.
+#[test]
+fn dev_mode_runs_the_example_end_to_end() {
+    use std::io::{BufRead as _, BufReader};
+    let s = Scratch::new("dev").unwrap();
+    let mut child = Command::new(hub_bin())
+        .args(["dev", "--dir"])
+        .arg(s.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let mut succeeded = false;
+    while std::time::Instant::now() < deadline {
+        match rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            Ok(line) => {
+                succeeded |= line.contains("hello@v1@") && line.trim_end().ends_with("succeeded");
+                seen.push(line);
+                if succeeded {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => break,
+        }
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+    let st = child.wait().unwrap();
+    assert!(
+        succeeded,
+        "no successful run of the example reached the hub:\n{}",
+        seen.join("\n")
+    );
+    assert!(seen.iter().any(|l| l.contains("enrolled")), "{seen:?}");
+    assert!(st.success(), "dev exited with {st}");
 }

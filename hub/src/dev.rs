@@ -1,0 +1,214 @@
+//! `outpost-hub dev`: the whole system on one machine in one command, like `nomad agent -dev`.
+//!
+//! A hub and one agent run in this process, on loopback, with their stores in a directory
+//! (temporary, or named with `--dir` so a second start picks up where the first stopped). The
+//! agent enrolls over real QUIC with a real bootstrap token, the embedded example workflow
+//! (`examples/hello.yaml`, firing every 10 s) is applied through the real API, and runs are
+//! printed as they reach the hub. Nothing here is a shortcut around the production paths: it is
+//! the same enrollment, the same signed deploys, the same status sync.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::client::Client;
+use crate::config::HubConfig;
+use crate::views::{ApplyFile, ApplyRequest, ApplyResponse, RunView, TokenRequest, TokenResponse};
+
+/// The example workflow applied in dev mode.
+pub const EXAMPLE: &str = include_str!("../../examples/hello.yaml");
+
+fn port_free(port: u16) -> bool {
+    UdpSocket::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// `preferred` if it is free on loopback, else any free port.
+fn pick_port(preferred: u16) -> u16 {
+    if port_free(preferred) {
+        return preferred;
+    }
+    for _ in 0..50 {
+        if let Ok(s) = UdpSocket::bind("127.0.0.1:0")
+            && let Ok(a) = s.local_addr()
+            && port_free(a.port())
+        {
+            return a.port();
+        }
+    }
+    0
+}
+
+pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = match dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("outpost-dev-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let hub_dir = dir.join("hub");
+    if !crate::hub::is_initialised(&hub_dir) {
+        crate::init::init(&hub_dir, crate::config::DEFAULT_HUB_NAME, &[])?;
+    }
+    let quic: SocketAddr = format!("127.0.0.1:{}", pick_port(7443)).parse()?;
+    let http: SocketAddr = format!("127.0.0.1:{}", pick_port(7070)).parse()?;
+    let hub_toml = dir.join("hub.toml");
+    std::fs::write(
+        &hub_toml,
+        format!(
+            "data_dir = \"{}\"\nquic_listen = \"{quic}\"\nhttp_listen = \"{http}\"\n",
+            hub_dir.display()
+        ),
+    )?;
+    let config = HubConfig::load(&hub_toml).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let token = config
+        .read_api_token()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let agent_dir = dir.join("agent");
+    let agent_toml = agent_dir.join("agent.toml");
+    std::fs::create_dir_all(agent_dir.join("workflows"))?;
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "state_dir = \"{}\"\n\n[shutdown]\ngrace = \"5s\"\n\n[hub]\naddress = \"{quic}\"\n",
+            agent_dir.join("state").display()
+        ),
+    )?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        // The hub.
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let hub = tokio::spawn(crate::serve::run(
+            config,
+            async move {
+                let mut rx = stop_rx;
+                let _ = rx.changed().await;
+            },
+            move |_s| {
+                let _ = ready_tx.send(());
+            },
+        ));
+        ready_rx.await.context("the hub did not start")?;
+        let base = format!("http://{http}");
+        let client = Client::new(&base, &token, None);
+
+        // The agent: enrolled once, then served.
+        let cfg = outpost_agent::config::AgentConfig::load(&agent_toml)?;
+        let store = Arc::new(outpost_agent::store::Store::open(&cfg.store_path())?);
+        if outpost_agent::identity::load(&store)?.is_none() {
+            let c = client.clone();
+            let tok: TokenResponse = tokio::task::spawn_blocking(move || {
+                c.post(
+                    "/v1/tokens",
+                    &TokenRequest {
+                        labels: [("site".to_string(), "dev".to_string())].into(),
+                        ttl: Some("10m".into()),
+                    },
+                )
+            })
+            .await??;
+            let id = outpost_agent::hub_link::enroll(
+                &store,
+                &quic.to_string(),
+                crate::config::DEFAULT_HUB_NAME,
+                &tok.token,
+                Vec::new(),
+            )
+            .await?;
+            println!("agent {} enrolled", id.agent_id);
+        }
+        let agent = tokio::spawn(outpost_agent::daemon::serve(cfg, store));
+
+        // The example workflow, through the API.
+        let c = client.clone();
+        let applied: ApplyResponse = tokio::task::spawn_blocking(move || {
+            c.post(
+                "/v1/workflows",
+                &ApplyRequest {
+                    files: vec![ApplyFile {
+                        path: "examples/hello.yaml".into(),
+                        content: EXAMPLE.into(),
+                    }],
+                },
+            )
+        })
+        .await??;
+        for r in &applied.results {
+            match (&r.name, r.version) {
+                (Some(n), Some(v)) => {
+                    println!("workflow {n} version {v} applied (fires every 10 s)")
+                }
+                _ => println!("{}: {}", r.path, r.diagnostics.join("; ")),
+            }
+        }
+        print_banner(&dir, &base, &token, &hub_toml, &agent_toml);
+
+        // Print runs as they reach the hub, until Ctrl-C.
+        let mut seen: std::collections::HashMap<(String, String), String> = Default::default();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut signals = Box::pin(crate::serve::shutdown_signal());
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut signals => break,
+            }
+            let c = client.clone();
+            let runs: Vec<RunView> = match tokio::task::spawn_blocking(move || {
+                c.get("/v1/runs", &[("limit", "20".to_string())])
+            })
+            .await?
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("dev: listing runs: {e}");
+                    continue;
+                }
+            };
+            for r in runs.iter().rev() {
+                let key = (r.agent.clone(), r.run_id.clone());
+                if seen.get(&key) != Some(&r.state) {
+                    println!(
+                        "{}  {:<40} {}",
+                        chrono::Local::now().format("%H:%M:%S"),
+                        r.run_id,
+                        r.state
+                    );
+                    seen.insert(key, r.state.clone());
+                }
+            }
+        }
+        println!("stopping (the agent finishes its running tasks first)");
+        let _ = tokio::time::timeout(Duration::from_secs(15), agent).await;
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), hub).await;
+        println!(
+            "state kept in {} (run `outpost-hub dev --dir {}` to continue)",
+            dir.display(),
+            dir.display()
+        );
+        anyhow::Ok(())
+    })
+}
+
+fn print_banner(dir: &Path, base: &str, token: &str, hub_toml: &Path, agent_toml: &Path) {
+    println!();
+    println!(
+        "Outpost dev: a hub and an enrolled agent on loopback; state in {}",
+        dir.display()
+    );
+    println!("Watch it from another shell:");
+    println!("  export OUTPOST_HUB_URL={base} OUTPOST_HUB_TOKEN={token}");
+    println!("  outpost-hub run list            # runs as the hub sees them");
+    println!("  outpost-hub agent list          # the agent, online, and its versions");
+    println!("  outpost-agent status --config {}", agent_toml.display());
+    println!("  (hub config: {})", hub_toml.display());
+    println!("Ctrl-C stops both.");
+    println!();
+}
