@@ -671,10 +671,27 @@ impl Driver {
                 return;
             }
         };
+        // For a scheduled run's first attempts: the instant the process was meant to start, so
+        // its lateness can be measured (`RUST_LOG=outpost_agent::driver=debug`; the benchmark
+        // harness parses it).
+        let scheduled_at = (attempt == 1)
+            .then(|| {
+                self.engine
+                    .active_run_records()
+                    .find(|r| r.run_id == run_id && r.kind != RunKind::Manual)
+                    .map(|r| r.scheduled_ms)
+            })
+            .flatten();
         let cfg = self.cfg.exec.clone();
         tokio::spawn(async move {
             match exec::spawn(&cfg, req).await {
                 Ok(running) => {
+                    if let Some(ms) = scheduled_at
+                        && tracing::enabled!(tracing::Level::DEBUG)
+                    {
+                        let late_us = Utc::now().timestamp_micros() - ms * 1000;
+                        tracing::debug!(run = %run_id, task, late_us, "scheduled spawn");
+                    }
                     let _ = tx.send(Event::Started {
                         run_id: run_id.clone(),
                         task,
