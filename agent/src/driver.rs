@@ -736,10 +736,13 @@ impl Driver {
             .runs
             .get(run_id)
             .with_context(|| format!("unknown run {run_id}"))?;
-        let (rec, _) = self
+        // The run record only: a full snapshot would clone every task record of the run for
+        // every spawn (quadratic in the size of the DAG).
+        let rec = self
             .engine
-            .run_snapshot(run_id)
-            .with_context(|| format!("engine has no run {run_id}"))?;
+            .active_run_records()
+            .find(|r| r.run_id == *run_id)
+            .with_context(|| format!("engine has no active run {run_id}"))?;
         let t = wf.tasks.get(task).context("task index out of range")?;
         let params: BTreeMap<String, String> = rec.params.iter().cloned().collect();
         let upstream = self.engine.upstream_outputs(run_id, task);
