@@ -23,7 +23,7 @@ use outpost_common::record::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::exec::{self, ExecConfig, Killer, SpawnRequest};
+use crate::exec::{self, ExecConfig, Killer, Prepared, SpawnRequest};
 use crate::store::{Batch, Store, WorkflowVersion};
 
 /// Messages into the driver loop.
@@ -57,6 +57,33 @@ pub enum Event {
     Shutdown,
 }
 
+/// How long before a cron instant its run is created and committed ("pre-commit").
+///
+/// A scheduled run must be durable before its first process starts, and the commit (a redb
+/// two-phase commit: two fsyncs) plus the attempt's directory and files take a few
+/// milliseconds. So the driver wakes this much before the instant, hands the planner and the
+/// engine the instant itself as "now" (the run's `started_ms` and the attempts' `started_ms`
+/// and timeouts are those of the instant), commits the run with its first attempts, prepares
+/// the processes ([`exec::prepare`]), then sleeps precisely until the instant and starts them.
+/// Durable-first holds: every commit happens before the spawn it covers.
+///
+/// Crash semantics: an attempt committed here whose process has not started yet (a crash inside
+/// the lead) is recovered like any attempt without an outcome: as interrupted (retried if the
+/// task is idempotent and has attempts left, else failed). Decisions that depend on other runs
+/// (`overlap`, `max_active_runs`, `cancel_running`) are taken at the pre-commit, up to this lead
+/// before the instant.
+pub const PRECOMMIT_LEAD: Duration = Duration::from_millis(50);
+
+/// An attempt committed ahead of its scheduled instant, started when `due` (monotonic) comes.
+struct DeferredSpawn {
+    due: Duration,
+    run_id: RunId,
+    task: TaskIdx,
+    attempt: u32,
+    scheduled_ms: Option<i64>,
+    prepared: Prepared,
+}
+
 /// Something interesting for a foreground observer (the `run` command's progress display).
 pub type Observer = Box<dyn FnMut(&StatusEvent) + Send>;
 
@@ -67,6 +94,9 @@ struct Loaded {
     origin: String,
     planner: Option<Planner>,
     paused: bool,
+    /// The planner was last shown this (future) instant by a pre-commit; it is shown no
+    /// earlier time until the clocks pass it.
+    clock_floor: Option<Now>,
 }
 
 pub struct DriverConfig {
@@ -104,6 +134,10 @@ pub struct Driver {
     finished: Vec<(RunId, RunState)>,
     stopping: bool,
     pub started: DateTime<Utc>,
+    /// Pre-committed attempts waiting for their instant (see [`PRECOMMIT_LEAD`]).
+    deferred: Vec<DeferredSpawn>,
+    /// While set (monotonic), `pump` defers the spawns it carries out to this instant.
+    defer_to: Option<Duration>,
 }
 
 impl Driver {
@@ -135,6 +169,8 @@ impl Driver {
             finished: Vec::new(),
             stopping: false,
             started,
+            deferred: Vec::new(),
+            defer_to: None,
         }
     }
 
@@ -214,6 +250,7 @@ impl Driver {
                 origin,
                 planner,
                 paused,
+                clock_floor: None,
             },
         );
         Ok(())
@@ -516,14 +553,18 @@ impl Driver {
 
     // ----- the loop ----------------------------------------------------------------------------
 
-    /// Fire due cron instants and engine timers.
-    fn on_time(&mut self) {
+    /// Start pre-committed attempts whose instant has come, then fire due cron instants (and
+    /// those due within [`PRECOMMIT_LEAD`], deferring their spawns) and engine timers.
+    fn on_time(&mut self) -> anyhow::Result<()> {
         let now = self.now();
+        self.start_due(now);
         self.engine.handle_timeout(now);
         if self.stopping {
-            return;
+            return Ok(());
         }
-        let mut fires: Vec<(Arc<Workflow>, u64, DateTime<Utc>, RunKind)> = Vec::new();
+        // Carry out what the timers asked for now, so that only the pre-committed runs' spawns
+        // are deferred below.
+        self.pump()?;
         let names: Vec<String> = self.workflows.keys().cloned().collect();
         for name in names {
             let Some(l) = self.workflows.get_mut(&name) else {
@@ -532,7 +573,26 @@ impl Driver {
             let Some(p) = l.planner.as_mut() else {
                 continue;
             };
-            let outs = p.handle_time(now);
+            let mut pnow = match l.clock_floor {
+                Some(f) if f.mono > now.mono => f,
+                _ => {
+                    l.clock_floor = None;
+                    now
+                }
+            };
+            if let Some(at) = p.poll_timeout()
+                && at > pnow.wall
+                && let Ok(ahead) = (at - now.wall).to_std()
+                && ahead <= PRECOMMIT_LEAD
+            {
+                pnow = Now {
+                    wall: at,
+                    mono: now.mono + ahead,
+                };
+                l.clock_floor = Some(pnow);
+            }
+            let mut fires: Vec<(Arc<Workflow>, u64, DateTime<Utc>, RunKind)> = Vec::new();
+            let outs = p.handle_time(pnow);
             let last = p.last_fired();
             if outs.is_empty() {
                 continue;
@@ -565,7 +625,21 @@ impl Driver {
                     recorded_ms: now.wall_ms(),
                 }));
             }
+            if fires.is_empty() {
+                continue;
+            }
+            self.fire(fires, pnow);
+            // Commit the runs and their first attempts now; their processes start at the
+            // instant (durable first: the commit precedes the spawn).
+            self.defer_to = (pnow.mono > now.mono).then_some(pnow.mono);
+            let r = self.pump();
+            self.defer_to = None;
+            r?;
         }
+        Ok(())
+    }
+
+    fn fire(&mut self, fires: Vec<(Arc<Workflow>, u64, DateTime<Utc>, RunKind)>, now: Now) {
         for (wf, version, scheduled, kind) in fires {
             let ms = scheduled.timestamp_millis();
             let id = outpost_common::record::run_id(&wf.name, version, ms, kind);
@@ -579,6 +653,21 @@ impl Driver {
                 }
             }
             self.add_run(wf, version, ms, kind, Vec::new(), now);
+        }
+    }
+
+    /// Start the deferred attempts whose instant has come.
+    fn start_due(&mut self, now: Now) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|d| d.due <= now.mono);
+        self.deferred = later;
+        for d in due {
+            let started = d.prepared.start();
+            self.on_spawned(d.run_id, d.task, d.attempt, d.scheduled_ms, started);
         }
     }
 
@@ -620,7 +709,10 @@ impl Driver {
                         run_id,
                         task,
                         attempt,
-                    } => self.spawn(run_id, task, attempt),
+                    } => match self.defer_to {
+                        Some(due) => self.defer_spawn(due, run_id, task, attempt),
+                        None => self.spawn(run_id, task, attempt),
+                    },
                     Action::Kill {
                         run_id,
                         task,
@@ -654,75 +746,78 @@ impl Driver {
         }
     }
 
+    /// For a scheduled (or catch-up) run's first attempts: the instant the process was meant to
+    /// start, so that its lateness can be measured (`RUST_LOG=outpost_agent::driver=debug`; the
+    /// benchmark harness parses it).
+    fn scheduled_at(&self, run_id: &str, attempt: u32) -> Option<i64> {
+        if attempt != 1 {
+            return None;
+        }
+        self.engine
+            .active_run_records()
+            .find(|r| r.run_id == run_id && r.kind != RunKind::Manual)
+            .map(|r| r.scheduled_ms)
+    }
+
     fn spawn(&mut self, run_id: RunId, task: TaskIdx, attempt: u32) {
         self.running += 1;
         let tx = self.tx.clone();
         let req = match self.spawn_request(&run_id, task, attempt) {
             Ok(r) => r,
             Err(e) => {
-                let _ = tx.send(Event::Exited {
-                    run_id,
-                    task,
-                    attempt,
-                    outcome: AttemptOutcome::SpawnFailed(format!("{e:#}")),
-                    reason: Some(format!("{e:#}")),
-                    outputs: Vec::new(),
-                });
+                let _ = tx.send(spawn_failed(run_id, task, attempt, format!("{e:#}")));
                 return;
             }
         };
-        // For a scheduled run's first attempts: the instant the process was meant to start, so
-        // its lateness can be measured (`RUST_LOG=outpost_agent::driver=debug`; the benchmark
-        // harness parses it).
-        let scheduled_at = (attempt == 1)
-            .then(|| {
-                self.engine
-                    .active_run_records()
-                    .find(|r| r.run_id == run_id && r.kind != RunKind::Manual)
-                    .map(|r| r.scheduled_ms)
-            })
-            .flatten();
+        let scheduled_at = self.scheduled_at(&run_id, attempt);
         let cfg = self.cfg.exec.clone();
         tokio::spawn(async move {
-            match exec::spawn(&cfg, req).await {
-                Ok(running) => {
-                    if let Some(ms) = scheduled_at
-                        && tracing::enabled!(tracing::Level::DEBUG)
-                    {
-                        let late_us = Utc::now().timestamp_micros() - ms * 1000;
-                        tracing::debug!(run = %run_id, task, late_us, "scheduled spawn");
-                    }
-                    let _ = tx.send(Event::Started {
-                        run_id: run_id.clone(),
-                        task,
-                        attempt,
-                        pid: running.pid,
-                        limits: running.limits_mode,
-                        log: running.log_path.clone(),
-                        killer: running.killer(),
-                    });
-                    let exit = running.wait().await;
-                    let _ = tx.send(Event::Exited {
-                        run_id,
-                        task,
-                        attempt,
-                        outcome: exit.outcome,
-                        reason: exit.reason,
-                        outputs: exit.outputs,
-                    });
-                }
-                Err(e) => {
-                    let _ = tx.send(Event::Exited {
-                        run_id,
-                        task,
-                        attempt,
-                        outcome: AttemptOutcome::SpawnFailed(e.to_string()),
-                        reason: Some(e.to_string()),
-                        outputs: Vec::new(),
-                    });
-                }
-            }
+            let started = exec::spawn(&cfg, req).await;
+            supervise(tx, run_id, task, attempt, scheduled_at, started).await;
         });
+    }
+
+    /// Prepare an attempt now and start it at `due` (monotonic), see [`PRECOMMIT_LEAD`].
+    fn defer_spawn(&mut self, due: Duration, run_id: RunId, task: TaskIdx, attempt: u32) {
+        self.running += 1;
+        let prepared = self
+            .spawn_request(&run_id, task, attempt)
+            .and_then(|req| Ok(exec::prepare(&self.cfg.exec, req)?));
+        match prepared {
+            Ok(prepared) => {
+                let scheduled_ms = self.scheduled_at(&run_id, attempt);
+                self.deferred.push(DeferredSpawn {
+                    due,
+                    run_id,
+                    task,
+                    attempt,
+                    scheduled_ms,
+                    prepared,
+                });
+            }
+            Err(e) => {
+                let _ = self
+                    .tx
+                    .send(spawn_failed(run_id, task, attempt, format!("{e:#}")));
+            }
+        }
+    }
+
+    /// A deferred attempt was started (here, on the driver's thread: no hand-off between the
+    /// instant and the spawn).
+    fn on_spawned(
+        &mut self,
+        run_id: RunId,
+        task: TaskIdx,
+        attempt: u32,
+        scheduled_at: Option<i64>,
+        started: Result<exec::Running, exec::ExecError>,
+    ) {
+        if started.is_ok() {
+            log_lateness(&run_id, task, scheduled_at);
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(supervise(tx, run_id, task, attempt, None, started));
     }
 
     /// Build the process request: templates rendered, run context in the environment.
@@ -864,10 +959,17 @@ impl Driver {
     /// The next moment something is due, as a monotonic deadline.
     fn next_deadline(&self, now: Now) -> Option<Duration> {
         let mut best = self.engine.poll_timeout();
+        for d in &self.deferred {
+            best = Some(best.map_or(d.due, |b| b.min(d.due)));
+        }
         if !self.stopping {
             for l in self.workflows.values() {
                 if let Some(at) = l.planner.as_ref().and_then(|p| p.poll_timeout()) {
-                    let wait = (at - now.wall).to_std().unwrap_or(Duration::ZERO);
+                    // Wake a little early: the run is committed ahead of its instant.
+                    let wait = (at - now.wall)
+                        .to_std()
+                        .unwrap_or(Duration::ZERO)
+                        .saturating_sub(PRECOMMIT_LEAD);
                     // Re-read the wall clock at least every second: it may jump.
                     let wait = wait.min(Duration::from_secs(1));
                     let d = now.mono + wait;
@@ -885,7 +987,7 @@ impl Driver {
     ) -> anyhow::Result<()> {
         let mut shutdown_deadline: Option<tokio::time::Instant> = None;
         loop {
-            self.on_time();
+            self.on_time()?;
             self.pump()?;
             if until(self) {
                 return Ok(());
@@ -1061,6 +1163,64 @@ impl Driver {
                 })
                 .collect(),
         })
+    }
+}
+
+fn spawn_failed(run_id: RunId, task: TaskIdx, attempt: u32, e: String) -> Event {
+    Event::Exited {
+        run_id,
+        task,
+        attempt,
+        outcome: AttemptOutcome::SpawnFailed(e.clone()),
+        reason: Some(e),
+        outputs: Vec::new(),
+    }
+}
+
+/// How late after its scheduled instant a scheduled run's first attempt started (debug).
+fn log_lateness(run_id: &str, task: TaskIdx, scheduled_at: Option<i64>) {
+    if let Some(ms) = scheduled_at
+        && tracing::enabled!(tracing::Level::DEBUG)
+    {
+        let late_us = Utc::now().timestamp_micros() - ms * 1000;
+        tracing::debug!(run = %run_id, task, late_us, "scheduled spawn");
+    }
+}
+
+/// Report an attempt's start to the driver, wait for its exit and report that.
+async fn supervise(
+    tx: mpsc::UnboundedSender<Event>,
+    run_id: RunId,
+    task: TaskIdx,
+    attempt: u32,
+    scheduled_at: Option<i64>,
+    started: Result<exec::Running, exec::ExecError>,
+) {
+    match started {
+        Ok(running) => {
+            log_lateness(&run_id, task, scheduled_at);
+            let _ = tx.send(Event::Started {
+                run_id: run_id.clone(),
+                task,
+                attempt,
+                pid: running.pid,
+                limits: running.limits_mode,
+                log: running.log_path.clone(),
+                killer: running.killer(),
+            });
+            let exit = running.wait().await;
+            let _ = tx.send(Event::Exited {
+                run_id,
+                task,
+                attempt,
+                outcome: exit.outcome,
+                reason: exit.reason,
+                outputs: exit.outputs,
+            });
+        }
+        Err(e) => {
+            let _ = tx.send(spawn_failed(run_id, task, attempt, e.to_string()));
+        }
     }
 }
 
