@@ -74,6 +74,15 @@ pub enum Event {
 /// before the instant.
 pub const PRECOMMIT_LEAD: Duration = Duration::from_millis(50);
 
+/// Group commit: how long engine records that no spawn or kill waits for (a process's pid, an
+/// outcome whose follow-up needs no new process) may be held back so that they join the next
+/// commit, while processes are running (whose events will bring that commit soon).
+///
+/// Every spawn and kill is still preceded by the commit of everything before it (durable
+/// first). A crash loses at most this window's records, which recovery treats like a crash just
+/// before them: an attempt without a committed outcome is recovered as interrupted.
+pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(5);
+
 /// An attempt committed ahead of its scheduled instant, started when `due` (monotonic) comes.
 struct DeferredSpawn {
     due: Duration,
@@ -138,6 +147,8 @@ pub struct Driver {
     deferred: Vec<DeferredSpawn>,
     /// While set (monotonic), `pump` defers the spawns it carries out to this instant.
     defer_to: Option<Duration>,
+    /// Since when (monotonic) `pending` holds records held back by the group commit.
+    pending_since: Option<Duration>,
 }
 
 impl Driver {
@@ -171,6 +182,7 @@ impl Driver {
             started,
             deferred: Vec::new(),
             defer_to: None,
+            pending_since: None,
         }
     }
 
@@ -691,7 +703,24 @@ impl Driver {
                 }
             }
             let empty = batch.is_empty() && acts.is_empty();
+            let needs_commit = acts
+                .iter()
+                .any(|a| matches!(a, Action::Spawn { .. } | Action::Kill { .. }));
+            if !batch.is_empty() && !needs_commit && self.may_hold_back() {
+                // Group commit: nothing waits for these records; let them join the next commit.
+                self.pending = batch;
+                if self.pending_since.is_none() {
+                    self.pending_since = Some(self.clock.mono());
+                }
+                let only_records = acts.is_empty();
+                self.carry_out(acts);
+                if only_records {
+                    return Ok(());
+                }
+                continue;
+            }
             if !batch.is_empty() {
+                self.pending_since = None;
                 let events = batch.events.clone();
                 self.store
                     .commit(batch)
@@ -702,6 +731,44 @@ impl Driver {
                     }
                 }
             }
+            self.carry_out(acts);
+            if empty {
+                return Ok(());
+            }
+        }
+    }
+
+    /// May records be held back for the group commit now?
+    fn may_hold_back(&self) -> bool {
+        self.running > 0
+            && !self.stopping
+            && self
+                .pending_since
+                .is_none_or(|t| self.clock.mono().saturating_sub(t) < GROUP_COMMIT_WINDOW)
+    }
+
+    /// Commit whatever the group commit holds back (before returning to a caller that reads
+    /// the store).
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_since = None;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let events = batch.events.clone();
+        self.store
+            .commit(batch)
+            .context("committing to the store")?;
+        if let Some(obs) = self.observer.as_mut() {
+            for e in &events {
+                obs(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn carry_out(&mut self, acts: Vec<Action>) {
+        {
             for a in acts {
                 match a {
                     Action::Commit(events) => self.pending.events.extend(events),
@@ -724,9 +791,6 @@ impl Driver {
                         self.finished.push((run_id, state));
                     }
                 }
-            }
-            if empty {
-                return Ok(());
             }
         }
     }
@@ -959,6 +1023,10 @@ impl Driver {
     /// The next moment something is due, as a monotonic deadline.
     fn next_deadline(&self, now: Now) -> Option<Duration> {
         let mut best = self.engine.poll_timeout();
+        if let Some(t) = self.pending_since {
+            let d = t + GROUP_COMMIT_WINDOW;
+            best = Some(best.map_or(d, |b| b.min(d)));
+        }
         for d in &self.deferred {
             best = Some(best.map_or(d.due, |b| b.min(d.due)));
         }
@@ -990,11 +1058,11 @@ impl Driver {
             self.on_time()?;
             self.pump()?;
             if until(self) {
-                return Ok(());
+                return self.flush();
             }
             if self.stopping {
                 if self.running == 0 {
-                    return Ok(());
+                    return self.flush();
                 }
                 let dl = *shutdown_deadline
                     .get_or_insert_with(|| tokio::time::Instant::now() + self.cfg.shutdown_grace);
