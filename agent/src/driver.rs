@@ -23,7 +23,7 @@ use outpost_common::record::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::exec::{self, ExecConfig, Killer, SpawnRequest};
+use crate::exec::{self, ExecConfig, Killer, Prepared, SpawnRequest};
 use crate::store::{Batch, Store, WorkflowVersion};
 
 /// Messages into the driver loop.
@@ -67,6 +67,42 @@ pub enum Event {
 /// `origin` of workflows deployed by the hub (others are file paths).
 pub const HUB_ORIGIN: &str = "hub";
 
+/// How long before a cron instant its run is created and committed ("pre-commit").
+///
+/// A scheduled run must be durable before its first process starts, and the commit (a redb
+/// two-phase commit: two fsyncs) plus the attempt's directory and files take a few
+/// milliseconds. So the driver wakes this much before the instant, hands the planner and the
+/// engine the instant itself as "now" (the run's `started_ms` and the attempts' `started_ms`
+/// and timeouts are those of the instant), commits the run with its first attempts, prepares
+/// the processes ([`exec::prepare`]), then sleeps precisely until the instant and starts them.
+/// Durable-first holds: every commit happens before the spawn it covers.
+///
+/// Crash semantics: an attempt committed here whose process has not started yet (a crash inside
+/// the lead) is recovered like any attempt without an outcome: as interrupted (retried if the
+/// task is idempotent and has attempts left, else failed). Decisions that depend on other runs
+/// (`overlap`, `max_active_runs`, `cancel_running`) are taken at the pre-commit, up to this lead
+/// before the instant.
+pub const PRECOMMIT_LEAD: Duration = Duration::from_millis(50);
+
+/// Group commit: how long engine records that no spawn or kill waits for (a process's pid, an
+/// outcome whose follow-up needs no new process) may be held back so that they join the next
+/// commit, while processes are running (whose events will bring that commit soon).
+///
+/// Every spawn and kill is still preceded by the commit of everything before it (durable
+/// first). A crash loses at most this window's records, which recovery treats like a crash just
+/// before them: an attempt without a committed outcome is recovered as interrupted.
+pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(5);
+
+/// An attempt committed ahead of its scheduled instant, started when `due` (monotonic) comes.
+struct DeferredSpawn {
+    due: Duration,
+    run_id: RunId,
+    task: TaskIdx,
+    attempt: u32,
+    scheduled_ms: Option<i64>,
+    prepared: Prepared,
+}
+
 /// Something interesting for a foreground observer (the `run` command's progress display).
 pub type Observer = Box<dyn FnMut(&StatusEvent) + Send>;
 
@@ -77,6 +113,9 @@ struct Loaded {
     origin: String,
     planner: Option<Planner>,
     paused: bool,
+    /// The planner was last shown this (future) instant by a pre-commit; it is shown no
+    /// earlier time until the clocks pass it.
+    clock_floor: Option<Now>,
 }
 
 pub struct DriverConfig {
@@ -118,6 +157,12 @@ pub struct Driver {
     /// Tells the hub link the outbox's last seq after each commit.
     outbox_watch: Option<tokio::sync::watch::Sender<u64>>,
     pub started: DateTime<Utc>,
+    /// Pre-committed attempts waiting for their instant (see [`PRECOMMIT_LEAD`]).
+    deferred: Vec<DeferredSpawn>,
+    /// While set (monotonic), `pump` defers the spawns it carries out to this instant.
+    defer_to: Option<Duration>,
+    /// Since when (monotonic) `pending` holds records held back by the group commit.
+    pending_since: Option<Duration>,
 }
 
 impl Driver {
@@ -151,6 +196,9 @@ impl Driver {
             outbox_watch: None,
             probation_due: HashSet::new(),
             started,
+            deferred: Vec::new(),
+            defer_to: None,
+            pending_since: None,
         }
     }
 
@@ -238,6 +286,7 @@ impl Driver {
                 origin,
                 planner,
                 paused,
+                clock_floor: None,
             },
         );
         Ok(())
@@ -755,14 +804,18 @@ impl Driver {
 
     // ----- the loop ----------------------------------------------------------------------------
 
-    /// Fire due cron instants and engine timers.
-    fn on_time(&mut self) {
+    /// Start pre-committed attempts whose instant has come, then fire due cron instants (and
+    /// those due within [`PRECOMMIT_LEAD`], deferring their spawns) and engine timers.
+    fn on_time(&mut self) -> anyhow::Result<()> {
         let now = self.now();
+        self.start_due(now);
         self.engine.handle_timeout(now);
         if self.stopping {
-            return;
+            return Ok(());
         }
-        let mut fires: Vec<(Arc<Workflow>, u64, DateTime<Utc>, RunKind)> = Vec::new();
+        // Carry out what the timers asked for now, so that only the pre-committed runs' spawns
+        // are deferred below.
+        self.pump()?;
         let names: Vec<String> = self.workflows.keys().cloned().collect();
         for name in names {
             let Some(l) = self.workflows.get_mut(&name) else {
@@ -771,7 +824,26 @@ impl Driver {
             let Some(p) = l.planner.as_mut() else {
                 continue;
             };
-            let outs = p.handle_time(now);
+            let mut pnow = match l.clock_floor {
+                Some(f) if f.mono > now.mono => f,
+                _ => {
+                    l.clock_floor = None;
+                    now
+                }
+            };
+            if let Some(at) = p.poll_timeout()
+                && at > pnow.wall
+                && let Ok(ahead) = (at - now.wall).to_std()
+                && ahead <= PRECOMMIT_LEAD
+            {
+                pnow = Now {
+                    wall: at,
+                    mono: now.mono + ahead,
+                };
+                l.clock_floor = Some(pnow);
+            }
+            let mut fires: Vec<(Arc<Workflow>, u64, DateTime<Utc>, RunKind)> = Vec::new();
+            let outs = p.handle_time(pnow);
             let last = p.last_fired();
             if outs.is_empty() {
                 continue;
@@ -804,7 +876,21 @@ impl Driver {
                     recorded_ms: now.wall_ms(),
                 }));
             }
+            if fires.is_empty() {
+                continue;
+            }
+            self.fire(fires, pnow);
+            // Commit the runs and their first attempts now; their processes start at the
+            // instant (durable first: the commit precedes the spawn).
+            self.defer_to = (pnow.mono > now.mono).then_some(pnow.mono);
+            let r = self.pump();
+            self.defer_to = None;
+            r?;
         }
+        Ok(())
+    }
+
+    fn fire(&mut self, fires: Vec<(Arc<Workflow>, u64, DateTime<Utc>, RunKind)>, now: Now) {
         for (wf, version, scheduled, kind) in fires {
             let ms = scheduled.timestamp_millis();
             let id = outpost_common::record::run_id(&wf.name, version, ms, kind);
@@ -818,6 +904,21 @@ impl Driver {
                 }
             }
             self.add_run(wf, version, ms, kind, Vec::new(), now);
+        }
+    }
+
+    /// Start the deferred attempts whose instant has come.
+    fn start_due(&mut self, now: Now) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|d| d.due <= now.mono);
+        self.deferred = later;
+        for d in due {
+            let started = d.prepared.start();
+            self.on_spawned(d.run_id, d.task, d.attempt, d.scheduled_ms, started);
         }
     }
 
@@ -841,7 +942,24 @@ impl Driver {
                 }
             }
             let empty = batch.is_empty() && acts.is_empty();
+            let needs_commit = acts
+                .iter()
+                .any(|a| matches!(a, Action::Spawn { .. } | Action::Kill { .. }));
+            if !batch.is_empty() && !needs_commit && self.may_hold_back() {
+                // Group commit: nothing waits for these records; let them join the next commit.
+                self.pending = batch;
+                if self.pending_since.is_none() {
+                    self.pending_since = Some(self.clock.mono());
+                }
+                let only_records = acts.is_empty();
+                self.carry_out(acts);
+                if only_records {
+                    return Ok(());
+                }
+                continue;
+            }
             if !batch.is_empty() {
+                self.pending_since = None;
                 let events = batch.events.clone();
                 self.commit(batch).context("committing to the store")?;
                 if let Some(obs) = self.observer.as_mut() {
@@ -850,6 +968,47 @@ impl Driver {
                     }
                 }
             }
+            self.carry_out(acts);
+            for name in std::mem::take(&mut self.probation_due) {
+                if let Err(e) = self.check_probation(&name) {
+                    tracing::error!(workflow = %name, "probation check failed: {e:#}");
+                }
+            }
+            if empty {
+                return Ok(());
+            }
+        }
+    }
+
+    /// May records be held back for the group commit now?
+    fn may_hold_back(&self) -> bool {
+        self.running > 0
+            && !self.stopping
+            && self
+                .pending_since
+                .is_none_or(|t| self.clock.mono().saturating_sub(t) < GROUP_COMMIT_WINDOW)
+    }
+
+    /// Commit whatever the group commit holds back (before returning to a caller that reads
+    /// the store).
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_since = None;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let events = batch.events.clone();
+        self.commit(batch).context("committing to the store")?;
+        if let Some(obs) = self.observer.as_mut() {
+            for e in &events {
+                obs(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn carry_out(&mut self, acts: Vec<Action>) {
+        {
             for a in acts {
                 match a {
                     Action::Commit(events) => self.pending.events.extend(events),
@@ -857,7 +1016,10 @@ impl Driver {
                         run_id,
                         task,
                         attempt,
-                    } => self.spawn(run_id, task, attempt),
+                    } => match self.defer_to {
+                        Some(due) => self.defer_spawn(due, run_id, task, attempt),
+                        None => self.spawn(run_id, task, attempt),
+                    },
                     Action::Kill {
                         run_id,
                         task,
@@ -877,14 +1039,6 @@ impl Driver {
                     }
                 }
             }
-            for name in std::mem::take(&mut self.probation_due) {
-                if let Err(e) = self.check_probation(&name) {
-                    tracing::error!(workflow = %name, "probation check failed: {e:#}");
-                }
-            }
-            if empty {
-                return Ok(());
-            }
         }
     }
 
@@ -903,58 +1057,78 @@ impl Driver {
         }
     }
 
+    /// For a scheduled (or catch-up) run's first attempts: the instant the process was meant to
+    /// start, so that its lateness can be measured (`RUST_LOG=outpost_agent::driver=debug`; the
+    /// benchmark harness parses it).
+    fn scheduled_at(&self, run_id: &str, attempt: u32) -> Option<i64> {
+        if attempt != 1 {
+            return None;
+        }
+        self.engine
+            .active_run_records()
+            .find(|r| r.run_id == run_id && r.kind != RunKind::Manual)
+            .map(|r| r.scheduled_ms)
+    }
+
     fn spawn(&mut self, run_id: RunId, task: TaskIdx, attempt: u32) {
         self.running += 1;
         let tx = self.tx.clone();
         let req = match self.spawn_request(&run_id, task, attempt) {
             Ok(r) => r,
             Err(e) => {
-                let _ = tx.send(Event::Exited {
-                    run_id,
-                    task,
-                    attempt,
-                    outcome: AttemptOutcome::SpawnFailed(format!("{e:#}")),
-                    reason: Some(format!("{e:#}")),
-                    outputs: Vec::new(),
-                });
+                let _ = tx.send(spawn_failed(run_id, task, attempt, format!("{e:#}")));
                 return;
             }
         };
+        let scheduled_at = self.scheduled_at(&run_id, attempt);
         let cfg = self.cfg.exec.clone();
         tokio::spawn(async move {
-            match exec::spawn(&cfg, req).await {
-                Ok(running) => {
-                    let _ = tx.send(Event::Started {
-                        run_id: run_id.clone(),
-                        task,
-                        attempt,
-                        pid: running.pid,
-                        limits: running.limits_mode,
-                        log: running.log_path.clone(),
-                        killer: running.killer(),
-                    });
-                    let exit = running.wait().await;
-                    let _ = tx.send(Event::Exited {
-                        run_id,
-                        task,
-                        attempt,
-                        outcome: exit.outcome,
-                        reason: exit.reason,
-                        outputs: exit.outputs,
-                    });
-                }
-                Err(e) => {
-                    let _ = tx.send(Event::Exited {
-                        run_id,
-                        task,
-                        attempt,
-                        outcome: AttemptOutcome::SpawnFailed(e.to_string()),
-                        reason: Some(e.to_string()),
-                        outputs: Vec::new(),
-                    });
-                }
-            }
+            let started = exec::spawn(&cfg, req).await;
+            supervise(tx, run_id, task, attempt, scheduled_at, started).await;
         });
+    }
+
+    /// Prepare an attempt now and start it at `due` (monotonic), see [`PRECOMMIT_LEAD`].
+    fn defer_spawn(&mut self, due: Duration, run_id: RunId, task: TaskIdx, attempt: u32) {
+        self.running += 1;
+        let prepared = self
+            .spawn_request(&run_id, task, attempt)
+            .and_then(|req| Ok(exec::prepare(&self.cfg.exec, req)?));
+        match prepared {
+            Ok(prepared) => {
+                let scheduled_ms = self.scheduled_at(&run_id, attempt);
+                self.deferred.push(DeferredSpawn {
+                    due,
+                    run_id,
+                    task,
+                    attempt,
+                    scheduled_ms,
+                    prepared,
+                });
+            }
+            Err(e) => {
+                let _ = self
+                    .tx
+                    .send(spawn_failed(run_id, task, attempt, format!("{e:#}")));
+            }
+        }
+    }
+
+    /// A deferred attempt was started (here, on the driver's thread: no hand-off between the
+    /// instant and the spawn).
+    fn on_spawned(
+        &mut self,
+        run_id: RunId,
+        task: TaskIdx,
+        attempt: u32,
+        scheduled_at: Option<i64>,
+        started: Result<exec::Running, exec::ExecError>,
+    ) {
+        if started.is_ok() {
+            log_lateness(&run_id, task, scheduled_at);
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(supervise(tx, run_id, task, attempt, None, started));
     }
 
     /// Build the process request: templates rendered, run context in the environment.
@@ -968,10 +1142,13 @@ impl Driver {
             .runs
             .get(run_id)
             .with_context(|| format!("unknown run {run_id}"))?;
-        let (rec, _) = self
+        // The run record only: a full snapshot would clone every task record of the run for
+        // every spawn (quadratic in the size of the DAG).
+        let rec = self
             .engine
-            .run_snapshot(run_id)
-            .with_context(|| format!("engine has no run {run_id}"))?;
+            .active_run_records()
+            .find(|r| r.run_id == *run_id)
+            .with_context(|| format!("engine has no active run {run_id}"))?;
         let t = wf.tasks.get(task).context("task index out of range")?;
         let params: BTreeMap<String, String> = rec.params.iter().cloned().collect();
         let upstream = self.engine.upstream_outputs(run_id, task);
@@ -1111,10 +1288,21 @@ impl Driver {
     /// The next moment something is due, as a monotonic deadline.
     fn next_deadline(&self, now: Now) -> Option<Duration> {
         let mut best = self.engine.poll_timeout();
+        if let Some(t) = self.pending_since {
+            let d = t + GROUP_COMMIT_WINDOW;
+            best = Some(best.map_or(d, |b| b.min(d)));
+        }
+        for d in &self.deferred {
+            best = Some(best.map_or(d.due, |b| b.min(d.due)));
+        }
         if !self.stopping {
             for l in self.workflows.values() {
                 if let Some(at) = l.planner.as_ref().and_then(|p| p.poll_timeout()) {
-                    let wait = (at - now.wall).to_std().unwrap_or(Duration::ZERO);
+                    // Wake a little early: the run is committed ahead of its instant.
+                    let wait = (at - now.wall)
+                        .to_std()
+                        .unwrap_or(Duration::ZERO)
+                        .saturating_sub(PRECOMMIT_LEAD);
                     // Re-read the wall clock at least every second: it may jump.
                     let wait = wait.min(Duration::from_secs(1));
                     let d = now.mono + wait;
@@ -1132,14 +1320,14 @@ impl Driver {
     ) -> anyhow::Result<()> {
         let mut shutdown_deadline: Option<tokio::time::Instant> = None;
         loop {
-            self.on_time();
+            self.on_time()?;
             self.pump()?;
             if until(self) {
-                return Ok(());
+                return self.flush();
             }
             if self.stopping {
                 if self.running == 0 {
-                    return Ok(());
+                    return self.flush();
                 }
                 let dl = *shutdown_deadline
                     .get_or_insert_with(|| tokio::time::Instant::now() + self.cfg.shutdown_grace);
@@ -1308,6 +1496,64 @@ impl Driver {
                 })
                 .collect(),
         })
+    }
+}
+
+fn spawn_failed(run_id: RunId, task: TaskIdx, attempt: u32, e: String) -> Event {
+    Event::Exited {
+        run_id,
+        task,
+        attempt,
+        outcome: AttemptOutcome::SpawnFailed(e.clone()),
+        reason: Some(e),
+        outputs: Vec::new(),
+    }
+}
+
+/// How late after its scheduled instant a scheduled run's first attempt started (debug).
+fn log_lateness(run_id: &str, task: TaskIdx, scheduled_at: Option<i64>) {
+    if let Some(ms) = scheduled_at
+        && tracing::enabled!(tracing::Level::DEBUG)
+    {
+        let late_us = Utc::now().timestamp_micros() - ms * 1000;
+        tracing::debug!(run = %run_id, task, late_us, "scheduled spawn");
+    }
+}
+
+/// Report an attempt's start to the driver, wait for its exit and report that.
+async fn supervise(
+    tx: mpsc::UnboundedSender<Event>,
+    run_id: RunId,
+    task: TaskIdx,
+    attempt: u32,
+    scheduled_at: Option<i64>,
+    started: Result<exec::Running, exec::ExecError>,
+) {
+    match started {
+        Ok(running) => {
+            log_lateness(&run_id, task, scheduled_at);
+            let _ = tx.send(Event::Started {
+                run_id: run_id.clone(),
+                task,
+                attempt,
+                pid: running.pid,
+                limits: running.limits_mode,
+                log: running.log_path.clone(),
+                killer: running.killer(),
+            });
+            let exit = running.wait().await;
+            let _ = tx.send(Event::Exited {
+                run_id,
+                task,
+                attempt,
+                outcome: exit.outcome,
+                reason: exit.reason,
+                outputs: exit.outputs,
+            });
+        }
+        Err(e) => {
+            let _ = tx.send(spawn_failed(run_id, task, attempt, e.to_string()));
+        }
     }
 }
 

@@ -44,6 +44,55 @@ fn cron_fires_every_second_once_per_instant() {
     assert!(wf["next_fire"].is_string(), "{st}");
 }
 
+/// Scheduled runs are committed ahead of their instant (pre-commit) but their processes start
+/// at the instant, never before it: each task stamps its own start time, which must fall in the
+/// second it was scheduled for, and the run's record says it started at that instant.
+#[test]
+fn precommitted_runs_start_at_their_instant_not_before() {
+    let s = Scratch::new("precommit").unwrap();
+    let stamps = s.join("stamps.txt");
+    let d = Daemon::start(s.path(), "").unwrap();
+    std::fs::write(
+        d.workflows_dir().join("tick.yaml"),
+        format!(
+            "name: tick\nschedule: '* * * * * *'\ncatchup: none\ntasks:\n  t:\n    command: [sh, -c, 'echo \"$OUTPOST_SCHEDULED_TIME $(date +%s%N)\" >> {}']\n",
+            stamps.display()
+        ),
+    )
+    .unwrap();
+    let lines = wait_for(Duration::from_secs(20), "4 stamps", || {
+        let t = std::fs::read_to_string(&stamps).ok()?;
+        let l: Vec<String> = t.lines().map(str::to_string).collect();
+        (l.len() >= 4).then_some(l)
+    })
+    .unwrap();
+    for l in &lines {
+        let (scheduled, ns) = l.split_once(' ').unwrap();
+        let scheduled = chrono::DateTime::parse_from_rfc3339(scheduled).unwrap();
+        let ns: i64 = ns.parse().unwrap();
+        let at_ns = scheduled.timestamp_nanos_opt().unwrap();
+        assert!(ns >= at_ns, "a task started before its instant: {l}");
+        assert!(
+            ns - at_ns < 1_000_000_000,
+            "a task started a second late: {l}"
+        );
+    }
+    let runs = runs_in(&d, "tick", Some("succeeded"));
+    assert!(!runs.is_empty());
+    let time = |r: &serde_json::Value, k: &str| {
+        chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap()).unwrap()
+    };
+    for r in &runs {
+        assert!(time(r, "started") >= time(r, "scheduled"), "{r}");
+    }
+    // Committed ahead, the run is recorded as starting at its instant (a wake-up that came too
+    // late for the pre-commit, under heavy load, would record a later start).
+    assert!(
+        runs.iter().any(|r| r["started"] == r["scheduled"]),
+        "no run was pre-committed: {runs:?}"
+    );
+}
+
 #[test]
 fn trigger_show_logs_cancel_over_the_socket() {
     let s = Scratch::new("control").unwrap();

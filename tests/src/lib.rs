@@ -157,12 +157,20 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     pub stderr_path: PathBuf,
+    /// `RUST_LOG` for the daemon (default: `$OUTPOST_TEST_LOG`, else `info`).
+    pub rust_log: Option<String>,
 }
 
 impl Daemon {
     /// Write `agent.toml` (state in `dir/state`, workflows in `dir/workflows`) with `extra` TOML
     /// appended, and start the daemon; waits until its control socket answers.
     pub fn start(dir: &Path, extra: &str) -> anyhow::Result<Daemon> {
+        Daemon::start_logged(dir, extra, None)
+    }
+
+    /// [`Daemon::start`] with an explicit `RUST_LOG` filter (the benchmark harness parses the
+    /// driver's debug events).
+    pub fn start_logged(dir: &Path, extra: &str, rust_log: Option<&str>) -> anyhow::Result<Daemon> {
         let state_dir = dir.join("state");
         let wf = dir.join("workflows");
         std::fs::create_dir_all(&wf)?;
@@ -184,6 +192,7 @@ impl Daemon {
             socket,
             state_dir,
             stderr_path: dir.join("agent.stderr"),
+            rust_log: rust_log.map(str::to_string),
         };
         d.restart()?;
         Ok(d)
@@ -200,7 +209,9 @@ impl Daemon {
             .arg(&self.config)
             .env(
                 "RUST_LOG",
-                std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                self.rust_log.clone().unwrap_or_else(|| {
+                    std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info".into())
+                }),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())

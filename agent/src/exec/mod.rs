@@ -350,7 +350,54 @@ fn wall_ms(clock: &dyn Clock) -> UnixMillis {
 }
 
 /// Start an attempt (see the module docs). Returns as soon as the process runs.
+///
+/// The same as [`prepare`] then [`Prepared::start`].
 pub async fn spawn(cfg: &ExecConfig, req: SpawnRequest) -> Result<Running, ExecError> {
+    prepare(cfg, req)?.start()
+}
+
+/// An attempt ready to start: its directory, log and outputs files, output pipe and command are
+/// in place; only the process is missing. Lets a caller do the slow part (directories, files,
+/// the cgroup) ahead of a precise start instant. Dropping it starts nothing (the attempt
+/// directory stays; a cgroup created for it is removed).
+pub struct Prepared {
+    cmd: tokio::process::Command,
+    dir: PathBuf,
+    log_path: PathBuf,
+    outputs_path: PathBuf,
+    logw: log::LogWriter,
+    pipe: tokio::net::unix::pipe::Receiver,
+    plan: limits::LimitsPlan,
+    /// Removes the attempt's cgroup if the process never starts.
+    cgroup_guard: CgroupGuard,
+    /// `program[0]`, or how the wrapper runs it (for the spawn error).
+    program: String,
+    kill_grace: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("dir", &self.dir)
+            .field("program", &self.program)
+            .finish_non_exhaustive()
+    }
+}
+
+struct CgroupGuard(Option<PathBuf>);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if let Some(cg) = self.0.take() {
+            let _ = std::fs::remove_dir(cg);
+        }
+    }
+}
+
+/// Everything [`spawn`] does before starting the process (see [`Prepared`]). Synchronous: small
+/// page-cache file operations (and the cgroup directory, with limits).
+pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecError> {
     if req.program.is_empty() {
         return Err(ExecError::EmptyProgram);
     }
@@ -410,28 +457,92 @@ pub async fn spawn(cfg: &ExecConfig, req: SpawnRequest) -> Result<Running, ExecE
     if let Some(wd) = &req.working_dir {
         cmd.current_dir(wd);
     }
-    let started_ms = wall_ms(cfg.clock.as_ref());
-    let spawned = cmd.spawn();
-    // Close the parent's copies of the write end, or the pipe would never reach EOF.
-    drop(cmd);
-    let child = match spawned {
-        Ok(c) => c,
-        Err(source) => {
-            if let Some(cg) = &plan.cgroup {
-                let _ = std::fs::remove_dir(cg);
-            }
-            let program = if wrapper_args.is_empty() {
-                req.program[0].clone()
-            } else {
-                format!("{} (via {} __exec)", req.program[0], cfg.self_exe.display())
-            };
-            let err = ExecError::Spawn { program, source };
-            // Leave the cause in the attempt log too.
-            let _ = logw.write(format!("[outpost] {err}\n").as_bytes());
-            let _ = logw.finish();
-            return Err(err);
-        }
+    let program = if wrapper_args.is_empty() {
+        req.program[0].clone()
+    } else {
+        format!("{} (via {} __exec)", req.program[0], cfg.self_exe.display())
     };
+    Ok(Prepared {
+        cmd,
+        dir,
+        log_path,
+        outputs_path,
+        logw,
+        pipe,
+        cgroup_guard: CgroupGuard(plan.cgroup.clone()),
+        plan,
+        program,
+        kill_grace: cfg.kill_grace,
+        clock: cfg.clock.clone(),
+    })
+}
+
+impl Prepared {
+    /// Start the process now. Must be called within a tokio runtime (the child is reaped by it
+    /// and supervised by a tokio task); it blocks only for the `fork`/`exec` itself.
+    pub fn start(self) -> Result<Running, ExecError> {
+        let Prepared {
+            mut cmd,
+            dir,
+            log_path,
+            outputs_path,
+            mut logw,
+            pipe,
+            plan,
+            mut cgroup_guard,
+            program,
+            kill_grace,
+            clock,
+        } = self;
+        let started_ms = wall_ms(clock.as_ref());
+        let spawned = cmd.spawn();
+        // Close the parent's copies of the write end, or the pipe would never reach EOF.
+        drop(cmd);
+        let child = match spawned {
+            Ok(c) => c,
+            Err(source) => {
+                drop(cgroup_guard);
+                let err = ExecError::Spawn { program, source };
+                // Leave the cause in the attempt log too.
+                let _ = logw.write(format!("[outpost] {err}\n").as_bytes());
+                let _ = logw.finish();
+                return Err(err);
+            }
+        };
+        // The process owns the cgroup now (the supervisor removes it after the exit).
+        cgroup_guard.0 = None;
+        let cfg = StartCfg { kill_grace, clock };
+        Ok(supervise(
+            &cfg,
+            child,
+            pipe,
+            logw,
+            plan,
+            dir,
+            log_path,
+            outputs_path,
+            started_ms,
+        ))
+    }
+}
+
+struct StartCfg {
+    kill_grace: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn supervise(
+    cfg: &StartCfg,
+    child: tokio::process::Child,
+    pipe: tokio::net::unix::pipe::Receiver,
+    logw: log::LogWriter,
+    plan: limits::LimitsPlan,
+    dir: PathBuf,
+    log_path: PathBuf,
+    outputs_path: PathBuf,
+    started_ms: UnixMillis,
+) -> Running {
     let pid = child.id().unwrap_or(0);
 
     let (done_tx, done_rx) = watch::channel(false);
@@ -455,7 +566,7 @@ pub async fn spawn(cfg: &ExecConfig, req: SpawnRequest) -> Result<Running, ExecE
         clock: cfg.clock.clone(),
     };
     let task = tokio::spawn(sup.run());
-    Ok(Running {
+    Running {
         pid,
         pgid: pid,
         limits_mode,
@@ -466,7 +577,7 @@ pub async fn spawn(cfg: &ExecConfig, req: SpawnRequest) -> Result<Running, ExecE
         started_ms,
         killer,
         task,
-    })
+    }
 }
 
 struct Supervisor {
