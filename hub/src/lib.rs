@@ -28,3 +28,4 @@ pub mod rollouts;
 pub mod serve;
 pub mod store;
 pub mod views;
+pub mod views_pools;

@@ -369,10 +369,13 @@ impl Hub {
         Ok(self.store.rollout(rec.seq)?)
     }
 
-    /// The status of a rollout (from its stored controller state).
-    pub fn rollout_status(&self, rec: &RolloutRecord) -> Result<Status, RolloutError> {
+    /// The status of a rollout (from its stored controller state) and its spec.
+    pub fn rollout_status(
+        &self,
+        rec: &RolloutRecord,
+    ) -> Result<(Status, RolloutSpec), RolloutError> {
         let c = Controller::decode(&self.store.rollout_state(rec.seq)?)?;
-        Ok(c.status(now_ms()))
+        Ok((c.status(now_ms()), c.spec().clone()))
     }
 
     /// After a restart: `decode` + `resume` every active rollout (re-sends its assignments,
