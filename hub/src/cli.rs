@@ -407,8 +407,11 @@ pub fn parse_kv_list(s: Option<&str>) -> Result<Vec<(String, String)>, String> {
     s.split(',').map(parse_kv).collect()
 }
 
+/// Labels to set and keys to remove.
+pub type LabelEdits = (Vec<(String, String)>, Vec<String>);
+
 /// Parse `agent label` arguments: `k=v` (set) and `k-` (remove).
-pub fn parse_label_edits(args: &[String]) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+pub fn parse_label_edits(args: &[String]) -> Result<LabelEdits, String> {
     let mut set = Vec::new();
     let mut remove = Vec::new();
     for a in args {

@@ -204,6 +204,9 @@ pub struct RolloutCommit {
     pub consumed: Vec<u64>,
 }
 
+/// `(workflow, pool)`.
+pub type WorkflowPool = (String, String);
+
 /// Whether a pool name is acceptable: `[A-Za-z0-9._:-]`, 1..=64 characters.
 pub fn valid_pool_name(name: &str) -> bool {
     !name.is_empty()
@@ -416,7 +419,7 @@ impl Store {
     }
 
     /// Every decision: `((workflow, pool), decision)`.
-    pub fn decisions(&self) -> Result<Vec<((String, String), PoolDecision)>, StoreError> {
+    pub fn decisions(&self) -> Result<Vec<(WorkflowPool, PoolDecision)>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(DECISIONS)?;
         let mut out = Vec::new();
@@ -815,7 +818,7 @@ impl Store {
     pub fn rollout_assigns_for(
         &self,
         agent: &str,
-    ) -> Result<Vec<((String, String), RolloutAssign)>, StoreError> {
+    ) -> Result<Vec<(WorkflowPool, RolloutAssign)>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ROLLOUT_AGENTS)?;
         let mut out = Vec::new();
@@ -900,7 +903,7 @@ fn refuse_if_held(
 ) -> Result<(), StoreError> {
     if d.pinned {
         return Err(StoreError::Conflict(format!(
-            "cannot {what} pool {pool}: workflow {workflow} is pinned there to version {} (by {} \
+            "cannot {what} pool {pool}: workflow {workflow} is pinned to version {} there (by {} \
              at {}); run `outpost-hub workflow unpin {workflow} --pool {pool}` first",
             d.version,
             d.actor,

@@ -271,6 +271,9 @@ fn epochs_are_monotonic_across_reopen_and_level_triggered() {
         workflow: "w".into(),
         version: 1,
         content_hash: "h1".into(),
+        previous_version: None,
+        probation: None,
+        rollout_id: None,
     };
     {
         let s = Store::open(&path).unwrap();
@@ -319,6 +322,9 @@ fn epochs_are_monotonic_across_reopen_and_level_triggered() {
                 workflow: "w".into(),
                 version: 1,
                 content_hash: "h1".into(),
+                previous_version: None,
+                probation: None,
+                rollout_id: None,
             }],
             &k,
             7,
