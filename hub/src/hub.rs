@@ -263,8 +263,9 @@ impl Hub {
     }
 
     /// The desired state of `agent_id`: every workflow it should run with a signed assignment
-    /// (minting the next epoch where the desired version changed) and the signed bundle, plus
-    /// removals for workflows no longer assigned. Refuses a revoked or unknown agent.
+    /// (minting the next epoch where the desired version changed) and the signed bundle (left
+    /// out for a version the agent is known to hold locally), plus removals for workflows no
+    /// longer assigned. Refuses a revoked or unknown agent.
     pub fn desired_for(&self, agent_id: &str) -> Result<Vec<DesiredAssignment>, HubError> {
         let agent = self.store.agent(agent_id)?;
         if agent.revoked_ms.is_some() {
@@ -277,7 +278,9 @@ impl Hub {
         let metas = self.store.workflows()?;
         let mut out = Vec::with_capacity(issued.len());
         for a in issued {
-            let bundle = if a.remove {
+            // An agent keeps every version it activated: one it is known to hold (a rollback,
+            // a version it reported) is sent without its bundle, so it switches at once.
+            let bundle = if a.remove || self.store.holds(agent_id, &a.workflow, a.version)? {
                 None
             } else {
                 Some(

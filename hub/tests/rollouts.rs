@@ -417,12 +417,26 @@ fn a_failed_canary_run_rolls_back_and_only_the_canary_ever_had_it() {
     h.hub.start_rollout(&plan("line"), "bob").unwrap();
     let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
     let canary = *line.iter().find(|a| h.desired(a).0 == 2).unwrap();
+    let bundle_of = |h: &H, a: &str| {
+        h.hub
+            .desired_for(a)
+            .unwrap()
+            .into_iter()
+            .find(|d| d.workflow == "etl")
+            .unwrap()
+            .bundle
+    };
+    assert!(bundle_of(&h, canary).is_some(), "v2 is new to the canary");
     h.activate(canary);
     h.run(canary, 2, false);
     h.tick();
     assert!(
         line.iter().all(|a| h.desired(a).0 == 1),
         "everyone back on v1"
+    );
+    assert!(
+        bundle_of(&h, canary).is_none(),
+        "the canary holds v1: the rollback needs no download"
     );
     assert!(
         h.rollout().phase.starts_with("rolling back"),

@@ -979,7 +979,41 @@ impl Store {
         if rec.revoked_ms.is_some() {
             return Err(StoreError::Revoked(id.into()));
         }
+        self.note_held(id, &rec.active, now_ms)?;
         Ok(rec)
+    }
+
+    /// Remember that `agent` holds these versions locally (reported active at Hello).
+    pub fn note_held(
+        &self,
+        agent: &str,
+        active: &[ActiveWorkflow],
+        now_ms: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        let mut changed = false;
+        {
+            let mut t = txn.open_table(schema::AGENT_VERSIONS)?;
+            for a in active.iter().filter(|a| a.version != 0) {
+                if t.get((agent, a.workflow.as_str(), a.version))?.is_none() {
+                    t.insert((agent, a.workflow.as_str(), a.version), now_ms)?;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(())
+    }
+
+    /// Whether `agent` is known to hold `version` of `workflow` locally.
+    pub fn holds(&self, agent: &str, workflow: &str, version: u64) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(schema::AGENT_VERSIONS)?;
+        Ok(t.get((agent, workflow, version))?.is_some())
     }
 
     /// Record that an agent was heard from.
@@ -1367,6 +1401,12 @@ impl Store {
                 }
                 agent.last_seen_ms = Some(result.at_ms);
                 agents.insert(agent_id, encode(&agent)?.as_slice())?;
+                if result.version != 0 {
+                    txn.open_table(schema::AGENT_VERSIONS)?.insert(
+                        (agent_id, result.workflow.as_str(), result.version),
+                        result.at_ms,
+                    )?;
+                }
             }
             txn.open_table(DEPLOY_RESULTS)?.insert(
                 (agent_id, result.workflow.as_str()),

@@ -63,6 +63,10 @@ pub(crate) const ROLLOUT_AGENTS: TableDefinition<(&str, &str, &str), &[u8]> =
 /// same transaction as the ingest/deploy result, deleted with the controller commit that used
 /// them (each event reaches the controller once, across crashes).
 pub(crate) const ROLLOUT_INBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("rollout_inbox");
+/// `agent_versions`: `(agent, workflow, version) -> first seen ms`: versions an agent is known
+/// to hold locally (it activated or reported them), so a deploy of one needs no bundle.
+pub(crate) const AGENT_VERSIONS: TableDefinition<(&str, &str, u64), i64> =
+    TableDefinition::new("agent_versions");
 /// Key of the global decision sequence in `meta`.
 pub(crate) const META_DECISION_SEQ: &str = "decision_seq";
 
@@ -100,6 +104,7 @@ fn migrate_v2_pools(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ROLLOUT_STATE)?;
     txn.open_table(ROLLOUT_AGENTS)?;
     txn.open_table(ROLLOUT_INBOX)?;
+    txn.open_table(AGENT_VERSIONS)?;
     // Issue 3 stores: every workflow gets its default pool, following the latest version.
     let mut existing = Vec::new();
     {
