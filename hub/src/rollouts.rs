@@ -276,6 +276,10 @@ impl Hub {
             None => self.store.workflow(&plan.workflow)?.latest,
         };
         self.store.version(&plan.workflow, Some(to))?;
+        // A pinned pool or an active rollout is the first reason to give.
+        if let Some(d) = self.store.decision(&plan.workflow, &plan.pool)? {
+            crate::store::refuse_if_held(&plan.workflow, &plan.pool, &d, "roll out into")?;
+        }
         let from = self.pool_version(&plan.workflow, &pool)?;
         let members = self.pool_members(&pool, &plan.workflow)?;
         let mk_spec = |seq: u64| RolloutSpec {

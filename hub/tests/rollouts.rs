@@ -299,7 +299,11 @@ fn pins_and_one_active_rollout_refuse_with_reasons() {
         h.hub.start_rollout(&bad, "op"),
         Err(RolloutError::Store(StoreError::NoPool(_)))
     ));
-    bad.pool = "line".into();
+    h.hub
+        .store
+        .create_pool("spare", labels(&[("line", "3")]), "op", 9)
+        .unwrap();
+    bad.pool = "spare".into();
     bad.max_failure_rate = 2.0;
     assert!(matches!(
         h.hub.start_rollout(&bad, "op"),

@@ -895,7 +895,9 @@ impl Store {
     }
 }
 
-fn refuse_if_held(
+/// Refuse a deploy or rollout into a pool that is pinned or has an active rollout of the
+/// workflow, saying why.
+pub fn refuse_if_held(
     workflow: &str,
     pool: &str,
     d: &PoolDecision,
