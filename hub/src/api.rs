@@ -373,16 +373,22 @@ async fn rollback(
     .await
 }
 
-/// The non-revoked agents a workflow's latest version targets.
+/// The non-revoked agents the workflow is deployed to (their desired state includes it: pool
+/// decisions and active rollouts).
 fn targeted_agents(hub: &Hub, name: &str) -> ApiResult<Vec<String>> {
-    let v = hub.store.version(name, None)?;
-    Ok(hub
-        .store
-        .agents()?
-        .into_iter()
-        .filter(|a| a.revoked_ms.is_none() && selector_matches(&v.target, &a.labels))
-        .map(|a| a.id)
-        .collect())
+    hub.store.version(name, None)?;
+    let mut out = Vec::new();
+    for a in hub.store.agents()? {
+        if a.revoked_ms.is_none()
+            && hub
+                .desired_versions_of(&a)?
+                .iter()
+                .any(|d| d.workflow == name)
+        {
+            out.push(a.id);
+        }
+    }
+    Ok(out)
 }
 
 async fn pause(state: St, name: Path<String>) -> ApiResult<Json<AgentsResponse>> {

@@ -281,7 +281,9 @@ pub fn status_text(s: &RolloutStatusView) -> String {
         s.offline,
         if s.manual { ", manual gates" } else { "" },
         s.probation
-            .map(|(n, k)| format!(", probation {k}/{n}"))
+            .map(|(n, k)| format!(
+                ", probation: revert if more than {k} of the first {n} runs fail"
+            ))
             .unwrap_or_default()
     ));
     let g = &s.gate;

@@ -316,7 +316,6 @@ impl Hub {
                     Ok(commit)
                 })?;
         self.notify_changed();
-        let _ = changed;
         self.rollout_wake.notify_one();
         Ok(rec)
     }
@@ -402,7 +401,8 @@ impl Hub {
     }
 
     /// One turn of the driver at `now`: feed queued agent events, the current membership and
-    /// time to every active rollout; commit; returns the earliest controller timeout.
+    /// time to every active rollout; commit all of it in one transaction; returns the earliest
+    /// controller timeout.
     pub fn rollout_tick(&self, now: i64) -> Result<Option<i64>, RolloutError> {
         let _g = self.lock_rollouts();
         let events = self.store.pending_events(10_000)?;
@@ -420,6 +420,7 @@ impl Hub {
         self.store.drop_events(&unused)?;
         let mut next: Option<i64> = None;
         let mut changed = false;
+        let mut commits = Vec::with_capacity(active.len());
         for (i, rec) in active.iter().enumerate() {
             let mut c = Controller::decode(&self.store.rollout_state(rec.seq)?)?;
             let mine: Vec<&(u64, RolloutEvent)> = events
@@ -444,11 +445,12 @@ impl Hub {
             if !active[i + 1..].iter().any(|r| r.workflow == rec.workflow) {
                 commit.consumed = mine.iter().map(|(s, _)| *s).collect();
             }
-            self.store.commit_rollout(commit, now)?;
+            commits.push(commit);
             if let Some(t) = c.poll_timeout() {
                 next = Some(next.map_or(t, |n: i64| n.min(t)));
             }
         }
+        self.store.commit_rollouts(commits, now)?;
         if changed {
             self.notify_changed();
         }

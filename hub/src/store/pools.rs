@@ -683,6 +683,24 @@ impl Store {
         Ok(())
     }
 
+    /// Commit several controller steps in one transaction (the driver's turn: every rollout of
+    /// a workflow sees the same events, and they are consumed with all of their new states).
+    pub fn commit_rollouts(
+        &self,
+        commits: Vec<RolloutCommit>,
+        now_ms: UnixMillis,
+    ) -> Result<(), StoreError> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_write()?;
+        for c in commits {
+            Self::apply_commit(&txn, c, now_ms)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Delete consumed inbox entries that no rollout needed.
     pub fn drop_events(&self, seqs: &[u64]) -> Result<(), StoreError> {
         if seqs.is_empty() {
