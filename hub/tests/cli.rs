@@ -57,31 +57,51 @@ fn start_on(ip: &str) -> Served {
         String::from_utf8_lossy(&out.stderr)
     );
     let config = data.join("hub.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let port = free_port();
-    let text = text.replace("127.0.0.1:7070", &format!("{ip}:{port}"));
-    std::fs::write(&config, text).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let served = Served {
-        child,
-        config,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
+    let original = std::fs::read_to_string(&config).unwrap();
+    // Ports are probed then released, so a parallel test may take one first: retry on a fresh
+    // port when this hub exits (it could not bind) or another process answers.
+    for _ in 0..5 {
+        let port = free_port();
+        let quic = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = original
+            .replace("127.0.0.1:7070", &format!("{ip}:{port}"))
+            .replace("0.0.0.0:7443", &format!("127.0.0.1:{quic}"));
+        std::fs::write(&config, text).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut up = false;
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(100));
+                up = child.try_wait().unwrap().is_none();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(Instant::now() < deadline, "hub did not start");
-        std::thread::sleep(Duration::from_millis(50));
+        if up {
+            return Served {
+                child,
+                config,
+                _dir: dir,
+            };
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    served
+    panic!("hub did not start");
 }
 
 const WF: &str =

@@ -23,6 +23,13 @@
 //! | `deploy_results` | `(agent_id, workflow)` | cbor [`DeployResultRecord`] |
 //! | `signing_keys` | `index` | cbor [`KeyRecord`] |
 //! | `audit` | `seq` | cbor [`AuditEntry`] |
+//! | `pools` | `name` | cbor [`PoolRecord`] |
+//! | `pool_decisions` | `(workflow, pool)` | cbor [`PoolDecision`] |
+//! | `rollouts` | `seq` | cbor [`RolloutRecord`] |
+//! | `rollout_state` | `seq` | the controller's encoded state |
+//! | `rollout_agents` | `(agent, workflow, pool)` | cbor [`RolloutAssign`] |
+//! | `rollout_inbox` | `seq` | cbor [`RolloutEvent`] |
+//! | `agent_versions` | `(agent, workflow, version)` | first seen (ms) |
 //!
 //! Runs are keyed by `(agent, run id)`: run ids are derived from (workflow, version, time), so
 //! two agents running the same workflow make the same run id.
@@ -34,6 +41,9 @@
 //! - [`Store::ingest`] commits a batch in one transaction, ignores seqs ≤ the agent's
 //!   committed seq, refuses a gap, and returns the new committed seq.
 //! - A token is redeemed at most once and never after it expires.
+//! - Decision seqs are global and strictly increasing; at most one active rollout per
+//!   (workflow, pool); a rollout event is queued in the transaction that ingested it and removed
+//!   in the transaction that commits the controller state that used it.
 
 pub mod pools;
 pub mod schema;

@@ -738,22 +738,23 @@ impl Store {
             let mut ra = txn.open_table(ROLLOUT_AGENTS)?;
             for (agent, a) in &c.assigns {
                 ra.insert(
-                    (rec.workflow.as_str(), rec.pool.as_str(), agent.as_str()),
+                    (agent.as_str(), rec.workflow.as_str(), rec.pool.as_str()),
                     encode(a)?.as_slice(),
                 )?;
             }
             if c.finished.is_some() {
+                // Keyed by agent first (desired state reads one agent's entries); the end of a
+                // rollout is rare enough for a scan.
                 let mut keys = Vec::new();
-                for e in ra.range((rec.workflow.as_str(), rec.pool.as_str(), "")..)? {
+                for e in ra.iter()? {
                     let (k, _) = e?;
-                    let (w, p, a) = k.value();
-                    if w != rec.workflow || p != rec.pool {
-                        break;
+                    let (a, w, p) = k.value();
+                    if w == rec.workflow && p == rec.pool {
+                        keys.push(a.to_string());
                     }
-                    keys.push(a.to_string());
                 }
                 for a in keys {
-                    ra.remove((rec.workflow.as_str(), rec.pool.as_str(), a.as_str()))?;
+                    ra.remove((a.as_str(), rec.workflow.as_str(), rec.pool.as_str()))?;
                 }
             }
         }
@@ -840,15 +841,16 @@ impl Store {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ROLLOUT_AGENTS)?;
         let mut out = Vec::new();
-        for e in t.iter()? {
+        for e in t.range((agent, "", "")..)? {
             let (k, v) = e?;
-            let (w, p, a) = k.value();
-            if a == agent {
-                out.push((
-                    (w.to_string(), p.to_string()),
-                    decode(v.value(), "rollout_agents", a)?,
-                ));
+            let (a, w, p) = k.value();
+            if a != agent {
+                break;
             }
+            out.push((
+                (w.to_string(), p.to_string()),
+                decode(v.value(), "rollout_agents", a)?,
+            ));
         }
         Ok(out)
     }

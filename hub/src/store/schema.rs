@@ -55,7 +55,7 @@ pub(crate) const DECISIONS: TableDefinition<(&str, &str), &[u8]> =
 pub(crate) const ROLLOUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("rollouts");
 /// `rollout_state`: `seq -> Controller::encode()` bytes.
 pub(crate) const ROLLOUT_STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("rollout_state");
-/// `rollout_agents`: `(workflow, pool, agent) -> cbor RolloutAssign`: what an active rollout
+/// `rollout_agents`: `(agent, workflow, pool) -> cbor RolloutAssign`: what an active rollout
 /// assigned an agent (cleared when the rollout finishes).
 pub(crate) const ROLLOUT_AGENTS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("rollout_agents");
