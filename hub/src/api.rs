@@ -78,7 +78,11 @@ impl From<StoreError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             StoreError::BadToken => StatusCode::BAD_REQUEST,
-            StoreError::Revoked(_) | StoreError::AgentExists(_) => StatusCode::CONFLICT,
+            StoreError::NoPool(_) | StoreError::NoRollout(_) => StatusCode::NOT_FOUND,
+            StoreError::Revoked(_) | StoreError::AgentExists(_) | StoreError::Conflict(_) => {
+                StatusCode::CONFLICT
+            }
+            StoreError::Refused(_) => StatusCode::BAD_REQUEST,
             _ => {
                 tracing::error!(error = %e, "store error");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -138,6 +142,23 @@ pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(show_run))
         .route("/v1/runs/{id}/logs/{task}", get(run_logs))
+        .route("/v1/pools", post(create_pool).get(list_pools))
+        .route("/v1/pools/{name}", get(show_pool).delete(delete_pool))
+        .route("/v1/agents/{id}/labels", post(label_agent))
+        .route("/v1/workflows/{name}/deploy", post(deploy))
+        .route("/v1/workflows/{name}/pin", post(pin))
+        .route("/v1/workflows/{name}/unpin", post(unpin))
+        .route("/v1/workflows/{name}/rollouts", get(rollout_history))
+        .route(
+            "/v1/workflows/{name}/pools/{pool}/rollout",
+            get(rollout_status),
+        )
+        .route(
+            "/v1/workflows/{name}/pools/{pool}/rollout/{command}",
+            post(rollout_command),
+        )
+        .route("/v1/rollouts", post(start_rollout).get(list_rollouts))
+        .route("/v1/audit", get(audit_log))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))
@@ -352,16 +373,22 @@ async fn rollback(
     .await
 }
 
-/// The non-revoked agents a workflow's latest version targets.
+/// The non-revoked agents the workflow is deployed to (their desired state includes it: pool
+/// decisions and active rollouts).
 fn targeted_agents(hub: &Hub, name: &str) -> ApiResult<Vec<String>> {
-    let v = hub.store.version(name, None)?;
-    Ok(hub
-        .store
-        .agents()?
-        .into_iter()
-        .filter(|a| a.revoked_ms.is_none() && selector_matches(&v.target, &a.labels))
-        .map(|a| a.id)
-        .collect())
+    hub.store.version(name, None)?;
+    let mut out = Vec::new();
+    for a in hub.store.agents()? {
+        if a.revoked_ms.is_none()
+            && hub
+                .desired_versions_of(&a)?
+                .iter()
+                .any(|d| d.workflow == name)
+        {
+            out.push(a.id);
+        }
+    }
+    Ok(out)
 }
 
 async fn pause(state: St, name: Path<String>) -> ApiResult<Json<AgentsResponse>> {
@@ -739,4 +766,430 @@ async fn run_logs(
         reply.data,
     )
         .into_response())
+}
+
+// ----- issue 4: pools, deploy, pin, rollouts, audit ------------------------------------------
+
+/// Header naming the operator for the audit log (`--actor` / `OUTPOST_ACTOR` in the CLI).
+pub const ACTOR_HEADER: &str = "x-outpost-actor";
+
+/// The operator of a request: the `X-Outpost-Actor` header (printable, at most 64 bytes), else
+/// `api`.
+fn actor_of(headers: &axum::http::HeaderMap) -> ApiResult<String> {
+    match headers.get(ACTOR_HEADER) {
+        None => Ok(ACTOR.into()),
+        Some(v) => {
+            let s = v
+                .to_str()
+                .map_err(|_| ApiError::bad("the actor header is not printable text"))?
+                .trim();
+            if s.is_empty() || s.len() > 64 || s.chars().any(|c| c.is_control()) {
+                return Err(ApiError::bad(
+                    "the actor must be 1 to 64 printable characters",
+                ));
+            }
+            Ok(s.to_string())
+        }
+    }
+}
+
+impl From<crate::rollouts::RolloutError> for ApiError {
+    fn from(e: crate::rollouts::RolloutError) -> Self {
+        use crate::rollouts::RolloutError as E;
+        match e {
+            E::Store(s) => s.into(),
+            E::Spec(s) => ApiError::bad(format!("invalid rollout: {s}")),
+            E::Refused(r) => ApiError::new(StatusCode::CONFLICT, format!("refused: {r}")),
+            E::NoRollout { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            E::Bad(m) => ApiError::bad(m),
+            E::Decode(d) => ApiError::internal(d.to_string()),
+        }
+    }
+}
+
+fn pool_view(
+    hub: &Hub,
+    p: &crate::store::PoolRecord,
+    agents: &[crate::store::AgentRecord],
+    decisions: &[((String, String), crate::store::PoolDecision)],
+) -> crate::views_pools::PoolView {
+    let connected: std::collections::HashSet<String> = hub
+        .gateway
+        .connected()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let members: Vec<&crate::store::AgentRecord> = agents
+        .iter()
+        .filter(|a| a.revoked_ms.is_none() && selector_matches(&p.selector, &a.labels))
+        .collect();
+    crate::views_pools::PoolView {
+        name: p.name.clone(),
+        selector: label_map(&p.selector),
+        members: members.len(),
+        online: members.iter().filter(|a| connected.contains(&a.id)).count(),
+        default: p.name.starts_with(crate::store::DEFAULT_POOL_PREFIX),
+        workflows: decisions
+            .iter()
+            .filter(|((_, pool), _)| *pool == p.name)
+            .map(|((w, _), d)| crate::views_pools::DecisionView::new(w, d))
+            .collect(),
+        created: rfc3339(p.created_ms),
+        created_by: p.created_by.clone(),
+    }
+}
+
+async fn create_pool(
+    State(st): St,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<crate::views_pools::PoolCreate>,
+) -> ApiResult<Json<crate::views_pools::PoolView>> {
+    let actor = actor_of(&headers)?;
+    let hub = st.hub.clone();
+    blocking(move || {
+        let p = hub.store.create_pool(
+            &req.name,
+            req.selector.into_iter().collect(),
+            &actor,
+            now_ms(),
+        )?;
+        hub.notify_changed();
+        Ok(Json(pool_view(&hub, &p, &hub.store.agents()?, &[])))
+    })
+    .await
+}
+
+async fn list_pools(State(st): St) -> ApiResult<Json<Vec<crate::views_pools::PoolView>>> {
+    let hub = st.hub.clone();
+    blocking(move || {
+        let agents = hub.store.agents()?;
+        let decisions = hub.store.decisions()?;
+        Ok(Json(
+            hub.store
+                .pools()?
+                .iter()
+                .map(|p| pool_view(&hub, p, &agents, &decisions))
+                .collect(),
+        ))
+    })
+    .await
+}
+
+async fn show_pool(
+    State(st): St,
+    Path(name): Path<String>,
+) -> ApiResult<Json<crate::views_pools::PoolDetail>> {
+    let hub = st.hub.clone();
+    blocking(move || {
+        let p = hub.store.pool(&name)?;
+        let agents = hub.store.agents()?;
+        let decisions = hub.store.decisions()?;
+        let connected: std::collections::HashSet<String> = hub
+            .gateway
+            .connected()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let mut members = Vec::new();
+        for a in agents
+            .iter()
+            .filter(|a| a.revoked_ms.is_none() && selector_matches(&p.selector, &a.labels))
+        {
+            members.push(crate::views_pools::MemberView {
+                id: a.id.clone(),
+                online: connected.contains(&a.id),
+                labels: label_map(&a.labels),
+                versions: a
+                    .active
+                    .iter()
+                    .map(|w| (w.workflow.clone(), w.version))
+                    .collect(),
+                desired: hub
+                    .desired_versions_of(a)?
+                    .into_iter()
+                    .map(|d| (d.workflow, d.version))
+                    .collect(),
+            });
+        }
+        Ok(Json(crate::views_pools::PoolDetail {
+            pool: pool_view(&hub, &p, &agents, &decisions),
+            agents: members,
+        }))
+    })
+    .await
+}
+
+async fn delete_pool(
+    State(st): St,
+    headers: axum::http::HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let actor = actor_of(&headers)?;
+    let hub = st.hub.clone();
+    blocking(move || {
+        hub.store.delete_pool(&name, &actor, now_ms())?;
+        hub.notify_changed();
+        Ok(Json(serde_json::json!({"deleted": name})))
+    })
+    .await
+}
+
+async fn label_agent(
+    State(st): St,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<crate::views_pools::LabelRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let actor = actor_of(&headers)?;
+    for (k, v) in &req.set {
+        if k.is_empty() || k.contains([',', '=']) || v.contains(',') {
+            return Err(ApiError::bad(format!("invalid label {k:?}={v:?}")));
+        }
+    }
+    let hub = st.hub.clone();
+    blocking(move || {
+        let rec = hub.store.agent(&id)?;
+        if rec.revoked_ms.is_some() {
+            return Err(StoreError::Revoked(id).into());
+        }
+        let set: Vec<(String, String)> = req.set.into_iter().collect();
+        let labels = hub
+            .store
+            .set_labels(&id, &set, &req.remove, &actor, now_ms())?;
+        hub.notify_changed();
+        hub.rollout_wake.notify_one();
+        Ok(Json(
+            serde_json::json!({"id": id, "labels": label_map(&labels)}),
+        ))
+    })
+    .await
+}
+
+async fn deploy(
+    State(st): St,
+    headers: axum::http::HeaderMap,
+    Path(name): Path<String>,
+    Json(req): Json<crate::views_pools::PoolVersionRequest>,
+) -> ApiResult<Json<crate::views_pools::DecisionView>> {
+    let actor = actor_of(&headers)?;
+    let hub = st.hub.clone();
+    blocking(move || {
+        let version = match req.version {
+            Some(v) => v,
+            None => hub.store.workflow(&name)?.latest,
+        };
+        let d = hub
+            .store
+            .deploy_to_pool(&name, &req.pool, version, &actor, now_ms())?;
+        hub.notify_changed();
+        Ok(Json(crate::views_pools::DecisionView::new(&name, &d)))
+    })
+    .await
+}
+
+async fn pin(
+    State(st): St,
+    headers: axum::http::HeaderMap,
+    Path(name): Path<String>,
+    Json(req): Json<crate::views_pools::PoolVersionRequest>,
+) -> ApiResult<Json<crate::views_pools::DecisionView>> {
+    let actor = actor_of(&headers)?;
+    let version = req
+        .version
+        .ok_or_else(|| ApiError::bad("pin needs a version"))?;
+    let hub = st.hub.clone();
+    blocking(move || {
+        let d = hub.store.pin(&name, &req.pool, version, &actor, now_ms())?;
+        hub.notify_changed();
+        Ok(Json(crate::views_pools::DecisionView::new(&name, &d)))
+    })
+    .await
+}
+
+async fn unpin(
+    State(st): St,
+    headers: axum::http::HeaderMap,
+    Path(name): Path<String>,
+    Json(req): Json<crate::views_pools::PoolVersionRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let actor = actor_of(&headers)?;
+    let hub = st.hub.clone();
+    blocking(move || {
+        hub.store.pool(&req.pool)?;
+        let changed = hub.store.unpin(&name, &req.pool, &actor, now_ms())?;
+        Ok(Json(
+            serde_json::json!({"workflow": name, "pool": req.pool, "unpinned": changed}),
+        ))
+    })
+    .await
+}
+
+/// Build a rollout plan from the API request (defaults: canary 1, steps 100%, bake 0s, min runs
+/// 0 per agent, max failure rate 0, offline wait:10m, no probation).
+pub fn plan_of(
+    req: &crate::views_pools::RolloutStart,
+) -> Result<crate::rollouts::RolloutPlan, String> {
+    use crate::rollouts::{parse_offline, parse_size, parse_steps};
+    let bake_ms = match req.bake.as_deref() {
+        None | Some("") => 0,
+        Some(b) => {
+            let d = parse_duration(b).map_err(|e| format!("bake {b:?}: {e}"))?;
+            i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+        }
+    };
+    let min_runs_scope = match req.min_runs_scope.as_deref() {
+        None | Some("agent") => outpost_rollout::Scope::PerAgent,
+        Some("step") => outpost_rollout::Scope::Step,
+        Some(o) => return Err(format!("bad min-runs scope {o:?} (agent or step)")),
+    };
+    let probation = match (req.probation_runs, req.probation_max_failures) {
+        (None, None) => None,
+        (Some(n), k) => Some((n, k.unwrap_or(0))),
+        (None, Some(_)) => {
+            return Err("--probation-max-failures needs --probation-runs".into());
+        }
+    };
+    Ok(crate::rollouts::RolloutPlan {
+        workflow: req.workflow.clone(),
+        pool: req.pool.clone(),
+        version: req.version,
+        canary: parse_size(req.canary.as_deref().unwrap_or("1"))?,
+        steps: parse_steps(req.steps.as_deref().unwrap_or("100%"))?,
+        bake_ms,
+        min_runs: req.min_runs.unwrap_or(0),
+        min_runs_scope,
+        max_failure_rate: req.max_failure_rate.unwrap_or(0.0),
+        manual: req.manual,
+        probation,
+        offline: parse_offline(req.offline.as_deref().unwrap_or("wait"))?,
+    })
+}
+
+async fn start_rollout(
+    State(st): St,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<crate::views_pools::RolloutStart>,
+) -> ApiResult<Json<crate::views_pools::RolloutSummary>> {
+    let actor = actor_of(&headers)?;
+    let plan = plan_of(&req).map_err(ApiError::bad)?;
+    let hub = st.hub.clone();
+    blocking(move || {
+        let rec = hub.start_rollout(&plan, &actor)?;
+        Ok(Json(crate::views_pools::RolloutSummary::new(&rec)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct RolloutListQuery {
+    workflow: Option<String>,
+    active: Option<bool>,
+}
+
+async fn list_rollouts(
+    State(st): St,
+    Query(q): Query<RolloutListQuery>,
+) -> ApiResult<Json<Vec<crate::views_pools::RolloutSummary>>> {
+    let hub = st.hub.clone();
+    blocking(move || {
+        Ok(Json(
+            hub.store
+                .rollouts()?
+                .iter()
+                .filter(|r| q.workflow.as_deref().is_none_or(|w| w == r.workflow))
+                .filter(|r| q.active.is_none_or(|a| a == r.active))
+                .map(crate::views_pools::RolloutSummary::new)
+                .collect(),
+        ))
+    })
+    .await
+}
+
+async fn rollout_history(
+    State(st): St,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<crate::views_pools::RolloutSummary>>> {
+    let hub = st.hub.clone();
+    blocking(move || {
+        hub.store.workflow(&name)?;
+        Ok(Json(
+            hub.store
+                .rollouts()?
+                .iter()
+                .filter(|r| r.workflow == name)
+                .map(crate::views_pools::RolloutSummary::new)
+                .collect(),
+        ))
+    })
+    .await
+}
+
+async fn rollout_status(
+    State(st): St,
+    Path((name, pool)): Path<(String, String)>,
+) -> ApiResult<Json<crate::views_pools::RolloutStatusView>> {
+    let hub = st.hub.clone();
+    blocking(move || {
+        let rec = hub.find_rollout(&name, &pool)?;
+        let (status, spec) = hub.rollout_status(&rec)?;
+        Ok(Json(crate::views_pools::RolloutStatusView::new(
+            &rec, &status, &spec,
+        )))
+    })
+    .await
+}
+
+async fn rollout_command(
+    State(st): St,
+    headers: axum::http::HeaderMap,
+    Path((name, pool, command)): Path<(String, String, String)>,
+) -> ApiResult<Json<crate::views_pools::RolloutSummary>> {
+    let actor = actor_of(&headers)?;
+    let cmd = match command.as_str() {
+        "pause" => outpost_rollout::Command::Pause,
+        "resume" => outpost_rollout::Command::Resume,
+        "promote" => outpost_rollout::Command::Promote,
+        "abort" => outpost_rollout::Command::Abort,
+        other => {
+            return Err(ApiError::bad(format!(
+                "unknown rollout command {other:?} (pause, resume, promote, abort)"
+            )));
+        }
+    };
+    let hub = st.hub.clone();
+    blocking(move || {
+        let rec = hub.rollout_command(&name, &pool, cmd, &actor)?;
+        hub.rollout_wake.notify_one();
+        Ok(Json(crate::views_pools::RolloutSummary::new(&rec)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+async fn audit_log(
+    State(st): St,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<crate::views_pools::AuditView>>> {
+    let hub = st.hub.clone();
+    blocking(move || {
+        Ok(Json(
+            hub.store
+                .audit_log(q.limit.unwrap_or(100).min(100_000))?
+                .into_iter()
+                .map(|e| crate::views_pools::AuditView {
+                    seq: e.seq,
+                    at: rfc3339(e.at_ms),
+                    actor: e.actor,
+                    action: e.action,
+                    target: e.target,
+                    detail: e.detail,
+                })
+                .collect(),
+        ))
+    })
+    .await
 }

@@ -20,6 +20,9 @@ use crate::client::{Client, ClientError, seg};
 use crate::config::HubConfig;
 use crate::views::*;
 
+#[path = "app_pools.rs"]
+mod pools;
+
 const EXIT_FAIL: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
@@ -104,6 +107,9 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Token(c) => token(&client(&conn)?, conn.output, c),
         Command::Run(c) => run(&client(&conn)?, conn.output, c),
         Command::Keys(KeysCmd::Rotate) => rotate(&conn),
+        Command::Pool(c) => pools::pool(&client(&conn)?, conn.output, c),
+        Command::Rollout(c) => pools::rollout(&client(&conn)?, conn.output, c),
+        Command::Audit { limit } => pools::audit(&client(&conn)?, conn.output, limit),
     }
 }
 
@@ -230,7 +236,12 @@ fn client(conn: &ConnOpts) -> Result<Client, CliError> {
         }
         _ => None,
     };
-    Ok(Client::new(&url, &token, ca))
+    let actor = conn
+        .actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|a| !a.trim().is_empty());
+    Ok(Client::new(&url, &token, ca).with_actor(actor))
 }
 
 /// The API URL of a configuration's `http_listen`.
@@ -249,6 +260,19 @@ pub fn config_url(listen: std::net::SocketAddr) -> String {
 fn workflow(c: &Client, output: Output, cmd: WorkflowCmd) -> CliResult {
     match cmd {
         WorkflowCmd::Apply { files } => apply(c, output, &files),
+        WorkflowCmd::Deploy {
+            name,
+            pool,
+            version,
+        } => pools::pool_version(c, output, "deploy", &name, &pool, version),
+        WorkflowCmd::Pin {
+            name,
+            pool,
+            version,
+        } => pools::pool_version(c, output, "pin", &name, &pool, Some(version)),
+        WorkflowCmd::Unpin { name, pool } => {
+            pools::pool_version(c, output, "unpin", &name, &pool, None)
+        }
         WorkflowCmd::List => {
             let rows: Vec<WorkflowSummary> = c.get("/v1/workflows", &[])?;
             if output == Output::Json {
@@ -541,6 +565,7 @@ fn agent(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
                 }
             }
         }
+        AgentCmd::Label { id, labels } => return pools::label(c, output, &id, &labels),
         AgentCmd::Revoke { id } => {
             let r: RevokeResponse = c.post(
                 &format!("/v1/agents/{}/revoke", seg(&id)),

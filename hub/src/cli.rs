@@ -45,6 +45,10 @@ pub struct ConnOpts {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Operator name recorded in the hub's audit log for changes made by this command
+    /// [default: $USER, else "api"].
+    #[arg(long, global = true, env = "OUTPOST_ACTOR")]
+    pub actor: Option<String>,
 }
 
 /// Top-level commands.
@@ -86,6 +90,133 @@ pub enum Command {
     /// The workflow-signing key.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Node pools (named label selectors).
+    #[command(subcommand)]
+    Pool(PoolCmd),
+    /// Gray-release rollouts of a workflow version into a pool.
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
+    /// The hub's audit log (who did what, when), oldest first.
+    Audit {
+        /// The newest N entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// `pool ...`
+#[derive(Debug, Subcommand)]
+pub enum PoolCmd {
+    /// Create a pool.
+    Create {
+        /// Pool name (A-Z a-z 0-9 . _ : -; `wf:` is reserved).
+        name: String,
+        /// Label selector `k=v,k=v` (every label must match; empty: every agent).
+        #[arg(long)]
+        selector: Option<String>,
+    },
+    /// List pools.
+    List,
+    /// Show a pool: its members (online/offline, versions) and its workflow decisions.
+    Show {
+        /// Pool name.
+        name: String,
+    },
+    /// Delete a pool (refused while a rollout is active in it).
+    Delete {
+        /// Pool name.
+        name: String,
+    },
+}
+
+/// `rollout ...`
+#[derive(Debug, Subcommand)]
+pub enum RolloutCmd {
+    /// Start a rollout of a workflow version into a pool.
+    Start(RolloutStartArgs),
+    /// Show a rollout (the active one of the pool, else the latest).
+    Status {
+        /// Workflow name.
+        name: String,
+        /// Pool.
+        #[arg(long)]
+        pool: String,
+        /// Follow it until it finishes (progress bars on a terminal, lines otherwise).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// List rollouts (all workflows).
+    List {
+        /// Only active ones.
+        #[arg(long)]
+        active: bool,
+    },
+    /// Every rollout of a workflow.
+    History {
+        /// Workflow name.
+        name: String,
+    },
+    /// Freeze progress (failures still roll back).
+    Pause(RolloutTarget),
+    /// Undo pause.
+    Resume(RolloutTarget),
+    /// Pass a manual gate, or cut the current bake short.
+    Promote(RolloutTarget),
+    /// Stop and roll the updated agents back to the previous version.
+    Abort(RolloutTarget),
+}
+
+/// The rollout a command acts on.
+#[derive(Debug, Clone, Args)]
+pub struct RolloutTarget {
+    /// Workflow name.
+    pub name: String,
+    /// Pool.
+    #[arg(long)]
+    pub pool: String,
+}
+
+/// `rollout start` flags.
+#[derive(Debug, Clone, Args)]
+pub struct RolloutStartArgs {
+    /// Workflow name.
+    pub name: String,
+    /// Pool.
+    #[arg(long)]
+    pub pool: String,
+    /// Version to roll out [default: latest].
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// Canary agents: a count (`2`) or a percentage (`10%`).
+    #[arg(long, default_value = "1")]
+    pub canary: String,
+    /// Steps after the canary, cumulative targets (`1,10%,50%,100%`); the last is forced to 100%.
+    #[arg(long, default_value = "100%")]
+    pub steps: String,
+    /// Bake time per step, from the moment all its agents are active (`30s`, `10m`).
+    #[arg(long, default_value = "0s")]
+    pub bake: String,
+    /// Minimum finished runs of the new version (see --min-runs-scope).
+    #[arg(long, default_value_t = 0)]
+    pub min_runs: u32,
+    /// `agent`: per updated agent since the rollout started; `step`: across the step.
+    #[arg(long, default_value = "agent")]
+    pub min_runs_scope: String,
+    /// Highest acceptable failure rate of the new version's runs (0.0..=1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub max_failure_rate: f64,
+    /// Wait for `rollout promote` at every step gate.
+    #[arg(long)]
+    pub manual: bool,
+    /// Local probation: the first N runs of the new version on each agent...
+    #[arg(long)]
+    pub probation_runs: Option<u32>,
+    /// ...of which more than K failing make the agent revert by itself [default: 0].
+    #[arg(long, requires = "probation_runs")]
+    pub probation_max_failures: Option<u32>,
+    /// Offline agents in a step: `wait[:D]` (default wait:10m), `skip` or `fail`.
+    #[arg(long, default_value = "wait")]
+    pub offline: String,
 }
 
 /// `keys ...`
@@ -147,6 +278,36 @@ pub enum WorkflowCmd {
         /// Workflow name.
         name: String,
     },
+    /// Make a version the desired version of the workflow in a pool.
+    Deploy {
+        /// Workflow name.
+        name: String,
+        /// Pool.
+        #[arg(long)]
+        pool: String,
+        /// Version [default: latest].
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Hold a pool on a version: deploys and rollouts into it are refused until unpinned.
+    Pin {
+        /// Workflow name.
+        name: String,
+        /// Pool.
+        #[arg(long)]
+        pool: String,
+        /// Version.
+        #[arg(long)]
+        version: u64,
+    },
+    /// Release a pin (the pool keeps its version).
+    Unpin {
+        /// Workflow name.
+        name: String,
+        /// Pool.
+        #[arg(long)]
+        pool: String,
+    },
     /// Start a run now on connected agents.
     Trigger {
         /// Workflow name.
@@ -174,6 +335,15 @@ pub enum AgentCmd {
     Revoke {
         /// Agent id.
         id: String,
+    },
+    /// Change an agent's labels: `k=v` adds or replaces, `k-` removes (pool membership
+    /// follows at once).
+    Label {
+        /// Agent id.
+        id: String,
+        /// `k=v` or `k-`, one or more.
+        #[arg(required = true, num_args = 1.., value_name = "K=V|K-")]
+        labels: Vec<String>,
     },
 }
 
@@ -243,6 +413,28 @@ pub fn parse_kv_list(s: Option<&str>) -> Result<Vec<(String, String)>, String> {
     s.split(',').map(parse_kv).collect()
 }
 
+/// Labels to set and keys to remove.
+pub type LabelEdits = (Vec<(String, String)>, Vec<String>);
+
+/// Parse `agent label` arguments: `k=v` (set) and `k-` (remove).
+pub fn parse_label_edits(args: &[String]) -> Result<LabelEdits, String> {
+    let mut set = Vec::new();
+    let mut remove = Vec::new();
+    for a in args {
+        if let Some(k) = a.strip_suffix('-')
+            && !a.contains('=')
+        {
+            if k.trim().is_empty() {
+                return Err(format!("expected key=value or key-, got {a:?}"));
+            }
+            remove.push(k.trim().to_string());
+        } else {
+            set.push(parse_kv(a)?);
+        }
+    }
+    Ok((set, remove))
+}
+
 /// Parse one `k=v`.
 pub fn parse_kv(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -265,6 +457,67 @@ mod tests {
         assert!(parse_kv_list(Some("=x")).is_err());
         assert!(parse_kv_list(None).unwrap().is_empty());
         assert_eq!(parse_kv("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+    }
+
+    #[test]
+    fn label_edits() {
+        let (set, rm) = parse_label_edits(&["a=1".into(), "b-".into(), "c=x-".into()]).unwrap();
+        assert_eq!(
+            set,
+            vec![("a".into(), "1".into()), ("c".into(), "x-".into())]
+        );
+        assert_eq!(rm, vec!["b".to_string()]);
+        assert!(parse_label_edits(&["-".into()]).is_err());
+        assert!(parse_label_edits(&["nope".into()]).is_err());
+    }
+
+    #[test]
+    fn rollout_cli_parses() {
+        let c = Cli::try_parse_from([
+            "outpost-hub",
+            "rollout",
+            "start",
+            "etl",
+            "--pool",
+            "line-3",
+            "--version",
+            "4",
+            "--canary",
+            "10%",
+            "--steps",
+            "1,10%,50%,100%",
+            "--bake",
+            "30s",
+            "--min-runs",
+            "2",
+            "--min-runs-scope",
+            "step",
+            "--max-failure-rate",
+            "0.1",
+            "--manual",
+            "--probation-runs",
+            "3",
+            "--probation-max-failures",
+            "1",
+            "--offline",
+            "wait:5m",
+        ])
+        .unwrap();
+        match c.command {
+            Command::Rollout(RolloutCmd::Start(a)) => {
+                assert_eq!(
+                    (a.pool.as_str(), a.version, a.min_runs),
+                    ("line-3", Some(4), 2)
+                );
+                assert!(a.manual);
+                assert_eq!(a.probation_max_failures, Some(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["outpost-hub", "rollout", "abort", "etl", "--pool", "p"]).is_ok()
+        );
+        assert!(Cli::try_parse_from(["outpost-hub", "rollout", "abort", "etl"]).is_err());
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub struct Client {
     base: String,
     token: String,
     agent: ureq::Agent,
+    actor: Option<String>,
 }
 
 /// Percent-encode one path segment.
@@ -80,7 +81,14 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             agent,
+            actor: None,
         }
+    }
+
+    /// Name the operator for the audit log (sent as `X-Outpost-Actor`).
+    pub fn with_actor(mut self, actor: Option<String>) -> Client {
+        self.actor = actor.filter(|a| !a.trim().is_empty());
+        self
     }
 
     fn transport(&self, e: impl std::fmt::Display) -> ClientError {
@@ -153,12 +161,28 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let r = self
+        let mut req = self
             .agent
             .post(&self.url(path))
-            .header("Authorization", &self.auth())
-            .send_json(body);
+            .header("Authorization", &self.auth());
+        if let Some(a) = &self.actor {
+            req = req.header(crate::api::ACTOR_HEADER, a);
+        }
+        let r = req.send_json(body);
         let text = self.finish(r)?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// DELETE `path` and decode the JSON answer.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let mut req = self
+            .agent
+            .delete(&self.url(path))
+            .header("Authorization", &self.auth());
+        if let Some(a) = &self.actor {
+            req = req.header(crate::api::ACTOR_HEADER, a);
+        }
+        let text = self.finish(req.call())?;
         serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
     }
 }

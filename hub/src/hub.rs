@@ -19,8 +19,8 @@ use crate::gateway::{AgentGateway, Connections};
 use crate::keys::{Ed25519Signer, WorkflowSigner};
 use crate::pki::{CertAuthority, RcgenCa};
 use crate::store::{
-    AgentRecord, DeployResultRecord, DesiredVersion, KeyRecord, Store, StoreError, StoredVersion,
-    WorkflowMeta, selector_matches,
+    AgentRecord, DeployResultRecord, DesiredVersion, KeyRecord, PoolDecision, PoolRecord,
+    RolloutAssign, Store, StoreError, selector_matches,
 };
 
 /// Milliseconds since the Unix epoch now.
@@ -61,21 +61,87 @@ pub struct DesiredAssignment {
     pub bundle: Option<SignedBundle>,
 }
 
-/// The versions an agent with `labels` should run (issue 3 rule): the latest version of every
-/// workflow whose target selector is a subset of the labels (an empty target matches all).
-pub fn desired_versions(
+/// The pool decision an agent follows for one workflow: among the pools the agent is a member
+/// of (by labels) that have a decision for the workflow, the one with the highest decision seq
+/// (the most recent deploy, pin or rollout start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// Workflow.
+    pub workflow: String,
+    /// The pool whose decision wins.
+    pub pool: String,
+    /// The decision.
+    pub decision: PoolDecision,
+}
+
+/// Resolve, for an agent with `labels`, the winning pool decision of every workflow.
+pub fn resolve_decisions(
     labels: &[(String, String)],
-    latest: &[(StoredVersion, WorkflowMeta)],
-) -> Vec<DesiredVersion> {
-    latest
+    pools: &[PoolRecord],
+    decisions: &[((String, String), PoolDecision)],
+) -> Vec<Resolved> {
+    let member: std::collections::HashSet<&str> = pools
         .iter()
-        .filter(|(v, _)| selector_matches(&v.target, labels))
-        .map(|(v, _)| DesiredVersion {
-            workflow: v.name.clone(),
-            version: v.version,
-            content_hash: v.content_hash.clone(),
-        })
-        .collect()
+        .filter(|p| selector_matches(&p.selector, labels))
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut best: std::collections::BTreeMap<&str, Resolved> = std::collections::BTreeMap::new();
+    for ((w, p), d) in decisions {
+        if !member.contains(p.as_str()) {
+            continue;
+        }
+        if best.get(w.as_str()).is_none_or(|b| d.seq > b.decision.seq) {
+            best.insert(
+                w,
+                Resolved {
+                    workflow: w.clone(),
+                    pool: p.clone(),
+                    decision: d.clone(),
+                },
+            );
+        }
+    }
+    best.into_values().collect()
+}
+
+/// The versions an agent should run: each workflow's winning pool decision (see
+/// [`resolve_decisions`]); under an active rollout, what the rollout assigned the agent
+/// (`assigns`), else the pool's version. Version 0 means "not deployed".
+pub fn desired_versions(
+    resolved: &[Resolved],
+    assigns: &[((String, String), RolloutAssign)],
+    hash_of: &mut dyn FnMut(&str, u64) -> Result<String, StoreError>,
+) -> Result<Vec<DesiredVersion>, StoreError> {
+    let mut out = Vec::new();
+    for r in resolved {
+        let assign = r.decision.rollout.and_then(|_| {
+            assigns
+                .iter()
+                .find(|((w, p), _)| *w == r.workflow && *p == r.pool)
+                .map(|(_, a)| a)
+        });
+        let (version, previous_version, probation, rollout_id) = match assign {
+            Some(a) => (
+                a.version,
+                a.previous_version,
+                a.probation,
+                Some(a.rollout_id.clone()),
+            ),
+            None => (r.decision.version, None, None, None),
+        };
+        if version == 0 {
+            continue;
+        }
+        out.push(DesiredVersion {
+            content_hash: hash_of(&r.workflow, version)?,
+            workflow: r.workflow.clone(),
+            version,
+            previous_version: previous_version.filter(|p| *p != 0),
+            probation,
+            rollout_id,
+        });
+    }
+    Ok(out)
 }
 
 /// The hub's shared state. Cheap to share behind an `Arc`.
@@ -91,6 +157,10 @@ pub struct Hub {
     /// The hub's name (in its certificate).
     pub hub_name: String,
     changes: watch::Sender<u64>,
+    /// Serialises the rollout driver's operations (see [`crate::rollouts`]).
+    pub(crate) rollout_lock: std::sync::Mutex<()>,
+    /// Wakes the rollout driver (agent events, commands).
+    pub rollout_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Hub {
@@ -145,6 +215,8 @@ impl Hub {
             gateway,
             hub_name: hub_name.to_string(),
             changes,
+            rollout_lock: std::sync::Mutex::new(()),
+            rollout_wake: tokio::sync::Notify::new(),
         }))
     }
 
@@ -191,32 +263,34 @@ impl Hub {
     }
 
     /// The desired state of `agent_id`: every workflow it should run with a signed assignment
-    /// (minting the next epoch where the desired version changed) and the signed bundle, plus
-    /// removals for workflows no longer assigned. Refuses a revoked or unknown agent.
+    /// (minting the next epoch where the desired version changed) and the signed bundle (left
+    /// out for a version the agent is known to hold locally), plus removals for workflows no
+    /// longer assigned. Refuses a revoked or unknown agent.
     pub fn desired_for(&self, agent_id: &str) -> Result<Vec<DesiredAssignment>, HubError> {
         let agent = self.store.agent(agent_id)?;
         if agent.revoked_ms.is_some() {
             return Err(StoreError::Revoked(agent_id.into()).into());
         }
-        let latest = self.store.latest_versions()?;
-        let desired = desired_versions(&agent.labels, &latest);
+        let desired = self.desired_versions_of(&agent)?;
         let issued =
             self.store
                 .sync_assignments(agent_id, &desired, self.signer.as_ref(), now_ms())?;
+        let metas = self.store.workflows()?;
         let mut out = Vec::with_capacity(issued.len());
         for a in issued {
-            let found = latest.iter().find(|(v, _)| v.name == a.workflow);
-            let bundle = match (a.remove, found) {
-                (false, Some((v, _))) if v.version == a.version => Some(v.signed_bundle()?),
-                (false, _) => Some(
+            // An agent keeps every version it activated: one it is known to hold (a rollback,
+            // a version it reported) is sent without its bundle, so it switches at once.
+            let bundle = if a.remove || self.store.holds(agent_id, &a.workflow, a.version)? {
+                None
+            } else {
+                Some(
                     self.store
                         .version(&a.workflow, Some(a.version))?
                         .signed_bundle()?,
-                ),
-                (true, _) => None,
+                )
             };
             out.push(DesiredAssignment {
-                paused: found.is_some_and(|(_, m)| m.paused),
+                paused: metas.iter().any(|(n, m)| *n == a.workflow && m.paused),
                 workflow: a.workflow,
                 version: a.version,
                 epoch: a.epoch,
@@ -226,6 +300,25 @@ impl Hub {
             });
         }
         Ok(out)
+    }
+
+    /// The versions `agent` should run now (pool decisions and active rollouts).
+    pub fn desired_versions_of(
+        &self,
+        agent: &AgentRecord,
+    ) -> Result<Vec<DesiredVersion>, StoreError> {
+        let pools = self.store.pools()?;
+        let decisions = self.store.decisions()?;
+        let resolved = resolve_decisions(&agent.labels, &pools, &decisions);
+        let assigns = if resolved.iter().any(|r| r.decision.rollout.is_some()) {
+            self.store.rollout_assigns_for(&agent.id)?
+        } else {
+            Vec::new()
+        };
+        let store = &self.store;
+        desired_versions(&resolved, &assigns, &mut |w, v| {
+            Ok(store.version(w, Some(v))?.content_hash)
+        })
     }
 
     /// Enroll an agent: check the token (`token_id.secret`), choose the agent id, issue its
@@ -336,12 +429,13 @@ impl Hub {
         let agent = self
             .store
             .agent_hello(agent_id, software_version, active, now)?;
+        let desired = self.desired_versions_of(&agent)?;
         let paused = self
             .store
-            .latest_versions()?
+            .workflows()?
             .into_iter()
-            .filter(|(v, m)| m.paused && selector_matches(&v.target, &agent.labels))
-            .map(|(v, _)| v.name)
+            .filter(|(n, m)| m.paused && desired.iter().any(|d| d.workflow == *n))
+            .map(|(n, _)| n)
             .collect();
         Ok(HubMsg::Welcome {
             acked_seq: agent.committed_seq,

@@ -9,6 +9,7 @@
 //!   [`gateway::Connections`] registry the QUIC driver registers sessions into).
 //! - [`hub`]: shared state: enrollment, desired state per agent, change notification.
 //! - [`config`], [`init`], [`serve`]: `hub.toml`, `outpost-hub init`, `outpost-hub serve`.
+//! - [`rollouts`]: the rollout driver (pools, gray releases; `docs/rollouts.md`).
 //! - [`api`]: the HTTP API (axum); [`views`]: its JSON shapes.
 //! - [`cli`], [`app`], [`client`]: the ops CLI and its HTTP client.
 
@@ -24,6 +25,8 @@ pub mod init;
 pub mod keys;
 pub mod pki;
 pub mod quic;
+pub mod rollouts;
 pub mod serve;
 pub mod store;
 pub mod views;
+pub mod views_pools;

@@ -223,6 +223,7 @@ async fn session(
                         let (h, id) = (hub.clone(), agent_id.clone());
                         let seq = blocking(move || h.store.ingest(&id, &entries)).await??;
                         sess.committed(seq);
+                        hub.rollout_wake.notify_one();
                     }
                     HubEvent::Gap { expected, got } => {
                         tracing::error!(agent = %agent_id, expected, got, "gap in the agent's status sequence: events were lost on the agent (store replaced or restored?)");
@@ -237,10 +238,11 @@ async fn session(
                             workflow,
                             version,
                             epoch,
-                            rejected: rejected.map(|r| format!("{r:?}")),
+                            rejected: rejected.as_ref().map(crate::hub::rejection_text),
                             at_ms: now_ms(),
                         };
                         blocking(move || h.store.record_deploy_result(&id, rec)).await??;
+                        hub.rollout_wake.notify_one();
                     }
                     HubEvent::CommandResult { id, ok, message, run_id } => {
                         conns.on_command_result(&agent_id, id, ok, message, run_id);
@@ -248,6 +250,8 @@ async fn session(
                     HubEvent::LogChunk { id, data, eof } => conns.on_log_chunk(&agent_id, id, &data, eof),
                     HubEvent::Reverted { workflow, from_version, to_version, reason, .. } => {
                         tracing::warn!(agent = %agent_id, %workflow, from_version, to_version, "agent reverted under probation: {reason}");
+                        // The Reverted entry also arrives in the status batch: the store audits it
+                        // and queues it for the workflow's active rollouts (a failed gate).
                         let _ = (&workflow, from_version, to_version, &reason);
                     }
                 }

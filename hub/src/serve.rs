@@ -100,6 +100,7 @@ pub async fn run(
             }
         })
     };
+    let _rollouts = tokio::spawn(crate::rollouts::drive(hub.clone(), quic_stop.subscribe()));
     let shutdown = async move {
         shutdown.await;
         let _ = quic_stop.send(true);

@@ -57,31 +57,51 @@ fn start_on(ip: &str) -> Served {
         String::from_utf8_lossy(&out.stderr)
     );
     let config = data.join("hub.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let port = free_port();
-    let text = text.replace("127.0.0.1:7070", &format!("{ip}:{port}"));
-    std::fs::write(&config, text).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let served = Served {
-        child,
-        config,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
+    let original = std::fs::read_to_string(&config).unwrap();
+    // Ports are probed then released, so a parallel test may take one first: retry on a fresh
+    // port when this hub exits (it could not bind) or another process answers.
+    for _ in 0..5 {
+        let port = free_port();
+        let quic = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = original
+            .replace("127.0.0.1:7070", &format!("{ip}:{port}"))
+            .replace("0.0.0.0:7443", &format!("127.0.0.1:{quic}"));
+        std::fs::write(&config, text).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut up = false;
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(100));
+                up = child.try_wait().unwrap().is_none();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(Instant::now() < deadline, "hub did not start");
-        std::thread::sleep(Duration::from_millis(50));
+        if up {
+            return Served {
+                child,
+                config,
+                _dir: dir,
+            };
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    served
+    panic!("hub did not start");
 }
 
 const WF: &str =
@@ -280,4 +300,164 @@ fn non_loopback_api_speaks_only_https_with_the_hub_certificate() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn pools_deploy_pin_rollout_refusals_and_audit() {
+    let s = start();
+    let dir = s.config.parent().unwrap().to_path_buf();
+    let wf = dir.join("demo.yaml");
+    std::fs::write(&wf, WF).unwrap();
+    ok(&hub(
+        &["workflow", "apply", "-f", wf.to_str().unwrap()],
+        &s.config,
+    ));
+    let text = ok(&hub(
+        &[
+            "pool",
+            "create",
+            "line-3",
+            "--selector",
+            "site=shanghai,line=3",
+            "--actor",
+            "alice",
+        ],
+        &s.config,
+    ));
+    assert!(text.contains("pool line-3 created"), "{text}");
+    // The reserved prefix and a duplicate are refused (exit 1, with why).
+    let out = hub(&["pool", "create", "wf:x"], &s.config);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"));
+    let out = hub(&["pool", "create", "line-3"], &s.config);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&hub(&["pool", "list", "--output", "json"], &s.config))).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["line-3", "wf:demo"], "the default pool of demo");
+    let show: serde_json::Value = serde_json::from_str(&ok(&hub(
+        &["pool", "show", "line-3", "--output", "json"],
+        &s.config,
+    )))
+    .unwrap();
+    assert_eq!(show["selector"]["line"], "3");
+    assert_eq!(show["agents"], serde_json::json!([]));
+
+    ok(&hub(
+        &["workflow", "deploy", "demo", "--pool", "line-3"],
+        &s.config,
+    ));
+    let out = Command::new(BIN)
+        .args([
+            "workflow",
+            "pin",
+            "demo",
+            "--pool",
+            "line-3",
+            "--version",
+            "1",
+            "--config",
+        ])
+        .arg(&s.config)
+        .env("OUTPOST_ACTOR", "bob")
+        .output()
+        .unwrap();
+    ok(&out);
+    let out = hub(
+        &[
+            "rollout",
+            "start",
+            "demo",
+            "--pool",
+            "line-3",
+            "--steps",
+            "1,50%,100%",
+        ],
+        &s.config,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pinned to version 1") && err.contains("unpin"),
+        "{err}"
+    );
+    let out = hub(
+        &["workflow", "deploy", "demo", "--pool", "line-3"],
+        &s.config,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    ok(&hub(
+        &["workflow", "unpin", "demo", "--pool", "line-3"],
+        &s.config,
+    ));
+    // Already on that version: refused.
+    let out = hub(&["rollout", "start", "demo", "--pool", "line-3"], &s.config);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already on version 1"));
+    std::fs::write(&wf, WF.replace("hi", "v2")).unwrap();
+    ok(&hub(
+        &["workflow", "apply", "-f", wf.to_str().unwrap()],
+        &s.config,
+    ));
+    // No member yet: refused, nothing started.
+    let out = hub(&["rollout", "start", "demo", "--pool", "line-3"], &s.config);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no member"));
+    let out = hub(
+        &[
+            "rollout", "start", "demo", "--pool", "line-3", "--steps", "0",
+        ],
+        &s.config,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = hub(
+        &["rollout", "status", "demo", "--pool", "line-3"],
+        &s.config,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&ok(&hub(
+            &["rollout", "list", "--output", "json"],
+            &s.config
+        )))
+        .unwrap(),
+        serde_json::json!([])
+    );
+
+    let audit: serde_json::Value = serde_json::from_str(&ok(&hub(
+        &["audit", "--limit", "50", "--output", "json"],
+        &s.config,
+    )))
+    .unwrap();
+    let entries = audit.as_array().unwrap();
+    let has = |actor: &str, action: &str| {
+        entries
+            .iter()
+            .any(|e| e["actor"] == actor && e["action"] == action)
+    };
+    assert!(has("alice", "pool.create"), "{audit:#}");
+    assert!(has("bob", "workflow.pin"), "{audit:#}");
+    assert!(entries.iter().any(|e| e["action"] == "workflow.unpin"));
+    let text = ok(&hub(&["audit"], &s.config));
+    assert!(text.starts_with("AT"), "{text}");
+    ok(&hub(&["pool", "delete", "line-3"], &s.config));
+    let out = hub(&["pool", "show", "line-3"], &s.config);
+    assert_eq!(out.status.code(), Some(1));
 }

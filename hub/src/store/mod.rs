@@ -23,6 +23,13 @@
 //! | `deploy_results` | `(agent_id, workflow)` | cbor [`DeployResultRecord`] |
 //! | `signing_keys` | `index` | cbor [`KeyRecord`] |
 //! | `audit` | `seq` | cbor [`AuditEntry`] |
+//! | `pools` | `name` | cbor [`PoolRecord`] |
+//! | `pool_decisions` | `(workflow, pool)` | cbor [`PoolDecision`] |
+//! | `rollouts` | `seq` | cbor [`RolloutRecord`] |
+//! | `rollout_state` | `seq` | the controller's encoded state |
+//! | `rollout_agents` | `(agent, workflow, pool)` | cbor [`RolloutAssign`] |
+//! | `rollout_inbox` | `seq` | cbor [`RolloutEvent`] |
+//! | `agent_versions` | `(agent, workflow, version)` | first seen (ms) |
 //!
 //! Runs are keyed by `(agent, run id)`: run ids are derived from (workflow, version, time), so
 //! two agents running the same workflow make the same run id.
@@ -34,7 +41,11 @@
 //! - [`Store::ingest`] commits a batch in one transaction, ignores seqs ≤ the agent's
 //!   committed seq, refuses a gap, and returns the new committed seq.
 //! - A token is redeemed at most once and never after it expires.
+//! - Decision seqs are global and strictly increasing; at most one active rollout per
+//!   (workflow, pool); a rollout event is queued in the transaction that ingested it and removed
+//!   in the transaction that commits the controller state that used it.
 
+pub mod pools;
 pub mod schema;
 #[cfg(test)]
 mod tests;
@@ -55,6 +66,7 @@ use outpost_common::record::{
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use crate::keys::WorkflowSigner;
+pub use pools::*;
 use schema::{
     AGENTS, ASSIGNMENTS, AUDIT, DEPLOY_RESULTS, MISSED, RUNS, RUNS_BY_CREATED, RUNS_BY_ID,
     SIGNING_KEYS, TASKS, TOKENS, VERSIONS, WORKFLOWS,
@@ -134,6 +146,18 @@ pub enum StoreError {
         /// Seq received.
         got: u64,
     },
+    /// No such pool.
+    #[error("pool {0} not found")]
+    NoPool(String),
+    /// No such rollout.
+    #[error("rollout {0} not found")]
+    NoRollout(String),
+    /// The operation conflicts with the current state (pinned pool, active rollout, ...).
+    #[error("{0}")]
+    Conflict(String),
+    /// Bad input.
+    #[error("{0}")]
+    Refused(String),
     /// An index entry points at a missing record.
     #[error("store is inconsistent: {0}")]
     Inconsistent(String),
@@ -357,6 +381,12 @@ pub struct DesiredVersion {
     pub version: u64,
     /// Its content hash.
     pub content_hash: String,
+    /// Version to return to under probation (rollouts).
+    pub previous_version: Option<u64>,
+    /// Local probation `(runs, max_failures)` (rollouts).
+    pub probation: Option<(u32, u32)>,
+    /// The rollout this assignment belongs to.
+    pub rollout_id: Option<String>,
 }
 
 /// The last deploy result of (agent, workflow).
@@ -629,6 +659,23 @@ impl Store {
                 changed: true,
             }
         };
+        if out.changed {
+            let target = {
+                let versions = txn.open_table(VERSIONS)?;
+                let v = versions
+                    .get((new.name.as_str(), out.version))?
+                    .ok_or_else(|| StoreError::Inconsistent("applied version missing".into()))?;
+                decode::<StoredVersion>(v.value(), "workflow_versions", &new.name)?.target
+            };
+            pools::apply_default_pool(
+                &txn,
+                &new.name,
+                &target,
+                out.version,
+                &new.applied_by,
+                now_ms,
+            )?;
+        }
         audit_in(
             &txn,
             now_ms,
@@ -942,7 +989,41 @@ impl Store {
         if rec.revoked_ms.is_some() {
             return Err(StoreError::Revoked(id.into()));
         }
+        self.note_held(id, &rec.active, now_ms)?;
         Ok(rec)
+    }
+
+    /// Remember that `agent` holds these versions locally (reported active at Hello).
+    pub fn note_held(
+        &self,
+        agent: &str,
+        active: &[ActiveWorkflow],
+        now_ms: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        let mut changed = false;
+        {
+            let mut t = txn.open_table(schema::AGENT_VERSIONS)?;
+            for a in active.iter().filter(|a| a.version != 0) {
+                if t.get((agent, a.workflow.as_str(), a.version))?.is_none() {
+                    t.insert((agent, a.workflow.as_str(), a.version), now_ms)?;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(())
+    }
+
+    /// Whether `agent` is known to hold `version` of `workflow` locally.
+    pub fn holds(&self, agent: &str, workflow: &str, version: u64) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(schema::AGENT_VERSIONS)?;
+        Ok(t.get((agent, workflow, version))?.is_some())
     }
 
     /// Record that an agent was heard from.
@@ -978,6 +1059,8 @@ impl Store {
             let mut tasks = txn.open_table(TASKS)?;
             let mut missed = txn.open_table(MISSED)?;
             let mut seq = agent.committed_seq;
+            let mut rollout_cache: std::collections::HashMap<String, bool> =
+                std::collections::HashMap::new();
             for entry in entries {
                 if entry.seq <= seq {
                     continue;
@@ -993,13 +1076,39 @@ impl Store {
                 match &entry.event {
                     StatusEvent::Run(run) => {
                         let key = (agent_id, run.run_id.as_str());
-                        let old_created = match runs.get(key)? {
+                        let (old_created, old_terminal) = match runs.get(key)? {
                             Some(v) => {
                                 let old: RunRecord = decode(v.value(), "runs", &run.run_id)?;
-                                Some(old.created_ms)
+                                (Some(old.created_ms), old.state.is_terminal())
                             }
-                            None => None,
+                            None => (None, false),
                         };
+                        if !old_terminal
+                            && matches!(run.state, RunState::Succeeded | RunState::Failed)
+                        {
+                            let active = match rollout_cache.get(&run.workflow) {
+                                Some(a) => *a,
+                                None => {
+                                    let a = pools::has_active_rollout(&txn, &run.workflow)?;
+                                    rollout_cache.insert(run.workflow.clone(), a);
+                                    a
+                                }
+                            };
+                            if active {
+                                pools::enqueue_event(
+                                    &txn,
+                                    &RolloutEvent {
+                                        agent: agent_id.into(),
+                                        workflow: run.workflow.clone(),
+                                        kind: RolloutEventKind::Run {
+                                            version: run.version,
+                                            succeeded: run.state == RunState::Succeeded,
+                                        },
+                                        at_ms: run.ended_ms.unwrap_or(run.created_ms),
+                                    },
+                                )?;
+                            }
+                        }
                         if let Some(c) = old_created {
                             by_created.remove((c, agent_id, run.run_id.as_str()))?;
                         }
@@ -1031,6 +1140,21 @@ impl Store {
                             &r.workflow,
                             &detail,
                         )?;
+                        if pools::has_active_rollout(&txn, &r.workflow)? {
+                            pools::enqueue_event(
+                                &txn,
+                                &RolloutEvent {
+                                    agent: agent_id.into(),
+                                    workflow: r.workflow.clone(),
+                                    kind: RolloutEventKind::Reverted {
+                                        from: r.from_version,
+                                        to: r.to_version,
+                                        reason: r.reason.clone(),
+                                    },
+                                    at_ms: r.at_ms,
+                                },
+                            )?;
+                        }
                     }
                 }
             }
@@ -1159,7 +1283,8 @@ impl Store {
                         prev: Option<&IssuedAssignment>,
                         version: u64,
                         hash: &str,
-                        remove: bool|
+                        remove: bool,
+                        extra: Option<&DesiredVersion>|
              -> Result<IssuedAssignment, StoreError> {
                 let epoch = prev.map(|p| p.epoch + 1).unwrap_or(1);
                 let body = Assignment {
@@ -1170,9 +1295,11 @@ impl Store {
                     epoch,
                     issued_ms: now_ms,
                     remove,
-                    previous_version: None,
-                    probation: None,
-                    rollout_id: None,
+                    previous_version: extra.and_then(|d| d.previous_version),
+                    probation: extra.and_then(|d| d.probation).map(|(runs, max_failures)| {
+                        outpost_common::proto::Probation { runs, max_failures }
+                    }),
+                    rollout_id: extra.and_then(|d| d.rollout_id.clone()),
                 };
                 let body_bytes = encode(&body)?;
                 let sig = signer.sign_assignment(&body_bytes);
@@ -1200,7 +1327,14 @@ impl Store {
                         .ok_or_else(|| StoreError::Inconsistent("prev".into()))?
                 } else {
                     minted = true;
-                    mint(&d.workflow, prev, d.version, &d.content_hash, false)?
+                    mint(
+                        &d.workflow,
+                        prev,
+                        d.version,
+                        &d.content_hash,
+                        false,
+                        Some(d),
+                    )?
                 };
                 out.push(issued);
             }
@@ -1212,7 +1346,7 @@ impl Store {
                     out.push(c.clone());
                 } else {
                     minted = true;
-                    out.push(mint(&c.workflow, Some(c), 0, "", true)?);
+                    out.push(mint(&c.workflow, Some(c), 0, "", true, None)?);
                 }
             }
             if minted {
@@ -1277,11 +1411,37 @@ impl Store {
                 }
                 agent.last_seen_ms = Some(result.at_ms);
                 agents.insert(agent_id, encode(&agent)?.as_slice())?;
+                if result.version != 0 {
+                    txn.open_table(schema::AGENT_VERSIONS)?.insert(
+                        (agent_id, result.workflow.as_str(), result.version),
+                        result.at_ms,
+                    )?;
+                }
             }
             txn.open_table(DEPLOY_RESULTS)?.insert(
                 (agent_id, result.workflow.as_str()),
                 encode(&result)?.as_slice(),
             )?;
+            if pools::has_active_rollout(&txn, &result.workflow)? {
+                let kind = match &result.rejected {
+                    None => RolloutEventKind::Activated {
+                        version: result.version,
+                    },
+                    Some(r) => RolloutEventKind::Rejected {
+                        version: result.version,
+                        reason: r.clone(),
+                    },
+                };
+                pools::enqueue_event(
+                    &txn,
+                    &RolloutEvent {
+                        agent: agent_id.into(),
+                        workflow: result.workflow.clone(),
+                        kind,
+                        at_ms: result.at_ms,
+                    },
+                )?;
+            }
         }
         txn.commit()?;
         Ok(())

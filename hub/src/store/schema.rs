@@ -46,11 +46,35 @@ pub(crate) const SIGNING_KEYS: TableDefinition<u64, &[u8]> = TableDefinition::ne
 /// `audit`: `seq -> cbor AuditEntry`. Append-only.
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
+/// `pools`: `name -> cbor PoolRecord` (issue 4).
+pub(crate) const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
+/// `pool_decisions`: `(workflow, pool) -> cbor PoolDecision`: the pool's desired version.
+pub(crate) const DECISIONS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("pool_decisions");
+/// `rollouts`: `seq -> cbor RolloutRecord` (every rollout ever started; seq = its decision seq).
+pub(crate) const ROLLOUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("rollouts");
+/// `rollout_state`: `seq -> Controller::encode()` bytes.
+pub(crate) const ROLLOUT_STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("rollout_state");
+/// `rollout_agents`: `(agent, workflow, pool) -> cbor RolloutAssign`: what an active rollout
+/// assigned an agent (cleared when the rollout finishes).
+pub(crate) const ROLLOUT_AGENTS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("rollout_agents");
+/// `rollout_inbox`: `seq -> cbor RolloutEvent`: agent events for active rollouts, written in the
+/// same transaction as the ingest/deploy result, deleted with the controller commit that used
+/// them (each event reaches the controller once, across crashes).
+pub(crate) const ROLLOUT_INBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("rollout_inbox");
+/// `agent_versions`: `(agent, workflow, version) -> first seen ms`: versions an agent is known
+/// to hold locally (it activated or reported them), so a deploy of one needs no bundle.
+pub(crate) const AGENT_VERSIONS: TableDefinition<(&str, &str, u64), i64> =
+    TableDefinition::new("agent_versions");
+/// Key of the global decision sequence in `meta`.
+pub(crate) const META_DECISION_SEQ: &str = "decision_seq";
+
 /// A forward-only migration, run inside the open's write transaction.
 pub(crate) type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// The migration list.
-pub(crate) const MIGRATIONS: &[Migration] = &[migrate_v1_initial];
+pub(crate) const MIGRATIONS: &[Migration] = &[migrate_v1_initial, migrate_v2_pools];
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = MIGRATIONS.len() as u64;
@@ -70,6 +94,35 @@ fn migrate_v1_initial(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DEPLOY_RESULTS)?;
     txn.open_table(SIGNING_KEYS)?;
     txn.open_table(AUDIT)?;
+    Ok(())
+}
+
+fn migrate_v2_pools(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(POOLS)?;
+    txn.open_table(DECISIONS)?;
+    txn.open_table(ROLLOUTS)?;
+    txn.open_table(ROLLOUT_STATE)?;
+    txn.open_table(ROLLOUT_AGENTS)?;
+    txn.open_table(ROLLOUT_INBOX)?;
+    txn.open_table(AGENT_VERSIONS)?;
+    // Issue 3 stores: every workflow gets its default pool, following the latest version.
+    let mut existing = Vec::new();
+    {
+        let wfs = txn.open_table(WORKFLOWS)?;
+        let versions = txn.open_table(VERSIONS)?;
+        for e in wfs.iter()? {
+            let (k, v) = e?;
+            let meta: super::WorkflowMeta = super::decode(v.value(), "workflows", k.value())?;
+            if let Some(sv) = versions.get((k.value(), meta.latest))? {
+                let sv: super::StoredVersion =
+                    super::decode(sv.value(), "workflow_versions", k.value())?;
+                existing.push((sv.name, sv.target, sv.version, sv.created_ms));
+            }
+        }
+    }
+    for (name, target, version, at) in existing {
+        super::pools::apply_default_pool(txn, &name, &target, version, "hub", at)?;
+    }
     Ok(())
 }
 

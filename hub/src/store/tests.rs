@@ -271,6 +271,9 @@ fn epochs_are_monotonic_across_reopen_and_level_triggered() {
         workflow: "w".into(),
         version: 1,
         content_hash: "h1".into(),
+        previous_version: None,
+        probation: None,
+        rollout_id: None,
     };
     {
         let s = Store::open(&path).unwrap();
@@ -319,6 +322,9 @@ fn epochs_are_monotonic_across_reopen_and_level_triggered() {
                 workflow: "w".into(),
                 version: 1,
                 content_hash: "h1".into(),
+                previous_version: None,
+                probation: None,
+                rollout_id: None,
             }],
             &k,
             7,
@@ -471,4 +477,46 @@ fn selector_matching() {
     ));
     assert!(!selector_matches(&l(&[("a", "2")]), &l(&[("a", "1")])));
     assert!(!selector_matches(&l(&[("c", "1")]), &l(&[])));
+}
+
+#[test]
+fn a_v1_store_gets_default_pools_that_follow_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.redb");
+    let k = signer();
+    {
+        let s = Store::open(&path).unwrap();
+        let mut v = nv("w", "one");
+        v.target = vec![("site".into(), "a".into())];
+        s.apply_version(v, &k, 1).unwrap();
+        // Make it look like a schema-1 file: no pools, no decisions.
+        let txn = s.begin_write().unwrap();
+        {
+            let mut p = txn.open_table(schema::POOLS).unwrap();
+            p.remove("wf:w").unwrap();
+            let mut d = txn.open_table(schema::DECISIONS).unwrap();
+            d.remove(("w", "wf:w")).unwrap();
+            let mut m = txn.open_table(schema::META).unwrap();
+            m.insert(schema::META_SCHEMA_VERSION, 1).unwrap();
+        }
+        txn.commit().unwrap();
+        assert!(s.pools().unwrap().is_empty());
+    }
+    let s = Store::open(&path).unwrap();
+    let p = s.pool("wf:w").unwrap();
+    assert_eq!(p.selector, vec![("site".to_string(), "a".to_string())]);
+    let d = s.decision("w", "wf:w").unwrap().unwrap();
+    assert_eq!((d.version, d.follow_latest, d.pinned), (1, true, false));
+    // It follows apply until the workflow is managed.
+    s.apply_version(nv("w", "two"), &k, 2).unwrap();
+    assert_eq!(s.decision("w", "wf:w").unwrap().unwrap().version, 2);
+    s.create_pool("p", vec![], "op", 3).unwrap();
+    s.deploy_to_pool("w", "p", 1, "op", 3).unwrap();
+    let mut three = nv("w", "three");
+    three.target.clear();
+    s.apply_version(three, &k, 4).unwrap();
+    let d = s.decision("w", "wf:w").unwrap().unwrap();
+    assert_eq!((d.version, d.follow_latest), (2, false));
+    // The retarget still moves the default pool's selector.
+    assert!(s.pool("wf:w").unwrap().selector.is_empty());
 }

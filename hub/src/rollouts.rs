@@ -1,0 +1,536 @@
+//! The rollout driver: owns the `outpost-rollout` controllers of the active rollouts (one per
+//! workflow and pool), feeds them membership (pool members by labels, online state from the
+//! session registry), agent events (activations, rejections, terminal runs, probation reverts —
+//! queued durably by the store in the same transaction that ingested them), timers and
+//! operator commands; carries out their actions (assignments become per-agent desired state,
+//! audit lines go to the audit log, the end of a rollout becomes the pool's decision); and
+//! commits each controller's encoded state after every change, so a hub restart resumes
+//! ([`Hub::resume_rollouts`]: `decode` + `resume`).
+//!
+//! Every operation runs under one lock (the driver is single-owner) and decodes the controller
+//! from the store, so the store is the only copy of the state.
+
+use outpost_rollout::{
+    Action, Command, Controller, DecodeError, Member, OfflinePolicy, Outcome, Phase, RefusedReason,
+    RolloutSpec, Scope, Size, SpecError, Status,
+};
+
+use crate::hub::{Hub, now_ms};
+use crate::store::{
+    PoolRecord, RolloutAssign, RolloutCommit, RolloutEvent, RolloutEventKind, RolloutRecord,
+    StoreError, selector_matches,
+};
+
+/// Why a rollout operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    /// The store failed or refused (pinned pool, active rollout, unknown pool...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The plan is invalid.
+    #[error("invalid rollout: {0}")]
+    Spec(#[from] SpecError),
+    /// The controller refused a command.
+    #[error("refused: {0}")]
+    Refused(#[from] RefusedReason),
+    /// Stored state is unreadable.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// No rollout for the workflow and pool.
+    #[error("no rollout of {workflow} in pool {pool}")]
+    NoRollout {
+        /// Workflow.
+        workflow: String,
+        /// Pool.
+        pool: String,
+    },
+    /// Bad input.
+    #[error("{0}")]
+    Bad(String),
+}
+
+/// What `rollout start` asks for (the spec without id, versions and time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutPlan {
+    /// Workflow.
+    pub workflow: String,
+    /// Pool.
+    pub pool: String,
+    /// Version to roll out (`None`: the latest).
+    pub version: Option<u64>,
+    /// Canary size.
+    pub canary: Size,
+    /// Steps after the canary.
+    pub steps: Vec<Size>,
+    /// Bake time per step.
+    pub bake_ms: i64,
+    /// Minimum runs.
+    pub min_runs: u32,
+    /// What min runs counts.
+    pub min_runs_scope: Scope,
+    /// Maximum failure rate.
+    pub max_failure_rate: f64,
+    /// Wait for `promote` at every gate.
+    pub manual: bool,
+    /// Local probation.
+    pub probation: Option<(u32, u32)>,
+    /// Offline policy.
+    pub offline: OfflinePolicy,
+}
+
+/// Parse a step size: `N` or `N%`.
+pub fn parse_size(s: &str) -> Result<Size, String> {
+    let s = s.trim();
+    if let Some(p) = s.strip_suffix('%') {
+        let p: u8 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad percentage {s:?} (expected 1%..100%)"))?;
+        Ok(Size::Percent(p))
+    } else {
+        s.parse::<u32>().map(Size::Count).map_err(|_| {
+            format!("bad step size {s:?} (expected a count like 2 or a percentage like 10%)")
+        })
+    }
+}
+
+/// Parse `--steps 1,10%,50%,100%`.
+pub fn parse_steps(s: &str) -> Result<Vec<Size>, String> {
+    s.split(',').map(parse_size).collect()
+}
+
+/// Parse `--offline wait[:D]|skip|fail` (default wait limit: 10 minutes).
+pub fn parse_offline(s: &str) -> Result<OfflinePolicy, String> {
+    match s.trim() {
+        "skip" => Ok(OfflinePolicy::Skip),
+        "fail" => Ok(OfflinePolicy::Fail),
+        "wait" => Ok(OfflinePolicy::Wait { max_ms: 600_000 }),
+        other => match other.strip_prefix("wait:") {
+            Some(d) => {
+                let d = outpost_common::duration::parse_duration(d)
+                    .map_err(|e| format!("offline wait {d:?}: {e}"))?;
+                Ok(OfflinePolicy::Wait {
+                    max_ms: i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+                })
+            }
+            None => Err(format!(
+                "bad offline policy {other:?} (expected wait, wait:DURATION, skip or fail)"
+            )),
+        },
+    }
+}
+
+/// Text of an offline policy (the inverse of [`parse_offline`]).
+pub fn offline_text(p: &OfflinePolicy) -> String {
+    match p {
+        OfflinePolicy::Wait { max_ms } => format!("wait:{}s", max_ms / 1000),
+        OfflinePolicy::Skip => "skip".into(),
+        OfflinePolicy::Fail => "fail".into(),
+    }
+}
+
+/// A phase for humans.
+pub fn phase_text(p: &Phase) -> String {
+    match p {
+        Phase::Deploying { step } => format!("deploying step {step}"),
+        Phase::Baking { step, .. } => format!("baking step {step}"),
+        Phase::AwaitingPromote { step } => format!("awaiting promote at step {step}"),
+        Phase::Paused { resume_to } => format!("paused ({})", phase_text(resume_to)),
+        Phase::RollingBack { reason } => format!("rolling back: {reason}"),
+        Phase::Succeeded => "succeeded".into(),
+        Phase::RolledBack { reason } => format!("rolled back: {reason}"),
+        Phase::Aborted => "aborted".into(),
+    }
+}
+
+fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::Succeeded => "succeeded".into(),
+        Outcome::RolledBack { reason } => format!("rolled back: {reason}"),
+        Outcome::Aborted => "aborted".into(),
+    }
+}
+
+/// Drain a controller's actions into a commit (the caller adds `consumed`). Returns whether
+/// desired state changed (an assignment or the end of the rollout).
+fn drain(c: &mut Controller, seq: u64, actor: &str) -> (RolloutCommit, bool) {
+    let spec = c.spec().clone();
+    let id = spec.id.clone();
+    let mut commit = RolloutCommit {
+        seq,
+        ..RolloutCommit::default()
+    };
+    let mut changed = false;
+    while let Some(a) = c.poll_action() {
+        match a {
+            Action::Assign {
+                agent_id,
+                version,
+                previous_version,
+                probation,
+            } => {
+                changed = true;
+                commit.assigns.push((
+                    agent_id,
+                    RolloutAssign {
+                        version,
+                        previous_version,
+                        probation,
+                        rollout_id: id.clone(),
+                    },
+                ));
+            }
+            Action::Phase(p) => commit.phase = Some(phase_text(&p)),
+            Action::Audit(line) => {
+                commit
+                    .audit
+                    .push((actor.to_string(), "rollout".into(), format!("{id}: {line}")));
+            }
+            Action::Finished(o) => {
+                changed = true;
+                let version = match o {
+                    Outcome::Succeeded => spec.to_version,
+                    _ => spec.from_version.unwrap_or(0),
+                };
+                commit.finished = Some((version, outcome_text(&o)));
+            }
+        }
+    }
+    commit.state = c.encode();
+    (commit, changed)
+}
+
+impl Hub {
+    /// The members of `pool` for `workflow`: non-revoked agents whose labels match, with their
+    /// session state and last reported version.
+    pub fn pool_members(
+        &self,
+        pool: &PoolRecord,
+        workflow: &str,
+    ) -> Result<Vec<Member>, StoreError> {
+        let connected: std::collections::HashSet<String> = self
+            .gateway
+            .connected()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        Ok(self
+            .store
+            .agents()?
+            .into_iter()
+            .filter(|a| a.revoked_ms.is_none() && selector_matches(&pool.selector, &a.labels))
+            .map(|a| Member {
+                online: connected.contains(&a.id),
+                version: a
+                    .active
+                    .iter()
+                    .find(|w| w.workflow == workflow)
+                    .map(|w| w.version),
+                agent_id: a.id,
+            })
+            .collect())
+    }
+
+    fn lock_rollouts(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.rollout_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The version the pool is on before a rollout: its own decision, or, when it has none,
+    /// the most common version its members are given now (ties: the higher).
+    fn pool_version(&self, workflow: &str, pool: &PoolRecord) -> Result<u64, StoreError> {
+        if let Some(d) = self.store.decision(workflow, &pool.name)? {
+            return Ok(d.version);
+        }
+        let mut counts: std::collections::BTreeMap<u64, u32> = Default::default();
+        for a in self.store.agents()? {
+            if a.revoked_ms.is_some() || !selector_matches(&pool.selector, &a.labels) {
+                continue;
+            }
+            let v = self
+                .desired_versions_of(&a)?
+                .into_iter()
+                .find(|d| d.workflow == workflow)
+                .map_or(0, |d| d.version);
+            *counts.entry(v).or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .max_by_key(|(v, n)| (*n, *v))
+            .map_or(0, |(v, _)| v))
+    }
+
+    /// `rollout start`: refused when the pool is pinned, already has an active rollout of the
+    /// workflow, has no member, or the plan is invalid.
+    pub fn start_rollout(
+        &self,
+        plan: &RolloutPlan,
+        actor: &str,
+    ) -> Result<RolloutRecord, RolloutError> {
+        let _g = self.lock_rollouts();
+        let now = now_ms();
+        let pool = self.store.pool(&plan.pool)?;
+        let to = match plan.version {
+            Some(v) => v,
+            None => self.store.workflow(&plan.workflow)?.latest,
+        };
+        self.store.version(&plan.workflow, Some(to))?;
+        // A pinned pool or an active rollout is the first reason to give.
+        if let Some(d) = self.store.decision(&plan.workflow, &plan.pool)? {
+            crate::store::refuse_if_held(&plan.workflow, &plan.pool, &d, "roll out into")?;
+        }
+        let from = self.pool_version(&plan.workflow, &pool)?;
+        let members = self.pool_members(&pool, &plan.workflow)?;
+        let mk_spec = |seq: u64| RolloutSpec {
+            id: format!("ro-{seq}"),
+            workflow: plan.workflow.clone(),
+            pool: plan.pool.clone(),
+            from_version: (from != 0).then_some(from),
+            to_version: to,
+            canary: plan.canary,
+            steps: plan.steps.clone(),
+            bake_ms: plan.bake_ms,
+            min_runs: plan.min_runs,
+            min_runs_scope: plan.min_runs_scope,
+            max_failure_rate: plan.max_failure_rate,
+            manual: plan.manual,
+            probation: plan.probation,
+            offline: plan.offline,
+            created_ms: now,
+        };
+        // Check the plan before touching the store (the id does not affect validity).
+        let probe = mk_spec(1);
+        probe.validate()?;
+        if members.is_empty() {
+            return Err(SpecError::EmptyPool.into());
+        }
+        let mut changed = false;
+        let rec =
+            self.store
+                .start_rollout(&plan.workflow, &plan.pool, from, to, actor, now, |seq| {
+                    let mut c = Controller::new(mk_spec(seq), members.clone(), now)
+                        .map_err(|e| StoreError::Refused(e.to_string()))?;
+                    let (commit, ch) = drain(&mut c, seq, actor);
+                    changed = ch;
+                    Ok(commit)
+                })?;
+        self.notify_changed();
+        self.rollout_wake.notify_one();
+        Ok(rec)
+    }
+
+    /// The active rollout of (workflow, pool), else the latest one.
+    pub fn find_rollout(&self, workflow: &str, pool: &str) -> Result<RolloutRecord, RolloutError> {
+        self.store
+            .rollouts()?
+            .into_iter()
+            .rev()
+            .filter(|r| r.workflow == workflow && r.pool == pool)
+            .max_by_key(|r| (r.active, r.seq))
+            .ok_or_else(|| RolloutError::NoRollout {
+                workflow: workflow.into(),
+                pool: pool.into(),
+            })
+    }
+
+    /// `rollout pause|resume|promote|abort` on the active rollout of (workflow, pool).
+    pub fn rollout_command(
+        &self,
+        workflow: &str,
+        pool: &str,
+        cmd: Command,
+        actor: &str,
+    ) -> Result<RolloutRecord, RolloutError> {
+        let _g = self.lock_rollouts();
+        let now = now_ms();
+        let rec = self.find_rollout(workflow, pool)?;
+        if !rec.active {
+            return Err(RefusedReason::Finished.into());
+        }
+        let mut c = Controller::decode(&self.store.rollout_state(rec.seq)?)?;
+        c.handle_command(cmd, now)?;
+        let (mut commit, changed) = drain(&mut c, rec.seq, actor);
+        let verb = match cmd {
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Promote => "promote",
+            Command::Abort => "abort",
+        };
+        commit.audit.insert(
+            0,
+            (
+                actor.to_string(),
+                format!("rollout.{verb}"),
+                format!("{} ({} v{})", rec.id, workflow, rec.to_version),
+            ),
+        );
+        self.store.commit_rollout(commit, now)?;
+        if changed {
+            self.notify_changed();
+        }
+        Ok(self.store.rollout(rec.seq)?)
+    }
+
+    /// The status of a rollout (from its stored controller state) and its spec.
+    pub fn rollout_status(
+        &self,
+        rec: &RolloutRecord,
+    ) -> Result<(Status, RolloutSpec), RolloutError> {
+        let c = Controller::decode(&self.store.rollout_state(rec.seq)?)?;
+        Ok((c.status(now_ms()), c.spec().clone()))
+    }
+
+    /// After a restart: `decode` + `resume` every active rollout (re-sends its assignments,
+    /// re-evaluates the gate) and commit.
+    pub fn resume_rollouts(&self) -> Result<usize, RolloutError> {
+        let _g = self.lock_rollouts();
+        let now = now_ms();
+        let mut n = 0;
+        for rec in self.store.rollouts()?.into_iter().filter(|r| r.active) {
+            let mut c = Controller::decode(&self.store.rollout_state(rec.seq)?)?;
+            c.resume(now);
+            let (commit, _) = drain(&mut c, rec.seq, "hub");
+            self.store.commit_rollout(commit, now)?;
+            n += 1;
+        }
+        if n > 0 {
+            self.notify_changed();
+        }
+        Ok(n)
+    }
+
+    /// One turn of the driver at `now`: feed queued agent events, the current membership and
+    /// time to every active rollout; commit all of it in one transaction; returns the earliest
+    /// controller timeout.
+    pub fn rollout_tick(&self, now: i64) -> Result<Option<i64>, RolloutError> {
+        let _g = self.lock_rollouts();
+        let events = self.store.pending_events(10_000)?;
+        let active: Vec<RolloutRecord> = self
+            .store
+            .rollouts()?
+            .into_iter()
+            .filter(|r| r.active)
+            .collect();
+        let unused: Vec<u64> = events
+            .iter()
+            .filter(|(_, e)| !active.iter().any(|r| r.workflow == e.workflow))
+            .map(|(s, _)| *s)
+            .collect();
+        self.store.drop_events(&unused)?;
+        let mut next: Option<i64> = None;
+        let mut changed = false;
+        let mut commits = Vec::with_capacity(active.len());
+        for (i, rec) in active.iter().enumerate() {
+            let mut c = Controller::decode(&self.store.rollout_state(rec.seq)?)?;
+            let mine: Vec<&(u64, RolloutEvent)> = events
+                .iter()
+                .filter(|(_, e)| e.workflow == rec.workflow)
+                .collect();
+            for (_, e) in &mine {
+                feed(&mut c, e, now);
+            }
+            let pool = match self.store.pool(&rec.pool) {
+                Ok(p) => p,
+                Err(StoreError::NoPool(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            c.handle_members(self.pool_members(&pool, &rec.workflow)?, now);
+            if c.poll_timeout().is_some_and(|t| t <= now) {
+                c.handle_timeout(now);
+            }
+            let (mut commit, ch) = drain(&mut c, rec.seq, "hub");
+            changed |= ch;
+            // The last active rollout of a workflow consumes its events.
+            if !active[i + 1..].iter().any(|r| r.workflow == rec.workflow) {
+                commit.consumed = mine.iter().map(|(s, _)| *s).collect();
+            }
+            commits.push(commit);
+            if let Some(t) = c.poll_timeout() {
+                next = Some(next.map_or(t, |n: i64| n.min(t)));
+            }
+        }
+        self.store.commit_rollouts(commits, now)?;
+        if changed {
+            self.notify_changed();
+        }
+        Ok(next)
+    }
+
+    /// Whether any rollout is active.
+    pub fn has_active_rollouts(&self) -> Result<bool, StoreError> {
+        Ok(self.store.rollouts()?.iter().any(|r| r.active))
+    }
+}
+
+fn feed(c: &mut Controller, e: &RolloutEvent, now: i64) {
+    match &e.kind {
+        RolloutEventKind::Run { version, succeeded } => {
+            c.handle_run(&e.agent, *version, *succeeded, now)
+        }
+        RolloutEventKind::Activated { version } => c.handle_activated(&e.agent, *version, now),
+        RolloutEventKind::Rejected { version, reason } => {
+            c.handle_rejected(&e.agent, *version, reason, now)
+        }
+        RolloutEventKind::Reverted { from, to, reason } => {
+            c.handle_reverted(&e.agent, *from, *to, reason, now)
+        }
+    }
+}
+
+/// Run the driver until `shutdown` flips: resume stored rollouts, then tick on every wake-up
+/// (agent events, commands), at the controllers' timeouts, and at least every 500 ms while a
+/// rollout is active (membership and online state).
+pub async fn drive(hub: std::sync::Arc<Hub>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    {
+        let h = hub.clone();
+        match tokio::task::spawn_blocking(move || h.resume_rollouts()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(rollouts = n, "resumed active rollouts"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("resuming rollouts: {e}"),
+            Err(e) => tracing::error!("resuming rollouts: {e}"),
+        }
+    }
+    loop {
+        let h = hub.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let active = h.has_active_rollouts()?;
+            let next = if active {
+                h.rollout_tick(now_ms())?
+            } else {
+                // Drop events queued for rollouts that ended.
+                let ev: Vec<u64> = h
+                    .store
+                    .pending_events(10_000)?
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect();
+                h.store.drop_events(&ev)?;
+                None
+            };
+            Ok::<_, RolloutError>((active, next))
+        })
+        .await;
+        let wait = match r {
+            Ok(Ok((true, next))) => {
+                let base = 500i64;
+                let until = next.map_or(base, |t| (t - now_ms()).clamp(1, base));
+                std::time::Duration::from_millis(u64::try_from(until).unwrap_or(500))
+            }
+            Ok(Ok((false, _))) => std::time::Duration::from_secs(5),
+            Ok(Err(e)) => {
+                tracing::error!("rollout driver: {e}");
+                std::time::Duration::from_secs(1)
+            }
+            Err(e) => {
+                tracing::error!("rollout driver task: {e}");
+                std::time::Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = hub.rollout_wake.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

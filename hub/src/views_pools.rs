@@ -1,0 +1,396 @@
+//! JSON shapes of the pool, deploy, pin, rollout and audit endpoints (issue 4), shared by the
+//! API and the CLI.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rollouts::{offline_text, phase_text};
+use crate::store::{PoolDecision, RolloutRecord};
+use crate::views::rfc3339;
+
+/// `POST /v1/pools`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolCreate {
+    /// Name.
+    pub name: String,
+    /// Selector.
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+}
+
+/// A pool in `pool list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolView {
+    /// Name.
+    pub name: String,
+    /// Selector.
+    pub selector: BTreeMap<String, String>,
+    /// Number of current members.
+    pub members: usize,
+    /// How many are online.
+    pub online: usize,
+    /// A default pool (`wf:<workflow>`, from a workflow's target).
+    pub default: bool,
+    /// Workflow decisions in this pool.
+    pub workflows: Vec<DecisionView>,
+    /// Created.
+    pub created: String,
+    /// By.
+    pub created_by: String,
+}
+
+/// A pool's decision for one workflow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecisionView {
+    /// Workflow.
+    pub workflow: String,
+    /// Desired version (0 = not deployed; during a rollout, the version it started from).
+    pub version: u64,
+    /// Pinned.
+    pub pinned: bool,
+    /// Active rollout id.
+    pub rollout: Option<String>,
+    /// Follows `workflow apply` (default pools only, until the workflow is managed).
+    pub follow_latest: bool,
+    /// Decision sequence (the highest wins for an agent in several pools).
+    pub seq: u64,
+    /// When.
+    pub at: String,
+    /// Who.
+    pub by: String,
+}
+
+impl DecisionView {
+    /// From a stored decision.
+    pub fn new(workflow: &str, d: &PoolDecision) -> DecisionView {
+        DecisionView {
+            workflow: workflow.into(),
+            version: d.version,
+            pinned: d.pinned,
+            rollout: d.rollout.map(|r| format!("ro-{r}")),
+            follow_latest: d.follow_latest,
+            seq: d.seq,
+            at: rfc3339(d.at_ms),
+            by: d.actor.clone(),
+        }
+    }
+}
+
+/// One member in `pool show`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Agent id.
+    pub id: String,
+    /// Online.
+    pub online: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Reported active workflow versions.
+    pub versions: BTreeMap<String, u64>,
+    /// What the hub wants it to run (workflow → version), all pools considered.
+    pub desired: BTreeMap<String, u64>,
+}
+
+/// `pool show`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolDetail {
+    /// The pool.
+    #[serde(flatten)]
+    pub pool: PoolView,
+    /// Its members.
+    pub agents: Vec<MemberView>,
+}
+
+/// `POST /v1/agents/{id}/labels`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LabelRequest {
+    /// Labels to add or replace.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Keys to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// `POST /v1/workflows/{name}/deploy|pin|unpin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolVersionRequest {
+    /// Pool.
+    pub pool: String,
+    /// Version (deploy: default latest; pin: required; unpin: unused).
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+/// `POST /v1/rollouts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutStart {
+    /// Workflow.
+    pub workflow: String,
+    /// Pool.
+    pub pool: String,
+    /// Version (default: latest).
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// Canary size (`N` or `N%`), default `1`.
+    #[serde(default)]
+    pub canary: Option<String>,
+    /// Steps, comma-separated, default `100%`.
+    #[serde(default)]
+    pub steps: Option<String>,
+    /// Bake per step (duration), default `0s`.
+    #[serde(default)]
+    pub bake: Option<String>,
+    /// Minimum runs, default 0.
+    #[serde(default)]
+    pub min_runs: Option<u32>,
+    /// `agent` (default) or `step`.
+    #[serde(default)]
+    pub min_runs_scope: Option<String>,
+    /// Maximum failure rate, default 0.
+    #[serde(default)]
+    pub max_failure_rate: Option<f64>,
+    /// Manual gates.
+    #[serde(default)]
+    pub manual: bool,
+    /// Probation runs.
+    #[serde(default)]
+    pub probation_runs: Option<u32>,
+    /// Probation max failures (default 0 when probation runs are given).
+    #[serde(default)]
+    pub probation_max_failures: Option<u32>,
+    /// `wait[:D]` (default `wait:10m`), `skip`, `fail`.
+    #[serde(default)]
+    pub offline: Option<String>,
+}
+
+/// `POST /v1/workflows/{name}/pools/{pool}/rollout/{command}` body (empty).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutSummary {
+    /// Id.
+    pub id: String,
+    /// Workflow.
+    pub workflow: String,
+    /// Pool.
+    pub pool: String,
+    /// From version (0 = none).
+    pub from_version: u64,
+    /// To version.
+    pub to_version: u64,
+    /// Phase text.
+    pub phase: String,
+    /// Active.
+    pub active: bool,
+    /// Outcome once finished.
+    pub outcome: Option<String>,
+    /// Started.
+    pub started: String,
+    /// By.
+    pub started_by: String,
+    /// Finished.
+    pub finished: Option<String>,
+}
+
+impl RolloutSummary {
+    /// From a record.
+    pub fn new(r: &RolloutRecord) -> RolloutSummary {
+        RolloutSummary {
+            id: r.id.clone(),
+            workflow: r.workflow.clone(),
+            pool: r.pool.clone(),
+            from_version: r.from_version,
+            to_version: r.to_version,
+            phase: r.phase.clone(),
+            active: r.active,
+            outcome: r.outcome.clone(),
+            started: rfc3339(r.started_ms),
+            started_by: r.started_by.clone(),
+            finished: r.finished_ms.map(rfc3339),
+        }
+    }
+}
+
+/// One step in `rollout status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepView {
+    /// Index (0 = canary).
+    pub index: usize,
+    /// Size as given.
+    pub size: String,
+    /// Cumulative target now.
+    pub target: u32,
+    /// Members selected at this step or before.
+    pub updated: u32,
+    /// Of those, active on the new version.
+    pub active: u32,
+}
+
+/// One agent in `rollout status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutAgentView {
+    /// Agent id.
+    pub id: String,
+    /// `pending`, `skipped`, `assigned`, `active`, `failed`, `offline`, `rolling-back`,
+    /// `rolled-back`.
+    pub state: String,
+    /// Online.
+    pub online: bool,
+    /// Step it was selected at.
+    pub selected_at: Option<usize>,
+    /// Last known version.
+    pub version: Option<u64>,
+    /// Version it should run.
+    pub desired_version: u64,
+    /// Runs of the new version.
+    pub runs: u32,
+    /// Failed runs of the new version.
+    pub failures: u32,
+    /// Why it failed the gate.
+    pub failure: Option<String>,
+}
+
+/// Gate figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateView {
+    /// Runs of the new version on updated agents.
+    pub runs: u32,
+    /// Failed.
+    pub failures: u32,
+    /// failures / runs.
+    pub failure_rate: Option<f64>,
+    /// Maximum.
+    pub max_failure_rate: f64,
+    /// Bake per step (ms).
+    pub bake_ms: i64,
+    /// Bake time left (ms) while baking.
+    pub bake_left_ms: Option<i64>,
+    /// Minimum runs.
+    pub min_runs: u32,
+    /// `agent` or `step`.
+    pub min_runs_scope: String,
+    /// Runs in the current step.
+    pub step_runs: u32,
+    /// Runs still needed.
+    pub runs_needed: u32,
+    /// Selected agents not active yet.
+    pub awaiting_activation: u32,
+}
+
+/// `rollout status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutStatusView {
+    /// The rollout.
+    #[serde(flatten)]
+    pub rollout: RolloutSummary,
+    /// Current step (0 = canary).
+    pub step: usize,
+    /// Number of steps (canary included).
+    pub step_count: usize,
+    /// Members now.
+    pub members: u32,
+    /// Steps.
+    pub steps: Vec<StepView>,
+    /// Agents in the stable order.
+    pub agents: Vec<RolloutAgentView>,
+    /// Gate.
+    pub gate: GateView,
+    /// Offline policy.
+    pub offline: String,
+    /// Probation `(runs, max_failures)`.
+    pub probation: Option<(u32, u32)>,
+    /// Manual gates.
+    pub manual: bool,
+}
+
+impl RolloutStatusView {
+    /// From a record and the controller's status.
+    pub fn new(
+        r: &RolloutRecord,
+        s: &outpost_rollout::Status,
+        spec: &outpost_rollout::RolloutSpec,
+    ) -> RolloutStatusView {
+        use outpost_rollout::{AgentState, Scope};
+        let mut rollout = RolloutSummary::new(r);
+        rollout.phase = phase_text(&s.phase);
+        RolloutStatusView {
+            rollout,
+            step: s.step,
+            step_count: s.step_count,
+            members: s.members,
+            steps: s
+                .steps
+                .iter()
+                .map(|t| StepView {
+                    index: t.index,
+                    size: t.size.to_string(),
+                    target: t.target,
+                    updated: t.updated,
+                    active: t.active,
+                })
+                .collect(),
+            agents: s
+                .agents
+                .iter()
+                .map(|a| RolloutAgentView {
+                    id: a.agent_id.clone(),
+                    state: match a.state {
+                        AgentState::Pending => "pending",
+                        AgentState::Skipped => "skipped",
+                        AgentState::Assigned => "assigned",
+                        AgentState::Active => "active",
+                        AgentState::Failed => "failed",
+                        AgentState::Offline => "offline",
+                        AgentState::RollingBack => "rolling-back",
+                        AgentState::RolledBack => "rolled-back",
+                    }
+                    .into(),
+                    online: a.online,
+                    selected_at: a.selected_at,
+                    version: a.version,
+                    desired_version: a.desired_version,
+                    runs: a.runs,
+                    failures: a.failures,
+                    failure: a.failure.clone(),
+                })
+                .collect(),
+            gate: GateView {
+                runs: s.gate.runs,
+                failures: s.gate.failures,
+                failure_rate: s.gate.failure_rate,
+                max_failure_rate: s.gate.max_failure_rate,
+                bake_ms: s.gate.bake_ms,
+                bake_left_ms: s.gate.bake_left_ms,
+                min_runs: s.gate.min_runs,
+                min_runs_scope: match s.gate.min_runs_scope {
+                    Scope::PerAgent => "agent",
+                    Scope::Step => "step",
+                }
+                .into(),
+                step_runs: s.gate.step_runs,
+                runs_needed: s.gate.runs_needed,
+                awaiting_activation: s.gate.awaiting_activation,
+            },
+            offline: offline_text(&spec.offline),
+            probation: spec.probation,
+            manual: spec.manual,
+        }
+    }
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditView {
+    /// Seq.
+    pub seq: u64,
+    /// When.
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// Details.
+    pub detail: String,
+}

@@ -1,0 +1,569 @@
+//! Pools, per-pool decisions and the rollout driver, end to end through the real store and hub
+//! (no network): synthetic agent events go through `Store::ingest` / `Hub::deploy_result`
+//! exactly as the QUIC driver feeds them, and the driver is turned by `Hub::rollout_tick`.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_common::proto::Assignment;
+use outpost_common::record::{OutboxEntry, Reverted, RunKind, RunRecord, RunState, StatusEvent};
+use outpost_hub::gateway::{Connections, SessionHandle};
+use outpost_hub::hub::{Hub, now_ms};
+use outpost_hub::keys::Ed25519Signer;
+use outpost_hub::pki::RcgenCa;
+use outpost_hub::rollouts::{RolloutError, RolloutPlan};
+use outpost_hub::store::{AgentRecord, NewVersion, Store, StoreError};
+use outpost_rollout::{Command, OfflinePolicy, Scope, Size};
+
+struct H {
+    hub: Arc<Hub>,
+    conns: Arc<Connections>,
+    signer: Arc<Ed25519Signer>,
+    seqs: std::collections::HashMap<String, u64>,
+    sessions: Vec<SessionHandle>,
+}
+
+fn open(dir: &Path, signer: Option<Arc<Ed25519Signer>>) -> H {
+    let store = Arc::new(Store::open(&dir.join("hub.redb")).unwrap());
+    let signer = signer.unwrap_or_else(|| Arc::new(Ed25519Signer::generate().unwrap().0));
+    let ca = Arc::new(RcgenCa::generate("hub").unwrap());
+    let conns = Connections::new(Duration::from_secs(5));
+    let hub = Hub::new(store, signer.clone(), ca, conns.clone(), "hub").unwrap();
+    H {
+        hub,
+        conns,
+        signer,
+        seqs: Default::default(),
+        sessions: vec![],
+    }
+}
+
+fn labels(l: &[(&str, &str)]) -> Vec<(String, String)> {
+    l.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl H {
+    fn add_agent(&mut self, id: &str, l: &[(&str, &str)]) {
+        let (tid, secret) = self
+            .hub
+            .store
+            .create_token(vec![], i64::MAX, "t", 0)
+            .unwrap();
+        self.hub
+            .store
+            .enroll(
+                &tid,
+                &secret,
+                AgentRecord {
+                    id: id.into(),
+                    labels: labels(l),
+                    enrolled_ms: 1,
+                    cert_serial: "01".into(),
+                    cert_fingerprint: "ff".into(),
+                    revoked_ms: None,
+                    last_seen_ms: None,
+                    software_version: "0.1.0".into(),
+                    active: vec![],
+                    committed_seq: 0,
+                    hostname: "h".into(),
+                },
+                1,
+            )
+            .unwrap();
+        self.sessions.push(self.conns.register(id, now_ms()));
+    }
+
+    fn apply(&self, content: &str, target: &[(&str, &str)]) -> u64 {
+        self.hub
+            .store
+            .apply_version(
+                NewVersion {
+                    name: "etl".into(),
+                    content: content.as_bytes().to_vec(),
+                    format: "yaml".into(),
+                    target: labels(target),
+                    origin: "t".into(),
+                    applied_by: "op".into(),
+                },
+                self.hub.signer.as_ref(),
+                now_ms(),
+            )
+            .unwrap()
+            .version
+    }
+
+    /// The desired version of `etl` for an agent (0 = none) and its assignment body.
+    fn desired(&self, agent: &str) -> (u64, Option<Assignment>) {
+        let d = self.hub.desired_for(agent).unwrap();
+        match d.into_iter().find(|d| d.workflow == "etl" && !d.remove) {
+            Some(d) => (
+                d.version,
+                Some(minicbor::decode(&d.assignment.body_bytes).unwrap()),
+            ),
+            None => (0, None),
+        }
+    }
+
+    /// The agent activates what the hub wants (as the QUIC session would report it).
+    fn activate(&self, agent: &str) {
+        let d = self.hub.desired_for(agent).unwrap();
+        for d in d.into_iter().filter(|d| d.workflow == "etl") {
+            self.hub
+                .deploy_result(agent, "etl", d.version, d.epoch, None)
+                .unwrap();
+        }
+    }
+
+    fn run(&mut self, agent: &str, version: u64, ok: bool) {
+        let seq = self.seqs.entry(agent.to_string()).or_insert(0);
+        *seq += 1;
+        let rec = RunRecord {
+            run_id: format!("etl@v{version}@{seq}"),
+            workflow: "etl".into(),
+            version,
+            kind: RunKind::Scheduled,
+            scheduled_ms: *seq as i64,
+            state: if ok {
+                RunState::Succeeded
+            } else {
+                RunState::Failed
+            },
+            params: vec![],
+            created_ms: *seq as i64,
+            started_ms: Some(1),
+            ended_ms: Some(2),
+            agent_id: None,
+        };
+        let entry = OutboxEntry {
+            seq: *seq,
+            event: StatusEvent::Run(rec),
+        };
+        self.hub
+            .store
+            .ingest(agent, std::slice::from_ref(&entry))
+            .unwrap();
+        // A retransmission is not a second run.
+        self.hub.store.ingest(agent, &[entry]).unwrap();
+    }
+
+    fn tick(&self) {
+        self.hub.rollout_tick(now_ms()).unwrap();
+    }
+
+    fn rollout(&self) -> outpost_hub::store::RolloutRecord {
+        self.hub.find_rollout("etl", "line").unwrap()
+    }
+}
+
+fn plan(pool: &str) -> RolloutPlan {
+    RolloutPlan {
+        workflow: "etl".into(),
+        pool: pool.into(),
+        version: None,
+        canary: Size::Count(1),
+        steps: vec![Size::Percent(50), Size::Percent(100)],
+        bake_ms: 0,
+        min_runs: 1,
+        min_runs_scope: Scope::PerAgent,
+        max_failure_rate: 0.0,
+        manual: false,
+        probation: Some((3, 1)),
+        offline: OfflinePolicy::Wait { max_ms: 600_000 },
+    }
+}
+
+/// Four agents in pool `line` (line=3), two elsewhere; v1 deployed to both pools explicitly.
+fn setup(dir: &Path) -> H {
+    let mut h = open(dir, None);
+    for i in 0..4 {
+        h.add_agent(&format!("agent-l{i}"), &[("line", "3")]);
+    }
+    h.add_agent("agent-o0", &[("line", "4")]);
+    h.add_agent("agent-o1", &[("line", "4")]);
+    h.hub
+        .store
+        .create_pool("line", labels(&[("line", "3")]), "op", 1)
+        .unwrap();
+    h.hub
+        .store
+        .create_pool("other", labels(&[("line", "4")]), "op", 1)
+        .unwrap();
+    assert_eq!(h.apply("v1", &[]), 1);
+    h.hub
+        .store
+        .deploy_to_pool("etl", "line", 1, "op", 2)
+        .unwrap();
+    h.hub
+        .store
+        .deploy_to_pool("etl", "other", 1, "op", 2)
+        .unwrap();
+    for a in [
+        "agent-l0", "agent-l1", "agent-l2", "agent-l3", "agent-o0", "agent-o1",
+    ] {
+        h.activate(a);
+    }
+    // Managed now: a new version is stored but deployed nowhere.
+    assert_eq!(h.apply("v2", &[]), 2);
+    for a in ["agent-l0", "agent-o0"] {
+        assert_eq!(h.desired(a).0, 1);
+    }
+    h
+}
+
+#[test]
+fn default_pool_follows_apply_until_managed_and_most_recent_decision_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = open(dir.path(), None);
+    h.add_agent("agent-a", &[("site", "a")]);
+    h.add_agent("agent-b", &[("site", "b")]);
+    h.apply("v1", &[("site", "a")]);
+    assert_eq!(h.desired("agent-a").0, 1);
+    assert_eq!(h.desired("agent-b").0, 0);
+    h.apply("v2", &[("site", "a")]);
+    assert_eq!(h.desired("agent-a").0, 2, "the default pool follows apply");
+    // Two overlapping pools: the most recent decision wins.
+    h.hub.store.create_pool("all", vec![], "op", 1).unwrap();
+    h.hub
+        .store
+        .create_pool("a", labels(&[("site", "a")]), "op", 1)
+        .unwrap();
+    h.hub
+        .store
+        .deploy_to_pool("etl", "all", 1, "op", 1)
+        .unwrap();
+    assert_eq!((h.desired("agent-a").0, h.desired("agent-b").0), (1, 1));
+    h.hub.store.deploy_to_pool("etl", "a", 2, "op", 1).unwrap();
+    assert_eq!((h.desired("agent-a").0, h.desired("agent-b").0), (2, 1));
+    // Managed: apply no longer deploys.
+    h.apply("v3", &[("site", "a")]);
+    assert_eq!(h.desired("agent-a").0, 2);
+    // Labels move membership at once: agent-b joins `a`, then leaves every pool but `all`.
+    h.hub
+        .store
+        .set_labels("agent-b", &labels(&[("site", "a")]), &[], "op", 1)
+        .unwrap();
+    assert_eq!(h.desired("agent-b").0, 2);
+    h.hub
+        .store
+        .set_labels("agent-b", &[], &["site".to_string()], "op", 1)
+        .unwrap();
+    assert_eq!(h.desired("agent-b").0, 1);
+    assert!(h.hub.store.agent("agent-b").unwrap().labels.is_empty());
+    // Deleting the pool that wins hands the agent to the next decision.
+    h.hub.store.delete_pool("all", "op", 1).unwrap();
+    assert_eq!(h.desired("agent-b").0, 0);
+    let log = h.hub.store.audit_log(100).unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "agent.label" && e.target == "agent-b")
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.action == "workflow.deploy" && e.actor == "op")
+    );
+}
+
+#[test]
+fn pins_and_one_active_rollout_refuse_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = setup(dir.path());
+    h.hub.store.pin("etl", "line", 1, "alice", 5).unwrap();
+    let e = h
+        .hub
+        .store
+        .deploy_to_pool("etl", "line", 2, "op", 6)
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Conflict(m) if m.contains("pinned") && m.contains("alice")),
+        "{e}"
+    );
+    let e = h.hub.start_rollout(&plan("line"), "op").unwrap_err();
+    assert!(e.to_string().contains("pinned to version 1"), "{e}");
+    assert!(h.hub.store.rollouts().unwrap().is_empty());
+    assert!(h.hub.store.unpin("etl", "line", "alice", 7).unwrap());
+    let r = h.hub.start_rollout(&plan("line"), "bob").unwrap();
+    assert_eq!((r.from_version, r.to_version, r.active), (1, 2, true));
+    let e = h.hub.start_rollout(&plan("line"), "bob").unwrap_err();
+    assert!(e.to_string().contains("one active rollout"), "{e}");
+    let e = h.hub.store.pin("etl", "line", 1, "alice", 8).unwrap_err();
+    assert!(e.to_string().contains("active"), "{e}");
+    // Another pool may roll out the same workflow at the same time.
+    h.hub.start_rollout(&plan("other"), "bob").unwrap();
+    // Invalid plans and unknown pools are refused before anything is stored.
+    let mut bad = plan("nope");
+    assert!(matches!(
+        h.hub.start_rollout(&bad, "op"),
+        Err(RolloutError::Store(StoreError::NoPool(_)))
+    ));
+    h.hub
+        .store
+        .create_pool("spare", labels(&[("line", "3")]), "op", 9)
+        .unwrap();
+    bad.pool = "spare".into();
+    bad.max_failure_rate = 2.0;
+    assert!(matches!(
+        h.hub.start_rollout(&bad, "op"),
+        Err(RolloutError::Spec(_))
+    ));
+    let log = h.hub.store.audit_log(100).unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "workflow.pin" && e.actor == "alice")
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.action == "workflow.unpin" && e.actor == "alice")
+    );
+}
+
+#[test]
+fn rollout_advances_on_runs_survives_a_restart_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = setup(dir.path());
+    let r = h.hub.start_rollout(&plan("line"), "bob").unwrap();
+    let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
+    let on_new: Vec<&str> = line
+        .iter()
+        .copied()
+        .filter(|a| h.desired(a).0 == 2)
+        .collect();
+    assert_eq!(on_new.len(), 1, "one canary");
+    let canary = on_new[0];
+    let (_, body) = h.desired(canary);
+    let body = body.unwrap();
+    assert_eq!(body.agent_id, canary);
+    assert_eq!(body.previous_version, Some(1));
+    assert_eq!(body.rollout_id.as_deref(), Some(r.id.as_str()));
+    assert_eq!(
+        body.probation.map(|p| (p.runs, p.max_failures)),
+        Some((3, 1))
+    );
+    assert_eq!(h.desired("agent-o0").0, 1, "the other pool never sees it");
+    h.activate(canary);
+    h.tick();
+    // Activated but no run yet: still at the canary.
+    assert_eq!(line.iter().filter(|a| h.desired(a).0 == 2).count(), 1);
+    h.run(canary, 1, false); // a failed run of the OLD version does not count
+    h.run(canary, 2, true);
+    h.tick();
+    let step1: Vec<&str> = line
+        .iter()
+        .copied()
+        .filter(|a| h.desired(a).0 == 2)
+        .collect();
+    assert_eq!(step1.len(), 2, "step 1 = 50% of 4");
+    let status_before = h.hub.rollout_status(&h.rollout()).unwrap().0;
+    assert_eq!(status_before.step, 1);
+
+    // Restart mid-rollout: reopen the store, decode, resume: same state, same desired versions.
+    let signer = h.signer.clone();
+    let desired_before: Vec<u64> = line.iter().map(|a| h.desired(a).0).collect();
+    drop(h);
+    let mut h = open(dir.path(), Some(signer));
+    for a in line {
+        h.sessions.push(h.conns.register(a, now_ms()));
+    }
+    h.hub.resume_rollouts().unwrap();
+    let desired_after: Vec<u64> = line.iter().map(|a| h.desired(a).0).collect();
+    assert_eq!(desired_before, desired_after);
+    let s = h.hub.rollout_status(&h.rollout()).unwrap().0;
+    assert_eq!(
+        (s.step, s.gate.runs),
+        (status_before.step, status_before.gate.runs)
+    );
+    h.seqs.insert(canary.to_string(), 2);
+
+    for a in &step1 {
+        h.activate(a);
+        if *a != canary {
+            h.run(a, 2, true);
+        }
+    }
+    h.tick();
+    assert!(
+        line.iter().all(|a| h.desired(a).0 == 2),
+        "last step: everyone"
+    );
+    for a in line {
+        if !step1.contains(&a) {
+            h.activate(a);
+            h.run(a, 2, true);
+        }
+    }
+    h.tick();
+    let r = h.rollout();
+    assert!(!r.active);
+    assert_eq!(r.outcome.as_deref(), Some("succeeded"));
+    let d = h.hub.store.decision("etl", "line").unwrap().unwrap();
+    assert_eq!((d.version, d.rollout), (2, None));
+    assert!(line.iter().all(|a| h.desired(a).0 == 2));
+    assert_eq!(h.desired("agent-o1").0, 1);
+    assert!(h.hub.store.pending_events(100).unwrap().is_empty());
+    let log = h.hub.store.audit_log(1000).unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "rollout" && e.actor == "bob" && e.detail.contains("started"))
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.detail.contains("resumed after a hub restart"))
+    );
+}
+
+#[test]
+fn a_failed_canary_run_rolls_back_and_only_the_canary_ever_had_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = setup(dir.path());
+    h.hub.start_rollout(&plan("line"), "bob").unwrap();
+    let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
+    let canary = *line.iter().find(|a| h.desired(a).0 == 2).unwrap();
+    let bundle_of = |h: &H, a: &str| {
+        h.hub
+            .desired_for(a)
+            .unwrap()
+            .into_iter()
+            .find(|d| d.workflow == "etl")
+            .unwrap()
+            .bundle
+    };
+    assert!(bundle_of(&h, canary).is_some(), "v2 is new to the canary");
+    h.activate(canary);
+    h.run(canary, 2, false);
+    h.tick();
+    assert!(
+        line.iter().all(|a| h.desired(a).0 == 1),
+        "everyone back on v1"
+    );
+    assert!(
+        bundle_of(&h, canary).is_none(),
+        "the canary holds v1: the rollback needs no download"
+    );
+    assert!(
+        h.rollout().phase.starts_with("rolling back"),
+        "{}",
+        h.rollout().phase
+    );
+    h.activate(canary);
+    h.tick();
+    let r = h.rollout();
+    assert!(!r.active);
+    assert!(
+        r.outcome.as_deref().unwrap().starts_with("rolled back"),
+        "{r:?}"
+    );
+    for a in line.iter().filter(|a| **a != canary) {
+        assert!(
+            h.hub
+                .store
+                .deploy_results(a)
+                .unwrap()
+                .iter()
+                .all(|d| d.version == 1)
+        );
+    }
+    assert_eq!(
+        h.hub
+            .store
+            .decision("etl", "line")
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+}
+
+#[test]
+fn a_probation_revert_fails_the_gate_and_commands_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = setup(dir.path());
+    let mut p = plan("line");
+    p.manual = true;
+    h.hub.start_rollout(&p, "bob").unwrap();
+    let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
+    let canary = *line.iter().find(|a| h.desired(a).0 == 2).unwrap();
+    // Promote is refused while the canary is still activating; pause/resume work.
+    let e = h
+        .hub
+        .rollout_command("etl", "line", Command::Promote, "carol")
+        .unwrap_err();
+    assert!(matches!(e, RolloutError::Refused(_)), "{e}");
+    h.hub
+        .rollout_command("etl", "line", Command::Pause, "carol")
+        .unwrap();
+    assert!(h.rollout().phase.starts_with("paused"));
+    h.hub
+        .rollout_command("etl", "line", Command::Resume, "carol")
+        .unwrap();
+    h.activate(canary);
+    h.tick();
+    // The agent reverts by itself under probation and reports it through its outbox.
+    let seq = h.seqs.entry(canary.to_string()).or_insert(0);
+    *seq += 1;
+    h.hub
+        .store
+        .ingest(
+            canary,
+            &[OutboxEntry {
+                seq: *seq,
+                event: StatusEvent::Reverted(Reverted {
+                    workflow: "etl".into(),
+                    from_version: 2,
+                    to_version: 1,
+                    reason: "2 of the first 3 runs failed".into(),
+                    at_ms: 5,
+                    rollout_id: Some(h.rollout().id),
+                }),
+            }],
+        )
+        .unwrap();
+    h.tick();
+    assert!(line.iter().all(|a| h.desired(a).0 == 1));
+    let s = h.hub.rollout_status(&h.rollout()).unwrap().0;
+    let st = s.agents.iter().find(|a| a.agent_id == canary).unwrap();
+    assert!(
+        st.failure.as_deref().unwrap().contains("probation"),
+        "{st:?}"
+    );
+    // Abort after the end is refused.
+    h.activate(canary);
+    h.tick();
+    assert!(!h.rollout().active);
+    assert!(
+        h.hub
+            .rollout_command("etl", "line", Command::Abort, "carol")
+            .is_err()
+    );
+    let log = h.hub.store.audit_log(1000).unwrap();
+    for action in ["rollout.pause", "rollout.resume"] {
+        assert!(
+            log.iter().any(|e| e.action == action && e.actor == "carol"),
+            "{action}"
+        );
+    }
+    assert!(
+        log.iter()
+            .any(|e| e.action == "agent.revert" && e.target == "etl")
+    );
+}
+
+#[test]
+fn abort_rolls_back_the_updated_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = setup(dir.path());
+    h.hub.start_rollout(&plan("line"), "bob").unwrap();
+    let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
+    assert_eq!(line.iter().filter(|a| h.desired(a).0 == 2).count(), 1);
+    h.hub
+        .rollout_command("etl", "line", Command::Abort, "dave")
+        .unwrap();
+    assert!(line.iter().all(|a| h.desired(a).0 == 1));
+    let log = h.hub.store.audit_log(1000).unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "rollout.abort" && e.actor == "dave")
+    );
+}
