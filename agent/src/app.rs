@@ -369,7 +369,7 @@ fn run_once(
         }
         let tx = driver.sender();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            crate::daemon::wait_for_signal().await;
             let _ = tx.send(Event::Shutdown);
         });
         let rid = run_id.clone();
@@ -397,13 +397,11 @@ fn run_once(
         Output::Json => println!("{}", serde_json::to_string_pretty(&result)?),
         Output::Text => print_run(&result),
     }
-    Ok(
-        if result.state == views::run_state_str(RunState::Succeeded) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(EXIT_FAIL)
-        },
-    )
+    Ok(if result.state == RunState::Succeeded.as_str() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAIL)
+    })
 }
 
 /// Tasks in the workflow's (topological) order.
@@ -490,7 +488,7 @@ impl Progress {
             "{}  {:<24} {}",
             chrono::Local::now().format("%H:%M:%S%.3f"),
             t.task_id,
-            views::task_state_str(t.state)
+            t.state.as_str()
         );
         if let Some(a) = attempt {
             if t.state == TaskState::Running || t.attempts.len() > 1 {
@@ -499,7 +497,7 @@ impl Progress {
             if let Some(o) = &a.outcome
                 && !o.is_success()
             {
-                line.push_str(&format!(": {}", views::outcome_str(o)));
+                line.push_str(&format!(": {}", o));
             }
         }
         match &self.bar {
@@ -575,21 +573,6 @@ fn duration_between(start: Option<&str>, end: Option<&str>) -> String {
 }
 
 // ----- serve -------------------------------------------------------------------------------------
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {},
-                _ = i.recv() => {},
-            }
-        }
-        _ => std::future::pending::<()>().await,
-    }
-}
 
 fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     crate::telemetry::init();

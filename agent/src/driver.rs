@@ -780,10 +780,7 @@ impl Driver {
     pub fn cancel(&mut self, run_id: &str) -> anyhow::Result<()> {
         if !self.runs.contains_key(run_id) {
             match self.store.run(run_id)? {
-                Some(r) => anyhow::bail!(
-                    "run {run_id} is already {}",
-                    crate::views::run_state_str(r.state)
-                ),
+                Some(r) => anyhow::bail!("run {run_id} is already {}", r.state.as_str()),
                 None => anyhow::bail!("no run {run_id}"),
             }
         }

@@ -61,6 +61,32 @@ impl RunState {
     pub fn is_terminal(self) -> bool {
         !matches!(self, RunState::Queued | RunState::Running)
     }
+
+    /// The name shown by CLIs and APIs (`queued`, `running`, `succeeded`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+            RunState::Skipped => "skipped",
+        }
+    }
+
+    /// The state named `s` (as [`RunState::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<RunState> {
+        [
+            RunState::Queued,
+            RunState::Running,
+            RunState::Succeeded,
+            RunState::Failed,
+            RunState::Cancelled,
+            RunState::Skipped,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
@@ -92,6 +118,21 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// The name shown by CLIs and APIs (`pending`, `up_for_retry`, `upstream_failed`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Ready => "ready",
+            TaskState::Running => "running",
+            TaskState::UpForRetry => "up_for_retry",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::UpstreamFailed => "upstream_failed",
+            TaskState::Skipped => "skipped",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -127,6 +168,26 @@ impl AttemptOutcome {
     pub fn is_success(&self) -> bool {
         matches!(self, AttemptOutcome::Exited(0))
     }
+}
+
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptOutcome::Exited(c) => write!(f, "exit {c}"),
+            AttemptOutcome::Signaled(s) => write!(f, "signal {s}"),
+            AttemptOutcome::TimedOut => f.write_str("timed out"),
+            AttemptOutcome::Cancelled => f.write_str("cancelled"),
+            AttemptOutcome::Interrupted => f.write_str("interrupted"),
+            AttemptOutcome::SpawnFailed(m) => write!(f, "spawn failed: {m}"),
+        }
+    }
+}
+
+/// RFC 3339 (UTC, milliseconds) of a record time; empty for an unrepresentable one.
+pub fn rfc3339(ms: UnixMillis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 /// Which mechanism enforced a task's `limits` on an attempt.

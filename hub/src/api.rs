@@ -646,7 +646,7 @@ pub fn parse_since(s: &str, now_ms: i64) -> Option<i64> {
 async fn list_runs(State(st): St, Query(q): Query<RunsQuery>) -> ApiResult<Json<Vec<RunView>>> {
     let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(parse_run_state(s).ok_or_else(|| {
+        Some(s) => Some(outpost_common::record::RunState::parse(s).ok_or_else(|| {
             ApiError::bad(format!(
                 "unknown run state {s:?} (queued, running, succeeded, failed, cancelled, skipped)"
             ))

@@ -3,69 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use outpost_common::record::{
-    AttemptOutcome, LimitsMode, RunKind, RunRecord, RunState, TaskInstanceRecord, TaskState,
-};
+use outpost_common::record::{AttemptOutcome, LimitsMode, RunKind, RunRecord, TaskInstanceRecord};
 use serde::{Deserialize, Serialize};
 
-/// RFC 3339 (UTC, milliseconds) of a Unix-ms time.
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
-/// Name of a run state.
-pub fn run_state_str(s: RunState) -> &'static str {
-    match s {
-        RunState::Queued => "queued",
-        RunState::Running => "running",
-        RunState::Succeeded => "succeeded",
-        RunState::Failed => "failed",
-        RunState::Cancelled => "cancelled",
-        RunState::Skipped => "skipped",
-    }
-}
-
-/// Parse a run state name.
-pub fn parse_run_state(s: &str) -> Option<RunState> {
-    [
-        RunState::Queued,
-        RunState::Running,
-        RunState::Succeeded,
-        RunState::Failed,
-        RunState::Cancelled,
-        RunState::Skipped,
-    ]
-    .into_iter()
-    .find(|st| run_state_str(*st) == s)
-}
-
-/// Name of a task state.
-pub fn task_state_str(s: TaskState) -> &'static str {
-    match s {
-        TaskState::Pending => "pending",
-        TaskState::Ready => "ready",
-        TaskState::Running => "running",
-        TaskState::UpForRetry => "up_for_retry",
-        TaskState::Succeeded => "succeeded",
-        TaskState::Failed => "failed",
-        TaskState::UpstreamFailed => "upstream_failed",
-        TaskState::Skipped => "skipped",
-        TaskState::Cancelled => "cancelled",
-    }
-}
-
-fn outcome_str(o: &AttemptOutcome) -> String {
-    match o {
-        AttemptOutcome::Exited(c) => format!("exit {c}"),
-        AttemptOutcome::Signaled(s) => format!("signal {s}"),
-        AttemptOutcome::TimedOut => "timed out".into(),
-        AttemptOutcome::Cancelled => "cancelled".into(),
-        AttemptOutcome::Interrupted => "interrupted".into(),
-        AttemptOutcome::SpawnFailed(m) => format!("spawn failed: {m}"),
-    }
-}
+pub use outpost_common::record::rfc3339;
 
 /// Label pairs as a map.
 pub fn label_map(v: &[(String, String)]) -> BTreeMap<String, String> {
@@ -400,7 +341,7 @@ impl RunView {
                 RunKind::Catchup => "catchup",
             }
             .into(),
-            state: run_state_str(r.state).into(),
+            state: r.state.as_str().into(),
             scheduled: rfc3339(r.scheduled_ms),
             created: rfc3339(r.created_ms),
             started: r.started_ms.map(rfc3339),
@@ -418,13 +359,13 @@ impl TaskView {
         let last = t.attempts.last();
         TaskView {
             task: t.task_id.clone(),
-            state: task_state_str(t.state).into(),
+            state: t.state.as_str().into(),
             attempts: t.attempts.len() as u32,
             exit_code: last.and_then(|a| match a.outcome {
                 Some(AttemptOutcome::Exited(c)) => Some(c),
                 _ => None,
             }),
-            outcome: last.and_then(|a| a.outcome.as_ref().map(outcome_str)),
+            outcome: last.and_then(|a| a.outcome.as_ref().map(|o| o.to_string())),
             start: first.map(|a| rfc3339(a.started_ms)),
             end: last.and_then(|a| a.ended_ms.map(rfc3339)),
             reason: last.and_then(|a| a.reason.clone()),
