@@ -40,9 +40,12 @@ pub async fn serve(
         .next()
         .context("the hub CA file holds no certificate")?;
     let tls = outpost_net::tls::server_config(&chain, &key, &ca_der)?;
+    // An agent is offline once its connection has been silent (no packet, keep-alives included)
+    // for `offline_after`: the connection then times out and its session ends.
+    let idle = config.max_idle_timeout.min(config.offline_after);
     let transport = outpost_net::tls::Transport {
-        keep_alive: config.keep_alive_interval,
-        idle_timeout: config.max_idle_timeout,
+        keep_alive: config.keep_alive_interval.min(idle / 3),
+        idle_timeout: idle,
         ..outpost_net::tls::Transport::default()
     };
     let qcfg = outpost_net::tls::quinn_server_config(tls, transport)?;
