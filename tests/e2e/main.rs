@@ -7,3 +7,5 @@ mod crash;
 mod daemon;
 mod deploy;
 mod engine;
+mod hub;
+mod hub_faults;
