@@ -520,10 +520,12 @@ fn a_revoked_agent_is_cut_off_within_seconds_and_refused_after() {
     eprintln!("revoked agent cut off after {cut:?}");
 }
 
-/// How many failed session attempts the agent has logged.
+/// How many session attempts the agent has logged as refused for its revocation.
 fn refused_attempts(d: &Daemon) -> usize {
     let log = std::fs::read_to_string(&d.stderr_path).unwrap_or_default();
-    log.lines().filter(|l| l.contains("hub link:")).count()
+    log.lines()
+        .filter(|l| l.contains("hub link:") && l.contains("revoked"))
+        .count()
 }
 
 // ----- tampering with a stopped hub's store ------------------------------------------------------
