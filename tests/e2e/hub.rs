@@ -190,6 +190,50 @@ pub(crate) fn assert_hub_has_exactly_agent_runs(
     mine.len()
 }
 
+/// After [`assert_hub_has_exactly_agent_runs`]: stop the agent and check, from its own store,
+/// that the hub committed exactly its whole status sequence (no gap, nothing pending), that the
+/// hub never saw a gap, and that sampled runs carry each task exactly once, as at the agent.
+pub(crate) fn assert_sequences_match(hub: &Hub, d: &mut Daemon, agent_id: &str, workflow: &str) {
+    let mine = agent_runs(d, workflow);
+    let step = (mine.len() / 6).max(1);
+    for r in mine.iter().step_by(step) {
+        let rid = r["run_id"].as_str().unwrap();
+        let at_hub = hub
+            .json(&["run", "show", rid, "--agent", agent_id])
+            .unwrap();
+        let at_agent = d.ctl_json("show", &[rid]).unwrap();
+        let tasks = |v: &serde_json::Value| -> Vec<(String, String)> {
+            let mut t: Vec<(String, String)> = v["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["task"].as_str().unwrap().to_string(),
+                        t["state"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            t.sort();
+            t
+        };
+        assert_eq!(tasks(&at_hub), tasks(&at_agent), "{rid}");
+    }
+    d.terminate(Duration::from_secs(15)).unwrap();
+    let (acked, last) = {
+        let st = outpost_agent::store::Store::open(&d.state_dir.join("agent.redb")).unwrap();
+        (st.acked_seq().unwrap(), st.last_seq().unwrap())
+    };
+    let committed = committed_seq(hub, agent_id);
+    assert_eq!(
+        (acked, committed),
+        (last, last),
+        "agent acked/last seq vs the hub's committed seq"
+    );
+    let log = std::fs::read_to_string(&hub.stderr_path).unwrap();
+    assert!(!log.contains("gap in the agent's status sequence"), "{log}");
+}
+
 /// Scheduled instants (ms) of the agent's scheduled runs.
 pub(crate) fn scheduled_ms(runs: &[serde_json::Value]) -> Vec<i64> {
     let mut v: Vec<i64> = runs

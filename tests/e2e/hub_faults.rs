@@ -12,8 +12,8 @@ use outpost_tests::{Hub, Scratch, enrolled_agent, wait_for};
 
 use crate::hub::{
     FAST_HUB, agent_id_by_name, agent_runs, agent_show, agent_status, apply,
-    assert_every_second_fired, assert_hub_has_exactly_agent_runs, committed_seq, hub_runs, now_ms,
-    scheduled_ms, ticker,
+    assert_every_second_fired, assert_hub_has_exactly_agent_runs, assert_sequences_match,
+    committed_seq, hub_runs, now_ms, scheduled_ms, ticker,
 };
 
 fn relay_to(hub: &Hub) -> Relay {
@@ -52,7 +52,7 @@ fn a_partition_across_a_dozen_firings_loses_nothing_and_counts_nothing_twice() {
     let s = Scratch::new("hubpart").unwrap();
     let hub = Hub::start(s.path(), FAST_HUB).unwrap();
     let relay = relay_to(&hub);
-    let d = enrolled_agent(&s.join("a"), &hub, relay.addr(), "name=a", "").unwrap();
+    let mut d = enrolled_agent(&s.join("a"), &hub, relay.addr(), "name=a", "").unwrap();
     let id = agent_id_by_name(&hub, "a");
     apply(&hub, s.path(), "tick.yaml", &ticker("tick", 1, "v1", ""));
     wait_for(Duration::from_secs(30), "runs at the hub", || {
@@ -74,6 +74,7 @@ fn a_partition_across_a_dozen_firings_loses_nothing_and_counts_nothing_twice() {
     assert!(during >= 10, "{during} firings during the partition");
     let n = assert_hub_has_exactly_agent_runs(&hub, &d, &id, "tick");
     assert!(n >= 14, "{n}");
+    assert_sequences_match(&hub, &mut d, &id, "tick");
 }
 
 /// Set up a hub, a relay and an agent with a backlog of ~12 s of runs (10 tasks each) built
@@ -115,7 +116,7 @@ fn wait_commit_past(hub: &Hub, id: &str, c0: u64) -> u64 {
 
 #[test]
 fn hub_killed_during_a_backlog_drain_loses_nothing_and_counts_nothing_twice() {
-    let (_s, mut hub, relay, d, id, c0, b) = backlog("hubkill");
+    let (_s, mut hub, relay, mut d, id, c0, b) = backlog("hubkill");
     let c1 = wait_commit_past(&hub, &id, c0);
     hub.kill9().unwrap();
     eprintln!("hub killed after committing seq {c1} (was {c0}); backlog at heal: {b}");
@@ -132,6 +133,7 @@ fn hub_killed_during_a_backlog_drain_loses_nothing_and_counts_nothing_twice() {
     wait_online(&hub, &id, true, Duration::from_secs(30));
     let n = assert_hub_has_exactly_agent_runs(&hub, &d, &id, "tick");
     assert!(n >= 14, "{n}");
+    assert_sequences_match(&hub, &mut d, &id, "tick");
 }
 
 #[test]
@@ -159,6 +161,7 @@ fn agent_killed_during_a_sync_loses_nothing_and_counts_nothing_twice() {
     wait_online(&hub, &id, true, Duration::from_secs(30));
     let n = assert_hub_has_exactly_agent_runs(&hub, &d, &id, "tick");
     assert!(n >= 14, "{n}");
+    assert_sequences_match(&hub, &mut d, &id, "tick");
 }
 
 // ----- raw QUIC peers ---------------------------------------------------------------------------
