@@ -20,7 +20,8 @@ use crate::driver::Event;
 use crate::identity::{self, Identity};
 use crate::store::Store;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Short enough that a handshake begun during an outage does not hold up the reconnect for long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// What the link asks of the driver to activate a verified deploy.
 pub struct Activation {
@@ -160,12 +161,23 @@ pub async fn run(
             return;
         }
         let started = tokio::time::Instant::now();
-        match session(&id, &store, &driver, &mut outbox, &mut shutdown).await {
+        let mut welcomed = false;
+        match session(
+            &id,
+            &store,
+            &driver,
+            &mut outbox,
+            &mut shutdown,
+            &mut welcomed,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(e) => tracing::warn!("hub link: {e:#}"),
         }
-        // A session that lasted a while resets the backoff.
-        if started.elapsed() > Duration::from_secs(30) {
+        // A session the hub welcomed (or one that lasted a while) resets the backoff bound
+        // (docs/protocol.md, "Liveness and reconnect").
+        if welcomed || started.elapsed() > Duration::from_secs(30) {
             failures = 0;
         }
         failures = failures.saturating_add(1);
@@ -184,6 +196,7 @@ async fn session(
     driver: &mpsc::UnboundedSender<Event>,
     outbox: &mut watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
+    welcomed: &mut bool,
 ) -> anyhow::Result<()> {
     let addr = resolve(&id.hub_address).await?;
     let tls = outpost_net::tls::client_session_config(
@@ -226,6 +239,7 @@ async fn session(
     tracing::info!(hub = %id.hub_address, agent = %id.agent_id, "connected to the hub");
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<AgentMsg>();
     loop {
+        *welcomed |= sess.is_welcomed();
         // Everything the session wants to send, then everything it wants read.
         while let Some(m) = sess.poll_transmit() {
             send.send(&m).await?;

@@ -92,7 +92,8 @@ async fn connection(
             match blocking(move || h.authenticate(&der)).await? {
                 Ok(agent) => session(hub, conns, conn, agent.id).await,
                 Err(e) => {
-                    conn.close(CLOSE_REFUSED.into(), b"refused");
+                    // The reason travels in the close frame: the agent logs why it is refused.
+                    conn.close(CLOSE_REFUSED.into(), close_reason(&e.to_string()));
                     anyhow::bail!("session refused: {e}");
                 }
             }
@@ -159,6 +160,16 @@ fn paused_of(d: &[crate::hub::DesiredAssignment]) -> Vec<String> {
         .filter(|d| d.paused && !d.remove)
         .map(|d| d.workflow.clone())
         .collect()
+}
+
+/// A connection close reason: the text, cut to fit in one packet's CONNECTION_CLOSE frame.
+fn close_reason(text: &str) -> &[u8] {
+    const MAX: usize = 200;
+    let mut end = text.len().min(MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text.as_bytes()[..end]
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
@@ -273,6 +284,10 @@ async fn session(
                         Ok(None) => return Ok(()),
                         // The agent closed the connection (shutdown, restart): not an error.
                         Err(_) if matches!(conn.close_reason(), Some(quinn::ConnectionError::ApplicationClosed(_))) => return Ok(()),
+                        // A dead link (idle timeout, reset) is not the agent's fault.
+                        Err(outpost_net::NetError::Read(quinn::ReadError::ConnectionLost(e))) => {
+                            anyhow::bail!("connection lost: {e}");
+                        }
                         Err(e) => {
                             conn.close(CLOSE_PROTOCOL.into(), b"bad frame");
                             return Err(e).context("bad frame from agent");
@@ -301,7 +316,7 @@ async fn session(
                     }
                     Some(HubMsg::Goodbye { reason }) => {
                         let _ = send.send(&HubMsg::Goodbye { reason: reason.clone() }).await;
-                        conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+                        conn.close(CLOSE_REFUSED.into(), close_reason(&reason));
                         return Ok(());
                     }
                     Some(HubMsg::KeyChain { endorsements }) => {
@@ -319,8 +334,11 @@ async fn session(
                         match blocking(move || h.desired_for(&id)).await? {
                             Ok(d) => sess.set_desired(to_desired(d)),
                             Err(e) => {
-                                let _ = send.send(&HubMsg::Goodbye { reason: format!("{e}") }).await;
-                                conn.close(CLOSE_REFUSED.into(), b"refused");
+                                // E.g. revoked: the Goodbye may be cut off by the close, so the
+                                // close frame carries the reason too.
+                                let reason = format!("{e}");
+                                let _ = send.send(&HubMsg::Goodbye { reason: reason.clone() }).await;
+                                conn.close(CLOSE_REFUSED.into(), close_reason(&reason));
                                 return Ok(());
                             }
                         }

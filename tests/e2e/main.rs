@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-//! End-to-end tests: the real `outpost-agent` binary, real redb stores, real processes.
+//! End-to-end tests: the real `outpost-agent` and `outpost-hub` binaries, real redb stores, real
+//! processes, real QUIC on loopback (with a UDP relay for network faults).
 //! Run with `cargo test --workspace` (which builds the binary first).
 
 mod cli;
@@ -7,3 +8,5 @@ mod crash;
 mod daemon;
 mod deploy;
 mod engine;
+mod hub;
+mod hub_faults;
