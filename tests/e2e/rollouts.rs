@@ -1,0 +1,396 @@
+//! Node pools and gray-release rollouts (issue 4), end to end: a real `outpost-hub` and real
+//! `outpost-agent` processes (ten of them in two pools where the scenario needs them), driven
+//! through the hub's CLI, with the agents' own stores and logs as the witnesses of what ran where.
+//!
+//! Every test builds its own hub and agents ([`fleet`]); scenarios inside one test use different
+//! workflows so they do not depend on each other. Workflows fire every second so runs accumulate
+//! fast; a failing version is a task `command: [/bin/false]`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use outpost_tests::relay::{Mode, Relay};
+use outpost_tests::{Daemon, Hub, Scratch, enrolled_agent, stderr, stdout, wait_for};
+
+/// A dead link shows within ~3 s (the hub's idle timeout governs the agents' connections too).
+const FAST_HUB: &str = "keep_alive_interval = \"1s\"\nmax_idle_timeout = \"3s\"\n";
+
+/// An agent of a [`Fleet`].
+struct Agent {
+    /// The `name` label (`a0`, `a1`, ...).
+    name: String,
+    /// The id the hub gave it.
+    id: String,
+    /// `1` or `2` (the `line` label).
+    line: u8,
+    d: Daemon,
+    /// The relay it reaches the hub through (every agent has its own).
+    relay: Relay,
+}
+
+/// A hub, its agents (labels `name=aN,line=1|2`) and the pools `line-1` and `line-2`.
+struct Fleet {
+    s: Scratch,
+    hub: Hub,
+    agents: Vec<Agent>,
+}
+
+/// A hub and `line1 + line2` agents, each behind its own relay, enrolled in parallel, and the
+/// pools `line-1` (selector `line=1`) and `line-2` (`line=2`).
+fn fleet(tag: &str, line1: usize, line2: usize) -> Fleet {
+    let s = Scratch::new(tag).unwrap();
+    let hub = Hub::start(s.path(), FAST_HUB).unwrap();
+    let specs: Vec<(String, u8)> = (0..line1 + line2)
+        .map(|i| (format!("a{i}"), if i < line1 { 1 } else { 2 }))
+        .collect();
+    let started: Vec<(String, u8, Daemon, Relay)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = specs
+            .iter()
+            .map(|(name, line)| {
+                let (hub, s) = (&hub, &s);
+                sc.spawn(move || {
+                    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), hub.quic_addr).unwrap();
+                    let d = enrolled_agent(
+                        &s.join(name),
+                        hub,
+                        relay.addr(),
+                        &format!("name={name},line={line}"),
+                        "",
+                    )
+                    .unwrap();
+                    (name.clone(), *line, d, relay)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for p in ["line-1", "line-2"] {
+        let sel = format!("line={}", &p[5..]);
+        hub.json(&["pool", "create", p, "--selector", &sel])
+            .unwrap();
+    }
+    let list = hub.json(&["agent", "list"]).unwrap();
+    let agents = started
+        .into_iter()
+        .map(|(name, line, d, relay)| {
+            let id = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["labels"]["name"] == name.as_str())
+                .and_then(|a| a["id"].as_str())
+                .unwrap_or_else(|| panic!("no agent {name} in {list}"))
+                .to_string();
+            Agent {
+                name,
+                id,
+                line,
+                d,
+                relay,
+            }
+        })
+        .collect();
+    let f = Fleet { s, hub, agents };
+    f.wait_online_all();
+    f
+}
+
+impl Fleet {
+    fn wait_online_all(&self) {
+        wait_for(Duration::from_secs(30), "every agent online", || {
+            let l = self.hub.json(&["agent", "list"]).ok()?;
+            let on = l.as_array()?.iter().filter(|a| a["online"] == true).count();
+            (on == self.agents.len()).then_some(())
+        })
+        .unwrap();
+    }
+
+    fn line(&self, line: u8) -> impl Iterator<Item = &Agent> {
+        self.agents.iter().filter(move |a| a.line == line)
+    }
+
+    fn by_id(&self, id: &str) -> &Agent {
+        self.agents
+            .iter()
+            .find(|a| a.id == id)
+            .unwrap_or_else(|| panic!("no agent {id}"))
+    }
+
+    /// `workflow apply -f` of `content`; returns the version the hub made.
+    fn apply(&self, content: &str) -> u64 {
+        let p = self.s.join("wf.yaml");
+        std::fs::write(&p, content).unwrap();
+        let v = self
+            .hub
+            .json(&["workflow", "apply", "-f", p.to_str().unwrap()])
+            .unwrap();
+        let r = &v["results"][0];
+        assert!(
+            r["diagnostics"].as_array().is_some_and(|d| d.is_empty()),
+            "{v}"
+        );
+        r["version"].as_u64().unwrap_or_else(|| panic!("{v}"))
+    }
+
+    /// A workflow `name` at v1 deployed explicitly to both pools (so it is managed: later
+    /// applies only store versions), and every agent running it; then `v2` applied (stored only).
+    fn two_versions(&self, name: &str, v2_command: &str) {
+        assert_eq!(self.apply(&ticker(name, "v1", "[/bin/true]")), 1);
+        for p in ["line-1", "line-2"] {
+            self.hub
+                .json(&["workflow", "deploy", name, "--pool", p, "--version", "1"])
+                .unwrap();
+        }
+        self.wait_all_on(name, 1);
+        assert_eq!(self.apply(&ticker(name, "v2", v2_command)), 2);
+    }
+
+    /// Every agent reports (locally) `version` of `wf` active and has run it at least once.
+    fn wait_all_on(&self, wf: &str, version: u64) {
+        for a in &self.agents {
+            wait_for(Duration::from_secs(30), "agent on version", || {
+                (local_version(&a.d, wf) == version
+                    && versions_run(&a.d, wf).contains(&version))
+                .then_some(())
+            })
+            .unwrap_or_else(|e| panic!("{e}: {} on v{version} of {wf}", a.name));
+        }
+    }
+
+    fn rollout(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["rollout", "start"];
+        a.extend_from_slice(args);
+        self.hub.json(&a).unwrap()
+    }
+
+    fn status(&self, wf: &str, pool: &str) -> serde_json::Value {
+        self.hub
+            .json(&["rollout", "status", wf, "--pool", pool])
+            .unwrap()
+    }
+
+    /// Poll `rollout status` until `pred` holds.
+    fn wait_status(
+        &self,
+        wf: &str,
+        pool: &str,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        wait_for(within, what, || {
+            let st = self.status(wf, pool);
+            let ok = pred(&st);
+            last = st.clone();
+            ok.then_some(st)
+        })
+        .unwrap_or_else(|e| panic!("{e}: last status {last:#}\n{}", self.hub.stderr_tail()))
+    }
+
+    /// Wait until the rollout of `wf` in `pool` has ended; returns its final status.
+    fn wait_ended(&self, wf: &str, pool: &str, within: Duration) -> serde_json::Value {
+        self.wait_status(wf, pool, within, "the rollout to end", |st| {
+            st["active"] == false
+        })
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        self.hub
+            .json(&["audit", "--limit", "100000"])
+            .unwrap()
+            .as_array()
+            .cloned()
+            .unwrap()
+    }
+
+    /// The versions of `wf` the hub says each agent runs (`agent list`), by agent id.
+    fn hub_versions(&self, wf: &str) -> BTreeMap<String, u64> {
+        let l = self.hub.json(&["agent", "list"]).unwrap();
+        l.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let v = a["active"]
+                    .as_array()
+                    .and_then(|ws| ws.iter().find(|w| w["workflow"] == wf))
+                    .and_then(|w| w["version"].as_u64())
+                    .unwrap_or(0);
+                (a["id"].as_str().unwrap().to_string(), v)
+            })
+            .collect()
+    }
+}
+
+/// A workflow firing every second (overlap allowed: every firing makes a run) with one task.
+fn ticker(name: &str, tag: &str, command: &str) -> String {
+    format!(
+        "name: {name}\ndescription: '{tag}'\nschedule: '* * * * * *'\ncatchup: none\noverlap: allow\ntasks:\n  t:\n    command: {command}\n"
+    )
+}
+
+/// The agent's own account of the active version of `wf` (0: none).
+fn local_version(d: &Daemon, wf: &str) -> u64 {
+    d.ctl_json("status", &[]).unwrap()["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == wf)
+        .and_then(|w| w["version"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The versions of `wf` the agent has ever run (from its own store).
+fn versions_run(d: &Daemon, wf: &str) -> BTreeSet<u64> {
+    d.runs(Some(wf))
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["version"].as_u64())
+        .collect()
+}
+
+/// Runs of `wf` at `version` the agent made, with their states.
+fn runs_at(d: &Daemon, wf: &str, version: u64) -> Vec<serde_json::Value> {
+    d.runs(Some(wf))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r["version"] == version)
+        .collect()
+}
+
+/// The ids of the agents a rollout status shows selected (given the new version) at any step.
+fn selected(st: &serde_json::Value) -> BTreeSet<String> {
+    st["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| !a["selected_at"].is_null())
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn phase(st: &serde_json::Value) -> &str {
+    st["phase"].as_str().unwrap_or("")
+}
+
+/// `outpost-hub ARGS` must fail; returns its stdout+stderr.
+fn refused(hub: &Hub, args: &[&str]) -> String {
+    let out = hub.cli(args).unwrap();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{args:?} succeeded: {text}");
+    text
+}
+
+/// Keep `f` true for `d` (polling); fails the test at the first false.
+fn holds_for(d: Duration, what: &str, mut f: impl FnMut() -> Result<(), String>) {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if let Err(e) = f() {
+            panic!("{what}: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Ten agents in two pools; a version whose task fails is stopped at the canary and rolled back
+/// automatically: only the canaries ever ran it, the other pool never saw it, the canaries are
+/// back on the old version (by their own account and the hub's). Then a pinned pool refuses a
+/// rollout, saying why, and nothing reaches its agents.
+#[test]
+fn a_failing_version_stops_at_the_canary_and_a_pinned_pool_refuses() {
+    let f = fleet("ro-canary", 6, 4);
+    f.two_versions("bad", "[/bin/false]");
+    let t0 = Instant::now();
+    let r = f.rollout(&[
+        "bad", "--pool", "line-1", "--version", "2", "--canary", "2", "--steps", "50%,100%",
+        "--bake", "2s", "--min-runs", "2",
+    ]);
+    assert_eq!(r["from_version"], 1, "{r}");
+    let end = f.wait_ended("bad", "line-1", Duration::from_secs(60));
+    assert!(
+        end["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("rolled back")),
+        "{end:#}"
+    );
+    eprintln!("bad version rolled back after {:?}", t0.elapsed());
+    let canaries = selected(&end);
+    assert_eq!(canaries.len(), 2, "{end:#}");
+    for a in end["agents"].as_array().unwrap() {
+        if !a["selected_at"].is_null() {
+            assert_eq!(a["selected_at"], 0, "only the canary step ran: {end:#}");
+        }
+    }
+    // The canaries come back to v1 and run it again.
+    for id in &canaries {
+        let a = f.by_id(id);
+        assert_eq!(a.line, 1);
+        wait_for(Duration::from_secs(20), "canary back on v1", || {
+            (local_version(&a.d, "bad") == 1).then_some(())
+        })
+        .unwrap();
+        let since = chrono::Utc::now();
+        wait_for(Duration::from_secs(20), "a v1 run after the rollback", || {
+            runs_at(&a.d, "bad", 1)
+                .iter()
+                .any(|r| {
+                    r["scheduled"]
+                        .as_str()
+                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                        .is_some_and(|t| t > since)
+                })
+                .then_some(())
+        })
+        .unwrap();
+        let failed = runs_at(&a.d, "bad", 2);
+        assert!(!failed.is_empty(), "canary {} never ran v2", a.name);
+        assert!(failed.iter().all(|r| r["state"] == "failed"), "{failed:?}");
+    }
+    // Nobody else ever ran v2: not the rest of line-1, not line-2.
+    for a in &f.agents {
+        let vs = versions_run(&a.d, "bad");
+        if canaries.contains(&a.id) {
+            assert_eq!(vs, BTreeSet::from([1, 2]), "{}", a.name);
+        } else {
+            assert_eq!(vs, BTreeSet::from([1]), "{} ran {vs:?}", a.name);
+            assert_eq!(local_version(&a.d, "bad"), 1);
+        }
+    }
+    let hv = f.hub_versions("bad");
+    wait_for(Duration::from_secs(10), "the hub sees all on v1", || {
+        let hv = f.hub_versions("bad");
+        hv.values().all(|v| *v == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {hv:?}"));
+    let audit = f.audit();
+    assert!(
+        audit.iter().any(|e| e["action"] == "rollout"
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("gate of step 0 failed"))),
+        "{audit:#?}"
+    );
+
+    // A pinned pool refuses a rollout, with a message that says why; nothing reaches it.
+    f.hub
+        .json(&["workflow", "pin", "bad", "--pool", "line-2", "--version", "1", "--actor", "alice"])
+        .unwrap();
+    let msg = refused(
+        &f.hub,
+        &["rollout", "start", "bad", "--pool", "line-2", "--version", "2"],
+    );
+    assert!(msg.contains("pinned"), "{msg}");
+    assert!(msg.contains("alice"), "the message names who pinned it: {msg}");
+    assert!(msg.contains("unpin"), "the message says how to unpin: {msg}");
+    let deploy = refused(
+        &f.hub,
+        &["workflow", "deploy", "bad", "--pool", "line-2", "--version", "2"],
+    );
+    assert!(deploy.contains("pinned"), "{deploy}");
+    std::thread::sleep(Duration::from_secs(2));
+    for a in f.line(2) {
+        assert_eq!(versions_run(&a.d, "bad"), BTreeSet::from([1]), "{}", a.name);
+    }
+    assert!(f.audit().iter().any(|e| e["action"] == "workflow.pin" && e["actor"] == "alice"));
+}
