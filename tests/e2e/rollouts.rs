@@ -394,3 +394,295 @@ fn a_failing_version_stops_at_the_canary_and_a_pinned_pool_refuses() {
     }
     assert!(f.audit().iter().any(|e| e["action"] == "workflow.pin" && e["actor"] == "alice"));
 }
+
+/// One observation of a rollout in progress.
+struct Obs {
+    step: usize,
+    target: u64,
+    /// Agents given the new version (selected at some step).
+    selected: usize,
+    /// Agents the hub wants on the new version.
+    desired_new: usize,
+    /// Agents reporting the new version.
+    on_new: usize,
+}
+
+fn observe(st: &serde_json::Value) -> Obs {
+    let to = st["to_version"].as_u64().unwrap();
+    let step = st["step"].as_u64().unwrap() as usize;
+    let agents = st["agents"].as_array().unwrap();
+    Obs {
+        step,
+        target: st["steps"][step]["target"].as_u64().unwrap(),
+        selected: agents.iter().filter(|a| !a["selected_at"].is_null()).count(),
+        desired_new: agents.iter().filter(|a| a["desired_version"] == to).count(),
+        on_new: agents.iter().filter(|a| a["version"] == to).count(),
+    }
+}
+
+/// A good version goes through every step in order, each step no larger than its size (watched
+/// through `rollout status` all along), and ends with every agent of the pool on it while the
+/// other pool never sees it. The hub is killed (-9) mid-rollout and restarted: it resumes the
+/// rollout where it was (same step, same agents) and completes it.
+#[test]
+fn a_good_version_goes_through_every_step_in_order_and_survives_a_hub_kill() {
+    let mut f = fleet("ro-steps", 6, 4);
+    f.two_versions("good", "[/bin/true]");
+    let t0 = Instant::now();
+    f.rollout(&[
+        "good", "--pool", "line-1", "--canary", "1", "--steps", "2,50%,100%", "--bake", "2s",
+        "--min-runs", "2",
+    ]);
+    // 6 agents: targets 1 (canary), 2, 3 (50%), 6.
+    let st = f.status("good", "line-1");
+    let targets: Vec<u64> = st["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["target"].as_u64().unwrap())
+        .collect();
+    assert_eq!(targets, vec![1, 2, 3, 6], "{st:#}");
+    let mut steps_seen: Vec<usize> = Vec::new();
+    let mut before_kill: Option<(usize, BTreeMap<String, u64>)> = None;
+    let end = loop {
+        let st = f.status("good", "line-1");
+        if st["active"] == false {
+            break st;
+        }
+        let o = observe(&st);
+        assert!(
+            o.selected as u64 <= o.target
+                && o.desired_new as u64 <= o.target
+                && o.on_new as u64 <= o.target,
+            "step {} of target {} has {} selected, {} desired on v2, {} on v2: {st:#}",
+            o.step,
+            o.target,
+            o.selected,
+            o.desired_new,
+            o.on_new
+        );
+        if steps_seen.last() != Some(&o.step) {
+            steps_seen.push(o.step);
+        }
+        // Kill the hub once the rollout is in step 2, with step 2's agents given v2.
+        if before_kill.is_none() && o.step == 2 && o.selected == 3 {
+            let sel: BTreeMap<String, u64> = st["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| !a["selected_at"].is_null())
+                .map(|a| {
+                    (
+                        a["id"].as_str().unwrap().to_string(),
+                        a["selected_at"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            f.hub.kill9().unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            f.hub.restart().unwrap();
+            let after = f.status("good", "line-1");
+            let o2 = observe(&after);
+            assert!(o2.step >= 2, "the restarted hub went back: {after:#}");
+            for a in after["agents"].as_array().unwrap() {
+                if let Some(s) = sel.get(a["id"].as_str().unwrap()) {
+                    assert_eq!(a["selected_at"], *s, "{after:#}");
+                }
+            }
+            before_kill = Some((o.step, sel));
+        }
+        assert!(t0.elapsed() < Duration::from_secs(90), "too slow: {st:#}");
+        std::thread::sleep(Duration::from_millis(150));
+    };
+    eprintln!("good rollout done after {:?}", t0.elapsed());
+    assert!(before_kill.is_some(), "the hub was never killed mid-rollout");
+    assert_eq!(end["outcome"], "succeeded", "{end:#}");
+    assert_eq!(steps_seen, vec![0, 1, 2, 3], "steps in order, none skipped");
+    // Every step passed its gate, in order, and the restart was noted.
+    let audit = f.audit();
+    let lines: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["action"] == "rollout")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    let passed: Vec<usize> = (0..4)
+        .filter_map(|i| {
+            lines
+                .iter()
+                .position(|l| l.contains(&format!("gate of step {i} passed")))
+        })
+        .collect();
+    assert_eq!(passed.len(), 4, "{lines:#?}");
+    assert!(passed.windows(2).all(|w| w[0] < w[1]), "{lines:#?}");
+    let resumed = lines
+        .iter()
+        .position(|l| l.contains("resumed after a hub restart"))
+        .unwrap_or_else(|| panic!("no resume line: {lines:#?}"));
+    assert!(passed[1] < resumed && resumed < passed[2], "{lines:#?}");
+    // Every agent of line-1 on v2 and running it; line-2 never saw it.
+    for a in f.line(1) {
+        wait_for(Duration::from_secs(20), "v2 runs", || {
+            (local_version(&a.d, "good") == 2 && !runs_at(&a.d, "good", 2).is_empty())
+                .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", a.name));
+    }
+    for a in f.line(2) {
+        assert_eq!(local_version(&a.d, "good"), 1);
+        assert_eq!(versions_run(&a.d, "good"), BTreeSet::from([1]), "{}", a.name);
+    }
+    // The pool's version is now v2 (pool show).
+    let pool = f.hub.json(&["pool", "show", "line-1"]).unwrap();
+    assert!(pool.to_string().contains("\"version\":2"), "{pool:#}");
+}
+
+impl Fleet {
+    /// Wait until the hub shows the agent online (or offline).
+    fn wait_online(&self, a: &Agent, online: bool, within: Duration) {
+        wait_for(within, "agent online state", || {
+            let l = self.hub.json(&["agent", "list"]).ok()?;
+            l.as_array()?
+                .iter()
+                .any(|x| x["id"] == a.id.as_str() && x["online"] == online)
+                .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {} online={online}", a.name));
+    }
+
+    /// Cut the agent off (relay blackhole) and wait until the hub sees it offline.
+    fn cut(&self, a: &Agent) {
+        a.relay.set_mode(Mode::Blackhole);
+        self.wait_online(a, false, Duration::from_secs(20));
+    }
+
+    /// The rollout's own audit lines (`rollout` entries of rollout `id`), oldest first.
+    fn rollout_audit(&self, id: &str) -> Vec<String> {
+        let prefix = format!("{id}: ");
+        self.audit()
+            .iter()
+            .filter(|e| e["action"] == "rollout")
+            .filter_map(|e| e["detail"].as_str())
+            .filter(|d| d.starts_with(&prefix))
+            .map(String::from)
+            .collect()
+    }
+
+    fn reconnect(&self, a: &Agent) {
+        a.relay.set_mode(Mode::Pass);
+        self.wait_online(a, true, Duration::from_secs(45));
+    }
+}
+
+fn agent_entry<'a>(st: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    st["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in {st:#}"))
+}
+
+/// An agent offline when its step comes, under each policy (four rollouts of four workflows in
+/// the same pool, with the same agent cut off by a relay blackhole from before they start):
+/// `wait:60s` waits for it and proceeds when it returns; `wait:4s` fails after 4 s and rolls
+/// back; `skip` goes on without it and it gets the new version when it returns; `fail` rolls
+/// back at once.
+#[test]
+fn an_offline_agent_is_waited_for_skipped_or_failed_by_policy() {
+    let f = fleet("ro-offline", 5, 0);
+    let wfs = ["ow", "ot", "os", "of"];
+    for w in wfs {
+        f.two_versions(w, "[/bin/true]");
+    }
+    let x = &f.agents[4];
+    f.cut(x);
+    let t0 = Instant::now();
+    let mut ids = BTreeMap::new();
+    for (w, policy) in wfs.iter().zip(["wait:60s", "wait:4s", "skip", "fail"]) {
+        let r = f.rollout(&[
+            w, "--pool", "line-1", "--canary", "1", "--steps", "100%", "--min-runs", "1",
+            "--offline", policy,
+        ]);
+        ids.insert(*w, r["id"].as_str().unwrap().to_string());
+    }
+    // fail: rolls back as soon as the step that needs the offline agent comes.
+    let of = f.wait_ended("of", "line-1", Duration::from_secs(30));
+    let of_took = t0.elapsed();
+    let why = of["outcome"].as_str().unwrap_or("");
+    assert!(
+        why.starts_with("rolled back") && why.contains("offline policy: fail") && why.contains(&x.id),
+        "{of:#}"
+    );
+    // skip: succeeds without it.
+    let os = f.wait_ended("os", "line-1", Duration::from_secs(30));
+    assert_eq!(os["outcome"], "succeeded", "{os:#}");
+    // It was passed over, and given the new version only at the end (for when it returns).
+    let lines = f.rollout_audit(&ids["os"]);
+    let skipped = lines
+        .iter()
+        .position(|l| l.contains(&format!("agent {} is offline: skipped", x.id)))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    let done = lines
+        .iter()
+        .position(|l| l.contains("rollout succeeded") && l.contains("(1 offline agents get it"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(skipped < done, "{lines:#?}");
+    assert_eq!(agent_entry(&os, &x.id)["desired_version"], 2, "{os:#}");
+    // wait:4s: fails after 4 s (not before), naming the agent.
+    let ot = f.wait_ended("ot", "line-1", Duration::from_secs(30));
+    let ot_took = t0.elapsed();
+    let why = ot["outcome"].as_str().unwrap_or("");
+    assert!(
+        why.starts_with("rolled back") && why.contains("stayed offline") && why.contains(&x.id),
+        "{ot:#}"
+    );
+    assert!(ot_took >= Duration::from_secs(4), "wait:4s failed after {ot_took:?}");
+    assert!(
+        of_took < ot_took,
+        "fail ({of_took:?}) should not wait like wait:4s ({ot_took:?})"
+    );
+    // wait:60s: still waiting for the agent, at its step, well past the other limit.
+    std::thread::sleep(Duration::from_secs(2));
+    let ow = f.status("ow", "line-1");
+    assert_eq!(ow["active"], true, "{ow:#}");
+    let xs = agent_entry(&ow, &x.id);
+    let xstep = xs["selected_at"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("the offline agent is not selected: {ow:#}"));
+    assert_eq!(ow["step"], xstep, "{ow:#}");
+    assert!(
+        phase(&ow).starts_with("deploying"),
+        "waits for the activation: {ow:#}"
+    );
+    assert!(ow["gate"]["awaiting_activation"].as_u64() >= Some(1), "{ow:#}");
+    // The online agents' work is done meanwhile: the versions are where the policies say.
+    for a in f.agents.iter().filter(|a| a.id != x.id) {
+        for (w, v) in [("of", 1), ("ot", 1), ("os", 2)] {
+            wait_for(Duration::from_secs(20), "version by policy", || {
+                (local_version(&a.d, w) == v).then_some(())
+            })
+            .unwrap_or_else(|e| panic!("{e}: {} {w} v{v}", a.name));
+        }
+    }
+    for w in wfs {
+        assert_eq!(local_version(&x.d, w), 1, "{w}: the cut-off agent moved");
+    }
+
+    // The agent returns: wait proceeds and succeeds; skip gives it the new version; the
+    // rolled-back ones keep it on the old one.
+    f.reconnect(x);
+    let ow = f.wait_ended("ow", "line-1", Duration::from_secs(30));
+    assert_eq!(ow["outcome"], "succeeded", "{ow:#}");
+    for (w, v) in [("ow", 2), ("os", 2), ("ot", 1), ("of", 1)] {
+        wait_for(Duration::from_secs(20), "the returned agent's version", || {
+            (local_version(&x.d, w) == v && runs_at(&x.d, w, v).len() >= 1).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {w} v{v} on the returned agent"));
+    }
+    for w in ["ot", "of"] {
+        assert_eq!(versions_run(&x.d, w), BTreeSet::from([1]), "{w}");
+    }
+    for a in &f.agents {
+        assert_eq!(local_version(&a.d, "ow"), 2, "{}", a.name);
+    }
+}
