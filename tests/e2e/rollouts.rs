@@ -686,3 +686,215 @@ fn an_offline_agent_is_waited_for_skipped_or_failed_by_policy() {
         assert_eq!(local_version(&a.d, "ow"), 2, "{}", a.name);
     }
 }
+
+/// An agent cut off right after it activated a version that fails on it reverts by itself under
+/// probation, while still cut off (its own status and runs show it), and the hub, which could
+/// not know, shows the revert once the link returns: `agent.revert` in the audit log and the
+/// rollout's gate failing on it and rolling back.
+///
+/// The version fails only on the chosen agent (its task fails when a `fail` file exists in the
+/// agent's directory), which is not a canary, and the failure rate allowed is 100%: the revert is
+/// the only thing that can fail the gate.
+#[test]
+fn an_agent_cut_off_reverts_a_bad_version_by_itself_and_the_hub_learns_it_later() {
+    let f = fleet("ro-prob", 3, 0);
+    let v2 = r#"[sh, -c, 'sleep 1; test ! -e "${OUTPOST_OUTPUT%%/state/*}/fail"']"#;
+    f.two_versions("pb", v2);
+    let r = f.rollout(&[
+        "pb", "--pool", "line-1", "--canary", "1", "--steps", "100%", "--bake", "2s",
+        "--min-runs", "5", "--max-failure-rate", "1.0", "--probation-runs", "3",
+        "--probation-max-failures", "1",
+    ]);
+    let st = f.status("pb", "line-1");
+    let order: Vec<&str> = st["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(agent_entry(&st, order[0])["selected_at"], 0, "{st:#}");
+    // The first non-canary in the stable order gets a version that fails on it.
+    let x = f.by_id(order[1]);
+    std::fs::write(f.s.join(&x.name).join("fail"), "").unwrap();
+    wait_for(Duration::from_secs(60), "the agent activates v2", || {
+        (local_version(&x.d, "pb") == 2).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:#}", f.status("pb", "line-1")));
+    x.relay.set_mode(Mode::Blackhole);
+    let cut_at = chrono::Utc::now();
+    // It reverts by itself, still cut off.
+    wait_for(Duration::from_secs(20), "the local revert", || {
+        (local_version(&x.d, "pb") == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", x.d.stderr_tail()));
+    assert_eq!(x.relay.mode(), Mode::Blackhole);
+    let log = x.d.stderr_tail();
+    assert!(log.contains("reverted under probation"), "{log}");
+    let v2_runs: Vec<_> = runs_at(&x.d, "pb", 2)
+        .into_iter()
+        .filter(|r| r["state"] == "failed" || r["state"] == "succeeded")
+        .collect();
+    let failed = v2_runs.iter().filter(|r| r["state"] == "failed").count();
+    assert!(failed >= 2 && v2_runs.len() <= 3, "{v2_runs:#?}");
+    let reverted_at = chrono::Utc::now();
+    wait_for(Duration::from_secs(10), "v1 runs after the revert", || {
+        runs_at(&x.d, "pb", 1)
+            .iter()
+            .any(|r| {
+                r["state"] == "succeeded"
+                    && r["scheduled"]
+                        .as_str()
+                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                        .is_some_and(|t| t > reverted_at)
+            })
+            .then_some(())
+    })
+    .unwrap();
+    // The hub cannot know yet: the rollout waits for the agent, not rolling back.
+    f.wait_online(x, false, Duration::from_secs(20));
+    let st = f.status("pb", "line-1");
+    assert_eq!(st["active"], true, "{st:#}");
+    assert!(!phase(&st).starts_with("rolling back"), "{st:#}");
+    assert!(agent_entry(&st, &x.id)["failure"].is_null(), "{st:#}");
+    assert!(!f.audit().iter().any(|e| e["action"] == "agent.revert"));
+
+    // The link returns: the hub records the revert and the gate fails on it.
+    f.reconnect(x);
+    let end = f.wait_ended("pb", "line-1", Duration::from_secs(30));
+    let why = end["outcome"].as_str().unwrap_or("");
+    assert!(
+        why.starts_with("rolled back")
+            && why.contains(&x.id)
+            && why.contains("reverted v2 -> v1 under probation"),
+        "{end:#}"
+    );
+    let audit = f.audit();
+    let rev = audit
+        .iter()
+        .find(|e| e["action"] == "agent.revert")
+        .unwrap_or_else(|| panic!("{audit:#?}"));
+    assert_eq!(rev["actor"], x.id.as_str(), "{rev}");
+    assert_eq!(rev["target"], "pb", "{rev}");
+    let at = chrono::DateTime::parse_from_rfc3339(rev["at"].as_str().unwrap()).unwrap();
+    assert!(at > cut_at && at < reverted_at, "reverted while cut off: {rev}");
+    assert!(
+        f.rollout_audit(r["id"].as_str().unwrap())
+            .iter()
+            .any(|l| l.contains("gate of step 1 failed") && l.contains("under probation")),
+        "{:#?}",
+        f.rollout_audit(r["id"].as_str().unwrap())
+    );
+    for a in &f.agents {
+        wait_for(Duration::from_secs(20), "everyone back on v1", || {
+            (local_version(&a.d, "pb") == 1).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", a.name));
+    }
+}
+
+/// Pause, resume, promote (manual gates, and a promote that cuts a bake short) and abort do what
+/// they say; a second rollout of the same workflow into the pool is refused; the audit log names
+/// who did each.
+#[test]
+fn pause_resume_promote_and_abort_do_what_they_say() {
+    let f = fleet("ro-cmd", 4, 0);
+    f.two_versions("cm", "[/bin/true]");
+    f.two_versions("cb", "[/bin/true]");
+    let bob = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--actor", "bob"]);
+        f.hub.json(&a).unwrap()
+    };
+    let cmd = |verb: &str| bob(&["rollout", verb, "cm", "--pool", "line-1"]);
+    let sel = |st: &serde_json::Value| selected(st).len();
+    f.rollout(&[
+        "cm", "--pool", "line-1", "--manual", "--canary", "1", "--steps", "50%,100%",
+    ]);
+    let msg = refused(&f.hub, &["rollout", "start", "cm", "--pool", "line-1"]);
+    assert!(msg.contains("active rollout") || msg.contains("already"), "{msg}");
+
+    // Manual gate: the canary step passes its gate and waits for promote, widening nothing.
+    f.wait_status("cm", "line-1", Duration::from_secs(30), "awaiting promote 0", |st| {
+        phase(st) == "awaiting promote at step 0"
+    });
+    holds_for(Duration::from_secs(2), "waits for promote", || {
+        let st = f.status("cm", "line-1");
+        (phase(&st) == "awaiting promote at step 0" && sel(&st) == 1)
+            .then_some(())
+            .ok_or(format!("{st:#}"))
+    });
+    cmd("promote");
+    f.wait_status("cm", "line-1", Duration::from_secs(30), "awaiting promote 1", |st| {
+        phase(st) == "awaiting promote at step 1" && sel(st) == 2
+    });
+
+    // Pause: nothing advances, promote is refused; resume continues where it was.
+    let p = cmd("pause");
+    assert!(p["phase"].as_str().unwrap().starts_with("paused"), "{p}");
+    let msg = refused(&f.hub, &["rollout", "promote", "cm", "--pool", "line-1"]);
+    assert!(msg.contains("paused"), "{msg}");
+    holds_for(Duration::from_secs(2), "paused", || {
+        let st = f.status("cm", "line-1");
+        (phase(&st).starts_with("paused") && sel(&st) == 2)
+            .then_some(())
+            .ok_or(format!("{st:#}"))
+    });
+    let r = cmd("resume");
+    assert_eq!(r["phase"], "awaiting promote at step 1", "{r}");
+
+    // Abort rolls back: the two agents given v2 return to v1; the others never saw it.
+    let given: BTreeSet<String> = selected(&f.status("cm", "line-1"));
+    assert_eq!(given.len(), 2);
+    for id in &given {
+        wait_for(Duration::from_secs(20), "v2 active", || {
+            (local_version(&f.by_id(id).d, "cm") == 2).then_some(())
+        })
+        .unwrap();
+    }
+    cmd("abort");
+    let end = f.wait_ended("cm", "line-1", Duration::from_secs(30));
+    assert_eq!(end["outcome"], "aborted", "{end:#}");
+    for a in &f.agents {
+        wait_for(Duration::from_secs(20), "back on v1", || {
+            (local_version(&a.d, "cm") == 1).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", a.name));
+        let want = if given.contains(&a.id) {
+            BTreeSet::from([1, 2])
+        } else {
+            BTreeSet::from([1])
+        };
+        assert_eq!(versions_run(&a.d, "cm"), want, "{}", a.name);
+    }
+    let refused_abort = refused(&f.hub, &["rollout", "abort", "cm", "--pool", "line-1"]);
+    assert!(!refused_abort.is_empty());
+
+    // Promote while baking waives the rest of a long bake (twice: the rollout then succeeds).
+    let t0 = Instant::now();
+    f.rollout(&["cb", "--pool", "line-1", "--canary", "1", "--bake", "10m"]);
+    for step in 0..2 {
+        f.wait_status("cb", "line-1", Duration::from_secs(30), "baking", |st| {
+            phase(st) == format!("baking step {step}")
+        });
+        bob(&["rollout", "promote", "cb", "--pool", "line-1"]);
+    }
+    let end = f.wait_ended("cb", "line-1", Duration::from_secs(30));
+    assert_eq!(end["outcome"], "succeeded", "{end:#}");
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    for a in &f.agents {
+        wait_for(Duration::from_secs(20), "on v2", || {
+            (local_version(&a.d, "cb") == 2).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", a.name));
+    }
+
+    let audit = f.audit();
+    for verb in ["pause", "resume", "promote", "abort"] {
+        assert!(
+            audit
+                .iter()
+                .any(|e| e["action"] == format!("rollout.{verb}") && e["actor"] == "bob"),
+            "no rollout.{verb} by bob: {audit:#?}"
+        );
+    }
+}
