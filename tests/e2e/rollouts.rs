@@ -898,3 +898,110 @@ fn pause_resume_promote_and_abort_do_what_they_say() {
         );
     }
 }
+
+/// The hub store's `assignments` table (mirrors `hub/src/store/schema.rs`; the record type is the
+/// hub crate's own).
+const ASSIGNMENTS: redb::TableDefinition<(&str, &str), &[u8]> =
+    redb::TableDefinition::new("assignments");
+
+/// A replayed assignment meant for another agent is refused. Agent A (pool line-1) is given v2;
+/// agent B (pool line-2) stays on v1. With the hub stopped, B's slot in the hub's store is made
+/// to hold the genuine signed assignment the hub issued to A (as an attacker who recorded it, or
+/// a hub that mixed them up, would offer it); the restarted hub delivers it to B. B answers
+/// `DeployResult` rejected `WrongAgent`, keeps v1 and never runs v2.
+#[test]
+fn a_replayed_assignment_for_another_agent_is_refused() {
+    let mut f = fleet("ro-replay", 1, 1);
+    f.two_versions("rp", "[/bin/true]");
+    f.hub
+        .json(&["workflow", "deploy", "rp", "--pool", "line-1", "--version", "2"])
+        .unwrap();
+    let (a, b) = (&f.agents[0], &f.agents[1]);
+    assert_eq!((a.line, b.line), (1, 2));
+    wait_for(Duration::from_secs(30), "A on v2", || {
+        (local_version(&a.d, "rp") == 2).then_some(())
+    })
+    .unwrap();
+    let (a_id, b_id) = (a.id.clone(), b.id.clone());
+    f.hub.kill9().unwrap();
+
+    let path = f.hub.data_dir.join("hub.redb");
+    let (mut planted, b_before) = {
+        let st = outpost_hub::store::Store::open(&path).unwrap();
+        let a_asg = st.assignment(&a_id, "rp").unwrap().unwrap();
+        let b_asg = st.assignment(&b_id, "rp").unwrap().unwrap();
+        (a_asg, b_asg)
+    };
+    let body: outpost_common::proto::Assignment =
+        minicbor::decode(&planted.signed.body_bytes).unwrap();
+    assert_eq!((body.agent_id.as_str(), body.version), (a_id.as_str(), 2));
+    assert_eq!(b_before.version, 1);
+    // Kept as what the hub believes it issued to B (v1, a newer epoch), so the hub sends it; the
+    // signed bytes are A's.
+    planted.version = b_before.version;
+    planted.content_hash = b_before.content_hash.clone();
+    planted.epoch = b_before.epoch + 1;
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(ASSIGNMENTS)
+            .unwrap()
+            .insert(
+                (b_id.as_str(), "rp"),
+                minicbor::to_vec(&planted).unwrap().as_slice(),
+            )
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let t = chrono::Utc::now();
+    f.hub.restart().unwrap();
+    let (a, b) = (&f.agents[0], &f.agents[1]);
+
+    let show = wait_for(Duration::from_secs(30), "B's rejection", || {
+        let s = f.hub.json(&["agent", "show", &b_id]).ok()?;
+        let d = s["deploys"]
+            .as_array()?
+            .iter()
+            .find(|d| d["workflow"] == "rp")?
+            .clone();
+        let at = chrono::DateTime::parse_from_rfc3339(d["at"].as_str()?).ok()?;
+        (d["accepted"] == false && at > t).then_some(d)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", f.hub.stderr_tail(), b.d.stderr_tail()));
+    let reason = show["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("names another agent") && reason.contains(&a_id),
+        "{show}"
+    );
+    assert_eq!(show["version"], 2, "the offered assignment was A's v2: {show}");
+    let audit = f.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "deploy.rejected" && e["actor"] == b_id.as_str()),
+        "{audit:#?}"
+    );
+    // B keeps v1 and goes on running it; it never ran v2. A is untouched.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(local_version(&b.d, "rp"), 1);
+    assert_eq!(versions_run(&b.d, "rp"), BTreeSet::from([1]));
+    let since = chrono::Utc::now();
+    wait_for(Duration::from_secs(10), "B runs v1", || {
+        runs_at(&b.d, "rp", 1)
+            .iter()
+            .any(|r| {
+                r["scheduled"]
+                    .as_str()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    .is_some_and(|x| x > since)
+            })
+            .then_some(())
+    })
+    .unwrap();
+    assert_eq!(local_version(&a.d, "rp"), 2);
+    assert!(
+        b.d.stderr_tail().contains("deploy rejected"),
+        "{}",
+        b.d.stderr_tail()
+    );
+}
