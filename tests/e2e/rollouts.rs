@@ -7,7 +7,6 @@
 //! fast; a failing version is a task `command: [/bin/false]`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use outpost_tests::relay::{Mode, Relay};
@@ -50,7 +49,8 @@ fn fleet(tag: &str, line1: usize, line2: usize) -> Fleet {
             .map(|(name, line)| {
                 let (hub, s) = (&hub, &s);
                 sc.spawn(move || {
-                    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), hub.quic_addr).unwrap();
+                    let relay =
+                        Relay::start("127.0.0.1:0".parse().unwrap(), hub.quic_addr).unwrap();
                     let d = enrolled_agent(
                         &s.join(name),
                         hub,
@@ -150,9 +150,8 @@ impl Fleet {
     fn wait_all_on(&self, wf: &str, version: u64) {
         for a in &self.agents {
             wait_for(Duration::from_secs(30), "agent on version", || {
-                (local_version(&a.d, wf) == version
-                    && versions_run(&a.d, wf).contains(&version))
-                .then_some(())
+                (local_version(&a.d, wf) == version && versions_run(&a.d, wf).contains(&version))
+                    .then_some(())
             })
             .unwrap_or_else(|e| panic!("{e}: {} on v{version} of {wf}", a.name));
         }
@@ -303,8 +302,19 @@ fn a_failing_version_stops_at_the_canary_and_a_pinned_pool_refuses() {
     f.two_versions("bad", "[/bin/false]");
     let t0 = Instant::now();
     let r = f.rollout(&[
-        "bad", "--pool", "line-1", "--version", "2", "--canary", "2", "--steps", "50%,100%",
-        "--bake", "2s", "--min-runs", "2",
+        "bad",
+        "--pool",
+        "line-1",
+        "--version",
+        "2",
+        "--canary",
+        "2",
+        "--steps",
+        "50%,100%",
+        "--bake",
+        "2s",
+        "--min-runs",
+        "2",
     ]);
     assert_eq!(r["from_version"], 1, "{r}");
     let end = f.wait_ended("bad", "line-1", Duration::from_secs(60));
@@ -331,17 +341,21 @@ fn a_failing_version_stops_at_the_canary_and_a_pinned_pool_refuses() {
         })
         .unwrap();
         let since = chrono::Utc::now();
-        wait_for(Duration::from_secs(20), "a v1 run after the rollback", || {
-            runs_at(&a.d, "bad", 1)
-                .iter()
-                .any(|r| {
-                    r["scheduled"]
-                        .as_str()
-                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                        .is_some_and(|t| t > since)
-                })
-                .then_some(())
-        })
+        wait_for(
+            Duration::from_secs(20),
+            "a v1 run after the rollback",
+            || {
+                runs_at(&a.d, "bad", 1)
+                    .iter()
+                    .any(|r| {
+                        r["scheduled"]
+                            .as_str()
+                            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                            .is_some_and(|t| t > since)
+                    })
+                    .then_some(())
+            },
+        )
         .unwrap();
         let failed = runs_at(&a.d, "bad", 2);
         assert!(!failed.is_empty(), "canary {} never ran v2", a.name);
@@ -374,25 +388,61 @@ fn a_failing_version_stops_at_the_canary_and_a_pinned_pool_refuses() {
 
     // A pinned pool refuses a rollout, with a message that says why; nothing reaches it.
     f.hub
-        .json(&["workflow", "pin", "bad", "--pool", "line-2", "--version", "1", "--actor", "alice"])
+        .json(&[
+            "workflow",
+            "pin",
+            "bad",
+            "--pool",
+            "line-2",
+            "--version",
+            "1",
+            "--actor",
+            "alice",
+        ])
         .unwrap();
     let msg = refused(
         &f.hub,
-        &["rollout", "start", "bad", "--pool", "line-2", "--version", "2"],
+        &[
+            "rollout",
+            "start",
+            "bad",
+            "--pool",
+            "line-2",
+            "--version",
+            "2",
+        ],
     );
     assert!(msg.contains("pinned"), "{msg}");
-    assert!(msg.contains("alice"), "the message names who pinned it: {msg}");
-    assert!(msg.contains("unpin"), "the message says how to unpin: {msg}");
+    assert!(
+        msg.contains("alice"),
+        "the message names who pinned it: {msg}"
+    );
+    assert!(
+        msg.contains("unpin"),
+        "the message says how to unpin: {msg}"
+    );
     let deploy = refused(
         &f.hub,
-        &["workflow", "deploy", "bad", "--pool", "line-2", "--version", "2"],
+        &[
+            "workflow",
+            "deploy",
+            "bad",
+            "--pool",
+            "line-2",
+            "--version",
+            "2",
+        ],
     );
     assert!(deploy.contains("pinned"), "{deploy}");
     std::thread::sleep(Duration::from_secs(2));
     for a in f.line(2) {
         assert_eq!(versions_run(&a.d, "bad"), BTreeSet::from([1]), "{}", a.name);
     }
-    assert!(f.audit().iter().any(|e| e["action"] == "workflow.pin" && e["actor"] == "alice"));
+    assert!(
+        f.audit()
+            .iter()
+            .any(|e| e["action"] == "workflow.pin" && e["actor"] == "alice")
+    );
 }
 
 /// One observation of a rollout in progress.
@@ -414,7 +464,10 @@ fn observe(st: &serde_json::Value) -> Obs {
     Obs {
         step,
         target: st["steps"][step]["target"].as_u64().unwrap(),
-        selected: agents.iter().filter(|a| !a["selected_at"].is_null()).count(),
+        selected: agents
+            .iter()
+            .filter(|a| !a["selected_at"].is_null())
+            .count(),
         desired_new: agents.iter().filter(|a| a["desired_version"] == to).count(),
         on_new: agents.iter().filter(|a| a["version"] == to).count(),
     }
@@ -430,8 +483,17 @@ fn a_good_version_goes_through_every_step_in_order_and_survives_a_hub_kill() {
     f.two_versions("good", "[/bin/true]");
     let t0 = Instant::now();
     f.rollout(&[
-        "good", "--pool", "line-1", "--canary", "1", "--steps", "2,50%,100%", "--bake", "2s",
-        "--min-runs", "2",
+        "good",
+        "--pool",
+        "line-1",
+        "--canary",
+        "1",
+        "--steps",
+        "2,50%,100%",
+        "--bake",
+        "2s",
+        "--min-runs",
+        "2",
     ]);
     // 6 agents: targets 1 (canary), 2, 3 (50%), 6.
     let st = f.status("good", "line-1");
@@ -495,7 +557,10 @@ fn a_good_version_goes_through_every_step_in_order_and_survives_a_hub_kill() {
         std::thread::sleep(Duration::from_millis(150));
     };
     eprintln!("good rollout done after {:?}", t0.elapsed());
-    assert!(before_kill.is_some(), "the hub was never killed mid-rollout");
+    assert!(
+        before_kill.is_some(),
+        "the hub was never killed mid-rollout"
+    );
     assert_eq!(end["outcome"], "succeeded", "{end:#}");
     assert_eq!(steps_seen, vec![0, 1, 2, 3], "steps in order, none skipped");
     // Every step passed its gate, in order, and the restart was noted.
@@ -522,14 +587,18 @@ fn a_good_version_goes_through_every_step_in_order_and_survives_a_hub_kill() {
     // Every agent of line-1 on v2 and running it; line-2 never saw it.
     for a in f.line(1) {
         wait_for(Duration::from_secs(20), "v2 runs", || {
-            (local_version(&a.d, "good") == 2 && !runs_at(&a.d, "good", 2).is_empty())
-                .then_some(())
+            (local_version(&a.d, "good") == 2 && !runs_at(&a.d, "good", 2).is_empty()).then_some(())
         })
         .unwrap_or_else(|e| panic!("{e}: {}", a.name));
     }
     for a in f.line(2) {
         assert_eq!(local_version(&a.d, "good"), 1);
-        assert_eq!(versions_run(&a.d, "good"), BTreeSet::from([1]), "{}", a.name);
+        assert_eq!(
+            versions_run(&a.d, "good"),
+            BTreeSet::from([1]),
+            "{}",
+            a.name
+        );
     }
     // The pool's version is now v2 (pool show).
     let pool = f.hub.json(&["pool", "show", "line-1"]).unwrap();
@@ -600,8 +669,17 @@ fn an_offline_agent_is_waited_for_skipped_or_failed_by_policy() {
     let mut ids = BTreeMap::new();
     for (w, policy) in wfs.iter().zip(["wait:60s", "wait:4s", "skip", "fail"]) {
         let r = f.rollout(&[
-            w, "--pool", "line-1", "--canary", "1", "--steps", "100%", "--min-runs", "1",
-            "--offline", policy,
+            w,
+            "--pool",
+            "line-1",
+            "--canary",
+            "1",
+            "--steps",
+            "100%",
+            "--min-runs",
+            "1",
+            "--offline",
+            policy,
         ]);
         ids.insert(*w, r["id"].as_str().unwrap().to_string());
     }
@@ -610,7 +688,9 @@ fn an_offline_agent_is_waited_for_skipped_or_failed_by_policy() {
     let of_took = t0.elapsed();
     let why = of["outcome"].as_str().unwrap_or("");
     assert!(
-        why.starts_with("rolled back") && why.contains("offline policy: fail") && why.contains(&x.id),
+        why.starts_with("rolled back")
+            && why.contains("offline policy: fail")
+            && why.contains(&x.id),
         "{of:#}"
     );
     // skip: succeeds without it.
@@ -636,7 +716,10 @@ fn an_offline_agent_is_waited_for_skipped_or_failed_by_policy() {
         why.starts_with("rolled back") && why.contains("stayed offline") && why.contains(&x.id),
         "{ot:#}"
     );
-    assert!(ot_took >= Duration::from_secs(4), "wait:4s failed after {ot_took:?}");
+    assert!(
+        ot_took >= Duration::from_secs(4),
+        "wait:4s failed after {ot_took:?}"
+    );
     assert!(
         of_took < ot_took,
         "fail ({of_took:?}) should not wait like wait:4s ({ot_took:?})"
@@ -654,7 +737,10 @@ fn an_offline_agent_is_waited_for_skipped_or_failed_by_policy() {
         phase(&ow).starts_with("deploying"),
         "waits for the activation: {ow:#}"
     );
-    assert!(ow["gate"]["awaiting_activation"].as_u64() >= Some(1), "{ow:#}");
+    assert!(
+        ow["gate"]["awaiting_activation"].as_u64() >= Some(1),
+        "{ow:#}"
+    );
     // The online agents' work is done meanwhile: the versions are where the policies say.
     for a in f.agents.iter().filter(|a| a.id != x.id) {
         for (w, v) in [("of", 1), ("ot", 1), ("os", 2)] {
@@ -674,9 +760,11 @@ fn an_offline_agent_is_waited_for_skipped_or_failed_by_policy() {
     let ow = f.wait_ended("ow", "line-1", Duration::from_secs(30));
     assert_eq!(ow["outcome"], "succeeded", "{ow:#}");
     for (w, v) in [("ow", 2), ("os", 2), ("ot", 1), ("of", 1)] {
-        wait_for(Duration::from_secs(20), "the returned agent's version", || {
-            (local_version(&x.d, w) == v && runs_at(&x.d, w, v).len() >= 1).then_some(())
-        })
+        wait_for(
+            Duration::from_secs(20),
+            "the returned agent's version",
+            || (local_version(&x.d, w) == v && !runs_at(&x.d, w, v).is_empty()).then_some(()),
+        )
         .unwrap_or_else(|e| panic!("{e}: {w} v{v} on the returned agent"));
     }
     for w in ["ot", "of"] {
@@ -701,9 +789,23 @@ fn an_agent_cut_off_reverts_a_bad_version_by_itself_and_the_hub_learns_it_later(
     let v2 = r#"[sh, -c, 'sleep 1; test ! -e "${OUTPOST_OUTPUT%%/state/*}/fail"']"#;
     f.two_versions("pb", v2);
     let r = f.rollout(&[
-        "pb", "--pool", "line-1", "--canary", "1", "--steps", "100%", "--bake", "2s",
-        "--min-runs", "5", "--max-failure-rate", "1.0", "--probation-runs", "3",
-        "--probation-max-failures", "1",
+        "pb",
+        "--pool",
+        "line-1",
+        "--canary",
+        "1",
+        "--steps",
+        "100%",
+        "--bake",
+        "2s",
+        "--min-runs",
+        "5",
+        "--max-failure-rate",
+        "1.0",
+        "--probation-runs",
+        "3",
+        "--probation-max-failures",
+        "1",
     ]);
     let st = f.status("pb", "line-1");
     let order: Vec<&str> = st["agents"]
@@ -776,7 +878,10 @@ fn an_agent_cut_off_reverts_a_bad_version_by_itself_and_the_hub_learns_it_later(
     assert_eq!(rev["actor"], x.id.as_str(), "{rev}");
     assert_eq!(rev["target"], "pb", "{rev}");
     let at = chrono::DateTime::parse_from_rfc3339(rev["at"].as_str().unwrap()).unwrap();
-    assert!(at > cut_at && at < reverted_at, "reverted while cut off: {rev}");
+    assert!(
+        at > cut_at && at < reverted_at,
+        "reverted while cut off: {rev}"
+    );
     assert!(
         f.rollout_audit(r["id"].as_str().unwrap())
             .iter()
@@ -811,12 +916,19 @@ fn pause_resume_promote_and_abort_do_what_they_say() {
         "cm", "--pool", "line-1", "--manual", "--canary", "1", "--steps", "50%,100%",
     ]);
     let msg = refused(&f.hub, &["rollout", "start", "cm", "--pool", "line-1"]);
-    assert!(msg.contains("active rollout") || msg.contains("already"), "{msg}");
+    assert!(
+        msg.contains("active rollout") || msg.contains("already"),
+        "{msg}"
+    );
 
     // Manual gate: the canary step passes its gate and waits for promote, widening nothing.
-    f.wait_status("cm", "line-1", Duration::from_secs(30), "awaiting promote 0", |st| {
-        phase(st) == "awaiting promote at step 0"
-    });
+    f.wait_status(
+        "cm",
+        "line-1",
+        Duration::from_secs(30),
+        "awaiting promote 0",
+        |st| phase(st) == "awaiting promote at step 0",
+    );
     holds_for(Duration::from_secs(2), "waits for promote", || {
         let st = f.status("cm", "line-1");
         (phase(&st) == "awaiting promote at step 0" && sel(&st) == 1)
@@ -824,9 +936,13 @@ fn pause_resume_promote_and_abort_do_what_they_say() {
             .ok_or(format!("{st:#}"))
     });
     cmd("promote");
-    f.wait_status("cm", "line-1", Duration::from_secs(30), "awaiting promote 1", |st| {
-        phase(st) == "awaiting promote at step 1" && sel(st) == 2
-    });
+    f.wait_status(
+        "cm",
+        "line-1",
+        Duration::from_secs(30),
+        "awaiting promote 1",
+        |st| phase(st) == "awaiting promote at step 1" && sel(st) == 2,
+    );
 
     // Pause: nothing advances, promote is refused; resume continues where it was.
     let p = cmd("pause");
@@ -914,7 +1030,15 @@ fn a_replayed_assignment_for_another_agent_is_refused() {
     let mut f = fleet("ro-replay", 1, 1);
     f.two_versions("rp", "[/bin/true]");
     f.hub
-        .json(&["workflow", "deploy", "rp", "--pool", "line-1", "--version", "2"])
+        .json(&[
+            "workflow",
+            "deploy",
+            "rp",
+            "--pool",
+            "line-1",
+            "--version",
+            "2",
+        ])
         .unwrap();
     let (a, b) = (&f.agents[0], &f.agents[1]);
     assert_eq!((a.line, b.line), (1, 2));
@@ -973,7 +1097,10 @@ fn a_replayed_assignment_for_another_agent_is_refused() {
         reason.contains("names another agent") && reason.contains(&a_id),
         "{show}"
     );
-    assert_eq!(show["version"], 2, "the offered assignment was A's v2: {show}");
+    assert_eq!(
+        show["version"], 2,
+        "the offered assignment was A's v2: {show}"
+    );
     let audit = f.audit();
     assert!(
         audit
