@@ -247,15 +247,12 @@ async fn session(
                             None => tracing::info!(agent = %agent_id, %workflow, version, "version activated"),
                             Some(r) => tracing::warn!(agent = %agent_id, %workflow, version, "deploy rejected: {r:?}"),
                         }
+                        // Through `Hub::deploy_result`, which also audits a rejection.
                         let (h, id) = (hub.clone(), agent_id.clone());
-                        let rec = crate::store::DeployResultRecord {
-                            workflow,
-                            version,
-                            epoch,
-                            rejected: rejected.as_ref().map(crate::hub::rejection_text),
-                            at_ms: now_ms(),
-                        };
-                        blocking(move || h.store.record_deploy_result(&id, rec)).await??;
+                        blocking(move || {
+                            h.deploy_result(&id, &workflow, version, epoch, rejected.as_ref())
+                        })
+                        .await??;
                         hub.rollout_wake.notify_one();
                     }
                     HubEvent::CommandResult { id, ok, message, run_id } => {

@@ -10,3 +10,4 @@ mod deploy;
 mod engine;
 mod hub;
 mod hub_faults;
+mod rollouts;

@@ -545,8 +545,24 @@ impl Controller {
                     self.total_failures = self.total_failures.saturating_add(1);
                 }
             }
+            // Under probation the agent reverts by itself once more than K of its first N runs
+            // failed; its `Reverted` report comes after those runs (and may come much later:
+            // after a partition), so the runs alone must fail the gate, or the same runs could
+            // first meet `min_runs` and pass it.
+            let (runs, failures) = (a.runs, a.failures);
+            let probation_failed = self
+                .spec
+                .probation
+                .is_some_and(|(n, k)| runs <= n && failures > k);
             if !succeeded && canary {
                 let why = format!("canary agent {agent}: a run of v{version} failed");
+                self.fail_agent(i, why);
+            } else if !succeeded && probation_failed {
+                let (n, k) = self.spec.probation.unwrap_or_default();
+                let why = format!(
+                    "agent {agent} failed its probation: {failures} of its first {runs} runs of \
+                     v{version} failed (allowed: {k} of {n}); it reverts by itself"
+                );
                 self.fail_agent(i, why);
             }
         }

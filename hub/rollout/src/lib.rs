@@ -62,7 +62,9 @@
 //! stops progress, not safety). The gate FAILS at once (→ RollingBack) when:
 //! - a run of the new version fails on an agent selected at step 0 (a canary), at any step;
 //! - an updated agent rejects the new version;
-//! - an updated agent reverts from the new version under probation;
+//! - an updated agent reverts from the new version under probation, or its runs show it will:
+//!   more than K of its first N runs of the new version failed (probation `(N, K)`; the runs
+//!   arrive before the agent's report of the revert, and must not pass the gate meanwhile);
 //! - the failure rate of the new version's runs on updated agents, counted since the rollout
 //!   started (runs of agents that left included), exceeds `max_failure_rate` (once ≥ 1 run);
 //! - an updated agent the step still needs (not active yet, or short of its runs under

@@ -197,7 +197,9 @@ fn failure_rate_gate_in_a_later_step() {
     assert!(matches!(h.phase(), Phase::Baking { .. }));
     h.run(&order[4], false); // 1/6 = 16.7%
     assert!(matches!(h.phase(), Phase::Baking { .. }));
-    h.run(&order[4], false); // 2/7 = 28.6%
+    // (Another agent: a second failure of order[4] within its first 3 runs would fail its
+    // probation (3, 1) before the rate is looked at.)
+    h.run(&order[3], false); // 2/7 = 28.6%
     assert!(
         matches!(h.phase(), Phase::RolledBack { ref reason } if reason.contains("failure rate")),
         "{:?}",
@@ -708,4 +710,75 @@ fn thousand_agents_zero_bake() {
     assert_eq!(h.phase(), Phase::Succeeded);
     // Steps 0 and 1 share the target 1: step 1 passes at once.
     assert_eq!(sizes, vec![(0, 1), (2, 100), (3, 500), (4, 1_000)]);
+}
+
+/// An agent's failed runs that make it revert under probation fail the gate as they arrive,
+/// before its report of the revert (which comes after them, possibly after a partition): the
+/// same runs must not first meet `min_runs` and pass the gate.
+#[test]
+fn runs_that_fail_probation_fail_the_gate_before_the_revert_report() {
+    let mut s = spec(Size::Count(1), vec![Size::Percent(100)]);
+    s.min_runs = 2;
+    s.max_failure_rate = 1.0;
+    s.probation = Some((3, 1));
+    let mut h = Harness::new(s, 3);
+    let order = stable_order("ro-1", &ids(3));
+    h.advance(1_000);
+    h.run(&order[0], true);
+    h.run(&order[0], true);
+    assert!(
+        matches!(h.phase(), Phase::Baking { step: 1, .. }),
+        "{:?}",
+        h.phase()
+    );
+    h.advance(1_000);
+    h.run(&order[2], true);
+    h.run(&order[2], true);
+    // One failure of the first three is allowed by the probation: no revert, no failed gate.
+    h.run(&order[1], false);
+    assert!(
+        matches!(h.phase(), Phase::Baking { step: 1, .. }),
+        "{:?}",
+        h.phase()
+    );
+    // The second is not: the agent reverts by itself; its runs fail the gate at once.
+    h.run(&order[1], false);
+    assert!(
+        matches!(h.phase(), Phase::RollingBack { ref reason } | Phase::RolledBack { ref reason }
+            if reason.contains("failed its probation")),
+        "{:?}",
+        h.phase()
+    );
+}
+
+/// Failures after the probation window (the first N runs) are left to the failure rate.
+#[test]
+fn failures_after_the_probation_window_do_not_fail_it() {
+    let mut s = spec(Size::Count(1), vec![Size::Percent(100)]);
+    s.min_runs = 5;
+    s.max_failure_rate = 1.0;
+    s.probation = Some((2, 0));
+    let mut h = Harness::new(s, 2);
+    let order = stable_order("ro-1", &ids(2));
+    h.advance(1_000);
+    for _ in 0..5 {
+        h.run(&order[0], true);
+    }
+    assert!(
+        matches!(h.phase(), Phase::Baking { step: 1, .. }),
+        "{:?}",
+        h.phase()
+    );
+    h.run(&order[1], true);
+    h.run(&order[1], true);
+    h.run(&order[1], false);
+    h.run(&order[1], false);
+    assert!(
+        matches!(h.phase(), Phase::Baking { step: 1, .. }),
+        "{:?}",
+        h.phase()
+    );
+    h.run(&order[1], true);
+    h.advance(1_000);
+    assert_eq!(h.phase(), Phase::Succeeded);
 }
