@@ -581,6 +581,8 @@ const VERSIONS: redb::TableDefinition<(&str, u64), &[u8]> =
 const WORKFLOWS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("workflows");
 const ASSIGNMENTS: redb::TableDefinition<(&str, &str), &[u8]> =
     redb::TableDefinition::new("assignments");
+const POOL_DECISIONS: redb::TableDefinition<(&str, &str), &[u8]> =
+    redb::TableDefinition::new("pool_decisions");
 
 fn store_path(hub: &Hub) -> std::path::PathBuf {
     hub.data_dir.join("hub.redb")
@@ -756,6 +758,13 @@ fn tampered_and_replayed_deploys_are_rejected_reported_and_change_nothing() {
                 minicbor::decode(w.get("w").unwrap().unwrap().value()).unwrap();
             meta.latest = 1;
             w.insert("w", minicbor::to_vec(&meta).unwrap().as_slice())
+                .unwrap();
+            // And the workflow's default pool (`wf:w`, which follows each apply) back on v1.
+            let mut d = txn.open_table(POOL_DECISIONS).unwrap();
+            let mut dec: outpost_hub::store::pools::PoolDecision =
+                minicbor::decode(d.get(("w", "wf:w")).unwrap().unwrap().value()).unwrap();
+            dec.version = 1;
+            d.insert(("w", "wf:w"), minicbor::to_vec(&dec).unwrap().as_slice())
                 .unwrap();
         }
         txn.commit().unwrap();
