@@ -49,6 +49,10 @@ struct Args {
     /// Window over which the idle real agent's traffic is counted.
     #[arg(long, value_parser = loadgen::parse_dur, default_value = "60s")]
     idle: Duration,
+    /// Apply this many new versions of the workflow (100 ms apart) while the ingest runs: every
+    /// apply wakes every hub session (desired state changed) in the middle of frame reads.
+    #[arg(long, default_value_t = 0)]
+    churn_during_ingest: u32,
     /// Skip phases: any of fanout, ingest, drain, agent (comma-separated).
     #[arg(long, default_value = "")]
     skip: String,
@@ -139,6 +143,41 @@ async fn until(
         }
     }
     Ok(())
+}
+
+/// Apply `count` new versions of `bench`, 100 ms apart, through the CLI; how many applied.
+fn churn(
+    _cfg: &std::path::Path,
+    url: &str,
+    token: &str,
+    dir: &std::path::Path,
+    count: u32,
+) -> anyhow::Result<u32> {
+    for i in 0..count {
+        let p = dir.join(format!("churn-{i}.yaml"));
+        std::fs::write(
+            &p,
+            WORKFLOW.replace("(fires", &format!("(churn {i}; fires")),
+        )?;
+        let o = std::process::Command::new(outpost_tests::hub_bin())
+            .args(["workflow", "apply", "-f"])
+            .arg(&p)
+            .env("OUTPOST_HUB_URL", url)
+            .env("OUTPOST_HUB_TOKEN", token)
+            .output()?;
+        if !o.status.success() {
+            bail!("churn apply failed: {}", outpost_tests::stderr(&o));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(count)
+}
+
+/// Lines of a file containing `needle`.
+fn count_in(path: &std::path::Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().filter(|l| l.contains(needle)).count())
+        .unwrap_or(0)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -291,8 +330,18 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         let e = args.events;
         let cpu0 = loadgen::cpu_seconds(pid)?;
         let drained0 = tally.drained;
+        let disc0 = tally.disconnects;
         let t0 = Instant::now();
         fleet.add_backlog_all(e);
+        let churn = (args.churn_during_ingest > 0).then(|| {
+            let (cfg, url, tok) = (
+                hub.config.clone(),
+                hub.http_url.clone(),
+                hub.api_token.clone(),
+            );
+            let (count, dir) = (args.churn_during_ingest, scratch.path().to_path_buf());
+            std::thread::spawn(move || churn(&cfg, &url, &tok, &dir, count))
+        });
         let mut last = Duration::ZERO;
         until(
             &mut fleet,
@@ -308,6 +357,12 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         )
         .await?;
         let cpu1 = loadgen::cpu_seconds(pid)?;
+        let churned = match churn {
+            Some(h) => h
+                .join()
+                .map_err(|_| anyhow::anyhow!("churn thread panicked"))??,
+            None => 0,
+        };
         let total = (n * e) as f64;
         out["ingest"] = json!({
             "events_per_agent": e,
@@ -316,7 +371,14 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             "events_per_s": total / last.as_secs_f64(),
             "hub_cpu_s": cpu1 - cpu0,
             "hub_rss_kib": loadgen::vm_rss_kib(pid)?,
-            "disconnects_so_far": tally.disconnects,
+            "versions_applied_during": churned,
+            "disconnects_during": tally.disconnects - disc0,
+            "last_disconnect": tally.last_disconnect,
+            // Torn or undecodable frames (not mere connection losses, which the hub logs
+            // under the same "bad frame from agent" context).
+            "hub_log_torn_frames": count_in(&hub.stderr_path, "exceeds the limit")
+                + count_in(&hub.stderr_path, "inside a frame")
+                + count_in(&hub.stderr_path, "malformed message"),
             "loadavg": loadavg(),
         });
         eprintln!(
