@@ -91,12 +91,24 @@ pub fn decode_frame<T: for<'b> minicbor::Decode<'b, ()>>(bytes: &[u8]) -> Result
 const KEEP_BUF: usize = 64 * 1024;
 
 /// Receiving half: reads one frame at a time.
+///
+/// [`recv_frame`](Self::recv_frame) and [`recv`](Self::recv) are **cancel-safe**: the progress
+/// of a partly received frame (length prefix and body) is kept in `self`, so dropping the future
+/// (e.g. another branch of a `tokio::select!` won) loses nothing, and the next call continues
+/// the same frame. (quinn's `read_exact` is not cancel-safe; only its `read` is, and that is
+/// all this uses.)
 #[derive(Debug)]
 pub struct FramedRecv {
     /// The underlying stream.
     pub recv: quinn::RecvStream,
     buf: Vec<u8>,
     max: usize,
+    /// Length prefix of the current frame, `len_got` bytes of it read so far.
+    len: [u8; 4],
+    len_got: usize,
+    /// Body bytes of the current frame read so far into `buf` (sized once the length is known).
+    body_got: usize,
+    sized: bool,
 }
 
 impl FramedRecv {
@@ -111,36 +123,57 @@ impl FramedRecv {
             recv,
             buf: Vec::new(),
             max,
+            len: [0; 4],
+            len_got: 0,
+            body_got: 0,
+            sized: false,
         }
     }
 
     /// Read the next frame into the internal buffer. `Ok(false)` on a clean end of stream.
+    /// Cancel-safe: every await is quinn's cancel-safe `read`, and progress lives in `self`.
     async fn fill(&mut self) -> Result<bool, NetError> {
-        let mut len = [0u8; 4];
-        match self.recv.read_exact(&mut len).await {
-            Ok(()) => {}
-            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(false),
-            Err(quinn::ReadExactError::FinishedEarly(got)) => {
-                return Err(NetError::Truncated { got, want: 4 });
+        while self.len_got < 4 {
+            match self.recv.read(&mut self.len[self.len_got..]).await? {
+                Some(n) => self.len_got += n,
+                None if self.len_got == 0 => return Ok(false),
+                None => {
+                    return Err(NetError::Truncated {
+                        got: self.len_got,
+                        want: 4,
+                    });
+                }
             }
-            Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
         }
-        let want = u32::from_be_bytes(len) as usize;
+        let want = u32::from_be_bytes(self.len) as usize;
         if want > self.max {
             return Err(NetError::FrameTooLarge {
                 len: want,
                 max: self.max,
             });
         }
-        self.buf.clear();
-        self.buf.resize(want, 0);
-        match self.recv.read_exact(&mut self.buf).await {
-            Ok(()) => Ok(true),
-            Err(quinn::ReadExactError::FinishedEarly(got)) => {
-                Err(NetError::Truncated { got, want })
-            }
-            Err(quinn::ReadExactError::ReadError(e)) => Err(e.into()),
+        if !self.sized {
+            self.buf.clear();
+            self.buf.resize(want, 0);
+            self.body_got = 0;
+            self.sized = true;
         }
+        while self.body_got < want {
+            match self.recv.read(&mut self.buf[self.body_got..]).await? {
+                Some(n) => self.body_got += n,
+                None => {
+                    return Err(NetError::Truncated {
+                        got: self.body_got,
+                        want,
+                    });
+                }
+            }
+        }
+        // The frame is complete: the next call starts a new one.
+        self.len_got = 0;
+        self.body_got = 0;
+        self.sized = false;
+        Ok(true)
     }
 
     /// The next frame's payload; `None` when the peer finished the stream between frames.

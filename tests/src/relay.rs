@@ -68,6 +68,7 @@ struct Shared {
     mode: Mutex<Mode>,
     stop: AtomicBool,
     forwarded: AtomicU64,
+    forwarded_bytes: AtomicU64,
     dropped: AtomicU64,
     clients: AtomicUsize,
 }
@@ -110,6 +111,7 @@ impl Relay {
             mode: Mutex::new(Mode::Pass),
             stop: AtomicBool::new(false),
             forwarded: AtomicU64::new(0),
+            forwarded_bytes: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             clients: AtomicUsize::new(0),
         });
@@ -164,6 +166,11 @@ impl Relay {
     /// Datagrams delivered so far.
     pub fn forwarded(&self) -> u64 {
         self.shared.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// UDP payload bytes delivered so far (either direction; IP and UDP headers not counted).
+    pub fn forwarded_bytes(&self) -> u64 {
+        self.shared.forwarded_bytes.load(Ordering::Relaxed)
     }
 
     /// Datagrams not delivered so far.
@@ -414,6 +421,9 @@ impl Worker {
         match r {
             Ok(_) => {
                 self.shared.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .forwarded_bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
             }
             Err(_) => self.drop_one(),
         }
@@ -534,6 +544,9 @@ mod tests {
         // Counters are bumped right after each send: let the last one land.
         let st = settle(&relay, 6);
         assert_eq!(st.forwarded, 6);
+        // Bytes: three 2-byte requests up, the three echoes (as received) down.
+        let down = ra1.len() + rb1.len() + ra2.len();
+        assert_eq!(relay.forwarded_bytes(), (3 * 2 + down) as u64);
         assert_eq!(st.dropped, 0);
         assert_eq!(st.clients, 2);
     }

@@ -1,0 +1,512 @@
+//! `outpost-hubbench`: benchmarks of the hub and its agents (issue 3), real processes.
+//!
+//! Starts a real `outpost-hub` (binaries from `OUTPOST_BIN_DIR`, e.g. `target/release`), plays
+//! N agents with the load generator (`outpost_tests::loadgen`: real enrollment, real QUIC with
+//! mutual TLS, the real `AgentSession`) and measures, in order:
+//! 1. fan-out: `workflow apply` → every played agent activated the version (the loadgen's own
+//!    activation times, and the hub's `agent list` showing it), the hub's VmRSS per connected
+//!    agent (before/after connecting N agents);
+//! 2. status ingest: every agent gets `--events` synthetic events at once; events per second
+//!    until every agent's outbox is acknowledged (the hub acknowledges after the redb commit);
+//! 3. one agent's backlog of `--drain-events` after a partition (a UDP relay blackholed until
+//!    the connection died, then healed): time from heal and from Welcome to the last Ack;
+//! 4. a real `outpost-agent serve`, enrolled, connected and idle, behind a relay: VmRSS after
+//!    settling, and the UDP bytes through the relay over `--idle` (extrapolated to an hour).
+//!
+//! ```text
+//! cargo build --release -p outpost-hub -p outpost-agent -p outpost-tests
+//! OUTPOST_BIN_DIR=target/release target/release/outpost-hubbench --agents 1000
+//! ```
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use outpost_tests::loadgen::{self, Fleet, FleetConfig, Report, Tally};
+use outpost_tests::relay::{Mode, Relay};
+use outpost_tests::{Hub, Scratch, wait_for};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "outpost-hubbench",
+    about = "Benchmarks of the hub and agents (issue 3)"
+)]
+struct Args {
+    /// Played agents.
+    #[arg(long, default_value_t = 1000)]
+    agents: usize,
+    /// Client UDP sockets the played agents are spread over.
+    #[arg(long, default_value_t = 1000)]
+    sockets: usize,
+    /// Status events per agent in the ingest phase.
+    #[arg(long, default_value_t = 100)]
+    events: usize,
+    /// Backlog of the single agent drained after a partition.
+    #[arg(long, default_value_t = 10_000)]
+    drain_events: usize,
+    /// Window over which the idle real agent's traffic is counted.
+    #[arg(long, value_parser = loadgen::parse_dur, default_value = "60s")]
+    idle: Duration,
+    /// Apply this many new versions of the workflow (100 ms apart) while the ingest runs: every
+    /// apply wakes every hub session (desired state changed) in the middle of frame reads.
+    #[arg(long, default_value_t = 0)]
+    churn_during_ingest: u32,
+    /// Skip phases: any of fanout, ingest, drain, agent (comma-separated).
+    #[arg(long, default_value = "")]
+    skip: String,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+const WORKFLOW: &str = "name: bench\n\
+description: Fan-out benchmark workflow (fires once a year; agents stay idle).\n\
+schedule: \"0 0 0 1 1 *\"\n\
+timezone: UTC\n\
+tasks:\n  hello:\n    command: [echo, hello]\n";
+
+fn main() {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    match rt.block_on(bench(args)) {
+        Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn machine() -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|s| s.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": model,
+        "mem_total": mem,
+        "kernel": kernel,
+    })
+}
+
+/// Wait for reports until `done(tally)` holds, or fail after `timeout`.
+async fn until(
+    fleet: &mut Fleet,
+    tally: &mut Tally,
+    timeout: Duration,
+    what: &str,
+    mut on: impl FnMut(&Report),
+    done: impl Fn(&Tally) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(tally) {
+        match tokio::time::timeout_at(deadline, fleet.reports.recv()).await {
+            Ok(Some(r)) => {
+                on(&r);
+                tally.add(&r);
+            }
+            Ok(None) => bail!("the fleet stopped while waiting for {what}"),
+            Err(_) => bail!(
+                "timed out after {timeout:?} waiting for {what} (tally: {})",
+                serde_json::to_string(tally).unwrap_or_default()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Apply `count` new versions of `bench`, 100 ms apart, through the CLI; how many applied.
+fn churn(
+    _cfg: &std::path::Path,
+    url: &str,
+    token: &str,
+    dir: &std::path::Path,
+    count: u32,
+) -> anyhow::Result<u32> {
+    for i in 0..count {
+        let p = dir.join(format!("churn-{i}.yaml"));
+        std::fs::write(
+            &p,
+            WORKFLOW.replace("(fires", &format!("(churn {i}; fires")),
+        )?;
+        let o = std::process::Command::new(outpost_tests::hub_bin())
+            .args(["workflow", "apply", "-f"])
+            .arg(&p)
+            .env("OUTPOST_HUB_URL", url)
+            .env("OUTPOST_HUB_TOKEN", token)
+            .output()?;
+        if !o.status.success() {
+            bail!("churn apply failed: {}", outpost_tests::stderr(&o));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(count)
+}
+
+/// Lines of a file containing `needle`.
+fn count_in(path: &std::path::Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().filter(|l| l.contains(needle)).count())
+        .unwrap_or(0)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
+    let fd = loadgen::raise_fd_limit();
+    let skip: Vec<&str> = args.skip.split(',').map(str::trim).collect();
+    let n = args.agents;
+    let mut out = json!({
+        "machine": machine(),
+        "bin_dir": outpost_tests::bin_dir().display().to_string(),
+        "agents": n,
+        "sockets": args.sockets.min(n),
+        "fd_limit": fd,
+        "loadavg_start": loadavg(),
+    });
+    let scratch = Scratch::new("hubbench")?;
+    let hub = Hub::start(scratch.path(), "")?;
+    let pid = hub.child.as_ref().map(|c| c.id()).context("hub pid")?;
+    eprintln!("hub pid {pid} on {} ({})", hub.quic_addr, hub.http_url);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = loadgen::vm_rss_kib(pid)?;
+
+    // Enrollment (not a benchmark of its own, but timed).
+    let t = Instant::now();
+    let (url, tok) = (hub.http_url.clone(), hub.api_token.clone());
+    let tokens =
+        tokio::task::spawn_blocking(move || loadgen::create_tokens(&url, &tok, n, &[])).await??;
+    let t_tokens = t.elapsed();
+    let ids = loadgen::enroll_many(hub.quic_addr, "outpost-hub", tokens, vec![], 32).await?;
+    out["enroll"] = json!({
+        "tokens_s": t_tokens.as_secs_f64(),
+        "total_s": t.elapsed().as_secs_f64(),
+    });
+    eprintln!("enrolled {n} agents in {:.1?}", t.elapsed());
+
+    // Connect everyone; hub memory per connected agent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_before = loadgen::vm_rss_kib(pid)?;
+    let mut cfg = FleetConfig::new(hub.quic_addr);
+    cfg.sockets = args.sockets;
+    let t = Instant::now();
+    let mut fleet = Fleet::start(cfg, ids)?;
+    let mut tally = Tally::new(n);
+    until(
+        &mut fleet,
+        &mut tally,
+        Duration::from_secs(600),
+        "every agent connected",
+        |_| {},
+        |t| t.connected == n,
+    )
+    .await?;
+    let t_connect = t.elapsed();
+    eprintln!("{n} sessions up in {t_connect:.1?}; settling");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rss_after = loadgen::vm_rss_kib(pid)?;
+    out["connect"] = json!({
+        "all_connected_s": t_connect.as_secs_f64(),
+        "hub_rss_kib_fresh": rss_idle,
+        "hub_rss_kib_before": rss_before,
+        "hub_rss_kib_after": rss_after,
+        "hub_kib_per_agent": (rss_after as f64 - rss_before as f64) / n as f64,
+        "loadavg": loadavg(),
+    });
+    eprintln!(
+        "hub VmRSS {rss_before} KiB -> {rss_after} KiB with {n} sessions: {:.1} KiB/agent",
+        (rss_after as f64 - rss_before as f64) / n as f64
+    );
+
+    if !skip.contains(&"fanout") {
+        let wf = scratch.write("bench.yaml", WORKFLOW)?;
+        let cpu0 = loadgen::cpu_seconds(pid)?;
+        let t0 = Instant::now();
+        let o = hub.cli(&["workflow", "apply", "-f", &wf.display().to_string()])?;
+        let t_apply = t0.elapsed();
+        if !o.status.success() {
+            bail!(
+                "workflow apply failed: {}{}",
+                outpost_tests::stdout(&o),
+                outpost_tests::stderr(&o)
+            );
+        }
+        let mut times = Vec::with_capacity(n);
+        until(
+            &mut fleet,
+            &mut tally,
+            Duration::from_secs(600),
+            "every agent activating bench@v1",
+            |r| {
+                if let Report::Activated { workflow, at, .. } = r
+                    && workflow == "bench"
+                {
+                    times.push(at.duration_since(t0).as_secs_f64());
+                }
+            },
+            |t| t.activated.get("bench@v1").copied().unwrap_or(0) >= n as u64,
+        )
+        .await?;
+        let t_all = t0.elapsed();
+        let load_fanout = loadavg();
+        // The hub's own view: every agent shows bench v1 active (deploy results committed).
+        let t_hub = tokio::task::block_in_place(|| {
+            wait_for(
+                Duration::from_secs(300),
+                "agent list showing bench v1",
+                || {
+                    let v = hub.json(&["agent", "list"]).ok()?;
+                    let rows = v.as_array()?;
+                    let on = rows
+                        .iter()
+                        .filter(|a| {
+                            a["active"].as_array().is_some_and(|act| {
+                                act.iter()
+                                    .any(|x| x["workflow"] == "bench" && x["version"] == 1)
+                            })
+                        })
+                        .count();
+                    (on >= n).then(|| t0.elapsed())
+                },
+            )
+        })?;
+        let cpu1 = loadgen::cpu_seconds(pid)?;
+        times.sort_by(f64::total_cmp);
+        out["fanout"] = json!({
+            "apply_cli_s": t_apply.as_secs_f64(),
+            "all_activated_s": t_all.as_secs_f64(),
+            "activation_p50_s": pct(&times, 0.5),
+            "activation_p99_s": pct(&times, 0.99),
+            "first_activation_s": times.first(),
+            "hub_agent_list_all_active_s": t_hub.as_secs_f64(),
+            "hub_cpu_s": cpu1 - cpu0,
+            "hub_rss_kib": loadgen::vm_rss_kib(pid)?,
+            "loadavg": load_fanout,
+        });
+        eprintln!(
+            "fan-out: all {n} activated {t_all:.2?} after apply (p50 {:.2}s, p99 {:.2}s); hub agent list agrees at {t_hub:.2?}",
+            pct(&times, 0.5),
+            pct(&times, 0.99)
+        );
+    }
+
+    if !skip.contains(&"ingest") {
+        let e = args.events;
+        let cpu0 = loadgen::cpu_seconds(pid)?;
+        let drained0 = tally.drained;
+        let disc0 = tally.disconnects;
+        let t0 = Instant::now();
+        fleet.add_backlog_all(e);
+        let churn = (args.churn_during_ingest > 0).then(|| {
+            let (cfg, url, tok) = (
+                hub.config.clone(),
+                hub.http_url.clone(),
+                hub.api_token.clone(),
+            );
+            let (count, dir) = (args.churn_during_ingest, scratch.path().to_path_buf());
+            std::thread::spawn(move || churn(&cfg, &url, &tok, &dir, count))
+        });
+        let mut last = Duration::ZERO;
+        until(
+            &mut fleet,
+            &mut tally,
+            Duration::from_secs(1800),
+            "every agent's backlog acknowledged",
+            |r| {
+                if let Report::Drained { at, .. } = r {
+                    last = at.duration_since(t0);
+                }
+            },
+            |t| t.drained >= drained0 + n as u64,
+        )
+        .await?;
+        let cpu1 = loadgen::cpu_seconds(pid)?;
+        let churned = match churn {
+            Some(h) => h
+                .join()
+                .map_err(|_| anyhow::anyhow!("churn thread panicked"))??,
+            None => 0,
+        };
+        let total = (n * e) as f64;
+        out["ingest"] = json!({
+            "events_per_agent": e,
+            "events": total,
+            "all_acked_s": last.as_secs_f64(),
+            "events_per_s": total / last.as_secs_f64(),
+            "hub_cpu_s": cpu1 - cpu0,
+            "hub_rss_kib": loadgen::vm_rss_kib(pid)?,
+            "versions_applied_during": churned,
+            "disconnects_during": tally.disconnects - disc0,
+            "last_disconnect": tally.last_disconnect,
+            // Torn or undecodable frames (not mere connection losses, which the hub logs
+            // under the same "bad frame from agent" context).
+            "hub_log_torn_frames": count_in(&hub.stderr_path, "exceeds the limit")
+                + count_in(&hub.stderr_path, "inside a frame")
+                + count_in(&hub.stderr_path, "malformed message"),
+            "loadavg": loadavg(),
+        });
+        eprintln!(
+            "ingest: {total} events from {n} agents acknowledged in {last:.2?}: {:.0} events/s",
+            total / last.as_secs_f64()
+        );
+    }
+
+    if !skip.contains(&"drain") {
+        let (url, tok) = (hub.http_url.clone(), hub.api_token.clone());
+        let tokens =
+            tokio::task::spawn_blocking(move || loadgen::create_tokens(&url, &tok, 1, &[]))
+                .await??;
+        let relay = Relay::start("127.0.0.1:0".parse()?, hub.quic_addr)?;
+        let ids = loadgen::enroll_many(relay.addr(), "outpost-hub", tokens, vec![], 1).await?;
+        let mut cfg = FleetConfig::new(relay.addr());
+        cfg.sockets = 1;
+        cfg.backoff_cap = Duration::from_secs(1);
+        let mut one = Fleet::start(cfg, ids)?;
+        let mut t1 = Tally::new(1);
+        until(
+            &mut one,
+            &mut t1,
+            Duration::from_secs(60),
+            "the drain agent connected",
+            |_| {},
+            |t| t.connected == 1,
+        )
+        .await?;
+        relay.set_mode(Mode::Blackhole);
+        one.add_backlog(0, args.drain_events);
+        until(
+            &mut one,
+            &mut t1,
+            Duration::from_secs(120),
+            "the partitioned connection to time out",
+            |_| {},
+            |t| t.disconnects >= 1,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let cpu0 = loadgen::cpu_seconds(pid)?;
+        let healed = Instant::now();
+        relay.set_mode(Mode::Pass);
+        let (mut welcomed, mut drained) = (None, None);
+        until(
+            &mut one,
+            &mut t1,
+            Duration::from_secs(600),
+            "the backlog acknowledged",
+            |r| match r {
+                Report::Welcomed { at, .. } => welcomed = Some(*at),
+                Report::Drained { at, .. } => drained = Some(*at),
+                _ => {}
+            },
+            |t| t.drained >= 1,
+        )
+        .await?;
+        let cpu1 = loadgen::cpu_seconds(pid)?;
+        let (w, d) = (
+            welcomed.context("no welcome")?,
+            drained.context("no drain")?,
+        );
+        let drain = d.duration_since(w).as_secs_f64();
+        out["drain"] = json!({
+            "events": args.drain_events,
+            "heal_to_acked_s": d.duration_since(healed).as_secs_f64(),
+            "welcome_to_acked_s": drain,
+            "events_per_s": args.drain_events as f64 / drain,
+            "hub_cpu_s": cpu1 - cpu0,
+            "other_agents_connected": n,
+            "loadavg": loadavg(),
+        });
+        eprintln!(
+            "drain: {} events acknowledged {:.2?} after the heal ({drain:.2}s after Welcome)",
+            args.drain_events,
+            d.duration_since(healed)
+        );
+        one.stop().await;
+    }
+
+    if !skip.contains(&"agent") {
+        let relay = Relay::start("127.0.0.1:0".parse()?, hub.quic_addr)?;
+        let dir = scratch.join("real-agent");
+        let agent = tokio::task::block_in_place(|| {
+            outpost_tests::enrolled_agent(&dir, &hub, relay.addr(), "", "")
+        })?;
+        let apid = agent.pid().context("agent pid")?;
+        // Settle: connected, deploy of `bench` activated (it fires once a year: idle).
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let rss = loadgen::vm_rss_kib(apid)?;
+        let (b0, d0) = (relay.forwarded_bytes(), relay.forwarded());
+        let cpu0 = loadgen::cpu_seconds(apid)?;
+        tokio::time::sleep(args.idle).await;
+        let (b1, d1) = (relay.forwarded_bytes(), relay.forwarded());
+        let cpu1 = loadgen::cpu_seconds(apid)?;
+        let rss_end = loadgen::vm_rss_kib(apid)?;
+        let secs = args.idle.as_secs_f64();
+        let per_h = (b1 - b0) as f64 / secs * 3600.0;
+        // On the wire: + 20 (IPv4) + 8 (UDP) bytes per datagram (link layer not counted).
+        let wire_h = ((b1 - b0) + 28 * (d1 - d0)) as f64 / secs * 3600.0;
+        out["agent"] = json!({
+            "rss_kib_settled": rss,
+            "rss_kib_end": rss_end,
+            "idle_window_s": secs,
+            "udp_payload_bytes": b1 - b0,
+            "datagrams": d1 - d0,
+            "udp_payload_bytes_per_hour": per_h,
+            "ip_bytes_per_hour": wire_h,
+            "cpu_s": cpu1 - cpu0,
+            "loadavg": loadavg(),
+        });
+        eprintln!(
+            "real agent idle: VmRSS {rss} KiB; {} bytes in {} datagrams over {secs}s = {:.0} KiB/h payload ({:.0} KiB/h with IP/UDP headers)",
+            b1 - b0,
+            d1 - d0,
+            per_h / 1024.0,
+            wire_h / 1024.0
+        );
+        drop(agent);
+    }
+
+    out["disconnects"] = json!(tally.disconnects);
+    out["last_disconnect"] = json!(tally.last_disconnect);
+    out["loadavg_end"] = json!(loadavg());
+    fleet.stop().await;
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_vec_pretty(&out)?)?;
+    }
+    Ok(out)
+}
