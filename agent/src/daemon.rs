@@ -141,6 +141,19 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
         });
     }
     driver.run_loop(|_| false).await?;
+    if link.is_some() {
+        // Best effort: let the hub acknowledge the last state changes (the outbox keeps them
+        // anyway, and the next session sends them), so that the hub sees the final state now.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while tokio::time::Instant::now() < deadline {
+            match (driver.store.acked_seq(), driver.store.last_seq()) {
+                (Ok(a), Ok(l)) if a < l => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                }
+                _ => break,
+            }
+        }
+    }
     let _ = link_stop.send(true);
     if let Some(l) = link {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), l).await;
