@@ -234,10 +234,21 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     let v2 = scratch.write("v2.yaml", &workflow("v2"))?;
     let t = Instant::now();
     tokio::task::block_in_place(|| -> anyhow::Result<()> {
-        cli_ok(&hub, &["workflow", "apply", "-f", &v1.display().to_string()])?;
         cli_ok(
             &hub,
-            &["workflow", "deploy", NAME, "--pool", &pool, "--version", "1"],
+            &["workflow", "apply", "-f", &v1.display().to_string()],
+        )?;
+        cli_ok(
+            &hub,
+            &[
+                "workflow",
+                "deploy",
+                NAME,
+                "--pool",
+                &pool,
+                "--version",
+                "1",
+            ],
         )?;
         Ok(())
     })?;
@@ -252,7 +263,10 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     .await?;
     eprintln!("all {n} on v1 after {:.1?}", t.elapsed());
     tokio::task::block_in_place(|| {
-        cli_ok(&hub, &["workflow", "apply", "-f", &v2.display().to_string()])
+        cli_ok(
+            &hub,
+            &["workflow", "apply", "-f", &v2.display().to_string()],
+        )
     })?;
 
     // Baseline: the fleet's runs of v1 only.
