@@ -88,37 +88,6 @@ fn main() {
     }
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn machine() -> serde_json::Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|s| s.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_default();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu": model,
-        "mem_total": mem,
-        "kernel": kernel,
-    })
-}
-
 /// Wait for reports until `done(tally)` holds, or fail after `timeout`.
 async fn until(
     fleet: &mut Fleet,
@@ -193,12 +162,12 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     let skip: Vec<&str> = args.skip.split(',').map(str::trim).collect();
     let n = args.agents;
     let mut out = json!({
-        "machine": machine(),
+        "machine": outpost_tests::machine(),
         "bin_dir": outpost_tests::bin_dir().display().to_string(),
         "agents": n,
         "sockets": args.sockets.min(n),
         "fd_limit": fd,
-        "loadavg_start": loadavg(),
+        "loadavg_start": outpost_tests::loadavg(),
     });
     let scratch = Scratch::new("hubbench")?;
     let hub = Hub::start(scratch.path(), "")?;
@@ -247,7 +216,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "hub_rss_kib_before": rss_before,
         "hub_rss_kib_after": rss_after,
         "hub_kib_per_agent": (rss_after as f64 - rss_before as f64) / n as f64,
-        "loadavg": loadavg(),
+        "loadavg": outpost_tests::loadavg(),
     });
     eprintln!(
         "hub VmRSS {rss_before} KiB -> {rss_after} KiB with {n} sessions: {:.1} KiB/agent",
@@ -284,7 +253,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         )
         .await?;
         let t_all = t0.elapsed();
-        let load_fanout = loadavg();
+        let load_fanout = outpost_tests::loadavg();
         // The hub's own view: every agent shows bench v1 active (deploy results committed).
         let t_hub = tokio::task::block_in_place(|| {
             wait_for(
@@ -379,7 +348,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             "hub_log_torn_frames": count_in(&hub.stderr_path, "exceeds the limit")
                 + count_in(&hub.stderr_path, "inside a frame")
                 + count_in(&hub.stderr_path, "malformed message"),
-            "loadavg": loadavg(),
+            "loadavg": outpost_tests::loadavg(),
         });
         eprintln!(
             "ingest: {total} events from {n} agents acknowledged in {last:.2?}: {:.0} events/s",
@@ -450,7 +419,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             "events_per_s": args.drain_events as f64 / drain,
             "hub_cpu_s": cpu1 - cpu0,
             "other_agents_connected": n,
-            "loadavg": loadavg(),
+            "loadavg": outpost_tests::loadavg(),
         });
         eprintln!(
             "drain: {} events acknowledged {:.2?} after the heal ({drain:.2}s after Welcome)",
@@ -489,7 +458,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             "udp_payload_bytes_per_hour": per_h,
             "ip_bytes_per_hour": wire_h,
             "cpu_s": cpu1 - cpu0,
-            "loadavg": loadavg(),
+            "loadavg": outpost_tests::loadavg(),
         });
         eprintln!(
             "real agent idle: VmRSS {rss} KiB; {} bytes in {} datagrams over {secs}s = {:.0} KiB/h payload ({:.0} KiB/h with IP/UDP headers)",
@@ -503,7 +472,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
 
     out["disconnects"] = json!(tally.disconnects);
     out["last_disconnect"] = json!(tally.last_disconnect);
-    out["loadavg_end"] = json!(loadavg());
+    out["loadavg_end"] = json!(outpost_tests::loadavg());
     fleet.stop().await;
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_vec_pretty(&out)?)?;

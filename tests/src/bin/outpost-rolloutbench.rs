@@ -96,32 +96,6 @@ fn main() {
     }
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn machine() -> serde_json::Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|s| s.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_default();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu": model,
-        "mem_total": mem,
-    })
-}
-
 /// Wait for reports until `done(tally)` holds, or fail after `timeout`.
 async fn until(
     fleet: &mut Fleet,
@@ -189,7 +163,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     let fd = loadgen::raise_fd_limit();
     let n = args.agents;
     let mut out = json!({
-        "machine": machine(),
+        "machine": outpost_tests::machine(),
         "bin_dir": outpost_tests::bin_dir().display().to_string(),
         "agents": n,
         "sockets": args.sockets.min(n),
@@ -197,7 +171,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "plan": args.plan,
         "poll_s": args.poll.as_secs_f64(),
         "fd_limit": fd,
-        "loadavg_start": loadavg(),
+        "loadavg_start": outpost_tests::loadavg(),
     });
     let scratch = Scratch::new("rolloutbench")?;
     let hub = Hub::start(scratch.path(), "")?;
@@ -283,7 +257,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "hub_cpu_util": (b1.cpu_s - b0.cpu_s) / bw,
         "runs_per_s": (tally.runs_ok + tally.runs_failed - runs0) as f64 / bw,
         "hub_rss_kib": b1.rss_kib,
-        "loadavg": loadavg(),
+        "loadavg": outpost_tests::loadavg(),
     });
     eprintln!(
         "baseline: hub CPU {:.0}% of a core, {} KiB, {:.0} runs/s",
@@ -411,7 +385,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "hub_rss_kib_before": s0.rss_kib,
         "hub_rss_kib_peak": rss_peak,
         "hub_rss_kib_after": s_end.rss_kib,
-        "loadavg": loadavg(),
+        "loadavg": outpost_tests::loadavg(),
     });
     eprintln!(
         "rollout of {n} agents done in {t_end:.2}s (last v2 activation at {:.2}s); hub CPU {cpu:.2}s ({:.0}% mean, {:.0}% peak 1 s), VmRSS {} -> peak {} KiB",
@@ -428,7 +402,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "disconnects": tally.disconnects,
         "last_disconnect": tally.last_disconnect,
         "rejected": tally.rejected,
-        "loadavg_end": loadavg(),
+        "loadavg_end": outpost_tests::loadavg(),
     });
     fleet.stop().await;
     if let Some(p) = &args.json {
