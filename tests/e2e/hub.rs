@@ -646,9 +646,11 @@ fn wait_rejected(hub: &Hub, id: &str, wf: &str, version: u64, reason: &str, afte
     });
 }
 
-/// New runs keep coming on the agent, all on `version`.
+/// New runs keep coming on the agent, all on `version`. Runs are committed up to
+/// `PRECOMMIT_LEAD` (50 ms) before their instant with the version active then, so the instant
+/// right after an activation may still carry the previous one: count from 1 s on.
 fn assert_runs_go_on_at(d: &Daemon, wf: &str, version: u64) {
-    let before = now_ms();
+    let before = now_ms() + 1000;
     wait_for(Duration::from_secs(10), "two new runs", || {
         let fresh: Vec<_> = agent_runs(d, wf)
             .into_iter()
