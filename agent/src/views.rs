@@ -1,9 +1,7 @@
 //! JSON-friendly views of runs and tasks: what `--output json` prints and what the control socket
 //! carries. Times are RFC 3339 strings (UTC).
 
-use outpost_common::record::{
-    AttemptOutcome, AttemptRecord, LimitsMode, RunKind, RunRecord, TaskInstanceRecord,
-};
+use outpost_common::record::{AttemptRecord, RunRecord, TaskInstanceRecord};
 use serde::{Deserialize, Serialize};
 
 pub use outpost_common::record::rfc3339;
@@ -46,12 +44,7 @@ impl RunView {
             run_id: r.run_id.clone(),
             workflow: r.workflow.clone(),
             version: r.version,
-            kind: match r.kind {
-                RunKind::Scheduled => "scheduled",
-                RunKind::Manual => "manual",
-                RunKind::Catchup => "catchup",
-            }
-            .into(),
+            kind: r.kind.as_str().into(),
             state: r.state.as_str().into(),
             scheduled: rfc3339(r.scheduled_ms),
             created: rfc3339(r.created_ms),
@@ -71,50 +64,16 @@ impl TaskView {
             task: t.task_id.clone(),
             state: t.state.as_str().into(),
             attempts: t.attempts.len() as u32,
-            exit_code: last.and_then(|a| match a.outcome {
-                Some(AttemptOutcome::Exited(c)) => Some(c),
-                _ => None,
-            }),
+            exit_code: last.and_then(|a| a.outcome.as_ref()?.exit_code()),
             outcome: last.and_then(|a| a.outcome.as_ref().map(|o| o.to_string())),
             start: first.map(|a| rfc3339(a.started_ms)),
             end: last.and_then(|a| a.ended_ms.map(rfc3339)),
             reason: last.and_then(|a| a.reason.clone()),
-            limits: last.and_then(|a| match a.limits {
-                LimitsMode::None => None,
-                LimitsMode::CgroupV2 => Some("cgroup-v2".into()),
-                LimitsMode::Rlimit => Some("rlimit".into()),
-            }),
+            limits: last.and_then(|a| a.limits.label()).map(String::from),
             log: last.and_then(|a| a.log_path.clone()),
             outputs: t.outputs.clone(),
         }
     }
 }
 
-/// Render rows as an aligned text table.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if i < widths.len() {
-                widths[i] = widths[i].max(c.chars().count());
-            }
-        }
-    }
-    let mut out = String::new();
-    let line = |cells: Vec<&str>, out: &mut String| {
-        let n = cells.len();
-        for (i, c) in cells.into_iter().enumerate() {
-            out.push_str(c);
-            if i + 1 < n {
-                let pad = widths[i].saturating_sub(c.chars().count()) + 2;
-                out.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push('\n');
-    };
-    line(header.to_vec(), &mut out);
-    for r in rows {
-        line(r.iter().map(|s| s.as_str()).collect(), &mut out);
-    }
-    out
-}
+pub use outpost_common::text::table;

@@ -14,4 +14,5 @@ pub mod schedule;
 pub mod sign;
 pub mod sync;
 pub mod template;
+pub mod text;
 pub mod workflow;

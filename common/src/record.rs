@@ -26,6 +26,17 @@ pub enum RunKind {
     Catchup,
 }
 
+impl RunKind {
+    /// The name shown by CLIs and APIs (`scheduled`, `manual`, `catchup`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Scheduled => "scheduled",
+            RunKind::Manual => "manual",
+            RunKind::Catchup => "catchup",
+        }
+    }
+}
+
 /// Derive the run id of a firing. Scheduled and catch-up firings of the same instant share an id
 /// on purpose: one instant, one run.
 pub fn run_id(workflow: &str, version: u64, scheduled_ms: UnixMillis, kind: RunKind) -> RunId {
@@ -168,6 +179,14 @@ impl AttemptOutcome {
     pub fn is_success(&self) -> bool {
         matches!(self, AttemptOutcome::Exited(0))
     }
+
+    /// The exit code, when the process exited by itself.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            AttemptOutcome::Exited(c) => Some(*c),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for AttemptOutcome {
@@ -200,6 +219,17 @@ pub enum LimitsMode {
     CgroupV2,
     #[n(2)]
     Rlimit,
+}
+
+impl LimitsMode {
+    /// What an attempt record shows (`cgroup-v2`, `rlimit`); `None` when no limit applied.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            LimitsMode::None => None,
+            LimitsMode::CgroupV2 => Some("cgroup-v2"),
+            LimitsMode::Rlimit => Some("rlimit"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]

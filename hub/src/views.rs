@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use outpost_common::record::{AttemptOutcome, LimitsMode, RunKind, RunRecord, TaskInstanceRecord};
+use outpost_common::record::{RunRecord, TaskInstanceRecord};
 use serde::{Deserialize, Serialize};
 
 pub use outpost_common::record::rfc3339;
@@ -335,12 +335,7 @@ impl RunView {
             agent: agent.to_string(),
             workflow: r.workflow.clone(),
             version: r.version,
-            kind: match r.kind {
-                RunKind::Scheduled => "scheduled",
-                RunKind::Manual => "manual",
-                RunKind::Catchup => "catchup",
-            }
-            .into(),
+            kind: r.kind.as_str().into(),
             state: r.state.as_str().into(),
             scheduled: rfc3339(r.scheduled_ms),
             created: rfc3339(r.created_ms),
@@ -361,19 +356,12 @@ impl TaskView {
             task: t.task_id.clone(),
             state: t.state.as_str().into(),
             attempts: t.attempts.len() as u32,
-            exit_code: last.and_then(|a| match a.outcome {
-                Some(AttemptOutcome::Exited(c)) => Some(c),
-                _ => None,
-            }),
+            exit_code: last.and_then(|a| a.outcome.as_ref()?.exit_code()),
             outcome: last.and_then(|a| a.outcome.as_ref().map(|o| o.to_string())),
             start: first.map(|a| rfc3339(a.started_ms)),
             end: last.and_then(|a| a.ended_ms.map(rfc3339)),
             reason: last.and_then(|a| a.reason.clone()),
-            limits: last.and_then(|a| match a.limits {
-                LimitsMode::None => None,
-                LimitsMode::CgroupV2 => Some("cgroup-v2".into()),
-                LimitsMode::Rlimit => Some("rlimit".into()),
-            }),
+            limits: last.and_then(|a| a.limits.label()).map(String::from),
             outputs: t.outputs.clone(),
         }
     }
@@ -397,39 +385,7 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// Render rows as an aligned text table.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if i < widths.len() {
-                widths[i] = widths[i].max(c.chars().count());
-            }
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let n = cells.len();
-        for (i, c) in cells.into_iter().enumerate() {
-            out.push_str(c);
-            if i + 1 < n {
-                let pad = widths
-                    .get(i)
-                    .copied()
-                    .unwrap_or(0)
-                    .saturating_sub(c.chars().count())
-                    + 2;
-                out.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push('\n');
-    };
-    line(header.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
-    out
-}
+pub use outpost_common::text::table;
 
 /// `k=v,k=v` as a map (labels on the command line).
 pub fn fmt_labels(m: &BTreeMap<String, String>) -> String {
