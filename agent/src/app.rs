@@ -305,6 +305,10 @@ fn run_once(
         };
     }
     if let Some(n) = max_running {
+        // A dispatch depth left at its default follows the new limit.
+        if cfg.dispatch_ahead == cfg.max_running {
+            cfg.dispatch_ahead = n.max(1);
+        }
         cfg.max_running = n.max(1);
     }
     let opts = ValidateOptions {
@@ -335,6 +339,7 @@ fn run_once(
         let mut driver = Driver::new(
             DriverConfig {
                 max_running: cfg.max_running,
+                dispatch_ahead: cfg.dispatch_ahead,
                 resources: cfg.resources.clone(),
                 exec: exec_config(&cfg)?,
                 shutdown_grace: Duration::from_secs(5),
@@ -472,6 +477,12 @@ impl Progress {
 
     fn event(&mut self, e: &StatusEvent) {
         let StatusEvent::Task(t) = e else { return };
+        // Dispatched ahead of a free slot: shown when it really starts.
+        if t.state == TaskState::Running
+            && t.attempts.last().is_some_and(|a| a.dispatched_ms.is_some())
+        {
+            return;
+        }
         if self.last.get(&t.task_id) == Some(&t.state) {
             return;
         }

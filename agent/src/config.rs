@@ -17,6 +17,7 @@ struct RawConfig {
     workflows_dir: Option<PathBuf>,
     socket: Option<PathBuf>,
     max_running: Option<usize>,
+    dispatch_ahead: Option<usize>,
     rescan_interval: Option<String>,
     #[serde(default)]
     resources: BTreeMap<String, u32>,
@@ -75,6 +76,9 @@ pub struct AgentConfig {
     pub socket: PathBuf,
     /// Agent-wide limit on running tasks.
     pub max_running: usize,
+    /// How many ready attempts are committed ahead of a free slot, so that they start without a
+    /// commit when a slot frees (default: `max_running`; 0 turns it off). See docs/operations.md.
+    pub dispatch_ahead: usize,
     /// How often the workflows directory is rescanned for changes.
     pub rescan_interval: Duration,
     /// Named local semaphores and their capacities (e.g. `plc-bus = 1`).
@@ -121,6 +125,7 @@ impl AgentConfig {
             state_dir,
             workflows_dir: None,
             max_running: default_max_running(),
+            dispatch_ahead: default_max_running(),
             rescan_interval: Duration::from_secs(2),
             resources: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(30),
@@ -166,6 +171,7 @@ impl AgentConfig {
                 cfg.max_running = n;
             }
         }
+        cfg.dispatch_ahead = raw.dispatch_ahead.unwrap_or(cfg.max_running);
         let dur =
             |key: &'static str, v: &Option<String>| -> Result<Option<Duration>, ConfigError> {
                 match v {

@@ -120,6 +120,8 @@ struct Loaded {
 
 pub struct DriverConfig {
     pub max_running: usize,
+    /// See `EngineConfig::dispatch_ahead`.
+    pub dispatch_ahead: usize,
     pub resources: BTreeMap<String, u32>,
     pub exec: ExecConfig,
     pub shutdown_grace: Duration,
@@ -174,6 +176,7 @@ impl Driver {
             max_running: cfg.max_running.max(1),
             resources: cfg.resources.clone(),
             seed,
+            dispatch_ahead: cfg.dispatch_ahead,
         });
         let started = clock.wall();
         Driver {
@@ -920,59 +923,50 @@ impl Driver {
     }
 
     /// Carry out every action the engine has, durable first.
+    ///
+    /// Per burst: `Start`s of dispatched attempts (committed by an earlier burst) are performed
+    /// at once; then the records are committed, unless nothing waits for them (no `Spawn`,
+    /// `Kill` or `Flush` follows), in which case the group commit may hold them back for up to
+    /// [`GROUP_COMMIT_WINDOW`]; then the other actions are carried out.
     pub fn pump(&mut self) -> anyhow::Result<()> {
         loop {
-            let mut batch = std::mem::take(&mut self.pending);
             let mut acts = Vec::new();
+            let mut urgent = false;
+            let mut started = false;
             while let Some(a) = self.engine.poll_action() {
                 match a {
-                    Action::Commit(events) => {
-                        if acts.is_empty() {
-                            batch.events.extend(events);
-                        } else {
-                            // A commit after a spawn: carry out what we have first.
-                            acts.push(Action::Commit(events));
-                            break;
-                        }
+                    Action::Start {
+                        run_id,
+                        task,
+                        attempt,
+                    } => {
+                        started = true;
+                        self.spawn(run_id, task, attempt);
                     }
-                    other => acts.push(other),
+                    Action::Commit(events) => self.pending.events.extend(events),
+                    Action::Flush => urgent = true,
+                    other => {
+                        urgent |= matches!(other, Action::Spawn { .. } | Action::Kill { .. });
+                        acts.push(other);
+                    }
                 }
             }
-            let empty = batch.is_empty() && acts.is_empty();
-            let needs_commit = acts
-                .iter()
-                .any(|a| matches!(a, Action::Spawn { .. } | Action::Kill { .. }));
-            if !batch.is_empty() && !needs_commit && self.may_hold_back() {
-                // Group commit: nothing waits for these records; let them join the next commit.
-                self.pending = batch;
-                if self.pending_since.is_none() {
+            if !self.pending.is_empty() {
+                if urgent || !self.may_hold_back() {
+                    self.flush()?;
+                } else if self.pending_since.is_none() {
+                    // Group commit: nothing waits for these records; let them join the next one.
                     self.pending_since = Some(self.clock.mono());
                 }
-                let only_records = acts.is_empty();
-                self.carry_out(acts);
-                if only_records {
-                    return Ok(());
-                }
-                continue;
             }
-            if !batch.is_empty() {
-                self.pending_since = None;
-                let events = batch.events.clone();
-                self.commit(batch).context("committing to the store")?;
-                if let Some(obs) = self.observer.as_mut() {
-                    for e in &events {
-                        obs(e);
-                    }
-                }
+            if acts.is_empty() && !started {
+                return Ok(());
             }
             self.carry_out(acts);
             for name in std::mem::take(&mut self.probation_due) {
                 if let Err(e) = self.check_probation(&name) {
                     tracing::error!(workflow = %name, "probation check failed: {e:#}");
                 }
-            }
-            if empty {
-                return Ok(());
             }
         }
     }
@@ -1009,6 +1003,13 @@ impl Driver {
             for a in acts {
                 match a {
                     Action::Commit(events) => self.pending.events.extend(events),
+                    Action::Flush => {}
+                    // Not queued by `pump` (performed at once); handled for completeness.
+                    Action::Start {
+                        run_id,
+                        task,
+                        attempt,
+                    } => self.spawn(run_id, task, attempt),
                     Action::Spawn {
                         run_id,
                         task,

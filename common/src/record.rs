@@ -253,6 +253,12 @@ pub struct AttemptRecord {
     /// Path of the attempt's log file.
     #[n(7)]
     pub log_path: Option<String>,
+    /// Set while the attempt is committed but its process has not been started: it was
+    /// *dispatched* ahead of a free slot, or pre-committed ahead of its cron instant (the time
+    /// it was committed). Cleared, with `started_ms` set to the real start, when the process
+    /// starts. An attempt recovered after a crash with this set may or may not have started.
+    #[n(8)]
+    pub dispatched_ms: Option<UnixMillis>,
 }
 
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]

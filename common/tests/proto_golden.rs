@@ -140,6 +140,7 @@ fn task_record() -> TaskInstanceRecord {
             limits: LimitsMode::Rlimit,
             reason: Some("killed by SIGKILL".into()),
             log_path: None,
+            dispatched_ms: None,
         }],
         outputs: vec![("rows".into(), "10".into())],
         retry_at_ms: None,

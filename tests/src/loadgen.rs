@@ -554,6 +554,7 @@ impl Played {
                     limits: LimitsMode::None,
                     reason: None,
                     log_path: None,
+                    dispatched_ms: None,
                 }],
                 outputs: vec![],
                 retry_at_ms: None,

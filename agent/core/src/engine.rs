@@ -16,8 +16,28 @@
 //! task record that changed since the previous burst, followed by the `Spawn`, `Kill` and
 //! `RunFinished` actions of that burst. So every `Spawn` is preceded by a `Commit` containing that
 //! task's `Running` snapshot. The driver may merge consecutive commits into one transaction but
-//! must commit before performing any later action. State changes from several `handle_*` calls
-//! made before polling coalesce into one commit.
+//! must commit before performing any later `Spawn` or `Kill`. State changes from several
+//! `handle_*` calls made before polling coalesce into one commit.
+//!
+//! The one exception is [`Action::Start`] (see "Dispatch ahead"): it comes at the *front* of a
+//! burst, and the driver performs it at once, before committing anything, because its attempt
+//! was committed by an earlier burst. A burst that dispatches attempts ends its records with
+//! [`Action::Flush`]: the driver must commit them before it returns to the engine (it may not
+//! hold them back for a group commit). `handle_*` calls must not be made between polling an
+//! action and performing it.
+//!
+//! # Dispatch ahead
+//!
+//! With `dispatch_ahead = k > 0`, once every slot is taken the next `k` ready tasks (queue
+//! order) get their next attempt committed already: state `Running`, with the attempt's
+//! `dispatched_ms` set and no process. When a slot frees, the best ready-or-dispatched task by
+//! the queue order takes it; a dispatched one starts with `Start`, so the commit of the exit that
+//! freed the slot (and the next dispatches) overlaps with the new process instead of delaying it.
+//! Its `started_ms` is set (and `dispatched_ms` cleared) when it starts; its timeout counts from
+//! then. A dispatched attempt is never killed: cancelling its run ends it `Cancelled` at once,
+//! and `stop_starting` takes it back (the task is `Ready` again). After a crash it is recovered
+//! like any attempt without an outcome, as `Interrupted` (it may or may not have started), with
+//! a reason that says it was dispatched.
 //!
 //! # Run admission (per workflow, by the run's own workflow version)
 //!
@@ -102,6 +122,9 @@ pub struct EngineConfig {
     pub resources: BTreeMap<String, u32>,
     /// Seed of the jitter generator.
     pub seed: u64,
+    /// How many ready attempts may be *dispatched* ahead of a free slot (0: none). See
+    /// "Dispatch ahead" in the module docs.
+    pub dispatch_ahead: usize,
 }
 
 /// Why an attempt is killed.
@@ -122,6 +145,16 @@ pub enum Action {
         task: TaskIdx,
         attempt: u32,
     },
+    /// Start a *dispatched* attempt now, without committing first: its record was committed by
+    /// an earlier burst (which ended with [`Action::Flush`]). Emitted at the front of a burst,
+    /// before its `Commit`.
+    Start {
+        run_id: RunId,
+        task: TaskIdx,
+        attempt: u32,
+    },
+    /// Commit everything so far now, without holding it back: a later `Start` depends on it.
+    Flush,
     /// Kill the process of that attempt (its exit is still reported with `handle_exited`).
     Kill {
         run_id: RunId,
@@ -180,6 +213,10 @@ struct TaskSlot {
     retry_at: Option<Duration>,
     deadline: Option<Duration>,
     kill: Option<KillReason>,
+    /// The current attempt is dispatched (committed, not started). `fresh`: by the burst not
+    /// yet emitted, so not durable yet.
+    dispatched: bool,
+    fresh: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +254,8 @@ impl RunSlot {
                 retry_at: None,
                 deadline: None,
                 kill: None,
+                dispatched: false,
+                fresh: false,
             })
             .collect();
         rec.workflow = wf.name.clone();
@@ -351,6 +390,14 @@ pub struct Engine {
     dirty: BTreeSet<(RunId, Option<TaskIdx>)>,
     /// Actions to emit after the next commit.
     pending: Vec<Action>,
+    /// `Start`s to emit before the next commit.
+    early: Vec<Action>,
+    /// Dispatched attempts (they are also in `ready`, by the same key).
+    dispatched: usize,
+    /// The next burst must end with a `Flush` (it dispatches attempts).
+    must_flush: bool,
+    /// Attempts dispatched since the last burst (not durable yet).
+    fresh_claims: Vec<(RunId, TaskIdx)>,
     out: VecDeque<Action>,
     draining: bool,
     needs_schedule: bool,
@@ -371,6 +418,10 @@ impl Engine {
             in_use: BTreeMap::new(),
             dirty: BTreeSet::new(),
             pending: Vec::new(),
+            early: Vec::new(),
+            dispatched: 0,
+            must_flush: false,
+            fresh_claims: Vec::new(),
             out: VecDeque::new(),
             draining: false,
             needs_schedule: false,
@@ -487,10 +538,14 @@ impl Engine {
             let open = rec.attempts.last().is_some_and(|a| a.outcome.is_none());
             if open || rec.state == TaskState::Running {
                 let n = rec.attempts.len() as u32;
+                let mut note = "";
                 if let Some(a) = rec.attempts.last_mut().filter(|a| a.outcome.is_none()) {
+                    if a.dispatched_ms.is_some() {
+                        note = " (it was dispatched ahead of a free slot and may not have started)";
+                    }
                     a.outcome = Some(AttemptOutcome::Interrupted);
                     a.ended_ms = Some(now.wall_ms());
-                    a.reason = Some("interrupted by agent restart".into());
+                    a.reason = Some(format!("interrupted by agent restart{note}"));
                 }
                 if task.idempotent && n < retry::max_attempts(&task.retry) {
                     rec.state = TaskState::Ready;
@@ -502,7 +557,7 @@ impl Engine {
                         "interrupted by agent restart; task not idempotent"
                     };
                     if let Some(a) = rec.attempts.last_mut() {
-                        a.reason = Some(why.into());
+                        a.reason = Some(format!("{why}{note}"));
                     }
                 }
                 rec.updated_ms = now.wall_ms();
@@ -693,6 +748,22 @@ impl Engine {
     /// Graceful shutdown: no new attempt starts from now on; running ones continue.
     pub fn stop_starting(&mut self) {
         self.draining = true;
+        if self.dispatched == 0 {
+            return;
+        }
+        // Dispatched attempts never started: take them back (the task is ready again).
+        for (id, run) in self.runs.iter_mut() {
+            for (i, ts) in run.tasks.iter_mut().enumerate() {
+                if ts.dispatched {
+                    ts.dispatched = false;
+                    ts.fresh = false;
+                    ts.rec.attempts.pop();
+                    ts.rec.state = TaskState::Ready;
+                    self.dirty.insert((id.clone(), Some(i)));
+                }
+            }
+        }
+        self.dispatched = 0;
     }
 
     /// The next action to perform, in order (see the module docs).
@@ -935,6 +1006,7 @@ impl Engine {
                 limits: LimitsMode::None,
                 reason: Some(reason),
                 log_path: None,
+                dispatched_ms: None,
             });
             ts.rec.state = TaskState::Failed;
             self.task_done(id, i, now);
@@ -977,7 +1049,9 @@ impl Engine {
                 self.ready.remove(&key);
                 continue;
             };
-            if run.tasks[i].rec.state != TaskState::Ready {
+            let ts = &run.tasks[i];
+            let is_dispatched = ts.dispatched && ts.rec.state == TaskState::Running;
+            if ts.rec.state != TaskState::Ready && !is_dispatched {
                 self.ready.remove(&key);
                 continue;
             }
@@ -995,6 +1069,41 @@ impl Engine {
             };
             let timeout = run.wf.tasks[i].timeout;
             let ts = &mut run.tasks[i];
+            if is_dispatched {
+                // Promote: the attempt is already committed (by an earlier burst, unless it is
+                // fresh, in which case it rides on this burst's commit like any spawn).
+                self.dispatched = self.dispatched.saturating_sub(1);
+                ts.dispatched = false;
+                let fresh = std::mem::take(&mut ts.fresh);
+                let attempt = ts.rec.attempts.len() as u32;
+                if let Some(a) = ts.rec.attempts.last_mut() {
+                    a.dispatched_ms = None;
+                    a.started_ms = now.wall_ms();
+                }
+                ts.rec.updated_ms = now.wall_ms();
+                ts.deadline = timeout.map(|t| now.mono.saturating_add(t));
+                ts.kill = None;
+                self.dirty.insert((id.clone(), Some(i)));
+                let act = if fresh {
+                    Action::Spawn {
+                        run_id: id.clone(),
+                        task: i,
+                        attempt,
+                    }
+                } else {
+                    Action::Start {
+                        run_id: id.clone(),
+                        task: i,
+                        attempt,
+                    }
+                };
+                if fresh {
+                    self.pending.push(act);
+                } else {
+                    self.early.push(act);
+                }
+                continue;
+            }
             let attempt = ts.rec.attempts.len() as u32 + 1;
             ts.rec.attempts.push(AttemptRecord {
                 attempt,
@@ -1005,6 +1114,7 @@ impl Engine {
                 limits: LimitsMode::None,
                 reason: None,
                 log_path: None,
+                dispatched_ms: None,
             });
             ts.rec.state = TaskState::Running;
             ts.rec.updated_ms = now.wall_ms();
@@ -1016,6 +1126,55 @@ impl Engine {
                 task: i,
                 attempt,
             });
+        }
+        self.dispatch_ahead(now);
+    }
+
+    /// With every slot taken, commit attempts for the next ready tasks (in queue order) so that
+    /// they start without a commit when slots free up. See "Dispatch ahead" in the module docs.
+    fn dispatch_ahead(&mut self, now: Now) {
+        if self.running < self.cfg.max_running || self.dispatched >= self.cfg.dispatch_ahead {
+            return;
+        }
+        let want = self.cfg.dispatch_ahead - self.dispatched;
+        let picks: Vec<ReadyKey> = self
+            .ready
+            .iter()
+            .filter(|(_, _, id, i)| {
+                self.runs
+                    .get(id)
+                    .and_then(|r| r.tasks.get(*i))
+                    .is_some_and(|t| t.rec.state == TaskState::Ready)
+            })
+            .take(want)
+            .cloned()
+            .collect();
+        for (_, _, id, i) in picks {
+            let Some(ts) = self.runs.get_mut(&id).and_then(|r| r.tasks.get_mut(i)) else {
+                continue;
+            };
+            let attempt = ts.rec.attempts.len() as u32 + 1;
+            ts.rec.attempts.push(AttemptRecord {
+                attempt,
+                started_ms: now.wall_ms(),
+                ended_ms: None,
+                pid: None,
+                outcome: None,
+                limits: LimitsMode::None,
+                reason: None,
+                log_path: None,
+                dispatched_ms: Some(now.wall_ms()),
+            });
+            ts.rec.state = TaskState::Running;
+            ts.rec.updated_ms = now.wall_ms();
+            ts.dispatched = true;
+            ts.fresh = true;
+            ts.deadline = None;
+            ts.kill = None;
+            self.dispatched += 1;
+            self.must_flush = true;
+            self.dirty.insert((id.clone(), Some(i)));
+            self.fresh_claims.push((id, i));
         }
     }
 
@@ -1071,6 +1230,26 @@ impl Engine {
         }
         for (i, ts) in run.tasks.iter_mut().enumerate() {
             match ts.rec.state {
+                TaskState::Running if ts.dispatched => {
+                    // Never started: no process to kill.
+                    ts.dispatched = false;
+                    ts.fresh = false;
+                    self.dispatched = self.dispatched.saturating_sub(1);
+                    self.ready.remove(&(
+                        -(run.wf.tasks[i].priority as i64),
+                        run.rec.scheduled_ms,
+                        id.to_string(),
+                        i,
+                    ));
+                    if let Some(a) = ts.rec.attempts.last_mut() {
+                        a.outcome = Some(AttemptOutcome::Cancelled);
+                        a.ended_ms = Some(now.wall_ms());
+                        a.reason = Some("run cancelled before the attempt started".into());
+                    }
+                    ts.rec.state = TaskState::Cancelled;
+                    ts.rec.updated_ms = now.wall_ms();
+                    self.dirty.insert((id.to_string(), Some(i)));
+                }
                 TaskState::Running if ts.kill.is_none() => {
                     ts.kill = Some(KillReason::Cancel);
                     self.pending.push(Action::Kill {
@@ -1134,8 +1313,16 @@ impl Engine {
     }
 
     fn flush(&mut self) {
-        if self.dirty.is_empty() && self.pending.is_empty() {
+        if self.dirty.is_empty() && self.pending.is_empty() && self.early.is_empty() {
             return;
+        }
+        // Starts of attempts dispatched by earlier (durable) bursts come first.
+        self.out.extend(self.early.drain(..));
+        // This burst's dispatched attempts are durable once the driver has performed it.
+        for (id, i) in self.fresh_claims.drain(..) {
+            if let Some(ts) = self.runs.get_mut(&id).and_then(|r| r.tasks.get_mut(i)) {
+                ts.fresh = false;
+            }
         }
         let dirty = std::mem::take(&mut self.dirty);
         let mut events = Vec::with_capacity(dirty.len());
@@ -1154,6 +1341,9 @@ impl Engine {
         }
         if !events.is_empty() {
             self.out.push_back(Action::Commit(events));
+        }
+        if std::mem::take(&mut self.must_flush) {
+            self.out.push_back(Action::Flush);
         }
         self.out.extend(self.pending.drain(..));
         while self.finished_order.len() > RECENT_FINISHED {

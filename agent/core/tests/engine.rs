@@ -18,6 +18,7 @@ fn engine(max_running: usize, resources: &[(&str, u32)]) -> Engine {
         max_running,
         resources: resources.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         seed: 7,
+        dispatch_ahead: 0,
     })
 }
 
@@ -195,6 +196,7 @@ fn jittered_retry_within_bounds() {
             max_running: 1,
             resources: BTreeMap::new(),
             seed,
+            dispatch_ahead: 0,
         }));
         let id = start(&mut sim, &wf, 0);
         sim.exit(&id, 0, 1);
@@ -665,4 +667,201 @@ fn runs_that_never_started_have_no_task_records() {
     assert_eq!(sim.engine.task_states(&s2), Some(vec![]));
     assert!(!sim.store_tasks.keys().any(|k| k.0 == s2));
     let _ = wf;
+}
+
+// ---- dispatch ahead -------------------------------------------------------------------------
+
+fn dispatching(max_running: usize, ahead: usize) -> Engine {
+    Engine::new(EngineConfig {
+        max_running,
+        resources: BTreeMap::new(),
+        seed: 7,
+        dispatch_ahead: ahead,
+    })
+}
+
+/// root -> t1..t5 -> sink
+fn fan5() -> Arc<Workflow> {
+    let mut b = workflow("fan").task("root", &[]);
+    for i in 1..=5 {
+        b = b.task(&format!("t{i}"), &["root"]);
+    }
+    b.task("sink", &["t1", "t2", "t3", "t4", "t5"]).build()
+}
+
+#[test]
+fn dispatched_attempts_start_before_the_commit_of_the_exit_that_freed_the_slot() {
+    let wf = fan5();
+    let mut sim = Sim::new(dispatching(2, 2));
+    let id = start(&mut sim, &wf, 0);
+    let acts = sim.exit(&id, 0, 0);
+    // t1, t2 take the slots; t3, t4 are dispatched: committed Running with no process, and the
+    // burst ends with a Flush so that the driver cannot hold the commit back.
+    assert_eq!(spawns_of(&acts), [(1, 1), (2, 1)]);
+    assert!(acts.contains(&Action::Flush));
+    for t in [3, 4] {
+        assert_eq!(sim.state(&id, t), TaskState::Running);
+        let rec = &sim.store_tasks[&(id.clone(), format!("t{t}"))];
+        assert!(rec.attempts[0].dispatched_ms.is_some() && rec.attempts[0].outcome.is_none());
+    }
+    assert_eq!(sim.state(&id, 5), TaskState::Ready);
+    assert_eq!(sim.engine.running_count(), 2);
+
+    sim.advance(10);
+    let acts = sim.exit(&id, 1, 0);
+    // The dispatched t3 starts first, before the commit of t1's exit.
+    assert_eq!(
+        acts[0],
+        Action::Start {
+            run_id: id.clone(),
+            task: 3,
+            attempt: 1
+        }
+    );
+    let Action::Commit(events) = &acts[1] else {
+        panic!("expected a commit after the start: {acts:?}")
+    };
+    let t3 = events
+        .iter()
+        .find_map(|e| match e {
+            StatusEvent::Task(t) if t.task_id == "t3" => Some(t),
+            _ => None,
+        })
+        .expect("t3's start is recorded in the commit after it");
+    assert_eq!(t3.attempts[0].dispatched_ms, None);
+    assert_eq!(t3.attempts[0].started_ms, BASE_WALL_MS + 10);
+    // t5 was dispatched in its place.
+    assert!(acts.contains(&Action::Flush));
+    assert!(
+        sim.store_tasks[&(id.clone(), "t5".into())].attempts[0]
+            .dispatched_ms
+            .is_some()
+    );
+
+    for t in [2, 3, 4, 5] {
+        sim.exit(&id, t, 0);
+    }
+    sim.exit(&id, 6, 0);
+    assert_eq!(sim.finished, vec![(id.clone(), RunState::Succeeded)]);
+    assert!(sim.starts >= 3, "starts: {}", sim.starts);
+    let spawned = sim.spawned(&id);
+    let mut sorted = spawned.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        spawned.len(),
+        "a task started twice: {spawned:?}"
+    );
+    assert_eq!(sorted, [0, 1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn a_higher_priority_task_overtakes_dispatched_ones() {
+    // One slot: `slow` runs, `low1` is dispatched; `first` then makes `urgent` ready.
+    let wf = workflow("prio")
+        .task("first", &[])
+        .priority(5)
+        .task("low1", &[])
+        .task("low2", &[])
+        .task("urgent", &["first"])
+        .priority(10)
+        .build();
+    let mut sim = Sim::new(dispatching(1, 1));
+    let id = start(&mut sim, &wf, 0);
+    assert_eq!(sim.spawned(&id), [0]);
+    assert!(
+        sim.store_tasks[&(id.clone(), "low1".into())].attempts[0]
+            .dispatched_ms
+            .is_some()
+    );
+    sim.exit(&id, 0, 0);
+    // `urgent` (priority 10) takes the slot, with a commit first; low1 stays dispatched.
+    assert_eq!(sim.spawned(&id), [0, 3]);
+    assert_eq!(sim.state(&id, 1), TaskState::Running);
+    assert_eq!(sim.engine.running_count(), 1);
+    sim.exit(&id, 3, 0);
+    assert_eq!(sim.spawned(&id), [0, 3, 1]);
+    sim.exit(&id, 1, 0);
+    sim.exit(&id, 2, 0);
+    assert_eq!(sim.finished, vec![(id, RunState::Succeeded)]);
+}
+
+#[test]
+fn cancelling_a_run_ends_dispatched_attempts_without_a_kill() {
+    let wf = fan5();
+    let mut sim = Sim::new(dispatching(2, 2));
+    let id = start(&mut sim, &wf, 0);
+    sim.exit(&id, 0, 0);
+    let now = sim.now();
+    sim.engine.handle_cancel(&id, now).unwrap();
+    sim.drain();
+    let killed: Vec<usize> = sim.kills.iter().map(|k| k.1).collect();
+    assert_eq!(killed, [1, 2], "only started attempts are killed");
+    for t in [3, 4] {
+        assert_eq!(sim.state(&id, t), TaskState::Cancelled);
+        let a = &sim.store_tasks[&(id.clone(), format!("t{t}"))].attempts[0];
+        assert_eq!(a.outcome, Some(AttemptOutcome::Cancelled));
+    }
+    sim.exit_with(&id, 1, AttemptOutcome::Signaled(15), vec![]);
+    sim.exit_with(&id, 2, AttemptOutcome::Signaled(15), vec![]);
+    assert_eq!(sim.finished, vec![(id, RunState::Cancelled)]);
+}
+
+#[test]
+fn shutdown_takes_dispatched_attempts_back() {
+    let wf = fan5();
+    let mut sim = Sim::new(dispatching(2, 2));
+    let id = start(&mut sim, &wf, 0);
+    sim.exit(&id, 0, 0);
+    sim.engine.stop_starting();
+    sim.drain();
+    for t in [3, 4] {
+        let rec = &sim.store_tasks[&(id.clone(), format!("t{t}"))];
+        assert_eq!(rec.state, TaskState::Ready);
+        assert!(rec.attempts.is_empty());
+    }
+    sim.exit(&id, 1, 0);
+    sim.exit(&id, 2, 0);
+    assert_eq!(sim.spawned(&id), [0, 1, 2], "nothing starts while draining");
+}
+
+#[test]
+fn a_dispatched_attempt_is_recovered_as_interrupted_and_says_so() {
+    let wf = workflow("rec")
+        .task("a", &[])
+        .task("b", &[])
+        .idempotent(true)
+        .retries(1, Duration::from_secs(1))
+        .build();
+    let mut sim = Sim::new(dispatching(1, 1));
+    let id = start(&mut sim, &wf, 0);
+    assert_eq!(sim.spawned(&id), [0]);
+    let tasks: Vec<_> = sim.store_tasks.values().cloned().collect();
+    let run = sim.store_runs[&id].clone();
+    let mut sim2 = Sim::new(dispatching(1, 1));
+    sim2.wfs = sim.wfs.clone();
+    sim2.engine.restore_run(run, tasks, wf, now_ms(50)).unwrap();
+    sim2.tick();
+    let b = &sim2.store_tasks[&(id.clone(), "b".into())];
+    assert_eq!(b.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
+    let why = b.attempts[0].reason.clone().unwrap();
+    assert!(
+        why.contains("dispatched") && why.contains("may not have started"),
+        "{why}"
+    );
+    // Idempotent with an attempt left: retried.
+    assert!(
+        sim2.spawns.contains(&(id.clone(), 1, 2)),
+        "{:?}",
+        sim2.spawns
+    );
+    let a = &sim2.store_tasks[&(id, "a".into())];
+    assert!(
+        a.attempts[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not idempotent")
+    );
 }

@@ -168,6 +168,8 @@ fn simulate(s: &Scenario) -> Vec<Action> {
         max_running: s.max_running,
         resources: BTreeMap::from([("r".to_string(), CAP)]),
         seed: s.seed,
+        // Every third scenario each without dispatching, and with one or two dispatched ahead.
+        dispatch_ahead: (s.seed % 3) as usize,
     };
     let mut sim = Sim::new(Engine::new(cfg.clone()));
     let mut crash_at = s.crash_at;
@@ -188,6 +190,11 @@ fn simulate(s: &Scenario) -> Vec<Action> {
         for a in new {
             match a {
                 Action::Spawn {
+                    run_id,
+                    task,
+                    attempt,
+                }
+                | Action::Start {
                     run_id,
                     task,
                     attempt,

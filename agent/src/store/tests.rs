@@ -52,6 +52,7 @@ fn task(run_id: &str, task_id: &str, state: TaskState) -> TaskInstanceRecord {
             limits: LimitsMode::Rlimit,
             reason: None,
             log_path: Some(format!("/logs/{run_id}/{task_id}/1.log")),
+            dispatched_ms: None,
         }],
         outputs: vec![("rows".into(), "12".into())],
         retry_at_ms: None,

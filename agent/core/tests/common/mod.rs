@@ -24,6 +24,12 @@ pub struct Sim {
     pub finished: Vec<(RunId, RunState)>,
     pub wfs: BTreeMap<RunId, Arc<Workflow>>,
     pub log: Vec<Action>,
+    /// Task records a driver may still hold back for a group commit (committed only by a
+    /// `Flush`, `Spawn`, `Kill` or `RunFinished`).
+    pub held: Vec<TaskInstanceRecord>,
+    /// Task records as certainly durable: what a `Start` may rely on.
+    pub forced: BTreeMap<(RunId, String), TaskInstanceRecord>,
+    pub starts: usize,
 }
 
 impl Sim {
@@ -39,6 +45,9 @@ impl Sim {
             finished: Vec::new(),
             wfs: BTreeMap::new(),
             log: Vec::new(),
+            held: Vec::new(),
+            forced: BTreeMap::new(),
+            starts: 0,
         }
     }
 
@@ -54,7 +63,33 @@ impl Sim {
     pub fn drain(&mut self) -> Vec<Action> {
         let mut out = Vec::new();
         while let Some(a) = self.engine.poll_action() {
+            if !matches!(a, Action::Commit(_) | Action::Start { .. }) {
+                for t in self.held.drain(..) {
+                    self.forced.insert((t.run_id.clone(), t.task_id.clone()), t);
+                }
+            }
             match &a {
+                Action::Start {
+                    run_id,
+                    task,
+                    attempt,
+                } => {
+                    // Performed before anything is committed: the dispatched attempt must be
+                    // durable already, by a commit the driver could not hold back.
+                    let wf = self.wfs.get(run_id).expect("start of unknown run");
+                    let id = &wf.tasks[*task].id;
+                    let rec = self
+                        .forced
+                        .get(&(run_id.clone(), id.clone()))
+                        .expect("start of an attempt never force-committed");
+                    assert_eq!(rec.state, TaskState::Running, "start of {id}: not Running");
+                    assert_eq!(rec.attempts.len() as u32, *attempt, "start of {id}");
+                    let last = rec.attempts.last().expect("attempt");
+                    assert!(last.outcome.is_none() && last.dispatched_ms.is_some());
+                    self.starts += 1;
+                    self.spawns.push((run_id.clone(), *task, *attempt));
+                }
+                Action::Flush => {}
                 Action::Commit(events) => {
                     assert!(!events.is_empty(), "empty commit");
                     self.commits += 1;
@@ -66,6 +101,7 @@ impl Sim {
                             StatusEvent::Task(t) => {
                                 self.store_tasks
                                     .insert((t.run_id.clone(), t.task_id.clone()), t.clone());
+                                self.held.push(t.clone());
                             }
                             StatusEvent::Missed(_) | StatusEvent::Reverted(_) => {}
                         }
@@ -174,7 +210,9 @@ pub fn spawns_of(actions: &[Action]) -> Vec<(TaskIdx, u32)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Spawn { task, attempt, .. } => Some((*task, *attempt)),
+            Action::Spawn { task, attempt, .. } | Action::Start { task, attempt, .. } => {
+                Some((*task, *attempt))
+            }
             _ => None,
         })
         .collect()
