@@ -948,6 +948,65 @@ impl Engine {
         self.draining
     }
 
+    /// Check the incremental indexes (terminal counts, upstream counters, timer index, ready
+    /// queue) against a full recomputation from the task states; O(tasks). For tests.
+    #[cfg(any(test, feature = "testutil"))]
+    pub fn check_indexes(&self) -> Result<(), String> {
+        let mut timers = BTreeSet::new();
+        for (id, run) in &self.runs {
+            let terminal = run
+                .tasks
+                .iter()
+                .filter(|t| t.rec.state.is_terminal())
+                .count();
+            if terminal != run.terminal {
+                return Err(format!("run {id}: terminal {} != {terminal}", run.terminal));
+            }
+            for (i, ts) in run.tasks.iter().enumerate() {
+                let ups: Vec<TaskState> = run.wf.tasks[i]
+                    .upstream
+                    .iter()
+                    .filter_map(|&u| run.tasks.get(u).map(|t| t.rec.state))
+                    .collect();
+                let want = UpstreamCounts::of(&ups);
+                if ts.up != want {
+                    return Err(format!("run {id} task {i}: counts {:?} != {want:?}", ts.up));
+                }
+                let t = match ts.rec.state {
+                    TaskState::Running if ts.kill.is_none() => {
+                        ts.deadline.map(|d| (d, TimerKind::Deadline))
+                    }
+                    TaskState::UpForRetry => ts.retry_at.map(|d| (d, TimerKind::Retry)),
+                    _ => None,
+                };
+                if t != ts.timer {
+                    return Err(format!("run {id} task {i}: timer {:?} != {t:?}", ts.timer));
+                }
+                if let Some((at, kind)) = t {
+                    timers.insert((at, id.clone(), i, kind));
+                }
+                if ts.rec.state == TaskState::Ready {
+                    let key = (
+                        -(run.wf.tasks[i].priority as i64),
+                        run.rec.scheduled_ms,
+                        id.clone(),
+                        i,
+                    );
+                    if !self.ready.contains(&key) {
+                        return Err(format!("run {id} task {i}: ready but not queued"));
+                    }
+                }
+            }
+        }
+        if timers != self.timers {
+            return Err(format!(
+                "timer index {:?} != recomputed {timers:?}",
+                self.timers
+            ));
+        }
+        Ok(())
+    }
+
     // ---- internals ----
 
     fn active_runs(&self, workflow: &str) -> Vec<RunId> {
@@ -1322,5 +1381,132 @@ impl Engine {
                 self.finished.remove(&old);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule table as it was written over states (before counters): the reference
+    /// `evaluate_counts` must agree with.
+    fn reference(rule: TriggerRule, upstream: &[TaskState]) -> RuleVerdict {
+        if upstream.is_empty() {
+            return RuleVerdict::Ready;
+        }
+        let n = upstream.len();
+        let terminal = upstream.iter().filter(|s| s.is_terminal()).count();
+        let succeeded = upstream
+            .iter()
+            .filter(|s| **s == TaskState::Succeeded)
+            .count();
+        let failed = upstream.iter().filter(|s| failed_ish(**s)).count();
+        let all_done = terminal == n;
+        let unmet = |needs_success: bool| {
+            if needs_success && failed > 0 {
+                RuleVerdict::Unmet(TaskState::UpstreamFailed)
+            } else {
+                RuleVerdict::Unmet(TaskState::Skipped)
+            }
+        };
+        match rule {
+            TriggerRule::AllSuccess if succeeded == n => RuleVerdict::Ready,
+            TriggerRule::AllSuccess if terminal > succeeded => unmet(true),
+            TriggerRule::AllDone if all_done => RuleVerdict::Ready,
+            TriggerRule::AllFailed if failed == n => RuleVerdict::Ready,
+            TriggerRule::AllFailed if terminal > failed => unmet(false),
+            TriggerRule::OneSuccess if succeeded > 0 => RuleVerdict::Ready,
+            TriggerRule::OneSuccess if all_done => unmet(true),
+            TriggerRule::OneFailed if failed > 0 => RuleVerdict::Ready,
+            TriggerRule::OneFailed if all_done => unmet(false),
+            TriggerRule::NoneFailed if failed > 0 => unmet(true),
+            TriggerRule::NoneFailed if all_done => RuleVerdict::Ready,
+            _ => RuleVerdict::Wait,
+        }
+    }
+
+    const STATES: [TaskState; 9] = [
+        TaskState::Pending,
+        TaskState::Ready,
+        TaskState::Running,
+        TaskState::UpForRetry,
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::UpstreamFailed,
+        TaskState::Skipped,
+        TaskState::Cancelled,
+    ];
+    const RULES: [TriggerRule; 6] = [
+        TriggerRule::AllSuccess,
+        TriggerRule::AllDone,
+        TriggerRule::AllFailed,
+        TriggerRule::OneSuccess,
+        TriggerRule::OneFailed,
+        TriggerRule::NoneFailed,
+    ];
+
+    /// Every list of 0 to 3 upstream states, under every rule: counts decide as states did.
+    #[test]
+    fn counts_decide_like_the_state_table() {
+        let mut lists: Vec<Vec<TaskState>> = vec![vec![]];
+        for _ in 0..3 {
+            let longer: Vec<Vec<TaskState>> = lists
+                .iter()
+                .filter(|l| l.len() == lists.last().map_or(0, Vec::len))
+                .flat_map(|l| {
+                    STATES.iter().map(move |s| {
+                        let mut m = l.clone();
+                        m.push(*s);
+                        m
+                    })
+                })
+                .collect();
+            lists.extend(longer);
+        }
+        assert_eq!(lists.len(), 1 + 9 + 81 + 729);
+        for rule in RULES {
+            for l in &lists {
+                assert_eq!(
+                    evaluate_counts(rule, UpstreamCounts::of(l)),
+                    reference(rule, l),
+                    "{rule:?} over {l:?}"
+                );
+                assert_eq!(evaluate_rule(rule, l), reference(rule, l));
+            }
+        }
+    }
+
+    /// Moving one upstream task through any sequence of states keeps the counters equal to a
+    /// recount.
+    #[test]
+    fn set_state_keeps_counters_in_step() {
+        let wf = crate::testutil::workflow("w")
+            .task("a", &[])
+            .task("b", &[])
+            .task("c", &["a", "b"])
+            .task("d", &["a", "c"])
+            .build();
+        let rec = crate::testutil::run_record(
+            &wf,
+            crate::testutil::BASE_WALL_MS,
+            outpost_common::record::RunKind::Manual,
+        );
+        let mut run = RunSlot::new(rec, wf, crate::testutil::now_ms(0));
+        let mut seq = 0usize;
+        for step in 0..200 {
+            seq = seq.wrapping_mul(31).wrapping_add(step * 7 + 3);
+            let task = seq % 4;
+            let state = STATES[(seq / 4) % STATES.len()];
+            run.set_state(task, state);
+            let mut fresh = run.clone();
+            fresh.recount();
+            assert_eq!(run.terminal, fresh.terminal, "step {step}");
+            for i in 0..4 {
+                assert_eq!(run.tasks[i].up, fresh.tasks[i].up, "step {step} task {i}");
+            }
+        }
+        // c's upstream is a and b: their current states, counted.
+        let ups = [run.tasks[0].rec.state, run.tasks[1].rec.state];
+        assert_eq!(run.tasks[2].up, UpstreamCounts::of(&ups));
     }
 }
