@@ -416,12 +416,12 @@ fn order_tasks(
     name: &str,
 ) -> Vec<outpost_common::record::TaskInstanceRecord> {
     if let Some(order) = driver.task_order(name) {
-        tasks.sort_by_key(|t| {
-            order
-                .iter()
-                .position(|id| *id == t.task_id)
-                .unwrap_or(usize::MAX)
-        });
+        let index: std::collections::HashMap<&str, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        tasks.sort_by_key(|t| index.get(t.task_id.as_str()).copied().unwrap_or(usize::MAX));
     }
     tasks
 }

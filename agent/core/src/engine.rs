@@ -94,10 +94,18 @@
 //! are recorded as `Cancelled`), cancels every non-running, non-terminal task, and ends the run
 //! `Cancelled` when the last running attempt has exited.
 //!
-//! Complexity: `poll_timeout` and `handle_timeout` scan the tasks of active runs (O(tasks)).
+//! # Complexity
+//!
+//! Work per event does not grow with the size of the run: each task keeps counters of its
+//! terminal, succeeded and failed-ish upstream tasks (updated when an upstream task changes
+//! state, so a rule is decided in O(1)); each run counts its terminal tasks; deadlines and retry
+//! instants live in one ordered timer index (`poll_timeout` is O(log n), `handle_timeout` is
+//! O(expired log n)); `schedule` walks the ready queue from its head and stops when the slots are
+//! full. Starting, restoring or cancelling a run, and finishing it, are O(tasks) once per run.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -217,6 +225,100 @@ struct TaskSlot {
     /// yet emitted, so not durable yet.
     dispatched: bool,
     fresh: bool,
+    /// Counts over this task's (in-range) upstream edges.
+    up: UpstreamCounts,
+    /// This task's entry in [`Engine::timers`], if any.
+    timer: Option<(Duration, TimerKind)>,
+}
+
+/// Which instant a timer entry stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    /// A running attempt's timeout.
+    Deadline,
+    /// The end of an `UpForRetry` task's delay.
+    Retry,
+}
+
+/// Timer index key: (instant, run, task, kind).
+type TimerKey = (Duration, RunId, TaskIdx, TimerKind);
+
+/// Counts over a task's upstream tasks, what [`evaluate_counts`] decides from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamCounts {
+    /// Number of upstream tasks.
+    pub total: u32,
+    /// How many are terminal.
+    pub terminal: u32,
+    /// How many `Succeeded`.
+    pub succeeded: u32,
+    /// How many are failed-ish (`Failed` or `UpstreamFailed`).
+    pub failed: u32,
+}
+
+impl UpstreamCounts {
+    /// Count the given upstream states.
+    pub fn of(upstream: &[TaskState]) -> UpstreamCounts {
+        let mut c = UpstreamCounts {
+            total: upstream.len() as u32,
+            ..UpstreamCounts::default()
+        };
+        for &s in upstream {
+            c.add(s);
+        }
+        c
+    }
+
+    fn add(&mut self, s: TaskState) {
+        if s.is_terminal() {
+            self.terminal += 1;
+        }
+        if s == TaskState::Succeeded {
+            self.succeeded += 1;
+        }
+        if failed_ish(s) {
+            self.failed += 1;
+        }
+    }
+
+    fn remove(&mut self, s: TaskState) {
+        if s.is_terminal() {
+            self.terminal = self.terminal.saturating_sub(1);
+        }
+        if s == TaskState::Succeeded {
+            self.succeeded = self.succeeded.saturating_sub(1);
+        }
+        if failed_ish(s) {
+            self.failed = self.failed.saturating_sub(1);
+        }
+    }
+}
+
+/// Make task `i`'s entry in the timer index match its state: its deadline while it runs and is
+/// not being killed, its retry instant while it is `UpForRetry`, else none.
+fn sync_timer(timers: &mut BTreeSet<TimerKey>, id: &str, i: TaskIdx, ts: &mut TaskSlot) {
+    let want = match ts.rec.state {
+        TaskState::Running if ts.kill.is_none() => ts.deadline.map(|d| (d, TimerKind::Deadline)),
+        TaskState::UpForRetry => ts.retry_at.map(|d| (d, TimerKind::Retry)),
+        _ => None,
+    };
+    if want == ts.timer {
+        return;
+    }
+    if let Some((at, kind)) = ts.timer.take() {
+        timers.remove(&(at, id.to_string(), i, kind));
+    }
+    if let Some((at, kind)) = want {
+        timers.insert((at, id.to_string(), i, kind));
+    }
+    ts.timer = want;
+}
+
+/// Whether `s` counts differently from `t` in [`UpstreamCounts`].
+fn counts_differ(s: TaskState, t: TaskState) -> bool {
+    s.is_terminal() != t.is_terminal()
+        || (s == TaskState::Succeeded) != (t == TaskState::Succeeded)
+        || failed_ish(s) != failed_ish(t)
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +328,8 @@ struct RunSlot {
     tasks: Vec<TaskSlot>,
     downstream: Vec<Vec<TaskIdx>>,
     cancelling: bool,
+    /// How many of `tasks` are terminal.
+    terminal: usize,
 }
 
 impl RunSlot {
@@ -256,15 +360,60 @@ impl RunSlot {
                 kill: None,
                 dispatched: false,
                 fresh: false,
+                up: UpstreamCounts::default(),
+                timer: None,
             })
             .collect();
         rec.workflow = wf.name.clone();
-        RunSlot {
+        let mut slot = RunSlot {
             rec,
             wf,
             tasks,
             downstream,
             cancelling: false,
+            terminal: 0,
+        };
+        slot.recount();
+        slot
+    }
+
+    /// Recompute every counter from the task states (O(tasks + edges)).
+    fn recount(&mut self) {
+        for ts in &mut self.tasks {
+            ts.up = UpstreamCounts::default();
+        }
+        self.terminal = 0;
+        for i in 0..self.tasks.len() {
+            let s = self.tasks[i].rec.state;
+            if s.is_terminal() {
+                self.terminal += 1;
+            }
+            for &d in &self.downstream[i] {
+                let up = &mut self.tasks[d].up;
+                up.total += 1;
+                up.add(s);
+            }
+        }
+    }
+
+    /// Set task `i`'s state, keeping the run's terminal count and its downstream tasks'
+    /// upstream counters in step.
+    fn set_state(&mut self, i: TaskIdx, state: TaskState) {
+        let old = self.tasks[i].rec.state;
+        self.tasks[i].rec.state = state;
+        if old.is_terminal() != state.is_terminal() {
+            if state.is_terminal() {
+                self.terminal += 1;
+            } else {
+                self.terminal = self.terminal.saturating_sub(1);
+            }
+        }
+        if counts_differ(old, state) {
+            for &d in &self.downstream[i] {
+                let up = &mut self.tasks[d].up;
+                up.remove(old);
+                up.add(state);
+            }
         }
     }
 
@@ -299,16 +448,21 @@ fn failed_ish(s: TaskState) -> bool {
 
 /// Evaluate `rule` over the states of a task's upstream tasks (see the module docs).
 pub fn evaluate_rule(rule: TriggerRule, upstream: &[TaskState]) -> RuleVerdict {
-    if upstream.is_empty() {
+    evaluate_counts(rule, UpstreamCounts::of(upstream))
+}
+
+/// Evaluate `rule` from counts over a task's upstream tasks; same verdicts as [`evaluate_rule`]
+/// on the states counted.
+pub fn evaluate_counts(rule: TriggerRule, counts: UpstreamCounts) -> RuleVerdict {
+    let UpstreamCounts {
+        total: n,
+        terminal,
+        succeeded,
+        failed,
+    } = counts;
+    if n == 0 {
         return RuleVerdict::Ready;
     }
-    let n = upstream.len();
-    let terminal = upstream.iter().filter(|s| s.is_terminal()).count();
-    let succeeded = upstream
-        .iter()
-        .filter(|s| **s == TaskState::Succeeded)
-        .count();
-    let failed = upstream.iter().filter(|s| failed_ish(**s)).count();
     let all_done = terminal == n;
     let unmet = |needs_success: bool| {
         if needs_success && failed > 0 {
@@ -384,6 +538,9 @@ pub struct Engine {
     /// Queued runs per workflow name, by (scheduled ms, run id).
     queued: BTreeMap<String, BTreeSet<(UnixMillis, RunId)>>,
     ready: BTreeSet<ReadyKey>,
+    /// Deadlines of running attempts not yet being killed, and retry instants of `UpForRetry`
+    /// tasks, of active runs. Kept in step by [`Engine::sync_timer`].
+    timers: BTreeSet<TimerKey>,
     running: usize,
     in_use: BTreeMap<String, u32>,
     /// Records changed since the last commit: (run, None) for the run record.
@@ -414,6 +571,7 @@ impl Engine {
             finished_order: VecDeque::new(),
             queued: BTreeMap::new(),
             ready: BTreeSet::new(),
+            timers: BTreeSet::new(),
             running: 0,
             in_use: BTreeMap::new(),
             dirty: BTreeSet::new(),
@@ -571,7 +729,9 @@ impl Engine {
                 ts.retry_at = Some(now.mono.saturating_add(Duration::from_millis(wait as u64)));
             }
             ts.rec = rec;
+            sync_timer(&mut self.timers, &id, i, ts);
         }
+        slot.recount();
         if slot.rec.state != RunState::Running {
             slot.rec.state = RunState::Running;
             self.dirty.insert((id.clone(), None));
@@ -676,7 +836,7 @@ impl Engine {
             }
             ts.rec.outputs = outputs;
             ts.rec.updated_ms = now.wall_ms();
-            ts.rec.state = if success {
+            let state = if success {
                 TaskState::Succeeded
             } else if cancelling {
                 TaskState::Cancelled
@@ -689,7 +849,9 @@ impl Engine {
             } else {
                 TaskState::Failed
             };
-            (resources, ts.rec.state)
+            run.set_state(task, state);
+            sync_timer(&mut self.timers, run_id, task, &mut run.tasks[task]);
+            (resources, state)
         };
         let (resources, state) = ts;
         self.release(&resources);
@@ -715,27 +877,38 @@ impl Engine {
     /// Time passed: kill attempts past their deadline, make tasks whose retry delay is over
     /// ready, admit queued runs, start ready tasks.
     pub fn handle_timeout(&mut self, now: Now) {
+        // Expired entries, processed in (run, task) order as a scan of the runs would.
+        let mut expired: Vec<(RunId, TaskIdx, TimerKind)> = Vec::new();
+        while let Some((at, _, _, _)) = self.timers.first() {
+            if *at > now.mono {
+                break;
+            }
+            if let Some((_, id, i, kind)) = self.timers.pop_first() {
+                expired.push((id, i, kind));
+            }
+        }
+        expired.sort();
         let mut to_ready = Vec::new();
-        for (id, run) in self.runs.iter_mut() {
-            for (i, ts) in run.tasks.iter_mut().enumerate() {
-                match ts.rec.state {
-                    TaskState::Running
-                        if ts.kill.is_none() && ts.deadline.is_some_and(|d| d <= now.mono) =>
-                    {
-                        ts.kill = Some(KillReason::Timeout);
-                        ts.deadline = None;
-                        self.pending.push(Action::Kill {
-                            run_id: id.clone(),
-                            task: i,
-                            attempt: ts.rec.attempts.len() as u32,
-                            reason: KillReason::Timeout,
-                        });
-                    }
-                    TaskState::UpForRetry if ts.retry_at.is_none_or(|d| d <= now.mono) => {
-                        to_ready.push((id.clone(), i));
-                    }
-                    _ => {}
+        for (id, i, kind) in expired {
+            let Some(ts) = self.runs.get_mut(&id).and_then(|r| r.tasks.get_mut(i)) else {
+                continue;
+            };
+            ts.timer = None;
+            match (kind, ts.rec.state) {
+                (TimerKind::Deadline, TaskState::Running) if ts.kill.is_none() => {
+                    ts.kill = Some(KillReason::Timeout);
+                    ts.deadline = None;
+                    self.pending.push(Action::Kill {
+                        run_id: id.clone(),
+                        task: i,
+                        attempt: ts.rec.attempts.len() as u32,
+                        reason: KillReason::Timeout,
+                    });
                 }
+                (TimerKind::Retry, TaskState::UpForRetry) => to_ready.push((id, i)),
+                // Stale entry (cannot happen while `sync_timer` is called on every change):
+                // re-index whatever the task is waiting for now.
+                _ => sync_timer(&mut self.timers, &id, i, ts),
             }
         }
         for (id, i) in to_ready {
@@ -753,12 +926,13 @@ impl Engine {
         }
         // Dispatched attempts never started: take them back (the task is ready again).
         for (id, run) in self.runs.iter_mut() {
-            for (i, ts) in run.tasks.iter_mut().enumerate() {
+            for i in 0..run.tasks.len() {
+                let ts = &mut run.tasks[i];
                 if ts.dispatched {
                     ts.dispatched = false;
                     ts.fresh = false;
                     ts.rec.attempts.pop();
-                    ts.rec.state = TaskState::Ready;
+                    run.set_state(i, TaskState::Ready);
                     self.dirty.insert((id.clone(), Some(i)));
                 }
             }
@@ -779,20 +953,7 @@ impl Engine {
         if self.needs_schedule {
             return Some(Duration::ZERO);
         }
-        let mut best: Option<Duration> = None;
-        for run in self.runs.values() {
-            for ts in &run.tasks {
-                let t = match ts.rec.state {
-                    TaskState::Running if ts.kill.is_none() => ts.deadline,
-                    TaskState::UpForRetry => ts.retry_at,
-                    _ => None,
-                };
-                if let Some(t) = t {
-                    best = Some(best.map_or(t, |b| b.min(t)));
-                }
-            }
-        }
-        best
+        self.timers.first().map(|(at, _, _, _)| *at)
     }
 
     /// Outputs of the transitive upstream tasks of `task`: (task id, key, value), in task order.
@@ -803,24 +964,22 @@ impl Engine {
         if task >= run.tasks.len() {
             return Vec::new();
         }
-        let mut anc = vec![false; task + 1];
-        anc[task] = true;
-        for i in (0..=task).rev() {
-            if anc[i] {
-                for &u in &run.wf.tasks[i].upstream {
-                    if u < i {
-                        anc[u] = true;
-                    }
+        // Ancestors through edges to lower indices (as validated workflows have), found by a
+        // walk from `task`: O(ancestors), not O(task index).
+        let mut seen: BTreeSet<TaskIdx> = BTreeSet::new();
+        let mut stack = vec![task];
+        while let Some(i) = stack.pop() {
+            for &u in &run.wf.tasks[i].upstream {
+                if u < i && seen.insert(u) {
+                    stack.push(u);
                 }
             }
         }
         let mut out = Vec::new();
-        for (i, is_anc) in anc.iter().enumerate().take(task) {
-            if *is_anc {
-                let rec = &run.tasks[i].rec;
-                for (k, v) in &rec.outputs {
-                    out.push((rec.task_id.clone(), k.clone(), v.clone()));
-                }
+        for i in seen {
+            let rec = &run.tasks[i].rec;
+            for (k, v) in &rec.outputs {
+                out.push((rec.task_id.clone(), k.clone(), v.clone()));
             }
         }
         out
@@ -859,6 +1018,89 @@ impl Engine {
     /// Whether `stop_starting` was called.
     pub fn is_draining(&self) -> bool {
         self.draining
+    }
+
+    /// Check the incremental indexes (terminal counts, upstream counters, timer index, ready
+    /// queue) against a full recomputation from the task states; O(tasks). For tests.
+    #[cfg(any(test, feature = "testutil"))]
+    pub fn check_indexes(&self) -> Result<(), String> {
+        let mut timers = BTreeSet::new();
+        let mut dispatched = 0usize;
+        for (id, run) in &self.runs {
+            let terminal = run
+                .tasks
+                .iter()
+                .filter(|t| t.rec.state.is_terminal())
+                .count();
+            if terminal != run.terminal {
+                return Err(format!("run {id}: terminal {} != {terminal}", run.terminal));
+            }
+            for (i, ts) in run.tasks.iter().enumerate() {
+                let ups: Vec<TaskState> = run.wf.tasks[i]
+                    .upstream
+                    .iter()
+                    .filter_map(|&u| run.tasks.get(u).map(|t| t.rec.state))
+                    .collect();
+                let want = UpstreamCounts::of(&ups);
+                if ts.up != want {
+                    return Err(format!("run {id} task {i}: counts {:?} != {want:?}", ts.up));
+                }
+                let t = match ts.rec.state {
+                    TaskState::Running if ts.kill.is_none() => {
+                        ts.deadline.map(|d| (d, TimerKind::Deadline))
+                    }
+                    TaskState::UpForRetry => ts.retry_at.map(|d| (d, TimerKind::Retry)),
+                    _ => None,
+                };
+                if t != ts.timer {
+                    return Err(format!("run {id} task {i}: timer {:?} != {t:?}", ts.timer));
+                }
+                if let Some((at, kind)) = t {
+                    timers.insert((at, id.clone(), i, kind));
+                }
+                if ts.rec.state == TaskState::Ready {
+                    let key = (
+                        -(run.wf.tasks[i].priority as i64),
+                        run.rec.scheduled_ms,
+                        id.clone(),
+                        i,
+                    );
+                    if !self.ready.contains(&key) {
+                        return Err(format!("run {id} task {i}: ready but not queued"));
+                    }
+                }
+                if ts.dispatched {
+                    dispatched += 1;
+                    let key = (
+                        -(run.wf.tasks[i].priority as i64),
+                        run.rec.scheduled_ms,
+                        id.clone(),
+                        i,
+                    );
+                    let open = ts
+                        .rec
+                        .attempts
+                        .last()
+                        .is_some_and(|a| a.outcome.is_none() && a.dispatched_ms.is_some());
+                    if ts.rec.state != TaskState::Running || !open || !self.ready.contains(&key) {
+                        return Err(format!("run {id} task {i}: dispatched but {ts:?}"));
+                    }
+                }
+            }
+        }
+        if dispatched != self.dispatched || dispatched > self.cfg.dispatch_ahead {
+            return Err(format!(
+                "dispatched {} != recomputed {dispatched} (at most {})",
+                self.dispatched, self.cfg.dispatch_ahead
+            ));
+        }
+        if timers != self.timers {
+            return Err(format!(
+                "timer index {:?} != recomputed {timers:?}",
+                self.timers
+            ));
+        }
+        Ok(())
     }
 
     // ---- internals ----
@@ -930,21 +1172,13 @@ impl Engine {
         if run.cancelling || run.tasks[i].rec.state != TaskState::Pending {
             return;
         }
-        let task = &run.wf.tasks[i];
-        // Indices come from a validated workflow (all < i); an out-of-range one is ignored
-        // rather than trusted.
-        let ups: Vec<TaskState> = task
-            .upstream
-            .iter()
-            .filter_map(|&u| run.tasks.get(u).map(|t| t.rec.state))
-            .collect();
-        match evaluate_rule(task.trigger_rule, &ups) {
+        // Counters over the in-range upstream indices (a validated workflow has only those).
+        match evaluate_counts(run.wf.tasks[i].trigger_rule, run.tasks[i].up) {
             RuleVerdict::Wait => {}
             RuleVerdict::Ready => self.mark_ready(id, i, now),
             RuleVerdict::Unmet(state) => {
-                let ts = &mut run.tasks[i];
-                ts.rec.state = state;
-                ts.rec.updated_ms = now.wall_ms();
+                run.set_state(i, state);
+                run.tasks[i].rec.updated_ms = now.wall_ms();
                 self.dirty.insert((id.to_string(), Some(i)));
                 self.task_done(id, i, now);
             }
@@ -1008,11 +1242,13 @@ impl Engine {
                 log_path: None,
                 dispatched_ms: None,
             });
-            ts.rec.state = TaskState::Failed;
+            run.set_state(i, TaskState::Failed);
+            sync_timer(&mut self.timers, id, i, &mut run.tasks[i]);
             self.task_done(id, i, now);
             return;
         }
-        ts.rec.state = TaskState::Ready;
+        run.set_state(i, TaskState::Ready);
+        sync_timer(&mut self.timers, id, i, &mut run.tasks[i]);
         self.ready.insert(key);
     }
 
@@ -1039,11 +1275,16 @@ impl Engine {
             return;
         }
         self.admit_queued(now);
-        let keys: Vec<ReadyKey> = self.ready.iter().cloned().collect();
-        for key in keys {
-            if self.running >= self.cfg.max_running {
-                break;
-            }
+        // Walk the queue from its head with a cursor (nothing is inserted meanwhile); tasks
+        // passed over for busy resources stay queued.
+        let mut cursor: Option<ReadyKey> = None;
+        while self.running < self.cfg.max_running {
+            let next = match &cursor {
+                None => self.ready.first(),
+                Some(c) => self.ready.range((Excluded(c), Unbounded)).next(),
+            };
+            let Some(key) = next.cloned() else { break };
+            cursor = Some(key.clone());
             let (_, _, ref id, i) = key;
             let Some(run) = self.runs.get(id) else {
                 self.ready.remove(&key);
@@ -1068,6 +1309,7 @@ impl Engine {
                 continue;
             };
             let timeout = run.wf.tasks[i].timeout;
+            run.set_state(i, TaskState::Running);
             let ts = &mut run.tasks[i];
             if is_dispatched {
                 // Promote: the attempt is already committed (by an earlier burst, unless it is
@@ -1083,6 +1325,7 @@ impl Engine {
                 ts.rec.updated_ms = now.wall_ms();
                 ts.deadline = timeout.map(|t| now.mono.saturating_add(t));
                 ts.kill = None;
+                sync_timer(&mut self.timers, id, i, ts);
                 self.dirty.insert((id.clone(), Some(i)));
                 let act = if fresh {
                     Action::Spawn {
@@ -1116,10 +1359,10 @@ impl Engine {
                 log_path: None,
                 dispatched_ms: None,
             });
-            ts.rec.state = TaskState::Running;
             ts.rec.updated_ms = now.wall_ms();
             ts.deadline = timeout.map(|t| now.mono.saturating_add(t));
             ts.kill = None;
+            sync_timer(&mut self.timers, id, i, ts);
             self.dirty.insert((id.clone(), Some(i)));
             self.pending.push(Action::Spawn {
                 run_id: id.clone(),
@@ -1150,9 +1393,14 @@ impl Engine {
             .cloned()
             .collect();
         for (_, _, id, i) in picks {
-            let Some(ts) = self.runs.get_mut(&id).and_then(|r| r.tasks.get_mut(i)) else {
+            let Some(run) = self.runs.get_mut(&id) else {
                 continue;
             };
+            if i >= run.tasks.len() {
+                continue;
+            }
+            run.set_state(i, TaskState::Running);
+            let ts = &mut run.tasks[i];
             let attempt = ts.rec.attempts.len() as u32 + 1;
             ts.rec.attempts.push(AttemptRecord {
                 attempt,
@@ -1165,12 +1413,12 @@ impl Engine {
                 log_path: None,
                 dispatched_ms: Some(now.wall_ms()),
             });
-            ts.rec.state = TaskState::Running;
             ts.rec.updated_ms = now.wall_ms();
             ts.dispatched = true;
             ts.fresh = true;
             ts.deadline = None;
             ts.kill = None;
+            sync_timer(&mut self.timers, &id, i, ts);
             self.dispatched += 1;
             self.must_flush = true;
             self.dirty.insert((id.clone(), Some(i)));
@@ -1228,7 +1476,8 @@ impl Engine {
             }
             return;
         }
-        for (i, ts) in run.tasks.iter_mut().enumerate() {
+        for i in 0..run.tasks.len() {
+            let ts = &mut run.tasks[i];
             match ts.rec.state {
                 TaskState::Running if ts.dispatched => {
                     // Never started: no process to kill.
@@ -1246,12 +1495,14 @@ impl Engine {
                         a.ended_ms = Some(now.wall_ms());
                         a.reason = Some("run cancelled before the attempt started".into());
                     }
-                    ts.rec.state = TaskState::Cancelled;
                     ts.rec.updated_ms = now.wall_ms();
+                    run.set_state(i, TaskState::Cancelled);
+                    sync_timer(&mut self.timers, id, i, &mut run.tasks[i]);
                     self.dirty.insert((id.to_string(), Some(i)));
                 }
                 TaskState::Running if ts.kill.is_none() => {
                     ts.kill = Some(KillReason::Cancel);
+                    sync_timer(&mut self.timers, id, i, ts);
                     self.pending.push(Action::Kill {
                         run_id: id.to_string(),
                         task: i,
@@ -1262,10 +1513,11 @@ impl Engine {
                 // Already being killed (timeout): its exit ends it as Cancelled.
                 TaskState::Running => {}
                 s if !s.is_terminal() => {
-                    ts.rec.state = TaskState::Cancelled;
                     ts.rec.retry_at_ms = None;
                     ts.retry_at = None;
                     ts.rec.updated_ms = now.wall_ms();
+                    run.set_state(i, TaskState::Cancelled);
+                    sync_timer(&mut self.timers, id, i, &mut run.tasks[i]);
                     self.dirty.insert((id.to_string(), Some(i)));
                 }
                 _ => {}
@@ -1279,7 +1531,7 @@ impl Engine {
         if run.rec.state == RunState::Queued {
             return;
         }
-        if !run.tasks.iter().all(|t| t.rec.state.is_terminal()) {
+        if run.terminal < run.tasks.len() {
             return;
         }
         let state = if run.cancelling {
@@ -1351,5 +1603,132 @@ impl Engine {
                 self.finished.remove(&old);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule table as it was written over states (before counters): the reference
+    /// `evaluate_counts` must agree with.
+    fn reference(rule: TriggerRule, upstream: &[TaskState]) -> RuleVerdict {
+        if upstream.is_empty() {
+            return RuleVerdict::Ready;
+        }
+        let n = upstream.len();
+        let terminal = upstream.iter().filter(|s| s.is_terminal()).count();
+        let succeeded = upstream
+            .iter()
+            .filter(|s| **s == TaskState::Succeeded)
+            .count();
+        let failed = upstream.iter().filter(|s| failed_ish(**s)).count();
+        let all_done = terminal == n;
+        let unmet = |needs_success: bool| {
+            if needs_success && failed > 0 {
+                RuleVerdict::Unmet(TaskState::UpstreamFailed)
+            } else {
+                RuleVerdict::Unmet(TaskState::Skipped)
+            }
+        };
+        match rule {
+            TriggerRule::AllSuccess if succeeded == n => RuleVerdict::Ready,
+            TriggerRule::AllSuccess if terminal > succeeded => unmet(true),
+            TriggerRule::AllDone if all_done => RuleVerdict::Ready,
+            TriggerRule::AllFailed if failed == n => RuleVerdict::Ready,
+            TriggerRule::AllFailed if terminal > failed => unmet(false),
+            TriggerRule::OneSuccess if succeeded > 0 => RuleVerdict::Ready,
+            TriggerRule::OneSuccess if all_done => unmet(true),
+            TriggerRule::OneFailed if failed > 0 => RuleVerdict::Ready,
+            TriggerRule::OneFailed if all_done => unmet(false),
+            TriggerRule::NoneFailed if failed > 0 => unmet(true),
+            TriggerRule::NoneFailed if all_done => RuleVerdict::Ready,
+            _ => RuleVerdict::Wait,
+        }
+    }
+
+    const STATES: [TaskState; 9] = [
+        TaskState::Pending,
+        TaskState::Ready,
+        TaskState::Running,
+        TaskState::UpForRetry,
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::UpstreamFailed,
+        TaskState::Skipped,
+        TaskState::Cancelled,
+    ];
+    const RULES: [TriggerRule; 6] = [
+        TriggerRule::AllSuccess,
+        TriggerRule::AllDone,
+        TriggerRule::AllFailed,
+        TriggerRule::OneSuccess,
+        TriggerRule::OneFailed,
+        TriggerRule::NoneFailed,
+    ];
+
+    /// Every list of 0 to 3 upstream states, under every rule: counts decide as states did.
+    #[test]
+    fn counts_decide_like_the_state_table() {
+        let mut lists: Vec<Vec<TaskState>> = vec![vec![]];
+        for _ in 0..3 {
+            let longer: Vec<Vec<TaskState>> = lists
+                .iter()
+                .filter(|l| l.len() == lists.last().map_or(0, Vec::len))
+                .flat_map(|l| {
+                    STATES.iter().map(move |s| {
+                        let mut m = l.clone();
+                        m.push(*s);
+                        m
+                    })
+                })
+                .collect();
+            lists.extend(longer);
+        }
+        assert_eq!(lists.len(), 1 + 9 + 81 + 729);
+        for rule in RULES {
+            for l in &lists {
+                assert_eq!(
+                    evaluate_counts(rule, UpstreamCounts::of(l)),
+                    reference(rule, l),
+                    "{rule:?} over {l:?}"
+                );
+                assert_eq!(evaluate_rule(rule, l), reference(rule, l));
+            }
+        }
+    }
+
+    /// Moving one upstream task through any sequence of states keeps the counters equal to a
+    /// recount.
+    #[test]
+    fn set_state_keeps_counters_in_step() {
+        let wf = crate::testutil::workflow("w")
+            .task("a", &[])
+            .task("b", &[])
+            .task("c", &["a", "b"])
+            .task("d", &["a", "c"])
+            .build();
+        let rec = crate::testutil::run_record(
+            &wf,
+            crate::testutil::BASE_WALL_MS,
+            outpost_common::record::RunKind::Manual,
+        );
+        let mut run = RunSlot::new(rec, wf, crate::testutil::now_ms(0));
+        let mut seq = 0usize;
+        for step in 0..200 {
+            seq = seq.wrapping_mul(31).wrapping_add(step * 7 + 3);
+            let task = seq % 4;
+            let state = STATES[(seq / 4) % STATES.len()];
+            run.set_state(task, state);
+            let mut fresh = run.clone();
+            fresh.recount();
+            assert_eq!(run.terminal, fresh.terminal, "step {step}");
+            for i in 0..4 {
+                assert_eq!(run.tasks[i].up, fresh.tasks[i].up, "step {step} task {i}");
+            }
+        }
+        // c's upstream is a and b: their current states, counted.
+        let ups = [run.tasks[0].rec.state, run.tasks[1].rec.state];
+        assert_eq!(run.tasks[2].up, UpstreamCounts::of(&ups));
     }
 }

@@ -501,10 +501,12 @@ impl V<'_> {
             return None;
         };
         let mut out: Vec<(Pos, String)> = Vec::new();
+        // A sink of a wide fan-in lists thousands of ids: a set, not a search per id.
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for (i, item) in items.iter().enumerate() {
             let f = format!("{field}[{i}]");
             if let Some(s) = self.string(item, &f) {
-                if out.iter().any(|(_, d)| *d == s) {
+                if !seen.insert(s.clone()) {
                     self.err(item.pos, &f, format!("`{s}` is listed twice"));
                     continue;
                 }

@@ -147,6 +147,10 @@ impl Sim {
             self.log.push(a.clone());
             out.push(a);
         }
+        // The incremental indexes agree with a recount after every burst.
+        if let Err(e) = self.engine.check_indexes() {
+            panic!("engine indexes out of step: {e}");
+        }
         out
     }
 
