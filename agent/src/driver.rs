@@ -917,8 +917,13 @@ impl Driver {
             .partition(|d| d.due <= now.mono);
         self.deferred = later;
         for d in due {
+            let t0 = std::time::Instant::now();
             let started = d.prepared.start();
-            self.on_spawned(d.run_id, d.task, d.attempt, d.scheduled_ms, started);
+            let spawn = t0.elapsed();
+            if started.is_ok() {
+                log_lateness(&d.run_id, d.task, d.scheduled_ms, Some(spawn));
+            }
+            self.on_spawned(d.run_id, d.task, d.attempt, started);
         }
     }
 
@@ -1119,12 +1124,8 @@ impl Driver {
         run_id: RunId,
         task: TaskIdx,
         attempt: u32,
-        scheduled_at: Option<i64>,
         started: Result<exec::Running, exec::ExecError>,
     ) {
-        if started.is_ok() {
-            log_lateness(&run_id, task, scheduled_at);
-        }
         let tx = self.tx.clone();
         tokio::spawn(supervise(tx, run_id, task, attempt, None, started));
     }
@@ -1508,13 +1509,15 @@ fn spawn_failed(run_id: RunId, task: TaskIdx, attempt: u32, e: String) -> Event 
     }
 }
 
-/// How late after its scheduled instant a scheduled run's first attempt started (debug).
-fn log_lateness(run_id: &str, task: TaskIdx, scheduled_at: Option<i64>) {
+/// How late after its scheduled instant a scheduled run's first attempt started (debug), and
+/// how long the spawn itself took (`fork`/`exec`, when known).
+fn log_lateness(run_id: &str, task: TaskIdx, scheduled_at: Option<i64>, spawn: Option<Duration>) {
     if let Some(ms) = scheduled_at
         && tracing::enabled!(tracing::Level::DEBUG)
     {
         let late_us = Utc::now().timestamp_micros() - ms * 1000;
-        tracing::debug!(run = %run_id, task, late_us, "scheduled spawn");
+        let spawn_us = spawn.map_or(-1, |d| d.as_micros() as i64);
+        tracing::debug!(run = %run_id, task, late_us, spawn_us, "scheduled spawn");
     }
 }
 
@@ -1529,7 +1532,7 @@ async fn supervise(
 ) {
     match started {
         Ok(running) => {
-            log_lateness(&run_id, task, scheduled_at);
+            log_lateness(&run_id, task, scheduled_at, None);
             let _ = tx.send(Event::Started {
                 run_id: run_id.clone(),
                 task,
