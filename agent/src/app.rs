@@ -267,14 +267,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn exec_config(cfg: &AgentConfig) -> anyhow::Result<ExecConfig> {
-    Ok(ExecConfig {
-        log_dir: cfg.log_dir(),
-        log_max_bytes: cfg.log_max_bytes,
-        kill_grace: cfg.kill_grace,
-        cgroup_root: cfg.cgroup_root.clone(),
-        self_exe: std::env::current_exe().context("locating the outpost-agent executable")?,
-        clock: Arc::new(SystemClock::default()),
-    })
+    let mut exec = ExecConfig::new(
+        cfg.log_dir(),
+        std::env::current_exe().context("locating the outpost-agent executable")?,
+    );
+    exec.log_max_bytes = cfg.log_max_bytes;
+    exec.kill_grace = cfg.kill_grace;
+    exec.cgroup_root = cfg.cgroup_root.clone();
+    exec.clock = Arc::new(SystemClock::default());
+    Ok(exec)
 }
 
 fn run_once(

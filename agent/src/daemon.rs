@@ -20,14 +20,14 @@ use crate::driver::{Driver, DriverConfig, Event};
 use crate::store::{Retention, Store};
 
 pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
-    let exec = crate::exec::ExecConfig {
-        log_dir: cfg.log_dir(),
-        log_max_bytes: cfg.log_max_bytes,
-        kill_grace: cfg.kill_grace,
-        cgroup_root: cfg.cgroup_root.clone(),
-        self_exe: std::env::current_exe().context("locating the outpost-agent executable")?,
-        clock: Arc::new(SystemClock::default()),
-    };
+    let mut exec = crate::exec::ExecConfig::new(
+        cfg.log_dir(),
+        std::env::current_exe().context("locating the outpost-agent executable")?,
+    );
+    exec.log_max_bytes = cfg.log_max_bytes;
+    exec.kill_grace = cfg.kill_grace;
+    exec.cgroup_root = cfg.cgroup_root.clone();
+    exec.clock = Arc::new(SystemClock::default());
     let validate = outpost_common::workflow::ValidateOptions {
         known_resources: Some(cfg.resources.keys().cloned().collect()),
     };

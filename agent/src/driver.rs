@@ -594,16 +594,13 @@ impl Driver {
         };
         let pruned = self.store.prune(policy, self.now().wall_ms())?;
         for id in &pruned {
-            let dir = self
-                .cfg
-                .exec
-                .log_dir
-                .join(crate::exec::sanitize_component(id));
+            let dir = crate::exec::run_dir(&self.cfg.exec, id);
             if dir.exists()
                 && let Err(e) = std::fs::remove_dir_all(&dir)
             {
                 tracing::warn!(dir = %dir.display(), "removing logs: {e}");
             }
+            self.cfg.exec.forget_run_dir(id);
         }
         if !pruned.is_empty() {
             tracing::info!(count = pruned.len(), "pruned finished runs");

@@ -124,6 +124,17 @@ fn trigger_show_logs_cancel_over_the_socket() {
     .unwrap();
     let logs = d.ctl("logs", &[&run_id, "greet"]).unwrap();
     assert_eq!(stdout(&logs).trim(), "hello plant-3", "{}", stderr(&logs));
+    // A running task that has printed nothing has no log file yet: its log reads as empty.
+    let logs = d.ctl("logs", &[&run_id, "wait"]).unwrap();
+    assert!(logs.status.success(), "{}", stderr(&logs));
+    assert_eq!(stdout(&logs), "", "{}", stderr(&logs));
+    let run_dir = d.state_dir.join("logs").join(&run_id);
+    let mut files: Vec<String> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["greet.1.log"], "{}", run_dir.display());
     let out = d.ctl("cancel", &[&run_id]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let v = wait_for(Duration::from_secs(20), "run cancelled", || {

@@ -2,22 +2,25 @@
 //!
 //! # Design: two segments, rewritten once at the end
 //!
-//! The agent reads the attempt's output pipe and appends to `output.log` **live**, so a reader
-//! can follow it while the task runs. When `output.log` reaches `cap` bytes it is *rotated*:
-//! renamed to `output.log.1` (replacing the previous one) and a fresh `output.log` is started.
-//! At any moment `output.log.1 ++ output.log` therefore holds at least the last `cap` bytes of
-//! output, disk use is at most `2 × cap`, and memory use is one read buffer.
+//! The agent reads the attempt's output pipe and appends to the log (`<task>.<attempt>.log`,
+//! called `LOG` here) **live**, so a reader can follow it while the task runs. `LOG` is created
+//! lazily, on the first byte written: an attempt that prints nothing has no log file, and every
+//! reader treats a missing log as empty. When `LOG` reaches `cap` bytes it is *rotated*:
+//! renamed to `LOG.1` (replacing the previous one) and a fresh `LOG` is started. At any moment
+//! `LOG.1 ++ LOG` therefore holds at least the last `cap` bytes of output, disk use is at most
+//! `2 × cap`, and memory use is one read buffer.
 //!
-//! When the attempt ends, if a rotation happened, the final log is written to a temporary
-//! file — one header line `[outpost] output truncated: first N bytes dropped, last M bytes
-//! kept` followed by exactly the last `M = cap` bytes — and atomically renamed over
-//! `output.log`; `output.log.1` is removed. An attempt whose output fits is never rewritten.
+//! When the attempt ends, if a rotation happened, the final log is written to `LOG.tmp` — one
+//! header line `[outpost] output truncated: first N bytes dropped, last M bytes kept` followed
+//! by exactly the last `M = cap` bytes — and atomically renamed over `LOG`; `LOG.1` is removed.
+//! An attempt whose output fits is never rewritten.
 //!
 //! Readers: [`read_log`] returns the same view at any time (live or final). [`LogFollower`]
-//! follows the live file like `tail -F`, coping with rotations and the final rewrite: it reads
-//! the file it has open to its end before switching to the new `output.log`, and uses the
-//! truncation header's `N` to skip bytes it already delivered. A follower that falls more than
-//! `cap` bytes behind may miss output — exactly the output the capped log drops as well.
+//! follows the live file like `tail -F`, coping with the file not existing yet, rotations and
+//! the final rewrite: it reads the file it has open to its end before switching to the new
+//! `LOG`, and uses the truncation header's `N` to skip bytes it already delivered. A follower
+//! that falls more than `cap` bytes behind may miss output — exactly the output the capped log
+//! drops as well.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -42,23 +45,48 @@ pub fn parse_truncation_header(bytes: &[u8]) -> Option<(u64, u64, usize)> {
     Some((dropped.parse().ok()?, kept.parse().ok()?, end + 1))
 }
 
-fn rotated_path(path: &Path) -> PathBuf {
+/// `LOG.1`, the previous segment while a log is over its cap.
+pub(crate) fn rotated_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".1");
     PathBuf::from(s)
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
+/// `LOG.tmp`, the final rewrite before it is renamed over `LOG`.
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".tmp");
     PathBuf::from(s)
+}
+
+/// Create (truncate) a log segment at `path`; if its directory is missing (removed while the
+/// agent ran), create the directory and retry once.
+fn create_segment(path: &Path) -> io::Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => {
+                std::fs::create_dir_all(dir)?;
+                open()
+            }
+            _ => Err(e),
+        },
+        other => other,
+    }
 }
 
 /// Appends an attempt's output to its log, enforcing the cap (see the module docs).
 #[derive(Debug)]
 pub struct LogWriter {
     path: PathBuf,
-    file: File,
+    /// `None` until the first byte is written.
+    file: Option<File>,
     cap: u64,
     seg_len: u64,
     total: u64,
@@ -66,27 +94,39 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Create (truncate) the log at `path`. `cap` is at least 1.
-    pub fn create(path: &Path, cap: u64) -> io::Result<LogWriter> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
-        // A stale segment from an earlier run of the same attempt directory must not leak in.
-        match std::fs::remove_file(rotated_path(path)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        Ok(LogWriter {
+    /// A writer for the log at `path`; nothing is touched on disk until the first non-empty
+    /// [`LogWriter::write`], which creates (truncates) the file. `cap` is at least 1.
+    pub fn new(path: &Path, cap: u64) -> LogWriter {
+        LogWriter {
             path: path.to_path_buf(),
-            file,
+            file: None,
             cap: cap.max(1),
             seg_len: 0,
             total: 0,
             rotated: false,
-        })
+        }
+    }
+
+    /// Has the log file been created (was anything written)?
+    pub fn created(&self) -> bool {
+        self.file.is_some()
+    }
+
+    fn open_first(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            let file = create_segment(&self.path)?;
+            // A stale segment from an earlier attempt with the same name must not leak in.
+            match std::fs::remove_file(rotated_path(&self.path)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            self.file = Some(file);
+        }
+        match self.file.as_mut() {
+            Some(f) => Ok(f),
+            None => Err(io::Error::other("log file not open")),
+        }
     }
 
     /// Total bytes written so far (including any that will be dropped).
@@ -102,7 +142,7 @@ impl LogWriter {
             }
             let room = (self.cap - self.seg_len) as usize;
             let n = room.min(buf.len());
-            self.file.write_all(&buf[..n])?;
+            self.open_first()?.write_all(&buf[..n])?;
             self.seg_len += n as u64;
             self.total += n as u64;
             buf = &buf[n..];
@@ -112,18 +152,14 @@ impl LogWriter {
 
     fn rotate(&mut self) -> io::Result<()> {
         std::fs::rename(&self.path, rotated_path(&self.path))?;
-        self.file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&self.path)?;
+        self.file = Some(create_segment(&self.path)?);
         self.seg_len = 0;
         self.rotated = true;
         Ok(())
     }
 
     /// Finish the log: if output exceeded the cap, atomically replace it with the header and
-    /// the tail. Returns the number of bytes dropped.
+    /// the tail. Returns the number of bytes dropped. A log never written stays absent.
     pub fn finish(self) -> io::Result<u64> {
         if !self.rotated {
             return Ok(0);
@@ -143,10 +179,22 @@ impl LogWriter {
     }
 }
 
-/// The last `cap` bytes of `output.log.1 ++ output.log`, and whether the `.1` segment existed.
+/// Open `path` for reading; `None` if it does not exist.
+fn open_if_exists(path: &Path) -> io::Result<Option<File>> {
+    match File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The last `cap` bytes of `LOG.1 ++ LOG` (a missing file counts as empty), and whether the
+/// `.1` segment existed.
 fn read_tail(path: &Path, cap: u64) -> io::Result<(Vec<u8>, bool)> {
     let mut current = Vec::new();
-    File::open(path)?.read_to_end(&mut current)?;
+    if let Some(mut f) = open_if_exists(path)? {
+        f.read_to_end(&mut current)?;
+    }
     let live_tail_start = current.len().saturating_sub(cap as usize);
     let current = current.split_off(live_tail_start);
     let need = cap - current.len() as u64;
@@ -168,20 +216,36 @@ fn read_tail(path: &Path, cap: u64) -> io::Result<(Vec<u8>, bool)> {
     Ok((out, had_rotated))
 }
 
+fn len_if_exists(path: &Path) -> io::Result<u64> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(m.len()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 /// Read an attempt log as the final log would look, whether the attempt is still running
-/// (live segments) or finished. `cap` should be the `log_max_bytes` the attempt ran with.
+/// (live segments) or finished. `cap` should be the `log_max_bytes` the attempt ran with. A
+/// log that does not exist (the attempt has printed nothing, yet or at all) reads as empty.
 ///
 /// While running with a rotated segment, the header reports the bytes dropped from the
 /// two segments' view (output dropped at earlier rotations is not counted).
 pub fn read_log(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     let rotated = rotated_path(path);
     if !rotated.exists() {
-        let mut bytes = Vec::new();
-        File::open(path)?.read_to_end(&mut bytes)?;
-        return Ok(bytes);
+        match open_if_exists(path)? {
+            Some(mut f) => {
+                let mut bytes = Vec::new();
+                f.read_to_end(&mut bytes)?;
+                return Ok(bytes);
+            }
+            // Missing: never written, or renamed to `.1` by a rotation since the check above.
+            None if !rotated.exists() => return Ok(Vec::new()),
+            None => {}
+        }
     }
-    let seg1 = std::fs::metadata(&rotated)?.len();
-    let seg2 = std::fs::metadata(path)?.len();
+    let seg1 = len_if_exists(&rotated)?;
+    let seg2 = len_if_exists(path)?;
     let (tail, _) = read_tail(path, cap.max(1))?;
     let dropped = (seg1 + seg2).saturating_sub(tail.len() as u64);
     let mut out = truncation_header(dropped, tail.len() as u64).into_bytes();
@@ -202,7 +266,8 @@ pub struct LogFollower {
 }
 
 impl LogFollower {
-    /// A follower of `path` (which need not exist yet).
+    /// A follower of `path`, which need not exist yet: until it does, [`LogFollower::poll`]
+    /// delivers nothing; once created, its output is delivered from its first byte.
     pub fn new(path: &Path) -> LogFollower {
         LogFollower {
             path: path.to_path_buf(),
@@ -282,8 +347,8 @@ mod tests {
     #[test]
     fn small_output_is_kept_verbatim() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("output.log");
-        let mut w = LogWriter::create(&path, 100).unwrap();
+        let path = dir.path().join("t.1.log");
+        let mut w = LogWriter::new(&path, 100);
         w.write(b"hello\n").unwrap();
         w.write(b"world\n").unwrap();
         assert_eq!(w.finish().unwrap(), 0);
@@ -294,9 +359,9 @@ mod tests {
     #[test]
     fn exactly_cap_is_not_truncated() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("output.log");
+        let path = dir.path().join("t.1.log");
         let data = pattern(100);
-        let mut w = LogWriter::create(&path, 100).unwrap();
+        let mut w = LogWriter::new(&path, 100);
         w.write(&data).unwrap();
         assert_eq!(w.finish().unwrap(), 0);
         assert_eq!(std::fs::read(&path).unwrap(), data);
@@ -312,9 +377,9 @@ mod tests {
             (4096, 50_000, 3000),
         ] {
             let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("output.log");
+            let path = dir.path().join("t.1.log");
             let data = pattern(total);
-            let mut w = LogWriter::create(&path, cap as u64).unwrap();
+            let mut w = LogWriter::new(&path, cap as u64);
             for c in data.chunks(chunk) {
                 w.write(c).unwrap();
             }
@@ -333,6 +398,50 @@ mod tests {
     }
 
     #[test]
+    fn nothing_written_means_no_file_and_an_empty_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.1.log");
+        let mut w = LogWriter::new(&path, 100);
+        w.write(b"").unwrap();
+        assert!(!w.created());
+        assert_eq!(w.finish().unwrap(), 0);
+        assert!(!path.exists());
+        assert_eq!(read_log(&path, 100).unwrap(), b"");
+        let mut f = LogFollower::new(&path);
+        let mut got = Vec::new();
+        assert_eq!(f.poll(&mut got).unwrap(), 0);
+    }
+
+    #[test]
+    fn first_write_creates_the_file_and_a_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run").join("t.1.log");
+        // A stale segment with the same name is dropped at creation.
+        let mut w = LogWriter::new(&path, 100);
+        assert!(!path.exists());
+        w.write(b"x").unwrap();
+        assert!(w.created());
+        std::fs::write(rotated_path(&path), b"stale").unwrap();
+        let mut w2 = LogWriter::new(&path, 100);
+        w2.write(b"fresh\n").unwrap();
+        assert!(!rotated_path(&path).exists());
+        assert_eq!(w2.finish().unwrap(), 0);
+        assert_eq!(read_log(&path, 100).unwrap(), b"fresh\n");
+    }
+
+    #[test]
+    fn read_log_with_only_the_rotated_segment_is_its_tail() {
+        // The instant between a rotation's rename and the new segment's creation.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.1.log");
+        std::fs::write(rotated_path(&path), pattern(30)).unwrap();
+        let got = read_log(&path, 20).unwrap();
+        let (dropped, kept, hl) = parse_truncation_header(&got).unwrap();
+        assert_eq!((dropped, kept), (10, 20));
+        assert_eq!(&got[hl..], &pattern(30)[10..]);
+    }
+
+    #[test]
     fn header_round_trips() {
         let h = truncation_header(12345, 4096);
         assert_eq!(
@@ -345,14 +454,15 @@ mod tests {
     #[test]
     fn follower_sees_every_byte_across_rotations_and_final_rewrite() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("output.log");
+        let path = dir.path().join("t.1.log");
         let cap = 50u64;
         let data = pattern(333);
         let mut f = LogFollower::new(&path);
         let mut got = Vec::new();
+        let mut w = LogWriter::new(&path, cap);
+        // Not created until the first write: the follower waits.
         f.poll(&mut got).unwrap();
-        assert!(got.is_empty());
-        let mut w = LogWriter::create(&path, cap).unwrap();
+        assert!(got.is_empty() && !path.exists());
         // Poll after every small write: the follower never falls a whole cap behind.
         for c in data.chunks(11) {
             w.write(c).unwrap();
@@ -367,9 +477,9 @@ mod tests {
     #[test]
     fn late_follower_gets_the_final_tail_without_header() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("output.log");
+        let path = dir.path().join("t.1.log");
         let data = pattern(200);
-        let mut w = LogWriter::create(&path, 40).unwrap();
+        let mut w = LogWriter::new(&path, 40);
         w.write(&data).unwrap();
         w.finish().unwrap();
         let mut f = LogFollower::new(&path);

@@ -9,8 +9,10 @@
 //! * **stdin** is `/dev/null`; **stdout and stderr** share one pipe (so they interleave in
 //!   write order) drained by the agent into the attempt log (see [`log`]).
 //! * **Environment**: the agent's environment, plus the request's `env`, plus
-//!   `OUTPOST_OUTPUT=<attempt dir>/outputs.env` (created empty). After exit, `key=value` lines
-//!   in that file become the attempt's outputs (see [`outputs`]).
+//!   `OUTPOST_OUTPUT=<log_dir>/<run>/<task>.<attempt>.outputs`. The file is **not** created by
+//!   the agent: a task that declares outputs creates it (`echo k=v >> "$OUTPOST_OUTPUT"`; the
+//!   run directory exists before the task starts). After exit, `key=value` lines in that file
+//!   become the attempt's outputs; a missing file means no outputs (see [`outputs`]).
 //! * **Supervision**: [`spawn`] returns a [`Running`] at once; one tokio task per attempt drains
 //!   the pipe and reaps the process (no thread per process). When the leader exits, any
 //!   members left in its group are killed with SIGKILL (an attempt's lifetime is its process
@@ -29,9 +31,20 @@
 //! uses plain `std::fs` calls inside the async tasks: they are small page-cache operations, and
 //! routing each through `spawn_blocking` would cost more than the write itself.
 //!
-//! Attempt files live in `<log_dir>/<run>/<task>/<attempt>/`: `output.log` and `outputs.env`.
-//! Path components are sanitized (`[A-Za-z0-9._@+-]`, others → `_`, plus a short hash when
-//! anything was changed so distinct ids never share a directory).
+//! # Attempt files: one flat directory per run, nothing created per attempt up front
+//!
+//! All attempt files of a run live in `<log_dir>/<run>/`: `<task>.<attempt>.log` (plus, while a
+//! large log is being capped, `<task>.<attempt>.log.1` and briefly `<task>.<attempt>.log.tmp`)
+//! and `<task>.<attempt>.outputs`. Path components are sanitized (`[A-Za-z0-9._@+-]`, others →
+//! `_`, plus a short hash when anything was changed, so distinct ids never share a name); the
+//! attempt number has no `.` and every kind of file has its own last extension, so no
+//! (task, attempt) pair can name another one's file.
+//!
+//! Creating directories and files is journaled metadata work that stalls behind the store's
+//! `fdatasync`s, so the spawn path avoids it: the run directory is created once per run (and
+//! remembered, see [`ExecConfig`]); the log is created on the first byte of output (or the
+//! first `[outpost]` note), so a silent task leaves **no log file**; the outputs file is created
+//! by the task if it has outputs. Every reader treats a missing log as empty.
 
 pub mod limits;
 pub mod log;
@@ -78,6 +91,39 @@ pub struct ExecConfig {
     pub self_exe: PathBuf,
     /// Wall clock for `started_ms`/`ended_ms`.
     pub clock: Arc<dyn Clock>,
+    /// Run directories this process created or found (so each run costs one `mkdir`).
+    run_dirs: Arc<RunDirs>,
+}
+
+/// The most recent run directories known to exist (bounded; shared by clones of a config).
+#[derive(Debug, Default)]
+struct RunDirs(std::sync::Mutex<std::collections::VecDeque<PathBuf>>);
+
+/// How many run directories [`RunDirs`] remembers.
+const RUN_DIRS_REMEMBERED: usize = 64;
+
+impl RunDirs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<PathBuf>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Make sure `dir` exists: free when it was seen recently, else one `create_dir_all`.
+    fn ensure(&self, dir: &Path) -> io::Result<()> {
+        if self.lock().iter().any(|d| d == dir) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)?;
+        let mut known = self.lock();
+        if known.len() >= RUN_DIRS_REMEMBERED {
+            known.pop_front();
+        }
+        known.push_back(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn forget(&self, dir: &Path) {
+        self.lock().retain(|d| d != dir);
+    }
 }
 
 impl std::fmt::Debug for ExecConfig {
@@ -102,7 +148,13 @@ impl ExecConfig {
             cgroup_root: None,
             self_exe: self_exe.into(),
             clock: Arc::new(SystemClock::default()),
+            run_dirs: Arc::default(),
         }
+    }
+
+    /// Forget that a run's directory exists (call after removing it, e.g. retention).
+    pub fn forget_run_dir(&self, run_id: &str) {
+        self.run_dirs.forget(&run_dir(self, run_id));
     }
 }
 
@@ -139,8 +191,8 @@ pub enum ExecError {
     EmptyProgram,
     #[error("invalid limits: {0}")]
     InvalidLimits(String),
-    #[error("cannot prepare attempt directory {path}: {source}")]
-    AttemptDir { path: PathBuf, source: io::Error },
+    #[error("cannot create the run's log directory {path}: {source}")]
+    RunDir { path: PathBuf, source: io::Error },
     #[error("cannot create output pipe: {0}")]
     Pipe(io::Error),
     #[error("cannot start {program:?}: {source}")]
@@ -158,8 +210,9 @@ pub struct Running {
     pub limits_mode: LimitsMode,
     /// Limits-related notes (fallbacks, a CPU limit not enforced); also written to the log.
     pub limits_notes: Vec<String>,
-    pub attempt_dir: PathBuf,
+    /// The attempt log; it exists only once the attempt wrote something (see the module docs).
     pub log_path: PathBuf,
+    /// `$OUTPOST_OUTPUT`; it exists only if the task created it.
     pub outputs_path: PathBuf,
     pub started_ms: UnixMillis,
     killer: Killer,
@@ -337,12 +390,24 @@ pub fn sanitize_component(s: &str) -> String {
     }
 }
 
-/// `<log_dir>/<run>/<task>/<attempt>`.
-pub fn attempt_dir(cfg: &ExecConfig, run_id: &str, task_id: &str, attempt: u32) -> PathBuf {
-    cfg.log_dir
-        .join(sanitize_component(run_id))
-        .join(sanitize_component(task_id))
-        .join(attempt.to_string())
+/// `<log_dir>/<run>`: the directory of all attempt files of a run (removed by retention).
+pub fn run_dir(cfg: &ExecConfig, run_id: &str) -> PathBuf {
+    cfg.log_dir.join(sanitize_component(run_id))
+}
+
+/// `<task>.<attempt>`, the common stem of an attempt's files.
+fn attempt_stem(task_id: &str, attempt: u32) -> String {
+    format!("{}.{attempt}", sanitize_component(task_id))
+}
+
+/// `<log_dir>/<run>/<task>.<attempt>.log`.
+pub fn log_path(cfg: &ExecConfig, run_id: &str, task_id: &str, attempt: u32) -> PathBuf {
+    run_dir(cfg, run_id).join(format!("{}.log", attempt_stem(task_id, attempt)))
+}
+
+/// `<log_dir>/<run>/<task>.<attempt>.outputs` (the `$OUTPOST_OUTPUT` of the attempt).
+pub fn outputs_path(cfg: &ExecConfig, run_id: &str, task_id: &str, attempt: u32) -> PathBuf {
+    run_dir(cfg, run_id).join(format!("{}.outputs", attempt_stem(task_id, attempt)))
 }
 
 fn wall_ms(clock: &dyn Clock) -> UnixMillis {
@@ -356,13 +421,12 @@ pub async fn spawn(cfg: &ExecConfig, req: SpawnRequest) -> Result<Running, ExecE
     prepare(cfg, req)?.start()
 }
 
-/// An attempt ready to start: its directory, log and outputs files, output pipe and command are
-/// in place; only the process is missing. Lets a caller do the slow part (directories, files,
-/// the cgroup) ahead of a precise start instant. Dropping it starts nothing (the attempt
-/// directory stays; a cgroup created for it is removed).
+/// An attempt ready to start: its run directory, output pipe and command are in place; only
+/// the process is missing. Lets a caller do the slow part (the run directory, the cgroup) ahead
+/// of a precise start instant. Dropping it starts nothing (a cgroup created for it is removed;
+/// limits notes already written to the log stay).
 pub struct Prepared {
     cmd: tokio::process::Command,
-    dir: PathBuf,
     log_path: PathBuf,
     outputs_path: PathBuf,
     logw: log::LogWriter,
@@ -379,7 +443,7 @@ pub struct Prepared {
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
-            .field("dir", &self.dir)
+            .field("log_path", &self.log_path)
             .field("program", &self.program)
             .finish_non_exhaustive()
     }
@@ -395,28 +459,31 @@ impl Drop for CgroupGuard {
     }
 }
 
-/// Everything [`spawn`] does before starting the process (see [`Prepared`]). Synchronous: small
-/// page-cache file operations (and the cgroup directory, with limits).
+/// Everything [`spawn`] does before starting the process (see [`Prepared`]). Synchronous: at
+/// most one directory creation per run (and the cgroup directory, with limits); no attempt
+/// file is created here.
 pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecError> {
     if req.program.is_empty() {
         return Err(ExecError::EmptyProgram);
     }
-    let dir = attempt_dir(cfg, &req.run_id, &req.task_id, req.attempt);
-    let dir_err = |source| ExecError::AttemptDir {
-        path: dir.clone(),
-        source,
-    };
-    std::fs::create_dir_all(&dir).map_err(dir_err)?;
-    let log_path = dir.join("output.log");
-    let outputs_path = dir.join("outputs.env");
-    std::fs::File::create(&outputs_path).map_err(dir_err)?;
-    let mut logw = log::LogWriter::create(&log_path, cfg.log_max_bytes).map_err(dir_err)?;
+    // The task may create `$OUTPOST_OUTPUT` in it, so the run directory must exist now.
+    let dir = run_dir(cfg, &req.run_id);
+    cfg.run_dirs
+        .ensure(&dir)
+        .map_err(|source| ExecError::RunDir { path: dir, source })?;
+    let log_path = log_path(cfg, &req.run_id, &req.task_id, req.attempt);
+    let outputs_path = outputs_path(cfg, &req.run_id, &req.task_id, req.attempt);
+    let mut logw = log::LogWriter::new(&log_path, cfg.log_max_bytes);
 
-    // The output pipe (before anything that would need undoing if it failed).
+    // The output pipe (before anything that would need undoing if it failed). The read end is
+    // made non-blocking here (one `fcntl`) instead of by tokio's checked constructor (an
+    // `fstat` and two `fcntl`s); the write ends stay blocking for the task.
     let (reader, writer) = io::pipe().map_err(ExecError::Pipe)?;
+    rustix::fs::fcntl_setfl(&reader, rustix::fs::OFlags::NONBLOCK)
+        .map_err(|e| ExecError::Pipe(e.into()))?;
     let writer2 = writer.try_clone().map_err(ExecError::Pipe)?;
-    let pipe =
-        tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(ExecError::Pipe)?;
+    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(reader.into())
+        .map_err(ExecError::Pipe)?;
 
     let cg_name = format!(
         "outpost.{}.{}.{}",
@@ -464,7 +531,6 @@ pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecErro
     };
     Ok(Prepared {
         cmd,
-        dir,
         log_path,
         outputs_path,
         logw,
@@ -483,7 +549,6 @@ impl Prepared {
     pub fn start(self) -> Result<Running, ExecError> {
         let Prepared {
             mut cmd,
-            dir,
             log_path,
             outputs_path,
             mut logw,
@@ -518,7 +583,6 @@ impl Prepared {
             pipe,
             logw,
             plan,
-            dir,
             log_path,
             outputs_path,
             started_ms,
@@ -538,7 +602,6 @@ fn supervise(
     pipe: tokio::net::unix::pipe::Receiver,
     logw: log::LogWriter,
     plan: limits::LimitsPlan,
-    dir: PathBuf,
     log_path: PathBuf,
     outputs_path: PathBuf,
     started_ms: UnixMillis,
@@ -571,7 +634,6 @@ fn supervise(
         pgid: pid,
         limits_mode,
         limits_notes,
-        attempt_dir: dir,
         log_path,
         outputs_path,
         started_ms,
@@ -800,10 +862,15 @@ fn failure_reason(
     }
 }
 
-/// Read the outputs file of a finished attempt directory (convenience for callers that
-/// recover after a restart).
-pub fn read_attempt_outputs(dir: &Path) -> outputs::ParsedOutputs {
-    outputs::read_outputs(&dir.join("outputs.env"))
+/// Read the outputs file of a finished attempt (convenience for callers that recover after a
+/// restart). A task that wrote no outputs has no file: that reads as no outputs.
+pub fn read_attempt_outputs(
+    cfg: &ExecConfig,
+    run_id: &str,
+    task_id: &str,
+    attempt: u32,
+) -> outputs::ParsedOutputs {
+    outputs::read_outputs(&outputs_path(cfg, run_id, task_id, attempt))
 }
 
 #[cfg(test)]

@@ -89,7 +89,13 @@ async fn env_working_dir_stdio_and_outputs() {
     assert!(run.pid > 0);
     assert_eq!(run.pgid, run.pid);
     assert_eq!(run.limits_mode, LimitsMode::None);
-    assert_eq!(run.outputs_path, run.attempt_dir.join("outputs.env"));
+    assert_eq!(
+        run.outputs_path,
+        cfg(dir.path())
+            .log_dir
+            .join("wf@v1@20261125T073000.000Z")
+            .join("t.1.outputs")
+    );
     let log_path = run.log_path.clone();
     let exit = run.wait().await;
     assert_eq!(exit.outcome, AttemptOutcome::Exited(0));
@@ -118,30 +124,161 @@ async fn env_working_dir_stdio_and_outputs() {
 }
 
 #[tokio::test]
-async fn attempt_directory_layout_is_sanitized_and_distinct() {
+async fn attempt_files_are_flat_per_run_and_sanitized() {
     let dir = tempfile::tempdir().unwrap();
     let c = cfg(dir.path());
-    let mut r = sh("true");
+    let mut r = sh("echo hi");
     r.run_id = "wf/../x".into();
     r.task_id = "..".into();
     r.attempt = 7;
     let run = spawn(&c, r).await.unwrap();
-    assert!(run.attempt_dir.starts_with(&c.log_dir));
-    assert!(run.attempt_dir.ends_with("7"));
-    let comps: Vec<_> = run
-        .attempt_dir
-        .strip_prefix(&c.log_dir)
-        .unwrap()
-        .components()
-        .collect();
-    assert_eq!(comps.len(), 3, "{:?}", run.attempt_dir);
-    assert!(std::fs::metadata(&run.outputs_path).unwrap().len() == 0);
+    let rd = run_dir(&c, "wf/../x");
+    assert_eq!(rd.parent(), Some(c.log_dir.as_path()));
+    assert_eq!(run.log_path.parent(), Some(rd.as_path()));
+    assert_eq!(run.outputs_path.parent(), Some(rd.as_path()));
+    let name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_string();
+    let log_name = name(&run.log_path);
+    assert!(
+        log_name.ends_with(".7.log") && !log_name.starts_with('.'),
+        "{log_name}"
+    );
+    assert!(name(&run.outputs_path).ends_with(".7.outputs"));
     run.wait().await;
+    assert_eq!(
+        std::fs::read_to_string(log_path(&c, "wf/../x", "..", 7)).unwrap(),
+        "hi\n"
+    );
+    // The only entries: the run directory holding one log file.
+    assert_eq!(std::fs::read_dir(&c.log_dir).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(&rd).unwrap().count(), 1);
     assert_ne!(sanitize_component("a/b"), sanitize_component("a_b"));
     assert_eq!(
         sanitize_component("wf@v1@20261125T073000.000Z"),
         "wf@v1@20261125T073000.000Z"
     );
+}
+
+#[test]
+fn attempt_file_names_never_collide() {
+    let c = cfg(Path::new("/x"));
+    let tasks = [
+        "a",
+        "a.1",
+        "a.1.log",
+        "a.log",
+        "a.log.1",
+        "a.1.outputs",
+        "a.outputs",
+        "a.tmp",
+        "a.log.tmp",
+        "1",
+        "11",
+        "1.1",
+        "",
+        ".",
+        "..",
+        "a/b",
+        "a_b",
+        "a b",
+        "a~1",
+        "log",
+        "outputs",
+        "x.1.log.1",
+    ];
+    let attempts = [1u32, 2, 10, 11, 12, 101, 111, u32::MAX];
+    let mut seen = std::collections::HashMap::new();
+    for t in tasks {
+        for a in attempts {
+            let log = log_path(&c, "r", t, a);
+            let names = [
+                log.clone(),
+                log::rotated_path(&log),
+                log::tmp_path(&log),
+                outputs_path(&c, "r", t, a),
+            ];
+            for p in names {
+                // Flat: every file sits directly in the run directory.
+                assert_eq!(p.parent(), Some(run_dir(&c, "r").as_path()), "{p:?}");
+                if let Some(prev) = seen.insert(p.clone(), (t, a)) {
+                    panic!("{p:?} is used by both {prev:?} and {:?}", (t, a));
+                }
+            }
+        }
+    }
+    assert_eq!(seen.len(), tasks.len() * attempts.len() * 4);
+}
+
+#[tokio::test]
+async fn silent_task_creates_no_files_and_outputs_are_created_by_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path());
+    let silent = spawn(&c, sh("true")).await.unwrap();
+    // Nothing per attempt exists before or after the run: only the run directory.
+    assert!(run_dir(&c, "wf@v1@20261125T073000.000Z").is_dir());
+    assert!(!silent.outputs_path.exists());
+    let (log, outs) = (silent.log_path.clone(), silent.outputs_path.clone());
+    let exit = silent.wait().await;
+    assert_eq!(exit.outcome, AttemptOutcome::Exited(0));
+    assert!(
+        exit.outputs.is_empty() && exit.warnings.is_empty(),
+        "{exit:?}"
+    );
+    assert_eq!(exit.log_bytes, 0);
+    assert!(!log.exists() && !outs.exists());
+    assert_eq!(read_log(&log, 1000).unwrap(), b"");
+    let mut f = LogFollower::new(&log);
+    let mut got = Vec::new();
+    assert_eq!(f.poll(&mut got).unwrap(), 0);
+
+    // A task that only writes outputs creates the outputs file itself; still no log.
+    let mut r = sh("echo k=v >> \"$OUTPOST_OUTPUT\"; echo n=1 >> \"$OUTPOST_OUTPUT\"");
+    r.attempt = 2;
+    let run = spawn(&c, r).await.unwrap();
+    let log2 = run.log_path.clone();
+    let exit = run.wait().await;
+    assert_eq!(exit.outcome, AttemptOutcome::Exited(0));
+    assert_eq!(
+        exit.outputs,
+        vec![
+            ("k".to_string(), "v".to_string()),
+            ("n".to_string(), "1".to_string())
+        ]
+    );
+    assert!(!log2.exists());
+    assert_eq!(
+        read_attempt_outputs(&c, "wf@v1@20261125T073000.000Z", "t", 2).outputs,
+        exit.outputs
+    );
+    let entries = std::fs::read_dir(run_dir(&c, "wf@v1@20261125T073000.000Z"))
+        .unwrap()
+        .count();
+    assert_eq!(entries, 1);
+}
+
+#[tokio::test]
+async fn run_directory_is_recreated_after_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path());
+    let rd = run_dir(&c, "wf@v1@20261125T073000.000Z");
+    spawn(&c, sh("true")).await.unwrap().wait().await;
+    assert!(rd.is_dir());
+    // Retention removes the directory and tells the config.
+    std::fs::remove_dir_all(&rd).unwrap();
+    c.forget_run_dir("wf@v1@20261125T073000.000Z");
+    let mut r = sh("echo k=v >> \"$OUTPOST_OUTPUT\"");
+    r.attempt = 2;
+    let exit = spawn(&c, r).await.unwrap().wait().await;
+    assert_eq!(exit.outputs, vec![("k".to_string(), "v".to_string())]);
+    // Removed behind the config's back: the log is still written (its directory is recreated).
+    std::fs::remove_dir_all(&rd).unwrap();
+    let mut r = sh("echo late");
+    r.attempt = 3;
+    let run = spawn(&c, r).await.unwrap();
+    let log = run.log_path.clone();
+    let exit = run.wait().await;
+    assert_eq!(exit.outcome, AttemptOutcome::Exited(0));
+    assert!(exit.warnings.is_empty(), "{:?}", exit.warnings);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "late\n");
 }
 
 #[tokio::test]
@@ -172,14 +309,17 @@ async fn follower_reads_live_log_of_running_task() {
     c.log_max_bytes = 64;
     let run = spawn(
         &c,
-        sh("for i in $(seq 1 40); do echo line-$i; sleep 0.01; done"),
+        sh("sleep 0.3; for i in $(seq 1 40); do echo line-$i; sleep 0.01; done"),
     )
     .await
     .unwrap();
     let mut f = LogFollower::new(&run.log_path);
+    // The log appears only with the first output: the follower waits for it.
+    let mut got = Vec::new();
+    f.poll(&mut got).unwrap();
+    assert!(got.is_empty() && !run.log_path.exists());
     let killer = run.killer();
     let waiter = tokio::spawn(run.wait());
-    let mut got = Vec::new();
     let mut saw_partial = false;
     while !killer.is_done() {
         f.poll(&mut got).unwrap();
@@ -392,10 +532,7 @@ async fn wrapper_spawn_failure_names_the_wrapper_and_is_logged() {
         msg.contains("via /nonexistent/outpost-agent __exec"),
         "{msg}"
     );
-    let log = std::fs::read_to_string(
-        attempt_dir(&c, "wf@v1@20261125T073000.000Z", "t", 1).join("output.log"),
-    )
-    .unwrap();
+    let log = std::fs::read_to_string(log_path(&c, "wf@v1@20261125T073000.000Z", "t", 1)).unwrap();
     assert!(log.contains("cannot start"), "{log}");
 }
 
