@@ -1081,11 +1081,10 @@ impl Driver {
             }
         };
         let scheduled_at = self.scheduled_at(&run_id, attempt);
-        let cfg = self.cfg.exec.clone();
-        tokio::spawn(async move {
-            let started = exec::spawn(&cfg, req).await;
-            supervise(tx, run_id, task, attempt, scheduled_at, started).await;
-        });
+        // Started here, on the driver's thread: no hand-off to a worker between the decision and
+        // the `fork`/`exec` (the preparation is a few page-cache file operations at most).
+        let started = exec::prepare(&self.cfg.exec, req).and_then(exec::Prepared::start);
+        tokio::spawn(supervise(tx, run_id, task, attempt, scheduled_at, started));
     }
 
     /// Prepare an attempt now and start it at `due` (monotonic), see [`PRECOMMIT_LEAD`].
