@@ -2,9 +2,14 @@
 //! store (redb), the executor (OS processes) and the outside world (control socket, signals).
 //!
 //! One task owns everything mutable ([`Driver::run_loop`]); processes report back through a
-//! channel. Every action the engine returns is carried out in order, and the durable-first rule
-//! is kept here: engine `Commit`s are merged into one redb transaction, which is committed before
-//! any later `Spawn` or `Kill` is performed.
+//! channel. The durable-first rule is kept here: engine `Commit`s are merged into batches that
+//! one committer thread commits in order (one redb two-phase commit for whatever queued up
+//! meanwhile), and every `Spawn`, `Kill` or `RunFinished` waits until the batch holding its
+//! records is durable ([`Event::Committed`]). A `Start` (an attempt dispatched ahead of a free
+//! slot, see `outpost_agent_core::engine`) waits only for the batch that held its dispatch,
+//! normally durable long before; so the driver keeps taking exits and refilling slots while a
+//! commit is in flight. Callers that read the store afterwards (control requests, the end of a
+//! foreground run) wait for everything submitted ([`Driver::flush`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -62,6 +67,58 @@ pub enum Event {
     ),
     /// Workflows paused at the hub (level-triggered: the others are not).
     HubPaused(Vec<String>),
+    /// The committer made batch `seq` durable (or failed to: the driver stops).
+    Committed {
+        seq: u64,
+        result: Result<u64, String>,
+    },
+}
+
+/// A batch for the committer thread; `reply` for a caller that waits.
+struct CommitJob {
+    seq: u64,
+    batch: Batch,
+    reply: Option<std::sync::mpsc::SyncSender<Result<u64, String>>>,
+}
+
+/// The committer: one thread that commits batches in the order they were submitted and reports
+/// each as [`Event::Committed`] (a redb commit is a blocking two-phase commit: two fsyncs). The
+/// driver goes on meanwhile: starting dispatched attempts, taking in exits, preparing the next
+/// batch; what needs a batch durable waits for its `Committed`.
+fn start_committer(
+    store: Arc<Store>,
+    tx: mpsc::UnboundedSender<Event>,
+) -> std::sync::mpsc::Sender<CommitJob> {
+    let (jtx, jrx) = std::sync::mpsc::channel::<CommitJob>();
+    let spawned = std::thread::Builder::new()
+        .name("outpost-commit".into())
+        .spawn(move || {
+            while let Ok(first) = jrx.recv() {
+                // Everything queued meanwhile joins this commit (in order): one two-phase commit
+                // for all of it.
+                let mut seq = first.seq;
+                let mut batch = first.batch;
+                let mut replies: Vec<_> = first.reply.into_iter().collect();
+                while let Ok(next) = jrx.try_recv() {
+                    seq = next.seq;
+                    batch.append(next.batch);
+                    replies.extend(next.reply);
+                }
+                let result = store
+                    .commit(batch)
+                    .map(|info| info.last_seq)
+                    .map_err(|e| format!("{e:#}"));
+                for r in replies {
+                    let _ = r.send(result.clone());
+                }
+                let _ = tx.send(Event::Committed { seq, result });
+            }
+        });
+    if let Err(e) = spawned {
+        // Without a thread, jobs are never committed: every waiter gets an error at once.
+        tracing::error!("cannot start the committer thread: {e}");
+    }
+    jtx
 }
 
 /// `origin` of workflows deployed by the hub (others are file paths).
@@ -96,6 +153,8 @@ pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(5);
 /// An attempt committed ahead of its scheduled instant, started when `due` (monotonic) comes.
 struct DeferredSpawn {
     due: Duration,
+    /// The batch that must be durable first.
+    seq: u64,
     run_id: RunId,
     task: TaskIdx,
     attempt: u32,
@@ -165,11 +224,25 @@ pub struct Driver {
     defer_to: Option<Duration>,
     /// Since when (monotonic) `pending` holds records held back by the group commit.
     pending_since: Option<Duration>,
+    /// The committer thread's queue.
+    committer: std::sync::mpsc::Sender<CommitJob>,
+    /// Seq of the last batch submitted to the committer, and of the last one durable.
+    submitted: u64,
+    durable: u64,
+    /// The batch that holds each dispatched attempt not yet durable: its `Start` waits for it.
+    claims: HashMap<(RunId, String, u32), u64>,
+    /// Actions waiting for a batch to be durable, in order: (batch seq, action).
+    waiting: std::collections::VecDeque<(u64, Action)>,
+    /// Events of submitted batches, for the observer once they are durable.
+    inflight: std::collections::VecDeque<(u64, Vec<StatusEvent>)>,
+    /// A commit failed: the loop stops with this error.
+    failed: Option<String>,
 }
 
 impl Driver {
     pub fn new(cfg: DriverConfig, clock: Arc<dyn Clock>, store: Arc<Store>) -> Driver {
         let (tx, rx) = mpsc::unbounded_channel();
+        let committer = start_committer(store.clone(), tx.clone());
         let seed =
             clock.wall().timestamp_nanos_opt().unwrap_or(0) as u64 ^ u64::from(std::process::id());
         let engine = Engine::new(EngineConfig {
@@ -202,6 +275,13 @@ impl Driver {
             deferred: Vec::new(),
             defer_to: None,
             pending_since: None,
+            committer,
+            submitted: 0,
+            durable: 0,
+            claims: HashMap::new(),
+            waiting: std::collections::VecDeque::new(),
+            inflight: std::collections::VecDeque::new(),
+            failed: None,
         }
     }
 
@@ -300,17 +380,108 @@ impl Driver {
         self.workflows.remove(name);
     }
 
-    /// Commit a batch and tell the hub link that the outbox grew.
-    fn commit(&self, batch: Batch) -> Result<(), crate::store::StoreError> {
-        let info = self.store.commit(batch)?;
+    /// Commit a batch now and wait for it (after everything submitted before it).
+    fn commit(&mut self, batch: Batch) -> anyhow::Result<()> {
+        let events = self.observer.as_ref().map(|_| batch.events.clone());
+        let seq = self.submit(batch, events);
+        self.wait_durable(seq)
+    }
+
+    /// Hand a batch to the committer; returns its seq.
+    fn submit(&mut self, batch: Batch, events: Option<Vec<StatusEvent>>) -> u64 {
+        self.submitted += 1;
+        let seq = self.submitted;
+        for e in &batch.events {
+            if let StatusEvent::Task(t) = e
+                && let Some(a) = t.attempts.last()
+                && a.dispatched_ms.is_some()
+                && a.outcome.is_none()
+            {
+                self.claims
+                    .insert((t.run_id.clone(), t.task_id.clone(), a.attempt), seq);
+            }
+        }
+        if let Some(ev) = events {
+            self.inflight.push_back((seq, ev));
+        }
+        let job = CommitJob {
+            seq,
+            batch,
+            reply: None,
+        };
+        if self.committer.send(job).is_err() {
+            self.failed = Some("the committer thread is gone".into());
+        }
+        seq
+    }
+
+    /// Block until batch `seq` is durable (the committer commits in order), then carry out what
+    /// waited for it.
+    fn wait_durable(&mut self, seq: u64) -> anyhow::Result<()> {
+        if let Some(e) = &self.failed {
+            anyhow::bail!("committing to the store: {e}");
+        }
+        if self.durable >= seq {
+            return Ok(());
+        }
+        // An empty batch behind the others: its reply means they are all durable.
+        let (rtx, rrx) = std::sync::mpsc::sync_channel(1);
+        self.submitted += 1;
+        let barrier = self.submitted;
+        let job = CommitJob {
+            seq: barrier,
+            batch: Batch::default(),
+            reply: Some(rtx),
+        };
+        if self.committer.send(job).is_err() {
+            anyhow::bail!("committing to the store: the committer thread is gone");
+        }
+        match rrx.recv() {
+            Ok(Ok(last_seq)) => {
+                self.on_durable(barrier, last_seq);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.failed = Some(e.clone());
+                anyhow::bail!("committing to the store: {e}")
+            }
+            Err(_) => anyhow::bail!("committing to the store: the committer thread is gone"),
+        }
+    }
+
+    /// Batches up to `seq` are durable: tell the hub link and the observer, and carry out the
+    /// actions that waited.
+    fn on_durable(&mut self, seq: u64, last_seq: u64) {
+        if seq <= self.durable {
+            return;
+        }
+        self.durable = seq;
+        if !self.claims.is_empty() {
+            self.claims.retain(|_, s| *s > seq);
+        }
         if let Some(w) = &self.outbox_watch {
             w.send_if_modified(|v| {
-                let changed = *v != info.last_seq;
-                *v = info.last_seq;
+                let changed = *v < last_seq;
+                *v = (*v).max(last_seq);
                 changed
             });
         }
-        Ok(())
+        while self.inflight.front().is_some_and(|(s, _)| *s <= seq) {
+            if let Some((_, events)) = self.inflight.pop_front()
+                && let Some(obs) = self.observer.as_mut()
+            {
+                for e in &events {
+                    obs(e);
+                }
+            }
+        }
+        let mut ready = Vec::new();
+        while self.waiting.front().is_some_and(|(s, _)| *s <= seq) {
+            if let Some((_, a)) = self.waiting.pop_front() {
+                ready.push(a);
+            }
+        }
+        self.carry_out(ready);
     }
 
     /// Local probation (issue 4): once more than `max_failures` of the first `runs` runs of the
@@ -427,7 +598,7 @@ impl Driver {
             batch
                 .meta_puts
                 .push((key, minicbor::to_vec(&state).unwrap_or_default()));
-            self.store.commit(batch).map_err(|e| internal(&e))?;
+            self.commit(batch).map_err(|e| internal(&e))?;
             self.uninstall_workflow(&act.workflow);
             tracing::info!(workflow = %act.workflow, "removed by the hub");
             return Ok(());
@@ -493,7 +664,7 @@ impl Driver {
         batch
             .meta_puts
             .push((key, minicbor::to_vec(&state).unwrap_or_default()));
-        self.store.commit(batch).map_err(|e| internal(&e))?;
+        self.commit(batch).map_err(|e| internal(&e))?;
         let paused = state.paused;
         self.install_workflow(wf, act.version, HUB_ORIGIN.into(), true)
             .map_err(|e| internal(&e))?;
@@ -644,7 +815,7 @@ impl Driver {
             origin: origin.to_string(),
             created_ms: self.now().wall_ms(),
         });
-        self.store.commit(batch)?;
+        self.commit(batch)?;
         Ok(version)
     }
 
@@ -909,9 +1080,10 @@ impl Driver {
         if self.deferred.is_empty() {
             return;
         }
+        let durable = self.durable;
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
             .into_iter()
-            .partition(|d| d.due <= now.mono);
+            .partition(|d| d.due <= now.mono && d.seq <= durable);
         self.deferred = later;
         for d in due {
             let t0 = std::time::Instant::now();
@@ -926,51 +1098,99 @@ impl Driver {
 
     /// Carry out every action the engine has, durable first.
     ///
-    /// Per burst: `Start`s of dispatched attempts (committed by an earlier burst) are performed
-    /// at once; then the records are committed, unless nothing waits for them (no `Spawn`,
-    /// `Kill` or `Flush` follows), in which case the group commit may hold them back for up to
-    /// [`GROUP_COMMIT_WINDOW`]; then the other actions are carried out.
+    /// Per burst: `Start`s of dispatched attempts go at once (their batch is durable; else they
+    /// wait for it); the records are submitted to the committer unless nothing waits for them (no
+    /// `Spawn`, `Kill`, `Flush` or `RunFinished` follows), in which case the group commit may hold
+    /// them back for up to [`GROUP_COMMIT_WINDOW`]; the other actions wait for their batch to be
+    /// durable ([`Event::Committed`]).
     pub fn pump(&mut self) -> anyhow::Result<()> {
+        if let Some(e) = &self.failed {
+            anyhow::bail!("committing to the store: {e}");
+        }
         loop {
             let mut acts = Vec::new();
             let mut urgent = false;
-            let mut started = false;
+            let mut any = false;
             while let Some(a) = self.engine.poll_action() {
+                any = true;
                 match a {
                     Action::Start {
-                        run_id,
+                        ref run_id,
                         task,
                         attempt,
                     } => {
-                        started = true;
-                        self.spawn(run_id, task, attempt);
+                        // Its batch (from an earlier burst) is usually durable by now.
+                        let gate = self
+                            .runs
+                            .get(run_id)
+                            .and_then(|wf| wf.tasks.get(task))
+                            .and_then(|t| self.claims.get(&(run_id.clone(), t.id.clone(), attempt)))
+                            .copied()
+                            .unwrap_or(0);
+                        if self.durable >= gate {
+                            self.carry_out(vec![a]);
+                        } else {
+                            tracing::trace!(
+                                gate,
+                                durable = self.durable,
+                                "start waits for its batch"
+                            );
+                            self.waiting.push_back((gate, a));
+                        }
                     }
                     Action::Commit(events) => self.pending.events.extend(events),
                     Action::Flush => urgent = true,
                     other => {
-                        urgent |= matches!(other, Action::Spawn { .. } | Action::Kill { .. });
+                        urgent |= !matches!(other, Action::Commit(_));
                         acts.push(other);
                     }
                 }
             }
             if !self.pending.is_empty() {
                 if urgent || !self.may_hold_back() {
-                    self.flush()?;
+                    self.submit_pending();
                 } else if self.pending_since.is_none() {
                     // Group commit: nothing waits for these records; let them join the next one.
                     self.pending_since = Some(self.clock.mono());
                 }
             }
-            if acts.is_empty() && !started {
-                return Ok(());
+            if !acts.is_empty() {
+                if self.defer_to.is_some() {
+                    // The cron pre-commit: spawns are prepared now and start at the instant (once
+                    // their batch is durable, long before).
+                    let (spawns, rest): (Vec<_>, Vec<_>) = acts
+                        .into_iter()
+                        .partition(|a| matches!(a, Action::Spawn { .. }));
+                    self.carry_out(spawns);
+                    acts = rest;
+                }
+                let seq = self.submitted;
+                if self.durable >= seq {
+                    self.carry_out(acts);
+                } else {
+                    self.waiting.extend(acts.into_iter().map(|a| (seq, a)));
+                }
             }
-            self.carry_out(acts);
             for name in std::mem::take(&mut self.probation_due) {
                 if let Err(e) = self.check_probation(&name) {
                     tracing::error!(workflow = %name, "probation check failed: {e:#}");
                 }
             }
+            if !any {
+                return Ok(());
+            }
         }
+    }
+
+    /// Submit what `pending` holds.
+    fn submit_pending(&mut self) {
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_since = None;
+        if batch.is_empty() {
+            return;
+        }
+        let events = self.observer.as_ref().map(|_| batch.events.clone());
+        self.submit(batch, events);
     }
 
     /// May records be held back for the group commit now?
@@ -982,22 +1202,12 @@ impl Driver {
                 .is_none_or(|t| self.clock.mono().saturating_sub(t) < GROUP_COMMIT_WINDOW)
     }
 
-    /// Commit whatever the group commit holds back (before returning to a caller that reads
-    /// the store).
+    /// Commit whatever the group commit holds back and wait until everything submitted is
+    /// durable (before returning to a caller that reads the store).
     pub fn flush(&mut self) -> anyhow::Result<()> {
-        let batch = std::mem::take(&mut self.pending);
-        self.pending_since = None;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let events = batch.events.clone();
-        self.commit(batch).context("committing to the store")?;
-        if let Some(obs) = self.observer.as_mut() {
-            for e in &events {
-                obs(e);
-            }
-        }
-        Ok(())
+        self.submit_pending();
+        let seq = self.submitted;
+        self.wait_durable(seq)
     }
 
     fn carry_out(&mut self, acts: Vec<Action>) {
@@ -1098,6 +1308,7 @@ impl Driver {
                 let scheduled_ms = self.scheduled_at(&run_id, attempt);
                 self.deferred.push(DeferredSpawn {
                     due,
+                    seq: self.submitted,
                     run_id,
                     task,
                     attempt,
@@ -1245,6 +1456,13 @@ impl Driver {
                 }
             }
             Event::Shutdown => self.begin_shutdown(),
+            Event::Committed { seq, result } => match result {
+                Ok(last_seq) => self.on_durable(seq, last_seq),
+                Err(e) => {
+                    tracing::error!(batch = seq, "commit failed: {e}");
+                    self.failed = Some(e);
+                }
+            },
             Event::HubActivate(act, reply) => {
                 let r = self.activate_hub(act);
                 let _ = reply.send(r);
@@ -1287,7 +1505,8 @@ impl Driver {
             let d = t + GROUP_COMMIT_WINDOW;
             best = Some(best.map_or(d, |b| b.min(d)));
         }
-        for d in &self.deferred {
+        // Those whose batch is not durable yet are woken by its `Committed`.
+        for d in self.deferred.iter().filter(|d| d.seq <= self.durable) {
             best = Some(best.map_or(d.due, |b| b.min(d.due)));
         }
         if !self.stopping {
@@ -1321,7 +1540,7 @@ impl Driver {
                 return self.flush();
             }
             if self.stopping {
-                if self.running == 0 {
+                if self.running == 0 && self.waiting.is_empty() {
                     return self.flush();
                 }
                 let dl = *shutdown_deadline
@@ -1366,6 +1585,12 @@ impl Driver {
 
     fn control(&mut self, req: crate::control::Request) -> crate::control::Response {
         use crate::control::{Request, Response};
+        // Answer from the store as of everything decided so far.
+        if let Err(e) = self.flush() {
+            return Response::Error {
+                message: format!("{e:#}"),
+            };
+        }
         let r: anyhow::Result<Response> = (|| match req {
             Request::Status => Ok(Response::Status(self.status()?)),
             Request::Runs { workflow, limit } => {

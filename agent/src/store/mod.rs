@@ -237,6 +237,15 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Append `other`'s writes after this batch's (one transaction that does both, in order).
+    pub fn append(&mut self, other: Batch) {
+        self.events.extend(other.events);
+        self.last_fired.extend(other.last_fired);
+        self.workflow_puts.extend(other.workflow_puts);
+        self.paused.extend(other.paused);
+        self.meta_puts.extend(other.meta_puts);
+    }
+
     /// Whether the batch writes nothing.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
