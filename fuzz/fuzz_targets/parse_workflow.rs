@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(source) = std::str::from_utf8(data) else {
         return;
     };
-    let checked = ValidateOptions { known_resources: Some(["bus".to_string()].into()) };
+    let checked = ValidateOptions {
+        known_resources: Some(["bus".to_string()].into()),
+    };
     for format in [Format::Yaml, Format::Toml] {
         for opts in [&ValidateOptions::default(), &checked] {
             if let Err(diags) = parse("fuzz", source, format, opts) {
