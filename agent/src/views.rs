@@ -62,14 +62,8 @@ impl TaskView {
         let last: Option<&AttemptRecord> = t.attempts.last();
         TaskView {
             task: t.task_id.clone(),
-            // A dispatched attempt (committed ahead of a free slot) has not started yet.
-            state: if t.state == outpost_common::record::TaskState::Running
-                && last.is_some_and(|a| a.dispatched_ms.is_some())
-            {
-                "dispatched".into()
-            } else {
-                t.state.as_str().into()
-            },
+            // A dispatched attempt (committed ahead of a free slot) shows as `dispatched`.
+            state: t.display_state().into(),
             attempts: t.attempts.len() as u32,
             exit_code: last.and_then(|a| a.outcome.as_ref()?.exit_code()),
             outcome: last.and_then(|a| a.outcome.as_ref().map(|o| o.to_string())),

@@ -281,6 +281,23 @@ pub struct TaskInstanceRecord {
     pub updated_ms: UnixMillis,
 }
 
+impl TaskInstanceRecord {
+    /// The state as CLIs and APIs show it: `dispatched` for a `Running` task whose current
+    /// attempt was committed ahead of a free slot and has not started, else [`TaskState::as_str`].
+    pub fn display_state(&self) -> &'static str {
+        if self.state == TaskState::Running
+            && self
+                .attempts
+                .last()
+                .is_some_and(|a| a.dispatched_ms.is_some() && a.outcome.is_none())
+        {
+            "dispatched"
+        } else {
+            self.state.as_str()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct RunRecord {
     #[n(0)]
@@ -368,4 +385,56 @@ pub struct OutboxEntry {
     pub seq: u64,
     #[n(1)]
     pub event: StatusEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(
+        state: TaskState,
+        dispatched: Option<UnixMillis>,
+        outcome: Option<AttemptOutcome>,
+    ) -> TaskInstanceRecord {
+        TaskInstanceRecord {
+            run_id: "r".into(),
+            task_id: "t".into(),
+            state,
+            attempts: vec![AttemptRecord {
+                attempt: 1,
+                started_ms: 5,
+                ended_ms: None,
+                pid: None,
+                outcome,
+                limits: LimitsMode::None,
+                reason: None,
+                log_path: None,
+                dispatched_ms: dispatched,
+            }],
+            outputs: Vec::new(),
+            retry_at_ms: None,
+            updated_ms: 5,
+        }
+    }
+
+    #[test]
+    fn a_dispatched_attempt_displays_as_dispatched_only_while_it_waits() {
+        assert_eq!(
+            task(TaskState::Running, Some(5), None).display_state(),
+            "dispatched"
+        );
+        assert_eq!(
+            task(TaskState::Running, None, None).display_state(),
+            "running"
+        );
+        assert_eq!(
+            task(
+                TaskState::Cancelled,
+                Some(5),
+                Some(AttemptOutcome::Cancelled)
+            )
+            .display_state(),
+            "cancelled"
+        );
+    }
 }

@@ -354,7 +354,7 @@ impl TaskView {
         let last = t.attempts.last();
         TaskView {
             task: t.task_id.clone(),
-            state: t.state.as_str().into(),
+            state: t.display_state().into(),
             attempts: t.attempts.len() as u32,
             exit_code: last.and_then(|a| a.outcome.as_ref()?.exit_code()),
             outcome: last.and_then(|a| a.outcome.as_ref().map(|o| o.to_string())),
