@@ -266,7 +266,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn exec_config(cfg: &AgentConfig) -> anyhow::Result<ExecConfig> {
+/// How attempts are run, from the agent config (shared by `run` and `serve`).
+pub(crate) fn exec_config(cfg: &AgentConfig) -> anyhow::Result<ExecConfig> {
     let mut exec = ExecConfig::new(
         cfg.log_dir(),
         std::env::current_exe().context("locating the outpost-agent executable")?,

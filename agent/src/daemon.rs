@@ -20,14 +20,7 @@ use crate::driver::{Driver, DriverConfig, Event};
 use crate::store::{Retention, Store};
 
 pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
-    let mut exec = crate::exec::ExecConfig::new(
-        cfg.log_dir(),
-        std::env::current_exe().context("locating the outpost-agent executable")?,
-    );
-    exec.log_max_bytes = cfg.log_max_bytes;
-    exec.kill_grace = cfg.kill_grace;
-    exec.cgroup_root = cfg.cgroup_root.clone();
-    exec.clock = Arc::new(SystemClock::default());
+    let exec = crate::app::exec_config(&cfg)?;
     let validate = outpost_common::workflow::ValidateOptions {
         known_resources: Some(cfg.resources.keys().cloned().collect()),
     };

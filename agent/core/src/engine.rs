@@ -314,6 +314,24 @@ fn sync_timer(timers: &mut BTreeSet<TimerKey>, id: &str, i: TaskIdx, ts: &mut Ta
     ts.timer = want;
 }
 
+/// Append the task's next attempt, started (or, `dispatched`, committed ahead of its start) now;
+/// returns its number.
+fn open_attempt(rec: &mut TaskInstanceRecord, now: Now, dispatched: bool) -> u32 {
+    let attempt = rec.attempts.len() as u32 + 1;
+    rec.attempts.push(AttemptRecord {
+        attempt,
+        started_ms: now.wall_ms(),
+        ended_ms: None,
+        pid: None,
+        outcome: None,
+        limits: LimitsMode::None,
+        reason: None,
+        log_path: None,
+        dispatched_ms: dispatched.then_some(now.wall_ms()),
+    });
+    attempt
+}
+
 /// Whether `s` counts differently from `t` in [`UpstreamCounts`].
 fn counts_differ(s: TaskState, t: TaskState) -> bool {
     s.is_terminal() != t.is_terminal()
@@ -1347,18 +1365,7 @@ impl Engine {
                 }
                 continue;
             }
-            let attempt = ts.rec.attempts.len() as u32 + 1;
-            ts.rec.attempts.push(AttemptRecord {
-                attempt,
-                started_ms: now.wall_ms(),
-                ended_ms: None,
-                pid: None,
-                outcome: None,
-                limits: LimitsMode::None,
-                reason: None,
-                log_path: None,
-                dispatched_ms: None,
-            });
+            let attempt = open_attempt(&mut ts.rec, now, false);
             ts.rec.updated_ms = now.wall_ms();
             ts.deadline = timeout.map(|t| now.mono.saturating_add(t));
             ts.kill = None;
@@ -1401,18 +1408,7 @@ impl Engine {
             }
             run.set_state(i, TaskState::Running);
             let ts = &mut run.tasks[i];
-            let attempt = ts.rec.attempts.len() as u32 + 1;
-            ts.rec.attempts.push(AttemptRecord {
-                attempt,
-                started_ms: now.wall_ms(),
-                ended_ms: None,
-                pid: None,
-                outcome: None,
-                limits: LimitsMode::None,
-                reason: None,
-                log_path: None,
-                dispatched_ms: Some(now.wall_ms()),
-            });
+            open_attempt(&mut ts.rec, now, true);
             ts.rec.updated_ms = now.wall_ms();
             ts.dispatched = true;
             ts.fresh = true;
