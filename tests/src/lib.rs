@@ -569,3 +569,28 @@ pub fn machine() -> serde_json::Value {
         "kernel": kernel,
     })
 }
+
+/// The multi-threaded runtime of a benchmark binary; exits with code 2 if it cannot start.
+pub fn bench_runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Run a benchmark to its JSON report on [`bench_runtime`]: print it, or the error (exit 1).
+pub fn bench_main(f: impl std::future::Future<Output = anyhow::Result<serde_json::Value>>) {
+    match bench_runtime().block_on(f) {
+        Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -985,3 +985,30 @@ impl Tally {
         }
     }
 }
+
+/// Wait for the fleet's reports (each shown to `on`, then counted) until `done(tally)` holds, or
+/// fail after `timeout` naming `what` (the benchmark binaries' common wait).
+pub async fn until(
+    fleet: &mut Fleet,
+    tally: &mut Tally,
+    timeout: Duration,
+    what: &str,
+    mut on: impl FnMut(&Report),
+    done: impl Fn(&Tally) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(tally) {
+        match tokio::time::timeout_at(deadline, fleet.reports.recv()).await {
+            Ok(Some(r)) => {
+                on(&r);
+                tally.add(&r);
+            }
+            Ok(None) => bail!("the fleet stopped while waiting for {what}"),
+            Err(_) => bail!(
+                "timed out after {timeout:?} waiting for {what} (tally: {})",
+                serde_json::to_string(tally).unwrap_or_default()
+            ),
+        }
+    }
+    Ok(())
+}

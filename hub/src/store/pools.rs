@@ -512,25 +512,18 @@ impl Store {
         if let Some(c) = &cur {
             refuse_if_held(workflow, pool, c, "deploy to")?;
         }
-        Self::stop_following(&txn, workflow)?;
-        let d = PoolDecision {
-            version,
-            pinned: false,
-            seq: next_decision_seq(&txn)?,
-            at_ms: now_ms,
-            actor: actor.into(),
-            follow_latest: false,
-            rollout: None,
-        };
-        txn.open_table(DECISIONS)?
-            .insert((workflow, pool), encode(&d)?.as_slice())?;
-        audit_in(
+        let d = Self::put_decision(
             &txn,
-            now_ms,
-            actor,
-            "workflow.deploy",
             workflow,
-            &format!("version {version} to pool {pool}"),
+            pool,
+            version,
+            false,
+            actor,
+            now_ms,
+            (
+                "workflow.deploy",
+                &format!("version {version} to pool {pool}"),
+            ),
         )?;
         txn.commit()?;
         Ok(d)
@@ -554,11 +547,41 @@ impl Store {
                 "rollout ro-{r} of {workflow} is active in pool {pool}; abort it or let it finish before pinning"
             )));
         }
-        Self::stop_following(&txn, workflow)?;
+        let d = Self::put_decision(
+            &txn,
+            workflow,
+            pool,
+            version,
+            true,
+            actor,
+            now_ms,
+            (
+                "workflow.pin",
+                &format!("pool {pool} pinned to version {version}"),
+            ),
+        )?;
+        txn.commit()?;
+        Ok(d)
+    }
+
+    /// The pool's new operator decision (`version`, `pinned`), replacing whatever it followed,
+    /// with its audit entry `(action, detail)`, in `txn`.
+    #[allow(clippy::too_many_arguments)]
+    fn put_decision(
+        txn: &WriteTransaction,
+        workflow: &str,
+        pool: &str,
+        version: u64,
+        pinned: bool,
+        actor: &str,
+        now_ms: UnixMillis,
+        (action, detail): (&str, &str),
+    ) -> Result<PoolDecision, StoreError> {
+        Self::stop_following(txn, workflow)?;
         let d = PoolDecision {
             version,
-            pinned: true,
-            seq: next_decision_seq(&txn)?,
+            pinned,
+            seq: next_decision_seq(txn)?,
             at_ms: now_ms,
             actor: actor.into(),
             follow_latest: false,
@@ -566,15 +589,7 @@ impl Store {
         };
         txn.open_table(DECISIONS)?
             .insert((workflow, pool), encode(&d)?.as_slice())?;
-        audit_in(
-            &txn,
-            now_ms,
-            actor,
-            "workflow.pin",
-            workflow,
-            &format!("pool {pool} pinned to version {version}"),
-        )?;
-        txn.commit()?;
+        audit_in(txn, now_ms, actor, action, workflow, detail)?;
         Ok(d)
     }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use outpost_tests::loadgen::{self, Fleet, FleetConfig, Report, Tally};
+use outpost_tests::loadgen::{self, Fleet, FleetConfig, Report, Tally, until};
 use outpost_tests::relay::{Mode, Relay};
 use outpost_tests::{Hub, Scratch, wait_for};
 use serde_json::json;
@@ -68,50 +68,7 @@ timezone: UTC\n\
 tasks:\n  hello:\n    command: [echo, hello]\n";
 
 fn main() {
-    let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            std::process::exit(2);
-        }
-    };
-    match rt.block_on(bench(args)) {
-        Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(1);
-        }
-    }
-}
-
-/// Wait for reports until `done(tally)` holds, or fail after `timeout`.
-async fn until(
-    fleet: &mut Fleet,
-    tally: &mut Tally,
-    timeout: Duration,
-    what: &str,
-    mut on: impl FnMut(&Report),
-    done: impl Fn(&Tally) -> bool,
-) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !done(tally) {
-        match tokio::time::timeout_at(deadline, fleet.reports.recv()).await {
-            Ok(Some(r)) => {
-                on(&r);
-                tally.add(&r);
-            }
-            Ok(None) => bail!("the fleet stopped while waiting for {what}"),
-            Err(_) => bail!(
-                "timed out after {timeout:?} waiting for {what} (tally: {})",
-                serde_json::to_string(tally).unwrap_or_default()
-            ),
-        }
-    }
-    Ok(())
+    outpost_tests::bench_main(bench(Args::parse()));
 }
 
 /// Apply `count` new versions of `bench`, 100 ms apart, through the CLI; how many applied.

@@ -102,17 +102,7 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = rt.block_on(run(cli)) {
+    if let Err(e) = outpost_tests::bench_runtime().block_on(run(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use outpost_tests::loadgen::{self, Fleet, FleetConfig, Report, Tally};
+use outpost_tests::loadgen::{self, Fleet, FleetConfig, Report, Tally, until};
 use outpost_tests::{Hub, Scratch};
 use serde_json::json;
 
@@ -76,46 +76,7 @@ tasks:\n  hello:\n    command: [echo, {v}]\n"
 }
 
 fn main() {
-    let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            std::process::exit(2);
-        }
-    };
-    match rt.block_on(bench(args)) {
-        Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(1);
-        }
-    }
-}
-
-/// Wait for reports until `done(tally)` holds, or fail after `timeout`.
-async fn until(
-    fleet: &mut Fleet,
-    tally: &mut Tally,
-    timeout: Duration,
-    what: &str,
-    done: impl Fn(&Tally) -> bool,
-) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !done(tally) {
-        match tokio::time::timeout_at(deadline, fleet.reports.recv()).await {
-            Ok(Some(r)) => tally.add(&r),
-            Ok(None) => bail!("the fleet stopped while waiting for {what}"),
-            Err(_) => bail!(
-                "timed out after {timeout:?} waiting for {what} (tally: {})",
-                serde_json::to_string(tally).unwrap_or_default()
-            ),
-        }
-    }
-    Ok(())
+    outpost_tests::bench_main(bench(Args::parse()));
 }
 
 /// Keep counting reports for `d` (the fleet's channel must not pile up).
@@ -197,6 +158,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         &mut tally,
         Duration::from_secs(600),
         "every agent connected",
+        |_| {},
         |t| t.connected == n,
     )
     .await?;
@@ -232,6 +194,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         &mut tally,
         Duration::from_secs(600),
         "every agent activating v1",
+        |_| {},
         |t| t.activated.get(&key1).copied().unwrap_or(0) >= n as u64,
     )
     .await?;
