@@ -308,9 +308,6 @@ fn run_once(
     }
     if let Some(n) = max_running {
         // A dispatch depth left at its default follows the new limit.
-        if cfg.dispatch_ahead == cfg.max_running {
-            cfg.dispatch_ahead = n.max(1);
-        }
         cfg.max_running = n.max(1);
     }
     let opts = ValidateOptions {
@@ -341,7 +338,7 @@ fn run_once(
         let mut driver = Driver::new(
             DriverConfig {
                 max_running: cfg.max_running,
-                dispatch_ahead: cfg.dispatch_ahead,
+                dispatch_ahead: cfg.dispatch_ahead(),
                 resources: cfg.resources.clone(),
                 exec: exec_config(&cfg)?,
                 shutdown_grace: Duration::from_secs(5),

@@ -76,9 +76,11 @@ pub struct AgentConfig {
     pub socket: PathBuf,
     /// Agent-wide limit on running tasks.
     pub max_running: usize,
-    /// How many ready attempts are committed ahead of a free slot, so that they start without a
-    /// commit when a slot frees (default: `max_running`; 0 turns it off). See docs/operations.md.
-    pub dispatch_ahead: usize,
+    /// How many ready attempts may be committed ahead of a free slot, so that they start without
+    /// a commit when a slot frees (0 turns it off). `None`: the default,
+    /// [`DISPATCH_AHEAD_PER_SLOT`] per slot; see [`AgentConfig::dispatch_ahead`] and
+    /// docs/operations.md.
+    pub dispatch_ahead: Option<usize>,
     /// How often the workflows directory is rescanned for changes.
     pub rescan_interval: Duration,
     /// Named local semaphores and their capacities (e.g. `plc-bus = 1`).
@@ -117,7 +119,22 @@ pub fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/outpost-agent")
 }
 
+/// Default dispatch depth per slot (`dispatch_ahead` = this × `max_running`).
+///
+/// A refill of the dispatch queue is committed once half of it is used, so with four per slot
+/// each commit carries about two dispatches per slot (and the exits that came meanwhile). On
+/// the benchmark machine (2 CPUs, a 202-task fan-out) one per slot needed a commit per task;
+/// four per slot cut the run from ~160 to ~140 ms, while eight per slot was slower again
+/// (docs/BENCHMARKS.md).
+pub const DISPATCH_AHEAD_PER_SLOT: usize = 4;
+
 impl AgentConfig {
+    /// The dispatch depth in effect: as configured, else [`DISPATCH_AHEAD_PER_SLOT`] per slot.
+    pub fn dispatch_ahead(&self) -> usize {
+        self.dispatch_ahead
+            .unwrap_or(DISPATCH_AHEAD_PER_SLOT.saturating_mul(self.max_running))
+    }
+
     /// Defaults rooted at `state_dir`.
     pub fn with_state_dir(state_dir: PathBuf) -> AgentConfig {
         AgentConfig {
@@ -125,7 +142,7 @@ impl AgentConfig {
             state_dir,
             workflows_dir: None,
             max_running: default_max_running(),
-            dispatch_ahead: default_max_running(),
+            dispatch_ahead: None,
             rescan_interval: Duration::from_secs(2),
             resources: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(30),
@@ -171,7 +188,7 @@ impl AgentConfig {
                 cfg.max_running = n;
             }
         }
-        cfg.dispatch_ahead = raw.dispatch_ahead.unwrap_or(cfg.max_running);
+        cfg.dispatch_ahead = raw.dispatch_ahead;
         let dur =
             |key: &'static str, v: &Option<String>| -> Result<Option<Duration>, ConfigError> {
                 match v {
@@ -269,6 +286,20 @@ mod tests {
         assert_eq!(c.state_dir, default_state_dir());
         assert_eq!(c.socket, default_state_dir().join("agent.sock"));
         assert!(c.max_running >= 1);
+    }
+
+    #[test]
+    fn dispatch_depth_defaults_to_four_per_slot_and_can_be_turned_off() {
+        let mut c = AgentConfig::parse("a.toml", "max_running = 3\n", None).unwrap();
+        assert_eq!(c.dispatch_ahead(), 12);
+        // `run --max-running` changes the slots after loading: the default follows.
+        c.max_running = 5;
+        assert_eq!(c.dispatch_ahead(), 20);
+        let off =
+            AgentConfig::parse("a.toml", "max_running = 3\ndispatch_ahead = 0\n", None).unwrap();
+        assert_eq!(off.dispatch_ahead(), 0);
+        let set = AgentConfig::parse("a.toml", "dispatch_ahead = 7\n", None).unwrap();
+        assert_eq!(set.dispatch_ahead(), 7);
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
     let mut driver = Driver::new(
         DriverConfig {
             max_running: cfg.max_running,
-            dispatch_ahead: cfg.dispatch_ahead,
+            dispatch_ahead: cfg.dispatch_ahead(),
             resources: cfg.resources.clone(),
             exec,
             shutdown_grace: cfg.shutdown_grace,

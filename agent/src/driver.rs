@@ -85,10 +85,7 @@ struct CommitJob {
 /// each as [`Event::Committed`] (a redb commit is a blocking two-phase commit: two fsyncs). The
 /// driver goes on meanwhile: starting dispatched attempts, taking in exits, preparing the next
 /// batch; what needs a batch durable waits for its `Committed`.
-fn start_committer(
-    store: Arc<Store>,
-    tx: mpsc::UnboundedSender<Event>,
-) -> std::sync::mpsc::Sender<CommitJob> {
+fn start_committer(store: Arc<Store>, tx: mpsc::UnboundedSender<Event>) -> Committer {
     let (jtx, jrx) = std::sync::mpsc::channel::<CommitJob>();
     let spawned = std::thread::Builder::new()
         .name("outpost-commit".into())
@@ -114,11 +111,47 @@ fn start_committer(
                 let _ = tx.send(Event::Committed { seq, result });
             }
         });
-    if let Err(e) = spawned {
-        // Without a thread, jobs are never committed: every waiter gets an error at once.
-        tracing::error!("cannot start the committer thread: {e}");
+    let thread = match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            // Without a thread, jobs are never committed: every waiter gets an error at once.
+            tracing::error!("cannot start the committer thread: {e}");
+            None
+        }
+    };
+    Committer {
+        jobs: Some(jtx),
+        thread,
     }
-    jtx
+}
+
+/// The committer thread's queue and handle. Dropping it closes the queue and joins the thread,
+/// so that whatever it still commits, and its `Arc<Store>` (whose last drop closes the redb file
+/// cleanly), is done before the process can exit: an exit during that close would leave the
+/// file to be repaired on the next open.
+struct Committer {
+    jobs: Option<std::sync::mpsc::Sender<CommitJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Committer {
+    fn send(&self, job: CommitJob) -> Result<(), ()> {
+        match &self.jobs {
+            Some(j) => j.send(job).map_err(|_| ()),
+            None => Err(()),
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the committer thread panicked");
+        }
+    }
 }
 
 /// `origin` of workflows deployed by the hub (others are file paths).
@@ -225,7 +258,7 @@ pub struct Driver {
     /// Since when (monotonic) `pending` holds records held back by the group commit.
     pending_since: Option<Duration>,
     /// The committer thread's queue.
-    committer: std::sync::mpsc::Sender<CommitJob>,
+    committer: Committer,
     /// Seq of the last batch submitted to the committer, and of the last one durable.
     submitted: u64,
     durable: u64,
@@ -1148,6 +1181,11 @@ impl Driver {
             }
             if !self.pending.is_empty() {
                 if urgent || !self.may_hold_back() {
+                    if !urgent && self.engine.top_up(self.now()) {
+                        // The held-back records are written now: let the next dispatches ride
+                        // on the same commit (the burst is polled on the next turn).
+                        continue;
+                    }
                     self.submit_pending();
                 } else if self.pending_since.is_none() {
                     // Group commit: nothing waits for these records; let them join the next one.

@@ -249,6 +249,9 @@ fn sigterm_lets_running_tasks_finish_then_exits_cleanly() {
     .unwrap();
     let st = d.terminate(Duration::from_secs(30)).unwrap();
     assert!(st.success(), "agent exit status {st}");
+    let store = outpost_agent::store::Store::open(&d.state_dir.join("agent.redb")).unwrap();
+    assert!(!store.was_repaired(), "the store was left needing a repair");
+    drop(store);
     d.restart().unwrap();
     let runs = runs_in(&d, "slow", None);
     assert_eq!(runs.len(), 1);

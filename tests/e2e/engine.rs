@@ -211,6 +211,10 @@ fn each_run_records_every_task_with_times() {
         .write("wf.yaml", "name: rec\ntasks:\n  a:\n    command: [/bin/true]\n  b:\n    command: [/bin/true]\n    depends_on: [a]\n")
         .unwrap();
     let (_, v) = run_json(&f, &s.join("st"), &[]).unwrap();
+    // `run` closed its store cleanly before it exited (else the next open repairs the file).
+    let st = outpost_agent::store::Store::open(&s.join("st").join("agent.redb")).unwrap();
+    assert!(!st.was_repaired(), "the store was left needing a repair");
+    drop(st);
     let mut seen = BTreeMap::new();
     for t in v["tasks"].as_array().unwrap() {
         assert!(t["start"].is_string() && t["end"].is_string(), "{t}");

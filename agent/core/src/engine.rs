@@ -30,9 +30,13 @@
 //!
 //! With `dispatch_ahead = k > 0`, once every slot is taken the next `k` ready tasks (queue
 //! order) get their next attempt committed already: state `Running`, with the attempt's
-//! `dispatched_ms` set and no process. When a slot frees, the best ready-or-dispatched task by
-//! the queue order takes it; a dispatched one starts with `Start`, so the commit of the exit that
-//! freed the slot (and the next dispatches) overlaps with the new process instead of delaying it.
+//! `dispatched_ms` set and no process. The queue is refilled (to `k`) only once at most half of
+//! it is left, so that one commit carries several dispatches and the exits that arrived
+//! meanwhile, not one commit per freed slot; and [`Engine::top_up`] refills it whenever the
+//! driver commits anyway (its group commit is due). When a slot frees, the best
+//! ready-or-dispatched task by the queue order takes it; a dispatched one starts with `Start`, so
+//! the commit of the exit that freed the slot (and the next dispatches) overlaps with the new
+//! process instead of delaying it.
 //! Its `started_ms` is set (and `dispatched_ms` cleared) when it starts; its timeout counts from
 //! then. A dispatched attempt is never killed: cancelling its run ends it `Cancelled` at once,
 //! and `stop_starting` takes it back (the task is `Ready` again). After a crash it is recovered
@@ -1383,9 +1387,26 @@ impl Engine {
     /// With every slot taken, commit attempts for the next ready tasks (in queue order) so that
     /// they start without a commit when slots free up. See "Dispatch ahead" in the module docs.
     fn dispatch_ahead(&mut self, now: Now) {
-        if self.running < self.cfg.max_running || self.dispatched >= self.cfg.dispatch_ahead {
+        // Refill only once at most half is left, so that one commit carries several dispatches
+        // (and the exits that arrived meanwhile) instead of one commit per freed slot.
+        if self.dispatched * 2 > self.cfg.dispatch_ahead {
             return;
         }
+        self.top_up(now);
+    }
+
+    /// Commit is due anyway (the driver's group commit is about to write held-back records):
+    /// fill the dispatch queue up to `dispatch_ahead` so that this commit carries the next
+    /// dispatches too. Returns whether it dispatched anything (then poll the burst: it ends
+    /// with a `Flush`). See "Dispatch ahead" in the module docs.
+    pub fn top_up(&mut self, now: Now) -> bool {
+        if self.draining
+            || self.running < self.cfg.max_running
+            || self.dispatched >= self.cfg.dispatch_ahead
+        {
+            return false;
+        }
+        let before = self.dispatched;
         let want = self.cfg.dispatch_ahead - self.dispatched;
         let picks: Vec<ReadyKey> = self
             .ready
@@ -1420,6 +1441,7 @@ impl Engine {
             self.dirty.insert((id.clone(), Some(i)));
             self.fresh_claims.push((id, i));
         }
+        self.dispatched > before
     }
 
     fn admit_queued(&mut self, now: Now) {

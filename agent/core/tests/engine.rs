@@ -756,6 +756,93 @@ fn dispatched_attempts_start_before_the_commit_of_the_exit_that_freed_the_slot()
     assert_eq!(sorted, [0, 1, 2, 3, 4, 5, 6]);
 }
 
+/// root -> t1..t9 -> sink
+fn fan9() -> Arc<Workflow> {
+    let mut b = workflow("fan9").task("root", &[]);
+    let mut mids = Vec::new();
+    for i in 1..=9 {
+        b = b.task(&format!("t{i}"), &["root"]);
+        mids.push(format!("t{i}"));
+    }
+    let refs: Vec<&str> = mids.iter().map(String::as_str).collect();
+    b.task("sink", &refs).build()
+}
+
+fn dispatched_tasks(sim: &Sim, id: &str) -> Vec<String> {
+    let mut v: Vec<String> = sim
+        .store_tasks
+        .iter()
+        .filter(|((run, _), rec)| {
+            run == id
+                && rec
+                    .attempts
+                    .last()
+                    .is_some_and(|a| a.dispatched_ms.is_some() && a.outcome.is_none())
+        })
+        .map(|((_, task), _)| task.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_dispatch_queue_is_refilled_only_once_half_of_it_is_used() {
+    let wf = fan9();
+    let mut sim = Sim::new(dispatching(1, 4));
+    let id = start(&mut sim, &wf, 0);
+    sim.exit(&id, 0, 0);
+    assert_eq!(dispatched_tasks(&sim, &id), ["t2", "t3", "t4", "t5"]);
+    // t2 starts from the queue; three are left (more than half): no refill, and nothing in the
+    // burst forces a commit (the driver may group it with later ones).
+    let acts = sim.exit(&id, 1, 0);
+    assert!(matches!(acts[0], Action::Start { task: 2, .. }), "{acts:?}");
+    assert!(!acts.contains(&Action::Flush), "{acts:?}");
+    assert_eq!(sim.state(&id, 6), TaskState::Ready);
+    // t3 starts; two are left (half): refilled to four in one burst that must be committed.
+    let acts = sim.exit(&id, 2, 0);
+    assert!(matches!(acts[0], Action::Start { task: 3, .. }), "{acts:?}");
+    assert!(acts.contains(&Action::Flush), "{acts:?}");
+    assert_eq!(dispatched_tasks(&sim, &id), ["t4", "t5", "t6", "t7"]);
+    for t in 3..=9 {
+        sim.exit(&id, t, 0);
+    }
+    sim.exit(&id, 10, 0);
+    assert_eq!(sim.finished, vec![(id.clone(), RunState::Succeeded)]);
+    let mut spawned = sim.spawned(&id);
+    spawned.sort();
+    assert_eq!(spawned, (0..=10).collect::<Vec<_>>());
+}
+
+#[test]
+fn top_up_fills_the_queue_for_a_commit_that_is_due_anyway() {
+    let wf = fan9();
+    let mut sim = Sim::new(dispatching(1, 4));
+    let id = start(&mut sim, &wf, 0);
+    sim.exit(&id, 0, 0);
+    sim.exit(&id, 1, 0);
+    assert_eq!(dispatched_tasks(&sim, &id), ["t3", "t4", "t5"]);
+    let now = sim.now();
+    assert!(sim.engine.top_up(now));
+    let acts = sim.drain();
+    assert!(matches!(acts[0], Action::Commit(_)), "{acts:?}");
+    assert!(acts.contains(&Action::Flush), "{acts:?}");
+    assert_eq!(dispatched_tasks(&sim, &id), ["t3", "t4", "t5", "t6"]);
+    // Full: nothing to do.
+    assert!(!sim.engine.top_up(now));
+    // Nothing is dispatched while draining, nor with free slots.
+    sim.engine.stop_starting();
+    sim.drain();
+    assert!(!sim.engine.top_up(now));
+    let mut idle = Sim::new(dispatching(2, 4));
+    let one = workflow("one").task("a", &[]).build();
+    start(&mut idle, &one, 0);
+    let now = idle.now();
+    assert!(
+        !idle.engine.top_up(now),
+        "a free slot: nothing is dispatched"
+    );
+}
+
 #[test]
 fn a_higher_priority_task_overtakes_dispatched_ones() {
     // One slot: `slow` runs, `low1` is dispatched; `first` then makes `urgent` ready.

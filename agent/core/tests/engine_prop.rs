@@ -168,8 +168,9 @@ fn simulate(s: &Scenario) -> Vec<Action> {
         max_running: s.max_running,
         resources: BTreeMap::from([("r".to_string(), CAP)]),
         seed: s.seed,
-        // Every third scenario each without dispatching, and with one or two dispatched ahead.
-        dispatch_ahead: (s.seed % 3) as usize,
+        // A quarter of the scenarios each without dispatching, and with one, two or five
+        // dispatched ahead (five: refills happen at two left, see "Dispatch ahead").
+        dispatch_ahead: [0, 1, 2, 5][(s.seed % 4) as usize],
     };
     let mut sim = Sim::new(Engine::new(cfg.clone()));
     let mut crash_at = s.crash_at;
@@ -261,6 +262,14 @@ fn simulate(s: &Scenario) -> Vec<Action> {
         sim.drain();
         if sim.log.len() != seen_actions {
             continue;
+        }
+        // A driver tops the dispatch queue up whenever its group commit is due: at random here.
+        if rng.next_u64().is_multiple_of(4) {
+            let now = sim.now();
+            if sim.engine.top_up(now) {
+                sim.drain();
+                continue;
+            }
         }
         // Invariants after every burst.
         assert!(sim.engine.running_count() <= s.max_running);

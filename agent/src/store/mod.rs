@@ -310,6 +310,7 @@ fn successor(prefix: &str) -> String {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    repaired: bool,
 }
 
 const _: () = {
@@ -357,8 +358,11 @@ impl Store {
                 .map_err(file_err)?;
         }
         drop(file);
+        let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = repaired.clone();
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
+            .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed))
             .create(path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
@@ -366,9 +370,17 @@ impl Store {
                 },
                 other => other.into(),
             })?;
+        let repaired = repaired.load(std::sync::atomic::Ordering::Relaxed);
+        if repaired {
+            tracing::warn!(
+                path = %path.display(),
+                "the store was not closed cleanly (a crash or power loss); it was checked and repaired"
+            );
+        }
         let store = Store {
             db,
             path: path.to_path_buf(),
+            repaired,
         };
         let txn = store.begin_write()?;
         let found = schema::migrate(&txn, target)?;
@@ -383,6 +395,13 @@ impl Store {
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Did opening the file need a repair (it was not closed cleanly: a crash, a power loss or
+    /// an exit before the last handle was dropped)? Committed data survives either way; the
+    /// repair only rebuilds redb's allocator state, which takes longer the bigger the file.
+    pub fn was_repaired(&self) -> bool {
+        self.repaired
     }
 
     fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
