@@ -831,15 +831,26 @@ impl Driver {
         format: &str,
         origin: &str,
     ) -> anyhow::Result<u64> {
-        let versions = self.store.workflow_versions(&wf.name)?;
+        // Versions still waiting in `pending` count too (see below).
+        let mut versions = self.store.workflow_versions(&wf.name)?;
+        versions.extend(
+            self.pending
+                .workflow_puts
+                .iter()
+                .filter(|v| v.name == wf.name)
+                .cloned(),
+        );
         if let Some(last) = versions.iter().max_by_key(|v| v.version)
             && last.content_hash == wf.content_hash
         {
             return Ok(last.version);
         }
         let version = versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
-        let mut batch = Batch::default();
-        batch.workflow_puts.push(WorkflowVersion {
+        // Not committed on its own: the version joins the next commit (at the latest after the
+        // group-commit window), which is the one that commits the first run of it, if any; a
+        // run record never becomes durable without its version. Losing a version that no run
+        // used yet in a crash loses nothing: the file is read and recorded again.
+        self.pending.workflow_puts.push(WorkflowVersion {
             name: wf.name.clone(),
             version,
             content_hash: wf.content_hash.clone(),
@@ -848,7 +859,9 @@ impl Driver {
             origin: origin.to_string(),
             created_ms: self.now().wall_ms(),
         });
-        self.commit(batch)?;
+        if self.pending_since.is_none() {
+            self.pending_since = Some(self.clock.mono());
+        }
         Ok(version)
     }
 
