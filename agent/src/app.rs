@@ -258,6 +258,19 @@ fn default_run_state_dir() -> PathBuf {
     }
 }
 
+/// The runtime of `run`: one thread. A foreground run has no network; its driver, the
+/// processes' supervisors and the timers all run on the main thread, so an exit reaches the
+/// driver without a hand-off between threads (the store's commits have their own thread). On 2
+/// CPUs this took the 202-task fan-out from ~157 to ~141 ms (xargs ~116 ms; docs/BENCHMARKS.md).
+fn runtime_foreground() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The runtime of `serve` and `enroll`: two workers, so that the hub link and the control
+/// socket go on while the driver waits for the disk.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -331,7 +344,7 @@ fn run_once(
         Store::open(&cfg.store_path())
             .with_context(|| format!("opening the store in {}", cfg.state_dir.display()))?,
     );
-    let rt = runtime()?;
+    let rt = runtime_foreground()?;
     let name = wf.name.clone();
     let total = wf.tasks.len();
     let result = rt.block_on(async move {
