@@ -359,6 +359,7 @@ fn run_once(
                 workflows_dir: None,
                 validate: opts.clone(),
                 retention: None,
+                start_journal_dir: Some(cfg.state_dir.clone()),
             },
             Arc::new(SystemClock::default()),
             store.clone(),

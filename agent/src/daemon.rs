@@ -57,6 +57,7 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
                 max_age: cfg.retention_max_age,
                 max_runs_per_workflow: cfg.retention_max_runs,
             }),
+            start_journal_dir: Some(cfg.state_dir.clone()),
         },
         Arc::new(SystemClock::default()),
         store,

@@ -223,6 +223,10 @@ pub struct DriverConfig {
     pub validate: outpost_common::workflow::ValidateOptions,
     /// Pruning of finished runs and their logs, on [`Event::Prune`].
     pub retention: Option<crate::store::Retention>,
+    /// The state directory, for the start journal of dispatched attempts
+    /// ([`crate::startlog`]); `None`: no journal (every dispatched attempt found after a crash
+    /// counts as interrupted).
+    pub start_journal_dir: Option<PathBuf>,
 }
 
 pub struct Driver {
@@ -270,6 +274,14 @@ pub struct Driver {
     inflight: std::collections::VecDeque<(u64, Vec<StatusEvent>)>,
     /// A commit failed: the loop stops with this error.
     failed: Option<String>,
+    /// The start journal of dispatched attempts, and what the previous process's said.
+    start_log: Option<crate::startlog::StartLog>,
+    journal_found: crate::startlog::Recovered,
+    /// The journal must start over once every start journalled so far is durable.
+    journal_reset_due: bool,
+    /// `recover` ran: the dispatched attempts found in the store are resolved (once their
+    /// records are durable), so the journal's old lines may be dropped.
+    recovered: bool,
 }
 
 impl Driver {
@@ -285,6 +297,26 @@ impl Driver {
             dispatch_ahead: cfg.dispatch_ahead,
         });
         let started = clock.wall();
+        let (start_log, journal_found) = match &cfg.start_journal_dir {
+            Some(dir) => {
+                let found = crate::startlog::recover(dir);
+                let mut log = crate::startlog::StartLog::new(dir);
+                if matches!(found, crate::startlog::Recovered::Trusted(_)) {
+                    // Same boot: keep appending (more lines only claim more starts).
+                    log.append();
+                } else {
+                    // Nobody may trust it (nor a journal that lacks this process's starts)
+                    // until it starts over after recovery.
+                    log.discard();
+                }
+                (Some(log), found)
+            }
+            None => (
+                None,
+                crate::startlog::Recovered::Untrusted("no start journal configured".into()),
+            ),
+        };
+        let journal_reset_due = start_log.is_some();
         Driver {
             cfg,
             clock,
@@ -315,7 +347,34 @@ impl Driver {
             waiting: std::collections::VecDeque::new(),
             inflight: std::collections::VecDeque::new(),
             failed: None,
+            start_log,
+            journal_found,
+            journal_reset_due,
+            recovered: false,
         }
+    }
+
+    /// Restart or rotate the start journal when every start journalled so far is durable:
+    /// nothing submitted is still in flight, nothing is pending, the engine holds nothing
+    /// unpolled (see [`crate::startlog`]).
+    fn maybe_reset_journal(&mut self) {
+        let Some(log) = self.start_log.as_mut() else {
+            return;
+        };
+        if !(self.journal_reset_due || log.wants_rotation()) {
+            return;
+        }
+        // Before recovery (or in `run`, which recovers nothing) the journal may hold the only
+        // evidence about dispatched attempts still open in the store: keep it.
+        if !self.recovered
+            || self.durable < self.submitted
+            || !self.pending.is_empty()
+            || self.engine.has_unpolled_output()
+        {
+            return;
+        }
+        log.reset();
+        self.journal_reset_due = false;
     }
 
     pub fn sender(&self) -> mpsc::UnboundedSender<Event> {
@@ -515,6 +574,7 @@ impl Driver {
             }
         }
         self.carry_out(ready);
+        self.maybe_reset_journal();
     }
 
     /// Local probation (issue 4): once more than `max_failures` of the first `runs` runs of the
@@ -882,10 +942,24 @@ impl Driver {
             };
             self.runs.insert(run.run_id.clone(), wf.clone());
             let id = run.run_id.clone();
-            if let Err(e) = self.engine.restore_run(run, tasks, wf, now) {
+            let found = &self.journal_found;
+            let never_started = |task: &str, attempt: u32| found.never_started(&id, task, attempt);
+            if let Err(e) = self
+                .engine
+                .restore_run_knowing(run, tasks, wf, now, &never_started)
+            {
                 tracing::error!(run = %id, "cannot recover run: {e}");
             }
         }
+        if let crate::startlog::Recovered::Untrusted(why) = &self.journal_found
+            && n > 0
+        {
+            tracing::info!(
+                "start journal not used ({why}): dispatched attempts count as interrupted"
+            );
+        }
+        self.journal_found = crate::startlog::Recovered::Untrusted("already used".into());
+        self.recovered = true;
         Ok(n)
     }
 
@@ -1228,6 +1302,7 @@ impl Driver {
                 }
             }
             if !any {
+                self.maybe_reset_journal();
                 return Ok(());
             }
         }
@@ -1272,7 +1347,16 @@ impl Driver {
                         run_id,
                         task,
                         attempt,
-                    } => self.spawn(run_id, task, attempt),
+                    } => {
+                        // A dispatched attempt: journalled before its spawn (crate::startlog).
+                        if let Some(log) = self.start_log.as_mut()
+                            && let Some(t) =
+                                self.runs.get(&run_id).and_then(|wf| wf.tasks.get(task))
+                        {
+                            log.record(&run_id, &t.id, attempt);
+                        }
+                        self.spawn(run_id, task, attempt)
+                    }
                     Action::Spawn {
                         run_id,
                         task,

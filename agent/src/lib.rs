@@ -18,6 +18,7 @@ pub mod hub_link;
 pub mod identity;
 pub mod render;
 pub mod standalone;
+pub mod startlog;
 pub mod store;
 pub mod telemetry;
 pub mod views;

@@ -176,3 +176,90 @@ fn kill_dash_9_at_random_points_loses_nothing() {
         );
     }
 }
+
+/// Dispatched attempts that never started are taken back after a kill -9 (the start journal,
+/// same boot), not failed as "may have started": non-idempotent tasks run exactly once each.
+#[test]
+fn after_kill_dash_9_dispatched_attempts_that_never_started_still_run() {
+    let s = Scratch::new("journal").unwrap();
+    let mut d = Daemon::start(
+        s.path(),
+        "max_running = 1\ndispatch_ahead = 4\n[shutdown]\ngrace = \"1s\"\n",
+    )
+    .unwrap();
+    let marks = s.join("marks");
+    let mut wf = String::from("name: once\ntasks:\n");
+    for i in 1..=6 {
+        wf.push_str(&format!(
+            "  t{i}:\n    script: echo $OUTPOST_TASK >> '{}'; sleep 0.4\n",
+            marks.display()
+        ));
+    }
+    std::fs::write(d.workflows_dir().join("once.yaml"), wf).unwrap();
+    wait_for(Duration::from_secs(10), "loaded", || {
+        d.ctl("trigger", &["once"])
+            .ok()
+            .filter(|o| o.status.success())
+    })
+    .unwrap();
+    // t1 runs (its mark is written); t2..t5 are dispatched behind it.
+    wait_for(Duration::from_secs(10), "t1 to start", || {
+        std::fs::read_to_string(&marks)
+            .ok()
+            .filter(|m| m.lines().count() == 1)
+    })
+    .unwrap();
+    let run_id = d.runs(Some("once")).unwrap()[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = d.ctl_json("show", &[&run_id]).unwrap();
+    let dispatched = before["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "dispatched")
+        .count();
+    assert_eq!(dispatched, 4, "expected t2..t5 dispatched: {before}");
+    d.kill9().unwrap();
+    d.restart().unwrap();
+    let v = wait_for(Duration::from_secs(30), "the run to end", || {
+        let v = d.ctl_json("show", &[&run_id]).ok()?;
+        (v["state"] != "running").then_some(v)
+    })
+    .unwrap();
+    let mut states = BTreeMap::new();
+    for t in v["tasks"].as_array().unwrap() {
+        states.insert(
+            t["task"].as_str().unwrap().to_string(),
+            (
+                t["state"].as_str().unwrap().to_string(),
+                t["reason"].clone(),
+            ),
+        );
+    }
+    // t1 had started: interrupted, and failed (not idempotent). The others all ran.
+    assert_eq!(states["t1"].0, "failed", "{v}");
+    assert!(
+        states["t1"]
+            .1
+            .as_str()
+            .unwrap_or("")
+            .contains("interrupted"),
+        "{v}"
+    );
+    for i in 2..=6 {
+        assert_eq!(states[&format!("t{i}")].0, "succeeded", "t{i}: {v}");
+    }
+    let mut ran: Vec<String> = std::fs::read_to_string(&marks)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["t1", "t2", "t3", "t4", "t5", "t6"],
+        "each task ran exactly once"
+    );
+}

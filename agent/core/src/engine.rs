@@ -41,7 +41,8 @@
 //! then. A dispatched attempt is never killed: cancelling its run ends it `Cancelled` at once,
 //! and `stop_starting` takes it back (the task is `Ready` again). After a crash it is recovered
 //! like any attempt without an outcome, as `Interrupted` (it may or may not have started), with
-//! a reason that says it was dispatched.
+//! a reason that says it was dispatched; unless the driver knows it never started (its start
+//! journal, `Engine::restore_run_knowing`): then it is taken back as by `stop_starting`.
 //!
 //! # Run admission (per workflow, by the run's own workflow version)
 //!
@@ -689,6 +690,22 @@ impl Engine {
         wf: Arc<Workflow>,
         now: Now,
     ) -> Result<(), EngineError> {
+        self.restore_run_knowing(run, tasks, wf, now, &|_, _| false)
+    }
+
+    /// [`Engine::restore_run`], told which *dispatched* attempts certainly never started
+    /// (`never_started(task_id, attempt)`, from the driver's start journal): those are taken
+    /// back, as a graceful stop would (the attempt is dropped and the task is `Ready` again),
+    /// instead of being counted as interrupted. Every other open attempt is interrupted as
+    /// usual.
+    pub fn restore_run_knowing(
+        &mut self,
+        run: RunRecord,
+        tasks: Vec<TaskInstanceRecord>,
+        wf: Arc<Workflow>,
+        now: Now,
+        never_started: &dyn Fn(&str, u32) -> bool,
+    ) -> Result<(), EngineError> {
         if run.state.is_terminal() {
             return Ok(());
         }
@@ -716,7 +733,18 @@ impl Engine {
             rec.run_id = id.clone();
             let task = &wf.tasks[i];
             let open = rec.attempts.last().is_some_and(|a| a.outcome.is_none());
-            if open || rec.state == TaskState::Running {
+            let unstarted = rec.attempts.last().is_some_and(|a| {
+                a.outcome.is_none()
+                    && a.dispatched_ms.is_some()
+                    && never_started(&rec.task_id, a.attempt)
+            });
+            if unstarted {
+                rec.attempts.pop();
+                rec.state = TaskState::Ready;
+                rec.updated_ms = now.wall_ms();
+                rec.retry_at_ms = None;
+                self.dirty.insert((id.clone(), Some(i)));
+            } else if open || rec.state == TaskState::Running {
                 let n = rec.attempts.len() as u32;
                 let mut note = "";
                 if let Some(a) = rec.attempts.last_mut().filter(|a| a.outcome.is_none()) {
@@ -960,6 +988,14 @@ impl Engine {
             }
         }
         self.dispatched = 0;
+    }
+
+    /// Does the engine hold records or actions not yet returned by [`Engine::poll_action`]?
+    pub fn has_unpolled_output(&self) -> bool {
+        !(self.out.is_empty()
+            && self.dirty.is_empty()
+            && self.pending.is_empty()
+            && self.early.is_empty())
     }
 
     /// The next action to perform, in order (see the module docs).

@@ -952,3 +952,39 @@ fn a_dispatched_attempt_is_recovered_as_interrupted_and_says_so() {
             .contains("not idempotent")
     );
 }
+
+#[test]
+fn a_dispatched_attempt_known_never_to_have_started_is_taken_back() {
+    // Neither task is idempotent: without the knowledge, both would fail.
+    let wf = workflow("rec").task("a", &[]).task("b", &[]).build();
+    let mut sim = Sim::new(dispatching(1, 1));
+    let id = start(&mut sim, &wf, 0);
+    assert_eq!(sim.spawned(&id), [0]);
+    let tasks: Vec<_> = sim.store_tasks.values().cloned().collect();
+    let run = sim.store_runs[&id].clone();
+    let mut sim2 = Sim::new(dispatching(1, 1));
+    sim2.wfs = sim.wfs.clone();
+    sim2.engine
+        .restore_run_knowing(run, tasks, wf, now_ms(50), &|task: &str, attempt: u32| {
+            task == "b" && attempt == 1
+        })
+        .unwrap();
+    sim2.tick();
+    // `a` had started: interrupted, and failed (not idempotent).
+    let a = &sim2.store_tasks[&(id.clone(), "a".into())];
+    assert_eq!(a.state, TaskState::Failed);
+    assert_eq!(a.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
+    // `b` never started: its attempt is dropped and it runs now, as attempt 1.
+    assert!(
+        sim2.spawns.contains(&(id.clone(), 1, 1)),
+        "{:?}",
+        sim2.spawns
+    );
+    let b = &sim2.store_tasks[&(id.clone(), "b".into())];
+    assert_eq!(b.attempts.len(), 1);
+    assert_eq!(b.attempts[0].dispatched_ms, None);
+    assert_eq!(b.attempts[0].outcome, None);
+    sim2.exit(&id, 1, 0);
+    assert_eq!(sim2.state(&id, 1), TaskState::Succeeded);
+    assert_eq!(sim2.finished, vec![(id, RunState::Failed)]);
+}
