@@ -913,6 +913,26 @@ fn shutdown_takes_dispatched_attempts_back() {
     assert_eq!(sim.spawned(&id), [0, 1, 2], "nothing starts while draining");
 }
 
+/// One slot, one dispatched: task 0 runs and task 1 is dispatched when the agent "crashes";
+/// returns the run id and a new engine restored from the committed records.
+fn crash_with_one_dispatched(
+    wf: &Arc<Workflow>,
+    never_started: &dyn Fn(&str, u32) -> bool,
+) -> (String, Sim) {
+    let mut sim = Sim::new(dispatching(1, 1));
+    let id = start(&mut sim, wf, 0);
+    assert_eq!(sim.spawned(&id), [0]);
+    let tasks: Vec<_> = sim.store_tasks.values().cloned().collect();
+    let run = sim.store_runs[&id].clone();
+    let mut sim2 = Sim::new(dispatching(1, 1));
+    sim2.wfs = sim.wfs.clone();
+    sim2.engine
+        .restore_run_knowing(run, tasks, wf.clone(), now_ms(50), never_started)
+        .unwrap();
+    sim2.tick();
+    (id, sim2)
+}
+
 #[test]
 fn a_dispatched_attempt_is_recovered_as_interrupted_and_says_so() {
     let wf = workflow("rec")
@@ -921,15 +941,7 @@ fn a_dispatched_attempt_is_recovered_as_interrupted_and_says_so() {
         .idempotent(true)
         .retries(1, Duration::from_secs(1))
         .build();
-    let mut sim = Sim::new(dispatching(1, 1));
-    let id = start(&mut sim, &wf, 0);
-    assert_eq!(sim.spawned(&id), [0]);
-    let tasks: Vec<_> = sim.store_tasks.values().cloned().collect();
-    let run = sim.store_runs[&id].clone();
-    let mut sim2 = Sim::new(dispatching(1, 1));
-    sim2.wfs = sim.wfs.clone();
-    sim2.engine.restore_run(run, tasks, wf, now_ms(50)).unwrap();
-    sim2.tick();
+    let (id, sim2) = crash_with_one_dispatched(&wf, &|_, _| false);
     let b = &sim2.store_tasks[&(id.clone(), "b".into())];
     assert_eq!(b.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
     let why = b.attempts[0].reason.clone().unwrap();
@@ -957,19 +969,8 @@ fn a_dispatched_attempt_is_recovered_as_interrupted_and_says_so() {
 fn a_dispatched_attempt_known_never_to_have_started_is_taken_back() {
     // Neither task is idempotent: without the knowledge, both would fail.
     let wf = workflow("rec").task("a", &[]).task("b", &[]).build();
-    let mut sim = Sim::new(dispatching(1, 1));
-    let id = start(&mut sim, &wf, 0);
-    assert_eq!(sim.spawned(&id), [0]);
-    let tasks: Vec<_> = sim.store_tasks.values().cloned().collect();
-    let run = sim.store_runs[&id].clone();
-    let mut sim2 = Sim::new(dispatching(1, 1));
-    sim2.wfs = sim.wfs.clone();
-    sim2.engine
-        .restore_run_knowing(run, tasks, wf, now_ms(50), &|task: &str, attempt: u32| {
-            task == "b" && attempt == 1
-        })
-        .unwrap();
-    sim2.tick();
+    let (id, mut sim2) =
+        crash_with_one_dispatched(&wf, &|task, attempt| task == "b" && attempt == 1);
     // `a` had started: interrupted, and failed (not idempotent).
     let a = &sim2.store_tasks[&(id.clone(), "a".into())];
     assert_eq!(a.state, TaskState::Failed);
