@@ -36,7 +36,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Rotate the journal once it is larger than this (and every start in it is durable).
@@ -180,9 +180,20 @@ impl StartLog {
     /// the next [`StartLog::reset`].
     pub fn append(&mut self) {
         let opened = OpenOptions::new()
+            .read(true)
             .append(true)
             .open(&self.path)
-            .and_then(|f| Ok((f.metadata()?.len(), f)));
+            .and_then(|mut f| {
+                // A line cut short by the previous process's death must not swallow the next
+                // one: end it first.
+                let len = f.metadata()?.len();
+                let mut last = [0u8; 1];
+                if len > 0 && f.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n' {
+                    f.write_all(b"\n")?;
+                    return Ok((len + 1, f));
+                }
+                Ok((len, f))
+            });
         match opened {
             Ok((len, f)) => {
                 self.file = Some(f);
@@ -295,6 +306,22 @@ mod tests {
                 key("r@v1@m1", "b", 3)
             ]))
         );
+        // A line cut short, then another process of the same boot appends: both survive apart.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(FILE_NAME))
+            .unwrap()
+            .write_all(b"r@v1@m1\tc\t")
+            .unwrap();
+        let mut next = StartLog::new(dir.path());
+        next.append();
+        next.record("r@v1@m1", "d", 1);
+        drop(next);
+        let Recovered::Trusted(set) = recover(dir.path()) else {
+            panic!("not trusted")
+        };
+        assert!(set.contains(&key("r@v1@m1", "d", 1)), "{set:?}");
+        assert_eq!(set.len(), 3, "{set:?}");
         let mut again = StartLog::new(dir.path());
         again.reset();
         assert_eq!(recover(dir.path()), Recovered::Trusted(HashSet::new()));
