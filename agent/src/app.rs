@@ -360,6 +360,7 @@ fn run_once(
                 validate: opts.clone(),
                 retention: None,
                 start_journal_dir: Some(cfg.state_dir.clone()),
+                precommit_lead: cfg.precommit_lead,
             },
             Arc::new(SystemClock::default()),
             store.clone(),

@@ -18,6 +18,7 @@ struct RawConfig {
     socket: Option<PathBuf>,
     max_running: Option<usize>,
     dispatch_ahead: Option<usize>,
+    precommit_lead: Option<String>,
     rescan_interval: Option<String>,
     #[serde(default)]
     resources: BTreeMap<String, u32>,
@@ -81,6 +82,9 @@ pub struct AgentConfig {
     /// [`DISPATCH_AHEAD_PER_SLOT`] per slot; see [`AgentConfig::dispatch_ahead`] and
     /// docs/operations.md.
     pub dispatch_ahead: Option<usize>,
+    /// How long before a cron instant its run is committed, so that the process starts at the
+    /// instant (see `driver::PRECOMMIT_LEAD`, the default; at most `driver::MAX_PRECOMMIT_LEAD`).
+    pub precommit_lead: Duration,
     /// How often the workflows directory is rescanned for changes.
     pub rescan_interval: Duration,
     /// Named local semaphores and their capacities (e.g. `plc-bus = 1`).
@@ -143,6 +147,7 @@ impl AgentConfig {
             workflows_dir: None,
             max_running: default_max_running(),
             dispatch_ahead: None,
+            precommit_lead: crate::driver::PRECOMMIT_LEAD,
             rescan_interval: Duration::from_secs(2),
             resources: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(30),
@@ -202,6 +207,20 @@ impl AgentConfig {
                         }),
                 }
             };
+        if let Some(d) = dur("precommit_lead", &raw.precommit_lead)? {
+            if d > crate::driver::MAX_PRECOMMIT_LEAD {
+                return Err(ConfigError::Value {
+                    path: path.to_string(),
+                    key: "precommit_lead",
+                    message: format!(
+                        "`{}` is too long; at most {} ms",
+                        raw.precommit_lead.as_deref().unwrap_or_default(),
+                        crate::driver::MAX_PRECOMMIT_LEAD.as_millis()
+                    ),
+                });
+            }
+            cfg.precommit_lead = d;
+        }
         if let Some(d) = dur("rescan_interval", &raw.rescan_interval)? {
             cfg.rescan_interval = d.max(Duration::from_millis(100));
         }
@@ -300,6 +319,21 @@ mod tests {
         assert_eq!(off.dispatch_ahead(), 0);
         let set = AgentConfig::parse("a.toml", "dispatch_ahead = 7\n", None).unwrap();
         assert_eq!(set.dispatch_ahead(), 7);
+    }
+
+    #[test]
+    fn precommit_lead_defaults_to_50_ms_and_is_bounded() {
+        let c = AgentConfig::parse("a.toml", "", None).unwrap();
+        assert_eq!(c.precommit_lead, Duration::from_millis(50));
+        let c = AgentConfig::parse("a.toml", "precommit_lead = \"400ms\"\n", None).unwrap();
+        assert_eq!(c.precommit_lead, Duration::from_millis(400));
+        let e = AgentConfig::parse("a.toml", "precommit_lead = \"1m\"\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a.toml: precommit_lead:") && e.contains("at most"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
                 max_runs_per_workflow: cfg.retention_max_runs,
             }),
             start_journal_dir: Some(cfg.state_dir.clone()),
+            precommit_lead: cfg.precommit_lead,
         },
         Arc::new(SystemClock::default()),
         store,

@@ -167,12 +167,21 @@ pub const HUB_ORIGIN: &str = "hub";
 /// the processes ([`exec::prepare`]), then sleeps precisely until the instant and starts them.
 /// Durable-first holds: every commit happens before the spawn it covers.
 ///
-/// Crash semantics: an attempt committed here whose process has not started yet (a crash inside
-/// the lead) is recovered like any attempt without an outcome: as interrupted (retried if the
-/// task is idempotent and has attempts left, else failed). Decisions that depend on other runs
-/// (`overlap`, `max_active_runs`, `cancel_running`) are taken at the pre-commit, up to this lead
-/// before the instant.
+/// Crash semantics: the attempts are committed as not started yet (the engine's "deferred
+/// starts": `dispatched_ms` set), and each is written to the start journal
+/// ([`crate::startlog`]) right before its process starts, like a dispatched attempt. So after
+/// a crash inside the lead (same boot), an attempt that never started is taken back and runs
+/// once the agent is back; without a trusted journal it is recovered like any attempt without
+/// an outcome, as interrupted (retried if the task is idempotent and has attempts left, else
+/// failed). Decisions that depend on other runs (`overlap`, `max_active_runs`,
+/// `cancel_running`) are taken at the pre-commit, up to this lead before the instant.
+///
+/// The default; `precommit_lead` in the agent config sets it (slow storage needs a longer
+/// lead for precise starts), up to [`MAX_PRECOMMIT_LEAD`].
 pub const PRECOMMIT_LEAD: Duration = Duration::from_millis(50);
+
+/// The longest pre-commit lead the agent config may set.
+pub const MAX_PRECOMMIT_LEAD: Duration = Duration::from_secs(2);
 
 /// Group commit: how long engine records that no spawn or kill waits for (a process's pid, an
 /// outcome whose follow-up needs no new process) may be held back so that they join the next
@@ -227,6 +236,8 @@ pub struct DriverConfig {
     /// ([`crate::startlog`]); `None`: no journal (every dispatched attempt found after a crash
     /// counts as interrupted).
     pub start_journal_dir: Option<PathBuf>,
+    /// How long before a cron instant its run is committed ([`PRECOMMIT_LEAD`] by default).
+    pub precommit_lead: Duration,
 }
 
 pub struct Driver {
@@ -930,9 +941,32 @@ impl Driver {
     /// Re-adopt runs that were active when the agent stopped (crash, power loss, kill -9).
     pub fn recover(&mut self) -> anyhow::Result<usize> {
         let now = self.now();
-        let unfinished = self.store.unfinished_runs()?;
+        let mut unfinished = self.store.unfinished_runs()?;
         let n = unfinished.len();
+        // Runs pre-committed ahead of an instant still to come (a crash inside the lead) go
+        // last: their attempts that never started are deferred to the instant again, so that a
+        // quick restart does not start a scheduled task early. (Only within the lead: an
+        // instant further ahead means the wall clock was stepped back, and a run already under
+        // way does not wait for that.)
+        let lead = self.cfg.precommit_lead;
+        let ahead_of = |run: &RunRecord| -> Option<Duration> {
+            if run.kind == RunKind::Manual {
+                return None;
+            }
+            let ms = u64::try_from(run.scheduled_ms.checked_sub(now.wall_ms())?).ok()?;
+            let ahead = Duration::from_millis(ms);
+            (ms > 0 && ahead <= lead).then_some(ahead)
+        };
+        unfinished.sort_by_key(|(run, _)| ahead_of(run).is_some());
+        let mut pumped = false;
         for (run, tasks) in unfinished {
+            let ahead = ahead_of(&run);
+            if ahead.is_some() && !pumped {
+                // Schedule the other runs' tasks, and carry out their spawns, undeferred first.
+                self.engine.handle_timeout(now);
+                self.pump()?;
+                pumped = true;
+            }
             let wf = match self.workflow_for(&run.workflow, run.version) {
                 Ok(wf) => wf,
                 Err(e) => {
@@ -949,6 +983,16 @@ impl Driver {
                 .restore_run_knowing(run, tasks, wf, now, &never_started)
             {
                 tracing::error!(run = %id, "cannot recover run: {e}");
+            }
+            if let Some(ahead) = ahead {
+                self.defer_to = Some(now.mono + ahead);
+                self.engine.set_deferred_starts(true);
+                // Restored tasks are scheduled on the engine's next timeout: now.
+                self.engine.handle_timeout(now);
+                let r = self.pump();
+                self.defer_to = None;
+                self.engine.set_deferred_starts(false);
+                r?;
             }
         }
         if let crate::startlog::Recovered::Untrusted(why) = &self.journal_found
@@ -1122,7 +1166,7 @@ impl Driver {
             if let Some(at) = p.poll_timeout()
                 && at > pnow.wall
                 && let Ok(ahead) = (at - now.wall).to_std()
-                && ahead <= PRECOMMIT_LEAD
+                && ahead <= self.cfg.precommit_lead
             {
                 pnow = Now {
                     wall: at,
@@ -1167,12 +1211,14 @@ impl Driver {
             if fires.is_empty() {
                 continue;
             }
-            self.fire(fires, pnow);
-            // Commit the runs and their first attempts now; their processes start at the
-            // instant (durable first: the commit precedes the spawn).
+            // Commit the runs and their first attempts now, as not started yet; their
+            // processes start at the instant (durable first: the commit precedes the spawn).
             self.defer_to = (pnow.mono > now.mono).then_some(pnow.mono);
+            self.engine.set_deferred_starts(self.defer_to.is_some());
+            self.fire(fires, pnow);
             let r = self.pump();
             self.defer_to = None;
+            self.engine.set_deferred_starts(false);
             r?;
         }
         Ok(())
@@ -1206,6 +1252,15 @@ impl Driver {
             .partition(|d| d.due <= now.mono && d.seq <= durable);
         self.deferred = later;
         for d in due {
+            // Like a dispatched attempt's `Start`: journalled, then no longer "not started" in
+            // the engine (committed with the next batch), then started.
+            self.journal_start(&d.run_id, d.task, d.attempt);
+            if let Err(e) = self
+                .engine
+                .handle_deferred_start(&d.run_id, d.task, d.attempt, now)
+            {
+                tracing::warn!(run = %d.run_id, "deferred start: {e}");
+            }
             let t0 = std::time::Instant::now();
             let started = d.prepared.start();
             let spawn = t0.elapsed();
@@ -1349,12 +1404,7 @@ impl Driver {
                         attempt,
                     } => {
                         // A dispatched attempt: journalled before its spawn (crate::startlog).
-                        if let Some(log) = self.start_log.as_mut()
-                            && let Some(t) =
-                                self.runs.get(&run_id).and_then(|wf| wf.tasks.get(task))
-                        {
-                            log.record(&run_id, &t.id, attempt);
-                        }
+                        self.journal_start(&run_id, task, attempt);
                         self.spawn(run_id, task, attempt)
                     }
                     Action::Spawn {
@@ -1384,6 +1434,16 @@ impl Driver {
                     }
                 }
             }
+        }
+    }
+
+    /// Write an attempt committed ahead of its start (dispatched, or pre-committed) to the start
+    /// journal, right before its spawn.
+    fn journal_start(&mut self, run_id: &RunId, task: TaskIdx, attempt: u32) {
+        if let Some(log) = self.start_log.as_mut()
+            && let Some(t) = self.runs.get(run_id).and_then(|wf| wf.tasks.get(task))
+        {
+            log.record(run_id, &t.id, attempt);
         }
     }
 
@@ -1651,7 +1711,7 @@ impl Driver {
                     let wait = (at - now.wall)
                         .to_std()
                         .unwrap_or(Duration::ZERO)
-                        .saturating_sub(PRECOMMIT_LEAD);
+                        .saturating_sub(self.cfg.precommit_lead);
                     // Re-read the wall clock at least every second: it may jump.
                     let wait = wait.min(Duration::from_secs(1));
                     let d = now.mono + wait;

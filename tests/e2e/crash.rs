@@ -263,3 +263,66 @@ fn after_kill_dash_9_dispatched_attempts_that_never_started_still_run() {
         "each task ran exactly once"
     );
 }
+
+/// A cron run is committed ahead of its instant (`precommit_lead`, here 2 s, the most it may be) and its process
+/// starts at the instant. A kill -9 inside that lead, before the process started, does not fail
+/// the non-idempotent task: after the restart it still starts no earlier than its instant, as
+/// attempt 1, and runs exactly once.
+#[test]
+fn after_kill_dash_9_inside_the_precommit_lead_the_task_runs_once_and_not_early() {
+    let s = Scratch::new("lead").unwrap();
+    let mut d = Daemon::start(s.path(), "precommit_lead = \"2s\"\n").unwrap();
+    let marks = s.join("marks");
+    std::fs::write(
+        d.workflows_dir().join("lead.yaml"),
+        format!(
+            "name: lead\nschedule: '*/5 * * * * *'\ncatchup: none\ntasks:\n  t:\n    script: \
+             echo \"$OUTPOST_RUN_ID $(date +%s%3N)\" >> '{}'\n",
+            marks.display()
+        ),
+    )
+    .unwrap();
+    // A run committed ahead of its instant, its task not started yet.
+    let (run_id, scheduled) = wait_for(Duration::from_secs(20), "a pre-committed run", || {
+        let runs = d.runs(Some("lead")).ok()?;
+        let r = runs.iter().find(|r| r["state"] == "running")?;
+        let id = r["run_id"].as_str()?.to_string();
+        let v = d.ctl_json("show", &[&id]).ok()?;
+        (v["tasks"][0]["state"] == "dispatched").then(|| (id, v["scheduled"].clone()))
+    })
+    .unwrap();
+    d.kill9().unwrap();
+    let ran_before = std::fs::read_to_string(&marks).unwrap_or_default();
+    assert!(
+        !ran_before.contains(&run_id),
+        "the task had started before the kill: {ran_before}"
+    );
+    d.restart().unwrap();
+    let v = wait_for(Duration::from_secs(30), "the run to end", || {
+        let v = d.ctl_json("show", &[&run_id]).ok()?;
+        (v["state"] != "running").then_some(v)
+    })
+    .unwrap();
+    assert_eq!(v["state"], "succeeded", "{v}");
+    assert_eq!(v["tasks"][0]["attempts"], 1, "{v}");
+    let lines: Vec<String> = std::fs::read_to_string(&marks)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{run_id} ")))
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 1, "the task ran exactly once: {lines:?}");
+    let started_ms: i64 = lines[0]
+        .rsplit(' ')
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap();
+    let scheduled_ms = chrono::DateTime::parse_from_rfc3339(scheduled.as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    assert!(
+        started_ms >= scheduled_ms,
+        "started {} ms before its instant {scheduled}",
+        scheduled_ms - started_ms
+    );
+}

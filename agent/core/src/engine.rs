@@ -44,6 +44,16 @@
 //! a reason that says it was dispatched; unless the driver knows it never started (its start
 //! journal, `Engine::restore_run_knowing`): then it is taken back as by `stop_starting`.
 //!
+//! # Deferred starts (the cron pre-commit)
+//!
+//! The driver commits a cron run a little before its instant and starts its first processes at
+//! the instant. While [`Engine::set_deferred_starts`] is on, the attempts the engine opens for
+//! `Spawn` are marked like dispatched ones (`dispatched_ms` set: committed, not started), though
+//! they hold their slots as ordinary running attempts; the driver reports the real start with
+//! [`Engine::handle_deferred_start`], which clears the mark. So a crash inside that lead leaves
+//! an attempt that says it may not have started, and the start journal can take it back like a
+//! dispatched one.
+//!
 //! # Run admission (per workflow, by the run's own workflow version)
 //!
 //! "Active" runs are the `Running` runs of the workflow that are not being cancelled.
@@ -581,6 +591,8 @@ pub struct Engine {
     out: VecDeque<Action>,
     draining: bool,
     needs_schedule: bool,
+    /// Attempts opened for `Spawn` now start later (see "Deferred starts").
+    defer_starts: bool,
 }
 
 impl Engine {
@@ -606,7 +618,44 @@ impl Engine {
             out: VecDeque::new(),
             draining: false,
             needs_schedule: false,
+            defer_starts: false,
         }
+    }
+
+    /// While on, the attempts opened for [`Action::Spawn`] are committed as not started yet
+    /// (`dispatched_ms` set): the driver will start them later and report it with
+    /// [`Engine::handle_deferred_start`]. See "Deferred starts" in the module docs.
+    pub fn set_deferred_starts(&mut self, on: bool) {
+        self.defer_starts = on;
+    }
+
+    /// The driver is starting the process of an attempt whose start was deferred (opened while
+    /// [`Engine::set_deferred_starts`] was on): its record no longer says "not started", and its
+    /// `started_ms` is the real start. A no-op for any other running attempt.
+    pub fn handle_deferred_start(
+        &mut self,
+        run_id: &str,
+        task: TaskIdx,
+        attempt: u32,
+        now: Now,
+    ) -> Result<(), EngineError> {
+        let ts = self.running_attempt(run_id, task, attempt)?;
+        if ts.dispatched {
+            return Ok(());
+        }
+        let Some(a) = ts
+            .rec
+            .attempts
+            .last_mut()
+            .filter(|a| a.outcome.is_none() && a.dispatched_ms.is_some())
+        else {
+            return Ok(());
+        };
+        a.dispatched_ms = None;
+        a.started_ms = now.wall_ms();
+        ts.rec.updated_ms = now.wall_ms();
+        self.dirty.insert((run_id.to_string(), Some(task)));
+        Ok(())
     }
 
     /// Add a new run (already decided by the planner or a trigger) and admit it per its
@@ -749,7 +798,7 @@ impl Engine {
                 let mut note = "";
                 if let Some(a) = rec.attempts.last_mut().filter(|a| a.outcome.is_none()) {
                     if a.dispatched_ms.is_some() {
-                        note = " (it was dispatched ahead of a free slot and may not have started)";
+                        note = " (it was dispatched, committed ahead of its start, and may not have started)";
                     }
                     a.outcome = Some(AttemptOutcome::Interrupted);
                     a.ended_ms = Some(now.wall_ms());
@@ -1376,8 +1425,9 @@ impl Engine {
                 ts.dispatched = false;
                 let fresh = std::mem::take(&mut ts.fresh);
                 let attempt = ts.rec.attempts.len() as u32;
+                let deferred = fresh && self.defer_starts;
                 if let Some(a) = ts.rec.attempts.last_mut() {
-                    a.dispatched_ms = None;
+                    a.dispatched_ms = deferred.then_some(now.wall_ms());
                     a.started_ms = now.wall_ms();
                 }
                 ts.rec.updated_ms = now.wall_ms();
@@ -1405,7 +1455,7 @@ impl Engine {
                 }
                 continue;
             }
-            let attempt = open_attempt(&mut ts.rec, now, false);
+            let attempt = open_attempt(&mut ts.rec, now, self.defer_starts);
             ts.rec.updated_ms = now.wall_ms();
             ts.deadline = timeout.map(|t| now.mono.saturating_add(t));
             ts.kill = None;

@@ -989,3 +989,102 @@ fn a_dispatched_attempt_known_never_to_have_started_is_taken_back() {
     assert_eq!(sim2.state(&id, 1), TaskState::Succeeded);
     assert_eq!(sim2.finished, vec![(id, RunState::Failed)]);
 }
+
+/// The cron pre-commit: two tasks start at the run's instant, their attempts committed while
+/// deferred starts are on; the driver starts only `a` before the "crash".
+fn precommitted(wf: &Arc<Workflow>) -> (String, Sim) {
+    let mut sim = Sim::new(engine(2, &[]));
+    sim.engine.set_deferred_starts(true);
+    let id = start(&mut sim, wf, 0);
+    sim.engine.set_deferred_starts(false);
+    assert_eq!(sim.spawned(&id), [0, 1]);
+    (id, sim)
+}
+
+#[test]
+fn deferred_starts_are_committed_as_not_started_until_the_driver_starts_them() {
+    let wf = workflow("cron").task("a", &[]).task("b", &[]).build();
+    let (id, mut sim) = precommitted(&wf);
+    for t in ["a", "b"] {
+        let rec = &sim.store_tasks[&(id.clone(), t.into())];
+        assert!(rec.attempts[0].dispatched_ms.is_some(), "{t}: {rec:?}");
+        assert_eq!(rec.display_state(), "dispatched");
+    }
+    sim.advance(3);
+    let now = sim.now();
+    sim.engine.handle_deferred_start(&id, 0, 1, now).unwrap();
+    let commits = sim.commits;
+    sim.tick();
+    assert_eq!(sim.commits, commits + 1, "the start is committed");
+    let a = &sim.store_tasks[&(id.clone(), "a".into())];
+    assert_eq!(a.attempts[0].dispatched_ms, None);
+    assert_eq!(a.attempts[0].started_ms, now.wall_ms());
+    assert_eq!(a.display_state(), "running");
+    let b = &sim.store_tasks[&(id.clone(), "b".into())];
+    assert!(b.attempts[0].dispatched_ms.is_some());
+    // Reporting it again, or for an attempt that was never deferred, changes nothing.
+    sim.engine.handle_deferred_start(&id, 0, 1, now).unwrap();
+    sim.tick();
+    assert_eq!(sim.commits, commits + 1);
+    // With deferred starts off again, the next spawn is an ordinary one.
+    sim.engine.handle_deferred_start(&id, 1, 1, now).unwrap();
+    sim.exit(&id, 0, 0);
+    sim.exit(&id, 1, 0);
+    assert_eq!(sim.run_state(&id), RunState::Succeeded);
+    let id2 = start(&mut sim, &wf, 60_000);
+    let a2 = &sim.store_tasks[&(id2, "a".into())];
+    assert_eq!(a2.attempts[0].dispatched_ms, None);
+}
+
+#[test]
+fn a_precommitted_attempt_known_never_to_have_started_is_taken_back() {
+    // Not idempotent: without the knowledge, an attempt that never started would fail.
+    let wf = workflow("cron").task("a", &[]).task("b", &[]).build();
+    let (id, mut sim) = precommitted(&wf);
+    let now = sim.now();
+    sim.engine.handle_deferred_start(&id, 0, 1, now).unwrap();
+    sim.tick();
+    // Crash: `a` had started, `b` had not (the journal says so).
+    let tasks: Vec<_> = sim.store_tasks.values().cloned().collect();
+    let run = sim.store_runs[&id].clone();
+    let mut sim2 = Sim::new(engine(2, &[]));
+    sim2.wfs = sim.wfs.clone();
+    sim2.engine
+        .restore_run_knowing(run, tasks, wf.clone(), now_ms(50), &|task, attempt| {
+            task == "b" && attempt == 1
+        })
+        .unwrap();
+    sim2.tick();
+    let a = &sim2.store_tasks[&(id.clone(), "a".into())];
+    assert_eq!(a.state, TaskState::Failed);
+    assert_eq!(a.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
+    assert!(
+        sim2.spawns.contains(&(id.clone(), 1, 1)),
+        "{:?}",
+        sim2.spawns
+    );
+    let b = &sim2.store_tasks[&(id.clone(), "b".into())];
+    assert_eq!(b.attempts.len(), 1);
+    assert_eq!(b.attempts[0].outcome, None);
+    assert_eq!(b.attempts[0].dispatched_ms, None);
+}
+
+#[test]
+fn a_precommitted_attempt_without_knowledge_is_interrupted_and_says_it_may_not_have_started() {
+    let wf = workflow("cron").task("a", &[]).task("b", &[]).build();
+    let (id, sim) = precommitted(&wf);
+    let tasks: Vec<_> = sim.store_tasks.values().cloned().collect();
+    let run = sim.store_runs[&id].clone();
+    let mut sim2 = Sim::new(engine(2, &[]));
+    sim2.wfs = sim.wfs.clone();
+    sim2.engine
+        .restore_run_knowing(run, tasks, wf.clone(), now_ms(50), &|_, _| false)
+        .unwrap();
+    sim2.tick();
+    for t in ["a", "b"] {
+        let rec = &sim2.store_tasks[&(id.clone(), t.into())];
+        assert_eq!(rec.state, TaskState::Failed, "{t}");
+        let why = rec.attempts[0].reason.clone().unwrap_or_default();
+        assert!(why.contains("may not have started"), "{t}: {why}");
+    }
+}
