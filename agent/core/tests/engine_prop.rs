@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,9 @@ use outpost_agent_core::engine::{Action, Engine, EngineConfig};
 use outpost_agent_core::retry::SplitMix64;
 use outpost_agent_core::testutil::{BASE_WALL_MS, run_record, workflow};
 use outpost_common::model::{Overlap, TriggerRule, Workflow};
-use outpost_common::record::{AttemptOutcome, LimitsMode, RunKind, TaskState};
+use outpost_common::record::{
+    AttemptOutcome, LimitsMode, RunKind, RunRecord, TaskInstanceRecord, TaskState,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -173,6 +175,7 @@ fn simulate(s: &Scenario) -> Vec<Action> {
         dispatch_ahead: [0, 1, 2, 5][(s.seed % 4) as usize],
     };
     let mut sim = Sim::new(Engine::new(cfg.clone()));
+    sim.snapshot_starts = s.crash_at.is_some();
     let mut crash_at = s.crash_at;
     let mut rng = SplitMix64::new(s.seed ^ 0xabcdef);
     let mut running: Vec<Running> = Vec::new();
@@ -183,12 +186,16 @@ fn simulate(s: &Scenario) -> Vec<Action> {
     cancels.sort();
     let mut run_ids: Vec<String> = Vec::new();
     let mut seen_actions = 0;
+    // The start journal: every attempt whose process started. An attempt starts at most once.
+    let mut journal: BTreeSet<(String, usize, u32)> = BTreeSet::new();
 
     for _step in 0..10_000 {
         // Process actions produced since the last step.
         let new: Vec<Action> = sim.log[seen_actions..].to_vec();
+        let base = seen_actions;
         seen_actions = sim.log.len();
-        for a in new {
+        for (k, a) in new.into_iter().enumerate() {
+            let is_start = matches!(a, Action::Start { .. });
             match a {
                 Action::Spawn {
                     run_id,
@@ -204,6 +211,24 @@ fn simulate(s: &Scenario) -> Vec<Action> {
                         .engine
                         .run_snapshot(&run_id)
                         .expect("spawned run exists");
+                    assert!(
+                        journal.insert((run_id.clone(), task, attempt)),
+                        "attempt {attempt} of t{task} in {run_id} started twice"
+                    );
+                    // A deferred start (a run added with deferred starts on): the driver says
+                    // when its process really starts.
+                    let deferred = tasks[task]
+                        .attempts
+                        .last()
+                        .is_some_and(|a| a.dispatched_ms.is_some());
+                    if deferred {
+                        let now = sim.now();
+                        sim.engine
+                            .handle_deferred_start(&run_id, task, attempt, now)
+                            .expect("deferred start");
+                        let (_, after) = sim.engine.run_snapshot(&run_id).expect("run");
+                        assert_eq!(after[task].attempts.last().unwrap().dispatched_ms, None);
+                    }
                     let ups: Vec<TaskState> = wf.tasks[task]
                         .upstream
                         .iter()
@@ -258,6 +283,21 @@ fn simulate(s: &Scenario) -> Vec<Action> {
                 }
                 _ => {}
             }
+            // Sometimes the crash comes right after a dispatched attempt's start, before its
+            // burst is committed: the store still says "not started", the journal says started.
+            if is_start && crash_at.is_some() && rng.next_u64().is_multiple_of(3) {
+                let snap = sim
+                    .start_snapshots
+                    .iter()
+                    .find(|p| p.log_index == base + k)
+                    .cloned()
+                    .expect("a snapshot of every start");
+                crash_at = None;
+                running.clear();
+                crash(&mut sim, &cfg, &wf, &journal, snap.runs, snap.tasks);
+                seen_actions = sim.log.len();
+                break;
+            }
         }
         sim.drain();
         if sim.log.len() != seen_actions {
@@ -298,37 +338,18 @@ fn simulate(s: &Scenario) -> Vec<Action> {
             // Crash: the processes die with the agent; rebuild from the committed store.
             crash_at = None;
             running.clear();
-            let mut fresh = Engine::new(cfg.clone());
-            let now = sim.now();
-            for (id, run) in sim.store_runs.clone() {
-                let tasks = sim
-                    .store_tasks
-                    .values()
-                    .filter(|t| t.run_id == id)
-                    .cloned()
-                    .collect();
-                fresh
-                    .restore_run(run, tasks, wf.clone(), now)
-                    .expect("restore");
-            }
-            sim.engine = fresh;
-            sim.drain();
-            for (id, run) in &sim.store_runs {
-                if run.state.is_terminal() {
-                    continue;
-                }
-                for t in sim.store_tasks.values().filter(|t| &t.run_id == id) {
-                    assert!(
-                        t.attempts.iter().all(|a| a.outcome.is_some()),
-                        "open attempt after restore"
-                    );
-                }
-            }
+            let (runs, tasks) = (sim.store_runs.clone(), sim.store_tasks.clone());
+            crash(&mut sim, &cfg, &wf, &journal, runs, tasks);
         } else if t_add.is_some_and(|t| t <= sim.t) {
             let at = adds.remove(0);
             let run = run_record(&wf, BASE_WALL_MS + at as i64, RunKind::Manual);
             run_ids.push(run.run_id.clone());
+            // A third of the runs start like cron pre-commits: their first attempts are
+            // committed as not started, and started when the driver says so.
+            let deferred = rng.next_u64().is_multiple_of(3);
+            sim.engine.set_deferred_starts(deferred);
             sim.add(run, wf.clone());
+            sim.engine.set_deferred_starts(false);
         } else if t_cancel.is_some_and(|t| t <= sim.t) {
             let (_, which) = cancels.remove(0);
             if let Some(id) = run_ids.get(which % run_ids.len().max(1)).cloned() {
@@ -378,6 +399,52 @@ fn simulate(s: &Scenario) -> Vec<Action> {
     }
     assert_eq!(sim.engine.active_run_records().count(), 0);
     sim.log
+}
+
+type StoredTasks = BTreeMap<(String, String), TaskInstanceRecord>;
+
+/// The agent dies (its processes with it) leaving the store as `runs` and `tasks`; a new engine
+/// is rebuilt from them, told by the start journal which attempts never started.
+fn crash(
+    sim: &mut Sim,
+    cfg: &EngineConfig,
+    wf: &Arc<Workflow>,
+    journal: &BTreeSet<(String, usize, u32)>,
+    runs: BTreeMap<String, RunRecord>,
+    tasks: StoredTasks,
+) {
+    sim.store_runs = runs;
+    sim.store_tasks = tasks;
+    let mut fresh = Engine::new(cfg.clone());
+    let now = sim.now();
+    for (id, run) in sim.store_runs.clone() {
+        let tasks = sim
+            .store_tasks
+            .values()
+            .filter(|t| t.run_id == id)
+            .cloned()
+            .collect();
+        let never_started = |task_id: &str, attempt: u32| {
+            wf.task_index(task_id)
+                .is_some_and(|i| !journal.contains(&(id.clone(), i, attempt)))
+        };
+        fresh
+            .restore_run_knowing(run, tasks, wf.clone(), now, &never_started)
+            .expect("restore");
+    }
+    sim.engine = fresh;
+    sim.drain();
+    for (id, run) in &sim.store_runs {
+        if run.state.is_terminal() {
+            continue;
+        }
+        for t in sim.store_tasks.values().filter(|t| &t.run_id == id) {
+            assert!(
+                t.attempts.iter().all(|a| a.outcome.is_some()),
+                "open attempt after restore"
+            );
+        }
+    }
 }
 
 proptest! {

@@ -13,6 +13,15 @@ use outpost_common::record::{
     AttemptOutcome, RunId, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
 };
 
+/// The store right before a `Start` (see [`Sim::snapshot_starts`]).
+#[derive(Debug, Clone)]
+pub struct StartSnapshot {
+    /// The `Start`'s index in [`Sim::log`].
+    pub log_index: usize,
+    pub runs: BTreeMap<RunId, RunRecord>,
+    pub tasks: BTreeMap<(RunId, String), TaskInstanceRecord>,
+}
+
 pub struct Sim {
     pub engine: Engine,
     pub t: u64,
@@ -30,6 +39,10 @@ pub struct Sim {
     /// Task records as certainly durable: what a `Start` may rely on.
     pub forced: BTreeMap<(RunId, String), TaskInstanceRecord>,
     pub starts: usize,
+    /// When set, each `Start` keeps a copy of the store as it was right before it (its burst's
+    /// commit comes after it): a crash right after that start finds this store.
+    pub snapshot_starts: bool,
+    pub start_snapshots: Vec<StartSnapshot>,
 }
 
 impl Sim {
@@ -48,6 +61,8 @@ impl Sim {
             held: Vec::new(),
             forced: BTreeMap::new(),
             starts: 0,
+            snapshot_starts: false,
+            start_snapshots: Vec::new(),
         }
     }
 
@@ -88,6 +103,13 @@ impl Sim {
                     assert!(last.outcome.is_none() && last.dispatched_ms.is_some());
                     self.starts += 1;
                     self.spawns.push((run_id.clone(), *task, *attempt));
+                    if self.snapshot_starts {
+                        self.start_snapshots.push(StartSnapshot {
+                            log_index: self.log.len(),
+                            runs: self.store_runs.clone(),
+                            tasks: self.store_tasks.clone(),
+                        });
+                    }
                 }
                 Action::Flush => {}
                 Action::Commit(events) => {
