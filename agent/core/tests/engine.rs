@@ -913,6 +913,24 @@ fn shutdown_takes_dispatched_attempts_back() {
     assert_eq!(sim.spawned(&id), [0, 1, 2], "nothing starts while draining");
 }
 
+/// After a crash that found `a` started and `b` (not idempotent either) known never to have
+/// started: `a` is interrupted and failed; `b`'s attempt was dropped and it runs now, as
+/// attempt 1.
+fn a_interrupted_and_b_taken_back(sim2: &Sim, id: &str) {
+    let a = &sim2.store_tasks[&(id.to_string(), "a".into())];
+    assert_eq!(a.state, TaskState::Failed);
+    assert_eq!(a.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
+    assert!(
+        sim2.spawns.contains(&(id.to_string(), 1, 1)),
+        "{:?}",
+        sim2.spawns
+    );
+    let b = &sim2.store_tasks[&(id.to_string(), "b".into())];
+    assert_eq!(b.attempts.len(), 1);
+    assert_eq!(b.attempts[0].dispatched_ms, None);
+    assert_eq!(b.attempts[0].outcome, None);
+}
+
 /// One slot, one dispatched: task 0 runs and task 1 is dispatched when the agent "crashes";
 /// returns the run id and a new engine restored from the committed records.
 fn crash_with_one_dispatched(
@@ -971,20 +989,7 @@ fn a_dispatched_attempt_known_never_to_have_started_is_taken_back() {
     let wf = workflow("rec").task("a", &[]).task("b", &[]).build();
     let (id, mut sim2) =
         crash_with_one_dispatched(&wf, &|task, attempt| task == "b" && attempt == 1);
-    // `a` had started: interrupted, and failed (not idempotent).
-    let a = &sim2.store_tasks[&(id.clone(), "a".into())];
-    assert_eq!(a.state, TaskState::Failed);
-    assert_eq!(a.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
-    // `b` never started: its attempt is dropped and it runs now, as attempt 1.
-    assert!(
-        sim2.spawns.contains(&(id.clone(), 1, 1)),
-        "{:?}",
-        sim2.spawns
-    );
-    let b = &sim2.store_tasks[&(id.clone(), "b".into())];
-    assert_eq!(b.attempts.len(), 1);
-    assert_eq!(b.attempts[0].dispatched_ms, None);
-    assert_eq!(b.attempts[0].outcome, None);
+    a_interrupted_and_b_taken_back(&sim2, &id);
     sim2.exit(&id, 1, 0);
     assert_eq!(sim2.state(&id, 1), TaskState::Succeeded);
     assert_eq!(sim2.finished, vec![(id, RunState::Failed)]);
@@ -1055,18 +1060,7 @@ fn a_precommitted_attempt_known_never_to_have_started_is_taken_back() {
         })
         .unwrap();
     sim2.tick();
-    let a = &sim2.store_tasks[&(id.clone(), "a".into())];
-    assert_eq!(a.state, TaskState::Failed);
-    assert_eq!(a.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
-    assert!(
-        sim2.spawns.contains(&(id.clone(), 1, 1)),
-        "{:?}",
-        sim2.spawns
-    );
-    let b = &sim2.store_tasks[&(id.clone(), "b".into())];
-    assert_eq!(b.attempts.len(), 1);
-    assert_eq!(b.attempts[0].outcome, None);
-    assert_eq!(b.attempts[0].dispatched_ms, None);
+    a_interrupted_and_b_taken_back(&sim2, &id);
 }
 
 #[test]
