@@ -169,7 +169,8 @@ pub const HUB_ORIGIN: &str = "hub";
 ///
 /// Crash semantics: the attempts are committed as not started yet (the engine's "deferred
 /// starts": `dispatched_ms` set), and each is written to the start journal
-/// ([`crate::startlog`]) right before its process starts, like a dispatched attempt. So after
+/// ([`crate::startlog`]) just before its process starts (`ARM_AHEAD`), like a dispatched
+/// attempt. So after
 /// a crash inside the lead (same boot), an attempt that never started is taken back and runs
 /// once the agent is back; without a trusted journal it is recovered like any attempt without
 /// an outcome, as interrupted (retried if the task is idempotent and has attempts left, else
