@@ -163,16 +163,7 @@ impl StartLog {
                 f.write_all(header.as_bytes())?;
                 Ok((f, header.len() as u64))
             });
-        match opened {
-            Ok((f, n)) => {
-                self.file = Some(f);
-                self.bytes = n;
-            }
-            Err(e) => {
-                tracing::warn!(path = %self.path.display(), "cannot write the start journal: {e}");
-                self.disable();
-            }
-        }
+        self.adopt(opened, "write");
     }
 
     /// Keep the journal left by the previous process of this boot and append to it (it was
@@ -190,17 +181,22 @@ impl StartLog {
                 let mut last = [0u8; 1];
                 if len > 0 && f.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n' {
                     f.write_all(b"\n")?;
-                    return Ok((len + 1, f));
+                    return Ok((f, len + 1));
                 }
-                Ok((len, f))
+                Ok((f, len))
             });
+        self.adopt(opened, "append to");
+    }
+
+    /// Use the journal file just opened (and its length so far), or turn the journal off.
+    fn adopt(&mut self, opened: io::Result<(File, u64)>, what: &str) {
         match opened {
-            Ok((len, f)) => {
+            Ok((f, len)) => {
                 self.file = Some(f);
                 self.bytes = len;
             }
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), "cannot append to the start journal: {e}");
+                tracing::warn!(path = %self.path.display(), "cannot {what} the start journal: {e}");
                 self.disable();
             }
         }
