@@ -662,42 +662,52 @@ fn real_main() -> anyhow::Result<()> {
         o.cron_secs
     ));
     r.line("|---|---|---|---|---|---|---|");
-    r.line(&format!(
-        "| driver: spawn returned (debug event `late_us`) | {} | {:.2} ms | {:.2} ms | {:.2} ms | p99 < 2 ms | {} |",
-        cron.driver.len(),
-        percentile(&cron.driver, 50.0),
-        percentile(&cron.driver, 99.0),
-        percentile(&cron.driver, 100.0),
-        pass(percentile(&cron.driver, 99.0) < 2.0)
-    ));
-    r.line(&format!(
-        "| of which the spawn call itself (`fork`/`exec` of `sh`; debug event `spawn_us`) | {} | {:.2} ms | {:.2} ms | {:.2} ms | — | |",
-        cron.spawn.len(),
-        percentile(&cron.spawn, 50.0),
-        percentile(&cron.spawn, 99.0),
-        percentile(&cron.spawn, 100.0),
-    ));
-    r.line(&format!(
-        "| inside the task: `date +%s%N` (includes sh and date exec) | {} | {:.2} ms | {:.2} ms | {:.2} ms | — | |",
-        cron.task.len(),
-        percentile(&cron.task, 50.0),
-        percentile(&cron.task, 99.0),
-        percentile(&cron.task, 100.0),
-    ));
-    r.line(&format!(
-        "| baseline: `std::thread::sleep` to half a second past each second (this harness) | {} | {:.2} ms | {:.2} ms | {:.2} ms | — | |",
-        cron.sleep.len(),
-        percentile(&cron.sleep, 50.0),
-        percentile(&cron.sleep, 99.0),
-        percentile(&cron.sleep, 100.0),
-    ));
-    r.line(&format!(
-        "| baseline: the same sleep to three quarters past each second, then a spawn of `sh` (std `Command::spawn` returned; this harness) | {} | {:.2} ms | {:.2} ms | {:.2} ms | — | |",
-        cron.raw.len(),
-        percentile(&cron.raw, 50.0),
-        percentile(&cron.raw, 99.0),
-        percentile(&cron.raw, 100.0),
-    ));
+    // One row per series: label, samples, p50, p99, max, goal and verdict.
+    let row = |label: &str, xs: &[f64], goal: &str, verdict: &str| {
+        format!(
+            "| {label} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {goal} | {verdict} |",
+            xs.len(),
+            percentile(xs, 50.0),
+            percentile(xs, 99.0),
+            percentile(xs, 100.0),
+        )
+    };
+    let rows = [
+        row(
+            "driver: spawn returned (debug event `late_us`)",
+            &cron.driver,
+            "p99 < 2 ms",
+            pass(percentile(&cron.driver, 99.0) < 2.0),
+        ),
+        row(
+            "of which the spawn call itself (`fork`/`exec` of `sh`; debug event `spawn_us`)",
+            &cron.spawn,
+            "—",
+            "",
+        ),
+        row(
+            "inside the task: `date +%s%N` (includes sh and date exec)",
+            &cron.task,
+            "—",
+            "",
+        ),
+        row(
+            "baseline: `std::thread::sleep` to half a second past each second (this harness)",
+            &cron.sleep,
+            "—",
+            "",
+        ),
+        row(
+            "baseline: the same sleep to three quarters past each second, then a spawn of `sh` \
+             (std `Command::spawn` returned; this harness)",
+            &cron.raw,
+            "—",
+            "",
+        ),
+    ];
+    for line in &rows {
+        r.line(line);
+    }
     r.line("");
     r.line(&format!(
         "The largest sample of each run (a single run's p99 is its largest sample): {:?} ms. \
