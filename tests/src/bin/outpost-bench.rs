@@ -104,6 +104,7 @@ fn parse_args() -> anyhow::Result<Opts> {
     o.runs = runs.unwrap_or(if o.quick { 3 } else { 7 }).max(1);
     o.cron_secs = cron.unwrap_or(if o.quick { 10 } else { 60 }).max(3);
     o.cron_runs = cron_runs.unwrap_or(if o.quick { 1 } else { 3 }).max(1);
+    o.cron_only = o.cron_only.map(|n| n.max(1));
     o.high = o.high.max(1);
     Ok(o)
 }
@@ -496,13 +497,7 @@ fn real_main() -> anyhow::Result<()> {
         "[3/5] cron precision: a per-second schedule for {} s, {} time(s)",
         o.cron_secs, o.cron_runs
     );
-    let mut cron = cron_precision(o.cron_secs)?;
-    let mut cron_maxima = vec![percentile(&cron.driver, 100.0)];
-    for _ in 1..o.cron_runs {
-        let c = cron_precision(o.cron_secs)?;
-        cron_maxima.push(percentile(&c.driver, 100.0));
-        cron.extend(c);
-    }
+    let (cron, cron_maxima) = cron_precision_runs(o.cron_runs, o.cron_secs, |_, _| {})?;
 
     // --- 4. footprint ---------------------------------------------------------------------------
     eprintln!("[4/5] footprint: idle serve with 50 workflows");
@@ -790,6 +785,26 @@ impl Cron {
     }
 }
 
+/// `n` cron-precision runs (at least one) of `secs` each: every sample pooled, and the largest
+/// driver sample of each run. `each` sees every run as it ends (1-based index).
+fn cron_precision_runs(
+    n: usize,
+    secs: u64,
+    mut each: impl FnMut(usize, &Cron),
+) -> anyhow::Result<(Cron, Vec<f64>)> {
+    let first = cron_precision(secs)?;
+    each(1, &first);
+    let mut maxima = vec![percentile(&first.driver, 100.0)];
+    let mut all = first;
+    for i in 2..=n {
+        let c = cron_precision(secs)?;
+        each(i, &c);
+        maxima.push(percentile(&c.driver, 100.0));
+        all.extend(c);
+    }
+    Ok((all, maxima))
+}
+
 /// `--cron-only N`: N cron-precision runs, a summary line for each, then the percentiles over
 /// all their samples (so that a p99 is not just the largest of ~58).
 fn cron_only(n: usize, secs: u64) -> anyhow::Result<()> {
@@ -811,19 +826,15 @@ fn cron_only(n: usize, secs: u64) -> anyhow::Result<()> {
             percentile(&c.sleep, 99.0),
         )
     };
-    let mut all: Option<Cron> = None;
-    for i in 1..=n {
-        let load = loadavg();
-        let c = cron_precision(secs)?;
-        line(&format!("run {i}/{n} ({secs} s, load {load})"), &c);
-        match all.as_mut() {
-            Some(a) => a.extend(c),
-            None => all = Some(c),
-        }
-    }
-    if let Some(a) = &all {
-        line(&format!("all {n} runs"), a);
-    }
+    let mut load = loadavg();
+    let (all, _) = cron_precision_runs(n, secs, |i, c| {
+        line(
+            &format!("run {i}/{n} ({secs} s, load at its start {load})"),
+            c,
+        );
+        load = loadavg();
+    })?;
+    line(&format!("all {n} runs"), &all);
     Ok(())
 }
 
