@@ -81,12 +81,15 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 (None, Some(c)) => AgentConfig::load(&c)?.state_dir,
                 (None, None) => crate::config::default_state_dir(),
             };
-            let store = Store::open(&dir.join("agent.redb"))
-                .with_context(|| format!("opening the store in {}", dir.display()))?;
-            let rt = runtime()?;
-            let id = rt.block_on(crate::hub_link::enroll(
-                &store, &hub, &hub_name, &token, labels,
-            ))?;
+            let id = enroll_leaving_nothing_on_failure(&dir, |store| {
+                runtime()?.block_on(crate::hub_link::enroll(
+                    store,
+                    &hub,
+                    hub_name.as_deref(),
+                    &token,
+                    labels,
+                ))
+            })?;
             let labels: Vec<String> = id.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!(
                 "enrolled as {} with hub {} (labels: {})",
@@ -267,6 +270,62 @@ fn runtime_foreground() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// Open the store in `dir` and enroll with `f`. A refused or failed enrollment leaves nothing
+/// behind: the files it created in `dir` (the store among them), and `dir` itself if it made it,
+/// are removed, so the next try starts as this one did. A store already open (the agent service
+/// running on it) is refused with the working order.
+fn enroll_leaving_nothing_on_failure(
+    dir: &Path,
+    f: impl FnOnce(&Store) -> anyhow::Result<crate::identity::Identity>,
+) -> anyhow::Result<crate::identity::Identity> {
+    let dir_existed = dir.exists();
+    let before: std::collections::HashSet<std::ffi::OsString> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+        Err(_) => Default::default(),
+    };
+    let cleanup = || {
+        if !dir_existed {
+            let _ = std::fs::remove_dir_all(dir);
+            return;
+        }
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if !before.contains(&e.file_name()) {
+                    let p = e.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+        }
+    };
+    let store = match Store::open(&dir.join("agent.redb")) {
+        Ok(s) => s,
+        Err(e) => {
+            let already_open = matches!(e, crate::store::StoreError::AlreadyOpen { .. });
+            cleanup();
+            let err =
+                anyhow::Error::new(e).context(format!("opening the store in {}", dir.display()));
+            return Err(if already_open {
+                err.context(
+                    "the agent service is running on this state directory: stop it \
+                     (`systemctl stop outpost-agent`), enroll, then start it again",
+                )
+            } else {
+                err
+            });
+        }
+    };
+    let result = f(&store);
+    drop(store);
+    if result.is_err() {
+        cleanup();
+    }
+    result
 }
 
 /// The runtime of `serve` and `enroll`: two workers, so that the hub link and the control

@@ -81,12 +81,14 @@ pub enum Command {
         /// A bootstrap token from `outpost-hub token create` (single use).
         #[arg(long, env = "OUTPOST_ENROLL_TOKEN")]
         token: String,
-        /// Labels to ask for, k=v,... (the token's labels take precedence).
+        /// Labels to check, k=v,...: the token's labels are authoritative; a label the token
+        /// does not carry is refused.
         #[arg(long, default_value = "")]
         labels: String,
-        /// The name the hub's certificate is issued for.
-        #[arg(long, default_value = "outpost-hub")]
-        hub_name: String,
+        /// The name the hub's certificate is issued for (default: the name in the token, or
+        /// `outpost-hub` for an `opt1.` token).
+        #[arg(long)]
+        hub_name: Option<String>,
         /// Agent config (its state_dir holds the identity).
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,

@@ -42,7 +42,7 @@ pub struct Activation {
 pub async fn enroll(
     store: &Store,
     hub: &str,
-    hub_name: &str,
+    hub_name: Option<&str>,
     token: &str,
     labels: Vec<(String, String)>,
 ) -> anyhow::Result<Identity> {
@@ -54,6 +54,11 @@ pub async fn enroll(
         );
     }
     let token = identity::parse_token(token).map_err(anyhow::Error::msg)?;
+    // The name the hub's certificate is issued for: --hub-name, else the token's, else the
+    // default name of `outpost-hub init` (tokens of older hubs carry no name).
+    let hub_name = hub_name
+        .or(token.hub_name.as_deref())
+        .unwrap_or("outpost-hub");
     let addr = resolve(hub).await?;
     let (key_pkcs8, csr_der) = outpost_net::pki::generate_agent_key_and_csr()?;
     let (client_cfg, seen_ca) = outpost_net::tls::client_enroll_config(&token.ca_sha256)?;

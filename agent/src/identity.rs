@@ -146,27 +146,45 @@ pub fn deploy_states(store: &Store) -> Result<Vec<(String, DeployState)>, Identi
     Ok(out)
 }
 
-/// A bootstrap token: `opt1.<token id>.<secret>.<sha256 of the hub CA, hex>`.
+/// A bootstrap token: `opt2.<token id>.<secret>.<sha256 of the hub CA, hex>.<hub name>` (the
+/// hub name is the rest, dots included), or the older `opt1.<token id>.<secret>.<ca>` without
+/// the hub name (enroll then takes it from `--hub-name`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {
     /// `<token id>.<secret>`: what the hub checks.
     pub credential: String,
     pub ca_sha256: String,
+    /// The name the hub's certificate is issued for (`opt2` tokens).
+    pub hub_name: Option<String>,
+}
+
+fn hub_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
 }
 
 pub fn parse_token(s: &str) -> Result<Token, String> {
-    let parts: Vec<&str> = s.trim().split('.').collect();
-    match parts.as_slice() {
-        ["opt1", id, secret, ca]
-            if !id.is_empty()
-                && !secret.is_empty()
-                && ca.len() == 64
-                && ca.chars().all(|c| c.is_ascii_hexdigit()) =>
-        {
-            Ok(Token { credential: format!("{id}.{secret}"), ca_sha256: ca.to_ascii_lowercase() })
-        }
-        _ => Err("malformed token: expected opt1.<id>.<secret>.<64 hex digits> (from `outpost-hub token create`)".into()),
+    let parts: Vec<&str> = s.trim().splitn(5, '.').collect();
+    let ca_ok = |ca: &str| ca.len() == 64 && ca.chars().all(|c| c.is_ascii_hexdigit());
+    let (id, secret, ca, hub_name) = match parts.as_slice() {
+        ["opt1", id, secret, ca] => (*id, *secret, *ca, None),
+        ["opt2", id, secret, ca, name] if hub_name_ok(name) => (*id, *secret, *ca, Some(*name)),
+        _ => ("", "", "", None),
+    };
+    if id.is_empty() || secret.is_empty() || !ca_ok(ca) {
+        return Err(
+            "malformed token: expected opt2.<id>.<secret>.<64 hex digits>.<hub name> \
+                    (from `outpost-hub token create`)"
+                .into(),
+        );
     }
+    Ok(Token {
+        credential: format!("{id}.{secret}"),
+        ca_sha256: ca.to_ascii_lowercase(),
+        hub_name: hub_name.map(str::to_string),
+    })
 }
 
 #[cfg(test)]
@@ -179,8 +197,16 @@ mod tests {
         let t = parse_token(&format!("opt1.tok1.s3cret.{ca}")).unwrap();
         assert_eq!(t.credential, "tok1.s3cret");
         assert_eq!(t.ca_sha256, ca);
+        assert_eq!(t.hub_name, None);
         assert!(parse_token("opt1.a.b").is_err());
         assert!(parse_token(&format!("opt2.a.b.{ca}")).is_err());
+        assert!(parse_token(&format!("opt2.a.b.{ca}.")).is_err());
+        assert!(parse_token(&format!("opt2.a.b.{ca}.bad/name")).is_err());
+        assert!(parse_token(&format!("opt3.a.b.{ca}.x")).is_err());
         assert!(parse_token("opt1.a.b.nothex").is_err());
+        // The hub name is the rest of the token, dots included.
+        let t = parse_token(&format!("opt2.tok1.s3cret.{ca}.hub.example.com")).unwrap();
+        assert_eq!(t.credential, "tok1.s3cret");
+        assert_eq!(t.hub_name.as_deref(), Some("hub.example.com"));
     }
 }

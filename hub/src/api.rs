@@ -74,9 +74,10 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
-            StoreError::NoWorkflow(_) | StoreError::NoVersion { .. } | StoreError::NoAgent(_) => {
-                StatusCode::NOT_FOUND
-            }
+            StoreError::NoWorkflow(_)
+            | StoreError::NoVersion { .. }
+            | StoreError::NoAgent(_)
+            | StoreError::NoToken(_) => StatusCode::NOT_FOUND,
             StoreError::BadToken => StatusCode::BAD_REQUEST,
             StoreError::NoPool(_) | StoreError::NoRollout(_) => StatusCode::NOT_FOUND,
             StoreError::Revoked(_) | StoreError::AgentExists(_) | StoreError::Conflict(_) => {
@@ -138,7 +139,8 @@ pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
         .route("/v1/agents", get(list_agents))
         .route("/v1/agents/{id}", get(show_agent))
         .route("/v1/agents/{id}/revoke", post(revoke))
-        .route("/v1/tokens", post(create_token))
+        .route("/v1/tokens", post(create_token).get(list_tokens))
+        .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(show_run))
         .route("/v1/runs/{id}/logs/{task}", get(run_logs))
@@ -605,6 +607,20 @@ async fn create_token(
     if ttl.is_zero() {
         return Err(ApiError::bad("ttl must be positive"));
     }
+    if ttl > st.hub.max_token_ttl {
+        return Err(ApiError::bad(format!(
+            "ttl {} is longer than the hub's max_token_ttl ({}s); use a shorter --ttl or \
+             raise max_token_ttl in hub.toml",
+            req.ttl.as_deref().unwrap_or_default(),
+            st.hub.max_token_ttl.as_secs()
+        )));
+    }
+    let uses = req.uses.unwrap_or(1);
+    if !(1..=MAX_TOKEN_USES).contains(&uses) {
+        return Err(ApiError::bad(format!(
+            "uses must be between 1 and {MAX_TOKEN_USES}"
+        )));
+    }
     for (k, v) in &req.labels {
         if k.is_empty() || k.contains([',', '=']) || v.contains(',') {
             return Err(ApiError::bad(format!("invalid label {k:?}={v:?}")));
@@ -614,13 +630,69 @@ async fn create_token(
     blocking(move || {
         let now = now_ms();
         let expires = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-        let (id, secret) =
-            hub.store
-                .create_token(req.labels.into_iter().collect(), expires, ACTOR, now)?;
+        let (id, secret) = hub.store.create_token_uses(
+            req.labels.into_iter().collect(),
+            expires,
+            uses,
+            ACTOR,
+            now,
+        )?;
         Ok(Json(TokenResponse {
-            token: format_bootstrap_token(&id, &secret, &hub.ca.sha256_hex()),
+            token: format_bootstrap_token(&id, &secret, &hub.ca.sha256_hex(), &hub.hub_name),
             expires: rfc3339(expires),
+            id,
+            uses,
         }))
+    })
+    .await
+}
+
+/// Most agents one bootstrap token may enroll.
+const MAX_TOKEN_USES: u32 = 10_000;
+
+async fn list_tokens(State(st): St) -> ApiResult<Json<Vec<TokenView>>> {
+    let hub = st.hub.clone();
+    blocking(move || {
+        let now = now_ms();
+        let mut out: Vec<TokenView> = hub
+            .store
+            .tokens()?
+            .into_iter()
+            .map(|t| TokenView {
+                state: if t.revoked_ms.is_some() {
+                    "revoked"
+                } else if t.used() >= t.allowed() {
+                    "spent"
+                } else if now >= t.expires_ms {
+                    "expired"
+                } else {
+                    "usable"
+                }
+                .into(),
+                labels: t.labels.iter().cloned().collect(),
+                created: rfc3339(t.created_ms),
+                expires: rfc3339(t.expires_ms),
+                used: t.used(),
+                uses: t.allowed(),
+                last_agent: t.used_by.clone(),
+                revoked: t.revoked_ms.map(rfc3339),
+                id: t.id,
+            })
+            .collect();
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(Json(out))
+    })
+    .await
+}
+
+async fn revoke_token(
+    State(st): St,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TokenRevokeResponse>> {
+    let hub = st.hub.clone();
+    blocking(move || {
+        let revoked = hub.store.revoke_token(&id, ACTOR, now_ms())?;
+        Ok(Json(TokenRevokeResponse { id, revoked }))
     })
     .await
 }

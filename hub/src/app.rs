@@ -608,20 +608,75 @@ fn agent_row(a: &AgentView) -> Vec<String> {
 }
 
 fn token(c: &Client, output: Output, cmd: TokenCmd) -> CliResult {
-    let TokenCmd::Create { labels, ttl } = cmd;
+    let (labels, ttl, uses) = match cmd {
+        TokenCmd::Create { labels, ttl, uses } => (labels, ttl, uses),
+        TokenCmd::List => {
+            let r: Vec<TokenView> = c.get("/v1/tokens", &[])?;
+            if output == Output::Json {
+                print_json(&r)?;
+            } else {
+                let rows: Vec<Vec<String>> = r
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.id.clone(),
+                            t.state.clone(),
+                            format!("{}/{}", t.used, t.uses),
+                            t.expires.clone(),
+                            or_dash(
+                                t.labels
+                                    .iter()
+                                    .map(|(k, v)| format!("{k}={v}"))
+                                    .collect::<Vec<_>>()
+                                    .join(","),
+                            ),
+                            t.last_agent.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(
+                        &["ID", "STATE", "USED", "EXPIRES", "LABELS", "LAST AGENT"],
+                        &rows
+                    )
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        TokenCmd::Revoke { id } => {
+            let r: TokenRevokeResponse = c.post(
+                &format!("/v1/tokens/{}/revoke", seg(&id)),
+                &serde_json::json!({}),
+            )?;
+            if output == Output::Json {
+                print_json(&r)?;
+            } else if r.revoked {
+                println!("token {} revoked", r.id);
+            } else {
+                println!("token {} was already revoked", r.id);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let labels = parse_kv_list(labels.as_deref()).map_err(CliError::Usage)?;
     let r: TokenResponse = c.post(
         "/v1/tokens",
         &TokenRequest {
             labels: labels.into_iter().collect(),
             ttl: Some(ttl),
+            uses: Some(uses),
         },
     )?;
     if output == Output::Json {
         print_json(&r)?;
     } else {
         println!("{}", r.token);
-        eprintln!("single use; expires {}", r.expires);
+        let uses = match r.uses {
+            0 | 1 => "single use".to_string(),
+            n => format!("{n} uses"),
+        };
+        eprintln!("token {}: {uses}; expires {}", r.id, r.expires);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -350,14 +350,25 @@ pub enum AgentCmd {
 /// `token ...`
 #[derive(Debug, Subcommand)]
 pub enum TokenCmd {
-    /// Create a single-use bootstrap token.
+    /// Create a bootstrap token (single use unless --uses).
     Create {
-        /// Labels of the agent that enrolls with it: `k=v,k=v`.
+        /// Labels of the agents that enroll with it: `k=v,k=v` (authoritative: an agent
+        /// cannot add others).
         #[arg(long)]
         labels: Option<String>,
-        /// Time to live (e.g. 30m, 1h, 1d).
+        /// Time to live (e.g. 30m, 1h, 1d), at most the hub's `max_token_ttl` (default 30d).
         #[arg(long, default_value = "1h")]
         ttl: String,
+        /// How many agents may enroll with it (a batch of sites; one agent each use).
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+    },
+    /// List bootstrap tokens (never their secrets): uses, expiry, state.
+    List,
+    /// Revoke a bootstrap token: it enrolls no more agents (enrolled ones stay).
+    Revoke {
+        /// Token id (from `token list`; the part after `opt2.`).
+        id: String,
     },
 }
 

@@ -15,6 +15,8 @@ use serde::Deserialize;
 pub const DEFAULT_HUB_NAME: &str = "outpost-hub";
 /// Default QUIC listen address.
 pub const DEFAULT_QUIC_LISTEN: &str = "0.0.0.0:7443";
+/// Default longest time to live of a bootstrap token.
+pub const DEFAULT_MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Default HTTP API listen address.
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7070";
 
@@ -29,6 +31,7 @@ struct Raw {
     offline_after: Option<String>,
     keep_alive_interval: Option<String>,
     max_idle_timeout: Option<String>,
+    max_token_ttl: Option<String>,
     #[serde(default)]
     tls: RawTls,
 }
@@ -93,6 +96,8 @@ pub struct HubConfig {
     pub keep_alive_interval: Duration,
     /// QUIC idle timeout.
     pub max_idle_timeout: Duration,
+    /// Longest time to live a bootstrap token may have (`token create --ttl`).
+    pub max_token_ttl: Duration,
     /// CA certificate (PEM).
     pub ca_cert: PathBuf,
     /// CA private key (PEM).
@@ -195,6 +200,7 @@ impl HubConfig {
                 Duration::from_secs(15),
                 "max_idle_timeout",
             )?,
+            max_token_ttl: dur(raw.max_token_ttl, DEFAULT_MAX_TOKEN_TTL, "max_token_ttl")?,
             ca_cert: file(raw.tls.ca_cert, "ca.pem"),
             ca_key: file(raw.tls.ca_key, "ca.key"),
             cert: file(raw.tls.cert, "hub.pem"),
@@ -257,6 +263,7 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         offline_after: Duration::from_secs(30),
         keep_alive_interval: Duration::from_secs(5),
         max_idle_timeout: Duration::from_secs(15),
+        max_token_ttl: DEFAULT_MAX_TOKEN_TTL,
         ca_cert: data_dir.join("ca.pem"),
         ca_key: data_dir.join("ca.key"),
         cert: data_dir.join("hub.pem"),
@@ -281,6 +288,8 @@ pub fn example_toml(data_dir: &Path, hub_name: &str) -> String {
          offline_after = \"30s\"\n\
          keep_alive_interval = \"5s\"\n\
          max_idle_timeout = \"15s\"\n\
+         # Longest time to live of a bootstrap token (`token create --ttl`).\n\
+         max_token_ttl = \"30d\"\n\
          \n\
          [tls]\n\
          ca_cert = \"ca.pem\"\n\

@@ -110,6 +110,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
                     &TokenRequest {
                         labels: [("site".to_string(), "dev".to_string())].into(),
                         ttl: Some("10m".into()),
+                        uses: None,
                     },
                 )
             })
@@ -117,7 +118,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
             let id = outpost_agent::hub_link::enroll(
                 &store,
                 &quic.to_string(),
-                crate::config::DEFAULT_HUB_NAME,
+                Some(crate::config::DEFAULT_HUB_NAME),
                 &tok.token,
                 Vec::new(),
             )

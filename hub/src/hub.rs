@@ -156,6 +156,8 @@ pub struct Hub {
     pub gateway: Arc<dyn AgentGateway>,
     /// The hub's name (in its certificate).
     pub hub_name: String,
+    /// Longest time to live of a bootstrap token (`max_token_ttl`).
+    pub max_token_ttl: std::time::Duration,
     changes: watch::Sender<u64>,
     /// Serialises the rollout driver's operations (see [`crate::rollouts`]).
     pub(crate) rollout_lock: std::sync::Mutex<()>,
@@ -214,6 +216,7 @@ impl Hub {
             ca,
             gateway,
             hub_name: hub_name.to_string(),
+            max_token_ttl: crate::config::DEFAULT_MAX_TOKEN_TTL,
             changes,
             rollout_lock: std::sync::Mutex::new(()),
             rollout_wake: tokio::sync::Notify::new(),
@@ -241,13 +244,16 @@ impl Hub {
         }
         let store = Arc::new(Store::open(&store_path)?);
         let conns = Connections::new(command_timeout);
-        let hub = Hub::new(
+        let mut hub = Hub::new(
             store,
             Arc::new(signer),
             Arc::new(ca),
             conns.clone(),
             &config.hub_name,
         )?;
+        if let Some(h) = Arc::get_mut(&mut hub) {
+            h.max_token_ttl = config.max_token_ttl;
+        }
         Ok((hub, conns))
     }
 
@@ -339,13 +345,7 @@ impl Hub {
             .store
             .check_token(token_id, secret, now)
             .map_err(|e| e.to_string())?;
-        let mut labels = token.labels.clone();
-        for (k, v) in &req.labels {
-            if !labels.iter().any(|(tk, _)| tk == k) {
-                labels.push((k.clone(), v.clone()));
-            }
-        }
-        labels.sort();
+        let labels = allowed_labels(&token.labels, &req.labels)?;
         let agent_id = format!("agent-{}", hex::encode(rand::random::<[u8; 8]>()));
         let cert_der = self
             .ca
@@ -538,6 +538,42 @@ pub fn rejection_text(r: &Rejection) -> String {
     }
 }
 
+/// The labels of an agent enrolling with a token labelled `token`: the token's, which are
+/// authoritative. An agent may repeat a token label (same key, same value); any other label it
+/// asks for is refused, naming it, so that an agent cannot pull in workflows (and their
+/// environment) meant for other sites.
+pub fn allowed_labels(
+    token: &[(String, String)],
+    asked: &[(String, String)],
+) -> Result<Vec<(String, String)>, String> {
+    let shown = |l: &[(String, String)]| {
+        if l.is_empty() {
+            "none".to_string()
+        } else {
+            l.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    };
+    let refused: Vec<(String, String)> = asked
+        .iter()
+        .filter(|l| !token.contains(l))
+        .cloned()
+        .collect();
+    if !refused.is_empty() {
+        return Err(format!(
+            "label {} not allowed by the bootstrap token (its labels: {}); the token's labels \
+             are authoritative: create a token with the labels this agent needs",
+            shown(&refused),
+            shown(token)
+        ));
+    }
+    let mut labels = token.to_vec();
+    labels.sort();
+    Ok(labels)
+}
+
 /// Split `token_id.secret` (the part of a bootstrap token an agent sends).
 pub fn parse_token_secret(s: &str) -> Option<(&str, &str)> {
     let (id, secret) = s.split_once('.')?;
@@ -545,9 +581,24 @@ pub fn parse_token_secret(s: &str) -> Option<(&str, &str)> {
 }
 
 /// The full bootstrap token an operator hands to an agent:
-/// `opt1.<token_id>.<secret>.<ca_sha256_hex>`.
-pub fn format_bootstrap_token(token_id: &str, secret: &str, ca_sha256_hex: &str) -> String {
-    format!("opt1.{token_id}.{secret}.{ca_sha256_hex}")
+/// `opt2.<token_id>.<secret>.<ca_sha256_hex>.<hub_name>`, so that `enroll` needs neither the
+/// CA nor the hub's name. A hub name with characters other than `A-Z a-z 0-9 . - _ :` gives
+/// the older `opt1.<token_id>.<secret>.<ca_sha256_hex>` (enroll then needs `--hub-name`).
+pub fn format_bootstrap_token(
+    token_id: &str,
+    secret: &str,
+    ca_sha256_hex: &str,
+    hub_name: &str,
+) -> String {
+    let plain = !hub_name.is_empty()
+        && hub_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if plain {
+        format!("opt2.{token_id}.{secret}.{ca_sha256_hex}.{hub_name}")
+    } else {
+        format!("opt1.{token_id}.{secret}.{ca_sha256_hex}")
+    }
 }
 
 /// Whether a data directory already holds a hub.
@@ -613,37 +664,82 @@ mod tests {
         let req = EnrollRequest {
             token: format!("{id}.{secret}"),
             csr_der: csr.der().to_vec(),
-            labels: vec![
-                ("site".into(), "ignored".into()),
-                ("extra".into(), "1".into()),
-            ],
+            // Repeating a token label is allowed.
+            labels: labels
+                .iter()
+                .take(1)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             hostname: "box".into(),
             software_version: "0.1.0".into(),
         };
         match hub.enroll(&req) {
-            EnrollResponse::Ok {
-                agent_id, labels, ..
-            } => {
+            EnrollResponse::Ok { agent_id, .. } => {
                 // A reused token is refused.
                 assert!(matches!(hub.enroll(&req), EnrollResponse::Refused { .. }));
-                assert!(labels.contains(&("extra".to_string(), "1".to_string())));
                 agent_id
             }
             EnrollResponse::Refused { reason } => panic!("{reason}"),
         }
     }
 
+    fn csr() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
     #[test]
-    fn enrollment_token_labels_take_precedence() {
+    fn enrollment_refuses_labels_the_token_does_not_allow() {
+        let (_d, hub, _) = hub();
+        let (tid, secret) = hub
+            .store
+            .create_token(
+                vec![("site".into(), "a".into())],
+                now_ms() + 60_000,
+                "op",
+                now_ms(),
+            )
+            .unwrap();
+        let mut req = EnrollRequest {
+            token: format!("{tid}.{secret}"),
+            csr_der: csr(),
+            labels: vec![
+                ("role".into(), "payments".into()),
+                ("site".into(), "b".into()),
+            ],
+            hostname: "box".into(),
+            software_version: "0.1.0".into(),
+        };
+        match hub.enroll(&req) {
+            EnrollResponse::Refused { reason } => {
+                assert!(reason.contains("role=payments,site=b"), "{reason}");
+                assert!(reason.contains("its labels: site=a"), "{reason}");
+            }
+            other => panic!("escalation accepted: {other:?}"),
+        }
+        // Refused: nothing enrolled, the token is still usable.
+        assert!(hub.store.agents().unwrap().is_empty());
+        req.labels = vec![("site".into(), "a".into())];
+        match hub.enroll(&req) {
+            EnrollResponse::Ok { labels, .. } => {
+                assert_eq!(labels, vec![("site".to_string(), "a".to_string())]);
+            }
+            EnrollResponse::Refused { reason } => panic!("{reason}"),
+        }
+    }
+
+    #[test]
+    fn enrollment_gives_the_token_labels() {
         let (_d, hub, _) = hub();
         let id = enroll(&hub, &[("site", "a")]);
         assert!(id.starts_with("agent-") && id.len() == 22);
         let rec = hub.store.agent(&id).unwrap();
-        assert!(rec.labels.contains(&("site".to_string(), "a".to_string())));
-        assert!(
-            !rec.labels
-                .contains(&("site".to_string(), "ignored".to_string()))
-        );
+        assert_eq!(rec.labels, vec![("site".to_string(), "a".to_string())]);
         assert_eq!(rec.cert_fingerprint.len(), 64);
         let bad = EnrollRequest {
             token: "garbage".into(),
@@ -866,6 +962,10 @@ mod tests {
         assert_eq!(parse_token_secret("abc"), None);
         assert_eq!(parse_token_secret(".x"), None);
         assert_eq!(parse_token_secret("a.b.c"), None);
-        assert_eq!(format_bootstrap_token("i", "s", "h"), "opt1.i.s.h");
+        assert_eq!(
+            format_bootstrap_token("i", "s", "h", "hub.example.com"),
+            "opt2.i.s.h.hub.example.com"
+        );
+        assert_eq!(format_bootstrap_token("i", "s", "h", "a b"), "opt1.i.s.h");
     }
 }

@@ -257,18 +257,59 @@ pub struct TokenRequest {
     /// Labels of the agent that enrolls with it.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Time to live (`30m`, `1h`, ...); default 1h.
+    /// Time to live (`30m`, `1h`, ...); default 1h, at most the hub's `max_token_ttl`.
     #[serde(default)]
     pub ttl: Option<String>,
+    /// How many agents may enroll with it (one each); default 1.
+    #[serde(default)]
+    pub uses: Option<u32>,
 }
 
 /// `POST /v1/tokens` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenResponse {
-    /// `opt1.<token_id>.<secret>.<ca_sha256_hex>`.
+    /// `opt2.<token_id>.<secret>.<ca_sha256_hex>.<hub_name>`.
     pub token: String,
     /// When it expires.
     pub expires: String,
+    /// The token id (`token list`, `token revoke`).
+    #[serde(default)]
+    pub id: String,
+    /// How many agents may enroll with it.
+    #[serde(default)]
+    pub uses: u32,
+}
+
+/// A bootstrap token as `GET /v1/tokens` shows it (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenView {
+    /// Token id.
+    pub id: String,
+    /// Labels the agents enrolled with it get.
+    pub labels: BTreeMap<String, String>,
+    /// When it was made.
+    pub created: String,
+    /// When it expires.
+    pub expires: String,
+    /// Agents enrolled with it.
+    pub used: u32,
+    /// Agents it may enroll in all.
+    pub uses: u32,
+    /// The last agent it enrolled.
+    pub last_agent: Option<String>,
+    /// When it was revoked.
+    pub revoked: Option<String>,
+    /// `usable`, `spent`, `expired` or `revoked`.
+    pub state: String,
+}
+
+/// `POST /v1/tokens/{id}/revoke` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRevokeResponse {
+    /// Token id.
+    pub id: String,
+    /// Whether this call revoked it (false: it already was).
+    pub revoked: bool,
 }
 
 /// A task instance as the API shows it.

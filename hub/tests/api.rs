@@ -269,13 +269,17 @@ fn token_create_makes_a_usable_single_use_token() {
             &TokenRequest {
                 labels,
                 ttl: Some("10m".into()),
+                uses: None,
             },
         )
         .unwrap();
+    // The token carries the CA hash and the hub name: enroll needs neither.
     let parts: Vec<&str> = r.token.split('.').collect();
-    assert_eq!(parts.len(), 4, "{}", r.token);
-    assert_eq!(parts[0], "opt1");
+    assert_eq!(parts.len(), 5, "{}", r.token);
+    assert_eq!(parts[0], "opt2");
     assert_eq!(parts[3], h.hub.ca.sha256_hex());
+    assert_eq!(parts[4], "hub");
+    assert_eq!(parts[1], r.id);
     let rec = h
         .hub
         .store
@@ -287,9 +291,120 @@ fn token_create_makes_a_usable_single_use_token() {
         &TokenRequest {
             labels: Default::default(),
             ttl: Some("forever".into()),
+            uses: None,
         },
     );
     assert!(matches!(bad, Err(ClientError::Api { status: 400, .. })));
+}
+
+fn enroll_request(token: &str) -> outpost_common::proto::EnrollRequest {
+    let (_key, csr_der) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    outpost_common::proto::EnrollRequest {
+        token: format!("{}.{}", parts[1], parts[2]),
+        csr_der,
+        labels: vec![],
+        hostname: "box".into(),
+        software_version: "0".into(),
+    }
+}
+
+fn enrolls(h: &Harness, token: &str) -> bool {
+    matches!(
+        h.hub.enroll(&enroll_request(token)),
+        outpost_common::proto::EnrollResponse::Ok { .. }
+    )
+}
+
+#[test]
+fn tokens_have_a_max_ttl_several_uses_a_list_and_revocation() {
+    let h = Harness::new();
+    let c = h.client();
+    let create = |ttl: &str, uses: Option<u32>| -> Result<TokenResponse, ClientError> {
+        c.post(
+            "/v1/tokens",
+            &TokenRequest {
+                labels: Default::default(),
+                ttl: Some(ttl.into()),
+                uses,
+            },
+        )
+    };
+    // Longer than max_token_ttl (30 days by default): refused with a message.
+    match create("31d", None) {
+        Err(ClientError::Api {
+            status: 400,
+            message,
+        }) => {
+            assert!(message.contains("max_token_ttl"), "{message}")
+        }
+        other => panic!("a 31-day token was not refused: {other:?}"),
+    }
+    assert!(create("30d", None).is_ok());
+    assert!(matches!(
+        create("1h", Some(0)),
+        Err(ClientError::Api { status: 400, .. })
+    ));
+
+    // A token of 3 uses enrolls 3 agents, each its own, then is spent.
+    let batch = create("1h", Some(3)).unwrap();
+    assert_eq!(batch.uses, 3);
+    for _ in 0..3 {
+        assert!(enrolls(&h, &batch.token));
+    }
+    assert!(
+        !enrolls(&h, &batch.token),
+        "a spent token enrolled a 4th agent"
+    );
+    let agents: Vec<AgentView> = c.get("/v1/agents", &[]).unwrap();
+    assert_eq!(agents.len(), 3);
+
+    // Revoked: it enrolls no more.
+    let single = create("1h", None).unwrap();
+    let r: TokenRevokeResponse = c
+        .post(
+            &format!("/v1/tokens/{}/revoke", single.id),
+            &serde_json::json!({}),
+        )
+        .unwrap();
+    assert!(r.revoked);
+    assert!(
+        !enrolls(&h, &single.token),
+        "a revoked token enrolled an agent"
+    );
+    let again: TokenRevokeResponse = c
+        .post(
+            &format!("/v1/tokens/{}/revoke", single.id),
+            &serde_json::json!({}),
+        )
+        .unwrap();
+    assert!(!again.revoked);
+    let none: Result<TokenRevokeResponse, _> =
+        c.post("/v1/tokens/nosuch/revoke", &serde_json::json!({}));
+    assert!(matches!(none, Err(ClientError::Api { status: 404, .. })));
+
+    // The list shows each token's state and uses, never a secret.
+    let list: Vec<TokenView> = c.get("/v1/tokens", &[]).unwrap();
+    let of = |id: &str| list.iter().find(|t| t.id == id).unwrap();
+    assert_eq!(
+        (
+            of(&batch.id).state.as_str(),
+            of(&batch.id).used,
+            of(&batch.id).uses
+        ),
+        ("spent", 3, 3)
+    );
+    assert_eq!(of(&single.id).state, "revoked");
+    assert!(of(&single.id).revoked.is_some());
+    let text = serde_json::to_string(&list).unwrap();
+    let secret = single.token.split('.').nth(2).unwrap();
+    assert!(!text.contains(secret));
+    let audit = h.hub.store.audit_log(100).unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "token.revoke" && a.target == single.id)
+    );
 }
 
 fn run(id: &str, created: i64, state: RunState) -> RunRecord {

@@ -8,6 +8,7 @@ mod crash;
 mod daemon;
 mod deploy;
 mod engine;
+mod enroll;
 mod hub;
 mod hub_faults;
 mod rollouts;

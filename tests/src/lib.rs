@@ -364,10 +364,16 @@ impl Hub {
     /// `outpost-hub init` in `dir/hub`, a config on free loopback ports (`extra` TOML appended),
     /// then `serve`; waits until the HTTP API answers.
     pub fn start(dir: &Path, extra: &str) -> anyhow::Result<Hub> {
+        Hub::start_init(dir, &[], extra)
+    }
+
+    /// [`Hub::start`] with extra `outpost-hub init` arguments (e.g. `--name`).
+    pub fn start_init(dir: &Path, init_args: &[&str], extra: &str) -> anyhow::Result<Hub> {
         let data_dir = dir.join("hub");
         let out = Command::new(hub_bin())
             .args(["init", "--data-dir"])
             .arg(&data_dir)
+            .args(init_args)
             .output()?;
         if !out.status.success() {
             bail!("outpost-hub init failed: {}{}", stdout(&out), stderr(&out));

@@ -158,14 +158,15 @@ pub fn create_tokens(
     Ok(out)
 }
 
-/// `opt1.<id>.<secret>.<ca sha256 hex>` → (credential `id.secret`, CA hash).
+/// `opt2.<id>.<secret>.<ca sha256 hex>.<hub name>` (or the older `opt1.` form without the hub
+/// name) → (credential `id.secret`, CA hash).
 pub fn parse_token(t: &str) -> anyhow::Result<(String, String)> {
-    let parts: Vec<&str> = t.trim().split('.').collect();
+    let parts: Vec<&str> = t.trim().splitn(5, '.').collect();
     match parts.as_slice() {
-        ["opt1", id, secret, ca] if ca.len() == 64 => {
+        ["opt1", id, secret, ca] | ["opt2", id, secret, ca, _] if ca.len() == 64 => {
             Ok((format!("{id}.{secret}"), ca.to_ascii_lowercase()))
         }
-        _ => bail!("malformed bootstrap token (expected opt1.<id>.<secret>.<64 hex>)"),
+        _ => bail!("malformed bootstrap token (expected opt2.<id>.<secret>.<64 hex>.<hub name>)"),
     }
 }
 

@@ -136,6 +136,9 @@ pub enum StoreError {
     /// The bootstrap token is unknown, wrong, used or expired (one message for all: no oracle).
     #[error("bootstrap token is invalid, already used or expired")]
     BadToken,
+    /// No bootstrap token has this id.
+    #[error("no bootstrap token {0}")]
+    NoToken(String),
     /// A status batch skips sequence numbers.
     #[error("status batch from agent {agent} skips seqs: expected {expected}, got {got}")]
     SeqGap {
@@ -341,9 +344,35 @@ pub struct TokenRecord {
     /// When it was used.
     #[n(5)]
     pub used_ms: Option<UnixMillis>,
-    /// The agent it enrolled.
+    /// The agent it enrolled (the last one, for a token of several uses).
     #[n(6)]
     pub used_by: Option<String>,
+    /// How many agents may enroll with it (`None`: one, the tokens of older hubs).
+    #[n(7)]
+    pub max_uses: Option<u32>,
+    /// How many agents enrolled with it (`None`: derived from `used_ms`, older records).
+    #[n(8)]
+    pub uses: Option<u32>,
+    /// When an operator revoked it.
+    #[n(9)]
+    pub revoked_ms: Option<UnixMillis>,
+}
+
+impl TokenRecord {
+    /// Agents enrolled with it so far.
+    pub fn used(&self) -> u32 {
+        self.uses.unwrap_or(u32::from(self.used_ms.is_some()))
+    }
+
+    /// Agents it may enroll in all.
+    pub fn allowed(&self) -> u32 {
+        self.max_uses.unwrap_or(1).max(1)
+    }
+
+    /// Whether it can enroll an agent at `now_ms`: not revoked, not spent, not expired.
+    pub fn usable(&self, now_ms: UnixMillis) -> bool {
+        self.revoked_ms.is_none() && self.used() < self.allowed() && now_ms < self.expires_ms
+    }
 }
 
 /// The last assignment issued for (agent, workflow).
@@ -813,11 +842,24 @@ impl Store {
 
     // ----- tokens and agents ----------------------------------------------------------------
 
-    /// Create a bootstrap token; returns (token id, secret). Only blake3(secret) is stored.
+    /// Create a single-use bootstrap token; returns (token id, secret). Only blake3(secret) is
+    /// stored.
     pub fn create_token(
         &self,
         labels: Vec<(String, String)>,
         expires_ms: UnixMillis,
+        actor: &str,
+        now_ms: UnixMillis,
+    ) -> Result<(String, String), StoreError> {
+        self.create_token_uses(labels, expires_ms, 1, actor, now_ms)
+    }
+
+    /// Create a bootstrap token that enrolls up to `max_uses` agents (one each use).
+    pub fn create_token_uses(
+        &self,
+        labels: Vec<(String, String)>,
+        expires_ms: UnixMillis,
+        max_uses: u32,
         actor: &str,
         now_ms: UnixMillis,
     ) -> Result<(String, String), StoreError> {
@@ -831,11 +873,15 @@ impl Store {
             expires_ms,
             used_ms: None,
             used_by: None,
+            max_uses: Some(max_uses.max(1)),
+            uses: Some(0),
+            revoked_ms: None,
         };
         let txn = self.begin_write()?;
         txn.open_table(TOKENS)?
             .insert(id.as_str(), encode(&rec)?.as_slice())?;
-        audit_in(&txn, now_ms, actor, "token.create", &id, "")?;
+        let detail = format!("uses {}", max_uses.max(1));
+        audit_in(&txn, now_ms, actor, "token.create", &id, &detail)?;
         txn.commit()?;
         Ok((id, secret))
     }
@@ -853,7 +899,7 @@ impl Store {
         // blake3::Hash equality is constant-time.
         let same = blake3::Hash::from_hex(&rec.secret_hash)
             .is_ok_and(|stored| stored == blake3::hash(secret.as_bytes()));
-        if !same || rec.used_ms.is_some() || now_ms >= rec.expires_ms {
+        if !same || !rec.usable(now_ms) {
             return Err(StoreError::BadToken);
         }
         Ok(rec)
@@ -888,6 +934,7 @@ impl Store {
             if agents.get(agent.id.as_str())?.is_some() {
                 return Err(StoreError::AgentExists(agent.id));
             }
+            rec.uses = Some(rec.used() + 1);
             rec.used_ms = Some(now_ms);
             rec.used_by = Some(agent.id.clone());
             tokens.insert(token_id, encode(&rec)?.as_slice())?;
@@ -903,6 +950,48 @@ impl Store {
         )?;
         txn.commit()?;
         Ok(agent)
+    }
+
+    /// Every bootstrap token (used, expired and revoked ones included), by id.
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(TOKENS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push(decode(v.value(), "tokens", k.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Revoke a bootstrap token: it enrolls no more agents (those it enrolled stay). Returns
+    /// whether it changed (false: already revoked); an unknown id is [`StoreError::NoToken`].
+    pub fn revoke_token(
+        &self,
+        id: &str,
+        actor: &str,
+        now_ms: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let txn = self.begin_write()?;
+        let changed = {
+            let mut t = txn.open_table(TOKENS)?;
+            let mut rec: TokenRecord = match t.get(id)? {
+                Some(v) => decode(v.value(), "tokens", id)?,
+                None => return Err(StoreError::NoToken(id.into())),
+            };
+            if rec.revoked_ms.is_some() {
+                false
+            } else {
+                rec.revoked_ms = Some(now_ms);
+                t.insert(id, encode(&rec)?.as_slice())?;
+                true
+            }
+        };
+        if changed {
+            audit_in(&txn, now_ms, actor, "token.revoke", id, "")?;
+        }
+        txn.commit()?;
+        Ok(changed)
     }
 
     /// All agents, by id.
