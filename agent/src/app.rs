@@ -81,6 +81,8 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 (None, Some(c)) => AgentConfig::load(&c)?.state_dir,
                 (None, None) => crate::config::default_state_dir(),
             };
+            crate::private_fs::state_dir(&dir)
+                .with_context(|| format!("preparing state_dir {} (mode 0700)", dir.display()))?;
             let store = Store::open(&dir.join("agent.redb"))
                 .with_context(|| format!("opening the store in {}", dir.display()))?;
             let rt = runtime()?;
@@ -340,6 +342,12 @@ fn run_once(
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
+    crate::private_fs::state_dir(&cfg.state_dir).with_context(|| {
+        format!(
+            "preparing state_dir {} (mode 0700)",
+            cfg.state_dir.display()
+        )
+    })?;
     let store = Arc::new(
         Store::open(&cfg.store_path())
             .with_context(|| format!("opening the store in {}", cfg.state_dir.display()))?,
@@ -608,8 +616,12 @@ fn serve(config: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(64)); // EX_USAGE: bad configuration
         }
     };
-    std::fs::create_dir_all(&cfg.state_dir)
-        .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
+    crate::private_fs::state_dir(&cfg.state_dir).with_context(|| {
+        format!(
+            "preparing state_dir {} (mode 0700)",
+            cfg.state_dir.display()
+        )
+    })?;
     let store = Arc::new(
         Store::open(&cfg.store_path())
             .with_context(|| format!("opening the store {}", cfg.store_path().display()))?,
