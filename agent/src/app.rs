@@ -303,6 +303,8 @@ fn enroll_leaving_nothing_on_failure(
             }
         }
     };
+    crate::private_fs::state_dir(dir)
+        .with_context(|| format!("preparing state_dir {} (mode 0700)", dir.display()))?;
     let store = match Store::open(&dir.join("agent.redb")) {
         Ok(s) => s,
         Err(e) => {
@@ -399,6 +401,12 @@ fn run_once(
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
+    crate::private_fs::state_dir(&cfg.state_dir).with_context(|| {
+        format!(
+            "preparing state_dir {} (mode 0700)",
+            cfg.state_dir.display()
+        )
+    })?;
     let store = Arc::new(
         Store::open(&cfg.store_path())
             .with_context(|| format!("opening the store in {}", cfg.state_dir.display()))?,
@@ -667,8 +675,12 @@ fn serve(config: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(64)); // EX_USAGE: bad configuration
         }
     };
-    std::fs::create_dir_all(&cfg.state_dir)
-        .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
+    crate::private_fs::state_dir(&cfg.state_dir).with_context(|| {
+        format!(
+            "preparing state_dir {} (mode 0700)",
+            cfg.state_dir.display()
+        )
+    })?;
     let store = Arc::new(
         Store::open(&cfg.store_path())
             .with_context(|| format!("opening the store {}", cfg.store_path().display()))?,

@@ -16,6 +16,7 @@ pub mod driver;
 pub mod exec;
 pub mod hub_link;
 pub mod identity;
+pub mod private_fs;
 pub mod render;
 pub mod standalone;
 pub mod startlog;

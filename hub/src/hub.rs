@@ -242,6 +242,11 @@ impl Hub {
                 store_path.display()
             )));
         }
+        if let Some(dir) = store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::init::private_data_dir(dir).map_err(|e| {
+                HubError::Setup(format!("cannot set mode 0700 on {}: {e}", dir.display()))
+            })?;
+        }
         let store = Arc::new(Store::open(&store_path)?);
         let conns = Connections::new(command_timeout);
         let mut hub = Hub::new(

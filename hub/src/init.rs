@@ -31,6 +31,19 @@ pub struct InitReport {
 /// reached on the hub itself.
 pub const DEFAULT_API_SANS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 
+/// The hub's data directory holds its keys and store: make sure it is 0700 (an installer may
+/// have created it 0755). Called by `init` and whenever the hub opens its data directory.
+pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if fs::metadata(dir)?.permissions().mode() & 0o777 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// Initialise a hub in `dir` for the name `hub_name`; `extra_sans` are further DNS names or IP
 /// addresses the HTTPS API is reached at.
 pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result<InitReport> {
@@ -44,13 +57,8 @@ pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result
             dir.display()
         );
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))?;
+    private_data_dir(dir)
+        .with_context(|| format!("cannot create {} with mode 0700", dir.display()))?;
     let cfg = HubConfig::defaults(dir);
     let write = |path: &Path, bytes: &[u8]| {
         write_secret(path, bytes).with_context(|| format!("cannot write {}", path.display()))
@@ -99,6 +107,8 @@ mod tests {
 
     #[test]
     fn init_creates_private_files_and_refuses_twice() {
+        // The modes are explicit, not the umask's: 022 would leave 0755/0644.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("hub");
         let r = init(&dir, "outpost-hub", &[]).unwrap();
@@ -128,6 +138,20 @@ mod tests {
         let before = fs::read(dir.join("ca.key")).unwrap();
         assert!(init(&dir, "outpost-hub", &[]).is_err());
         assert_eq!(fs::read(dir.join("ca.key")).unwrap(), before);
+    }
+
+    #[test]
+    fn opening_a_hub_makes_its_data_dir_private_again() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("hub");
+        let r = init(&dir, "outpost-hub", &[]).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let cfg = HubConfig::load(&r.config).unwrap();
+        let _opened = crate::hub::Hub::open(&cfg, std::time::Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 }
 

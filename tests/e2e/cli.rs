@@ -1,6 +1,6 @@
 //! `validate`, `schedule` and `run`'s exit codes and output formats.
 
-use outpost_tests::{Scratch, agent, repo_root, run_json, stderr, stdout};
+use outpost_tests::{Scratch, agent, agent_bin, repo_root, run_json, stderr, stdout};
 
 #[test]
 fn validate_reports_every_problem_with_location_and_exit_1() {
@@ -159,4 +159,55 @@ fn the_readme_example_runs() {
     let (code, v) = run_json(&repo_root().join("examples/hello.yaml"), &s.join("st"), &[]).unwrap();
     assert_eq!(code, 0, "{v}");
     assert!(v["tasks"].as_array().is_some_and(|t| t.len() >= 4), "{v}");
+}
+
+/// docs/security.md's modes hold whatever the umask: under umask 022 the state directory, the
+/// logs directory and each run directory are 0700, the store, every log file and the start
+/// journal 0600, even when the state directory was created 0755 beforehand (as an installer
+/// might). The `.outputs` file is the task's own (created by it, with its umask).
+#[test]
+fn state_dir_files_are_private_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = Scratch::new("modes").unwrap();
+    let f = s
+        .write(
+            "wf.yaml",
+            "name: modes\ntasks:\n  talk:\n    script: echo hello; echo to-stderr >&2\n",
+        )
+        .unwrap();
+    let st = s.join("st");
+    std::fs::create_dir(&st).unwrap();
+    std::fs::set_permissions(&st, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022; exec \"$0\" run \"$1\" --state-dir \"$2\" --quiet")
+        .arg(agent_bin())
+        .arg(&f)
+        .arg(&st)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut seen_files = 0;
+    let mut seen_dirs = 0;
+    let mut stack = vec![st.clone()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", p.display());
+            seen_dirs += 1;
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        } else if p.extension().is_some_and(|e| e == "outputs") {
+            continue;
+        } else {
+            assert_eq!(mode, 0o600, "{}", p.display());
+            seen_files += 1;
+        }
+    }
+    assert!(st.join("agent.redb").is_file());
+    // state dir, logs, the run's directory; the store and the task's log at least.
+    assert!(seen_dirs >= 3, "{seen_dirs}");
+    assert!(seen_files >= 2, "{seen_files}");
 }

@@ -22,7 +22,7 @@
 //! that falls more than `cap` bytes behind may miss output — exactly the output the capped log
 //! drops as well.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,7 @@ pub(crate) fn tmp_path(path: &Path) -> PathBuf {
 /// agent ran), create the directory and retry once.
 fn create_segment(path: &Path) -> io::Result<File> {
     let open = || {
-        OpenOptions::new()
+        crate::private_fs::file_options()
             .write(true)
             .create(true)
             .truncate(true)
@@ -72,7 +72,7 @@ fn create_segment(path: &Path) -> io::Result<File> {
     match open() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => {
-                std::fs::create_dir_all(dir)?;
+                crate::private_fs::create_dir_all(dir)?;
                 open()
             }
             _ => Err(e),
@@ -169,7 +169,11 @@ impl LogWriter {
         let dropped = self.total - tail.len() as u64;
         let tmp = tmp_path(&self.path);
         {
-            let mut out = File::create(&tmp)?;
+            let mut out = crate::private_fs::file_options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
             out.write_all(truncation_header(dropped, tail.len() as u64).as_bytes())?;
             out.write_all(&tail)?;
         }

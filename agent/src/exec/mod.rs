@@ -112,7 +112,7 @@ impl RunDirs {
         if self.lock().iter().any(|d| d == dir) {
             return Ok(());
         }
-        std::fs::create_dir_all(dir)?;
+        crate::private_fs::create_dir_all(dir)?;
         let mut known = self.lock();
         if known.len() >= RUN_DIRS_REMEMBERED {
             known.pop_front();

@@ -335,7 +335,7 @@ impl Store {
     /// Open, migrating up to `target` only (tests build old stores with it).
     fn open_at(path: &Path, target: u64) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+            crate::private_fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
                 path: parent.to_path_buf(),
                 source,
             })?;
