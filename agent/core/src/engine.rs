@@ -363,6 +363,10 @@ struct RunSlot {
     cancelling: bool,
     /// How many of `tasks` are terminal.
     terminal: usize,
+    /// At least how many of `tasks` have recorded outputs (an upper bound, recounted exactly on
+    /// restore): with none, [`Engine::upstream_outputs`] needs no
+    /// ancestor walk (which would make a long chain quadratic over its run).
+    with_outputs: usize,
 }
 
 impl RunSlot {
@@ -405,6 +409,7 @@ impl RunSlot {
             downstream,
             cancelling: false,
             terminal: 0,
+            with_outputs: 0,
         };
         slot.recount();
         slot
@@ -416,6 +421,11 @@ impl RunSlot {
             ts.up = UpstreamCounts::default();
         }
         self.terminal = 0;
+        self.with_outputs = self
+            .tasks
+            .iter()
+            .filter(|t| !t.rec.outputs.is_empty())
+            .count();
         for i in 0..self.tasks.len() {
             let s = self.tasks[i].rec.state;
             if s.is_terminal() {
@@ -904,6 +914,9 @@ impl Engine {
                 }
             };
             let resources = run.wf.tasks[task].resources.clone();
+            if !outputs.is_empty() {
+                run.with_outputs += 1;
+            }
             let ts = &mut run.tasks[task];
             let current = ts.rec.attempts.len() as u32;
             if ts.rec.state != TaskState::Running || current != attempt {
@@ -1068,7 +1081,7 @@ impl Engine {
         let Some(run) = self.runs.get(run_id).or_else(|| self.finished.get(run_id)) else {
             return Vec::new();
         };
-        if task >= run.tasks.len() {
+        if task >= run.tasks.len() || run.with_outputs == 0 {
             return Vec::new();
         }
         // Ancestors through edges to lower indices (as validated workflows have), found by a

@@ -11,6 +11,8 @@
 mod node;
 mod validate;
 
+pub use validate::MAX_TASKS;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;

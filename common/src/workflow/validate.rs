@@ -55,6 +55,9 @@ const EXEC_KEYS: &[&str] = &["command", "script", "depends_on"];
 const LIMIT_KEYS: &[&str] = &["memory", "cpu"];
 
 const MAX_NAME_LEN: usize = 128;
+/// Tasks per workflow (docs/workflows.md). Validation and run set-up are linear in the tasks and
+/// edges; the cap bounds what one file can make the CLI, the hub and every agent hold.
+pub const MAX_TASKS: usize = 20_000;
 const MAX_ACTIVE_RUNS: i128 = 1000;
 const MAX_RETRIES: i128 = 100;
 const MAX_RESOURCE_UNITS: i128 = 1_000_000;
@@ -879,26 +882,15 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
 
     let order = topo_order(v, &raw_tasks, &deps);
 
-    // Transitive upstream sets (only meaningful without cycles).
-    let upstream_sets: Vec<BTreeSet<usize>> = match &order {
-        Some(order) => {
-            let mut sets = vec![BTreeSet::new(); raw_tasks.len()];
-            for &i in order {
-                let mut s = BTreeSet::new();
-                for &d in &deps[i] {
-                    s.insert(d);
-                    s.extend(sets[d].iter().copied());
-                }
-                sets[i] = s;
-            }
-            sets
-        }
-        None => Vec::new(),
-    };
+    // Which task outputs each task may read: reachability over the DAG, only for the tasks whose
+    // outputs some template names (only meaningful without cycles).
+    let reach = order
+        .as_ref()
+        .map(|order| Reach::new(&raw_tasks, &index, &deps, order));
 
     let mut tasks: Vec<Option<Task>> = Vec::with_capacity(raw_tasks.len());
     for (i, t) in raw_tasks.iter().enumerate() {
-        let ups = upstream_sets.get(i);
+        let ups = reach.as_ref().map(|r| (r, i));
         tasks.push(finish_task(v, t, &defaults, &params, &index, ups));
     }
 
@@ -935,13 +927,106 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
     })
 }
 
+/// The task indices whose outputs a template of `t` names (`{{ tasks.X.outputs.K }}`, X known).
+fn output_refs(t: &RawTask, index: &HashMap<&str, usize>) -> Vec<usize> {
+    let p = &t.partial;
+    let argv = p
+        .command
+        .iter()
+        .flat_map(|(_, argv)| argv.iter().map(|(_, a)| a));
+    let texts = argv.chain(p.script.iter().map(|(_, s)| s));
+    let mut out = Vec::new();
+    for text in texts {
+        for ph in template::placeholders(text).unwrap_or_default() {
+            if let Placeholder::TaskOutput { task, .. } = ph
+                && let Some(&ti) = index.get(task.as_str())
+            {
+                out.push(ti);
+            }
+        }
+    }
+    out
+}
+
+/// Transitive reachability for the tasks whose outputs are read: one bit set per task over those
+/// tasks only, filled in topological order. O((tasks + edges) * referenced / 64) time and
+/// tasks * referenced / 8 bytes; nothing at all for a workflow that reads no outputs (a full
+/// ancestor set per task would be quadratic in a long chain).
+struct Reach {
+    /// Task index -> column, for the tasks whose outputs are read.
+    column: HashMap<usize, usize>,
+    words: usize,
+    /// `words` words per task: the columns of its transitive upstream tasks.
+    bits: Vec<u64>,
+}
+
+impl Reach {
+    fn new(
+        tasks: &[RawTask],
+        index: &HashMap<&str, usize>,
+        deps: &[Vec<usize>],
+        order: &[usize],
+    ) -> Reach {
+        let mut column = HashMap::new();
+        for t in tasks {
+            for ti in output_refs(t, index) {
+                let next = column.len();
+                column.entry(ti).or_insert(next);
+            }
+        }
+        let words = column.len().div_ceil(64);
+        let mut bits = vec![0u64; words * tasks.len()];
+        if words > 0 {
+            for &i in order {
+                for &d in &deps[i] {
+                    // `d` comes before `i` in `order`: its row is complete.
+                    for w in 0..words {
+                        let up = bits[d * words + w];
+                        bits[i * words + w] |= up;
+                    }
+                    if let Some(&c) = column.get(&d) {
+                        bits[i * words + c / 64] |= 1 << (c % 64);
+                    }
+                }
+            }
+        }
+        Reach {
+            column,
+            words,
+            bits,
+        }
+    }
+
+    /// Whether task `up` is a transitive upstream task of task `task`.
+    fn is_upstream(&self, up: usize, task: usize) -> bool {
+        match self.column.get(&up) {
+            Some(&c) => self
+                .bits
+                .get(task * self.words + c / 64)
+                .is_some_and(|w| w & (1 << (c % 64)) != 0),
+            None => false,
+        }
+    }
+}
+
 fn read_tasks(v: &mut V<'_>, kpos: Pos, node: &Node) -> Option<Vec<RawTask>> {
     let entries = v.map_entries(node, "tasks", "task id")?;
     if entries.is_empty() {
         v.err(kpos, "tasks", "must contain at least one task");
         return None;
     }
-    let mut out = Vec::new();
+    if entries.len() > MAX_TASKS {
+        v.err(
+            kpos,
+            "tasks",
+            format!(
+                "too many tasks ({}; a workflow has at most {MAX_TASKS}): split it into several workflows",
+                entries.len()
+            ),
+        );
+        return None;
+    }
+    let mut out = Vec::with_capacity(entries.len());
     for (id, ipos, tnode) in entries {
         let f = format!("tasks.{id}");
         if !valid_ident(&id) || id.len() > MAX_NAME_LEN {
@@ -1083,7 +1168,7 @@ fn finish_task(
     defaults: &Partial,
     params: &BTreeMap<String, String>,
     index: &HashMap<&str, usize>,
-    upstream: Option<&BTreeSet<usize>>,
+    upstream: Option<(&Reach, usize)>,
 ) -> Option<Task> {
     let p = &t.partial;
     let tf = format!("tasks.{}", t.id);
@@ -1162,8 +1247,8 @@ fn finish_task(
                                 );
                             }
                             Some(&ti) => {
-                                if let Some(ups) = upstream
-                                    && !ups.contains(&ti)
+                                if let Some((reach, i)) = upstream
+                                    && !reach.is_upstream(ti, i)
                                 {
                                     v.err(
                                         pos,
