@@ -17,7 +17,7 @@ use outpost_net::stream::{FramedRecv, FramedSend};
 use tokio::sync::watch;
 
 use crate::config::HubConfig;
-use crate::gateway::Connections;
+use crate::gateway::{Connections, Liveness};
 use crate::hub::{Hub, now_ms};
 
 /// Connection close codes (application level).
@@ -52,6 +52,9 @@ pub async fn serve(
     let endpoint = outpost_net::endpoint::server_endpoint(config.quic_listen, qcfg)
         .with_context(|| format!("binding the QUIC endpoint on {}", config.quic_listen))?;
     tracing::info!(addr = %config.quic_listen, "accepting agents over QUIC (ALPN outpost/1)");
+    // A live agent answers the hub's keep-alives: within this window a live session's
+    // connection receives a packet (see `alive`).
+    let probe_window = transport.keep_alive + Duration::from_secs(1);
     loop {
         tokio::select! {
             inc = endpoint.accept() => {
@@ -62,7 +65,7 @@ pub async fn serve(
                     let remote = inc.remote_address();
                     match inc.await {
                         Ok(conn) => {
-                            if let Err(e) = connection(hub, conns, conn).await {
+                            if let Err(e) = connection(hub, conns, conn, probe_window).await {
                                 tracing::warn!(%remote, "connection ended: {e:#}");
                             }
                         }
@@ -82,6 +85,7 @@ async fn connection(
     hub: Arc<Hub>,
     conns: Arc<Connections>,
     conn: quinn::Connection,
+    probe_window: Duration,
 ) -> anyhow::Result<()> {
     match outpost_net::tls::peer_certs(&conn).and_then(|c| c.into_iter().next()) {
         None => enrollment(hub, conn).await,
@@ -90,7 +94,7 @@ async fn connection(
             let h = hub.clone();
             let der = leaf.to_vec();
             match blocking(move || h.authenticate(&der)).await? {
-                Ok(agent) => session(hub, conns, conn, agent.id).await,
+                Ok(agent) => session(hub, conns, conn, agent.id, probe_window).await,
                 Err(e) => {
                     // The reason travels in the close frame: the agent logs why it is refused.
                     conn.close(CLOSE_REFUSED.into(), close_reason(&e.to_string()));
@@ -176,12 +180,52 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     Ok(tokio::task::spawn_blocking(f).await?)
 }
 
+/// A session's QUIC connection as the registry sees it.
+struct QuicLiveness(quinn::Connection);
+
+impl Liveness for QuicLiveness {
+    fn received(&self) -> u64 {
+        self.0.stats().udp_rx.datagrams
+    }
+    fn is_closed(&self) -> bool {
+        self.0.close_reason().is_some()
+    }
+    fn peer(&self) -> String {
+        self.0.remote_address().to_string()
+    }
+}
+
+/// Whether the session behind `old` is alive. Both ends send keep-alives after a keep-alive
+/// interval of silence and a live peer acknowledges them, so a live session's connection receives
+/// a datagram within `window`; the connection of a dead agent (killed, restarted) receives
+/// nothing, or is already closed.
+async fn alive(old: &dyn Liveness, window: Duration) -> bool {
+    let start = old.received();
+    let deadline = tokio::time::Instant::now() + window;
+    loop {
+        if old.is_closed() {
+            return false;
+        }
+        if old.received() > start {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How often an open session records the agent's last contact in the store.
+const LAST_CONTACT_EVERY: Duration = Duration::from_secs(30);
+
 /// An agent's session.
 async fn session(
     hub: Arc<Hub>,
     conns: Arc<Connections>,
     conn: quinn::Connection,
     agent_id: String,
+    probe_window: Duration,
 ) -> anyhow::Result<()> {
     let (mut send, mut recv): (FramedSend, FramedRecv) = match tokio::time::timeout(
         Duration::from_secs(10),
@@ -195,8 +239,40 @@ async fn session(
             anyhow::bail!("agent {agent_id} opened no session stream");
         }
     };
+    // One live session per agent. Another session of the same agent (same certificate) is
+    // either the agent restarted (its old session is dead: replace it at once) or a copy of its
+    // state directory running elsewhere (the old session is alive: refuse the newcomer, and
+    // record it). Never two live sessions displacing each other.
+    if let Some(old) = conns.liveness_of(&agent_id)
+        && alive(old.as_ref(), probe_window).await
+    {
+        let detail = format!(
+            "a second session from {} while the session from {} is alive (a copied state \
+             directory?); the newcomer is refused",
+            conn.remote_address(),
+            old.peer()
+        );
+        tracing::warn!(agent = %agent_id, "duplicate session refused: {detail}");
+        let (h, id, d) = (hub.clone(), agent_id.clone(), detail.clone());
+        blocking(move || {
+            h.store
+                .audit(&id, "agent.duplicate_session", &id, &d, now_ms())
+        })
+        .await??;
+        let reason = format!(
+            "agent {agent_id} already has a live session from another address: is this agent's \
+             state directory a copy? enroll each machine with its own token"
+        );
+        conn.close(CLOSE_REFUSED.into(), close_reason(&reason));
+        anyhow::bail!("duplicate session of {agent_id} refused");
+    }
     let mut sess = HubSession::new(now_ms());
-    let mut handle = conns.register(&agent_id, now_ms());
+    let mut handle = conns.register_with(
+        &agent_id,
+        now_ms(),
+        Some(Arc::new(QuicLiveness(conn.clone()))),
+    );
+    let mut last_contact = std::time::Instant::now();
     let mut changes = hub.subscribe();
     let mut accepted = false;
     let result: anyhow::Result<()> = async {
@@ -291,6 +367,11 @@ async fn session(
                         }
                     };
                     conns.touch(&agent_id);
+                    if last_contact.elapsed() >= LAST_CONTACT_EVERY {
+                        last_contact = std::time::Instant::now();
+                        let (h, id) = (hub.clone(), agent_id.clone());
+                        blocking(move || h.store.touch_agent(&id, now_ms())).await??;
+                    }
                     match outpost_common::frame::decode_agent_msg(&bytes) {
                         Ok(Some(msg)) => {
                             if let Err(e) = sess.handle_agent(msg, now_ms()) {
@@ -347,6 +428,13 @@ async fn session(
     }
     .await;
     drop(handle);
+    // The agent's last contact is the end of its session ("offline since" in `agent list`).
+    if accepted {
+        let (h, id) = (hub.clone(), agent_id.clone());
+        if let Ok(Err(e)) = blocking(move || h.store.touch_agent(&id, now_ms())).await {
+            tracing::warn!(agent = %agent_id, "recording the last contact: {e}");
+        }
+    }
     tracing::info!(agent = %agent_id, "agent session closed");
     result
 }
