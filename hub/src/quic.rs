@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::HubConfig;
 use crate::gateway::{Connections, Liveness};
 use crate::hub::{Hub, now_ms};
+use crate::store::sessions::SessionLease;
 
 /// Connection close codes (application level).
 const CLOSE_OK: u32 = 0;
@@ -53,19 +54,40 @@ pub async fn serve(
         .with_context(|| format!("binding the QUIC endpoint on {}", config.quic_listen))?;
     tracing::info!(addr = %config.quic_listen, "accepting agents over QUIC (ALPN outpost/1)");
     // A live agent answers the hub's keep-alives: within this window a live session's
-    // connection receives a packet (see `alive`).
-    let probe_window = transport.keep_alive + Duration::from_secs(1);
+    // connection receives a packet (see `alive`). The session records in the store are renewed
+    // every keep-alive interval while their connections are alive.
+    let renew_every = transport.keep_alive.max(Duration::from_millis(500));
+    let leases = Arc::new(Leases {
+        // Stable across restarts of this hub process (a hub killed and restarted finds its own
+        // records and replaces them), distinct between replicas (host and listen address).
+        process: format!(
+            "{}/{}#",
+            rustix::system::uname().nodename().to_string_lossy(),
+            config.quic_listen
+        ),
+        probe_window: transport.keep_alive + Duration::from_secs(1),
+        stale_after: renew_every * 3 + Duration::from_secs(1),
+        next: std::sync::atomic::AtomicU64::new(1),
+        live: std::sync::Mutex::new(std::collections::HashMap::new()),
+    });
+    tokio::spawn(renew_leases(
+        hub.clone(),
+        leases.clone(),
+        renew_every,
+        shutdown.clone(),
+    ));
     loop {
         tokio::select! {
             inc = endpoint.accept() => {
                 let Some(inc) = inc else { break };
                 let hub = hub.clone();
                 let conns = conns.clone();
+                let leases = leases.clone();
                 tokio::spawn(async move {
                     let remote = inc.remote_address();
                     match inc.await {
                         Ok(conn) => {
-                            if let Err(e) = connection(hub, conns, conn, probe_window).await {
+                            if let Err(e) = connection(hub, conns, conn, leases).await {
                                 tracing::warn!(%remote, "connection ended: {e:#}");
                             }
                         }
@@ -85,7 +107,7 @@ async fn connection(
     hub: Arc<Hub>,
     conns: Arc<Connections>,
     conn: quinn::Connection,
-    probe_window: Duration,
+    leases: Arc<Leases>,
 ) -> anyhow::Result<()> {
     match outpost_net::tls::peer_certs(&conn).and_then(|c| c.into_iter().next()) {
         None => enrollment(hub, conn).await,
@@ -94,7 +116,7 @@ async fn connection(
             let h = hub.clone();
             let der = leaf.to_vec();
             match blocking(move || h.authenticate(&der)).await? {
-                Ok(agent) => session(hub, conns, conn, agent.id, probe_window).await,
+                Ok(agent) => session(hub, conns, conn, agent.id, leases).await,
                 Err(e) => {
                     // The reason travels in the close frame: the agent logs why it is refused.
                     conn.close(CLOSE_REFUSED.into(), close_reason(&e.to_string()));
@@ -216,6 +238,67 @@ async fn alive(old: &dyn Liveness, window: Duration) -> bool {
     }
 }
 
+/// The sessions this hub process holds, and the rule's timings (see `session`).
+struct Leases {
+    /// This process's prefix of session holders (`<host>/<quic listen address>#`).
+    process: String,
+    /// How long to watch an existing session's connection for a packet.
+    probe_window: Duration,
+    /// A session record of another process not renewed for this long is dead.
+    stale_after: Duration,
+    next: std::sync::atomic::AtomicU64,
+    live: std::sync::Mutex<std::collections::HashMap<String, LiveSession>>,
+}
+
+struct LiveSession {
+    holder: String,
+    conn: quinn::Connection,
+    /// Datagrams received at the last renewal.
+    seen: u64,
+}
+
+impl Leases {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, LiveSession>> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Every `every`: renew, in one store transaction, the records of this process's sessions
+/// whose connections received packets since the last turn (alive). A dead connection's record
+/// is not renewed, so another hub process may take the agent's next session over.
+async fn renew_leases(
+    hub: Arc<Hub>,
+    leases: Arc<Leases>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let alive: Vec<(String, String)> = leases
+            .lock()
+            .iter_mut()
+            .filter_map(|(agent, l)| {
+                let rx = l.conn.stats().udp_rx.datagrams;
+                let fresh = rx > l.seen && l.conn.close_reason().is_none();
+                l.seen = rx;
+                fresh.then(|| (agent.clone(), l.holder.clone()))
+            })
+            .collect();
+        let h = hub.clone();
+        match blocking(move || h.store.renew_sessions(&alive, now_ms())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("renewing session records: {e}"),
+            Err(e) => tracing::warn!("renewing session records: {e}"),
+        }
+    }
+}
+
 /// How often an open session records the agent's last contact in the store.
 const LAST_CONTACT_EVERY: Duration = Duration::from_secs(30);
 
@@ -225,7 +308,7 @@ async fn session(
     conns: Arc<Connections>,
     conn: quinn::Connection,
     agent_id: String,
-    probe_window: Duration,
+    leases: Arc<Leases>,
 ) -> anyhow::Result<()> {
     let (mut send, mut recv): (FramedSend, FramedRecv) = match tokio::time::timeout(
         Duration::from_secs(10),
@@ -243,14 +326,40 @@ async fn session(
     // either the agent restarted (its old session is dead: replace it at once) or a copy of its
     // state directory running elsewhere (the old session is alive: refuse the newcomer, and
     // record it). Never two live sessions displacing each other.
-    if let Some(old) = conns.liveness_of(&agent_id)
-        && alive(old.as_ref(), probe_window).await
-    {
+    // A session held by this process is probed directly; one held by another hub process
+    // sharing the store is alive while that process keeps renewing its record.
+    let local = match conns.liveness_of(&agent_id) {
+        Some(old) if alive(old.as_ref(), leases.probe_window).await => Some(old.peer()),
+        _ => None,
+    };
+    let holder = format!(
+        "{}{}",
+        leases.process,
+        leases
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let other = match local {
+        Some(peer) => Some(peer),
+        None => {
+            let lease = SessionLease {
+                holder: holder.clone(),
+                peer: conn.remote_address().to_string(),
+                since_ms: now_ms(),
+                renewed_ms: now_ms(),
+            };
+            let (h, id, process) = (hub.clone(), agent_id.clone(), leases.process.clone());
+            let stale = i64::try_from(leases.stale_after.as_millis()).unwrap_or(i64::MAX);
+            blocking(move || h.store.claim_session(&id, &process, &lease, stale))
+                .await??
+                .map(|l| l.peer)
+        }
+    };
+    if let Some(old_peer) = other {
         let detail = format!(
-            "a second session from {} while the session from {} is alive (a copied state \
-             directory?); the newcomer is refused",
+            "a second session from {} while the session from {old_peer} is alive (a copied \
+             state directory?); the newcomer is refused",
             conn.remote_address(),
-            old.peer()
         );
         tracing::warn!(agent = %agent_id, "duplicate session refused: {detail}");
         let (h, id, d) = (hub.clone(), agent_id.clone(), detail.clone());
@@ -271,6 +380,14 @@ async fn session(
         &agent_id,
         now_ms(),
         Some(Arc::new(QuicLiveness(conn.clone()))),
+    );
+    leases.lock().insert(
+        agent_id.clone(),
+        LiveSession {
+            holder: holder.clone(),
+            conn: conn.clone(),
+            seen: 0,
+        },
     );
     let mut last_contact = std::time::Instant::now();
     let mut changes = hub.subscribe();
@@ -428,6 +545,18 @@ async fn session(
     }
     .await;
     drop(handle);
+    {
+        let mut live = leases.lock();
+        if live.get(&agent_id).is_some_and(|l| l.holder == holder) {
+            live.remove(&agent_id);
+        }
+    }
+    {
+        let (h, id, hd) = (hub.clone(), agent_id.clone(), holder.clone());
+        if let Ok(Err(e)) = blocking(move || h.store.release_session(&id, &hd)).await {
+            tracing::warn!(agent = %agent_id, "releasing the session record: {e}");
+        }
+    }
     // The agent's last contact is the end of its session ("offline since" in `agent list`).
     if accepted {
         let (h, id) = (hub.clone(), agent_id.clone());
