@@ -71,11 +71,24 @@ pub trait AgentGateway: Send + Sync {
     fn disconnect(&self, agent_id: &str, reason: &str);
 }
 
+/// What the hub can observe of a session's transport: whether the peer at the other end is
+/// alive. A live peer answers the hub's keep-alives, so packets keep arriving; a dead one (an
+/// agent killed and restarted) sends nothing.
+pub trait Liveness: Send + Sync {
+    /// Datagrams received on the connection so far.
+    fn received(&self) -> u64;
+    /// The connection is closed (the session is ending).
+    fn is_closed(&self) -> bool;
+    /// The peer, for logs and the audit log (its address).
+    fn peer(&self) -> String;
+}
+
 struct SessionEntry {
     generation: u64,
     tx: mpsc::Sender<HubMsg>,
     since_ms: UnixMillis,
     last_activity: Instant,
+    liveness: Option<Arc<dyn Liveness>>,
 }
 
 struct Pending {
@@ -164,6 +177,25 @@ impl Connections {
 
     /// Register a session of `agent_id` (replacing an older one, whose `rx` then ends).
     pub fn register(self: &Arc<Self>, agent_id: &str, now_ms: UnixMillis) -> SessionHandle {
+        self.register_with(agent_id, now_ms, None)
+    }
+
+    /// The transport of the agent's registered session, if it has one (to probe whether the
+    /// session is alive before another session of the same agent replaces it).
+    pub fn liveness_of(&self, agent_id: &str) -> Option<Arc<dyn Liveness>> {
+        self.lock()
+            .sessions
+            .get(agent_id)
+            .and_then(|s| s.liveness.clone())
+    }
+
+    /// [`Connections::register`] with the session's transport.
+    pub fn register_with(
+        self: &Arc<Self>,
+        agent_id: &str,
+        now_ms: UnixMillis,
+        liveness: Option<Arc<dyn Liveness>>,
+    ) -> SessionHandle {
         let (tx, rx) = mpsc::channel(self.queue);
         let generation = self.next.fetch_add(1, Ordering::Relaxed);
         let old = self.lock().sessions.insert(
@@ -173,6 +205,7 @@ impl Connections {
                 tx,
                 since_ms: now_ms,
                 last_activity: Instant::now(),
+                liveness,
             },
         );
         if let Some(old) = old {

@@ -17,8 +17,9 @@ use outpost_net::stream::{FramedRecv, FramedSend};
 use tokio::sync::watch;
 
 use crate::config::HubConfig;
-use crate::gateway::Connections;
+use crate::gateway::{Connections, Liveness};
 use crate::hub::{Hub, now_ms};
+use crate::store::sessions::SessionLease;
 
 /// Connection close codes (application level).
 const CLOSE_OK: u32 = 0;
@@ -52,17 +53,41 @@ pub async fn serve(
     let endpoint = outpost_net::endpoint::server_endpoint(config.quic_listen, qcfg)
         .with_context(|| format!("binding the QUIC endpoint on {}", config.quic_listen))?;
     tracing::info!(addr = %config.quic_listen, "accepting agents over QUIC (ALPN outpost/1)");
+    // A live agent answers the hub's keep-alives: within this window a live session's
+    // connection receives a packet (see `alive`). The session records in the store are renewed
+    // every keep-alive interval while their connections are alive.
+    let renew_every = transport.keep_alive.max(Duration::from_millis(500));
+    let leases = Arc::new(Leases {
+        // Stable across restarts of this hub process (a hub killed and restarted finds its own
+        // records and replaces them), distinct between replicas (host and listen address).
+        process: format!(
+            "{}/{}#",
+            rustix::system::uname().nodename().to_string_lossy(),
+            config.quic_listen
+        ),
+        probe_window: transport.keep_alive + Duration::from_secs(1),
+        stale_after: renew_every * 3 + Duration::from_secs(1),
+        next: std::sync::atomic::AtomicU64::new(1),
+        live: std::sync::Mutex::new(std::collections::HashMap::new()),
+    });
+    tokio::spawn(renew_leases(
+        hub.clone(),
+        leases.clone(),
+        renew_every,
+        shutdown.clone(),
+    ));
     loop {
         tokio::select! {
             inc = endpoint.accept() => {
                 let Some(inc) = inc else { break };
                 let hub = hub.clone();
                 let conns = conns.clone();
+                let leases = leases.clone();
                 tokio::spawn(async move {
                     let remote = inc.remote_address();
                     match inc.await {
                         Ok(conn) => {
-                            if let Err(e) = connection(hub, conns, conn).await {
+                            if let Err(e) = connection(hub, conns, conn, leases).await {
                                 tracing::warn!(%remote, "connection ended: {e:#}");
                             }
                         }
@@ -82,6 +107,7 @@ async fn connection(
     hub: Arc<Hub>,
     conns: Arc<Connections>,
     conn: quinn::Connection,
+    leases: Arc<Leases>,
 ) -> anyhow::Result<()> {
     match outpost_net::tls::peer_certs(&conn).and_then(|c| c.into_iter().next()) {
         None => enrollment(hub, conn).await,
@@ -90,7 +116,7 @@ async fn connection(
             let h = hub.clone();
             let der = leaf.to_vec();
             match blocking(move || h.authenticate(&der)).await? {
-                Ok(agent) => session(hub, conns, conn, agent.id).await,
+                Ok(agent) => session(hub, conns, conn, agent.id, leases).await,
                 Err(e) => {
                     // The reason travels in the close frame: the agent logs why it is refused.
                     conn.close(CLOSE_REFUSED.into(), close_reason(&e.to_string()));
@@ -176,12 +202,113 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     Ok(tokio::task::spawn_blocking(f).await?)
 }
 
+/// A session's QUIC connection as the registry sees it.
+struct QuicLiveness(quinn::Connection);
+
+impl Liveness for QuicLiveness {
+    fn received(&self) -> u64 {
+        self.0.stats().udp_rx.datagrams
+    }
+    fn is_closed(&self) -> bool {
+        self.0.close_reason().is_some()
+    }
+    fn peer(&self) -> String {
+        self.0.remote_address().to_string()
+    }
+}
+
+/// Whether the session behind `old` is alive. Both ends send keep-alives after a keep-alive
+/// interval of silence and a live peer acknowledges them, so a live session's connection receives
+/// a datagram within `window`; the connection of a dead agent (killed, restarted) receives
+/// nothing, or is already closed.
+async fn alive(old: &dyn Liveness, window: Duration) -> bool {
+    let start = old.received();
+    let deadline = tokio::time::Instant::now() + window;
+    loop {
+        if old.is_closed() {
+            return false;
+        }
+        if old.received() > start {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The sessions this hub process holds, and the rule's timings (see `session`).
+struct Leases {
+    /// This process's prefix of session holders (`<host>/<quic listen address>#`).
+    process: String,
+    /// How long to watch an existing session's connection for a packet.
+    probe_window: Duration,
+    /// A session record of another process not renewed for this long is dead.
+    stale_after: Duration,
+    next: std::sync::atomic::AtomicU64,
+    live: std::sync::Mutex<std::collections::HashMap<String, LiveSession>>,
+}
+
+struct LiveSession {
+    holder: String,
+    conn: quinn::Connection,
+    /// Datagrams received at the last renewal.
+    seen: u64,
+}
+
+impl Leases {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, LiveSession>> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Every `every`: renew, in one store transaction, the records of this process's sessions
+/// whose connections received packets since the last turn (alive). A dead connection's record
+/// is not renewed, so another hub process may take the agent's next session over.
+async fn renew_leases(
+    hub: Arc<Hub>,
+    leases: Arc<Leases>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let alive: Vec<(String, String)> = leases
+            .lock()
+            .iter_mut()
+            .filter_map(|(agent, l)| {
+                let rx = l.conn.stats().udp_rx.datagrams;
+                let fresh = rx > l.seen && l.conn.close_reason().is_none();
+                l.seen = rx;
+                fresh.then(|| (agent.clone(), l.holder.clone()))
+            })
+            .collect();
+        let h = hub.clone();
+        match blocking(move || h.store.renew_sessions(&alive, now_ms())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("renewing session records: {e}"),
+            Err(e) => tracing::warn!("renewing session records: {e}"),
+        }
+    }
+}
+
+/// How often an open session records the agent's last contact in the store.
+const LAST_CONTACT_EVERY: Duration = Duration::from_secs(30);
+
 /// An agent's session.
 async fn session(
     hub: Arc<Hub>,
     conns: Arc<Connections>,
     conn: quinn::Connection,
     agent_id: String,
+    leases: Arc<Leases>,
 ) -> anyhow::Result<()> {
     let (mut send, mut recv): (FramedSend, FramedRecv) = match tokio::time::timeout(
         Duration::from_secs(10),
@@ -195,8 +322,74 @@ async fn session(
             anyhow::bail!("agent {agent_id} opened no session stream");
         }
     };
+    // One live session per agent. Another session of the same agent (same certificate) is
+    // either the agent restarted (its old session is dead: replace it at once) or a copy of its
+    // state directory running elsewhere (the old session is alive: refuse the newcomer, and
+    // record it). Never two live sessions displacing each other.
+    // A session held by this process is probed directly; one held by another hub process
+    // sharing the store is alive while that process keeps renewing its record.
+    let local = match conns.liveness_of(&agent_id) {
+        Some(old) if alive(old.as_ref(), leases.probe_window).await => Some(old.peer()),
+        _ => None,
+    };
+    let holder = format!(
+        "{}{}",
+        leases.process,
+        leases
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let other = match local {
+        Some(peer) => Some(peer),
+        None => {
+            let lease = SessionLease {
+                holder: holder.clone(),
+                peer: conn.remote_address().to_string(),
+                since_ms: now_ms(),
+                renewed_ms: now_ms(),
+            };
+            let (h, id, process) = (hub.clone(), agent_id.clone(), leases.process.clone());
+            let stale = i64::try_from(leases.stale_after.as_millis()).unwrap_or(i64::MAX);
+            blocking(move || h.store.claim_session(&id, &process, &lease, stale))
+                .await??
+                .map(|l| l.peer)
+        }
+    };
+    if let Some(old_peer) = other {
+        let detail = format!(
+            "a second session from {} while the session from {old_peer} is alive (a copied \
+             state directory?); the newcomer is refused",
+            conn.remote_address(),
+        );
+        tracing::warn!(agent = %agent_id, "duplicate session refused: {detail}");
+        let (h, id, d) = (hub.clone(), agent_id.clone(), detail.clone());
+        blocking(move || {
+            h.store
+                .audit(&id, "agent.duplicate_session", &id, &d, now_ms())
+        })
+        .await??;
+        let reason = format!(
+            "agent {agent_id} already has a live session from another address: is this agent's \
+             state directory a copy? enroll each machine with its own token"
+        );
+        conn.close(CLOSE_REFUSED.into(), close_reason(&reason));
+        anyhow::bail!("duplicate session of {agent_id} refused");
+    }
     let mut sess = HubSession::new(now_ms());
-    let mut handle = conns.register(&agent_id, now_ms());
+    let mut handle = conns.register_with(
+        &agent_id,
+        now_ms(),
+        Some(Arc::new(QuicLiveness(conn.clone()))),
+    );
+    leases.lock().insert(
+        agent_id.clone(),
+        LiveSession {
+            holder: holder.clone(),
+            conn: conn.clone(),
+            seen: 0,
+        },
+    );
+    let mut last_contact = std::time::Instant::now();
     let mut changes = hub.subscribe();
     let mut accepted = false;
     let result: anyhow::Result<()> = async {
@@ -291,6 +484,11 @@ async fn session(
                         }
                     };
                     conns.touch(&agent_id);
+                    if last_contact.elapsed() >= LAST_CONTACT_EVERY {
+                        last_contact = std::time::Instant::now();
+                        let (h, id) = (hub.clone(), agent_id.clone());
+                        blocking(move || h.store.touch_agent(&id, now_ms())).await??;
+                    }
                     match outpost_common::frame::decode_agent_msg(&bytes) {
                         Ok(Some(msg)) => {
                             if let Err(e) = sess.handle_agent(msg, now_ms()) {
@@ -347,6 +545,25 @@ async fn session(
     }
     .await;
     drop(handle);
+    {
+        let mut live = leases.lock();
+        if live.get(&agent_id).is_some_and(|l| l.holder == holder) {
+            live.remove(&agent_id);
+        }
+    }
+    {
+        let (h, id, hd) = (hub.clone(), agent_id.clone(), holder.clone());
+        if let Ok(Err(e)) = blocking(move || h.store.release_session(&id, &hd)).await {
+            tracing::warn!(agent = %agent_id, "releasing the session record: {e}");
+        }
+    }
+    // The agent's last contact is the end of its session ("offline since" in `agent list`).
+    if accepted {
+        let (h, id) = (hub.clone(), agent_id.clone());
+        if let Ok(Err(e)) = blocking(move || h.store.touch_agent(&id, now_ms())).await {
+            tracing::warn!(agent = %agent_id, "recording the last contact: {e}");
+        }
+    }
     tracing::info!(agent = %agent_id, "agent session closed");
     result
 }

@@ -378,7 +378,38 @@ impl Hub {
         rec: &RolloutRecord,
     ) -> Result<(Status, RolloutSpec), RolloutError> {
         let c = Controller::decode(&self.store.rollout_state(rec.seq)?)?;
-        Ok((c.status(now_ms()), c.spec().clone()))
+        let mut status = c.status(now_ms());
+        if !rec.active {
+            self.live_online(&mut status);
+        }
+        Ok((status, c.spec().clone()))
+    }
+
+    /// A finished rollout is no longer fed membership: the online flags it holds are those of
+    /// when it finished (or of before a hub restart). Show each member's session as it is now,
+    /// as `agent list` does; a member held "offline" that is connected again is shown in the
+    /// state it would be in online.
+    fn live_online(&self, status: &mut outpost_rollout::Status) {
+        let connected: std::collections::HashSet<String> = self
+            .gateway
+            .connected()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let rolling_back = matches!(
+            status.phase,
+            outpost_rollout::Phase::RolledBack { .. } | outpost_rollout::Phase::Aborted
+        );
+        for a in &mut status.agents {
+            a.online = connected.contains(&a.agent_id);
+            if a.online && a.state == outpost_rollout::AgentState::Offline {
+                a.state = if rolling_back {
+                    outpost_rollout::AgentState::RollingBack
+                } else {
+                    outpost_rollout::AgentState::Assigned
+                };
+            }
+        }
     }
 
     /// After a restart: `decode` + `resume` every active rollout (re-sends its assignments,

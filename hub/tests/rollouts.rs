@@ -567,3 +567,47 @@ fn abort_rolls_back_the_updated_agents() {
             .any(|e| e.action == "rollout.abort" && e.actor == "dave")
     );
 }
+
+#[test]
+fn after_a_restart_a_finished_rollout_shows_its_members_online_as_agent_list_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = setup(dir.path());
+    let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
+    let mut p = plan("line");
+    p.steps = vec![Size::Percent(100)];
+    p.probation = None;
+    h.hub.start_rollout(&p, "bob").unwrap();
+    h.tick();
+    h.sessions.clear();
+    // The rollout goes through while the driver sees no session (e.g. the hub restarted and
+    // the agents' backlogs arrive before the driver's next membership snapshot).
+    let mut done = std::collections::HashSet::new();
+    for _ in 0..4 {
+        for a in line {
+            if h.desired(a).0 == 2 && done.insert(a) {
+                h.activate(a);
+                h.run(a, 2, true);
+            }
+        }
+        h.tick();
+    }
+    let r = h.rollout();
+    assert!(!r.active, "{r:?}");
+    let (st, _) = h.hub.rollout_status(&r).unwrap();
+    assert!(st.agents.iter().all(|a| !a.online));
+
+    // Hub restart; the agents reconnect.
+    let signer = h.signer.clone();
+    drop(h);
+    let mut h = open(dir.path(), Some(signer));
+    for a in line {
+        h.sessions.push(h.conns.register(a, now_ms()));
+    }
+    h.hub.resume_rollouts().unwrap();
+    h.tick();
+    let (st, _) = h.hub.rollout_status(&h.rollout()).unwrap();
+    for a in &st.agents {
+        assert!(a.online, "{} shown offline while connected", a.agent_id);
+        assert_ne!(a.state, outpost_rollout::AgentState::Offline, "{a:?}");
+    }
+}

@@ -1,8 +1,11 @@
 //! Enrollment as the docs give it, with the real binaries: the token carries the hub's name and
 //! CA (so `enroll` needs neither), its labels are authoritative, a refused enroll leaves no
 //! state behind, and tokens have a maximum time to live, several uses, a list and revocation.
+//! Identity: a copied agent state is refused and audited while a restarted agent reconnects, and
+//! `agent list` gives an offline agent's last contact.
 
 use std::path::Path;
+use std::time::Duration;
 
 use outpost_tests::{Daemon, Hub, Scratch, agent, stderr, stdout};
 
@@ -156,4 +159,153 @@ fn token_cli_lists_revokes_limits_ttl_and_counts_uses() {
     assert!(stdout(&text).contains(&id), "{}", stdout(&text));
     let audit = stdout(&hub.cli(&["audit"]).unwrap());
     assert!(audit.contains("token.revoke"), "{audit}");
+}
+
+/// The agent's entry in `agent list`.
+fn listed(hub: &Hub, id: &str) -> serde_json::Value {
+    let list = hub.json(&["agent", "list"]).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no agent {id} in {list}"))
+}
+
+fn online_since(hub: &Hub, id: &str) -> Option<String> {
+    let a = listed(hub, id);
+    (a["online"] == true).then(|| a["since"].as_str().unwrap_or_default().to_string())
+}
+
+fn duplicates_audited(hub: &Hub) -> usize {
+    let audit = hub.json(&["audit", "--limit", "1000"]).unwrap();
+    audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "agent.duplicate_session")
+        .count()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let ty = e.file_type().unwrap();
+        if ty.is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else if ty.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_cloned_agent_is_refused_and_audited_while_a_restarted_one_reconnects_at_once() {
+    let s = Scratch::new("enrollclone").unwrap();
+    let hub = Hub::start(
+        s.path(),
+        "keep_alive_interval = \"1s\"\nmax_idle_timeout = \"3s\"\n",
+    )
+    .unwrap();
+    let mut a =
+        outpost_tests::enrolled_agent(&s.join("a"), &hub, hub.quic_addr, "site=a", "").unwrap();
+    let id = hub.json(&["agent", "list"]).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    outpost_tests::wait_for(Duration::from_secs(20), "the agent online", || {
+        online_since(&hub, &id)
+    })
+    .unwrap();
+
+    // A copy of the enrolled agent's state (same identity, same certificate), started on the
+    // side: stop, copy, start both.
+    a.terminate(Duration::from_secs(10)).unwrap();
+    copy_dir(&s.join("a/state"), &s.join("b/state"));
+    let _ = std::fs::remove_file(s.join("b/state/agent.sock"));
+    agent_config(&s.join("b"), hub.quic_addr);
+    a.restart().unwrap();
+    let since_a = outpost_tests::wait_for(Duration::from_secs(20), "the agent back online", || {
+        online_since(&hub, &id)
+    })
+    .unwrap();
+    let mut b = Daemon::start(&s.join("b"), "").unwrap();
+
+    // The clone is refused (repeatedly, as it retries) and each refusal is audited; the first
+    // session stays, undisturbed: its "online since" does not move.
+    outpost_tests::wait_for(Duration::from_secs(20), "the duplicate audited", || {
+        (duplicates_audited(&hub) >= 1).then_some(())
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        online_since(&hub, &id).as_deref(),
+        Some(since_a.as_str()),
+        "the sessions displaced each other"
+    );
+    let b_log = std::fs::read_to_string(s.join("b/agent.stderr")).unwrap_or_default();
+    assert!(b_log.contains("live session"), "{b_log}");
+    let audit = hub.json(&["audit", "--limit", "1000"]).unwrap();
+    let dup = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "agent.duplicate_session")
+        .unwrap()
+        .clone();
+    assert_eq!(dup["target"], id.as_str(), "{dup}");
+
+    // A restarted agent is never locked out: kill -9 (its session is left dead at the hub),
+    // start it again, and it is back within seconds (the clone stopped first).
+    b.terminate(Duration::from_secs(10)).unwrap();
+    a.kill9().unwrap();
+    let t0 = std::time::Instant::now();
+    a.restart().unwrap();
+    outpost_tests::wait_for(
+        Duration::from_secs(10),
+        "the restarted agent online",
+        || online_since(&hub, &id).filter(|s| *s != since_a),
+    )
+    .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "reconnect took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn agent_list_offline_since_is_the_last_contact() {
+    let s = Scratch::new("enrolllast").unwrap();
+    let hub = Hub::start(
+        s.path(),
+        "keep_alive_interval = \"1s\"\nmax_idle_timeout = \"3s\"\n",
+    )
+    .unwrap();
+    let mut a =
+        outpost_tests::enrolled_agent(&s.join("a"), &hub, hub.quic_addr, "site=a", "").unwrap();
+    let id = hub.json(&["agent", "list"]).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    outpost_tests::wait_for(Duration::from_secs(20), "the agent online", || {
+        online_since(&hub, &id)
+    })
+    .unwrap();
+    // Connected for a while, then stopped: "offline since" is when it went away, not when it
+    // said hello.
+    std::thread::sleep(Duration::from_secs(5));
+    let stopped = chrono::Utc::now();
+    a.terminate(Duration::from_secs(10)).unwrap();
+    let since = outpost_tests::wait_for(Duration::from_secs(20), "the agent offline", || {
+        let e = listed(&hub, &id);
+        (e["online"] == false).then(|| e["since"].as_str().unwrap_or_default().to_string())
+    })
+    .unwrap();
+    let since = chrono::DateTime::parse_from_rfc3339(&since).unwrap();
+    assert!(
+        since >= stopped - chrono::Duration::seconds(1),
+        "offline since {since}, but the agent was connected until {stopped}"
+    );
 }

@@ -47,6 +47,7 @@
 
 pub mod pools;
 pub mod schema;
+pub mod sessions;
 #[cfg(test)]
 mod tests;
 
