@@ -8,6 +8,7 @@ mod crash;
 mod daemon;
 mod deploy;
 mod dev;
+mod docs_examples;
 mod engine;
 mod hub;
 mod hub_faults;
