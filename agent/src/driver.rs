@@ -1920,7 +1920,13 @@ impl Driver {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
             started: self.started.to_rfc3339(),
-            state_dir: String::new(),
+            // The store is `<state_dir>/agent.redb`.
+            state_dir: self
+                .store
+                .path()
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
             running_tasks: self.running,
             max_running: self.cfg.max_running,
             active_runs: self.runs.len(),

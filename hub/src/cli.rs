@@ -315,8 +315,8 @@ pub enum WorkflowCmd {
         /// Only this agent.
         #[arg(long)]
         agent: Option<String>,
-        /// Run parameter `key=value` (repeatable).
-        #[arg(long = "param", value_name = "KEY=VALUE")]
+        /// Run parameter `key=value` (repeatable; `-p` as in `outpost-agent trigger`).
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
         params: Vec<String>,
     },
 }

@@ -25,20 +25,61 @@ fn port_free(port: u16) -> bool {
     UdpSocket::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-/// `preferred` if it is free on loopback, else any free port.
-fn pick_port(preferred: u16) -> u16 {
+/// A UDP port for QUIC: `preferred` if it is free on loopback, else one the system hands out (the
+/// probe socket is closed before the check, so the port is free when it is returned).
+fn pick_udp_port(preferred: u16) -> anyhow::Result<u16> {
     if port_free(preferred) {
-        return preferred;
+        return Ok(preferred);
     }
     for _ in 0..50 {
-        if let Ok(s) = UdpSocket::bind("127.0.0.1:0")
-            && let Ok(a) = s.local_addr()
-            && port_free(a.port())
-        {
-            return a.port();
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())?;
+        if port_free(port) {
+            return Ok(port);
         }
     }
-    0
+    anyhow::bail!("no free UDP port on 127.0.0.1 for the hub's QUIC endpoint")
+}
+
+/// How to run `name` (an Outpost binary) from the shell this process was started in: its bare
+/// name when that is what the PATH finds, else the absolute path of the binary beside this one
+/// (`target/debug/...` after `cargo run`), else `cargo run -p NAME --` when started by cargo.
+pub fn command_for(name: &str) -> String {
+    let exe = std::env::current_exe().ok();
+    let beside = exe
+        .as_ref()
+        .and_then(|e| e.parent())
+        .map(|d| d.join(name))
+        .filter(|p| p.is_file());
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    match (beside, on_path) {
+        (Some(b), Some(p)) if same(&b, &p) => name.to_string(),
+        (Some(b), _) => shell_word(&b.display().to_string()),
+        (None, Some(_)) => name.to_string(),
+        (None, None) if std::env::var_os("CARGO").is_some() => format!("cargo run -p {name} --"),
+        (None, None) => name.to_string(),
+    }
+}
+
+/// `s` as one POSIX shell word.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
@@ -52,8 +93,15 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     if !crate::hub::is_initialised(&hub_dir) {
         crate::init::init(&hub_dir, crate::config::DEFAULT_HUB_NAME, &[])?;
     }
-    let quic: SocketAddr = format!("127.0.0.1:{}", pick_port(7443)).parse()?;
-    let http: SocketAddr = format!("127.0.0.1:{}", pick_port(7070)).parse()?;
+    let quic: SocketAddr = format!("127.0.0.1:{}", pick_udp_port(7443)?).parse()?;
+    // The API takes 7070 when it is free, else any port: the address printed is the one the
+    // listener really has (reported once it is bound).
+    let http_port = if TcpListener::bind(("127.0.0.1", 7070)).is_ok() {
+        7070
+    } else {
+        0
+    };
+    let http: SocketAddr = format!("127.0.0.1:{http_port}").parse()?;
     let hub_toml = dir.join("hub.toml");
     std::fs::write(
         &hub_toml,
@@ -91,11 +139,20 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
                 let mut rx = stop_rx;
                 let _ = rx.changed().await;
             },
-            move |_s| {
-                let _ = ready_tx.send(());
+            move |s| {
+                let _ = ready_tx.send(s.http_addr);
             },
         ));
-        ready_rx.await.context("the hub did not start")?;
+        let http = match ready_rx.await {
+            Ok(addr) => addr,
+            Err(_) => {
+                // The hub ended before listening: its error says why.
+                return match hub.await {
+                    Ok(Err(e)) => Err(e.context("the hub did not start")),
+                    _ => Err(anyhow::anyhow!("the hub did not start")),
+                };
+            }
+        };
         let base = format!("http://{http}");
         let client = Client::new(&base, &token, None);
 
@@ -190,9 +247,10 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), hub).await;
         println!(
-            "state kept in {} (run `outpost-hub dev --dir {}` to continue)",
+            "state kept in {} (run `{} dev --dir {}` to continue)",
             dir.display(),
-            dir.display()
+            command_for("outpost-hub"),
+            shell_word(&dir.display().to_string())
         );
         anyhow::Ok(())
     })
@@ -206,9 +264,14 @@ fn print_banner(dir: &Path, base: &str, token: &str, hub_toml: &Path, agent_toml
     );
     println!("Watch it from another shell:");
     println!("  export OUTPOST_HUB_URL={base} OUTPOST_HUB_TOKEN={token}");
-    println!("  outpost-hub run list            # runs as the hub sees them");
-    println!("  outpost-hub agent list          # the agent, online, and its versions");
-    println!("  outpost-agent status --config {}", agent_toml.display());
+    let hub = command_for("outpost-hub");
+    let agent = command_for("outpost-agent");
+    println!("  {hub} run list            # runs as the hub sees them");
+    println!("  {hub} agent list          # the agent, online, and its versions");
+    println!(
+        "  {agent} status --config {}",
+        shell_word(&agent_toml.display().to_string())
+    );
     println!("  (hub config: {})", hub_toml.display());
     println!("Ctrl-C stops both.");
     println!();

@@ -50,8 +50,11 @@ pub async fn serve(
         ..outpost_net::tls::Transport::default()
     };
     let qcfg = outpost_net::tls::quinn_server_config(tls, transport)?;
-    let endpoint = outpost_net::endpoint::server_endpoint(config.quic_listen, qcfg)
-        .with_context(|| format!("binding the QUIC endpoint on {}", config.quic_listen))?;
+    // The stateless-reset key comes from the TLS key, so it survives a restart: agents of a hub
+    // that was killed and restarted get a reset on their next packet and reconnect at once.
+    let endpoint =
+        outpost_net::endpoint::server_endpoint_with_reset_key(config.quic_listen, qcfg, &key)
+            .with_context(|| format!("binding the QUIC endpoint on {}", config.quic_listen))?;
     tracing::info!(addr = %config.quic_listen, "accepting agents over QUIC (ALPN outpost/1)");
     // A live agent answers the hub's keep-alives: within this window a live session's
     // connection receives a packet (see `alive`). The session records in the store are renewed

@@ -17,6 +17,73 @@ pub fn server_endpoint(
     Ok(quinn::Endpoint::server(config, bind)?)
 }
 
+/// A server endpoint like [`server_endpoint`] whose stateless-reset key is derived from
+/// `reset_secret` (the hub's TLS private key, DER) by [`stateless_reset_key`]. The key is the same
+/// after a restart, so a restarted hub answers a packet of a connection it no longer knows with a
+/// stateless reset the peer accepts: agents drop the dead connection and reconnect at once, not
+/// after the idle timeout.
+pub fn server_endpoint_with_reset_key(
+    bind: SocketAddr,
+    config: quinn::ServerConfig,
+    reset_secret: &[u8],
+) -> Result<quinn::Endpoint, NetError> {
+    let mut endpoint_config = quinn::EndpointConfig::default();
+    endpoint_config.reset_key(std::sync::Arc::new(stateless_reset_key(reset_secret)));
+    // quinn's default generator tags its connection ids with a key of the process, so a
+    // restarted endpoint would drop the old connections' packets as invalid instead of
+    // resetting them.
+    endpoint_config.cid_generator(|| Box::new(RandomCids));
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
+    let socket = std::net::UdpSocket::bind(bind)?;
+    Ok(quinn::Endpoint::new(
+        endpoint_config,
+        Some(config),
+        socket,
+        runtime,
+    )?)
+}
+
+/// Random 8-byte connection ids that every endpoint accepts as its own (the trait's default
+/// `validate`): a packet for an unknown connection, from before a restart, is answered with a
+/// stateless reset (quinn rate-limits them) rather than dropped.
+struct RandomCids;
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        quinn::ConnectionId::new(&rand::random::<[u8; 8]>())
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// The HMAC-SHA256 key quinn derives stateless-reset tokens from: HKDF-SHA256 of `secret`, with a
+/// salt and an info string of its own, so the key reveals nothing of `secret` and serves no other
+/// purpose.
+pub fn stateless_reset_key(secret: &[u8]) -> ring::hmac::Key {
+    use ring::{hkdf, hmac};
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"outpost/1 QUIC stateless reset").extract(secret);
+    match prk.expand(&[b"stateless-reset key"], hmac::HMAC_SHA256) {
+        Ok(okm) => hmac::Key::from(okm),
+        // Unreachable: expand only fails for an output longer than 255 hash lengths (32 bytes
+        // here). Falling back to a key keyed by the PRK's output keeps it deterministic.
+        Err(_) => hmac::Key::new(
+            hmac::HMAC_SHA256,
+            hmac::sign(
+                &hmac::Key::new(hmac::HMAC_SHA256, secret),
+                b"stateless reset",
+            )
+            .as_ref(),
+        ),
+    }
+}
+
 /// A client-only endpoint bound to `bind` (`0.0.0.0:0` or `[::]:0`). It has no default client
 /// configuration: every connection names its own (see [`connect`]). Must be called inside a
 /// tokio runtime.
@@ -37,5 +104,28 @@ pub async fn connect(
     match tokio::time::timeout(timeout, connecting).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(NetError::Timeout(timeout)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(secret: &[u8]) -> Vec<u8> {
+        ring::hmac::sign(&stateless_reset_key(secret), b"connection id")
+            .as_ref()
+            .to_vec()
+    }
+
+    #[test]
+    fn the_reset_key_depends_only_on_the_secret() {
+        assert_eq!(tag(b"hub key one"), tag(b"hub key one"));
+        assert_ne!(tag(b"hub key one"), tag(b"hub key two"));
+        // Not the plain HMAC of the secret: derived, not reused.
+        let plain = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"hub key one"),
+            b"connection id",
+        );
+        assert_ne!(tag(b"hub key one"), plain.as_ref().to_vec());
     }
 }

@@ -304,3 +304,15 @@ fn missed_firings_follow_catchup_after_downtime() {
         );
     }
 }
+
+#[test]
+fn status_json_names_the_state_dir() {
+    let s = Scratch::new("status-dir").unwrap();
+    let d = Daemon::start(s.path(), "").unwrap();
+    let v = d.ctl_json("status", &[]).unwrap();
+    assert_eq!(
+        v["state_dir"].as_str().map(std::path::PathBuf::from),
+        Some(d.state_dir.clone()),
+        "{v}"
+    );
+}

@@ -147,3 +147,56 @@ fn dev_mode_runs_the_example_end_to_end() {
     assert!(seen.iter().any(|l| l.contains("enrolled")), "{seen:?}");
     assert!(st.success(), "dev exited with {st}");
 }
+
+/// Every config in deploy/examples/ loads with the real loader of its binary, as written and with
+/// every commented-out key (`# key = value`, `# [section]`) uncommented: an operator who
+/// uncomments an example line gets a config that loads. A new example file must be named here.
+#[test]
+fn every_deploy_example_loads_as_written_and_uncommented() {
+    let dir = repo_root().join("deploy/examples");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let uncommented = uncomment(&text);
+        assert_ne!(text, uncommented, "{name}: no commented-out example key");
+        for (how, t) in [("as written", &text), ("uncommented", &uncommented)] {
+            let r = match name.as_str() {
+                "hub.toml" => outpost_hub::config::HubConfig::parse(t, &path)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                "agent.toml" => outpost_agent::config::AgentConfig::parse(&name, t, None)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                other => panic!("deploy/examples/{other}: no loader known for it in this test"),
+            };
+            if let Err(e) = r {
+                panic!("deploy/examples/{name} ({how}) does not load: {e}\n---\n{t}");
+            }
+        }
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(seen, ["agent.toml", "hub.toml"]);
+}
+
+/// `# key = value` and `# [section]` lines without their `# `.
+fn uncomment(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with('[')
+                    || rest.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty()
+                            && k.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    }) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}

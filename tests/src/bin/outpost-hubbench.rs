@@ -11,7 +11,9 @@
 //! 3. one agent's backlog of `--drain-events` after a partition (a UDP relay blackholed until
 //!    the connection died, then healed): time from heal and from Welcome to the last Ack;
 //! 4. a real `outpost-agent serve`, enrolled, connected and idle, behind a relay: VmRSS after
-//!    settling, and the UDP bytes through the relay over `--idle` (extrapolated to an hour).
+//!    settling, and the UDP bytes through the relay over `--idle` (extrapolated to an hour);
+//! 5. the hub killed (-9) and restarted on the same port: time from its API answering again to
+//!    the first and to the last played agent welcomed again (the stateless reset at work).
 //!
 //! ```text
 //! cargo build --release -p outpost-hub -p outpost-agent -p outpost-tests
@@ -53,7 +55,7 @@ struct Args {
     /// apply wakes every hub session (desired state changed) in the middle of frame reads.
     #[arg(long, default_value_t = 0)]
     churn_during_ingest: u32,
-    /// Skip phases: any of fanout, ingest, drain, agent (comma-separated).
+    /// Skip phases: any of fanout, ingest, drain, agent, restart (comma-separated).
     #[arg(long, default_value = "")]
     skip: String,
     /// Also write the results as JSON here.
@@ -127,7 +129,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "loadavg_start": outpost_tests::loadavg(),
     });
     let scratch = Scratch::new("hubbench")?;
-    let hub = Hub::start(scratch.path(), "")?;
+    let mut hub = Hub::start(scratch.path(), "")?;
     let pid = hub.child.as_ref().map(|c| c.id()).context("hub pid")?;
     eprintln!("hub pid {pid} on {} ({})", hub.quic_addr, hub.http_url);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -425,6 +427,40 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             wire_h / 1024.0
         );
         drop(agent);
+    }
+
+    if !skip.contains(&"restart") {
+        // Settle, then kill the hub and bring it back on the same ports and store.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let w0 = tally.welcomes;
+        tokio::task::block_in_place(|| hub.kill9())?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::task::block_in_place(|| hub.restart())?;
+        let back = Instant::now();
+        let mut first: Option<Duration> = None;
+        until(
+            &mut fleet,
+            &mut tally,
+            Duration::from_secs(120),
+            "every agent welcomed again after the hub restart",
+            |r| {
+                if first.is_none() && matches!(r, loadgen::Report::Welcomed { .. }) {
+                    first = Some(back.elapsed());
+                }
+            },
+            |t| t.welcomes >= w0 + n as u64,
+        )
+        .await?;
+        let all = back.elapsed();
+        let first = first.unwrap_or(all);
+        out["restart"] = json!({
+            "first_reconnect_s": first.as_secs_f64(),
+            "all_reconnected_s": all.as_secs_f64(),
+            "quic_idle_timeout_s": 15,
+        });
+        eprintln!(
+            "hub restart (kill -9): first agent back {first:.2?}, all {n} back {all:.2?} after the API answered (idle timeout 15 s)"
+        );
     }
 
     out["disconnects"] = json!(tally.disconnects);
