@@ -303,6 +303,8 @@ pub struct Driver {
     /// `recover` ran: the dispatched attempts found in the store are resolved (once their
     /// records are durable), so the journal's old lines may be dropped.
     recovered: bool,
+    /// Retention's view of time (clock steps, see `outpost_agent_core::retention`).
+    retention_clock: outpost_agent_core::retention::RetentionClock,
 }
 
 impl Driver {
@@ -318,6 +320,8 @@ impl Driver {
             dispatch_ahead: cfg.dispatch_ahead,
         });
         let started = clock.wall();
+        let retention_clock =
+            outpost_agent_core::retention::RetentionClock::new(Now::read(clock.as_ref()));
         let (start_log, journal_found) = match &cfg.start_journal_dir {
             Some(dir) => {
                 let found = crate::startlog::recover(dir);
@@ -372,6 +376,7 @@ impl Driver {
             journal_found,
             journal_reset_due,
             recovered: false,
+            retention_clock,
         }
     }
 
@@ -877,7 +882,20 @@ impl Driver {
         let Some(policy) = self.cfg.retention else {
             return Ok(0);
         };
-        let pruned = self.store.prune(policy, self.now().wall_ms())?;
+        let now_ms = match self.retention_clock.pass(self.now()) {
+            outpost_agent_core::retention::Pass::Prune { now_ms } => now_ms,
+            outpost_agent_core::retention::Pass::Skip { step } => {
+                tracing::warn!(
+                    step_s = step.num_seconds(),
+                    "the wall clock stepped forward since the last retention pass: nothing is \
+                     pruned now, and later passes measure age without the step"
+                );
+                return Ok(0);
+            }
+        };
+        let limit = outpost_agent_core::retention::prune_limit(self.store.run_count()?);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let pruned = self.store.prune_at_most(policy, now_ms, limit)?;
         for id in &pruned {
             let dir = crate::exec::run_dir(&self.cfg.exec, id);
             if dir.exists()
@@ -2019,3 +2037,6 @@ pub async fn precise_sleep(d: Duration) {
         std::thread::sleep(left);
     }
 }
+
+#[cfg(test)]
+mod store_tests;

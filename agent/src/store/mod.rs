@@ -784,6 +784,12 @@ impl Store {
         Ok(self.seqs()?.0)
     }
 
+    /// Number of stored runs (any state).
+    pub fn run_count(&self) -> Result<u64, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(read.open_table(RUNS)?.len()?)
+    }
+
     /// Number of unacknowledged outbox entries.
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
         let read = self.db.begin_read()?;
@@ -797,7 +803,17 @@ impl Store {
     /// non-terminal run, nor a run an unacknowledged outbox entry refers to. Returns the pruned
     /// run ids (the caller deletes their log directories).
     pub fn prune(&self, policy: Retention, now_ms: UnixMillis) -> Result<Vec<RunId>, StoreError> {
-        if policy.max_age.is_none() && policy.max_runs_per_workflow.is_none() {
+        self.prune_at_most(policy, now_ms, usize::MAX)
+    }
+
+    /// [`Store::prune`], deleting at most `limit` runs, oldest (by creation) first.
+    pub fn prune_at_most(
+        &self,
+        policy: Retention,
+        now_ms: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<RunId>, StoreError> {
+        if (policy.max_age.is_none() && policy.max_runs_per_workflow.is_none()) || limit == 0 {
             return Ok(Vec::new());
         }
         let cutoff = policy
@@ -808,8 +824,8 @@ impl Store {
             let mut runs = RunTables::open(&txn)?;
             let mut tasks = txn.open_table(TASKS)?;
             let refs = txn.open_table(OUTBOX_RUN_REFS)?;
-            // Candidates from the index alone: (run id, beyond the per-workflow count).
-            let mut candidates: Vec<(String, bool)> = Vec::new();
+            // Candidates from the index alone: (created, run id, beyond the per-workflow count).
+            let mut candidates: Vec<(i64, String, bool)> = Vec::new();
             let mut current: Option<String> = None;
             let mut rank = 0usize;
             for entry in runs.by_workflow.iter()?.rev() {
@@ -823,12 +839,16 @@ impl Store {
                 // created ≤ ended, so a run created after the cutoff cannot have ended before it.
                 let maybe_old = cutoff.is_some_and(|c| created_ms < c);
                 if over_count || maybe_old {
-                    candidates.push((run_id.to_string(), over_count));
+                    candidates.push((created_ms, run_id.to_string(), over_count));
                 }
                 rank += 1;
             }
+            candidates.sort();
             let mut pruned = Vec::new();
-            for (run_id, over_count) in candidates {
+            for (_, run_id, over_count) in candidates {
+                if pruned.len() >= limit {
+                    break;
+                }
                 let Some(run) = get_run(&runs.runs, &run_id)? else {
                     return Err(StoreError::Inconsistent(format!(
                         "run index refers to missing run {run_id}"

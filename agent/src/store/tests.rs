@@ -639,6 +639,39 @@ fn prune_keeps_newest_n_per_workflow_and_honours_the_outbox() {
 }
 
 #[test]
+fn a_bounded_prune_deletes_the_oldest_first_and_no_more() {
+    let dir = tmp();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let evs = (0..20)
+        .rev()
+        .map(|i| {
+            StatusEvent::Run(run(
+                &format!("r{i:02}"),
+                "wf",
+                1_000 + i,
+                RunState::Succeeded,
+            ))
+        })
+        .collect();
+    store.commit(events(evs)).unwrap();
+    store.ack_outbox(store.last_seq().unwrap()).unwrap();
+    assert_eq!(store.run_count().unwrap(), 20);
+    let policy = Retention {
+        max_age: Some(Duration::from_secs(1)),
+        max_runs_per_workflow: None,
+    };
+    // The clock says everything is old; a pass deletes only its share, oldest first.
+    let far = 400 * 86_400_000;
+    assert_eq!(
+        store.prune_at_most(policy, far, 2).unwrap(),
+        vec!["r00".to_string(), "r01".to_string()]
+    );
+    assert_eq!(store.run_count().unwrap(), 18);
+    assert!(store.prune_at_most(policy, far, 0).unwrap().is_empty());
+    assert_eq!(store.prune(policy, far).unwrap().len(), 18);
+}
+
+#[test]
 fn opening_a_v1_store_migrates_it() {
     let dir = tmp();
     let path = dir.path().join("s.redb");

@@ -1,0 +1,97 @@
+//! The driver against its store and disk: retention under clock steps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use outpost_common::clock::ManualClock;
+use outpost_common::record::{RunKind, RunRecord, RunState, StatusEvent};
+
+use super::{Driver, DriverConfig, PRECOMMIT_LEAD};
+use crate::exec::ExecConfig;
+use crate::store::{Batch, Retention, Store};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn t0() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+fn driver(dir: &std::path::Path, clock: &ManualClock, store: Arc<Store>) -> Driver {
+    Driver::new(
+        DriverConfig {
+            max_running: 2,
+            dispatch_ahead: 0,
+            resources: Default::default(),
+            exec: ExecConfig::new(dir.join("logs"), "/bin/false"),
+            shutdown_grace: Duration::from_secs(1),
+            agent_id: None,
+            workflows_dir: None,
+            validate: Default::default(),
+            retention: Some(Retention {
+                max_age: Some(30 * DAY),
+                max_runs_per_workflow: None,
+            }),
+            start_journal_dir: None,
+            precommit_lead: PRECOMMIT_LEAD,
+        },
+        Arc::new(clock.clone()),
+        store,
+    )
+}
+
+/// 20 finished runs of yesterday, acknowledged by the hub.
+fn history(store: &Store) {
+    let created = (t0() - TimeDelta::days(1)).timestamp_millis();
+    let events = (0..20)
+        .map(|i| {
+            StatusEvent::Run(RunRecord {
+                run_id: format!("wf@v1@r{i:02}"),
+                workflow: "wf".into(),
+                version: 1,
+                kind: RunKind::Manual,
+                scheduled_ms: created + i,
+                state: RunState::Succeeded,
+                params: Vec::new(),
+                created_ms: created + i,
+                started_ms: Some(created + i),
+                ended_ms: Some(created + i + 1),
+                agent_id: None,
+            })
+        })
+        .collect();
+    store
+        .commit(Batch {
+            events,
+            ..Batch::default()
+        })
+        .unwrap();
+    store.ack_outbox(store.last_seq().unwrap()).unwrap();
+}
+
+#[test]
+fn a_clock_step_prunes_nothing_and_a_wrong_clock_at_start_prunes_a_tenth_per_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("agent.redb")).unwrap());
+    history(&store);
+    let clock = ManualClock::new(t0());
+    let mut d = driver(dir.path(), &clock, store.clone());
+    assert_eq!(d.prune().unwrap(), 0, "nothing is old yet");
+    // The wall clock jumps 400 days ahead while the agent runs: the planner's rule sees it.
+    clock.set_wall(t0() + TimeDelta::days(400));
+    assert_eq!(d.prune().unwrap(), 0);
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(d.prune().unwrap(), 0, "age is measured without the step");
+    assert_eq!(store.run_count().unwrap(), 20);
+    drop(d);
+
+    // Restarted with the clock still 400 days ahead: nothing to compare with, so the bounded
+    // share is what protects the history: a tenth per pass, the oldest first.
+    let mut d = driver(dir.path(), &clock, store.clone());
+    assert_eq!(d.prune().unwrap(), 2);
+    assert!(!store.run_exists("wf@v1@r00").unwrap());
+    assert!(store.run_exists("wf@v1@r02").unwrap());
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(d.prune().unwrap(), 2);
+    assert_eq!(store.run_count().unwrap(), 16);
+}
