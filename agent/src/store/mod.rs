@@ -135,6 +135,21 @@ pub enum StoreError {
         /// The last assigned seq.
         last: u64,
     },
+    /// The store file is missing or empty where a store was created before (its marker says
+    /// so): the history is gone, and the agent does not start over silently.
+    #[error(
+        "store {path} is {found}, but {marker} records that a store was created here: its history \
+         (runs, outbox, identity) would be lost silently. Restore {path} from a backup; or, to \
+         start over deliberately with an empty store, delete {marker} and start again"
+    )]
+    Missing {
+        /// The store file.
+        path: PathBuf,
+        /// What was found: "missing" or "empty (0 bytes)".
+        found: &'static str,
+        /// The marker file.
+        marker: PathBuf,
+    },
     /// An index entry points at a record that is missing: a bug or a damaged file.
     #[error("store is inconsistent: {0}")]
     Inconsistent(String),
@@ -344,6 +359,22 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
+        let marker = marker_path(path);
+        let found = match fs::metadata(path) {
+            Ok(m) if m.len() > 0 => None,
+            Ok(_) => Some("empty (0 bytes)"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some("missing"),
+            Err(e) => return Err(file_err(e)),
+        };
+        if let Some(found) = found
+            && marker.exists()
+        {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+                found,
+                marker,
+            });
+        }
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -362,6 +393,9 @@ impl Store {
         let flag = repaired.clone();
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
+            // The whole file is checked (checksums, tree structure) before it is trusted; a file
+            // that fails is repaired from its last good commit, or refused as corrupted.
+            .set_check_integrity_on_open(true)
             .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed))
             .create(path)
             .map_err(|e| match e {
@@ -388,6 +422,13 @@ impl Store {
             txn.commit()?;
         } else {
             txn.abort()?;
+        }
+        if !marker.exists() {
+            // From now on a missing or empty store file here is an error, not a fresh start.
+            write_marker(&marker).map_err(|source| StoreError::File {
+                path: marker.clone(),
+                source,
+            })?;
         }
         Ok(store)
     }
@@ -921,6 +962,36 @@ impl Store {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// The marker written next to a store once it exists (`agent.redb` → `agent.redb.created`):
+/// while it is there, a missing or empty store file is refused ([`StoreError::Missing`]).
+pub fn marker_path(store: &Path) -> PathBuf {
+    let mut name = store.file_name().unwrap_or_default().to_os_string();
+    name.push(".created");
+    store.with_file_name(name)
+}
+
+/// Write the marker durably (the file, then its directory).
+fn write_marker(marker: &Path) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut f = crate::private_fs::file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(marker)?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    writeln!(
+        f,
+        "A store was created next to this file at {now}. While this file exists, the agent \
+         refuses to start with that store missing or empty; delete it to start over with an \
+         empty store."
+    )?;
+    f.sync_all()?;
+    if let Some(dir) = marker.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 type StrTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;

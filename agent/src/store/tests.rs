@@ -778,6 +778,10 @@ fn corrupt_values_are_typed_errors() {
         matches!(err, StoreError::Decode { table: "runs", .. }),
         "{err:?}"
     );
+    assert!(
+        err.to_string().contains("table runs at key bad"),
+        "the message names the record: {err}"
+    );
     assert!(store.runs(RunFilter::default()).is_err());
     assert!(store.run_exists("bad").unwrap());
 }
@@ -1153,5 +1157,84 @@ mod model {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn a_missing_or_empty_store_where_one_was_created_is_refused() {
+    let dir = tmp();
+    let path = dir.path().join("agent.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        store.put_meta("agent_id", b"edge-17").unwrap();
+    }
+    let marker = marker_path(&path);
+    assert_eq!(marker, dir.path().join("agent.redb.created"));
+    assert!(marker.is_file());
+    // Emptied (a bad restore, a full disk, a careless `> agent.redb`): refused, not recreated.
+    std::fs::File::create(&path).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Missing {
+                found: "empty (0 bytes)",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("agent.redb.created") && msg.contains("delete"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left untouched");
+    // Missing: the same.
+    std::fs::remove_file(&path).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Missing {
+                found: "missing",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!path.exists(), "nothing created");
+    // Starting over deliberately: delete the marker.
+    std::fs::remove_file(&marker).unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.get_meta("agent_id").unwrap(), None);
+    assert!(marker.is_file(), "the new store has its marker");
+}
+
+#[test]
+fn a_damaged_file_is_refused_or_repaired_on_open_never_trusted() {
+    let dir = tmp();
+    let path = dir.path().join("agent.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        store.put_meta("agent_id", b"edge-17").unwrap();
+    }
+    // Flip bytes in the middle of the file (past the header).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n / 2..n / 2 + 512] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    match Store::open(&path) {
+        // Repaired from the last good commit: what it holds is what was committed.
+        Ok(store) => {
+            let v = store.get_meta("agent_id");
+            assert!(
+                matches!(&v, Ok(Some(b)) if b == b"edge-17") || v.is_err(),
+                "{v:?}"
+            );
+        }
+        Err(e) => assert!(matches!(e, StoreError::Db(_)), "{e:?}"),
     }
 }
