@@ -41,6 +41,8 @@
 //!   `outbox_run_refs`) are maintained in the same transaction as the table they index.
 //! - Stored bytes that fail to decode surface as [`StoreError::Decode`], never as a panic.
 
+#[cfg(test)]
+mod power_loss;
 pub mod schema;
 #[cfg(test)]
 mod tests;
@@ -389,21 +391,59 @@ impl Store {
                 .map_err(file_err)?;
         }
         drop(file);
+        let store = match Self::open_db(path, target, |b| b.create(path)) {
+            // No marker: the file's creation never completed (a power loss during the very
+            // first start leaves a torn header). Nothing was ever acknowledged from it; keep it
+            // aside rather than delete it, and create the store again.
+            Err(StoreError::Db(e)) if !marker.exists() => {
+                let aside = path.with_file_name(format!(
+                    "{}.unreadable.{}",
+                    path.file_name().unwrap_or_default().to_string_lossy(),
+                    chrono::Utc::now().timestamp()
+                ));
+                tracing::warn!(
+                    path = %path.display(),
+                    aside = %aside.display(),
+                    "the store file is unreadable ({e}) and was never completely created: it is \
+                     kept aside and a new store is created"
+                );
+                fs::rename(path, &aside).map_err(file_err)?;
+                return Self::open_at(path, target);
+            }
+            other => other?,
+        };
+        if !marker.exists() {
+            // From now on a missing or empty store file here is an error, not a fresh start.
+            write_marker(&marker).map_err(|source| StoreError::File {
+                path: marker.clone(),
+                source,
+            })?;
+        }
+        Ok(store)
+    }
+
+    /// Open the database `create` makes with the store's builder settings (the file, or a test
+    /// backend), then migrate up to `target`. `path` names it in messages.
+    fn open_db(
+        path: &Path,
+        target: u64,
+        create: impl FnOnce(&redb::Builder) -> Result<Database, redb::DatabaseError>,
+    ) -> Result<Store, StoreError> {
         let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = repaired.clone();
-        let db = redb::Builder::new()
+        let mut builder = redb::Builder::new();
+        builder
             .set_cache_size(CACHE_BYTES)
             // The whole file is checked (checksums, tree structure) before it is trusted; a file
             // that fails is repaired from its last good commit, or refused as corrupted.
             .set_check_integrity_on_open(true)
-            .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed))
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
-                    path: path.to_path_buf(),
-                },
-                other => other.into(),
-            })?;
+            .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed));
+        let db = create(&builder).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
+                path: path.to_path_buf(),
+            },
+            other => other.into(),
+        })?;
         let repaired = repaired.load(std::sync::atomic::Ordering::Relaxed);
         if repaired {
             tracing::warn!(
@@ -423,14 +463,15 @@ impl Store {
         } else {
             txn.abort()?;
         }
-        if !marker.exists() {
-            // From now on a missing or empty store file here is an error, not a fresh start.
-            write_marker(&marker).map_err(|source| StoreError::File {
-                path: marker.clone(),
-                source,
-            })?;
-        }
         Ok(store)
+    }
+
+    /// Open a store over a redb storage backend instead of a file (the power-loss tests).
+    #[cfg(test)]
+    pub(crate) fn open_backend(backend: impl redb::StorageBackend) -> Result<Store, StoreError> {
+        Self::open_db(Path::new("<test backend>"), SCHEMA_VERSION, |b| {
+            b.create_with_backend(backend)
+        })
     }
 
     /// The file this store lives in.

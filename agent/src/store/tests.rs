@@ -1238,3 +1238,27 @@ fn a_damaged_file_is_refused_or_repaired_on_open_never_trusted() {
         Err(e) => assert!(matches!(e, StoreError::Db(_)), "{e:?}"),
     }
 }
+
+#[test]
+fn a_store_whose_creation_never_completed_is_kept_aside_and_created_again() {
+    let dir = tmp();
+    let path = dir.path().join("agent.redb");
+    // What a power loss during the very first open can leave: a torn header, no marker.
+    std::fs::write(&path, b"redb\x1a\x0a\xa9\x0d\x0a torn").unwrap();
+    let store = Store::open(&path).unwrap();
+    store.put_meta("k", b"v").unwrap();
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("agent.redb.unreadable."))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    drop(store);
+    // With the marker (the store was created once), an unreadable file is refused instead.
+    std::fs::write(&path, b"redb\x1a\x0a\xa9\x0d\x0a torn").unwrap();
+    assert!(Store::open(&path).is_err());
+    assert!(
+        std::fs::read(&path).unwrap().ends_with(b"torn"),
+        "left as found"
+    );
+}
