@@ -181,6 +181,9 @@ pub const HUB_ORIGIN: &str = "hub";
 /// lead for precise starts), up to [`MAX_PRECOMMIT_LEAD`].
 pub const PRECOMMIT_LEAD: Duration = Duration::from_millis(50);
 
+/// How often the driver reads the state directory's free space ([`crate::disk`]).
+pub const DISK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// The longest pre-commit lead the agent config may set.
 pub const MAX_PRECOMMIT_LEAD: Duration = Duration::from_secs(2);
 
@@ -248,6 +251,9 @@ pub struct DriverConfig {
     pub start_journal_dir: Option<PathBuf>,
     /// How long before a cron instant its run is committed ([`PRECOMMIT_LEAD`] by default).
     pub precommit_lead: Duration,
+    /// Watch the state directory's free space: no attempt starts while it is low
+    /// ([`crate::disk`]); `None`: not watched.
+    pub disk_guard: Option<crate::disk::DiskGuard>,
 }
 
 pub struct Driver {
@@ -305,6 +311,8 @@ pub struct Driver {
     recovered: bool,
     /// Retention's view of time (clock steps, see `outpost_agent_core::retention`).
     retention_clock: outpost_agent_core::retention::RetentionClock,
+    /// When free disk space was last read (monotonic).
+    disk_checked: Option<Duration>,
 }
 
 impl Driver {
@@ -377,6 +385,7 @@ impl Driver {
             journal_reset_due,
             recovered: false,
             retention_clock,
+            disk_checked: None,
         }
     }
 
@@ -1115,6 +1124,8 @@ impl Driver {
         overrides: Vec<(String, String)>,
         now: Now,
     ) -> RunId {
+        // Before the engine may start its first tasks.
+        self.check_disk(now);
         let mut params: BTreeMap<String, String> = wf.params.clone();
         for (k, v) in overrides {
             params.insert(k, v);
@@ -1168,6 +1179,7 @@ impl Driver {
     /// those due within [`PRECOMMIT_LEAD`], deferring their spawns) and engine timers.
     fn on_time(&mut self) -> anyhow::Result<()> {
         let now = self.now();
+        self.check_disk(now);
         self.start_due(now);
         self.engine.handle_timeout(now);
         if self.stopping {
@@ -1176,6 +1188,7 @@ impl Driver {
         // Carry out what the timers asked for now, so that only the pre-committed runs' spawns
         // are deferred below.
         self.pump()?;
+        let disk_low = self.disk_low();
         let names: Vec<String> = self.workflows.keys().cloned().collect();
         for name in names {
             let Some(l) = self.workflows.get_mut(&name) else {
@@ -1217,7 +1230,7 @@ impl Driver {
             for o in outs {
                 match o {
                     PlannerOutput::Fire { scheduled, kind } => {
-                        if l.paused {
+                        if l.paused || disk_low {
                             paused_fires.push(scheduled);
                         } else {
                             fires.push((l.wf.clone(), l.version, scheduled, kind));
@@ -1232,7 +1245,11 @@ impl Driver {
                     count: paused_fires.len() as u64,
                     first_ms: first.timestamp_millis(),
                     last_ms: last.timestamp_millis(),
-                    reason: "workflow paused".into(),
+                    reason: if l.paused {
+                        "workflow paused".into()
+                    } else {
+                        "low disk space (min_free_disk)".into()
+                    },
                     recorded_ms: now.wall_ms(),
                 }));
             }
@@ -1250,6 +1267,44 @@ impl Driver {
             r?;
         }
         Ok(())
+    }
+
+    /// Read the free disk space (at most every [`DISK_CHECK_EVERY`]) and pause or resume
+    /// starting attempts (see [`crate::disk`]).
+    fn check_disk(&mut self, now: Now) {
+        if self.stopping
+            || self
+                .disk_checked
+                .is_some_and(|t| now.mono.saturating_sub(t) < DISK_CHECK_EVERY)
+        {
+            return;
+        }
+        let Some(guard) = self.cfg.disk_guard.as_mut() else {
+            return;
+        };
+        self.disk_checked = Some(now.mono);
+        match guard.check() {
+            Ok(crate::disk::Change::BecameLow) => {
+                tracing::error!("{}", guard.describe());
+                self.engine.stop_starting();
+            }
+            Ok(crate::disk::Change::Recovered) => {
+                tracing::info!(
+                    dir = %guard.dir.display(),
+                    "disk space is back above min_free_disk: attempts start again"
+                );
+                self.engine.resume_starting();
+            }
+            Ok(crate::disk::Change::Same) => {}
+            Err(e) => {
+                tracing::warn!(dir = %guard.dir.display(), "cannot read free disk space: {e}")
+            }
+        }
+    }
+
+    /// Is free disk space below the minimum (no attempt starts)?
+    pub fn disk_low(&self) -> bool {
+        self.cfg.disk_guard.as_ref().is_some_and(|g| g.is_low())
     }
 
     fn fire(&mut self, fires: Vec<(Arc<Workflow>, u64, DateTime<Utc>, RunKind)>, now: Now) {
@@ -1635,6 +1690,8 @@ impl Driver {
 
     fn handle_event(&mut self, ev: Event) {
         let now = self.now();
+        // Before an exit lets the engine start the next tasks.
+        self.check_disk(now);
         match ev {
             Event::Started {
                 run_id,
@@ -1753,6 +1810,11 @@ impl Driver {
                 d.due.saturating_sub(ARM_AHEAD)
             };
             best = Some(best.map_or(at, |b| b.min(at)));
+        }
+        if self.disk_low() {
+            // Look again for the space to come back.
+            let d = now.mono + DISK_CHECK_EVERY;
+            best = Some(best.map_or(d, |b| b.min(d)));
         }
         if !self.stopping {
             for l in self.workflows.values() {
@@ -1943,6 +2005,12 @@ impl Driver {
             max_running: self.cfg.max_running,
             active_runs: self.runs.len(),
             outbox_pending: self.store.outbox_len()?,
+            disk_low: self
+                .cfg
+                .disk_guard
+                .as_ref()
+                .filter(|g| g.is_low())
+                .map(|g| g.describe()),
             workflows: self
                 .workflows
                 .iter()

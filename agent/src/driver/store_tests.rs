@@ -34,6 +34,7 @@ fn driver(dir: &std::path::Path, clock: &ManualClock, store: Arc<Store>) -> Driv
             }),
             start_journal_dir: None,
             precommit_lead: PRECOMMIT_LEAD,
+            disk_guard: None,
         },
         Arc::new(clock.clone()),
         store,
@@ -94,4 +95,87 @@ fn a_clock_step_prunes_nothing_and_a_wrong_clock_at_start_prunes_a_tenth_per_pas
     clock.advance(Duration::from_secs(3600));
     assert_eq!(d.prune().unwrap(), 2);
     assert_eq!(store.run_count().unwrap(), 16);
+}
+
+/// Free space for tests: what `free` holds.
+struct FakeSpace(Arc<std::sync::atomic::AtomicU64>);
+
+impl crate::disk::FreeSpace for FakeSpace {
+    fn space(&self, _dir: &std::path::Path) -> std::io::Result<crate::disk::Space> {
+        Ok(crate::disk::Space {
+            free: self.0.load(std::sync::atomic::Ordering::Relaxed),
+            total: 1 << 30,
+        })
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn low_disk_space_pauses_starts_says_so_and_resumes_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("agent.redb")).unwrap());
+    let free = Arc::new(std::sync::atomic::AtomicU64::new(10));
+    let mut guard =
+        crate::disk::DiskGuard::new(dir.path(), crate::disk::MinFree::Bytes(1024 * 1024));
+    guard.source = Arc::new(FakeSpace(free.clone()));
+    let clock = Arc::new(outpost_common::clock::SystemClock::default());
+    let mut exec = ExecConfig::new(dir.path().join("logs"), "/bin/false");
+    exec.disk_low = guard.low.clone();
+    let mut d = Driver::new(
+        DriverConfig {
+            max_running: 2,
+            dispatch_ahead: 0,
+            resources: Default::default(),
+            exec,
+            shutdown_grace: Duration::from_secs(1),
+            agent_id: None,
+            workflows_dir: None,
+            validate: Default::default(),
+            retention: None,
+            start_journal_dir: None,
+            precommit_lead: PRECOMMIT_LEAD,
+            disk_guard: Some(guard),
+        },
+        clock,
+        store.clone(),
+    );
+    let src = "name: disk\ntasks:\n  t:\n    command: [/bin/echo, hello]\n";
+    let wf = outpost_common::workflow::parse(
+        "disk.yaml",
+        src,
+        outpost_common::workflow::Format::Yaml,
+        &Default::default(),
+    )
+    .unwrap();
+    let version = d
+        .record_version(&wf, src.as_bytes(), "yaml", "disk.yaml")
+        .unwrap();
+    d.install_workflow(wf, version, "disk.yaml".into(), false)
+        .unwrap();
+    let run_id = d.trigger("disk", Vec::new()).unwrap();
+    // Space is low: the run is recorded, nothing starts, status says why.
+    let t0 = std::time::Instant::now();
+    d.run_loop(|_| t0.elapsed() > Duration::from_millis(1500))
+        .await
+        .unwrap();
+    assert!(d.disk_low());
+    let tasks = store.tasks(&run_id).unwrap();
+    assert!(
+        tasks.iter().all(|t| t.attempts.is_empty()),
+        "no attempt while space is low: {tasks:?}"
+    );
+    let status = d.status().unwrap();
+    let said = status.disk_low.unwrap_or_default();
+    assert!(said.contains("min_free_disk"), "{said}");
+    // Space comes back: the run goes on by itself.
+    free.store(1 << 29, std::sync::atomic::Ordering::Relaxed);
+    let done = tokio::time::timeout(
+        Duration::from_secs(20),
+        d.run_loop(|d| !d.finished.is_empty()),
+    )
+    .await;
+    assert!(done.is_ok(), "the run did not resume");
+    assert!(!d.disk_low());
+    assert!(d.status().unwrap().disk_low.is_none());
+    let run = store.run(&run_id).unwrap().unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
 }
