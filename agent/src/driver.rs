@@ -85,7 +85,11 @@ struct CommitJob {
 /// each as [`Event::Committed`] (a redb commit is a blocking two-phase commit: two fsyncs). The
 /// driver goes on meanwhile: starting dispatched attempts, taking in exits, preparing the next
 /// batch; what needs a batch durable waits for its `Committed`.
-fn start_committer(store: Arc<Store>, tx: mpsc::UnboundedSender<Event>) -> Committer {
+fn start_committer(
+    store: Arc<Store>,
+    tx: mpsc::UnboundedSender<Event>,
+    stalled: Arc<std::sync::Mutex<Option<String>>>,
+) -> Committer {
     let (jtx, jrx) = std::sync::mpsc::channel::<CommitJob>();
     let spawned = std::thread::Builder::new()
         .name("outpost-commit".into())
@@ -101,10 +105,7 @@ fn start_committer(store: Arc<Store>, tx: mpsc::UnboundedSender<Event>) -> Commi
                     batch.append(next.batch);
                     replies.extend(next.reply);
                 }
-                let result = store
-                    .commit(batch)
-                    .map(|info| info.last_seq)
-                    .map_err(|e| format!("{e:#}"));
+                let result = commit_until_done(&store, batch, &stalled);
                 for r in replies {
                     let _ = r.send(result.clone());
                 }
@@ -123,6 +124,44 @@ fn start_committer(store: Arc<Store>, tx: mpsc::UnboundedSender<Event>) -> Commi
         jobs: Some(jtx),
         thread,
     }
+}
+
+/// Commit `batch`; on failure (a full disk, an I/O error) keep it, reopen the store and retry,
+/// with a growing pause, until it is durable. Nothing that waits for it (a spawn, a kill, an
+/// acknowledgement) happens meanwhile, so no attempt starts; `stalled` says why, for `status`.
+/// A failed commit that landed after all (an error after its last write) is not repeated: its
+/// events moved `last_seq`.
+fn commit_until_done(
+    store: &Store,
+    batch: Batch,
+    stalled: &std::sync::Mutex<Option<String>>,
+) -> Result<u64, String> {
+    let before = store.last_seq().ok();
+    let has_events = !batch.events.is_empty();
+    let mut result = store.commit(batch.clone()).map(|i| i.last_seq);
+    let mut pause = Duration::from_millis(200);
+    while let Err(e) = &result {
+        let message = format!("cannot commit to the store: {e:#}");
+        tracing::error!("{message}; no attempt starts until it succeeds; retrying in {pause:?}");
+        *stalled.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(5));
+        if let Err(e) = store.reopen() {
+            result = Err(e);
+            continue;
+        }
+        let now = store.last_seq();
+        if has_events && before.is_some() && now.as_ref().ok() != before.as_ref() {
+            result = now;
+            break;
+        }
+        result = store.commit(batch.clone()).map(|i| i.last_seq);
+    }
+    let mut s = stalled.lock().unwrap_or_else(|p| p.into_inner());
+    if s.take().is_some() {
+        tracing::info!("the store commits again: attempts start again");
+    }
+    result.map_err(|e| format!("{e:#}"))
 }
 
 /// The committer thread's queue and handle. Dropping it closes the queue and joins the thread,
@@ -313,12 +352,15 @@ pub struct Driver {
     retention_clock: outpost_agent_core::retention::RetentionClock,
     /// When free disk space was last read (monotonic).
     disk_checked: Option<Duration>,
+    /// Set by the committer while a commit fails and is retried (see `commit_until_done`).
+    store_stalled: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Driver {
     pub fn new(cfg: DriverConfig, clock: Arc<dyn Clock>, store: Arc<Store>) -> Driver {
         let (tx, rx) = mpsc::unbounded_channel();
-        let committer = start_committer(store.clone(), tx.clone());
+        let store_stalled = Arc::new(std::sync::Mutex::new(None));
+        let committer = start_committer(store.clone(), tx.clone(), store_stalled.clone());
         let seed =
             clock.wall().timestamp_nanos_opt().unwrap_or(0) as u64 ^ u64::from(std::process::id());
         let engine = Engine::new(EngineConfig {
@@ -386,6 +428,7 @@ impl Driver {
             recovered: false,
             retention_clock,
             disk_checked: None,
+            store_stalled,
         }
     }
 
@@ -1302,6 +1345,14 @@ impl Driver {
         }
     }
 
+    /// Why the store cannot commit now, while the committer retries.
+    pub fn store_stalled(&self) -> Option<String> {
+        self.store_stalled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Is free disk space below the minimum (no attempt starts)?
     pub fn disk_low(&self) -> bool {
         self.cfg.disk_guard.as_ref().is_some_and(|g| g.is_low())
@@ -1892,6 +1943,25 @@ impl Driver {
 
     fn control(&mut self, req: crate::control::Request) -> crate::control::Response {
         use crate::control::{Request, Response};
+        if let Some(stall) = self.store_stalled() {
+            // The store cannot write (the committer retries): answer what can be answered now.
+            return match req {
+                Request::Status => match self.status() {
+                    Ok(mut s) => {
+                        s.disk_low = Some(format!(
+                            "{stall}; retrying: no attempt starts until it succeeds"
+                        ));
+                        Response::Status(s)
+                    }
+                    Err(e) => Response::Error {
+                        message: format!("{stall}; retrying ({e:#})"),
+                    },
+                },
+                _ => Response::Error {
+                    message: format!("{stall}; retrying: try again when it succeeds"),
+                },
+            };
+        }
         // Answer from the store as of everything decided so far.
         if let Err(e) = self.flush() {
             return Response::Error {

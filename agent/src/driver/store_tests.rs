@@ -179,3 +179,113 @@ async fn low_disk_space_pauses_starts_says_so_and_resumes_by_itself() {
     let run = store.run(&run_id).unwrap().unwrap();
     assert_eq!(run.state, RunState::Succeeded, "{run:?}");
 }
+
+/// Unmounts a test file system (lazily) when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A real full disk: the store lives on a 64 MiB tmpfs that a filler file fills up, so that a
+/// commit fails with ENOSPC. The driver keeps the batch, reopens the store and retries; once
+/// the filler is removed the commit succeeds, exactly once, and nothing committed before is
+/// lost. Mounting needs root: CI runs as root, and this test fails (it does not skip) without.
+#[test]
+fn a_commit_that_fails_on_a_full_disk_is_retried_until_space_is_back() {
+    use std::io::Write as _;
+    assert!(
+        rustix::process::getuid().is_root(),
+        "this test mounts a small tmpfs to fill it: run it as root (CI does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "cannot mount a tmpfs on {}",
+        mnt.display()
+    );
+    let _unmount = Unmount(mnt.clone());
+
+    let store = Arc::new(Store::open(&mnt.join("agent.redb")).unwrap());
+    history(&store);
+    let before = store.last_seq().unwrap();
+    let clock = ManualClock::new(t0());
+    let mut d = driver(&mnt, &clock, store.clone());
+
+    let filler = mnt.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0xa5u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    // Runs with 3 MiB of parameters in all: more than the store can grow into.
+    let big: Vec<StatusEvent> = (0..12)
+        .map(|i| {
+            StatusEvent::Run(RunRecord {
+                run_id: format!("wf@v1@big{i:02}"),
+                workflow: "wf".into(),
+                version: 1,
+                kind: RunKind::Manual,
+                scheduled_ms: 5,
+                state: RunState::Queued,
+                params: vec![("blob".into(), "x".repeat(256 * 1024))],
+                created_ms: t0().timestamp_millis() + i,
+                started_ms: None,
+                ended_ms: None,
+                agent_id: None,
+            })
+        })
+        .collect();
+    let n = big.len() as u64;
+    let stalled = d.store_stalled.clone();
+    let freer = std::thread::spawn(move || {
+        // Free the space only once the commit was seen failing.
+        let t0 = std::time::Instant::now();
+        let mut seen = None;
+        while t0.elapsed() < Duration::from_secs(30) {
+            seen = stalled.lock().unwrap().clone();
+            if seen.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::remove_file(&filler).unwrap();
+        seen
+    });
+    d.commit(Batch {
+        events: big,
+        ..Batch::default()
+    })
+    .unwrap();
+    let seen = freer.join().unwrap();
+    let seen = seen.expect("the commit never failed: the disk was not full");
+    assert!(
+        seen.contains("No space left") || seen.contains("closed"),
+        "{seen}"
+    );
+    assert!(d.store_stalled().is_none());
+    // Committed once, after everything before it; the ledger and the outbox agree.
+    assert_eq!(store.last_seq().unwrap(), before + n);
+    assert_eq!(store.run_count().unwrap(), 20 + n);
+    assert_eq!(store.outbox_len().unwrap(), n);
+    assert!(store.run("wf@v1@r00").unwrap().is_some());
+    // And the store goes on.
+    d.commit(Batch {
+        paused: vec![("wf".into(), true)],
+        ..Batch::default()
+    })
+    .unwrap();
+    assert!(store.is_paused("wf").unwrap());
+}

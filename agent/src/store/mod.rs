@@ -152,6 +152,14 @@ pub enum StoreError {
         /// The marker file.
         marker: PathBuf,
     },
+    /// The store is closed after a write error, until [`Store::reopen`] succeeds.
+    #[error(
+        "store {path} is closed after a write error (is the disk full?); it is reopened and the write retried"
+    )]
+    Closed {
+        /// The file.
+        path: PathBuf,
+    },
     /// An index entry points at a record that is missing: a bug or a damaged file.
     #[error("store is inconsistent: {0}")]
     Inconsistent(String),
@@ -325,9 +333,12 @@ fn successor(prefix: &str) -> String {
 /// waits for two fsyncs), so async callers should use `spawn_blocking`. Writes are serialised by
 /// redb: one write transaction at a time.
 pub struct Store {
-    db: Database,
+    /// `None` only while [`Store::reopen`] replaces it (or after a reopen failed).
+    db: std::sync::RwLock<Option<Database>>,
     path: PathBuf,
     repaired: bool,
+    /// Whether [`Store::reopen`] can open the file again (not for a test backend).
+    file_backed: bool,
 }
 
 const _: () = {
@@ -392,6 +403,13 @@ impl Store {
         }
         drop(file);
         let store = match Self::open_db(path, target, |b| b.create(path)) {
+            Ok(mut s) => {
+                s.file_backed = true;
+                Ok(s)
+            }
+            Err(e) => Err(e),
+        };
+        let store = match store {
             // No marker: the file's creation never completed (a power loss during the very
             // first start leaves a torn header). Nothing was ever acknowledged from it; keep it
             // aside rather than delete it, and create the store again.
@@ -452,9 +470,10 @@ impl Store {
             );
         }
         let store = Store {
-            db,
+            db: std::sync::RwLock::new(Some(db)),
             path: path.to_path_buf(),
             repaired,
+            file_backed: false,
         };
         let txn = store.begin_write()?;
         let found = schema::migrate(&txn, target)?;
@@ -486,8 +505,55 @@ impl Store {
         self.repaired
     }
 
+    fn db(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<Database>>, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err(StoreError::Closed {
+                path: self.path.clone(),
+            });
+        }
+        Ok(guard)
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        let guard = self.db()?;
+        match guard.as_ref() {
+            Some(db) => Ok(db.begin_read()?),
+            None => Err(StoreError::Closed {
+                path: self.path.clone(),
+            }),
+        }
+    }
+
+    /// Close the file and open it again. After a failed write (a full disk), redb refuses every
+    /// further operation on the open file until it is reopened; the committer reopens it before
+    /// it retries. Committed data is as it was (the open checks and, if needed, repairs the
+    /// file); on failure the store stays closed (every call fails) until a reopen succeeds.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        if !self.file_backed {
+            return Err(StoreError::Closed {
+                path: self.path.clone(),
+            });
+        }
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        drop(guard.take());
+        let mut builder = redb::Builder::new();
+        builder
+            .set_cache_size(CACHE_BYTES)
+            .set_check_integrity_on_open(true);
+        *guard = Some(builder.create(&self.path)?);
+        Ok(())
+    }
+
     fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
-        let mut txn = self.db.begin_write()?;
+        let guard = self.db()?;
+        let Some(db) = guard.as_ref() else {
+            return Err(StoreError::Closed {
+                path: self.path.clone(),
+            });
+        };
+        let mut txn = db.begin_write()?;
+        drop(guard);
         txn.set_two_phase_commit(true);
         Ok(txn)
     }
@@ -595,7 +661,7 @@ impl Store {
 
     /// All stored versions of a workflow, oldest first (including those of a removed workflow).
     pub fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(WORKFLOW_VERSIONS)?;
         let hi = successor(name);
         let mut out = Vec::new();
@@ -613,7 +679,7 @@ impl Store {
 
     /// The latest version of every workflow that is not removed, by name.
     pub fn active_workflows(&self) -> Result<Vec<WorkflowVersion>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(WORKFLOW_VERSIONS)?;
         let states = read.open_table(WORKFLOW_STATE)?;
         let mut latest: BTreeMap<String, (u64, Vec<u8>)> = BTreeMap::new();
@@ -638,7 +704,7 @@ impl Store {
 
     /// The highest stored version number of a workflow (removed or not).
     pub fn highest_version(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(WORKFLOW_VERSIONS)?;
         let hi = successor(name);
         let last = table.range((name, 0)..(hi.as_str(), 0))?.next_back();
@@ -665,13 +731,13 @@ impl Store {
 
     /// Whether a workflow is paused.
     pub fn is_paused(&self, name: &str) -> Result<bool, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         Ok(read_state(&read.open_table(WORKFLOW_STATE)?, name)?.paused)
     }
 
     /// The planner's last fired instant of a workflow.
     pub fn last_fired(&self, name: &str) -> Result<Option<UnixMillis>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         Ok(read_state(&read.open_table(WORKFLOW_STATE)?, name)?.last_fired_ms)
     }
 
@@ -679,20 +745,20 @@ impl Store {
 
     /// A run's latest snapshot.
     pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let runs = read.open_table(RUNS)?;
         get_run(&runs, run_id)
     }
 
     /// Whether a run with this id is stored.
     pub fn run_exists(&self, run_id: &str) -> Result<bool, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         Ok(read.open_table(RUNS)?.get(run_id)?.is_some())
     }
 
     /// A run's task instances, by task id.
     pub fn tasks(&self, run_id: &str) -> Result<Vec<TaskInstanceRecord>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         read_tasks(&read.open_table(TASKS)?, run_id)
     }
 
@@ -703,7 +769,7 @@ impl Store {
         if filter.limit == 0 {
             return Ok(out);
         }
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let runs = read.open_table(RUNS)?;
         let mut visit = |run_id: &str| -> Result<bool, StoreError> {
             let run = get_run(&runs, run_id)?.ok_or_else(|| {
@@ -747,7 +813,7 @@ impl Store {
     /// Runs that are not terminal, with their task instances, oldest first: what crash
     /// recovery resumes or marks interrupted.
     pub fn unfinished_runs(&self) -> Result<Vec<(RunRecord, Vec<TaskInstanceRecord>)>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let index = read.open_table(RUNS_UNFINISHED)?;
         let runs = read.open_table(RUNS)?;
         let tasks = read.open_table(TASKS)?;
@@ -767,7 +833,7 @@ impl Store {
 
     /// The latest `limit` missed-firing records of a workflow, newest first.
     pub fn missed(&self, workflow: &str, limit: usize) -> Result<Vec<MissedFirings>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(MISSED)?;
         let hi = successor(workflow);
         let mut out = Vec::new();
@@ -795,7 +861,7 @@ impl Store {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let outbox = read.open_table(OUTBOX)?;
         let mut out = Vec::new();
         let range = outbox.range::<u64>((Bound::Excluded(after_seq), Bound::Unbounded))?;
@@ -849,7 +915,7 @@ impl Store {
     }
 
     fn seqs(&self) -> Result<(u64, u64), StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let meta = read.open_table(META)?;
         let get =
             |key| -> Result<u64, StoreError> { Ok(meta.get(key)?.map(|g| g.value()).unwrap_or(0)) };
@@ -868,13 +934,13 @@ impl Store {
 
     /// Number of stored runs (any state).
     pub fn run_count(&self) -> Result<u64, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         Ok(read.open_table(RUNS)?.len()?)
     }
 
     /// Number of unacknowledged outbox entries.
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         Ok(read.open_table(OUTBOX)?.len()?)
     }
 
@@ -976,14 +1042,14 @@ impl Store {
 
     /// A value of the agent's own key/value table.
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(AGENT_META)?;
         Ok(table.get(key)?.map(|g| g.value().to_vec()))
     }
 
     /// Every entry of the agent's own key/value table whose key starts with `prefix`.
     pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(AGENT_META)?;
         let mut out = Vec::new();
         for item in table.range(prefix..)? {

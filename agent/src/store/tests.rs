@@ -690,7 +690,7 @@ fn opening_a_v1_store_migrates_it() {
             }
         }
         txn.commit().unwrap();
-        let read = old.db.begin_read().unwrap();
+        let read = old.begin_read().unwrap();
         assert_eq!(
             read.open_table(META)
                 .unwrap()
@@ -706,7 +706,7 @@ fn opening_a_v1_store_migrates_it() {
         );
     }
     let store = Store::open(&path).unwrap();
-    let read = store.db.begin_read().unwrap();
+    let read = store.begin_read().unwrap();
     assert_eq!(
         read.open_table(META)
             .unwrap()
