@@ -428,6 +428,7 @@ fn run_once(
                 retention: None,
                 start_journal_dir: Some(cfg.state_dir.clone()),
                 precommit_lead: cfg.precommit_lead,
+                disk_guard: None,
             },
             Arc::new(SystemClock::default()),
             store.clone(),
@@ -743,6 +744,9 @@ fn client_status(c: &ClientOpts, output: Output) -> anyhow::Result<ExitCode> {
         "tasks running {}/{}   active runs {}   outbox pending {}",
         s.running_tasks, s.max_running, s.active_runs, s.outbox_pending
     );
+    if let Some(d) = &s.disk_low {
+        println!("PAUSED: {d}");
+    }
     println!();
     let rows: Vec<Vec<String>> = s
         .workflows

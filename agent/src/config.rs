@@ -20,6 +20,7 @@ struct RawConfig {
     dispatch_ahead: Option<usize>,
     precommit_lead: Option<String>,
     rescan_interval: Option<String>,
+    min_free_disk: Option<String>,
     #[serde(default)]
     resources: BTreeMap<String, u32>,
     #[serde(default)]
@@ -99,6 +100,9 @@ pub struct AgentConfig {
     pub cgroup_root: Option<PathBuf>,
     /// `[hub] address`: run under a hub (requires enrollment). Overrides the enrolled address.
     pub hub_address: Option<String>,
+    /// `min_free_disk`: below this much free space on the state directory's file system no
+    /// attempt starts (see [`crate::disk`]).
+    pub min_free_disk: crate::disk::MinFree,
 }
 
 /// A configuration error, naming the file and the key.
@@ -158,6 +162,7 @@ impl AgentConfig {
             kill_grace: Duration::from_secs(10),
             cgroup_root: None,
             hub_address: None,
+            min_free_disk: crate::disk::DEFAULT_MIN_FREE,
         }
     }
 
@@ -258,6 +263,14 @@ impl AgentConfig {
         }
         cfg.cgroup_root = raw.exec.cgroup_root.map(resolve);
         cfg.hub_address = raw.hub.and_then(|h| h.address);
+        if let Some(m) = &raw.min_free_disk {
+            cfg.min_free_disk =
+                crate::disk::MinFree::parse(m).ok_or_else(|| ConfigError::Value {
+                    path: path.to_string(),
+                    key: "min_free_disk",
+                    message: format!("`{m}` is not a size or a share (e.g. 256MiB, 2%)"),
+                })?;
+        }
         Ok(cfg)
     }
 
@@ -337,6 +350,16 @@ mod tests {
     }
 
     #[test]
+    fn min_free_disk_takes_a_size_or_a_share_and_names_a_bad_value() {
+        let c = AgentConfig::parse("a.toml", "min_free_disk = \"2%\"\n", None).unwrap();
+        assert_eq!(c.min_free_disk, crate::disk::MinFree::Percent(2.0));
+        let c = AgentConfig::parse("a.toml", "min_free_disk = \"1GiB\"\n", None).unwrap();
+        assert_eq!(c.min_free_disk, crate::disk::MinFree::Bytes(1 << 30));
+        let e = AgentConfig::parse("a.toml", "min_free_disk = \"plenty\"\n", None).unwrap_err();
+        assert!(e.to_string().contains("min_free_disk"), "{e}");
+    }
+
+    #[test]
     fn relative_paths_follow_the_file_and_values_parse() {
         let c = AgentConfig::parse(
             "a.toml",
@@ -349,6 +372,7 @@ mod tests {
         assert_eq!(c.max_running, 3);
         assert_eq!(c.resources.get("plc-bus"), Some(&1));
         assert_eq!(c.log_max_bytes, 1024 * 1024);
+        assert_eq!(c.min_free_disk, crate::disk::DEFAULT_MIN_FREE);
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
     }
 

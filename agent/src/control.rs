@@ -80,6 +80,9 @@ pub struct StatusView {
     pub active_runs: usize,
     pub outbox_pending: u64,
     pub workflows: Vec<WorkflowStatus>,
+    /// Set while free disk space is below `min_free_disk` (no attempt starts meanwhile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_low: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

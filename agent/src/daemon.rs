@@ -43,6 +43,9 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
             }
         }
     }
+    let disk_guard = crate::disk::DiskGuard::new(&cfg.state_dir, cfg.min_free_disk);
+    let mut exec = exec;
+    exec.disk_low = disk_guard.low.clone();
     let mut driver = Driver::new(
         DriverConfig {
             max_running: cfg.max_running,
@@ -59,6 +62,7 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
             }),
             start_journal_dir: Some(cfg.state_dir.clone()),
             precommit_lead: cfg.precommit_lead,
+            disk_guard: Some(disk_guard),
         },
         Arc::new(SystemClock::default()),
         store,

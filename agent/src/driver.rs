@@ -85,7 +85,11 @@ struct CommitJob {
 /// each as [`Event::Committed`] (a redb commit is a blocking two-phase commit: two fsyncs). The
 /// driver goes on meanwhile: starting dispatched attempts, taking in exits, preparing the next
 /// batch; what needs a batch durable waits for its `Committed`.
-fn start_committer(store: Arc<Store>, tx: mpsc::UnboundedSender<Event>) -> Committer {
+fn start_committer(
+    store: Arc<Store>,
+    tx: mpsc::UnboundedSender<Event>,
+    stalled: Arc<std::sync::Mutex<Option<String>>>,
+) -> Committer {
     let (jtx, jrx) = std::sync::mpsc::channel::<CommitJob>();
     let spawned = std::thread::Builder::new()
         .name("outpost-commit".into())
@@ -101,10 +105,7 @@ fn start_committer(store: Arc<Store>, tx: mpsc::UnboundedSender<Event>) -> Commi
                     batch.append(next.batch);
                     replies.extend(next.reply);
                 }
-                let result = store
-                    .commit(batch)
-                    .map(|info| info.last_seq)
-                    .map_err(|e| format!("{e:#}"));
+                let result = commit_until_done(&store, batch, &stalled);
                 for r in replies {
                     let _ = r.send(result.clone());
                 }
@@ -123,6 +124,44 @@ fn start_committer(store: Arc<Store>, tx: mpsc::UnboundedSender<Event>) -> Commi
         jobs: Some(jtx),
         thread,
     }
+}
+
+/// Commit `batch`; on failure (a full disk, an I/O error) keep it, reopen the store and retry,
+/// with a growing pause, until it is durable. Nothing that waits for it (a spawn, a kill, an
+/// acknowledgement) happens meanwhile, so no attempt starts; `stalled` says why, for `status`.
+/// A failed commit that landed after all (an error after its last write) is not repeated: its
+/// events moved `last_seq`.
+fn commit_until_done(
+    store: &Store,
+    batch: Batch,
+    stalled: &std::sync::Mutex<Option<String>>,
+) -> Result<u64, String> {
+    let before = store.last_seq().ok();
+    let has_events = !batch.events.is_empty();
+    let mut result = store.commit(batch.clone()).map(|i| i.last_seq);
+    let mut pause = Duration::from_millis(200);
+    while let Err(e) = &result {
+        let message = format!("cannot commit to the store: {e:#}");
+        tracing::error!("{message}; no attempt starts until it succeeds; retrying in {pause:?}");
+        *stalled.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(5));
+        if let Err(e) = store.reopen() {
+            result = Err(e);
+            continue;
+        }
+        let now = store.last_seq();
+        if has_events && before.is_some() && now.as_ref().ok() != before.as_ref() {
+            result = now;
+            break;
+        }
+        result = store.commit(batch.clone()).map(|i| i.last_seq);
+    }
+    let mut s = stalled.lock().unwrap_or_else(|p| p.into_inner());
+    if s.take().is_some() {
+        tracing::info!("the store commits again: attempts start again");
+    }
+    result.map_err(|e| format!("{e:#}"))
 }
 
 /// The committer thread's queue and handle. Dropping it closes the queue and joins the thread,
@@ -180,6 +219,9 @@ pub const HUB_ORIGIN: &str = "hub";
 /// The default; `precommit_lead` in the agent config sets it (slow storage needs a longer
 /// lead for precise starts), up to [`MAX_PRECOMMIT_LEAD`].
 pub const PRECOMMIT_LEAD: Duration = Duration::from_millis(50);
+
+/// How often the driver reads the state directory's free space ([`crate::disk`]).
+pub const DISK_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The longest pre-commit lead the agent config may set.
 pub const MAX_PRECOMMIT_LEAD: Duration = Duration::from_secs(2);
@@ -248,6 +290,9 @@ pub struct DriverConfig {
     pub start_journal_dir: Option<PathBuf>,
     /// How long before a cron instant its run is committed ([`PRECOMMIT_LEAD`] by default).
     pub precommit_lead: Duration,
+    /// Watch the state directory's free space: no attempt starts while it is low
+    /// ([`crate::disk`]); `None`: not watched.
+    pub disk_guard: Option<crate::disk::DiskGuard>,
 }
 
 pub struct Driver {
@@ -303,12 +348,19 @@ pub struct Driver {
     /// `recover` ran: the dispatched attempts found in the store are resolved (once their
     /// records are durable), so the journal's old lines may be dropped.
     recovered: bool,
+    /// Retention's view of time (clock steps, see `outpost_agent_core::retention`).
+    retention_clock: outpost_agent_core::retention::RetentionClock,
+    /// When free disk space was last read (monotonic).
+    disk_checked: Option<Duration>,
+    /// Set by the committer while a commit fails and is retried (see `commit_until_done`).
+    store_stalled: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Driver {
     pub fn new(cfg: DriverConfig, clock: Arc<dyn Clock>, store: Arc<Store>) -> Driver {
         let (tx, rx) = mpsc::unbounded_channel();
-        let committer = start_committer(store.clone(), tx.clone());
+        let store_stalled = Arc::new(std::sync::Mutex::new(None));
+        let committer = start_committer(store.clone(), tx.clone(), store_stalled.clone());
         let seed =
             clock.wall().timestamp_nanos_opt().unwrap_or(0) as u64 ^ u64::from(std::process::id());
         let engine = Engine::new(EngineConfig {
@@ -318,6 +370,8 @@ impl Driver {
             dispatch_ahead: cfg.dispatch_ahead,
         });
         let started = clock.wall();
+        let retention_clock =
+            outpost_agent_core::retention::RetentionClock::new(Now::read(clock.as_ref()));
         let (start_log, journal_found) = match &cfg.start_journal_dir {
             Some(dir) => {
                 let found = crate::startlog::recover(dir);
@@ -372,6 +426,9 @@ impl Driver {
             journal_found,
             journal_reset_due,
             recovered: false,
+            retention_clock,
+            disk_checked: None,
+            store_stalled,
         }
     }
 
@@ -877,7 +934,20 @@ impl Driver {
         let Some(policy) = self.cfg.retention else {
             return Ok(0);
         };
-        let pruned = self.store.prune(policy, self.now().wall_ms())?;
+        let now_ms = match self.retention_clock.pass(self.now()) {
+            outpost_agent_core::retention::Pass::Prune { now_ms } => now_ms,
+            outpost_agent_core::retention::Pass::Skip { step } => {
+                tracing::warn!(
+                    step_s = step.num_seconds(),
+                    "the wall clock stepped forward since the last retention pass: nothing is \
+                     pruned now, and later passes measure age without the step"
+                );
+                return Ok(0);
+            }
+        };
+        let limit = outpost_agent_core::retention::prune_limit(self.store.run_count()?);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let pruned = self.store.prune_at_most(policy, now_ms, limit)?;
         for id in &pruned {
             let dir = crate::exec::run_dir(&self.cfg.exec, id);
             if dir.exists()
@@ -1097,6 +1167,8 @@ impl Driver {
         overrides: Vec<(String, String)>,
         now: Now,
     ) -> RunId {
+        // Before the engine may start its first tasks.
+        self.check_disk(now);
         let mut params: BTreeMap<String, String> = wf.params.clone();
         for (k, v) in overrides {
             params.insert(k, v);
@@ -1150,6 +1222,7 @@ impl Driver {
     /// those due within [`PRECOMMIT_LEAD`], deferring their spawns) and engine timers.
     fn on_time(&mut self) -> anyhow::Result<()> {
         let now = self.now();
+        self.check_disk(now);
         self.start_due(now);
         self.engine.handle_timeout(now);
         if self.stopping {
@@ -1158,6 +1231,7 @@ impl Driver {
         // Carry out what the timers asked for now, so that only the pre-committed runs' spawns
         // are deferred below.
         self.pump()?;
+        let disk_low = self.disk_low();
         let names: Vec<String> = self.workflows.keys().cloned().collect();
         for name in names {
             let Some(l) = self.workflows.get_mut(&name) else {
@@ -1199,7 +1273,7 @@ impl Driver {
             for o in outs {
                 match o {
                     PlannerOutput::Fire { scheduled, kind } => {
-                        if l.paused {
+                        if l.paused || disk_low {
                             paused_fires.push(scheduled);
                         } else {
                             fires.push((l.wf.clone(), l.version, scheduled, kind));
@@ -1214,7 +1288,11 @@ impl Driver {
                     count: paused_fires.len() as u64,
                     first_ms: first.timestamp_millis(),
                     last_ms: last.timestamp_millis(),
-                    reason: "workflow paused".into(),
+                    reason: if l.paused {
+                        "workflow paused".into()
+                    } else {
+                        "low disk space (min_free_disk)".into()
+                    },
                     recorded_ms: now.wall_ms(),
                 }));
             }
@@ -1232,6 +1310,52 @@ impl Driver {
             r?;
         }
         Ok(())
+    }
+
+    /// Read the free disk space (at most every [`DISK_CHECK_EVERY`]) and pause or resume
+    /// starting attempts (see [`crate::disk`]).
+    fn check_disk(&mut self, now: Now) {
+        if self.stopping
+            || self
+                .disk_checked
+                .is_some_and(|t| now.mono.saturating_sub(t) < DISK_CHECK_EVERY)
+        {
+            return;
+        }
+        let Some(guard) = self.cfg.disk_guard.as_mut() else {
+            return;
+        };
+        self.disk_checked = Some(now.mono);
+        match guard.check() {
+            Ok(crate::disk::Change::BecameLow) => {
+                tracing::error!("{}", guard.describe());
+                self.engine.stop_starting();
+            }
+            Ok(crate::disk::Change::Recovered) => {
+                tracing::info!(
+                    dir = %guard.dir.display(),
+                    "disk space is back above min_free_disk: attempts start again"
+                );
+                self.engine.resume_starting();
+            }
+            Ok(crate::disk::Change::Same) => {}
+            Err(e) => {
+                tracing::warn!(dir = %guard.dir.display(), "cannot read free disk space: {e}")
+            }
+        }
+    }
+
+    /// Why the store cannot commit now, while the committer retries.
+    pub fn store_stalled(&self) -> Option<String> {
+        self.store_stalled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Is free disk space below the minimum (no attempt starts)?
+    pub fn disk_low(&self) -> bool {
+        self.cfg.disk_guard.as_ref().is_some_and(|g| g.is_low())
     }
 
     fn fire(&mut self, fires: Vec<(Arc<Workflow>, u64, DateTime<Utc>, RunKind)>, now: Now) {
@@ -1617,6 +1741,8 @@ impl Driver {
 
     fn handle_event(&mut self, ev: Event) {
         let now = self.now();
+        // Before an exit lets the engine start the next tasks.
+        self.check_disk(now);
         match ev {
             Event::Started {
                 run_id,
@@ -1736,6 +1862,11 @@ impl Driver {
             };
             best = Some(best.map_or(at, |b| b.min(at)));
         }
+        if self.disk_low() {
+            // Look again for the space to come back.
+            let d = now.mono + DISK_CHECK_EVERY;
+            best = Some(best.map_or(d, |b| b.min(d)));
+        }
         if !self.stopping {
             for l in self.workflows.values() {
                 if let Some(at) = l.planner.as_ref().and_then(|p| p.poll_timeout()) {
@@ -1812,6 +1943,25 @@ impl Driver {
 
     fn control(&mut self, req: crate::control::Request) -> crate::control::Response {
         use crate::control::{Request, Response};
+        if let Some(stall) = self.store_stalled() {
+            // The store cannot write (the committer retries): answer what can be answered now.
+            return match req {
+                Request::Status => match self.status() {
+                    Ok(mut s) => {
+                        s.disk_low = Some(format!(
+                            "{stall}; retrying: no attempt starts until it succeeds"
+                        ));
+                        Response::Status(s)
+                    }
+                    Err(e) => Response::Error {
+                        message: format!("{stall}; retrying ({e:#})"),
+                    },
+                },
+                _ => Response::Error {
+                    message: format!("{stall}; retrying: try again when it succeeds"),
+                },
+            };
+        }
         // Answer from the store as of everything decided so far.
         if let Err(e) = self.flush() {
             return Response::Error {
@@ -1931,6 +2081,12 @@ impl Driver {
             max_running: self.cfg.max_running,
             active_runs: self.runs.len(),
             outbox_pending: self.store.outbox_len()?,
+            disk_low: self
+                .cfg
+                .disk_guard
+                .as_ref()
+                .filter(|g| g.is_low())
+                .map(|g| g.describe()),
             workflows: self
                 .workflows
                 .iter()
@@ -2025,3 +2181,6 @@ pub async fn precise_sleep(d: Duration) {
         std::thread::sleep(left);
     }
 }
+
+#[cfg(test)]
+mod store_tests;

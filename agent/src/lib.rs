@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod disk;
 pub mod driver;
 pub mod exec;
 pub mod hub_link;

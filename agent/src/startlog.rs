@@ -327,4 +327,72 @@ mod tests {
         }
         assert!(again.wants_rotation());
     }
+
+    /// The journal under a crash at every point of its writes. The writer is the real one
+    /// (`reset`, `record`); the images are what a crash can leave:
+    /// - the process dies (kill -9) but the machine does not: the page cache is the file, so the
+    ///   image is every completed `write`, plus any prefix of the one in progress. Same boot:
+    ///   trusted, holding exactly the completed records (a cut line is no record);
+    /// - the power goes: the unsynced file may keep any prefix of what was written, with a tail
+    ///   of zeros (allocated, never written back), or the previous boot's content (the truncate
+    ///   never reached the disk). The boot id is new after the reboot: never trusted, so every
+    ///   dispatched attempt counts as interrupted.
+    #[test]
+    fn a_crash_at_any_point_of_the_journal_is_trusted_exactly_when_it_may_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = StartLog::new(dir.path());
+        let Some(boot) = log.boot_id.clone() else {
+            panic!("/proc/sys/kernel/random/boot_id is unreadable: the journal cannot be tested");
+        };
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, "boot an-earlier-boot\nold\tx\t1\n").unwrap();
+        let stale = std::fs::read(&path).unwrap();
+        log.reset();
+        let mut images = vec![std::fs::read(&path).unwrap()];
+        let mut keys = Vec::new();
+        for i in 0..40u32 {
+            log.record(&format!("wf@v1@r{}", i / 3), &format!("t{i}"), i % 3 + 1);
+            keys.push(key(
+                &format!("wf@v1@r{}", i / 3),
+                &format!("t{i}"),
+                i % 3 + 1,
+            ));
+            images.push(std::fs::read(&path).unwrap());
+        }
+        let mut points = 0;
+        for (i, done) in images.iter().enumerate() {
+            let expected: HashSet<StartKey> = keys[..i].iter().cloned().collect();
+            // Process crash: the completed writes, and any prefix of the next one.
+            let next = images.get(i + 1).unwrap_or(done);
+            for cut in done.len()..=next.len() {
+                let text = String::from_utf8_lossy(&next[..cut]);
+                let got = parse(&text, Some(&boot));
+                let want = if cut == next.len() && i + 1 < images.len() {
+                    keys[..=i].iter().cloned().collect()
+                } else {
+                    expected.clone()
+                };
+                assert_eq!(got, Recovered::Trusted(want), "process crash at {i}+{cut}");
+                points += 1;
+            }
+            // Power loss: any prefix, with or without a zero tail, or the stale content.
+            for cut in 0..=done.len() {
+                for zeros in [0usize, 7, 4096] {
+                    let mut img = done[..cut].to_vec();
+                    img.resize(cut + zeros, 0);
+                    let got = parse(&String::from_utf8_lossy(&img), Some("the-next-boot"));
+                    assert!(
+                        matches!(got, Recovered::Untrusted(_)),
+                        "power loss at {i}/{cut}"
+                    );
+                    assert!(!got.never_started("wf@v1@r0", "t0", 1));
+                    points += 1;
+                }
+            }
+            let got = parse(&String::from_utf8_lossy(&stale), Some("the-next-boot"));
+            assert!(matches!(got, Recovered::Untrusted(_)));
+        }
+        eprintln!("start journal: {points} crash images checked");
+        assert!(points > 10_000, "{points}");
+    }
 }

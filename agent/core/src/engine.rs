@@ -1052,6 +1052,15 @@ impl Engine {
         self.dispatched = 0;
     }
 
+    /// Start attempts again after [`Engine::stop_starting`] (the driver pauses starts while the
+    /// disk is full); ready tasks are scheduled on the next `handle_timeout`.
+    pub fn resume_starting(&mut self) {
+        if self.draining {
+            self.draining = false;
+            self.needs_schedule = true;
+        }
+    }
+
     /// Does the engine hold records or actions not yet returned by [`Engine::poll_action`]?
     pub fn has_unpolled_output(&self) -> bool {
         !(self.out.is_empty()

@@ -10,6 +10,8 @@
 //! - [`engine::Engine`] (one per agent) admits runs per workflow overlap policy, walks each run's
 //!   DAG by trigger rules, schedules attempts across runs under `max_running` and resource
 //!   semaphores, and handles retries, timeouts, cancellation and crash recovery.
+//! - [`retention`] decides when retention may prune and how much (clock steps, a bounded
+//!   share per pass).
 //! - [`retry`] holds the retry decision and delay arithmetic, and the seeded PRNG.
 //!
 //! # Call order (the driver's loop)
@@ -39,6 +41,7 @@
 
 pub mod engine;
 pub mod planner;
+pub mod retention;
 pub mod retry;
 #[cfg(any(test, feature = "testutil"))]
 pub mod testutil;

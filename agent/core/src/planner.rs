@@ -92,6 +92,32 @@ pub struct Planner {
 /// A wall-clock advance this much larger than the monotonic advance is a jump (NTP step).
 pub const JUMP_TOLERANCE: Duration = Duration::from_secs(1);
 
+/// How the wall clock moved between two readings of both clocks (the planner's rule; retention
+/// uses the same one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockStep {
+    /// The wall clock advanced with the monotonic clock, at most [`JUMP_TOLERANCE`] faster.
+    InStep,
+    /// The wall clock advanced this much more than the monotonic clock (an NTP step, a clock
+    /// set forward, a suspend).
+    Forward(TimeDelta),
+    /// The wall clock went back; it lost this much against the monotonic clock.
+    Backward(TimeDelta),
+}
+
+/// Compare a reading `seen` (wall, monotonic) with `now`: see [`ClockStep`].
+pub fn clock_step(seen: (DateTime<Utc>, Duration), now: Now) -> ClockStep {
+    let wall_adv = now.wall.signed_duration_since(seen.0);
+    let mono_adv = delta(now.mono.saturating_sub(seen.1));
+    if wall_adv < TimeDelta::zero() {
+        ClockStep::Backward(mono_adv - wall_adv)
+    } else if wall_adv - mono_adv > delta(JUMP_TOLERANCE) {
+        ClockStep::Forward(wall_adv - mono_adv)
+    } else {
+        ClockStep::InStep
+    }
+}
+
 const NS: TimeDelta = TimeDelta::nanoseconds(1);
 
 fn sub(t: DateTime<Utc>, d: TimeDelta) -> DateTime<Utc> {
@@ -160,18 +186,16 @@ impl Planner {
     /// Account for every instant in `(cursor, now.wall]`. See the module docs.
     pub fn handle_time(&mut self, now: Now) -> Vec<PlannerOutput> {
         let end = now.wall;
-        let (seen_wall, seen_mono) = self.seen;
+        let (seen_wall, _) = self.seen;
+        let step = clock_step(self.seen, now);
         self.seen = (now.wall, now.mono);
         // Since the last look, did the wall clock move with the monotonic clock? Then every
         // instant after that look passed while we were watching: on time, however late we wake.
-        let wall_adv = end.signed_duration_since(seen_wall);
-        let mono_adv = delta(now.mono.saturating_sub(seen_mono));
-        let watched_from =
-            if wall_adv >= TimeDelta::zero() && wall_adv - mono_adv <= delta(JUMP_TOLERANCE) {
-                seen_wall
-            } else {
-                end
-            };
+        let watched_from = if step == ClockStep::InStep {
+            seen_wall
+        } else {
+            end
+        };
         match self.next {
             Some(first) if first <= end => {}
             _ => return Vec::new(),

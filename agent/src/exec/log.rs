@@ -91,9 +91,19 @@ pub struct LogWriter {
     seg_len: u64,
     total: u64,
     rotated: bool,
+    /// While set (free disk space is low), output is counted and dropped.
+    paused: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Bytes dropped while paused, not yet reported in the log.
+    dropped_while_paused: u64,
 }
 
 impl LogWriter {
+    /// Drop output while `flag` is set (free disk space is low); once it clears, the log gets
+    /// one line saying how many bytes were dropped.
+    pub fn drop_while(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.paused = Some(flag);
+    }
+
     /// A writer for the log at `path`; nothing is touched on disk until the first non-empty
     /// [`LogWriter::write`], which creates (truncates) the file. `cap` is at least 1.
     pub fn new(path: &Path, cap: u64) -> LogWriter {
@@ -104,6 +114,8 @@ impl LogWriter {
             seg_len: 0,
             total: 0,
             rotated: false,
+            paused: None,
+            dropped_while_paused: 0,
         }
     }
 
@@ -135,7 +147,25 @@ impl LogWriter {
     }
 
     /// Append `buf`, rotating when the live segment reaches the cap.
-    pub fn write(&mut self, mut buf: &[u8]) -> io::Result<()> {
+    pub fn write(&mut self, buf: &[u8]) -> io::Result<()> {
+        if let Some(flag) = &self.paused {
+            if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                self.dropped_while_paused += buf.len() as u64;
+                return Ok(());
+            }
+            if self.dropped_while_paused > 0 {
+                let note = format!(
+                    "[outpost] {} bytes of output dropped while disk space was low\n",
+                    self.dropped_while_paused
+                );
+                self.dropped_while_paused = 0;
+                self.append(note.as_bytes())?;
+            }
+        }
+        self.append(buf)
+    }
+
+    fn append(&mut self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             if self.seg_len >= self.cap {
                 self.rotate()?;
@@ -341,6 +371,25 @@ impl LogFollower {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_is_dropped_while_the_disk_is_low_and_the_gap_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.1.log");
+        let low = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut w = LogWriter::new(&path, 1 << 20);
+        w.drop_while(low.clone());
+        w.write(b"before\n").unwrap();
+        low.store(true, std::sync::atomic::Ordering::Relaxed);
+        w.write(b"dropped\n").unwrap();
+        low.store(false, std::sync::atomic::Ordering::Relaxed);
+        w.write(b"after\n").unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "before\n[outpost] 8 bytes of output dropped while disk space was low\nafter\n"
+        );
+    }
 
     fn pattern(n: usize) -> Vec<u8> {
         (0..n)

@@ -93,6 +93,8 @@ pub struct ExecConfig {
     pub clock: Arc<dyn Clock>,
     /// Run directories this process created or found (so each run costs one `mkdir`).
     run_dirs: Arc<RunDirs>,
+    /// Set while free disk space is low ([`crate::disk`]): attempt logs drop output meanwhile.
+    pub disk_low: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The most recent run directories known to exist (bounded; shared by clones of a config).
@@ -149,6 +151,7 @@ impl ExecConfig {
             self_exe: self_exe.into(),
             clock: Arc::new(SystemClock::default()),
             run_dirs: Arc::default(),
+            disk_low: Arc::default(),
         }
     }
 
@@ -474,6 +477,7 @@ pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecErro
     let log_path = log_path(cfg, &req.run_id, &req.task_id, req.attempt);
     let outputs_path = outputs_path(cfg, &req.run_id, &req.task_id, req.attempt);
     let mut logw = log::LogWriter::new(&log_path, cfg.log_max_bytes);
+    logw.drop_while(cfg.disk_low.clone());
 
     // The output pipe (before anything that would need undoing if it failed). The read end is
     // made non-blocking here (one `fcntl`) instead of by tokio's checked constructor (an

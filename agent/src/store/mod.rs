@@ -41,6 +41,8 @@
 //!   `outbox_run_refs`) are maintained in the same transaction as the table they index.
 //! - Stored bytes that fail to decode surface as [`StoreError::Decode`], never as a panic.
 
+#[cfg(test)]
+mod power_loss;
 pub mod schema;
 #[cfg(test)]
 mod tests;
@@ -134,6 +136,29 @@ pub enum StoreError {
         requested: u64,
         /// The last assigned seq.
         last: u64,
+    },
+    /// The store file is missing or empty where a store was created before (its marker says
+    /// so): the history is gone, and the agent does not start over silently.
+    #[error(
+        "store {path} is {found}, but {marker} records that a store was created here: its history \
+         (runs, outbox, identity) would be lost silently. Restore {path} from a backup; or, to \
+         start over deliberately with an empty store, delete {marker} and start again"
+    )]
+    Missing {
+        /// The store file.
+        path: PathBuf,
+        /// What was found: "missing" or "empty (0 bytes)".
+        found: &'static str,
+        /// The marker file.
+        marker: PathBuf,
+    },
+    /// The store is closed after a write error, until [`Store::reopen`] succeeds.
+    #[error(
+        "store {path} is closed after a write error (is the disk full?); it is reopened and the write retried"
+    )]
+    Closed {
+        /// The file.
+        path: PathBuf,
     },
     /// An index entry points at a record that is missing: a bug or a damaged file.
     #[error("store is inconsistent: {0}")]
@@ -308,9 +333,12 @@ fn successor(prefix: &str) -> String {
 /// waits for two fsyncs), so async callers should use `spawn_blocking`. Writes are serialised by
 /// redb: one write transaction at a time.
 pub struct Store {
-    db: Database,
+    /// `None` only while [`Store::reopen`] replaces it (or after a reopen failed).
+    db: std::sync::RwLock<Option<Database>>,
     path: PathBuf,
     repaired: bool,
+    /// Whether [`Store::reopen`] can open the file again (not for a test backend).
+    file_backed: bool,
 }
 
 const _: () = {
@@ -344,6 +372,22 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
+        let marker = marker_path(path);
+        let found = match fs::metadata(path) {
+            Ok(m) if m.len() > 0 => None,
+            Ok(_) => Some("empty (0 bytes)"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some("missing"),
+            Err(e) => return Err(file_err(e)),
+        };
+        if let Some(found) = found
+            && marker.exists()
+        {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+                found,
+                marker,
+            });
+        }
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -358,18 +402,66 @@ impl Store {
                 .map_err(file_err)?;
         }
         drop(file);
+        let store = match Self::open_db(path, target, |b| b.create(path)) {
+            Ok(mut s) => {
+                s.file_backed = true;
+                Ok(s)
+            }
+            Err(e) => Err(e),
+        };
+        let store = match store {
+            // No marker: the file's creation never completed (a power loss during the very
+            // first start leaves a torn header). Nothing was ever acknowledged from it; keep it
+            // aside rather than delete it, and create the store again.
+            Err(StoreError::Db(e)) if !marker.exists() => {
+                let aside = path.with_file_name(format!(
+                    "{}.unreadable.{}",
+                    path.file_name().unwrap_or_default().to_string_lossy(),
+                    chrono::Utc::now().timestamp()
+                ));
+                tracing::warn!(
+                    path = %path.display(),
+                    aside = %aside.display(),
+                    "the store file is unreadable ({e}) and was never completely created: it is \
+                     kept aside and a new store is created"
+                );
+                fs::rename(path, &aside).map_err(file_err)?;
+                return Self::open_at(path, target);
+            }
+            other => other?,
+        };
+        if !marker.exists() {
+            // From now on a missing or empty store file here is an error, not a fresh start.
+            write_marker(&marker).map_err(|source| StoreError::File {
+                path: marker.clone(),
+                source,
+            })?;
+        }
+        Ok(store)
+    }
+
+    /// Open the database `create` makes with the store's builder settings (the file, or a test
+    /// backend), then migrate up to `target`. `path` names it in messages.
+    fn open_db(
+        path: &Path,
+        target: u64,
+        create: impl FnOnce(&redb::Builder) -> Result<Database, redb::DatabaseError>,
+    ) -> Result<Store, StoreError> {
         let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = repaired.clone();
-        let db = redb::Builder::new()
+        let mut builder = redb::Builder::new();
+        builder
             .set_cache_size(CACHE_BYTES)
-            .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed))
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
-                    path: path.to_path_buf(),
-                },
-                other => other.into(),
-            })?;
+            // The whole file is checked (checksums, tree structure) before it is trusted; a file
+            // that fails is repaired from its last good commit, or refused as corrupted.
+            .set_check_integrity_on_open(true)
+            .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed));
+        let db = create(&builder).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
+                path: path.to_path_buf(),
+            },
+            other => other.into(),
+        })?;
         let repaired = repaired.load(std::sync::atomic::Ordering::Relaxed);
         if repaired {
             tracing::warn!(
@@ -378,9 +470,10 @@ impl Store {
             );
         }
         let store = Store {
-            db,
+            db: std::sync::RwLock::new(Some(db)),
             path: path.to_path_buf(),
             repaired,
+            file_backed: false,
         };
         let txn = store.begin_write()?;
         let found = schema::migrate(&txn, target)?;
@@ -390,6 +483,14 @@ impl Store {
             txn.abort()?;
         }
         Ok(store)
+    }
+
+    /// Open a store over a redb storage backend instead of a file (the power-loss tests).
+    #[cfg(test)]
+    pub(crate) fn open_backend(backend: impl redb::StorageBackend) -> Result<Store, StoreError> {
+        Self::open_db(Path::new("<test backend>"), SCHEMA_VERSION, |b| {
+            b.create_with_backend(backend)
+        })
     }
 
     /// The file this store lives in.
@@ -404,8 +505,55 @@ impl Store {
         self.repaired
     }
 
+    fn db(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<Database>>, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err(StoreError::Closed {
+                path: self.path.clone(),
+            });
+        }
+        Ok(guard)
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        let guard = self.db()?;
+        match guard.as_ref() {
+            Some(db) => Ok(db.begin_read()?),
+            None => Err(StoreError::Closed {
+                path: self.path.clone(),
+            }),
+        }
+    }
+
+    /// Close the file and open it again. After a failed write (a full disk), redb refuses every
+    /// further operation on the open file until it is reopened; the committer reopens it before
+    /// it retries. Committed data is as it was (the open checks and, if needed, repairs the
+    /// file); on failure the store stays closed (every call fails) until a reopen succeeds.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        if !self.file_backed {
+            return Err(StoreError::Closed {
+                path: self.path.clone(),
+            });
+        }
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        drop(guard.take());
+        let mut builder = redb::Builder::new();
+        builder
+            .set_cache_size(CACHE_BYTES)
+            .set_check_integrity_on_open(true);
+        *guard = Some(builder.create(&self.path)?);
+        Ok(())
+    }
+
     fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
-        let mut txn = self.db.begin_write()?;
+        let guard = self.db()?;
+        let Some(db) = guard.as_ref() else {
+            return Err(StoreError::Closed {
+                path: self.path.clone(),
+            });
+        };
+        let mut txn = db.begin_write()?;
+        drop(guard);
         txn.set_two_phase_commit(true);
         Ok(txn)
     }
@@ -513,7 +661,7 @@ impl Store {
 
     /// All stored versions of a workflow, oldest first (including those of a removed workflow).
     pub fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(WORKFLOW_VERSIONS)?;
         let hi = successor(name);
         let mut out = Vec::new();
@@ -531,7 +679,7 @@ impl Store {
 
     /// The latest version of every workflow that is not removed, by name.
     pub fn active_workflows(&self) -> Result<Vec<WorkflowVersion>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(WORKFLOW_VERSIONS)?;
         let states = read.open_table(WORKFLOW_STATE)?;
         let mut latest: BTreeMap<String, (u64, Vec<u8>)> = BTreeMap::new();
@@ -556,7 +704,7 @@ impl Store {
 
     /// The highest stored version number of a workflow (removed or not).
     pub fn highest_version(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(WORKFLOW_VERSIONS)?;
         let hi = successor(name);
         let last = table.range((name, 0)..(hi.as_str(), 0))?.next_back();
@@ -583,13 +731,13 @@ impl Store {
 
     /// Whether a workflow is paused.
     pub fn is_paused(&self, name: &str) -> Result<bool, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         Ok(read_state(&read.open_table(WORKFLOW_STATE)?, name)?.paused)
     }
 
     /// The planner's last fired instant of a workflow.
     pub fn last_fired(&self, name: &str) -> Result<Option<UnixMillis>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         Ok(read_state(&read.open_table(WORKFLOW_STATE)?, name)?.last_fired_ms)
     }
 
@@ -597,20 +745,20 @@ impl Store {
 
     /// A run's latest snapshot.
     pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let runs = read.open_table(RUNS)?;
         get_run(&runs, run_id)
     }
 
     /// Whether a run with this id is stored.
     pub fn run_exists(&self, run_id: &str) -> Result<bool, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         Ok(read.open_table(RUNS)?.get(run_id)?.is_some())
     }
 
     /// A run's task instances, by task id.
     pub fn tasks(&self, run_id: &str) -> Result<Vec<TaskInstanceRecord>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         read_tasks(&read.open_table(TASKS)?, run_id)
     }
 
@@ -621,7 +769,7 @@ impl Store {
         if filter.limit == 0 {
             return Ok(out);
         }
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let runs = read.open_table(RUNS)?;
         let mut visit = |run_id: &str| -> Result<bool, StoreError> {
             let run = get_run(&runs, run_id)?.ok_or_else(|| {
@@ -665,7 +813,7 @@ impl Store {
     /// Runs that are not terminal, with their task instances, oldest first: what crash
     /// recovery resumes or marks interrupted.
     pub fn unfinished_runs(&self) -> Result<Vec<(RunRecord, Vec<TaskInstanceRecord>)>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let index = read.open_table(RUNS_UNFINISHED)?;
         let runs = read.open_table(RUNS)?;
         let tasks = read.open_table(TASKS)?;
@@ -685,7 +833,7 @@ impl Store {
 
     /// The latest `limit` missed-firing records of a workflow, newest first.
     pub fn missed(&self, workflow: &str, limit: usize) -> Result<Vec<MissedFirings>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(MISSED)?;
         let hi = successor(workflow);
         let mut out = Vec::new();
@@ -713,7 +861,7 @@ impl Store {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let outbox = read.open_table(OUTBOX)?;
         let mut out = Vec::new();
         let range = outbox.range::<u64>((Bound::Excluded(after_seq), Bound::Unbounded))?;
@@ -767,7 +915,7 @@ impl Store {
     }
 
     fn seqs(&self) -> Result<(u64, u64), StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let meta = read.open_table(META)?;
         let get =
             |key| -> Result<u64, StoreError> { Ok(meta.get(key)?.map(|g| g.value()).unwrap_or(0)) };
@@ -784,9 +932,15 @@ impl Store {
         Ok(self.seqs()?.0)
     }
 
+    /// Number of stored runs (any state).
+    pub fn run_count(&self) -> Result<u64, StoreError> {
+        let read = self.begin_read()?;
+        Ok(read.open_table(RUNS)?.len()?)
+    }
+
     /// Number of unacknowledged outbox entries.
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         Ok(read.open_table(OUTBOX)?.len()?)
     }
 
@@ -797,7 +951,17 @@ impl Store {
     /// non-terminal run, nor a run an unacknowledged outbox entry refers to. Returns the pruned
     /// run ids (the caller deletes their log directories).
     pub fn prune(&self, policy: Retention, now_ms: UnixMillis) -> Result<Vec<RunId>, StoreError> {
-        if policy.max_age.is_none() && policy.max_runs_per_workflow.is_none() {
+        self.prune_at_most(policy, now_ms, usize::MAX)
+    }
+
+    /// [`Store::prune`], deleting at most `limit` runs, oldest (by creation) first.
+    pub fn prune_at_most(
+        &self,
+        policy: Retention,
+        now_ms: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<RunId>, StoreError> {
+        if (policy.max_age.is_none() && policy.max_runs_per_workflow.is_none()) || limit == 0 {
             return Ok(Vec::new());
         }
         let cutoff = policy
@@ -808,8 +972,8 @@ impl Store {
             let mut runs = RunTables::open(&txn)?;
             let mut tasks = txn.open_table(TASKS)?;
             let refs = txn.open_table(OUTBOX_RUN_REFS)?;
-            // Candidates from the index alone: (run id, beyond the per-workflow count).
-            let mut candidates: Vec<(String, bool)> = Vec::new();
+            // Candidates from the index alone: (created, run id, beyond the per-workflow count).
+            let mut candidates: Vec<(i64, String, bool)> = Vec::new();
             let mut current: Option<String> = None;
             let mut rank = 0usize;
             for entry in runs.by_workflow.iter()?.rev() {
@@ -823,12 +987,16 @@ impl Store {
                 // created ≤ ended, so a run created after the cutoff cannot have ended before it.
                 let maybe_old = cutoff.is_some_and(|c| created_ms < c);
                 if over_count || maybe_old {
-                    candidates.push((run_id.to_string(), over_count));
+                    candidates.push((created_ms, run_id.to_string(), over_count));
                 }
                 rank += 1;
             }
+            candidates.sort();
             let mut pruned = Vec::new();
-            for (run_id, over_count) in candidates {
+            for (_, run_id, over_count) in candidates {
+                if pruned.len() >= limit {
+                    break;
+                }
                 let Some(run) = get_run(&runs.runs, &run_id)? else {
                     return Err(StoreError::Inconsistent(format!(
                         "run index refers to missing run {run_id}"
@@ -874,14 +1042,14 @@ impl Store {
 
     /// A value of the agent's own key/value table.
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(AGENT_META)?;
         Ok(table.get(key)?.map(|g| g.value().to_vec()))
     }
 
     /// Every entry of the agent's own key/value table whose key starts with `prefix`.
     pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(AGENT_META)?;
         let mut out = Vec::new();
         for item in table.range(prefix..)? {
@@ -901,6 +1069,36 @@ impl Store {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// The marker written next to a store once it exists (`agent.redb` → `agent.redb.created`):
+/// while it is there, a missing or empty store file is refused ([`StoreError::Missing`]).
+pub fn marker_path(store: &Path) -> PathBuf {
+    let mut name = store.file_name().unwrap_or_default().to_os_string();
+    name.push(".created");
+    store.with_file_name(name)
+}
+
+/// Write the marker durably (the file, then its directory).
+fn write_marker(marker: &Path) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut f = crate::private_fs::file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(marker)?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    writeln!(
+        f,
+        "A store was created next to this file at {now}. While this file exists, the agent \
+         refuses to start with that store missing or empty; delete it to start over with an \
+         empty store."
+    )?;
+    f.sync_all()?;
+    if let Some(dir) = marker.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 type StrTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;

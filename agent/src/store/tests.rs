@@ -639,6 +639,39 @@ fn prune_keeps_newest_n_per_workflow_and_honours_the_outbox() {
 }
 
 #[test]
+fn a_bounded_prune_deletes_the_oldest_first_and_no_more() {
+    let dir = tmp();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let evs = (0..20)
+        .rev()
+        .map(|i| {
+            StatusEvent::Run(run(
+                &format!("r{i:02}"),
+                "wf",
+                1_000 + i,
+                RunState::Succeeded,
+            ))
+        })
+        .collect();
+    store.commit(events(evs)).unwrap();
+    store.ack_outbox(store.last_seq().unwrap()).unwrap();
+    assert_eq!(store.run_count().unwrap(), 20);
+    let policy = Retention {
+        max_age: Some(Duration::from_secs(1)),
+        max_runs_per_workflow: None,
+    };
+    // The clock says everything is old; a pass deletes only its share, oldest first.
+    let far = 400 * 86_400_000;
+    assert_eq!(
+        store.prune_at_most(policy, far, 2).unwrap(),
+        vec!["r00".to_string(), "r01".to_string()]
+    );
+    assert_eq!(store.run_count().unwrap(), 18);
+    assert!(store.prune_at_most(policy, far, 0).unwrap().is_empty());
+    assert_eq!(store.prune(policy, far).unwrap().len(), 18);
+}
+
+#[test]
 fn opening_a_v1_store_migrates_it() {
     let dir = tmp();
     let path = dir.path().join("s.redb");
@@ -657,7 +690,7 @@ fn opening_a_v1_store_migrates_it() {
             }
         }
         txn.commit().unwrap();
-        let read = old.db.begin_read().unwrap();
+        let read = old.begin_read().unwrap();
         assert_eq!(
             read.open_table(META)
                 .unwrap()
@@ -673,7 +706,7 @@ fn opening_a_v1_store_migrates_it() {
         );
     }
     let store = Store::open(&path).unwrap();
-    let read = store.db.begin_read().unwrap();
+    let read = store.begin_read().unwrap();
     assert_eq!(
         read.open_table(META)
             .unwrap()
@@ -744,6 +777,10 @@ fn corrupt_values_are_typed_errors() {
     assert!(
         matches!(err, StoreError::Decode { table: "runs", .. }),
         "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("table runs at key bad"),
+        "the message names the record: {err}"
     );
     assert!(store.runs(RunFilter::default()).is_err());
     assert!(store.run_exists("bad").unwrap());
@@ -1121,4 +1158,107 @@ mod model {
             }
         }
     }
+}
+
+#[test]
+fn a_missing_or_empty_store_where_one_was_created_is_refused() {
+    let dir = tmp();
+    let path = dir.path().join("agent.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        store.put_meta("agent_id", b"edge-17").unwrap();
+    }
+    let marker = marker_path(&path);
+    assert_eq!(marker, dir.path().join("agent.redb.created"));
+    assert!(marker.is_file());
+    // Emptied (a bad restore, a full disk, a careless `> agent.redb`): refused, not recreated.
+    std::fs::File::create(&path).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Missing {
+                found: "empty (0 bytes)",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("agent.redb.created") && msg.contains("delete"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left untouched");
+    // Missing: the same.
+    std::fs::remove_file(&path).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Missing {
+                found: "missing",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!path.exists(), "nothing created");
+    // Starting over deliberately: delete the marker.
+    std::fs::remove_file(&marker).unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.get_meta("agent_id").unwrap(), None);
+    assert!(marker.is_file(), "the new store has its marker");
+}
+
+#[test]
+fn a_damaged_file_is_refused_or_repaired_on_open_never_trusted() {
+    let dir = tmp();
+    let path = dir.path().join("agent.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        store.put_meta("agent_id", b"edge-17").unwrap();
+    }
+    // Flip bytes in the middle of the file (past the header).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n / 2..n / 2 + 512] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    match Store::open(&path) {
+        // Repaired from the last good commit: what it holds is what was committed.
+        Ok(store) => {
+            let v = store.get_meta("agent_id");
+            assert!(
+                matches!(&v, Ok(Some(b)) if b == b"edge-17") || v.is_err(),
+                "{v:?}"
+            );
+        }
+        Err(e) => assert!(matches!(e, StoreError::Db(_)), "{e:?}"),
+    }
+}
+
+#[test]
+fn a_store_whose_creation_never_completed_is_kept_aside_and_created_again() {
+    let dir = tmp();
+    let path = dir.path().join("agent.redb");
+    // What a power loss during the very first open can leave: a torn header, no marker.
+    std::fs::write(&path, b"redb\x1a\x0a\xa9\x0d\x0a torn").unwrap();
+    let store = Store::open(&path).unwrap();
+    store.put_meta("k", b"v").unwrap();
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("agent.redb.unreadable."))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    drop(store);
+    // With the marker (the store was created once), an unreadable file is refused instead.
+    std::fs::write(&path, b"redb\x1a\x0a\xa9\x0d\x0a torn").unwrap();
+    assert!(Store::open(&path).is_err());
+    assert!(
+        std::fs::read(&path).unwrap().ends_with(b"torn"),
+        "left as found"
+    );
 }
