@@ -65,7 +65,7 @@ use outpost_common::record::{
 };
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
-use crate::keys::WorkflowSigner;
+use outpost_common::sign::SigningKey;
 pub use pools::*;
 use schema::{
     AGENTS, ASSIGNMENTS, AUDIT, DEPLOY_RESULTS, MISSED, RUNS, RUNS_BY_CREATED, RUNS_BY_ID,
@@ -591,7 +591,7 @@ impl Store {
     pub fn apply_version(
         &self,
         new: NewVersion,
-        signer: &dyn WorkflowSigner,
+        signer: &SigningKey,
         now_ms: UnixMillis,
     ) -> Result<ApplyOutcome, StoreError> {
         let txn = self.begin_write()?;
@@ -627,14 +627,7 @@ impl Store {
                 target: target.clone(),
                 format: new.format.clone(),
             };
-            let header_bytes = encode(&header)?;
-            let sig = signer.sign_bundle(&header_bytes);
-            let bundle = SignedBundle {
-                header_bytes,
-                content: new.content.clone(),
-                key_id: signer.key_id(),
-                sig,
-            };
+            let bundle = signer.sign_bundle(&header, new.content.clone());
             let stored = StoredVersion {
                 name: new.name.clone(),
                 version,
@@ -695,7 +688,7 @@ impl Store {
         name: &str,
         to: u64,
         actor: &str,
-        signer: &dyn WorkflowSigner,
+        signer: &SigningKey,
         now_ms: UnixMillis,
     ) -> Result<ApplyOutcome, StoreError> {
         let old = self.version(name, Some(to))?;
@@ -1263,7 +1256,7 @@ impl Store {
         &self,
         agent_id: &str,
         desired: &[DesiredVersion],
-        signer: &dyn WorkflowSigner,
+        signer: &SigningKey,
         now_ms: UnixMillis,
     ) -> Result<Vec<IssuedAssignment>, StoreError> {
         let txn = self.begin_write()?;
@@ -1301,19 +1294,13 @@ impl Store {
                     }),
                     rollout_id: extra.and_then(|d| d.rollout_id.clone()),
                 };
-                let body_bytes = encode(&body)?;
-                let sig = signer.sign_assignment(&body_bytes);
                 Ok(IssuedAssignment {
                     workflow: workflow.into(),
                     epoch,
                     version,
                     content_hash: hash.into(),
                     remove,
-                    signed: SignedAssignment {
-                        body_bytes,
-                        key_id: signer.key_id(),
-                        sig,
-                    },
+                    signed: signer.sign_assignment(&body),
                     issued_ms: now_ms,
                 })
             };
