@@ -51,23 +51,53 @@ pub fn encode<T: Encode<()>>(msg: &T) -> Result<Vec<u8>, FrameError> {
     Ok(out)
 }
 
-/// Cuts frames out of a byte stream.
+/// Largest buffer capacity a decoder keeps once it holds no bytes (so an idle connection does
+/// not keep the memory of its largest frame).
+const KEEP_IDLE: usize = 64 * 1024;
+
+/// Cuts frames out of a byte stream. This is the one frame reader: the QUIC streams
+/// (`outpost_net::stream::FramedRecv`) feed it what they read, and the `wire_decode` fuzz
+/// target feeds it arbitrary bytes.
 ///
 /// Call order: [`push`](Self::push) whatever bytes arrived, then call
 /// [`next_frame`](Self::next_frame) until it returns `Ok(None)`. After an `Err` the stream is
 /// unusable: close the connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
     /// Start of unconsumed bytes in `buf`.
     start: usize,
     failed: bool,
+    max: usize,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        Self::with_limit(MAX_FRAME)
+    }
 }
 
 impl FrameDecoder {
-    /// An empty decoder.
+    /// An empty decoder with the protocol limit [`MAX_FRAME`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty decoder refusing frames above `max` bytes (at most `u32::MAX`).
+    pub fn with_limit(max: usize) -> Self {
+        FrameDecoder {
+            buf: Vec::new(),
+            start: 0,
+            failed: false,
+            max: max.min(u32::MAX as usize),
+        }
+    }
+
+    /// The length announced by the next frame's header, once the header is complete.
+    pub fn announced(&self) -> Option<usize> {
+        self.buf[self.start..]
+            .first_chunk::<HEADER_LEN>()
+            .map(|h| u32::from_be_bytes(*h) as usize)
     }
 
     /// Append bytes received from the stream.
@@ -85,19 +115,17 @@ impl FrameDecoder {
     }
 
     /// The next complete frame's payload, `Ok(None)` if more bytes are needed, or an error when
-    /// the announced length exceeds [`MAX_FRAME`] (checked before any allocation for it).
+    /// the announced length exceeds the limit ([`MAX_FRAME`] unless set with
+    /// [`with_limit`](Self::with_limit); checked before any allocation for it).
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
         let avail = &self.buf[self.start..];
         let Some(header) = avail.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
         };
         let len = u32::from_be_bytes(*header) as usize;
-        if len > MAX_FRAME || self.failed {
+        if len > self.max || self.failed {
             self.failed = true;
-            return Err(FrameError::TooLarge {
-                len,
-                max: MAX_FRAME,
-            });
+            return Err(FrameError::TooLarge { len, max: self.max });
         }
         if avail.len() < HEADER_LEN + len {
             return Ok(None);
@@ -107,7 +135,10 @@ impl FrameDecoder {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
-        } else if self.start > MAX_FRAME {
+            if self.buf.capacity() > KEEP_IDLE {
+                self.buf = Vec::new();
+            }
+        } else if self.start > self.max.max(KEEP_IDLE) {
             // Compact now and then so the buffer does not grow without bound.
             self.buf.drain(..self.start);
             self.start = 0;
@@ -223,6 +254,19 @@ mod tests {
         assert_eq!(d.next_frame(), Ok(None));
         d.push(&vec![0u8; MAX_FRAME]);
         assert_eq!(d.next_frame().unwrap().map(|f| f.len()), Some(MAX_FRAME));
+    }
+
+    #[test]
+    fn a_custom_limit_is_kept_and_announced_lengths_are_visible() {
+        let mut d = FrameDecoder::with_limit(3);
+        d.push(&[0, 0]);
+        assert_eq!(d.announced(), None);
+        d.push(&[0, 3, 1, 2]);
+        assert_eq!(d.announced(), Some(3));
+        assert_eq!(d.next_frame(), Ok(None));
+        d.push(&[3, 0, 0, 0, 4]);
+        assert_eq!(d.next_frame(), Ok(Some(vec![1, 2, 3])));
+        assert_eq!(d.next_frame(), Err(FrameError::TooLarge { len: 4, max: 3 }));
     }
 
     #[test]

@@ -65,10 +65,12 @@ impl SigningKey {
         Ok((key, pkcs8.as_ref().to_vec()))
     }
 
-    /// Load a key from its PKCS#8 encoding.
+    /// Load a key from its PKCS#8 encoding: v2 (what [`generate`](Self::generate) makes; its
+    /// public key is checked against the private key) or v1 (private key only, as
+    /// `openssl genpkey -algorithm ed25519` writes; the public key is derived).
     pub fn from_pkcs8(pkcs8: &[u8]) -> Result<SigningKey, SignError> {
-        let pair =
-            Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| SignError::BadKey(e.to_string()))?;
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+            .map_err(|e| SignError::BadKey(e.to_string()))?;
         let key_id = key_id(pair.public_key().as_ref());
         Ok(SigningKey { pair, key_id })
     }

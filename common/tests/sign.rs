@@ -62,6 +62,29 @@ fn pkcs8_roundtrip_keeps_the_key() {
 }
 
 #[test]
+fn pkcs8_v1_key_files_load_and_a_v2_with_a_wrong_public_key_does_not() {
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+    // PKCS#8 v1 (RFC 8410): version 0, the ed25519 OID, the 32-byte seed; no public key.
+    let seed = [7u8; 32];
+    let mut v1 = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    v1.extend_from_slice(&seed);
+    let k = SigningKey::from_pkcs8(&v1).unwrap();
+    let expected = Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+    assert_eq!(k.public_key().as_slice(), expected.public_key().as_ref());
+    // A v2 file whose public key is not the private key's is refused.
+    let (_, mut v2) = SigningKey::generate().unwrap();
+    let last = v2.len() - 1;
+    v2[last] ^= 1;
+    assert!(matches!(
+        SigningKey::from_pkcs8(&v2),
+        Err(SignError::BadKey(_))
+    ));
+}
+
+#[test]
 fn bundle_verifies_and_every_bit_flip_is_refused() {
     let k = key();
     let trust = Trust::new(&k.public_key()).unwrap();

@@ -227,12 +227,13 @@ fn client(conn: &ConnOpts) -> Result<Client, CliError> {
         Some(p) if url.starts_with("https://") => {
             let pem = std::fs::read_to_string(&p)
                 .map_err(|e| CliError::Usage(format!("CA certificate {}: {e}", p.display())))?;
-            Some(crate::pki::pem_to_der(&pem).ok_or_else(|| {
+            let mut certs = outpost_net::pki::certs_from_pem(&pem).map_err(|_| {
                 CliError::Usage(format!(
                     "CA certificate {} holds no certificate",
                     p.display()
                 ))
-            })?)
+            })?;
+            Some(certs.swap_remove(0))
         }
         _ => None,
     };

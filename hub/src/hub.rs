@@ -1,8 +1,9 @@
 //! The hub's shared state and the logic the HTTP API and the QUIC session driver share:
 //! enrollment, desired state per agent, change notification.
 //!
-//! **Seams** plugged in here: [`WorkflowSigner`] (workflow signing), [`CertAuthority`]
-//! (agent certificates) and [`AgentGateway`] (commands to connected agents).
+//! Plugged in here: the workflow-signing key ([`SigningKey`], `outpost_common::sign`), the
+//! certificate authority ([`Ca`], `outpost_net::pki`) and the [`AgentGateway`] seam (commands
+//! to connected agents).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,16 +13,19 @@ use outpost_common::proto::{
     SignedBundle,
 };
 use outpost_common::record::{OutboxEntry, UnixMillis};
+use outpost_common::sign::SigningKey;
+use outpost_net::pki::Ca;
 use tokio::sync::watch;
 
 use crate::config::HubConfig;
 use crate::gateway::{AgentGateway, Connections};
-use crate::keys::{Ed25519Signer, WorkflowSigner};
-use crate::pki::{CertAuthority, RcgenCa};
 use crate::store::{
     AgentRecord, DeployResultRecord, DesiredVersion, KeyRecord, PoolDecision, PoolRecord,
     RolloutAssign, Store, StoreError, selector_matches,
 };
+
+/// Validity of the agent certificates issued at enrollment, days (ten years).
+pub const AGENT_CERT_DAYS: u32 = 3650;
 
 /// Milliseconds since the Unix epoch now.
 pub fn now_ms() -> UnixMillis {
@@ -149,9 +153,9 @@ pub struct Hub {
     /// The store.
     pub store: Arc<Store>,
     /// The current workflow-signing key.
-    pub signer: Arc<dyn WorkflowSigner>,
+    pub signer: Arc<SigningKey>,
     /// The certificate authority.
-    pub ca: Arc<dyn CertAuthority>,
+    pub ca: Arc<Ca>,
     /// Live agent sessions.
     pub gateway: Arc<dyn AgentGateway>,
     /// The hub's name (in its certificate).
@@ -182,8 +186,8 @@ impl Hub {
     /// Assemble a hub from its parts; records the signer's key in the key history.
     pub fn new(
         store: Arc<Store>,
-        signer: Arc<dyn WorkflowSigner>,
-        ca: Arc<dyn CertAuthority>,
+        signer: Arc<SigningKey>,
+        ca: Arc<Ca>,
         gateway: Arc<dyn AgentGateway>,
         hub_name: &str,
     ) -> Result<Arc<Hub>, HubError> {
@@ -201,8 +205,8 @@ impl Hub {
         if keys.is_empty() {
             store.record_signing_key(
                 KeyRecord {
-                    key_id: signer.key_id(),
-                    public_key: signer.public_key(),
+                    key_id: signer.key_id().to_string(),
+                    public_key: signer.public_key().to_vec(),
                     created_ms: now_ms(),
                     endorsement: None,
                 },
@@ -231,9 +235,9 @@ impl Hub {
         config
             .check_files()
             .map_err(|e| HubError::Setup(e.to_string()))?;
-        let signer =
-            Ed25519Signer::load(&config.signing_key).map_err(|e| HubError::Setup(e.to_string()))?;
-        let ca = RcgenCa::load(&config.ca_cert, &config.ca_key)
+        let signer = crate::init::load_signing_key(&config.signing_key)
+            .map_err(|e| HubError::Setup(e.to_string()))?;
+        let ca = Ca::load(&config.ca_cert, &config.ca_key)
             .map_err(|e| HubError::Setup(e.to_string()))?;
         let store_path = config.store_path();
         if !store_path.exists() {
@@ -354,9 +358,9 @@ impl Hub {
         let agent_id = format!("agent-{}", hex::encode(rand::random::<[u8; 8]>()));
         let cert_der = self
             .ca
-            .sign_csr(&req.csr_der, &agent_id)
+            .sign_csr(&req.csr_der, &agent_id, AGENT_CERT_DAYS)
             .map_err(|e| e.to_string())?;
-        let facts = crate::pki::cert_facts(&cert_der)
+        let facts = outpost_net::pki::cert_facts(&cert_der)
             .ok_or_else(|| "issued certificate does not parse".to_string())?;
         let rec = AgentRecord {
             id: agent_id.clone(),
@@ -377,9 +381,9 @@ impl Hub {
         Ok(EnrollResponse::Ok {
             agent_id,
             cert_der,
-            ca_der: self.ca.ca_der(),
+            ca_der: self.ca.cert_der().to_vec(),
             hub_name: self.hub_name.clone(),
-            signing_key: self.signer.public_key(),
+            signing_key: self.signer.public_key().to_vec(),
             labels,
         })
     }
@@ -399,7 +403,7 @@ impl Hub {
     /// Map a session's client certificate to its agent: the CN names the agent, the
     /// certificate must be the one issued at enrollment (fingerprint) and the agent not revoked.
     pub fn authenticate(&self, cert_der: &[u8]) -> Result<AgentRecord, HubError> {
-        let facts = crate::pki::cert_facts(cert_der)
+        let facts = outpost_net::pki::cert_facts(cert_der)
             .ok_or_else(|| HubError::Refused("client certificate does not parse".into()))?;
         let agent = match self.store.agent(&facts.common_name) {
             Ok(a) => a,
@@ -614,15 +618,15 @@ pub fn is_initialised(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys;
     use crate::store::NewVersion;
-    use outpost_common::proto::{Assignment, DOMAIN_ASSIGNMENT};
+    use outpost_common::proto::Assignment;
+    use outpost_common::sign::Trust;
 
-    fn hub() -> (tempfile::TempDir, Arc<Hub>, Arc<Ed25519Signer>) {
+    fn hub() -> (tempfile::TempDir, Arc<Hub>, Arc<SigningKey>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("hub.redb")).unwrap());
-        let signer = Arc::new(Ed25519Signer::generate().unwrap().0);
-        let ca = Arc::new(RcgenCa::generate("hub").unwrap());
+        let signer = Arc::new(SigningKey::generate().unwrap().0);
+        let ca = Arc::new(Ca::generate("hub CA").unwrap());
         let conns = Connections::new(std::time::Duration::from_secs(1));
         let hub = Hub::new(store, signer.clone(), ca, conns, "hub").unwrap();
         (dir, hub, signer)
@@ -661,14 +665,10 @@ mod tests {
                 now_ms(),
             )
             .unwrap();
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-            .unwrap()
-            .serialize_request(&key)
-            .unwrap();
+        let (_key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
         let req = EnrollRequest {
             token: format!("{id}.{secret}"),
-            csr_der: csr.der().to_vec(),
+            csr_der: csr.clone(),
             // Repeating a token label is allowed.
             labels: labels
                 .iter()
@@ -689,13 +689,7 @@ mod tests {
     }
 
     fn csr() -> Vec<u8> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        rcgen::CertificateParams::new(Vec::<String>::new())
-            .unwrap()
-            .serialize_request(&key)
-            .unwrap()
-            .der()
-            .to_vec()
+        outpost_net::pki::generate_agent_key_and_csr().unwrap().1
     }
 
     #[test]
@@ -771,12 +765,8 @@ mod tests {
         assert_eq!(names(&db), vec!["everywhere"]);
         let body: Assignment = minicbor::decode(&da[1].assignment.body_bytes).unwrap();
         assert_eq!(body.agent_id, a);
-        assert!(keys::verify(
-            &signer.public_key(),
-            DOMAIN_ASSIGNMENT,
-            &da[1].assignment.body_bytes,
-            &da[1].assignment.sig
-        ));
+        let trust = Trust::new(&signer.public_key()).unwrap();
+        assert_eq!(trust.verify_assignment(&da[1].assignment).unwrap(), body);
         assert!(da[1].bundle.is_some());
         // Same state twice: same epochs.
         assert_eq!(hub.desired_for(&a).unwrap(), da);
@@ -805,8 +795,8 @@ mod tests {
         let (dir, hub, _) = hub();
         let store = hub.store.clone();
         drop(hub);
-        let other = Arc::new(Ed25519Signer::generate().unwrap().0);
-        let ca = Arc::new(RcgenCa::generate("hub").unwrap());
+        let other = Arc::new(SigningKey::generate().unwrap().0);
+        let ca = Arc::new(Ca::generate("hub CA").unwrap());
         let conns = Connections::new(std::time::Duration::from_secs(1));
         let r = Hub::new(store, other, ca, conns, "hub");
         assert!(matches!(r, Err(HubError::Setup(m)) if m.contains("current key")));
@@ -826,14 +816,10 @@ mod tests {
                 now_ms(),
             )
             .unwrap();
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-            .unwrap()
-            .serialize_request(&key)
-            .unwrap();
+        let (_key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
         let req = EnrollRequest {
             token: format!("{id}.{secret}"),
-            csr_der: csr.der().to_vec(),
+            csr_der: csr.clone(),
             labels: vec![],
             hostname: "box".into(),
             software_version: "0.1.0".into(),
@@ -852,18 +838,16 @@ mod tests {
         let (id, cert) = enroll_with_cert(&hub, &[("site", "a")]);
         assert_eq!(hub.authenticate(&cert).unwrap().id, id);
         // A certificate from another CA for the same name is not the one issued.
-        let other = RcgenCa::generate("hub").unwrap();
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-            .unwrap()
-            .serialize_request(&key)
-            .unwrap();
-        let forged = other.sign_csr(csr.der(), &id).unwrap();
+        let other = Ca::generate("hub CA").unwrap();
+        let (_key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
+        let forged = other.sign_csr(&csr, &id, AGENT_CERT_DAYS).unwrap();
         assert!(matches!(
             hub.authenticate(&forged),
             Err(HubError::Refused(_))
         ));
-        let stranger = other.sign_csr(csr.der(), "agent-ffffffffffffffff").unwrap();
+        let stranger = other
+            .sign_csr(&csr, "agent-ffffffffffffffff", AGENT_CERT_DAYS)
+            .unwrap();
         assert!(
             matches!(hub.authenticate(&stranger), Err(HubError::Refused(m)) if m.contains("unknown"))
         );

@@ -8,9 +8,29 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{HubConfig, example_toml};
 use crate::hub::{is_initialised, now_ms};
-use crate::keys::{Ed25519Signer, WorkflowSigner, write_secret};
-use crate::pki::{CertAuthority, RcgenCa};
 use crate::store::{KeyRecord, Store};
+use outpost_common::sign::SigningKey;
+use outpost_net::pki::{Ca, chain_to_pem, create_private_file, key_to_pem};
+
+/// Validity of the hub's server certificate made by `init`, days (ten years).
+pub const SERVER_CERT_DAYS: u32 = 3650;
+
+/// Load the workflow-signing key file (ed25519 PKCS#8, DER).
+pub fn load_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+    let bytes =
+        fs::read(path).map_err(|e| anyhow::anyhow!("signing key {}: {e}", path.display()))?;
+    SigningKey::from_pkcs8(&bytes)
+        .map_err(|e| anyhow::anyhow!("signing key {}: {e}", path.display()))
+}
+
+/// Make a new workflow-signing key and write it to `path` (PKCS#8 DER, mode 0600), refusing to
+/// overwrite a file.
+pub fn create_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+    let (key, pkcs8) = SigningKey::generate()?;
+    create_private_file(path, &pkcs8)
+        .map_err(|e| anyhow::anyhow!("signing key {}: {e}", path.display()))?;
+    Ok(key)
+}
 
 /// What `init` made.
 #[derive(Debug, Clone)]
@@ -61,26 +81,26 @@ pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result
         .with_context(|| format!("cannot create {} with mode 0700", dir.display()))?;
     let cfg = HubConfig::defaults(dir);
     let write = |path: &Path, bytes: &[u8]| {
-        write_secret(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+        create_private_file(path, bytes).with_context(|| format!("cannot write {}", path.display()))
     };
 
-    let ca = RcgenCa::generate(hub_name)?;
+    let ca = Ca::generate(&format!("{hub_name} CA"))?;
     let mut sans: Vec<String> = DEFAULT_API_SANS.iter().map(|s| s.to_string()).collect();
     sans.extend(extra_sans.iter().cloned());
-    let server = ca.issue_server(hub_name, &sans)?;
-    write(&cfg.ca_cert, ca.ca_pem().as_bytes())?;
+    let (chain, key) = ca.issue_server_with_sans(hub_name, &sans, SERVER_CERT_DAYS)?;
+    write(&cfg.ca_cert, ca.cert_pem().as_bytes())?;
     write(&cfg.ca_key, ca.key_pem().as_bytes())?;
-    write(&cfg.cert, server.cert_chain_pem.as_bytes())?;
-    write(&cfg.key, server.key_pem.as_bytes())?;
-    let signer = Ed25519Signer::create(&cfg.signing_key)?;
+    write(&cfg.cert, chain_to_pem(&chain).as_bytes())?;
+    write(&cfg.key, key_to_pem(&key).as_bytes())?;
+    let signer = create_signing_key(&cfg.signing_key)?;
     let token = hex::encode(rand::random::<[u8; 32]>());
     write(&cfg.api_token_file, format!("{token}\n").as_bytes())?;
 
     let store = Store::open(&cfg.store_path())?;
     store.record_signing_key(
         KeyRecord {
-            key_id: signer.key_id(),
-            public_key: signer.public_key(),
+            key_id: signer.key_id().to_string(),
+            public_key: signer.public_key().to_vec(),
             created_ms: now_ms(),
             endorsement: None,
         },
@@ -96,7 +116,7 @@ pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result
         data_dir: abs,
         config,
         ca_sha256: ca.sha256_hex(),
-        signing_key_id: signer.key_id(),
+        signing_key_id: signer.key_id().to_string(),
         api_token_file: cfg.api_token_file,
     })
 }
@@ -129,10 +149,10 @@ mod tests {
         let cfg = HubConfig::load(&r.config).unwrap();
         cfg.check_files().unwrap();
         assert_eq!(cfg.read_api_token().unwrap().len(), 64);
-        let ca = RcgenCa::load(&cfg.ca_cert, &cfg.ca_key).unwrap();
+        let ca = Ca::load(&cfg.ca_cert, &cfg.ca_key).unwrap();
         assert_eq!(ca.sha256_hex(), r.ca_sha256);
         assert_eq!(
-            Ed25519Signer::load(&cfg.signing_key).unwrap().key_id(),
+            load_signing_key(&cfg.signing_key).unwrap().key_id(),
             r.signing_key_id
         );
         let before = fs::read(dir.join("ca.key")).unwrap();
@@ -173,9 +193,8 @@ pub struct Rotated {
 /// current key refuses to start and says so.
 pub fn rotate_signing_key(config: &HubConfig) -> anyhow::Result<Rotated> {
     use anyhow::Context as _;
-    use outpost_common::proto::{KeyEndorsement, KeyEndorsementBody};
 
-    let old = Ed25519Signer::load(&config.signing_key)?;
+    let old = load_signing_key(&config.signing_key)?;
     let store = Store::open(&config.store_path()).map_err(|e| match e {
         crate::store::StoreError::AlreadyOpen { .. } => {
             anyhow::anyhow!("the hub store is in use: stop the hub before rotating its key")
@@ -183,7 +202,7 @@ pub fn rotate_signing_key(config: &HubConfig) -> anyhow::Result<Rotated> {
         other => other.into(),
     })?;
     let current = store.signing_keys()?.last().map(|k| k.key_id.clone());
-    if current.as_deref() != Some(old.key_id().as_str()) {
+    if current.as_deref() != Some(old.key_id()) {
         anyhow::bail!(
             "{} holds key {} but the store's current key is {}; refusing to rotate",
             config.signing_key.display(),
@@ -193,22 +212,15 @@ pub fn rotate_signing_key(config: &HubConfig) -> anyhow::Result<Rotated> {
     }
     let new_path = config.signing_key.with_extension("key.new");
     let _ = fs::remove_file(&new_path);
-    let new = Ed25519Signer::create(&new_path)?;
+    let new = create_signing_key(&new_path)?;
     let now = now_ms();
-    let body = KeyEndorsementBody {
-        old_key_id: old.key_id(),
-        new_public_key: new.public_key(),
-        new_key_id: new.key_id(),
-        issued_ms: now,
-    };
-    let body_bytes = minicbor::to_vec(&body).context("cannot encode the endorsement")?;
-    let sig = old.sign_endorsement(&body_bytes);
+    let endorsement = old.endorse(&new.public_key(), now);
     store.record_signing_key(
         KeyRecord {
-            key_id: new.key_id(),
-            public_key: new.public_key(),
+            key_id: new.key_id().to_string(),
+            public_key: new.public_key().to_vec(),
             created_ms: now,
-            endorsement: Some(KeyEndorsement { body_bytes, sig }),
+            endorsement: Some(endorsement),
         },
         "keys.rotate",
     )?;
@@ -218,15 +230,16 @@ pub fn rotate_signing_key(config: &HubConfig) -> anyhow::Result<Rotated> {
     fs::rename(&new_path, &config.signing_key)
         .with_context(|| format!("cannot install {}", config.signing_key.display()))?;
     Ok(Rotated {
-        old_key_id: old.key_id(),
-        new_key_id: new.key_id(),
+        old_key_id: old.key_id().to_string(),
+        new_key_id: new.key_id().to_string(),
     })
 }
 
 #[cfg(test)]
 mod rotate_tests {
     use super::*;
-    use outpost_common::proto::{DOMAIN_KEY_ENDORSEMENT, KeyEndorsementBody};
+    use outpost_common::proto::KeyEndorsementBody;
+    use outpost_common::sign::Trust;
 
     #[test]
     fn rotation_endorses_the_new_key_with_the_old_one() {
@@ -237,20 +250,18 @@ mod rotate_tests {
         let rot = rotate_signing_key(&cfg).unwrap();
         assert_eq!(rot.old_key_id, r.signing_key_id);
         assert_eq!(
-            Ed25519Signer::load(&cfg.signing_key).unwrap().key_id(),
+            load_signing_key(&cfg.signing_key).unwrap().key_id(),
             rot.new_key_id
         );
         let archived = dir.join(format!("signing.key.{}", rot.old_key_id));
-        let old = Ed25519Signer::load(&archived).unwrap();
+        let old = load_signing_key(&archived).unwrap();
         let store = Store::open(&cfg.store_path()).unwrap();
         let chain = store.key_chain_from(&rot.old_key_id).unwrap();
         assert_eq!(chain.len(), 1);
-        assert!(crate::keys::verify(
-            &old.public_key(),
-            DOMAIN_KEY_ENDORSEMENT,
-            &chain[0].body_bytes,
-            &chain[0].sig
-        ));
+        // An agent trusting the old key follows the chain to the new one.
+        let mut trust = Trust::new(&old.public_key()).unwrap();
+        assert_eq!(trust.apply_chain(&chain), Ok(true));
+        assert_eq!(trust.current_key_id(), rot.new_key_id);
         let body: KeyEndorsementBody = minicbor::decode(&chain[0].body_bytes).unwrap();
         assert_eq!(body.new_key_id, rot.new_key_id);
         assert_eq!(

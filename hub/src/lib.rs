@@ -3,8 +3,9 @@
 //!
 //! Modules:
 //! - [`store`]: the redb store (versions, agents, tokens, epochs, runs, audit).
-//! - [`keys`]: the workflow-signing key ([`keys::WorkflowSigner`] seam, ed25519 via ring).
-//! - [`pki`]: the certificate authority ([`pki::CertAuthority`] seam, rcgen).
+//! - Workflow signing is `outpost_common::sign::SigningKey` and the certificate authority
+//!   `outpost_net::pki::Ca` (the implementations the tests and fuzzers exercise);
+//!   [`init`] reads and writes their files.
 //! - [`gateway`]: commands to connected agents ([`gateway::AgentGateway`] seam and the
 //!   [`gateway::Connections`] registry the QUIC driver registers sessions into).
 //! - [`hub`]: shared state: enrollment, desired state per agent, change notification.
@@ -22,8 +23,6 @@ pub mod dev;
 pub mod gateway;
 pub mod hub;
 pub mod init;
-pub mod keys;
-pub mod pki;
 pub mod quic;
 pub mod rollouts;
 pub mod serve;

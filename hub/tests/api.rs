@@ -9,13 +9,13 @@ use outpost_common::proto::{Command, HubMsg};
 use outpost_common::record::{
     OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
 };
+use outpost_common::sign::SigningKey;
 use outpost_hub::client::{Client, ClientError};
 use outpost_hub::gateway::Connections;
 use outpost_hub::hub::Hub;
-use outpost_hub::keys::Ed25519Signer;
-use outpost_hub::pki::RcgenCa;
 use outpost_hub::store::{AgentRecord, Store};
 use outpost_hub::views::*;
+use outpost_net::pki::Ca;
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -31,8 +31,8 @@ impl Harness {
     fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("hub.redb")).unwrap());
-        let signer = Arc::new(Ed25519Signer::generate().unwrap().0);
-        let ca = Arc::new(RcgenCa::generate("hub").unwrap());
+        let signer = Arc::new(SigningKey::generate().unwrap().0);
+        let ca = Arc::new(Ca::generate("hub CA").unwrap());
         let conns = Connections::new(Duration::from_secs(5));
         let hub = Hub::new(store, signer, ca, conns.clone(), "hub").unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()

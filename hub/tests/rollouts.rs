@@ -9,26 +9,26 @@ use std::time::Duration;
 
 use outpost_common::proto::Assignment;
 use outpost_common::record::{OutboxEntry, Reverted, RunKind, RunRecord, RunState, StatusEvent};
+use outpost_common::sign::SigningKey;
 use outpost_hub::gateway::{Connections, SessionHandle};
 use outpost_hub::hub::{Hub, now_ms};
-use outpost_hub::keys::Ed25519Signer;
-use outpost_hub::pki::RcgenCa;
 use outpost_hub::rollouts::{RolloutError, RolloutPlan};
 use outpost_hub::store::{AgentRecord, NewVersion, Store, StoreError};
+use outpost_net::pki::Ca;
 use outpost_rollout::{Command, OfflinePolicy, Scope, Size};
 
 struct H {
     hub: Arc<Hub>,
     conns: Arc<Connections>,
-    signer: Arc<Ed25519Signer>,
+    signer: Arc<SigningKey>,
     seqs: std::collections::HashMap<String, u64>,
     sessions: Vec<SessionHandle>,
 }
 
-fn open(dir: &Path, signer: Option<Arc<Ed25519Signer>>) -> H {
+fn open(dir: &Path, signer: Option<Arc<SigningKey>>) -> H {
     let store = Arc::new(Store::open(&dir.join("hub.redb")).unwrap());
-    let signer = signer.unwrap_or_else(|| Arc::new(Ed25519Signer::generate().unwrap().0));
-    let ca = Arc::new(RcgenCa::generate("hub").unwrap());
+    let signer = signer.unwrap_or_else(|| Arc::new(SigningKey::generate().unwrap().0));
+    let ca = Arc::new(Ca::generate("hub CA").unwrap());
     let conns = Connections::new(Duration::from_secs(5));
     let hub = Hub::new(store, signer.clone(), ca, conns.clone(), "hub").unwrap();
     H {

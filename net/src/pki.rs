@@ -148,6 +148,18 @@ impl Ca {
         &self.cert_der
     }
 
+    /// Load a CA from its certificate and key files (PEM), as [`from_pem`](Self::from_pem);
+    /// errors name the file.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Ca, PkiError> {
+        let cert_pem = read_text(cert, "CA certificate")?;
+        let key_pem = read_text(key, "CA key")?;
+        Ca::from_pem(&cert_pem, &key_pem).map_err(|e| PkiError::File {
+            path: cert.to_path_buf(),
+            what: "CA certificate",
+            reason: format!("with key {}: {e}", key.display()),
+        })
+    }
+
     /// The CA certificate, PEM.
     pub fn cert_pem(&self) -> String {
         pem_encode("CERTIFICATE", &self.cert_der)
@@ -170,10 +182,27 @@ impl Ca {
         name: &str,
         validity_days: u32,
     ) -> Result<(Vec<Vec<u8>>, Vec<u8>), PkiError> {
+        self.issue_server_with_sans(name, &[], validity_days)
+    }
+
+    /// [`issue_server`](Self::issue_server) with further subject alternative names
+    /// (`extra_sans`: DNS names or IP addresses, e.g. where the hub's HTTPS API is reached).
+    pub fn issue_server_with_sans(
+        &self,
+        name: &str,
+        extra_sans: &[String],
+        validity_days: u32,
+    ) -> Result<(Vec<Vec<u8>>, Vec<u8>), PkiError> {
         let key =
             KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(PkiError::Generate)?;
-        let mut params =
-            CertificateParams::new(vec![name.to_string()]).map_err(PkiError::Generate)?;
+        let mut sans = vec![name.to_string()];
+        for s in extra_sans {
+            if !sans.contains(s) {
+                sans.push(s.clone());
+            }
+        }
+        // `CertificateParams::new` makes an IP address SAN of a name that parses as one.
+        let mut params = CertificateParams::new(sans).map_err(PkiError::Generate)?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
@@ -251,6 +280,33 @@ pub fn agent_id_from_cert(cert_der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let cn = cert.subject().iter_common_name().next()?;
     cn.as_str().ok().map(str::to_string)
+}
+
+/// Identity facts of an agent certificate, for the hub's agent record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFacts {
+    /// Subject CN (the agent id).
+    pub common_name: String,
+    /// Serial number, lowercase hex.
+    pub serial_hex: String,
+    /// SHA-256 of the DER, lowercase hex.
+    pub fingerprint: String,
+}
+
+/// The CN, serial and fingerprint of a certificate; `None` if the DER does not parse or has no
+/// UTF-8 CN.
+pub fn cert_facts(cert_der: &[u8]) -> Option<CertFacts> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    let mut serial_hex = String::with_capacity(cert.raw_serial().len() * 2);
+    for b in cert.raw_serial() {
+        serial_hex.push_str(&format!("{b:02x}"));
+    }
+    Some(CertFacts {
+        common_name: cn.as_str().ok()?.to_string(),
+        serial_hex,
+        fingerprint: sha256_hex(cert_der),
+    })
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -353,6 +409,20 @@ pub fn read_key_file(path: &std::path::Path, what: &'static str) -> Result<Vec<u
         what,
         reason: e.to_string(),
     })
+}
+
+/// Create the file `path` readable only by its owner (mode 0600) with `contents`, synced;
+/// refuses to overwrite an existing file (for secrets made once, such as a CA key).
+pub fn create_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
 }
 
 /// Write `contents` to a new file `path` readable only by its owner (mode 0600), replacing any
@@ -540,6 +610,59 @@ mod tests {
         // a certificate where a key is expected
         let e = read_key_file(&cert, "agent key").unwrap_err().to_string();
         assert!(e.contains("agent key") && e.contains("ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn server_sans_include_ip_addresses_and_facts_read_back() {
+        let ca = Ca::generate("ca").unwrap();
+        let extra = [
+            "127.0.0.1".to_string(),
+            "hub".to_string(),
+            "::1".to_string(),
+        ];
+        let (chain, _) = ca.issue_server_with_sans("hub", &extra, 1).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        use x509_parser::extensions::GeneralName;
+        let names = &san.value.general_names;
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(matches!(names[0], GeneralName::DNSName("hub")), "{names:?}");
+        assert!(
+            matches!(names[1], GeneralName::IPAddress(&[127, 0, 0, 1])),
+            "{names:?}"
+        );
+        assert!(
+            matches!(names[2], GeneralName::IPAddress(ip) if ip.len() == 16),
+            "{names:?}"
+        );
+        let facts = cert_facts(&chain[0]).unwrap();
+        assert_eq!(facts.common_name, "hub");
+        assert_eq!(facts.fingerprint, sha256_hex(&chain[0]));
+        assert_eq!(facts.serial_hex.len(), 32);
+        assert_eq!(cert_facts(b"junk"), None);
+    }
+
+    #[test]
+    fn load_names_the_file_and_create_private_file_never_overwrites() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::generate("ca").unwrap();
+        let cert = dir.path().join("ca.pem");
+        let key = dir.path().join("ca.key");
+        create_private_file(&cert, ca.cert_pem().as_bytes()).unwrap();
+        create_private_file(&key, ca.key_pem().as_bytes()).unwrap();
+        assert!(create_private_file(&key, b"other").is_err());
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), ca.key_pem());
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(Ca::load(&cert, &key).unwrap().cert_der(), ca.cert_der());
+        let e = Ca::load(&dir.path().join("missing.pem"), &key)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.pem"), "{e}");
+        std::fs::write(&key, Ca::generate("x").unwrap().key_pem()).unwrap();
+        let e = Ca::load(&cert, &key).unwrap_err().to_string();
+        assert!(e.contains("ca.pem") && e.contains("does not belong"), "{e}");
     }
 
     #[test]

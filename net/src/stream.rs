@@ -2,7 +2,10 @@
 //! bytes holding exactly one minicbor-encoded message. Frames larger than the limit
 //! ([`MAX_FRAME`] by default) are refused on send (nothing is written) and on receive (before
 //! anything of the announced size is allocated); the caller then closes the connection.
+//! Received bytes are cut into frames by `outpost_common::frame::FrameDecoder`, the one frame
+//! reader (fuzzed by `wire_decode`).
 
+use outpost_common::frame::{FrameDecoder, FrameError, HEADER_LEN};
 use outpost_common::proto::MAX_FRAME;
 
 use crate::NetError;
@@ -87,28 +90,22 @@ pub fn decode_frame<T: for<'b> minicbor::Decode<'b, ()>>(bytes: &[u8]) -> Result
     Ok(v)
 }
 
-/// Largest receive buffer kept between frames.
-const KEEP_BUF: usize = 64 * 1024;
+/// Bytes asked of the stream per read.
+const READ_CHUNK: usize = 16 * 1024;
 
-/// Receiving half: reads one frame at a time.
+/// Receiving half: reads one frame at a time, cut by the protocol's one frame reader,
+/// [`FrameDecoder`] (the one the `wire_decode` fuzz target exercises).
 ///
-/// [`recv_frame`](Self::recv_frame) and [`recv`](Self::recv) are **cancel-safe**: the progress
-/// of a partly received frame (length prefix and body) is kept in `self`, so dropping the future
-/// (e.g. another branch of a `tokio::select!` won) loses nothing, and the next call continues
-/// the same frame. (quinn's `read_exact` is not cancel-safe; only its `read` is, and that is
-/// all this uses.)
+/// [`recv_frame`](Self::recv_frame) and [`recv`](Self::recv) are **cancel-safe**: bytes read
+/// are handed to the decoder before the next await, so dropping the future (e.g. another branch
+/// of a `tokio::select!` won) loses nothing, and the next call continues the same frame.
+/// (quinn's `read_exact` is not cancel-safe; only its `read` is, and that is all this uses.)
 #[derive(Debug)]
 pub struct FramedRecv {
     /// The underlying stream.
     pub recv: quinn::RecvStream,
-    buf: Vec<u8>,
-    max: usize,
-    /// Length prefix of the current frame, `len_got` bytes of it read so far.
-    len: [u8; 4],
-    len_got: usize,
-    /// Body bytes of the current frame read so far into `buf` (sized once the length is known).
-    body_got: usize,
-    sized: bool,
+    decoder: FrameDecoder,
+    chunk: Box<[u8]>,
 }
 
 impl FramedRecv {
@@ -121,68 +118,44 @@ impl FramedRecv {
     pub fn with_limit(recv: quinn::RecvStream, max: usize) -> Self {
         FramedRecv {
             recv,
-            buf: Vec::new(),
-            max,
-            len: [0; 4],
-            len_got: 0,
-            body_got: 0,
-            sized: false,
+            decoder: FrameDecoder::with_limit(max),
+            chunk: vec![0u8; READ_CHUNK].into_boxed_slice(),
         }
-    }
-
-    /// Read the next frame into the internal buffer. `Ok(false)` on a clean end of stream.
-    /// Cancel-safe: every await is quinn's cancel-safe `read`, and progress lives in `self`.
-    async fn fill(&mut self) -> Result<bool, NetError> {
-        while self.len_got < 4 {
-            match self.recv.read(&mut self.len[self.len_got..]).await? {
-                Some(n) => self.len_got += n,
-                None if self.len_got == 0 => return Ok(false),
-                None => {
-                    return Err(NetError::Truncated {
-                        got: self.len_got,
-                        want: 4,
-                    });
-                }
-            }
-        }
-        let want = u32::from_be_bytes(self.len) as usize;
-        if want > self.max {
-            return Err(NetError::FrameTooLarge {
-                len: want,
-                max: self.max,
-            });
-        }
-        if !self.sized {
-            self.buf.clear();
-            self.buf.resize(want, 0);
-            self.body_got = 0;
-            self.sized = true;
-        }
-        while self.body_got < want {
-            match self.recv.read(&mut self.buf[self.body_got..]).await? {
-                Some(n) => self.body_got += n,
-                None => {
-                    return Err(NetError::Truncated {
-                        got: self.body_got,
-                        want,
-                    });
-                }
-            }
-        }
-        // The frame is complete: the next call starts a new one.
-        self.len_got = 0;
-        self.body_got = 0;
-        self.sized = false;
-        Ok(true)
     }
 
     /// The next frame's payload; `None` when the peer finished the stream between frames.
-    /// Errors on an oversized length prefix, a stream ending inside a frame, or a read error.
+    /// Errors on an oversized length prefix (as soon as the prefix has arrived), a stream ending
+    /// inside a frame, or a read error. Cancel-safe: every await is quinn's cancel-safe `read`,
+    /// and what it returned is in the decoder before the next one.
     pub async fn recv_frame(&mut self) -> Result<Option<Vec<u8>>, NetError> {
-        if self.fill().await? {
-            Ok(Some(std::mem::take(&mut self.buf)))
-        } else {
-            Ok(None)
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => return Ok(Some(frame)),
+                Ok(None) => {}
+                Err(FrameError::TooLarge { len, max }) => {
+                    return Err(NetError::FrameTooLarge { len, max });
+                }
+                Err(FrameError::Encode(e)) => return Err(NetError::Encode(e)),
+            }
+            match self.recv.read(&mut self.chunk).await? {
+                Some(n) => self.decoder.push(&self.chunk[..n]),
+                None => {
+                    let buffered = self.decoder.buffered();
+                    if buffered == 0 {
+                        return Ok(None);
+                    }
+                    return Err(match self.decoder.announced() {
+                        None => NetError::Truncated {
+                            got: buffered,
+                            want: HEADER_LEN,
+                        },
+                        Some(want) => NetError::Truncated {
+                            got: buffered - HEADER_LEN,
+                            want,
+                        },
+                    });
+                }
+            }
         }
     }
 
@@ -191,15 +164,10 @@ impl FramedRecv {
     pub async fn recv<T: for<'b> minicbor::Decode<'b, ()>>(
         &mut self,
     ) -> Result<Option<T>, NetError> {
-        if !self.fill().await? {
-            return Ok(None);
+        match self.recv_frame().await? {
+            Some(frame) => decode_frame(&frame).map(Some),
+            None => Ok(None),
         }
-        let r = decode_frame(&self.buf).map(Some);
-        if self.buf.capacity() > KEEP_BUF {
-            // Do not keep a large buffer per idle connection.
-            self.buf = Vec::new();
-        }
-        r
     }
 }
 

@@ -66,7 +66,7 @@ use outpost_common::record::{
 };
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
-use crate::keys::WorkflowSigner;
+use outpost_common::sign::SigningKey;
 pub use pools::*;
 use schema::{
     AGENTS, ASSIGNMENTS, AUDIT, DEPLOY_RESULTS, MISSED, RUNS, RUNS_BY_CREATED, RUNS_BY_ID,
@@ -621,7 +621,7 @@ impl Store {
     pub fn apply_version(
         &self,
         new: NewVersion,
-        signer: &dyn WorkflowSigner,
+        signer: &SigningKey,
         now_ms: UnixMillis,
     ) -> Result<ApplyOutcome, StoreError> {
         let txn = self.begin_write()?;
@@ -657,14 +657,7 @@ impl Store {
                 target: target.clone(),
                 format: new.format.clone(),
             };
-            let header_bytes = encode(&header)?;
-            let sig = signer.sign_bundle(&header_bytes);
-            let bundle = SignedBundle {
-                header_bytes,
-                content: new.content.clone(),
-                key_id: signer.key_id(),
-                sig,
-            };
+            let bundle = signer.sign_bundle(&header, new.content.clone());
             let stored = StoredVersion {
                 name: new.name.clone(),
                 version,
@@ -725,7 +718,7 @@ impl Store {
         name: &str,
         to: u64,
         actor: &str,
-        signer: &dyn WorkflowSigner,
+        signer: &SigningKey,
         now_ms: UnixMillis,
     ) -> Result<ApplyOutcome, StoreError> {
         let old = self.version(name, Some(to))?;
@@ -1353,7 +1346,7 @@ impl Store {
         &self,
         agent_id: &str,
         desired: &[DesiredVersion],
-        signer: &dyn WorkflowSigner,
+        signer: &SigningKey,
         now_ms: UnixMillis,
     ) -> Result<Vec<IssuedAssignment>, StoreError> {
         let txn = self.begin_write()?;
@@ -1391,19 +1384,13 @@ impl Store {
                     }),
                     rollout_id: extra.and_then(|d| d.rollout_id.clone()),
                 };
-                let body_bytes = encode(&body)?;
-                let sig = signer.sign_assignment(&body_bytes);
                 Ok(IssuedAssignment {
                     workflow: workflow.into(),
                     epoch,
                     version,
                     content_hash: hash.into(),
                     remove,
-                    signed: SignedAssignment {
-                        body_bytes,
-                        key_id: signer.key_id(),
-                        sig,
-                    },
+                    signed: signer.sign_assignment(&body),
                     issued_ms: now_ms,
                 })
             };

@@ -1,7 +1,6 @@
 use super::*;
-use crate::keys::{self, Ed25519Signer};
-use outpost_common::proto::{DOMAIN_ASSIGNMENT, DOMAIN_BUNDLE};
 use outpost_common::record::{RunKind, TaskState};
+use outpost_common::sign::{SigningKey, Trust};
 
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -9,8 +8,8 @@ fn open() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-fn signer() -> Ed25519Signer {
-    Ed25519Signer::generate().unwrap().0
+fn signer() -> SigningKey {
+    SigningKey::generate().unwrap().0
 }
 
 fn nv(name: &str, content: &str) -> NewVersion {
@@ -121,12 +120,8 @@ fn stored_bundle_is_signed_over_exact_header_bytes() {
     s.apply_version(nv("w", "content"), &k, 42).unwrap();
     let v = s.version("w", Some(1)).unwrap();
     let b = v.signed_bundle().unwrap();
-    assert!(keys::verify(
-        &k.public_key(),
-        DOMAIN_BUNDLE,
-        &b.header_bytes,
-        &b.sig
-    ));
+    let trust = Trust::new(&k.public_key()).unwrap();
+    assert!(trust.verify_bundle(&b).is_ok());
     let h: BundleHeader = minicbor::decode(&b.header_bytes).unwrap();
     assert_eq!(h.workflow, "w");
     assert_eq!(h.version, 1);
@@ -291,12 +286,8 @@ fn epochs_are_monotonic_across_reopen_and_level_triggered() {
             (body.agent_id.as_str(), body.epoch, body.version),
             ("agent-1", 1, 1)
         );
-        assert!(keys::verify(
-            &k.public_key(),
-            DOMAIN_ASSIGNMENT,
-            &a[0].signed.body_bytes,
-            &a[0].signed.sig
-        ));
+        let trust = Trust::new(&k.public_key()).unwrap();
+        assert_eq!(trust.verify_assignment(&a[0].signed).unwrap(), body);
     }
     let s = Store::open(&path).unwrap();
     let d2 = DesiredVersion {
@@ -436,9 +427,9 @@ fn pause_deploy_results_keys_and_audit() {
     assert_eq!(results[0].epoch, 2);
 
     let k2 = signer();
-    let rec = |k: &Ed25519Signer, e| KeyRecord {
-        key_id: k.key_id(),
-        public_key: k.public_key(),
+    let rec = |k: &SigningKey, e| KeyRecord {
+        key_id: k.key_id().to_string(),
+        public_key: k.public_key().to_vec(),
         created_ms: 1,
         endorsement: e,
     };
@@ -451,8 +442,8 @@ fn pause_deploy_results_keys_and_audit() {
     s.record_signing_key(rec(&k2, Some(e.clone())), "hub")
         .unwrap();
     assert_eq!(s.signing_keys().unwrap().len(), 2);
-    assert_eq!(s.key_chain_from(&k.key_id()).unwrap(), vec![e]);
-    assert!(s.key_chain_from(&k2.key_id()).unwrap().is_empty());
+    assert_eq!(s.key_chain_from(k.key_id()).unwrap(), vec![e]);
+    assert!(s.key_chain_from(k2.key_id()).unwrap().is_empty());
 
     let log = s.audit_log(100).unwrap();
     let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
