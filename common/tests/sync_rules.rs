@@ -38,6 +38,7 @@ fn cfg(acked: u64, last: u64, window: usize, batch: usize) -> AgentSessionConfig
             version: 2,
             epoch: 4,
             paused: false,
+            highest_version: None,
         }],
         acked_seq: acked,
         last_seq: last,
@@ -189,8 +190,41 @@ fn agent_reports_a_hub_behind_its_deletions() {
         agent_acked: 10,
         agent_last: 12
     }));
-    // It resumes after what it still has, not at 3.
+    // The hub lost 4..=10: the driver re-enqueues what it still holds before anything is sent.
+    assert!(ev.contains(&AgentEvent::Resend {
+        hub_acked: 3,
+        agent_acked: 10
+    }));
+    assert!(s.is_resend_pending());
+    assert_eq!(
+        s.poll_need(),
+        None,
+        "no Status before the resend is committed"
+    );
+    assert!(drain_tx(&mut s).is_empty());
+    // The snapshots went in as seqs 13..=15; it resumes after what it still has, not at 3.
+    s.handle_resent(15);
+    assert!(!s.is_resend_pending());
     assert_eq!(s.poll_need(), Some((10, 10)));
+    s.handle_entries(entries(11, 15));
+    let sent: Vec<u64> = drain_tx(&mut s).iter().flat_map(seqs).collect();
+    assert_eq!(sent, (11..=15).collect::<Vec<_>>());
+}
+
+#[test]
+fn agent_with_a_hub_at_or_ahead_of_its_acks_resends_nothing() {
+    for hub in [10, 11] {
+        let mut s = AgentSession::new(cfg(10, 12, 4, 10));
+        drain_tx(&mut s);
+        s.handle_hub(welcome(hub)).unwrap();
+        let ev = drain_events(&mut s);
+        assert!(
+            !ev.iter().any(|e| matches!(e, AgentEvent::Resend { .. })),
+            "{ev:?}"
+        );
+        assert!(!s.is_resend_pending());
+        assert_eq!(s.poll_need(), Some((hub, 10)));
+    }
 }
 
 #[test]
@@ -250,6 +284,7 @@ fn hello(acked: u64) -> AgentMsg {
             version: 2,
             epoch: 4,
             paused: false,
+            highest_version: None,
         }],
         acked_seq: acked,
         last_seq: 20,
@@ -522,4 +557,21 @@ fn agent_batches_fit_in_a_frame() {
         }
     }
     assert_eq!(got, (1..=10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_restored_hub_numbers_epochs_and_versions_above_what_the_agent_accepted() {
+    use outpost_common::sync::{issued_is_stale, next_epoch, next_version};
+    // Normal life: the hub is the only source of numbers.
+    assert_eq!(next_epoch(4, 4), 5);
+    assert_eq!(next_epoch(0, 0), 1);
+    assert!(!issued_is_stale(4, 4));
+    assert_eq!(next_version(3, 3), 4);
+    assert_eq!(next_version(0, 0), 1);
+    // Restored from a backup taken at epoch 4 / version 2, the agent accepted epoch 9 / v5.
+    assert!(issued_is_stale(4, 9));
+    assert_eq!(next_epoch(4, 9), 10);
+    assert_eq!(next_version(2, 5), 6);
+    // A workflow the restored hub never assigned to the agent.
+    assert_eq!(next_epoch(0, 7), 8);
 }

@@ -795,6 +795,7 @@ mod tests {
             version,
             epoch,
             paused: true,
+            highest_version: None,
         }];
         assert!(hub.deploys_needed(&id, &known).unwrap().is_empty());
         hub.deploy_result(&id, "w", version, epoch, None).unwrap();

@@ -10,4 +10,5 @@ mod deploy;
 mod engine;
 mod hub;
 mod hub_faults;
+mod hub_restore;
 mod rollouts;

@@ -41,6 +41,7 @@
 //!   `outbox_run_refs`) are maintained in the same transaction as the table they index.
 //! - Stored bytes that fail to decode surface as [`StoreError::Decode`], never as a panic.
 
+mod resend;
 pub mod schema;
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,29 @@ pub struct Desired {
     pub bundle: Option<SignedBundle>,
 }
 
+/// The next assignment epoch for one (agent, workflow): above the last one this hub issued AND
+/// above the highest the agent reports having accepted (`Hello.active`, deploy results). The
+/// two differ only when the hub's store went back in time (restored from an older backup): the
+/// agent would refuse an epoch at or below its own as a replay, so the hub continues above it
+/// and never issues a number twice.
+pub fn next_epoch(last_issued: u64, agent_accepted: u64) -> u64 {
+    last_issued.max(agent_accepted).saturating_add(1)
+}
+
+/// Whether the last assignment issued for (agent, workflow) is behind what the agent accepted
+/// (a restored hub store): it must not be sent again; a new one is minted with [`next_epoch`].
+pub fn issued_is_stale(last_issued: u64, agent_accepted: u64) -> bool {
+    last_issued < agent_accepted
+}
+
+/// The number of a workflow's next version: above the hub's latest AND above the highest any
+/// agent reports having accepted (after a restore from an older backup the agents may hold
+/// versions this hub no longer knows; reusing one of those numbers would be refused as stale or
+/// collide with different content).
+pub fn next_version(latest: u64, agents_highest: u64) -> u64 {
+    latest.max(agents_highest).saturating_add(1)
+}
+
 /// What the hub driver must act on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HubEvent {
