@@ -575,3 +575,53 @@ fn a_restored_hub_numbers_epochs_and_versions_above_what_the_agent_accepted() {
     // A workflow the restored hub never assigned to the agent.
     assert_eq!(next_epoch(0, 7), 8);
 }
+
+#[test]
+fn hub_drops_a_deploy_too_large_for_a_frame_and_the_session_goes_on() {
+    use outpost_common::proto::{MAX_FRAME, SignedBundle};
+    let mut h = hub_open(0);
+    let mut huge = desired(3, 7);
+    huge.bundle = Some(SignedBundle {
+        header_bytes: vec![],
+        content: vec![b'x'; MAX_FRAME + 1],
+        key_id: "k".into(),
+        sig: vec![0; 64],
+    });
+    let mut small = desired(1, 8);
+    small.workflow = "backup".into();
+    h.set_desired(vec![huge, small]);
+    let sent: Vec<HubMsg> = std::iter::from_fn(|| h.poll_transmit()).collect();
+    // Only the deliverable deploy goes out; every frame sent fits.
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    for m in &sent {
+        assert!(outpost_common::frame::encode(m).is_ok());
+    }
+    let ev: Vec<HubEvent> = std::iter::from_fn(|| h.poll_event()).collect();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, HubEvent::Undeliverable { bytes, .. } if *bytes > MAX_FRAME)),
+        "{ev:?}"
+    );
+    assert_eq!(h.state(), HubState::Open);
+    // Level-triggered: the same desired state does not queue it again in this session.
+    h.set_desired(vec![desired(3, 7)]);
+    assert!(std::iter::from_fn(|| h.poll_transmit()).next().is_none());
+    // The session still works.
+    h.handle_agent(status(1, 2), 3).unwrap();
+    assert!(matches!(h.poll_event(), Some(HubEvent::Ingest { .. })));
+}
+
+#[test]
+fn a_version_whose_deploy_cannot_fit_a_frame_is_measured_above_the_limit() {
+    use outpost_common::proto::{MAX_FRAME, SignedBundle};
+    use outpost_common::sync::deploy_frame_len;
+    let bundle = |n: usize| SignedBundle {
+        header_bytes: vec![],
+        content: vec![b'x'; n],
+        key_id: "k".into(),
+        sig: vec![0; 64],
+    };
+    assert!(deploy_frame_len(&bundle(1000)) < MAX_FRAME);
+    assert!(deploy_frame_len(&bundle(MAX_FRAME - 100)) > MAX_FRAME);
+    assert!(deploy_frame_len(&bundle(1000)) > 1000 + 64);
+}

@@ -10,5 +10,6 @@ mod deploy;
 mod engine;
 mod hub;
 mod hub_faults;
+mod hub_limits;
 mod hub_restore;
 mod rollouts;

@@ -646,6 +646,17 @@ impl Store {
                 key_id: signer.key_id(),
                 sig,
             };
+            let frame = outpost_common::sync::deploy_frame_len(&bundle);
+            if frame > outpost_common::proto::MAX_FRAME {
+                return Err(StoreError::Refused(format!(
+                    "workflow {} cannot be delivered to agents: its signed version with the deploy \
+                     message is {frame} bytes, above the protocol's frame limit of {} bytes \
+                     (MAX_FRAME, 1 MiB); make the workflow file smaller (it is {} bytes)",
+                    new.name,
+                    outpost_common::proto::MAX_FRAME,
+                    new.content.len()
+                )));
+            }
             let stored = StoredVersion {
                 name: new.name.clone(),
                 version,
