@@ -289,6 +289,21 @@ impl Hub {
                         .signed_bundle()?,
                 )
             };
+            // Signed before a key rotation: sign the same bytes again with the current key, which
+            // every agent trusts (one enrolled after the rotation never knew the old key; one
+            // that followed the chain refuses it).
+            let bundle = bundle.map(|mut b| {
+                if b.key_id != self.signer.key_id() {
+                    b.sig = self.signer.sign_bundle(&b.header_bytes);
+                    b.key_id = self.signer.key_id();
+                }
+                b
+            });
+            let mut a = a;
+            if a.signed.key_id != self.signer.key_id() {
+                a.signed.sig = self.signer.sign_assignment(&a.signed.body_bytes);
+                a.signed.key_id = self.signer.key_id();
+            }
             out.push(DesiredAssignment {
                 paused: metas.iter().any(|(n, m)| *n == a.workflow && m.paused),
                 workflow: a.workflow,

@@ -10,6 +10,7 @@ mod deploy;
 mod engine;
 mod hub;
 mod hub_faults;
+mod hub_keys;
 mod hub_limits;
 mod hub_restore;
 mod rollouts;
