@@ -1170,4 +1170,10 @@ fn requeue_held_sends_every_held_record_again_above_the_last_seq() {
     );
     // Records are unchanged.
     assert_eq!(store.run("r1").unwrap().unwrap().state, RunState::Succeeded);
+    // The same lost range again (a reconnect before the hub committed any of it): nothing more.
+    assert_eq!(store.requeue_held(1, 5).unwrap().last_seq, info.last_seq);
+    assert_eq!(store.last_seq().unwrap(), info.last_seq);
+    // A later restore of the same backup (the agent acknowledged more since): again.
+    store.ack_outbox(info.last_seq).unwrap();
+    assert!(store.requeue_held(1, info.last_seq).unwrap().last_seq > info.last_seq);
 }
