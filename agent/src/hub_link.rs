@@ -226,6 +226,7 @@ async fn session(
             version: s.active_version,
             epoch: s.last_epoch,
             paused: s.paused,
+            highest_version: Some(s.highest_version.max(s.active_version)),
         })
         .collect();
     let trust =
@@ -343,6 +344,21 @@ async fn handle_event(
             let _ = driver.send(Event::HubPaused(list));
         }
         AgentEvent::Goodbye(reason) => anyhow::bail!("the hub ended the session: {reason}"),
+        AgentEvent::Resend {
+            hub_acked,
+            agent_acked,
+        } => {
+            let s = store.clone();
+            let info = tokio::task::spawn_blocking(move || s.requeue_held(hub_acked, agent_acked))
+                .await??;
+            tracing::warn!(
+                hub_acked,
+                agent_acked,
+                last_seq = info.last_seq,
+                "the hub lost status it had acknowledged (restored from an older backup?): sending again every run, task and missed firing this agent still holds"
+            );
+            sess.handle_resent(info.last_seq);
+        }
         AgentEvent::SeqMismatch {
             hub_acked,
             agent_acked,

@@ -262,6 +262,11 @@ pub struct ActiveWorkflow {
     pub epoch: u64,
     #[n(3)]
     pub paused: bool,
+    /// Highest version of the workflow the agent ever accepted (above `version` after a revert
+    /// under probation). `None` from an agent that does not say: read as `version`. A hub
+    /// restored from an older backup numbers its next version above it.
+    #[n(4)]
+    pub highest_version: Option<u64>,
 }
 
 /// Agent to hub.

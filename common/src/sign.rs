@@ -115,6 +115,21 @@ impl SigningKey {
         }
     }
 
+    /// Sign a bundle's exact header bytes again with this key (a version signed before a key
+    /// rotation); the bytes are never re-encoded.
+    pub fn resign_bundle(&self, mut bundle: SignedBundle) -> SignedBundle {
+        bundle.sig = self.sign(DOMAIN_BUNDLE, &bundle.header_bytes);
+        bundle.key_id = self.key_id.clone();
+        bundle
+    }
+
+    /// Sign an assignment's exact body bytes again with this key.
+    pub fn resign_assignment(&self, mut signed: SignedAssignment) -> SignedAssignment {
+        signed.sig = self.sign(DOMAIN_ASSIGNMENT, &signed.body_bytes);
+        signed.key_id = self.key_id.clone();
+        signed
+    }
+
     /// Endorse `new_public` (raw 32 bytes) as this key's successor.
     pub fn endorse(&self, new_public: &[u8], now_ms: UnixMillis) -> KeyEndorsement {
         let body = KeyEndorsementBody {

@@ -219,6 +219,7 @@ fn agent_messages() {
                 version: 3,
                 epoch: 7,
                 paused: true,
+                highest_version: None,
             }],
             acked_seq: 41,
             last_seq: 57,
@@ -414,8 +415,10 @@ struct ActiveWorkflowNext {
     #[n(3)]
     paused: bool,
     #[n(4)]
-    pinned_until: Option<i64>,
+    highest_version: Option<u64>,
     #[n(5)]
+    pinned_until: Option<i64>,
+    #[n(6)]
     notes: Vec<String>,
 }
 
@@ -426,6 +429,7 @@ fn unknown_trailing_fields_are_skipped() {
         version: 3,
         epoch: 7,
         paused: false,
+        highest_version: Some(9),
         pinned_until: Some(5),
         notes: vec!["a".into()],
     };
@@ -437,7 +441,8 @@ fn unknown_trailing_fields_are_skipped() {
             workflow: "etl".into(),
             version: 3,
             epoch: 7,
-            paused: false
+            paused: false,
+            highest_version: Some(9),
         }
     );
     // Inside an enum variant too: Ack { seq: 44, <new field 1: "x"> } is [2, [44, "x"]].

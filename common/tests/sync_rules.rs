@@ -38,6 +38,7 @@ fn cfg(acked: u64, last: u64, window: usize, batch: usize) -> AgentSessionConfig
             version: 2,
             epoch: 4,
             paused: false,
+            highest_version: None,
         }],
         acked_seq: acked,
         last_seq: last,
@@ -189,8 +190,41 @@ fn agent_reports_a_hub_behind_its_deletions() {
         agent_acked: 10,
         agent_last: 12
     }));
-    // It resumes after what it still has, not at 3.
+    // The hub lost 4..=10: the driver re-enqueues what it still holds before anything is sent.
+    assert!(ev.contains(&AgentEvent::Resend {
+        hub_acked: 3,
+        agent_acked: 10
+    }));
+    assert!(s.is_resend_pending());
+    assert_eq!(
+        s.poll_need(),
+        None,
+        "no Status before the resend is committed"
+    );
+    assert!(drain_tx(&mut s).is_empty());
+    // The snapshots went in as seqs 13..=15; it resumes after what it still has, not at 3.
+    s.handle_resent(15);
+    assert!(!s.is_resend_pending());
     assert_eq!(s.poll_need(), Some((10, 10)));
+    s.handle_entries(entries(11, 15));
+    let sent: Vec<u64> = drain_tx(&mut s).iter().flat_map(seqs).collect();
+    assert_eq!(sent, (11..=15).collect::<Vec<_>>());
+}
+
+#[test]
+fn agent_with_a_hub_at_or_ahead_of_its_acks_resends_nothing() {
+    for hub in [10, 11] {
+        let mut s = AgentSession::new(cfg(10, 12, 4, 10));
+        drain_tx(&mut s);
+        s.handle_hub(welcome(hub)).unwrap();
+        let ev = drain_events(&mut s);
+        assert!(
+            !ev.iter().any(|e| matches!(e, AgentEvent::Resend { .. })),
+            "{ev:?}"
+        );
+        assert!(!s.is_resend_pending());
+        assert_eq!(s.poll_need(), Some((hub, 10)));
+    }
 }
 
 #[test]
@@ -250,6 +284,7 @@ fn hello(acked: u64) -> AgentMsg {
             version: 2,
             epoch: 4,
             paused: false,
+            highest_version: None,
         }],
         acked_seq: acked,
         last_seq: 20,
@@ -522,4 +557,71 @@ fn agent_batches_fit_in_a_frame() {
         }
     }
     assert_eq!(got, (1..=10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_restored_hub_numbers_epochs_and_versions_above_what_the_agent_accepted() {
+    use outpost_common::sync::{issued_is_stale, next_epoch, next_version};
+    // Normal life: the hub is the only source of numbers.
+    assert_eq!(next_epoch(4, 4), 5);
+    assert_eq!(next_epoch(0, 0), 1);
+    assert!(!issued_is_stale(4, 4));
+    assert_eq!(next_version(3, 3), 4);
+    assert_eq!(next_version(0, 0), 1);
+    // Restored from a backup taken at epoch 4 / version 2, the agent accepted epoch 9 / v5.
+    assert!(issued_is_stale(4, 9));
+    assert_eq!(next_epoch(4, 9), 10);
+    assert_eq!(next_version(2, 5), 6);
+    // A workflow the restored hub never assigned to the agent.
+    assert_eq!(next_epoch(0, 7), 8);
+}
+
+#[test]
+fn hub_drops_a_deploy_too_large_for_a_frame_and_the_session_goes_on() {
+    use outpost_common::proto::{MAX_FRAME, SignedBundle};
+    let mut h = hub_open(0);
+    let mut huge = desired(3, 7);
+    huge.bundle = Some(SignedBundle {
+        header_bytes: vec![],
+        content: vec![b'x'; MAX_FRAME + 1],
+        key_id: "k".into(),
+        sig: vec![0; 64],
+    });
+    let mut small = desired(1, 8);
+    small.workflow = "backup".into();
+    h.set_desired(vec![huge, small]);
+    let sent: Vec<HubMsg> = std::iter::from_fn(|| h.poll_transmit()).collect();
+    // Only the deliverable deploy goes out; every frame sent fits.
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    for m in &sent {
+        assert!(outpost_common::frame::encode(m).is_ok());
+    }
+    let ev: Vec<HubEvent> = std::iter::from_fn(|| h.poll_event()).collect();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, HubEvent::Undeliverable { bytes, .. } if *bytes > MAX_FRAME)),
+        "{ev:?}"
+    );
+    assert_eq!(h.state(), HubState::Open);
+    // Level-triggered: the same desired state does not queue it again in this session.
+    h.set_desired(vec![desired(3, 7)]);
+    assert!(std::iter::from_fn(|| h.poll_transmit()).next().is_none());
+    // The session still works.
+    h.handle_agent(status(1, 2), 3).unwrap();
+    assert!(matches!(h.poll_event(), Some(HubEvent::Ingest { .. })));
+}
+
+#[test]
+fn a_version_whose_deploy_cannot_fit_a_frame_is_measured_above_the_limit() {
+    use outpost_common::proto::{MAX_FRAME, SignedBundle};
+    use outpost_common::sync::deploy_frame_len;
+    let bundle = |n: usize| SignedBundle {
+        header_bytes: vec![],
+        content: vec![b'x'; n],
+        key_id: "k".into(),
+        sig: vec![0; 64],
+    };
+    assert!(deploy_frame_len(&bundle(1000)) < MAX_FRAME);
+    assert!(deploy_frame_len(&bundle(MAX_FRAME - 100)) > MAX_FRAME);
+    assert!(deploy_frame_len(&bundle(1000)) > 1000 + 64);
 }

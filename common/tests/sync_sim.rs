@@ -268,6 +268,7 @@ impl Sim {
                 version: *v,
                 epoch: *e,
                 paused: false,
+                highest_version: None,
             })
             .collect();
         let agent = AgentSession::new(AgentSessionConfig {
@@ -407,7 +408,9 @@ impl Sim {
                     }
                     AgentEvent::Paused(_) => {}
                     AgentEvent::Command { .. } => {}
-                    ev @ (AgentEvent::SeqMismatch { .. } | AgentEvent::Goodbye(_)) => {
+                    ev @ (AgentEvent::SeqMismatch { .. }
+                    | AgentEvent::Resend { .. }
+                    | AgentEvent::Goodbye(_)) => {
                         panic!("unexpected {ev:?}")
                     }
                 }

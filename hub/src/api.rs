@@ -161,6 +161,7 @@ pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
         )
         .route("/v1/rollouts", post(start_rollout).get(list_rollouts))
         .route("/v1/audit", get(audit_log))
+        .route("/v1/backup", post(backup))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))
@@ -1264,4 +1265,47 @@ async fn audit_log(
         ))
     })
     .await
+}
+
+/// `POST /v1/backup`: a consistent copy of the hub store (one read transaction copied into a
+/// fresh redb file, see `store/backup.rs`), as the response body. Audited.
+async fn backup(State(st): St, headers: axum::http::HeaderMap) -> ApiResult<Response> {
+    let actor = actor_of(&headers)?;
+    let hub = st.hub.clone();
+    let bytes = blocking(move || {
+        let dir = hub
+            .store
+            .path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let tmp = dir.join(format!(
+            ".backup-{}.redb",
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
+        let result = hub
+            .store
+            .backup_to(&tmp)
+            .map_err(ApiError::from)
+            .and_then(|_| {
+                std::fs::read(&tmp)
+                    .map_err(|e| ApiError::internal(format!("reading the backup copy: {e}")))
+            });
+        let _ = std::fs::remove_file(&tmp);
+        let bytes = result?;
+        hub.store.audit(
+            &actor,
+            "hub.backup",
+            "hub.redb",
+            &format!("{} bytes", bytes.len()),
+            crate::hub::now_ms(),
+        )?;
+        Ok(bytes)
+    })
+    .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response())
 }

@@ -110,7 +110,27 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Pool(c) => pools::pool(&client(&conn)?, conn.output, c),
         Command::Rollout(c) => pools::rollout(&client(&conn)?, conn.output, c),
         Command::Audit { limit } => pools::audit(&client(&conn)?, conn.output, limit),
+        Command::Backup { to } => backup(&client(&conn)?, conn.output, &to),
     }
+}
+
+fn backup(c: &Client, output: Output, to: &Path) -> CliResult {
+    if to.exists() {
+        return Err(CliError::Usage(format!(
+            "{} exists: a backup is written to a new file",
+            to.display()
+        )));
+    }
+    let bytes = c.post_download("/v1/backup", to)?;
+    if output == Output::Json {
+        print_json(&serde_json::json!({ "file": to, "bytes": bytes }))?;
+    } else {
+        println!(
+            "wrote a consistent copy of the hub store to {} ({bytes} bytes)",
+            to.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {

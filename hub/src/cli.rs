@@ -96,6 +96,13 @@ pub enum Command {
     /// Gray-release rollouts of a workflow version into a pool.
     #[command(subcommand)]
     Rollout(RolloutCmd),
+    /// Write a consistent copy of the hub's store to a new FILE while the hub serves (restore:
+    /// docs/operations.md, "Back up the hub").
+    Backup {
+        /// The file to create (refused if it exists).
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// The hub's audit log (who did what, when), oldest first.
     Audit {
         /// The newest N entries.

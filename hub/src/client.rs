@@ -173,6 +173,34 @@ impl Client {
         serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// POST an empty body to `path` and write the (binary) answer to `dest`, a new file
+    /// (mode 0600). Returns the bytes written.
+    pub fn post_download(&self, path: &str, dest: &std::path::Path) -> Result<u64, ClientError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut req = self
+            .agent
+            .post(&self.url(path))
+            .header("Authorization", &self.auth());
+        if let Some(a) = &self.actor {
+            req = req.header(crate::api::ACTOR_HEADER, a);
+        }
+        let mut resp = req.send_empty().map_err(|e| self.transport(e))?;
+        if !resp.status().is_success() {
+            return self.finish(Ok(resp)).map(|_| 0);
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+            .map_err(|e| ClientError::Decode(format!("cannot create {}: {e}", dest.display())))?;
+        let mut body = resp.body_mut().as_reader();
+        let n = std::io::copy(&mut body, &mut file).map_err(|e| self.transport(e))?;
+        file.sync_all()
+            .map_err(|e| ClientError::Decode(format!("writing {}: {e}", dest.display())))?;
+        Ok(n)
+    }
+
     /// DELETE `path` and decode the JSON answer.
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let mut req = self

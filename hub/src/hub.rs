@@ -304,6 +304,20 @@ impl Hub {
                         .signed_bundle()?,
                 )
             };
+            // Signed before a key rotation: sign the same bytes again with the current key, which
+            // every agent trusts (one enrolled after the rotation never knew the old key; one
+            // that followed the chain refuses it).
+            let bundle = bundle.map(|b| {
+                if b.key_id != self.signer.key_id() {
+                    self.signer.resign_bundle(b)
+                } else {
+                    b
+                }
+            });
+            let mut a = a;
+            if a.signed.key_id != self.signer.key_id() {
+                a.signed = self.signer.resign_assignment(a.signed);
+            }
             out.push(DesiredAssignment {
                 paused: metas.iter().any(|(n, m)| *n == a.workflow && m.paused),
                 workflow: a.workflow,
@@ -880,6 +894,7 @@ mod tests {
             version,
             epoch,
             paused: true,
+            highest_version: None,
         }];
         assert!(hub.deploys_needed(&id, &known).unwrap().is_empty());
         hub.deploy_result(&id, "w", version, epoch, None).unwrap();

@@ -451,6 +451,14 @@ async fn session(
                         .await??;
                         hub.rollout_wake.notify_one();
                     }
+                    HubEvent::Undeliverable { what, bytes } => {
+                        tracing::error!(agent = %agent_id, bytes, max = outpost_common::proto::MAX_FRAME, "not sending {what}: above the frame limit (the session goes on)");
+                        let (h, id) = (hub.clone(), agent_id.clone());
+                        blocking(move || {
+                            h.store.audit("hub", "message.undeliverable", &id, &format!("{what}: {bytes} bytes, above the {}-byte frame limit", outpost_common::proto::MAX_FRAME), now_ms())
+                        })
+                        .await??;
+                    }
                     HubEvent::CommandResult { id, ok, message, run_id } => {
                         conns.on_command_result(&agent_id, id, ok, message, run_id);
                     }

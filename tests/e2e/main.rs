@@ -14,4 +14,7 @@ mod enroll;
 mod hub;
 mod hub_faults;
 mod hub_restart;
+mod hub_keys;
+mod hub_limits;
+mod hub_restore;
 mod rollouts;

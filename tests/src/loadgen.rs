@@ -604,6 +604,7 @@ impl Played {
                 version: s.active,
                 epoch: s.trust.last_epoch,
                 paused: s.paused,
+                highest_version: None,
             })
             .collect();
         v.sort_by(|a, b| a.workflow.cmp(&b.workflow));
@@ -829,6 +830,10 @@ impl Played {
                 // The hub holds more than this process knows (a state file reused against a
                 // hub that already ingested earlier runs): continue after what it holds.
                 self.last_seq = self.last_seq.max(hub_acked);
+            }
+            AgentEvent::Resend { .. } => {
+                // Played agents keep no records to send again.
+                sess.handle_resent(self.last_seq);
             }
         }
         Ok(())

@@ -43,6 +43,7 @@
 
 #[cfg(test)]
 mod power_loss;
+mod resend;
 pub mod schema;
 #[cfg(test)]
 mod tests;

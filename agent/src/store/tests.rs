@@ -1262,3 +1262,58 @@ fn a_store_whose_creation_never_completed_is_kept_aside_and_created_again() {
         "left as found"
     );
 }
+
+#[test]
+fn requeue_held_sends_every_held_record_again_above_the_last_seq() {
+    let dir = tmp();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let missed = |n: u64| MissedFirings {
+        workflow: "wf".into(),
+        count: n,
+        first_ms: 1,
+        last_ms: 2,
+        reason: "catchup=latest".into(),
+        recorded_ms: 3,
+    };
+    store
+        .commit(events(vec![
+            StatusEvent::Missed(missed(1)),
+            StatusEvent::Run(run("r1", "wf", 10, RunState::Running)),
+            StatusEvent::Task(task("r1", "t", TaskState::Succeeded)),
+            StatusEvent::Run(run("r1", "wf", 10, RunState::Succeeded)),
+            StatusEvent::Missed(missed(2)),
+            StatusEvent::Run(run("r2", "wf", 20, RunState::Running)),
+        ]))
+        .unwrap();
+    // The hub acknowledged 1..=5, then was restored to a copy holding only seq 1.
+    store.ack_outbox(5).unwrap();
+    let info = store.requeue_held(1, 5).unwrap();
+    assert_eq!(
+        info.last_seq,
+        6 + 4,
+        "two runs, one task, one missed (seq 5)"
+    );
+    assert_eq!(store.last_seq().unwrap(), info.last_seq);
+    let again: Vec<StatusEvent> = store
+        .outbox_after(5, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(again.contains(&StatusEvent::Run(run("r1", "wf", 10, RunState::Succeeded))));
+    assert!(again.contains(&StatusEvent::Run(run("r2", "wf", 20, RunState::Running))));
+    assert!(again.contains(&StatusEvent::Task(task("r1", "t", TaskState::Succeeded))));
+    assert!(again.contains(&StatusEvent::Missed(missed(2))));
+    assert!(
+        !again.contains(&StatusEvent::Missed(missed(1))),
+        "seq 1 is still at the hub"
+    );
+    // Records are unchanged.
+    assert_eq!(store.run("r1").unwrap().unwrap().state, RunState::Succeeded);
+    // The same lost range again (a reconnect before the hub committed any of it): nothing more.
+    assert_eq!(store.requeue_held(1, 5).unwrap().last_seq, info.last_seq);
+    assert_eq!(store.last_seq().unwrap(), info.last_seq);
+    // A later restore of the same backup (the agent acknowledged more since): again.
+    store.ack_outbox(info.last_seq).unwrap();
+    assert!(store.requeue_held(1, info.last_seq).unwrap().last_seq > info.last_seq);
+}

@@ -60,6 +60,16 @@ pub enum AgentEvent {
         agent_acked: u64,
         agent_last: u64,
     },
+    /// The hub's store is behind what it acknowledged before (restored from an older backup):
+    /// the entries in `hub_acked + 1 ..= agent_acked` were deleted here and are gone there. In
+    /// ONE store transaction, append to the outbox a fresh snapshot of every record those
+    /// entries may have carried that the agent still holds (runs and their task instances,
+    /// missed firings committed under a seq in that range), then call
+    /// [`AgentSession::handle_resent`] with the outbox's last seq. Snapshots are keyed upserts at
+    /// the hub, so one it already holds changes nothing. The session sends no Status until
+    /// then, so a crash before that commit is healed on the next Welcome (the hub is still
+    /// behind), never by the hub moving past the lost range first.
+    Resend { hub_acked: u64, agent_acked: u64 },
     /// The hub ends the session (revoked, unknown agent...). Close the connection.
     Goodbye(String),
 }
@@ -86,6 +96,8 @@ pub struct AgentSession {
     /// Last seq of each batch sent and not yet acknowledged.
     in_flight: VecDeque<u64>,
     need_outstanding: bool,
+    /// A [`AgentEvent::Resend`] is being carried out: no Status until it is committed.
+    resend_pending: bool,
     window: usize,
     batch: usize,
     out: VecDeque<AgentMsg>,
@@ -115,6 +127,7 @@ impl AgentSession {
             buffer: VecDeque::new(),
             in_flight: VecDeque::new(),
             need_outstanding: false,
+            resend_pending: false,
             window: cfg.window.max(1),
             batch: cfg.batch.clamp(1, MAX_BATCH),
             out: VecDeque::new(),
@@ -159,7 +172,7 @@ impl AgentSession {
         if let Some(m) = self.out.pop_front() {
             return Some(m);
         }
-        if self.in_flight.len() >= self.window {
+        if self.resend_pending || self.in_flight.len() >= self.window {
             return None;
         }
         self.next_batch()
@@ -194,6 +207,7 @@ impl AgentSession {
         if self.closed
             || !self.welcomed
             || self.need_outstanding
+            || self.resend_pending
             || self.in_flight.len() >= self.window
             || self.buffer.len() >= self.batch
             || self.fetched_upto >= self.last_seq
@@ -223,6 +237,17 @@ impl AgentSession {
         }
     }
 
+    /// The [`AgentEvent::Resend`] snapshots are committed; the outbox now ends at `last_seq`.
+    pub fn handle_resent(&mut self, last_seq: u64) {
+        self.resend_pending = false;
+        self.last_seq = self.last_seq.max(last_seq);
+    }
+
+    /// Whether the session waits for [`handle_resent`](Self::handle_resent).
+    pub fn is_resend_pending(&self) -> bool {
+        self.resend_pending
+    }
+
     /// The outbox now holds entries up to `last_seq`.
     pub fn handle_outbox_grew(&mut self, last_seq: u64) {
         self.last_seq = self.last_seq.max(last_seq);
@@ -249,6 +274,15 @@ impl AgentSession {
                         hub_acked: acked_seq,
                         agent_acked: self.acked,
                         agent_last: self.last_seq,
+                    });
+                }
+                if acked_seq < self.acked {
+                    // The hub lost what it had acknowledged: have the driver re-enqueue what
+                    // the agent still holds before anything else is sent.
+                    self.resend_pending = true;
+                    self.events.push_back(AgentEvent::Resend {
+                        hub_acked: acked_seq,
+                        agent_acked: self.acked,
                     });
                 }
                 if acked_seq > self.acked {

@@ -22,6 +22,66 @@ pub struct Desired {
     pub bundle: Option<SignedBundle>,
 }
 
+/// The next assignment epoch for one (agent, workflow): above the last one this hub issued AND
+/// above the highest the agent reports having accepted (`Hello.active`, deploy results). The
+/// two differ only when the hub's store went back in time (restored from an older backup): the
+/// agent would refuse an epoch at or below its own as a replay, so the hub continues above it
+/// and never issues a number twice.
+pub fn next_epoch(last_issued: u64, agent_accepted: u64) -> u64 {
+    last_issued.max(agent_accepted).saturating_add(1)
+}
+
+/// Whether the last assignment issued for (agent, workflow) is behind what the agent accepted
+/// (a restored hub store): it must not be sent again; a new one is minted with [`next_epoch`].
+pub fn issued_is_stale(last_issued: u64, agent_accepted: u64) -> bool {
+    last_issued < agent_accepted
+}
+
+/// The number of a workflow's next version: above the hub's latest AND above the highest any
+/// agent reports having accepted (after a restore from an older backup the agents may hold
+/// versions this hub no longer knows; reusing one of those numbers would be refused as stale or
+/// collide with different content).
+pub fn next_version(latest: u64, agents_highest: u64) -> u64 {
+    latest.max(agents_highest).saturating_add(1)
+}
+
+/// The largest `Deploy` frame body a version's signed bundle can make: the bundle with the
+/// largest assignment the hub issues around it (every optional field set, numbers at their
+/// widest, a 64-byte agent id and rollout id). A version above [`crate::proto::MAX_FRAME`]
+/// can never be delivered and is refused when applied.
+pub fn deploy_frame_len(bundle: &SignedBundle) -> usize {
+    let header: Option<crate::proto::BundleHeader> = minicbor::decode(&bundle.header_bytes).ok();
+    let (workflow, content_hash) = header
+        .map(|h| (h.workflow, h.content_hash))
+        .unwrap_or_default();
+    let body = crate::proto::Assignment {
+        agent_id: "a".repeat(64),
+        workflow,
+        version: u64::MAX,
+        content_hash,
+        epoch: u64::MAX,
+        issued_ms: i64::MAX,
+        remove: false,
+        previous_version: Some(u64::MAX),
+        probation: Some(crate::proto::Probation {
+            runs: u32::MAX,
+            max_failures: u32::MAX,
+        }),
+        rollout_id: Some("r".repeat(64)),
+    };
+    let msg = HubMsg::Deploy {
+        assignment: SignedAssignment {
+            body_bytes: minicbor::to_vec(&body).unwrap_or_default(),
+            key_id: bundle.key_id.clone(),
+            sig: vec![0; 64],
+        },
+        bundle: Some(bundle.clone()),
+    };
+    minicbor::to_vec(&msg)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
+}
+
 /// What the hub driver must act on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HubEvent {
@@ -74,6 +134,13 @@ pub enum HubEvent {
         to_version: u64,
         reason: String,
         at_ms: UnixMillis,
+    },
+    /// A message too large for one frame ([`crate::proto::MAX_FRAME`]) was dropped instead of
+    /// being sent (sending it would end the session, again on every reconnect). `what` names
+    /// it (e.g. `deploy of etl v3`). Record it; the session goes on.
+    Undeliverable {
+        what: String,
+        bytes: usize,
     },
 }
 
@@ -393,9 +460,34 @@ impl HubSession {
         Ok(())
     }
 
-    /// The next message to send.
+    /// The next message to send. A message whose frame would exceed
+    /// [`crate::proto::MAX_FRAME`] is never returned: it becomes [`HubEvent::Undeliverable`].
     pub fn poll_transmit(&mut self) -> Option<HubMsg> {
-        self.out.pop_front()
+        while let Some(m) = self.out.pop_front() {
+            let bytes = minicbor::to_vec(&m).map(|v| v.len()).unwrap_or(usize::MAX);
+            if bytes <= crate::proto::MAX_FRAME {
+                return Some(m);
+            }
+            let what = match &m {
+                HubMsg::Deploy { assignment, .. } => {
+                    match minicbor::decode::<crate::proto::Assignment>(&assignment.body_bytes) {
+                        Ok(a) => format!(
+                            "deploy of {} v{} (epoch {})",
+                            a.workflow, a.version, a.epoch
+                        ),
+                        Err(_) => "deploy".to_string(),
+                    }
+                }
+                HubMsg::Command { id, .. } => format!("command {id}"),
+                HubMsg::KeyChain { .. } => "key chain".to_string(),
+                HubMsg::Welcome { .. } => "welcome".to_string(),
+                HubMsg::Ack { .. } => "ack".to_string(),
+                HubMsg::Goodbye { .. } => "goodbye".to_string(),
+            };
+            self.events
+                .push_back(HubEvent::Undeliverable { what, bytes });
+        }
+        None
     }
 
     /// The next event for the driver.

@@ -15,7 +15,10 @@ mod agent;
 mod hub;
 
 pub use agent::{AgentEvent, AgentSession, AgentSessionConfig};
-pub use hub::{Desired, HubEvent, HubSession, HubState};
+pub use hub::{
+    Desired, HubEvent, HubSession, HubState, deploy_frame_len, issued_is_stale, next_epoch,
+    next_version,
+};
 
 /// A peer broke the protocol. The driver closes the connection (logging the error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -35,16 +35,20 @@
 //! two agents running the same workflow make the same run id.
 //!
 //! # Invariants
-//! - Versions of a workflow are numbered 1, 2, ... without gaps; unchanged content makes no
-//!   new version; a version's stored bundle bytes are the bytes signed, never re-encoded.
-//! - Assignment epochs per (agent, workflow) strictly increase, across reopens, forever.
+//! - Versions of a workflow strictly increase (1, 2, ...; after a restore from an older backup
+//!   the next one skips above the highest any agent reported, `sync::next_version`); unchanged
+//!   content makes no new version; a version's stored bundle bytes are the bytes signed, never re-encoded.
+//! - Assignment epochs per (agent, workflow) strictly increase, across reopens, forever, and
+//!   above the highest the agent reported accepting (`sync::next_epoch`).
 //! - [`Store::ingest`] commits a batch in one transaction, ignores seqs ≤ the agent's
-//!   committed seq, refuses a gap, and returns the new committed seq.
+//!   committed seq, commits a gap (the session reports it), refuses entries out of order, and
+//!   returns the new committed seq.
 //! - A token is redeemed at most once and never after it expires.
 //! - Decision seqs are global and strictly increasing; at most one active rollout per
 //!   (workflow, pool); a rollout event is queued in the transaction that ingested it and removed
 //!   in the transaction that commits the controller state that used it.
 
+mod backup;
 pub mod pools;
 pub mod schema;
 pub mod sessions;
@@ -140,16 +144,6 @@ pub enum StoreError {
     /// No bootstrap token has this id.
     #[error("no bootstrap token {0}")]
     NoToken(String),
-    /// A status batch skips sequence numbers.
-    #[error("status batch from agent {agent} skips seqs: expected {expected}, got {got}")]
-    SeqGap {
-        /// Agent.
-        agent: String,
-        /// Next seq the hub expected.
-        expected: u64,
-        /// Seq received.
-        got: u64,
-    },
     /// No such pool.
     #[error("pool {0} not found")]
     NoPool(String),
@@ -564,6 +558,20 @@ fn audit_in(
     Ok(seq)
 }
 
+/// The highest version of `workflow` any agent reported having accepted.
+fn agents_highest(txn: &WriteTransaction, workflow: &str) -> Result<u64, StoreError> {
+    let agents = txn.open_table(AGENTS)?;
+    let mut highest = 0;
+    for e in agents.iter()? {
+        let (k, v) = e?;
+        let agent: AgentRecord = decode(v.value(), "agents", k.value())?;
+        for a in agent.active.iter().filter(|a| a.workflow == workflow) {
+            highest = highest.max(a.version).max(a.highest_version.unwrap_or(0));
+        }
+    }
+    Ok(highest)
+}
+
 impl Store {
     /// Open (or create, mode 0600) the store at `path` and apply pending migrations.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -647,7 +655,10 @@ impl Store {
                     });
                 }
             }
-            let version = meta.as_ref().map(|m| m.latest + 1).unwrap_or(1);
+            let version = outpost_common::sync::next_version(
+                meta.as_ref().map(|m| m.latest).unwrap_or(0),
+                agents_highest(&txn, &new.name)?,
+            );
             let target = sorted(new.target);
             let header = BundleHeader {
                 workflow: new.name.clone(),
@@ -658,6 +669,17 @@ impl Store {
                 format: new.format.clone(),
             };
             let bundle = signer.sign_bundle(&header, new.content.clone());
+            let frame = outpost_common::sync::deploy_frame_len(&bundle);
+            if frame > outpost_common::proto::MAX_FRAME {
+                return Err(StoreError::Refused(format!(
+                    "workflow {} cannot be delivered to agents: its signed version with the deploy \
+                     message is {frame} bytes, above the protocol's frame limit of {} bytes \
+                     (MAX_FRAME, 1 MiB); make the workflow file smaller (it is {} bytes)",
+                    new.name,
+                    outpost_common::proto::MAX_FRAME,
+                    new.content.len()
+                )));
+            }
             let stored = StoredVersion {
                 name: new.name.clone(),
                 version,
@@ -1123,7 +1145,8 @@ impl Store {
 
     /// Commit a status batch from `agent_id` in ONE transaction and return the new committed
     /// seq. Entries with seq ≤ the committed seq are ignored (retransmissions); the others must
-    /// continue it without a gap ([`StoreError::SeqGap`], nothing committed). `Run`/`Task`
+    /// be in increasing order (else nothing is committed). A gap is committed: the session
+    /// ([`outpost_common::sync::HubSession`]) reports it as `HubEvent::Gap`. `Run`/`Task`
     /// entries upsert the (agent, run) records; `Missed` entries are stored under their seq.
     pub fn ingest(&self, agent_id: &str, entries: &[OutboxEntry]) -> Result<u64, StoreError> {
         let txn = self.begin_write()?;
@@ -1146,14 +1169,12 @@ impl Store {
                 std::collections::HashMap::new();
             for entry in entries {
                 if entry.seq <= seq {
-                    continue;
-                }
-                if entry.seq != seq + 1 {
-                    return Err(StoreError::SeqGap {
-                        agent: agent_id.into(),
-                        expected: seq + 1,
-                        got: entry.seq,
-                    });
+                    if entry.seq <= agent.committed_seq {
+                        continue;
+                    }
+                    return Err(StoreError::Refused(format!(
+                        "status batch from agent {agent_id} is not in increasing seq order"
+                    )));
                 }
                 seq = entry.seq;
                 match &entry.event {
@@ -1361,6 +1382,18 @@ impl Store {
                 }
                 current.push(decode(v.value(), "assignments", agent_id)?);
             }
+            // What the agent reported accepting (Hello, deploy results): a hub restored from an
+            // older backup continues above it (`sync::next_epoch`).
+            let accepted: std::collections::HashMap<String, u64> =
+                match txn.open_table(AGENTS)?.get(agent_id)? {
+                    Some(v) => decode::<AgentRecord>(v.value(), "agents", agent_id)?
+                        .active
+                        .into_iter()
+                        .map(|a| (a.workflow, a.epoch))
+                        .collect(),
+                    None => Default::default(),
+                };
+            let accepted_epoch = |w: &str| accepted.get(w).copied().unwrap_or(0);
             let mut out = Vec::new();
             let mint = |workflow: &str,
                         prev: Option<&IssuedAssignment>,
@@ -1369,7 +1402,10 @@ impl Store {
                         remove: bool,
                         extra: Option<&DesiredVersion>|
              -> Result<IssuedAssignment, StoreError> {
-                let epoch = prev.map(|p| p.epoch + 1).unwrap_or(1);
+                let epoch = outpost_common::sync::next_epoch(
+                    prev.map(|p| p.epoch).unwrap_or(0),
+                    accepted_epoch(workflow),
+                );
                 let body = Assignment {
                     agent_id: agent_id.into(),
                     workflow: workflow.into(),
@@ -1397,7 +1433,13 @@ impl Store {
             for d in desired {
                 let prev = current.iter().find(|c| c.workflow == d.workflow);
                 let same = prev.is_some_and(|p| {
-                    !p.remove && p.version == d.version && p.content_hash == d.content_hash
+                    !p.remove
+                        && p.version == d.version
+                        && p.content_hash == d.content_hash
+                        && !outpost_common::sync::issued_is_stale(
+                            p.epoch,
+                            accepted_epoch(&d.workflow),
+                        )
                 });
                 let issued = if same {
                     prev.cloned()
@@ -1419,7 +1461,9 @@ impl Store {
                 if desired.iter().any(|d| d.workflow == c.workflow) {
                     continue;
                 }
-                if c.remove {
+                if c.remove
+                    && !outpost_common::sync::issued_is_stale(c.epoch, accepted_epoch(&c.workflow))
+                {
                     out.push(c.clone());
                 } else {
                     minted = true;
@@ -1476,6 +1520,14 @@ impl Store {
                     .get((agent_id, result.workflow.as_str()))?
                     .map(|v| decode::<IssuedAssignment>(v.value(), "assignments", agent_id))
                     .transpose()?;
+                let highest = agent
+                    .active
+                    .iter()
+                    .filter(|a| a.workflow == result.workflow)
+                    .map(|a| a.highest_version.unwrap_or(a.version))
+                    .max()
+                    .unwrap_or(0)
+                    .max(result.version);
                 agent.active.retain(|a| a.workflow != result.workflow);
                 if !assignment.is_some_and(|a| a.remove && a.epoch == result.epoch) {
                     agent.active.push(ActiveWorkflow {
@@ -1483,6 +1535,7 @@ impl Store {
                         version: result.version,
                         epoch: result.epoch,
                         paused: false,
+                        highest_version: Some(highest),
                     });
                     agent.active.sort_by(|a, b| a.workflow.cmp(&b.workflow));
                 }

@@ -163,21 +163,23 @@ fn ingest_is_idempotent_ordered_and_refuses_gaps() {
     assert_eq!(r.agent_id.as_deref(), Some("agent-1"));
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].state, TaskState::Succeeded);
-    // A gap commits nothing.
+    // A gap (entries the agent deleted after a hub restored from an older backup had
+    // acknowledged them) is the session's to report: the store commits the batch.
     let gap = vec![
         entry(5, StatusEvent::Run(run("r2", 200, RunState::Running))),
         entry(7, StatusEvent::Run(run("r3", 300, RunState::Running))),
     ];
-    assert!(matches!(
-        s.ingest("agent-1", &gap),
-        Err(StoreError::SeqGap {
-            expected: 6,
-            got: 7,
-            ..
-        })
-    ));
-    assert_eq!(s.committed_seq("agent-1").unwrap(), 4);
-    assert!(s.run("agent-1", "r2").unwrap().is_none());
+    assert_eq!(s.ingest("agent-1", &gap).unwrap(), 7);
+    assert!(s.run("agent-1", "r2").unwrap().is_some());
+    assert!(s.run("agent-1", "r3").unwrap().is_some());
+    // Out-of-order entries are still refused, committing nothing.
+    let unordered = vec![
+        entry(9, StatusEvent::Run(run("r4", 400, RunState::Running))),
+        entry(8, StatusEvent::Run(run("r5", 500, RunState::Running))),
+    ];
+    assert!(s.ingest("agent-1", &unordered).is_err());
+    assert_eq!(s.committed_seq("agent-1").unwrap(), 7);
+    assert!(s.run("agent-1", "r4").unwrap().is_none());
     assert!(matches!(
         s.ingest("agent-x", &batch),
         Err(StoreError::NoAgent(_))
@@ -510,4 +512,85 @@ fn a_v1_store_gets_default_pools_that_follow_apply() {
     assert_eq!((d.version, d.follow_latest), (2, false));
     // The retarget still moves the default pool's selector.
     assert!(s.pool("wf:w").unwrap().selector.is_empty());
+}
+
+#[test]
+fn a_backup_is_a_consistent_openable_copy_and_refuses_an_existing_file() {
+    let (d, s) = open();
+    enrolled(&s, "agent-1");
+    let k = signer();
+    s.apply_version(nv("w", "a"), &k, 1).unwrap();
+    s.ingest(
+        "agent-1",
+        &[entry(
+            1,
+            StatusEvent::Run(run("r1", 100, RunState::Succeeded)),
+        )],
+    )
+    .unwrap();
+    let dest = d.path().join("copy.redb");
+    assert!(s.backup_to(&dest).unwrap() > 5);
+    assert!(s.backup_to(&dest).is_err(), "an existing file is refused");
+    // The hub goes on after the copy; the copy is the store as of the backup.
+    s.ingest(
+        "agent-1",
+        &[entry(
+            2,
+            StatusEvent::Run(run("r2", 200, RunState::Running)),
+        )],
+    )
+    .unwrap();
+    drop(s);
+    let c = Store::open(&dest).unwrap();
+    assert_eq!(c.committed_seq("agent-1").unwrap(), 1);
+    assert!(c.run("agent-1", "r1").unwrap().is_some());
+    assert!(c.run("agent-1", "r2").unwrap().is_none());
+    assert_eq!(c.workflow("w").unwrap().latest, 1);
+}
+
+#[test]
+fn a_restored_store_numbers_above_what_agents_report() {
+    let (_d, s) = open();
+    enrolled(&s, "agent-1");
+    let k = signer();
+    s.apply_version(nv("w", "a"), &k, 1).unwrap();
+    let d1 = DesiredVersion {
+        workflow: "w".into(),
+        version: 1,
+        content_hash: s.version("w", Some(1)).unwrap().content_hash,
+        previous_version: None,
+        probation: None,
+        rollout_id: None,
+    };
+    let a = s
+        .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 2)
+        .unwrap();
+    assert_eq!(a[0].epoch, 1);
+    // The agent accepted epoch 6 and versions up to 4 from this hub before its store was
+    // restored.
+    s.agent_hello(
+        "agent-1",
+        "0.1.0",
+        vec![ActiveWorkflow {
+            workflow: "w".into(),
+            version: 3,
+            epoch: 6,
+            paused: false,
+            highest_version: Some(4),
+        }],
+        3,
+    )
+    .unwrap();
+    // The old assignment (epoch 1) is not sent again: a new one above the agent's epoch.
+    let a = s
+        .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 4)
+        .unwrap();
+    assert_eq!((a[0].epoch, a[0].version), (7, 1));
+    // Stable once issued.
+    let b = s
+        .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 5)
+        .unwrap();
+    assert_eq!(a, b);
+    // The next version skips every number the agent accepted.
+    assert_eq!(s.apply_version(nv("w", "b"), &k, 6).unwrap().version, 5);
 }
