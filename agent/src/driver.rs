@@ -1590,19 +1590,25 @@ impl Driver {
             params: &params,
             outputs: &upstream,
         };
+        // Values never become script text: a `script`'s placeholders are references to variables
+        // set below (a `command` argument is one argv element, never parsed by a shell).
+        let mut values_env = Vec::new();
         let program = match &t.exec {
             Exec::Command(argv) => argv
                 .iter()
                 .map(|a| ctx.render(a))
                 .collect::<Result<Vec<_>, _>>()?,
             Exec::Script { script, shell } => {
-                exec::script_argv(shell.as_deref(), &ctx.render(script)?)
+                let (text, vars) = ctx.render_script(script)?;
+                values_env = vars;
+                exec::script_argv(shell.as_deref(), &text)
             }
         };
         let mut env: Vec<(String, String)> = Vec::new();
         env.extend(wf.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(t.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(ctx.env());
+        env.extend(values_env);
         Ok(SpawnRequest {
             run_id: run_id.clone(),
             task_id: t.id.clone(),

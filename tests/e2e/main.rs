@@ -11,3 +11,4 @@ mod engine;
 mod hub;
 mod hub_faults;
 mod rollouts;
+mod values;

@@ -1077,6 +1077,39 @@ fn shortest_cycle(start: usize, scc: &[usize], edges: &[Vec<usize>]) -> Vec<usiz
     scc.to_vec()
 }
 
+/// Shells whose quoting the script placeholders are written for (POSIX `sh` and its relatives).
+const POSIX_SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "yash", "posh",
+];
+
+/// A script with placeholders needs a POSIX shell: with another interpreter a placeholder's
+/// reference would not mean "this value".
+fn script_shell_check(
+    v: &mut V<'_>,
+    pos: Pos,
+    field: &str,
+    script: &str,
+    shell: Option<&(Pos, String)>,
+) {
+    let Some((_, shell)) = shell else { return };
+    let base = shell.rsplit('/').next().unwrap_or(shell);
+    if POSIX_SHELLS.contains(&base) {
+        return;
+    }
+    if let Ok(phs) = template::placeholders(script)
+        && let Some(ph) = phs.first()
+    {
+        v.err(
+            pos,
+            field,
+            format!(
+                "`{{{{ {ph} }}}}`: placeholders in `script` need a POSIX shell (`shell: {shell}` is not one); read the value from the environment variable {} instead",
+                template::env_var_of(ph)
+            ),
+        );
+    }
+}
+
 fn finish_task(
     v: &mut V<'_>,
     t: &RawTask,
@@ -1130,17 +1163,24 @@ fn finish_task(
     };
 
     // Templates.
-    let mut templates: Vec<(Pos, String, &str)> = Vec::new();
+    let mut templates: Vec<(Pos, String, &str, bool)> = Vec::new();
     if let Some((_, argv)) = &p.command {
         for (i, (pos, a)) in argv.iter().enumerate() {
-            templates.push((*pos, format!("{tf}.command[{i}]"), a.as_str()));
+            templates.push((*pos, format!("{tf}.command[{i}]"), a.as_str(), false));
         }
     }
     if let Some((pos, s)) = &p.script {
-        templates.push((*pos, format!("{tf}.script"), s.as_str()));
+        templates.push((*pos, format!("{tf}.script"), s.as_str(), true));
+        let shell = p.shell.as_ref().or(defaults.shell.as_ref());
+        script_shell_check(v, *pos, &format!("{tf}.script"), s, shell);
     }
-    for (pos, field, text) in templates {
-        match template::placeholders(text) {
+    for (pos, field, text, is_script) in templates {
+        let found = if is_script {
+            template::script_contexts(text).map(|c| c.into_iter().map(|(p, _, _)| p).collect())
+        } else {
+            template::placeholders(text)
+        };
+        match found {
             Err(e) => v.err(pos, &field, format!("bad template: {e}")),
             Ok(phs) => {
                 for ph in phs {

@@ -1,0 +1,152 @@
+//! Values are data, never code: run-time values (trigger parameters, task outputs, run metadata)
+//! reach a task's `script` only as the value of a variable, whatever the quoting around the
+//! `{{ ... }}` placeholder, so a crafted value never runs as shell. Driven through the real
+//! `outpost-agent run`, and through the hub (`outpost-hub workflow trigger --param`) to a real
+//! enrolled agent.
+
+use std::path::Path;
+use std::time::Duration;
+
+use outpost_tests::{Hub, Scratch, enrolled_agent, run_json, stderr, stdout, task, wait_for};
+
+use crate::hub::{FAST_HUB, agent_id_by_name, apply};
+
+/// Breaks out of a double-quoted string.
+const DQ: &str = "x\"; id > owned-dq.txt; echo \"";
+/// Runs a second command when pasted unquoted.
+const BARE: &str = "x; id > owned-bare.txt";
+/// Breaks out of a single-quoted string.
+const SQ: &str = "x'; id > owned-sq.txt; echo '";
+/// What the producing task writes as its output `evil` (breaks out of double quotes).
+const OUT: &str = "y\"; id > owned-out.txt; echo \"";
+
+/// A workflow whose scripts use `{{ ... }}` in every quoting position, and a task whose crafted
+/// output feeds the next task's script. Every task writes what it saw as its output `seen`.
+fn workflow(name: &str, workdir: &Path) -> String {
+    format!(
+        r#"name: {name}
+params:
+  dq: plain
+  bare: plain
+  sq: plain
+defaults:
+  working_dir: {dir}
+tasks:
+  double:
+    script: echo "seen=hello {{{{ params.dq }}}}" >> "$OUTPOST_OUTPUT"
+  unquoted:
+    script: echo seen=hello {{{{ params.bare }}}} >> "$OUTPOST_OUTPUT"
+  single:
+    script: echo 'seen=hello {{{{ params.sq }}}}' >> "$OUTPOST_OUTPUT"
+  produce:
+    script: |
+      cat >> "$OUTPOST_OUTPUT" <<'EOF'
+      evil={out}
+      EOF
+  consume:
+    depends_on: [produce]
+    script: echo "seen={{{{ tasks.produce.outputs.evil }}}} in {{{{ run.workflow }}}}" >> "$OUTPOST_OUTPUT"
+"#,
+        dir = workdir.display(),
+        out = OUT,
+    )
+}
+
+fn owned(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.ok()?.file_name().to_string_lossy().into_owned();
+            n.starts_with("owned").then_some(n)
+        })
+        .collect()
+}
+
+fn params() -> Vec<String> {
+    vec![
+        format!("dq={DQ}"),
+        format!("bare={BARE}"),
+        format!("sq={SQ}"),
+    ]
+}
+
+fn seen(run: &serde_json::Value, t: &str) -> String {
+    let outs = task(run, t)["outputs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    outs.iter()
+        .find(|kv| kv[0] == "seen")
+        .and_then(|kv| kv[1].as_str())
+        .unwrap_or_else(|| panic!("task {t} wrote no `seen` output: {run}"))
+        .to_string()
+}
+
+#[test]
+fn crafted_params_and_outputs_stay_data_in_a_local_run() {
+    let s = Scratch::new("values-local").unwrap();
+    let work = s.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let f = s.write("inj.yaml", &workflow("inj", &work)).unwrap();
+    let p = params();
+    let mut args = Vec::new();
+    for kv in &p {
+        args.extend_from_slice(&["--param", kv.as_str()]);
+    }
+    let (code, v) = run_json(&f, &s.join("st"), &args).unwrap();
+    assert_eq!(
+        owned(&work),
+        Vec::<String>::new(),
+        "a value ran as shell: {v}"
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(seen(&v, "double"), format!("hello {DQ}"), "{v}");
+    assert_eq!(seen(&v, "unquoted"), format!("hello {BARE}"), "{v}");
+    assert_eq!(seen(&v, "single"), format!("hello {SQ}"), "{v}");
+    assert_eq!(seen(&v, "consume"), format!("{OUT} in inj"), "{v}");
+}
+
+#[test]
+fn crafted_params_through_the_hub_stay_data() {
+    let s = Scratch::new("values-hub").unwrap();
+    let hub = Hub::start(s.path(), FAST_HUB).unwrap();
+    let d = enrolled_agent(&s.join("a"), &hub, hub.quic_addr, "name=a", "").unwrap();
+    let id = agent_id_by_name(&hub, "a");
+    let work = s.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    apply(&hub, s.path(), "inj.yaml", &workflow("inj", &work));
+    wait_for(Duration::from_secs(30), "workflow deployed", || {
+        let st = d.ctl_json("status", &[]).ok()?;
+        st["workflows"]
+            .as_array()?
+            .iter()
+            .any(|w| w["name"] == "inj")
+            .then_some(())
+    })
+    .unwrap();
+    let p = params();
+    let mut args = vec!["workflow", "trigger", "inj", "--agent", id.as_str()];
+    for kv in &p {
+        args.extend_from_slice(&["--param", kv.as_str()]);
+    }
+    let out = hub.cli(&args).unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let run = wait_for(Duration::from_secs(30), "the run finished", || {
+        let runs = d.runs(Some("inj")).ok()?;
+        let r = runs.first()?.clone();
+        matches!(r["state"].as_str(), Some("succeeded" | "failed")).then_some(r)
+    })
+    .unwrap();
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        owned(&work),
+        Vec::<String>::new(),
+        "a value ran as shell: {run}"
+    );
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let v = d.ctl_json("show", &[&run_id]).unwrap();
+    assert_eq!(seen(&v, "double"), format!("hello {DQ}"), "{v}");
+    assert_eq!(seen(&v, "unquoted"), format!("hello {BARE}"), "{v}");
+    assert_eq!(seen(&v, "single"), format!("hello {SQ}"), "{v}");
+    assert_eq!(seen(&v, "consume"), format!("{OUT} in inj"), "{v}");
+}
