@@ -462,8 +462,9 @@ impl Driver {
             }
             other => other,
         };
+        let prev = self.workflows.get(&name).and_then(|l| l.planner.as_ref());
         let planner = wf.schedule.clone().filter(|_| scheduled).map(|s| {
-            Planner::new(
+            let p = Planner::new(
                 s,
                 wf.timezone,
                 wf.catchup,
@@ -471,7 +472,12 @@ impl Driver {
                 last_fired,
                 now,
             )
-            .with_workflow(&name)
+            .with_workflow(&name);
+            // A new version of a workflow this process already watches keeps that watch.
+            match prev {
+                Some(prev) => p.continuing(prev),
+                None => p,
+            }
         });
         let paused = self.store.is_paused(&name)?;
         self.workflows.insert(
