@@ -1063,20 +1063,9 @@ impl Driver {
             .workflows
             .get(name)
             .with_context(|| format!("no workflow named `{name}`"))?;
-        for (k, _) in &params {
-            if !loaded.wf.params.contains_key(k) {
-                anyhow::bail!(
-                    "workflow `{name}` has no parameter `{k}` (declared: {})",
-                    loaded
-                        .wf
-                        .params
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-        }
+        // Every value is checked against its declaration before the run exists.
+        outpost_common::params::check_params(name, &loaded.wf.param_rules, &params)
+            .map_err(anyhow::Error::msg)?;
         let now = self.now();
         let mut ms = now.wall_ms();
         // Two triggers in the same millisecond are two runs.

@@ -460,7 +460,10 @@ async fn trigger(
     let hub = st.hub.clone();
     let n = name.clone();
     let only = req.agent.clone();
+    let params: Vec<(String, String)> = req.params.into_iter().collect();
+    let checked = params.clone();
     let targets = blocking(move || match only {
+        _ if let Err(e) = check_trigger_params(&hub, &n, &checked) => Err(e),
         Some(a) => {
             hub.store.version(&n, None)?;
             let rec = hub.store.agent(&a)?;
@@ -472,7 +475,6 @@ async fn trigger(
         None => targeted_agents(&hub, &n),
     })
     .await?;
-    let params: Vec<(String, String)> = req.params.into_iter().collect();
     let mut results = Vec::new();
     for agent in targets {
         let r = match st
@@ -510,6 +512,26 @@ async fn trigger(
         results.push(r);
     }
     Ok(Json(TriggerResponse { results }))
+}
+
+/// Refuse a trigger whose parameters break the declarations of the latest version the hub holds
+/// (the agent checks again against the version it runs).
+fn check_trigger_params(hub: &Hub, name: &str, params: &[(String, String)]) -> ApiResult<()> {
+    let v = hub.store.version(name, None)?;
+    let format = if v.format == "toml" {
+        Format::Toml
+    } else {
+        Format::Yaml
+    };
+    let Ok(content) = std::str::from_utf8(&v.content) else {
+        return Ok(());
+    };
+    match workflow::parse(name, content, format, &ValidateOptions::default()) {
+        Ok(wf) => outpost_common::params::check_params(name, &wf.param_rules, params)
+            .map_err(ApiError::bad),
+        // A stored version that no longer validates: the agent decides.
+        Err(_) => Ok(()),
+    }
 }
 
 fn agent_view(a: &crate::store::AgentRecord, connected: &[(String, i64)]) -> AgentView {

@@ -150,3 +150,82 @@ fn crafted_params_through_the_hub_stay_data() {
     assert_eq!(seen(&v, "single"), format!("hello {SQ}"), "{v}");
     assert_eq!(seen(&v, "consume"), format!("{OUT} in inj"), "{v}");
 }
+
+const TYPED: &str = "name: typed\nparams:\n  count: {type: integer, default: 3}\n  site: {type: string, pattern: '[a-z0-9-]+', default: p7}\ntasks:\n  t:\n    command: [echo, '{{ params.count }}', '{{ params.site }}']\n";
+
+#[test]
+fn ill_typed_and_undeclared_params_are_refused_locally() {
+    let s = Scratch::new("values-typed").unwrap();
+    let f = s.write("typed.yaml", TYPED).unwrap();
+    let st = s.join("st");
+    let (f, st) = (f.to_str().unwrap(), st.to_str().unwrap());
+    for (kv, says) in [
+        (
+            "count=three",
+            "parameter `count` of workflow `typed` must be integer; got `three`",
+        ),
+        (
+            "site=Bad Site",
+            "parameter `site` of workflow `typed` must be string matching",
+        ),
+        (
+            "nope=1",
+            "workflow `typed` has no parameter `nope` (declared: count, site)",
+        ),
+    ] {
+        let out = outpost_tests::agent(&["run", f, "--state-dir", st, "--param", kv]).unwrap();
+        assert!(!out.status.success(), "{kv} accepted: {}", stdout(&out));
+        assert!(stderr(&out).contains(says), "{kv}: {}", stderr(&out));
+    }
+    let (code, v) = run_json(
+        std::path::Path::new(f),
+        std::path::Path::new(st),
+        &["--param", "count=4"],
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn ill_typed_and_undeclared_params_are_refused_at_the_hub_and_the_agent() {
+    let s = Scratch::new("values-typed-hub").unwrap();
+    let hub = Hub::start(s.path(), FAST_HUB).unwrap();
+    let d = enrolled_agent(&s.join("a"), &hub, hub.quic_addr, "name=a", "").unwrap();
+    apply(&hub, s.path(), "typed.yaml", TYPED);
+    wait_for(Duration::from_secs(30), "workflow deployed", || {
+        let st = d.ctl_json("status", &[]).ok()?;
+        st["workflows"]
+            .as_array()?
+            .iter()
+            .any(|w| w["name"] == "typed")
+            .then_some(())
+    })
+    .unwrap();
+    for (kv, says) in [
+        (
+            "count=three",
+            "parameter `count` of workflow `typed` must be integer; got `three`",
+        ),
+        ("nope=1", "workflow `typed` has no parameter `nope`"),
+    ] {
+        let out = hub
+            .cli(&["workflow", "trigger", "typed", "--param", kv])
+            .unwrap();
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!out.status.success() && said.contains(says), "{kv}: {said}");
+        let out = d.ctl("trigger", &["typed", "--param", kv]).unwrap();
+        assert!(
+            !out.status.success() && stderr(&out).contains(says),
+            "{kv}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        d.runs(Some("typed")).unwrap().is_empty(),
+        "a refused trigger made a run"
+    );
+    let out = hub
+        .cli(&["workflow", "trigger", "typed", "--param", "count=5"])
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
