@@ -142,6 +142,7 @@ pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(show_run))
         .route("/v1/runs/{id}/logs/{task}", get(run_logs))
+        .route("/v1/runs/{id}/cancel", post(cancel_run))
         .route("/v1/pools", post(create_pool).get(list_pools))
         .route("/v1/pools/{name}", get(show_pool).delete(delete_pool))
         .route("/v1/agents/{id}/labels", post(label_agent))
@@ -391,23 +392,33 @@ fn targeted_agents(hub: &Hub, name: &str) -> ApiResult<Vec<String>> {
     Ok(out)
 }
 
-async fn pause(state: St, name: Path<String>) -> ApiResult<Json<AgentsResponse>> {
-    pause_resume(state, name, true).await
+async fn pause(
+    state: St,
+    headers: axum::http::HeaderMap,
+    name: Path<String>,
+) -> ApiResult<Json<AgentsResponse>> {
+    pause_resume(state, headers, name, true).await
 }
 
-async fn resume(state: St, name: Path<String>) -> ApiResult<Json<AgentsResponse>> {
-    pause_resume(state, name, false).await
+async fn resume(
+    state: St,
+    headers: axum::http::HeaderMap,
+    name: Path<String>,
+) -> ApiResult<Json<AgentsResponse>> {
+    pause_resume(state, headers, name, false).await
 }
 
 async fn pause_resume(
     State(st): St,
+    headers: axum::http::HeaderMap,
     Path(name): Path<String>,
     paused: bool,
 ) -> ApiResult<Json<AgentsResponse>> {
+    let actor = actor_of(&headers)?;
     let hub = st.hub.clone();
     let n = name.clone();
     let targets = blocking(move || {
-        hub.store.set_paused(&n, paused, ACTOR, now_ms())?;
+        hub.store.set_paused(&n, paused, &actor, now_ms())?;
         hub.notify_changed();
         targeted_agents(&hub, &n)
     })
@@ -453,9 +464,11 @@ async fn pause_resume(
 
 async fn trigger(
     State(st): St,
+    headers: axum::http::HeaderMap,
     Path(name): Path<String>,
     body: Option<Json<TriggerRequest>>,
 ) -> ApiResult<Json<TriggerResponse>> {
+    let actor = actor_of(&headers)?;
     let req = body.map(|Json(b)| b).unwrap_or_default();
     let hub = st.hub.clone();
     let n = name.clone();
@@ -464,6 +477,16 @@ async fn trigger(
     let checked = params.clone();
     let targets = blocking(move || match only {
         _ if let Err(e) = check_trigger_params(&hub, &n, &checked) => Err(e),
+        _ if let Err(e) = hub.store.audit(
+            &actor,
+            "workflow.trigger",
+            &n,
+            &trigger_detail(only.as_deref(), &checked),
+            now_ms(),
+        ) =>
+        {
+            Err(e.into())
+        }
         Some(a) => {
             hub.store.version(&n, None)?;
             let rec = hub.store.agent(&a)?;
@@ -532,6 +555,53 @@ fn check_trigger_params(hub: &Hub, name: &str, params: &[(String, String)]) -> A
         // A stored version that no longer validates: the agent decides.
         Err(_) => Ok(()),
     }
+}
+
+/// The audit detail of a trigger: the agent it was limited to and the parameters given.
+fn trigger_detail(agent: Option<&str>, params: &[(String, String)]) -> String {
+    let mut d = format!("agent={}", agent.unwrap_or("*"));
+    for (k, v) in params {
+        d.push_str(&format!(" {k}={v:?}"));
+    }
+    d
+}
+
+/// `POST /v1/runs/{id}/cancel`: cancel a run on the agent that has it (connected agents only;
+/// commands are not queued).
+async fn cancel_run(
+    State(st): St,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<RunQueryParams>,
+) -> ApiResult<Json<TriggerResult>> {
+    let actor = actor_of(&headers)?;
+    let hub = st.hub.clone();
+    let rid = id.clone();
+    let agent = blocking(move || {
+        let agent = resolve_run_agent(&hub, &rid, q.agent)?;
+        let detail = format!("agent={agent}");
+        hub.store
+            .audit(&actor, "run.cancel", &rid, &detail, now_ms())?;
+        Ok(agent)
+    })
+    .await?;
+    if !st.hub.gateway.is_connected(&agent) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("agent {agent} is not connected; not cancelled (commands are not queued)"),
+        ));
+    }
+    let r = st
+        .hub
+        .gateway
+        .send_command(&agent, Command::Cancel { run_id: id.clone() })
+        .await?;
+    Ok(Json(TriggerResult {
+        agent,
+        ok: r.ok,
+        run_id: Some(id),
+        message: r.message,
+    }))
 }
 
 fn agent_view(a: &crate::store::AgentRecord, connected: &[(String, i64)]) -> AgentView {
@@ -753,12 +823,22 @@ async fn show_run(
 
 async fn run_logs(
     State(st): St,
+    headers: axum::http::HeaderMap,
     Path((id, task)): Path<(String, String)>,
     Query(q): Query<RunQueryParams>,
 ) -> ApiResult<Response> {
+    let actor = actor_of(&headers)?;
     let hub = st.hub.clone();
     let rid = id.clone();
-    let agent = blocking(move || resolve_run_agent(&hub, &rid, q.agent)).await?;
+    let t = task.clone();
+    let agent = blocking(move || {
+        let agent = resolve_run_agent(&hub, &rid, q.agent)?;
+        let detail = format!("task={t} agent={agent}");
+        hub.store
+            .audit(&actor, "run.logs", &rid, &detail, now_ms())?;
+        Ok(agent)
+    })
+    .await?;
     if !st.hub.gateway.is_connected(&agent) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

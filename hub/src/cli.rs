@@ -390,6 +390,14 @@ pub enum RunCmd {
         #[arg(long)]
         agent: Option<String>,
     },
+    /// Cancel a run on the agent that has it (the agent must be connected; not queued).
+    Cancel {
+        /// Run id.
+        run_id: String,
+        /// The agent (when several agents have this run id).
+        #[arg(long)]
+        agent: Option<String>,
+    },
     /// Print a task's log (fetched from the agent while it is connected).
     Logs {
         /// Run id.

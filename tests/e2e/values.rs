@@ -229,3 +229,87 @@ fn ill_typed_and_undeclared_params_are_refused_at_the_hub_and_the_agent() {
         .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
+
+/// Trigger, log fetch, cancel, pause and resume through the hub each leave an audit entry with
+/// the operator named by `--actor`.
+#[test]
+fn operations_through_the_hub_are_audited_with_their_actor() {
+    let s = Scratch::new("values-audit").unwrap();
+    let hub = Hub::start(s.path(), FAST_HUB).unwrap();
+    let d = enrolled_agent(&s.join("a"), &hub, hub.quic_addr, "name=a", "").unwrap();
+    let id = agent_id_by_name(&hub, "a");
+    apply(
+        &hub,
+        s.path(),
+        "slow.yaml",
+        "name: slow\nparams:\n  who: x\ntasks:\n  t:\n    script: echo started; sleep 30\n",
+    );
+    wait_for(Duration::from_secs(30), "workflow deployed", || {
+        let st = d.ctl_json("status", &[]).ok()?;
+        st["workflows"]
+            .as_array()?
+            .iter()
+            .any(|w| w["name"] == "slow")
+            .then_some(())
+    })
+    .unwrap();
+    let as_alice = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--actor", "alice"]);
+        let out = hub.cli(&a).unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    let out = as_alice(&[
+        "workflow", "trigger", "slow", "--agent", &id, "--param", "who=bob", "--output", "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let run_id = v["results"][0]["run_id"].as_str().unwrap().to_string();
+    wait_for(
+        Duration::from_secs(30),
+        "the run is running at the hub",
+        || {
+            let r = hub.json(&["run", "show", &run_id]).ok()?;
+            (r["state"] == "running").then_some(())
+        },
+    )
+    .unwrap();
+    as_alice(&["run", "logs", &run_id, "t"]);
+    as_alice(&["run", "cancel", &run_id, "--agent", &id]);
+    wait_for(Duration::from_secs(30), "the run is cancelled", || {
+        let r = d.ctl_json("show", &[&run_id]).ok()?;
+        (r["state"] == "cancelled").then_some(())
+    })
+    .unwrap();
+    as_alice(&["workflow", "pause", "slow"]);
+    as_alice(&["workflow", "resume", "slow"]);
+    let log = hub.json(&["audit"]).unwrap();
+    let entries = log.as_array().unwrap();
+    for (action, target) in [
+        ("workflow.trigger", "slow"),
+        ("run.logs", run_id.as_str()),
+        ("run.cancel", run_id.as_str()),
+        ("workflow.pause", "slow"),
+        ("workflow.resume", "slow"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["action"] == action && e["actor"] == "alice" && e["target"] == target),
+            "no {action} by alice on {target} in {log:#}"
+        );
+    }
+    let trig = entries
+        .iter()
+        .find(|e| e["action"] == "workflow.trigger")
+        .unwrap();
+    assert!(
+        trig["detail"].as_str().unwrap().contains("who=\"bob\""),
+        "{trig}"
+    );
+}
