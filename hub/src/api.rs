@@ -736,11 +736,14 @@ pub fn parse_since(s: &str, now_ms: i64) -> Option<i64> {
 }
 
 async fn list_runs(State(st): St, Query(q): Query<RunsQuery>) -> ApiResult<Json<Vec<RunView>>> {
-    let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
+    // `failed-tasks`: runs with a failed task, whatever their state (a run that succeeded past a
+    // failed task through an `all_done` leaf included).
+    let failed_tasks = q.state.as_deref() == Some(FAILED_TASKS);
+    let state = match q.state.as_deref().filter(|s| !s.is_empty() && *s != FAILED_TASKS) {
         None => None,
         Some(s) => Some(outpost_common::record::RunState::parse(s).ok_or_else(|| {
             ApiError::bad(format!(
-                "unknown run state {s:?} (queued, running, succeeded, failed, cancelled, skipped)"
+                "unknown run state {s:?} (queued, running, succeeded, failed, cancelled, skipped, failed-tasks)"
             ))
         })?),
     };
@@ -761,16 +764,40 @@ async fn list_runs(State(st): St, Query(q): Query<RunsQuery>) -> ApiResult<Json<
     };
     let hub = st.hub.clone();
     blocking(move || {
+        let mut runs = hub.store.runs(&RunQuery {
+            limit: if failed_tasks {
+                usize::MAX
+            } else {
+                query.limit
+            },
+            ..query.clone()
+        })?;
+        if failed_tasks {
+            let mut kept = Vec::new();
+            for r in runs {
+                if kept.len() >= query.limit {
+                    break;
+                }
+                if hub
+                    .store
+                    .run_had_failed_task(&r.agent_id, &r.record.run_id)?
+                {
+                    kept.push(r);
+                }
+            }
+            runs = kept;
+        }
         Ok(Json(
-            hub.store
-                .runs(&query)?
-                .iter()
+            runs.iter()
                 .map(|r| RunView::new(&r.agent_id, &r.record, &[]))
                 .collect(),
         ))
     })
     .await
 }
+
+/// The `run list --state` value for runs that had a failed task.
+const FAILED_TASKS: &str = "failed-tasks";
 
 #[derive(Deserialize)]
 struct RunQueryParams {

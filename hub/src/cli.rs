@@ -372,7 +372,8 @@ pub enum RunCmd {
         /// Only this agent.
         #[arg(long)]
         agent: Option<String>,
-        /// Only this state (queued, running, succeeded, failed, cancelled, skipped).
+        /// Only this state (queued, running, succeeded, failed, cancelled, skipped), or
+        /// `failed-tasks`: runs in which a task failed, whatever their state.
         #[arg(long)]
         state: Option<String>,
         /// Only runs created since (RFC 3339 time or a duration like 1h).

@@ -313,3 +313,97 @@ fn operations_through_the_hub_are_audited_with_their_actor() {
         "{trig}"
     );
 }
+
+/// A version whose failing task is followed by an `all_done` leaf: its runs end `succeeded`
+/// (Airflow's rule), yet `run list --state failed-tasks` lists them and a rollout gate counts them
+/// as failures (the canary fails and the rollout rolls back).
+#[test]
+fn runs_that_succeeded_past_a_failed_task_are_seen_by_run_list_and_rollout_gates() {
+    let s = Scratch::new("values-alldone").unwrap();
+    let hub = Hub::start(s.path(), FAST_HUB).unwrap();
+    let d = enrolled_agent(&s.join("a"), &hub, hub.quic_addr, "name=a", "").unwrap();
+    let id = agent_id_by_name(&hub, "a");
+    hub.json(&["pool", "create", "p", "--selector", "name=a"])
+        .unwrap();
+    let wf = |tag: &str, work: &str| {
+        format!(
+            "name: gate\ndescription: '{tag}'\nschedule: '* * * * * *'\ncatchup: none\noverlap: allow\ntasks:\n  work:\n    command: {work}\n  cleanup:\n    depends_on: [work]\n    trigger_rule: all_done\n    command: [/bin/true]\n"
+        )
+    };
+    assert_eq!(
+        apply(&hub, s.path(), "gate.yaml", &wf("v1", "[/bin/true]")),
+        1
+    );
+    hub.json(&[
+        "workflow",
+        "deploy",
+        "gate",
+        "--pool",
+        "p",
+        "--version",
+        "1",
+    ])
+    .unwrap();
+    wait_for(Duration::from_secs(30), "v1 runs at the hub", || {
+        let runs = crate::hub::hub_runs(&hub, &id, "gate");
+        (runs.iter().filter(|r| r["state"] == "succeeded").count() >= 2).then_some(())
+    })
+    .unwrap();
+    assert_eq!(
+        apply(&hub, s.path(), "gate.yaml", &wf("v2", "[/bin/false]")),
+        2
+    );
+    hub.json(&[
+        "rollout",
+        "start",
+        "gate",
+        "--pool",
+        "p",
+        "--version",
+        "2",
+        "--canary",
+        "1",
+        "--steps",
+        "100%",
+        "--bake",
+        "2s",
+        "--min-runs",
+        "3",
+    ])
+    .unwrap();
+    let end = wait_for(Duration::from_secs(60), "the rollout to end", || {
+        let st = hub
+            .json(&["rollout", "status", "gate", "--pool", "p"])
+            .ok()?;
+        (st["active"] == false).then_some(st)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.stderr_tail()));
+    assert!(
+        end["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("rolled back")),
+        "{end:#}"
+    );
+    // The v2 runs the agent made ended `succeeded`, and the hub lists them as had failed tasks.
+    let listed = hub
+        .json(&[
+            "run",
+            "list",
+            "--workflow",
+            "gate",
+            "--state",
+            "failed-tasks",
+        ])
+        .unwrap();
+    let listed = listed.as_array().unwrap();
+    assert!(!listed.is_empty(), "no run listed with failed tasks");
+    for r in listed {
+        assert_eq!(r["version"], 2, "{r}");
+        assert_eq!(r["state"], "succeeded", "{r}");
+    }
+    let failed = hub
+        .json(&["run", "list", "--workflow", "gate", "--state", "failed"])
+        .unwrap();
+    assert!(failed.as_array().unwrap().is_empty(), "{failed}");
+    drop(d);
+}
