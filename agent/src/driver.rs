@@ -519,8 +519,9 @@ impl Driver {
             }
             other => other,
         };
+        let prev = self.workflows.get(&name).and_then(|l| l.planner.as_ref());
         let planner = wf.schedule.clone().filter(|_| scheduled).map(|s| {
-            Planner::new(
+            let p = Planner::new(
                 s,
                 wf.timezone,
                 wf.catchup,
@@ -528,7 +529,12 @@ impl Driver {
                 last_fired,
                 now,
             )
-            .with_workflow(&name)
+            .with_workflow(&name);
+            // A new version of a workflow this process already watches keeps that watch.
+            match prev {
+                Some(prev) => p.continuing(prev),
+                None => p,
+            }
         });
         let paused = self.store.is_paused(&name)?;
         self.workflows.insert(
@@ -1127,20 +1133,9 @@ impl Driver {
             .workflows
             .get(name)
             .with_context(|| format!("no workflow named `{name}`"))?;
-        for (k, _) in &params {
-            if !loaded.wf.params.contains_key(k) {
-                anyhow::bail!(
-                    "workflow `{name}` has no parameter `{k}` (declared: {})",
-                    loaded
-                        .wf
-                        .params
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-        }
+        // Every value is checked against its declaration before the run exists.
+        outpost_common::params::check_params(name, &loaded.wf.param_rules, &params)
+            .map_err(anyhow::Error::msg)?;
         let now = self.now();
         let mut ms = now.wall_ms();
         // Two triggers in the same millisecond are two runs.
@@ -1714,19 +1709,25 @@ impl Driver {
             params: &params,
             outputs: &upstream,
         };
+        // Values never become script text: a `script`'s placeholders are references to variables
+        // set below (a `command` argument is one argv element, never parsed by a shell).
+        let mut values_env = Vec::new();
         let program = match &t.exec {
             Exec::Command(argv) => argv
                 .iter()
                 .map(|a| ctx.render(a))
                 .collect::<Result<Vec<_>, _>>()?,
             Exec::Script { script, shell } => {
-                exec::script_argv(shell.as_deref(), &ctx.render(script)?)
+                let (text, vars) = ctx.render_script(script)?;
+                values_env = vars;
+                exec::script_argv(shell.as_deref(), &text)
             }
         };
         let mut env: Vec<(String, String)> = Vec::new();
         env.extend(wf.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(t.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(ctx.env());
+        env.extend(values_env);
         Ok(SpawnRequest {
             run_id: run_id.clone(),
             task_id: t.id.clone(),

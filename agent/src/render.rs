@@ -43,6 +43,15 @@ impl Context<'_> {
         template::render(s, &|p| self.lookup(p)).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// Render a `script` for a POSIX shell: each placeholder becomes a reference to a variable
+    /// that carries its value (see `outpost_common::template::render_script`); returns the script
+    /// and those variables. A value is never part of the script text.
+    pub fn render_script(&self, s: &str) -> anyhow::Result<(String, Vec<(String, String)>)> {
+        let r =
+            template::render_script(s, &|p| self.lookup(p)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((r.script, r.env))
+    }
+
     /// `OUTPOST_RUN_ID`, `OUTPOST_WORKFLOW`, `OUTPOST_TASK`, `OUTPOST_ATTEMPT`,
     /// `OUTPOST_SCHEDULED_TIME`, `OUTPOST_PARAM_<NAME>`, `OUTPOST_OUTPUT_<TASK>_<KEY>`.
     pub fn env(&self) -> Vec<(String, String)> {

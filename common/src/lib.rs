@@ -8,6 +8,7 @@ pub mod clock;
 pub mod duration;
 pub mod frame;
 pub mod model;
+pub mod params;
 pub mod proto;
 pub mod record;
 pub mod schedule;

@@ -32,8 +32,12 @@ pub struct Workflow {
     pub overlap: Overlap,
     /// Upper bound on concurrently active runs of this workflow (default 1; bounds `allow`).
     pub max_active_runs: u32,
-    /// Named parameter defaults, overridable per trigger.
+    /// Every declared parameter with its default (empty for one declared without a default),
+    /// overridable per trigger.
     pub params: BTreeMap<String, String>,
+    /// The rule of every declared parameter (the short form `name: default` is an optional
+    /// string); triggers are checked against it with [`crate::params::check_params`].
+    pub param_rules: BTreeMap<String, crate::params::ParamRule>,
     /// Environment for every task (task `env` overrides).
     pub env: BTreeMap<String, String>,
     /// Label selector for the hub (issue 3); empty: all agents.

@@ -85,6 +85,17 @@ pub enum TemplateError {
     /// [`render`]'s lookup had no value for a placeholder.
     #[error("`{{{{ {placeholder} }}}}` has no value")]
     Unresolved { placeholder: Placeholder },
+    /// A placeholder in a `script` where no reference to its value can be written safely (see
+    /// [`script_contexts`]).
+    #[error(
+        "`{{{{ {placeholder} }}}}` {reason}; write it outside quotes (it becomes one word) or use the environment variable ({env})"
+    )]
+    UnsafeInScript {
+        offset: usize,
+        placeholder: Placeholder,
+        reason: &'static str,
+        env: String,
+    },
 }
 
 /// A parsed template: literal text and placeholders, in order.
@@ -161,6 +172,23 @@ pub fn render(
     Ok(out)
 }
 
+/// The environment variable that always carries `p`'s value (`OUTPOST_PARAM_<NAME>`,
+/// `OUTPOST_OUTPUT_<TASK>_<KEY>`, `OUTPOST_RUN_ID`, ...), named in messages.
+pub fn env_var_of(p: &Placeholder) -> String {
+    let up = crate::workflow::env_name;
+    match p {
+        Placeholder::Run(RunField::Id) => "OUTPOST_RUN_ID".into(),
+        Placeholder::Run(RunField::Workflow) => "OUTPOST_WORKFLOW".into(),
+        Placeholder::Run(RunField::ScheduledTime) => "OUTPOST_SCHEDULED_TIME".into(),
+        Placeholder::Run(RunField::Attempt) => "OUTPOST_ATTEMPT".into(),
+        Placeholder::Run(RunField::Task) => "OUTPOST_TASK".into(),
+        Placeholder::Param(n) => format!("OUTPOST_PARAM_{}", up(n)),
+        Placeholder::TaskOutput { task, key } => {
+            format!("OUTPOST_OUTPUT_{}_{}", up(task), up(key))
+        }
+    }
+}
+
 fn valid_segment(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -206,6 +234,9 @@ fn parse_path(inner: &str) -> Result<Placeholder, String> {
         [] => Err("empty placeholder".into()),
     }
 }
+
+mod shell;
+pub use shell::{ScriptRender, ShellContext, render_script, script_contexts};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -144,6 +144,7 @@ pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(show_run))
         .route("/v1/runs/{id}/logs/{task}", get(run_logs))
+        .route("/v1/runs/{id}/cancel", post(cancel_run))
         .route("/v1/pools", post(create_pool).get(list_pools))
         .route("/v1/pools/{name}", get(show_pool).delete(delete_pool))
         .route("/v1/agents/{id}/labels", post(label_agent))
@@ -394,23 +395,33 @@ fn targeted_agents(hub: &Hub, name: &str) -> ApiResult<Vec<String>> {
     Ok(out)
 }
 
-async fn pause(state: St, name: Path<String>) -> ApiResult<Json<AgentsResponse>> {
-    pause_resume(state, name, true).await
+async fn pause(
+    state: St,
+    headers: axum::http::HeaderMap,
+    name: Path<String>,
+) -> ApiResult<Json<AgentsResponse>> {
+    pause_resume(state, headers, name, true).await
 }
 
-async fn resume(state: St, name: Path<String>) -> ApiResult<Json<AgentsResponse>> {
-    pause_resume(state, name, false).await
+async fn resume(
+    state: St,
+    headers: axum::http::HeaderMap,
+    name: Path<String>,
+) -> ApiResult<Json<AgentsResponse>> {
+    pause_resume(state, headers, name, false).await
 }
 
 async fn pause_resume(
     State(st): St,
+    headers: axum::http::HeaderMap,
     Path(name): Path<String>,
     paused: bool,
 ) -> ApiResult<Json<AgentsResponse>> {
+    let actor = actor_of(&headers)?;
     let hub = st.hub.clone();
     let n = name.clone();
     let targets = blocking(move || {
-        hub.store.set_paused(&n, paused, ACTOR, now_ms())?;
+        hub.store.set_paused(&n, paused, &actor, now_ms())?;
         hub.notify_changed();
         targeted_agents(&hub, &n)
     })
@@ -456,14 +467,29 @@ async fn pause_resume(
 
 async fn trigger(
     State(st): St,
+    headers: axum::http::HeaderMap,
     Path(name): Path<String>,
     body: Option<Json<TriggerRequest>>,
 ) -> ApiResult<Json<TriggerResponse>> {
+    let actor = actor_of(&headers)?;
     let req = body.map(|Json(b)| b).unwrap_or_default();
     let hub = st.hub.clone();
     let n = name.clone();
     let only = req.agent.clone();
+    let params: Vec<(String, String)> = req.params.into_iter().collect();
+    let checked = params.clone();
     let targets = blocking(move || match only {
+        _ if let Err(e) = check_trigger_params(&hub, &n, &checked) => Err(e),
+        _ if let Err(e) = hub.store.audit(
+            &actor,
+            "workflow.trigger",
+            &n,
+            &trigger_detail(only.as_deref(), &checked),
+            now_ms(),
+        ) =>
+        {
+            Err(e.into())
+        }
         Some(a) => {
             hub.store.version(&n, None)?;
             let rec = hub.store.agent(&a)?;
@@ -475,7 +501,6 @@ async fn trigger(
         None => targeted_agents(&hub, &n),
     })
     .await?;
-    let params: Vec<(String, String)> = req.params.into_iter().collect();
     let mut results = Vec::new();
     for agent in targets {
         let r = match st
@@ -513,6 +538,73 @@ async fn trigger(
         results.push(r);
     }
     Ok(Json(TriggerResponse { results }))
+}
+
+/// Refuse a trigger whose parameters break the declarations of the latest version the hub holds
+/// (the agent checks again against the version it runs).
+fn check_trigger_params(hub: &Hub, name: &str, params: &[(String, String)]) -> ApiResult<()> {
+    let v = hub.store.version(name, None)?;
+    let format = if v.format == "toml" {
+        Format::Toml
+    } else {
+        Format::Yaml
+    };
+    let Ok(content) = std::str::from_utf8(&v.content) else {
+        return Ok(());
+    };
+    match workflow::parse(name, content, format, &ValidateOptions::default()) {
+        Ok(wf) => outpost_common::params::check_params(name, &wf.param_rules, params)
+            .map_err(ApiError::bad),
+        // A stored version that no longer validates: the agent decides.
+        Err(_) => Ok(()),
+    }
+}
+
+/// The audit detail of a trigger: the agent it was limited to and the parameters given.
+fn trigger_detail(agent: Option<&str>, params: &[(String, String)]) -> String {
+    let mut d = format!("agent={}", agent.unwrap_or("*"));
+    for (k, v) in params {
+        d.push_str(&format!(" {k}={v:?}"));
+    }
+    d
+}
+
+/// `POST /v1/runs/{id}/cancel`: cancel a run on the agent that has it (connected agents only;
+/// commands are not queued).
+async fn cancel_run(
+    State(st): St,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<RunQueryParams>,
+) -> ApiResult<Json<TriggerResult>> {
+    let actor = actor_of(&headers)?;
+    let hub = st.hub.clone();
+    let rid = id.clone();
+    let agent = blocking(move || {
+        let agent = resolve_run_agent(&hub, &rid, q.agent)?;
+        let detail = format!("agent={agent}");
+        hub.store
+            .audit(&actor, "run.cancel", &rid, &detail, now_ms())?;
+        Ok(agent)
+    })
+    .await?;
+    if !st.hub.gateway.is_connected(&agent) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("agent {agent} is not connected; not cancelled (commands are not queued)"),
+        ));
+    }
+    let r = st
+        .hub
+        .gateway
+        .send_command(&agent, Command::Cancel { run_id: id.clone() })
+        .await?;
+    Ok(Json(TriggerResult {
+        agent,
+        ok: r.ok,
+        run_id: Some(id),
+        message: r.message,
+    }))
 }
 
 fn agent_view(a: &crate::store::AgentRecord, connected: &[(String, i64)]) -> AgentView {
@@ -717,11 +809,14 @@ pub fn parse_since(s: &str, now_ms: i64) -> Option<i64> {
 }
 
 async fn list_runs(State(st): St, Query(q): Query<RunsQuery>) -> ApiResult<Json<Vec<RunView>>> {
-    let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
+    // `failed-tasks`: runs with a failed task, whatever their state (a run that succeeded past a
+    // failed task through an `all_done` leaf included).
+    let failed_tasks = q.state.as_deref() == Some(FAILED_TASKS);
+    let state = match q.state.as_deref().filter(|s| !s.is_empty() && *s != FAILED_TASKS) {
         None => None,
         Some(s) => Some(outpost_common::record::RunState::parse(s).ok_or_else(|| {
             ApiError::bad(format!(
-                "unknown run state {s:?} (queued, running, succeeded, failed, cancelled, skipped)"
+                "unknown run state {s:?} (queued, running, succeeded, failed, cancelled, skipped, failed-tasks)"
             ))
         })?),
     };
@@ -742,16 +837,40 @@ async fn list_runs(State(st): St, Query(q): Query<RunsQuery>) -> ApiResult<Json<
     };
     let hub = st.hub.clone();
     blocking(move || {
+        let mut runs = hub.store.runs(&RunQuery {
+            limit: if failed_tasks {
+                usize::MAX
+            } else {
+                query.limit
+            },
+            ..query.clone()
+        })?;
+        if failed_tasks {
+            let mut kept = Vec::new();
+            for r in runs {
+                if kept.len() >= query.limit {
+                    break;
+                }
+                if hub
+                    .store
+                    .run_had_failed_task(&r.agent_id, &r.record.run_id)?
+                {
+                    kept.push(r);
+                }
+            }
+            runs = kept;
+        }
         Ok(Json(
-            hub.store
-                .runs(&query)?
-                .iter()
+            runs.iter()
                 .map(|r| RunView::new(&r.agent_id, &r.record, &[]))
                 .collect(),
         ))
     })
     .await
 }
+
+/// The `run list --state` value for runs that had a failed task.
+const FAILED_TASKS: &str = "failed-tasks";
 
 #[derive(Deserialize)]
 struct RunQueryParams {
@@ -804,12 +923,22 @@ async fn show_run(
 
 async fn run_logs(
     State(st): St,
+    headers: axum::http::HeaderMap,
     Path((id, task)): Path<(String, String)>,
     Query(q): Query<RunQueryParams>,
 ) -> ApiResult<Response> {
+    let actor = actor_of(&headers)?;
     let hub = st.hub.clone();
     let rid = id.clone();
-    let agent = blocking(move || resolve_run_agent(&hub, &rid, q.agent)).await?;
+    let t = task.clone();
+    let agent = blocking(move || {
+        let agent = resolve_run_agent(&hub, &rid, q.agent)?;
+        let detail = format!("task={t} agent={agent}");
+        hub.store
+            .audit(&actor, "run.logs", &rid, &detail, now_ms())?;
+        Ok(agent)
+    })
+    .await?;
     if !st.hub.gateway.is_connected(&agent) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

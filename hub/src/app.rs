@@ -784,6 +784,31 @@ fn run(c: &Client, output: Output, cmd: RunCmd) -> CliResult {
                 }
             }
         }
+        RunCmd::Cancel { run_id, agent } => {
+            let query = agent
+                .map(|a| format!("?agent={}", seg(&a)))
+                .unwrap_or_default();
+            let r: TriggerResult = c.post(
+                &format!("/v1/runs/{}/cancel{query}", seg(&run_id)),
+                &serde_json::json!({}),
+            )?;
+            if output == Output::Json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "{}: {}",
+                    r.agent,
+                    if r.message.is_empty() {
+                        "cancelled"
+                    } else {
+                        &r.message
+                    }
+                );
+            }
+            if !r.ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         RunCmd::Logs {
             run_id,
             task,

@@ -390,7 +390,8 @@ pub enum RunCmd {
         /// Only this agent.
         #[arg(long)]
         agent: Option<String>,
-        /// Only this state (queued, running, succeeded, failed, cancelled, skipped).
+        /// Only this state (queued, running, succeeded, failed, cancelled, skipped), or
+        /// `failed-tasks`: runs in which a task failed, whatever their state.
         #[arg(long)]
         state: Option<String>,
         /// Only runs created since (RFC 3339 time or a duration like 1h).
@@ -402,6 +403,14 @@ pub enum RunCmd {
     },
     /// Show a run with its tasks.
     Show {
+        /// Run id.
+        run_id: String,
+        /// The agent (when several agents have this run id).
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Cancel a run on the agent that has it (the agent must be connected; not queued).
+    Cancel {
         /// Run id.
         run_id: String,
         /// The agent (when several agents have this run id).

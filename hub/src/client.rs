@@ -137,6 +137,10 @@ impl Client {
             .agent
             .get(&self.url(path))
             .header("Authorization", &self.auth());
+        // Reads that the hub audits (log fetches) name their operator too.
+        if let Some(a) = &self.actor {
+            req = req.header(crate::api::ACTOR_HEADER, a);
+        }
         for (k, v) in query {
             if !v.is_empty() {
                 req = req.query(*k, v);

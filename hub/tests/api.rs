@@ -522,12 +522,46 @@ fn runs_listing_after_ingest() {
 fn trigger_pause_agents_and_revoke() {
     let h = Harness::new();
     let c = h.client();
-    apply(&c, "demo.yaml", WF_V1);
+    apply(
+        &c,
+        "demo.yaml",
+        &WF_V1.replace(
+            "tasks:",
+            "params:\n  k: {type: string, pattern: '[a-z]+'}\ntasks:",
+        ),
+    );
     h.add_agent("agent-a", &[("site", "a")]);
     h.add_agent("agent-a2", &[("site", "a"), ("x", "y")]);
     h.add_agent("agent-b", &[("site", "b")]);
     let session = h.fake_session("agent-a");
 
+    // Parameters are checked against the declarations before anything is sent.
+    for (k, v, says) in [
+        (
+            "nope",
+            "v",
+            "workflow `demo` has no parameter `nope` (declared: k)",
+        ),
+        (
+            "k",
+            "V 1",
+            "parameter `k` of workflow `demo` must be string matching",
+        ),
+    ] {
+        let mut params = std::collections::BTreeMap::new();
+        params.insert(k.to_string(), v.to_string());
+        let e = c
+            .post::<_, TriggerResponse>(
+                "/v1/workflows/demo/trigger",
+                &TriggerRequest {
+                    agent: None,
+                    params,
+                },
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{e}");
+    }
     let mut params = std::collections::BTreeMap::new();
     params.insert("k".to_string(), "v".to_string());
     let r: TriggerResponse = c

@@ -18,3 +18,4 @@ mod hub_keys;
 mod hub_limits;
 mod hub_restore;
 mod rollouts;
+mod values;

@@ -16,10 +16,12 @@
 //! - instants that passed while the planner was watching fire as `Scheduled`, however late the
 //!   driver wakes: "watching" means the wall clock advanced in step with the monotonic clock
 //!   (within [`JUMP_TOLERANCE`]) since the previous `handle_time` (or `new`);
-//! - instants within [`ON_TIME_GRACE`] (2 s) of `now.wall` also fire as `Scheduled`;
-//! - other instants (they passed before the planner was created — the agent was stopped — or the
-//!   wall clock jumped forward over them) follow `catchup`:
-//!   - `none`: none fires;
+//! - instants within [`ON_TIME_GRACE`] (2 s) of `now.wall` also fire as `Scheduled`, unless they
+//!   passed before the planner was created (see below);
+//! - other instants (they passed before the planner was created — the agent was stopped, however
+//!   briefly — or the wall clock jumped forward over them) follow `catchup`:
+//!   - `none`: none fires (not even one that passed a moment before the planner was created: a
+//!     firing missed by 1 ms across a restart is missed);
 //!   - `latest`: the most recent one fires as `Catchup` if it is within the catch-up window and
 //!     no on-time firing exists in the same call (an on-time firing supersedes it);
 //!   - `all`: every one within the catch-up window fires as `Catchup`, oldest first, at most
@@ -87,6 +89,10 @@ pub struct Planner {
     /// The last reading of both clocks: instants that pass while the wall clock keeps pace with
     /// the monotonic clock are on time, however late the driver looks.
     seen: (DateTime<Utc>, Duration),
+    /// Since when this planner (or the one it continues, [`Planner::continuing`]) has watched
+    /// the clock: unaccounted instants before it passed while nobody watched (the agent was
+    /// stopped) and are never on time.
+    born: DateTime<Utc>,
 }
 
 /// A wall-clock advance this much larger than the monotonic advance is a jump (NTP step).
@@ -164,7 +170,16 @@ impl Planner {
             next,
             per_day: None,
             seen: (now.wall, now.mono),
+            born: now.wall,
         }
+    }
+
+    /// This planner replaces `prev` in the same process (a new version of the workflow): it
+    /// keeps `prev`'s watch, so an instant `prev` saw pass a moment ago is still on time.
+    pub fn continuing(mut self, prev: &Planner) -> Planner {
+        self.born = prev.born;
+        self.seen = prev.seen;
+        self
     }
 
     /// Name the workflow in the `MissedFirings` events (empty by default).
@@ -201,7 +216,10 @@ impl Planner {
             _ => return Vec::new(),
         }
         let cursor = self.cursor;
-        let late_end = sub(sub(end, delta(ON_TIME_GRACE)), NS).min(watched_from);
+        // Late: older than the grace, or passed while nobody watched (before `born`).
+        let late_end = sub(sub(end, delta(ON_TIME_GRACE)), NS)
+            .min(watched_from)
+            .max(sub(self.born, NS).min(end));
         let win_start = sub(end, delta(self.window));
         let mut fires: Vec<(DateTime<Utc>, RunKind)> = Vec::new();
         let mut missed = MissedAcc::default();
@@ -642,11 +660,74 @@ mod tests {
         let PlannerOutput::Missed(m) = &out[0] else {
             panic!("{out:?}")
         };
-        // Instants in [now - 2 s, now] (3 of them) fire on time; the older ones are missed.
-        assert_eq!(m.count, 31 * 86_400 - 3);
-        assert_eq!(out.len(), 1 + 3);
+        // The instant at `now` fires on time; every one before the planner existed is missed.
+        assert_eq!(m.count, 31 * 86_400 - 1);
+        assert_eq!(out.len(), 1 + 1);
         assert_eq!(m.first_ms, utc("2026-01-01T00:00:01Z").timestamp_millis());
-        assert_eq!(m.last_ms, utc("2026-01-31T23:59:57Z").timestamp_millis());
+        assert_eq!(m.last_ms, utc("2026-01-31T23:59:59Z").timestamp_millis());
+    }
+
+    #[test]
+    fn catchup_none_misses_a_firing_missed_by_a_moment_across_a_restart() {
+        // Every minute; last fired 00:00; the agent restarts at 00:01:00.5 (the 00:01 firing
+        // passed 0.5 s ago, while it was down).
+        for catchup in [Catchup::None, Catchup::Latest] {
+            let now = at("2026-01-01T00:01:00.500Z", 0);
+            let mut p = planner(
+                "* * * * *",
+                Tz::UTC,
+                catchup,
+                24,
+                Some("2026-01-01T00:00:00Z"),
+                now,
+            );
+            let out = p.handle_time(at("2026-01-01T00:01:00.600Z", 0));
+            match catchup {
+                Catchup::None => {
+                    let [PlannerOutput::Missed(m)] = out.as_slice() else {
+                        panic!("{out:?}")
+                    };
+                    assert_eq!(m.count, 1);
+                    assert_eq!(m.first_ms, utc("2026-01-01T00:01:00Z").timestamp_millis());
+                }
+                _ => assert_eq!(
+                    out,
+                    vec![PlannerOutput::Fire {
+                        scheduled: utc("2026-01-01T00:01:00Z"),
+                        kind: RunKind::Catchup
+                    }]
+                ),
+            }
+            assert_eq!(p.last_fired(), Some(utc("2026-01-01T00:01:00Z")));
+        }
+        // A planner that replaces a running one (a new version) keeps its watch: the instant
+        // the old one saw pass 0.5 s ago is still on time.
+        let t0 = at("2026-01-01T00:00:30Z", 0);
+        let old = planner(
+            "* * * * *",
+            Tz::UTC,
+            Catchup::None,
+            24,
+            Some("2026-01-01T00:00:00Z"),
+            t0,
+        );
+        let now = at("2026-01-01T00:01:00.500Z", 30);
+        let mut p = planner(
+            "* * * * *",
+            Tz::UTC,
+            Catchup::None,
+            24,
+            Some("2026-01-01T00:00:00Z"),
+            now,
+        )
+        .continuing(&old);
+        assert_eq!(
+            p.handle_time(now),
+            vec![PlannerOutput::Fire {
+                scheduled: utc("2026-01-01T00:01:00Z"),
+                kind: RunKind::Scheduled
+            }]
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub fn workflow(name: &str) -> WorkflowBuilder {
             overlap: Overlap::default(),
             max_active_runs: 1,
             params: BTreeMap::new(),
+            param_rules: BTreeMap::new(),
             env: BTreeMap::new(),
             target: BTreeMap::new(),
             tasks: Vec::new(),

@@ -12,6 +12,7 @@ use crate::duration::parse_duration;
 use crate::model::{
     Backoff, Catchup, Exec, Limits, Overlap, RetryPolicy, Task, TriggerRule, Workflow,
 };
+use crate::params::{ParamRule, ParamType};
 use crate::schedule::Schedule;
 use crate::template::{self, Placeholder};
 
@@ -731,6 +732,8 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
     let mut overlap = Some(Overlap::default());
     let mut max_active_runs = Some(1u32);
     let mut params = BTreeMap::new();
+    let mut param_rules = BTreeMap::new();
+    let mut params_pos = None;
     let mut env = BTreeMap::new();
     let mut target = BTreeMap::new();
     let mut defaults = Partial::default();
@@ -826,7 +829,10 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
                     .int_in(node, f, 1, MAX_ACTIVE_RUNS)
                     .and_then(|i| u32::try_from(i).ok())
             }
-            "params" => params = v.string_map(node, f, valid_ident, "letters, digits, `_` and `-`"),
+            "params" => {
+                params_pos = Some(kpos);
+                (params, param_rules) = read_params(v, node, f);
+            }
             "env" => {
                 env = v.string_map(
                     node,
@@ -846,6 +852,7 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
     if !name_seen {
         v.err(Pos::START, "name", "missing required key `name`");
     }
+    required_params_check(v, params_pos, schedule.is_some(), &param_rules);
 
     let raw_tasks = match tasks_node {
         None => {
@@ -920,6 +927,7 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
         overlap: overlap?,
         max_active_runs: max_active_runs?,
         params,
+        param_rules,
         env,
         target,
         tasks: ordered,
@@ -1162,6 +1170,192 @@ fn shortest_cycle(start: usize, scc: &[usize], edges: &[Vec<usize>]) -> Vec<usiz
     scc.to_vec()
 }
 
+const PARAM_KEYS: &[&str] = &["type", "default", "required", "pattern", "values"];
+
+/// `params`: each entry is `name: default` (an optional string) or a map of [`PARAM_KEYS`].
+/// Returns the defaults (empty for a parameter without one) and the rules.
+fn read_params(
+    v: &mut V<'_>,
+    node: &Node,
+    field: &str,
+) -> (BTreeMap<String, String>, BTreeMap<String, ParamRule>) {
+    let mut defaults = BTreeMap::new();
+    let mut rules = BTreeMap::new();
+    for (k, kpos, n) in v.map_entries(node, field, "parameter").unwrap_or_default() {
+        let f = join_dot(field, &k);
+        if !valid_ident(&k) {
+            v.err(
+                kpos,
+                &f,
+                format!("invalid name `{k}` (letters, digits, `_` and `-`)"),
+            );
+            continue;
+        }
+        let rule = if matches!(n.value, Value::Map(_)) {
+            read_param_rule(v, n, &f)
+        } else {
+            v.scalar(n, &f).map(|s| ParamRule {
+                default: Some(s),
+                ..ParamRule::default()
+            })
+        };
+        if let Some(rule) = rule {
+            defaults.insert(k.clone(), rule.default.clone().unwrap_or_default());
+            rules.insert(k, rule);
+        }
+    }
+    (defaults, rules)
+}
+
+/// The long form of one parameter.
+fn read_param_rule(v: &mut V<'_>, node: &Node, f: &str) -> Option<ParamRule> {
+    let entries = v.map_entries(node, f, "key")?;
+    let mut ty = ParamType::String;
+    let mut ty_pos = node.pos;
+    let mut enum_type = false;
+    let mut values: Option<(Pos, Vec<String>)> = None;
+    let mut pattern = None;
+    let mut required = false;
+    let mut default: Option<(Pos, String)> = None;
+    for (key, kpos, n) in entries {
+        let kf = join_dot(f, &key);
+        match key.as_str() {
+            "type" => {
+                ty_pos = n.pos;
+                let t = v.enum_value(
+                    n,
+                    &kf,
+                    &[
+                        ("string", 0u8),
+                        ("integer", 1),
+                        ("number", 2),
+                        ("boolean", 3),
+                        ("enum", 4),
+                    ],
+                );
+                ty = match t {
+                    Some(1) => ParamType::Integer,
+                    Some(2) => ParamType::Number,
+                    Some(3) => ParamType::Boolean,
+                    _ => ParamType::String,
+                };
+                enum_type = t == Some(4);
+            }
+            "values" => {
+                let Value::Seq(items) = &n.value else {
+                    v.type_err(n, &kf, "a list of values");
+                    continue;
+                };
+                let list: Vec<String> = items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, it)| v.scalar(it, &format!("{kf}[{i}]")))
+                    .collect();
+                if list.is_empty() {
+                    v.err(n.pos, &kf, "must list at least one value");
+                }
+                values = Some((n.pos, list));
+            }
+            "pattern" => {
+                if let Some(p) = v.string(n, &kf) {
+                    match regex::Regex::new(&crate::params::anchored(&p)) {
+                        Ok(r) => pattern = Some(r),
+                        Err(e) => {
+                            let why = e.to_string();
+                            let why = why.lines().last().unwrap_or_default().trim().to_string();
+                            v.err(n.pos, &kf, format!("invalid pattern `{p}`: {why}"));
+                        }
+                    }
+                }
+            }
+            "required" => required = v.bool(n, &kf).unwrap_or(false),
+            "default" => default = v.scalar(n, &kf).map(|s| (n.pos, s)),
+            _ => v.unknown_key(kpos, &kf, &key, PARAM_KEYS),
+        }
+    }
+    match (enum_type, values) {
+        (true, Some((_, list))) => ty = ParamType::Enum(list),
+        (true, None) => v.err(
+            ty_pos,
+            &join_dot(f, "type"),
+            "`type: enum` needs `values: [..]`",
+        ),
+        (false, Some((pos, _))) => v.err(
+            pos,
+            &join_dot(f, "values"),
+            "`values` applies only to `type: enum`",
+        ),
+        (false, None) => {}
+    }
+    let rule = ParamRule {
+        ty,
+        pattern,
+        required,
+        default: default.as_ref().map(|(_, d)| d.clone()),
+    };
+    if let Some((pos, d)) = &default {
+        if required {
+            v.err(*pos, &join_dot(f, "default"), "a required parameter has no default (a trigger must give it): drop `required` or `default`");
+        } else if let Err(e) = rule.check(d) {
+            v.err(
+                *pos,
+                &join_dot(f, "default"),
+                format!("the default `{d}` {e}"),
+            );
+        }
+    }
+    // Declared even when its rule has a mistake (reported above): no knock-on errors.
+    Some(rule)
+}
+
+/// A scheduled run gives no parameters, so a scheduled workflow cannot require one.
+fn required_params_check(
+    v: &mut V<'_>,
+    pos: Option<Pos>,
+    scheduled: bool,
+    rules: &BTreeMap<String, ParamRule>,
+) {
+    if !scheduled {
+        return;
+    }
+    if let Some((k, _)) = rules.iter().find(|(_, r)| r.required) {
+        v.err(pos.unwrap_or(Pos::START), &format!("params.{k}"), "a workflow with a `schedule` cannot require a parameter (scheduled runs give none): give it a default");
+    }
+}
+
+/// Shells whose quoting the script placeholders are written for (POSIX `sh` and its relatives).
+const POSIX_SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "yash", "posh",
+];
+
+/// A script with placeholders needs a POSIX shell: with another interpreter a placeholder's
+/// reference would not mean "this value".
+fn script_shell_check(
+    v: &mut V<'_>,
+    pos: Pos,
+    field: &str,
+    script: &str,
+    shell: Option<&(Pos, String)>,
+) {
+    let Some((_, shell)) = shell else { return };
+    let base = shell.rsplit('/').next().unwrap_or(shell);
+    if POSIX_SHELLS.contains(&base) {
+        return;
+    }
+    if let Ok(phs) = template::placeholders(script)
+        && let Some(ph) = phs.first()
+    {
+        v.err(
+            pos,
+            field,
+            format!(
+                "`{{{{ {ph} }}}}`: placeholders in `script` need a POSIX shell (`shell: {shell}` is not one); read the value from the environment variable {} instead",
+                template::env_var_of(ph)
+            ),
+        );
+    }
+}
+
 fn finish_task(
     v: &mut V<'_>,
     t: &RawTask,
@@ -1215,17 +1409,24 @@ fn finish_task(
     };
 
     // Templates.
-    let mut templates: Vec<(Pos, String, &str)> = Vec::new();
+    let mut templates: Vec<(Pos, String, &str, bool)> = Vec::new();
     if let Some((_, argv)) = &p.command {
         for (i, (pos, a)) in argv.iter().enumerate() {
-            templates.push((*pos, format!("{tf}.command[{i}]"), a.as_str()));
+            templates.push((*pos, format!("{tf}.command[{i}]"), a.as_str(), false));
         }
     }
     if let Some((pos, s)) = &p.script {
-        templates.push((*pos, format!("{tf}.script"), s.as_str()));
+        templates.push((*pos, format!("{tf}.script"), s.as_str(), true));
+        let shell = p.shell.as_ref().or(defaults.shell.as_ref());
+        script_shell_check(v, *pos, &format!("{tf}.script"), s, shell);
     }
-    for (pos, field, text) in templates {
-        match template::placeholders(text) {
+    for (pos, field, text, is_script) in templates {
+        let found = if is_script {
+            template::script_contexts(text).map(|c| c.into_iter().map(|(p, _, _)| p).collect())
+        } else {
+            template::placeholders(text)
+        };
+        match found {
             Err(e) => v.err(pos, &field, format!("bad template: {e}")),
             Ok(phs) => {
                 for ph in phs {

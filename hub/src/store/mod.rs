@@ -536,6 +536,26 @@ fn sorted(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
     v
 }
 
+/// Whether a task of the run ended `failed` (task records reach the hub before the run's end).
+fn had_failed_task(
+    tasks: &impl redb::ReadableTable<(&'static str, &'static str, &'static str), &'static [u8]>,
+    agent_id: &str,
+    run_id: &str,
+) -> Result<bool, StoreError> {
+    for e in tasks.range((agent_id, run_id, "")..)? {
+        let (k, v) = e?;
+        let (a, r, _) = k.value();
+        if a != agent_id || r != run_id {
+            break;
+        }
+        let t: TaskInstanceRecord = decode(v.value(), "task_instances", run_id)?;
+        if t.state == outpost_common::record::TaskState::Failed {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn audit_in(
     txn: &WriteTransaction,
     at_ms: UnixMillis,
@@ -1206,7 +1226,10 @@ impl Store {
                                         workflow: run.workflow.clone(),
                                         kind: RolloutEventKind::Run {
                                             version: run.version,
-                                            succeeded: run.state == RunState::Succeeded,
+                                            // A run that "succeeded" past a failed task (an
+                                            // `all_done` leaf) is a failure for a gate.
+                                            succeeded: run.state == RunState::Succeeded
+                                                && !had_failed_task(&tasks, agent_id, &run.run_id)?,
                                         },
                                         at_ms: run.ended_ms.unwrap_or(run.created_ms),
                                     },
@@ -1317,6 +1340,14 @@ impl Store {
             out.push(a.to_string());
         }
         Ok(out)
+    }
+
+    /// Whether a task of the run ended `failed` (its run may still have succeeded: a failed task
+    /// followed by an `all_done` leaf).
+    pub fn run_had_failed_task(&self, agent_id: &str, run_id: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let tasks = txn.open_table(TASKS)?;
+        had_failed_task(&tasks, agent_id, run_id)
     }
 
     /// One run of one agent with its task instances.
