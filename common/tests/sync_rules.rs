@@ -606,6 +606,23 @@ fn hub_drops_a_deploy_too_large_for_a_frame_and_the_session_goes_on() {
     // Level-triggered: the same desired state does not queue it again in this session.
     h.set_desired(vec![desired(3, 7)]);
     assert!(std::iter::from_fn(|| h.poll_transmit()).next().is_none());
+    // A command too large is dropped too, naming its id so its waiter can be answered.
+    h.send_command(
+        5,
+        Command::Trigger {
+            workflow: "etl".into(),
+            params: vec![("p".into(), "x".repeat(MAX_FRAME))],
+        },
+    )
+    .unwrap();
+    assert!(h.poll_transmit().is_none());
+    assert!(matches!(
+        h.poll_event(),
+        Some(HubEvent::Undeliverable {
+            command: Some(5),
+            ..
+        })
+    ));
     // The session still works.
     h.handle_agent(status(1, 2), 3).unwrap();
     assert!(matches!(h.poll_event(), Some(HubEvent::Ingest { .. })));

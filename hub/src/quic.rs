@@ -451,7 +451,10 @@ async fn session(
                         .await??;
                         hub.rollout_wake.notify_one();
                     }
-                    HubEvent::Undeliverable { what, bytes } => {
+                    HubEvent::Undeliverable { what, bytes, command } => {
+                        if let Some(cmd) = command {
+                            conns.on_command_result(&agent_id, cmd, false, format!("the command is {bytes} bytes, above the {}-byte frame limit: not sent", outpost_common::proto::MAX_FRAME), None);
+                        }
                         tracing::error!(agent = %agent_id, bytes, max = outpost_common::proto::MAX_FRAME, "not sending {what}: above the frame limit (the session goes on)");
                         let (h, id) = (hub.clone(), agent_id.clone());
                         blocking(move || {

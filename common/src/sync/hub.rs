@@ -137,10 +137,12 @@ pub enum HubEvent {
     },
     /// A message too large for one frame ([`crate::proto::MAX_FRAME`]) was dropped instead of
     /// being sent (sending it would end the session, again on every reconnect). `what` names
-    /// it (e.g. `deploy of etl v3`). Record it; the session goes on.
+    /// it (e.g. `deploy of etl v3`); `command` is the id of a dropped command (answer its
+    /// waiter with a failure). Record it; the session goes on.
     Undeliverable {
         what: String,
         bytes: usize,
+        command: Option<u64>,
     },
 }
 
@@ -484,8 +486,15 @@ impl HubSession {
                 HubMsg::Ack { .. } => "ack".to_string(),
                 HubMsg::Goodbye { .. } => "goodbye".to_string(),
             };
-            self.events
-                .push_back(HubEvent::Undeliverable { what, bytes });
+            let command = match &m {
+                HubMsg::Command { id, .. } => Some(*id),
+                _ => None,
+            };
+            self.events.push_back(HubEvent::Undeliverable {
+                what,
+                bytes,
+                command,
+            });
         }
         None
     }
