@@ -13,4 +13,5 @@ mod engine;
 mod hub;
 mod hub_faults;
 mod hub_restart;
+mod offline_commands;
 mod rollouts;
