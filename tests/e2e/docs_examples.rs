@@ -215,3 +215,50 @@ fn the_notation_reader_expands_alternatives_and_options() {
     // A parser error is a failure, not a pass.
     assert!(parses(&argv("outpost-hub workflow trigger W --no-such-flag")).is_err());
 }
+
+/// The README's standalone commands that need nothing but the repository (`run`, `validate`,
+/// `schedule` on the example files) run for real, as written, from the repository root with the
+/// built binaries first on the PATH; each exits 0. The state of `run` goes to a scratch
+/// directory (XDG_STATE_HOME).
+#[test]
+fn the_readme_standalone_commands_run_as_written() {
+    let root = repo_root();
+    let s = outpost_tests::Scratch::new("readme-run").unwrap();
+    let path = format!(
+        "{}:{}",
+        outpost_tests::bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let runnable: Vec<_> = doc_commands()
+        .into_iter()
+        .filter(|(file, _, cmd)| {
+            file == "README.md"
+                && ["run ", "validate ", "schedule "]
+                    .iter()
+                    .any(|sub| cmd.starts_with(&format!("outpost-agent {sub}examples/")))
+        })
+        .collect();
+    assert_eq!(
+        runnable.len(),
+        3,
+        "README.md's run / validate / schedule examples on examples/: {runnable:#?}"
+    );
+    for (file, line, cmd) in runnable {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .current_dir(&root)
+            .env("PATH", &path)
+            .env("XDG_STATE_HOME", s.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}:{line}: `{cmd}` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
