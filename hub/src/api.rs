@@ -166,6 +166,7 @@ pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))
+        .route("/openapi.yaml", get(openapi))
         .merge(authed)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -188,6 +189,13 @@ async fn auth(State(st): St, req: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(req).await
+}
+
+/// The API's OpenAPI 3 description (docs/openapi.yaml), served at `/openapi.yaml`.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI).into_response()
 }
 
 async fn health(State(st): St) -> Json<Health> {

@@ -215,3 +215,194 @@ fn the_notation_reader_expands_alternatives_and_options() {
     // A parser error is a failure, not a pass.
     assert!(parses(&argv("outpost-hub workflow trigger W --no-such-flag")).is_err());
 }
+
+/// The README's standalone commands that need nothing but the repository (`run`, `validate`,
+/// `schedule` on the example files) run for real, as written, from the repository root with the
+/// built binaries first on the PATH; each exits 0. The state of `run` goes to a scratch
+/// directory (XDG_STATE_HOME).
+#[test]
+fn the_readme_standalone_commands_run_as_written() {
+    let root = repo_root();
+    let s = outpost_tests::Scratch::new("readme-run").unwrap();
+    let path = format!(
+        "{}:{}",
+        outpost_tests::bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let runnable: Vec<_> = doc_commands()
+        .into_iter()
+        .filter(|(file, _, cmd)| {
+            file == "README.md"
+                && ["run ", "validate ", "schedule "]
+                    .iter()
+                    .any(|sub| cmd.starts_with(&format!("outpost-agent {sub}examples/")))
+        })
+        .collect();
+    assert_eq!(
+        runnable.len(),
+        3,
+        "README.md's run / validate / schedule examples on examples/: {runnable:#?}"
+    );
+    for (file, line, cmd) in runnable {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .current_dir(&root)
+            .env("PATH", &path)
+            .env("XDG_STATE_HOME", s.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}:{line}: `{cmd}` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The README's "A hub and its agents" sequence (init, serve, token create, enroll, workflow
+/// apply) runs for real on loopback, each line as extracted from README.md with only these
+/// substitutions: `/var/lib/outpost-hub` and `/etc/outpost/agent.toml` become scratch paths,
+/// `hub.example.com:7443` the test hub's QUIC address, `opt1....` the token the `token create`
+/// line printed; the hub.toml that `init` wrote gets free loopback ports (tests bind only to
+/// loopback, and 7070 may be taken); `apply` runs in examples/, where plc-pull.yaml is.
+#[test]
+fn the_readme_hub_sequence_runs_on_loopback() {
+    use std::process::{Command, Stdio};
+    let root = repo_root();
+    let s = outpost_tests::Scratch::new("readme-hub").unwrap();
+    let hub_dir = s.join("hub");
+    let agent_cfg = s.join("agent.toml");
+    let path = format!(
+        "{}:{}",
+        outpost_tests::bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let readme: Vec<_> = doc_commands()
+        .into_iter()
+        .filter(|(f, _, _)| f == "README.md")
+        .collect();
+    let find = |prefix: &str| {
+        let found: Vec<_> = readme
+            .iter()
+            .filter(|(_, _, c)| c.starts_with(prefix))
+            .cloned()
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "README.md: one `{prefix}` line expected: {found:#?}"
+        );
+        found[0].clone()
+    };
+    let quic = format!("127.0.0.1:{}", outpost_tests::free_port());
+    let http = format!("127.0.0.1:{}", outpost_tests::free_port());
+    let url = format!("http://{http}");
+    let subst = |c: &str, token: &str| {
+        c.replace("/var/lib/outpost-hub", &hub_dir.display().to_string())
+            .replace("/etc/outpost/agent.toml", &agent_cfg.display().to_string())
+            .replace("hub.example.com:7443", &quic)
+            .replace("opt1....", token)
+    };
+    let sh = |(file, line, cmd): &(String, usize, String),
+              token: &str,
+              dir: &std::path::Path,
+              api_token: &str| {
+        let c = subst(cmd, token);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&c)
+            .current_dir(dir)
+            .env("PATH", &path)
+            .env("OUTPOST_HUB_URL", &url)
+            .env("OUTPOST_HUB_TOKEN", api_token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}:{line}: `{cmd}` (run as `{c}`) failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+
+    sh(&find("outpost-hub init"), "", &root, "");
+    let cfg_path = hub_dir.join("hub.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let cfg = cfg
+        .replace("0.0.0.0:7443", &quic)
+        .replace("127.0.0.1:7070", &http);
+    assert!(cfg.contains(&quic) && cfg.contains(&http), "{cfg}");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let api_token = std::fs::read_to_string(hub_dir.join("api.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let (file, line, serve) = find("outpost-hub serve");
+    let mut hub = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {}", subst(&serve, "")))
+        .current_dir(&root)
+        .env("PATH", &path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = outpost_tests::wait_for(std::time::Duration::from_secs(30), "the hub's API", || {
+        Command::new(outpost_tests::hub_bin())
+            .args(["agent", "list"])
+            .env("OUTPOST_HUB_URL", &url)
+            .env("OUTPOST_HUB_TOKEN", &api_token)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    });
+    if up.is_err() {
+        let _ = hub.kill();
+        panic!("{file}:{line}: `{serve}`: the hub did not answer");
+    }
+
+    let token = sh(&find("outpost-hub token create"), "", &root, &api_token)
+        .trim()
+        .to_string();
+    assert!(token.starts_with("opt1"), "token create printed {token:?}");
+    std::fs::create_dir_all(s.join("workflows")).unwrap();
+    std::fs::write(
+        &agent_cfg,
+        format!(
+            "state_dir = \"{}\"\nworkflows_dir = \"{}\"\n[hub]\naddress = \"{quic}\"\n",
+            s.join("state").display(),
+            s.join("workflows").display()
+        ),
+    )
+    .unwrap();
+    sh(&find("outpost-agent enroll"), &token, &root, &api_token);
+    sh(
+        &find("outpost-hub workflow apply"),
+        "",
+        &root.join("examples"),
+        &api_token,
+    );
+    let listed = sh(
+        &(
+            file.clone(),
+            line,
+            "outpost-hub agent list --output json".into(),
+        ),
+        "",
+        &root,
+        &api_token,
+    );
+    let _ = hub.kill();
+    let _ = hub.wait();
+    let agents: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(agents.as_array().map(Vec::len), Some(1), "{agents}");
+}

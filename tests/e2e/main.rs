@@ -17,5 +17,6 @@ mod hub_restart;
 mod hub_keys;
 mod hub_limits;
 mod hub_restore;
+mod offline_commands;
 mod rollouts;
 mod values;

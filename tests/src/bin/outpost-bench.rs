@@ -18,7 +18,7 @@ use anyhow::{Context as _, bail};
 use outpost_tests::{Daemon, Scratch, agent_bin, repo_root, wait_for};
 
 const USAGE: &str = "usage: outpost-bench [--airflow] [--write FILE] [--quick] [--runs N] \
-[--high N] [--cron-secs S] [--cron-runs N] [--cron-only N] [--no-build]
+[--high N] [--cron-secs S] [--cron-runs N] [--cron-only N] [--validate-only] [--no-build]
 
   --airflow      also run ../shared/bench/airflow-peer.sh ($OUTPOST_AIRFLOW_PEER) and print
                  Airflow's figures beside ours (installs Airflow into a venv on first use)
@@ -31,6 +31,8 @@ const USAGE: &str = "usage: outpost-bench [--airflow] [--write FILE] [--quick] [
                  (default 3; 1 with --quick)
   --cron-only N  only the cron-precision run, N times: a line for each, then the percentiles
                  over all their samples (nothing is written)
+  --validate-only  only the validation of a 10,000-task chain (time and peak memory); with
+                 --no-build it needs no agent binary (nothing is written)
   --no-build     do not run `cargo build --release -p outpost-agent` first";
 
 struct Opts {
@@ -42,6 +44,7 @@ struct Opts {
     cron_secs: u64,
     cron_runs: usize,
     cron_only: Option<usize>,
+    validate_only: bool,
     build: bool,
 }
 
@@ -55,6 +58,7 @@ fn parse_args() -> anyhow::Result<Opts> {
         cron_secs: 60,
         cron_runs: 3,
         cron_only: None,
+        validate_only: false,
         build: true,
     };
     let mut cron_runs = None;
@@ -70,6 +74,13 @@ fn parse_args() -> anyhow::Result<Opts> {
             "--airflow" => o.airflow = true,
             "--quick" => o.quick = true,
             "--no-build" => o.build = false,
+            "--validate-only" => o.validate_only = true,
+            // Internal: validate FILE in this fresh process, print "<ms> <peak KiB>".
+            "--validate-child" => {
+                let file = val("--validate-child")?;
+                validate_child(Path::new(&file))?;
+                std::process::exit(0);
+            }
             "--write" => o.write = Some(PathBuf::from(val("--write")?)),
             "--runs" => runs = Some(val("--runs")?.parse().context("--runs: a number")?),
             "--high" => o.high = val("--high")?.parse().context("--high: a number")?,
@@ -415,6 +426,13 @@ fn real_main() -> anyhow::Result<()> {
             bail!("cargo build --release -p outpost-agent failed");
         }
     }
+    if o.validate_only {
+        let v = validate_chain(o.runs)?;
+        for l in v.lines() {
+            println!("{l}");
+        }
+        return Ok(());
+    }
     let bin = agent_bin();
     if !bin.exists() {
         bail!(
@@ -727,6 +745,12 @@ fn real_main() -> anyhow::Result<()> {
         bin_size as f64 / 1024.0 / 1024.0
     ));
     r.line("");
+    r.line("### Validation (10,000-task chain)");
+    r.line("");
+    r.line("| Figure | Value | Goal | |");
+    r.line("|---|---|---|---|");
+    r.line(&validate_chain(runs)?.table_row());
+    r.line("");
     r.line("### Store");
     r.line("");
     r.line("| Figure | Value |");
@@ -748,6 +772,157 @@ fn real_main() -> anyhow::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+// ----- validation of a large DAG ----------------------------------------------------------------
+
+const VALIDATE_TASKS: usize = 10_000;
+
+/// The validation figures: medians over fresh processes.
+struct Validation {
+    /// In-process `workflow::load_file` (read, parse, validate), wall ms.
+    lib_ms: f64,
+    /// The same, CPU time of the process (ms): what the goal is held to, as it does not grow
+    /// with the other load of a shared machine the way wall time does.
+    lib_cpu_ms: f64,
+    /// The largest peak RSS (VmHWM) of those processes, KiB.
+    peak_kib: u64,
+    /// Wall time of `outpost-agent validate FILE` (the CLI, process start included), if the
+    /// agent binary is there.
+    cli_ms: Option<f64>,
+}
+
+impl Validation {
+    fn pass(&self) -> bool {
+        self.lib_cpu_ms < 100.0 && (self.peak_kib as f64) < 64.0 * 1024.0
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let mut v = vec![format!(
+            "validate a {VALIDATE_TASKS}-task chain: {:.1} ms CPU ({:.1} ms wall), peak RSS {:.1} MiB (goal < 100 ms and < 64 MiB): {}",
+            self.lib_cpu_ms,
+            self.lib_ms,
+            self.peak_kib as f64 / 1024.0,
+            pass(self.pass())
+        )];
+        if let Some(c) = self.cli_ms {
+            v.push(format!(
+                "`outpost-agent validate` of the same file (process start included): {c:.1} ms"
+            ));
+        }
+        v
+    }
+
+    fn table_row(&self) -> String {
+        let cli = self.cli_ms.map_or(String::new(), |c| {
+            format!("; `outpost-agent validate` {c:.1} ms wall")
+        });
+        format!(
+            "| read, parse and validate a {VALIDATE_TASKS}-task chain (median CPU time and wall time; peak VmHWM of the process){cli} | {:.1} ms CPU ({:.1} ms wall), {:.1} MiB | < 100 ms, < 64 MiB | {} |",
+            self.lib_cpu_ms,
+            self.lib_ms,
+            self.peak_kib as f64 / 1024.0,
+            pass(self.pass())
+        )
+    }
+}
+
+/// Validate a [`VALIDATE_TASKS`]-task chain `runs` times, each in a fresh child process (this
+/// binary with `--validate-child`), so that each peak RSS is that of one validation alone.
+fn validate_chain(runs: usize) -> anyhow::Result<Validation> {
+    eprintln!("[+] validation: a {VALIDATE_TASKS}-task chain ({runs} runs)");
+    let scratch = Scratch::new("bench-validate")?;
+    let file = scratch.write("chain.yaml", &chain_dag("chain", VALIDATE_TASKS))?;
+    let me = std::env::current_exe().context("locating outpost-bench")?;
+    let mut times = Vec::new();
+    let mut cpus = Vec::new();
+    let mut peak = 0u64;
+    for _ in 0..runs {
+        let out = Command::new(&me)
+            .arg("--validate-child")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .output()
+            .context("running outpost-bench --validate-child")?;
+        if !out.status.success() {
+            bail!(
+                "validating the chain failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut f = text.split_whitespace();
+        let (Some(t), Some(kib), Some(cpu)) = (f.next(), f.next(), f.next()) else {
+            bail!("unexpected --validate-child output: {text}");
+        };
+        times.push(t.parse::<f64>().context("--validate-child: time")?);
+        cpus.push(cpu.parse::<f64>().context("--validate-child: CPU time")?);
+        peak = peak.max(kib.parse::<u64>().context("--validate-child: KiB")?);
+    }
+    let bin = agent_bin();
+    let cli_ms = if bin.exists() {
+        let mut cli = Vec::new();
+        for _ in 0..runs {
+            let start = Instant::now();
+            let st = Command::new(&bin)
+                .arg("validate")
+                .arg(&file)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .context("running outpost-agent validate")?;
+            if !st.success() {
+                bail!("outpost-agent validate {} failed ({st})", file.display());
+            }
+            cli.push(ms(start.elapsed()));
+        }
+        Some(median(&cli))
+    } else {
+        None
+    };
+    Ok(Validation {
+        lib_ms: median(&times),
+        lib_cpu_ms: median(&cpus),
+        peak_kib: peak,
+        cli_ms,
+    })
+}
+
+/// `--validate-child FILE`: load and validate FILE here, then print the time it took (ms) and this
+/// process's peak RSS (VmHWM, KiB).
+fn validate_child(file: &Path) -> anyhow::Result<()> {
+    let cpu0 = own_cpu_ns()?;
+    let start = Instant::now();
+    let wf = outpost_common::workflow::load_file(file, &Default::default()).map_err(|d| {
+        anyhow::anyhow!(
+            "{}",
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let elapsed = ms(start.elapsed());
+    let cpu = own_cpu_ns()?.saturating_sub(cpu0) as f64 / 1e6;
+    let status = std::fs::read_to_string("/proc/self/status").context("/proc/self/status")?;
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .context("no VmHWM in /proc/self/status")?;
+    println!("{elapsed:.3} {hwm} {cpu:.3} {}", wf.tasks.len());
+    Ok(())
+}
+
+/// This process's CPU time so far (ns, all threads): the first field of /proc/self/schedstat.
+fn own_cpu_ns() -> anyhow::Result<u64> {
+    std::fs::read_to_string("/proc/self/schedstat")
+        .context("/proc/self/schedstat")?
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("parsing /proc/self/schedstat")
 }
 
 fn round2(xs: &[f64]) -> Vec<f64> {

@@ -1,0 +1,143 @@
+//! docs/openapi.yaml and the hub's router agree: every (method, path) the router in
+//! hub/src/api.rs serves is described, and every described one is served. The router is read from
+//! its source (axum cannot list its routes), the description from the file the hub embeds.
+
+use std::collections::BTreeSet;
+
+const API_RS: &str = include_str!("../src/api.rs");
+
+/// (METHOD, path) of every `.route("path", method(h).method(h))` in `src`.
+fn router_routes(src: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let mut rest = src;
+    while let Some(at) = rest.find(".route(") {
+        let call = &rest[at + ".route(".len()..];
+        // The call's text up to its closing parenthesis.
+        let mut depth = 1usize;
+        let mut end = call.len();
+        for (i, c) in call.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let args = &call[..end];
+        let path = args
+            .split('"')
+            .nth(1)
+            .unwrap_or_else(|| panic!("hub/src/api.rs: a .route( without a path: {args}"));
+        let after = args.splitn(3, '"').nth(2).unwrap_or("");
+        let mut methods = 0;
+        for m in ["get", "post", "put", "delete", "patch"] {
+            let mut t = after;
+            while let Some(i) = t.find(&format!("{m}(")) {
+                let before = t[..i].chars().last();
+                if matches!(before, None | Some(',' | '.' | ' ' | '\n')) {
+                    out.insert((m.to_uppercase(), path.to_string()));
+                    methods += 1;
+                }
+                t = &t[i + m.len() + 1..];
+            }
+        }
+        assert!(
+            methods > 0,
+            "hub/src/api.rs: no method found for route {path}: {args}"
+        );
+        rest = &call[end..];
+    }
+    out
+}
+
+/// (METHOD, path) of every operation under `paths:` in the description.
+fn described_routes(spec: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let mut in_paths = false;
+    let mut path: Option<String> = None;
+    for line in spec.lines() {
+        if line == "paths:" {
+            in_paths = true;
+            continue;
+        }
+        if !in_paths {
+            continue;
+        }
+        if let Some(p) = line.strip_prefix("  /").and_then(|p| p.strip_suffix(':')) {
+            path = Some(format!("/{p}"));
+        } else if let Some(m) = line.strip_prefix("    ").and_then(|m| m.strip_suffix(':'))
+            && ["get", "post", "put", "delete", "patch"].contains(&m)
+            && let Some(p) = &path
+        {
+            out.insert((m.to_uppercase(), p.clone()));
+        } else if !line.starts_with(' ') && !line.is_empty() && !line.starts_with('#') {
+            in_paths = false;
+        }
+    }
+    out
+}
+
+#[test]
+fn every_route_is_described_and_every_description_is_a_route() {
+    let served = router_routes(API_RS);
+    let described = described_routes(outpost_hub::api::OPENAPI);
+    assert!(
+        served.len() > 20,
+        "read only {} routes from api.rs",
+        served.len()
+    );
+    let undocumented: Vec<String> = served
+        .difference(&described)
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect();
+    let unserved: Vec<String> = described
+        .difference(&served)
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "docs/openapi.yaml and the router in hub/src/api.rs differ\n\
+         served but not described in docs/openapi.yaml (add them under `paths:`):\n  {}\n\
+         described but not served by hub/src/api.rs:\n  {}",
+        undocumented.join("\n  "),
+        unserved.join("\n  ")
+    );
+}
+
+#[test]
+fn the_readers_see_what_they_should() {
+    let r = router_routes(
+        r#".route("/a", post(x).get(y))
+        .route(
+            "/b/{n}",
+            get(z),
+        )
+        .route("/c", get(show).delete(gone))"#,
+    );
+    let want: BTreeSet<(String, String)> = [
+        ("POST", "/a"),
+        ("GET", "/a"),
+        ("GET", "/b/{n}"),
+        ("GET", "/c"),
+        ("DELETE", "/c"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(r, want);
+    let d = described_routes(
+        "paths:\n  /a:\n    get:\n      summary: x\n    post:\n      x: 1\ncomponents:\n  /z:\n    get:\n",
+    );
+    assert_eq!(
+        d,
+        [("GET", "/a"), ("POST", "/a")]
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect()
+    );
+}
