@@ -446,24 +446,42 @@ impl Store {
     fn open_db(
         path: &Path,
         target: u64,
-        create: impl FnOnce(&redb::Builder) -> Result<Database, redb::DatabaseError>,
+        create: impl Fn(&redb::Builder) -> Result<Database, redb::DatabaseError>,
     ) -> Result<Store, StoreError> {
-        let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = repaired.clone();
-        let mut builder = redb::Builder::new();
-        builder
-            .set_cache_size(CACHE_BYTES)
-            // The whole file is checked (checksums, tree structure) before it is trusted; a file
-            // that fails is repaired from its last good commit, or refused as corrupted.
-            .set_check_integrity_on_open(true)
-            .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed));
-        let db = create(&builder).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
-                path: path.to_path_buf(),
-            },
-            other => other.into(),
-        })?;
-        let repaired = repaired.load(std::sync::atomic::Ordering::Relaxed);
+        let opened = |check: bool| {
+            let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let set = flag.clone();
+            let mut builder = redb::Builder::new();
+            builder
+                .set_cache_size(CACHE_BYTES)
+                .set_check_integrity_on_open(check)
+                .set_repair_callback(move |_| {
+                    set.store(true, std::sync::atomic::Ordering::Relaxed)
+                });
+            let db = create(&builder).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
+                    path: path.to_path_buf(),
+                },
+                other => other.into(),
+            });
+            (db, flag.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        // First a plain open, to learn whether the file was closed cleanly (the check below
+        // runs the repair callback on every open, so it cannot tell). A damaged file may make
+        // redb panic here: that counts as "needed a repair".
+        let repaired =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| opened(false))) {
+                Ok((Ok(db), repaired)) => {
+                    drop(db);
+                    repaired
+                }
+                Ok((Err(e @ StoreError::AlreadyOpen { .. }), _)) => return Err(e),
+                Ok((Err(_), _)) | Err(_) => true,
+            };
+        // Then the open that is kept: the whole file is checked (checksums, tree structure)
+        // before it is trusted; a file that fails is repaired from its last good commit, or
+        // refused as corrupted.
+        let db = opened(true).0?;
         if repaired {
             tracing::warn!(
                 path = %path.display(),
@@ -488,9 +506,11 @@ impl Store {
 
     /// Open a store over a redb storage backend instead of a file (the power-loss tests).
     #[cfg(test)]
-    pub(crate) fn open_backend(backend: impl redb::StorageBackend) -> Result<Store, StoreError> {
+    pub(crate) fn open_backend(
+        backend: impl redb::StorageBackend + Clone,
+    ) -> Result<Store, StoreError> {
         Self::open_db(Path::new("<test backend>"), SCHEMA_VERSION, |b| {
-            b.create_with_backend(backend)
+            b.create_with_backend(backend.clone())
         })
     }
 
@@ -538,11 +558,12 @@ impl Store {
         }
         let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
         drop(guard.take());
-        let mut builder = redb::Builder::new();
-        builder
-            .set_cache_size(CACHE_BYTES)
-            .set_check_integrity_on_open(true);
-        *guard = Some(builder.create(&self.path)?);
+        *guard = Some(
+            redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .set_check_integrity_on_open(true)
+                .create(&self.path)?,
+        );
         Ok(())
     }
 
@@ -812,7 +833,9 @@ impl Store {
     }
 
     /// Runs that are not terminal, with their task instances, oldest first: what crash
-    /// recovery resumes or marks interrupted.
+    /// recovery resumes or marks interrupted. A run whose record (or a task's) cannot be
+    /// decoded is left out and logged, naming the record, so that one damaged record does not
+    /// keep the agent from starting; it stays in the store as it is.
     pub fn unfinished_runs(&self) -> Result<Vec<(RunRecord, Vec<TaskInstanceRecord>)>, StoreError> {
         let read = self.begin_read()?;
         let index = read.open_table(RUNS_UNFINISHED)?;
@@ -822,11 +845,21 @@ impl Store {
         for entry in index.iter()? {
             let (key, _) = entry?;
             let run_id = key.value();
-            let run = get_run(&runs, run_id)?.ok_or_else(|| {
-                StoreError::Inconsistent(format!("unfinished index refers to missing run {run_id}"))
-            })?;
-            let run_tasks = read_tasks(&tasks, run_id)?;
-            out.push((run, run_tasks));
+            let found = get_run(&runs, run_id).and_then(|run| {
+                let run = run.ok_or_else(|| {
+                    StoreError::Inconsistent(format!(
+                        "unfinished index refers to missing run {run_id}"
+                    ))
+                })?;
+                Ok((run, read_tasks(&tasks, run_id)?))
+            });
+            match found {
+                Ok(found) => out.push(found),
+                Err(e @ StoreError::Decode { .. }) => {
+                    tracing::error!(run = run_id, "run not recovered: {e}");
+                }
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by(|a, b| (a.0.created_ms, &a.0.run_id).cmp(&(b.0.created_ms, &b.0.run_id)));
         Ok(out)

@@ -784,6 +784,25 @@ fn corrupt_values_are_typed_errors() {
     );
     assert!(store.runs(RunFilter::default()).is_err());
     assert!(store.run_exists("bad").unwrap());
+    // Recovery at start-up skips the damaged run (logged) and still finds the others.
+    store
+        .commit(events(vec![StatusEvent::Run(run(
+            "good",
+            "wf",
+            7,
+            RunState::Running,
+        ))]))
+        .unwrap();
+    let txn = store.begin_write().unwrap();
+    txn.open_table(schema::RUNS_UNFINISHED)
+        .unwrap()
+        .insert("bad", ())
+        .unwrap();
+    txn.commit().unwrap();
+    let unfinished = store.unfinished_runs().unwrap();
+    let ids: Vec<_> = unfinished.iter().map(|(r, _)| r.run_id.as_str()).collect();
+    assert_eq!(ids, vec!["good"]);
+    assert!(store.run("good").unwrap().is_some());
 }
 
 #[test]
