@@ -54,10 +54,10 @@ fn a_hub_whose_ca_key_is_not_its_certificates_key_refuses_to_start() {
     // against ca.pem, which every agent pins.
     let foreign = Ca::generate("foreign CA").unwrap();
     std::fs::write(&config.ca_key, foreign.key_pem()).unwrap();
-    let err = Hub::open(&config, Duration::from_secs(1))
-        .err()
-        .expect("a hub with a foreign CA key must not start")
-        .to_string();
+    let Err(err) = Hub::open(&config, Duration::from_secs(1)) else {
+        panic!("a hub with a foreign CA key must not start");
+    };
+    let err = err.to_string();
     assert!(
         err.contains("does not belong to the CA certificate") && err.contains("ca.pem"),
         "{err}"
