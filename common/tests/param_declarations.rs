@@ -106,3 +106,14 @@ fn a_scheduled_workflow_cannot_require_a_parameter() {
         ]
     );
 }
+
+#[test]
+fn two_names_that_share_one_environment_variable_are_refused() {
+    let src = format!("name: a\nparams:\n  site: p7\n  line-id: a\n  line_id: b\n{TASKS}");
+    assert_eq!(
+        diags(&src),
+        [
+            "wf.yaml:5:3: params.line_id: `line_id` and `line-id` would both be passed as OUTPOST_PARAM_LINE_ID: rename one"
+        ]
+    );
+}

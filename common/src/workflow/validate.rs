@@ -1181,6 +1181,8 @@ fn read_params(
 ) -> (BTreeMap<String, String>, BTreeMap<String, ParamRule>) {
     let mut defaults = BTreeMap::new();
     let mut rules = BTreeMap::new();
+    // `OUTPOST_PARAM_<NAME>` of each parameter: two names must not share one variable.
+    let mut env_of: BTreeMap<String, String> = BTreeMap::new();
     for (k, kpos, n) in v.map_entries(node, field, "parameter").unwrap_or_default() {
         let f = join_dot(field, &k);
         if !valid_ident(&k) {
@@ -1191,6 +1193,18 @@ fn read_params(
             );
             continue;
         }
+        let env = super::env_name(&k);
+        if let Some(other) = env_of.get(&env) {
+            v.err(
+                kpos,
+                &f,
+                format!(
+                    "`{k}` and `{other}` would both be passed as OUTPOST_PARAM_{env}: rename one"
+                ),
+            );
+            continue;
+        }
+        env_of.insert(env, k.clone());
         let rule = if matches!(n.value, Value::Map(_)) {
             read_param_rule(v, n, &f)
         } else {
