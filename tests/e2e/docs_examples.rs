@@ -305,7 +305,7 @@ fn the_readme_hub_sequence_runs_on_loopback() {
         c.replace("/var/lib/outpost-hub", &hub_dir.display().to_string())
             .replace("/etc/outpost/agent.toml", &agent_cfg.display().to_string())
             .replace("hub.example.com:7443", &quic)
-            .replace("opt1....", token)
+            .replace("opt2....", token)
     };
     let sh = |(file, line, cmd): &(String, usize, String),
               token: &str,
@@ -373,7 +373,7 @@ fn the_readme_hub_sequence_runs_on_loopback() {
     let token = sh(&find("outpost-hub token create"), "", &root, &api_token)
         .trim()
         .to_string();
-    assert!(token.starts_with("opt1"), "token create printed {token:?}");
+    assert!(token.starts_with("opt2."), "token create printed {token:?}");
     std::fs::create_dir_all(s.join("workflows")).unwrap();
     std::fs::write(
         &agent_cfg,

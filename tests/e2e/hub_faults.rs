@@ -236,7 +236,8 @@ async fn enroll(hub: &Hub, token: &str) -> Identity {
     let req = EnrollRequest {
         token: credential,
         csr_der,
-        labels: vec![("name".into(), "raw".into())],
+        // The token's labels are authoritative: an agent may only repeat them.
+        labels: vec![],
         hostname: "test".into(),
         software_version: "0.1.0".into(),
     };

@@ -14,7 +14,10 @@ use redb::{ReadableTable, TableDefinition};
 use super::{Store, StoreError, decode, encode};
 
 /// `agent_sessions`: `agent_id -> cbor SessionLease`.
-const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_sessions");
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new(TABLE_NAME);
+
+/// The table's name (left out of backups: see `backup.rs`).
+pub(crate) const TABLE_NAME: &str = "agent_sessions";
 
 /// The record of an agent's live session.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
