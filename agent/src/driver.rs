@@ -661,7 +661,7 @@ impl Driver {
         self.maybe_reset_journal();
     }
 
-    /// Local probation (issue 4): once more than `max_failures` of the first `runs` runs of the
+    /// Local probation: once more than `max_failures` of the first `runs` runs of the
     /// active version have failed, switch back to the previous version (held locally) at once,
     /// hub or no hub, and record why in the outbox. Derived from the stored runs, so a crash
     /// loses no count.

@@ -31,7 +31,7 @@ pub struct Activation {
     pub remove: bool,
     /// The bundle's exact content and format, when the agent did not hold the version already.
     pub content: Option<(Vec<u8>, String)>,
-    /// Probation of the new version (issue 4) and the version to return to.
+    /// Probation of the new version and the version to return to.
     pub probation: Option<proto::Probation>,
     pub previous_version: Option<u64>,
     pub rollout_id: Option<String>,

@@ -53,7 +53,7 @@ pub struct DeployState {
     /// Paused at the hub.
     #[n(3)]
     pub paused: bool,
-    /// The active version is on probation (issue 4).
+    /// The active version is on probation.
     #[n(4)]
     pub probation: Option<ProbationState>,
     /// The last version this agent reverted by itself, if any.

@@ -40,7 +40,7 @@ pub struct Workflow {
     pub param_rules: BTreeMap<String, crate::params::ParamRule>,
     /// Environment for every task (task `env` overrides).
     pub env: BTreeMap<String, String>,
-    /// Label selector for the hub (issue 3); empty: all agents.
+    /// Label selector for the hub; empty: all agents.
     pub target: BTreeMap<String, String>,
     /// Tasks in topological order (ties broken by the order in the file).
     pub tasks: Vec<Task>,

@@ -74,7 +74,7 @@ pub struct SignedBundle {
     pub sig: Vec<u8>,
 }
 
-/// Probation of a new version on an agent (issue 4): more than `max_failures` failed runs among
+/// Probation of a new version on an agent: more than `max_failures` failed runs among
 /// the first `runs` runs of the version make the agent revert on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub struct Probation {
@@ -107,12 +107,12 @@ pub struct Assignment {
     /// The workflow is no longer assigned to this agent.
     #[n(6)]
     pub remove: bool,
-    /// The version to return to under probation (issue 4), if any.
+    /// The version to return to under probation, if any.
     #[n(7)]
     pub previous_version: Option<u64>,
     #[n(8)]
     pub probation: Option<Probation>,
-    /// The rollout this assignment belongs to (issue 4), for reporting.
+    /// The rollout this assignment belongs to, for reporting.
     #[n(9)]
     pub rollout_id: Option<String>,
 }
@@ -334,7 +334,7 @@ pub enum AgentMsg {
         #[n(2)]
         eof: bool,
     },
-    /// The agent reverted a version by itself under probation (issue 4).
+    /// The agent reverted a version by itself under probation.
     #[n(5)]
     Reverted {
         #[n(0)]

@@ -353,7 +353,7 @@ pub enum StatusEvent {
     Task(#[n(0)] TaskInstanceRecord),
     #[n(2)]
     Missed(#[n(0)] MissedFirings),
-    /// The agent reverted a hub-deployed version by itself under probation (issue 4).
+    /// The agent reverted a hub-deployed version by itself under probation.
     #[n(3)]
     Reverted(#[n(0)] Reverted),
 }

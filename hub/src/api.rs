@@ -1,4 +1,4 @@
-//! The operator HTTP API (axum), as in the issue 3 design: JSON in and out, bearer-token auth
+//! The operator HTTP API (axum), JSON in and out, bearer-token auth
 //! (constant-time comparison), JSON errors `{error}`, a body size limit. `GET /v1/health` is the
 //! only unauthenticated path.
 //!
@@ -978,7 +978,7 @@ async fn run_logs(
         .into_response())
 }
 
-// ----- issue 4: pools, deploy, pin, rollouts, audit ------------------------------------------
+// ----- pools, deploy, pin, rollouts, audit ---------------------------------------------------
 
 /// Header naming the operator for the audit log (`--actor` / `OUTPOST_ACTOR` in the CLI).
 pub const ACTOR_HEADER: &str = "x-outpost-actor";

@@ -1,4 +1,4 @@
-//! The CLI commands of issue 4: pools, labels, deploy, pin, rollouts, audit.
+//! The CLI commands for pools, labels, deploy, pin, rollouts, audit.
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;

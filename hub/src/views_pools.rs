@@ -1,4 +1,4 @@
-//! JSON shapes of the pool, deploy, pin, rollout and audit endpoints (issue 4), shared by the
+//! JSON shapes of the pool, deploy, pin, rollout and audit endpoints, shared by the
 //! API and the CLI.
 
 use std::collections::BTreeMap;

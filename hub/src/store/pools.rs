@@ -1,5 +1,5 @@
 //! Node pools, per-pool decisions (deploy, pin, rollout), rollout records and state, and the
-//! rollout inbox (issue 4). See `docs/rollouts.md` for the rules.
+//! rollout inbox. See `docs/rollouts.md` for the rules.
 
 use minicbor::{Decode, Encode};
 use outpost_common::record::UnixMillis;
@@ -56,7 +56,7 @@ pub struct PoolDecision {
     /// Who.
     #[n(4)]
     pub actor: String,
-    /// Default pools only: each `workflow apply` deploys the new version (issue 3 behaviour),
+    /// Default pools only: each `workflow apply` deploys the new version (the behaviour before pools),
     /// until the workflow is managed explicitly (deploy, pin or rollout in any pool).
     #[n(5)]
     pub follow_latest: bool,

@@ -46,7 +46,7 @@ pub(crate) const SIGNING_KEYS: TableDefinition<u64, &[u8]> = TableDefinition::ne
 /// `audit`: `seq -> cbor AuditEntry`. Append-only.
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
-/// `pools`: `name -> cbor PoolRecord` (issue 4).
+/// `pools`: `name -> cbor PoolRecord`.
 pub(crate) const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 /// `pool_decisions`: `(workflow, pool) -> cbor PoolDecision`: the pool's desired version.
 pub(crate) const DECISIONS: TableDefinition<(&str, &str), &[u8]> =
@@ -105,7 +105,7 @@ fn migrate_v2_pools(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ROLLOUT_AGENTS)?;
     txn.open_table(ROLLOUT_INBOX)?;
     txn.open_table(AGENT_VERSIONS)?;
-    // Issue 3 stores: every workflow gets its default pool, following the latest version.
+    // Stores from before pools: every workflow gets its default pool, following the latest version.
     let mut existing = Vec::new();
     {
         let wfs = txn.open_table(WORKFLOWS)?;
