@@ -26,8 +26,8 @@ pub enum ParamType {
 #[derive(Debug, Clone)]
 pub struct ParamRule {
     pub ty: ParamType,
-    /// Full-match pattern (the `regex` crate's syntax), compiled at validation.
-    pub pattern: Option<regex::Regex>,
+    /// Full-match pattern (`regex` syntax as `regex-lite` implements it: no Unicode classes), compiled at validation.
+    pub pattern: Option<regex_lite::Regex>,
     /// A trigger must give it (no default).
     pub required: bool,
     /// The declared default, if any.
@@ -134,7 +134,7 @@ mod tests {
     fn rule(ty: ParamType, pattern: Option<&str>, required: bool) -> ParamRule {
         ParamRule {
             ty,
-            pattern: pattern.map(|p| regex::Regex::new(&anchored(p)).unwrap()),
+            pattern: pattern.map(|p| regex_lite::Regex::new(&anchored(p)).unwrap()),
             required,
             default: None,
         }

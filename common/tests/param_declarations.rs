@@ -84,7 +84,7 @@ fn mistakes_are_diagnostics_with_positions() {
     assert_eq!(
         d,
         [
-            "wf.yaml:3:19: params.site.pattern: invalid pattern `[a-z`: error: unclosed character class",
+            "wf.yaml:3:19: params.site.pattern: invalid pattern `[a-z`: non-empty character class has no closing bracket",
             "wf.yaml:4:35: params.count.default: the default `three` must be integer",
             "wf.yaml:5:16: params.mode.type: `type: enum` needs `values: [..]`",
             "wf.yaml:6:16: params.kind.type: unknown value `text` (allowed: `string`, `integer`, `number`, `boolean`, `enum`)",

@@ -1272,7 +1272,7 @@ fn read_param_rule(v: &mut V<'_>, node: &Node, f: &str) -> Option<ParamRule> {
             }
             "pattern" => {
                 if let Some(p) = v.string(n, &kf) {
-                    match regex::Regex::new(&crate::params::anchored(&p)) {
+                    match regex_lite::Regex::new(&crate::params::anchored(&p)) {
                         Ok(r) => pattern = Some(r),
                         Err(e) => {
                             let why = e.to_string();
