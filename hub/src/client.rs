@@ -131,16 +131,19 @@ impl Client {
         format!("Bearer {}", self.token)
     }
 
+    /// The bearer token, and the operator's name where one is set (the hub audits writes and
+    /// log fetches under it).
+    fn authed<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let req = req.header("Authorization", &self.auth());
+        match &self.actor {
+            Some(a) => req.header(crate::api::ACTOR_HEADER, a),
+            None => req,
+        }
+    }
+
     /// GET `path` with query pairs (empty values are skipped) and return the body text.
     pub fn get_text(&self, path: &str, query: &[(&str, String)]) -> Result<String, ClientError> {
-        let mut req = self
-            .agent
-            .get(&self.url(path))
-            .header("Authorization", &self.auth());
-        // Reads that the hub audits (log fetches) name their operator too.
-        if let Some(a) = &self.actor {
-            req = req.header(crate::api::ACTOR_HEADER, a);
-        }
+        let mut req = self.authed(self.agent.get(&self.url(path)));
         for (k, v) in query {
             if !v.is_empty() {
                 req = req.query(*k, v);
@@ -165,13 +168,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let mut req = self
-            .agent
-            .post(&self.url(path))
-            .header("Authorization", &self.auth());
-        if let Some(a) = &self.actor {
-            req = req.header(crate::api::ACTOR_HEADER, a);
-        }
+        let req = self.authed(self.agent.post(&self.url(path)));
         let r = req.send_json(body);
         let text = self.finish(r)?;
         serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
@@ -181,13 +178,7 @@ impl Client {
     /// (mode 0600). Returns the bytes written.
     pub fn post_download(&self, path: &str, dest: &std::path::Path) -> Result<u64, ClientError> {
         use std::os::unix::fs::OpenOptionsExt as _;
-        let mut req = self
-            .agent
-            .post(&self.url(path))
-            .header("Authorization", &self.auth());
-        if let Some(a) = &self.actor {
-            req = req.header(crate::api::ACTOR_HEADER, a);
-        }
+        let req = self.authed(self.agent.post(&self.url(path)));
         let mut resp = req.send_empty().map_err(|e| self.transport(e))?;
         if !resp.status().is_success() {
             return self.finish(Ok(resp)).map(|_| 0);
@@ -207,13 +198,7 @@ impl Client {
 
     /// DELETE `path` and decode the JSON answer.
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let mut req = self
-            .agent
-            .delete(&self.url(path))
-            .header("Authorization", &self.auth());
-        if let Some(a) = &self.actor {
-            req = req.header(crate::api::ACTOR_HEADER, a);
-        }
+        let req = self.authed(self.agent.delete(&self.url(path)));
         let text = self.finish(req.call())?;
         serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
     }

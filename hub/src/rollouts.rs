@@ -208,12 +208,7 @@ impl Hub {
         pool: &PoolRecord,
         workflow: &str,
     ) -> Result<Vec<Member>, StoreError> {
-        let connected: std::collections::HashSet<String> = self
-            .gateway
-            .connected()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let connected = self.connected_ids();
         Ok(self
             .store
             .agents()?
@@ -385,17 +380,21 @@ impl Hub {
         Ok((status, c.spec().clone()))
     }
 
+    /// The ids of the agents with a live session now.
+    fn connected_ids(&self) -> std::collections::HashSet<String> {
+        self.gateway
+            .connected()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
     /// A finished rollout is no longer fed membership: the online flags it holds are those of
     /// when it finished (or of before a hub restart). Show each member's session as it is now,
     /// as `agent list` does; a member held "offline" that is connected again is shown in the
     /// state it would be in online.
     fn live_online(&self, status: &mut outpost_rollout::Status) {
-        let connected: std::collections::HashSet<String> = self
-            .gateway
-            .connected()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let connected = self.connected_ids();
         let rolling_back = matches!(
             status.phase,
             outpost_rollout::Phase::RolledBack { .. } | outpost_rollout::Phase::Aborted
