@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use outpost_common::template::{self, Placeholder, RunField};
-use outpost_common::workflow::env_name;
 
 pub struct Context<'a> {
     pub run_id: &'a str,
@@ -55,24 +54,19 @@ impl Context<'_> {
     /// `OUTPOST_RUN_ID`, `OUTPOST_WORKFLOW`, `OUTPOST_TASK`, `OUTPOST_ATTEMPT`,
     /// `OUTPOST_SCHEDULED_TIME`, `OUTPOST_PARAM_<NAME>`, `OUTPOST_OUTPUT_<TASK>_<KEY>`.
     pub fn env(&self) -> Vec<(String, String)> {
+        let run = |f: RunField, v: String| (template::run_var(f).to_string(), v);
         let mut env = vec![
-            ("OUTPOST_RUN_ID".to_string(), self.run_id.to_string()),
-            ("OUTPOST_WORKFLOW".to_string(), self.workflow.to_string()),
-            ("OUTPOST_TASK".to_string(), self.task.to_string()),
-            ("OUTPOST_ATTEMPT".to_string(), self.attempt.to_string()),
-            (
-                "OUTPOST_SCHEDULED_TIME".to_string(),
-                self.scheduled.to_string(),
-            ),
+            run(RunField::Id, self.run_id.to_string()),
+            run(RunField::Workflow, self.workflow.to_string()),
+            run(RunField::Task, self.task.to_string()),
+            run(RunField::Attempt, self.attempt.to_string()),
+            run(RunField::ScheduledTime, self.scheduled.to_string()),
         ];
         for (k, v) in self.params {
-            env.push((format!("OUTPOST_PARAM_{}", env_name(k)), v.clone()));
+            env.push((template::param_var(k), v.clone()));
         }
         for (t, k, v) in self.outputs {
-            env.push((
-                format!("OUTPOST_OUTPUT_{}_{}", env_name(t), env_name(k)),
-                v.clone(),
-            ));
+            env.push((template::output_var(t, k), v.clone()));
         }
         env
     }

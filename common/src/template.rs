@@ -175,18 +175,33 @@ pub fn render(
 /// The environment variable that always carries `p`'s value (`OUTPOST_PARAM_<NAME>`,
 /// `OUTPOST_OUTPUT_<TASK>_<KEY>`, `OUTPOST_RUN_ID`, ...), named in messages.
 pub fn env_var_of(p: &Placeholder) -> String {
-    let up = crate::workflow::env_name;
     match p {
-        Placeholder::Run(RunField::Id) => "OUTPOST_RUN_ID".into(),
-        Placeholder::Run(RunField::Workflow) => "OUTPOST_WORKFLOW".into(),
-        Placeholder::Run(RunField::ScheduledTime) => "OUTPOST_SCHEDULED_TIME".into(),
-        Placeholder::Run(RunField::Attempt) => "OUTPOST_ATTEMPT".into(),
-        Placeholder::Run(RunField::Task) => "OUTPOST_TASK".into(),
-        Placeholder::Param(n) => format!("OUTPOST_PARAM_{}", up(n)),
-        Placeholder::TaskOutput { task, key } => {
-            format!("OUTPOST_OUTPUT_{}_{}", up(task), up(key))
-        }
+        Placeholder::Run(f) => run_var(*f).into(),
+        Placeholder::Param(n) => param_var(n),
+        Placeholder::TaskOutput { task, key } => output_var(task, key),
     }
+}
+
+/// The environment variable of a run field (`OUTPOST_RUN_ID`, ...).
+pub fn run_var(f: RunField) -> &'static str {
+    match f {
+        RunField::Id => "OUTPOST_RUN_ID",
+        RunField::Workflow => "OUTPOST_WORKFLOW",
+        RunField::ScheduledTime => "OUTPOST_SCHEDULED_TIME",
+        RunField::Attempt => "OUTPOST_ATTEMPT",
+        RunField::Task => "OUTPOST_TASK",
+    }
+}
+
+/// `OUTPOST_PARAM_<NAME>`: the environment variable of parameter `name`.
+pub fn param_var(name: &str) -> String {
+    format!("OUTPOST_PARAM_{}", crate::workflow::env_name(name))
+}
+
+/// `OUTPOST_OUTPUT_<TASK>_<KEY>`: the environment variable of a task's output.
+pub fn output_var(task: &str, key: &str) -> String {
+    let up = crate::workflow::env_name;
+    format!("OUTPOST_OUTPUT_{}_{}", up(task), up(key))
 }
 
 fn valid_segment(s: &str) -> bool {

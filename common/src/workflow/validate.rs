@@ -1193,14 +1193,12 @@ fn read_params(
             );
             continue;
         }
-        let env = super::env_name(&k);
+        let env = crate::template::param_var(&k);
         if let Some(other) = env_of.get(&env) {
             v.err(
                 kpos,
                 &f,
-                format!(
-                    "`{k}` and `{other}` would both be passed as OUTPOST_PARAM_{env}: rename one"
-                ),
+                format!("`{k}` and `{other}` would both be passed as {env}: rename one"),
             );
             continue;
         }
