@@ -38,6 +38,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawHub {
     address: Option<String>,
+    keep_alive: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,10 +101,21 @@ pub struct AgentConfig {
     pub cgroup_root: Option<PathBuf>,
     /// `[hub] address`: run under a hub (requires enrollment). Overrides the enrolled address.
     pub hub_address: Option<String>,
+    /// `[hub] keep_alive`: interval of the agent's keep-alive packets on an idle connection. It
+    /// bounds how long the agent takes to notice a hub that was killed and restarted (the
+    /// restarted hub answers the next packet with a stateless reset).
+    pub hub_keep_alive: Duration,
     /// `min_free_disk`: below this much free space on the state directory's file system no
     /// attempt starts (see [`crate::disk`]).
     pub min_free_disk: crate::disk::MinFree,
 }
+
+/// Default `[hub] keep_alive`: a killed and restarted hub is noticed within this interval plus a
+/// round trip; idle, it costs about two small packets per interval (docs/operations.md).
+pub const DEFAULT_HUB_KEEP_ALIVE: Duration = outpost_net::tls::Transport::DEFAULT_KEEP_ALIVE;
+const MIN_HUB_KEEP_ALIVE: Duration = Duration::from_millis(100);
+/// Below the QUIC idle timeout (15 s) with room for two lost keep-alives.
+const MAX_HUB_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// A configuration error, naming the file and the key.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +174,7 @@ impl AgentConfig {
             kill_grace: Duration::from_secs(10),
             cgroup_root: None,
             hub_address: None,
+            hub_keep_alive: DEFAULT_HUB_KEEP_ALIVE,
             min_free_disk: crate::disk::DEFAULT_MIN_FREE,
         }
     }
@@ -262,7 +275,21 @@ impl AgentConfig {
             cfg.kill_grace = d;
         }
         cfg.cgroup_root = raw.exec.cgroup_root.map(resolve);
-        cfg.hub_address = raw.hub.and_then(|h| h.address);
+        let hub = raw.hub.unwrap_or_default();
+        if let Some(d) = dur("hub.keep_alive", &hub.keep_alive)? {
+            if d < MIN_HUB_KEEP_ALIVE || d > MAX_HUB_KEEP_ALIVE {
+                return Err(ConfigError::Value {
+                    path: path.to_string(),
+                    key: "hub.keep_alive",
+                    message: format!(
+                        "{} is out of range (allowed: 100ms to 10s)",
+                        hub.keep_alive.as_deref().unwrap_or_default()
+                    ),
+                });
+            }
+            cfg.hub_keep_alive = d;
+        }
+        cfg.hub_address = hub.address;
         if let Some(m) = &raw.min_free_disk {
             cfg.min_free_disk =
                 crate::disk::MinFree::parse(m).ok_or_else(|| ConfigError::Value {
@@ -357,6 +384,22 @@ mod tests {
         assert_eq!(c.min_free_disk, crate::disk::MinFree::Bytes(1 << 30));
         let e = AgentConfig::parse("a.toml", "min_free_disk = \"plenty\"\n", None).unwrap_err();
         assert!(e.to_string().contains("min_free_disk"), "{e}");
+    }
+
+    #[test]
+    fn hub_keep_alive_defaults_below_a_second_and_is_bounded() {
+        let c = AgentConfig::parse("a.toml", "", None).unwrap();
+        assert_eq!(c.hub_keep_alive, Duration::from_millis(700));
+        let c = AgentConfig::parse("a.toml", "[hub]\nkeep_alive = \"5s\"\n", None).unwrap();
+        assert_eq!(c.hub_keep_alive, Duration::from_secs(5));
+        for bad in ["50ms", "12s"] {
+            let e = AgentConfig::parse("a.toml", &format!("[hub]\nkeep_alive = \"{bad}\"\n"), None)
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("hub.keep_alive") && e.to_string().contains("out of range"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

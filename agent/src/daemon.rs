@@ -89,6 +89,7 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
             let outbox = driver.outbox_watch();
             Some(tokio::spawn(crate::hub_link::run(
                 id,
+                cfg.hub_keep_alive,
                 driver.store.clone(),
                 tx.clone(),
                 outbox,

@@ -151,6 +151,7 @@ fn unspecified_for(addr: SocketAddr) -> SocketAddr {
 /// Run the session with the hub until `shutdown` flips; reconnect with backoff after failures.
 pub async fn run(
     id: Identity,
+    keep_alive: Duration,
     store: Arc<Store>,
     driver: mpsc::UnboundedSender<Event>,
     mut outbox: watch::Receiver<u64>,
@@ -169,6 +170,7 @@ pub async fn run(
         let mut welcomed = false;
         match session(
             &id,
+            keep_alive,
             &store,
             &driver,
             &mut outbox,
@@ -197,6 +199,7 @@ pub async fn run(
 /// One connection's life. `Ok(())` only on shutdown.
 async fn session(
     id: &Identity,
+    keep_alive: Duration,
     store: &Arc<Store>,
     driver: &mpsc::UnboundedSender<Event>,
     outbox: &mut watch::Receiver<u64>,
@@ -209,7 +212,11 @@ async fn session(
         std::slice::from_ref(&id.cert_der),
         &id.key_pkcs8,
     )?;
-    let qcfg = outpost_net::tls::quinn_client_config(tls, outpost_net::tls::Transport::default())?;
+    let transport = outpost_net::tls::Transport {
+        keep_alive,
+        ..outpost_net::tls::Transport::default()
+    };
+    let qcfg = outpost_net::tls::quinn_client_config(tls, transport)?;
     let endpoint = outpost_net::endpoint::client_endpoint(unspecified_for(addr))?;
     let conn = outpost_net::endpoint::connect(&endpoint, addr, &id.hub_name, qcfg, CONNECT_TIMEOUT)
         .await

@@ -268,7 +268,8 @@ pub fn client_enroll_config(
 /// QUIC transport parameters shared by the hub and the agents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transport {
-    /// Interval of keep-alive packets on an idle connection (5 s).
+    /// Interval of keep-alive packets on an idle connection (700 ms: the agent's default, which
+    /// bounds how long an agent takes to notice a restarted hub; the hub sets its own).
     pub keep_alive: Duration,
     /// A connection with no packet from the peer for this long is closed (15 s).
     pub idle_timeout: Duration,
@@ -281,7 +282,7 @@ pub struct Transport {
 impl Default for Transport {
     fn default() -> Self {
         Transport {
-            keep_alive: Duration::from_secs(5),
+            keep_alive: Self::DEFAULT_KEEP_ALIVE,
             idle_timeout: Duration::from_secs(15),
             max_concurrent_bidi_streams: 8,
             max_concurrent_uni_streams: 0,
@@ -290,6 +291,9 @@ impl Default for Transport {
 }
 
 impl Transport {
+    /// The default keep-alive interval (the agent's `[hub] keep_alive`).
+    pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_millis(700);
+
     /// The quinn transport configuration.
     pub fn quinn(&self) -> Result<quinn::TransportConfig, TlsError> {
         if self.keep_alive.is_zero() || self.keep_alive >= self.idle_timeout {

@@ -285,7 +285,7 @@ pub struct FleetConfig {
     pub tasks_per_run: u32,
     /// Reconnect backoff cap (the real agent: 30 s).
     pub backoff_cap: Duration,
-    /// QUIC keep-alive and idle timeout (as the real agent: 5 s and 15 s).
+    /// QUIC keep-alive and idle timeout (as the real agent: `[hub] keep_alive`'s default, 15 s).
     pub transport: outpost_net::tls::Transport,
 }
 
