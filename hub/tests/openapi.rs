@@ -1,10 +1,10 @@
 //! docs/openapi.yaml and the hub's router agree: every (method, path) the router in
-//! hub/src/api.rs serves is described, and every described one is served. The router is read from
+//! hub/src/api/mod.rs serves is described, and every described one is served. The router is read from
 //! its source (axum cannot list its routes), the description from the file the hub embeds.
 
 use std::collections::BTreeSet;
 
-const API_RS: &str = include_str!("../src/api.rs");
+const API_RS: &str = include_str!("../src/api/mod.rs");
 
 /// (METHOD, path) of every `.route("path", method(h).method(h))` in `src`.
 fn router_routes(src: &str) -> BTreeSet<(String, String)> {
@@ -32,7 +32,7 @@ fn router_routes(src: &str) -> BTreeSet<(String, String)> {
         let path = args
             .split('"')
             .nth(1)
-            .unwrap_or_else(|| panic!("hub/src/api.rs: a .route( without a path: {args}"));
+            .unwrap_or_else(|| panic!("hub/src/api/mod.rs: a .route( without a path: {args}"));
         let after = args.splitn(3, '"').nth(2).unwrap_or("");
         let mut methods = 0;
         for m in ["get", "post", "put", "delete", "patch"] {
@@ -48,7 +48,7 @@ fn router_routes(src: &str) -> BTreeSet<(String, String)> {
         }
         assert!(
             methods > 0,
-            "hub/src/api.rs: no method found for route {path}: {args}"
+            "hub/src/api/mod.rs: no method found for route {path}: {args}"
         );
         rest = &call[end..];
     }
@@ -88,7 +88,7 @@ fn every_route_is_described_and_every_description_is_a_route() {
     let described = described_routes(outpost_hub::api::OPENAPI);
     assert!(
         served.len() > 20,
-        "read only {} routes from api.rs",
+        "read only {} routes from api/mod.rs",
         served.len()
     );
     let undocumented: Vec<String> = served
@@ -101,9 +101,9 @@ fn every_route_is_described_and_every_description_is_a_route() {
         .collect();
     assert!(
         undocumented.is_empty() && unserved.is_empty(),
-        "docs/openapi.yaml and the router in hub/src/api.rs differ\n\
+        "docs/openapi.yaml and the router in hub/src/api/mod.rs differ\n\
          served but not described in docs/openapi.yaml (add them under `paths:`):\n  {}\n\
-         described but not served by hub/src/api.rs:\n  {}",
+         described but not served by hub/src/api/mod.rs:\n  {}",
         undocumented.join("\n  "),
         unserved.join("\n  ")
     );
