@@ -2,8 +2,8 @@
 //! (constant-time comparison), JSON errors `{error}`, a body size limit. `GET /v1/health` is the
 //! only unauthenticated path.
 //!
-//! One file per resource ([`workflows`], [`agents`], [`runs`], [`pools`], [`rollouts`],
-//! [`tokens`], [`audit`]), one router ([`router`]), one error type ([`ApiError`]) and one actor
+//! One file per resource (`workflows`, `agents`, `runs`, `pools`, `rollouts`, `tokens`,
+//! `audit`), one router ([`router`]), one error type ([`ApiError`]) and one actor
 //! extractor ([`Actor`]) on every write. A handler decodes the request, calls one operation of
 //! [`crate::ops`] and encodes its result: the operations commit, audit, notify sessions and
 //! emit the domain events. Store work runs on the blocking pool; commands to agents are
