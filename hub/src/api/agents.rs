@@ -1,14 +1,26 @@
 //! `/v1/agents`: list, show, revoke, labels.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use std::sync::Arc;
 
-use super::{Actor, ApiResult, St, blocking};
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::{Actor, ApiResult, ApiState, St, blocking};
 use crate::store::AgentRecord;
 use crate::views::*;
 use crate::views_pools::LabelRequest;
 
-pub(super) fn agent_view(a: &AgentRecord, connected: &[(String, i64)]) -> AgentView {
+/// The routes of this resource (merged into the one router, [`super::router`]).
+pub(super) fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/agents", get(list))
+        .route("/v1/agents/{id}", get(show))
+        .route("/v1/agents/{id}/revoke", post(revoke))
+        .route("/v1/agents/{id}/labels", post(label))
+}
+
+fn agent_view(a: &AgentRecord, connected: &[(String, i64)]) -> AgentView {
     let online = connected.iter().find(|(id, _)| *id == a.id);
     AgentView {
         id: a.id.clone(),
@@ -31,7 +43,7 @@ pub(super) fn agent_view(a: &AgentRecord, connected: &[(String, i64)]) -> AgentV
     }
 }
 
-pub(super) async fn list(State(st): St) -> ApiResult<Json<Vec<AgentView>>> {
+async fn list(State(st): St) -> ApiResult<Json<Vec<AgentView>>> {
     let hub = st.hub.clone();
     let (agents, connected) =
         blocking(move || Ok::<_, crate::ops::OpError>((hub.agents()?, hub.connected()))).await?;
@@ -40,7 +52,7 @@ pub(super) async fn list(State(st): St) -> ApiResult<Json<Vec<AgentView>>> {
     ))
 }
 
-pub(super) async fn show(State(st): St, Path(id): Path<String>) -> ApiResult<Json<AgentDetail>> {
+async fn show(State(st): St, Path(id): Path<String>) -> ApiResult<Json<AgentDetail>> {
     let hub = st.hub.clone();
     let (a, deploys, connected) = blocking(move || {
         let a = hub.agent(&id)?;
@@ -71,7 +83,7 @@ pub(super) async fn show(State(st): St, Path(id): Path<String>) -> ApiResult<Jso
     }))
 }
 
-pub(super) async fn revoke(
+async fn revoke(
     State(st): St,
     actor: Actor,
     Path(id): Path<String>,
@@ -82,7 +94,7 @@ pub(super) async fn revoke(
     Ok(Json(RevokeResponse { id, revoked }))
 }
 
-pub(super) async fn label(
+async fn label(
     State(st): St,
     actor: Actor,
     Path(id): Path<String>,

@@ -3,7 +3,7 @@
 //! only unauthenticated path.
 //!
 //! One file per resource (`workflows`, `agents`, `runs`, `pools`, `rollouts`, `tokens`,
-//! `audit`), one router ([`router`]), one error type ([`ApiError`]) and one actor
+//! `audit`), each declaring its routes (`routes()`), merged into one router ([`router`]), one error type ([`ApiError`]) and one actor
 //! extractor ([`Actor`]) on every write. A handler decodes the request, calls one operation of
 //! [`crate::ops`] and encodes its result: the operations commit, audit, notify sessions and
 //! emit the domain events. Store work runs on the blocking pool; commands to agents are
@@ -25,7 +25,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 
 pub use actor::{ACTOR_HEADER, Actor};
@@ -65,41 +65,13 @@ pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
         token_hash: blake3::hash(api_token.as_bytes()),
     });
     let authed = Router::new()
-        .route("/v1/workflows", post(workflows::apply).get(workflows::list))
-        .route("/v1/workflows/{name}", get(workflows::show))
-        .route("/v1/workflows/{name}/history", get(workflows::history))
-        .route("/v1/workflows/{name}/diff", get(workflows::diff))
-        .route("/v1/workflows/{name}/rollback", post(workflows::rollback))
-        .route("/v1/workflows/{name}/pause", post(workflows::pause))
-        .route("/v1/workflows/{name}/resume", post(workflows::resume))
-        .route("/v1/workflows/{name}/trigger", post(workflows::trigger))
-        .route("/v1/agents", get(agents::list))
-        .route("/v1/agents/{id}", get(agents::show))
-        .route("/v1/agents/{id}/revoke", post(agents::revoke))
-        .route("/v1/tokens", post(tokens::create).get(tokens::list))
-        .route("/v1/tokens/{id}/revoke", post(tokens::revoke))
-        .route("/v1/runs", get(runs::list))
-        .route("/v1/runs/{id}", get(runs::show))
-        .route("/v1/runs/{id}/logs/{task}", get(runs::logs))
-        .route("/v1/runs/{id}/cancel", post(runs::cancel))
-        .route("/v1/pools", post(pools::create).get(pools::list))
-        .route("/v1/pools/{name}", get(pools::show).delete(pools::delete))
-        .route("/v1/agents/{id}/labels", post(agents::label))
-        .route("/v1/workflows/{name}/deploy", post(pools::deploy))
-        .route("/v1/workflows/{name}/pin", post(pools::pin))
-        .route("/v1/workflows/{name}/unpin", post(pools::unpin))
-        .route("/v1/workflows/{name}/rollouts", get(rollouts::history))
-        .route(
-            "/v1/workflows/{name}/pools/{pool}/rollout",
-            get(rollouts::status),
-        )
-        .route(
-            "/v1/workflows/{name}/pools/{pool}/rollout/{command}",
-            post(rollouts::command),
-        )
-        .route("/v1/rollouts", post(rollouts::start).get(rollouts::list))
-        .route("/v1/audit", get(audit::log))
-        .route("/v1/backup", post(audit::backup))
+        .merge(workflows::routes())
+        .merge(agents::routes())
+        .merge(runs::routes())
+        .merge(pools::routes())
+        .merge(rollouts::routes())
+        .merge(tokens::routes())
+        .merge(audit::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))

@@ -2,16 +2,29 @@
 
 use std::collections::HashSet;
 
-use axum::Json;
-use axum::extract::{Path, State};
+use std::sync::Arc;
 
-use super::{Actor, ApiError, ApiResult, St, blocking};
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::{Actor, ApiError, ApiResult, ApiState, St, blocking};
 use crate::ops::OpError;
 use crate::store::{AgentRecord, DEFAULT_POOL_PREFIX, PoolDecision, PoolRecord, selector_matches};
 use crate::views::{label_map, rfc3339};
 use crate::views_pools::{
     DecisionView, MemberView, PoolCreate, PoolDetail, PoolVersionRequest, PoolView,
 };
+
+/// The routes of this resource (merged into the one router, [`super::router`]).
+pub(super) fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/pools", post(create).get(list))
+        .route("/v1/pools/{name}", get(show).delete(remove))
+        .route("/v1/workflows/{name}/deploy", post(deploy))
+        .route("/v1/workflows/{name}/pin", post(pin))
+        .route("/v1/workflows/{name}/unpin", post(unpin))
+}
 
 fn pool_view(
     p: &PoolRecord,
@@ -43,7 +56,7 @@ fn connected_ids(hub: &crate::hub::Hub) -> HashSet<String> {
     hub.connected().into_iter().map(|(id, _)| id).collect()
 }
 
-pub(super) async fn create(
+async fn create(
     State(st): St,
     actor: Actor,
     Json(req): Json<PoolCreate>,
@@ -61,7 +74,7 @@ pub(super) async fn create(
     Ok(Json(view))
 }
 
-pub(super) async fn list(State(st): St) -> ApiResult<Json<Vec<PoolView>>> {
+async fn list(State(st): St) -> ApiResult<Json<Vec<PoolView>>> {
     let hub = st.hub.clone();
     let views = blocking(move || {
         let agents = hub.agents()?;
@@ -78,7 +91,7 @@ pub(super) async fn list(State(st): St) -> ApiResult<Json<Vec<PoolView>>> {
     Ok(Json(views))
 }
 
-pub(super) async fn show(State(st): St, Path(name): Path<String>) -> ApiResult<Json<PoolDetail>> {
+async fn show(State(st): St, Path(name): Path<String>) -> ApiResult<Json<PoolDetail>> {
     let hub = st.hub.clone();
     let detail = blocking(move || {
         let p = hub.pool(&name)?;
@@ -115,7 +128,7 @@ pub(super) async fn show(State(st): St, Path(name): Path<String>) -> ApiResult<J
     Ok(Json(detail))
 }
 
-pub(super) async fn delete(
+async fn remove(
     State(st): St,
     actor: Actor,
     Path(name): Path<String>,
@@ -126,7 +139,7 @@ pub(super) async fn delete(
     Ok(Json(serde_json::json!({"deleted": name})))
 }
 
-pub(super) async fn deploy(
+async fn deploy(
     State(st): St,
     actor: Actor,
     Path(name): Path<String>,
@@ -138,7 +151,7 @@ pub(super) async fn deploy(
     Ok(Json(DecisionView::new(&name, &d)))
 }
 
-pub(super) async fn pin(
+async fn pin(
     State(st): St,
     actor: Actor,
     Path(name): Path<String>,
@@ -153,7 +166,7 @@ pub(super) async fn pin(
     Ok(Json(DecisionView::new(&name, &d)))
 }
 
-pub(super) async fn unpin(
+async fn unpin(
     State(st): St,
     actor: Actor,
     Path(name): Path<String>,

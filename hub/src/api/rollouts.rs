@@ -1,13 +1,28 @@
 //! `/v1/rollouts` and a workflow's rollouts per pool: start, list, status, commands.
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use outpost_common::duration::parse_duration;
 use serde::Deserialize;
 
-use super::{Actor, ApiError, ApiResult, St, blocking};
+use super::{Actor, ApiError, ApiResult, ApiState, St, blocking};
 use crate::rollouts::{RolloutPlan, parse_offline, parse_size, parse_steps};
 use crate::views_pools::{RolloutStart, RolloutStatusView, RolloutSummary};
+
+/// The routes of this resource (merged into the one router, [`super::router`]).
+pub(super) fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/rollouts", post(start).get(list))
+        .route("/v1/workflows/{name}/rollouts", get(history))
+        .route("/v1/workflows/{name}/pools/{pool}/rollout", get(status))
+        .route(
+            "/v1/workflows/{name}/pools/{pool}/rollout/{command}",
+            post(command),
+        )
+}
 
 /// Build a rollout plan from the API request (defaults: canary 1, steps 100%, bake 0s, min runs
 /// 0 per agent, max failure rate 0, offline wait:10m, no probation).
@@ -47,7 +62,7 @@ pub fn plan_of(req: &RolloutStart) -> Result<RolloutPlan, String> {
     })
 }
 
-pub(super) async fn start(
+async fn start(
     State(st): St,
     actor: Actor,
     Json(req): Json<RolloutStart>,
@@ -59,12 +74,12 @@ pub(super) async fn start(
 }
 
 #[derive(Deserialize)]
-pub(super) struct RolloutListQuery {
+struct RolloutListQuery {
     workflow: Option<String>,
     active: Option<bool>,
 }
 
-pub(super) async fn list(
+async fn list(
     State(st): St,
     Query(q): Query<RolloutListQuery>,
 ) -> ApiResult<Json<Vec<RolloutSummary>>> {
@@ -79,10 +94,7 @@ pub(super) async fn list(
     ))
 }
 
-pub(super) async fn history(
-    State(st): St,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Vec<RolloutSummary>>> {
+async fn history(State(st): St, Path(name): Path<String>) -> ApiResult<Json<Vec<RolloutSummary>>> {
     let hub = st.hub.clone();
     let n = name.clone();
     let all = blocking(move || {
@@ -98,7 +110,7 @@ pub(super) async fn history(
     ))
 }
 
-pub(super) async fn status(
+async fn status(
     State(st): St,
     Path((name, pool)): Path<(String, String)>,
 ) -> ApiResult<Json<RolloutStatusView>> {
@@ -107,7 +119,7 @@ pub(super) async fn status(
     Ok(Json(RolloutStatusView::new(&rec, &status, &spec)))
 }
 
-pub(super) async fn command(
+async fn command(
     State(st): St,
     actor: Actor,
     Path((name, pool, command)): Path<(String, String, String)>,

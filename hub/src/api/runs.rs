@@ -1,19 +1,31 @@
 //! `/v1/runs`: list, show, logs, cancel.
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use outpost_common::duration::parse_duration;
 use serde::Deserialize;
 
-use super::{Actor, ApiError, ApiResult, St, blocking};
+use super::{Actor, ApiError, ApiResult, ApiState, St, blocking};
 use crate::hub::now_ms;
 use crate::store::RunQuery;
 use crate::views::*;
 
+/// The routes of this resource (merged into the one router, [`super::router`]).
+pub(super) fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/runs", get(list))
+        .route("/v1/runs/{id}", get(show))
+        .route("/v1/runs/{id}/logs/{task}", get(logs))
+        .route("/v1/runs/{id}/cancel", post(cancel))
+}
+
 #[derive(Deserialize)]
-pub(super) struct RunsQuery {
+struct RunsQuery {
     workflow: Option<String>,
     agent: Option<String>,
     state: Option<String>,
@@ -33,10 +45,7 @@ pub fn parse_since(s: &str, now_ms: i64) -> Option<i64> {
 /// The `run list --state` value for runs that had a failed task.
 const FAILED_TASKS: &str = "failed-tasks";
 
-pub(super) async fn list(
-    State(st): St,
-    Query(q): Query<RunsQuery>,
-) -> ApiResult<Json<Vec<RunView>>> {
+async fn list(State(st): St, Query(q): Query<RunsQuery>) -> ApiResult<Json<Vec<RunView>>> {
     // `failed-tasks`: runs with a failed task, whatever their state (a run that succeeded past a
     // failed task through an `all_done` leaf included).
     let failed_tasks = q.state.as_deref() == Some(FAILED_TASKS);
@@ -73,12 +82,12 @@ pub(super) async fn list(
 }
 
 #[derive(Deserialize)]
-pub(super) struct RunQueryParams {
+struct RunQueryParams {
     agent: Option<String>,
     attempt: Option<u32>,
 }
 
-pub(super) async fn show(
+async fn show(
     State(st): St,
     Path(id): Path<String>,
     Query(q): Query<RunQueryParams>,
@@ -88,7 +97,7 @@ pub(super) async fn show(
     Ok(Json(RunView::new(&agent, &run, &tasks)))
 }
 
-pub(super) async fn logs(
+async fn logs(
     State(st): St,
     actor: Actor,
     Path((id, task)): Path<(String, String)>,
@@ -103,7 +112,7 @@ pub(super) async fn logs(
 
 /// `POST /v1/runs/{id}/cancel`: cancel a run on the agent that has it (connected agents only;
 /// commands are not queued).
-pub(super) async fn cancel(
+async fn cancel(
     State(st): St,
     actor: Actor,
     Path(id): Path<String>,

@@ -1,13 +1,23 @@
 //! `/v1/tokens`: create, list, revoke bootstrap tokens.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use std::sync::Arc;
 
-use super::{Actor, ApiResult, St, blocking};
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+
+use super::{Actor, ApiResult, ApiState, St, blocking};
 use crate::hub::now_ms;
 use crate::views::*;
 
-pub(super) async fn create(
+/// The routes of this resource (merged into the one router, [`super::router`]).
+pub(super) fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/tokens", post(create).get(list))
+        .route("/v1/tokens/{id}/revoke", post(revoke))
+}
+
+async fn create(
     State(st): St,
     actor: Actor,
     body: Option<Json<TokenRequest>>,
@@ -31,7 +41,7 @@ pub(super) async fn create(
     }))
 }
 
-pub(super) async fn list(State(st): St) -> ApiResult<Json<Vec<TokenView>>> {
+async fn list(State(st): St) -> ApiResult<Json<Vec<TokenView>>> {
     let hub = st.hub.clone();
     let tokens = blocking(move || hub.tokens()).await?;
     let now = now_ms();
@@ -62,7 +72,7 @@ pub(super) async fn list(State(st): St) -> ApiResult<Json<Vec<TokenView>>> {
     Ok(Json(out))
 }
 
-pub(super) async fn revoke(
+async fn revoke(
     State(st): St,
     actor: Actor,
     Path(id): Path<String>,

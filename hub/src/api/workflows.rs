@@ -1,15 +1,31 @@
 //! `/v1/workflows`: apply, list, show, history, diff, rollback, pause, resume, trigger.
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::{Actor, ApiResult, St, blocking};
+use super::{Actor, ApiResult, ApiState, St, blocking};
 use crate::ops::CommandOutcome;
 use crate::ops::workflows::{FileOutcome, SourceFile};
 use crate::views::*;
 
-pub(super) async fn apply(
+/// The routes of this resource (merged into the one router, [`super::router`]).
+pub(super) fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/workflows", post(apply).get(list))
+        .route("/v1/workflows/{name}", get(show))
+        .route("/v1/workflows/{name}/history", get(history))
+        .route("/v1/workflows/{name}/diff", get(diff))
+        .route("/v1/workflows/{name}/rollback", post(rollback))
+        .route("/v1/workflows/{name}/pause", post(pause))
+        .route("/v1/workflows/{name}/resume", post(resume))
+        .route("/v1/workflows/{name}/trigger", post(trigger))
+}
+
+async fn apply(
     State(st): St,
     actor: Actor,
     Json(req): Json<ApplyRequest>,
@@ -46,7 +62,7 @@ pub(super) async fn apply(
     Ok(Json(ApplyResponse { results }))
 }
 
-pub(super) async fn list(State(st): St) -> ApiResult<Json<Vec<WorkflowSummary>>> {
+async fn list(State(st): St) -> ApiResult<Json<Vec<WorkflowSummary>>> {
     let hub = st.hub.clone();
     let rows = blocking(move || hub.workflows()).await?;
     Ok(Json(
@@ -64,11 +80,11 @@ pub(super) async fn list(State(st): St) -> ApiResult<Json<Vec<WorkflowSummary>>>
 }
 
 #[derive(Deserialize)]
-pub(super) struct VersionQuery {
+struct VersionQuery {
     version: Option<u64>,
 }
 
-pub(super) async fn show(
+async fn show(
     State(st): St,
     Path(name): Path<String>,
     Query(q): Query<VersionQuery>,
@@ -87,10 +103,7 @@ pub(super) async fn show(
     }))
 }
 
-pub(super) async fn history(
-    State(st): St,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Vec<HistoryEntry>>> {
+async fn history(State(st): St, Path(name): Path<String>) -> ApiResult<Json<Vec<HistoryEntry>>> {
     let hub = st.hub.clone();
     let versions = blocking(move || hub.workflow_history(&name)).await?;
     Ok(Json(
@@ -108,12 +121,12 @@ pub(super) async fn history(
 }
 
 #[derive(Deserialize)]
-pub(super) struct DiffQuery {
+struct DiffQuery {
     from: u64,
     to: u64,
 }
 
-pub(super) async fn diff(
+async fn diff(
     State(st): St,
     Path(name): Path<String>,
     Query(q): Query<DiffQuery>,
@@ -123,7 +136,7 @@ pub(super) async fn diff(
     Ok(Json(DiffResponse { diff }))
 }
 
-pub(super) async fn rollback(
+async fn rollback(
     State(st): St,
     actor: Actor,
     Path(name): Path<String>,
@@ -150,7 +163,7 @@ fn agent_results(outcomes: Vec<CommandOutcome>) -> AgentsResponse {
     }
 }
 
-pub(super) async fn pause(
+async fn pause(
     State(st): St,
     actor: Actor,
     Path(name): Path<String>,
@@ -159,7 +172,7 @@ pub(super) async fn pause(
     Ok(Json(agent_results(outcomes)))
 }
 
-pub(super) async fn resume(
+async fn resume(
     State(st): St,
     actor: Actor,
     Path(name): Path<String>,
@@ -168,7 +181,7 @@ pub(super) async fn resume(
     Ok(Json(agent_results(outcomes)))
 }
 
-pub(super) async fn trigger(
+async fn trigger(
     State(st): St,
     actor: Actor,
     Path(name): Path<String>,
