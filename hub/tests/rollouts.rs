@@ -470,9 +470,10 @@ fn a_probation_revert_fails_the_gate_and_commands_are_audited() {
     h.activate(canary);
     h.tick();
     // The agent reverts by itself under probation and reports it through its outbox.
+    let mut events = h.hub.subscribe();
     let seq = h.seqs.entry(canary.to_string()).or_insert(0);
     *seq += 1;
-    h.store
+    h.hub
         .ingest(
             canary,
             &[OutboxEntry {
@@ -488,6 +489,13 @@ fn a_probation_revert_fails_the_gate_and_commands_are_audited() {
             }],
         )
         .unwrap();
+    let e = events.try_recv().unwrap();
+    assert_eq!(e.actor, canary);
+    assert!(
+        matches!(&e.kind, EventKind::VersionReverted { agent, workflow, from_version: 2, to_version: 1, reason }
+            if agent == canary && workflow == "etl" && reason.contains("2 of the first 3")),
+        "{e:?}"
+    );
     h.tick();
     assert!(line.iter().all(|a| h.desired(a).0 == 1));
     let s = h.hub.rollout_status(&h.rollout()).unwrap().0;

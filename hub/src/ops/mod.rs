@@ -131,6 +131,20 @@ pub enum EventKind {
         /// Terminal state (`succeeded`, `failed`, `cancelled`, `skipped`).
         state: String,
     },
+    /// An agent gave up a version by itself under probation and went back to the one it kept
+    /// (reported through its outbox, committed by the hub).
+    VersionReverted {
+        /// The agent.
+        agent: String,
+        /// Workflow.
+        workflow: String,
+        /// The version it gave up.
+        from_version: u64,
+        /// The version it runs again.
+        to_version: u64,
+        /// Why.
+        reason: String,
+    },
     /// A cancel was sent to the agent of a run.
     RunCancelled {
         /// The agent.

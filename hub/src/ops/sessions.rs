@@ -66,27 +66,32 @@ impl Hub {
     }
 
     /// Commit a status batch durably (entries the hub already has are skipped), wake the
-    /// rollout driver, emit `RunFinished` for each newly committed terminal run; returns the
-    /// highest committed sequence number.
+    /// rollout driver, emit `RunFinished` for each newly committed terminal run and
+    /// `VersionReverted` for each probation revert; returns the highest committed sequence
+    /// number.
     pub fn ingest(&self, agent_id: &str, entries: &[OutboxEntry]) -> OpResult<u64> {
         let before = self.store().committed_seq(agent_id)?;
         let seq = self.store().ingest(agent_id, entries)?;
         self.rollout_wake.notify_one();
         for e in entries.iter().filter(|e| e.seq > before && e.seq <= seq) {
-            if let StatusEvent::Run(r) = &e.event
-                && r.state.is_terminal()
-            {
-                self.emit(
-                    agent_id,
-                    EventKind::RunFinished {
-                        agent: agent_id.to_string(),
-                        workflow: r.workflow.clone(),
-                        version: r.version,
-                        run_id: r.run_id.clone(),
-                        state: r.state.as_str().to_string(),
-                    },
-                );
-            }
+            let kind = match &e.event {
+                StatusEvent::Run(r) if r.state.is_terminal() => EventKind::RunFinished {
+                    agent: agent_id.to_string(),
+                    workflow: r.workflow.clone(),
+                    version: r.version,
+                    run_id: r.run_id.clone(),
+                    state: r.state.as_str().to_string(),
+                },
+                StatusEvent::Reverted(r) => EventKind::VersionReverted {
+                    agent: agent_id.to_string(),
+                    workflow: r.workflow.clone(),
+                    from_version: r.from_version,
+                    to_version: r.to_version,
+                    reason: r.reason.clone(),
+                },
+                _ => continue,
+            };
+            self.emit(agent_id, kind);
         }
         Ok(seq)
     }
