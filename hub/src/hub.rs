@@ -1,27 +1,25 @@
-//! The hub's shared state and the logic the HTTP API and the QUIC session driver share:
-//! enrollment, desired state per agent, change notification.
+//! The hub's shared state and the logic the operations and the QUIC session driver share:
+//! desired state per agent, change notification. Changes go through [`crate::ops`].
 //!
-//! Plugged in here: the workflow-signing key ([`SigningKey`], `outpost_common::sign`), the
+//! Held here (private): the workflow-signing key ([`SigningKey`], `outpost_common::sign`), the
 //! certificate authority ([`Ca`], `outpost_net::pki`) and the [`AgentGateway`] seam (commands
 //! to connected agents).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use outpost_common::proto::{
-    ActiveWorkflow, EnrollRequest, EnrollResponse, HubMsg, Rejection, SignedAssignment,
-    SignedBundle,
-};
-use outpost_common::record::{OutboxEntry, UnixMillis};
+use outpost_common::proto::{ActiveWorkflow, HubMsg, Rejection, SignedAssignment, SignedBundle};
+use outpost_common::record::UnixMillis;
 use outpost_common::sign::SigningKey;
 use outpost_net::pki::Ca;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::config::HubConfig;
 use crate::gateway::{AgentGateway, Connections};
+use crate::ops::Event;
 use crate::store::{
-    AgentRecord, DeployResultRecord, DesiredVersion, KeyRecord, PoolDecision, PoolRecord,
-    RolloutAssign, Store, StoreError, selector_matches,
+    AgentRecord, DesiredVersion, KeyRecord, PoolDecision, PoolRecord, RolloutAssign, Store,
+    StoreError, selector_matches,
 };
 
 /// Validity of the agent certificates issued at enrollment, days (ten years).
@@ -148,25 +146,27 @@ pub fn desired_versions(
     Ok(out)
 }
 
-/// The hub's shared state. Cheap to share behind an `Arc`.
+/// The hub's shared state. Cheap to share behind an `Arc`. Its parts are private: changes go
+/// through the operations ([`crate::ops`]), which commit, audit, notify sessions and emit events.
 pub struct Hub {
-    /// The store.
-    pub store: Arc<Store>,
+    store: Arc<Store>,
     /// The current workflow-signing key.
-    pub signer: Arc<SigningKey>,
+    signer: Arc<SigningKey>,
     /// The certificate authority.
-    pub ca: Arc<Ca>,
+    ca: Arc<Ca>,
     /// Live agent sessions.
-    pub gateway: Arc<dyn AgentGateway>,
+    gateway: Arc<dyn AgentGateway>,
     /// The hub's name (in its certificate).
-    pub hub_name: String,
+    hub_name: String,
     /// Longest time to live of a bootstrap token (`max_token_ttl`).
-    pub max_token_ttl: std::time::Duration,
+    max_token_ttl: std::time::Duration,
     changes: watch::Sender<u64>,
+    /// Domain events ([`crate::ops::Event`]).
+    events: broadcast::Sender<Event>,
     /// Serialises the rollout driver's operations (see [`crate::rollouts`]).
     pub(crate) rollout_lock: std::sync::Mutex<()>,
     /// Wakes the rollout driver (agent events, commands).
-    pub rollout_wake: tokio::sync::Notify,
+    pub(crate) rollout_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Hub {
@@ -214,6 +214,7 @@ impl Hub {
             )?;
         }
         let (changes, _) = watch::channel(0);
+        let (events, _) = broadcast::channel(crate::ops::EVENT_BUFFER);
         Ok(Arc::new(Hub {
             store,
             signer,
@@ -222,6 +223,7 @@ impl Hub {
             hub_name: hub_name.to_string(),
             max_token_ttl: crate::config::DEFAULT_MAX_TOKEN_TTL,
             changes,
+            events,
             rollout_lock: std::sync::Mutex::new(()),
             rollout_wake: tokio::sync::Notify::new(),
         }))
@@ -268,13 +270,58 @@ impl Hub {
 
     /// A receiver that changes whenever desired state may have changed (apply, rollback,
     /// pause/resume, revoke). The QUIC driver recomputes [`Hub::desired_for`] for its agent.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub fn desired_changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
 
-    /// Signal a desired-state change.
-    pub fn notify_changed(&self) {
+    /// Signal a desired-state change (the operations do, after committing).
+    pub(crate) fn notify_changed(&self) {
         self.changes.send_modify(|g| *g += 1);
+    }
+
+    /// The store (read by the operations and the session driver; changed only by operations).
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The current workflow-signing key.
+    pub(crate) fn signer(&self) -> &SigningKey {
+        &self.signer
+    }
+
+    /// The certificate authority.
+    pub(crate) fn ca(&self) -> &Ca {
+        &self.ca
+    }
+
+    /// Live agent sessions.
+    pub(crate) fn gateway(&self) -> &dyn AgentGateway {
+        self.gateway.as_ref()
+    }
+
+    /// The domain event channel.
+    pub(crate) fn events(&self) -> &broadcast::Sender<Event> {
+        &self.events
+    }
+
+    /// The hub's name (in its certificate and its bootstrap tokens).
+    pub fn hub_name(&self) -> &str {
+        &self.hub_name
+    }
+
+    /// SHA-256 of the hub CA certificate, hex (in bootstrap tokens).
+    pub fn ca_sha256_hex(&self) -> String {
+        self.ca.sha256_hex()
+    }
+
+    /// Longest time to live of a bootstrap token.
+    pub fn max_token_ttl(&self) -> std::time::Duration {
+        self.max_token_ttl
+    }
+
+    /// The agents with a live session, with the time each session started.
+    pub fn connected(&self) -> Vec<(String, UnixMillis)> {
+        self.gateway.connected()
     }
 
     /// The desired state of `agent_id`: every workflow it should run with a signed assignment
@@ -348,66 +395,6 @@ impl Hub {
         desired_versions(&resolved, &assigns, &mut |w, v| {
             Ok(store.version(w, Some(v))?.content_hash)
         })
-    }
-
-    /// Enroll an agent: check the token (`token_id.secret`), choose the agent id, issue its
-    /// certificate from the CSR, redeem the token and store the agent in one transaction.
-    /// Every refusal is an `EnrollResponse::Refused` with a reason (never a panic).
-    pub fn enroll(&self, req: &EnrollRequest) -> EnrollResponse {
-        match self.try_enroll(req) {
-            Ok(r) => r,
-            Err(reason) => EnrollResponse::Refused { reason },
-        }
-    }
-
-    fn try_enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, String> {
-        let now = now_ms();
-        let (token_id, secret) = parse_token_secret(&req.token)
-            .ok_or_else(|| "malformed bootstrap token".to_string())?;
-        let token = self
-            .store
-            .check_token(token_id, secret, now)
-            .map_err(|e| e.to_string())?;
-        let labels = allowed_labels(&token.labels, &req.labels)?;
-        let agent_id = format!("agent-{}", hex::encode(rand::random::<[u8; 8]>()));
-        let cert_der = self
-            .ca
-            .sign_csr(&req.csr_der, &agent_id, AGENT_CERT_DAYS)
-            .map_err(|e| e.to_string())?;
-        let facts = outpost_net::pki::cert_facts(&cert_der)
-            .ok_or_else(|| "issued certificate does not parse".to_string())?;
-        let rec = AgentRecord {
-            id: agent_id.clone(),
-            labels: labels.clone(),
-            enrolled_ms: now,
-            cert_serial: facts.serial_hex,
-            cert_fingerprint: facts.fingerprint,
-            revoked_ms: None,
-            last_seen_ms: None,
-            software_version: req.software_version.clone(),
-            active: vec![],
-            committed_seq: 0,
-            hostname: req.hostname.clone(),
-        };
-        self.store
-            .enroll(token_id, secret, rec, now)
-            .map_err(|e| e.to_string())?;
-        Ok(EnrollResponse::Ok {
-            agent_id,
-            cert_der,
-            ca_der: self.ca.cert_der().to_vec(),
-            hub_name: self.hub_name.clone(),
-            signing_key: self.signer.public_key().to_vec(),
-            labels,
-        })
-    }
-
-    /// Revoke an agent: persist, close its live session, notify.
-    pub fn revoke(&self, agent_id: &str, actor: &str) -> Result<bool, HubError> {
-        let changed = self.store.revoke(agent_id, actor, now_ms())?;
-        self.gateway.disconnect(agent_id, "agent revoked");
-        self.notify_changed();
-        Ok(changed)
     }
 }
 
@@ -500,45 +487,6 @@ impl Hub {
             });
         }
         Ok(out)
-    }
-
-    /// Handle `AgentMsg::Status`: commit the batch durably, then return the `Ack` to send.
-    pub fn status(&self, agent_id: &str, entries: &[OutboxEntry]) -> Result<HubMsg, HubError> {
-        let seq = self.store.ingest(agent_id, entries)?;
-        Ok(HubMsg::Ack { seq })
-    }
-
-    /// Handle `AgentMsg::DeployResult`: record it (a rejection is also audited).
-    pub fn deploy_result(
-        &self,
-        agent_id: &str,
-        workflow: &str,
-        version: u64,
-        epoch: u64,
-        rejected: Option<&Rejection>,
-    ) -> Result<(), HubError> {
-        let now = now_ms();
-        let reason = rejected.map(rejection_text);
-        if let Some(r) = &reason {
-            self.store.audit(
-                agent_id,
-                "deploy.rejected",
-                workflow,
-                &format!("version {version} epoch {epoch}: {r}"),
-                now,
-            )?;
-        }
-        self.store.record_deploy_result(
-            agent_id,
-            DeployResultRecord {
-                workflow: workflow.into(),
-                version,
-                epoch,
-                rejected: reason,
-                at_ms: now,
-            },
-        )?;
-        Ok(())
     }
 }
 
@@ -633,7 +581,8 @@ pub fn is_initialised(dir: &Path) -> bool {
 mod tests {
     use super::*;
     use crate::store::NewVersion;
-    use outpost_common::proto::Assignment;
+    use outpost_common::proto::{Assignment, EnrollRequest, EnrollResponse};
+    use outpost_common::record::OutboxEntry;
     use outpost_common::sign::Trust;
 
     fn hub() -> (tempfile::TempDir, Arc<Hub>, Arc<SigningKey>) {
@@ -798,8 +747,8 @@ mod tests {
             vec!["everywhere", "only-a"]
         );
         // Revoked agents get nothing.
-        let rx = hub.subscribe();
-        hub.revoke(&a, "op").unwrap();
+        let rx = hub.desired_changes();
+        hub.revoke_agent("op", &a).unwrap();
         assert!(rx.has_changed().unwrap());
         assert!(hub.desired_for(&a).is_err());
     }
@@ -952,7 +901,7 @@ mod tests {
         );
         assert_eq!(hub.status(&id, &[entry]).unwrap(), HubMsg::Ack { seq: 1 });
 
-        hub.revoke(&id, "op").unwrap();
+        hub.revoke_agent("op", &id).unwrap();
         assert!(matches!(hub.authenticate(&cert), Err(HubError::Refused(_))));
         assert!(matches!(
             hub.hello(&id, "0.2.0", vec![], "k"),

@@ -8,7 +8,9 @@
 //!   [`init`] reads and writes their files.
 //! - [`gateway`]: commands to connected agents ([`gateway::AgentGateway`] seam and the
 //!   [`gateway::Connections`] registry the QUIC driver registers sessions into).
-//! - [`hub`]: shared state: enrollment, desired state per agent, change notification.
+//! - [`hub`]: shared state: desired state per agent, change notification.
+//! - [`ops`]: the operations, the only way to change the hub (commit, audit, notify sessions,
+//!   emit one domain event each; [`hub::Hub::subscribe`] receives the events).
 //! - [`config`], [`init`], [`serve`]: `hub.toml`, `outpost-hub init`, `outpost-hub serve`.
 //! - [`rollouts`]: the rollout driver (pools, gray releases; `docs/rollouts.md`).
 //! - [`api`]: the HTTP API (axum); [`views`]: its JSON shapes.
@@ -23,6 +25,7 @@ pub mod dev;
 pub mod gateway;
 pub mod hub;
 pub mod init;
+pub mod ops;
 pub mod quic;
 pub mod rollouts;
 pub mod serve;

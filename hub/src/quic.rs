@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::HubConfig;
 use crate::gateway::{Connections, Liveness};
 use crate::hub::{Hub, now_ms};
+use crate::ops::sessions::SessionStart;
 use crate::store::sessions::SessionLease;
 
 /// Connection close codes (application level).
@@ -294,7 +295,7 @@ async fn renew_leases(
             })
             .collect();
         let h = hub.clone();
-        match blocking(move || h.store.renew_sessions(&alive, now_ms())).await {
+        match blocking(move || h.renew_sessions(&alive)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!("renewing session records: {e}"),
             Err(e) => tracing::warn!("renewing session records: {e}"),
@@ -353,7 +354,7 @@ async fn session(
             };
             let (h, id, process) = (hub.clone(), agent_id.clone(), leases.process.clone());
             let stale = i64::try_from(leases.stale_after.as_millis()).unwrap_or(i64::MAX);
-            blocking(move || h.store.claim_session(&id, &process, &lease, stale))
+            blocking(move || h.claim_session(&id, &process, &lease, stale))
                 .await??
                 .map(|l| l.peer)
         }
@@ -366,11 +367,7 @@ async fn session(
         );
         tracing::warn!(agent = %agent_id, "duplicate session refused: {detail}");
         let (h, id, d) = (hub.clone(), agent_id.clone(), detail.clone());
-        blocking(move || {
-            h.store
-                .audit(&id, "agent.duplicate_session", &id, &d, now_ms())
-        })
-        .await??;
+        blocking(move || h.record_duplicate_session(&id, &d)).await??;
         let reason = format!(
             "agent {agent_id} already has a live session from another address: is this agent's \
              state directory a copy? enroll each machine with its own token"
@@ -393,7 +390,7 @@ async fn session(
         },
     );
     let mut last_contact = std::time::Instant::now();
-    let mut changes = hub.subscribe();
+    let mut changes = hub.desired_changes();
     let mut accepted = false;
     let result: anyhow::Result<()> = async {
         loop {
@@ -410,16 +407,12 @@ async fn session(
                             continue;
                         }
                         let (h, id) = (hub.clone(), agent_id.clone());
-                        let hello = blocking(move || -> anyhow::Result<_> {
-                            h.store.agent_hello(&id, &software_version, active, now_ms())?;
-                            let committed = h.store.committed_seq(&id)?;
-                            let chain = h.store.key_chain_from(&trusted_key)?;
-                            let desired = h.desired_for(&id)?;
-                            Ok((committed, chain, desired))
+                        let hello = blocking(move || {
+                            h.agent_connected(&id, &software_version, active, &trusted_key)
                         })
                         .await?;
                         match hello {
-                            Ok((committed, chain, desired)) => {
+                            Ok(SessionStart { committed_seq: committed, key_chain: chain, desired }) => {
                                 sess.accept(committed, chain, paused_of(&desired), now_ms())
                                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                                 sess.set_desired(to_desired(desired));
@@ -431,9 +424,8 @@ async fn session(
                     }
                     HubEvent::Ingest { entries } => {
                         let (h, id) = (hub.clone(), agent_id.clone());
-                        let seq = blocking(move || h.store.ingest(&id, &entries)).await??;
+                        let seq = blocking(move || h.ingest(&id, &entries)).await??;
                         sess.committed(seq);
-                        hub.rollout_wake.notify_one();
                     }
                     HubEvent::Gap { expected, got } => {
                         tracing::error!(agent = %agent_id, expected, got, "gap in the agent's status sequence: events were lost on the agent (store replaced or restored?)");
@@ -449,7 +441,6 @@ async fn session(
                             h.deploy_result(&id, &workflow, version, epoch, rejected.as_ref())
                         })
                         .await??;
-                        hub.rollout_wake.notify_one();
                     }
                     HubEvent::Undeliverable { what, bytes, command } => {
                         if let Some(cmd) = command {
@@ -458,7 +449,7 @@ async fn session(
                         tracing::error!(agent = %agent_id, bytes, max = outpost_common::proto::MAX_FRAME, "not sending {what}: above the frame limit (the session goes on)");
                         let (h, id) = (hub.clone(), agent_id.clone());
                         blocking(move || {
-                            h.store.audit("hub", "message.undeliverable", &id, &format!("{what}: {bytes} bytes, above the {}-byte frame limit", outpost_common::proto::MAX_FRAME), now_ms())
+                            h.record_undeliverable(&id, &format!("{what}: {bytes} bytes, above the {}-byte frame limit", outpost_common::proto::MAX_FRAME))
                         })
                         .await??;
                     }
@@ -501,7 +492,7 @@ async fn session(
                     if last_contact.elapsed() >= LAST_CONTACT_EVERY {
                         last_contact = std::time::Instant::now();
                         let (h, id) = (hub.clone(), agent_id.clone());
-                        blocking(move || h.store.touch_agent(&id, now_ms())).await??;
+                        blocking(move || h.touch_agent(&id)).await??;
                     }
                     match outpost_common::frame::decode_agent_msg(&bytes) {
                         Ok(Some(msg)) => {
@@ -567,14 +558,14 @@ async fn session(
     }
     {
         let (h, id, hd) = (hub.clone(), agent_id.clone(), holder.clone());
-        if let Ok(Err(e)) = blocking(move || h.store.release_session(&id, &hd)).await {
+        if let Ok(Err(e)) = blocking(move || h.release_session(&id, &hd)).await {
             tracing::warn!(agent = %agent_id, "releasing the session record: {e}");
         }
     }
     // The agent's last contact is the end of its session ("offline since" in `agent list`).
     if accepted {
         let (h, id) = (hub.clone(), agent_id.clone());
-        if let Ok(Err(e)) = blocking(move || h.store.touch_agent(&id, now_ms())).await {
+        if let Ok(Err(e)) = blocking(move || h.agent_disconnected(&id)).await {
             tracing::warn!(agent = %agent_id, "recording the last contact: {e}");
         }
     }

@@ -11,11 +11,12 @@
 //! from the store, so the store is the only copy of the state.
 
 use outpost_rollout::{
-    Action, Command, Controller, DecodeError, Member, OfflinePolicy, Outcome, Phase, RefusedReason,
+    Action, Controller, DecodeError, Member, OfflinePolicy, Outcome, Phase, RefusedReason,
     RolloutSpec, Scope, Size, SpecError, Status,
 };
 
 use crate::hub::{Hub, now_ms};
+use crate::ops::{EventKind, HUB_ACTOR};
 use crate::store::{
     PoolRecord, RolloutAssign, RolloutCommit, RolloutEvent, RolloutEventKind, RolloutRecord,
     StoreError, selector_matches,
@@ -152,8 +153,15 @@ fn outcome_text(o: &Outcome) -> String {
 }
 
 /// Drain a controller's actions into a commit (the caller adds `consumed`). Returns whether
-/// desired state changed (an assignment or the end of the rollout).
-fn drain(c: &mut Controller, seq: u64, actor: &str) -> (RolloutCommit, bool) {
+/// desired state changed (an assignment or the end of the rollout), and the domain events of
+/// the drained actions (steps passed, the end) to emit once the commit is durable. `before` is
+/// the controller's phase before the input that produced the actions.
+pub(crate) fn drain(
+    c: &mut Controller,
+    seq: u64,
+    actor: &str,
+    before: &Phase,
+) -> (RolloutCommit, bool, Vec<EventKind>) {
     let spec = c.spec().clone();
     let id = spec.id.clone();
     let mut commit = RolloutCommit {
@@ -161,6 +169,14 @@ fn drain(c: &mut Controller, seq: u64, actor: &str) -> (RolloutCommit, bool) {
         ..RolloutCommit::default()
     };
     let mut changed = false;
+    let mut events = Vec::new();
+    let mut prev = before.clone();
+    let ev = |step: usize| EventKind::RolloutStepPassed {
+        rollout: spec.id.clone(),
+        workflow: spec.workflow.clone(),
+        pool: spec.pool.clone(),
+        step,
+    };
     while let Some(a) = c.poll_action() {
         match a {
             Action::Assign {
@@ -180,7 +196,13 @@ fn drain(c: &mut Controller, seq: u64, actor: &str) -> (RolloutCommit, bool) {
                     },
                 ));
             }
-            Action::Phase(p) => commit.phase = Some(phase_text(&p)),
+            Action::Phase(p) => {
+                if let Some(step) = step_passed(&prev, &p) {
+                    events.push(ev(step));
+                }
+                commit.phase = Some(phase_text(&p));
+                prev = p;
+            }
             Action::Audit(line) => {
                 commit
                     .audit
@@ -192,12 +214,31 @@ fn drain(c: &mut Controller, seq: u64, actor: &str) -> (RolloutCommit, bool) {
                     Outcome::Succeeded => spec.to_version,
                     _ => spec.from_version.unwrap_or(0),
                 };
+                events.push(EventKind::RolloutFinished {
+                    rollout: spec.id.clone(),
+                    workflow: spec.workflow.clone(),
+                    pool: spec.pool.clone(),
+                    outcome: outcome_text(&o),
+                });
                 commit.finished = Some((version, outcome_text(&o)));
             }
         }
     }
     commit.state = c.encode();
-    (commit, changed)
+    (commit, changed, events)
+}
+
+/// The step whose gate a phase change passes: leaving `Baking` (bake and runs done, or
+/// promoted) for the promote wait, the next step or success; or promoted from the wait.
+fn step_passed(prev: &Phase, next: &Phase) -> Option<usize> {
+    match (prev, next) {
+        (Phase::Baking { step, .. }, Phase::AwaitingPromote { step: s }) if s == step => {
+            Some(*step)
+        }
+        (Phase::Baking { step, .. }, Phase::Deploying { step: s }) if *s == step + 1 => Some(*step),
+        (Phase::Baking { step, .. }, Phase::Succeeded) => Some(*step),
+        _ => None,
+    }
 }
 
 impl Hub {
@@ -210,7 +251,7 @@ impl Hub {
     ) -> Result<Vec<Member>, StoreError> {
         let connected = self.connected_ids();
         Ok(self
-            .store
+            .store()
             .agents()?
             .into_iter()
             .filter(|a| a.revoked_ms.is_none() && selector_matches(&pool.selector, &a.labels))
@@ -226,7 +267,7 @@ impl Hub {
             .collect())
     }
 
-    fn lock_rollouts(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock_rollouts(&self) -> std::sync::MutexGuard<'_, ()> {
         self.rollout_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -234,12 +275,16 @@ impl Hub {
 
     /// The version the pool is on before a rollout: its own decision, or, when it has none,
     /// the most common version its members are given now (ties: the higher).
-    fn pool_version(&self, workflow: &str, pool: &PoolRecord) -> Result<u64, StoreError> {
-        if let Some(d) = self.store.decision(workflow, &pool.name)? {
+    pub(crate) fn pool_version(
+        &self,
+        workflow: &str,
+        pool: &PoolRecord,
+    ) -> Result<u64, StoreError> {
+        if let Some(d) = self.store().decision(workflow, &pool.name)? {
             return Ok(d.version);
         }
         let mut counts: std::collections::BTreeMap<u64, u32> = Default::default();
-        for a in self.store.agents()? {
+        for a in self.store().agents()? {
             if a.revoked_ms.is_some() || !selector_matches(&pool.selector, &a.labels) {
                 continue;
             }
@@ -256,68 +301,9 @@ impl Hub {
             .map_or(0, |(v, _)| v))
     }
 
-    /// `rollout start`: refused when the pool is pinned, already has an active rollout of the
-    /// workflow, has no member, or the plan is invalid.
-    pub fn start_rollout(
-        &self,
-        plan: &RolloutPlan,
-        actor: &str,
-    ) -> Result<RolloutRecord, RolloutError> {
-        let _g = self.lock_rollouts();
-        let now = now_ms();
-        let pool = self.store.pool(&plan.pool)?;
-        let to = match plan.version {
-            Some(v) => v,
-            None => self.store.workflow(&plan.workflow)?.latest,
-        };
-        self.store.version(&plan.workflow, Some(to))?;
-        // A pinned pool or an active rollout is the first reason to give.
-        if let Some(d) = self.store.decision(&plan.workflow, &plan.pool)? {
-            crate::store::refuse_if_held(&plan.workflow, &plan.pool, &d, "roll out into")?;
-        }
-        let from = self.pool_version(&plan.workflow, &pool)?;
-        let members = self.pool_members(&pool, &plan.workflow)?;
-        let mk_spec = |seq: u64| RolloutSpec {
-            id: format!("ro-{seq}"),
-            workflow: plan.workflow.clone(),
-            pool: plan.pool.clone(),
-            from_version: (from != 0).then_some(from),
-            to_version: to,
-            canary: plan.canary,
-            steps: plan.steps.clone(),
-            bake_ms: plan.bake_ms,
-            min_runs: plan.min_runs,
-            min_runs_scope: plan.min_runs_scope,
-            max_failure_rate: plan.max_failure_rate,
-            manual: plan.manual,
-            probation: plan.probation,
-            offline: plan.offline,
-            created_ms: now,
-        };
-        // Check the plan before touching the store (the id does not affect validity).
-        let probe = mk_spec(1);
-        probe.validate()?;
-        if members.is_empty() {
-            return Err(SpecError::EmptyPool.into());
-        }
-        let mut changed = false;
-        let rec =
-            self.store
-                .start_rollout(&plan.workflow, &plan.pool, from, to, actor, now, |seq| {
-                    let mut c = Controller::new(mk_spec(seq), members.clone(), now)
-                        .map_err(|e| StoreError::Refused(e.to_string()))?;
-                    let (commit, ch) = drain(&mut c, seq, actor);
-                    changed = ch;
-                    Ok(commit)
-                })?;
-        self.notify_changed();
-        self.rollout_wake.notify_one();
-        Ok(rec)
-    }
-
     /// The active rollout of (workflow, pool), else the latest one.
     pub fn find_rollout(&self, workflow: &str, pool: &str) -> Result<RolloutRecord, RolloutError> {
-        self.store
+        self.store()
             .rollouts()?
             .into_iter()
             .rev()
@@ -329,50 +315,12 @@ impl Hub {
             })
     }
 
-    /// `rollout pause|resume|promote|abort` on the active rollout of (workflow, pool).
-    pub fn rollout_command(
-        &self,
-        workflow: &str,
-        pool: &str,
-        cmd: Command,
-        actor: &str,
-    ) -> Result<RolloutRecord, RolloutError> {
-        let _g = self.lock_rollouts();
-        let now = now_ms();
-        let rec = self.find_rollout(workflow, pool)?;
-        if !rec.active {
-            return Err(RefusedReason::Finished.into());
-        }
-        let mut c = Controller::decode(&self.store.rollout_state(rec.seq)?)?;
-        c.handle_command(cmd, now)?;
-        let (mut commit, changed) = drain(&mut c, rec.seq, actor);
-        let verb = match cmd {
-            Command::Pause => "pause",
-            Command::Resume => "resume",
-            Command::Promote => "promote",
-            Command::Abort => "abort",
-        };
-        commit.audit.insert(
-            0,
-            (
-                actor.to_string(),
-                format!("rollout.{verb}"),
-                format!("{} ({} v{})", rec.id, workflow, rec.to_version),
-            ),
-        );
-        self.store.commit_rollout(commit, now)?;
-        if changed {
-            self.notify_changed();
-        }
-        Ok(self.store.rollout(rec.seq)?)
-    }
-
     /// The status of a rollout (from its stored controller state) and its spec.
     pub fn rollout_status(
         &self,
         rec: &RolloutRecord,
     ) -> Result<(Status, RolloutSpec), RolloutError> {
-        let c = Controller::decode(&self.store.rollout_state(rec.seq)?)?;
+        let c = Controller::decode(&self.store().rollout_state(rec.seq)?)?;
         let mut status = c.status(now_ms());
         if !rec.active {
             self.live_online(&mut status);
@@ -382,7 +330,7 @@ impl Hub {
 
     /// The ids of the agents with a live session now.
     fn connected_ids(&self) -> std::collections::HashSet<String> {
-        self.gateway
+        self.gateway()
             .connected()
             .into_iter()
             .map(|(id, _)| id)
@@ -417,11 +365,15 @@ impl Hub {
         let _g = self.lock_rollouts();
         let now = now_ms();
         let mut n = 0;
-        for rec in self.store.rollouts()?.into_iter().filter(|r| r.active) {
-            let mut c = Controller::decode(&self.store.rollout_state(rec.seq)?)?;
+        for rec in self.store().rollouts()?.into_iter().filter(|r| r.active) {
+            let mut c = Controller::decode(&self.store().rollout_state(rec.seq)?)?;
+            let before = c.phase().clone();
             c.resume(now);
-            let (commit, _) = drain(&mut c, rec.seq, "hub");
-            self.store.commit_rollout(commit, now)?;
+            let (commit, _, events) = drain(&mut c, rec.seq, HUB_ACTOR, &before);
+            self.store().commit_rollout(commit, now)?;
+            for e in events {
+                self.emit(HUB_ACTOR, e);
+            }
             n += 1;
         }
         if n > 0 {
@@ -435,9 +387,9 @@ impl Hub {
     /// controller timeout.
     pub fn rollout_tick(&self, now: i64) -> Result<Option<i64>, RolloutError> {
         let _g = self.lock_rollouts();
-        let events = self.store.pending_events(10_000)?;
+        let events = self.store().pending_events(10_000)?;
         let active: Vec<RolloutRecord> = self
-            .store
+            .store()
             .rollouts()?
             .into_iter()
             .filter(|r| r.active)
@@ -447,12 +399,14 @@ impl Hub {
             .filter(|(_, e)| !active.iter().any(|r| r.workflow == e.workflow))
             .map(|(s, _)| *s)
             .collect();
-        self.store.drop_events(&unused)?;
+        self.store().drop_events(&unused)?;
         let mut next: Option<i64> = None;
         let mut changed = false;
         let mut commits = Vec::with_capacity(active.len());
+        let mut emitted = Vec::new();
         for (i, rec) in active.iter().enumerate() {
-            let mut c = Controller::decode(&self.store.rollout_state(rec.seq)?)?;
+            let mut c = Controller::decode(&self.store().rollout_state(rec.seq)?)?;
+            let before = c.phase().clone();
             let mine: Vec<&(u64, RolloutEvent)> = events
                 .iter()
                 .filter(|(_, e)| e.workflow == rec.workflow)
@@ -460,7 +414,7 @@ impl Hub {
             for (_, e) in &mine {
                 feed(&mut c, e, now);
             }
-            let pool = match self.store.pool(&rec.pool) {
+            let pool = match self.store().pool(&rec.pool) {
                 Ok(p) => p,
                 Err(StoreError::NoPool(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -469,8 +423,9 @@ impl Hub {
             if c.poll_timeout().is_some_and(|t| t <= now) {
                 c.handle_timeout(now);
             }
-            let (mut commit, ch) = drain(&mut c, rec.seq, "hub");
+            let (mut commit, ch, ev) = drain(&mut c, rec.seq, HUB_ACTOR, &before);
             changed |= ch;
+            emitted.extend(ev);
             // The last active rollout of a workflow consumes its events.
             if !active[i + 1..].iter().any(|r| r.workflow == rec.workflow) {
                 commit.consumed = mine.iter().map(|(s, _)| *s).collect();
@@ -480,16 +435,19 @@ impl Hub {
                 next = Some(next.map_or(t, |n: i64| n.min(t)));
             }
         }
-        self.store.commit_rollouts(commits, now)?;
+        self.store().commit_rollouts(commits, now)?;
         if changed {
             self.notify_changed();
+        }
+        for e in emitted {
+            self.emit(HUB_ACTOR, e);
         }
         Ok(next)
     }
 
     /// Whether any rollout is active.
     pub fn has_active_rollouts(&self) -> Result<bool, StoreError> {
-        Ok(self.store.rollouts()?.iter().any(|r| r.active))
+        Ok(self.store().rollouts()?.iter().any(|r| r.active))
     }
 }
 
@@ -530,12 +488,12 @@ pub async fn drive(hub: std::sync::Arc<Hub>, mut shutdown: tokio::sync::watch::R
             } else {
                 // Drop events queued for rollouts that ended.
                 let ev: Vec<u64> = h
-                    .store
+                    .store()
                     .pending_events(10_000)?
                     .into_iter()
                     .map(|(s, _)| s)
                     .collect();
-                h.store.drop_events(&ev)?;
+                h.store().drop_events(&ev)?;
                 None
             };
             Ok::<_, RolloutError>((active, next))

@@ -23,6 +23,9 @@ struct Harness {
     _dir: tempfile::TempDir,
     rt: tokio::runtime::Runtime,
     hub: Arc<Hub>,
+    /// The hub's store, for seeding agents and reading (changes go through the hub).
+    store: Arc<Store>,
+    ca_sha256: String,
     conns: Arc<Connections>,
     url: String,
 }
@@ -33,8 +36,9 @@ impl Harness {
         let store = Arc::new(Store::open(&dir.path().join("hub.redb")).unwrap());
         let signer = Arc::new(SigningKey::generate().unwrap().0);
         let ca = Arc::new(Ca::generate("hub CA").unwrap());
+        let ca_sha256 = ca.sha256_hex();
         let conns = Connections::new(Duration::from_secs(5));
-        let hub = Hub::new(store, signer, ca, conns.clone(), "hub").unwrap();
+        let hub = Hub::new(store.clone(), signer, ca, conns.clone(), "hub").unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -50,6 +54,8 @@ impl Harness {
             _dir: dir,
             rt,
             hub,
+            store,
+            ca_sha256,
             conns,
             url,
         }
@@ -60,13 +66,8 @@ impl Harness {
     }
 
     fn add_agent(&self, id: &str, labels: &[(&str, &str)]) {
-        let (tid, secret) = self
-            .hub
-            .store
-            .create_token(vec![], i64::MAX, "t", 0)
-            .unwrap();
-        self.hub
-            .store
+        let (tid, secret) = self.store.create_token(vec![], i64::MAX, "t", 0).unwrap();
+        self.store
             .enroll(
                 &tid,
                 &secret,
@@ -277,11 +278,10 @@ fn token_create_makes_a_usable_single_use_token() {
     let parts: Vec<&str> = r.token.split('.').collect();
     assert_eq!(parts.len(), 5, "{}", r.token);
     assert_eq!(parts[0], "opt2");
-    assert_eq!(parts[3], h.hub.ca.sha256_hex());
+    assert_eq!(parts[3], h.ca_sha256);
     assert_eq!(parts[4], "hub");
     assert_eq!(parts[1], r.id);
     let rec = h
-        .hub
         .store
         .check_token(parts[1], parts[2], outpost_hub::hub::now_ms())
         .unwrap();
@@ -399,7 +399,7 @@ fn tokens_have_a_max_ttl_several_uses_a_list_and_revocation() {
     let text = serde_json::to_string(&list).unwrap();
     let secret = single.token.split('.').nth(2).unwrap();
     assert!(!text.contains(secret));
-    let audit = h.hub.store.audit_log(100).unwrap();
+    let audit = h.store.audit_log(100).unwrap();
     assert!(
         audit
             .iter()
@@ -438,7 +438,6 @@ fn runs_listing_after_ingest() {
         updated_ms: 0,
     };
     h.hub
-        .store
         .ingest(
             "agent-a",
             &[
@@ -458,7 +457,6 @@ fn runs_listing_after_ingest() {
         )
         .unwrap();
     h.hub
-        .store
         .ingest(
             "agent-b",
             &[OutboxEntry {
@@ -615,4 +613,60 @@ fn trigger_pause_agents_and_revoke() {
     assert!(!d.agent.online);
     let r: Result<AgentDetail, _> = c.get("/v1/agents/agent-zzz", &[]);
     assert!(matches!(r, Err(ClientError::Api { status: 404, .. })));
+}
+
+/// Every write records the operator the request names (`X-Outpost-Actor`, the CLI's `--actor`)
+/// in the audit log, not the API's default.
+#[test]
+fn writes_record_the_actor_of_the_request() {
+    let h = Harness::new();
+    // Seeded by the harness (its token is created as `t`): only what follows counts.
+    h.add_agent("agent-a", &[("site", "a")]);
+    let seeded = h.store.audit_log(100).unwrap().len();
+    let c = h.client().with_actor(Some("alice".into()));
+    apply(&c, "demo.yaml", WF_V1);
+    apply(&c, "demo.yaml", WF_V2);
+    let _: VersionResponse = c
+        .post("/v1/workflows/demo/rollback", &RollbackRequest { to: 1 })
+        .unwrap();
+    let _: AgentsResponse = c
+        .post("/v1/workflows/demo/pause", &serde_json::json!({}))
+        .unwrap();
+    let _: AgentsResponse = c
+        .post("/v1/workflows/demo/resume", &serde_json::json!({}))
+        .unwrap();
+    let _: RevokeResponse = c
+        .post("/v1/agents/agent-a/revoke", &serde_json::json!({}))
+        .unwrap();
+    let t: TokenResponse = c.post("/v1/tokens", &TokenRequest::default()).unwrap();
+    let _: TokenRevokeResponse = c
+        .post(
+            &format!("/v1/tokens/{}/revoke", t.id),
+            &serde_json::json!({}),
+        )
+        .unwrap();
+    let audit: Vec<serde_json::Value> = c.get("/v1/audit", &[("limit", "100".into())]).unwrap();
+    let audit = &audit[seeded..];
+    for action in [
+        "workflow.apply",
+        "workflow.pause",
+        "workflow.resume",
+        "agent.revoke",
+        "token.create",
+        "token.revoke",
+    ] {
+        let actors: Vec<&str> = audit
+            .iter()
+            .filter(|e| e["action"] == action)
+            .map(|e| e["actor"].as_str().unwrap_or_default())
+            .collect();
+        assert!(
+            !actors.is_empty(),
+            "no {action} in the audit log: {audit:?}"
+        );
+        assert!(
+            actors.iter().all(|a| *a == "alice"),
+            "{action} recorded by {actors:?}, not alice"
+        );
+    }
 }

@@ -1,10 +1,26 @@
-//! docs/openapi.yaml and the hub's router agree: every (method, path) the router in
-//! hub/src/api.rs serves is described, and every described one is served. The router is read from
-//! its source (axum cannot list its routes), the description from the file the hub embeds.
+//! docs/openapi.yaml and the hub's router agree: every (method, path) the router of
+//! hub/src/api/ serves is described, and every described one is served. The routes are read from
+//! the source of every file of the API module (each resource file declares its own; axum cannot
+//! list its routes), the description from the file the hub embeds.
 
 use std::collections::BTreeSet;
 
-const API_RS: &str = include_str!("../src/api.rs");
+/// The source of every file of the API module, read at test time so that a new resource file is
+/// checked without being listed here.
+fn api_sources() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("listing hub/src/api").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 /// (METHOD, path) of every `.route("path", method(h).method(h))` in `src`.
 fn router_routes(src: &str) -> BTreeSet<(String, String)> {
@@ -32,7 +48,7 @@ fn router_routes(src: &str) -> BTreeSet<(String, String)> {
         let path = args
             .split('"')
             .nth(1)
-            .unwrap_or_else(|| panic!("hub/src/api.rs: a .route( without a path: {args}"));
+            .unwrap_or_else(|| panic!("hub/src/api/: a .route( without a path: {args}"));
         let after = args.splitn(3, '"').nth(2).unwrap_or("");
         let mut methods = 0;
         for m in ["get", "post", "put", "delete", "patch"] {
@@ -48,7 +64,7 @@ fn router_routes(src: &str) -> BTreeSet<(String, String)> {
         }
         assert!(
             methods > 0,
-            "hub/src/api.rs: no method found for route {path}: {args}"
+            "hub/src/api/: no method found for route {path}: {args}"
         );
         rest = &call[end..];
     }
@@ -84,11 +100,11 @@ fn described_routes(spec: &str) -> BTreeSet<(String, String)> {
 
 #[test]
 fn every_route_is_described_and_every_description_is_a_route() {
-    let served = router_routes(API_RS);
+    let served = router_routes(&api_sources());
     let described = described_routes(outpost_hub::api::OPENAPI);
     assert!(
         served.len() > 20,
-        "read only {} routes from api.rs",
+        "read only {} routes from hub/src/api/",
         served.len()
     );
     let undocumented: Vec<String> = served
@@ -101,9 +117,9 @@ fn every_route_is_described_and_every_description_is_a_route() {
         .collect();
     assert!(
         undocumented.is_empty() && unserved.is_empty(),
-        "docs/openapi.yaml and the router in hub/src/api.rs differ\n\
+        "docs/openapi.yaml and the router of hub/src/api/ differ\n\
          served but not described in docs/openapi.yaml (add them under `paths:`):\n  {}\n\
-         described but not served by hub/src/api.rs:\n  {}",
+         described but not served by hub/src/api/:\n  {}",
         undocumented.join("\n  "),
         unserved.join("\n  ")
     );

@@ -12,6 +12,7 @@ use outpost_common::record::{OutboxEntry, Reverted, RunKind, RunRecord, RunState
 use outpost_common::sign::SigningKey;
 use outpost_hub::gateway::{Connections, SessionHandle};
 use outpost_hub::hub::{Hub, now_ms};
+use outpost_hub::ops::{Event, EventKind, OpError};
 use outpost_hub::rollouts::{RolloutError, RolloutPlan};
 use outpost_hub::store::{AgentRecord, NewVersion, Store, StoreError};
 use outpost_net::pki::Ca;
@@ -19,6 +20,8 @@ use outpost_rollout::{Command, OfflinePolicy, Scope, Size};
 
 struct H {
     hub: Arc<Hub>,
+    /// The hub's store, for seeding and reading (changes go through the hub's operations).
+    store: Arc<Store>,
     conns: Arc<Connections>,
     signer: Arc<SigningKey>,
     seqs: std::collections::HashMap<String, u64>,
@@ -30,9 +33,10 @@ fn open(dir: &Path, signer: Option<Arc<SigningKey>>) -> H {
     let signer = signer.unwrap_or_else(|| Arc::new(SigningKey::generate().unwrap().0));
     let ca = Arc::new(Ca::generate("hub CA").unwrap());
     let conns = Connections::new(Duration::from_secs(5));
-    let hub = Hub::new(store, signer.clone(), ca, conns.clone(), "hub").unwrap();
+    let hub = Hub::new(store.clone(), signer.clone(), ca, conns.clone(), "hub").unwrap();
     H {
         hub,
+        store,
         conns,
         signer,
         seqs: Default::default(),
@@ -48,13 +52,8 @@ fn labels(l: &[(&str, &str)]) -> Vec<(String, String)> {
 
 impl H {
     fn add_agent(&mut self, id: &str, l: &[(&str, &str)]) {
-        let (tid, secret) = self
-            .hub
-            .store
-            .create_token(vec![], i64::MAX, "t", 0)
-            .unwrap();
-        self.hub
-            .store
+        let (tid, secret) = self.store.create_token(vec![], i64::MAX, "t", 0).unwrap();
+        self.store
             .enroll(
                 &tid,
                 &secret,
@@ -78,8 +77,7 @@ impl H {
     }
 
     fn apply(&self, content: &str, target: &[(&str, &str)]) -> u64 {
-        self.hub
-            .store
+        self.store
             .apply_version(
                 NewVersion {
                     name: "etl".into(),
@@ -89,7 +87,7 @@ impl H {
                     origin: "t".into(),
                     applied_by: "op".into(),
                 },
-                self.hub.signer.as_ref(),
+                self.signer.as_ref(),
                 now_ms(),
             )
             .unwrap()
@@ -143,11 +141,10 @@ impl H {
             event: StatusEvent::Run(rec),
         };
         self.hub
-            .store
             .ingest(agent, std::slice::from_ref(&entry))
             .unwrap();
         // A retransmission is not a second run.
-        self.hub.store.ingest(agent, &[entry]).unwrap();
+        self.hub.ingest(agent, &[entry]).unwrap();
     }
 
     fn tick(&self) {
@@ -185,22 +182,14 @@ fn setup(dir: &Path) -> H {
     h.add_agent("agent-o0", &[("line", "4")]);
     h.add_agent("agent-o1", &[("line", "4")]);
     h.hub
-        .store
-        .create_pool("line", labels(&[("line", "3")]), "op", 1)
+        .create_pool("op", "line", labels(&[("line", "3")]))
         .unwrap();
     h.hub
-        .store
-        .create_pool("other", labels(&[("line", "4")]), "op", 1)
+        .create_pool("op", "other", labels(&[("line", "4")]))
         .unwrap();
     assert_eq!(h.apply("v1", &[]), 1);
-    h.hub
-        .store
-        .deploy_to_pool("etl", "line", 1, "op", 2)
-        .unwrap();
-    h.hub
-        .store
-        .deploy_to_pool("etl", "other", 1, "op", 2)
-        .unwrap();
+    h.hub.deploy("op", "etl", "line", Some(1)).unwrap();
+    h.hub.deploy("op", "etl", "other", Some(1)).unwrap();
     for a in [
         "agent-l0", "agent-l1", "agent-l2", "agent-l3", "agent-o0", "agent-o1",
     ] {
@@ -226,37 +215,31 @@ fn default_pool_follows_apply_until_managed_and_most_recent_decision_wins() {
     h.apply("v2", &[("site", "a")]);
     assert_eq!(h.desired("agent-a").0, 2, "the default pool follows apply");
     // Two overlapping pools: the most recent decision wins.
-    h.hub.store.create_pool("all", vec![], "op", 1).unwrap();
+    h.hub.create_pool("op", "all", vec![]).unwrap();
     h.hub
-        .store
-        .create_pool("a", labels(&[("site", "a")]), "op", 1)
+        .create_pool("op", "a", labels(&[("site", "a")]))
         .unwrap();
-    h.hub
-        .store
-        .deploy_to_pool("etl", "all", 1, "op", 1)
-        .unwrap();
+    h.hub.deploy("op", "etl", "all", Some(1)).unwrap();
     assert_eq!((h.desired("agent-a").0, h.desired("agent-b").0), (1, 1));
-    h.hub.store.deploy_to_pool("etl", "a", 2, "op", 1).unwrap();
+    h.hub.deploy("op", "etl", "a", Some(2)).unwrap();
     assert_eq!((h.desired("agent-a").0, h.desired("agent-b").0), (2, 1));
     // Managed: apply no longer deploys.
     h.apply("v3", &[("site", "a")]);
     assert_eq!(h.desired("agent-a").0, 2);
     // Labels move membership at once: agent-b joins `a`, then leaves every pool but `all`.
     h.hub
-        .store
-        .set_labels("agent-b", &labels(&[("site", "a")]), &[], "op", 1)
+        .label_agent("op", "agent-b", &labels(&[("site", "a")]), &[])
         .unwrap();
     assert_eq!(h.desired("agent-b").0, 2);
     h.hub
-        .store
-        .set_labels("agent-b", &[], &["site".to_string()], "op", 1)
+        .label_agent("op", "agent-b", &[], &["site".to_string()])
         .unwrap();
     assert_eq!(h.desired("agent-b").0, 1);
-    assert!(h.hub.store.agent("agent-b").unwrap().labels.is_empty());
+    assert!(h.store.agent("agent-b").unwrap().labels.is_empty());
     // Deleting the pool that wins hands the agent to the next decision.
-    h.hub.store.delete_pool("all", "op", 1).unwrap();
+    h.hub.delete_pool("op", "all").unwrap();
     assert_eq!(h.desired("agent-b").0, 0);
-    let log = h.hub.store.audit_log(100).unwrap();
+    let log = h.store.audit_log(100).unwrap();
     assert!(
         log.iter()
             .any(|e| e.action == "agent.label" && e.target == "agent-b")
@@ -271,45 +254,40 @@ fn default_pool_follows_apply_until_managed_and_most_recent_decision_wins() {
 fn pins_and_one_active_rollout_refuse_with_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let h = setup(dir.path());
-    h.hub.store.pin("etl", "line", 1, "alice", 5).unwrap();
-    let e = h
-        .hub
-        .store
-        .deploy_to_pool("etl", "line", 2, "op", 6)
-        .unwrap_err();
+    h.hub.pin("alice", "etl", "line", 1).unwrap();
+    let e = h.hub.deploy("op", "etl", "line", Some(2)).unwrap_err();
     assert!(
-        matches!(&e, StoreError::Conflict(m) if m.contains("pinned") && m.contains("alice")),
+        matches!(&e, OpError::Store(StoreError::Conflict(m)) if m.contains("pinned") && m.contains("alice")),
         "{e}"
     );
-    let e = h.hub.start_rollout(&plan("line"), "op").unwrap_err();
+    let e = h.hub.start_rollout("op", &plan("line")).unwrap_err();
     assert!(e.to_string().contains("pinned to version 1"), "{e}");
-    assert!(h.hub.store.rollouts().unwrap().is_empty());
-    assert!(h.hub.store.unpin("etl", "line", "alice", 7).unwrap());
-    let r = h.hub.start_rollout(&plan("line"), "bob").unwrap();
+    assert!(h.store.rollouts().unwrap().is_empty());
+    assert!(h.hub.unpin("alice", "etl", "line").unwrap());
+    let r = h.hub.start_rollout("bob", &plan("line")).unwrap();
     assert_eq!((r.from_version, r.to_version, r.active), (1, 2, true));
-    let e = h.hub.start_rollout(&plan("line"), "bob").unwrap_err();
+    let e = h.hub.start_rollout("bob", &plan("line")).unwrap_err();
     assert!(e.to_string().contains("one active rollout"), "{e}");
-    let e = h.hub.store.pin("etl", "line", 1, "alice", 8).unwrap_err();
+    let e = h.hub.pin("alice", "etl", "line", 1).unwrap_err();
     assert!(e.to_string().contains("active"), "{e}");
     // Another pool may roll out the same workflow at the same time.
-    h.hub.start_rollout(&plan("other"), "bob").unwrap();
+    h.hub.start_rollout("bob", &plan("other")).unwrap();
     // Invalid plans and unknown pools are refused before anything is stored.
     let mut bad = plan("nope");
     assert!(matches!(
-        h.hub.start_rollout(&bad, "op"),
+        h.hub.start_rollout("op", &bad),
         Err(RolloutError::Store(StoreError::NoPool(_)))
     ));
     h.hub
-        .store
-        .create_pool("spare", labels(&[("line", "3")]), "op", 9)
+        .create_pool("op", "spare", labels(&[("line", "3")]))
         .unwrap();
     bad.pool = "spare".into();
     bad.max_failure_rate = 2.0;
     assert!(matches!(
-        h.hub.start_rollout(&bad, "op"),
+        h.hub.start_rollout("op", &bad),
         Err(RolloutError::Spec(_))
     ));
-    let log = h.hub.store.audit_log(100).unwrap();
+    let log = h.store.audit_log(100).unwrap();
     assert!(
         log.iter()
             .any(|e| e.action == "workflow.pin" && e.actor == "alice")
@@ -324,7 +302,7 @@ fn pins_and_one_active_rollout_refuse_with_reasons() {
 fn rollout_advances_on_runs_survives_a_restart_and_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = setup(dir.path());
-    let r = h.hub.start_rollout(&plan("line"), "bob").unwrap();
+    let r = h.hub.start_rollout("bob", &plan("line")).unwrap();
     let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
     let on_new: Vec<&str> = line
         .iter()
@@ -398,12 +376,12 @@ fn rollout_advances_on_runs_survives_a_restart_and_succeeds() {
     let r = h.rollout();
     assert!(!r.active);
     assert_eq!(r.outcome.as_deref(), Some("succeeded"));
-    let d = h.hub.store.decision("etl", "line").unwrap().unwrap();
+    let d = h.store.decision("etl", "line").unwrap().unwrap();
     assert_eq!((d.version, d.rollout), (2, None));
     assert!(line.iter().all(|a| h.desired(a).0 == 2));
     assert_eq!(h.desired("agent-o1").0, 1);
-    assert!(h.hub.store.pending_events(100).unwrap().is_empty());
-    let log = h.hub.store.audit_log(1000).unwrap();
+    assert!(h.store.pending_events(100).unwrap().is_empty());
+    let log = h.store.audit_log(1000).unwrap();
     assert!(
         log.iter()
             .any(|e| e.action == "rollout" && e.actor == "bob" && e.detail.contains("started"))
@@ -418,7 +396,7 @@ fn rollout_advances_on_runs_survives_a_restart_and_succeeds() {
 fn a_failed_canary_run_rolls_back_and_only_the_canary_ever_had_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = setup(dir.path());
-    h.hub.start_rollout(&plan("line"), "bob").unwrap();
+    h.hub.start_rollout("bob", &plan("line")).unwrap();
     let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
     let canary = *line.iter().find(|a| h.desired(a).0 == 2).unwrap();
     let bundle_of = |h: &H, a: &str| {
@@ -457,23 +435,14 @@ fn a_failed_canary_run_rolls_back_and_only_the_canary_ever_had_it() {
     );
     for a in line.iter().filter(|a| **a != canary) {
         assert!(
-            h.hub
-                .store
+            h.store
                 .deploy_results(a)
                 .unwrap()
                 .iter()
                 .all(|d| d.version == 1)
         );
     }
-    assert_eq!(
-        h.hub
-            .store
-            .decision("etl", "line")
-            .unwrap()
-            .unwrap()
-            .version,
-        1
-    );
+    assert_eq!(h.store.decision("etl", "line").unwrap().unwrap().version, 1);
 }
 
 #[test]
@@ -482,29 +451,29 @@ fn a_probation_revert_fails_the_gate_and_commands_are_audited() {
     let mut h = setup(dir.path());
     let mut p = plan("line");
     p.manual = true;
-    h.hub.start_rollout(&p, "bob").unwrap();
+    h.hub.start_rollout("bob", &p).unwrap();
     let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
     let canary = *line.iter().find(|a| h.desired(a).0 == 2).unwrap();
     // Promote is refused while the canary is still activating; pause/resume work.
     let e = h
         .hub
-        .rollout_command("etl", "line", Command::Promote, "carol")
+        .rollout_command("carol", "etl", "line", Command::Promote)
         .unwrap_err();
     assert!(matches!(e, RolloutError::Refused(_)), "{e}");
     h.hub
-        .rollout_command("etl", "line", Command::Pause, "carol")
+        .rollout_command("carol", "etl", "line", Command::Pause)
         .unwrap();
     assert!(h.rollout().phase.starts_with("paused"));
     h.hub
-        .rollout_command("etl", "line", Command::Resume, "carol")
+        .rollout_command("carol", "etl", "line", Command::Resume)
         .unwrap();
     h.activate(canary);
     h.tick();
     // The agent reverts by itself under probation and reports it through its outbox.
+    let mut events = h.hub.subscribe();
     let seq = h.seqs.entry(canary.to_string()).or_insert(0);
     *seq += 1;
     h.hub
-        .store
         .ingest(
             canary,
             &[OutboxEntry {
@@ -520,6 +489,13 @@ fn a_probation_revert_fails_the_gate_and_commands_are_audited() {
             }],
         )
         .unwrap();
+    let e = events.try_recv().unwrap();
+    assert_eq!(e.actor, canary);
+    assert!(
+        matches!(&e.kind, EventKind::VersionReverted { agent, workflow, from_version: 2, to_version: 1, reason }
+            if agent == canary && workflow == "etl" && reason.contains("2 of the first 3")),
+        "{e:?}"
+    );
     h.tick();
     assert!(line.iter().all(|a| h.desired(a).0 == 1));
     let s = h.hub.rollout_status(&h.rollout()).unwrap().0;
@@ -534,10 +510,10 @@ fn a_probation_revert_fails_the_gate_and_commands_are_audited() {
     assert!(!h.rollout().active);
     assert!(
         h.hub
-            .rollout_command("etl", "line", Command::Abort, "carol")
+            .rollout_command("carol", "etl", "line", Command::Abort)
             .is_err()
     );
-    let log = h.hub.store.audit_log(1000).unwrap();
+    let log = h.store.audit_log(1000).unwrap();
     for action in ["rollout.pause", "rollout.resume"] {
         assert!(
             log.iter().any(|e| e.action == action && e.actor == "carol"),
@@ -554,14 +530,14 @@ fn a_probation_revert_fails_the_gate_and_commands_are_audited() {
 fn abort_rolls_back_the_updated_agents() {
     let dir = tempfile::tempdir().unwrap();
     let h = setup(dir.path());
-    h.hub.start_rollout(&plan("line"), "bob").unwrap();
+    h.hub.start_rollout("bob", &plan("line")).unwrap();
     let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
     assert_eq!(line.iter().filter(|a| h.desired(a).0 == 2).count(), 1);
     h.hub
-        .rollout_command("etl", "line", Command::Abort, "dave")
+        .rollout_command("dave", "etl", "line", Command::Abort)
         .unwrap();
     assert!(line.iter().all(|a| h.desired(a).0 == 1));
-    let log = h.hub.store.audit_log(1000).unwrap();
+    let log = h.store.audit_log(1000).unwrap();
     assert!(
         log.iter()
             .any(|e| e.action == "rollout.abort" && e.actor == "dave")
@@ -576,7 +552,7 @@ fn after_a_restart_a_finished_rollout_shows_its_members_online_as_agent_list_doe
     let mut p = plan("line");
     p.steps = vec![Size::Percent(100)];
     p.probation = None;
-    h.hub.start_rollout(&p, "bob").unwrap();
+    h.hub.start_rollout("bob", &p).unwrap();
     h.tick();
     h.sessions.clear();
     // The rollout goes through while the driver sees no session (e.g. the hub restarted and
@@ -610,4 +586,66 @@ fn after_a_restart_a_finished_rollout_shows_its_members_online_as_agent_list_doe
         assert!(a.online, "{} shown offline while connected", a.agent_id);
         assert_ne!(a.state, outpost_rollout::AgentState::Offline, "{a:?}");
     }
+}
+
+/// The operations and the rollout driver emit one domain event each, naming the actor: the
+/// operator for a rollout start, a command and a pool; the agent for what its session reports
+/// (a deploy result, a finished run, counted once however often the batch is resent); `hub`
+/// for the step the driver passed.
+#[test]
+fn operations_and_the_driver_emit_events_with_their_actors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = setup(dir.path());
+    let mut rx = h.hub.subscribe();
+    let r = h.hub.start_rollout("bob", &plan("line")).unwrap();
+    let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
+    let canary = *line.iter().find(|a| h.desired(a).0 == 2).unwrap();
+    h.activate(canary);
+    h.tick();
+    h.run(canary, 2, true);
+    h.tick();
+    h.hub
+        .rollout_command("carol", "etl", "line", Command::Pause)
+        .unwrap();
+    h.hub
+        .create_pool("dave", "spare", labels(&[("line", "3")]))
+        .unwrap();
+    let events: Vec<Event> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    let position = |what: &str, pred: &dyn Fn(&Event) -> bool| {
+        events
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("no {what} in {events:#?}"))
+    };
+    let started = position("RolloutStarted by bob", &|e| {
+        e.actor == "bob"
+            && matches!(&e.kind, EventKind::RolloutStarted { rollout, workflow, pool, version }
+                if *rollout == r.id && workflow == "etl" && pool == "line" && *version == 2)
+    });
+    position("the canary's DeployReported", &|e| {
+        e.actor == canary
+            && matches!(&e.kind, EventKind::DeployReported { agent, version: 2, rejected: None, .. }
+                if agent == canary)
+    });
+    let finished: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::RunFinished { version: 2, .. }))
+        .collect();
+    assert_eq!(finished.len(), 1, "{finished:#?}");
+    assert_eq!(finished[0].actor, canary);
+    assert!(
+        matches!(&finished[0].kind, EventKind::RunFinished { state, .. } if state == "succeeded")
+    );
+    let passed = position("RolloutStepPassed of the canary step by hub", &|e| {
+        e.actor == "hub"
+            && matches!(&e.kind, EventKind::RolloutStepPassed { rollout, step: 0, .. } if *rollout == r.id)
+    });
+    let paused = position("RolloutCommanded pause by carol", &|e| {
+        e.actor == "carol"
+            && matches!(&e.kind, EventKind::RolloutCommanded { command, .. } if command == "pause")
+    });
+    position("PoolCreated by dave", &|e| {
+        e.actor == "dave" && matches!(&e.kind, EventKind::PoolCreated { pool } if pool == "spare")
+    });
+    assert!(started < passed && passed < paused, "{events:#?}");
 }

@@ -12,6 +12,7 @@ mod docs_examples;
 mod engine;
 mod enroll;
 mod hub;
+mod hub_events;
 mod hub_faults;
 mod hub_keys;
 mod hub_limits;

@@ -1,0 +1,110 @@
+//! `/v1/agents`: list, show, revoke, labels.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::{Actor, ApiResult, ApiState, St, blocking};
+use crate::store::AgentRecord;
+use crate::views::*;
+use crate::views_pools::LabelRequest;
+
+/// The routes of this resource (merged into the one router, [`super::router`]).
+pub(super) fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/agents", get(list))
+        .route("/v1/agents/{id}", get(show))
+        .route("/v1/agents/{id}/revoke", post(revoke))
+        .route("/v1/agents/{id}/labels", post(label))
+}
+
+fn agent_view(a: &AgentRecord, connected: &[(String, i64)]) -> AgentView {
+    let online = connected.iter().find(|(id, _)| *id == a.id);
+    AgentView {
+        id: a.id.clone(),
+        labels: label_map(&a.labels),
+        online: online.is_some(),
+        since: online
+            .map(|(_, since)| *since)
+            .or(a.last_seen_ms)
+            .map(rfc3339),
+        software_version: a.software_version.clone(),
+        active: a
+            .active
+            .iter()
+            .map(|w| ActiveView {
+                workflow: w.workflow.clone(),
+                version: w.version,
+            })
+            .collect(),
+        revoked: a.revoked_ms.map(rfc3339),
+    }
+}
+
+async fn list(State(st): St) -> ApiResult<Json<Vec<AgentView>>> {
+    let hub = st.hub.clone();
+    let (agents, connected) =
+        blocking(move || Ok::<_, crate::ops::OpError>((hub.agents()?, hub.connected()))).await?;
+    Ok(Json(
+        agents.iter().map(|a| agent_view(a, &connected)).collect(),
+    ))
+}
+
+async fn show(State(st): St, Path(id): Path<String>) -> ApiResult<Json<AgentDetail>> {
+    let hub = st.hub.clone();
+    let (a, deploys, connected) = blocking(move || {
+        let a = hub.agent(&id)?;
+        let connected = hub.connected();
+        let deploys = hub.deploy_results(&id)?;
+        Ok::<_, crate::ops::OpError>((a, deploys, connected))
+    })
+    .await?;
+    let deploys = deploys
+        .into_iter()
+        .map(|d| DeployView {
+            workflow: d.workflow,
+            version: d.version,
+            epoch: d.epoch,
+            accepted: d.rejected.is_none(),
+            reason: d.rejected,
+            at: rfc3339(d.at_ms),
+        })
+        .collect();
+    Ok(Json(AgentDetail {
+        agent: agent_view(&a, &connected),
+        hostname: a.hostname,
+        enrolled: rfc3339(a.enrolled_ms),
+        cert_serial: a.cert_serial,
+        cert_fingerprint: a.cert_fingerprint,
+        committed_seq: a.committed_seq,
+        deploys,
+    }))
+}
+
+async fn revoke(
+    State(st): St,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RevokeResponse>> {
+    let hub = st.hub.clone();
+    let i = id.clone();
+    let revoked = blocking(move || hub.revoke_agent(actor.as_str(), &i)).await?;
+    Ok(Json(RevokeResponse { id, revoked }))
+}
+
+async fn label(
+    State(st): St,
+    actor: Actor,
+    Path(id): Path<String>,
+    Json(req): Json<LabelRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let hub = st.hub.clone();
+    let i = id.clone();
+    let set: Vec<(String, String)> = req.set.into_iter().collect();
+    let labels = blocking(move || hub.label_agent(actor.as_str(), &i, &set, &req.remove)).await?;
+    Ok(Json(
+        serde_json::json!({"id": id, "labels": label_map(&labels)}),
+    ))
+}

@@ -1,0 +1,128 @@
+//! `/v1/runs`: list, show, logs, cancel.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use outpost_common::duration::parse_duration;
+use serde::Deserialize;
+
+use super::{Actor, ApiError, ApiResult, ApiState, St, blocking};
+use crate::hub::now_ms;
+use crate::store::RunQuery;
+use crate::views::*;
+
+/// The routes of this resource (merged into the one router, [`super::router`]).
+pub(super) fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/runs", get(list))
+        .route("/v1/runs/{id}", get(show))
+        .route("/v1/runs/{id}/logs/{task}", get(logs))
+        .route("/v1/runs/{id}/cancel", post(cancel))
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    workflow: Option<String>,
+    agent: Option<String>,
+    state: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Parse `since`: an RFC 3339 time, or a duration (`1h`) meaning that long ago.
+pub fn parse_since(s: &str, now_ms: i64) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis());
+    }
+    let d = parse_duration(s).ok()?;
+    Some(now_ms.saturating_sub(i64::try_from(d.as_millis()).ok()?))
+}
+
+/// The `run list --state` value for runs that had a failed task.
+const FAILED_TASKS: &str = "failed-tasks";
+
+async fn list(State(st): St, Query(q): Query<RunsQuery>) -> ApiResult<Json<Vec<RunView>>> {
+    // `failed-tasks`: runs with a failed task, whatever their state (a run that succeeded past a
+    // failed task through an `all_done` leaf included).
+    let failed_tasks = q.state.as_deref() == Some(FAILED_TASKS);
+    let state = match q.state.as_deref().filter(|s| !s.is_empty() && *s != FAILED_TASKS) {
+        None => None,
+        Some(s) => Some(outpost_common::record::RunState::parse(s).ok_or_else(|| {
+            ApiError::bad(format!(
+                "unknown run state {s:?} (queued, running, succeeded, failed, cancelled, skipped, failed-tasks)"
+            ))
+        })?),
+    };
+    let since_ms = match q.since.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(parse_since(s, now_ms()).ok_or_else(|| {
+            ApiError::bad(format!(
+                "since {s:?}: not an RFC 3339 time or a duration like 1h"
+            ))
+        })?),
+    };
+    let query = RunQuery {
+        workflow: q.workflow.filter(|s| !s.is_empty()),
+        agent: q.agent.filter(|s| !s.is_empty()),
+        state,
+        since_ms,
+        limit: q.limit.unwrap_or(1000).min(100_000),
+    };
+    let hub = st.hub.clone();
+    let runs = blocking(move || hub.runs(&query, failed_tasks)).await?;
+    Ok(Json(
+        runs.iter()
+            .map(|r| RunView::new(&r.agent_id, &r.record, &[]))
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct RunQueryParams {
+    agent: Option<String>,
+    attempt: Option<u32>,
+}
+
+async fn show(
+    State(st): St,
+    Path(id): Path<String>,
+    Query(q): Query<RunQueryParams>,
+) -> ApiResult<Json<RunView>> {
+    let hub = st.hub.clone();
+    let (agent, run, tasks) = blocking(move || hub.run(&id, q.agent)).await?;
+    Ok(Json(RunView::new(&agent, &run, &tasks)))
+}
+
+async fn logs(
+    State(st): St,
+    actor: Actor,
+    Path((id, task)): Path<(String, String)>,
+    Query(q): Query<RunQueryParams>,
+) -> ApiResult<Response> {
+    let data = st
+        .hub
+        .fetch_log(actor.as_str(), &id, &task, q.agent, q.attempt)
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], data).into_response())
+}
+
+/// `POST /v1/runs/{id}/cancel`: cancel a run on the agent that has it (connected agents only;
+/// commands are not queued).
+async fn cancel(
+    State(st): St,
+    actor: Actor,
+    Path(id): Path<String>,
+    Query(q): Query<RunQueryParams>,
+) -> ApiResult<Json<TriggerResult>> {
+    let o = st.hub.cancel_run(actor.as_str(), &id, q.agent).await?;
+    Ok(Json(TriggerResult {
+        agent: o.agent,
+        ok: o.ok,
+        run_id: o.run_id,
+        message: o.message,
+    }))
+}

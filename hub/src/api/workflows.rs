@@ -1,0 +1,207 @@
+//! `/v1/workflows`: apply, list, show, history, diff, rollback, pause, resume, trigger.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::{Actor, ApiResult, ApiState, St, blocking};
+use crate::ops::CommandOutcome;
+use crate::ops::workflows::{FileOutcome, SourceFile};
+use crate::views::*;
+
+/// The routes of this resource (merged into the one router, [`super::router`]).
+pub(super) fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/workflows", post(apply).get(list))
+        .route("/v1/workflows/{name}", get(show))
+        .route("/v1/workflows/{name}/history", get(history))
+        .route("/v1/workflows/{name}/diff", get(diff))
+        .route("/v1/workflows/{name}/rollback", post(rollback))
+        .route("/v1/workflows/{name}/pause", post(pause))
+        .route("/v1/workflows/{name}/resume", post(resume))
+        .route("/v1/workflows/{name}/trigger", post(trigger))
+}
+
+async fn apply(
+    State(st): St,
+    actor: Actor,
+    Json(req): Json<ApplyRequest>,
+) -> ApiResult<Json<ApplyResponse>> {
+    let hub = st.hub.clone();
+    let files = req
+        .files
+        .into_iter()
+        .map(|f| SourceFile {
+            path: f.path,
+            content: f.content,
+        })
+        .collect();
+    let outcomes = blocking(move || hub.apply(actor.as_str(), files)).await?;
+    let results = outcomes
+        .into_iter()
+        .map(|o| match o {
+            FileOutcome::Invalid { path, diagnostics } => ApplyResult {
+                path,
+                name: None,
+                version: None,
+                changed: false,
+                diagnostics,
+            },
+            FileOutcome::Applied { path, version } => ApplyResult {
+                path,
+                name: Some(version.workflow),
+                version: Some(version.version),
+                changed: version.changed,
+                diagnostics: vec![],
+            },
+        })
+        .collect();
+    Ok(Json(ApplyResponse { results }))
+}
+
+async fn list(State(st): St) -> ApiResult<Json<Vec<WorkflowSummary>>> {
+    let hub = st.hub.clone();
+    let rows = blocking(move || hub.workflows()).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(v, m)| WorkflowSummary {
+                name: v.name,
+                version: v.version,
+                versions: m.latest,
+                paused: m.paused,
+                target: label_map(&v.target),
+                updated: rfc3339(m.updated_ms),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<u64>,
+}
+
+async fn show(
+    State(st): St,
+    Path(name): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> ApiResult<Json<WorkflowDetail>> {
+    let hub = st.hub.clone();
+    let v = blocking(move || hub.workflow_version(&name, q.version)).await?;
+    Ok(Json(WorkflowDetail {
+        content: String::from_utf8_lossy(&v.content).into_owned(),
+        name: v.name,
+        version: v.version,
+        content_hash: v.content_hash,
+        created: rfc3339(v.created_ms),
+        target: label_map(&v.target),
+        format: v.format,
+        origin: v.origin,
+    }))
+}
+
+async fn history(State(st): St, Path(name): Path<String>) -> ApiResult<Json<Vec<HistoryEntry>>> {
+    let hub = st.hub.clone();
+    let versions = blocking(move || hub.workflow_history(&name)).await?;
+    Ok(Json(
+        versions
+            .into_iter()
+            .map(|v| HistoryEntry {
+                version: v.version,
+                content_hash: v.content_hash,
+                created: rfc3339(v.created_ms),
+                origin: v.origin,
+                applied_by: v.applied_by,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct DiffQuery {
+    from: u64,
+    to: u64,
+}
+
+async fn diff(
+    State(st): St,
+    Path(name): Path<String>,
+    Query(q): Query<DiffQuery>,
+) -> ApiResult<Json<DiffResponse>> {
+    let hub = st.hub.clone();
+    let diff = blocking(move || hub.workflow_diff(&name, q.from, q.to)).await?;
+    Ok(Json(DiffResponse { diff }))
+}
+
+async fn rollback(
+    State(st): St,
+    actor: Actor,
+    Path(name): Path<String>,
+    Json(req): Json<RollbackRequest>,
+) -> ApiResult<Json<VersionResponse>> {
+    let hub = st.hub.clone();
+    let out = blocking(move || hub.rollback(actor.as_str(), &name, req.to)).await?;
+    Ok(Json(VersionResponse {
+        version: out.version,
+        changed: out.changed,
+    }))
+}
+
+fn agent_results(outcomes: Vec<CommandOutcome>) -> AgentsResponse {
+    AgentsResponse {
+        agents: outcomes
+            .into_iter()
+            .map(|o| AgentResult {
+                id: o.agent,
+                ok: o.ok,
+                message: o.message,
+            })
+            .collect(),
+    }
+}
+
+async fn pause(
+    State(st): St,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> ApiResult<Json<AgentsResponse>> {
+    let outcomes = st.hub.pause(actor.as_str(), &name).await?;
+    Ok(Json(agent_results(outcomes)))
+}
+
+async fn resume(
+    State(st): St,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> ApiResult<Json<AgentsResponse>> {
+    let outcomes = st.hub.resume(actor.as_str(), &name).await?;
+    Ok(Json(agent_results(outcomes)))
+}
+
+async fn trigger(
+    State(st): St,
+    actor: Actor,
+    Path(name): Path<String>,
+    body: Option<Json<TriggerRequest>>,
+) -> ApiResult<Json<TriggerResponse>> {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let params = req.params.into_iter().collect();
+    let outcomes = st
+        .hub
+        .trigger(actor.as_str(), &name, req.agent, params)
+        .await?;
+    Ok(Json(TriggerResponse {
+        results: outcomes
+            .into_iter()
+            .map(|o| TriggerResult {
+                agent: o.agent,
+                ok: o.ok,
+                run_id: o.run_id,
+                message: o.message,
+            })
+            .collect(),
+    }))
+}

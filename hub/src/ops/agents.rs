@@ -1,0 +1,136 @@
+//! Agents: enrollment, revocation, labels, and what the API shows of them.
+
+use outpost_common::proto::{EnrollRequest, EnrollResponse};
+
+use super::{EventKind, OpError, OpResult};
+use crate::hub::{AGENT_CERT_DAYS, Hub, allowed_labels, now_ms, parse_token_secret};
+use crate::store::{AgentRecord, DeployResultRecord, StoreError};
+
+impl Hub {
+    /// Enroll an agent: check the token (`token_id.secret`), choose the agent id, issue its
+    /// certificate from the CSR, redeem the token and store the agent in one transaction.
+    /// Every refusal is an `EnrollResponse::Refused` with a reason (never a panic).
+    pub fn enroll(&self, req: &EnrollRequest) -> EnrollResponse {
+        match self.try_enroll(req) {
+            Ok(r) => r,
+            Err(reason) => EnrollResponse::Refused { reason },
+        }
+    }
+
+    fn try_enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, String> {
+        let now = now_ms();
+        let (token_id, secret) = parse_token_secret(&req.token)
+            .ok_or_else(|| "malformed bootstrap token".to_string())?;
+        let token = self
+            .store()
+            .check_token(token_id, secret, now)
+            .map_err(|e| e.to_string())?;
+        let labels = allowed_labels(&token.labels, &req.labels)?;
+        let agent_id = format!("agent-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let cert_der = self
+            .ca()
+            .sign_csr(&req.csr_der, &agent_id, AGENT_CERT_DAYS)
+            .map_err(|e| e.to_string())?;
+        let facts = outpost_net::pki::cert_facts(&cert_der)
+            .ok_or_else(|| "issued certificate does not parse".to_string())?;
+        let rec = AgentRecord {
+            id: agent_id.clone(),
+            labels: labels.clone(),
+            enrolled_ms: now,
+            cert_serial: facts.serial_hex,
+            cert_fingerprint: facts.fingerprint,
+            revoked_ms: None,
+            last_seen_ms: None,
+            software_version: req.software_version.clone(),
+            active: vec![],
+            committed_seq: 0,
+            hostname: req.hostname.clone(),
+        };
+        self.store()
+            .enroll(token_id, secret, rec, now)
+            .map_err(|e| e.to_string())?;
+        self.emit(
+            &agent_id,
+            EventKind::AgentEnrolled {
+                agent: agent_id.clone(),
+                labels: labels.clone(),
+            },
+        );
+        Ok(EnrollResponse::Ok {
+            agent_id,
+            cert_der,
+            ca_der: self.ca().cert_der().to_vec(),
+            hub_name: self.hub_name().to_string(),
+            signing_key: self.signer().public_key().to_vec(),
+            labels,
+        })
+    }
+
+    /// `agent revoke`: persist, close its live session, notify.
+    pub fn revoke_agent(&self, actor: &str, agent_id: &str) -> OpResult<bool> {
+        let changed = self.store().revoke(agent_id, actor, now_ms())?;
+        self.gateway().disconnect(agent_id, "agent revoked");
+        self.notify_changed();
+        self.emit(
+            actor,
+            EventKind::AgentRevoked {
+                agent: agent_id.to_string(),
+                changed,
+            },
+        );
+        Ok(changed)
+    }
+
+    /// `agent label`: set and remove labels of a non-revoked agent (pool membership follows).
+    pub fn label_agent(
+        &self,
+        actor: &str,
+        agent_id: &str,
+        set: &[(String, String)],
+        remove: &[String],
+    ) -> OpResult<Vec<(String, String)>> {
+        for (k, v) in set {
+            check_label(k, v)?;
+        }
+        let rec = self.store().agent(agent_id)?;
+        if rec.revoked_ms.is_some() {
+            return Err(StoreError::Revoked(agent_id.to_string()).into());
+        }
+        let labels = self
+            .store()
+            .set_labels(agent_id, set, remove, actor, now_ms())?;
+        self.notify_changed();
+        self.rollout_wake.notify_one();
+        self.emit(
+            actor,
+            EventKind::AgentLabelled {
+                agent: agent_id.to_string(),
+                labels: labels.clone(),
+            },
+        );
+        Ok(labels)
+    }
+
+    /// Every enrolled agent (revoked ones included).
+    pub fn agents(&self) -> OpResult<Vec<AgentRecord>> {
+        Ok(self.store().agents()?)
+    }
+
+    /// One agent.
+    pub fn agent(&self, agent_id: &str) -> OpResult<AgentRecord> {
+        Ok(self.store().agent(agent_id)?)
+    }
+
+    /// The deploy results an agent reported, latest per workflow.
+    pub fn deploy_results(&self, agent_id: &str) -> OpResult<Vec<DeployResultRecord>> {
+        Ok(self.store().deploy_results(agent_id)?)
+    }
+}
+
+/// A label an operator may give: a non-empty key without `,` or `=`, a value without `,`.
+pub(crate) fn check_label(k: &str, v: &str) -> OpResult<()> {
+    if k.is_empty() || k.contains([',', '=']) || v.contains(',') {
+        return Err(OpError::Invalid(format!("invalid label {k:?}={v:?}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! What agent sessions report (the QUIC driver calls these): a session accepted or ended,
+//! status batches, deploy results, and the session bookkeeping in the store.
+
+use outpost_common::proto::{ActiveWorkflow, HubMsg, KeyEndorsement, Rejection};
+use outpost_common::record::{OutboxEntry, StatusEvent};
+
+use super::{EventKind, HUB_ACTOR, OpResult};
+use crate::hub::{DesiredAssignment, Hub, now_ms, rejection_text};
+use crate::store::DeployResultRecord;
+use crate::store::sessions::SessionLease;
+
+/// What an accepted session starts from.
+#[derive(Debug)]
+pub struct SessionStart {
+    /// The highest status sequence the hub has committed for the agent.
+    pub committed_seq: u64,
+    /// Key endorsements from the key the agent trusts to the current one.
+    pub key_chain: Vec<KeyEndorsement>,
+    /// The agent's desired state.
+    pub desired: Vec<DesiredAssignment>,
+}
+
+impl Hub {
+    /// An agent's Hello was accepted: record what it runs, and return what its session starts
+    /// from. Refuses a revoked agent.
+    pub fn agent_connected(
+        &self,
+        agent_id: &str,
+        software_version: &str,
+        active: Vec<ActiveWorkflow>,
+        trusted_key: &str,
+    ) -> OpResult<SessionStart> {
+        self.store()
+            .agent_hello(agent_id, software_version, active, now_ms())?;
+        let start = SessionStart {
+            committed_seq: self.store().committed_seq(agent_id)?,
+            key_chain: self.store().key_chain_from(trusted_key)?,
+            desired: self.desired_for(agent_id)?,
+        };
+        self.emit(
+            agent_id,
+            EventKind::AgentConnected {
+                agent: agent_id.to_string(),
+                software_version: software_version.to_string(),
+            },
+        );
+        Ok(start)
+    }
+
+    /// An accepted session ended: its end is the agent's last contact.
+    pub fn agent_disconnected(&self, agent_id: &str) -> OpResult<()> {
+        self.store().touch_agent(agent_id, now_ms())?;
+        self.emit(
+            agent_id,
+            EventKind::AgentDisconnected {
+                agent: agent_id.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Handle `AgentMsg::Status`: [`Hub::ingest`], then the `Ack` to send.
+    pub fn status(&self, agent_id: &str, entries: &[OutboxEntry]) -> OpResult<HubMsg> {
+        let seq = self.ingest(agent_id, entries)?;
+        Ok(HubMsg::Ack { seq })
+    }
+
+    /// Commit a status batch durably (entries the hub already has are skipped), wake the
+    /// rollout driver, emit `RunFinished` for each newly committed terminal run and
+    /// `VersionReverted` for each probation revert; returns the highest committed sequence
+    /// number.
+    pub fn ingest(&self, agent_id: &str, entries: &[OutboxEntry]) -> OpResult<u64> {
+        let before = self.store().committed_seq(agent_id)?;
+        let seq = self.store().ingest(agent_id, entries)?;
+        self.rollout_wake.notify_one();
+        for e in entries.iter().filter(|e| e.seq > before && e.seq <= seq) {
+            let kind = match &e.event {
+                StatusEvent::Run(r) if r.state.is_terminal() => EventKind::RunFinished {
+                    agent: agent_id.to_string(),
+                    workflow: r.workflow.clone(),
+                    version: r.version,
+                    run_id: r.run_id.clone(),
+                    state: r.state.as_str().to_string(),
+                },
+                StatusEvent::Reverted(r) => EventKind::VersionReverted {
+                    agent: agent_id.to_string(),
+                    workflow: r.workflow.clone(),
+                    from_version: r.from_version,
+                    to_version: r.to_version,
+                    reason: r.reason.clone(),
+                },
+                _ => continue,
+            };
+            self.emit(agent_id, kind);
+        }
+        Ok(seq)
+    }
+
+    /// Handle `AgentMsg::DeployResult`: record it (a rejection is also audited) and wake the
+    /// rollout driver.
+    pub fn deploy_result(
+        &self,
+        agent_id: &str,
+        workflow: &str,
+        version: u64,
+        epoch: u64,
+        rejected: Option<&Rejection>,
+    ) -> OpResult<()> {
+        let now = now_ms();
+        let reason = rejected.map(rejection_text);
+        if let Some(r) = &reason {
+            self.store().audit(
+                agent_id,
+                "deploy.rejected",
+                workflow,
+                &format!("version {version} epoch {epoch}: {r}"),
+                now,
+            )?;
+        }
+        self.store().record_deploy_result(
+            agent_id,
+            DeployResultRecord {
+                workflow: workflow.into(),
+                version,
+                epoch,
+                rejected: reason.clone(),
+                at_ms: now,
+            },
+        )?;
+        self.rollout_wake.notify_one();
+        self.emit(
+            agent_id,
+            EventKind::DeployReported {
+                agent: agent_id.to_string(),
+                workflow: workflow.to_string(),
+                version,
+                rejected: reason,
+            },
+        );
+        Ok(())
+    }
+
+    /// Record a refused second session of an agent (a copied state directory?).
+    pub fn record_duplicate_session(&self, agent_id: &str, detail: &str) -> OpResult<()> {
+        self.store().audit(
+            agent_id,
+            "agent.duplicate_session",
+            agent_id,
+            detail,
+            now_ms(),
+        )?;
+        Ok(())
+    }
+
+    /// Record a message that could not be sent to an agent (above the frame limit).
+    pub fn record_undeliverable(&self, agent_id: &str, detail: &str) -> OpResult<()> {
+        self.store().audit(
+            HUB_ACTOR,
+            "message.undeliverable",
+            agent_id,
+            detail,
+            now_ms(),
+        )?;
+        Ok(())
+    }
+
+    /// Record an agent's last contact (an open session does, now and then).
+    pub fn touch_agent(&self, agent_id: &str) -> OpResult<()> {
+        Ok(self.store().touch_agent(agent_id, now_ms())?)
+    }
+
+    /// Claim the session record of an agent for this process (see `store::sessions`): returns
+    /// the live lease of another holder instead, if there is one.
+    pub fn claim_session(
+        &self,
+        agent_id: &str,
+        process: &str,
+        lease: &SessionLease,
+        stale_after_ms: i64,
+    ) -> OpResult<Option<SessionLease>> {
+        Ok(self
+            .store()
+            .claim_session(agent_id, process, lease, stale_after_ms)?)
+    }
+
+    /// Renew the session records of this process's live sessions.
+    pub fn renew_sessions(&self, holders: &[(String, String)]) -> OpResult<()> {
+        Ok(self.store().renew_sessions(holders, now_ms())?)
+    }
+
+    /// Release a session record this process holds.
+    pub fn release_session(&self, agent_id: &str, holder: &str) -> OpResult<()> {
+        Ok(self.store().release_session(agent_id, holder)?)
+    }
+}
