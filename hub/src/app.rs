@@ -97,6 +97,7 @@ fn dispatch(cli: Cli) -> CliResult {
             sans,
         } => init(&data_dir, &name, &sans, conn.output),
         Command::Serve => serve(&conn),
+        #[cfg(feature = "dev")]
         Command::Dev { dir } => {
             init_tracing();
             crate::dev::run(dir).map_err(|e| CliError::Usage(format!("{e:#}")))?;

@@ -71,6 +71,7 @@ pub enum Command {
     Serve,
     /// The whole system on this machine: a hub and an enrolled agent on loopback, the example
     /// workflow applied and firing every 10 s. State in --dir (default: a new temporary dir).
+    #[cfg(feature = "dev")]
     Dev {
         #[arg(long)]
         dir: Option<PathBuf>,

@@ -19,6 +19,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod gateway;
 pub mod hub;
