@@ -12,10 +12,10 @@
 //! - [`config`], [`init`], [`serve`]: `hub.toml`, `outpost-hub init`, `outpost-hub serve`.
 //! - [`rollouts`]: the rollout driver (pools, gray releases; `docs/rollouts.md`).
 //! - [`api`]: the HTTP API (axum); [`views`]: its JSON shapes.
-//! - [`cli`], [`app`], [`client`]: the ops CLI and its HTTP client.
+//! - [`cli`] (one file per resource), [`client`]: the ops CLI and its HTTP client.
+//! - `dev` (the `dev` feature, default): `outpost-hub dev`, a hub and an agent in one process.
 
 pub mod api;
-pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -29,4 +29,8 @@ pub mod rollouts;
 pub mod serve;
 pub mod store;
 pub mod views;
-pub mod views_pools;
+
+/// The pool, rollout and audit shapes' former path: they are in [`views`] now. Kept only while
+/// `api.rs` still names it; remove with its last use.
+#[doc(hidden)]
+pub use views as views_pools;

@@ -9,5 +9,5 @@ fn main() -> std::process::ExitCode {
             outpost_agent::exec::exec_wrapper_main(&args[2..]);
         }
     }
-    outpost_hub::app::main()
+    outpost_hub::cli::main()
 }

@@ -1,5 +1,7 @@
 //! The JSON shapes of the HTTP API (requests and responses), shared by the server and the CLI
 //! client, and the helpers that render records into them. Times are RFC 3339 strings (UTC).
+//! This file: workflows, agents, tokens, runs; [`pools`], [`rollouts`] and [`audit`] in their
+//! own files (all re-exported here).
 
 use std::collections::BTreeMap;
 
@@ -7,6 +9,14 @@ use outpost_common::record::{RunRecord, TaskInstanceRecord};
 use serde::{Deserialize, Serialize};
 
 pub use outpost_common::record::rfc3339;
+
+mod audit;
+mod pools;
+mod rollouts;
+
+pub use audit::*;
+pub use pools::*;
+pub use rollouts::*;
 
 /// Label pairs as a map.
 pub fn label_map(v: &[(String, String)]) -> BTreeMap<String, String> {
@@ -424,14 +434,4 @@ pub struct Health {
 pub struct ErrorBody {
     /// What went wrong.
     pub error: String,
-}
-
-pub use outpost_common::text::table;
-
-/// `k=v,k=v` as a map (labels on the command line).
-pub fn fmt_labels(m: &BTreeMap<String, String>) -> String {
-    m.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
