@@ -139,10 +139,10 @@ fn agent_row(a: &AgentView) -> Vec<String> {
 }
 
 /// Labels to set and keys to remove.
-pub type LabelEdits = (Vec<(String, String)>, Vec<String>);
+type LabelEdits = (Vec<(String, String)>, Vec<String>);
 
 /// Parse `agent label` arguments: `k=v` (set) and `k-` (remove).
-pub fn parse_label_edits(args: &[String]) -> Result<LabelEdits, String> {
+fn parse_label_edits(args: &[String]) -> Result<LabelEdits, String> {
     let mut set = Vec::new();
     let mut remove = Vec::new();
     for a in args {

@@ -2,7 +2,7 @@
 //! parameters).
 
 /// Parse `k=v` pairs separated by commas (`None`/empty: no pairs).
-pub fn parse_kv_list(s: Option<&str>) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_kv_list(s: Option<&str>) -> Result<Vec<(String, String)>, String> {
     let Some(s) = s.filter(|s| !s.trim().is_empty()) else {
         return Ok(vec![]);
     };
@@ -10,7 +10,7 @@ pub fn parse_kv_list(s: Option<&str>) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Parse one `k=v`.
-pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_kv(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
         _ => Err(format!("expected key=value, got {s:?}")),

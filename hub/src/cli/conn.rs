@@ -85,7 +85,7 @@ pub(crate) fn client(conn: &ConnOpts) -> Result<Client, CliError> {
 }
 
 /// The API URL of a configuration's `http_listen`.
-pub fn config_url(listen: std::net::SocketAddr) -> String {
+fn config_url(listen: std::net::SocketAddr) -> String {
     if listen.ip().is_loopback() {
         return format!("http://{listen}");
     }

@@ -29,15 +29,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use agents::{AgentCmd, LabelEdits, parse_label_edits};
-pub use args::{parse_kv, parse_kv_list};
+pub use agents::AgentCmd;
 pub use audit::AuditArgs;
 pub use backup::BackupArgs;
-pub use conn::{ConnOpts, config_url};
+pub use conn::ConnOpts;
 pub use keys::KeysCmd;
 pub use output::Output;
 pub use pools::PoolCmd;
-pub use rollouts::{RolloutCmd, RolloutStartArgs, RolloutTarget, status_text};
+pub use rollouts::{RolloutCmd, RolloutStartArgs, RolloutTarget};
 pub use runs::RunCmd;
 #[cfg(feature = "dev")]
 pub use server::DevArgs;

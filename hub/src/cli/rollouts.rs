@@ -161,7 +161,7 @@ fn ms_text(ms: i64) -> String {
 }
 
 /// The plain-text status (also the line printed per change with `--watch` off a terminal).
-pub fn status_text(s: &RolloutStatusView) -> String {
+fn status_text(s: &RolloutStatusView) -> String {
     let r = &s.rollout;
     let mut out = String::new();
     out.push_str(&format!(
