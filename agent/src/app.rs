@@ -16,7 +16,6 @@ use crate::cli::{Cli, ClientOpts, Command, Output, parse_params};
 use crate::config::AgentConfig;
 use crate::control::{self, Request, Response};
 use crate::driver::{Driver, DriverConfig, Event};
-use crate::exec::ExecConfig;
 use crate::store::Store;
 use crate::views::{self, RunView};
 
@@ -340,19 +339,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// How attempts are run, from the agent config (shared by `run` and `serve`).
-pub(crate) fn exec_config(cfg: &AgentConfig) -> anyhow::Result<ExecConfig> {
-    let mut exec = ExecConfig::new(
-        cfg.log_dir(),
-        std::env::current_exe().context("locating the outpost-agent executable")?,
-    );
-    exec.log_max_bytes = cfg.log_max_bytes;
-    exec.kill_grace = cfg.kill_grace;
-    exec.cgroup_root = cfg.cgroup_root.clone();
-    exec.clock = Arc::new(SystemClock::default());
-    Ok(exec)
-}
-
 fn run_once(
     file: &Path,
     raw_params: &[String],
@@ -420,7 +406,7 @@ fn run_once(
                 max_running: cfg.max_running,
                 dispatch_ahead: cfg.dispatch_ahead(),
                 resources: cfg.resources.clone(),
-                exec: exec_config(&cfg)?,
+                exec: cfg.exec_config()?,
                 shutdown_grace: Duration::from_secs(5),
                 agent_id: None,
                 workflows_dir: None,

@@ -308,6 +308,20 @@ impl AgentConfig {
     pub fn log_dir(&self) -> PathBuf {
         self.state_dir.join("logs")
     }
+
+    /// How attempts are run under this configuration (shared by `run` and `serve`).
+    pub fn exec_config(&self) -> anyhow::Result<crate::exec::ExecConfig> {
+        use anyhow::Context as _;
+        let mut exec = crate::exec::ExecConfig::new(
+            self.log_dir(),
+            std::env::current_exe().context("locating the outpost-agent executable")?,
+        );
+        exec.log_max_bytes = self.log_max_bytes;
+        exec.kill_grace = self.kill_grace;
+        exec.cgroup_root = self.cgroup_root.clone();
+        exec.clock = std::sync::Arc::new(outpost_common::clock::SystemClock::default());
+        Ok(exec)
+    }
 }
 
 pub fn default_max_running() -> usize {

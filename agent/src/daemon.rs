@@ -20,7 +20,7 @@ use crate::driver::{Driver, DriverConfig, Event};
 use crate::store::{Retention, Store};
 
 pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
-    let exec = crate::app::exec_config(&cfg)?;
+    let exec = cfg.exec_config()?;
     let validate = outpost_common::workflow::ValidateOptions {
         known_resources: Some(cfg.resources.keys().cloned().collect()),
     };

@@ -16,4 +16,5 @@ pub mod sign;
 pub mod sync;
 pub mod template;
 pub mod text;
+pub mod views;
 pub mod workflow;

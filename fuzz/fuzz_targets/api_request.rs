@@ -1,6 +1,6 @@
 //! The hub's HTTP API request bodies, decoded exactly as the API does: axum's `Json` extractor
 //! (`Json::<T>::from_bytes`) for every request type the handlers take
-//! (`hub/src/views.rs`, `hub/src/views_pools.rs`).
+//! (`hub/src/views.rs` and `hub/src/views/`).
 //!
 //! Properties besides "never panics": a body that decodes re-encodes (serde_json) to JSON that
 //! decodes again to the same encoding.
@@ -10,8 +10,10 @@
 
 use axum::Json;
 use libfuzzer_sys::fuzz_target;
-use outpost_hub::views::{ApplyRequest, RollbackRequest, TokenRequest, TriggerRequest};
-use outpost_hub::views_pools::{LabelRequest, PoolCreate, PoolVersionRequest, RolloutStart};
+use outpost_hub::views::{
+    ApplyRequest, LabelRequest, PoolCreate, PoolVersionRequest, RollbackRequest, RolloutStart,
+    TokenRequest, TriggerRequest,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

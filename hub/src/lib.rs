@@ -14,13 +14,14 @@
 //! - [`config`], [`init`], [`serve`]: `hub.toml`, `outpost-hub init`, `outpost-hub serve`.
 //! - [`rollouts`]: the rollout driver (pools, gray releases; `docs/rollouts.md`).
 //! - [`api`]: the HTTP API (axum); [`views`]: its JSON shapes.
-//! - [`cli`], [`app`], [`client`]: the ops CLI and its HTTP client.
+//! - [`cli`] (one file per resource), [`client`]: the ops CLI and its HTTP client.
+//! - `dev` (the `dev` feature, default): `outpost-hub dev`, a hub and an agent in one process.
 
 pub mod api;
-pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod gateway;
 pub mod hub;
@@ -31,4 +32,4 @@ pub mod rollouts;
 pub mod serve;
 pub mod store;
 pub mod views;
-pub mod views_pools;
+

@@ -1,12 +1,21 @@
 //! The JSON shapes of the HTTP API (requests and responses), shared by the server and the CLI
 //! client, and the helpers that render records into them. Times are RFC 3339 strings (UTC).
+//! This file: workflows, agents, tokens, runs; [`pools`], [`rollouts`] and [`audit`] in their
+//! own files (all re-exported here).
 
 use std::collections::BTreeMap;
 
-use outpost_common::record::{RunRecord, TaskInstanceRecord};
 use serde::{Deserialize, Serialize};
 
 pub use outpost_common::record::rfc3339;
+
+mod audit;
+mod pools;
+mod rollouts;
+
+pub use audit::*;
+pub use pools::*;
+pub use rollouts::*;
 
 /// Label pairs as a map.
 pub fn label_map(v: &[(String, String)]) -> BTreeMap<String, String> {
@@ -312,101 +321,10 @@ pub struct TokenRevokeResponse {
     pub revoked: bool,
 }
 
-/// A task instance as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskView {
-    /// Task id.
-    pub task: String,
-    /// State.
-    pub state: String,
-    /// Attempts made.
-    pub attempts: u32,
-    /// Exit code of the last attempt.
-    pub exit_code: Option<i32>,
-    /// Outcome of the last attempt.
-    pub outcome: Option<String>,
-    /// First attempt start.
-    pub start: Option<String>,
-    /// Last attempt end.
-    pub end: Option<String>,
-    /// Failure reason.
-    pub reason: Option<String>,
-    /// Limits mechanism.
-    pub limits: Option<String>,
-    /// Outputs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub outputs: Vec<(String, String)>,
-}
+pub use outpost_common::views::TaskView;
 
-/// A run as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunView {
-    /// Run id (unique per agent).
-    pub run_id: String,
-    /// The agent that made it.
-    pub agent: String,
-    /// Workflow.
-    pub workflow: String,
-    /// Version.
-    pub version: u64,
-    /// scheduled / manual / catchup.
-    pub kind: String,
-    /// State.
-    pub state: String,
-    /// Scheduled time.
-    pub scheduled: String,
-    /// Created.
-    pub created: String,
-    /// Started.
-    pub started: Option<String>,
-    /// Ended.
-    pub ended: Option<String>,
-    /// Parameters.
-    pub params: Vec<(String, String)>,
-    /// Task instances (`run show` only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tasks: Vec<TaskView>,
-}
-
-impl RunView {
-    /// Render a run and its tasks.
-    pub fn new(agent: &str, r: &RunRecord, tasks: &[TaskInstanceRecord]) -> RunView {
-        RunView {
-            run_id: r.run_id.clone(),
-            agent: agent.to_string(),
-            workflow: r.workflow.clone(),
-            version: r.version,
-            kind: r.kind.as_str().into(),
-            state: r.state.as_str().into(),
-            scheduled: rfc3339(r.scheduled_ms),
-            created: rfc3339(r.created_ms),
-            started: r.started_ms.map(rfc3339),
-            ended: r.ended_ms.map(rfc3339),
-            params: r.params.clone(),
-            tasks: tasks.iter().map(TaskView::new).collect(),
-        }
-    }
-}
-
-impl TaskView {
-    /// Render a task instance.
-    pub fn new(t: &TaskInstanceRecord) -> TaskView {
-        let first = t.attempts.first();
-        let last = t.attempts.last();
-        TaskView {
-            task: t.task_id.clone(),
-            state: t.display_state().into(),
-            attempts: t.attempts.len() as u32,
-            exit_code: last.and_then(|a| a.outcome.as_ref()?.exit_code()),
-            outcome: last.and_then(|a| a.outcome.as_ref().map(|o| o.to_string())),
-            start: first.map(|a| rfc3339(a.started_ms)),
-            end: last.and_then(|a| a.ended_ms.map(rfc3339)),
-            reason: last.and_then(|a| a.reason.clone()),
-            limits: last.and_then(|a| a.limits.label()).map(String::from),
-            outputs: t.outputs.clone(),
-        }
-    }
-}
+/// A run as the API shows it: the shape both command lines share, with the agent's id.
+pub type RunView = outpost_common::views::RunView<String>;
 
 /// `GET /v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -424,14 +342,4 @@ pub struct Health {
 pub struct ErrorBody {
     /// What went wrong.
     pub error: String,
-}
-
-pub use outpost_common::text::table;
-
-/// `k=v,k=v` as a map (labels on the command line).
-pub fn fmt_labels(m: &BTreeMap<String, String>) -> String {
-    m.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use super::{Actor, ApiResult, ApiState, St, blocking};
 use crate::store::AgentRecord;
 use crate::views::*;
-use crate::views_pools::LabelRequest;
+use crate::views::LabelRequest;
 
 /// The routes of this resource (merged into the one router, [`super::router`]).
 pub(super) fn routes() -> Router<Arc<ApiState>> {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{Actor, ApiResult, ApiState, St, blocking};
 use crate::views::rfc3339;
-use crate::views_pools::AuditView;
+use crate::views::AuditView;
 
 /// The routes of this resource (merged into the one router, [`super::router`]).
 pub(super) fn routes() -> Router<Arc<ApiState>> {

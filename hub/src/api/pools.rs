@@ -12,7 +12,7 @@ use super::{Actor, ApiError, ApiResult, ApiState, St, blocking};
 use crate::ops::OpError;
 use crate::store::{AgentRecord, DEFAULT_POOL_PREFIX, PoolDecision, PoolRecord, selector_matches};
 use crate::views::{label_map, rfc3339};
-use crate::views_pools::{
+use crate::views::{
     DecisionView, MemberView, PoolCreate, PoolDetail, PoolVersionRequest, PoolView,
 };
 

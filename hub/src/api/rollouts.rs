@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{Actor, ApiError, ApiResult, ApiState, St, blocking};
 use crate::rollouts::{RolloutPlan, parse_offline, parse_size, parse_steps};
-use crate::views_pools::{RolloutStart, RolloutStatusView, RolloutSummary};
+use crate::views::{RolloutStart, RolloutStatusView, RolloutSummary};
 
 /// The routes of this resource (merged into the one router, [`super::router`]).
 pub(super) fn routes() -> Router<Arc<ApiState>> {

@@ -1,197 +1,103 @@
-//! The CLI commands for pools, labels, deploy, pin, rollouts, audit.
+//! `rollout ...`: gray-release rollouts of a workflow version into a pool (start, status with
+//! `--watch`, list, history, pause, resume, promote, abort).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use super::or_dash;
-use super::{CliError, CliResult, print_json};
-use crate::cli::{
-    Output, PoolCmd, RolloutCmd, RolloutStartArgs, RolloutTarget, parse_kv_list, parse_label_edits,
-};
+use clap::{Args, Subcommand};
+
+use super::output::{CliResult, Output, print_json, table};
 use crate::client::{Client, seg};
-use crate::views::{fmt_labels, table};
-use crate::views_pools::*;
+use crate::views::{RolloutStart, RolloutStatusView, RolloutSummary};
 
-fn decisions_text(ws: &[DecisionView]) -> String {
-    ws.iter()
-        .map(|d| {
-            let mut s = format!("{}=v{}", d.workflow, d.version);
-            if d.pinned {
-                s.push_str("(pinned)");
-            }
-            if let Some(r) = &d.rollout {
-                s.push_str(&format!("({r})"));
-            }
-            s
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+/// `rollout ...`
+#[derive(Debug, Subcommand)]
+pub enum RolloutCmd {
+    /// Start a rollout of a workflow version into a pool.
+    Start(RolloutStartArgs),
+    /// Show a rollout (the active one of the pool, else the latest).
+    Status {
+        /// Workflow name.
+        name: String,
+        /// Pool.
+        #[arg(long)]
+        pool: String,
+        /// Follow it until it finishes (progress bars on a terminal, lines otherwise).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// List rollouts (all workflows).
+    List {
+        /// Only active ones.
+        #[arg(long)]
+        active: bool,
+    },
+    /// Every rollout of a workflow.
+    History {
+        /// Workflow name.
+        name: String,
+    },
+    /// Freeze progress (failures still roll back).
+    Pause(RolloutTarget),
+    /// Undo pause.
+    Resume(RolloutTarget),
+    /// Pass a manual gate, or cut the current bake short.
+    Promote(RolloutTarget),
+    /// Stop and roll the updated agents back to the previous version.
+    Abort(RolloutTarget),
 }
 
-/// `pool ...`
-pub(super) fn pool(c: &Client, output: Output, cmd: PoolCmd) -> CliResult {
-    match cmd {
-        PoolCmd::Create { name, selector } => {
-            let selector = parse_kv_list(selector.as_deref()).map_err(CliError::Usage)?;
-            let p: PoolView = c.post(
-                "/v1/pools",
-                &PoolCreate {
-                    name,
-                    selector: selector.into_iter().collect(),
-                },
-            )?;
-            if output == Output::Json {
-                print_json(&p)?;
-            } else {
-                println!(
-                    "pool {} created (selector {}; {} members, {} online)",
-                    p.name,
-                    or_dash(fmt_labels(&p.selector)),
-                    p.members,
-                    p.online
-                );
-            }
-        }
-        PoolCmd::List => {
-            let rows: Vec<PoolView> = c.get("/v1/pools", &[])?;
-            if output == Output::Json {
-                print_json(&rows)?;
-            } else {
-                let t: Vec<Vec<String>> = rows
-                    .iter()
-                    .map(|p| {
-                        vec![
-                            p.name.clone(),
-                            or_dash(fmt_labels(&p.selector)),
-                            p.members.to_string(),
-                            p.online.to_string(),
-                            or_dash(decisions_text(&p.workflows)),
-                        ]
-                    })
-                    .collect();
-                print!(
-                    "{}",
-                    table(&["NAME", "SELECTOR", "MEMBERS", "ONLINE", "WORKFLOWS"], &t)
-                );
-            }
-        }
-        PoolCmd::Show { name } => {
-            let p: PoolDetail = c.get(&format!("/v1/pools/{}", seg(&name)), &[])?;
-            if output == Output::Json {
-                print_json(&p)?;
-            } else {
-                println!("pool:      {}", p.pool.name);
-                println!("selector:  {}", or_dash(fmt_labels(&p.pool.selector)));
-                println!("members:   {} ({} online)", p.pool.members, p.pool.online);
-                println!("workflows: {}", or_dash(decisions_text(&p.pool.workflows)));
-                let t: Vec<Vec<String>> = p
-                    .agents
-                    .iter()
-                    .map(|a| {
-                        vec![
-                            a.id.clone(),
-                            if a.online { "online" } else { "offline" }.into(),
-                            or_dash(
-                                a.versions
-                                    .iter()
-                                    .map(|(w, v)| format!("{w}=v{v}"))
-                                    .collect::<Vec<_>>()
-                                    .join(" "),
-                            ),
-                            or_dash(
-                                a.desired
-                                    .iter()
-                                    .map(|(w, v)| format!("{w}=v{v}"))
-                                    .collect::<Vec<_>>()
-                                    .join(" "),
-                            ),
-                            or_dash(fmt_labels(&a.labels)),
-                        ]
-                    })
-                    .collect();
-                print!(
-                    "{}",
-                    table(&["AGENT", "STATUS", "RUNS", "DESIRED", "LABELS"], &t)
-                );
-            }
-        }
-        PoolCmd::Delete { name } => {
-            let v: serde_json::Value = c.delete(&format!("/v1/pools/{}", seg(&name)))?;
-            if output == Output::Json {
-                print_json(&v)?;
-            } else {
-                println!("pool {name} deleted");
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+/// The rollout a command acts on.
+#[derive(Debug, Clone, Args)]
+pub struct RolloutTarget {
+    /// Workflow name.
+    pub name: String,
+    /// Pool.
+    #[arg(long)]
+    pub pool: String,
 }
 
-/// `agent label ID k=v k- ...`
-pub(super) fn label(c: &Client, output: Output, id: &str, args: &[String]) -> CliResult {
-    let (set, remove) = parse_label_edits(args).map_err(CliError::Usage)?;
-    let v: serde_json::Value = c.post(
-        &format!("/v1/agents/{}/labels", seg(id)),
-        &LabelRequest {
-            set: set.into_iter().collect(),
-            remove,
-        },
-    )?;
-    if output == Output::Json {
-        print_json(&v)?;
-    } else {
-        let labels = v
-            .get("labels")
-            .and_then(|l| l.as_object())
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
-        println!("{id}: labels {}", or_dash(labels));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `workflow deploy|pin|unpin`
-pub(super) fn pool_version(
-    c: &Client,
-    output: Output,
-    verb: &str,
-    name: &str,
-    pool: &str,
-    version: Option<u64>,
-) -> CliResult {
-    let body = PoolVersionRequest {
-        pool: pool.to_string(),
-        version,
-    };
-    let path = format!("/v1/workflows/{}/{verb}", seg(name));
-    if verb == "unpin" {
-        let v: serde_json::Value = c.post(&path, &body)?;
-        if output == Output::Json {
-            print_json(&v)?;
-        } else if v.get("unpinned").and_then(|b| b.as_bool()) == Some(true) {
-            println!("{name}: pool {pool} unpinned");
-        } else {
-            println!("{name}: pool {pool} was not pinned");
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let d: DecisionView = c.post(&path, &body)?;
-    if output == Output::Json {
-        print_json(&d)?;
-    } else if verb == "pin" {
-        println!("{name}: pool {pool} pinned to version {}", d.version);
-    } else {
-        println!(
-            "{name}: version {} is the desired version in pool {pool}",
-            d.version
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+/// `rollout start` flags.
+#[derive(Debug, Clone, Args)]
+pub struct RolloutStartArgs {
+    /// Workflow name.
+    pub name: String,
+    /// Pool.
+    #[arg(long)]
+    pub pool: String,
+    /// Version to roll out [default: latest].
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// Canary agents: a count (`2`) or a percentage (`10%`).
+    #[arg(long, default_value = "1")]
+    pub canary: String,
+    /// Steps after the canary, cumulative targets (`1,10%,50%,100%`); the last is forced to 100%.
+    #[arg(long, default_value = "100%")]
+    pub steps: String,
+    /// Bake time per step, from the moment all its agents are active (`30s`, `10m`).
+    #[arg(long, default_value = "0s")]
+    pub bake: String,
+    /// Minimum finished runs of the new version (see --min-runs-scope).
+    #[arg(long, default_value_t = 0)]
+    pub min_runs: u32,
+    /// `agent`: per updated agent since the rollout started; `step`: across the step.
+    #[arg(long, default_value = "agent")]
+    pub min_runs_scope: String,
+    /// Highest acceptable failure rate of the new version's runs (0.0..=1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub max_failure_rate: f64,
+    /// Wait for `rollout promote` at every step gate.
+    #[arg(long)]
+    pub manual: bool,
+    /// Local probation: the first N runs of the new version on each agent...
+    #[arg(long)]
+    pub probation_runs: Option<u32>,
+    /// ...of which more than K failing make the agent revert by itself [default: 0].
+    #[arg(long, requires = "probation_runs")]
+    pub probation_max_failures: Option<u32>,
+    /// Offline agents in a step: `wait[:D]` (default wait:10m), `skip` or `fail`.
+    #[arg(long, default_value = "wait")]
+    pub offline: String,
 }
 
 fn start_body(a: &RolloutStartArgs) -> RolloutStart {
@@ -255,7 +161,7 @@ fn ms_text(ms: i64) -> String {
 }
 
 /// The plain-text status (also the line printed per change with `--watch` off a terminal).
-pub fn status_text(s: &RolloutStatusView) -> String {
+fn status_text(s: &RolloutStatusView) -> String {
     let r = &s.rollout;
     let mut out = String::new();
     out.push_str(&format!(
@@ -482,7 +388,7 @@ fn command(c: &Client, output: Output, verb: &str, t: &RolloutTarget) -> CliResu
 }
 
 /// `rollout ...`
-pub(super) fn rollout(c: &Client, output: Output, cmd: RolloutCmd) -> CliResult {
+pub(super) fn handle(c: &Client, output: Output, cmd: RolloutCmd) -> CliResult {
     match cmd {
         RolloutCmd::Start(a) => {
             let r: RolloutSummary = c.post("/v1/rollouts", &start_body(&a))?;
@@ -550,30 +456,4 @@ pub(super) fn rollout(c: &Client, output: Output, cmd: RolloutCmd) -> CliResult 
         RolloutCmd::Promote(t) => command(c, output, "promote", &t),
         RolloutCmd::Abort(t) => command(c, output, "abort", &t),
     }
-}
-
-/// `audit`
-pub(super) fn audit(c: &Client, output: Output, limit: usize) -> CliResult {
-    let rows: Vec<AuditView> = c.get("/v1/audit", &[("limit", limit.to_string())])?;
-    if output == Output::Json {
-        print_json(&rows)?;
-    } else {
-        let t: Vec<Vec<String>> = rows
-            .iter()
-            .map(|e| {
-                vec![
-                    e.at.clone(),
-                    e.actor.clone(),
-                    e.action.clone(),
-                    e.target.clone(),
-                    e.detail.clone(),
-                ]
-            })
-            .collect();
-        print!(
-            "{}",
-            table(&["AT", "ACTOR", "ACTION", "TARGET", "DETAIL"], &t)
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }

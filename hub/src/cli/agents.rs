@@ -1,0 +1,206 @@
+//! `agent ...`: list, show, revoke, label.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::args::parse_kv;
+use super::output::{CliError, CliResult, Output, fmt_labels, or_dash, print_json, table};
+use crate::client::{Client, seg};
+use crate::views::{AgentDetail, AgentView, LabelRequest, RevokeResponse};
+
+/// `agent ...`
+#[derive(Debug, Subcommand)]
+pub enum AgentCmd {
+    /// List agents.
+    List,
+    /// Show one agent.
+    Show {
+        /// Agent id.
+        id: String,
+    },
+    /// Revoke an agent: its session is closed and it is refused from then on.
+    Revoke {
+        /// Agent id.
+        id: String,
+    },
+    /// Change an agent's labels: `k=v` adds or replaces, `k-` removes (pool membership
+    /// follows at once).
+    Label {
+        /// Agent id.
+        id: String,
+        /// `k=v` or `k-`, one or more.
+        #[arg(required = true, num_args = 1.., value_name = "K=V|K-")]
+        labels: Vec<String>,
+    },
+}
+
+/// `agent ...`
+pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
+    match cmd {
+        AgentCmd::List => {
+            let rows: Vec<AgentView> = c.get("/v1/agents", &[])?;
+            if output == Output::Json {
+                print_json(&rows)?;
+            } else {
+                let t: Vec<Vec<String>> = rows.iter().map(agent_row).collect();
+                print!(
+                    "{}",
+                    table(
+                        &["ID", "LABELS", "STATUS", "SINCE", "VERSION", "ACTIVE"],
+                        &t
+                    )
+                );
+            }
+        }
+        AgentCmd::Show { id } => {
+            let a: AgentDetail = c.get(&format!("/v1/agents/{}", seg(&id)), &[])?;
+            if output == Output::Json {
+                print_json(&a)?;
+            } else {
+                let row = agent_row(&a.agent);
+                println!("agent:        {}", a.agent.id);
+                println!("labels:       {}", row[1]);
+                println!("status:       {} since {}", row[2], row[3]);
+                println!("software:     {}", row[4]);
+                println!("hostname:     {}", a.hostname);
+                println!("enrolled:     {}", a.enrolled);
+                println!(
+                    "certificate:  serial {} sha256 {}",
+                    a.cert_serial, a.cert_fingerprint
+                );
+                println!("status seq:   {}", a.committed_seq);
+                println!("active:       {}", row[5]);
+                if !a.deploys.is_empty() {
+                    let t: Vec<Vec<String>> = a
+                        .deploys
+                        .iter()
+                        .map(|d| {
+                            vec![
+                                d.workflow.clone(),
+                                d.version.to_string(),
+                                d.epoch.to_string(),
+                                if d.accepted {
+                                    "accepted".into()
+                                } else {
+                                    format!("rejected: {}", d.reason.clone().unwrap_or_default())
+                                },
+                                d.at.clone(),
+                            ]
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        table(&["WORKFLOW", "VERSION", "EPOCH", "DEPLOY", "AT"], &t)
+                    );
+                }
+            }
+        }
+        AgentCmd::Label { id, labels } => return label(c, output, &id, &labels),
+        AgentCmd::Revoke { id } => {
+            let r: RevokeResponse = c.post(
+                &format!("/v1/agents/{}/revoke", seg(&id)),
+                &serde_json::json!({}),
+            )?;
+            if output == Output::Json {
+                print_json(&r)?;
+            } else if r.revoked {
+                println!("{id}: revoked");
+            } else {
+                println!("{id}: already revoked");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn agent_row(a: &AgentView) -> Vec<String> {
+    let status = if a.revoked.is_some() {
+        "revoked"
+    } else if a.online {
+        "online"
+    } else {
+        "offline"
+    };
+    vec![
+        a.id.clone(),
+        or_dash(fmt_labels(&a.labels)),
+        status.into(),
+        a.since.clone().unwrap_or_else(|| "never".into()),
+        or_dash(a.software_version.clone()),
+        or_dash(
+            a.active
+                .iter()
+                .map(|w| format!("{}@v{}", w.workflow, w.version))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    ]
+}
+
+/// Labels to set and keys to remove.
+type LabelEdits = (Vec<(String, String)>, Vec<String>);
+
+/// Parse `agent label` arguments: `k=v` (set) and `k-` (remove).
+fn parse_label_edits(args: &[String]) -> Result<LabelEdits, String> {
+    let mut set = Vec::new();
+    let mut remove = Vec::new();
+    for a in args {
+        if let Some(k) = a.strip_suffix('-')
+            && !a.contains('=')
+        {
+            if k.trim().is_empty() {
+                return Err(format!("expected key=value or key-, got {a:?}"));
+            }
+            remove.push(k.trim().to_string());
+        } else {
+            set.push(parse_kv(a)?);
+        }
+    }
+    Ok((set, remove))
+}
+
+/// `agent label ID k=v k- ...`
+fn label(c: &Client, output: Output, id: &str, args: &[String]) -> CliResult {
+    let (set, remove) = parse_label_edits(args).map_err(CliError::Usage)?;
+    let v: serde_json::Value = c.post(
+        &format!("/v1/agents/{}/labels", seg(id)),
+        &LabelRequest {
+            set: set.into_iter().collect(),
+            remove,
+        },
+    )?;
+    if output == Output::Json {
+        print_json(&v)?;
+    } else {
+        let labels = v
+            .get("labels")
+            .and_then(|l| l.as_object())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        println!("{id}: labels {}", or_dash(labels));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_edits() {
+        let (set, rm) = parse_label_edits(&["a=1".into(), "b-".into(), "c=x-".into()]).unwrap();
+        assert_eq!(
+            set,
+            vec![("a".into(), "1".into()), ("c".into(), "x-".into())]
+        );
+        assert_eq!(rm, vec!["b".to_string()]);
+        assert!(parse_label_edits(&["-".into()]).is_err());
+        assert!(parse_label_edits(&["nope".into()]).is_err());
+    }
+}

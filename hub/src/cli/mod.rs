@@ -1,0 +1,220 @@
+//! The command line of `outpost-hub`: the hub process (`init`, `serve`, `dev`) and the ops CLI
+//! that talks to a hub's HTTP API, one file per resource. Each resource's file holds its clap
+//! arguments, its command handler and its text/JSON output:
+//!
+//! - [`workflows`] (`workflow ...`, with deploy/pin/unpin), [`agents`], [`runs`], [`tokens`],
+//!   [`pools`], [`rollouts`], [`audit`], [`backup`], [`keys`];
+//! - [`server`]: `init`, `serve` and `dev`;
+//! - shared: [`conn`] (global connection flags and the one API client), [`output`] (format,
+//!   exit codes, errors, table helpers), [`args`] (`k=v` parsing).
+//!
+//! This file is only the router: the top-level [`Cli`] and [`Command`] and [`main`]. Files
+//! below it import `output`, `conn` and `args`, never this file or each other.
+
+mod agents;
+mod args;
+mod audit;
+mod backup;
+mod conn;
+mod keys;
+mod output;
+mod pools;
+mod rollouts;
+mod runs;
+mod server;
+mod tokens;
+mod workflows;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use agents::AgentCmd;
+pub use audit::AuditArgs;
+pub use backup::BackupArgs;
+pub use conn::ConnOpts;
+pub use keys::KeysCmd;
+pub use output::Output;
+pub use pools::PoolCmd;
+pub use rollouts::{RolloutCmd, RolloutStartArgs, RolloutTarget};
+pub use runs::RunCmd;
+#[cfg(feature = "dev")]
+pub use server::DevArgs;
+pub use server::InitArgs;
+pub use tokens::TokenCmd;
+pub use workflows::WorkflowCmd;
+
+use conn::client;
+use output::{CliError, CliResult, EXIT_FAIL, EXIT_USAGE};
+
+/// The Outpost hub and its ops CLI.
+#[derive(Debug, Parser)]
+#[command(name = "outpost-hub", version, about)]
+pub struct Cli {
+    /// Connection to the hub API (ops commands).
+    #[command(flatten)]
+    pub conn: ConnOpts,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new hub: store, CA, server certificate, signing key, API token, hub.toml.
+    Init(InitArgs),
+    /// Run the hub (needs --config hub.toml).
+    Serve,
+    /// The whole system on this machine: a hub and an enrolled agent on loopback, the example
+    /// workflow applied and firing every 10 s. State in --dir (default: a new temporary dir).
+    #[cfg(feature = "dev")]
+    Dev(DevArgs),
+    /// Workflows.
+    #[command(subcommand)]
+    Workflow(WorkflowCmd),
+    /// Agents.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Bootstrap tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Runs reported by agents.
+    #[command(subcommand)]
+    Run(RunCmd),
+    /// The workflow-signing key.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Node pools (named label selectors).
+    #[command(subcommand)]
+    Pool(PoolCmd),
+    /// Gray-release rollouts of a workflow version into a pool.
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
+    /// Write a consistent copy of the hub's store to a new FILE while the hub serves (restore:
+    /// docs/operations.md, "Back up the hub").
+    Backup(BackupArgs),
+    /// The hub's audit log (who did what, when), oldest first.
+    Audit(AuditArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(CliError::Fail(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(EXIT_FAIL)
+        }
+        Err(CliError::Usage(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> CliResult {
+    let conn = cli.conn;
+    match cli.command {
+        Command::Init(a) => server::init(&a, conn.output),
+        Command::Serve => server::serve(&conn),
+        #[cfg(feature = "dev")]
+        Command::Dev(a) => server::dev(a),
+        Command::Workflow(c) => workflows::handle(&client(&conn)?, conn.output, c),
+        Command::Agent(c) => agents::handle(&client(&conn)?, conn.output, c),
+        Command::Token(c) => tokens::handle(&client(&conn)?, conn.output, c),
+        Command::Run(c) => runs::handle(&client(&conn)?, conn.output, c),
+        Command::Keys(c) => keys::handle(&conn, c),
+        Command::Pool(c) => pools::handle(&client(&conn)?, conn.output, c),
+        Command::Rollout(c) => rollouts::handle(&client(&conn)?, conn.output, c),
+        Command::Audit(a) => audit::handle(&client(&conn)?, conn.output, &a),
+        Command::Backup(a) => backup::handle(&client(&conn)?, conn.output, &a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "outpost-hub",
+            "workflow",
+            "apply",
+            "-f",
+            "a.yaml",
+            "b.toml",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(c.conn.output, Output::Json);
+        assert!(matches!(
+            c.command,
+            Command::Workflow(WorkflowCmd::Apply { ref files }) if files.len() == 2
+        ));
+    }
+
+    #[test]
+    fn rollout_cli_parses() {
+        let c = Cli::try_parse_from([
+            "outpost-hub",
+            "rollout",
+            "start",
+            "etl",
+            "--pool",
+            "line-3",
+            "--version",
+            "4",
+            "--canary",
+            "10%",
+            "--steps",
+            "1,10%,50%,100%",
+            "--bake",
+            "30s",
+            "--min-runs",
+            "2",
+            "--min-runs-scope",
+            "step",
+            "--max-failure-rate",
+            "0.1",
+            "--manual",
+            "--probation-runs",
+            "3",
+            "--probation-max-failures",
+            "1",
+            "--offline",
+            "wait:5m",
+        ])
+        .unwrap();
+        match c.command {
+            Command::Rollout(RolloutCmd::Start(a)) => {
+                assert_eq!(
+                    (a.pool.as_str(), a.version, a.min_runs),
+                    ("line-3", Some(4), 2)
+                );
+                assert!(a.manual);
+                assert_eq!(a.probation_max_failures, Some(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["outpost-hub", "rollout", "abort", "etl", "--pool", "p"]).is_ok()
+        );
+        assert!(Cli::try_parse_from(["outpost-hub", "rollout", "abort", "etl"]).is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! The hub process itself: `init` (a new data directory), `serve`, and `dev` (a hub and an agent
+//! in one process; the `dev` feature).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::conn::ConnOpts;
+use super::output::{CliError, CliResult, Output, print_json};
+use crate::config::HubConfig;
+
+/// `init` flags.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// The data directory (created with mode 0700).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The hub's name (its certificate's DNS name; agents verify it).
+    #[arg(long, default_value = crate::config::DEFAULT_HUB_NAME)]
+    pub name: String,
+    /// Another DNS name or IP address for the hub certificate (the HTTPS API is reached at
+    /// it); repeatable. localhost, 127.0.0.1 and ::1 are always included.
+    #[arg(long = "san")]
+    pub sans: Vec<String>,
+}
+
+/// `dev` flags.
+#[cfg(feature = "dev")]
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `init`
+pub(super) fn init(a: &InitArgs, output: Output) -> CliResult {
+    let (dir, name) = (a.data_dir.as_path(), a.name.as_str());
+    let r = crate::init::init(dir, name, &a.sans).map_err(|e| CliError::Fail(format!("{e:#}")))?;
+    if output == Output::Json {
+        print_json(&serde_json::json!({
+            "data_dir": r.data_dir,
+            "config": r.config,
+            "ca_sha256": r.ca_sha256,
+            "signing_key_id": r.signing_key_id,
+            "api_token_file": r.api_token_file,
+        }))?;
+    } else {
+        println!("initialised hub {name:?} in {}", r.data_dir.display());
+        println!("  CA SHA-256:         {}", r.ca_sha256);
+        println!("  signing key id:     {}", r.signing_key_id);
+        println!("  API token file:     {}", r.api_token_file.display());
+        println!("  config:             {}", r.config.display());
+        println!(
+            "start it with: outpost-hub serve --config {}",
+            r.config.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// `serve`
+pub(super) fn serve(conn: &ConnOpts) -> CliResult {
+    let path = conn
+        .config
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("serve needs --config hub.toml".into()))?;
+    let config = HubConfig::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(crate::serve::run(
+        config,
+        crate::serve::shutdown_signal(),
+        |s| {
+            let scheme = if s.tls { "https" } else { "http" };
+            tracing::info!(http = %s.http_addr, tls = s.tls, "hub API listening");
+            eprintln!("outpost-hub: API listening on {scheme}://{}", s.http_addr);
+        },
+    ))
+    .map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dev`
+#[cfg(feature = "dev")]
+pub(super) fn dev(a: DevArgs) -> CliResult {
+    init_tracing();
+    crate::dev::run(a.dir).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    Ok(ExitCode::SUCCESS)
+}
