@@ -32,4 +32,3 @@ pub mod rollouts;
 pub mod serve;
 pub mod store;
 pub mod views;
-

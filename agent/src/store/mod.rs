@@ -403,7 +403,10 @@ impl Store {
                 .map_err(file_err)?;
         }
         drop(file);
-        let store = match Self::open_db(path, target, |b| b.create(path)) {
+        // A file created just now (none was there, and no marker says one should be) has nothing
+        // to repair: the open that detects an unclean shutdown is skipped.
+        let fresh = found.is_some();
+        let store = match Self::open_db(path, target, fresh, |b| b.create(path)) {
             Ok(mut s) => {
                 s.file_backed = true;
                 Ok(s)
@@ -446,6 +449,7 @@ impl Store {
     fn open_db(
         path: &Path,
         target: u64,
+        fresh: bool,
         create: impl Fn(&redb::Builder) -> Result<Database, redb::DatabaseError>,
     ) -> Result<Store, StoreError> {
         let opened = |check: bool| {
@@ -469,8 +473,8 @@ impl Store {
         // First a plain open, to learn whether the file was closed cleanly (the check below
         // runs the repair callback on every open, so it cannot tell). A damaged file may make
         // redb panic here: that counts as "needed a repair".
-        let repaired =
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| opened(false))) {
+        let repaired = !fresh
+            && match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| opened(false))) {
                 Ok((Ok(db), repaired)) => {
                     drop(db);
                     repaired
@@ -509,7 +513,7 @@ impl Store {
     pub(crate) fn open_backend(
         backend: impl redb::StorageBackend + Clone,
     ) -> Result<Store, StoreError> {
-        Self::open_db(Path::new("<test backend>"), SCHEMA_VERSION, |b| {
+        Self::open_db(Path::new("<test backend>"), SCHEMA_VERSION, false, |b| {
             b.create_with_backend(backend.clone())
         })
     }

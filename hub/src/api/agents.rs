@@ -8,8 +8,8 @@ use axum::{Json, Router};
 
 use super::{Actor, ApiResult, ApiState, St, blocking};
 use crate::store::AgentRecord;
-use crate::views::*;
 use crate::views::LabelRequest;
+use crate::views::*;
 
 /// The routes of this resource (merged into the one router, [`super::router`]).
 pub(super) fn routes() -> Router<Arc<ApiState>> {

@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::{Actor, ApiResult, ApiState, St, blocking};
-use crate::views::rfc3339;
 use crate::views::AuditView;
+use crate::views::rfc3339;
 
 /// The routes of this resource (merged into the one router, [`super::router`]).
 pub(super) fn routes() -> Router<Arc<ApiState>> {

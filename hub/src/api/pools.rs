@@ -11,10 +11,10 @@ use axum::{Json, Router};
 use super::{Actor, ApiError, ApiResult, ApiState, St, blocking};
 use crate::ops::OpError;
 use crate::store::{AgentRecord, DEFAULT_POOL_PREFIX, PoolDecision, PoolRecord, selector_matches};
-use crate::views::{label_map, rfc3339};
 use crate::views::{
     DecisionView, MemberView, PoolCreate, PoolDetail, PoolVersionRequest, PoolView,
 };
+use crate::views::{label_map, rfc3339};
 
 /// The routes of this resource (merged into the one router, [`super::router`]).
 pub(super) fn routes() -> Router<Arc<ApiState>> {
