@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use outpost_common::proto::{ActiveWorkflow, HubMsg, Rejection, SignedAssignment, SignedBundle};
+use outpost_common::proto::{Rejection, SignedAssignment, SignedBundle};
 use outpost_common::record::UnixMillis;
 use outpost_common::sign::SigningKey;
 use outpost_net::pki::Ca;
@@ -424,70 +424,6 @@ impl Hub {
         }
         Ok(agent)
     }
-
-    /// Handle `AgentMsg::Hello`: record what the agent runs and answer `HubMsg::Welcome`
-    /// (committed seq, key chain from the key it trusts, paused workflows). A revoked agent is
-    /// refused ([`StoreError::Revoked`]): send `Goodbye`.
-    pub fn hello(
-        &self,
-        agent_id: &str,
-        software_version: &str,
-        active: Vec<ActiveWorkflow>,
-        trusted_key: &str,
-    ) -> Result<HubMsg, HubError> {
-        let now = now_ms();
-        let agent = self
-            .store
-            .agent_hello(agent_id, software_version, active, now)?;
-        let desired = self.desired_versions_of(&agent)?;
-        let paused = self
-            .store
-            .workflows()?
-            .into_iter()
-            .filter(|(n, m)| m.paused && desired.iter().any(|d| d.workflow == *n))
-            .map(|(n, _)| n)
-            .collect();
-        Ok(HubMsg::Welcome {
-            acked_seq: agent.committed_seq,
-            key_chain: self.store.key_chain_from(trusted_key)?,
-            paused,
-            hub_time_ms: now,
-        })
-    }
-
-    /// The `HubMsg::Deploy` messages that bring an agent from `known` (what it reported at
-    /// Hello, updated by the driver with what it sent since) to its desired state. Level
-    /// triggered: a workflow whose desired (version, epoch) the agent already has gets nothing;
-    /// a removal goes only to an agent that still runs the workflow; the bundle is left out when
-    /// the agent already runs that exact version.
-    pub fn deploys_needed(
-        &self,
-        agent_id: &str,
-        known: &[ActiveWorkflow],
-    ) -> Result<Vec<HubMsg>, HubError> {
-        let mut out = Vec::new();
-        for d in self.desired_for(agent_id)? {
-            let have = known.iter().find(|k| k.workflow == d.workflow);
-            let send = match (d.remove, have) {
-                (true, None) => false,
-                (true, Some(h)) => h.epoch < d.epoch,
-                (false, None) => true,
-                (false, Some(h)) => h.epoch != d.epoch || h.version != d.version,
-            };
-            if !send {
-                continue;
-            }
-            let bundle = match have {
-                Some(h) if h.version == d.version => None,
-                _ => d.bundle,
-            };
-            out.push(HubMsg::Deploy {
-                assignment: d.assignment,
-                bundle,
-            });
-        }
-        Ok(out)
-    }
 }
 
 /// A rejection for humans.
@@ -581,7 +517,7 @@ pub fn is_initialised(dir: &Path) -> bool {
 mod tests {
     use super::*;
     use crate::store::NewVersion;
-    use outpost_common::proto::{Assignment, EnrollRequest, EnrollResponse};
+    use outpost_common::proto::{Assignment, EnrollRequest, EnrollResponse, HubMsg};
     use outpost_common::record::OutboxEntry;
     use outpost_common::sign::Trust;
 
@@ -817,51 +753,23 @@ mod tests {
 
         apply(&hub, "w", "one", &[("site", "a")]);
         hub.store.set_paused("w", true, "op", 1).unwrap();
-        match hub.hello(&id, "0.2.0", vec![], "nokey").unwrap() {
-            HubMsg::Welcome {
-                acked_seq, paused, ..
-            } => {
-                assert_eq!(acked_seq, 0);
-                assert_eq!(paused, vec!["w".to_string()]);
-            }
-            other => panic!("{other:?}"),
-        }
-        let deploys = hub.deploys_needed(&id, &[]).unwrap();
-        assert_eq!(deploys.len(), 1);
-        let (epoch, version) = match &deploys[0] {
-            HubMsg::Deploy { assignment, bundle } => {
-                assert!(bundle.is_some());
-                let a: outpost_common::proto::Assignment =
-                    minicbor::decode(&assignment.body_bytes).unwrap();
-                (a.epoch, a.version)
-            }
-            other => panic!("{other:?}"),
-        };
-        // The agent reports it: nothing more to send (level-triggered).
-        let known = vec![ActiveWorkflow {
-            workflow: "w".into(),
-            version,
-            epoch,
-            paused: true,
-            highest_version: None,
-        }];
-        assert!(hub.deploys_needed(&id, &known).unwrap().is_empty());
+        let start = hub
+            .agent_connected(&id, "0.2.0", vec![], "nokey")
+            .unwrap();
+        assert_eq!(start.committed_seq, 0);
+        assert_eq!(start.desired.len(), 1);
+        let d = &start.desired[0];
+        assert!(d.paused && !d.remove && d.bundle.is_some());
+        let (epoch, version) = (d.epoch, d.version);
         hub.deploy_result(&id, "w", version, epoch, None).unwrap();
         assert_eq!(hub.store.agent(&id).unwrap().active[0].epoch, epoch);
-        // A new version: a deploy with its bundle. Retargeting away: a removal without one.
+        // A new version: a new assignment with its bundle. Retargeting away: a removal.
         apply(&hub, "w", "two", &[("site", "a")]);
-        let d = hub.deploys_needed(&id, &known).unwrap();
-        assert!(matches!(
-            &d[0],
-            HubMsg::Deploy {
-                bundle: Some(_),
-                ..
-            }
-        ));
+        let d = hub.desired_for(&id).unwrap();
+        assert!(d[0].version > version && d[0].bundle.is_some() && !d[0].remove);
         apply(&hub, "w", "three", &[("site", "zzz")]);
-        let d = hub.deploys_needed(&id, &known).unwrap();
-        assert!(matches!(&d[0], HubMsg::Deploy { bundle: None, .. }));
-        assert!(hub.deploys_needed(&id, &[]).unwrap().is_empty());
+        let d = hub.desired_for(&id).unwrap();
+        assert!(d[0].remove && d[0].bundle.is_none());
 
         hub.deploy_result(
             &id,
@@ -903,10 +811,7 @@ mod tests {
 
         hub.revoke_agent("op", &id).unwrap();
         assert!(matches!(hub.authenticate(&cert), Err(HubError::Refused(_))));
-        assert!(matches!(
-            hub.hello(&id, "0.2.0", vec![], "k"),
-            Err(HubError::Store(StoreError::Revoked(_)))
-        ));
+        assert!(hub.agent_connected(&id, "0.2.0", vec![], "k").is_err());
     }
 
     #[test]

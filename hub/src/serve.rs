@@ -7,7 +7,7 @@
 //! issued by the hub CA; `init --san` adds the names and addresses clients use); there is no
 //! plaintext mode off loopback.
 //!
-//! The QUIC agent endpoint is started by the session driver (plugged in by the lead): it gets
+//! The QUIC agent endpoint is started by the session driver (`quic.rs`): it gets
 //! [`Served::hub`] (desired state, enrollment, store, change notifications) and
 //! [`Served::connections`] (to register sessions).
 
