@@ -666,12 +666,12 @@ impl Driver {
     /// hub or no hub, and record why in the outbox. Derived from the stored runs, so a crash
     /// loses no count.
     fn check_probation(&mut self, name: &str) -> anyhow::Result<()> {
-        let mut st = crate::identity::deploy_state(&self.store, name)?;
-        let Some(p) = st.probation.clone() else {
+        use outpost_agent_core::deploy::{FinishedRun, ProbationVerdict, evaluate_probation};
+        let st = crate::identity::deploy_state(&self.store, name)?;
+        if st.probation.is_none() {
             return Ok(());
-        };
-        let v = st.active_version;
-        let mut runs: Vec<RunRecord> = self
+        }
+        let runs: Vec<FinishedRun> = self
             .store
             .runs(crate::store::RunFilter {
                 workflow: Some(name.to_string()),
@@ -679,57 +679,45 @@ impl Driver {
                 states: None,
             })?
             .into_iter()
-            .filter(|r| {
-                r.version == v
-                    && r.created_ms >= p.since_ms
-                    && r.state.is_terminal()
-                    && r.state != RunState::Skipped
+            .map(|r| FinishedRun {
+                run_id: r.run_id,
+                version: r.version,
+                created_ms: r.created_ms,
+                state: r.state,
             })
             .collect();
-        runs.sort_by(|a, b| (a.created_ms, &a.run_id).cmp(&(b.created_ms, &b.run_id)));
-        runs.truncate(p.runs as usize);
-        let failed = runs.iter().filter(|r| r.state == RunState::Failed).count() as u32;
         let key = format!("deploy/{name}");
         let mut batch = Batch::default();
-        if failed > p.max_failures {
-            let prev = Arc::unwrap_or_clone(self.workflow_for(name, p.previous_version)?);
-            let reason = format!(
-                "{failed} of the first {} runs of version {v} failed; probation allows {} of {}",
-                runs.len(),
-                p.max_failures,
-                p.runs
-            );
-            st.active_version = p.previous_version;
-            st.probation = None;
-            st.reverted_from = Some(v);
-            batch
-                .meta_puts
-                .push((key, minicbor::to_vec(&st).unwrap_or_default()));
-            batch
-                .events
-                .push(StatusEvent::Reverted(outpost_common::record::Reverted {
-                    workflow: name.to_string(),
-                    from_version: v,
-                    to_version: p.previous_version,
-                    reason: reason.clone(),
-                    at_ms: self.now().wall_ms(),
-                    rollout_id: p.rollout_id.clone(),
-                }));
-            self.commit(batch)?;
-            self.install_workflow(prev, p.previous_version, HUB_ORIGIN.into(), true)?;
-            tracing::warn!(workflow = %name, from = v, to = p.previous_version, "reverted under probation: {reason}");
-        } else if runs.len() as u32 >= p.runs {
-            st.probation = None;
-            batch
-                .meta_puts
-                .push((key, minicbor::to_vec(&st).unwrap_or_default()));
-            self.commit(batch)?;
-            tracing::info!(workflow = %name, version = v, failed, "version passed probation");
+        match evaluate_probation(name, &st, &runs, self.now().wall_ms()) {
+            ProbationVerdict::Continue => {}
+            ProbationVerdict::Revert { state, revert } => {
+                let prev = Arc::unwrap_or_clone(self.workflow_for(name, revert.to_version)?);
+                batch
+                    .meta_puts
+                    .push((key, minicbor::to_vec(&state).unwrap_or_default()));
+                let (from, to, reason) = (
+                    revert.from_version,
+                    revert.to_version,
+                    revert.reason.clone(),
+                );
+                batch.events.push(StatusEvent::Reverted(revert));
+                self.commit(batch)?;
+                self.install_workflow(prev, to, HUB_ORIGIN.into(), true)?;
+                tracing::warn!(workflow = %name, from, to, "reverted under probation: {reason}");
+            }
+            ProbationVerdict::Passed { state, failed } => {
+                batch
+                    .meta_puts
+                    .push((key, minicbor::to_vec(&state).unwrap_or_default()));
+                self.commit(batch)?;
+                tracing::info!(workflow = %name, version = state.active_version, failed, "version passed probation");
+            }
         }
         Ok(())
     }
 
-    /// Install the hub-deployed workflows recorded in the store (at start-up, before recovery).
+    /// Install the hub-deployed workflows recorded in the store (at start-up, before recovery),
+    /// and take a probation decision that was due at the stop.
     pub fn load_hub_workflows(&mut self) -> anyhow::Result<usize> {
         let mut n = 0;
         for (name, st) in crate::identity::deploy_states(&self.store)? {
@@ -744,6 +732,11 @@ impl Driver {
                 l.paused = true;
             }
             n += 1;
+            // A revert due when the agent stopped (the failing run committed, the revert not)
+            // happens now, not after yet another run of the version.
+            if st.probation.is_some() {
+                self.check_probation(&name)?;
+            }
         }
         Ok(n)
     }
@@ -757,7 +750,7 @@ impl Driver {
         use outpost_common::proto::Rejection;
         let internal =
             |e: &dyn std::fmt::Display| Rejection::Malformed(format!("agent store: {e}"));
-        let mut state =
+        let state =
             crate::identity::deploy_state(&self.store, &act.workflow).map_err(|e| internal(&e))?;
         if let Some(l) = self.workflows.get(&act.workflow)
             && l.origin != HUB_ORIGIN
@@ -767,11 +760,26 @@ impl Driver {
                 l.origin, act.workflow
             )));
         }
-        state.last_epoch = state.last_epoch.max(act.epoch);
+        let held_by_hub = self
+            .store
+            .workflow_versions(&act.workflow)
+            .map_err(|e| internal(&e))?
+            .iter()
+            .any(|v| v.version == act.version && v.origin == HUB_ORIGIN);
+        let verified = outpost_agent_core::deploy::VerifiedDeploy {
+            version: act.version,
+            epoch: act.epoch,
+            remove: act.remove,
+            held: held_by_hub,
+            probation: act.probation,
+            previous_version: act.previous_version,
+            rollout_id: act.rollout_id.clone(),
+        };
         let mut batch = Batch::default();
         let key = format!("deploy/{}", act.workflow);
         if act.remove {
-            state.active_version = 0;
+            let state =
+                outpost_agent_core::deploy::accept(&state, &verified, self.now().wall_ms())?;
             batch
                 .meta_puts
                 .push((key, minicbor::to_vec(&state).unwrap_or_default()));
@@ -825,19 +833,7 @@ impl Driver {
                 |e| Rejection::Invalid(format!("version {} is not held here: {e:#}", act.version)),
             )?),
         };
-        let before = state.active_version;
-        state.highest_version = state.highest_version.max(act.version);
-        state.active_version = act.version;
-        state.probation = act.probation.and_then(|p| {
-            let previous = act.previous_version.filter(|v| *v > 0).unwrap_or(before);
-            (previous > 0 && previous != act.version).then(|| crate::identity::ProbationState {
-                runs: p.runs,
-                max_failures: p.max_failures,
-                previous_version: previous,
-                since_ms: self.now().wall_ms(),
-                rollout_id: act.rollout_id.clone(),
-            })
-        });
+        let state = outpost_agent_core::deploy::accept(&state, &verified, self.now().wall_ms())?;
         batch
             .meta_puts
             .push((key, minicbor::to_vec(&state).unwrap_or_default()));
@@ -2183,5 +2179,7 @@ pub async fn precise_sleep(d: Duration) {
     }
 }
 
+#[cfg(test)]
+mod deploy_tests;
 #[cfg(test)]
 mod store_tests;

@@ -8,6 +8,8 @@
 
 use minicbor::{Decode, Encode};
 
+use outpost_agent_core::deploy::DeployState;
+
 use crate::store::{Store, StoreError};
 
 const IDENTITY_KEY: &str = "identity";
@@ -36,45 +38,6 @@ pub struct Identity {
     pub labels: Vec<(String, String)>,
     #[n(7)]
     pub enrolled_ms: i64,
-}
-
-/// What the agent knows about one workflow it runs from the hub: the anti-rollback state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
-pub struct DeployState {
-    /// Highest version ever accepted (a lower one is refused unless held locally).
-    #[n(0)]
-    pub highest_version: u64,
-    /// Highest assignment epoch accepted (replays are refused).
-    #[n(1)]
-    pub last_epoch: u64,
-    /// The version active now (0: removed).
-    #[n(2)]
-    pub active_version: u64,
-    /// Paused at the hub.
-    #[n(3)]
-    pub paused: bool,
-    /// The active version is on probation.
-    #[n(4)]
-    pub probation: Option<ProbationState>,
-    /// The last version this agent reverted by itself, if any.
-    #[n(5)]
-    pub reverted_from: Option<u64>,
-}
-
-/// Probation of the active version: more than `max_failures` failures among the first `runs`
-/// runs of it (created at or after `since_ms`) make the agent revert to `previous_version`.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct ProbationState {
-    #[n(0)]
-    pub runs: u32,
-    #[n(1)]
-    pub max_failures: u32,
-    #[n(2)]
-    pub previous_version: u64,
-    #[n(3)]
-    pub since_ms: i64,
-    #[n(4)]
-    pub rollout_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
