@@ -295,13 +295,7 @@ async fn handle_event(
                 (Ok(()), Ok(v)) => v,
                 _ => anyhow::bail!("the agent is shutting down"),
             };
-            let rejected = match verdict.result {
-                Ok(()) => None,
-                Err(DeployError::Rejected(r)) => Some(r),
-                Err(DeployError::Store(m)) => {
-                    Some(Rejection::Malformed(format!("agent store: {m}")))
-                }
-            };
+            let rejected = deploy_answer(verdict.result)?;
             sess.send_deploy_result(verdict.workflow, verdict.version, verdict.epoch, rejected);
         }
         AgentEvent::Command {
@@ -355,6 +349,20 @@ async fn handle_event(
         }
     }
     Ok(())
+}
+
+/// What the hub hears of a deploy: `None`, activated; a rejection of the deploy itself. A
+/// local store fault is not the deploy's fault and has no rejection reason: it ends the session
+/// (an error), and after the reconnect the hub, starting from this agent's report again, sends
+/// the deploy again (docs/protocol.md, "Desired state").
+fn deploy_answer(result: Result<(), DeployError>) -> anyhow::Result<Option<Rejection>> {
+    match result {
+        Ok(()) => Ok(None),
+        Err(DeployError::Rejected(r)) => Ok(Some(r)),
+        Err(DeployError::Store(m)) => {
+            anyhow::bail!("cannot take a deploy: the agent's store failed ({m}); reconnecting")
+        }
+    }
 }
 
 /// Carry out an operator command through the driver's control path; the replies to send.
@@ -435,5 +443,25 @@ fn result(id: u64, ok: bool, message: String, run_id: Option<String>) -> AgentMs
         ok,
         message,
         run_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deploy this agent could not store is not the deploy's fault: the hub is not told it is
+    /// malformed; the session ends instead, and the hub sends the deploy again after the
+    /// reconnect (it starts from the agent's report, docs/protocol.md).
+    #[test]
+    fn a_local_store_fault_is_not_reported_as_a_rejection() {
+        assert_eq!(deploy_answer(Ok(())).unwrap(), None);
+        assert_eq!(
+            deploy_answer(Err(DeployError::Rejected(Rejection::Mismatch))).unwrap(),
+            Some(Rejection::Mismatch)
+        );
+        let fault = deploy_answer(Err(DeployError::Store("disk gone".into())));
+        let e = fault.expect_err("a store fault ends the session");
+        assert!(e.to_string().contains("disk gone"), "{e}");
     }
 }
