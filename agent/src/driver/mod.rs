@@ -25,7 +25,7 @@
 mod catalog;
 mod commit;
 mod control;
-pub mod deploy_gate;
+pub(crate) mod deploy_gate;
 mod processes;
 mod run_loop;
 mod runs;
