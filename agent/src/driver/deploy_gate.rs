@@ -1,10 +1,13 @@
 //! The deploy gate: the only writer of the hub's workflows' anti-rollback and probation state
-//! (`deploy/<workflow>` in `agent_meta`).
+//! (`deploy/<workflow>` in `agent_meta`) and, after enrollment stored it, of the signing trust.
 //!
-//! It decides, it does not carry out: for a deploy it returns the batch to commit (the version
-//! and its state, one transaction) and what to install once that is durable; for a finished run
-//! of a version on probation, the batch that passes or reverts it. The decisions themselves are
-//! `outpost_agent_core::deploy`'s; the driver commits and installs, in that order.
+//! Every deploy from the hub is checked here, and only here: the assignment's signature once,
+//! then the rest of `check_deploy`, then the bundle is parsed. The gate decides, it does not
+//! carry out: for a deploy it returns the batch to commit (the version and its state, one
+//! transaction) and what to install once that is durable; for a key rotation, the batch that
+//! stores the new trust; for a finished run of a version on probation, the batch that passes or
+//! reverts it. The decisions themselves are `outpost_agent_core::deploy`'s; the driver commits
+//! and installs, in that order.
 
 use outpost_agent_core::deploy::{
     DeployState, FinishedRun, ProbationVerdict, VerifiedDeploy, evaluate_probation,

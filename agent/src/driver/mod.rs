@@ -407,8 +407,10 @@ impl Driver {
             n += 1;
             // A revert due when the agent stopped (the failing run committed, the revert not)
             // happens now, not after yet another run of the version.
-            if st.probation.is_some() {
-                self.check_probation(&name)?;
+            if st.probation.is_some()
+                && let Err(e) = self.check_probation(&name)
+            {
+                tracing::error!(workflow = %name, "probation check failed: {e:#}");
             }
         }
         Ok(n)
