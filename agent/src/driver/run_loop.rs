@@ -343,19 +343,23 @@ impl Driver {
 
     /// The next moment something is due, as a monotonic deadline.
     pub(super) fn next_deadline(&self, now: Now) -> Option<Duration> {
-        let mut due = vec![
+        // Look again for the space to come back while it is low.
+        let disk = self.disk_low().then(|| now.mono + DISK_CHECK_EVERY);
+        let planners = if self.stopping {
+            None
+        } else {
+            self.catalog.next_deadline(now, self.cfg.precommit_lead)
+        };
+        [
             self.engine.poll_timeout(),
             self.commits.deadline(),
             self.procs.next_deadline(self.commits.durable()),
-        ];
-        if self.disk_low() {
-            // Look again for the space to come back.
-            due.push(Some(now.mono + DISK_CHECK_EVERY));
-        }
-        if !self.stopping {
-            due.push(self.catalog.next_deadline(now, self.cfg.precommit_lead));
-        }
-        due.into_iter().flatten().min()
+            disk,
+            planners,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Run until `until` says stop (checked after every step) or shutdown completes.
