@@ -3,9 +3,11 @@
 //! The link is a thin driver around `outpost_common::sync::AgentSession` (the sans-IO session
 //! logic): it dials the hub over QUIC with mutual TLS, moves frames between the session and the
 //! stream, reads the outbox from the store when the session asks for entries, deletes entries
-//! only after the hub acknowledged them, and hands verified deploys and operator commands to the
-//! driver (which owns workflows and runs). The schedule never depends on this link: while it is
-//! down, the driver keeps firing, and the outbox grows on disk.
+//! only after the hub acknowledged them, and carries deploys, key rotations and operator
+//! commands to the driver (which owns workflows, runs and the deploy gate: the only place that
+//! checks a deploy and writes the trust and deploy state) and the driver's answers back. The
+//! schedule never depends on this link: while it is down, the driver keeps firing, and the
+//! outbox grows on disk.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,25 +19,12 @@ use outpost_common::sync::{AgentEvent, AgentSession, AgentSessionConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::Event;
+use crate::driver::{DeployError, deploy_gate};
 use crate::identity::{self, Identity};
 use crate::store::Store;
 
 /// Short enough that a handshake begun during an outage does not hold up the reconnect for long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// What the link asks of the driver to activate a verified deploy.
-pub struct Activation {
-    pub workflow: String,
-    pub version: u64,
-    pub epoch: u64,
-    pub remove: bool,
-    /// The bundle's exact content and format, when the agent did not hold the version already.
-    pub content: Option<(Vec<u8>, String)>,
-    /// Probation of the new version and the version to return to.
-    pub probation: Option<proto::Probation>,
-    pub previous_version: Option<u64>,
-    pub rollout_id: Option<String>,
-}
 
 /// Enroll this agent with a hub: generate a key pair here, send a CSR with the bootstrap token
 /// over a connection that pins the hub CA by the hash in the token, store what comes back.
@@ -225,17 +214,7 @@ async fn session(
     let mut send = outpost_net::stream::FramedSend::new(send);
     let mut recv = outpost_net::stream::FramedRecv::new(recv);
 
-    let active = identity::deploy_states(store)?
-        .into_iter()
-        .filter(|(_, s)| s.active_version > 0)
-        .map(|(w, s)| proto::ActiveWorkflow {
-            workflow: w,
-            version: s.active_version,
-            epoch: s.last_epoch,
-            paused: s.paused,
-            highest_version: Some(s.highest_version.max(s.active_version)),
-        })
-        .collect();
+    let active = deploy_gate::active_workflows(store)?;
     let trust =
         identity::load_trust(store)?.context("no signing trust stored: re-enroll this agent")?;
     let mut sess = AgentSession::new(AgentSessionConfig {
@@ -265,7 +244,7 @@ async fn session(
             continue;
         }
         while let Some(ev) = sess.poll_event() {
-            handle_event(ev, id, store, driver, &mut sess, &ctl_tx).await?;
+            handle_event(ev, store, driver, &mut sess, &ctl_tx).await?;
         }
         tokio::select! {
             frame = recv.recv_frame() => {
@@ -300,7 +279,6 @@ async fn session(
 
 async fn handle_event(
     ev: AgentEvent,
-    id: &Identity,
     store: &Arc<Store>,
     driver: &mpsc::UnboundedSender<Event>,
     sess: &mut AgentSession,
@@ -312,15 +290,20 @@ async fn handle_event(
             tokio::task::spawn_blocking(move || s.ack_outbox(seq)).await??;
         }
         AgentEvent::Deploy { assignment, bundle } => {
-            let result = deploy(id, store, driver, &assignment, bundle.as_ref()).await;
-            let (workflow, version, epoch, rejected) = match result {
-                Ok((w, v, e)) => (w, v, e, None),
-                Err((w, v, e, r)) => {
-                    tracing::warn!(workflow = %w, version = v, "deploy rejected: {r:?}");
-                    (w, v, e, Some(r))
-                }
+            // The driver's deploy gate checks, decides and commits; the link only carries the
+            // deploy there and the verdict back.
+            let (reply, verdict) = oneshot::channel();
+            let sent = driver.send(Event::HubDeploy {
+                assignment,
+                bundle,
+                reply,
+            });
+            let verdict = match (sent, verdict.await) {
+                (Ok(()), Ok(v)) => v,
+                _ => anyhow::bail!("the agent is shutting down"),
             };
-            sess.send_deploy_result(workflow, version, epoch, rejected);
+            let rejected = deploy_answer(verdict.result)?;
+            sess.send_deploy_result(verdict.workflow, verdict.version, verdict.epoch, rejected);
         }
         AgentEvent::Command {
             id: cmd_id,
@@ -337,15 +320,8 @@ async fn handle_event(
             });
         }
         AgentEvent::KeyChain(chain) => {
-            let mut trust = identity::load_trust(store)?.context("no signing trust stored")?;
-            match trust.apply_chain(&chain) {
-                Ok(true) => {
-                    identity::save_trust(store, &trust)?;
-                    tracing::info!(key = %trust.current_key_id(), "now trusting the hub's rotated signing key");
-                }
-                Ok(false) => {}
-                Err(r) => tracing::error!("refusing a key endorsement chain: {r:?}"),
-            }
+            // The deploy gate follows the chain and stores the new trust.
+            let _ = driver.send(Event::HubKeyChain(chain));
         }
         AgentEvent::Paused(list) => {
             let _ = driver.send(Event::HubPaused(list));
@@ -382,73 +358,17 @@ async fn handle_event(
     Ok(())
 }
 
-type Rejected = (String, u64, u64, Rejection);
-
-/// Verify a deploy (signatures, agent, epoch, hash, anti-rollback) and have the driver activate
-/// it atomically. Nothing changes on a rejection.
-async fn deploy(
-    id: &Identity,
-    store: &Arc<Store>,
-    driver: &mpsc::UnboundedSender<Event>,
-    assignment: &proto::SignedAssignment,
-    bundle: Option<&proto::SignedBundle>,
-) -> Result<(String, u64, u64), Rejected> {
-    let malformed = |m: String| (String::new(), 0, 0, Rejection::Malformed(m));
-    let trust = identity::load_trust(store)
-        .map_err(|e| malformed(e.to_string()))?
-        .ok_or_else(|| malformed("no trust".into()))?;
-    // Peek the (signed) assignment's workflow to load its state; check_deploy verifies first.
-    let a = trust
-        .verify_assignment(assignment)
-        .map_err(|r| (String::new(), 0, 0, r))?;
-    let state = identity::deploy_state(store, &a.workflow).map_err(|e| malformed(e.to_string()))?;
-    let held: Vec<u64> = store
-        .workflow_versions(&a.workflow)
-        .map_err(|e| malformed(e.to_string()))?
-        .into_iter()
-        .filter(|v| v.origin == "hub")
-        .map(|v| v.version)
-        .collect();
-    let ws = outpost_common::sign::WorkflowTrustState {
-        highest_version: state.highest_version,
-        last_epoch: state.last_epoch,
-        held_versions: held,
-    };
-    let acc = outpost_common::sign::check_deploy(&id.agent_id, &trust, &ws, assignment, bundle)
-        .map_err(|r| (a.workflow.clone(), a.version, a.epoch, r))?;
-    let (reply, wait) = oneshot::channel();
-    let content = match (acc.header.as_ref(), acc.content) {
-        (Some(h), Some(c)) => Some((c, h.format.clone())),
-        _ => None,
-    };
-    let act = Activation {
-        workflow: acc.assignment.workflow.clone(),
-        version: acc.assignment.version,
-        epoch: acc.assignment.epoch,
-        remove: acc.assignment.remove,
-        content,
-        probation: acc.assignment.probation,
-        previous_version: acc.assignment.previous_version,
-        rollout_id: acc.assignment.rollout_id.clone(),
-    };
-    let key = (act.workflow.clone(), act.version, act.epoch);
-    driver.send(Event::HubActivate(act, reply)).map_err(|_| {
-        (
-            key.0.clone(),
-            key.1,
-            key.2,
-            Rejection::Malformed("the agent is shutting down".into()),
-        )
-    })?;
-    match wait.await {
-        Ok(Ok(())) => Ok(key),
-        Ok(Err(r)) => Err((key.0, key.1, key.2, r)),
-        Err(_) => Err((
-            key.0,
-            key.1,
-            key.2,
-            Rejection::Malformed("the agent is shutting down".into()),
-        )),
+/// What the hub hears of a deploy: `None`, activated; a rejection of the deploy itself. A
+/// local store fault is not the deploy's fault and has no rejection reason: it ends the session
+/// (an error), and after the reconnect the hub, starting from this agent's report again, sends
+/// the deploy again (docs/protocol.md, "Desired state").
+fn deploy_answer(result: Result<(), DeployError>) -> anyhow::Result<Option<Rejection>> {
+    match result {
+        Ok(()) => Ok(None),
+        Err(DeployError::Rejected(r)) => Ok(Some(r)),
+        Err(DeployError::Store(m)) => {
+            anyhow::bail!("cannot take a deploy: the agent's store failed ({m}); reconnecting")
+        }
     }
 }
 
@@ -530,5 +450,25 @@ fn result(id: u64, ok: bool, message: String, run_id: Option<String>) -> AgentMs
         ok,
         message,
         run_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deploy this agent could not store is not the deploy's fault: the hub is not told it is
+    /// malformed; the session ends instead, and the hub sends the deploy again after the
+    /// reconnect (it starts from the agent's report, docs/protocol.md).
+    #[test]
+    fn a_local_store_fault_is_not_reported_as_a_rejection() {
+        assert_eq!(deploy_answer(Ok(())).unwrap(), None);
+        assert_eq!(
+            deploy_answer(Err(DeployError::Rejected(Rejection::Mismatch))).unwrap(),
+            Some(Rejection::Mismatch)
+        );
+        let fault = deploy_answer(Err(DeployError::Store("disk gone".into())));
+        let e = fault.expect_err("a store fault ends the session");
+        assert!(e.to_string().contains("disk gone"), "{e}");
     }
 }

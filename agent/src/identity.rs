@@ -3,7 +3,9 @@
 //! An enrolled agent holds: its id, its private key (generated on the agent, never sent), its
 //! certificate signed by the hub CA, the hub CA itself (pinned), the name the hub's certificate
 //! is issued for, the hub's address, and the workflow-signing trust (the hub's current signing
-//! key and the keys it retired). Configuration fails closed: an agent configured for a hub but
+//! key and the keys it retired). The trust is written here at enrollment only; after that, the
+//! driver's deploy gate is its only writer (a rotated key, committed like any other state).
+//! Configuration fails closed: an agent configured for a hub but
 //! missing any of these refuses to start and says which.
 
 use minicbor::{Decode, Encode};
@@ -12,7 +14,6 @@ use crate::store::{Store, StoreError};
 
 const IDENTITY_KEY: &str = "identity";
 const TRUST_KEY: &str = "trust";
-const DEPLOY_PREFIX: &str = "deploy/";
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Identity {
@@ -38,51 +39,14 @@ pub struct Identity {
     pub enrolled_ms: i64,
 }
 
-/// What the agent knows about one workflow it runs from the hub: the anti-rollback state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
-pub struct DeployState {
-    /// Highest version ever accepted (a lower one is refused unless held locally).
-    #[n(0)]
-    pub highest_version: u64,
-    /// Highest assignment epoch accepted (replays are refused).
-    #[n(1)]
-    pub last_epoch: u64,
-    /// The version active now (0: removed).
-    #[n(2)]
-    pub active_version: u64,
-    /// Paused at the hub.
-    #[n(3)]
-    pub paused: bool,
-    /// The active version is on probation.
-    #[n(4)]
-    pub probation: Option<ProbationState>,
-    /// The last version this agent reverted by itself, if any.
-    #[n(5)]
-    pub reverted_from: Option<u64>,
-}
-
-/// Probation of the active version: more than `max_failures` failures among the first `runs`
-/// runs of it (created at or after `since_ms`) make the agent revert to `previous_version`.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct ProbationState {
-    #[n(0)]
-    pub runs: u32,
-    #[n(1)]
-    pub max_failures: u32,
-    #[n(2)]
-    pub previous_version: u64,
-    #[n(3)]
-    pub since_ms: i64,
-    #[n(4)]
-    pub rollout_id: Option<String>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("stored {what} does not decode: {message}")]
     Decode { what: &'static str, message: String },
+    #[error("cannot encode the {what}: {message}")]
+    Encode { what: &'static str, message: String },
 }
 
 fn decode<T: for<'b> Decode<'b, ()>>(what: &'static str, bytes: &[u8]) -> Result<T, IdentityError> {
@@ -92,8 +56,11 @@ fn decode<T: for<'b> Decode<'b, ()>>(what: &'static str, bytes: &[u8]) -> Result
     })
 }
 
-fn encode<T: Encode<()>>(v: &T) -> Vec<u8> {
-    minicbor::to_vec(v).unwrap_or_default()
+fn encode<T: Encode<()>>(what: &'static str, v: &T) -> Result<Vec<u8>, IdentityError> {
+    minicbor::to_vec(v).map_err(|e| IdentityError::Encode {
+        what,
+        message: e.to_string(),
+    })
 }
 
 pub fn load(store: &Store) -> Result<Option<Identity>, IdentityError> {
@@ -104,7 +71,7 @@ pub fn load(store: &Store) -> Result<Option<Identity>, IdentityError> {
 }
 
 pub fn save(store: &Store, id: &Identity) -> Result<(), IdentityError> {
-    store.put_meta(IDENTITY_KEY, &encode(id))?;
+    store.put_meta(IDENTITY_KEY, &encode("identity", id)?)?;
     Ok(())
 }
 
@@ -115,35 +82,16 @@ pub fn load_trust(store: &Store) -> Result<Option<outpost_common::sign::Trust>, 
     }
 }
 
+/// Store the signing trust the hub gave at enrollment.
 pub fn save_trust(store: &Store, t: &outpost_common::sign::Trust) -> Result<(), IdentityError> {
-    store.put_meta(TRUST_KEY, &encode(t))?;
+    let (key, bytes) = trust_put(t)?;
+    store.put_meta(&key, &bytes)?;
     Ok(())
 }
 
-pub fn deploy_state(store: &Store, workflow: &str) -> Result<DeployState, IdentityError> {
-    match store.get_meta(&format!("{DEPLOY_PREFIX}{workflow}"))? {
-        Some(b) => decode("deploy state", &b),
-        None => Ok(DeployState::default()),
-    }
-}
-
-pub fn save_deploy_state(
-    store: &Store,
-    workflow: &str,
-    s: &DeployState,
-) -> Result<(), IdentityError> {
-    store.put_meta(&format!("{DEPLOY_PREFIX}{workflow}"), &encode(s))?;
-    Ok(())
-}
-
-/// Every workflow the hub has deployed here, with its state.
-pub fn deploy_states(store: &Store) -> Result<Vec<(String, DeployState)>, IdentityError> {
-    let mut out = Vec::new();
-    for (k, v) in store.meta_with_prefix(DEPLOY_PREFIX)? {
-        let name = k.trim_start_matches(DEPLOY_PREFIX).to_string();
-        out.push((name, decode("deploy state", &v)?));
-    }
-    Ok(out)
+/// The `agent_meta` entry that stores `t` (for a batch).
+pub fn trust_put(t: &outpost_common::sign::Trust) -> Result<(String, Vec<u8>), IdentityError> {
+    Ok((TRUST_KEY.to_string(), encode("signing trust", t)?))
 }
 
 /// A bootstrap token: `opt2.<token id>.<secret>.<sha256 of the hub CA, hex>.<hub name>` (the

@@ -334,6 +334,19 @@ pub fn check_deploy(
     bundle: Option<&SignedBundle>,
 ) -> Result<Accepted, Rejection> {
     let a = trust.verify_assignment(assignment)?;
+    check_verified_deploy(me, trust, state, a, bundle)
+}
+
+/// [`check_deploy`] from step 2 on, for an assignment already verified (step 1) with
+/// [`Trust::verify_assignment`]: for a caller that needs the assignment (its workflow, to load
+/// that workflow's state) before the rest of the check, without verifying it twice.
+pub fn check_verified_deploy(
+    me: &str,
+    trust: &Trust,
+    state: &WorkflowTrustState,
+    a: Assignment,
+    bundle: Option<&SignedBundle>,
+) -> Result<Accepted, Rejection> {
     if a.agent_id != me {
         return Err(Rejection::WrongAgent(a.agent_id));
     }

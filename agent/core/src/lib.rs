@@ -12,6 +12,7 @@
 //!   semaphores, and handles retries, timeouts, cancellation and crash recovery.
 //! - [`retention`] decides when retention may prune and how much (clock steps, a bounded
 //!   share per pass).
+//! - [`deploy`] decides hub deploys (the anti-rollback state) and probation (when to revert).
 //! - [`retry`] holds the retry decision and delay arithmetic, and the seeded PRNG.
 //!
 //! # Call order (the driver's loop)
@@ -39,6 +40,7 @@
 //! - The planner never fires a scheduled instant twice, fires in increasing order, and accounts
 //!   for every instant between its start and now: fired, or counted in one `MissedFirings`.
 
+pub mod deploy;
 pub mod engine;
 pub mod planner;
 pub mod retention;

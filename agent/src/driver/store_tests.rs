@@ -249,7 +249,7 @@ fn a_commit_that_fails_on_a_full_disk_is_retried_until_space_is_back() {
         })
         .collect();
     let n = big.len() as u64;
-    let stalled = d.store_stalled.clone();
+    let stalled = d.commits.stall_report();
     let freer = std::thread::spawn(move || {
         // Free the space only once the commit was seen failing.
         let t0 = std::time::Instant::now();
