@@ -109,12 +109,13 @@
 //!   returns online.
 
 mod controller;
+mod phase;
 mod spec;
 mod status;
 
 pub use controller::{
-    Action, Command, Controller, DecodeError, FORMAT_VERSION, Member, Outcome, Phase,
-    RefusedReason, order_key,
+    Action, Command, Controller, DecodeError, FORMAT_VERSION, Member, RefusedReason, order_key,
 };
+pub use phase::{Outcome, Phase};
 pub use spec::{OfflinePolicy, RolloutSpec, Scope, Size, SpecError, step_size, step_targets};
 pub use status::{AgentState, AgentStatus, GateStatus, Status, StepStatus};

@@ -5,11 +5,14 @@ use minicbor::{Decode, Encode};
 use outpost_common::record::UnixMillis;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
+use super::audit::audit_in;
+use super::error::{StoreError, decode, encode};
+use super::file::Store;
+use super::records::sorted;
 use super::schema::{
     DECISIONS, META, META_DECISION_SEQ, POOLS, ROLLOUT_AGENTS, ROLLOUT_INBOX, ROLLOUT_STATE,
-    ROLLOUTS,
+    ROLLOUTS, VERSIONS, WORKFLOWS,
 };
-use super::{Store, StoreError, audit_in, decode, encode, sorted};
 
 /// Prefix of the default pools made from workflow `target` selectors.
 pub const DEFAULT_POOL_PREFIX: &str = "wf:";
@@ -455,24 +458,18 @@ impl Store {
             return Err(StoreError::NoPool(pool.into()));
         }
         if txn
-            .open_table(super::schema::VERSIONS)?
+            .open_table(VERSIONS)?
             .get((workflow, version))?
             .is_none()
         {
-            return Err(
-                if txn
-                    .open_table(super::schema::WORKFLOWS)?
-                    .get(workflow)?
-                    .is_none()
-                {
-                    StoreError::NoWorkflow(workflow.into())
-                } else {
-                    StoreError::NoVersion {
-                        name: workflow.into(),
-                        version,
-                    }
-                },
-            );
+            return Err(if txn.open_table(WORKFLOWS)?.get(workflow)?.is_none() {
+                StoreError::NoWorkflow(workflow.into())
+            } else {
+                StoreError::NoVersion {
+                    name: workflow.into(),
+                    version,
+                }
+            });
         }
         match txn.open_table(DECISIONS)?.get((workflow, pool))? {
             Some(v) => Ok(Some(decode(v.value(), "pool_decisions", workflow)?)),

@@ -11,7 +11,8 @@ use minicbor::{Decode, Encode};
 use outpost_common::record::UnixMillis;
 use redb::{ReadableTable, TableDefinition};
 
-use super::{Store, StoreError, decode, encode};
+use super::error::{StoreError, decode, encode};
+use super::file::Store;
 
 /// `agent_sessions`: `agent_id -> cbor SessionLease`.
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new(TABLE_NAME);

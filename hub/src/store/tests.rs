@@ -1,5 +1,9 @@
 use super::*;
-use outpost_common::record::{RunKind, TaskState};
+use outpost_common::proto::{ActiveWorkflow, Assignment, BundleHeader, KeyEndorsement};
+use outpost_common::record::{
+    MissedFirings, OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord,
+    TaskState,
+};
 use outpost_common::sign::{SigningKey, Trust};
 
 fn open() -> (tempfile::TempDir, Store) {
