@@ -28,7 +28,7 @@ impl Store {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(AGENTS)?;
         let v = t.get(id)?.ok_or_else(|| StoreError::NoAgent(id.into()))?;
-        decode(v.value(), "agents", id)
+        Ok(decode(v.value(), "agents", id)?)
     }
 
     pub(super) fn update_agent<R>(

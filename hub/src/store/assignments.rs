@@ -6,7 +6,7 @@ use outpost_common::record::UnixMillis;
 use outpost_common::sign::SigningKey;
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::error::{StoreError, decode, encode};
+use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
 use super::pools::{self, RolloutEvent, RolloutEventKind};
 use super::records::{AgentRecord, DeployResultRecord, DesiredVersion, IssuedAssignment};
@@ -98,7 +98,7 @@ impl Store {
                 });
                 let issued = if same {
                     prev.cloned()
-                        .ok_or_else(|| StoreError::Inconsistent("prev".into()))?
+                        .ok_or_else(|| DbError::Inconsistent("prev".into()))?
                 } else {
                     minted = true;
                     mint(

@@ -13,8 +13,9 @@ use redb::{
     WriteTransaction,
 };
 
+use super::error::{DbError, StoreError};
+use super::file::Store;
 use super::schema::*;
-use super::{Store, StoreError};
 
 /// Copy one table; `false` if the source has no such table (never created).
 fn copy<K: Key + 'static, V: Value + 'static>(
@@ -44,7 +45,7 @@ impl Store {
             .create_new(true)
             .mode(0o600)
             .open(dest)
-            .map_err(|source| StoreError::File {
+            .map_err(|source| DbError::File {
                 path: dest.to_path_buf(),
                 source,
             })?;
@@ -91,17 +92,19 @@ impl Store {
                 continue;
             }
             if !copied.contains(&t.name()) {
-                return Err(StoreError::Inconsistent(format!(
+                return Err(DbError::Inconsistent(format!(
                     "table {} is not covered by the backup (a new table must be added to \
                      store/backup.rs)",
                     t.name()
-                )));
+                ))
+                .into());
             }
         }
         if src.list_multimap_tables()?.next().is_some() {
-            return Err(StoreError::Inconsistent(
+            return Err(DbError::Inconsistent(
                 "multimap tables are not covered by the backup".into(),
-            ));
+            )
+            .into());
         }
         dst.commit()?;
         Ok(copied.len())

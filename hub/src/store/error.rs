@@ -1,52 +1,14 @@
-//! The hub store's error type, and the minicbor encoding of its records.
+//! The hub store's error type. The file-level errors and the record encoding are the ones the
+//! agent store uses too (`outpost_common::store`).
 
-use std::fmt::Display;
-use std::io;
-use std::path::PathBuf;
-
-use minicbor::{Decode, Encode};
+pub(super) use outpost_common::store::{DbError, decode, encode};
 
 /// Everything that can go wrong in the hub store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store file could not be created or its permissions set.
-    #[error("cannot prepare store file {path}: {source}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: io::Error,
-    },
-    /// Another process has the file open.
-    #[error("store {path} is already open (is another hub running?)")]
-    AlreadyOpen {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file was written by a newer hub.
-    #[error(
-        "store schema version {found} is newer than the {supported} this hub supports; upgrade \
-         the hub (the store is left untouched)"
-    )]
-    SchemaTooNew {
-        /// Version in the file.
-        found: u64,
-        /// Highest version this build reads.
-        supported: u64,
-    },
-    /// A stored value could not be decoded.
-    #[error("corrupt value in table {table} at key {key}: {source}")]
-    Decode {
-        /// The table.
-        table: &'static str,
-        /// The key, for humans.
-        key: String,
-        /// The decoder's error.
-        source: minicbor::decode::Error,
-    },
-    /// A value could not be encoded.
-    #[error("cannot encode value: {0}")]
-    Encode(String),
+    /// The store file, its schema or a stored record (shared with the agent store).
+    #[error(transparent)]
+    Db(DbError),
     /// No such workflow (or version).
     #[error("workflow {0} not found")]
     NoWorkflow(String),
@@ -85,46 +47,6 @@ pub enum StoreError {
     /// Bad input.
     #[error("{0}")]
     Refused(String),
-    /// An index entry points at a missing record.
-    #[error("store is inconsistent: {0}")]
-    Inconsistent(String),
-    /// redb failed.
-    #[error("store database error: {0}")]
-    Db(#[from] redb::Error),
 }
 
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Db(e.into())
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::StorageError,
-    redb::TableError,
-    redb::TransactionError,
-    redb::CommitError,
-    redb::DatabaseError
-);
-
-pub(super) fn decode<T>(
-    bytes: &[u8],
-    table: &'static str,
-    key: impl Display,
-) -> Result<T, StoreError>
-where
-    T: for<'b> Decode<'b, ()>,
-{
-    minicbor::decode(bytes).map_err(|source| StoreError::Decode {
-        table,
-        key: key.to_string(),
-        source,
-    })
-}
-
-pub(super) fn encode<T: Encode<()>>(value: &T) -> Result<Vec<u8>, StoreError> {
-    minicbor::to_vec(value).map_err(|e| StoreError::Encode(e.to_string()))
-}
+outpost_common::impl_from_db_error!(StoreError, Db);

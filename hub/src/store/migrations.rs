@@ -4,6 +4,7 @@
 //! `MIGRATIONS.len()`. A released migration is never edited: a layout change is a new migration
 //! appended to the list. A file without a `meta` table is version 0 (new and empty).
 
+use outpost_common::store::{META, Migrations};
 use redb::{ReadableTable, WriteTransaction};
 
 use super::error::{StoreError, decode};
@@ -11,14 +12,14 @@ use super::pools::apply_default_pool;
 use super::records::{StoredVersion, WorkflowMeta};
 use super::schema::*;
 
-/// A forward-only migration, run inside the open's write transaction.
-pub(crate) type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
-
-/// The migration list.
-pub(crate) const MIGRATIONS: &[Migration] = &[migrate_v1_initial, migrate_v2_pools];
+/// The migration list (run by `Store::open`).
+pub(super) const MIGRATIONS: Migrations<'static, StoreError> = Migrations {
+    list: &[migrate_v1_initial, migrate_v2_pools],
+    program: "hub",
+};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = MIGRATIONS.len() as u64;
+pub(super) const SCHEMA_VERSION: u64 = MIGRATIONS.version();
 
 fn migrate_v1_initial(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(META)?;
@@ -64,29 +65,4 @@ fn migrate_v2_pools(txn: &WriteTransaction) -> Result<(), StoreError> {
         apply_default_pool(txn, &name, &target, version, "hub", at)?;
     }
     Ok(())
-}
-
-/// Apply pending migrations; refuses a newer file. Returns the version found.
-pub(crate) fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
-    let found = txn
-        .open_table(META)?
-        .get(META_SCHEMA_VERSION)?
-        .map(|v| v.value())
-        .unwrap_or(0);
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    for (index, migration) in MIGRATIONS.iter().enumerate() {
-        let from = index as u64;
-        if from < found {
-            continue;
-        }
-        migration(txn)?;
-        txn.open_table(META)?
-            .insert(META_SCHEMA_VERSION, from + 1)?;
-    }
-    Ok(found)
 }

@@ -6,7 +6,7 @@ use outpost_common::record::UnixMillis;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::audit::audit_in;
-use super::error::{StoreError, decode, encode};
+use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
 use super::records::sorted;
 use super::schema::{
@@ -381,7 +381,7 @@ impl Store {
         let v = t
             .get(name)?
             .ok_or_else(|| StoreError::NoPool(name.into()))?;
-        decode(v.value(), "pools", name)
+        Ok(decode(v.value(), "pools", name)?)
     }
 
     /// Delete a pool and its decisions; refused while a rollout is active in it.
@@ -738,10 +738,7 @@ impl Store {
         let mut rec: RolloutRecord = match rollouts.get(c.seq)? {
             Some(v) => decode(v.value(), "rollouts", c.seq)?,
             None => {
-                return Err(StoreError::Inconsistent(format!(
-                    "rollout {} missing",
-                    c.seq
-                )));
+                return Err(DbError::Inconsistent(format!("rollout {} missing", c.seq)).into());
             }
         };
         txn.open_table(ROLLOUT_STATE)?
@@ -832,7 +829,7 @@ impl Store {
         let v = t
             .get(seq)?
             .ok_or_else(|| StoreError::NoRollout(format!("ro-{seq}")))?;
-        decode(v.value(), "rollouts", seq)
+        Ok(decode(v.value(), "rollouts", seq)?)
     }
 
     /// A rollout's controller state bytes.

@@ -61,7 +61,7 @@ pub struct StoredVersion {
 impl StoredVersion {
     /// Decode the signed bundle (the signed `header_bytes` are carried through unchanged).
     pub fn signed_bundle(&self) -> Result<SignedBundle, StoreError> {
-        decode(&self.bundle, "workflow_versions", &self.name)
+        Ok(decode(&self.bundle, "workflow_versions", &self.name)?)
     }
 }
 

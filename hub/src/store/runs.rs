@@ -7,7 +7,7 @@ use outpost_common::record::{
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::audit::audit_in;
-use super::error::{StoreError, decode, encode};
+use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
 use super::pools::{self, RolloutEvent, RolloutEventKind};
 use super::records::{AgentRecord, HubRun, RunQuery};
@@ -186,7 +186,7 @@ impl Store {
                 continue;
             }
             let v = runs.get((agent, run_id))?.ok_or_else(|| {
-                StoreError::Inconsistent(format!("index names missing run {agent}/{run_id}"))
+                DbError::Inconsistent(format!("index names missing run {agent}/{run_id}"))
             })?;
             let record: RunRecord = decode(v.value(), "runs", run_id)?;
             if q.workflow.as_deref().is_some_and(|w| w != record.workflow)

@@ -3,10 +3,9 @@
 
 use redb::TableDefinition;
 
-/// `meta`: `&str -> u64`; key [`META_SCHEMA_VERSION`].
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// Schema version of the file.
-pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
+/// `meta`: `&str -> u64`; keys `schema_version` ([`outpost_common::store::META`]) and
+/// [`META_DECISION_SEQ`].
+pub(crate) use outpost_common::store::META;
 /// `workflows`: `name -> cbor WorkflowMeta` (latest version, paused).
 pub(crate) const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 /// `workflow_versions`: `(name, version) -> cbor StoredVersion`. Append-only.

@@ -6,7 +6,7 @@ use outpost_common::sign::SigningKey;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::audit::audit_in;
-use super::error::{StoreError, decode, encode};
+use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
 use super::pools;
 use super::records::{AgentRecord, ApplyOutcome, NewVersion, StoredVersion, WorkflowMeta, sorted};
@@ -48,7 +48,7 @@ impl Store {
                 let latest = versions
                     .get((new.name.as_str(), m.latest))?
                     .ok_or_else(|| {
-                        StoreError::Inconsistent(format!("{} v{} missing", new.name, m.latest))
+                        DbError::Inconsistent(format!("{} v{} missing", new.name, m.latest))
                     })?;
                 let latest: StoredVersion = decode(latest.value(), "workflow_versions", &new.name)?;
                 if latest.content_hash == hash {
@@ -112,7 +112,7 @@ impl Store {
                 let versions = txn.open_table(VERSIONS)?;
                 let v = versions
                     .get((new.name.as_str(), out.version))?
-                    .ok_or_else(|| StoreError::Inconsistent("applied version missing".into()))?;
+                    .ok_or_else(|| DbError::Inconsistent("applied version missing".into()))?;
                 decode::<StoredVersion>(v.value(), "workflow_versions", &new.name)?.target
             };
             pools::apply_default_pool(
@@ -183,7 +183,7 @@ impl Store {
         let v = t
             .get(name)?
             .ok_or_else(|| StoreError::NoWorkflow(name.into()))?;
-        decode(v.value(), "workflows", name)
+        Ok(decode(v.value(), "workflows", name)?)
     }
 
     /// One version (`None`: the latest).
@@ -204,7 +204,7 @@ impl Store {
                 }
             }
         })?;
-        decode(v.value(), "workflow_versions", name)
+        Ok(decode(v.value(), "workflow_versions", name)?)
     }
 
     /// Every version of a workflow, oldest first.
