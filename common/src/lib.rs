@@ -7,6 +7,15 @@
 //! file it is given, `clock::SystemClock` reads the clocks, `sign::SigningKey::generate` draws
 //! from the OS's random source, and `store` creates the store file and uses the redb
 //! transactions it is handed. Everything else works on the bytes and values it is handed.
+//!
+//! # Public surface
+//!
+//! Every module below is public because the agent, the hub, the tests or the fuzz targets use
+//! it; inside them, what no other crate uses is `pub(crate)`. The surface is: the workflow
+//! model and its files ([`model`], [`workflow`], [`params`], [`template`], [`schedule`],
+//! [`duration`]), the durable records ([`record`]), the wire protocol ([`proto`], [`frame`]),
+//! signing and deploy checks ([`sign`]), the session state machines ([`sync`]), time
+//! ([`clock`]), text helpers ([`text`]) and, with the `store` feature, `store`.
 
 pub mod clock;
 pub mod duration;

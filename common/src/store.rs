@@ -176,7 +176,7 @@ pub fn open_error(e: redb::DatabaseError, path: &Path, program: &'static str) ->
 
 /// The schema version of an open transaction's file (0 when there is no `meta` table: a new,
 /// empty file).
-pub fn schema_version(txn: &WriteTransaction) -> Result<u64, DbError> {
+pub(crate) fn schema_version(txn: &WriteTransaction) -> Result<u64, DbError> {
     Ok(txn
         .open_table(META)?
         .get(META_SCHEMA_VERSION)?
