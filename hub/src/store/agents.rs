@@ -12,7 +12,7 @@ use super::schema::{AGENT_VERSIONS, AGENTS};
 
 impl Store {
     /// All agents, by id.
-    pub fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+    pub(crate) fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(AGENTS)?;
         let mut out = Vec::new();
@@ -56,7 +56,12 @@ impl Store {
     }
 
     /// Revoke an agent (idempotent). Returns whether it was newly revoked.
-    pub fn revoke(&self, id: &str, actor: &str, now_ms: UnixMillis) -> Result<bool, StoreError> {
+    pub(crate) fn revoke(
+        &self,
+        id: &str,
+        actor: &str,
+        now_ms: UnixMillis,
+    ) -> Result<bool, StoreError> {
         self.update_agent(
             id,
             |a| {
@@ -73,7 +78,7 @@ impl Store {
 
     /// Record an agent's Hello: software version, active workflows, last seen. Refuses a
     /// revoked agent.
-    pub fn agent_hello(
+    pub(crate) fn agent_hello(
         &self,
         id: &str,
         software_version: &str,
@@ -100,7 +105,7 @@ impl Store {
     }
 
     /// Remember that `agent` holds these versions locally (reported active at Hello).
-    pub fn note_held(
+    pub(crate) fn note_held(
         &self,
         agent: &str,
         active: &[ActiveWorkflow],
@@ -126,14 +131,19 @@ impl Store {
     }
 
     /// Whether `agent` is known to hold `version` of `workflow` locally.
-    pub fn holds(&self, agent: &str, workflow: &str, version: u64) -> Result<bool, StoreError> {
+    pub(crate) fn holds(
+        &self,
+        agent: &str,
+        workflow: &str,
+        version: u64,
+    ) -> Result<bool, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(AGENT_VERSIONS)?;
         Ok(t.get((agent, workflow, version))?.is_some())
     }
 
     /// Record that an agent was heard from.
-    pub fn touch_agent(&self, id: &str, now_ms: UnixMillis) -> Result<(), StoreError> {
+    pub(crate) fn touch_agent(&self, id: &str, now_ms: UnixMillis) -> Result<(), StoreError> {
         self.update_agent(id, |a| a.last_seen_ms = Some(now_ms), None)
     }
 }

@@ -18,7 +18,7 @@ impl Store {
     /// new one with the next epoch; a workflow assigned before but no longer desired gets a
     /// removal (once). Returns the current assignment of every workflow ever assigned to the
     /// agent (removals included), by workflow name.
-    pub fn sync_assignments(
+    pub(crate) fn sync_assignments(
         &self,
         agent_id: &str,
         desired: &[DesiredVersion],
@@ -157,7 +157,7 @@ impl Store {
 
     /// Record an agent's deploy result (the last per (agent, workflow)); an accepted one also
     /// updates the agent's reported active version.
-    pub fn record_deploy_result(
+    pub(crate) fn record_deploy_result(
         &self,
         agent_id: &str,
         result: DeployResultRecord,

@@ -34,7 +34,7 @@ pub(super) fn audit_in(
 
 impl Store {
     /// Append an audit entry.
-    pub fn audit(
+    pub(crate) fn audit(
         &self,
         actor: &str,
         action: &str,

@@ -39,7 +39,7 @@ fn copy<K: Key + 'static, V: Value + 'static>(
 impl Store {
     /// Write a consistent copy of the whole store to `dest`, a new file (mode 0600; refused if
     /// it exists). Returns the number of tables copied.
-    pub fn backup_to(&self, dest: &Path) -> Result<usize, StoreError> {
+    pub(crate) fn backup_to(&self, dest: &Path) -> Result<usize, StoreError> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

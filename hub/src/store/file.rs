@@ -21,7 +21,7 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// The store file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 

@@ -11,7 +11,7 @@ use super::schema::SIGNING_KEYS;
 
 impl Store {
     /// Append a signing key to the history (idempotent for the current key).
-    pub fn record_signing_key(&self, key: KeyRecord, actor: &str) -> Result<(), StoreError> {
+    pub(crate) fn record_signing_key(&self, key: KeyRecord, actor: &str) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(SIGNING_KEYS)?;
@@ -34,7 +34,7 @@ impl Store {
     }
 
     /// The signing-key history, oldest first.
-    pub fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+    pub(crate) fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(SIGNING_KEYS)?;
         let mut out = Vec::new();
@@ -47,7 +47,10 @@ impl Store {
 
     /// The endorsements leading from `trusted_key_id` to the current key, in order (empty when
     /// the agent trusts the current key or a key the hub does not know).
-    pub fn key_chain_from(&self, trusted_key_id: &str) -> Result<Vec<KeyEndorsement>, StoreError> {
+    pub(crate) fn key_chain_from(
+        &self,
+        trusted_key_id: &str,
+    ) -> Result<Vec<KeyEndorsement>, StoreError> {
         let keys = self.signing_keys()?;
         let Some(pos) = keys.iter().position(|k| k.key_id == trusted_key_id) else {
             return Ok(Vec::new());

@@ -6,7 +6,7 @@
 //! before or after a call, never in between; a call that returns `Ok` is durable (this is what
 //! lets the session driver acknowledge an agent's status batch only after [`Store::ingest`]).
 //!
-//! # Tables (see [`schema`])
+//! # Tables (see `schema.rs`)
 //!
 //! | table | key | value |
 //! |---|---|---|
@@ -47,6 +47,16 @@
 //! - Decision seqs are global and strictly increasing; at most one active rollout per
 //!   (workflow, pool); a rollout event is queued in the transaction that ingested it and removed
 //!   in the transaction that commits the controller state that used it.
+//!
+//! # Public surface
+//!
+//! Public: [`Store`] (opening, and the methods the hub's integration tests and the e2e tests
+//! call), [`StoreError`], and the records those use or the fuzz targets decode (re-exported
+//! here from `records.rs` and [`pools`]). Two `Store` methods nothing outside the store's own
+//! tests calls yet (`missed`, `enqueue_rollout_event`) stay public as they were. Everything
+//! else (tables, migrations, the session-lease table, transaction helpers, `selector_matches`,
+//! the methods and records only the hub itself uses) is `pub(crate)` or private. One file per
+//! concern; `mod.rs` only declares and re-exports, so the files' imports form no circle.
 
 mod agents;
 mod assignments;
@@ -60,8 +70,8 @@ mod open;
 pub mod pools;
 mod records;
 mod runs;
-pub mod schema;
-pub mod sessions;
+pub(crate) mod schema;
+pub(crate) mod sessions;
 #[cfg(test)]
 mod tests;
 mod tokens;

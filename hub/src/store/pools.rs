@@ -15,10 +15,10 @@ use super::schema::{
 };
 
 /// Prefix of the default pools made from workflow `target` selectors.
-pub const DEFAULT_POOL_PREFIX: &str = "wf:";
+pub(crate) const DEFAULT_POOL_PREFIX: &str = "wf:";
 
 /// The default pool of a workflow: `wf:<name>`.
-pub fn default_pool(workflow: &str) -> String {
+pub(crate) fn default_pool(workflow: &str) -> String {
     format!("{DEFAULT_POOL_PREFIX}{workflow}")
 }
 
@@ -190,7 +190,7 @@ pub struct RolloutEvent {
 
 /// What one rollout step commits, atomically.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RolloutCommit {
+pub(crate) struct RolloutCommit {
     /// The rollout's seq.
     pub seq: u64,
     /// New controller state.
@@ -208,10 +208,10 @@ pub struct RolloutCommit {
 }
 
 /// `(workflow, pool)`.
-pub type WorkflowPool = (String, String);
+pub(crate) type WorkflowPool = (String, String);
 
 /// Whether a pool name is acceptable: `[A-Za-z0-9._:-]`, 1..=64 characters.
-pub fn valid_pool_name(name: &str) -> bool {
+pub(crate) fn valid_pool_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -363,7 +363,7 @@ impl Store {
     }
 
     /// Every pool, by name.
-    pub fn pools(&self) -> Result<Vec<PoolRecord>, StoreError> {
+    pub(crate) fn pools(&self) -> Result<Vec<PoolRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(POOLS)?;
         let mut out = Vec::new();
@@ -375,7 +375,7 @@ impl Store {
     }
 
     /// One pool.
-    pub fn pool(&self, name: &str) -> Result<PoolRecord, StoreError> {
+    pub(crate) fn pool(&self, name: &str) -> Result<PoolRecord, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(POOLS)?;
         let v = t
@@ -422,7 +422,7 @@ impl Store {
     }
 
     /// Every decision: `((workflow, pool), decision)`.
-    pub fn decisions(&self) -> Result<Vec<(WorkflowPool, PoolDecision)>, StoreError> {
+    pub(crate) fn decisions(&self) -> Result<Vec<(WorkflowPool, PoolDecision)>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(DECISIONS)?;
         let mut out = Vec::new();
@@ -632,7 +632,7 @@ impl Store {
     /// workflow. `make` builds the controller state from the rollout's seq (its id is
     /// `ro-<seq>`) and returns the first commit; all of it is committed in one transaction.
     #[allow(clippy::too_many_arguments)]
-    pub fn start_rollout(
+    pub(crate) fn start_rollout(
         &self,
         workflow: &str,
         pool: &str,
@@ -684,7 +684,7 @@ impl Store {
 
     /// Commit one controller step (state, assignments, phase, finish, audit, consumed inbox
     /// entries) in one transaction.
-    pub fn commit_rollout(
+    pub(crate) fn commit_rollout(
         &self,
         commit: RolloutCommit,
         now_ms: UnixMillis,
@@ -697,7 +697,7 @@ impl Store {
 
     /// Commit several controller steps in one transaction (the driver's turn: every rollout of
     /// a workflow sees the same events, and they are consumed with all of their new states).
-    pub fn commit_rollouts(
+    pub(crate) fn commit_rollouts(
         &self,
         commits: Vec<RolloutCommit>,
         now_ms: UnixMillis,
@@ -714,7 +714,7 @@ impl Store {
     }
 
     /// Delete consumed inbox entries that no rollout needed.
-    pub fn drop_events(&self, seqs: &[u64]) -> Result<(), StoreError> {
+    pub(crate) fn drop_events(&self, seqs: &[u64]) -> Result<(), StoreError> {
         if seqs.is_empty() {
             return Ok(());
         }
@@ -823,7 +823,7 @@ impl Store {
     }
 
     /// One rollout by seq.
-    pub fn rollout(&self, seq: u64) -> Result<RolloutRecord, StoreError> {
+    pub(crate) fn rollout(&self, seq: u64) -> Result<RolloutRecord, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ROLLOUTS)?;
         let v = t
@@ -833,7 +833,7 @@ impl Store {
     }
 
     /// A rollout's controller state bytes.
-    pub fn rollout_state(&self, seq: u64) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn rollout_state(&self, seq: u64) -> Result<Vec<u8>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ROLLOUT_STATE)?;
         let v = t
@@ -843,7 +843,7 @@ impl Store {
     }
 
     /// What active rollouts assigned `agent`: `((workflow, pool), assign)`.
-    pub fn rollout_assigns_for(
+    pub(crate) fn rollout_assigns_for(
         &self,
         agent: &str,
     ) -> Result<Vec<(WorkflowPool, RolloutAssign)>, StoreError> {
@@ -926,7 +926,7 @@ impl Store {
 
 /// Refuse a deploy or rollout into a pool that is pinned or has an active rollout of the
 /// workflow, saying why.
-pub fn refuse_if_held(
+pub(crate) fn refuse_if_held(
     workflow: &str,
     pool: &str,
     d: &PoolDecision,

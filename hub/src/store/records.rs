@@ -166,17 +166,17 @@ pub struct TokenRecord {
 
 impl TokenRecord {
     /// Agents enrolled with it so far.
-    pub fn used(&self) -> u32 {
+    pub(crate) fn used(&self) -> u32 {
         self.uses.unwrap_or(u32::from(self.used_ms.is_some()))
     }
 
     /// Agents it may enroll in all.
-    pub fn allowed(&self) -> u32 {
+    pub(crate) fn allowed(&self) -> u32 {
         self.max_uses.unwrap_or(1).max(1)
     }
 
     /// Whether it can enroll an agent at `now_ms`: not revoked, not spent, not expired.
-    pub fn usable(&self, now_ms: UnixMillis) -> bool {
+    pub(crate) fn usable(&self, now_ms: UnixMillis) -> bool {
         self.revoked_ms.is_none() && self.used() < self.allowed() && now_ms < self.expires_ms
     }
 }
@@ -287,7 +287,7 @@ pub struct AuditEntry {
 
 /// Filter of [`Store::runs`]. Runs are listed newest first (by creation time).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunQuery {
+pub(crate) struct RunQuery {
     /// Only this workflow.
     pub workflow: Option<String>,
     /// Only this agent.
@@ -314,7 +314,7 @@ impl Default for RunQuery {
 
 /// A run as the hub holds it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HubRun {
+pub(crate) struct HubRun {
     /// The agent that made it.
     pub agent_id: String,
     /// Latest snapshot.
@@ -322,7 +322,7 @@ pub struct HubRun {
 }
 
 /// The label selector `target` matches `labels` when every (k, v) of it is in `labels`.
-pub fn selector_matches(target: &[(String, String)], labels: &[(String, String)]) -> bool {
+pub(crate) fn selector_matches(target: &[(String, String)], labels: &[(String, String)]) -> bool {
     target
         .iter()
         .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))

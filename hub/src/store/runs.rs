@@ -35,7 +35,7 @@ fn had_failed_task(
 
 impl Store {
     /// The highest outbox seq of `agent_id` committed here.
-    pub fn committed_seq(&self, agent_id: &str) -> Result<u64, StoreError> {
+    pub(crate) fn committed_seq(&self, agent_id: &str) -> Result<u64, StoreError> {
         Ok(self.agent(agent_id)?.committed_seq)
     }
 
@@ -170,7 +170,7 @@ impl Store {
     }
 
     /// Runs matching `q`, newest first.
-    pub fn runs(&self, q: &RunQuery) -> Result<Vec<HubRun>, StoreError> {
+    pub(crate) fn runs(&self, q: &RunQuery) -> Result<Vec<HubRun>, StoreError> {
         let txn = self.db.begin_read()?;
         let idx = txn.open_table(RUNS_BY_CREATED)?;
         let runs = txn.open_table(RUNS)?;
@@ -203,7 +203,7 @@ impl Store {
     }
 
     /// The agents that hold a run with this id (run ids repeat across agents).
-    pub fn run_agents(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn run_agents(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(RUNS_BY_ID)?;
         let mut out = Vec::new();
@@ -220,14 +220,18 @@ impl Store {
 
     /// Whether a task of the run ended `failed` (its run may still have succeeded: a failed task
     /// followed by an `all_done` leaf).
-    pub fn run_had_failed_task(&self, agent_id: &str, run_id: &str) -> Result<bool, StoreError> {
+    pub(crate) fn run_had_failed_task(
+        &self,
+        agent_id: &str,
+        run_id: &str,
+    ) -> Result<bool, StoreError> {
         let txn = self.db.begin_read()?;
         let tasks = txn.open_table(TASKS)?;
         had_failed_task(&tasks, agent_id, run_id)
     }
 
     /// One run of one agent with its task instances.
-    pub fn run(
+    pub(crate) fn run(
         &self,
         agent_id: &str,
         run_id: &str,

@@ -23,7 +23,7 @@ impl Store {
     }
 
     /// Create a bootstrap token that enrolls up to `max_uses` agents (one each use).
-    pub fn create_token_uses(
+    pub(crate) fn create_token_uses(
         &self,
         labels: Vec<(String, String)>,
         expires_ms: UnixMillis,
@@ -121,7 +121,7 @@ impl Store {
     }
 
     /// Every bootstrap token (used, expired and revoked ones included), by id.
-    pub fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+    pub(crate) fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(TOKENS)?;
         let mut out = Vec::new();
@@ -134,7 +134,7 @@ impl Store {
 
     /// Revoke a bootstrap token: it enrolls no more agents (those it enrolled stay). Returns
     /// whether it changed (false: already revoked); an unknown id is [`StoreError::NoToken`].
-    pub fn revoke_token(
+    pub(crate) fn revoke_token(
         &self,
         id: &str,
         actor: &str,

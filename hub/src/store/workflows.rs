@@ -138,7 +138,7 @@ impl Store {
 
     /// Roll back: a new version with version `to`'s content (no new version if the latest
     /// already has that content). Returns the resulting latest version.
-    pub fn rollback(
+    pub(crate) fn rollback(
         &self,
         name: &str,
         to: u64,
@@ -162,7 +162,7 @@ impl Store {
     }
 
     /// All workflows with their state, by name.
-    pub fn workflows(&self) -> Result<Vec<(String, WorkflowMeta)>, StoreError> {
+    pub(crate) fn workflows(&self) -> Result<Vec<(String, WorkflowMeta)>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(WORKFLOWS)?;
         let mut out = Vec::new();
@@ -177,7 +177,7 @@ impl Store {
     }
 
     /// A workflow's state.
-    pub fn workflow(&self, name: &str) -> Result<WorkflowMeta, StoreError> {
+    pub(crate) fn workflow(&self, name: &str) -> Result<WorkflowMeta, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(WORKFLOWS)?;
         let v = t
@@ -208,7 +208,7 @@ impl Store {
     }
 
     /// Every version of a workflow, oldest first.
-    pub fn history(&self, name: &str) -> Result<Vec<StoredVersion>, StoreError> {
+    pub(crate) fn history(&self, name: &str) -> Result<Vec<StoredVersion>, StoreError> {
         self.workflow(name)?;
         let txn = self.db.begin_read()?;
         let t = txn.open_table(VERSIONS)?;
@@ -221,7 +221,7 @@ impl Store {
     }
 
     /// The latest version of every workflow.
-    pub fn latest_versions(&self) -> Result<Vec<(StoredVersion, WorkflowMeta)>, StoreError> {
+    pub(crate) fn latest_versions(&self) -> Result<Vec<(StoredVersion, WorkflowMeta)>, StoreError> {
         let mut out = Vec::new();
         for (name, meta) in self.workflows()? {
             out.push((self.version(&name, Some(meta.latest))?, meta));
@@ -230,7 +230,7 @@ impl Store {
     }
 
     /// Pause or resume a workflow at the hub. Returns whether it changed.
-    pub fn set_paused(
+    pub(crate) fn set_paused(
         &self,
         name: &str,
         paused: bool,
