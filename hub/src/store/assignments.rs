@@ -8,8 +8,8 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
-use super::pools::{self, RolloutEvent, RolloutEventKind};
 use super::records::{AgentRecord, DeployResultRecord, DesiredVersion, IssuedAssignment};
+use super::rollouts::{self, RolloutEvent, RolloutEventKind};
 use super::schema::{AGENT_VERSIONS, AGENTS, ASSIGNMENTS, DEPLOY_RESULTS};
 
 impl Store {
@@ -207,7 +207,7 @@ impl Store {
                 (agent_id, result.workflow.as_str()),
                 encode(&result)?.as_slice(),
             )?;
-            if pools::has_active_rollout(&txn, &result.workflow)? {
+            if rollouts::has_active_rollout(&txn, &result.workflow)? {
                 let kind = match &result.rejected {
                     None => RolloutEventKind::Activated {
                         version: result.version,
@@ -217,7 +217,7 @@ impl Store {
                         reason: r.clone(),
                     },
                 };
-                pools::enqueue_event(
+                rollouts::enqueue_event(
                     &txn,
                     &RolloutEvent {
                         agent: agent_id.into(),

@@ -52,11 +52,12 @@
 //!
 //! Public: [`Store`] (opening, and the methods the hub's integration tests and the e2e tests
 //! call), [`StoreError`], and the records those use or the fuzz targets decode (re-exported
-//! here from `records.rs` and [`pools`]). Two `Store` methods nothing outside the store's own
-//! tests calls yet (`missed`, `enqueue_rollout_event`) stay public as they were. Everything
-//! else (tables, migrations, the session-lease table, transaction helpers, `selector_matches`,
-//! the methods and records only the hub itself uses) is `pub(crate)` or private. One file per
-//! concern; `mod.rs` only declares and re-exports, so the files' imports form no circle.
+//! here from `records.rs`, [`pools`] and `rollouts.rs`). Two `Store` methods nothing outside
+//! the store's own tests calls yet (`missed`, `enqueue_rollout_event`) stay public as they
+//! were. Everything else (tables, migrations, the session-lease table, transaction helpers,
+//! `selector_matches`, the methods and records only the hub itself uses) is `pub(crate)` or
+//! private. One file per concern; `mod.rs` only declares and re-exports, so the files' imports
+//! form no circle.
 
 mod agents;
 mod assignments;
@@ -69,6 +70,7 @@ mod migrations;
 mod open;
 pub mod pools;
 mod records;
+mod rollouts;
 mod runs;
 pub(crate) mod schema;
 pub(crate) mod sessions;
@@ -81,3 +83,4 @@ pub use error::StoreError;
 pub use file::Store;
 pub use pools::*;
 pub use records::*;
+pub use rollouts::*;

@@ -9,8 +9,8 @@ use redb::{ReadableDatabase, ReadableTable};
 use super::audit::audit_in;
 use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
-use super::pools::{self, RolloutEvent, RolloutEventKind};
 use super::records::{AgentRecord, HubRun, RunQuery};
+use super::rollouts::{self, RolloutEvent, RolloutEventKind};
 use super::schema::{AGENTS, MISSED, RUNS, RUNS_BY_CREATED, RUNS_BY_ID, TASKS};
 
 /// Whether a task of the run ended `failed` (task records reach the hub before the run's end).
@@ -89,13 +89,13 @@ impl Store {
                             let active = match rollout_cache.get(&run.workflow) {
                                 Some(a) => *a,
                                 None => {
-                                    let a = pools::has_active_rollout(&txn, &run.workflow)?;
+                                    let a = rollouts::has_active_rollout(&txn, &run.workflow)?;
                                     rollout_cache.insert(run.workflow.clone(), a);
                                     a
                                 }
                             };
                             if active {
-                                pools::enqueue_event(
+                                rollouts::enqueue_event(
                                     &txn,
                                     &RolloutEvent {
                                         agent: agent_id.into(),
@@ -143,8 +143,8 @@ impl Store {
                             &r.workflow,
                             &detail,
                         )?;
-                        if pools::has_active_rollout(&txn, &r.workflow)? {
-                            pools::enqueue_event(
+                        if rollouts::has_active_rollout(&txn, &r.workflow)? {
+                            rollouts::enqueue_event(
                                 &txn,
                                 &RolloutEvent {
                                     agent: agent_id.into(),
