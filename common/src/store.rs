@@ -135,6 +135,24 @@ where
     })
 }
 
+/// Every value of `table` (named `name` in errors), decoded, in key order.
+pub fn decode_all<K, T>(
+    table: &impl ReadableTable<K, &'static [u8]>,
+    name: &'static str,
+) -> Result<Vec<T>, DbError>
+where
+    K: redb::Key + 'static,
+    for<'a> K::SelfType<'a>: Display,
+    T: for<'b> Decode<'b, ()>,
+{
+    let mut out = Vec::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        out.push(decode(v.value(), name, k.value())?);
+    }
+    Ok(out)
+}
+
 /// Encode a value to store.
 pub fn encode<T: Encode<()>>(value: &T) -> Result<Vec<u8>, DbError> {
     minicbor::to_vec(value).map_err(|e| DbError::Encode(e.to_string()))
@@ -318,5 +336,27 @@ mod tests {
         assert!(err.to_string().contains("table runs at key r1"), "{err}");
         let bytes = encode(&"v".to_string()).unwrap();
         assert_eq!(decode::<String>(&bytes, "runs", "r1").unwrap(), "v");
+    }
+
+    #[test]
+    fn decode_all_reads_a_table_in_key_order_and_names_a_corrupt_row() {
+        const T: TableDefinition<u64, &[u8]> = TableDefinition::new("things");
+        let db = db();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(T).unwrap();
+            t.insert(2, encode(&"b".to_string()).unwrap().as_slice())
+                .unwrap();
+            t.insert(1, encode(&"a".to_string()).unwrap().as_slice())
+                .unwrap();
+        }
+        let all: Vec<String> = decode_all(&txn.open_table(T).unwrap(), "things").unwrap();
+        assert_eq!(all, ["a", "b"]);
+        txn.open_table(T)
+            .unwrap()
+            .insert(3, [0xff].as_slice())
+            .unwrap();
+        let err = decode_all::<u64, String>(&txn.open_table(T).unwrap(), "things").unwrap_err();
+        assert!(err.to_string().contains("table things at key 3"), "{err}");
     }
 }

@@ -5,7 +5,7 @@ use outpost_common::record::UnixMillis;
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::audit::audit_in;
-use super::error::{StoreError, decode, encode};
+use super::error::{StoreError, decode, decode_all, encode};
 use super::file::Store;
 use super::records::AgentRecord;
 use super::schema::{AGENT_VERSIONS, AGENTS};
@@ -14,13 +14,7 @@ impl Store {
     /// All agents, by id.
     pub(crate) fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(AGENTS)?;
-        let mut out = Vec::new();
-        for e in t.iter()? {
-            let (k, v) = e?;
-            out.push(decode(v.value(), "agents", k.value())?);
-        }
-        Ok(out)
+        Ok(decode_all(&txn.open_table(AGENTS)?, "agents")?)
     }
 
     /// One agent.

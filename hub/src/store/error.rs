@@ -1,7 +1,7 @@
 //! The hub store's error type. The file-level errors and the record encoding are the ones the
 //! agent store uses too (`outpost_common::store`).
 
-pub(super) use outpost_common::store::{DbError, decode, encode};
+pub(super) use outpost_common::store::{DbError, decode, decode_all, encode};
 
 /// Everything that can go wrong in the hub store.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@ use outpost_common::proto::KeyEndorsement;
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::audit::audit_in;
-use super::error::{StoreError, decode, encode};
+use super::error::{StoreError, decode, decode_all, encode};
 use super::file::Store;
 use super::records::KeyRecord;
 use super::schema::SIGNING_KEYS;
@@ -36,13 +36,7 @@ impl Store {
     /// The signing-key history, oldest first.
     pub(crate) fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(SIGNING_KEYS)?;
-        let mut out = Vec::new();
-        for e in t.iter()? {
-            let (k, v) = e?;
-            out.push(decode(v.value(), "signing_keys", k.value())?);
-        }
-        Ok(out)
+        Ok(decode_all(&txn.open_table(SIGNING_KEYS)?, "signing_keys")?)
     }
 
     /// The endorsements leading from `trusted_key_id` to the current key, in order (empty when

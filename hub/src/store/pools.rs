@@ -6,7 +6,7 @@ use outpost_common::record::UnixMillis;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::audit::audit_in;
-use super::error::{StoreError, decode, encode};
+use super::error::{StoreError, decode, decode_all, encode};
 use super::file::Store;
 use super::records::sorted;
 use super::schema::{DECISIONS, META, META_DECISION_SEQ, POOLS, VERSIONS, WORKFLOWS};
@@ -197,13 +197,7 @@ impl Store {
     /// Every pool, by name.
     pub(crate) fn pools(&self) -> Result<Vec<PoolRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(POOLS)?;
-        let mut out = Vec::new();
-        for e in t.iter()? {
-            let (k, v) = e?;
-            out.push(decode(v.value(), "pools", k.value())?);
-        }
-        Ok(out)
+        Ok(decode_all(&txn.open_table(POOLS)?, "pools")?)
     }
 
     /// One pool.

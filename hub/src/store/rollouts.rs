@@ -8,7 +8,7 @@ use outpost_common::record::UnixMillis;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::audit::audit_in;
-use super::error::{DbError, StoreError, decode, encode};
+use super::error::{DbError, StoreError, decode, decode_all, encode};
 use super::file::Store;
 use super::pools::{PoolDecision, WorkflowPool, next_decision_seq, refuse_if_held};
 use super::schema::{DECISIONS, ROLLOUT_AGENTS, ROLLOUT_INBOX, ROLLOUT_STATE, ROLLOUTS};
@@ -364,13 +364,7 @@ impl Store {
     /// Every rollout, oldest first.
     pub fn rollouts(&self) -> Result<Vec<RolloutRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(ROLLOUTS)?;
-        let mut out = Vec::new();
-        for e in t.iter()? {
-            let (k, v) = e?;
-            out.push(decode(v.value(), "rollouts", k.value())?);
-        }
-        Ok(out)
+        Ok(decode_all(&txn.open_table(ROLLOUTS)?, "rollouts")?)
     }
 
     /// One rollout by seq.

@@ -4,7 +4,7 @@ use outpost_common::record::UnixMillis;
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::audit::audit_in;
-use super::error::{StoreError, decode, encode};
+use super::error::{StoreError, decode, decode_all, encode};
 use super::file::Store;
 use super::records::{AgentRecord, TokenRecord, sorted};
 use super::schema::{AGENTS, TOKENS};
@@ -123,13 +123,7 @@ impl Store {
     /// Every bootstrap token (used, expired and revoked ones included), by id.
     pub(crate) fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(TOKENS)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            out.push(decode(v.value(), "tokens", k.value())?);
-        }
-        Ok(out)
+        Ok(decode_all(&txn.open_table(TOKENS)?, "tokens")?)
     }
 
     /// Revoke a bootstrap token: it enrolls no more agents (those it enrolled stay). Returns
