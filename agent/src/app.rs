@@ -307,7 +307,10 @@ fn enroll_leaving_nothing_on_failure(
     let store = match Store::open(&dir.join("agent.redb")) {
         Ok(s) => s,
         Err(e) => {
-            let already_open = matches!(e, crate::store::StoreError::AlreadyOpen { .. });
+            let already_open = matches!(
+                e,
+                crate::store::StoreError::Db(crate::store::DbError::AlreadyOpen { .. })
+            );
             cleanup();
             let err =
                 anyhow::Error::new(e).context(format!("opening the store in {}", dir.display()));

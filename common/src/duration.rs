@@ -96,7 +96,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
 
 /// Format a duration in the syntax [`parse_duration`] reads, e.g. `1h30m`, `250ms`, `0s`.
 /// Sub-millisecond parts are dropped.
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let mut ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     if ms == 0 {
         return "0s".to_string();

@@ -1,8 +1,21 @@
 //! Outpost's shared crate: the workflow model and its file format, DAG validation, schedules,
-//! durable records and (later) the wire protocol and signing.
+//! durable records, the wire protocol, signing, the sync state machines and (feature `store`)
+//! the redb plumbing of the two stores.
 //!
-//! **Architecture Invariant**: this crate does no I/O besides reading the bytes it is handed; it
-//! knows nothing of tokio, redb, QUIC or processes.
+//! **Architecture Invariant**: this crate knows nothing of tokio, QUIC or processes, and of redb
+//! only in `store` (feature `store`). Its only I/O: `workflow::load_file` reads the workflow
+//! file it is given, `clock::SystemClock` reads the clocks, `sign::SigningKey::generate` draws
+//! from the OS's random source, and `store` creates the store file and uses the redb
+//! transactions it is handed. Everything else works on the bytes and values it is handed.
+//!
+//! # Public surface
+//!
+//! Every module below is public because the agent, the hub, the tests or the fuzz targets use
+//! it; inside them, what no other crate uses is `pub(crate)`. The surface is: the workflow
+//! model and its files ([`model`], [`workflow`], [`params`], [`template`], [`schedule`],
+//! [`duration`]), the durable records ([`record`]), the wire protocol ([`proto`], [`frame`]),
+//! signing and deploy checks ([`sign`]), the session state machines ([`sync`]), time
+//! ([`clock`]), text helpers ([`text`]) and, with the `store` feature, `store`.
 
 pub mod clock;
 pub mod duration;
@@ -13,6 +26,8 @@ pub mod proto;
 pub mod record;
 pub mod schedule;
 pub mod sign;
+#[cfg(feature = "store")]
+pub mod store;
 pub mod sync;
 pub mod template;
 pub mod text;

@@ -27,11 +27,11 @@ pub enum ParamType {
 pub struct ParamRule {
     pub ty: ParamType,
     /// Full-match pattern (`regex` syntax as `regex-lite` implements it: no Unicode classes), compiled at validation.
-    pub pattern: Option<regex_lite::Regex>,
+    pub(crate) pattern: Option<regex_lite::Regex>,
     /// A trigger must give it (no default).
     pub required: bool,
     /// The declared default, if any.
-    pub default: Option<String>,
+    pub(crate) default: Option<String>,
 }
 
 impl Default for ParamRule {
@@ -64,13 +64,13 @@ impl fmt::Display for ParamRule {
 }
 
 /// The full-match form of a pattern (`^(?:p)$`), so `pattern: '[a-z]+'` means the whole value.
-pub fn anchored(pattern: &str) -> String {
+pub(crate) fn anchored(pattern: &str) -> String {
     format!("^(?:{pattern})$")
 }
 
 impl ParamRule {
     /// Does `value` satisfy the type and the pattern? `Err` says what the rule is.
-    pub fn check(&self, value: &str) -> Result<(), String> {
+    pub(crate) fn check(&self, value: &str) -> Result<(), String> {
         let type_ok = match &self.ty {
             ParamType::String => true,
             ParamType::Integer => value.parse::<i64>().is_ok() && !value.starts_with('+'),

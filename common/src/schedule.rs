@@ -31,8 +31,8 @@ impl fmt::Debug for Schedule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleError {
     /// The offending field ("minute", "day-of-week", ...) when it can be told, else `None`.
-    pub field: Option<&'static str>,
-    pub message: String,
+    pub(crate) field: Option<&'static str>,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ScheduleError {

@@ -17,7 +17,7 @@ use crate::proto::{
 use crate::record::UnixMillis;
 
 /// Length of a raw ed25519 public key.
-pub const PUBLIC_KEY_LEN: usize = 32;
+pub(crate) const PUBLIC_KEY_LEN: usize = 32;
 
 /// Errors making or loading a signing key, or building a [`Trust`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -753,9 +753,7 @@ mod tests {
 
         apply(&hub, "w", "one", &[("site", "a")]);
         hub.store.set_paused("w", true, "op", 1).unwrap();
-        let start = hub
-            .agent_connected(&id, "0.2.0", vec![], "nokey")
-            .unwrap();
+        let start = hub.agent_connected(&id, "0.2.0", vec![], "nokey").unwrap();
         assert_eq!(start.committed_seq, 0);
         assert_eq!(start.desired.len(), 1);
         let d = &start.desired[0];

@@ -196,7 +196,7 @@ pub fn rotate_signing_key(config: &HubConfig) -> anyhow::Result<Rotated> {
 
     let old = load_signing_key(&config.signing_key)?;
     let store = Store::open(&config.store_path()).map_err(|e| match e {
-        crate::store::StoreError::AlreadyOpen { .. } => {
+        crate::store::StoreError::Db(outpost_common::store::DbError::AlreadyOpen { .. }) => {
             anyhow::anyhow!("the hub store is in use: stop the hub before rotating its key")
         }
         other => other.into(),

@@ -25,7 +25,7 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The ceiling of the delay after `failures` consecutive failures (zero for none).
-    pub fn ceiling(&self, failures: u32) -> Duration {
+    pub(crate) fn ceiling(&self, failures: u32) -> Duration {
         if failures == 0 {
             return Duration::ZERO;
         }

@@ -5,9 +5,6 @@ use std::time::Duration;
 
 use crate::NetError;
 
-/// Default time allowed for a handshake in [`connect`] callers that have no better value.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A server endpoint bound to `bind` (e.g. `0.0.0.0:7443`), accepting with `config`.
 /// Must be called inside a tokio runtime.
 pub fn server_endpoint(
@@ -66,7 +63,7 @@ impl quinn::ConnectionIdGenerator for RandomCids {
 /// The HMAC-SHA256 key quinn derives stateless-reset tokens from: HKDF-SHA256 of `secret`, with a
 /// salt and an info string of its own, so the key reveals nothing of `secret` and serves no other
 /// purpose.
-pub fn stateless_reset_key(secret: &[u8]) -> ring::hmac::Key {
+pub(crate) fn stateless_reset_key(secret: &[u8]) -> ring::hmac::Key {
     use ring::{hkdf, hmac};
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"outpost/1 QUIC stateless reset").extract(secret);
     match prk.expand(&[b"stateless-reset key"], hmac::HMAC_SHA256) {

@@ -1,8 +1,17 @@
 //! Outpost transport: QUIC endpoints with mutual TLS, certificates, framed streams, backoff.
 //!
+//! # Public surface
+//!
+//! What the hub, the agent and the tests use, and nothing more (the rest is `pub(crate)`):
+//! [`endpoint`] (server and client endpoints, [`connect`]), [`tls`] (the rustls/quinn configs of
+//! each side, [`tls::Transport`], the peer's agent id), [`pki`] (the hub CA [`Ca`], agent keys
+//! and CSRs, certificate facts, PEM files), [`stream`] (length-prefixed CBOR frames:
+//! [`FramedSend`], [`FramedRecv`]), [`backoff::Backoff`], and [`NetError`].
+//!
 //! # Trust model at the TLS layer
 //!
-//! There is exactly one trust root per hub: the hub CA (ECDSA P-256, made by [`pki::Ca`]). There
+//! There is exactly one trust root per hub: the hub CA (ECDSA P-256, made once by
+//! [`pki::Ca::generate`] when `outpost-hub init` runs, loaded by the hub with [`pki::Ca::load`]). There
 //! is no plaintext mode and no "skip verification" option anywhere in this crate; every
 //! constructor returns a typed error naming what is missing or invalid instead of falling back.
 //! Every rustls object is built with [`rustls::crypto::ring::default_provider`] explicitly; no
@@ -40,11 +49,9 @@ pub mod pki;
 pub mod stream;
 pub mod tls;
 
-pub use backoff::Backoff;
 pub use endpoint::{client_endpoint, connect, server_endpoint};
 pub use pki::{Ca, PkiError};
 pub use stream::{FramedRecv, FramedSend};
-pub use tls::{MatchedCa, TlsError, Transport};
 
 /// Errors of connections and framed streams.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer, PrivateKeyDer};
 
 /// DNS suffix of agent certificates' subject alternative name.
-pub const AGENT_DNS_SUFFIX: &str = ".agent.outpost";
+pub(crate) const AGENT_DNS_SUFFIX: &str = ".agent.outpost";
 
 /// Slack on `not_before` for clocks slightly behind the issuer's.
 const BACKDATE: Duration = Duration::from_secs(3600);
@@ -126,7 +126,7 @@ impl Ca {
 
     /// Load a CA from its certificate and PKCS#8 key in PEM. Fails if either is unreadable or
     /// the key is not the certificate's key.
-    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, PkiError> {
+    pub(crate) fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, PkiError> {
         let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|e| PkiError::CaCert(e.to_string()))?;
         let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::CaKey(e.to_string()))?;
@@ -255,7 +255,7 @@ impl Ca {
 }
 
 /// Agent ids the CA signs: 1-63 chars of `[a-z0-9-]` (one DNS label), e.g. `agent-0123abcd…`.
-pub fn valid_agent_id(id: &str) -> bool {
+pub(crate) fn valid_agent_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 63
         && id
@@ -322,7 +322,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 // ----- PEM -------------------------------------------------------------------------------------
 
 /// Encode DER as PEM with the given label (`CERTIFICATE`, `PRIVATE KEY`, ...).
-pub fn pem_encode(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut b64 = String::with_capacity(der.len().div_ceil(3) * 4);
     for chunk in der.chunks(3) {
@@ -367,7 +367,7 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<Vec<u8>>, PkiError> {
 }
 
 /// The PKCS#8 private key in PEM text, DER.
-pub fn key_from_pem(pem: &str) -> Result<Vec<u8>, PkiError> {
+pub(crate) fn key_from_pem(pem: &str) -> Result<Vec<u8>, PkiError> {
     match PrivateKeyDer::from_pem_slice(pem.as_bytes()) {
         Ok(PrivateKeyDer::Pkcs8(k)) => Ok(k.secret_pkcs8_der().to_vec()),
         _ => Err(PkiError::Pem("PRIVATE KEY (PKCS#8)")),
@@ -423,26 +423,6 @@ pub fn create_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::
         .open(path)?;
     f.write_all(contents)?;
     f.sync_all()
-}
-
-/// Write `contents` to a new file `path` readable only by its owner (mode 0600), replacing any
-/// existing file atomically (write to a temporary sibling, fsync, rename).
-pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -588,10 +568,11 @@ mod tests {
         let ca = Ca::generate("ca").unwrap();
         let cert = dir.path().join("ca.pem");
         let key = dir.path().join("ca.key");
-        write_private_file(&cert, ca.cert_pem().as_bytes()).unwrap();
-        write_private_file(&key, ca.key_pem().as_bytes()).unwrap();
-        // overwrite keeps 0600
-        write_private_file(&key, ca.key_pem().as_bytes()).unwrap();
+        create_private_file(&cert, ca.cert_pem().as_bytes()).unwrap();
+        create_private_file(&key, ca.key_pem().as_bytes()).unwrap();
+        // a secret made once is never overwritten
+        let again = create_private_file(&key, b"other").unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(

@@ -25,7 +25,7 @@ impl FramedSend {
     }
 
     /// Frames on `send` with a custom limit (at most `u32::MAX`).
-    pub fn with_limit(send: quinn::SendStream, max: usize) -> Self {
+    pub(crate) fn with_limit(send: quinn::SendStream, max: usize) -> Self {
         FramedSend {
             send,
             max: max.min(u32::MAX as usize),
@@ -80,7 +80,9 @@ pub fn encode_frame<T: minicbor::Encode<()>>(msg: &T, max: usize) -> Result<Vec<
 }
 
 /// Decode one message that must fill `bytes` exactly.
-pub fn decode_frame<T: for<'b> minicbor::Decode<'b, ()>>(bytes: &[u8]) -> Result<T, NetError> {
+pub(crate) fn decode_frame<T: for<'b> minicbor::Decode<'b, ()>>(
+    bytes: &[u8],
+) -> Result<T, NetError> {
     let mut d = minicbor::Decoder::new(bytes);
     let v = d.decode::<T>()?;
     let rest = bytes.len() - d.position();
@@ -103,7 +105,7 @@ const READ_CHUNK: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct FramedRecv {
     /// The underlying stream.
-    pub recv: quinn::RecvStream,
+    pub(crate) recv: quinn::RecvStream,
     decoder: FrameDecoder,
     chunk: Box<[u8]>,
 }
@@ -115,7 +117,7 @@ impl FramedRecv {
     }
 
     /// Frames from `recv` with a custom limit.
-    pub fn with_limit(recv: quinn::RecvStream, max: usize) -> Self {
+    pub(crate) fn with_limit(recv: quinn::RecvStream, max: usize) -> Self {
         FramedRecv {
             recv,
             decoder: FrameDecoder::with_limit(max),

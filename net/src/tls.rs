@@ -43,7 +43,7 @@ pub enum TlsError {
 }
 
 /// The crypto provider used everywhere in Outpost (ring).
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

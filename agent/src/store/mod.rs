@@ -39,7 +39,7 @@
 //!   unacknowledged one) still refers to, nor a run that is not terminal.
 //! - The index tables (`runs_by_created`, `runs_by_workflow`, `runs_unfinished`,
 //!   `outbox_run_refs`) are maintained in the same transaction as the table they index.
-//! - Stored bytes that fail to decode surface as [`StoreError::Decode`], never as a panic.
+//! - Stored bytes that fail to decode surface as [`DbError::Decode`], never as a panic.
 
 #[cfg(test)]
 mod power_loss;
@@ -49,11 +49,9 @@ pub mod schema;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::fmt::Display;
 use std::fs;
 use std::io;
 use std::ops::Bound;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -64,6 +62,8 @@ use outpost_common::record::{
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
+pub(crate) use outpost_common::store::{DbError, decode, encode};
+use outpost_common::store::{open_error, prepare_private_file};
 use schema::{
     AGENT_META, META, META_ACKED_SEQ, META_LAST_SEQ, MISSED, OUTBOX, OUTBOX_RUN_REFS, RUNS,
     RUNS_BY_CREATED, RUNS_BY_WORKFLOW, RUNS_UNFINISHED, SCHEMA_VERSION, TASKS, WORKFLOW_STATE,
@@ -84,44 +84,9 @@ pub enum StoreError {
         /// The I/O error.
         source: io::Error,
     },
-    /// The store file could not be created or its permissions set.
-    #[error("cannot prepare store file {path}: {source}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: io::Error,
-    },
-    /// Another process (or another `Store` in this process) has the file open.
-    #[error("store {path} is already open (is another agent running?)")]
-    AlreadyOpen {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file was written by a newer agent; this one will not guess at its layout.
-    #[error(
-        "store schema version {found} is newer than the {supported} this agent supports; \
-         upgrade the agent (the store is left untouched)"
-    )]
-    SchemaTooNew {
-        /// Version recorded in the file.
-        found: u64,
-        /// Highest version this build understands.
-        supported: u64,
-    },
-    /// A stored value could not be decoded.
-    #[error("corrupt value in table {table} at key {key}: {source}")]
-    Decode {
-        /// The table holding it.
-        table: &'static str,
-        /// The key, rendered for humans.
-        key: String,
-        /// The decoder's error.
-        source: minicbor::decode::Error,
-    },
-    /// A value could not be encoded.
-    #[error("cannot encode value: {0}")]
-    Encode(String),
+    /// The store file, its schema or a stored record (shared with the hub store).
+    #[error(transparent)]
+    Db(DbError),
     /// A workflow version was put twice with different contents.
     #[error("workflow {name} version {version} already exists with a different content hash")]
     VersionConflict {
@@ -161,50 +126,9 @@ pub enum StoreError {
         /// The file.
         path: PathBuf,
     },
-    /// An index entry points at a record that is missing: a bug or a damaged file.
-    #[error("store is inconsistent: {0}")]
-    Inconsistent(String),
-    /// redb failed (I/O, corruption, transaction).
-    #[error("store database error: {0}")]
-    Db(#[from] redb::Error),
 }
 
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Db(e.into())
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::StorageError,
-    redb::TableError,
-    redb::TransactionError,
-    redb::CommitError,
-    redb::DatabaseError
-);
-
-/// Decode a stored value, naming the table and key on failure.
-pub(crate) fn decode<T>(
-    bytes: &[u8],
-    table: &'static str,
-    key: impl Display,
-) -> Result<T, StoreError>
-where
-    T: for<'b> Decode<'b, ()>,
-{
-    minicbor::decode(bytes).map_err(|source| StoreError::Decode {
-        table,
-        key: key.to_string(),
-        source,
-    })
-}
-
-fn encode<T: Encode<()>>(value: &T) -> Result<Vec<u8>, StoreError> {
-    minicbor::to_vec(value).map_err(|e| StoreError::Encode(e.to_string()))
-}
+outpost_common::impl_from_db_error!(StoreError, Db);
 
 /// One stored version of a workflow definition: the source exactly as received.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -356,7 +280,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Open (or create) the store at `path`: creates the parent directories and the file with
     /// mode 0600, then applies pending migrations. Refuses a file from a newer schema with
-    /// [`StoreError::SchemaTooNew`] and a file already open with [`StoreError::AlreadyOpen`].
+    /// [`DbError::SchemaTooNew`] and a file already open with [`DbError::AlreadyOpen`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Self::open_at(path, SCHEMA_VERSION)
     }
@@ -369,7 +293,7 @@ impl Store {
                 source,
             })?;
         }
-        let file_err = |source| StoreError::File {
+        let file_err = |source| DbError::File {
             path: path.to_path_buf(),
             source,
         };
@@ -378,7 +302,7 @@ impl Store {
             Ok(m) if m.len() > 0 => None,
             Ok(_) => Some("empty (0 bytes)"),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Some("missing"),
-            Err(e) => return Err(file_err(e)),
+            Err(e) => return Err(file_err(e).into()),
         };
         if let Some(found) = found
             && marker.exists()
@@ -389,20 +313,7 @@ impl Store {
                 marker,
             });
         }
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(file_err)?;
-        let mode = file.metadata().map_err(file_err)?.permissions().mode();
-        if mode & 0o777 != 0o600 {
-            file.set_permissions(fs::Permissions::from_mode(0o600))
-                .map_err(file_err)?;
-        }
-        drop(file);
+        prepare_private_file(path)?;
         // A file created just now (none was there, and no marker says one should be) has nothing
         // to repair: the open that detects an unclean shutdown is skipped.
         let fresh = found.is_some();
@@ -417,7 +328,7 @@ impl Store {
             // No marker: the file's creation never completed (a power loss during the very
             // first start leaves a torn header). Nothing was ever acknowledged from it; keep it
             // aside rather than delete it, and create the store again.
-            Err(StoreError::Db(e)) if !marker.exists() => {
+            Err(StoreError::Db(DbError::Redb(e))) if !marker.exists() => {
                 let aside = path.with_file_name(format!(
                     "{}.unreadable.{}",
                     path.file_name().unwrap_or_default().to_string_lossy(),
@@ -436,7 +347,7 @@ impl Store {
         };
         if !marker.exists() {
             // From now on a missing or empty store file here is an error, not a fresh start.
-            write_marker(&marker).map_err(|source| StoreError::File {
+            write_marker(&marker).map_err(|source| DbError::File {
                 path: marker.clone(),
                 source,
             })?;
@@ -462,12 +373,7 @@ impl Store {
                 .set_repair_callback(move |_| {
                     set.store(true, std::sync::atomic::Ordering::Relaxed)
                 });
-            let db = create(&builder).map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
-                    path: path.to_path_buf(),
-                },
-                other => other.into(),
-            });
+            let db = create(&builder).map_err(|e| open_error(e, path, "agent"));
             (db, flag.load(std::sync::atomic::Ordering::Relaxed))
         };
         // First a plain open, to learn whether the file was closed cleanly (the check below
@@ -479,7 +385,7 @@ impl Store {
                     drop(db);
                     repaired
                 }
-                Ok((Err(e @ StoreError::AlreadyOpen { .. }), _)) => return Err(e),
+                Ok((Err(e @ DbError::AlreadyOpen { .. }), _)) => return Err(e.into()),
                 Ok((Err(_), _)) | Err(_) => true,
             };
         // Then the open that is kept: the whole file is checked (checksums, tree structure)
@@ -499,7 +405,7 @@ impl Store {
             file_backed: false,
         };
         let txn = store.begin_write()?;
-        let found = schema::migrate(&txn, target)?;
+        let found = schema::MIGRATIONS.migrate(&txn, target)?;
         if found < target {
             txn.commit()?;
         } else {
@@ -603,7 +509,7 @@ impl Store {
             for event in &batch.events {
                 seq = seq
                     .checked_add(1)
-                    .ok_or_else(|| StoreError::Inconsistent("outbox seq overflow".into()))?;
+                    .ok_or_else(|| DbError::Inconsistent("outbox seq overflow".into()))?;
                 let run_ref = match event {
                     StatusEvent::Run(run) => {
                         runs.upsert(run)?;
@@ -799,7 +705,7 @@ impl Store {
         let runs = read.open_table(RUNS)?;
         let mut visit = |run_id: &str| -> Result<bool, StoreError> {
             let run = get_run(&runs, run_id)?.ok_or_else(|| {
-                StoreError::Inconsistent(format!("run index refers to missing run {run_id}"))
+                DbError::Inconsistent(format!("run index refers to missing run {run_id}"))
             })?;
             let wanted = filter
                 .states
@@ -851,7 +757,7 @@ impl Store {
             let run_id = key.value();
             let found = get_run(&runs, run_id).and_then(|run| {
                 let run = run.ok_or_else(|| {
-                    StoreError::Inconsistent(format!(
+                    DbError::Inconsistent(format!(
                         "unfinished index refers to missing run {run_id}"
                     ))
                 })?;
@@ -859,7 +765,7 @@ impl Store {
             });
             match found {
                 Ok(found) => out.push(found),
-                Err(e @ StoreError::Decode { .. }) => {
+                Err(e @ StoreError::Db(DbError::Decode { .. })) => {
                     tracing::error!(run = run_id, "run not recovered: {e}");
                 }
                 Err(e) => return Err(e),
@@ -1036,9 +942,10 @@ impl Store {
                     break;
                 }
                 let Some(run) = get_run(&runs.runs, &run_id)? else {
-                    return Err(StoreError::Inconsistent(format!(
+                    return Err(DbError::Inconsistent(format!(
                         "run index refers to missing run {run_id}"
-                    )));
+                    ))
+                    .into());
                 };
                 if !run.state.is_terminal() {
                     continue;
@@ -1146,7 +1053,7 @@ fn read_state(
     name: &str,
 ) -> Result<WorkflowState, StoreError> {
     match table.get(name)? {
-        Some(g) => decode(g.value(), "workflow_state", name),
+        Some(g) => Ok(decode(g.value(), "workflow_state", name)?),
         None => Ok(WorkflowState::default()),
     }
 }

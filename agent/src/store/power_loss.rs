@@ -27,7 +27,7 @@ use outpost_common::record::{
 };
 use redb::StorageBackend;
 
-use super::{Batch, Retention, RunFilter, Store, StoreError, WorkflowVersion};
+use super::{Batch, DbError, Retention, RunFilter, Store, StoreError, WorkflowVersion};
 
 enum Op {
     Write(u64, Vec<u8>),
@@ -391,7 +391,7 @@ fn crash_once(variant: u64, point: u64, torn: bool, reference: &[String]) -> Res
         Ok(s) => s,
         // The power went while the store was being created: `Store::open` keeps such a file
         // aside (no marker yet) and creates the store again.
-        Err(StoreError::Db(_)) if !created => {
+        Err(StoreError::Db(DbError::Redb(_))) if !created => {
             Store::open_backend(CrashBackend::new(Vec::new(), None, false, 1))
                 .map_err(|e| format!("a new store cannot be created: {e}"))?
         }

@@ -5,7 +5,7 @@ use outpost_common::record::{MissedFirings, RunRecord, StatusEvent, TaskInstance
 use redb::ReadableTable;
 
 use super::schema::{META, META_LAST_SEQ, MISSED, OUTBOX, OUTBOX_RUN_REFS, RUNS, TASKS};
-use super::{CommitInfo, Store, StoreError, decode, encode};
+use super::{CommitInfo, DbError, Store, StoreError, decode, encode};
 
 /// `meta` keys: the lost range (`after`, `upto`) last requeued.
 const META_REQUEUED_AFTER: &str = "requeued_after";
@@ -64,7 +64,7 @@ impl Store {
             for (run_ref, event) in &events {
                 seq = seq
                     .checked_add(1)
-                    .ok_or_else(|| StoreError::Inconsistent("outbox seq overflow".into()))?;
+                    .ok_or_else(|| DbError::Inconsistent("outbox seq overflow".into()))?;
                 outbox.insert(seq, (run_ref.as_str(), encode(event)?.as_slice()))?;
                 if !run_ref.is_empty() {
                     refs.insert((run_ref.as_str(), seq), ())?;

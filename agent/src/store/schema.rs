@@ -9,15 +9,14 @@
 //! edited once released; a layout change is a new migration appended to the list. A file with no
 //! `meta` table is version 0 (a new, empty file).
 
+use outpost_common::store::Migrations;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::StoreError;
 
-/// `meta`: store bookkeeping, `&str -> u64`. Keys: [`META_SCHEMA_VERSION`], [`META_LAST_SEQ`],
-/// [`META_ACKED_SEQ`].
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// Schema version of the file (the number of migrations applied).
-pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
+/// `meta`: store bookkeeping, `&str -> u64`. Keys: [`META_SCHEMA_VERSION`] (the number of
+/// migrations applied), [`META_LAST_SEQ`], [`META_ACKED_SEQ`].
+pub(crate) use outpost_common::store::META;
 /// Highest outbox sequence number ever assigned (0: none yet). Never decreases.
 pub(crate) const META_LAST_SEQ: &str = "last_seq";
 /// Highest outbox sequence number the hub acknowledged (0: none yet). Never decreases.
@@ -69,14 +68,14 @@ pub(crate) const OUTBOX: TableDefinition<u64, (&str, &[u8])> = TableDefinition::
 pub(crate) const OUTBOX_RUN_REFS: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("outbox_run_refs");
 
-/// A forward-only migration: runs inside the open's write transaction.
-pub(crate) type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
-
-/// The migration list; `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[Migration] = &[migrate_v1_initial, migrate_v2_unfinished_index];
+/// The migration list; `MIGRATIONS.list[i]` upgrades version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: Migrations<'static, StoreError> = Migrations {
+    list: &[migrate_v1_initial, migrate_v2_unfinished_index],
+    program: "agent",
+};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = MIGRATIONS.len() as u64;
+pub const SCHEMA_VERSION: u64 = MIGRATIONS.version();
 
 /// v0 -> v1: create the ledger tables and the counters.
 fn migrate_v1_initial(txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -114,37 +113,4 @@ fn migrate_v2_unfinished_index(txn: &WriteTransaction) -> Result<(), StoreError>
         }
     }
     Ok(())
-}
-
-/// Read the schema version of an open transaction's file (0 when there is no `meta` table).
-pub(crate) fn schema_version(txn: &WriteTransaction) -> Result<u64, StoreError> {
-    let meta = txn.open_table(META)?;
-    Ok(meta
-        .get(META_SCHEMA_VERSION)?
-        .map(|v| v.value())
-        .unwrap_or(0))
-}
-
-/// Apply the migrations from the file's version up to `target` (≤ [`SCHEMA_VERSION`]).
-///
-/// Refuses a file written by a newer schema with [`StoreError::SchemaTooNew`]. Returns the
-/// version found before migrating.
-pub(crate) fn migrate(txn: &WriteTransaction, target: u64) -> Result<u64, StoreError> {
-    let found = schema_version(txn)?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    for (index, migration) in MIGRATIONS.iter().enumerate().take(target as usize) {
-        let from = index as u64;
-        if from < found {
-            continue;
-        }
-        migration(txn)?;
-        txn.open_table(META)?
-            .insert(META_SCHEMA_VERSION, from + 1)?;
-    }
-    Ok(found)
 }

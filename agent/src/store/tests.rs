@@ -15,7 +15,9 @@ use outpost_common::record::{
 use rand::Rng;
 use redb::ReadableDatabase;
 
-use super::schema::{META, META_SCHEMA_VERSION, RUNS, SCHEMA_VERSION};
+use outpost_common::store::META_SCHEMA_VERSION;
+
+use super::schema::{META, RUNS, SCHEMA_VERSION};
 use super::*;
 
 fn tmp() -> tempfile::TempDir {
@@ -117,7 +119,10 @@ fn second_open_is_refused_clearly() {
     let path = dir.path().join("agent.redb");
     let _store = Store::open(&path).unwrap();
     let err = Store::open(&path).unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyOpen { .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Db(DbError::AlreadyOpen { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -740,7 +745,9 @@ fn a_store_from_a_newer_schema_is_refused_and_left_alone() {
     }
     let err = Store::open(&path).unwrap_err();
     match &err {
-        StoreError::SchemaTooNew { found, supported } => {
+        StoreError::Db(DbError::SchemaTooNew {
+            found, supported, ..
+        }) => {
             assert_eq!((*found, *supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
@@ -775,7 +782,7 @@ fn corrupt_values_are_typed_errors() {
     txn.commit().unwrap();
     let err = store.run("bad").unwrap_err();
     assert!(
-        matches!(err, StoreError::Decode { table: "runs", .. }),
+        matches!(err, StoreError::Db(DbError::Decode { table: "runs", .. })),
         "{err:?}"
     );
     assert!(
@@ -1254,7 +1261,7 @@ fn a_damaged_file_is_refused_or_repaired_on_open_never_trusted() {
                 "{v:?}"
             );
         }
-        Err(e) => assert!(matches!(e, StoreError::Db(_)), "{e:?}"),
+        Err(e) => assert!(matches!(e, StoreError::Db(DbError::Redb(_))), "{e:?}"),
     }
 }
 

@@ -11,6 +11,15 @@
 //! [`Controller::decode`] then [`Controller::resume`], which re-emits the current phase's
 //! assignments (idempotent at the hub) and re-evaluates the gate.
 //!
+//! # Public surface
+//!
+//! The re-exports below are the whole of it (the modules are private and what they do not
+//! re-export is `pub(crate)`): the [`Controller`] with its inputs ([`Member`], [`Command`]) and
+//! outputs ([`Action`], [`Phase`], [`Outcome`], [`RefusedReason`], [`Status`] and its parts),
+//! its persisted form ([`FORMAT_VERSION`], [`DecodeError`]), the [`RolloutSpec`] the hub
+//! validates and stores, and the pure helpers the hub and the tests share ([`order_key`],
+//! [`step_size`], [`step_targets`]).
+//!
 //! # Phases
 //!
 //! ```text
@@ -109,12 +118,13 @@
 //!   returns online.
 
 mod controller;
+mod phase;
 mod spec;
 mod status;
 
 pub use controller::{
-    Action, Command, Controller, DecodeError, FORMAT_VERSION, Member, Outcome, Phase,
-    RefusedReason, order_key,
+    Action, Command, Controller, DecodeError, FORMAT_VERSION, Member, RefusedReason, order_key,
 };
+pub use phase::{Outcome, Phase};
 pub use spec::{OfflinePolicy, RolloutSpec, Scope, Size, SpecError, step_size, step_targets};
 pub use status::{AgentState, AgentStatus, GateStatus, Status, StepStatus};

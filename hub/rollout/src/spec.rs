@@ -197,18 +197,18 @@ impl RolloutSpec {
     }
 
     /// The sizes of all steps: the canary (step 0), then `steps`.
-    pub fn sizes(&self) -> impl Iterator<Item = Size> + '_ {
+    pub(crate) fn sizes(&self) -> impl Iterator<Item = Size> + '_ {
         std::iter::once(self.canary).chain(self.steps.iter().copied())
     }
 
     /// The number of steps, the canary included.
-    pub fn step_count(&self) -> usize {
+    pub(crate) fn step_count(&self) -> usize {
         self.steps.len() + 1
     }
 
     /// The cumulative targets of every step for a pool of `members` agents; see
     /// [`step_targets`].
-    pub fn targets(&self, members: u32) -> Vec<u32> {
+    pub(crate) fn targets(&self, members: u32) -> Vec<u32> {
         let sizes: Vec<Size> = self.sizes().collect();
         step_targets(&sizes, members)
     }

@@ -1,6 +1,6 @@
 //! What `rollout status` shows: plain structs (no serde here; the hub maps them to JSON).
 
-use crate::controller::{Outcome, Phase};
+use crate::phase::{Outcome, Phase};
 use crate::spec::{Scope, Size};
 
 /// A snapshot of a rollout, from [`crate::Controller::status`].

@@ -13,8 +13,9 @@ use redb::{
     WriteTransaction,
 };
 
+use super::error::{DbError, StoreError};
+use super::file::Store;
 use super::schema::*;
-use super::{Store, StoreError};
 
 /// Copy one table; `false` if the source has no such table (never created).
 fn copy<K: Key + 'static, V: Value + 'static>(
@@ -38,13 +39,13 @@ fn copy<K: Key + 'static, V: Value + 'static>(
 impl Store {
     /// Write a consistent copy of the whole store to `dest`, a new file (mode 0600; refused if
     /// it exists). Returns the number of tables copied.
-    pub fn backup_to(&self, dest: &Path) -> Result<usize, StoreError> {
+    pub(crate) fn backup_to(&self, dest: &Path) -> Result<usize, StoreError> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(dest)
-            .map_err(|source| StoreError::File {
+            .map_err(|source| DbError::File {
                 path: dest.to_path_buf(),
                 source,
             })?;
@@ -91,17 +92,19 @@ impl Store {
                 continue;
             }
             if !copied.contains(&t.name()) {
-                return Err(StoreError::Inconsistent(format!(
+                return Err(DbError::Inconsistent(format!(
                     "table {} is not covered by the backup (a new table must be added to \
                      store/backup.rs)",
                     t.name()
-                )));
+                ))
+                .into());
             }
         }
         if src.list_multimap_tables()?.next().is_some() {
-            return Err(StoreError::Inconsistent(
+            return Err(DbError::Inconsistent(
                 "multimap tables are not covered by the backup".into(),
-            ));
+            )
+            .into());
         }
         dst.commit()?;
         Ok(copied.len())

@@ -1,17 +1,11 @@
-//! Every redb table of the hub store, and the forward-only migrations that create them.
-//!
-//! `MIGRATIONS[i]` takes a store from schema version `i` to `i + 1`; [`SCHEMA_VERSION`] is
-//! `MIGRATIONS.len()`. A released migration is never edited: a layout change is a new migration
-//! appended to the list. A file without a `meta` table is version 0 (new and empty).
+//! Every redb table of the hub store: the on-disk layout in one place. The migrations that
+//! create them are in `migrations.rs`.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::TableDefinition;
 
-use super::StoreError;
-
-/// `meta`: `&str -> u64`; key [`META_SCHEMA_VERSION`].
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// Schema version of the file.
-pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
+/// `meta`: `&str -> u64`; keys `schema_version` ([`outpost_common::store::META`]) and
+/// [`META_DECISION_SEQ`].
+pub(crate) use outpost_common::store::META;
 /// `workflows`: `name -> cbor WorkflowMeta` (latest version, paused).
 pub(crate) const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 /// `workflow_versions`: `(name, version) -> cbor StoredVersion`. Append-only.
@@ -69,84 +63,3 @@ pub(crate) const AGENT_VERSIONS: TableDefinition<(&str, &str, u64), i64> =
     TableDefinition::new("agent_versions");
 /// Key of the global decision sequence in `meta`.
 pub(crate) const META_DECISION_SEQ: &str = "decision_seq";
-
-/// A forward-only migration, run inside the open's write transaction.
-pub(crate) type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
-
-/// The migration list.
-pub(crate) const MIGRATIONS: &[Migration] = &[migrate_v1_initial, migrate_v2_pools];
-
-/// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = MIGRATIONS.len() as u64;
-
-fn migrate_v1_initial(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(META)?;
-    txn.open_table(WORKFLOWS)?;
-    txn.open_table(VERSIONS)?;
-    txn.open_table(AGENTS)?;
-    txn.open_table(TOKENS)?;
-    txn.open_table(ASSIGNMENTS)?;
-    txn.open_table(RUNS)?;
-    txn.open_table(RUNS_BY_ID)?;
-    txn.open_table(RUNS_BY_CREATED)?;
-    txn.open_table(TASKS)?;
-    txn.open_table(MISSED)?;
-    txn.open_table(DEPLOY_RESULTS)?;
-    txn.open_table(SIGNING_KEYS)?;
-    txn.open_table(AUDIT)?;
-    Ok(())
-}
-
-fn migrate_v2_pools(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(POOLS)?;
-    txn.open_table(DECISIONS)?;
-    txn.open_table(ROLLOUTS)?;
-    txn.open_table(ROLLOUT_STATE)?;
-    txn.open_table(ROLLOUT_AGENTS)?;
-    txn.open_table(ROLLOUT_INBOX)?;
-    txn.open_table(AGENT_VERSIONS)?;
-    // Stores from before pools: every workflow gets its default pool, following the latest version.
-    let mut existing = Vec::new();
-    {
-        let wfs = txn.open_table(WORKFLOWS)?;
-        let versions = txn.open_table(VERSIONS)?;
-        for e in wfs.iter()? {
-            let (k, v) = e?;
-            let meta: super::WorkflowMeta = super::decode(v.value(), "workflows", k.value())?;
-            if let Some(sv) = versions.get((k.value(), meta.latest))? {
-                let sv: super::StoredVersion =
-                    super::decode(sv.value(), "workflow_versions", k.value())?;
-                existing.push((sv.name, sv.target, sv.version, sv.created_ms));
-            }
-        }
-    }
-    for (name, target, version, at) in existing {
-        super::pools::apply_default_pool(txn, &name, &target, version, "hub", at)?;
-    }
-    Ok(())
-}
-
-/// Apply pending migrations; refuses a newer file. Returns the version found.
-pub(crate) fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
-    let found = txn
-        .open_table(META)?
-        .get(META_SCHEMA_VERSION)?
-        .map(|v| v.value())
-        .unwrap_or(0);
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    for (index, migration) in MIGRATIONS.iter().enumerate() {
-        let from = index as u64;
-        if from < found {
-            continue;
-        }
-        migration(txn)?;
-        txn.open_table(META)?
-            .insert(META_SCHEMA_VERSION, from + 1)?;
-    }
-    Ok(found)
-}

@@ -11,7 +11,8 @@ use minicbor::{Decode, Encode};
 use outpost_common::record::UnixMillis;
 use redb::{ReadableTable, TableDefinition};
 
-use super::{Store, StoreError, decode, encode};
+use super::error::{StoreError, decode, encode};
+use super::file::Store;
 
 /// `agent_sessions`: `agent_id -> cbor SessionLease`.
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new(TABLE_NAME);
@@ -41,7 +42,7 @@ impl Store {
     /// starting with `process`) holds a session renewed less than `stale_after_ms` ago: that
     /// one is returned and nothing is written. A session of this process is decided by the
     /// caller (it can probe its own connection), so it is replaced.
-    pub fn claim_session(
+    pub(crate) fn claim_session(
         &self,
         agent_id: &str,
         process: &str,
@@ -69,7 +70,7 @@ impl Store {
 
     /// Renew the sessions `holders` (agent id, holder) at `now_ms`, in one transaction; a
     /// record held by another session is left alone.
-    pub fn renew_sessions(
+    pub(crate) fn renew_sessions(
         &self,
         holders: &[(String, String)],
         now_ms: UnixMillis,
@@ -98,7 +99,7 @@ impl Store {
     }
 
     /// The session `holder` of the agent ended: remove its record (not a newer session's).
-    pub fn release_session(&self, agent_id: &str, holder: &str) -> Result<(), StoreError> {
+    pub(crate) fn release_session(&self, agent_id: &str, holder: &str) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(SESSIONS)?;

@@ -1,5 +1,9 @@
 use super::*;
-use outpost_common::record::{RunKind, TaskState};
+use outpost_common::proto::{ActiveWorkflow, Assignment, BundleHeader, KeyEndorsement};
+use outpost_common::record::{
+    MissedFirings, OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord,
+    TaskState,
+};
 use outpost_common::sign::{SigningKey, Trust};
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -490,7 +494,8 @@ fn a_v1_store_gets_default_pools_that_follow_apply() {
             let mut d = txn.open_table(schema::DECISIONS).unwrap();
             d.remove(("w", "wf:w")).unwrap();
             let mut m = txn.open_table(schema::META).unwrap();
-            m.insert(schema::META_SCHEMA_VERSION, 1).unwrap();
+            m.insert(outpost_common::store::META_SCHEMA_VERSION, 1)
+                .unwrap();
         }
         txn.commit().unwrap();
         assert!(s.pools().unwrap().is_empty());

@@ -1,0 +1,143 @@
+//! Enrolled agents: records, revocation, Hello, the versions each holds locally.
+
+use outpost_common::proto::ActiveWorkflow;
+use outpost_common::record::UnixMillis;
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::audit::audit_in;
+use super::error::{StoreError, decode, decode_all, encode};
+use super::file::Store;
+use super::records::AgentRecord;
+use super::schema::{AGENT_VERSIONS, AGENTS};
+
+impl Store {
+    /// All agents, by id.
+    pub(crate) fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(decode_all(&txn.open_table(AGENTS)?, "agents")?)
+    }
+
+    /// One agent.
+    pub fn agent(&self, id: &str) -> Result<AgentRecord, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(AGENTS)?;
+        let v = t.get(id)?.ok_or_else(|| StoreError::NoAgent(id.into()))?;
+        Ok(decode(v.value(), "agents", id)?)
+    }
+
+    pub(super) fn update_agent<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut AgentRecord) -> R,
+        audit: Option<(&str, &str, UnixMillis)>,
+    ) -> Result<R, StoreError> {
+        let txn = self.begin_write()?;
+        let r = {
+            let mut t = txn.open_table(AGENTS)?;
+            let mut rec: AgentRecord = match t.get(id)? {
+                Some(v) => decode(v.value(), "agents", id)?,
+                None => return Err(StoreError::NoAgent(id.into())),
+            };
+            let r = f(&mut rec);
+            t.insert(id, encode(&rec)?.as_slice())?;
+            r
+        };
+        if let Some((actor, action, at)) = audit {
+            audit_in(&txn, at, actor, action, id, "")?;
+        }
+        txn.commit()?;
+        Ok(r)
+    }
+
+    /// Revoke an agent (idempotent). Returns whether it was newly revoked.
+    pub(crate) fn revoke(
+        &self,
+        id: &str,
+        actor: &str,
+        now_ms: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        self.update_agent(
+            id,
+            |a| {
+                if a.revoked_ms.is_some() {
+                    false
+                } else {
+                    a.revoked_ms = Some(now_ms);
+                    true
+                }
+            },
+            Some((actor, "agent.revoke", now_ms)),
+        )
+    }
+
+    /// Record an agent's Hello: software version, active workflows, last seen. Refuses a
+    /// revoked agent.
+    pub(crate) fn agent_hello(
+        &self,
+        id: &str,
+        software_version: &str,
+        active: Vec<ActiveWorkflow>,
+        now_ms: UnixMillis,
+    ) -> Result<AgentRecord, StoreError> {
+        let rec = self.update_agent(
+            id,
+            |a| {
+                if a.revoked_ms.is_none() {
+                    a.software_version = software_version.into();
+                    a.active = active;
+                    a.last_seen_ms = Some(now_ms);
+                }
+                a.clone()
+            },
+            None,
+        )?;
+        if rec.revoked_ms.is_some() {
+            return Err(StoreError::Revoked(id.into()));
+        }
+        self.note_held(id, &rec.active, now_ms)?;
+        Ok(rec)
+    }
+
+    /// Remember that `agent` holds these versions locally (reported active at Hello).
+    pub(crate) fn note_held(
+        &self,
+        agent: &str,
+        active: &[ActiveWorkflow],
+        now_ms: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        let mut changed = false;
+        {
+            let mut t = txn.open_table(AGENT_VERSIONS)?;
+            for a in active.iter().filter(|a| a.version != 0) {
+                if t.get((agent, a.workflow.as_str(), a.version))?.is_none() {
+                    t.insert((agent, a.workflow.as_str(), a.version), now_ms)?;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(())
+    }
+
+    /// Whether `agent` is known to hold `version` of `workflow` locally.
+    pub(crate) fn holds(
+        &self,
+        agent: &str,
+        workflow: &str,
+        version: u64,
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(AGENT_VERSIONS)?;
+        Ok(t.get((agent, workflow, version))?.is_some())
+    }
+
+    /// Record that an agent was heard from.
+    pub(crate) fn touch_agent(&self, id: &str, now_ms: UnixMillis) -> Result<(), StoreError> {
+        self.update_agent(id, |a| a.last_seen_ms = Some(now_ms), None)
+    }
+}

@@ -1,0 +1,68 @@
+//! The forward-only migrations of the hub store.
+//!
+//! `MIGRATIONS[i]` takes a store from schema version `i` to `i + 1`; [`SCHEMA_VERSION`] is
+//! `MIGRATIONS.len()`. A released migration is never edited: a layout change is a new migration
+//! appended to the list. A file without a `meta` table is version 0 (new and empty).
+
+use outpost_common::store::{META, Migrations};
+use redb::{ReadableTable, WriteTransaction};
+
+use super::error::{StoreError, decode};
+use super::pools::apply_default_pool;
+use super::records::{StoredVersion, WorkflowMeta};
+use super::schema::*;
+
+/// The migration list (run by `Store::open`).
+pub(super) const MIGRATIONS: Migrations<'static, StoreError> = Migrations {
+    list: &[migrate_v1_initial, migrate_v2_pools],
+    program: "hub",
+};
+
+/// The schema version this build reads and writes.
+pub(super) const SCHEMA_VERSION: u64 = MIGRATIONS.version();
+
+fn migrate_v1_initial(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(META)?;
+    txn.open_table(WORKFLOWS)?;
+    txn.open_table(VERSIONS)?;
+    txn.open_table(AGENTS)?;
+    txn.open_table(TOKENS)?;
+    txn.open_table(ASSIGNMENTS)?;
+    txn.open_table(RUNS)?;
+    txn.open_table(RUNS_BY_ID)?;
+    txn.open_table(RUNS_BY_CREATED)?;
+    txn.open_table(TASKS)?;
+    txn.open_table(MISSED)?;
+    txn.open_table(DEPLOY_RESULTS)?;
+    txn.open_table(SIGNING_KEYS)?;
+    txn.open_table(AUDIT)?;
+    Ok(())
+}
+
+fn migrate_v2_pools(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(POOLS)?;
+    txn.open_table(DECISIONS)?;
+    txn.open_table(ROLLOUTS)?;
+    txn.open_table(ROLLOUT_STATE)?;
+    txn.open_table(ROLLOUT_AGENTS)?;
+    txn.open_table(ROLLOUT_INBOX)?;
+    txn.open_table(AGENT_VERSIONS)?;
+    // Stores from before pools: every workflow gets its default pool, following the latest version.
+    let mut existing = Vec::new();
+    {
+        let wfs = txn.open_table(WORKFLOWS)?;
+        let versions = txn.open_table(VERSIONS)?;
+        for e in wfs.iter()? {
+            let (k, v) = e?;
+            let meta: WorkflowMeta = decode(v.value(), "workflows", k.value())?;
+            if let Some(sv) = versions.get((k.value(), meta.latest))? {
+                let sv: StoredVersion = decode(sv.value(), "workflow_versions", k.value())?;
+                existing.push((sv.name, sv.target, sv.version, sv.created_ms));
+            }
+        }
+    }
+    for (name, target, version, at) in existing {
+        apply_default_pool(txn, &name, &target, version, "hub", at)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! The records the hub store holds (each a minicbor value of one table, see `schema`), the
+//! inputs and outputs of its operations, and the label-selector rules they share.
+
+use minicbor::{Decode, Encode};
+use outpost_common::proto::{ActiveWorkflow, KeyEndorsement, SignedAssignment, SignedBundle};
+use outpost_common::record::{RunRecord, RunState, UnixMillis};
+
+use super::error::{StoreError, decode};
+
+/// Per-workflow state.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct WorkflowMeta {
+    /// Latest version number (≥ 1).
+    #[n(0)]
+    pub latest: u64,
+    /// Paused at the hub.
+    #[n(1)]
+    pub paused: bool,
+    /// When the latest version was made.
+    #[n(2)]
+    pub updated_ms: UnixMillis,
+}
+
+/// One version of a workflow as applied.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct StoredVersion {
+    /// Workflow name.
+    #[n(0)]
+    pub name: String,
+    /// Version number.
+    #[n(1)]
+    pub version: u64,
+    /// The workflow file's exact bytes.
+    #[n(2)]
+    #[cbor(with = "minicbor::bytes")]
+    pub content: Vec<u8>,
+    /// `"yaml"` or `"toml"`.
+    #[n(3)]
+    pub format: String,
+    /// blake3 hex of `content`.
+    #[n(4)]
+    pub content_hash: String,
+    /// When this version was made.
+    #[n(5)]
+    pub created_ms: UnixMillis,
+    /// Where it came from: a file path, or `rollback of vN`.
+    #[n(6)]
+    pub origin: String,
+    /// Who applied it.
+    #[n(7)]
+    pub applied_by: String,
+    /// The target label selector, sorted by key.
+    #[n(8)]
+    pub target: Vec<(String, String)>,
+    /// The [`SignedBundle`] cbor, exactly as signed.
+    #[n(9)]
+    #[cbor(with = "minicbor::bytes")]
+    pub bundle: Vec<u8>,
+}
+
+impl StoredVersion {
+    /// Decode the signed bundle (the signed `header_bytes` are carried through unchanged).
+    pub fn signed_bundle(&self) -> Result<SignedBundle, StoreError> {
+        Ok(decode(&self.bundle, "workflow_versions", &self.name)?)
+    }
+}
+
+/// What to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVersion {
+    /// Workflow name (from the validated file).
+    pub name: String,
+    /// The file's exact bytes.
+    pub content: Vec<u8>,
+    /// `"yaml"` or `"toml"`.
+    pub format: String,
+    /// Target label selector (any order; stored sorted).
+    pub target: Vec<(String, String)>,
+    /// A file path or description.
+    pub origin: String,
+    /// Who applies it (audit).
+    pub applied_by: String,
+}
+
+/// Result of [`Store::apply_version`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// The workflow's latest version after the call.
+    pub version: u64,
+    /// Whether a new version was made.
+    pub changed: bool,
+}
+
+/// An enrolled agent.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AgentRecord {
+    /// `agent-` + 16 hex.
+    #[n(0)]
+    pub id: String,
+    /// Labels (sorted by key).
+    #[n(1)]
+    pub labels: Vec<(String, String)>,
+    /// When it enrolled.
+    #[n(2)]
+    pub enrolled_ms: UnixMillis,
+    /// Certificate serial (hex).
+    #[n(3)]
+    pub cert_serial: String,
+    /// SHA-256 of the certificate DER (hex).
+    #[n(4)]
+    pub cert_fingerprint: String,
+    /// When it was revoked, if it was.
+    #[n(5)]
+    pub revoked_ms: Option<UnixMillis>,
+    /// Last time it was heard from (session start or message).
+    #[n(6)]
+    pub last_seen_ms: Option<UnixMillis>,
+    /// Software version it reported.
+    #[n(7)]
+    pub software_version: String,
+    /// Workflows it reported active (at Hello, updated by deploy results).
+    #[n(8)]
+    pub active: Vec<ActiveWorkflow>,
+    /// Highest outbox seq of this agent committed here.
+    #[n(9)]
+    pub committed_seq: u64,
+    /// Host name it reported at enrollment.
+    #[n(10)]
+    pub hostname: String,
+}
+
+/// A bootstrap token. Only the blake3 hash of the secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct TokenRecord {
+    /// Public id.
+    #[n(0)]
+    pub id: String,
+    /// blake3 hex of the secret.
+    #[n(1)]
+    pub secret_hash: String,
+    /// Labels an agent enrolled with this token gets (they take precedence).
+    #[n(2)]
+    pub labels: Vec<(String, String)>,
+    /// When it was made.
+    #[n(3)]
+    pub created_ms: UnixMillis,
+    /// When it stops working.
+    #[n(4)]
+    pub expires_ms: UnixMillis,
+    /// When it was used.
+    #[n(5)]
+    pub used_ms: Option<UnixMillis>,
+    /// The agent it enrolled (the last one, for a token of several uses).
+    #[n(6)]
+    pub used_by: Option<String>,
+    /// How many agents may enroll with it (`None`: one, the tokens of older hubs).
+    #[n(7)]
+    pub max_uses: Option<u32>,
+    /// How many agents enrolled with it (`None`: derived from `used_ms`, older records).
+    #[n(8)]
+    pub uses: Option<u32>,
+    /// When an operator revoked it.
+    #[n(9)]
+    pub revoked_ms: Option<UnixMillis>,
+}
+
+impl TokenRecord {
+    /// Agents enrolled with it so far.
+    pub(crate) fn used(&self) -> u32 {
+        self.uses.unwrap_or(u32::from(self.used_ms.is_some()))
+    }
+
+    /// Agents it may enroll in all.
+    pub(crate) fn allowed(&self) -> u32 {
+        self.max_uses.unwrap_or(1).max(1)
+    }
+
+    /// Whether it can enroll an agent at `now_ms`: not revoked, not spent, not expired.
+    pub(crate) fn usable(&self, now_ms: UnixMillis) -> bool {
+        self.revoked_ms.is_none() && self.used() < self.allowed() && now_ms < self.expires_ms
+    }
+}
+
+/// The last assignment issued for (agent, workflow).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct IssuedAssignment {
+    /// Workflow.
+    #[n(0)]
+    pub workflow: String,
+    /// Epoch (strictly increasing per (agent, workflow)).
+    #[n(1)]
+    pub epoch: u64,
+    /// Version assigned (0 with `remove`).
+    #[n(2)]
+    pub version: u64,
+    /// Content hash of that version (empty with `remove`).
+    #[n(3)]
+    pub content_hash: String,
+    /// A removal.
+    #[n(4)]
+    pub remove: bool,
+    /// The [`SignedAssignment`] as issued.
+    #[n(5)]
+    pub signed: SignedAssignment,
+    /// When.
+    #[n(6)]
+    pub issued_ms: UnixMillis,
+}
+
+/// What an agent should run: one workflow at one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredVersion {
+    /// Workflow.
+    pub workflow: String,
+    /// Version.
+    pub version: u64,
+    /// Its content hash.
+    pub content_hash: String,
+    /// Version to return to under probation (rollouts).
+    pub previous_version: Option<u64>,
+    /// Local probation `(runs, max_failures)` (rollouts).
+    pub probation: Option<(u32, u32)>,
+    /// The rollout this assignment belongs to.
+    pub rollout_id: Option<String>,
+}
+
+/// The last deploy result of (agent, workflow).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct DeployResultRecord {
+    /// Workflow.
+    #[n(0)]
+    pub workflow: String,
+    /// Version offered.
+    #[n(1)]
+    pub version: u64,
+    /// Epoch offered.
+    #[n(2)]
+    pub epoch: u64,
+    /// `None`: activated; otherwise why it was rejected.
+    #[n(3)]
+    pub rejected: Option<String>,
+    /// When the hub recorded it.
+    #[n(4)]
+    pub at_ms: UnixMillis,
+}
+
+/// A workflow-signing key the hub used.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct KeyRecord {
+    /// Key id.
+    #[n(0)]
+    pub key_id: String,
+    /// Raw ed25519 public key.
+    #[n(1)]
+    #[cbor(with = "minicbor::bytes")]
+    pub public_key: Vec<u8>,
+    /// When it became current.
+    #[n(2)]
+    pub created_ms: UnixMillis,
+    /// Endorsement by the previous key (`None` for the first key).
+    #[n(3)]
+    pub endorsement: Option<KeyEndorsement>,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AuditEntry {
+    /// Sequence number (assigned by the store).
+    #[n(0)]
+    pub seq: u64,
+    /// When.
+    #[n(1)]
+    pub at_ms: UnixMillis,
+    /// Who (operator token name, agent id, `hub`).
+    #[n(2)]
+    pub actor: String,
+    /// What (`workflow.apply`, `agent.revoke`, ...).
+    #[n(3)]
+    pub action: String,
+    /// On what (workflow name, agent id, ...).
+    #[n(4)]
+    pub target: String,
+    /// Details for humans.
+    #[n(5)]
+    pub detail: String,
+}
+
+/// Filter of [`Store::runs`]. Runs are listed newest first (by creation time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// Only this agent.
+    pub agent: Option<String>,
+    /// Only this state.
+    pub state: Option<RunState>,
+    /// Only runs created at or after this time.
+    pub since_ms: Option<UnixMillis>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl Default for RunQuery {
+    fn default() -> Self {
+        RunQuery {
+            workflow: None,
+            agent: None,
+            state: None,
+            since_ms: None,
+            limit: 1000,
+        }
+    }
+}
+
+/// A run as the hub holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubRun {
+    /// The agent that made it.
+    pub agent_id: String,
+    /// Latest snapshot.
+    pub record: RunRecord,
+}
+
+/// The label selector `target` matches `labels` when every (k, v) of it is in `labels`.
+pub(crate) fn selector_matches(target: &[(String, String)], labels: &[(String, String)]) -> bool {
+    target
+        .iter()
+        .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+}
+
+pub(super) fn sorted(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
+    v.sort();
+    v.dedup();
+    v
+}

@@ -1,0 +1,269 @@
+//! Status ingest (an agent's outbox batch, committed in one transaction) and the runs, task
+//! instances and missed firings it stores.
+
+use outpost_common::record::{
+    MissedFirings, OutboxEntry, RunRecord, RunState, StatusEvent, TaskInstanceRecord,
+};
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::audit::audit_in;
+use super::error::{DbError, StoreError, decode, encode};
+use super::file::Store;
+use super::records::{AgentRecord, HubRun, RunQuery};
+use super::rollouts::{self, RolloutEvent, RolloutEventKind};
+use super::schema::{AGENTS, MISSED, RUNS, RUNS_BY_CREATED, RUNS_BY_ID, TASKS};
+
+/// Whether a task of the run ended `failed` (task records reach the hub before the run's end).
+fn had_failed_task(
+    tasks: &impl redb::ReadableTable<(&'static str, &'static str, &'static str), &'static [u8]>,
+    agent_id: &str,
+    run_id: &str,
+) -> Result<bool, StoreError> {
+    for e in tasks.range((agent_id, run_id, "")..)? {
+        let (k, v) = e?;
+        let (a, r, _) = k.value();
+        if a != agent_id || r != run_id {
+            break;
+        }
+        let t: TaskInstanceRecord = decode(v.value(), "task_instances", run_id)?;
+        if t.state == outpost_common::record::TaskState::Failed {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+impl Store {
+    /// The highest outbox seq of `agent_id` committed here.
+    pub(crate) fn committed_seq(&self, agent_id: &str) -> Result<u64, StoreError> {
+        Ok(self.agent(agent_id)?.committed_seq)
+    }
+
+    /// Commit a status batch from `agent_id` in ONE transaction and return the new committed
+    /// seq. Entries with seq ≤ the committed seq are ignored (retransmissions); the others must
+    /// be in increasing order (else nothing is committed). A gap is committed: the session
+    /// ([`outpost_common::sync::HubSession`]) reports it as `HubEvent::Gap`. `Run`/`Task`
+    /// entries upsert the (agent, run) records; `Missed` entries are stored under their seq.
+    pub fn ingest(&self, agent_id: &str, entries: &[OutboxEntry]) -> Result<u64, StoreError> {
+        let txn = self.begin_write()?;
+        let committed = {
+            let mut agents = txn.open_table(AGENTS)?;
+            let mut agent: AgentRecord = match agents.get(agent_id)? {
+                Some(v) => decode(v.value(), "agents", agent_id)?,
+                None => return Err(StoreError::NoAgent(agent_id.into())),
+            };
+            if agent.revoked_ms.is_some() {
+                return Err(StoreError::Revoked(agent_id.into()));
+            }
+            let mut runs = txn.open_table(RUNS)?;
+            let mut by_id = txn.open_table(RUNS_BY_ID)?;
+            let mut by_created = txn.open_table(RUNS_BY_CREATED)?;
+            let mut tasks = txn.open_table(TASKS)?;
+            let mut missed = txn.open_table(MISSED)?;
+            let mut seq = agent.committed_seq;
+            let mut rollout_cache: std::collections::HashMap<String, bool> =
+                std::collections::HashMap::new();
+            for entry in entries {
+                if entry.seq <= seq {
+                    if entry.seq <= agent.committed_seq {
+                        continue;
+                    }
+                    return Err(StoreError::Refused(format!(
+                        "status batch from agent {agent_id} is not in increasing seq order"
+                    )));
+                }
+                seq = entry.seq;
+                match &entry.event {
+                    StatusEvent::Run(run) => {
+                        let key = (agent_id, run.run_id.as_str());
+                        let (old_created, old_terminal) = match runs.get(key)? {
+                            Some(v) => {
+                                let old: RunRecord = decode(v.value(), "runs", &run.run_id)?;
+                                (Some(old.created_ms), old.state.is_terminal())
+                            }
+                            None => (None, false),
+                        };
+                        if !old_terminal
+                            && matches!(run.state, RunState::Succeeded | RunState::Failed)
+                        {
+                            let active = match rollout_cache.get(&run.workflow) {
+                                Some(a) => *a,
+                                None => {
+                                    let a = rollouts::has_active_rollout(&txn, &run.workflow)?;
+                                    rollout_cache.insert(run.workflow.clone(), a);
+                                    a
+                                }
+                            };
+                            if active {
+                                rollouts::enqueue_event(
+                                    &txn,
+                                    &RolloutEvent {
+                                        agent: agent_id.into(),
+                                        workflow: run.workflow.clone(),
+                                        kind: RolloutEventKind::Run {
+                                            version: run.version,
+                                            // A run that "succeeded" past a failed task (an
+                                            // `all_done` leaf) is a failure for a gate.
+                                            succeeded: run.state == RunState::Succeeded
+                                                && !had_failed_task(&tasks, agent_id, &run.run_id)?,
+                                        },
+                                        at_ms: run.ended_ms.unwrap_or(run.created_ms),
+                                    },
+                                )?;
+                            }
+                        }
+                        if let Some(c) = old_created {
+                            by_created.remove((c, agent_id, run.run_id.as_str()))?;
+                        }
+                        let mut rec = run.clone();
+                        rec.agent_id = Some(agent_id.to_string());
+                        runs.insert(key, encode(&rec)?.as_slice())?;
+                        by_id.insert((run.run_id.as_str(), agent_id), ())?;
+                        by_created.insert((run.created_ms, agent_id, run.run_id.as_str()), ())?;
+                    }
+                    StatusEvent::Task(t) => {
+                        tasks.insert(
+                            (agent_id, t.run_id.as_str(), t.task_id.as_str()),
+                            encode(t)?.as_slice(),
+                        )?;
+                    }
+                    StatusEvent::Missed(m) => {
+                        missed.insert((agent_id, entry.seq), encode(m)?.as_slice())?;
+                    }
+                    StatusEvent::Reverted(r) => {
+                        let detail = format!(
+                            "reverted v{} -> v{} under probation: {}",
+                            r.from_version, r.to_version, r.reason
+                        );
+                        audit_in(
+                            &txn,
+                            r.at_ms,
+                            agent_id,
+                            "agent.revert",
+                            &r.workflow,
+                            &detail,
+                        )?;
+                        if rollouts::has_active_rollout(&txn, &r.workflow)? {
+                            rollouts::enqueue_event(
+                                &txn,
+                                &RolloutEvent {
+                                    agent: agent_id.into(),
+                                    workflow: r.workflow.clone(),
+                                    kind: RolloutEventKind::Reverted {
+                                        from: r.from_version,
+                                        to: r.to_version,
+                                        reason: r.reason.clone(),
+                                    },
+                                    at_ms: r.at_ms,
+                                },
+                            )?;
+                        }
+                    }
+                }
+            }
+            agent.committed_seq = seq;
+            agents.insert(agent_id, encode(&agent)?.as_slice())?;
+            seq
+        };
+        txn.commit()?;
+        Ok(committed)
+    }
+
+    /// Runs matching `q`, newest first.
+    pub(crate) fn runs(&self, q: &RunQuery) -> Result<Vec<HubRun>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let idx = txn.open_table(RUNS_BY_CREATED)?;
+        let runs = txn.open_table(RUNS)?;
+        let lo = q.since_ms.unwrap_or(i64::MIN);
+        let mut out = Vec::new();
+        for e in idx.range((lo, "", "")..)?.rev() {
+            if out.len() >= q.limit {
+                break;
+            }
+            let (k, _) = e?;
+            let (_, agent, run_id) = k.value();
+            if q.agent.as_deref().is_some_and(|a| a != agent) {
+                continue;
+            }
+            let v = runs.get((agent, run_id))?.ok_or_else(|| {
+                DbError::Inconsistent(format!("index names missing run {agent}/{run_id}"))
+            })?;
+            let record: RunRecord = decode(v.value(), "runs", run_id)?;
+            if q.workflow.as_deref().is_some_and(|w| w != record.workflow)
+                || q.state.is_some_and(|s| s != record.state)
+            {
+                continue;
+            }
+            out.push(HubRun {
+                agent_id: agent.to_string(),
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The agents that hold a run with this id (run ids repeat across agents).
+    pub(crate) fn run_agents(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(RUNS_BY_ID)?;
+        let mut out = Vec::new();
+        for e in t.range((run_id, "")..)? {
+            let (k, _) = e?;
+            let (r, a) = k.value();
+            if r != run_id {
+                break;
+            }
+            out.push(a.to_string());
+        }
+        Ok(out)
+    }
+
+    /// Whether a task of the run ended `failed` (its run may still have succeeded: a failed task
+    /// followed by an `all_done` leaf).
+    pub(crate) fn run_had_failed_task(
+        &self,
+        agent_id: &str,
+        run_id: &str,
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let tasks = txn.open_table(TASKS)?;
+        had_failed_task(&tasks, agent_id, run_id)
+    }
+
+    /// One run of one agent with its task instances.
+    pub(crate) fn run(
+        &self,
+        agent_id: &str,
+        run_id: &str,
+    ) -> Result<Option<(RunRecord, Vec<TaskInstanceRecord>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let runs = txn.open_table(RUNS)?;
+        let Some(v) = runs.get((agent_id, run_id))? else {
+            return Ok(None);
+        };
+        let run: RunRecord = decode(v.value(), "runs", run_id)?;
+        let tasks = txn.open_table(TASKS)?;
+        let mut out = Vec::new();
+        for e in tasks.range((agent_id, run_id, "")..)? {
+            let (k, v) = e?;
+            let (a, r, _) = k.value();
+            if a != agent_id || r != run_id {
+                break;
+            }
+            out.push(decode(v.value(), "task_instances", run_id)?);
+        }
+        Ok(Some((run, out)))
+    }
+
+    /// Missed-firing events of an agent, in seq order.
+    pub fn missed(&self, agent_id: &str) -> Result<Vec<(u64, MissedFirings)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(MISSED)?;
+        let mut out = Vec::new();
+        for e in t.range((agent_id, 0)..=(agent_id, u64::MAX))? {
+            let (k, v) = e?;
+            out.push((k.value().1, decode(v.value(), "missed_firings", agent_id)?));
+        }
+        Ok(out)
+    }
+}
