@@ -256,11 +256,12 @@ impl AgentConfig {
             cfg.shutdown_grace = d;
         }
         if let Some(s) = &raw.logs.max_bytes {
-            cfg.log_max_bytes = parse_bytes(s).ok_or_else(|| ConfigError::Value {
-                path: path.to_string(),
-                key: "logs.max_bytes",
-                message: format!("`{s}` is not a size (e.g. 4MiB, 512KiB, 1000000)"),
-            })?;
+            cfg.log_max_bytes =
+                outpost_common::size::parse_bytes(s).ok_or_else(|| ConfigError::Value {
+                    path: path.to_string(),
+                    key: "logs.max_bytes",
+                    message: format!("`{s}` is not a size (e.g. 4MiB, 512KiB, 1000000)"),
+                })?;
         }
         if let Some(d) = dur("retention.max_age", &raw.retention.max_age)? {
             cfg.retention_max_age = Some(d);
@@ -328,25 +329,6 @@ pub fn default_max_running() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-}
-
-/// `4MiB`, `512KiB`, `2GiB`, `10MB`, `1000` (bytes).
-pub fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KB" => 1000,
-        "Ki" | "KiB" => 1024,
-        "M" | "MB" => 1000 * 1000,
-        "Mi" | "MiB" => 1024 * 1024,
-        "G" | "GB" => 1000 * 1000 * 1000,
-        "Gi" | "GiB" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
-    n.checked_mul(mult)
 }
 
 #[cfg(test)]

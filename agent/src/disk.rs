@@ -65,7 +65,7 @@ impl MinFree {
             let p: f64 = p.trim().parse().ok()?;
             return (0.0..=100.0).contains(&p).then_some(MinFree::Percent(p));
         }
-        crate::config::parse_bytes(s).map(MinFree::Bytes)
+        outpost_common::size::parse_bytes(s).map(MinFree::Bytes)
     }
 
     /// The minimum in bytes on a file system of `total` bytes.

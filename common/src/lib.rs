@@ -26,6 +26,7 @@ pub mod proto;
 pub mod record;
 pub mod schedule;
 pub mod sign;
+pub mod size;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod sync;

@@ -90,7 +90,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize().unwrap_or(dir);
     let hub_dir = dir.join("hub");
-    if !crate::hub::is_initialised(&hub_dir) {
+    if !crate::init::is_initialised(&hub_dir) {
         crate::init::init(&hub_dir, crate::config::DEFAULT_HUB_NAME, &[])?;
     }
     let quic: SocketAddr = format!("127.0.0.1:{}", pick_udp_port(7443)?).parse()?;

@@ -5,7 +5,6 @@
 //! certificate authority ([`Ca`], `outpost_net::pki`) and the [`AgentGateway`] seam (commands
 //! to connected agents).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use outpost_common::proto::{Rejection, SignedAssignment, SignedBundle};
@@ -15,8 +14,8 @@ use outpost_net::pki::Ca;
 use tokio::sync::{broadcast, watch};
 
 use crate::config::HubConfig;
+use crate::events::{Event, EventKind};
 use crate::gateway::{AgentGateway, Connections};
-use crate::ops::Event;
 use crate::store::{
     AgentRecord, DesiredVersion, KeyRecord, PoolDecision, PoolRecord, RolloutAssign, Store,
     StoreError, selector_matches,
@@ -25,10 +24,7 @@ use crate::store::{
 /// Validity of the agent certificates issued at enrollment, days (ten years).
 pub const AGENT_CERT_DAYS: u32 = 3650;
 
-/// Milliseconds since the Unix epoch now.
-pub fn now_ms() -> UnixMillis {
-    chrono::Utc::now().timestamp_millis()
-}
+pub use crate::clock::now_ms;
 
 /// Errors of hub operations.
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +157,7 @@ pub struct Hub {
     /// Longest time to live of a bootstrap token (`max_token_ttl`).
     max_token_ttl: std::time::Duration,
     changes: watch::Sender<u64>,
-    /// Domain events ([`crate::ops::Event`]).
+    /// Domain events ([`crate::events::Event`]).
     events: broadcast::Sender<Event>,
     /// Serialises the rollout driver's operations (see [`crate::rollouts`]).
     pub(crate) rollout_lock: std::sync::Mutex<()>,
@@ -214,7 +210,7 @@ impl Hub {
             )?;
         }
         let (changes, _) = watch::channel(0);
-        let (events, _) = broadcast::channel(crate::ops::EVENT_BUFFER);
+        let (events, _) = broadcast::channel(crate::events::EVENT_BUFFER);
         Ok(Arc::new(Hub {
             store,
             signer,
@@ -426,6 +422,22 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// A receiver of every domain event from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events().subscribe()
+    }
+
+    /// Emit one event (nobody listening is fine).
+    pub(crate) fn emit(&self, actor: &str, kind: EventKind) {
+        let _ = self.events().send(Event {
+            actor: actor.to_string(),
+            at_ms: now_ms(),
+            kind,
+        });
+    }
+}
+
 /// A rejection for humans.
 pub fn rejection_text(r: &Rejection) -> String {
     match r {
@@ -506,11 +518,6 @@ pub fn format_bootstrap_token(
     } else {
         format!("opt1.{token_id}.{secret}.{ca_sha256_hex}")
     }
-}
-
-/// Whether a data directory already holds a hub.
-pub fn is_initialised(dir: &Path) -> bool {
-    dir.join("hub.redb").exists() || dir.join("ca.key").exists() || dir.join("signing.key").exists()
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use crate::clock::now_ms;
 use crate::config::{HubConfig, example_toml};
-use crate::hub::{is_initialised, now_ms};
 use crate::store::{KeyRecord, Store};
 use outpost_common::sign::SigningKey;
 use outpost_net::pki::{Ca, chain_to_pem, create_private_file, key_to_pem};
@@ -119,6 +119,11 @@ pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result
         signing_key_id: signer.key_id().to_string(),
         api_token_file: cfg.api_token_file,
     })
+}
+
+/// Whether a data directory already holds a hub.
+pub fn is_initialised(dir: &Path) -> bool {
+    dir.join("hub.redb").exists() || dir.join("ca.key").exists() || dir.join("signing.key").exists()
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //!   [`gateway::Connections`] registry the QUIC driver registers sessions into).
 //! - [`hub`]: shared state: desired state per agent, change notification.
 //! - [`ops`]: the operations, the only way to change the hub (commit, audit, notify sessions,
-//!   emit one domain event each; [`hub::Hub::subscribe`] receives the events).
+//!   emit one domain event each); [`events`]: the domain events ([`hub::Hub::subscribe`]
+//!   receives them).
 //! - [`config`], [`init`], [`serve`]: `hub.toml`, `outpost-hub init`, `outpost-hub serve`.
 //! - [`rollouts`]: the rollout driver (pools, gray releases; `docs/rollouts.md`).
 //! - [`api`]: the HTTP API (axum); [`views`]: its JSON shapes.
@@ -20,9 +21,11 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;
+pub mod events;
 pub mod gateway;
 pub mod hub;
 pub mod init;

@@ -15,8 +15,8 @@ use outpost_rollout::{
     RolloutSpec, Scope, Size, SpecError, Status,
 };
 
+use crate::events::{EventKind, HUB_ACTOR};
 use crate::hub::{Hub, now_ms};
-use crate::ops::{EventKind, HUB_ACTOR};
 use crate::store::{
     PoolRecord, RolloutAssign, RolloutCommit, RolloutEvent, RolloutEventKind, RolloutRecord,
     StoreError, selector_matches,

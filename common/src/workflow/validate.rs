@@ -594,7 +594,7 @@ impl V<'_> {
                 return None;
             }
         };
-        match parse_memory(&text) {
+        match crate::size::parse_bytes(&text) {
             Some(0) => {
                 self.err(node.pos, field, "must be greater than zero");
                 None
@@ -653,26 +653,6 @@ impl V<'_> {
             }
         }
     }
-}
-
-/// `64Mi`, `512MB`, `1G`, `1048576`.
-fn parse_memory(s: &str) -> Option<u64> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "k" | "KB" | "kB" => 1_000,
-        "M" | "MB" => 1_000_000,
-        "G" | "GB" => 1_000_000_000,
-        "T" | "TB" => 1_000_000_000_000,
-        "Ki" | "KiB" => 1 << 10,
-        "Mi" | "MiB" => 1 << 20,
-        "Gi" | "GiB" => 1 << 30,
-        "Ti" | "TiB" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(mult)
 }
 
 pub(super) fn validate(
