@@ -1,26 +1,31 @@
 //! The Outpost edge agent.
 //!
-//! - [`driver`]: the async shell around the sans-IO core (`outpost_agent_core`): carries out its
+//! - `driver`: the async shell around the sans-IO core (`outpost_agent_core`): carries out its
 //!   actions durable-first against [`store`] and [`exec`].
 //! - [`store`]: the redb ledger (runs, task instances, outbox, workflow versions).
 //! - [`exec`]: task attempts as OS processes (process groups, logs, limits).
-//! - [`daemon`], [`control`], [`standalone`]: `serve`, its local control socket, workflow files.
+//! - [`daemon`], `control`, `standalone`: `serve`, its local control socket, workflow files.
 //! - [`app`], [`cli`]: the command line.
+//!
+//! **Public surface** (what the hub's `dev`, the test harnesses and the fuzzers use): [`app`]
+//! (the binary's entry point), [`cli`], [`config`], [`daemon::serve`], [`exec`] (the limits
+//! wrapper's entry point), [`hub_link::enroll`], [`identity`] and [`store`]. Everything else is
+//! crate-private.
 
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod control;
+pub(crate) mod control;
 pub mod daemon;
-pub mod disk;
-pub mod driver;
+pub(crate) mod disk;
+pub(crate) mod driver;
 pub mod exec;
 pub mod hub_link;
 pub mod identity;
-pub mod private_fs;
-pub mod render;
-pub mod standalone;
-pub mod startlog;
+pub(crate) mod private_fs;
+pub(crate) mod render;
+pub(crate) mod standalone;
+pub(crate) mod startlog;
 pub mod store;
-pub mod telemetry;
-pub mod views;
+pub(crate) mod telemetry;
+pub(crate) mod views;

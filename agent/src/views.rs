@@ -4,7 +4,6 @@
 
 pub use outpost_common::record::rfc3339;
 pub use outpost_common::text::table;
-pub use outpost_common::views::TaskView;
 
 /// A run of this agent.
 pub type RunView = outpost_common::views::RunView<outpost_common::views::Local>;

@@ -42,7 +42,6 @@ use outpost_common::model::{TaskIdx, Workflow};
 use outpost_common::record::{AttemptOutcome, LimitsMode, RunId, RunState, StatusEvent};
 use tokio::sync::{mpsc, oneshot};
 
-pub use commit::GROUP_COMMIT_WINDOW;
 pub use processes::precise_sleep;
 
 use crate::exec::{ExecConfig, Killer};
@@ -262,10 +261,6 @@ impl Driver {
         std::mem::take(&mut self.finished)
     }
 
-    pub fn running_tasks(&self) -> usize {
-        self.procs.running()
-    }
-
     // ----- workflows -------------------------------------------------------------------------
 
     /// Install (or replace) a workflow version. Runs in progress keep the version they started
@@ -288,11 +283,6 @@ impl Driver {
             origin,
             scheduled,
         )
-    }
-
-    /// Stop scheduling a workflow whose file went away. Its active runs finish.
-    pub fn uninstall_workflow(&mut self, name: &str) {
-        self.catalog.uninstall(name);
     }
 
     /// Task ids of an installed workflow in topological order.
@@ -319,6 +309,7 @@ impl Driver {
         self.catalog.names()
     }
 
+    #[cfg(test)]
     pub fn installed(&self, name: &str) -> Option<(u64, &str)> {
         self.catalog
             .get(name)

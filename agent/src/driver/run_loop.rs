@@ -118,7 +118,7 @@ impl Driver {
     /// Per burst: `Start`s of dispatched attempts go at once (their batch is durable; else they
     /// wait for it); the records are submitted to the committer unless nothing waits for them (no
     /// `Spawn`, `Kill`, `Flush` or `RunFinished` follows), in which case the group commit may hold
-    /// them back for up to [`GROUP_COMMIT_WINDOW`]; the other actions wait for their batch to be
+    /// them back for up to [`super::commit::GROUP_COMMIT_WINDOW`]; the other actions wait for their batch to be
     /// durable ([`Event::Committed`]).
     pub fn pump(&mut self) -> anyhow::Result<()> {
         if let Some(e) = self.commits.failed() {
