@@ -560,6 +560,26 @@ fn trigger_pause_agents_and_revoke() {
             .to_string();
         assert!(e.contains(says), "{e}");
     }
+    // Both refused attempts are in the audit log, with the values tried and the reason.
+    let audit: Vec<serde_json::Value> = c.get("/v1/audit", &[("limit", "100".into())]).unwrap();
+    let refused: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["action"] == "workflow.trigger.refused" && e["target"] == "demo")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert_eq!(refused.len(), 2, "{audit:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|d| d.contains("nope=\"v\"") && d.contains("no parameter `nope`")),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|d| d.contains("k=\"V 1\"") && d.contains("must be string matching")),
+        "{refused:?}"
+    );
     let mut params = std::collections::BTreeMap::new();
     params.insert("k".to_string(), "v".to_string());
     let r: TriggerResponse = c

@@ -213,7 +213,22 @@ impl Hub {
             params.clone(),
         );
         let targets = blocking(move || {
-            hub.check_trigger_params(&n, &checked)?;
+            if let Err(e) = hub.check_trigger_params(&n, &checked) {
+                // A refused attempt is recorded too: who tried what, and why it was refused.
+                if let OpError::Invalid(why) = &e {
+                    hub.store().audit(
+                        &a,
+                        "workflow.trigger.refused",
+                        &n,
+                        &format!(
+                            "{} refused: {why}",
+                            trigger_detail(agent.as_deref(), &checked)
+                        ),
+                        now_ms(),
+                    )?;
+                }
+                return Err(e);
+            }
             hub.store().audit(
                 &a,
                 "workflow.trigger",
