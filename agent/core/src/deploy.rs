@@ -137,6 +137,9 @@ pub struct FinishedRun {
     pub version: u64,
     pub created_ms: i64,
     pub state: RunState,
+    /// A task of the run ended `failed`. A run that still ended `succeeded` (through an
+    /// `all_done` task after the failure) counts as failed, as in the hub's gates.
+    pub failed_task: bool,
 }
 
 /// What probation decided.
@@ -157,8 +160,8 @@ pub enum ProbationVerdict {
 /// Probation of the active version of `workflow`, given every run of it the store holds (in
 /// any order; runs of other versions, unfinished or skipped ones, and those created before the
 /// probation began, do not count). Once more than `max_failures` of the first `runs` counted
-/// runs (by creation, then run id) failed, revert at once; once `runs` of them finished with no
-/// more failures, the version passed.
+/// runs (by creation, then run id) failed (a failed run, or one with a failed task), revert at
+/// once; once `runs` of them finished with no more failures, the version passed.
 pub fn evaluate_probation(
     workflow: &str,
     state: &DeployState,
@@ -182,7 +185,9 @@ pub fn evaluate_probation(
     counted.truncate(usize::try_from(p.runs).unwrap_or(usize::MAX));
     let failed = counted
         .iter()
-        .filter(|r| r.state == RunState::Failed)
+        .filter(|r| {
+            r.state == RunState::Failed || (r.state == RunState::Succeeded && r.failed_task)
+        })
         .count();
     let failed = u32::try_from(failed).unwrap_or(u32::MAX);
     if failed > p.max_failures {
@@ -233,6 +238,46 @@ mod tests {
             previous_version: None,
             rollout_id: None,
         }
+    }
+
+    fn probation_of(runs: u32, max_failures: u32) -> DeployState {
+        let s1 = accept(&DeployState::default(), &deploy(1, 1), 0).unwrap();
+        let mut d = deploy(2, 2);
+        d.probation = Some(Probation { runs, max_failures });
+        d.previous_version = Some(1);
+        accept(&s1, &d, 100).unwrap()
+    }
+
+    fn run(id: &str, state: RunState, failed_task: bool) -> FinishedRun {
+        FinishedRun {
+            run_id: id.into(),
+            version: 2,
+            created_ms: 200,
+            state,
+            failed_task,
+        }
+    }
+
+    #[test]
+    fn a_succeeded_run_with_a_failed_task_counts_as_a_failure() {
+        let s = probation_of(2, 0);
+        // Ended `succeeded` through an `all_done` task after a failure: a failure, as at the hub.
+        let v = evaluate_probation("wf", &s, &[run("a", RunState::Succeeded, true)], 300);
+        assert!(matches!(v, ProbationVerdict::Revert { .. }), "{v:?}");
+        // Without the failed task it is a success.
+        let v = evaluate_probation(
+            "wf",
+            &s,
+            &[
+                run("a", RunState::Succeeded, false),
+                run("b", RunState::Succeeded, false),
+            ],
+            300,
+        );
+        assert!(
+            matches!(v, ProbationVerdict::Passed { failed: 0, .. }),
+            "{v:?}"
+        );
     }
 
     #[test]

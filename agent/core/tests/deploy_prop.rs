@@ -108,6 +108,7 @@ fn step(p: &mut Persisted, i: usize, input: &Input, persist: &mut dyn FnMut(&Per
                 version,
                 created_ms: now_ms,
                 state: *state,
+                failed_task: false,
             });
             persist(p);
             probation(p, now_ms, persist);
@@ -159,16 +160,17 @@ proptest! {
     }
 
     /// A revert happens exactly when more than `max_failures` of the first `runs` counted runs
-    /// of the version on probation failed (counted here by a plain model).
+    /// of the version on probation failed (counted here by a plain model): a failed run, or a
+    /// run that ended `succeeded` with a failed task (an `all_done` leaf after it).
     #[test]
     fn revert_exactly_when_failures_exceed_the_limit(
         runs in 1u32..6,
         max_failures in 0u32..4,
         outcomes in prop::collection::vec(
-            prop::sample::select(vec![
+            (prop::sample::select(vec![
                 RunState::Succeeded, RunState::Failed, RunState::Cancelled,
                 RunState::Skipped, RunState::Running,
-            ]),
+            ]), any::<bool>()),
             0..12,
         ),
     ) {
@@ -184,18 +186,19 @@ proptest! {
         let mut state = s2;
         let mut stored = Vec::new();
         // A run of the old version and one from before the probation never count.
-        stored.push(FinishedRun { run_id: "old".into(), version: 1, created_ms: 150, state: RunState::Failed });
-        stored.push(FinishedRun { run_id: "early".into(), version: 2, created_ms: 50, state: RunState::Failed });
-        let mut counted: Vec<RunState> = Vec::new();
+        stored.push(FinishedRun { run_id: "old".into(), version: 1, created_ms: 150, state: RunState::Failed, failed_task: true });
+        stored.push(FinishedRun { run_id: "early".into(), version: 2, created_ms: 50, state: RunState::Failed, failed_task: true });
+        let mut counted: Vec<bool> = Vec::new();
         let mut reverted_at = None;
-        for (i, st) in outcomes.iter().enumerate() {
+        for (i, (st, failed_task)) in outcomes.iter().enumerate() {
             stored.push(FinishedRun {
                 run_id: format!("r{i:03}"), version: 2, created_ms: 200 + i as i64, state: *st,
+                failed_task: *failed_task,
             });
             if st.is_terminal() && *st != RunState::Skipped && counted.len() < runs as usize {
-                counted.push(*st);
+                counted.push(*st == RunState::Failed || (*st == RunState::Succeeded && *failed_task));
             }
-            let failures = counted.iter().filter(|s| **s == RunState::Failed).count() as u32;
+            let failures = counted.iter().filter(|f| **f).count() as u32;
             let verdict = evaluate_probation("wf", &state, &stored, 1000 + i as i64);
             match verdict {
                 ProbationVerdict::Revert { state: next, revert } => {
@@ -226,7 +229,7 @@ proptest! {
                 }
             }
         }
-        let failures = counted.iter().filter(|s| **s == RunState::Failed).count() as u32;
+        let failures = counted.iter().filter(|f| **f).count() as u32;
         prop_assert_eq!(reverted_at.is_some(), failures > max_failures);
     }
 

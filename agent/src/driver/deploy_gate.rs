@@ -14,7 +14,7 @@ use outpost_agent_core::deploy::{
 };
 use outpost_common::model::Workflow;
 use outpost_common::proto::{self, Rejection};
-use outpost_common::record::{Reverted, StatusEvent};
+use outpost_common::record::{Reverted, RunState, StatusEvent, TaskState};
 
 use super::HUB_ORIGIN;
 use crate::store::{Batch, Store, WorkflowVersion};
@@ -307,13 +307,24 @@ impl DeployGate {
                 states: None,
             })?
             .into_iter()
-            .map(|r| FinishedRun {
-                run_id: r.run_id,
-                version: r.version,
-                created_ms: r.created_ms,
-                state: r.state,
+            .map(|r| {
+                // Only a succeeded run of the version on probation can hide a failed task that
+                // matters (`all_done`); the others need no task lookup.
+                let failed_task = r.state == RunState::Succeeded
+                    && r.version == state.active_version
+                    && store
+                        .tasks(&r.run_id)?
+                        .iter()
+                        .any(|t| t.state == TaskState::Failed);
+                Ok(FinishedRun {
+                    run_id: r.run_id,
+                    version: r.version,
+                    created_ms: r.created_ms,
+                    state: r.state,
+                    failed_task,
+                })
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         let mut batch = Batch::default();
         Ok(match evaluate_probation(name, &state, &runs, now_ms) {
             ProbationVerdict::Continue => None,

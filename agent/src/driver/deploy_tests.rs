@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use outpost_agent_core::deploy::{DeployState, ProbationState};
 use outpost_common::clock::ManualClock;
-use outpost_common::record::{RunKind, RunRecord, RunState, StatusEvent};
+use outpost_common::record::{
+    RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
+};
 
 use outpost_common::proto::{Assignment, BundleHeader, Rejection, SignedAssignment, SignedBundle};
 use outpost_common::sign::{SigningKey, Trust, content_hash};
@@ -125,6 +127,62 @@ async fn a_revert_due_at_a_crash_happens_at_start_up() {
         .collect();
     assert_eq!(reverted.len(), 1, "{reverted:?}");
     assert_eq!(reverted[0].rollout_id.as_deref(), Some("r1"));
+}
+
+/// A run that ended `succeeded` through an `all_done` task after a failed one counts as a
+/// failure for local probation, as in the hub's gates: here the limit is 0, so it reverts.
+#[tokio::test(flavor = "current_thread")]
+async fn a_succeeded_run_with_a_failed_task_fails_probation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("agent.redb")).unwrap());
+    let state = DeployState {
+        highest_version: 2,
+        last_epoch: 2,
+        active_version: 2,
+        paused: false,
+        probation: Some(ProbationState {
+            runs: 3,
+            max_failures: 0,
+            previous_version: 1,
+            since_ms: 50,
+            rollout_id: None,
+        }),
+        reverted_from: None,
+    };
+    let StatusEvent::Run(mut run) = failed_run(1) else {
+        unreachable!()
+    };
+    run.state = RunState::Succeeded;
+    let task = |id: &str, st: TaskState| {
+        StatusEvent::Task(TaskInstanceRecord {
+            run_id: run.run_id.clone(),
+            task_id: id.into(),
+            state: st,
+            attempts: Vec::new(),
+            outputs: Vec::new(),
+            retry_at_ms: None,
+            updated_ms: 101,
+        })
+    };
+    let events = vec![
+        task("extract", TaskState::Failed),
+        task("cleanup", TaskState::Succeeded),
+        StatusEvent::Run(run.clone()),
+    ];
+    store
+        .commit(Batch {
+            events,
+            workflow_puts: vec![version(1), version(2)],
+            meta_puts: vec![("deploy/wf".into(), minicbor::to_vec(&state).unwrap())],
+            ..Batch::default()
+        })
+        .unwrap();
+    let mut d = driver(dir.path(), store.clone());
+    assert_eq!(d.load_hub_workflows().unwrap(), 1);
+    let after: DeployState =
+        minicbor::decode(&store.get_meta("deploy/wf").unwrap().unwrap()).unwrap();
+    assert_eq!(after.active_version, 1, "{after:?}");
+    assert_eq!(after.reverted_from, Some(2));
 }
 
 const AGENT: &str = "agent-1";
