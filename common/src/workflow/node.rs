@@ -207,7 +207,20 @@ fn fill_raw(node: &mut Node, source: &str) {
 const MAX_YAML_DEPTH: usize = 24;
 
 /// Parse YAML into a tree. Duplicate keys are passed through (and reported by the validator).
+///
+/// Most workflow files take the fast path, a tree built straight from granit-parser's events
+/// ([`plain_yaml`]); a file that uses anything whose meaning serde-saphyr decides (tags,
+/// anchors and aliases, merge keys, a scalar that might be a number, boolean or null in another
+/// spelling), or that does not parse, goes through serde-saphyr, which also gives the errors.
 pub(crate) fn parse_yaml(source: &str) -> Result<Node, SyntaxError> {
+    match plain_yaml(source) {
+        Some(node) => Ok(node),
+        None => parse_yaml_spanned(source),
+    }
+}
+
+/// The same tree through serde-saphyr's spanned values: the reference for every document.
+pub(crate) fn parse_yaml_spanned(source: &str) -> Result<Node, SyntaxError> {
     let opts = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
         with_snippet: false,
@@ -263,6 +276,195 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     } else {
         format!("invalid YAML: {first}")
     }
+}
+
+// ---------------------------------------------------------------- YAML, fast path
+
+/// Deepest nesting the fast path takes (well below [`MAX_YAML_DEPTH`], whose exact limit is
+/// serde-saphyr's to enforce).
+const PLAIN_MAX_DEPTH: usize = 16;
+
+/// What a plain (unquoted, untagged) scalar is, when it is certain.
+enum Plain {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str,
+    /// Might be read otherwise by serde-saphyr (other spellings of numbers, booleans, nulls).
+    Unsure,
+}
+
+fn classify(s: &str) -> Plain {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Plain::Null,
+        "true" | "True" | "TRUE" => return Plain::Bool(true),
+        "false" | "False" | "FALSE" => return Plain::Bool(false),
+        "<<" => return Plain::Unsure,
+        _ => {}
+    }
+    if ["y", "n", "yes", "no", "on", "off", "true", "false", "null"]
+        .iter()
+        .any(|w| s.eq_ignore_ascii_case(w))
+    {
+        return Plain::Unsure;
+    }
+    let Some(&first) = s.as_bytes().first() else {
+        return Plain::Unsure;
+    };
+    if !(first.is_ascii_digit() || matches!(first, b'+' | b'-' | b'.')) {
+        return Plain::Str;
+    }
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let no_leading_zero = |t: &str| t.len() == 1 || !t.starts_with('0');
+    let unsigned = s.strip_prefix('-').unwrap_or(s);
+    if digits(unsigned) && no_leading_zero(unsigned) && unsigned.len() <= 18 && unsigned != "0" {
+        return s.parse().map(Plain::Int).unwrap_or(Plain::Unsure);
+    }
+    if s == "0" {
+        return Plain::Int(0);
+    }
+    if let Some((int, frac)) = unsigned.split_once('.')
+        && digits(int)
+        && digits(frac)
+        && no_leading_zero(int)
+        && int.len() + frac.len() <= 15
+        && !s.starts_with("-0")
+    {
+        return s.parse().map(Plain::Float).unwrap_or(Plain::Unsure);
+    }
+    // No number has two dots (`10.20.3.11`), and every number but `.inf` and `.nan` has a digit
+    // (`-c`, `-rf`).
+    let lower = s.to_ascii_lowercase();
+    if s.matches('.').count() > 1
+        || (!s.bytes().any(|b| b.is_ascii_digit())
+            && !lower.contains("inf")
+            && !lower.contains("nan"))
+    {
+        return Plain::Str;
+    }
+    // Anything that could be a number in another syntax (signs, radixes, exponents,
+    // underscores, `.inf`, `.nan`, sexagesimal) is left to serde-saphyr.
+    if s.bytes()
+        .all(|b| b.is_ascii_hexdigit() || b"xXoObB_+-.:iInNfFaA".contains(&b))
+    {
+        return Plain::Unsure;
+    }
+    Plain::Str
+}
+
+enum Frame {
+    Seq(Pos, Vec<Node>),
+    Map(Pos, Vec<(Node, Node)>, Option<Node>),
+}
+
+fn leaf(value: Value, pos: Pos, raw: Option<String>) -> Node {
+    Node {
+        value,
+        pos,
+        raw,
+        bytes: None,
+    }
+}
+
+fn marker_pos(m: &serde_saphyr::granit_parser::Marker) -> Pos {
+    Pos {
+        line: u32::try_from(m.line()).unwrap_or(u32::MAX).max(1),
+        column: u32::try_from(m.col().saturating_add(1)).unwrap_or(u32::MAX),
+    }
+}
+
+/// The tree of `source` built from granit-parser's events, or `None` when serde-saphyr must
+/// decide (see [`parse_yaml`]). Where it answers, it answers exactly as serde-saphyr would
+/// (checked over the fuzz corpus and the test files by `fast_path_matches_serde_saphyr`).
+pub(crate) fn plain_yaml(source: &str) -> Option<Node> {
+    use serde_saphyr::granit_parser::{Event, ScalarStyle};
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut root: Option<Node> = None;
+    let mut documents = 0u32;
+    for item in serde_saphyr::granit_parser::Parser::new_from_str(source) {
+        let (event, span) = item.ok()?;
+        let node = match event {
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => continue,
+            Event::DocumentStart(_, version) => {
+                documents += 1;
+                if documents > 1 || version.is_some() {
+                    return None;
+                }
+                continue;
+            }
+            Event::Alias(_) => return None,
+            Event::Scalar(text, style, anchor, tag) => {
+                if anchor != 0 || tag.is_some() {
+                    return None;
+                }
+                let pos = marker_pos(&span.start);
+                if style != ScalarStyle::Plain {
+                    leaf(Value::Str(text.into_owned()), pos, None)
+                } else {
+                    let raw = || {
+                        let (a, b) = (span.start.byte_offset()?, span.end.byte_offset()?);
+                        source
+                            .get(a..b)
+                            .map(|r| r.trim().to_string())
+                            .filter(|r| !r.is_empty())
+                    };
+                    match classify(&text) {
+                        Plain::Unsure => return None,
+                        Plain::Null => leaf(Value::Null, pos, None),
+                        Plain::Str => leaf(Value::Str(text.into_owned()), pos, None),
+                        Plain::Bool(b) => leaf(Value::Bool(b), pos, raw()),
+                        Plain::Int(i) => leaf(Value::Int(i), pos, raw()),
+                        Plain::Float(f) => leaf(Value::Float(f), pos, raw()),
+                    }
+                }
+            }
+            Event::SequenceStart(_, anchor, ref tag) | Event::MappingStart(_, anchor, ref tag) => {
+                if anchor != 0 || tag.is_some() || stack.len() >= PLAIN_MAX_DEPTH {
+                    return None;
+                }
+                let pos = marker_pos(&span.start);
+                stack.push(if matches!(event, Event::SequenceStart(..)) {
+                    Frame::Seq(pos, Vec::new())
+                } else {
+                    Frame::Map(pos, Vec::new(), None)
+                });
+                continue;
+            }
+            Event::SequenceEnd => match stack.pop()? {
+                Frame::Seq(pos, items) => leaf(Value::Seq(items), pos, None),
+                Frame::Map(..) => return None,
+            },
+            Event::MappingEnd => match stack.pop()? {
+                Frame::Map(pos, entries, None) => leaf(Value::Map(entries), pos, None),
+                Frame::Map(..) | Frame::Seq(..) => return None,
+            },
+            #[allow(unreachable_patterns)]
+            _ => continue,
+        };
+        match stack.last_mut() {
+            None => {
+                if root.is_some() {
+                    return None;
+                }
+                root = Some(node);
+            }
+            Some(Frame::Seq(_, items)) => items.push(node),
+            Some(Frame::Map(_, entries, key)) => match key.take() {
+                None => *key = Some(node),
+                Some(k) => entries.push((k, node)),
+            },
+        }
+    }
+    if !stack.is_empty() {
+        return None;
+    }
+    Some(root.unwrap_or(Node {
+        value: Value::Null,
+        pos: Pos::START,
+        raw: None,
+        bytes: None,
+    }))
 }
 
 // ---------------------------------------------------------------- TOML
@@ -361,5 +563,248 @@ fn toml_node(source: &str, v: &toml::Spanned<toml::de::DeValue<'_>>) -> Node {
         pos,
         raw,
         bytes: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a` and `b` are the same tree: values, positions and raw text.
+    fn same(a: &Node, b: &Node, at: &str) -> Result<(), String> {
+        let here = || format!("{at} ({:?} vs {:?})", a.pos, b.pos);
+        if a.pos != b.pos || a.raw != b.raw {
+            return Err(format!("{}: raw {:?} vs {:?}", here(), a.raw, b.raw));
+        }
+        match (&a.value, &b.value) {
+            (Value::Null, Value::Null) => Ok(()),
+            (Value::Bool(x), Value::Bool(y)) if x == y => Ok(()),
+            (Value::Int(x), Value::Int(y)) if x == y => Ok(()),
+            (Value::Float(x), Value::Float(y)) if x.to_bits() == y.to_bits() => Ok(()),
+            (Value::Str(x), Value::Str(y)) if x == y => Ok(()),
+            (Value::Seq(x), Value::Seq(y)) if x.len() == y.len() => x
+                .iter()
+                .zip(y)
+                .enumerate()
+                .try_for_each(|(i, (p, q))| same(p, q, &format!("{at}[{i}]"))),
+            (Value::Map(x), Value::Map(y)) if x.len() == y.len() => x
+                .iter()
+                .zip(y)
+                .enumerate()
+                .try_for_each(|(i, ((k1, v1), (k2, v2)))| {
+                    same(k1, k2, &format!("{at}.key{i}"))?;
+                    same(v1, v2, &format!("{at}.value{i}"))
+                }),
+            (x, y) => Err(format!("{}: {x:?} vs {y:?}", here())),
+        }
+    }
+
+    fn yaml_inputs() -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut out = Vec::new();
+        let mut dirs = vec![
+            root.join("fuzz/corpus/parse_workflow"),
+            root.join("deploy/examples"),
+            root.join("docs"),
+        ];
+        while let Some(d) = dirs.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if let Ok(text) = std::fs::read_to_string(&p) {
+                    out.push((p.display().to_string(), text));
+                }
+            }
+        }
+        for (i, s) in [
+            "name: a\ntasks:\n  x:\n    command: [/bin/true, \"q\", 'r', -rf, --v, 5m, 1h30m]\n",
+            "a: 1\nb: -2\nc: 0\nd: 1.5\ne: -0.25\nf: true\ng: False\nh: ~\ni:\nj: null\n",
+            "a: 0x1F\n",
+            "a: 007\n",
+            "a: +1\n",
+            "a: 1e3\n",
+            "a: .inf\n",
+            "a: yes\n",
+            "a: 1_000\n",
+            "a: 12:30\n",
+            "a: 123456789012345678901234567890\n",
+            "a: 2024-01-01\n",
+            "a: |\n  x\n  y\nb: >\n  folded\n  text\n",
+            "- [a, b]\n- {c: d}\n",
+            "a: &x 1\nb: *x\n",
+            "a: !!str 1\n",
+            "---\na: 1\n---\nb: 2\n",
+            "",
+            "# only a comment\n",
+            "a: [1, 2\n",
+            "a:\n  b:\n    c:\n      d: [e, {f: g}]\n",
+            "a: b\na: c\n",
+        ]
+        .iter()
+        .enumerate()
+        {
+            out.push((format!("case {i}"), s.to_string()));
+        }
+        out
+    }
+
+    /// Wherever the fast path answers, it gives exactly serde-saphyr's tree; it answers for
+    /// most real files and declines what it must.
+    #[test]
+    fn fast_path_matches_serde_saphyr() {
+        let mut fast = 0;
+        let mut declined = 0;
+        for (name, text) in yaml_inputs() {
+            match plain_yaml(&text) {
+                Some(node) => {
+                    fast += 1;
+                    let reference = parse_yaml_spanned(&text).unwrap_or_else(|e| {
+                        panic!(
+                            "{name}: the fast path took a file serde-saphyr refuses: {}",
+                            e.message
+                        )
+                    });
+                    if let Err(e) = same(&node, &reference, "") {
+                        panic!("{name}: {e}");
+                    }
+                }
+                None => declined += 1,
+            }
+        }
+        assert!(
+            fast >= 100,
+            "the fast path took only {fast} files ({declined} declined)"
+        );
+        assert!(declined >= 10, "declined only {declined}");
+        for s in [
+            "a: 0x1F\n",
+            "a: &x 1\nb: *x\n",
+            "a: !!str 1\n",
+            "a: yes\n",
+            "a: [1, 2\n",
+        ] {
+            assert!(plain_yaml(s).is_none(), "{s:?}");
+        }
+        assert!(plain_yaml("a: 1\nb: x\n").is_some());
+        // Each tricky scalar on its own, as a value and in a flow list.
+        let mut answered = Vec::new();
+        for t in TRICKY {
+            let text = format!("a: {t}\nb: [{t}]\n");
+            if let Some(node) = plain_yaml(&text) {
+                let reference = parse_yaml_spanned(&text).expect(&text);
+                if let Err(e) = same(&node, &reference, "") {
+                    panic!("{text}: {e}");
+                }
+                answered.push(*t);
+            }
+        }
+        assert!(answered.len() >= 25, "{answered:?}");
+    }
+
+    const TRICKY: &[&str] = &[
+        "1",
+        "-1",
+        "0",
+        "-0",
+        "00",
+        "007",
+        "1.5",
+        "-0.5",
+        "0.0",
+        "1.",
+        ".5",
+        "1e3",
+        "1E-2",
+        "yes",
+        "No",
+        "on",
+        "OFF",
+        "y",
+        "~",
+        "null",
+        "Null",
+        "NULL",
+        "x",
+        "-c",
+        "-rf",
+        "10.1.1.1",
+        "5m",
+        "2d",
+        "1h30m",
+        "0x1F",
+        "0o17",
+        "0b101",
+        ".inf",
+        "-.inf",
+        ".NaN",
+        "1_000",
+        "+1",
+        "+.5",
+        "12:30",
+        "true",
+        "TRUE",
+        "tRue",
+        "False",
+        "99999999999999999999",
+        "123456789012345678",
+        "1234567890123456789",
+        "3.14159265358979",
+        "2024-01-01",
+        "a b",
+        "/bin/true",
+        "'q'",
+        "\"1\"",
+        "\"\"",
+        "-",
+        "--",
+        ".",
+        "e",
+        "inf",
+        "nan",
+        "-e",
+        "-1.5e3",
+        "1.5.6",
+    ];
+
+    fn doc() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let scalar = proptest::sample::select(TRICKY).prop_map(str::to_string);
+        let leaf = prop_oneof![
+            scalar.clone(),
+            proptest::collection::vec(scalar.clone(), 0..4)
+                .prop_map(|v| format!("[{}]", v.join(", "))),
+        ];
+        proptest::collection::vec((0usize..6, leaf), 1..8).prop_map(|entries| {
+            let mut out = String::new();
+            for (i, (indent, v)) in entries.into_iter().enumerate() {
+                let pad = if indent % 3 == 0 { "" } else { "  " };
+                if pad.is_empty() {
+                    out.push_str(&format!("k{i}: {v}\n"));
+                } else {
+                    out.push_str(&format!("k{i}:\n{pad}- {v}\n{pad}- x\n"));
+                }
+            }
+            out
+        })
+    }
+
+    proptest::proptest! {
+        /// Generated documents full of scalars that look like numbers, booleans and nulls in
+        /// every spelling: wherever the fast path answers, it is serde-saphyr's tree.
+        #[test]
+        fn fast_path_matches_serde_saphyr_on_tricky_scalars(text in doc()) {
+            if let Some(node) = plain_yaml(&text) {
+                let reference = parse_yaml_spanned(&text);
+                proptest::prop_assert!(reference.is_ok(), "{text}");
+                if let Ok(reference) = reference {
+                    let r = same(&node, &reference, "");
+                    proptest::prop_assert!(r.is_ok(), "{text}\n{r:?}");
+                }
+            }
+        }
     }
 }
