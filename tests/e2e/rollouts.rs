@@ -1,4 +1,4 @@
-//! Node pools and gray-release rollouts (issue 4), end to end: a real `outpost-hub` and real
+//! Node pools and gray-release rollouts, end to end: a real `outpost-hub` and real
 //! `outpost-agent` processes (ten of them in two pools where the scenario needs them), driven
 //! through the hub's CLI, with the agents' own stores and logs as the witnesses of what ran where.
 //!

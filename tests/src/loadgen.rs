@@ -9,7 +9,7 @@
 //! "activated" in memory, and answered with a `DeployResult`. Status comes from synthetic
 //! outboxes: backlogs of `RunRecord`/`TaskInstanceRecord` snapshots added on demand
 //! ([`Fleet::add_backlog`]), and optionally synthetic runs of each active version at a steady
-//! rate ([`FleetConfig::run_every`], for the rollout benchmark of issue 4).
+//! rate ([`FleetConfig::run_every`], for the rollout benchmark).
 //!
 //! Everything runs on one tokio runtime: per agent, one lightweight task for the session and
 //! one reading frames (frames are read in their own task because reading a frame is not

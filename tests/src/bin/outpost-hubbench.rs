@@ -1,4 +1,4 @@
-//! `outpost-hubbench`: benchmarks of the hub and its agents (issue 3), real processes.
+//! `outpost-hubbench`: benchmarks of the hub and its agents, real processes.
 //!
 //! Starts a real `outpost-hub` (binaries from `OUTPOST_BIN_DIR`, e.g. `target/release`), plays
 //! N agents with the load generator (`outpost_tests::loadgen`: real enrollment, real QUIC with
@@ -31,10 +31,7 @@ use outpost_tests::{Hub, Scratch, wait_for};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(
-    name = "outpost-hubbench",
-    about = "Benchmarks of the hub and agents (issue 3)"
-)]
+#[command(name = "outpost-hubbench", about = "Benchmarks of the hub and agents")]
 struct Args {
     /// Played agents.
     #[arg(long, default_value_t = 1000)]

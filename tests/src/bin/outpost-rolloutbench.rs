@@ -1,4 +1,4 @@
-//! `outpost-rolloutbench`: a gray-release rollout across N played agents (issue 4), real hub.
+//! `outpost-rolloutbench`: a gray-release rollout across N played agents, real hub.
 //!
 //! Starts a real `outpost-hub` (binaries from `OUTPOST_BIN_DIR`, e.g. `target/release`), enrolls
 //! and connects N agents played by the load generator (`outpost_tests::loadgen`: real
@@ -31,7 +31,7 @@ use serde_json::json;
 #[derive(Parser)]
 #[command(
     name = "outpost-rolloutbench",
-    about = "A rollout across N played agents with a zero bake time (issue 4)"
+    about = "A rollout across N played agents with a zero bake time"
 )]
 struct Args {
     /// Played agents.
