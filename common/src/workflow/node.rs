@@ -235,12 +235,7 @@ pub(crate) fn parse_yaml_spanned(source: &str) -> Result<Node, SyntaxError> {
             fill_raw(&mut node, source);
             Ok(node)
         }
-        Ok(None) => Ok(Node {
-            value: Value::Null,
-            pos: Pos::START,
-            raw: None,
-            bytes: None,
-        }),
+        Ok(None) => Ok(leaf(Value::Null, Pos::START, None)),
         Err(e) => {
             let pos = e
                 .location()
@@ -358,6 +353,7 @@ enum Frame {
     Map(Pos, Vec<(Node, Node)>, Option<Node>),
 }
 
+/// A node with no byte range to fill in later (an empty document, or one the fast path built).
 fn leaf(value: Value, pos: Pos, raw: Option<String>) -> Node {
     Node {
         value,
@@ -459,12 +455,7 @@ pub(crate) fn plain_yaml(source: &str) -> Option<Node> {
     if !stack.is_empty() {
         return None;
     }
-    Some(root.unwrap_or(Node {
-        value: Value::Null,
-        pos: Pos::START,
-        raw: None,
-        bytes: None,
-    }))
+    Some(root.unwrap_or_else(|| leaf(Value::Null, Pos::START, None)))
 }
 
 // ---------------------------------------------------------------- TOML
