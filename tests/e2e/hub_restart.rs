@@ -17,17 +17,24 @@ fn online(hub: &Hub, id: &str) -> bool {
     agent_show(hub, id)["online"] == true
 }
 
-#[test]
-fn an_agent_reconnects_within_seconds_of_a_killed_hub_coming_back() {
-    let s = Scratch::new("hub-reset").unwrap();
+/// A hub with the production timeouts (offline_after 30 s, so a 5 s keep-alive; QUIC idle
+/// 15 s), not the tests' 3 s.
+fn hub_with_production_timeouts(s: &Scratch) -> Hub {
     let mut hub = Hub::start(s.path(), "").unwrap();
-    // The production timeouts (offline_after 30 s, QUIC idle 15 s), not the tests' 3 s: without a
-    // stateless reset the agent would hold its dead connection for the whole idle timeout.
     hub.kill9().unwrap();
     let cfg = std::fs::read_to_string(&hub.config).unwrap();
     let cfg = cfg.replace("offline_after = \"3s\"", "offline_after = \"30s\"");
     std::fs::write(&hub.config, cfg).unwrap();
     hub.restart().unwrap();
+    hub
+}
+
+#[test]
+fn an_agent_reconnects_within_seconds_of_a_killed_hub_coming_back() {
+    let s = Scratch::new("hub-reset").unwrap();
+    // Without a stateless reset the agent would hold its dead connection for the whole idle
+    // timeout.
+    let mut hub = hub_with_production_timeouts(&s);
 
     let agent = enrolled_agent(&s.join("a"), &hub, hub.quic_addr, "name=a", "").unwrap();
     let id = agent_id_by_name(&hub, "a");
@@ -79,13 +86,8 @@ fn idle_datagrams(relay: &Relay, secs: u64) -> u64 {
 #[test]
 fn an_idle_agent_sends_keep_alives_at_its_configured_interval() {
     let s = Scratch::new("keep-alive").unwrap();
-    let mut hub = Hub::start(s.path(), "").unwrap();
-    // The production offline_after (30 s): the tests' 3 s would make the hub's own keep-alive 1 s.
-    hub.kill9().unwrap();
-    let cfg = std::fs::read_to_string(&hub.config).unwrap();
-    let cfg = cfg.replace("offline_after = \"3s\"", "offline_after = \"30s\"");
-    std::fs::write(&hub.config, cfg).unwrap();
-    hub.restart().unwrap();
+    // (The tests' offline_after of 3 s would make the hub's own keep-alive 1 s.)
+    let hub = hub_with_production_timeouts(&s);
     let fast_relay = Relay::start("127.0.0.1:0".parse().unwrap(), hub.quic_addr).unwrap();
     let slow_relay = Relay::start("127.0.0.1:0".parse().unwrap(), hub.quic_addr).unwrap();
     let _fast = enrolled_agent(&s.join("fast"), &hub, fast_relay.addr(), "name=fast", "").unwrap();

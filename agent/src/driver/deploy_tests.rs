@@ -79,13 +79,9 @@ fn failed_run(i: i64) -> StatusEvent {
     })
 }
 
-/// The agent stopped after the run that exceeded probation's limit was committed and before
-/// its revert was: at start-up, the revert happens (it does not wait for another run).
-#[tokio::test(flavor = "current_thread")]
-async fn a_revert_due_at_a_crash_happens_at_start_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("agent.redb")).unwrap());
-    let state = DeployState {
+/// Version 2 active on probation (3 runs, no failure allowed) since 50 ms, version 1 before.
+fn on_probation(rollout_id: Option<&str>) -> DeployState {
+    DeployState {
         highest_version: 2,
         last_epoch: 2,
         active_version: 2,
@@ -95,10 +91,19 @@ async fn a_revert_due_at_a_crash_happens_at_start_up() {
             max_failures: 0,
             previous_version: 1,
             since_ms: 50,
-            rollout_id: Some("r1".into()),
+            rollout_id: rollout_id.map(str::to_string),
         }),
         reverted_from: None,
-    };
+    }
+}
+
+/// The agent stopped after the run that exceeded probation's limit was committed and before
+/// its revert was: at start-up, the revert happens (it does not wait for another run).
+#[tokio::test(flavor = "current_thread")]
+async fn a_revert_due_at_a_crash_happens_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("agent.redb")).unwrap());
+    let state = on_probation(Some("r1"));
     store
         .commit(Batch {
             events: vec![failed_run(1)],
@@ -135,20 +140,7 @@ async fn a_revert_due_at_a_crash_happens_at_start_up() {
 async fn a_succeeded_run_with_a_failed_task_fails_probation() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("agent.redb")).unwrap());
-    let state = DeployState {
-        highest_version: 2,
-        last_epoch: 2,
-        active_version: 2,
-        paused: false,
-        probation: Some(ProbationState {
-            runs: 3,
-            max_failures: 0,
-            previous_version: 1,
-            since_ms: 50,
-            rollout_id: None,
-        }),
-        reverted_from: None,
-    };
+    let state = on_probation(None);
     let StatusEvent::Run(mut run) = failed_run(1) else {
         unreachable!()
     };
