@@ -297,9 +297,9 @@ impl DeployGate {
         now_ms: i64,
     ) -> anyhow::Result<Option<ProbationStep>> {
         let state = load_state(store, name)?;
-        if state.probation.is_none() {
+        let Some(since_ms) = state.probation.as_ref().map(|p| p.since_ms) else {
             return Ok(None);
-        }
+        };
         let runs: Vec<FinishedRun> = store
             .runs(crate::store::RunFilter {
                 workflow: Some(name.to_string()),
@@ -308,10 +308,11 @@ impl DeployGate {
             })?
             .into_iter()
             .map(|r| {
-                // Only a succeeded run of the version on probation can hide a failed task that
-                // matters (`all_done`); the others need no task lookup.
+                // Only a succeeded run of the version on probation, since it began, can hide a
+                // failed task that matters (`all_done`); the others need no task lookup.
                 let failed_task = r.state == RunState::Succeeded
                     && r.version == state.active_version
+                    && r.created_ms >= since_ms
                     && store
                         .tasks(&r.run_id)?
                         .iter()

@@ -2,7 +2,6 @@
 //! batch), key rotations, store faults, probation across a restart.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use outpost_agent_core::deploy::{DeployState, ProbationState};
 use outpost_common::clock::ManualClock;
@@ -13,8 +12,7 @@ use outpost_common::record::{
 use outpost_common::proto::{Assignment, BundleHeader, Rejection, SignedAssignment, SignedBundle};
 use outpost_common::sign::{SigningKey, Trust, content_hash};
 
-use super::{DeployError, Driver, DriverConfig, HUB_ORIGIN, PRECOMMIT_LEAD, deploy_gate};
-use crate::exec::ExecConfig;
+use super::{DeployError, Driver, DriverConfig, HUB_ORIGIN, deploy_gate, test_config};
 use crate::store::{Batch, Store, WorkflowVersion};
 
 fn driver(dir: &std::path::Path, store: Arc<Store>) -> Driver {
@@ -25,18 +23,8 @@ fn driver_as(dir: &std::path::Path, store: Arc<Store>, agent_id: Option<&str>) -
     let clock = ManualClock::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap());
     Driver::new(
         DriverConfig {
-            max_running: 2,
-            dispatch_ahead: 0,
-            resources: Default::default(),
-            exec: ExecConfig::new(dir.join("logs"), "/bin/false"),
-            shutdown_grace: Duration::from_secs(1),
             agent_id: agent_id.map(str::to_string),
-            workflows_dir: None,
-            validate: Default::default(),
-            retention: None,
-            start_journal_dir: None,
-            precommit_lead: PRECOMMIT_LEAD,
-            disk_guard: None,
+            ..test_config(dir)
         },
         Arc::new(clock),
         store,
@@ -97,6 +85,28 @@ fn on_probation(rollout_id: Option<&str>) -> DeployState {
     }
 }
 
+/// Store versions 1 and 2 with `state` and `events`, then start a driver on the store and load
+/// the hub's workflows (one); returns the driver and the deploy state it left.
+fn start_with(
+    dir: &std::path::Path,
+    store: &Arc<Store>,
+    state: &DeployState,
+    events: Vec<StatusEvent>,
+) -> (Driver, DeployState) {
+    store
+        .commit(Batch {
+            events,
+            workflow_puts: vec![version(1), version(2)],
+            meta_puts: vec![("deploy/wf".into(), minicbor::to_vec(state).unwrap())],
+            ..Batch::default()
+        })
+        .unwrap();
+    let mut d = driver(dir, store.clone());
+    assert_eq!(d.load_hub_workflows().unwrap(), 1);
+    let after = minicbor::decode(&store.get_meta("deploy/wf").unwrap().unwrap()).unwrap();
+    (d, after)
+}
+
 /// The agent stopped after the run that exceeded probation's limit was committed and before
 /// its revert was: at start-up, the revert happens (it does not wait for another run).
 #[tokio::test(flavor = "current_thread")]
@@ -104,19 +114,8 @@ async fn a_revert_due_at_a_crash_happens_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("agent.redb")).unwrap());
     let state = on_probation(Some("r1"));
-    store
-        .commit(Batch {
-            events: vec![failed_run(1)],
-            workflow_puts: vec![version(1), version(2)],
-            meta_puts: vec![("deploy/wf".into(), minicbor::to_vec(&state).unwrap())],
-            ..Batch::default()
-        })
-        .unwrap();
-    let mut d = driver(dir.path(), store.clone());
-    assert_eq!(d.load_hub_workflows().unwrap(), 1);
+    let (d, after) = start_with(dir.path(), &store, &state, vec![failed_run(1)]);
     assert_eq!(d.installed("wf").map(|(v, _)| v), Some(1));
-    let after: DeployState =
-        minicbor::decode(&store.get_meta("deploy/wf").unwrap().unwrap()).unwrap();
     assert_eq!(after.active_version, 1);
     assert_eq!(after.highest_version, 2);
     assert_eq!(after.reverted_from, Some(2));
@@ -161,18 +160,7 @@ async fn a_succeeded_run_with_a_failed_task_fails_probation() {
         task("cleanup", TaskState::Succeeded),
         StatusEvent::Run(run.clone()),
     ];
-    store
-        .commit(Batch {
-            events,
-            workflow_puts: vec![version(1), version(2)],
-            meta_puts: vec![("deploy/wf".into(), minicbor::to_vec(&state).unwrap())],
-            ..Batch::default()
-        })
-        .unwrap();
-    let mut d = driver(dir.path(), store.clone());
-    assert_eq!(d.load_hub_workflows().unwrap(), 1);
-    let after: DeployState =
-        minicbor::decode(&store.get_meta("deploy/wf").unwrap().unwrap()).unwrap();
+    let (_d, after) = start_with(dir.path(), &store, &state, events);
     assert_eq!(after.active_version, 1, "{after:?}");
     assert_eq!(after.reverted_from, Some(2));
 }

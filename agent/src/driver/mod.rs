@@ -566,6 +566,26 @@ impl Driver {
     }
 }
 
+/// The driver configuration the unit tests start from: two slots, no dispatch ahead, logs in
+/// `dir`, no retention, no start journal, no disk guard.
+#[cfg(test)]
+fn test_config(dir: &std::path::Path) -> DriverConfig {
+    DriverConfig {
+        max_running: 2,
+        dispatch_ahead: 0,
+        resources: Default::default(),
+        exec: crate::exec::ExecConfig::new(dir.join("logs"), "/bin/false"),
+        shutdown_grace: std::time::Duration::from_secs(1),
+        agent_id: None,
+        workflows_dir: None,
+        validate: Default::default(),
+        retention: None,
+        start_journal_dir: None,
+        precommit_lead: PRECOMMIT_LEAD,
+        disk_guard: None,
+    }
+}
+
 #[cfg(test)]
 mod deploy_tests;
 #[cfg(test)]

@@ -7,8 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use outpost_common::clock::ManualClock;
 use outpost_common::record::{RunKind, RunRecord, RunState, StatusEvent};
 
-use super::{Driver, DriverConfig, PRECOMMIT_LEAD};
-use crate::exec::ExecConfig;
+use super::{Driver, DriverConfig, test_config};
 use crate::store::{Batch, Retention, Store};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -20,21 +19,11 @@ fn t0() -> DateTime<Utc> {
 fn driver(dir: &std::path::Path, clock: &ManualClock, store: Arc<Store>) -> Driver {
     Driver::new(
         DriverConfig {
-            max_running: 2,
-            dispatch_ahead: 0,
-            resources: Default::default(),
-            exec: ExecConfig::new(dir.join("logs"), "/bin/false"),
-            shutdown_grace: Duration::from_secs(1),
-            agent_id: None,
-            workflows_dir: None,
-            validate: Default::default(),
             retention: Some(Retention {
                 max_age: Some(30 * DAY),
                 max_runs_per_workflow: None,
             }),
-            start_journal_dir: None,
-            precommit_lead: PRECOMMIT_LEAD,
-            disk_guard: None,
+            ..test_config(dir)
         },
         Arc::new(clock.clone()),
         store,
@@ -118,26 +107,10 @@ async fn low_disk_space_pauses_starts_says_so_and_resumes_by_itself() {
         crate::disk::DiskGuard::new(dir.path(), crate::disk::MinFree::Bytes(1024 * 1024));
     guard.source = Arc::new(FakeSpace(free.clone()));
     let clock = Arc::new(outpost_common::clock::SystemClock::default());
-    let mut exec = ExecConfig::new(dir.path().join("logs"), "/bin/false");
-    exec.disk_low = guard.low.clone();
-    let mut d = Driver::new(
-        DriverConfig {
-            max_running: 2,
-            dispatch_ahead: 0,
-            resources: Default::default(),
-            exec,
-            shutdown_grace: Duration::from_secs(1),
-            agent_id: None,
-            workflows_dir: None,
-            validate: Default::default(),
-            retention: None,
-            start_journal_dir: None,
-            precommit_lead: PRECOMMIT_LEAD,
-            disk_guard: Some(guard),
-        },
-        clock,
-        store.clone(),
-    );
+    let mut cfg = test_config(dir.path());
+    cfg.exec.disk_low = guard.low.clone();
+    cfg.disk_guard = Some(guard);
+    let mut d = Driver::new(cfg, clock, store.clone());
     let src = "name: disk\ntasks:\n  t:\n    command: [/bin/echo, hello]\n";
     let wf = outpost_common::workflow::parse(
         "disk.yaml",
