@@ -736,6 +736,15 @@ fn client_status(c: &ClientOpts, output: Output) -> anyhow::Result<ExitCode> {
     if let Some(d) = &s.disk_low {
         println!("PAUSED: {d}");
     }
+    if let Some(d) = &s.director {
+        println!(
+            "director {} until {}   clock offset {} ms   root metadata v{}",
+            if d.stale { "STALE since" } else { "fresh" },
+            d.fresh_until,
+            d.clock_offset_ms,
+            d.root_version
+        );
+    }
     println!();
     let rows: Vec<Vec<String>> = s
         .workflows

@@ -83,6 +83,24 @@ pub struct StatusView {
     /// Set while free disk space is below `min_free_disk` (no attempt starts meanwhile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_low: Option<String>,
+    /// What the agent last heard from the hub's director (`None`: enrolled, never connected,
+    /// or not enrolled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub director: Option<DirectorStatus>,
+}
+
+/// Freshness of the agent's view of the director, and its clock against the hub's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectorStatus {
+    /// The director's metadata has expired (the hub not heard within its lifetime): new
+    /// deploys wait; schedules run on.
+    pub stale: bool,
+    /// When the view expires (or expired), RFC 3339, hub time.
+    pub fresh_until: String,
+    /// The agent's clock minus the hub's, milliseconds, as last measured.
+    pub clock_offset_ms: i64,
+    /// The version of the root metadata trusted.
+    pub root_version: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

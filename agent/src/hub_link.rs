@@ -88,7 +88,7 @@ pub async fn enroll(
             cert_der,
             ca_der,
             hub_name: name,
-            signing_key,
+            root,
             labels,
         } => {
             let pinned = outpost_net::pki::sha256_hex(&ca_der);
@@ -112,8 +112,8 @@ pub async fn enroll(
                 labels,
                 enrolled_ms: chrono::Utc::now().timestamp_millis(),
             };
-            let trust = outpost_common::sign::Trust::new(&signing_key)
-                .map_err(|e| anyhow::anyhow!("the hub's signing key is not usable: {e:?}"))?;
+            let trust = outpost_common::trust::Trust::new(root)
+                .map_err(|e| anyhow::anyhow!("the hub's root metadata is not usable: {e}"))?;
             identity::save_trust(store, &trust)?;
             identity::save(store, &id)?;
             Ok(id)
@@ -224,7 +224,8 @@ async fn session(
         active,
         acked_seq: store.acked_seq()?,
         last_seq: store.last_seq()?,
-        trusted_key: trust.current_key_id().to_string(),
+        trust,
+        session: rand::random::<[u8; proto::SESSION_NONCE_LEN]>().to_vec(),
         window: 4,
         batch: proto::MAX_BATCH,
     });
@@ -250,7 +251,7 @@ async fn session(
             frame = recv.recv_frame() => {
                 let Some(bytes) = frame? else { anyhow::bail!("the hub closed the session") };
                 match outpost_common::frame::decode_hub_msg(&bytes) {
-                    Ok(Some(msg)) => sess.handle_hub(msg).map_err(|e| anyhow::anyhow!("protocol error from the hub: {e:?}"))?,
+                    Ok(Some(msg)) => sess.handle_hub(msg, chrono::Utc::now().timestamp_millis()).map_err(|e| anyhow::anyhow!("protocol error from the hub: {e:?}"))?,
                     Ok(None) => tracing::warn!("skipping a message of a type this agent does not know (newer hub?)"),
                     Err(e) => anyhow::bail!("malformed message from the hub: {e}"),
                 }
@@ -289,13 +290,18 @@ async fn handle_event(
             let s = store.clone();
             tokio::task::spawn_blocking(move || s.ack_outbox(seq)).await??;
         }
-        AgentEvent::Deploy { assignment, bundle } => {
+        AgentEvent::Deploy {
+            assignment,
+            bundle,
+            snapshot,
+        } => {
             // The driver's deploy gate checks, decides and commits; the link only carries the
             // deploy there and the verdict back.
             let (reply, verdict) = oneshot::channel();
             let sent = driver.send(Event::HubDeploy {
                 assignment,
                 bundle,
+                snapshot,
                 reply,
             });
             let verdict = match (sent, verdict.await) {
@@ -319,9 +325,26 @@ async fn handle_event(
                 }
             });
         }
-        AgentEvent::KeyChain(chain) => {
-            // The deploy gate follows the chain and stores the new trust.
-            let _ = driver.send(Event::HubKeyChain(chain));
+        AgentEvent::Roots {
+            trust,
+            reset_counters,
+        } => {
+            // The deploy gate stores the new root before the driver handles anything after it.
+            let _ = driver.send(Event::HubRoots {
+                trust,
+                reset_counters,
+            });
+        }
+        AgentEvent::Fresh {
+            hub_ms,
+            local_ms,
+            expires_ms,
+        } => {
+            let _ = driver.send(Event::HubFresh(outpost_agent_core::deploy::DirectorView {
+                hub_ms,
+                local_ms,
+                expires_ms,
+            }));
         }
         AgentEvent::Paused(list) => {
             let _ = driver.send(Event::HubPaused(list));

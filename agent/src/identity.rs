@@ -13,7 +13,7 @@ use minicbor::{Decode, Encode};
 use crate::store::{Store, StoreError};
 
 const IDENTITY_KEY: &str = "identity";
-const TRUST_KEY: &str = "trust";
+const TRUST_KEY: &str = "trust/root";
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Identity {
@@ -75,23 +75,33 @@ pub fn save(store: &Store, id: &Identity) -> Result<(), IdentityError> {
     Ok(())
 }
 
-pub fn load_trust(store: &Store) -> Result<Option<outpost_common::sign::Trust>, IdentityError> {
+/// The root metadata this agent trusts (stored as the signed root's CBOR, verified again when
+/// loaded).
+pub fn load_trust(store: &Store) -> Result<Option<outpost_common::trust::Trust>, IdentityError> {
     match store.get_meta(TRUST_KEY)? {
-        Some(b) => Ok(Some(decode("signing trust", &b)?)),
+        Some(b) => {
+            let signed: outpost_common::trust::SignedRoot = decode("root metadata", &b)?;
+            let t =
+                outpost_common::trust::Trust::new(signed).map_err(|e| IdentityError::Encode {
+                    what: "root metadata",
+                    message: e.to_string(),
+                })?;
+            Ok(Some(t))
+        }
         None => Ok(None),
     }
 }
 
-/// Store the signing trust the hub gave at enrollment.
-pub fn save_trust(store: &Store, t: &outpost_common::sign::Trust) -> Result<(), IdentityError> {
+/// Store the root metadata the hub gave at enrollment.
+pub fn save_trust(store: &Store, t: &outpost_common::trust::Trust) -> Result<(), IdentityError> {
     let (key, bytes) = trust_put(t)?;
     store.put_meta(&key, &bytes)?;
     Ok(())
 }
 
 /// The `agent_meta` entry that stores `t` (for a batch).
-pub fn trust_put(t: &outpost_common::sign::Trust) -> Result<(String, Vec<u8>), IdentityError> {
-    Ok((TRUST_KEY.to_string(), encode("signing trust", t)?))
+pub fn trust_put(t: &outpost_common::trust::Trust) -> Result<(String, Vec<u8>), IdentityError> {
+    Ok((TRUST_KEY.to_string(), encode("root metadata", t.signed())?))
 }
 
 /// A bootstrap token: `opt2.<token id>.<secret>.<sha256 of the hub CA, hex>.<hub name>` (the

@@ -1,4 +1,4 @@
-//! The hub <-> agent wire protocol (ALPN `outpost/1`) and the signed statements it carries.
+//! The hub <-> agent wire protocol (ALPN `outpost/2`) and the signed statements it carries.
 //!
 //! **API Boundary**: everything here crosses the network between releases. Messages are minicbor
 //! with explicit indices: an index is never reused or renumbered; a new field is an `Option` or
@@ -18,9 +18,10 @@
 use minicbor::{Decode, Encode};
 
 use crate::record::{OutboxEntry, UnixMillis};
+use crate::trust::{Signature, SignedRoot};
 
 /// QUIC ALPN of this protocol's major version.
-pub const ALPN: &[u8] = b"outpost/1";
+pub const ALPN: &[u8] = b"outpost/2";
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 1024 * 1024;
 /// Most outbox entries in one [`AgentMsg::Status`] batch.
@@ -29,9 +30,12 @@ pub const MAX_BATCH: usize = 256;
 pub const LOG_CHUNK: usize = 64 * 1024;
 
 /// Domain separation prefixes for signatures. Never reuse one for another message kind.
-pub const DOMAIN_BUNDLE: &[u8] = b"outpost/bundle/v1\0";
-pub const DOMAIN_ASSIGNMENT: &[u8] = b"outpost/assignment/v1\0";
-pub const DOMAIN_KEY_ENDORSEMENT: &[u8] = b"outpost/key-endorsement/v1\0";
+pub const DOMAIN_ROOT: &[u8] = b"outpost/root/v1\0";
+pub const DOMAIN_RELEASE: &[u8] = b"outpost/release/v1\0";
+pub const DOMAIN_ASSIGNMENT: &[u8] = b"outpost/assignment/v2\0";
+pub const DOMAIN_SNAPSHOT: &[u8] = b"outpost/snapshot/v1\0";
+pub const DOMAIN_COMMAND: &[u8] = b"outpost/command/v1\0";
+pub const DOMAIN_ACK: &[u8] = b"outpost/ack/v1\0";
 
 // ----- signed statements ---------------------------------------------------------------------
 
@@ -55,9 +59,11 @@ pub struct BundleHeader {
     pub format: String,
 }
 
-/// A workflow version as the hub ships it. The agent verifies `sig` over the exact
-/// `header_bytes` BEFORE decoding them, then checks blake3(`content`) against the header.
-/// Bundles are never re-encoded: the bytes signed are the bytes stored and sent.
+/// A workflow version as the hub ships it: the exact header bytes, the content, and the release
+/// signatures over `DOMAIN_RELEASE || header_bytes` (a threshold of the release role's keys makes
+/// it deployable). The agent verifies them BEFORE decoding the header, then checks
+/// blake3(`content`) against the header. Bundles are never re-encoded: the bytes signed are the
+/// bytes stored and sent.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct SignedBundle {
     #[n(0)]
@@ -66,12 +72,8 @@ pub struct SignedBundle {
     #[n(1)]
     #[cbor(with = "minicbor::bytes")]
     pub content: Vec<u8>,
-    /// Id of the signing key (see [`key_id`]).
     #[n(2)]
-    pub key_id: String,
-    #[n(3)]
-    #[cbor(with = "minicbor::bytes")]
-    pub sig: Vec<u8>,
+    pub release: Vec<Signature>,
 }
 
 /// Probation of a new version on an agent: more than `max_failures` failed runs among
@@ -117,49 +119,92 @@ pub struct Assignment {
     pub rollout_id: Option<String>,
 }
 
+/// A director statement: the exact body bytes (an [`Assignment`], [`Snapshot`], [`CommandBody`]
+/// or [`AckBody`]) and the director's signature over `DOMAIN_<kind> || body_bytes`.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct SignedAssignment {
+pub struct Statement {
     #[n(0)]
     #[cbor(with = "minicbor::bytes")]
     pub body_bytes: Vec<u8>,
     #[n(1)]
-    pub key_id: String,
-    #[n(2)]
-    #[cbor(with = "minicbor::bytes")]
-    pub sig: Vec<u8>,
+    pub signature: Signature,
 }
 
-/// "The key `new_public_key` succeeds key `old_key_id`", signed by the old key over
-/// `DOMAIN_KEY_ENDORSEMENT || body_bytes`. Agents follow the chain from the key they trust and
-/// then refuse the old key.
+/// A signed [`Assignment`].
+pub type SignedAssignment = Statement;
+
+/// One workflow in a [`Snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct KeyEndorsementBody {
+pub struct SnapshotEntry {
     #[n(0)]
-    pub old_key_id: String,
+    pub workflow: String,
+    #[n(1)]
+    pub version: u64,
+    #[n(2)]
+    pub epoch: u64,
+    #[n(3)]
+    pub content_hash: String,
+}
+
+/// Everything the director assigns to one agent, signed for one session (Uptane's per-ECU
+/// targets): the agent accepts an assignment only when the session's snapshot lists it, so
+/// assignments from different moments cannot be mixed, and the snapshot's expiry tells the agent
+/// how fresh its view of the director is (re-sent within its lifetime while the session lives).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Snapshot {
+    #[n(0)]
+    pub agent_id: String,
+    /// The session nonce of the agent's `Hello`.
     #[n(1)]
     #[cbor(with = "minicbor::bytes")]
-    pub new_public_key: Vec<u8>,
+    pub session: Vec<u8>,
+    /// The hub's clock when signed (the agent's signed time).
     #[n(2)]
-    pub new_key_id: String,
+    pub issued_ms: UnixMillis,
+    #[n(3)]
+    pub expires_ms: UnixMillis,
+    /// Sorted by workflow.
+    #[n(4)]
+    pub workflows: Vec<SnapshotEntry>,
+}
+
+/// A command for one agent in one session. `id` increases within the session; the agent runs a
+/// command once, only before `expires_ms` by the hub's signed time.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct CommandBody {
+    #[n(0)]
+    pub agent_id: String,
+    #[n(1)]
+    #[cbor(with = "minicbor::bytes")]
+    pub session: Vec<u8>,
+    #[n(2)]
+    pub id: u64,
     #[n(3)]
     pub issued_ms: UnixMillis,
+    #[n(4)]
+    pub expires_ms: UnixMillis,
+    #[n(5)]
+    pub command: Command,
 }
 
+/// "The hub committed this agent's outbox entries up to `seq`", for one session: the only thing
+/// that lets an agent delete outbox entries.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct KeyEndorsement {
+pub struct AckBody {
     #[n(0)]
-    #[cbor(with = "minicbor::bytes")]
-    pub body_bytes: Vec<u8>,
+    pub agent_id: String,
     #[n(1)]
     #[cbor(with = "minicbor::bytes")]
-    pub sig: Vec<u8>,
+    pub session: Vec<u8>,
+    #[n(2)]
+    pub seq: u64,
+    /// The hub's clock when signed.
+    #[n(3)]
+    pub hub_time_ms: UnixMillis,
 }
 
-/// Id of an ed25519 public key: the first 16 hex digits of its blake3 hash.
-pub fn key_id(public_key: &[u8]) -> String {
-    let h = blake3::hash(public_key).to_hex();
-    h.as_str()[..16].to_string()
-}
+/// Length of a session nonce.
+pub const SESSION_NONCE_LEN: usize = 16;
 
 // ----- enrollment ----------------------------------------------------------------------------
 
@@ -197,10 +242,10 @@ pub enum EnrollResponse {
         /// The name the hub's certificate is issued for (the agent verifies it).
         #[n(3)]
         hub_name: String,
-        /// The hub's current workflow-signing public key (ed25519, raw 32 bytes).
+        /// The fleet's root metadata (its newest version): the agent's trust anchor for every
+        /// signed statement.
         #[n(4)]
-        #[cbor(with = "minicbor::bytes")]
-        signing_key: Vec<u8>,
+        root: SignedRoot,
         #[n(5)]
         labels: Vec<(String, String)>,
     },
@@ -249,6 +294,27 @@ pub enum Rejection {
     Mismatch,
     #[n(8)]
     Malformed(#[n(0)] String),
+    /// Fewer valid signatures of a role than its threshold.
+    #[n(9)]
+    Threshold {
+        #[n(0)]
+        role: String,
+        #[n(1)]
+        valid: u32,
+        #[n(2)]
+        needed: u32,
+    },
+    /// Signed metadata past its expiry.
+    #[n(10)]
+    Expired {
+        #[n(0)]
+        what: String,
+        #[n(1)]
+        at_ms: UnixMillis,
+    },
+    /// The session's snapshot does not list this assignment (or lists a removed workflow).
+    #[n(11)]
+    NotInSnapshot,
 }
 
 /// A workflow the agent runs from the hub, as it reports it.
@@ -289,9 +355,14 @@ pub enum AgentMsg {
         /// Highest outbox seq the agent has committed.
         #[n(5)]
         last_seq: u64,
-        /// Id of the signing key the agent trusts now.
+        /// Version of the root metadata the agent trusts now.
         #[n(6)]
-        trusted_key: String,
+        root_version: u64,
+        /// A fresh random nonce ([`SESSION_NONCE_LEN`] bytes): every statement the hub signs
+        /// for this session carries it.
+        #[n(7)]
+        #[cbor(with = "minicbor::bytes")]
+        session: Vec<u8>,
     },
     /// A batch of outbox entries, in seq order, contiguous.
     #[n(1)]
@@ -392,18 +463,19 @@ pub enum HubMsg {
     /// Answer to `Hello`.
     #[n(0)]
     Welcome {
-        /// Highest outbox seq of this agent the hub has committed. The agent may delete its
-        /// entries up to here and resumes sending after it.
+        /// A signed [`AckBody`]: the highest outbox seq of this agent the hub has committed.
+        /// The agent may delete its entries up to here and resumes sending after it.
         #[n(0)]
-        acked_seq: u64,
-        /// Key endorsements from the key the agent trusts to the hub's current key, in order.
+        ack: Statement,
+        /// Root metadata from the version after the agent's to the newest, in order.
         #[n(1)]
-        key_chain: Vec<KeyEndorsement>,
+        roots: Vec<SignedRoot>,
         /// Workflows paused at the hub for this agent.
         #[n(2)]
         paused: Vec<String>,
+        /// A signed [`Snapshot`] of the agent's assignments for this session.
         #[n(3)]
-        hub_time_ms: UnixMillis,
+        snapshot: Statement,
     },
     /// Desired state for one workflow that differs from what the agent reported.
     #[n(1)]
@@ -415,18 +487,19 @@ pub enum HubMsg {
         #[n(1)]
         bundle: Option<SignedBundle>,
     },
-    /// Entries up to `seq` are committed at the hub.
+    /// A signed [`AckBody`]: entries up to its seq are committed at the hub.
     #[n(2)]
     Ack {
         #[n(0)]
-        seq: u64,
+        ack: Statement,
     },
+    /// A signed [`CommandBody`]; `id` repeats the signed one, for routing the answer.
     #[n(3)]
     Command {
         #[n(0)]
         id: u64,
         #[n(1)]
-        command: Command,
+        command: Statement,
     },
     /// The hub refuses this session (revoked, unknown agent, protocol error).
     #[n(4)]
@@ -434,10 +507,49 @@ pub enum HubMsg {
         #[n(0)]
         reason: String,
     },
-    /// New key endorsements (after `keys rotate`), in order.
+    /// New root metadata (after a root rotation), in order from the version after the agent's.
     #[n(5)]
-    KeyChain {
+    Roots {
         #[n(0)]
-        endorsements: Vec<KeyEndorsement>,
+        roots: Vec<SignedRoot>,
     },
+    /// A new signed [`Snapshot`] (the agent's assignments changed, or the last one is due to
+    /// expire).
+    #[n(6)]
+    Snapshot {
+        #[n(0)]
+        snapshot: Statement,
+    },
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::BadSignature => write!(f, "bad signature"),
+            Rejection::UnknownKey(k) => write!(f, "unknown signing key {k}"),
+            Rejection::HashMismatch => write!(f, "content hash mismatch"),
+            Rejection::StaleVersion { offered, highest } => {
+                write!(f, "stale version {offered} (highest accepted {highest})")
+            }
+            Rejection::StaleEpoch { offered, last } => {
+                write!(f, "stale assignment epoch {offered} (last accepted {last})")
+            }
+            Rejection::WrongAgent(a) => write!(f, "assignment names another agent ({a})"),
+            Rejection::Invalid(m) => write!(f, "invalid workflow: {m}"),
+            Rejection::Mismatch => write!(f, "assignment and bundle disagree"),
+            Rejection::Malformed(m) => write!(f, "malformed: {m}"),
+            Rejection::Threshold {
+                role,
+                valid,
+                needed,
+            } => write!(
+                f,
+                "{valid} valid {role} signature(s), {needed} needed (not released)"
+            ),
+            Rejection::Expired { what, at_ms } => write!(f, "{what} expired at {at_ms} ms"),
+            Rejection::NotInSnapshot => {
+                write!(f, "the assignment is not in the director's snapshot")
+            }
+        }
+    }
 }

@@ -14,6 +14,7 @@ use minicbor::{Decode, Encode};
 use outpost_common::frame::{decode_agent_msg, decode_enroll_response, decode_hub_msg};
 use outpost_common::proto::*;
 use outpost_common::record::*;
+use outpost_common::trust::{RoleKeys, RootBody, Signature, SignedRoot, TrustedKey};
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -66,8 +67,7 @@ fn bundle() -> SignedBundle {
     SignedBundle {
         header_bytes: minicbor::to_vec(header()).unwrap(),
         content: b"name: etl\n".to_vec(),
-        key_id: "0123456789abcdef".into(),
-        sig: vec![0xab; 64],
+        release: vec![sig("0123456789abcdef", 0xab), sig("1123456789abcdef", 0xac)],
     }
 }
 
@@ -89,24 +89,78 @@ fn assignment() -> Assignment {
     }
 }
 
-fn signed_assignment() -> SignedAssignment {
-    SignedAssignment {
-        body_bytes: minicbor::to_vec(assignment()).unwrap(),
-        key_id: "0123456789abcdef".into(),
-        sig: vec![0xcd; 64],
+fn sig(key_id: &str, byte: u8) -> Signature {
+    Signature {
+        key_id: key_id.into(),
+        sig: vec![byte; 64],
     }
 }
 
-fn endorsement() -> KeyEndorsement {
-    KeyEndorsement {
-        body_bytes: minicbor::to_vec(KeyEndorsementBody {
-            old_key_id: "0123456789abcdef".into(),
-            new_public_key: vec![0x11; 32],
-            new_key_id: "fedcba9876543210".into(),
-            issued_ms: 1_767_225_600_002,
-        })
-        .unwrap(),
-        sig: vec![0xef; 64],
+fn signed_assignment() -> SignedAssignment {
+    SignedAssignment {
+        body_bytes: minicbor::to_vec(assignment()).unwrap(),
+        signature: sig("0123456789abcdef", 0xcd),
+    }
+}
+
+fn statement<T: Encode<()>>(body: &T) -> Statement {
+    Statement {
+        body_bytes: minicbor::to_vec(body).unwrap(),
+        signature: sig("2123456789abcdef", 0xce),
+    }
+}
+
+fn root() -> SignedRoot {
+    let k = |b: u8| TrustedKey {
+        key_id: format!("{b:016x}"),
+        public_key: vec![b; 32],
+    };
+    let body = RootBody {
+        version: 2,
+        issued_ms: 1_767_225_600_000,
+        expires_ms: 1_798_761_600_000,
+        keys: vec![k(1), k(2), k(3)],
+        root: RoleKeys {
+            key_ids: vec![k(1).key_id],
+            threshold: 1,
+        },
+        release: RoleKeys {
+            key_ids: vec![k(2).key_id],
+            threshold: 1,
+        },
+        director: RoleKeys {
+            key_ids: vec![k(3).key_id],
+            threshold: 1,
+        },
+        reset_counters: false,
+    };
+    SignedRoot {
+        body_bytes: minicbor::to_vec(&body).unwrap(),
+        signatures: vec![sig(&k(1).key_id, 0xee)],
+    }
+}
+
+fn snapshot() -> Snapshot {
+    Snapshot {
+        agent_id: "agent-00112233aabbccdd".into(),
+        session: vec![0x5a; 16],
+        issued_ms: 1_767_225_600_000,
+        expires_ms: 1_767_312_000_000,
+        workflows: vec![SnapshotEntry {
+            workflow: "etl".into(),
+            version: 3,
+            epoch: 7,
+            content_hash: header().content_hash,
+        }],
+    }
+}
+
+fn ack(seq: u64) -> AckBody {
+    AckBody {
+        agent_id: "agent-00112233aabbccdd".into(),
+        session: vec![0x5a; 16],
+        seq,
+        hub_time_ms: 1_767_225_600_000,
     }
 }
 
@@ -165,7 +219,9 @@ fn signed_statements() {
     golden("signed_bundle", &bundle());
     golden("assignment", &assignment());
     golden("signed_assignment", &signed_assignment());
-    golden("key_endorsement", &endorsement());
+    golden("signed_root", &root());
+    golden("snapshot", &snapshot());
+    golden("ack_body", &ack(41));
     golden(
         "probation",
         &Probation {
@@ -194,7 +250,7 @@ fn enrollment() {
             cert_der: vec![0x30, 0x82, 0x02],
             ca_der: vec![0x30, 0x82, 0x03],
             hub_name: "outpost-hub".into(),
-            signing_key: vec![0x22; 32],
+            root: root(),
             labels: vec![("site".into(), "north".into())],
         },
     );
@@ -223,7 +279,8 @@ fn agent_messages() {
             }],
             acked_seq: 41,
             last_seq: 57,
-            trusted_key: "0123456789abcdef".into(),
+            root_version: 2,
+            session: vec![0x5a; 16],
         },
     );
     golden(
@@ -261,6 +318,16 @@ fn agent_messages() {
         Rejection::Invalid("tasks: empty".into()),
         Rejection::Mismatch,
         Rejection::Malformed("bundle header".into()),
+        Rejection::Threshold {
+            role: "release".into(),
+            valid: 1,
+            needed: 2,
+        },
+        Rejection::Expired {
+            what: "root metadata".into(),
+            at_ms: 1_798_761_600_000,
+        },
+        Rejection::NotInSnapshot,
     ];
     golden(
         "agent_deploy_result_ok",
@@ -316,10 +383,10 @@ fn hub_messages() {
     golden(
         "hub_welcome",
         &HubMsg::Welcome {
-            acked_seq: 41,
-            key_chain: vec![endorsement()],
+            ack: statement(&ack(41)),
+            roots: vec![root()],
             paused: vec!["backup".into()],
-            hub_time_ms: 1_767_225_600_000,
+            snapshot: statement(&snapshot()),
         },
     );
     golden(
@@ -336,7 +403,12 @@ fn hub_messages() {
             bundle: None,
         },
     );
-    golden("hub_ack", &HubMsg::Ack { seq: 44 });
+    golden(
+        "hub_ack",
+        &HubMsg::Ack {
+            ack: statement(&ack(44)),
+        },
+    );
     let commands = [
         Command::Trigger {
             workflow: "etl".into(),
@@ -358,9 +430,21 @@ fn hub_messages() {
         },
     ];
     for (i, command) in commands.into_iter().enumerate() {
+        let body = CommandBody {
+            agent_id: "agent-00112233aabbccdd".into(),
+            session: vec![0x5a; 16],
+            id: 9,
+            issued_ms: 1_767_225_600_000,
+            expires_ms: 1_767_225_660_000,
+            command,
+        };
+        golden(&format!("command_body_{i}"), &body);
         golden(
             &format!("hub_command_{i}"),
-            &HubMsg::Command { id: 9, command },
+            &HubMsg::Command {
+                id: 9,
+                command: statement(&body),
+            },
         );
     }
     golden(
@@ -370,9 +454,15 @@ fn hub_messages() {
         },
     );
     golden(
-        "hub_key_chain",
-        &HubMsg::KeyChain {
-            endorsements: vec![endorsement()],
+        "hub_roots",
+        &HubMsg::Roots {
+            roots: vec![root()],
+        },
+    );
+    golden(
+        "hub_snapshot",
+        &HubMsg::Snapshot {
+            snapshot: statement(&snapshot()),
         },
     );
 }
@@ -445,11 +535,12 @@ fn unknown_trailing_fields_are_skipped() {
             highest_version: Some(9),
         }
     );
-    // Inside an enum variant too: Ack { seq: 44, <new field 1: "x"> } is [2, [44, "x"]].
-    let ack_next = [0x82, 0x02, 0x82, 0x18, 44, 0x61, b'x'];
+    // Inside an enum variant too: Goodbye { reason: "r", <new field 1: "x"> } is
+    // [4, ["r", "x"]].
+    let next = [0x82, 0x04, 0x82, 0x61, b'r', 0x61, b'x'];
     assert_eq!(
-        decode_hub_msg(&ack_next).unwrap(),
-        Some(HubMsg::Ack { seq: 44 })
+        decode_hub_msg(&next).unwrap(),
+        Some(HubMsg::Goodbye { reason: "r".into() })
     );
 }
 
@@ -512,7 +603,21 @@ fn a_missing_required_field_is_an_error_not_a_default() {
 fn unknown_top_level_variants_are_none_but_unknown_nested_variants_are_errors() {
     // HubMsg variant 17 with some fields: a newer hub's message.
     assert_eq!(decode_hub_msg(&[0x82, 0x11, 0x81, 0x01]).unwrap(), None);
-    // A Command (HubMsg 3) carrying an unknown command variant 9: cannot be read safely.
-    let bytes = [0x82, 0x03, 0x82, 0x09, 0x82, 0x09, 0x80];
-    assert!(decode_hub_msg(&bytes).is_err());
+    // A signed command body carrying an unknown command variant 9: cannot be read safely.
+    let mut body = minicbor::to_vec(CommandBody {
+        agent_id: "a".into(),
+        session: vec![],
+        id: 1,
+        issued_ms: 0,
+        expires_ms: 0,
+        command: Command::Pause {
+            workflow: "w".into(),
+        },
+    })
+    .unwrap();
+    // The command is the last field: [1, ["w"]] -> [9, ["w"]].
+    let at = body.len() - 4;
+    assert_eq!(body[at], 0x01);
+    body[at] = 0x09;
+    assert!(minicbor::decode::<CommandBody>(&body).is_err());
 }

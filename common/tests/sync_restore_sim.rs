@@ -9,11 +9,14 @@
 //! lost, nothing extra), and the agent deleted only entries the hub had committed at the time.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use outpost_common::proto::{AgentMsg, HubMsg};
 use outpost_common::record::{MissedFirings, OutboxEntry, StatusEvent};
 use outpost_common::sync::{AgentEvent, AgentSession, AgentSessionConfig, HubEvent, HubSession};
+use support::Fleet;
 
 struct Rng(u64);
 impl Rng {
@@ -87,6 +90,7 @@ impl AgentStore {
 
 struct Sim {
     rng: Rng,
+    fleet: Fleet,
     agent: AgentStore,
     hub: HubStore,
     backups: Vec<HubStore>,
@@ -97,17 +101,19 @@ impl Sim {
     /// One connection: run until quiescent or until the connection is dropped at random.
     fn session(&mut self, may_drop: bool) {
         let mut a = AgentSession::new(AgentSessionConfig {
-            agent_id: "agent-1".into(),
+            agent_id: support::AGENT.into(),
             software_version: "0".into(),
             labels: vec![],
             active: vec![],
             acked_seq: self.agent.acked,
             last_seq: self.agent.last_seq,
-            trusted_key: "k".into(),
+            trust: self.fleet.trust(),
+            // A fresh nonce per connection, as the driver draws it.
+            session: self.rng.next().to_be_bytes().repeat(2),
             window: 1 + self.rng.below(3) as usize,
             batch: 1 + self.rng.below(6) as usize,
         });
-        let mut h = HubSession::new(0);
+        let mut h = HubSession::new(0, self.fleet.director.clone(), 60_000);
         let mut to_hub: Vec<AgentMsg> = Vec::new();
         let mut to_agent: Vec<HubMsg> = Vec::new();
         for _step in 0..10_000 {
@@ -153,7 +159,9 @@ impl Sim {
                         self.agent.requeue(hub_acked, agent_acked);
                         a.handle_resent(self.agent.last_seq);
                     }
-                    AgentEvent::SeqMismatch { .. } | AgentEvent::Paused(_) => {}
+                    AgentEvent::SeqMismatch { .. }
+                    | AgentEvent::Paused(_)
+                    | AgentEvent::Fresh { .. } => {}
                     other => panic!("unexpected {other:?}"),
                 }
             }
@@ -176,7 +184,7 @@ impl Sim {
                             }
                             self.hub.committed_seq = e.seq;
                         }
-                        h.committed(self.hub.committed_seq);
+                        h.committed(self.hub.committed_seq, 0);
                     }
                     HubEvent::Gap { .. } => {}
                     other => panic!("unexpected {other:?}"),
@@ -187,7 +195,7 @@ impl Sim {
                 progress = true;
             }
             for m in std::mem::take(&mut to_agent) {
-                a.handle_hub(m).unwrap();
+                a.handle_hub(m, 0).unwrap();
             }
             if self.rng.below(40) == 0 {
                 self.backups.push(self.hub.clone());
@@ -223,6 +231,7 @@ fn agents_converge_with_a_hub_restored_from_older_backups() {
     for seed in 0..200 {
         let mut sim = Sim {
             rng: Rng(seed),
+            fleet: Fleet::new(),
             agent: AgentStore::default(),
             hub: HubStore::default(),
             backups: Vec::new(),

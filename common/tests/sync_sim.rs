@@ -1,31 +1,39 @@
 //! Deterministic simulation: `AgentSession` and `HubSession` wired through an in-process link with
 //! a virtual clock, over many seeds, with partitions, agent restarts and hub restarts, while the
 //! agent keeps generating outbox entries and the operator keeps changing the desired versions
-//! (and rotates the signing key).
+//! (and rotates the director key through a new root: the hub ends its live session with
+//! Goodbye, signs new sessions with the new director, and the agent follows the roots its next
+//! Welcome carries).
 //!
 //! A QUIC stream is reliable and ordered within a connection, so loss is modelled as the loss of
 //! the connection: everything in flight on it is gone, and both sessions are dropped. What is
 //! durable: the agent's outbox, acked seq, trust and per-workflow anti-rollback state; the hub's
-//! committed entries and seq, desired state, key chain. Commits at the hub take time and are lost
-//! if the hub restarts before they finish.
+//! committed entries and seq, desired state, root chain and director key. Commits at the hub
+//! take time and are lost if the hub restarts before they finish.
 //!
 //! Invariants checked after healing: the hub committed exactly the agent's generated entries, in
 //! order (no gap, no duplicate); the agent deleted only entries the hub had committed (checked at
 //! every deletion); each workflow converges to the desired (version, epoch); each assignment epoch
-//! is activated at most once and versions never go back.
+//! is activated at most once and versions never go back; while a session is up, the agent's
+//! view of the director (its newest snapshot) never expires (the hub re-signs it in time).
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 use std::collections::{BTreeMap, VecDeque};
 
 use outpost_common::frame::{self, FrameDecoder};
-use outpost_common::proto::{ActiveWorkflow, Assignment, BundleHeader, KeyEndorsement, MAX_FRAME};
+use outpost_common::proto::{ActiveWorkflow, Assignment, MAX_FRAME, SESSION_NONCE_LEN};
 use outpost_common::record::{MissedFirings, OutboxEntry, StatusEvent};
-use outpost_common::sign::{SigningKey, Trust, WorkflowTrustState, check_deploy, content_hash};
 use outpost_common::sync::{
     AgentEvent, AgentSession, AgentSessionConfig, Desired, HubEvent, HubSession,
 };
+use outpost_common::trust::{Trust, WorkflowTrustState, check_deploy};
+use support::{Fleet, key_from_seed};
 
 const AGENT: &str = "agent-0123456789abcdef";
+/// Lifetime of a session's snapshot (re-signed at half of it).
+const SNAPSHOT_TTL_MS: i64 = 2_000;
 const WORKFLOWS: [&str; 2] = ["etl", "backup"];
 
 /// splitmix64: small, deterministic, good enough for fault injection.
@@ -60,8 +68,8 @@ struct AgentDurable {
 struct HubDurable {
     committed: Vec<OutboxEntry>,
     committed_seq: u64,
-    key: SigningKey,
-    chain: Vec<KeyEndorsement>,
+    /// The root key, the release key, the director key and the roots after the first.
+    fleet: Fleet,
     desired: BTreeMap<String, Desired>,
     versions: BTreeMap<String, u64>,
     epochs: BTreeMap<String, u64>,
@@ -83,41 +91,18 @@ impl HubDurable {
             *e
         };
         *self.changes.entry(wf.to_string()).or_insert(0) += 1;
-        let content = format!("name: {wf}\n# version {version}\n").into_bytes();
-        let header = BundleHeader {
-            workflow: wf.to_string(),
-            version,
-            content_hash: content_hash(&content),
-            created_ms: now,
-            target: vec![],
-            format: "yaml".into(),
-        };
-        let assignment = Assignment {
-            agent_id: AGENT.into(),
-            workflow: wf.to_string(),
-            version,
-            content_hash: header.content_hash.clone(),
-            epoch,
-            issued_ms: now,
-            remove: false,
-            previous_version: None,
-            probation: None,
-            rollout_id: None,
-        };
-        let d = Desired {
-            workflow: wf.to_string(),
-            version,
-            epoch,
-            assignment: self.key.sign_assignment(&assignment),
-            bundle: Some(self.key.sign_bundle(&header, content)),
-        };
+        let d = self.fleet.desired(AGENT, wf, version, epoch, now);
         self.desired.insert(wf.to_string(), d);
     }
 
+    /// A root rotation that replaces the director key (the root key signs the new root); the
+    /// assignments are issued again by the new director (new epochs).
     fn rotate(&mut self, rng: &mut Rng, now: i64) {
-        let (new, _) = SigningKey::generate().unwrap();
-        self.chain.push(self.key.endorse(&new.public_key(), now));
-        self.key = new;
+        let mut seed = [0u8; 32];
+        for c in seed.chunks_mut(8) {
+            c.copy_from_slice(&rng.next().to_be_bytes());
+        }
+        self.fleet.rotate_director(key_from_seed(seed), now);
         for wf in WORKFLOWS {
             self.assign(wf, rng.chance(300), now);
         }
@@ -173,6 +158,10 @@ struct Conn {
     to_hub: Pipe,
     to_agent: Pipe,
     commits: VecDeque<(i64, Vec<OutboxEntry>)>,
+    /// The hub ended this session (director rotated); the agent closes on its Goodbye.
+    retiring: bool,
+    /// Expiry (hub time) of the newest snapshot the agent verified in this session.
+    fresh_until: Option<i64>,
 }
 
 struct Sim {
@@ -197,13 +186,12 @@ struct Stats {
 impl Sim {
     fn new(seed: u64) -> Sim {
         let mut rng = Rng(seed);
-        let (key, _) = SigningKey::generate().unwrap();
-        let trust = Trust::new(&key.public_key()).unwrap();
+        let fleet = Fleet::new();
+        let trust: Trust = fleet.trust();
         let mut hub = HubDurable {
             committed: Vec::new(),
             committed_seq: 0,
-            key,
-            chain: Vec::new(),
+            fleet,
             desired: BTreeMap::new(),
             versions: BTreeMap::new(),
             epochs: BTreeMap::new(),
@@ -278,18 +266,25 @@ impl Sim {
             active,
             acked_seq: self.agent.acked,
             last_seq: self.agent.last_seq,
-            trusted_key: self.agent.trust.current_key_id().to_string(),
+            trust: self.agent.trust.clone(),
+            // A fresh random nonce per connection.
+            session: (0..SESSION_NONCE_LEN)
+                .map(|_| self.rng.next() as u8)
+                .collect(),
             window: 1 + self.rng.below(4) as usize,
             batch: 1 + self.rng.below(16) as usize,
         });
-        let mut hub = HubSession::new(self.now);
-        hub.set_desired(self.hub.desired_list());
+        // A new session is signed by the current director.
+        let mut hub = HubSession::new(self.now, self.hub.fleet.director.clone(), SNAPSHOT_TTL_MS);
+        hub.set_desired(self.hub.desired_list(), self.now);
         self.conn = Some(Conn {
             agent,
             hub,
             to_hub: Pipe::default(),
             to_agent: Pipe::default(),
             commits: VecDeque::new(),
+            retiring: false,
+            fresh_until: None,
         });
     }
 
@@ -319,18 +314,23 @@ impl Sim {
             let new_version = self.rng.chance(800);
             self.hub.assign(wf, new_version, self.now);
             false
-        } else if r < 4 && self.hub.chain.len() < 2 {
+        } else if r < 4 && self.hub.fleet.chain.len() < 2 {
             self.hub.rotate(&mut self.rng, self.now);
             if let Some(c) = &mut self.conn {
-                // A rotation reaches a live agent before the re-signed assignments.
-                let _ = c.hub.send_key_chain(self.hub.chain.clone());
+                // The live session is signed by the old director: the hub ends it; the agent
+                // reconnects and its next Welcome carries the new root.
+                c.hub.refuse("director key rotated".into());
+                c.retiring = true;
             }
-            false
+            return;
         } else {
             true
         };
-        if !changed && let Some(c) = &mut self.conn {
-            c.hub.set_desired(self.hub.desired_list());
+        if !changed
+            && let Some(c) = &mut self.conn
+            && !c.retiring
+        {
+            c.hub.set_desired(self.hub.desired_list(), self.now);
         }
     }
 
@@ -340,6 +340,8 @@ impl Sim {
         let rng = &mut self.rng;
         let now = self.now;
         let mut close = false;
+        let mut goodbye = false;
+        c.hub.tick(now);
         for _round in 0..100 {
             let mut progress = false;
             // Agent driver.
@@ -366,7 +368,11 @@ impl Sim {
                         self.agent.outbox.retain(|&s, _| s > seq);
                         self.agent.acked = self.agent.acked.max(seq);
                     }
-                    AgentEvent::Deploy { assignment, bundle } => {
+                    AgentEvent::Deploy {
+                        assignment,
+                        bundle,
+                        snapshot,
+                    } => {
                         let wf = minicbor::decode::<Assignment>(&assignment.body_bytes)
                             .map(|a| a.workflow)
                             .unwrap_or_default();
@@ -375,8 +381,10 @@ impl Sim {
                             AGENT,
                             &self.agent.trust,
                             &state,
+                            snapshot.as_ref(),
                             &assignment,
                             bundle.as_ref(),
+                            now,
                         ) {
                             Ok(acc) => {
                                 let a = acc.assignment;
@@ -403,14 +411,27 @@ impl Sim {
                             }
                         }
                     }
-                    AgentEvent::KeyChain(chain) => {
-                        self.agent.trust.apply_chain(&chain).expect("valid chain");
+                    AgentEvent::Roots {
+                        trust,
+                        reset_counters,
+                    } => {
+                        assert!(!reset_counters, "the sim's roots never reset counters");
+                        assert!(trust.version() > self.agent.trust.version());
+                        self.agent.trust = trust;
+                    }
+                    AgentEvent::Fresh {
+                        hub_ms, expires_ms, ..
+                    } => {
+                        assert!(expires_ms > hub_ms);
+                        c.fresh_until = Some(expires_ms);
+                    }
+                    AgentEvent::Goodbye(_) => {
+                        assert!(c.retiring, "Goodbye only after a rotation");
+                        goodbye = true;
                     }
                     AgentEvent::Paused(_) => {}
                     AgentEvent::Command { .. } => {}
-                    ev @ (AgentEvent::SeqMismatch { .. }
-                    | AgentEvent::Resend { .. }
-                    | AgentEvent::Goodbye(_)) => {
+                    ev @ (AgentEvent::SeqMismatch { .. } | AgentEvent::Resend { .. }) => {
                         panic!("unexpected {ev:?}")
                     }
                 }
@@ -442,16 +463,26 @@ impl Sim {
                     self.hub.committed_seq = e.seq;
                     self.hub.committed.push(e);
                 }
-                c.hub.committed(last);
+                c.hub.committed(last, now);
                 progress = true;
             }
             while let Some(ev) = c.hub.poll_event() {
                 progress = true;
                 match ev {
-                    HubEvent::Hello { agent_id, .. } => {
+                    HubEvent::Hello {
+                        agent_id,
+                        root_version,
+                        ..
+                    } => {
+                        assert_eq!(root_version, self.agent.trust.version());
                         assert_eq!(agent_id, AGENT);
                         c.hub
-                            .accept(self.hub.committed_seq, self.hub.chain.clone(), vec![], now)
+                            .accept(
+                                self.hub.committed_seq,
+                                self.hub.fleet.roots_after(root_version),
+                                vec![],
+                                now,
+                            )
                             .unwrap();
                     }
                     HubEvent::Ingest { entries } => {
@@ -473,7 +504,7 @@ impl Sim {
             }
             for f in c.to_agent.recv(now) {
                 let m = frame::decode_hub_msg(&f).unwrap().unwrap();
-                if c.agent.handle_hub(m).is_err() {
+                if c.agent.handle_hub(m, now).is_err() {
                     close = true;
                 }
                 progress = true;
@@ -483,6 +514,18 @@ impl Sim {
             }
         }
         assert!(!close, "protocol error");
+        if c.agent.is_welcomed() && !c.retiring {
+            let until = c.fresh_until.expect("a Welcome carries a snapshot");
+            let hub_now = c.agent.hub_now(now).expect("signed time");
+            assert!(
+                hub_now < until,
+                "the agent's snapshot expired in a live session ({hub_now} >= {until})"
+            );
+        }
+        if goodbye {
+            self.conn = None;
+            self.down_until = now;
+        }
     }
 
     fn quiescent(&self) -> bool {
@@ -529,6 +572,11 @@ impl Sim {
             self.hub.committed, self.agent.generated,
             "hub holds exactly what the agent made"
         );
+        assert_eq!(
+            self.agent.trust,
+            self.hub.fleet.newest_trust(),
+            "the agent follows every root rotation"
+        );
         for d in self.hub.desired.values() {
             assert_eq!(
                 self.agent.active.get(&d.workflow),
@@ -570,7 +618,7 @@ fn sessions_converge_under_partitions_and_restarts() {
         sim.check();
         entries += sim.agent.last_seq;
         activations += sim.agent.activations.len();
-        rotations += sim.hub.chain.len();
+        rotations += sim.hub.fleet.chain.len();
         totals.partitions += sim.stats.partitions;
         totals.agent_restarts += sim.stats.agent_restarts;
         totals.hub_restarts += sim.stats.hub_restarts;

@@ -2,9 +2,9 @@
 //! database): `[selector, record bytes...]`, the selector picking the type, decoded with
 //! minicbor like the stores' `decode` helpers do.
 //!
-//! Types: the shared records (`outpost_common::record`, `sign::Trust`/`WorkflowTrustState`),
-//! the agent store's (`outpost_agent::store`, `outpost_agent::identity`) and the hub store's
-//! (`outpost_hub::store`).
+//! Types: the shared records (`outpost_common::record`, `trust::SignedRoot` as the agent stores
+//! its trusted root metadata, `trust::WorkflowTrustState`), the agent store's
+//! (`outpost_agent::store`, `outpost_agent::identity`) and the hub store's (`outpost_hub::store`).
 //!
 //! Properties besides "never panics": a record that decodes re-encodes to bytes that decode to
 //! the same encoding.
@@ -33,8 +33,8 @@ const TYPES: &[Check] = &[
     check::<outpost_common::record::MissedFirings>,
     check::<outpost_common::record::OutboxEntry>,
     check::<outpost_common::record::StatusEvent>,
-    check::<outpost_common::sign::Trust>,
-    check::<outpost_common::sign::WorkflowTrustState>,
+    check::<outpost_common::trust::SignedRoot>,
+    check::<outpost_common::trust::WorkflowTrustState>,
     check::<outpost_agent::store::WorkflowVersion>,
     check::<outpost_agent::identity::Identity>,
     check::<outpost_agent_core::deploy::DeployState>,
@@ -45,7 +45,7 @@ const TYPES: &[Check] = &[
     check::<outpost_hub::store::TokenRecord>,
     check::<outpost_hub::store::IssuedAssignment>,
     check::<outpost_hub::store::DeployResultRecord>,
-    check::<outpost_hub::store::KeyRecord>,
+    check::<outpost_hub::store::PendingVersion>,
     check::<outpost_hub::store::AuditEntry>,
     check::<outpost_hub::store::PoolRecord>,
     check::<outpost_hub::store::PoolDecision>,

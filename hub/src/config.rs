@@ -32,8 +32,18 @@ struct Raw {
     keep_alive_interval: Option<String>,
     max_idle_timeout: Option<String>,
     max_token_ttl: Option<String>,
+    director_ttl: Option<String>,
     #[serde(default)]
     tls: RawTls,
+    #[serde(default)]
+    keys: RawKeys,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    director_key: Option<PathBuf>,
+    release_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,7 +53,6 @@ struct RawTls {
     ca_key: Option<PathBuf>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
-    signing_key: Option<PathBuf>,
 }
 
 /// Configuration errors.
@@ -106,8 +115,27 @@ pub struct HubConfig {
     pub cert: PathBuf,
     /// Hub server private key (PEM).
     pub key: PathBuf,
-    /// Workflow-signing key (PKCS#8 DER).
-    pub signing_key: PathBuf,
+    /// The director key (ed25519 PKCS#8 DER): signs assignments, snapshots, commands and
+    /// acknowledgements. Default: next to the data directory (`<data_dir>.director.key`), so a
+    /// copy or backup of the data directory does not carry it.
+    pub director_key: PathBuf,
+    /// A release key the hub signs every applied version with (`None`: release keys stay with
+    /// the operators, the default). For a lab or a single-operator site; `dev` sets it. It
+    /// puts the release authority on the hub, so a compromised hub can deploy anything.
+    pub release_key: Option<PathBuf>,
+    /// How long a director snapshot stays fresh (agents report themselves stale after it).
+    pub director_ttl: Duration,
+}
+
+/// Default lifetime of a director snapshot: an agent that has not heard the director for a day
+/// reports itself stale (its schedules run on).
+pub const DEFAULT_DIRECTOR_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The default director key file of a data directory: `<data_dir>.director.key`, beside it.
+pub fn default_director_key(data_dir: &Path) -> PathBuf {
+    let mut s = data_dir.as_os_str().to_os_string();
+    s.push(".director.key");
+    PathBuf::from(s)
 }
 
 impl HubConfig {
@@ -205,7 +233,13 @@ impl HubConfig {
             ca_key: file(raw.tls.ca_key, "ca.key"),
             cert: file(raw.tls.cert, "hub.pem"),
             key: file(raw.tls.key, "hub.key"),
-            signing_key: file(raw.tls.signing_key, "signing.key"),
+            director_key: raw
+                .keys
+                .director_key
+                .map(|p| data_dir.join(p))
+                .unwrap_or_else(|| default_director_key(&data_dir)),
+            release_key: raw.keys.release_key.map(|p| data_dir.join(p)),
+            director_ttl: dur(raw.director_ttl, DEFAULT_DIRECTOR_TTL, "director_ttl")?,
             hub_name,
             data_dir,
         })
@@ -218,7 +252,7 @@ impl HubConfig {
             ("CA key", &self.ca_key),
             ("hub certificate", &self.cert),
             ("hub key", &self.key),
-            ("workflow-signing key", &self.signing_key),
+            ("director key", &self.director_key),
             ("API token file", &self.api_token_file),
         ] {
             if let Err(e) = std::fs::File::open(path) {
@@ -268,7 +302,9 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         ca_key: data_dir.join("ca.key"),
         cert: data_dir.join("hub.pem"),
         key: data_dir.join("hub.key"),
-        signing_key: data_dir.join("signing.key"),
+        director_key: default_director_key(data_dir),
+        release_key: None,
+        director_ttl: DEFAULT_DIRECTOR_TTL,
     }
 }
 
@@ -278,7 +314,7 @@ pub fn example_toml(data_dir: &Path, hub_name: &str) -> String {
         "# Outpost hub configuration. Relative paths are relative to data_dir.\n\
          data_dir = {dir:?}\n\
          hub_name = {hub_name:?}\n\
-         # QUIC endpoint for agents (mutual TLS, ALPN outpost/1).\n\
+         # QUIC endpoint for agents (mutual TLS, ALPN outpost/2).\n\
          quic_listen = \"{DEFAULT_QUIC_LISTEN}\"\n\
          # Operator HTTP API: plain HTTP on loopback; HTTPS with the hub certificate on any other\n\
          # address (add its names/IPs with `outpost-hub init --san`).\n\
@@ -290,14 +326,21 @@ pub fn example_toml(data_dir: &Path, hub_name: &str) -> String {
          max_idle_timeout = \"15s\"\n\
          # Longest time to live of a bootstrap token (`token create --ttl`).\n\
          max_token_ttl = \"30d\"\n\
+         # Agents report themselves stale when they have not heard the director this long.\n\
+         director_ttl = \"1d\"\n\
          \n\
          [tls]\n\
          ca_cert = \"ca.pem\"\n\
          ca_key = \"ca.key\"\n\
          cert = \"hub.pem\"\n\
          key = \"hub.key\"\n\
-         signing_key = \"signing.key\"\n",
+         \n\
+         [keys]\n\
+         # The director key (signs assignments, snapshots, commands, acknowledgements), kept\n\
+         # outside the data directory. Root and release keys are never here.\n\
+         director_key = {director:?}\n",
         dir = data_dir.display().to_string(),
+        director = default_director_key(data_dir).display().to_string(),
     )
 }
 
@@ -318,7 +361,9 @@ mod tests {
             Path::new("hub.toml"),
         )
         .unwrap();
-        assert_eq!(c.signing_key, PathBuf::from("/var/lib/hub/signing.key"));
+        assert_eq!(c.director_key, PathBuf::from("/var/lib/hub.director.key"));
+        assert_eq!(c.release_key, None);
+        assert_eq!(c.director_ttl, DEFAULT_DIRECTOR_TTL);
         assert_eq!(c.cert, PathBuf::from("/x/hub.pem"));
         assert_eq!(c.offline_after, Duration::from_secs(60));
         assert_eq!(

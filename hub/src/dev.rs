@@ -90,8 +90,17 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize().unwrap_or(dir);
     let hub_dir = dir.join("hub");
+    // A 1-of-1 root and one release key, which the dev hub signs every applied version with
+    // (`[keys] release_key`), so `workflow apply` deploys with no release step.
+    let offline = crate::init::default_offline_dir(&hub_dir);
     if !crate::init::is_initialised(&hub_dir) {
-        crate::init::init(&hub_dir, crate::config::DEFAULT_HUB_NAME, &[])?;
+        crate::init::init(
+            &hub_dir,
+            crate::config::DEFAULT_HUB_NAME,
+            &[],
+            &offline,
+            crate::init::KeyPlan::default(),
+        )?;
     }
     let quic: SocketAddr = format!("127.0.0.1:{}", pick_udp_port(7443)?).parse()?;
     // The API takes 7070 when it is free, else any port: the address printed is the one the
@@ -106,8 +115,9 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::write(
         &hub_toml,
         format!(
-            "data_dir = \"{}\"\nquic_listen = \"{quic}\"\nhttp_listen = \"{http}\"\n",
-            hub_dir.display()
+            "data_dir = \"{}\"\nquic_listen = \"{quic}\"\nhttp_listen = \"{http}\"\n\n[keys]\nrelease_key = \"{}\"\n",
+            hub_dir.display(),
+            offline.join("release-1.key").display()
         ),
     )?;
     let config = HubConfig::load(&hub_toml).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -32,6 +32,8 @@ pub struct AppliedVersion {
     pub version: u64,
     /// Whether the apply made a new version.
     pub changed: bool,
+    /// `version` waits for release signatures (no agent runs it yet).
+    pub pending: bool,
 }
 
 /// What happened in the hub. Non-exhaustive: subscribers ignore kinds they do not know.
@@ -42,6 +44,19 @@ pub enum EventKind {
     WorkflowApplied {
         /// One entry per valid file.
         versions: Vec<AppliedVersion>,
+    },
+    /// A threshold of release keys signed a version: it is deployable now.
+    WorkflowReleased {
+        workflow: String,
+        version: u64,
+        /// Ids of the release keys that signed.
+        signed_by: Vec<String>,
+    },
+    /// New root metadata was published (keys, thresholds or expiry changed).
+    RootPublished {
+        version: u64,
+        expires_ms: UnixMillis,
+        reset_counters: bool,
     },
     /// `workflow rollback`: a new version with an older version's content.
     WorkflowRolledBack {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use outpost_common::proto::{Command, HubMsg};
+use outpost_common::proto::Command;
 use outpost_common::record::UnixMillis;
 use tokio::sync::{mpsc, oneshot};
 
@@ -83,9 +83,17 @@ pub trait Liveness: Send + Sync {
     fn peer(&self) -> String;
 }
 
+/// What the gateway asks a session's driver to send: the driver signs commands for its session
+/// (the director binds each to the agent and the session's nonce).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionMsg {
+    Command { id: u64, command: Command },
+    Goodbye { reason: String },
+}
+
 struct SessionEntry {
     generation: u64,
-    tx: mpsc::Sender<HubMsg>,
+    tx: mpsc::Sender<SessionMsg>,
     since_ms: UnixMillis,
     last_activity: Instant,
     liveness: Option<Arc<dyn Liveness>>,
@@ -127,7 +135,7 @@ pub struct SessionHandle {
     pub agent_id: String,
     /// Messages for the driver to send to the agent, in order. Ends when the session is
     /// replaced or disconnected: the driver then closes the connection.
-    pub rx: mpsc::Receiver<HubMsg>,
+    pub rx: mpsc::Receiver<SessionMsg>,
     generation: u64,
     conns: Arc<Connections>,
 }
@@ -142,7 +150,7 @@ impl std::fmt::Debug for SessionHandle {
 
 impl SessionHandle {
     /// A sender for messages to this agent (e.g. for the driver's own Deploy/Ack pushes).
-    pub fn sender(&self) -> Option<mpsc::Sender<HubMsg>> {
+    pub fn sender(&self) -> Option<mpsc::Sender<SessionMsg>> {
         let inner = self.conns.lock();
         inner
             .sessions
@@ -350,7 +358,7 @@ impl Connections {
             );
             tx
         };
-        if tx.send(HubMsg::Command { id, command }).await.is_err() {
+        if tx.send(SessionMsg::Command { id, command }).await.is_err() {
             self.lock().pending.remove(&id);
             return Err(GatewayError::NotConnected(agent_id));
         }
@@ -392,7 +400,7 @@ impl AgentGateway for Connections {
     fn disconnect(&self, agent_id: &str, reason: &str) {
         let entry = self.lock().sessions.remove(agent_id);
         if let Some(s) = entry {
-            let _ = s.tx.try_send(HubMsg::Goodbye {
+            let _ = s.tx.try_send(SessionMsg::Goodbye {
                 reason: reason.to_string(),
             });
             self.fail_pending(agent_id, s.generation);
@@ -428,7 +436,7 @@ mod tests {
         let driver = tokio::spawn(async move {
             for _ in 0..2 {
                 match h.rx.recv().await {
-                    Some(HubMsg::Command { id, command }) => match command {
+                    Some(SessionMsg::Command { id, command }) => match command {
                         Command::Trigger { .. } => {
                             // A forged answer from another agent is ignored.
                             c2.on_command_result("agent-2", id, false, "x".into(), None);
@@ -495,11 +503,14 @@ mod tests {
             .await
         });
         // The command reaches the session, then the agent is revoked.
-        assert!(matches!(h.rx.recv().await, Some(HubMsg::Command { .. })));
+        assert!(matches!(
+            h.rx.recv().await,
+            Some(SessionMsg::Command { .. })
+        ));
         c.disconnect("agent-1", "revoked");
         assert_eq!(
             h.rx.recv().await,
-            Some(HubMsg::Goodbye {
+            Some(SessionMsg::Goodbye {
                 reason: "revoked".into()
             })
         );

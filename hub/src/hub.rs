@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use outpost_common::proto::{Rejection, SignedAssignment, SignedBundle};
 use outpost_common::record::UnixMillis;
-use outpost_common::sign::SigningKey;
+use outpost_common::trust::Director;
 use outpost_net::pki::Ca;
 use tokio::sync::{broadcast, watch};
 
@@ -17,8 +17,8 @@ use crate::config::HubConfig;
 use crate::events::{Event, EventKind};
 use crate::gateway::{AgentGateway, Connections};
 use crate::store::{
-    AgentRecord, DesiredVersion, KeyRecord, PoolDecision, PoolRecord, RolloutAssign, Store,
-    StoreError, selector_matches,
+    AgentRecord, DesiredVersion, PoolDecision, PoolRecord, RolloutAssign, Store, StoreError,
+    selector_matches,
 };
 
 /// Validity of the agent certificates issued at enrollment, days (ten years).
@@ -51,6 +51,8 @@ pub struct DesiredAssignment {
     pub epoch: u64,
     /// The workflow is no longer assigned to this agent.
     pub remove: bool,
+    /// blake3 hex of the version's content (empty for a removal).
+    pub content_hash: String,
     /// Paused at the hub.
     pub paused: bool,
     /// The signed assignment.
@@ -146,8 +148,10 @@ pub fn desired_versions(
 /// through the operations ([`crate::ops`]), which commit, audit, notify sessions and emit events.
 pub struct Hub {
     store: Arc<Store>,
-    /// The current workflow-signing key.
-    signer: Arc<SigningKey>,
+    /// The director key (signs assignments, snapshots, commands, acknowledgements).
+    director: Arc<Director>,
+    /// `[keys] release_key`: a release key the hub signs applied versions with (lab, `dev`).
+    release_key: Option<Arc<outpost_common::trust::SigningKey>>,
     /// The certificate authority.
     ca: Arc<Ca>,
     /// Live agent sessions.
@@ -156,6 +160,8 @@ pub struct Hub {
     hub_name: String,
     /// Longest time to live of a bootstrap token (`max_token_ttl`).
     max_token_ttl: std::time::Duration,
+    /// Lifetime of a director snapshot (`director_ttl`).
+    director_ttl: std::time::Duration,
     changes: watch::Sender<u64>,
     /// Domain events ([`crate::events::Event`]).
     events: broadcast::Sender<Event>,
@@ -179,45 +185,43 @@ impl std::fmt::Debug for Hub {
 pub type Opened = (Arc<Hub>, Arc<Connections>);
 
 impl Hub {
-    /// Assemble a hub from its parts; records the signer's key in the key history.
+    /// Assemble a hub from its parts. Refuses a director key that the current root metadata
+    /// does not name as the director (agents would refuse everything it signs).
     pub fn new(
         store: Arc<Store>,
-        signer: Arc<SigningKey>,
+        director: Arc<Director>,
+        release_key: Option<Arc<outpost_common::trust::SigningKey>>,
         ca: Arc<Ca>,
         gateway: Arc<dyn AgentGateway>,
         hub_name: &str,
     ) -> Result<Arc<Hub>, HubError> {
-        let keys = store.signing_keys()?;
-        if let Some(current) = keys.last()
-            && current.key_id != signer.key_id()
-        {
+        let Some((_, root)) = store.current_root()? else {
+            return Err(HubError::Setup(
+                "refusing to start: no root metadata in the store (`outpost-hub init` makes the \
+                 first)"
+                    .into(),
+            ));
+        };
+        if !root.director.key_ids.iter().any(|k| k == director.key_id()) {
             return Err(HubError::Setup(format!(
-                "refusing to start: the signing key file holds key {} but the hub's current key \
-                 is {} (an interrupted `keys rotate`?)",
-                signer.key_id(),
-                current.key_id
+                "refusing to start: the director key file holds key {}, but root metadata v{} \
+                 names {} as the director (publish a root that names this key first)",
+                director.key_id(),
+                root.version,
+                root.director.key_ids.join(", ")
             )));
-        }
-        if keys.is_empty() {
-            store.record_signing_key(
-                KeyRecord {
-                    key_id: signer.key_id().to_string(),
-                    public_key: signer.public_key().to_vec(),
-                    created_ms: now_ms(),
-                    endorsement: None,
-                },
-                "hub",
-            )?;
         }
         let (changes, _) = watch::channel(0);
         let (events, _) = broadcast::channel(crate::events::EVENT_BUFFER);
         Ok(Arc::new(Hub {
             store,
-            signer,
+            director,
+            release_key,
             ca,
             gateway,
             hub_name: hub_name.to_string(),
             max_token_ttl: crate::config::DEFAULT_MAX_TOKEN_TTL,
+            director_ttl: crate::config::DEFAULT_DIRECTOR_TTL,
             changes,
             events,
             rollout_lock: std::sync::Mutex::new(()),
@@ -233,8 +237,14 @@ impl Hub {
         config
             .check_files()
             .map_err(|e| HubError::Setup(e.to_string()))?;
-        let signer = crate::init::load_signing_key(&config.signing_key)
+        let director = crate::init::load_signing_key(&config.director_key)
             .map_err(|e| HubError::Setup(e.to_string()))?;
+        let release_key = match &config.release_key {
+            Some(p) => {
+                Some(crate::init::load_signing_key(p).map_err(|e| HubError::Setup(e.to_string()))?)
+            }
+            None => None,
+        };
         let ca = Ca::load(&config.ca_cert, &config.ca_key)
             .map_err(|e| HubError::Setup(e.to_string()))?;
         let store_path = config.store_path();
@@ -253,13 +263,15 @@ impl Hub {
         let conns = Connections::new(command_timeout);
         let mut hub = Hub::new(
             store,
-            Arc::new(signer),
+            Arc::new(Director::new(director)),
+            release_key.map(Arc::new),
             Arc::new(ca),
             conns.clone(),
             &config.hub_name,
         )?;
         if let Some(h) = Arc::get_mut(&mut hub) {
             h.max_token_ttl = config.max_token_ttl;
+            h.director_ttl = config.director_ttl;
         }
         Ok((hub, conns))
     }
@@ -281,8 +293,14 @@ impl Hub {
     }
 
     /// The current workflow-signing key.
-    pub(crate) fn signer(&self) -> &SigningKey {
-        &self.signer
+    /// The configured release key, if any.
+    pub(crate) fn release_key(&self) -> Option<&outpost_common::trust::SigningKey> {
+        self.release_key.as_deref()
+    }
+
+    /// The director key.
+    pub(crate) fn director(&self) -> &Arc<Director> {
+        &self.director
     }
 
     /// The certificate authority.
@@ -311,6 +329,11 @@ impl Hub {
     }
 
     /// Longest time to live of a bootstrap token.
+    /// Lifetime of a director snapshot.
+    pub fn director_ttl(&self) -> std::time::Duration {
+        self.director_ttl
+    }
+
     pub fn max_token_ttl(&self) -> std::time::Duration {
         self.max_token_ttl
     }
@@ -332,7 +355,7 @@ impl Hub {
         let desired = self.desired_versions_of(&agent)?;
         let issued =
             self.store
-                .sync_assignments(agent_id, &desired, self.signer.as_ref(), now_ms())?;
+                .sync_assignments(agent_id, &desired, self.director.as_ref(), now_ms())?;
         let metas = self.store.workflows()?;
         let mut out = Vec::with_capacity(issued.len());
         for a in issued {
@@ -347,19 +370,12 @@ impl Hub {
                         .signed_bundle()?,
                 )
             };
-            // Signed before a key rotation: sign the same bytes again with the current key, which
-            // every agent trusts (one enrolled after the rotation never knew the old key; one
-            // that followed the chain refuses it).
-            let bundle = bundle.map(|b| {
-                if b.key_id != self.signer.key_id() {
-                    self.signer.resign_bundle(b)
-                } else {
-                    b
-                }
-            });
+            // Signed by a director key that a root rotation replaced: sign the same bytes again
+            // with the current director key (the agents follow the root to it and refuse the
+            // old one). Release signatures are never re-made here: only release keys can.
             let mut a = a;
-            if a.signed.key_id != self.signer.key_id() {
-                a.signed = self.signer.resign_assignment(a.signed);
+            if a.signed.signature.key_id != self.director.key_id() {
+                a.signed = self.director.resign_assignment(a.signed);
             }
             out.push(DesiredAssignment {
                 paused: metas.iter().any(|(n, m)| *n == a.workflow && m.paused),
@@ -367,6 +383,7 @@ impl Hub {
                 version: a.version,
                 epoch: a.epoch,
                 remove: a.remove,
+                content_hash: a.content_hash,
                 assignment: a.signed,
                 bundle,
             });
@@ -440,21 +457,7 @@ impl Hub {
 
 /// A rejection for humans.
 pub fn rejection_text(r: &Rejection) -> String {
-    match r {
-        Rejection::BadSignature => "bad signature".into(),
-        Rejection::UnknownKey(k) => format!("unknown signing key {k}"),
-        Rejection::HashMismatch => "content hash mismatch".into(),
-        Rejection::StaleVersion { offered, highest } => {
-            format!("stale version {offered} (highest accepted {highest})")
-        }
-        Rejection::StaleEpoch { offered, last } => {
-            format!("stale assignment epoch {offered} (last accepted {last})")
-        }
-        Rejection::WrongAgent(a) => format!("assignment names another agent ({a})"),
-        Rejection::Invalid(m) => format!("invalid workflow: {m}"),
-        Rejection::Mismatch => "assignment and bundle disagree".into(),
-        Rejection::Malformed(m) => format!("malformed: {m}"),
-    }
+    r.to_string()
 }
 
 /// The labels of an agent enrolling with a token labelled `token`: the token's, which are
@@ -524,18 +527,41 @@ pub fn format_bootstrap_token(
 mod tests {
     use super::*;
     use crate::store::NewVersion;
-    use outpost_common::proto::{Assignment, EnrollRequest, EnrollResponse, HubMsg};
+    use outpost_common::proto::DOMAIN_ASSIGNMENT;
+    use outpost_common::proto::{Assignment, EnrollRequest, EnrollResponse};
     use outpost_common::record::OutboxEntry;
-    use outpost_common::sign::Trust;
+    use outpost_common::trust::{SigningKey, Trust};
 
-    fn hub() -> (tempfile::TempDir, Arc<Hub>, Arc<SigningKey>) {
+    /// A hub on a 1-of-1 root that releases what is applied with its release key; the agents'
+    /// view of the root.
+    fn hub() -> (tempfile::TempDir, Arc<Hub>, Trust) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("hub.redb")).unwrap());
-        let signer = Arc::new(SigningKey::generate().unwrap().0);
+        let key = || SigningKey::generate().unwrap().0;
+        let (release, pkcs8) = SigningKey::generate().unwrap();
+        let director = key();
+        let root = crate::init::publish_first_root(
+            &store,
+            &[key()],
+            &[release],
+            &director,
+            crate::init::KeyPlan::default(),
+            now_ms(),
+        )
+        .unwrap();
+        let release = Arc::new(SigningKey::from_pkcs8(&pkcs8).unwrap());
         let ca = Arc::new(Ca::generate("hub CA").unwrap());
         let conns = Connections::new(std::time::Duration::from_secs(1));
-        let hub = Hub::new(store, signer.clone(), ca, conns, "hub").unwrap();
-        (dir, hub, signer)
+        let hub = Hub::new(
+            store,
+            Arc::new(Director::new(director)),
+            Some(release),
+            ca,
+            conns,
+            "hub",
+        )
+        .unwrap();
+        (dir, hub, Trust::new(root).unwrap())
     }
 
     fn apply(hub: &Hub, name: &str, content: &str, target: &[(&str, &str)]) {
@@ -552,10 +578,11 @@ mod tests {
                     origin: "t".into(),
                     applied_by: "op".into(),
                 },
-                hub.signer.as_ref(),
                 1,
             )
             .unwrap();
+        let p = hub.store.pending(name).unwrap().unwrap();
+        assert!(hub.auto_release(name, p.version).unwrap());
     }
 
     fn enroll(hub: &Hub, labels: &[(&str, &str)]) -> String {
@@ -658,7 +685,7 @@ mod tests {
 
     #[test]
     fn desired_state_follows_target_selectors_and_changes() {
-        let (_d, hub, signer) = hub();
+        let (_d, hub, trust) = hub();
         let a = enroll(&hub, &[("site", "a")]);
         let b = enroll(&hub, &[("site", "b")]);
         apply(&hub, "everywhere", "x", &[]);
@@ -671,8 +698,11 @@ mod tests {
         assert_eq!(names(&db), vec!["everywhere"]);
         let body: Assignment = minicbor::decode(&da[1].assignment.body_bytes).unwrap();
         assert_eq!(body.agent_id, a);
-        let trust = Trust::new(&signer.public_key()).unwrap();
-        assert_eq!(trust.verify_assignment(&da[1].assignment).unwrap(), body);
+        let verified: Assignment = trust
+            .verify_statement(DOMAIN_ASSIGNMENT, &da[1].assignment)
+            .unwrap();
+        assert_eq!(verified, body);
+        assert!(trust.verify_release(da[1].bundle.as_ref().unwrap()).is_ok());
         assert!(da[1].bundle.is_some());
         // Same state twice: same epochs.
         assert_eq!(hub.desired_for(&a).unwrap(), da);
@@ -697,15 +727,20 @@ mod tests {
     }
 
     #[test]
-    fn hub_refuses_a_signing_key_that_is_not_current() {
+    fn hub_refuses_a_director_key_that_the_root_does_not_name() {
         let (dir, hub, _) = hub();
         let store = hub.store.clone();
         drop(hub);
-        let other = Arc::new(SigningKey::generate().unwrap().0);
+        let other = Arc::new(Director::new(SigningKey::generate().unwrap().0));
         let ca = Arc::new(Ca::generate("hub CA").unwrap());
         let conns = Connections::new(std::time::Duration::from_secs(1));
-        let r = Hub::new(store, other, ca, conns, "hub");
-        assert!(matches!(r, Err(HubError::Setup(m)) if m.contains("current key")));
+        let r = Hub::new(store, other, None, ca.clone(), conns.clone(), "hub");
+        assert!(matches!(r, Err(HubError::Setup(m)) if m.contains("names")));
+        // And a store without root metadata does not start at all.
+        let empty = Arc::new(Store::open(&dir.path().join("empty.redb")).unwrap());
+        let d = Arc::new(Director::new(SigningKey::generate().unwrap().0));
+        let r = Hub::new(empty, d, None, ca, conns, "hub");
+        assert!(matches!(r, Err(HubError::Setup(m)) if m.contains("no root metadata")));
         drop(dir);
     }
 
@@ -760,8 +795,16 @@ mod tests {
 
         apply(&hub, "w", "one", &[("site", "a")]);
         hub.store.set_paused("w", true, "op", 1).unwrap();
-        let start = hub.agent_connected(&id, "0.2.0", vec![], "nokey").unwrap();
+        let start = hub.agent_connected(&id, "0.2.0", vec![], 0).unwrap();
         assert_eq!(start.committed_seq, 0);
+        // An agent trusting no root version yet gets the whole chain; one at v1 gets none.
+        assert_eq!(start.roots.len(), 1);
+        assert!(
+            hub.agent_connected(&id, "0.2.0", vec![], 1)
+                .unwrap()
+                .roots
+                .is_empty()
+        );
         assert_eq!(start.desired.len(), 1);
         let d = &start.desired[0];
         assert!(d.paused && !d.remove && d.bundle.is_some());
@@ -808,15 +851,12 @@ mod tests {
                 },
             ),
         };
-        assert_eq!(
-            hub.status(&id, std::slice::from_ref(&entry)).unwrap(),
-            HubMsg::Ack { seq: 1 }
-        );
-        assert_eq!(hub.status(&id, &[entry]).unwrap(), HubMsg::Ack { seq: 1 });
+        assert_eq!(hub.ingest(&id, std::slice::from_ref(&entry)).unwrap(), 1);
+        assert_eq!(hub.ingest(&id, &[entry]).unwrap(), 1);
 
         hub.revoke_agent("op", &id).unwrap();
         assert!(matches!(hub.authenticate(&cert), Err(HubError::Refused(_))));
-        assert!(hub.agent_connected(&id, "0.2.0", vec![], "k").is_err());
+        assert!(hub.agent_connected(&id, "0.2.0", vec![], 1).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `outpost-hub init`: create a hub's data directory (mode 0700) with its store, CA, server
-//! certificate, workflow-signing key, operator API token (all files mode 0600) and an example
-//! `hub.toml`. Refuses to touch a directory that already holds a hub.
+//! certificate, operator API token (all files mode 0600) and an example `hub.toml`; the director
+//! key beside the data directory; and, in an OFFLINE directory that `serve` never reads, the
+//! root keys, the release keys and the first root metadata (signed by the root keys). Refuses to
+//! touch a directory that already holds a hub.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -8,28 +10,62 @@ use std::path::{Path, PathBuf};
 
 use crate::clock::now_ms;
 use crate::config::{HubConfig, example_toml};
-use crate::store::{KeyRecord, Store};
-use outpost_common::sign::SigningKey;
+use crate::store::Store;
+use outpost_common::trust::{RootBody, SigningKey, TrustedKey};
 use outpost_net::pki::{Ca, chain_to_pem, create_private_file, key_to_pem};
 
 /// Validity of the hub's server certificate made by `init`, days (ten years).
 pub const SERVER_CERT_DAYS: u32 = 3650;
 
-/// Load the workflow-signing key file (ed25519 PKCS#8, DER).
+/// Default lifetime of root metadata: a year. Agents refuse new deploys once the root they
+/// trust has expired (and keep running what they run), so the root keys' holders sign a new
+/// version before then.
+pub const DEFAULT_ROOT_DAYS: u32 = 365;
+
+/// Load an ed25519 key file (PKCS#8, DER): the director key, a root or release key.
 pub fn load_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
-    let bytes =
-        fs::read(path).map_err(|e| anyhow::anyhow!("signing key {}: {e}", path.display()))?;
-    SigningKey::from_pkcs8(&bytes)
-        .map_err(|e| anyhow::anyhow!("signing key {}: {e}", path.display()))
+    let bytes = fs::read(path).map_err(|e| anyhow::anyhow!("key {}: {e}", path.display()))?;
+    SigningKey::from_pkcs8(&bytes).map_err(|e| anyhow::anyhow!("key {}: {e}", path.display()))
 }
 
-/// Make a new workflow-signing key and write it to `path` (PKCS#8 DER, mode 0600), refusing to
-/// overwrite a file.
+/// Make a new ed25519 key and write it to `path` (PKCS#8 DER, mode 0600), refusing to overwrite
+/// a file.
 pub fn create_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
     let (key, pkcs8) = SigningKey::generate()?;
     create_private_file(path, &pkcs8)
-        .map_err(|e| anyhow::anyhow!("signing key {}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("key {}: {e}", path.display()))?;
     Ok(key)
+}
+
+/// The default offline directory of a data directory: `<data_dir>.offline`, beside it. Move it
+/// to an offline machine (or removable media) once `init` is done.
+pub fn default_offline_dir(data_dir: &Path) -> PathBuf {
+    let mut s = data_dir.as_os_str().to_os_string();
+    s.push(".offline");
+    PathBuf::from(s)
+}
+
+/// The root and release keys `init` makes: how many, and how many must sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPlan {
+    pub root_keys: u32,
+    pub root_threshold: u32,
+    pub release_keys: u32,
+    pub release_threshold: u32,
+    pub root_days: u32,
+}
+
+impl Default for KeyPlan {
+    /// One root key and one release key: `dev` and a single-operator lab. A fleet uses m-of-n.
+    fn default() -> Self {
+        KeyPlan {
+            root_keys: 1,
+            root_threshold: 1,
+            release_keys: 1,
+            release_threshold: 1,
+            root_days: DEFAULT_ROOT_DAYS,
+        }
+    }
 }
 
 /// What `init` made.
@@ -41,8 +77,15 @@ pub struct InitReport {
     pub config: PathBuf,
     /// SHA-256 of the CA certificate (what bootstrap tokens pin).
     pub ca_sha256: String,
-    /// Id of the workflow-signing key.
-    pub signing_key_id: String,
+    /// Id of the director key.
+    pub director_key_id: String,
+    /// The director key file.
+    pub director_key: PathBuf,
+    /// The offline directory (root keys, release keys, root metadata).
+    pub offline_dir: PathBuf,
+    /// Ids of the root keys and of the release keys.
+    pub root_key_ids: Vec<String>,
+    pub release_key_ids: Vec<String>,
     /// The operator API token file.
     pub api_token_file: PathBuf,
 }
@@ -65,21 +108,48 @@ pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Initialise a hub in `dir` for the name `hub_name`; `extra_sans` are further DNS names or IP
-/// addresses the HTTPS API is reached at.
-pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result<InitReport> {
+/// addresses the HTTPS API is reached at. The root and release keys (`plan`) go to `offline`.
+pub fn init(
+    dir: &Path,
+    hub_name: &str,
+    extra_sans: &[String],
+    offline: &Path,
+    plan: KeyPlan,
+) -> anyhow::Result<InitReport> {
     use anyhow::Context as _;
     if hub_name.is_empty() || hub_name.contains(char::is_whitespace) {
         anyhow::bail!("invalid hub name {hub_name:?}");
     }
+    if plan.root_threshold == 0
+        || plan.root_threshold > plan.root_keys
+        || plan.release_threshold == 0
+        || plan.release_threshold > plan.release_keys
+    {
+        anyhow::bail!(
+            "thresholds must be between 1 and the number of keys (root {}-of-{}, release {}-of-{})",
+            plan.root_threshold,
+            plan.root_keys,
+            plan.release_threshold,
+            plan.release_keys
+        );
+    }
     if is_initialised(dir) {
         anyhow::bail!(
-            "{} already holds a hub (hub.redb, ca.key or signing.key exists); refusing to overwrite",
+            "{} already holds a hub (hub.redb or ca.key exists); refusing to overwrite",
             dir.display()
+        );
+    }
+    let cfg = HubConfig::defaults(dir);
+    if cfg.director_key.exists() {
+        anyhow::bail!(
+            "{} already exists; refusing to overwrite a director key",
+            cfg.director_key.display()
         );
     }
     private_data_dir(dir)
         .with_context(|| format!("cannot create {} with mode 0700", dir.display()))?;
-    let cfg = HubConfig::defaults(dir);
+    private_data_dir(offline)
+        .with_context(|| format!("cannot create {} with mode 0700", offline.display()))?;
     let write = |path: &Path, bytes: &[u8]| {
         create_private_file(path, bytes).with_context(|| format!("cannot write {}", path.display()))
     };
@@ -92,38 +162,76 @@ pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result
     write(&cfg.ca_key, ca.key_pem().as_bytes())?;
     write(&cfg.cert, chain_to_pem(&chain).as_bytes())?;
     write(&cfg.key, key_to_pem(&key).as_bytes())?;
-    let signer = create_signing_key(&cfg.signing_key)?;
+    let director = create_signing_key(&cfg.director_key)?;
     let token = hex::encode(rand::random::<[u8; 32]>());
     write(&cfg.api_token_file, format!("{token}\n").as_bytes())?;
 
+    let make = |role: &str, n: u32| -> anyhow::Result<Vec<SigningKey>> {
+        (1..=n)
+            .map(|i| create_signing_key(&offline.join(format!("{role}-{i}.key"))))
+            .collect()
+    };
+    let roots = make("root", plan.root_keys)?;
+    let releasers = make("release", plan.release_keys)?;
+    let now = now_ms();
     let store = Store::open(&cfg.store_path())?;
-    store.record_signing_key(
-        KeyRecord {
-            key_id: signer.key_id().to_string(),
-            public_key: signer.public_key().to_vec(),
-            created_ms: now_ms(),
-            endorsement: None,
-        },
-        "init",
+    let signed = publish_first_root(&store, &roots, &releasers, &director, plan, now)?;
+    write(
+        &offline.join("root-v1.cbor"),
+        &minicbor::to_vec(&signed).unwrap_or_default(),
     )?;
-    store.audit("init", "hub.init", hub_name, "", now_ms())?;
+    store.audit("init", "hub.init", hub_name, "", now)?;
     drop(store);
 
     let config = dir.join("hub.toml");
     let abs = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     write(&config, example_toml(&abs, hub_name).as_bytes())?;
+    let ids = |ks: &[SigningKey]| ks.iter().map(|k| k.key_id().to_string()).collect();
     Ok(InitReport {
         data_dir: abs,
         config,
         ca_sha256: ca.sha256_hex(),
-        signing_key_id: signer.key_id().to_string(),
+        director_key_id: director.key_id().to_string(),
+        director_key: cfg.director_key,
+        offline_dir: fs::canonicalize(offline).unwrap_or_else(|_| offline.to_path_buf()),
+        root_key_ids: ids(&roots),
+        release_key_ids: ids(&releasers),
         api_token_file: cfg.api_token_file,
     })
 }
 
+/// Sign the first root metadata over these keys (every root key signs) and publish it in
+/// `store`: `init`'s ceremony, and the start of a hub in a test.
+pub fn publish_first_root(
+    store: &Store,
+    roots: &[SigningKey],
+    releasers: &[SigningKey],
+    director: &SigningKey,
+    plan: KeyPlan,
+    now: i64,
+) -> anyhow::Result<outpost_common::trust::SignedRoot> {
+    let trusted = |ks: &[SigningKey]| {
+        ks.iter()
+            .map(SigningKey::trusted)
+            .collect::<Vec<TrustedKey>>()
+    };
+    let body = RootBody::first(
+        &trusted(roots),
+        plan.root_threshold,
+        &trusted(releasers),
+        plan.release_threshold,
+        &director.trusted(),
+        now,
+        now.saturating_add(i64::from(plan.root_days) * 86_400_000),
+    );
+    let signed = body.sign(&roots.iter().collect::<Vec<_>>());
+    store.publish_root(&signed, "init", now)?;
+    Ok(signed)
+}
+
 /// Whether a data directory already holds a hub.
 pub fn is_initialised(dir: &Path) -> bool {
-    dir.join("hub.redb").exists() || dir.join("ca.key").exists() || dir.join("signing.key").exists()
+    dir.join("hub.redb").exists() || dir.join("ca.key").exists()
 }
 
 #[cfg(test)]
@@ -136,7 +244,8 @@ mod tests {
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("hub");
-        let r = init(&dir, "outpost-hub", &[]).unwrap();
+        let offline = default_offline_dir(&dir);
+        let r = init(&dir, "outpost-hub", &[], &offline, KeyPlan::default()).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         for f in [
@@ -144,7 +253,6 @@ mod tests {
             "ca.key",
             "hub.pem",
             "hub.key",
-            "signing.key",
             "api.token",
             "hub.redb",
             "hub.toml",
@@ -157,11 +265,25 @@ mod tests {
         let ca = Ca::load(&cfg.ca_cert, &cfg.ca_key).unwrap();
         assert_eq!(ca.sha256_hex(), r.ca_sha256);
         assert_eq!(
-            load_signing_key(&cfg.signing_key).unwrap().key_id(),
-            r.signing_key_id
+            load_signing_key(&cfg.director_key).unwrap().key_id(),
+            r.director_key_id
         );
+        // The director key is beside the data directory, the root and release keys offline.
+        assert_eq!(cfg.director_key.parent(), dir.parent());
+        assert_eq!(mode(&cfg.director_key), 0o600);
+        assert_eq!(mode(&offline), 0o700);
+        for f in ["root-1.key", "release-1.key", "root-v1.cbor"] {
+            assert_eq!(mode(&offline.join(f)), 0o600, "{f}");
+        }
+        let store = Store::open(&cfg.store_path()).unwrap();
+        let (_, root) = store.current_root().unwrap().unwrap();
+        assert_eq!(root.version, 1);
+        assert_eq!(root.root.key_ids, r.root_key_ids);
+        assert_eq!(root.release.key_ids, r.release_key_ids);
+        assert_eq!(root.director.key_ids, vec![r.director_key_id.clone()]);
+        drop(store);
         let before = fs::read(dir.join("ca.key")).unwrap();
-        assert!(init(&dir, "outpost-hub", &[]).is_err());
+        assert!(init(&dir, "outpost-hub", &[], &offline, KeyPlan::default()).is_err());
         assert_eq!(fs::read(dir.join("ca.key")).unwrap(), before);
     }
 
@@ -169,7 +291,14 @@ mod tests {
     fn opening_a_hub_makes_its_data_dir_private_again() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("hub");
-        let r = init(&dir, "outpost-hub", &[]).unwrap();
+        let r = init(
+            &dir,
+            "outpost-hub",
+            &[],
+            &default_offline_dir(&dir),
+            KeyPlan::default(),
+        )
+        .unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         let cfg = HubConfig::load(&r.config).unwrap();
         let _opened = crate::hub::Hub::open(&cfg, std::time::Duration::from_secs(1)).unwrap();
@@ -177,109 +306,5 @@ mod tests {
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o700
         );
-    }
-}
-
-/// What [`rotate_signing_key`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rotated {
-    /// The key that endorsed its successor (kept as `signing.key.<id>`).
-    pub old_key_id: String,
-    /// The new current key.
-    pub new_key_id: String,
-}
-
-/// `outpost-hub keys rotate`: make a new workflow-signing key, endorsed by the current one, and
-/// make it current. The hub must be stopped (the store is opened exclusively). The old key file
-/// is kept as `<signing_key>.<old id>`.
-///
-/// Order (crash-safe): the new key is written beside the old one, the endorsement is committed
-/// to the store, then the files are swapped. A hub whose key file does not match the store's
-/// current key refuses to start and says so.
-pub fn rotate_signing_key(config: &HubConfig) -> anyhow::Result<Rotated> {
-    use anyhow::Context as _;
-
-    let old = load_signing_key(&config.signing_key)?;
-    let store = Store::open(&config.store_path()).map_err(|e| match e {
-        crate::store::StoreError::Db(outpost_common::store::DbError::AlreadyOpen { .. }) => {
-            anyhow::anyhow!("the hub store is in use: stop the hub before rotating its key")
-        }
-        other => other.into(),
-    })?;
-    let current = store.signing_keys()?.last().map(|k| k.key_id.clone());
-    if current.as_deref() != Some(old.key_id()) {
-        anyhow::bail!(
-            "{} holds key {} but the store's current key is {}; refusing to rotate",
-            config.signing_key.display(),
-            old.key_id(),
-            current.unwrap_or_else(|| "none".into())
-        );
-    }
-    let new_path = config.signing_key.with_extension("key.new");
-    let _ = fs::remove_file(&new_path);
-    let new = create_signing_key(&new_path)?;
-    let now = now_ms();
-    let endorsement = old.endorse(&new.public_key(), now);
-    store.record_signing_key(
-        KeyRecord {
-            key_id: new.key_id().to_string(),
-            public_key: new.public_key().to_vec(),
-            created_ms: now,
-            endorsement: Some(endorsement),
-        },
-        "keys.rotate",
-    )?;
-    let archive = PathBuf::from(format!("{}.{}", config.signing_key.display(), old.key_id()));
-    fs::rename(&config.signing_key, &archive)
-        .with_context(|| format!("cannot move the old key to {}", archive.display()))?;
-    fs::rename(&new_path, &config.signing_key)
-        .with_context(|| format!("cannot install {}", config.signing_key.display()))?;
-    Ok(Rotated {
-        old_key_id: old.key_id().to_string(),
-        new_key_id: new.key_id().to_string(),
-    })
-}
-
-#[cfg(test)]
-mod rotate_tests {
-    use super::*;
-    use outpost_common::proto::KeyEndorsementBody;
-    use outpost_common::sign::Trust;
-
-    #[test]
-    fn rotation_endorses_the_new_key_with_the_old_one() {
-        let parent = tempfile::tempdir().unwrap();
-        let dir = parent.path().join("hub");
-        let r = init(&dir, "hub", &[]).unwrap();
-        let cfg = HubConfig::load(&r.config).unwrap();
-        let rot = rotate_signing_key(&cfg).unwrap();
-        assert_eq!(rot.old_key_id, r.signing_key_id);
-        assert_eq!(
-            load_signing_key(&cfg.signing_key).unwrap().key_id(),
-            rot.new_key_id
-        );
-        let archived = dir.join(format!("signing.key.{}", rot.old_key_id));
-        let old = load_signing_key(&archived).unwrap();
-        let store = Store::open(&cfg.store_path()).unwrap();
-        let chain = store.key_chain_from(&rot.old_key_id).unwrap();
-        assert_eq!(chain.len(), 1);
-        // An agent trusting the old key follows the chain to the new one.
-        let mut trust = Trust::new(&old.public_key()).unwrap();
-        assert_eq!(trust.apply_chain(&chain), Ok(true));
-        assert_eq!(trust.current_key_id(), rot.new_key_id);
-        let body: KeyEndorsementBody = minicbor::decode(&chain[0].body_bytes).unwrap();
-        assert_eq!(body.new_key_id, rot.new_key_id);
-        assert_eq!(
-            outpost_common::proto::key_id(&body.new_public_key),
-            rot.new_key_id
-        );
-        // Refused while the store is open (a running hub).
-        assert!(rotate_signing_key(&cfg).is_err());
-        drop(store);
-        // Twice: a chain of two.
-        let rot2 = rotate_signing_key(&cfg).unwrap();
-        assert_eq!(rot2.old_key_id, rot.new_key_id);
-        let store = Store::open(&cfg.store_path()).unwrap();
-        assert_eq!(store.key_chain_from(&r.signing_key_id).unwrap().len(), 2);
     }
 }

@@ -17,7 +17,7 @@ use outpost_net::stream::{FramedRecv, FramedSend};
 use tokio::sync::watch;
 
 use crate::config::HubConfig;
-use crate::gateway::{Connections, Liveness};
+use crate::gateway::{Connections, Liveness, SessionMsg};
 use crate::hub::{Hub, now_ms};
 use crate::ops::sessions::SessionStart;
 use crate::store::sessions::SessionLease;
@@ -56,7 +56,7 @@ pub async fn serve(
     let endpoint =
         outpost_net::endpoint::server_endpoint_with_reset_key(config.quic_listen, qcfg, &key)
             .with_context(|| format!("binding the QUIC endpoint on {}", config.quic_listen))?;
-    tracing::info!(addr = %config.quic_listen, "accepting agents over QUIC (ALPN outpost/1)");
+    tracing::info!(addr = %config.quic_listen, "accepting agents over QUIC (ALPN outpost/2)");
     // A live agent answers the hub's keep-alives: within this window a live session's
     // connection receives a packet (see `alive`). The session records in the store are renewed
     // every keep-alive interval while their connections are alive.
@@ -179,6 +179,7 @@ fn to_desired(d: Vec<crate::hub::DesiredAssignment>) -> Vec<Desired> {
             workflow: d.workflow,
             version: if d.remove { 0 } else { d.version },
             epoch: d.epoch,
+            content_hash: d.content_hash,
             assignment: d.assignment,
             bundle: d.bundle,
         })
@@ -305,6 +306,14 @@ async fn renew_leases(
 
 /// How often an open session records the agent's last contact in the store.
 const LAST_CONTACT_EVERY: Duration = Duration::from_secs(30);
+/// How long a command signed for a session stays valid (the agent refuses it after).
+const COMMAND_TTL_MS: i64 = 60_000;
+
+/// How often a session checks whether its snapshot is due for re-signing (at half its
+/// lifetime): a quarter of the lifetime, between 100 ms and a minute.
+fn snapshot_tick(ttl: Duration) -> Duration {
+    (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
+}
 
 /// An agent's session.
 async fn session(
@@ -375,7 +384,15 @@ async fn session(
         conn.close(CLOSE_REFUSED.into(), close_reason(&reason));
         anyhow::bail!("duplicate session of {agent_id} refused");
     }
-    let mut sess = HubSession::new(now_ms());
+    let mut sess = HubSession::new(
+        now_ms(),
+        hub.director().clone(),
+        i64::try_from(hub.director_ttl().as_millis()).unwrap_or(i64::MAX),
+    );
+    // The newest root version this session has sent the agent (or the agent had).
+    let mut root_sent = 0u64;
+    let mut snapshot_tick = tokio::time::interval(snapshot_tick(hub.director_ttl()));
+    snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut handle = conns.register_with(
         &agent_id,
         now_ms(),
@@ -401,21 +418,22 @@ async fn session(
             while let Some(ev) = sess.poll_event() {
                 progressed = true;
                 match ev {
-                    HubEvent::Hello { agent_id: claimed, software_version, active, trusted_key, .. } => {
+                    HubEvent::Hello { agent_id: claimed, software_version, active, root_version, .. } => {
                         if claimed != agent_id {
                             sess.refuse(format!("Hello names {claimed} but the certificate names {agent_id}"));
                             continue;
                         }
                         let (h, id) = (hub.clone(), agent_id.clone());
                         let hello = blocking(move || {
-                            h.agent_connected(&id, &software_version, active, &trusted_key)
+                            h.agent_connected(&id, &software_version, active, root_version)
                         })
                         .await?;
                         match hello {
-                            Ok(SessionStart { committed_seq: committed, key_chain: chain, desired }) => {
-                                sess.accept(committed, chain, paused_of(&desired), now_ms())
+                            Ok(SessionStart { committed_seq: committed, roots, desired }) => {
+                                root_sent = roots.iter().filter_map(|r| r.body_unverified().ok()).map(|b| b.version).max().unwrap_or(root_version);
+                                sess.accept(committed, roots, paused_of(&desired), now_ms())
                                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                                sess.set_desired(to_desired(desired));
+                                sess.set_desired(to_desired(desired), now_ms());
                                 accepted = true;
                                 tracing::info!(agent = %agent_id, committed, "agent session open");
                             }
@@ -425,7 +443,7 @@ async fn session(
                     HubEvent::Ingest { entries } => {
                         let (h, id) = (hub.clone(), agent_id.clone());
                         let seq = blocking(move || h.ingest(&id, &entries)).await??;
-                        sess.committed(seq);
+                        sess.committed(seq, now_ms());
                     }
                     HubEvent::Gap { expected, got } => {
                         tracing::error!(agent = %agent_id, expected, got, "gap in the agent's status sequence: events were lost on the agent (store replaced or restored?)");
@@ -509,30 +527,35 @@ async fn session(
                     }
                 }
                 m = handle.rx.recv() => match m {
-                    Some(HubMsg::Command { id, command }) => {
-                        if let Err(e) = sess.send_command(id, command) {
+                    Some(SessionMsg::Command { id, command }) => {
+                        if let Err(e) = sess.send_command(id, command, now_ms(), COMMAND_TTL_MS) {
                             conns.on_command_result(&agent_id, id, false, format!("session not ready: {e:?}"), None);
                         }
                     }
-                    Some(HubMsg::Goodbye { reason }) => {
+                    Some(SessionMsg::Goodbye { reason }) => {
                         let _ = send.send(&HubMsg::Goodbye { reason: reason.clone() }).await;
                         conn.close(CLOSE_REFUSED.into(), close_reason(&reason));
                         return Ok(());
                     }
-                    Some(HubMsg::KeyChain { endorsements }) => {
-                        let _ = sess.send_key_chain(endorsements);
-                    }
-                    Some(other) => send.send(&other).await?,
                     None => {
                         conn.close(CLOSE_OK.into(), b"session replaced");
                         return Ok(());
                     }
                 },
+                _ = snapshot_tick.tick() => sess.tick(now_ms()),
                 c = changes.changed() => {
                     if c.is_ok() && accepted {
+                        // A root published since: the agent follows it before anything signed
+                        // by a new director key.
+                        let (h, after) = (hub.clone(), root_sent);
+                        let roots = blocking(move || h.store().roots_after(after)).await??;
+                        if let Some(v) = roots.iter().filter_map(|r| r.body_unverified().ok()).map(|b| b.version).max() {
+                            root_sent = v;
+                            let _ = sess.send_roots(roots);
+                        }
                         let (h, id) = (hub.clone(), agent_id.clone());
                         match blocking(move || h.desired_for(&id)).await? {
-                            Ok(d) => sess.set_desired(to_desired(d)),
+                            Ok(d) => sess.set_desired(to_desired(d), now_ms()),
                             Err(e) => {
                                 // E.g. revoked: the Goodbye may be cut off by the close, so the
                                 // close frame carries the reason too.

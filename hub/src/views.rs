@@ -49,6 +49,9 @@ pub struct ApplyResult {
     pub version: Option<u64>,
     /// Whether a new version was made.
     pub changed: bool,
+    /// `version` waits for release signatures: no agent runs it yet (`release status`).
+    #[serde(default)]
+    pub pending: bool,
     /// Validation problems (`file:line:column: ...`); non-empty means nothing was applied.
     pub diagnostics: Vec<String>,
 }
@@ -134,6 +137,9 @@ pub struct VersionResponse {
     pub version: u64,
     /// Whether a new version was made.
     pub changed: bool,
+    /// `version` waits for release signatures.
+    #[serde(default)]
+    pub pending: bool,
 }
 
 /// One agent's outcome of a command.
@@ -342,4 +348,78 @@ pub struct Health {
 pub struct ErrorBody {
     /// What went wrong.
     pub error: String,
+}
+
+/// A release signature in JSON (`sig` hex).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignatureView {
+    pub key_id: String,
+    pub sig: String,
+}
+
+/// A version waiting for release signatures (`GET /v1/releases/{name}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingView {
+    pub workflow: String,
+    pub version: u64,
+    pub content_hash: String,
+    /// When it was applied, RFC 3339.
+    pub applied: String,
+    pub applied_by: String,
+    pub origin: String,
+    /// Ids of the release keys that signed.
+    pub signed_by: Vec<String>,
+    /// The release threshold of the current root.
+    pub needed: u32,
+    /// The exact header bytes the release keys sign, hex (`release export` writes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_hex: Option<String>,
+    /// The workflow file (`release export`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// `POST /v1/releases/{name}/signatures`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseSignRequest {
+    pub version: u64,
+    pub signatures: Vec<SignatureView>,
+}
+
+/// The answer: where the version stands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseSignResponse {
+    pub workflow: String,
+    pub version: u64,
+    pub signed_by: Vec<String>,
+    pub needed: u32,
+    /// The threshold is reached: the version is deployable.
+    pub released: bool,
+}
+
+/// One role of the root metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleView {
+    pub key_ids: Vec<String>,
+    pub threshold: u32,
+}
+
+/// `GET /v1/root`: the newest root metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootView {
+    pub version: u64,
+    pub issued: String,
+    pub expires: String,
+    pub root: RoleView,
+    pub release: RoleView,
+    pub director: RoleView,
+    pub reset_counters: bool,
+    /// The signed root metadata (CBOR), hex: what `root next --current` starts from.
+    pub signed_hex: String,
+}
+
+/// `POST /v1/root`: the next root metadata, signed (CBOR, hex).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootPublishRequest {
+    pub signed_hex: String,
 }

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_common::proto::{Command, HubMsg};
+use outpost_common::proto::Command;
 use outpost_common::record::{
     OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
 };
-use outpost_common::sign::SigningKey;
+use outpost_common::trust::{Director, SigningKey};
 use outpost_hub::client::{Client, ClientError};
-use outpost_hub::gateway::Connections;
+use outpost_hub::gateway::{Connections, SessionMsg};
 use outpost_hub::hub::Hub;
 use outpost_hub::store::{AgentRecord, Store};
 use outpost_hub::views::*;
@@ -34,11 +34,33 @@ impl Harness {
     fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("hub.redb")).unwrap());
-        let signer = Arc::new(SigningKey::generate().unwrap().0);
+        // A 1-of-1 root; the hub releases what is applied with its release key (`[keys]
+        // release_key`), so an apply is deployable at once.
+        let key = || SigningKey::generate().unwrap().0;
+        let (release, pkcs8) = SigningKey::generate().unwrap();
+        let director = key();
+        outpost_hub::init::publish_first_root(
+            &store,
+            &[key()],
+            &[release],
+            &director,
+            outpost_hub::init::KeyPlan::default(),
+            1,
+        )
+        .unwrap();
+        let release = Arc::new(SigningKey::from_pkcs8(&pkcs8).unwrap());
         let ca = Arc::new(Ca::generate("hub CA").unwrap());
         let ca_sha256 = ca.sha256_hex();
         let conns = Connections::new(Duration::from_secs(5));
-        let hub = Hub::new(store.clone(), signer, ca, conns.clone(), "hub").unwrap();
+        let hub = Hub::new(
+            store.clone(),
+            Arc::new(Director::new(director)),
+            Some(release),
+            ca,
+            conns.clone(),
+            "hub",
+        )
+        .unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -101,7 +123,7 @@ impl Harness {
         self.rt.spawn(async move {
             while let Some(msg) = h.rx.recv().await {
                 match msg {
-                    HubMsg::Command { id: cid, command } => match command {
+                    SessionMsg::Command { id: cid, command } => match command {
                         Command::Trigger { workflow, params } => conns.on_command_result(
                             &id,
                             cid,
@@ -120,8 +142,7 @@ impl Harness {
                         }
                         _ => conns.on_command_result(&id, cid, true, "done".into(), None),
                     },
-                    HubMsg::Goodbye { reason } => return Some(reason),
-                    _ => {}
+                    SessionMsg::Goodbye { reason } => return Some(reason),
                 }
             }
             None

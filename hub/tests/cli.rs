@@ -104,6 +104,22 @@ fn start_on(ip: &str) -> Served {
     panic!("hub did not start");
 }
 
+/// `release approve WORKFLOW` with the release key `init` left in the offline directory.
+fn release(s: &Served, workflow: &str) -> String {
+    let data = s.config.parent().unwrap();
+    let key = outpost_hub::init::default_offline_dir(data).join("release-1.key");
+    ok(&hub(
+        &[
+            "release",
+            "approve",
+            workflow,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        &s.config,
+    ))
+}
+
 const WF: &str =
     "name: demo\nschedule: \"*/10 * * * * *\"\ntasks:\n  hello:\n    command: [\"echo\", \"hi\"]\n";
 
@@ -124,7 +140,21 @@ fn init_serve_apply_list_token() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("demo: version 1"));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("demo: version 1") && text.contains("waiting for release signatures"),
+        "{text}"
+    );
+    // Not deployable (not listed) until a release key signed it.
+    let list = ok(&hub(&["workflow", "list", "--output", "json"], &s.config));
+    assert_eq!(list.trim(), "[]");
+    let pending = ok(&hub(&["release", "status"], &s.config));
+    assert!(
+        pending.contains("demo") && pending.contains("0/1"),
+        "{pending}"
+    );
+    let released = release(&s, "demo");
+    assert!(released.contains("demo v1: released"), "{released}");
     let out = hub(
         &["workflow", "apply", "-f", wf.to_str().unwrap()],
         &s.config,
@@ -323,6 +353,7 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
         &["workflow", "apply", "-f", wf.to_str().unwrap()],
         &s.config,
     ));
+    release(&s, "demo");
     let text = ok(&hub(
         &[
             "pool",
@@ -416,6 +447,7 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
         &["workflow", "apply", "-f", wf.to_str().unwrap()],
         &s.config,
     ));
+    release(&s, "demo");
     // No member yet: refused, nothing started.
     let out = hub(&["rollout", "start", "demo", "--pool", "line-3"], &s.config);
     assert_eq!(out.status.code(), Some(1));

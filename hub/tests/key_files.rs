@@ -1,5 +1,5 @@
 //! The hub's key and certificate files go through the one implementation the tests and fuzzers
-//! exercise (`outpost_common::sign`, `outpost_net::pki`): files written by earlier releases
+//! exercise (`outpost_common::trust`, `outpost_net::pki`): files written by earlier releases
 //! still load, and a CA key that is not the CA certificate's key is refused at start.
 
 use std::path::{Path, PathBuf};
@@ -46,7 +46,14 @@ fn files_written_by_an_earlier_init_still_load() {
 fn a_hub_whose_ca_key_is_not_its_certificates_key_refuses_to_start() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("hub");
-    let report = init(&dir, "outpost-hub", &[]).unwrap();
+    let report = init(
+        &dir,
+        "outpost-hub",
+        &[],
+        &outpost_hub::init::default_offline_dir(&dir),
+        outpost_hub::init::KeyPlan::default(),
+    )
+    .unwrap();
     let config = HubConfig::load(&report.config).unwrap();
     // Starts as made.
     drop(Hub::open(&config, Duration::from_secs(1)).unwrap());

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use outpost_common::proto::Assignment;
 use outpost_common::record::{OutboxEntry, Reverted, RunKind, RunRecord, RunState, StatusEvent};
-use outpost_common::sign::SigningKey;
+use outpost_common::trust::{Director, SigningKey, sign_release};
 use outpost_hub::gateway::{Connections, SessionHandle};
 use outpost_hub::hub::{Hub, now_ms};
 use outpost_hub::ops::{Event, EventKind, OpError};
@@ -23,22 +23,40 @@ struct H {
     /// The hub's store, for seeding and reading (changes go through the hub's operations).
     store: Arc<Store>,
     conns: Arc<Connections>,
-    signer: Arc<SigningKey>,
+    /// The director and release keys (PKCS#8), kept across a reopen.
+    keys: (Vec<u8>, Vec<u8>),
+    release: SigningKey,
     seqs: std::collections::HashMap<String, u64>,
     sessions: Vec<SessionHandle>,
 }
 
-fn open(dir: &Path, signer: Option<Arc<SigningKey>>) -> H {
+/// A hub in `dir`: a new 1-of-1 root with new keys, or (reopening) the keys it had.
+fn open(dir: &Path, keys: Option<(Vec<u8>, Vec<u8>)>) -> H {
     let store = Arc::new(Store::open(&dir.join("hub.redb")).unwrap());
-    let signer = signer.unwrap_or_else(|| Arc::new(SigningKey::generate().unwrap().0));
+    let keys = keys.unwrap_or_else(|| {
+        let (director, d) = SigningKey::generate().unwrap();
+        let (release, r) = SigningKey::generate().unwrap();
+        outpost_hub::init::publish_first_root(
+            &store,
+            &[SigningKey::generate().unwrap().0],
+            &[release],
+            &director,
+            outpost_hub::init::KeyPlan::default(),
+            now_ms(),
+        )
+        .unwrap();
+        (d, r)
+    });
+    let director = Arc::new(Director::new(SigningKey::from_pkcs8(&keys.0).unwrap()));
     let ca = Arc::new(Ca::generate("hub CA").unwrap());
     let conns = Connections::new(Duration::from_secs(5));
-    let hub = Hub::new(store.clone(), signer.clone(), ca, conns.clone(), "hub").unwrap();
+    let hub = Hub::new(store.clone(), director, None, ca, conns.clone(), "hub").unwrap();
     H {
         hub,
         store,
         conns,
-        signer,
+        release: SigningKey::from_pkcs8(&keys.1).unwrap(),
+        keys,
         seqs: Default::default(),
         sessions: vec![],
     }
@@ -76,8 +94,10 @@ impl H {
         self.sessions.push(self.conns.register(id, now_ms()));
     }
 
+    /// Apply and release (through the hub's release operation, which wakes the sessions).
     fn apply(&self, content: &str, target: &[(&str, &str)]) -> u64 {
-        self.store
+        let out = self
+            .store
             .apply_version(
                 NewVersion {
                     name: "etl".into(),
@@ -87,11 +107,18 @@ impl H {
                     origin: "t".into(),
                     applied_by: "op".into(),
                 },
-                self.signer.as_ref(),
                 now_ms(),
             )
-            .unwrap()
-            .version
+            .unwrap();
+        if let Some(p) = self.store.pending("etl").unwrap() {
+            let sig = sign_release(&self.release, &p.header_bytes);
+            let st = self
+                .hub
+                .release_sign("op", "etl", p.version, vec![sig])
+                .unwrap();
+            assert!(st.released);
+        }
+        out.version
     }
 
     /// The desired version of `etl` for an agent (0 = none) and its assignment body.
@@ -338,10 +365,10 @@ fn rollout_advances_on_runs_survives_a_restart_and_succeeds() {
     assert_eq!(status_before.step, 1);
 
     // Restart mid-rollout: reopen the store, decode, resume: same state, same desired versions.
-    let signer = h.signer.clone();
+    let keys = h.keys.clone();
     let desired_before: Vec<u64> = line.iter().map(|a| h.desired(a).0).collect();
     drop(h);
-    let mut h = open(dir.path(), Some(signer));
+    let mut h = open(dir.path(), Some(keys));
     for a in line {
         h.sessions.push(h.conns.register(a, now_ms()));
     }
@@ -573,9 +600,9 @@ fn after_a_restart_a_finished_rollout_shows_its_members_online_as_agent_list_doe
     assert!(st.agents.iter().all(|a| !a.online));
 
     // Hub restart; the agents reconnect.
-    let signer = h.signer.clone();
+    let keys = h.keys.clone();
     drop(h);
-    let mut h = open(dir.path(), Some(signer));
+    let mut h = open(dir.path(), Some(keys));
     for a in line {
         h.sessions.push(h.conns.register(a, now_ms()));
     }

@@ -698,15 +698,22 @@ fn tampered_and_replayed_deploys_are_rejected_reported_and_change_nothing() {
     wait_rejected(&hub, &id, "w", 2, "content hash mismatch", t);
     assert_runs_go_on_at(&d, "w", 1);
 
-    // 2. One bit of the signature flipped (content intact).
+    // 2. One bit of the release signature flipped (content intact): below the threshold.
     hub.kill9().unwrap();
     rewrite_bundle(&hub, "w", 2, |b| {
         *b = genuine.clone();
-        flip_bit(&mut b.sig, 7);
+        flip_bit(&mut b.release[0].sig, 7);
     });
     let t = now_ms();
     hub.restart().unwrap();
-    wait_rejected(&hub, &id, "w", 2, "bad signature", t);
+    wait_rejected(
+        &hub,
+        &id,
+        "w",
+        2,
+        "0 valid release signature(s), 1 needed",
+        t,
+    );
     assert_runs_go_on_at(&d, "w", 1);
 
     // 3. One bit of the signed header flipped (e.g. to claim another version or hash).
@@ -721,7 +728,7 @@ fn tampered_and_replayed_deploys_are_rejected_reported_and_change_nothing() {
     let r = deploy_result(&hub, &id, "w").unwrap();
     let reason = r["reason"].as_str().unwrap();
     assert!(
-        reason.contains("bad signature") || reason.contains("malformed"),
+        reason.contains("valid release signature") || reason.contains("malformed"),
         "{r}"
     );
     assert_runs_go_on_at(&d, "w", 1);
@@ -775,7 +782,7 @@ fn tampered_and_replayed_deploys_are_rejected_reported_and_change_nothing() {
     // The hub does not send that older assignment again: the agent reports having accepted a
     // later epoch, so the hub issues v1 under a new epoch above it (what a store restored from
     // an older backup needs, docs/protocol.md). The agent's refusal of a replayed epoch itself
-    // is `check_deploy`'s (common/tests/sign.rs, sync_sim.rs).
+    // is `check_deploy`'s (common/tests/trust.rs, sync_sim.rs).
     wait_for(Duration::from_secs(30), "v1 under a new epoch", || {
         let r = deploy_result(&hub, &id, "w")?;
         (r["accepted"] == true

@@ -42,14 +42,23 @@ fn next_event<T>(
 fn a_subscriber_sees_session_and_operation_events_with_their_actors() {
     let s = Scratch::new("hub-events").unwrap();
     let data_dir = s.join("hub");
-    outpost_hub::init::init(&data_dir, outpost_hub::config::DEFAULT_HUB_NAME, &[]).unwrap();
+    let offline_dir = outpost_hub::init::default_offline_dir(&data_dir);
+    outpost_hub::init::init(
+        &data_dir,
+        outpost_hub::config::DEFAULT_HUB_NAME,
+        &[],
+        &offline_dir,
+        outpost_hub::init::KeyPlan::default(),
+    )
+    .unwrap();
     let (quic_port, http_port) = (free_port(), free_port());
     let config_path = s.join("hub.toml");
     std::fs::write(
         &config_path,
         format!(
-            "data_dir = \"{}\"\nquic_listen = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"\noffline_after = \"3s\"\n{FAST_HUB}\n",
-            data_dir.display()
+            "data_dir = \"{}\"\nquic_listen = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"\noffline_after = \"3s\"\n{FAST_HUB}\n\n[keys]\nrelease_key = \"{}\"\n",
+            data_dir.display(),
+            offline_dir.join("release-1.key").display()
         ),
     )
     .unwrap();
@@ -78,6 +87,7 @@ fn a_subscriber_sees_session_and_operation_events_with_their_actors() {
             .trim()
             .to_string(),
         data_dir,
+        offline_dir,
         config: config_path,
         http_url: format!("http://127.0.0.1:{http_port}"),
         quic_addr: format!("127.0.0.1:{quic_port}").parse().unwrap(),

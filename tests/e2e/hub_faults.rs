@@ -221,7 +221,8 @@ struct Identity {
     cert: Vec<u8>,
     key: Vec<u8>,
     ca: Vec<u8>,
-    trusted_key: String,
+    /// The root metadata version enrollment handed out.
+    root_version: u64,
 }
 
 /// Enroll over QUIC exactly as an agent does (pinned CA, CSR, token), from the test.
@@ -251,19 +252,19 @@ async fn enroll(hub: &Hub, token: &str) -> Identity {
         agent_id,
         cert_der,
         ca_der,
-        signing_key,
+        root,
         ..
     } = resp
     else {
         panic!("enrollment refused: {resp:?}")
     };
-    let trust = outpost_common::sign::Trust::new(&signing_key).unwrap();
+    let trust = outpost_common::trust::Trust::new(root).unwrap();
     Identity {
         agent_id,
         cert: cert_der,
         key,
         ca: ca_der,
-        trusted_key: trust.current_key_id().to_string(),
+        root_version: trust.version(),
     }
 }
 
@@ -281,7 +282,7 @@ async fn session(
             .unwrap();
     let conn = connect(&endpoint(), hub.quic_addr, tls).await.unwrap();
     let (mut send, recv) = conn.open_bi().await.unwrap();
-    let hello = hello(&who.agent_id, &who.trusted_key);
+    let hello = hello(&who.agent_id, who.root_version);
     send.write_all(&outpost_net::stream::encode_frame(&hello, MAX_FRAME).unwrap())
         .await
         .unwrap();
@@ -298,7 +299,7 @@ async fn session(
     (conn, send, recv)
 }
 
-fn hello(agent_id: &str, trusted_key: &str) -> AgentMsg {
+fn hello(agent_id: &str, root_version: u64) -> AgentMsg {
     AgentMsg::Hello {
         agent_id: agent_id.into(),
         software_version: "0.1.0".into(),
@@ -306,7 +307,8 @@ fn hello(agent_id: &str, trusted_key: &str) -> AgentMsg {
         active: vec![],
         acked_seq: 0,
         last_seq: 0,
-        trusted_key: trusted_key.into(),
+        root_version,
+        session: rand::random::<[u8; 16]>().to_vec(),
     }
 }
 
@@ -351,7 +353,7 @@ fn an_agent_certificate_from_another_ca_is_refused() {
         let attempt = async {
             let (mut send, recv) = conn.open_bi().await?;
             send.write_all(
-                &outpost_net::stream::encode_frame(&hello(&victim, ""), MAX_FRAME).unwrap(),
+                &outpost_net::stream::encode_frame(&hello(&victim, 0), MAX_FRAME).unwrap(),
             )
             .await?;
             let mut recv = outpost_net::FramedRecv::new(recv);
@@ -423,7 +425,7 @@ fn a_garbage_frame_closes_only_its_own_connection() {
         // 4. A well-formed message that breaks the protocol: a second Hello.
         let (conn, mut send, _recv) = session(&hub, &me).await;
         send.write_all(
-            &outpost_net::stream::encode_frame(&hello(&me.agent_id, &me.trusted_key), MAX_FRAME)
+            &outpost_net::stream::encode_frame(&hello(&me.agent_id, me.root_version), MAX_FRAME)
                 .unwrap(),
         )
         .await

@@ -14,10 +14,11 @@ mod enroll;
 mod hub;
 mod hub_events;
 mod hub_faults;
-mod hub_keys;
+
 mod hub_limits;
 mod hub_restart;
 mod hub_restore;
 mod offline_commands;
 mod rollouts;
+mod trust;
 mod values;

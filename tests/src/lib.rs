@@ -353,6 +353,8 @@ pub fn free_port() -> u16 {
 pub struct Hub {
     pub child: Option<Child>,
     pub data_dir: PathBuf,
+    /// Where `init` put the root and release keys (`root-1.key`, `release-1.key`).
+    pub offline_dir: PathBuf,
     pub config: PathBuf,
     pub http_url: String,
     pub quic_addr: std::net::SocketAddr,
@@ -368,7 +370,32 @@ impl Hub {
     }
 
     /// [`Hub::start`] with extra `outpost-hub init` arguments (e.g. `--name`).
+    ///
+    /// Unless `extra` has its own `[keys]` table, the hub signs what is applied with the
+    /// release key `init` left in the offline directory (`[keys] release_key`, the lab setup
+    /// `dev` uses), so a test that is not about releases deploys with `workflow apply` alone.
+    /// [`Hub::start_offline_release`] keeps the release key off the hub.
     pub fn start_init(dir: &Path, init_args: &[&str], extra: &str) -> anyhow::Result<Hub> {
+        let auto = !extra.contains("[keys]");
+        Hub::start_with(dir, init_args, extra, auto)
+    }
+
+    /// A hub whose release keys stay in the offline directory: an applied version waits for
+    /// `release approve` (or `sign` + `submit`).
+    pub fn start_offline_release(
+        dir: &Path,
+        init_args: &[&str],
+        extra: &str,
+    ) -> anyhow::Result<Hub> {
+        Hub::start_with(dir, init_args, extra, false)
+    }
+
+    fn start_with(
+        dir: &Path,
+        init_args: &[&str],
+        extra: &str,
+        auto_release: bool,
+    ) -> anyhow::Result<Hub> {
         let data_dir = dir.join("hub");
         let out = Command::new(hub_bin())
             .args(["init", "--data-dir"])
@@ -381,10 +408,20 @@ impl Hub {
         let quic_port = free_port();
         let http_port = free_port();
         let config = dir.join("hub.toml");
+        // `init`'s default offline directory: `<data_dir>.offline`, beside it.
+        let offline_dir = PathBuf::from(format!("{}.offline", data_dir.display()));
+        let keys = if auto_release {
+            format!(
+                "\n[keys]\nrelease_key = \"{}\"\n",
+                offline_dir.join("release-1.key").display()
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\nquic_listen = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"\noffline_after = \"3s\"\n{extra}\n",
+                "data_dir = \"{}\"\nquic_listen = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"\noffline_after = \"3s\"\n{extra}\n{keys}",
                 data_dir.display()
             ),
         )?;
@@ -393,6 +430,7 @@ impl Hub {
             .to_string();
         let mut hub = Hub {
             child: None,
+            offline_dir,
             data_dir,
             config,
             http_url: format!("http://127.0.0.1:{http_port}"),

@@ -27,8 +27,8 @@ use outpost_common::record::{
     AttemptOutcome, AttemptRecord, LimitsMode, OutboxEntry, RunKind, RunRecord, RunState,
     StatusEvent, TaskInstanceRecord, TaskState,
 };
-use outpost_common::sign::{Trust, WorkflowTrustState};
 use outpost_common::sync::{AgentEvent, AgentSession, AgentSessionConfig};
+use outpost_common::trust::{SignedRoot, Trust, WorkflowTrustState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
@@ -54,9 +54,9 @@ pub struct Identity {
     pub ca_der: Vec<u8>,
     /// The hub's TLS name.
     pub hub_name: String,
-    /// The hub's workflow-signing public key (raw ed25519).
+    /// The fleet's root metadata as enrollment returned it (CBOR of the signed root).
     #[serde(with = "hex_bytes")]
-    pub signing_key: Vec<u8>,
+    pub root: Vec<u8>,
     /// Labels the hub recorded.
     pub labels: Vec<(String, String)>,
 }
@@ -216,7 +216,7 @@ pub async fn enroll_one(
             cert_der,
             ca_der,
             hub_name,
-            signing_key,
+            root,
             labels,
         } => {
             if outpost_net::pki::sha256_hex(&ca_der) != ca_sha {
@@ -228,7 +228,7 @@ pub async fn enroll_one(
                 cert_der,
                 ca_der,
                 hub_name,
-                signing_key,
+                root: minicbor::to_vec(&root)?,
                 labels,
             })
         }
@@ -372,8 +372,10 @@ impl Fleet {
         for (i, id) in ids.into_iter().enumerate() {
             let (tx, rx) = mpsc::unbounded_channel();
             ctl.push(tx);
-            let trust = Trust::new(&id.signing_key)
-                .map_err(|e| anyhow::anyhow!("agent {}: signing key: {e:?}", id.agent_id))?;
+            let root: SignedRoot = minicbor::decode(&id.root)
+                .map_err(|e| anyhow::anyhow!("agent {}: root metadata: {e}", id.agent_id))?;
+            let trust = Trust::new(root)
+                .map_err(|e| anyhow::anyhow!("agent {}: root metadata: {e}", id.agent_id))?;
             let tls = outpost_net::tls::client_session_config(
                 &id.ca_der,
                 std::slice::from_ref(&id.cert_der),
@@ -656,7 +658,8 @@ impl Played {
             active: self.active(),
             acked_seq: self.acked,
             last_seq: self.last_seq,
-            trusted_key: self.trust.current_key_id().to_string(),
+            trust: self.trust.clone(),
+            session: rand::random::<[u8; proto::SESSION_NONCE_LEN]>().to_vec(),
             window: 4,
             batch: proto::MAX_BATCH,
         });
@@ -711,7 +714,7 @@ impl Played {
                         let bytes = f.unwrap_or_else(|| Err(anyhow::anyhow!("reader ended")))?;
                         match outpost_common::frame::decode_hub_msg(&bytes) {
                             Ok(Some(msg)) => sess
-                                .handle_hub(msg)
+                                .handle_hub(msg, now_ms())
                                 .map_err(|e| anyhow::anyhow!("protocol error from the hub: {e:?}"))?,
                             Ok(None) => {}
                             Err(e) => bail!("malformed message from the hub: {e}"),
@@ -782,9 +785,13 @@ impl Played {
                 }
                 self.acked = self.acked.max(seq);
             }
-            AgentEvent::Deploy { assignment, bundle } => {
+            AgentEvent::Deploy {
+                assignment,
+                bundle,
+                snapshot,
+            } => {
                 let (workflow, version, epoch, rejected) =
-                    self.deploy(&assignment, bundle.as_ref());
+                    self.deploy(&assignment, bundle.as_ref(), snapshot.as_ref());
                 match &rejected {
                     None => {
                         let _ = self.reports.send(Report::Activated {
@@ -810,11 +817,19 @@ impl Played {
                 let message = format!("the load generator does not run commands ({command:?})");
                 sess.send_command_result(id, false, message, None);
             }
-            AgentEvent::KeyChain(chain) => {
-                if let Err(r) = self.trust.apply_chain(&chain) {
-                    bail!("refusing the hub's key chain: {r:?}");
+            AgentEvent::Roots {
+                trust,
+                reset_counters,
+            } => {
+                self.trust = trust;
+                if reset_counters {
+                    for s in self.workflows.values_mut() {
+                        s.trust.last_epoch = 0;
+                        s.trust.highest_version = 0;
+                    }
                 }
             }
+            AgentEvent::Fresh { .. } => {}
             AgentEvent::Paused(list) => {
                 *failures = 0;
                 for (w, s) in self.workflows.iter_mut() {
@@ -844,18 +859,24 @@ impl Played {
         &mut self,
         assignment: &proto::SignedAssignment,
         bundle: Option<&proto::SignedBundle>,
+        snapshot: Option<&proto::Snapshot>,
     ) -> (String, u64, u64, Option<Rejection>) {
-        let a = match self.trust.verify_assignment(assignment) {
+        let a: proto::Assignment = match self
+            .trust
+            .verify_statement(proto::DOMAIN_ASSIGNMENT, assignment)
+        {
             Ok(a) => a,
             Err(r) => return (String::new(), 0, 0, Some(r)),
         };
         let state = self.workflows.entry(a.workflow.clone()).or_default();
-        match outpost_common::sign::check_deploy(
+        match outpost_common::trust::check_deploy(
             &self.id.agent_id,
             &self.trust,
             &state.trust,
+            snapshot,
             assignment,
             bundle,
+            now_ms(),
         ) {
             Err(r) => (a.workflow, a.version, a.epoch, Some(r)),
             Ok(acc) => {
@@ -1017,4 +1038,9 @@ pub async fn until(
         }
     }
     Ok(())
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }

@@ -1,7 +1,7 @@
 //! Hub deploys and probation, as pure decisions over one workflow's [`DeployState`].
 //!
 //! The agent's deploy gate (`outpost_agent::driver::deploy_gate`) verifies a deploy
-//! (`outpost_common::sign::check_deploy`: signatures, agent, epoch, hash, anti-rollback) and
+//! (`outpost_common::trust::check_deploy`: signatures, agent, epoch, hash, anti-rollback) and
 //! parses its workflow, then asks [`accept`] for the new state; it commits that state together
 //! with the version in one batch. When a run of a version on probation finishes, it asks
 //! [`evaluate_probation`] with the finished runs it read from its store. Nothing here reads a
@@ -18,7 +18,7 @@
 use minicbor::{Decode, Encode};
 use outpost_common::proto::{Probation, Rejection};
 use outpost_common::record::{Reverted, RunState};
-use outpost_common::sign::WorkflowTrustState;
+use outpost_common::trust::WorkflowTrustState;
 
 /// What the agent knows about one workflow it runs from the hub: the anti-rollback state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
@@ -60,7 +60,7 @@ pub struct ProbationState {
 }
 
 impl DeployState {
-    /// The anti-rollback input of `outpost_common::sign::check_deploy`.
+    /// The anti-rollback input of `outpost_common::trust::check_deploy`.
     pub fn trust_state(&self, held_versions: Vec<u64>) -> WorkflowTrustState {
         WorkflowTrustState {
             highest_version: self.highest_version,
@@ -336,4 +336,45 @@ mod tests {
         let back = accept(&s, &held, 0).unwrap();
         assert_eq!((back.active_version, back.highest_version), (4, 5));
     }
+}
+
+/// What the agent last heard from the director: the hub's signed time `hub_ms` (read at the
+/// agent's `local_ms`) and until when (hub time) that view is fresh. Durable, so `status` tells
+/// a stale agent after a restart too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode)]
+pub struct DirectorView {
+    #[n(0)]
+    pub hub_ms: i64,
+    #[n(1)]
+    pub local_ms: i64,
+    #[n(2)]
+    pub expires_ms: i64,
+}
+
+impl DirectorView {
+    /// The agent's clock minus the hub's, as measured when the view arrived (positive: the agent
+    /// is ahead). Transit time is included: a few milliseconds on a healthy link.
+    pub fn offset_ms(&self) -> i64 {
+        self.local_ms.saturating_sub(self.hub_ms)
+    }
+
+    /// The hub's time at the agent's `local_now`, by the signed time and the local clock since.
+    pub fn hub_now(&self, local_now: i64) -> i64 {
+        self.hub_ms
+            .saturating_add(local_now.saturating_sub(self.local_ms).max(0))
+    }
+
+    /// Whether the view has expired at `local_now` (the director has not been heard within its
+    /// metadata lifetime: the hub is gone, or someone is holding its messages back). Only new
+    /// things wait; schedules run on.
+    pub fn is_stale(&self, local_now: i64) -> bool {
+        self.hub_now(local_now) >= self.expires_ms
+    }
+}
+
+/// The time the agent uses for expiry decisions: its clock, but never below the highest signed
+/// hub time it has seen (`floor`), so a clock set back (no real-time clock after a power loss, a
+/// bad NTP step) cannot make expired metadata look valid again.
+pub fn trusted_now(local_now: i64, floor: i64) -> i64 {
+    local_now.max(floor)
 }

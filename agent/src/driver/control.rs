@@ -132,6 +132,26 @@ impl Driver {
         Ok((r, t))
     }
 
+    /// The director view's freshness and the clock offset, for `status`.
+    fn director_status(&self) -> anyhow::Result<Option<crate::control::DirectorStatus>> {
+        let Some(view) = super::deploy_gate::director_view(&self.store)? else {
+            return Ok(None);
+        };
+        let root_version = crate::identity::load_trust(&self.store)?
+            .map(|t| t.version())
+            .unwrap_or(0);
+        let now = self.now().wall_ms();
+        let until = chrono::DateTime::from_timestamp_millis(view.expires_ms)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        Ok(Some(crate::control::DirectorStatus {
+            stale: view.is_stale(now),
+            fresh_until: until,
+            clock_offset_ms: view.offset_ms(),
+            root_version,
+        }))
+    }
+
     pub(super) fn status(&self) -> anyhow::Result<crate::control::StatusView> {
         let mut active: HashMap<&str, usize> = HashMap::new();
         for wf in self.runs.values() {
@@ -158,6 +178,7 @@ impl Driver {
                 .as_ref()
                 .filter(|g| g.is_low())
                 .map(|g| g.describe()),
+            director: self.director_status()?,
             workflows: self
                 .catalog
                 .iter()

@@ -10,7 +10,8 @@
 //! and installs, in that order.
 
 use outpost_agent_core::deploy::{
-    DeployState, FinishedRun, ProbationVerdict, VerifiedDeploy, evaluate_probation,
+    DeployState, DirectorView, FinishedRun, ProbationVerdict, VerifiedDeploy, evaluate_probation,
+    trusted_now,
 };
 use outpost_common::model::Workflow;
 use outpost_common::proto::{self, Rejection};
@@ -20,6 +21,10 @@ use super::HUB_ORIGIN;
 use crate::store::{Batch, Store, WorkflowVersion};
 
 const DEPLOY_PREFIX: &str = "deploy/";
+/// The highest signed hub time seen (i64 ms, CBOR).
+const TIME_FLOOR_KEY: &str = "trust/time_floor";
+/// The last [`DirectorView`].
+const DIRECTOR_VIEW_KEY: &str = "trust/director_view";
 
 /// A verified deploy to activate (or remove).
 struct Activation {
@@ -123,6 +128,7 @@ impl DeployGate {
         store: &Store,
         assignment: &proto::SignedAssignment,
         bundle: Option<&proto::SignedBundle>,
+        snapshot: Option<&proto::Snapshot>,
         local_origin: impl Fn(&str) -> Option<String>,
         now_ms: i64,
     ) -> (String, u64, u64, Result<Decision, DeployError>) {
@@ -134,19 +140,33 @@ impl DeployGate {
             }
             Err(e) => return (String::new(), 0, 0, Err(store_fault(e))),
         };
-        let a = match trust.verify_assignment(assignment) {
-            Ok(a) => a,
-            Err(r) => return (String::new(), 0, 0, Err(r.into())),
+        let floor = match time_floor(store) {
+            Ok(f) => f,
+            Err(e) => return (String::new(), 0, 0, Err(store_fault(e))),
         };
+        if trust.expired(trusted_now(now_ms, floor)) {
+            let e = Rejection::Expired {
+                what: format!("root metadata version {}", trust.version()),
+                at_ms: trust.root().expires_ms,
+            };
+            return (String::new(), 0, 0, Err(e.into()));
+        }
+        let a: proto::Assignment =
+            match trust.verify_statement(proto::DOMAIN_ASSIGNMENT, assignment) {
+                Ok(a) => a,
+                Err(r) => return (String::new(), 0, 0, Err(r.into())),
+            };
         let key = (a.workflow.clone(), a.version, a.epoch);
-        let decided = self.check(store, &trust, a, bundle, &local_origin, now_ms);
+        let decided = self.check(store, &trust, snapshot, a, bundle, &local_origin, now_ms);
         (key.0, key.1, key.2, decided)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn check(
         &self,
         store: &Store,
-        trust: &outpost_common::sign::Trust,
+        trust: &outpost_common::trust::Trust,
+        snapshot: Option<&proto::Snapshot>,
         a: proto::Assignment,
         bundle: Option<&proto::SignedBundle>,
         local_origin: &dyn Fn(&str) -> Option<String>,
@@ -160,10 +180,11 @@ impl DeployGate {
             .filter(|v| v.origin == HUB_ORIGIN)
             .map(|v| v.version)
             .collect();
-        let acc = outpost_common::sign::check_verified_deploy(
+        let acc = outpost_common::trust::check_verified_deploy(
             me,
             trust,
             &state.trust_state(held.clone()),
+            snapshot,
             a,
             bundle,
         )?;
@@ -267,24 +288,52 @@ impl DeployGate {
         Ok(wf)
     }
 
-    /// Follow the hub's key endorsement chain: the batch that stores the new signing trust, if
-    /// the current key changed (and the key it is now).
-    pub fn key_chain(
+    /// The session followed a root rotation: the batch that stores the new root and, when it
+    /// resets counters (recovery from a fast-forward), every hub workflow's epoch and highest
+    /// version set to 0, in the same commit.
+    pub fn roots(
         &self,
         store: &Store,
-        chain: &[proto::KeyEndorsement],
-    ) -> Result<Option<(Batch, String)>, DeployError> {
-        let mut trust = crate::identity::load_trust(store)
-            .map_err(store_fault)?
-            .ok_or_else(|| DeployError::Store("no signing trust stored".into()))?;
-        if !trust.apply_chain(chain)? {
-            return Ok(None);
-        }
+        trust: &outpost_common::trust::Trust,
+        reset_counters: bool,
+    ) -> Result<Batch, DeployError> {
         let mut batch = Batch::default();
         batch
             .meta_puts
-            .push(crate::identity::trust_put(&trust).map_err(store_fault)?);
-        Ok(Some((batch, trust.current_key_id().to_string())))
+            .push(crate::identity::trust_put(trust).map_err(store_fault)?);
+        if reset_counters {
+            for (name, mut st) in stored_states(store).map_err(store_fault)? {
+                st.last_epoch = 0;
+                st.highest_version = 0;
+                batch
+                    .meta_puts
+                    .push(state_put(&name, &st).map_err(store_fault)?);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// A verified snapshot arrived: the batch that raises the time floor to the hub's signed
+    /// time and records the director view (freshness, clock offset).
+    pub fn fresh(&self, store: &Store, view: DirectorView) -> Result<Batch, DeployError> {
+        let floor = time_floor(store).map_err(store_fault)?.max(view.hub_ms);
+        let enc = |what: &str, v: &dyn Fn() -> Result<Vec<u8>, String>| {
+            v().map_err(|e| DeployError::Store(format!("encoding {what}: {e}")))
+        };
+        let mut batch = Batch::default();
+        batch.meta_puts.push((
+            TIME_FLOOR_KEY.into(),
+            enc("time floor", &|| {
+                minicbor::to_vec(floor).map_err(|e| e.to_string())
+            })?,
+        ));
+        batch.meta_puts.push((
+            DIRECTOR_VIEW_KEY.into(),
+            enc("director view", &|| {
+                minicbor::to_vec(view).map_err(|e| e.to_string())
+            })?,
+        ));
+        Ok(batch)
     }
 
     /// Local probation of `name`'s active version, from the runs in the store (so a crash loses
@@ -389,6 +438,30 @@ pub fn load_state(store: &Store, workflow: &str) -> Result<DeployState, StateErr
     match store.get_meta(&format!("{DEPLOY_PREFIX}{workflow}"))? {
         Some(b) => decode(workflow, &b),
         None => Ok(DeployState::default()),
+    }
+}
+
+/// The highest signed hub time this agent has seen (0: none yet).
+pub fn time_floor(store: &Store) -> Result<i64, StateError> {
+    match store.get_meta(TIME_FLOOR_KEY)? {
+        Some(b) => minicbor::decode(&b).map_err(|e| StateError::Decode {
+            workflow: TIME_FLOOR_KEY.into(),
+            message: e.to_string(),
+        }),
+        None => Ok(0),
+    }
+}
+
+/// The last director view (`None`: never connected since enrollment).
+pub fn director_view(store: &Store) -> Result<Option<DirectorView>, StateError> {
+    match store.get_meta(DIRECTOR_VIEW_KEY)? {
+        Some(b) => minicbor::decode(&b)
+            .map(Some)
+            .map_err(|e| StateError::Decode {
+                workflow: DIRECTOR_VIEW_KEY.into(),
+                message: e.to_string(),
+            }),
+        None => Ok(None),
     }
 }
 

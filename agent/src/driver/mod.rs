@@ -86,10 +86,17 @@ pub enum Event {
     HubDeploy {
         assignment: outpost_common::proto::SignedAssignment,
         bundle: Option<outpost_common::proto::SignedBundle>,
+        /// The session's verified snapshot of this agent's assignments.
+        snapshot: Option<outpost_common::proto::Snapshot>,
         reply: oneshot::Sender<DeployVerdict>,
     },
-    /// The hub's chain of signing-key endorsements (a key rotation), as received.
-    HubKeyChain(Vec<outpost_common::proto::KeyEndorsement>),
+    /// The session followed a root rotation (verified): store it before anything after it.
+    HubRoots {
+        trust: outpost_common::trust::Trust,
+        reset_counters: bool,
+    },
+    /// A verified snapshot: the hub's signed time and the director view's freshness.
+    HubFresh(outpost_agent_core::deploy::DirectorView),
     /// Workflows paused at the hub (level-triggered: the others are not).
     HubPaused(Vec<String>),
     /// The committer made batch `seq` durable (or failed to: the driver stops).
@@ -414,6 +421,7 @@ impl Driver {
         &mut self,
         assignment: &outpost_common::proto::SignedAssignment,
         bundle: Option<&outpost_common::proto::SignedBundle>,
+        snapshot: Option<&outpost_common::proto::Snapshot>,
     ) -> DeployVerdict {
         let now = self.now();
         let catalog = &self.catalog;
@@ -421,6 +429,7 @@ impl Driver {
             &self.store,
             assignment,
             bundle,
+            snapshot,
             |name| catalog.local_origin(name).map(str::to_string),
             now.wall_ms(),
         );
@@ -476,15 +485,33 @@ impl Driver {
         Ok(())
     }
 
-    /// The hub rotated its signing key: follow the chain and commit the new trust.
-    pub(super) fn hub_key_chain(&mut self, chain: &[outpost_common::proto::KeyEndorsement]) {
-        match self.gate.key_chain(&self.store, chain) {
-            Ok(None) => {}
-            Ok(Some((batch, key))) => match self.commit(batch) {
-                Ok(()) => tracing::info!(key = %key, "now trusting the hub's rotated signing key"),
-                Err(e) => tracing::error!("storing the hub's rotated signing key: {e:#}"),
-            },
-            Err(e) => tracing::error!("refusing a key endorsement chain: {e}"),
+    /// The session followed a root rotation: commit the new root (and a counter reset) before
+    /// any later event is handled.
+    pub(super) fn hub_roots(&mut self, trust: &outpost_common::trust::Trust, reset: bool) {
+        let done = self
+            .gate
+            .roots(&self.store, trust, reset)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|batch| self.commit(batch));
+        match done {
+            Ok(()) => tracing::info!(
+                version = trust.version(),
+                reset_counters = reset,
+                "now trusting a new version of the root metadata"
+            ),
+            Err(e) => tracing::error!("storing the new root metadata: {e:#}"),
+        }
+    }
+
+    /// A verified snapshot: raise the time floor, record the director view.
+    pub(super) fn hub_fresh(&mut self, view: outpost_agent_core::deploy::DirectorView) {
+        let done = self
+            .gate
+            .fresh(&self.store, view)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|batch| self.commit(batch));
+        if let Err(e) = done {
+            tracing::error!("storing the hub's signed time: {e:#}");
         }
     }
 

@@ -315,12 +315,17 @@ impl Driver {
             Event::HubDeploy {
                 assignment,
                 bundle,
+                snapshot,
                 reply,
             } => {
-                let verdict = self.hub_deploy(&assignment, bundle.as_ref());
+                let verdict = self.hub_deploy(&assignment, bundle.as_ref(), snapshot.as_ref());
                 let _ = reply.send(verdict);
             }
-            Event::HubKeyChain(chain) => self.hub_key_chain(&chain),
+            Event::HubRoots {
+                trust,
+                reset_counters,
+            } => self.hub_roots(&trust, reset_counters),
+            Event::HubFresh(view) => self.hub_fresh(view),
             Event::HubPaused(list) => {
                 for (n, want) in self.catalog.hub_pause_changes(&list) {
                     let _ = self.set_paused(&n, want);

@@ -3,10 +3,12 @@
 use std::collections::VecDeque;
 
 use crate::proto::{
-    ActiveWorkflow, AgentMsg, Command, HubMsg, KeyEndorsement, MAX_BATCH, MAX_FRAME, Rejection,
-    SignedAssignment, SignedBundle,
+    AckBody, ActiveWorkflow, AgentMsg, Command, CommandBody, DOMAIN_ACK, DOMAIN_COMMAND,
+    DOMAIN_SNAPSHOT, HubMsg, MAX_BATCH, MAX_FRAME, Rejection, SignedAssignment, SignedBundle,
+    Snapshot, Statement,
 };
 use crate::record::{OutboxEntry, UnixMillis};
+use crate::trust::Trust;
 
 use super::SyncError;
 
@@ -24,8 +26,12 @@ pub struct AgentSessionConfig {
     pub acked_seq: u64,
     /// Highest outbox seq committed.
     pub last_seq: u64,
-    /// Id of the signing key the agent trusts.
-    pub trusted_key: String,
+    /// The root metadata the agent trusts (the session verifies every statement of the hub
+    /// with it, and follows root rotations the hub sends).
+    pub trust: Trust,
+    /// This session's random nonce ([`crate::proto::SESSION_NONCE_LEN`] bytes, drawn by the
+    /// driver): statements signed for another session are refused.
+    pub session: Vec<u8>,
     /// Most Status batches in flight (sent, not acknowledged). At least 1.
     pub window: usize,
     /// Most entries per batch (capped at [`MAX_BATCH`]). At least 1.
@@ -37,16 +43,29 @@ pub struct AgentSessionConfig {
 pub enum AgentEvent {
     /// The hub committed every entry up to `seq`: delete them durably (`Store::ack_outbox`).
     Acked(u64),
-    /// Check with [`crate::sign::check_deploy`], activate, then answer with
-    /// [`AgentSession::send_deploy_result`].
+    /// Check with [`crate::trust::check_deploy`] against the session's verified `snapshot`,
+    /// activate, then answer with [`AgentSession::send_deploy_result`].
     Deploy {
         assignment: SignedAssignment,
         bundle: Option<SignedBundle>,
+        snapshot: Option<Snapshot>,
     },
-    /// Run it and answer with [`AgentSession::send_command_result`] (or log chunks).
+    /// A verified command (signed by the director for this agent and session, not replayed,
+    /// not expired): run it and answer with [`AgentSession::send_command_result`] (or log
+    /// chunks).
     Command { id: u64, command: Command },
-    /// Key endorsements to follow ([`crate::sign::Trust::apply_chain`]) and store.
-    KeyChain(Vec<KeyEndorsement>),
+    /// The session followed a root rotation: store `trust` (and, with `reset_counters`, set
+    /// every workflow's epoch and highest version to 0 in the same commit) before acting on
+    /// anything after this event.
+    Roots { trust: Trust, reset_counters: bool },
+    /// A verified snapshot arrived: the hub's signed time `hub_ms` was read at the agent's
+    /// `local_ms`; the director's view is fresh until `expires_ms` (hub time). Raise the
+    /// durable time floor, record the clock offset and the freshness.
+    Fresh {
+        hub_ms: UnixMillis,
+        local_ms: UnixMillis,
+        expires_ms: UnixMillis,
+    },
     /// The workflows paused at the hub for this agent (the full set, on every Welcome).
     Paused(Vec<String>),
     /// The hub's committed seq disagrees with the agent's outbox: `hub_acked` is below what the
@@ -102,19 +121,29 @@ pub struct AgentSession {
     batch: usize,
     out: VecDeque<AgentMsg>,
     events: VecDeque<AgentEvent>,
+    agent_id: String,
+    trust: Trust,
+    nonce: Vec<u8>,
+    /// The last verified snapshot of this session.
+    snapshot: Option<Snapshot>,
+    /// The hub's last signed time and the local time it was read at.
+    hub_time: Option<(UnixMillis, UnixMillis)>,
+    /// Highest command id run in this session.
+    last_command: u64,
 }
 
 impl AgentSession {
     /// A session for a fresh connection.
     pub fn new(cfg: AgentSessionConfig) -> Self {
         let hello = AgentMsg::Hello {
-            agent_id: cfg.agent_id,
+            agent_id: cfg.agent_id.clone(),
             software_version: cfg.software_version,
             labels: cfg.labels,
             active: cfg.active,
             acked_seq: cfg.acked_seq,
             last_seq: cfg.last_seq,
-            trusted_key: cfg.trusted_key,
+            root_version: cfg.trust.version(),
+            session: cfg.session.clone(),
         };
         AgentSession {
             hello: Some(hello),
@@ -132,7 +161,108 @@ impl AgentSession {
             batch: cfg.batch.clamp(1, MAX_BATCH),
             out: VecDeque::new(),
             events: VecDeque::new(),
+            agent_id: cfg.agent_id,
+            trust: cfg.trust,
+            nonce: cfg.session,
+            snapshot: None,
+            hub_time: None,
+            last_command: 0,
         }
+    }
+
+    /// The hub's time now by its last signed time and the local clock since (`None` before the
+    /// first signed time of the session).
+    pub fn hub_now(&self, local_ms: UnixMillis) -> Option<UnixMillis> {
+        self.hub_time
+            .map(|(hub, at)| hub.saturating_add(local_ms.saturating_sub(at).max(0)))
+    }
+
+    fn bad(what: &str, e: Rejection) -> SyncError {
+        SyncError::Protocol(format!("{what}: {e}"))
+    }
+
+    /// Verify a signed acknowledgement for this agent and session; returns its seq.
+    fn verify_ack(&mut self, st: &Statement, local_ms: UnixMillis) -> Result<u64, SyncError> {
+        let a: AckBody = self
+            .trust
+            .verify_statement(DOMAIN_ACK, st)
+            .map_err(|e| Self::bad("acknowledgement", e))?;
+        if a.agent_id != self.agent_id || a.session != self.nonce {
+            return Err(SyncError::Protocol(
+                "acknowledgement signed for another agent or session".into(),
+            ));
+        }
+        self.hub_time = Some((a.hub_time_ms, local_ms));
+        Ok(a.seq)
+    }
+
+    /// Verify a snapshot for this agent and session and make it the session's.
+    fn take_snapshot(&mut self, st: &Statement, local_ms: UnixMillis) -> Result<(), SyncError> {
+        let s: Snapshot = self
+            .trust
+            .verify_statement(DOMAIN_SNAPSHOT, st)
+            .map_err(|e| Self::bad("snapshot", e))?;
+        if s.agent_id != self.agent_id || s.session != self.nonce {
+            return Err(SyncError::Protocol(
+                "snapshot signed for another agent or session".into(),
+            ));
+        }
+        self.hub_time = Some((s.issued_ms, local_ms));
+        self.events.push_back(AgentEvent::Fresh {
+            hub_ms: s.issued_ms,
+            local_ms,
+            expires_ms: s.expires_ms,
+        });
+        self.snapshot = Some(s);
+        Ok(())
+    }
+
+    fn follow_roots(&mut self, roots: &[crate::trust::SignedRoot]) -> Result<(), SyncError> {
+        if roots.is_empty() {
+            return Ok(());
+        }
+        let u = self
+            .trust
+            .update(roots)
+            .map_err(|e| Self::bad("root metadata", e))?;
+        if u.changed {
+            self.events.push_back(AgentEvent::Roots {
+                trust: self.trust.clone(),
+                reset_counters: u.reset_counters,
+            });
+        }
+        Ok(())
+    }
+
+    /// Verify a command; `Ok(Err(reason))`: well signed for this session but refused (replayed
+    /// or expired), answered without running it.
+    fn verify_command(
+        &mut self,
+        id: u64,
+        st: &Statement,
+        local_ms: UnixMillis,
+    ) -> Result<Result<Command, String>, SyncError> {
+        let c: CommandBody = self
+            .trust
+            .verify_statement(DOMAIN_COMMAND, st)
+            .map_err(|e| Self::bad("command", e))?;
+        if c.agent_id != self.agent_id || c.session != self.nonce || c.id != id {
+            return Err(SyncError::Protocol(
+                "command signed for another agent, session or id".into(),
+            ));
+        }
+        if c.id <= self.last_command {
+            return Ok(Err(format!("refused: command {id} was already received")));
+        }
+        self.last_command = c.id;
+        let now = self.hub_now(local_ms).unwrap_or(c.issued_ms);
+        if now > c.expires_ms {
+            return Ok(Err(format!(
+                "refused: command {id} expired {} ms ago (hub time)",
+                now - c.expires_ms
+            )));
+        }
+        Ok(Ok(c.command))
     }
 
     /// Whether the hub's Welcome arrived.
@@ -253,21 +383,26 @@ impl AgentSession {
         self.last_seq = self.last_seq.max(last_seq);
     }
 
-    /// A message from the hub. `Err`: the hub broke the protocol; close the connection.
-    pub fn handle_hub(&mut self, msg: HubMsg) -> Result<(), SyncError> {
+    /// A message from the hub, received at the agent's `local_ms`. `Err`: the hub broke the
+    /// protocol or sent a statement that does not verify; close the connection.
+    pub fn handle_hub(&mut self, msg: HubMsg, local_ms: UnixMillis) -> Result<(), SyncError> {
         if self.closed {
             return Ok(());
         }
         match msg {
             HubMsg::Welcome {
-                acked_seq,
-                key_chain,
+                ack,
+                roots,
                 paused,
-                hub_time_ms: _,
+                snapshot,
             } => {
                 if self.welcomed {
                     return Err(SyncError::Protocol("second Welcome".into()));
                 }
+                // Roots first: the statements after them may be signed by a new director key.
+                self.follow_roots(&roots)?;
+                let acked_seq = self.verify_ack(&ack, local_ms)?;
+                self.take_snapshot(&snapshot, local_ms)?;
                 self.welcomed = true;
                 if acked_seq < self.acked || acked_seq > self.last_seq {
                     self.events.push_back(AgentEvent::SeqMismatch {
@@ -294,9 +429,6 @@ impl AgentSession {
                 self.fetched_upto = self.acked;
                 self.sent_upto = self.acked;
                 self.buffer.clear();
-                if !key_chain.is_empty() {
-                    self.events.push_back(AgentEvent::KeyChain(key_chain));
-                }
                 self.events.push_back(AgentEvent::Paused(paused));
                 return Ok(());
             }
@@ -308,7 +440,8 @@ impl AgentSession {
             _ if !self.welcomed => {
                 return Err(SyncError::Protocol("message before Welcome".into()));
             }
-            HubMsg::Ack { seq } => {
+            HubMsg::Ack { ack } => {
+                let seq = self.verify_ack(&ack, local_ms)?;
                 if seq > self.sent_upto {
                     return Err(SyncError::Protocol(format!(
                         "Ack of seq {seq} beyond the last sent {}",
@@ -324,15 +457,18 @@ impl AgentSession {
                 }
             }
             HubMsg::Deploy { assignment, bundle } => {
-                self.events
-                    .push_back(AgentEvent::Deploy { assignment, bundle });
+                self.events.push_back(AgentEvent::Deploy {
+                    assignment,
+                    bundle,
+                    snapshot: self.snapshot.clone(),
+                });
             }
-            HubMsg::Command { id, command } => {
-                self.events.push_back(AgentEvent::Command { id, command });
-            }
-            HubMsg::KeyChain { endorsements } => {
-                self.events.push_back(AgentEvent::KeyChain(endorsements));
-            }
+            HubMsg::Command { id, command } => match self.verify_command(id, &command, local_ms)? {
+                Ok(command) => self.events.push_back(AgentEvent::Command { id, command }),
+                Err(reason) => self.send_command_result(id, false, reason, None),
+            },
+            HubMsg::Roots { roots } => self.follow_roots(&roots)?,
+            HubMsg::Snapshot { snapshot } => self.take_snapshot(&snapshot, local_ms)?,
         }
         Ok(())
     }

@@ -1,12 +1,14 @@
 //! The hub's side of a session.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use crate::proto::{
-    ActiveWorkflow, AgentMsg, Command, HubMsg, KeyEndorsement, MAX_BATCH, Rejection,
-    SignedAssignment, SignedBundle,
+    AckBody, ActiveWorkflow, AgentMsg, Command, CommandBody, HubMsg, MAX_BATCH, Rejection,
+    SignedAssignment, SignedBundle, Snapshot, SnapshotEntry,
 };
 use crate::record::{OutboxEntry, UnixMillis};
+use crate::trust::{Director, SignedRoot};
 
 use super::SyncError;
 
@@ -17,6 +19,8 @@ pub struct Desired {
     /// 0 for a removal (as in the assignment).
     pub version: u64,
     pub epoch: u64,
+    /// blake3 hex of the version's content (empty for a removal).
+    pub content_hash: String,
     pub assignment: SignedAssignment,
     /// `None` when the agent holds the version already (or for a removal).
     pub bundle: Option<SignedBundle>,
@@ -47,9 +51,17 @@ pub fn next_version(latest: u64, agents_highest: u64) -> u64 {
 
 /// The largest `Deploy` frame body a version's signed bundle can make: the bundle with the
 /// largest assignment the hub issues around it (every optional field set, numbers at their
-/// widest, a 64-byte agent id and rollout id). A version above [`crate::proto::MAX_FRAME`]
-/// can never be delivered and is refused when applied.
-pub fn deploy_frame_len(bundle: &SignedBundle) -> usize {
+/// widest, a 64-byte agent id and rollout id), with room for `release_signatures` release
+/// signatures beyond those the bundle carries. A version above [`crate::proto::MAX_FRAME`] can
+/// never be delivered and is refused when applied.
+pub fn deploy_frame_len(bundle: &SignedBundle, release_signatures: usize) -> usize {
+    let mut bundle = bundle.clone();
+    for _ in 0..release_signatures {
+        bundle.release.push(crate::trust::Signature {
+            key_id: "f".repeat(16),
+            sig: vec![0; 64],
+        });
+    }
     let header: Option<crate::proto::BundleHeader> = minicbor::decode(&bundle.header_bytes).ok();
     let (workflow, content_hash) = header
         .map(|h| (h.workflow, h.content_hash))
@@ -72,10 +84,12 @@ pub fn deploy_frame_len(bundle: &SignedBundle) -> usize {
     let msg = HubMsg::Deploy {
         assignment: SignedAssignment {
             body_bytes: minicbor::to_vec(&body).unwrap_or_default(),
-            key_id: bundle.key_id.clone(),
-            sig: vec![0; 64],
+            signature: crate::trust::Signature {
+                key_id: "f".repeat(16),
+                sig: vec![0; 64],
+            },
         },
-        bundle: Some(bundle.clone()),
+        bundle: Some(bundle),
     };
     minicbor::to_vec(&msg)
         .map(|v| v.len())
@@ -94,7 +108,8 @@ pub enum HubEvent {
         active: Vec<ActiveWorkflow>,
         acked_seq: u64,
         last_seq: u64,
-        trusted_key: String,
+        /// The version of the root metadata the agent trusts (send it the newer ones).
+        root_version: u64,
     },
     /// Commit these entries (new to this session, in order) in one transaction with the agent's
     /// committed seq = the last entry's seq, then call [`HubSession::committed`]. The driver still
@@ -181,11 +196,21 @@ pub struct HubSession {
     last_heard_ms: UnixMillis,
     out: VecDeque<HubMsg>,
     events: VecDeque<HubEvent>,
+    director: Arc<Director>,
+    /// The agent's session nonce (from Hello): every statement of this session carries it.
+    nonce: Vec<u8>,
+    /// Lifetime of a snapshot; a new one is signed at half of it.
+    snapshot_ttl_ms: i64,
+    /// The entries and signing time of the last snapshot sent.
+    snapshot_sent: Option<(Vec<SnapshotEntry>, UnixMillis)>,
+    now_ms: UnixMillis,
 }
 
 impl HubSession {
-    /// A session for a fresh connection.
-    pub fn new(now_ms: UnixMillis) -> Self {
+    /// A session for a fresh connection. `director` signs this session's statements;
+    /// `snapshot_ttl_ms` is how long a snapshot stays fresh (the agent reports itself stale
+    /// when its newest one has expired).
+    pub fn new(now_ms: UnixMillis, director: Arc<Director>, snapshot_ttl_ms: i64) -> Self {
         HubSession {
             state: HubState::AwaitHello,
             agent_id: None,
@@ -197,6 +222,74 @@ impl HubSession {
             last_heard_ms: now_ms,
             out: VecDeque::new(),
             events: VecDeque::new(),
+            director,
+            nonce: Vec::new(),
+            snapshot_ttl_ms: snapshot_ttl_ms.max(2),
+            snapshot_sent: None,
+            now_ms,
+        }
+    }
+
+    fn clock(&mut self, now_ms: UnixMillis) -> UnixMillis {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.now_ms
+    }
+
+    fn ack(&mut self, seq: u64) -> HubMsg {
+        HubMsg::Ack {
+            ack: self.director.sign_ack(&AckBody {
+                agent_id: self.agent_id.clone().unwrap_or_default(),
+                session: self.nonce.clone(),
+                seq,
+                hub_time_ms: self.now_ms,
+            }),
+        }
+    }
+
+    /// The snapshot of the desired state: every workflow assigned (not removed), sorted.
+    fn snapshot_entries(&self) -> Vec<SnapshotEntry> {
+        let mut v: Vec<SnapshotEntry> = self
+            .desired
+            .iter()
+            .filter(|d| d.version != 0)
+            .map(|d| SnapshotEntry {
+                workflow: d.workflow.clone(),
+                version: d.version,
+                epoch: d.epoch,
+                content_hash: d.content_hash.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.workflow.cmp(&b.workflow));
+        v
+    }
+
+    fn sign_snapshot(&mut self, workflows: Vec<SnapshotEntry>) -> crate::proto::Statement {
+        let st = self.director.sign_snapshot(&Snapshot {
+            agent_id: self.agent_id.clone().unwrap_or_default(),
+            session: self.nonce.clone(),
+            issued_ms: self.now_ms,
+            expires_ms: self.now_ms.saturating_add(self.snapshot_ttl_ms),
+            workflows: workflows.clone(),
+        });
+        self.snapshot_sent = Some((workflows, self.now_ms));
+        st
+    }
+
+    /// Time passes: re-sign the snapshot when half its lifetime has gone, so a connected agent
+    /// never sees it expire.
+    pub fn tick(&mut self, now_ms: UnixMillis) {
+        let now = self.clock(now_ms);
+        if self.state != HubState::Open {
+            return;
+        }
+        let due = self
+            .snapshot_sent
+            .as_ref()
+            .is_some_and(|(_, at)| now.saturating_sub(*at) >= self.snapshot_ttl_ms / 2);
+        if due {
+            let entries = self.snapshot_entries();
+            let snapshot = self.sign_snapshot(entries);
+            self.out.push_back(HubMsg::Snapshot { snapshot });
         }
     }
 
@@ -226,6 +319,7 @@ impl HubSession {
 
     /// A message from the agent. `Err`: protocol violation; close the connection.
     pub fn handle_agent(&mut self, msg: AgentMsg, now_ms: UnixMillis) -> Result<(), SyncError> {
+        self.clock(now_ms);
         self.last_heard_ms = self.last_heard_ms.max(now_ms);
         match (self.state, msg) {
             (HubState::Closed, _) => Ok(()),
@@ -238,9 +332,18 @@ impl HubSession {
                     active,
                     acked_seq,
                     last_seq,
-                    trusted_key,
+                    root_version,
+                    session,
                 },
             ) => {
+                if session.len() != crate::proto::SESSION_NONCE_LEN {
+                    return Err(SyncError::Protocol(format!(
+                        "session nonce of {} bytes, {} expected",
+                        session.len(),
+                        crate::proto::SESSION_NONCE_LEN
+                    )));
+                }
+                self.nonce = session;
                 self.reported = active
                     .iter()
                     .map(|a| (a.workflow.clone(), (a.version, a.epoch)))
@@ -254,7 +357,7 @@ impl HubSession {
                     active,
                     acked_seq,
                     last_seq,
-                    trusted_key,
+                    root_version,
                 });
                 Ok(())
             }
@@ -350,9 +453,8 @@ impl HubSession {
             // Only duplicates. If nothing is pending commit, acknowledge again so the agent's
             // window moves; otherwise the pending commit's Ack covers them.
             if self.ingested_upto <= self.committed {
-                self.out.push_back(HubMsg::Ack {
-                    seq: self.committed,
-                });
+                let ack = self.ack(self.committed);
+                self.out.push_back(ack);
             }
             return Ok(());
         };
@@ -371,25 +473,32 @@ impl HubSession {
         Ok(())
     }
 
-    /// Answer the Hello: welcome the agent with the hub's committed seq for it, the key chain
-    /// from the key it trusts, and the workflows paused for it; then send the deploys needed.
+    /// Answer the Hello: welcome the agent with a signed acknowledgement of the hub's committed
+    /// seq for it, the root metadata after the version it trusts, the workflows paused for it
+    /// and a signed snapshot of its desired state; then send the deploys needed.
     pub fn accept(
         &mut self,
         committed_seq: u64,
-        key_chain: Vec<KeyEndorsement>,
+        roots: Vec<SignedRoot>,
         paused: Vec<String>,
         now_ms: UnixMillis,
     ) -> Result<(), SyncError> {
         if self.state != HubState::AwaitAccept {
             return Err(SyncError::NotOpen);
         }
+        self.clock(now_ms);
         self.committed = committed_seq;
         self.ingested_upto = committed_seq;
+        let HubMsg::Ack { ack } = self.ack(committed_seq) else {
+            return Err(SyncError::NotOpen);
+        };
+        let entries = self.snapshot_entries();
+        let snapshot = self.sign_snapshot(entries);
         self.out.push_back(HubMsg::Welcome {
-            acked_seq: committed_seq,
-            key_chain,
+            ack,
+            roots,
             paused,
-            hub_time_ms: now_ms,
+            snapshot,
         });
         self.state = HubState::Open;
         self.reconcile();
@@ -406,10 +515,12 @@ impl HubSession {
     }
 
     /// The driver committed every entry up to `seq` durably: acknowledge it.
-    pub fn committed(&mut self, seq: u64) {
+    pub fn committed(&mut self, seq: u64, now_ms: UnixMillis) {
+        self.clock(now_ms);
         if self.state == HubState::Open && seq > self.committed {
             self.committed = seq;
-            self.out.push_back(HubMsg::Ack { seq });
+            let ack = self.ack(seq);
+            self.out.push_back(ack);
         }
     }
 
@@ -418,7 +529,8 @@ impl HubSession {
     /// from what this session already sent; a removal only if the agent runs the workflow.
     /// Workflows the agent runs that are absent from the set are left alone (the driver sends a
     /// signed removal to remove one).
-    pub fn set_desired(&mut self, desired: Vec<Desired>) {
+    pub fn set_desired(&mut self, desired: Vec<Desired>, now_ms: UnixMillis) {
+        self.clock(now_ms);
         self.desired = desired;
         if self.state == HubState::Open {
             self.reconcile();
@@ -426,6 +538,17 @@ impl HubSession {
     }
 
     fn reconcile(&mut self) {
+        // The agent accepts a deploy only if the session's snapshot lists it: a changed desired
+        // state goes out as a new snapshot first.
+        let entries = self.snapshot_entries();
+        if self
+            .snapshot_sent
+            .as_ref()
+            .is_none_or(|(sent, _)| *sent != entries)
+        {
+            let snapshot = self.sign_snapshot(entries);
+            self.out.push_back(HubMsg::Snapshot { snapshot });
+        }
         for d in &self.desired {
             let want = (d.version, d.epoch);
             if self.reported.get(&d.workflow) == Some(&want)
@@ -444,21 +567,37 @@ impl HubSession {
         }
     }
 
-    /// Send a command to the connected agent.
-    pub fn send_command(&mut self, id: u64, command: Command) -> Result<(), SyncError> {
+    /// Send a command to the connected agent, signed for it and this session, valid for
+    /// `ttl_ms`. `id` must increase within the session (the agent refuses a repeated one).
+    pub fn send_command(
+        &mut self,
+        id: u64,
+        command: Command,
+        now_ms: UnixMillis,
+        ttl_ms: i64,
+    ) -> Result<(), SyncError> {
+        let now = self.clock(now_ms);
         if self.state != HubState::Open {
             return Err(SyncError::NotOpen);
         }
+        let command = self.director.sign_command(&CommandBody {
+            agent_id: self.agent_id.clone().unwrap_or_default(),
+            session: self.nonce.clone(),
+            id,
+            issued_ms: now,
+            expires_ms: now.saturating_add(ttl_ms),
+            command,
+        });
         self.out.push_back(HubMsg::Command { id, command });
         Ok(())
     }
 
-    /// Send new key endorsements (after a rotation) to the connected agent.
-    pub fn send_key_chain(&mut self, endorsements: Vec<KeyEndorsement>) -> Result<(), SyncError> {
+    /// Send new root metadata (after a root rotation) to the connected agent.
+    pub fn send_roots(&mut self, roots: Vec<SignedRoot>) -> Result<(), SyncError> {
         if self.state != HubState::Open {
             return Err(SyncError::NotOpen);
         }
-        self.out.push_back(HubMsg::KeyChain { endorsements });
+        self.out.push_back(HubMsg::Roots { roots });
         Ok(())
     }
 
@@ -481,7 +620,8 @@ impl HubSession {
                     }
                 }
                 HubMsg::Command { id, .. } => format!("command {id}"),
-                HubMsg::KeyChain { .. } => "key chain".to_string(),
+                HubMsg::Roots { .. } => "root metadata".to_string(),
+                HubMsg::Snapshot { .. } => "snapshot".to_string(),
                 HubMsg::Welcome { .. } => "welcome".to_string(),
                 HubMsg::Ack { .. } => "ack".to_string(),
                 HubMsg::Goodbye { .. } => "goodbye".to_string(),

@@ -14,6 +14,7 @@ mod agents;
 mod audit;
 mod error;
 mod pools;
+mod releases;
 mod rollouts;
 mod runs;
 mod tokens;
@@ -71,6 +72,7 @@ pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
         .merge(pools::routes())
         .merge(rollouts::routes())
         .merge(tokens::routes())
+        .merge(releases::routes())
         .merge(audit::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()

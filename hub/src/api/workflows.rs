@@ -48,6 +48,7 @@ async fn apply(
                 name: None,
                 version: None,
                 changed: false,
+                pending: false,
                 diagnostics,
             },
             FileOutcome::Applied { path, version } => ApplyResult {
@@ -55,6 +56,7 @@ async fn apply(
                 name: Some(version.workflow),
                 version: Some(version.version),
                 changed: version.changed,
+                pending: version.pending,
                 diagnostics: vec![],
             },
         })
@@ -147,6 +149,7 @@ async fn rollback(
     Ok(Json(VersionResponse {
         version: out.version,
         changed: out.changed,
+        pending: out.pending,
     }))
 }
 

@@ -3,7 +3,8 @@
 //! arguments, its command handler and its text/JSON output:
 //!
 //! - [`workflows`] (`workflow ...`, with deploy/pin/unpin), [`agents`], [`runs`], [`tokens`],
-//!   [`pools`], [`rollouts`], [`audit`], [`backup`], [`keys`];
+//!   [`pools`], [`rollouts`], [`audit`], [`backup`], [`releases`] (`release ...`), [`root`]
+//!   (`root ...`, `key ...`);
 //! - [`server`]: `init`, `serve` and `dev`;
 //! - shared: [`conn`] (global connection flags and the one API client), [`output`] (format,
 //!   exit codes, errors, table helpers), [`args`] (`k=v` parsing).
@@ -16,10 +17,11 @@ mod args;
 mod audit;
 mod backup;
 mod conn;
-mod keys;
 mod output;
 mod pools;
+mod releases;
 mod rollouts;
+mod root;
 mod runs;
 mod server;
 mod tokens;
@@ -33,10 +35,11 @@ pub use agents::AgentCmd;
 pub use audit::AuditArgs;
 pub use backup::BackupArgs;
 pub use conn::ConnOpts;
-pub use keys::KeysCmd;
 pub use output::Output;
 pub use pools::PoolCmd;
+pub use releases::ReleaseCmd;
 pub use rollouts::{RolloutCmd, RolloutStartArgs, RolloutTarget};
+pub use root::{KeyCmd, RootCmd};
 pub use runs::RunCmd;
 #[cfg(feature = "dev")]
 pub use server::DevArgs;
@@ -62,7 +65,8 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a new hub: store, CA, server certificate, signing key, API token, hub.toml.
+    /// Create a new hub: store, CA, server certificate, director key, API token, hub.toml, and
+    /// offline: the root and release keys and the first root metadata.
     Init(InitArgs),
     /// Run the hub (needs --config hub.toml).
     Serve,
@@ -82,9 +86,15 @@ pub enum Command {
     /// Runs reported by agents.
     #[command(subcommand)]
     Run(RunCmd),
-    /// The workflow-signing key.
+    /// Release signatures: a version runs nowhere until a threshold of release keys signed it.
     #[command(subcommand)]
-    Keys(KeysCmd),
+    Release(ReleaseCmd),
+    /// The root metadata: which keys hold the root, release and director roles.
+    #[command(subcommand)]
+    Root(RootCmd),
+    /// Make keys (root, release, director).
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Node pools (named label selectors).
     #[command(subcommand)]
     Pool(PoolCmd),
@@ -135,7 +145,9 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Agent(c) => agents::handle(&client(&conn)?, conn.output, c),
         Command::Token(c) => tokens::handle(&client(&conn)?, conn.output, c),
         Command::Run(c) => runs::handle(&client(&conn)?, conn.output, c),
-        Command::Keys(c) => keys::handle(&conn, c),
+        Command::Release(c) => releases::handle(&conn, c),
+        Command::Root(c) => root::root(&conn, c),
+        Command::Key(c) => root::key(&conn, c),
         Command::Pool(c) => pools::handle(&client(&conn)?, conn.output, c),
         Command::Rollout(c) => rollouts::handle(&client(&conn)?, conn.output, c),
         Command::Audit(a) => audit::handle(&client(&conn)?, conn.output, &a),

@@ -24,6 +24,21 @@ pub struct InitArgs {
     /// it); repeatable. localhost, 127.0.0.1 and ::1 are always included.
     #[arg(long = "san")]
     pub sans: Vec<String>,
+    /// Where the root and release keys and the first root metadata go; `serve` never reads
+    /// it: move it to an offline machine. Default: `<data-dir>.offline`.
+    #[arg(long)]
+    pub offline_dir: Option<PathBuf>,
+    /// How many root keys to make, and how many must sign root metadata.
+    #[arg(long, default_value_t = 1)]
+    pub root_keys: u32,
+    #[arg(long, default_value_t = 1)]
+    pub root_threshold: u32,
+    /// How many release keys to make, and how many must sign a version before any agent runs
+    /// it. Each release key belongs to one operator: hand them out.
+    #[arg(long, default_value_t = 1)]
+    pub release_keys: u32,
+    #[arg(long, default_value_t = 1)]
+    pub release_threshold: u32,
 }
 
 /// `dev` flags.
@@ -37,21 +52,57 @@ pub struct DevArgs {
 /// `init`
 pub(super) fn init(a: &InitArgs, output: Output) -> CliResult {
     let (dir, name) = (a.data_dir.as_path(), a.name.as_str());
-    let r = crate::init::init(dir, name, &a.sans).map_err(|e| CliError::Fail(format!("{e:#}")))?;
+    let offline = a
+        .offline_dir
+        .clone()
+        .unwrap_or_else(|| crate::init::default_offline_dir(dir));
+    let plan = crate::init::KeyPlan {
+        root_keys: a.root_keys,
+        root_threshold: a.root_threshold,
+        release_keys: a.release_keys,
+        release_threshold: a.release_threshold,
+        root_days: crate::init::DEFAULT_ROOT_DAYS,
+    };
+    let r = crate::init::init(dir, name, &a.sans, &offline, plan)
+        .map_err(|e| CliError::Fail(format!("{e:#}")))?;
     if output == Output::Json {
         print_json(&serde_json::json!({
             "data_dir": r.data_dir,
             "config": r.config,
             "ca_sha256": r.ca_sha256,
-            "signing_key_id": r.signing_key_id,
+            "director_key_id": r.director_key_id,
+            "director_key": r.director_key,
+            "offline_dir": r.offline_dir,
+            "root_key_ids": r.root_key_ids,
+            "release_key_ids": r.release_key_ids,
             "api_token_file": r.api_token_file,
         }))?;
     } else {
         println!("initialised hub {name:?} in {}", r.data_dir.display());
         println!("  CA SHA-256:         {}", r.ca_sha256);
-        println!("  signing key id:     {}", r.signing_key_id);
+        println!(
+            "  director key:       {} ({})",
+            r.director_key_id,
+            r.director_key.display()
+        );
+        println!(
+            "  root keys:          {} ({}-of-{})",
+            r.root_key_ids.join(", "),
+            a.root_threshold,
+            a.root_keys
+        );
+        println!(
+            "  release keys:       {} ({}-of-{})",
+            r.release_key_ids.join(", "),
+            a.release_threshold,
+            a.release_keys
+        );
         println!("  API token file:     {}", r.api_token_file.display());
         println!("  config:             {}", r.config.display());
+        println!(
+            "move {} (root and release keys) off this machine: the hub never needs it",
+            r.offline_dir.display()
+        );
         println!(
             "start it with: outpost-hub serve --config {}",
             r.config.display()

@@ -314,8 +314,15 @@ fn apply(c: &Client, output: Output, paths: &[PathBuf]) -> CliResult {
             }
             let name = r.name.as_deref().unwrap_or("?");
             let v = r.version.unwrap_or(0);
-            if r.changed {
+            if r.changed && r.pending {
+                println!(
+                    "{name}: version {v} ({}), waiting for release signatures (`outpost-hub release status {name}`)",
+                    r.path
+                );
+            } else if r.changed {
                 println!("{name}: version {v} ({})", r.path);
+            } else if r.pending {
+                println!("{name}: unchanged (version {v}, waiting for release signatures)");
             } else {
                 println!("{name}: unchanged (version {v})");
             }

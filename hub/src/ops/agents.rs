@@ -61,7 +61,12 @@ impl Hub {
             cert_der,
             ca_der: self.ca().cert_der().to_vec(),
             hub_name: self.hub_name().to_string(),
-            signing_key: self.signer().public_key().to_vec(),
+            root: self
+                .store()
+                .current_root()
+                .map_err(|e| e.to_string())?
+                .map(|(r, _)| r)
+                .ok_or_else(|| "no root metadata published".to_string())?,
             labels,
         })
     }

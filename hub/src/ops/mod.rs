@@ -16,6 +16,7 @@
 pub mod agents;
 pub mod audit;
 pub mod pools;
+pub mod releases;
 pub mod rollouts;
 pub mod runs;
 pub mod sessions;

@@ -1,8 +1,9 @@
 //! What agent sessions report (the QUIC driver calls these): a session accepted or ended,
 //! status batches, deploy results, and the session bookkeeping in the store.
 
-use outpost_common::proto::{ActiveWorkflow, HubMsg, KeyEndorsement, Rejection};
+use outpost_common::proto::{ActiveWorkflow, Rejection};
 use outpost_common::record::{OutboxEntry, StatusEvent};
+use outpost_common::trust::SignedRoot;
 
 use super::{EventKind, HUB_ACTOR, OpResult};
 use crate::hub::{DesiredAssignment, Hub, now_ms, rejection_text};
@@ -14,8 +15,8 @@ use crate::store::sessions::SessionLease;
 pub struct SessionStart {
     /// The highest status sequence the hub has committed for the agent.
     pub committed_seq: u64,
-    /// Key endorsements from the key the agent trusts to the current one.
-    pub key_chain: Vec<KeyEndorsement>,
+    /// Root metadata from the version after the agent's to the newest.
+    pub roots: Vec<SignedRoot>,
     /// The agent's desired state.
     pub desired: Vec<DesiredAssignment>,
 }
@@ -28,13 +29,13 @@ impl Hub {
         agent_id: &str,
         software_version: &str,
         active: Vec<ActiveWorkflow>,
-        trusted_key: &str,
+        root_version: u64,
     ) -> OpResult<SessionStart> {
         self.store()
             .agent_hello(agent_id, software_version, active, now_ms())?;
         let start = SessionStart {
             committed_seq: self.store().committed_seq(agent_id)?,
-            key_chain: self.store().key_chain_from(trusted_key)?,
+            roots: self.store().roots_after(root_version)?,
             desired: self.desired_for(agent_id)?,
         };
         self.emit(
@@ -57,12 +58,6 @@ impl Hub {
             },
         );
         Ok(())
-    }
-
-    /// Handle `AgentMsg::Status`: [`Hub::ingest`], then the `Ack` to send.
-    pub fn status(&self, agent_id: &str, entries: &[OutboxEntry]) -> OpResult<HubMsg> {
-        let seq = self.ingest(agent_id, entries)?;
-        Ok(HubMsg::Ack { seq })
     }
 
     /// Commit a status batch durably (entries the hub already has are skipped), wake the

@@ -69,13 +69,14 @@ impl Hub {
                             origin: f.path.clone(),
                             applied_by: actor.into(),
                         },
-                        self.signer(),
                         now_ms(),
                     )?;
+                    let pending = stored.pending && !self.auto_release(&wf.name, stored.version)?;
                     let version = AppliedVersion {
                         workflow: wf.name,
                         version: stored.version,
                         changed: stored.changed,
+                        pending,
                     };
                     versions.push(version.clone());
                     out.push(FileOutcome::Applied {
@@ -85,9 +86,6 @@ impl Hub {
                 }
             }
         }
-        if versions.iter().any(|v| v.changed) {
-            self.notify_changed();
-        }
         self.emit(actor, EventKind::WorkflowApplied { versions });
         Ok(out)
     }
@@ -95,16 +93,13 @@ impl Hub {
     /// `workflow rollback`: a new version with version `to`'s content (none when the latest
     /// already has it).
     pub fn rollback(&self, actor: &str, name: &str, to: u64) -> OpResult<AppliedVersion> {
-        let out = self
-            .store()
-            .rollback(name, to, actor, self.signer(), now_ms())?;
-        if out.changed {
-            self.notify_changed();
-        }
+        let out = self.store().rollback(name, to, actor, now_ms())?;
+        let pending = out.pending && !self.auto_release(name, out.version)?;
         let version = AppliedVersion {
             workflow: name.to_string(),
             version: out.version,
             changed: out.changed,
+            pending,
         };
         self.emit(
             actor,

@@ -3,7 +3,7 @@
 
 use outpost_common::proto::{ActiveWorkflow, Assignment};
 use outpost_common::record::UnixMillis;
-use outpost_common::sign::SigningKey;
+use outpost_common::trust::Director;
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::error::{DbError, StoreError, decode, encode};
@@ -22,7 +22,7 @@ impl Store {
         &self,
         agent_id: &str,
         desired: &[DesiredVersion],
-        signer: &SigningKey,
+        signer: &Director,
         now_ms: UnixMillis,
     ) -> Result<Vec<IssuedAssignment>, StoreError> {
         let txn = self.begin_write()?;

@@ -14,7 +14,7 @@ use super::schema::*;
 
 /// The migration list (run by `Store::open`).
 pub(super) const MIGRATIONS: Migrations<'static, StoreError> = Migrations {
-    list: &[migrate_v1_initial, migrate_v2_pools],
+    list: &[migrate_v1_initial, migrate_v2_pools, migrate_v3_roots],
     program: "hub",
 };
 
@@ -64,5 +64,14 @@ fn migrate_v2_pools(txn: &WriteTransaction) -> Result<(), StoreError> {
     for (name, target, version, at) in existing {
         apply_default_pool(txn, &name, &target, version, "hub", at)?;
     }
+    Ok(())
+}
+
+/// Root metadata and release signatures replace the single signing key: the key history goes;
+/// versions stored before carry no release signatures (re-apply and release them).
+fn migrate_v3_roots(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(ROOTS)?;
+    txn.open_table(PENDING)?;
+    txn.delete_table(SIGNING_KEYS)?;
     Ok(())
 }

@@ -21,7 +21,8 @@
 //! | `task_instances` | `(agent_id, run_id, task_id)` | cbor `TaskInstanceRecord` |
 //! | `missed_firings` | `(agent_id, seq)` | cbor `MissedFirings` |
 //! | `deploy_results` | `(agent_id, workflow)` | cbor [`DeployResultRecord`] |
-//! | `signing_keys` | `index` | cbor [`KeyRecord`] |
+//! | `roots` | `version` | cbor `SignedRoot` |
+//! | `pending_versions` | `workflow` | cbor [`PendingVersion`] |
 //! | `audit` | `seq` | cbor [`AuditEntry`] |
 //! | `pools` | `name` | cbor [`PoolRecord`] |
 //! | `pool_decisions` | `(workflow, pool)` | cbor [`PoolDecision`] |
@@ -65,7 +66,6 @@ mod audit;
 mod backup;
 mod error;
 mod file;
-mod keys;
 mod migrations;
 mod open;
 pub mod pools;
@@ -77,6 +77,7 @@ pub mod sessions;
 #[cfg(test)]
 mod tests;
 mod tokens;
+mod trust;
 mod workflows;
 
 pub use error::StoreError;
@@ -84,3 +85,4 @@ pub use file::Store;
 pub use pools::*;
 pub use records::*;
 pub use rollouts::*;
+pub use trust::ReleaseStatus;

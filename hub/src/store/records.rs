@@ -2,8 +2,9 @@
 //! inputs and outputs of its operations, and the label-selector rules they share.
 
 use minicbor::{Decode, Encode};
-use outpost_common::proto::{ActiveWorkflow, KeyEndorsement, SignedAssignment, SignedBundle};
+use outpost_common::proto::{ActiveWorkflow, SignedAssignment, SignedBundle};
 use outpost_common::record::{RunRecord, RunState, UnixMillis};
+use outpost_common::trust::Signature;
 
 use super::error::{StoreError, decode};
 
@@ -89,6 +90,8 @@ pub struct ApplyOutcome {
     pub version: u64,
     /// Whether a new version was made.
     pub changed: bool,
+    /// `version` waits for release signatures (not deployable yet).
+    pub pending: bool,
 }
 
 /// An enrolled agent.
@@ -244,22 +247,38 @@ pub struct DeployResultRecord {
     pub at_ms: UnixMillis,
 }
 
-/// A workflow-signing key the hub used.
+/// A workflow version waiting for release signatures: the header bytes are fixed (the version
+/// number included), so every release key signs the same bytes. Promoted to
+/// `workflow_versions` once a threshold of the release role signed.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct KeyRecord {
-    /// Key id.
+pub struct PendingVersion {
     #[n(0)]
-    pub key_id: String,
-    /// Raw ed25519 public key.
+    pub name: String,
     #[n(1)]
-    #[cbor(with = "minicbor::bytes")]
-    pub public_key: Vec<u8>,
-    /// When it became current.
+    pub version: u64,
     #[n(2)]
-    pub created_ms: UnixMillis,
-    /// Endorsement by the previous key (`None` for the first key).
+    #[cbor(with = "minicbor::bytes")]
+    pub content: Vec<u8>,
     #[n(3)]
-    pub endorsement: Option<KeyEndorsement>,
+    pub format: String,
+    #[n(4)]
+    pub content_hash: String,
+    #[n(5)]
+    pub created_ms: UnixMillis,
+    #[n(6)]
+    pub origin: String,
+    #[n(7)]
+    pub applied_by: String,
+    /// Sorted by key.
+    #[n(8)]
+    pub target: Vec<(String, String)>,
+    /// The `BundleHeader` CBOR the release keys sign.
+    #[n(9)]
+    #[cbor(with = "minicbor::bytes")]
+    pub header_bytes: Vec<u8>,
+    /// Valid release signatures so far (one per key).
+    #[n(10)]
+    pub signatures: Vec<Signature>,
 }
 
 /// One audit log entry.

@@ -35,8 +35,13 @@ pub(crate) const MISSED: TableDefinition<(&str, u64), &[u8]> =
 /// `deploy_results`: `(agent_id, workflow) -> cbor DeployResultRecord` (the last one).
 pub(crate) const DEPLOY_RESULTS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("deploy_results");
-/// `signing_keys`: `index -> cbor KeyRecord`, in order of use (0 = the first key).
+/// `signing_keys`: the key history of schema versions 1 and 2 (dropped by version 3).
 pub(crate) const SIGNING_KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("signing_keys");
+/// `roots`: `version -> cbor SignedRoot`: every root metadata version, in order.
+pub(crate) const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("roots");
+/// `pending_versions`: `workflow -> cbor PendingVersion`: the version waiting for release
+/// signatures (at most one per workflow).
+pub(crate) const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_versions");
 /// `audit`: `seq -> cbor AuditEntry`. Append-only.
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 

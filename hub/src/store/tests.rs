@@ -1,10 +1,10 @@
 use super::*;
-use outpost_common::proto::{ActiveWorkflow, Assignment, BundleHeader, KeyEndorsement};
+use outpost_common::proto::{ActiveWorkflow, Assignment, BundleHeader, DOMAIN_ASSIGNMENT};
 use outpost_common::record::{
     MissedFirings, OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord,
     TaskState,
 };
-use outpost_common::sign::{SigningKey, Trust};
+use outpost_common::trust::{Director, SigningKey, Trust, sign_release};
 
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -12,8 +12,56 @@ fn open() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-fn signer() -> SigningKey {
-    SigningKey::generate().unwrap().0
+/// A store's keys: a 1-of-1 root published in it, one release key, the director.
+struct Keys {
+    director: Director,
+    release: SigningKey,
+    trust: Trust,
+}
+
+fn keys(store: &Store) -> Keys {
+    let key = || SigningKey::generate().unwrap().0;
+    let (release, pkcs8) = SigningKey::generate().unwrap();
+    let director = key();
+    let root = crate::init::publish_first_root(
+        store,
+        &[key()],
+        &[release],
+        &director,
+        crate::init::KeyPlan::default(),
+        1,
+    )
+    .unwrap();
+    Keys {
+        director: Director::new(director),
+        release: SigningKey::from_pkcs8(&pkcs8).unwrap(),
+        trust: Trust::new(root).unwrap(),
+    }
+}
+
+/// Release the pending version of `name` with the release key.
+fn release(store: &Store, k: &Keys, name: &str, now: i64) {
+    if let Some(p) = store.pending(name).unwrap() {
+        let sig = sign_release(&k.release, &p.header_bytes);
+        let st = store
+            .add_release_signatures(name, p.version, &[sig], "op", now)
+            .unwrap();
+        assert!(st.released);
+    }
+}
+
+/// Apply and release (a 1-of-1 release key).
+fn apply(store: &Store, k: &Keys, v: NewVersion, now: i64) -> ApplyOutcome {
+    let name = v.name.clone();
+    let out = store.apply_version(v, now).unwrap();
+    release(store, k, &name, now);
+    out
+}
+
+fn rollback(store: &Store, k: &Keys, name: &str, to: u64, now: i64) -> ApplyOutcome {
+    let out = store.rollback(name, to, "op", now).unwrap();
+    release(store, k, name, now);
+    out
 }
 
 fn nv(name: &str, content: &str) -> NewVersion {
@@ -86,12 +134,12 @@ fn entry(seq: u64, event: StatusEvent) -> OutboxEntry {
 #[test]
 fn versions_are_monotonic_and_unchanged_content_makes_none() {
     let (_d, s) = open();
-    let k = signer();
-    let a = s.apply_version(nv("w", "one"), &k, 10).unwrap();
+    let k = keys(&s);
+    let a = apply(&s, &k, nv("w", "one"), 10);
     assert_eq!((a.version, a.changed), (1, true));
-    let b = s.apply_version(nv("w", "one"), &k, 11).unwrap();
+    let b = apply(&s, &k, nv("w", "one"), 11);
     assert_eq!((b.version, b.changed), (1, false));
-    let c = s.apply_version(nv("w", "two"), &k, 12).unwrap();
+    let c = apply(&s, &k, nv("w", "two"), 12);
     assert_eq!((c.version, c.changed), (2, true));
     let hist = s.history("w").unwrap();
     assert_eq!(
@@ -99,7 +147,7 @@ fn versions_are_monotonic_and_unchanged_content_makes_none() {
         vec![1, 2]
     );
     // Rollback is a new, higher version with the old content.
-    let r = s.rollback("w", 1, "op", &k, 13).unwrap();
+    let r = rollback(&s, &k, "w", 1, 13);
     assert_eq!((r.version, r.changed), (3, true));
     let v3 = s.version("w", None).unwrap();
     assert_eq!(v3.content, b"one");
@@ -108,7 +156,7 @@ fn versions_are_monotonic_and_unchanged_content_makes_none() {
         s.version("w", Some(1)).unwrap().content_hash
     );
     // Rolling back to the content the latest already has changes nothing.
-    let r = s.rollback("w", 1, "op", &k, 14).unwrap();
+    let r = rollback(&s, &k, "w", 1, 14);
     assert_eq!((r.version, r.changed), (3, false));
     assert!(matches!(
         s.version("w", Some(9)),
@@ -120,12 +168,11 @@ fn versions_are_monotonic_and_unchanged_content_makes_none() {
 #[test]
 fn stored_bundle_is_signed_over_exact_header_bytes() {
     let (_d, s) = open();
-    let k = signer();
-    s.apply_version(nv("w", "content"), &k, 42).unwrap();
+    let k = keys(&s);
+    apply(&s, &k, nv("w", "content"), 42);
     let v = s.version("w", Some(1)).unwrap();
     let b = v.signed_bundle().unwrap();
-    let trust = Trust::new(&k.public_key()).unwrap();
-    assert!(trust.verify_bundle(&b).is_ok());
+    assert!(k.trust.verify_release(&b).is_ok());
     let h: BundleHeader = minicbor::decode(&b.header_bytes).unwrap();
     assert_eq!(h.workflow, "w");
     assert_eq!(h.version, 1);
@@ -135,7 +182,7 @@ fn stored_bundle_is_signed_over_exact_header_bytes() {
         blake3::hash(b"content").to_hex().to_string()
     );
     assert_eq!(b.content, b"content");
-    assert_eq!(b.key_id, k.key_id());
+    assert_eq!(b.release[0].key_id, k.release.key_id());
 }
 
 #[test]
@@ -267,7 +314,7 @@ fn runs_are_per_agent_and_filterable() {
 fn epochs_are_monotonic_across_reopen_and_level_triggered() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hub.redb");
-    let k = signer();
+    let k = keys(&Store::open(&path).unwrap());
     let d1 = DesiredVersion {
         workflow: "w".into(),
         version: 1,
@@ -279,12 +326,12 @@ fn epochs_are_monotonic_across_reopen_and_level_triggered() {
     {
         let s = Store::open(&path).unwrap();
         let a = s
-            .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 1)
+            .sync_assignments("agent-1", std::slice::from_ref(&d1), &k.director, 1)
             .unwrap();
         assert_eq!(a[0].epoch, 1);
         // Same desired state: same assignment, no new epoch.
         let b = s
-            .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 2)
+            .sync_assignments("agent-1", std::slice::from_ref(&d1), &k.director, 2)
             .unwrap();
         assert_eq!(a, b);
         let body: Assignment = minicbor::decode(&a[0].signed.body_bytes).unwrap();
@@ -292,8 +339,11 @@ fn epochs_are_monotonic_across_reopen_and_level_triggered() {
             (body.agent_id.as_str(), body.epoch, body.version),
             ("agent-1", 1, 1)
         );
-        let trust = Trust::new(&k.public_key()).unwrap();
-        assert_eq!(trust.verify_assignment(&a[0].signed).unwrap(), body);
+        let verified: Assignment = k
+            .trust
+            .verify_statement(DOMAIN_ASSIGNMENT, &a[0].signed)
+            .unwrap();
+        assert_eq!(verified, body);
     }
     let s = Store::open(&path).unwrap();
     let d2 = DesiredVersion {
@@ -301,15 +351,19 @@ fn epochs_are_monotonic_across_reopen_and_level_triggered() {
         content_hash: "h2".into(),
         ..d1.clone()
     };
-    let a = s.sync_assignments("agent-1", &[d2], &k, 3).unwrap();
+    let a = s
+        .sync_assignments("agent-1", &[d2], &k.director, 3)
+        .unwrap();
     assert_eq!((a[0].epoch, a[0].version), (2, 2));
     // No longer desired: one removal, then stable.
-    let a = s.sync_assignments("agent-1", &[], &k, 4).unwrap();
+    let a = s.sync_assignments("agent-1", &[], &k.director, 4).unwrap();
     assert_eq!((a[0].epoch, a[0].remove), (3, true));
-    let b = s.sync_assignments("agent-1", &[], &k, 5).unwrap();
+    let b = s.sync_assignments("agent-1", &[], &k.director, 5).unwrap();
     assert_eq!(a, b);
     // Desired again: epoch keeps rising.
-    let a = s.sync_assignments("agent-1", &[d1], &k, 6).unwrap();
+    let a = s
+        .sync_assignments("agent-1", &[d1], &k.director, 6)
+        .unwrap();
     assert_eq!((a[0].epoch, a[0].remove, a[0].version), (4, false, 1));
     // Other agents have their own epochs.
     let other = s
@@ -323,7 +377,7 @@ fn epochs_are_monotonic_across_reopen_and_level_triggered() {
                 probation: None,
                 rollout_id: None,
             }],
-            &k,
+            &k.director,
             7,
         )
         .unwrap();
@@ -390,13 +444,13 @@ fn revocation_refuses_hello_and_ingest() {
 #[test]
 fn pause_deploy_results_keys_and_audit() {
     let (_d, s) = open();
-    let k = signer();
-    s.apply_version(nv("w", "x"), &k, 1).unwrap();
+    let k = keys(&s);
+    apply(&s, &k, nv("w", "x"), 1);
     assert!(s.set_paused("w", true, "op", 2).unwrap());
     assert!(!s.set_paused("w", true, "op", 3).unwrap());
     assert!(s.workflow("w").unwrap().paused);
     // Pause survives a new version.
-    s.apply_version(nv("w", "y"), &k, 4).unwrap();
+    apply(&s, &k, nv("w", "y"), 4);
     assert!(s.workflow("w").unwrap().paused);
     assert!(matches!(
         s.set_paused("nope", true, "op", 5),
@@ -432,25 +486,6 @@ fn pause_deploy_results_keys_and_audit() {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].epoch, 2);
 
-    let k2 = signer();
-    let rec = |k: &SigningKey, e| KeyRecord {
-        key_id: k.key_id().to_string(),
-        public_key: k.public_key().to_vec(),
-        created_ms: 1,
-        endorsement: e,
-    };
-    s.record_signing_key(rec(&k, None), "hub").unwrap();
-    s.record_signing_key(rec(&k, None), "hub").unwrap();
-    let e = KeyEndorsement {
-        body_bytes: vec![1],
-        sig: vec![2],
-    };
-    s.record_signing_key(rec(&k2, Some(e.clone())), "hub")
-        .unwrap();
-    assert_eq!(s.signing_keys().unwrap().len(), 2);
-    assert_eq!(s.key_chain_from(k.key_id()).unwrap(), vec![e]);
-    assert!(s.key_chain_from(k2.key_id()).unwrap().is_empty());
-
     let log = s.audit_log(100).unwrap();
     let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
     let mut sorted = seqs.clone();
@@ -480,12 +515,12 @@ fn selector_matching() {
 fn a_v1_store_gets_default_pools_that_follow_apply() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hub.redb");
-    let k = signer();
+    let k = keys(&Store::open(&path).unwrap());
     {
         let s = Store::open(&path).unwrap();
         let mut v = nv("w", "one");
         v.target = vec![("site".into(), "a".into())];
-        s.apply_version(v, &k, 1).unwrap();
+        apply(&s, &k, v, 1);
         // Make it look like a schema-1 file: no pools, no decisions.
         let txn = s.begin_write().unwrap();
         {
@@ -506,13 +541,13 @@ fn a_v1_store_gets_default_pools_that_follow_apply() {
     let d = s.decision("w", "wf:w").unwrap().unwrap();
     assert_eq!((d.version, d.follow_latest, d.pinned), (1, true, false));
     // It follows apply until the workflow is managed.
-    s.apply_version(nv("w", "two"), &k, 2).unwrap();
+    apply(&s, &k, nv("w", "two"), 2);
     assert_eq!(s.decision("w", "wf:w").unwrap().unwrap().version, 2);
     s.create_pool("p", vec![], "op", 3).unwrap();
     s.deploy_to_pool("w", "p", 1, "op", 3).unwrap();
     let mut three = nv("w", "three");
     three.target.clear();
-    s.apply_version(three, &k, 4).unwrap();
+    apply(&s, &k, three, 4);
     let d = s.decision("w", "wf:w").unwrap().unwrap();
     assert_eq!((d.version, d.follow_latest), (2, false));
     // The retarget still moves the default pool's selector.
@@ -523,8 +558,8 @@ fn a_v1_store_gets_default_pools_that_follow_apply() {
 fn a_backup_is_a_consistent_openable_copy_and_refuses_an_existing_file() {
     let (d, s) = open();
     enrolled(&s, "agent-1");
-    let k = signer();
-    s.apply_version(nv("w", "a"), &k, 1).unwrap();
+    let k = keys(&s);
+    apply(&s, &k, nv("w", "a"), 1);
     s.ingest(
         "agent-1",
         &[entry(
@@ -557,8 +592,8 @@ fn a_backup_is_a_consistent_openable_copy_and_refuses_an_existing_file() {
 fn a_restored_store_numbers_above_what_agents_report() {
     let (_d, s) = open();
     enrolled(&s, "agent-1");
-    let k = signer();
-    s.apply_version(nv("w", "a"), &k, 1).unwrap();
+    let k = keys(&s);
+    apply(&s, &k, nv("w", "a"), 1);
     let d1 = DesiredVersion {
         workflow: "w".into(),
         version: 1,
@@ -568,7 +603,7 @@ fn a_restored_store_numbers_above_what_agents_report() {
         rollout_id: None,
     };
     let a = s
-        .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 2)
+        .sync_assignments("agent-1", std::slice::from_ref(&d1), &k.director, 2)
         .unwrap();
     assert_eq!(a[0].epoch, 1);
     // The agent accepted epoch 6 and versions up to 4 from this hub before its store was
@@ -588,14 +623,14 @@ fn a_restored_store_numbers_above_what_agents_report() {
     .unwrap();
     // The old assignment (epoch 1) is not sent again: a new one above the agent's epoch.
     let a = s
-        .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 4)
+        .sync_assignments("agent-1", std::slice::from_ref(&d1), &k.director, 4)
         .unwrap();
     assert_eq!((a[0].epoch, a[0].version), (7, 1));
     // Stable once issued.
     let b = s
-        .sync_assignments("agent-1", std::slice::from_ref(&d1), &k, 5)
+        .sync_assignments("agent-1", std::slice::from_ref(&d1), &k.director, 5)
         .unwrap();
     assert_eq!(a, b);
     // The next version skips every number the agent accepted.
-    assert_eq!(s.apply_version(nv("w", "b"), &k, 6).unwrap().version, 5);
+    assert_eq!(apply(&s, &k, nv("w", "b"), 6).version, 5);
 }

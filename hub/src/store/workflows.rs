@@ -1,16 +1,21 @@
-//! Workflows and their versions: apply (sign and store a new version), rollback, pause, reads.
+//! Workflows and their versions: apply (a new version waits for release signatures), promote
+//! (released: deployable), rollback, pause, reads.
 
-use outpost_common::proto::BundleHeader;
+use outpost_common::proto::{BundleHeader, SignedBundle};
 use outpost_common::record::UnixMillis;
-use outpost_common::sign::SigningKey;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::audit::audit_in;
 use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
 use super::pools;
-use super::records::{AgentRecord, ApplyOutcome, NewVersion, StoredVersion, WorkflowMeta, sorted};
-use super::schema::{AGENTS, VERSIONS, WORKFLOWS};
+use super::records::{
+    AgentRecord, ApplyOutcome, NewVersion, PendingVersion, StoredVersion, WorkflowMeta, sorted,
+};
+use super::schema::{AGENTS, PENDING, VERSIONS, WORKFLOWS};
+
+/// Release signatures the frame-size check of a new version makes room for.
+const RELEASE_SIGNATURES_ROOM: usize = 16;
 
 /// The highest version of `workflow` any agent reported having accepted.
 fn agents_highest(txn: &WriteTransaction, workflow: &str) -> Result<u64, StoreError> {
@@ -27,18 +32,21 @@ fn agents_highest(txn: &WriteTransaction, workflow: &str) -> Result<u64, StoreEr
 }
 
 impl Store {
-    /// Apply a workflow file: unchanged content (same hash as the latest version) makes no new
-    /// version; otherwise version = latest + 1, signed by `signer`. One transaction, audited.
+    /// Apply a workflow file: content equal to the latest version's, or to the version already
+    /// waiting for release, makes nothing new; otherwise a new version (latest + 1) waits for
+    /// release signatures, replacing any other version waiting (its signatures are over other
+    /// bytes). Nothing reaches an agent before a threshold of release keys signed
+    /// ([`Store::add_release_signatures`]). One transaction, audited.
     pub fn apply_version(
         &self,
         new: NewVersion,
-        signer: &SigningKey,
         now_ms: UnixMillis,
     ) -> Result<ApplyOutcome, StoreError> {
         let txn = self.begin_write()?;
         let out = {
-            let mut wfs = txn.open_table(WORKFLOWS)?;
-            let mut versions = txn.open_table(VERSIONS)?;
+            let wfs = txn.open_table(WORKFLOWS)?;
+            let versions = txn.open_table(VERSIONS)?;
+            let mut pending = txn.open_table(PENDING)?;
             let hash = blake3::hash(&new.content).to_hex().to_string();
             let meta: Option<WorkflowMeta> = match wfs.get(new.name.as_str())? {
                 Some(v) => Some(decode(v.value(), "workflows", &new.name)?),
@@ -55,8 +63,20 @@ impl Store {
                     return Ok(ApplyOutcome {
                         version: m.latest,
                         changed: false,
+                        pending: false,
                     });
                 }
+            }
+            let waiting: Option<PendingVersion> = match pending.get(new.name.as_str())? {
+                Some(v) => Some(decode(v.value(), "pending_versions", &new.name)?),
+                None => None,
+            };
+            if let Some(p) = waiting.as_ref().filter(|p| p.content_hash == hash) {
+                return Ok(ApplyOutcome {
+                    version: p.version,
+                    changed: false,
+                    pending: true,
+                });
             }
             let version = outpost_common::sync::next_version(
                 meta.as_ref().map(|m| m.latest).unwrap_or(0),
@@ -71,8 +91,13 @@ impl Store {
                 target: target.clone(),
                 format: new.format.clone(),
             };
-            let bundle = signer.sign_bundle(&header, new.content.clone());
-            let frame = outpost_common::sync::deploy_frame_len(&bundle);
+            let header_bytes = encode(&header)?;
+            let bundle = SignedBundle {
+                header_bytes: header_bytes.clone(),
+                content: new.content.clone(),
+                release: Vec::new(),
+            };
+            let frame = outpost_common::sync::deploy_frame_len(&bundle, RELEASE_SIGNATURES_ROOM);
             if frame > outpost_common::proto::MAX_FRAME {
                 return Err(StoreError::Refused(format!(
                     "workflow {} cannot be delivered to agents: its signed version with the deploy \
@@ -83,7 +108,7 @@ impl Store {
                     new.content.len()
                 )));
             }
-            let stored = StoredVersion {
+            let p = PendingVersion {
                 name: new.name.clone(),
                 version,
                 content: new.content,
@@ -93,47 +118,81 @@ impl Store {
                 origin: new.origin.clone(),
                 applied_by: new.applied_by.clone(),
                 target,
-                bundle: encode(&bundle)?,
+                header_bytes,
+                signatures: Vec::new(),
             };
-            versions.insert((new.name.as_str(), version), encode(&stored)?.as_slice())?;
-            let meta = WorkflowMeta {
-                latest: version,
-                paused: meta.map(|m| m.paused).unwrap_or(false),
-                updated_ms: now_ms,
-            };
-            wfs.insert(new.name.as_str(), encode(&meta)?.as_slice())?;
+            pending.insert(new.name.as_str(), encode(&p)?.as_slice())?;
             ApplyOutcome {
                 version,
                 changed: true,
+                pending: true,
             }
         };
-        if out.changed {
-            let target = {
-                let versions = txn.open_table(VERSIONS)?;
-                let v = versions
-                    .get((new.name.as_str(), out.version))?
-                    .ok_or_else(|| DbError::Inconsistent("applied version missing".into()))?;
-                decode::<StoredVersion>(v.value(), "workflow_versions", &new.name)?.target
-            };
-            pools::apply_default_pool(
-                &txn,
-                &new.name,
-                &target,
-                out.version,
-                &new.applied_by,
-                now_ms,
-            )?;
-        }
         audit_in(
             &txn,
             now_ms,
             &new.applied_by,
             "workflow.apply",
             &new.name,
-            &format!("version {} from {}", out.version, new.origin),
+            &format!(
+                "version {} from {} (waiting for release)",
+                out.version, new.origin
+            ),
         )?;
         txn.commit()?;
         Ok(out)
+    }
+
+    /// Make a released version deployable: store it with its release signatures as the
+    /// workflow's latest version and point the default pool at it (in `txn`).
+    pub(super) fn promote_in(
+        &self,
+        txn: &WriteTransaction,
+        p: PendingVersion,
+        now_ms: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let bundle = SignedBundle {
+            header_bytes: p.header_bytes,
+            content: p.content.clone(),
+            release: p.signatures,
+        };
+        let stored = StoredVersion {
+            name: p.name.clone(),
+            version: p.version,
+            content: p.content,
+            format: p.format,
+            content_hash: p.content_hash,
+            created_ms: p.created_ms,
+            origin: p.origin,
+            applied_by: p.applied_by.clone(),
+            target: p.target.clone(),
+            bundle: encode(&bundle)?,
+        };
+        {
+            let mut wfs = txn.open_table(WORKFLOWS)?;
+            let mut versions = txn.open_table(VERSIONS)?;
+            let paused = match wfs.get(p.name.as_str())? {
+                Some(v) => decode::<WorkflowMeta>(v.value(), "workflows", &p.name)?.paused,
+                None => false,
+            };
+            versions.insert((p.name.as_str(), p.version), encode(&stored)?.as_slice())?;
+            let meta = WorkflowMeta {
+                latest: p.version,
+                paused,
+                updated_ms: now_ms,
+            };
+            wfs.insert(p.name.as_str(), encode(&meta)?.as_slice())?;
+        }
+        pools::apply_default_pool(txn, &p.name, &p.target, p.version, &p.applied_by, now_ms)?;
+        audit_in(
+            txn,
+            now_ms,
+            "hub",
+            "workflow.released",
+            &p.name,
+            &format!("version {} is deployable", p.version),
+        )?;
+        Ok(())
     }
 
     /// Roll back: a new version with version `to`'s content (no new version if the latest
@@ -143,7 +202,6 @@ impl Store {
         name: &str,
         to: u64,
         actor: &str,
-        signer: &SigningKey,
         now_ms: UnixMillis,
     ) -> Result<ApplyOutcome, StoreError> {
         let old = self.version(name, Some(to))?;
@@ -156,7 +214,6 @@ impl Store {
                 origin: format!("rollback to v{to}"),
                 applied_by: actor.into(),
             },
-            signer,
             now_ms,
         )
     }
