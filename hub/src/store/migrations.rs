@@ -7,14 +7,20 @@
 use outpost_common::store::{META, Migrations};
 use redb::{ReadableTable, WriteTransaction};
 
+use super::audit::chain_existing;
 use super::error::{StoreError, decode};
+use super::operators::OPERATORS;
 use super::pools::apply_default_pool;
 use super::records::{StoredVersion, WorkflowMeta};
 use super::schema::*;
 
 /// The migration list (run by `Store::open`).
 pub(super) const MIGRATIONS: Migrations<'static, StoreError> = Migrations {
-    list: &[migrate_v1_initial, migrate_v2_pools],
+    list: &[
+        migrate_v1_initial,
+        migrate_v2_pools,
+        migrate_v3_operators_audit_chain,
+    ],
     program: "hub",
 };
 
@@ -64,5 +70,14 @@ fn migrate_v2_pools(txn: &WriteTransaction) -> Result<(), StoreError> {
     for (name, target, version, at) in existing {
         apply_default_pool(txn, &name, &target, version, "hub", at)?;
     }
+    Ok(())
+}
+
+/// Operator credentials, and the audit hash chain: the entries already written are chained as
+/// they stand now (what was changed before this migration cannot be detected; from here on any
+/// change is).
+fn migrate_v3_operators_audit_chain(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(OPERATORS)?;
+    chain_existing(txn)?;
     Ok(())
 }
