@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::clock::now_ms;
 use crate::config::{HubConfig, example_toml};
-use crate::store::{KeyRecord, Store};
+use crate::store::{KeyRecord, Role, Store};
 use outpost_common::sign::SigningKey;
 use outpost_net::pki::{Ca, chain_to_pem, create_private_file, key_to_pem};
 
@@ -32,6 +32,21 @@ pub fn create_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(key)
 }
 
+/// The name of the first admin operator, whose credential `init` writes to the API token file.
+pub const FIRST_ADMIN: &str = "admin";
+
+/// Write an operator credential to `path` (mode 0600), replacing the file atomically (a new
+/// file beside it, renamed over it).
+pub fn write_credential(path: &Path, credential: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("new-{}", hex::encode(rand::random::<[u8; 4]>())));
+    create_private_file(&tmp, format!("{credential}\n").as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot replace {}: {e}", path.display())
+    })
+}
+
 /// What `init` made.
 #[derive(Debug, Clone)]
 pub struct InitReport {
@@ -43,7 +58,7 @@ pub struct InitReport {
     pub ca_sha256: String,
     /// Id of the workflow-signing key.
     pub signing_key_id: String,
-    /// The operator API token file.
+    /// The file holding the first admin's operator credential (the CLI's API token).
     pub api_token_file: PathBuf,
 }
 
@@ -93,10 +108,10 @@ pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result
     write(&cfg.cert, chain_to_pem(&chain).as_bytes())?;
     write(&cfg.key, key_to_pem(&key).as_bytes())?;
     let signer = create_signing_key(&cfg.signing_key)?;
-    let token = hex::encode(rand::random::<[u8; 32]>());
-    write(&cfg.api_token_file, format!("{token}\n").as_bytes())?;
-
     let store = Store::open(&cfg.store_path())?;
+    let (_, credential) =
+        store.create_operator(FIRST_ADMIN, Role::Admin, Vec::new(), "init", now_ms())?;
+    write(&cfg.api_token_file, format!("{credential}\n").as_bytes())?;
     store.record_signing_key(
         KeyRecord {
             key_id: signer.key_id().to_string(),
@@ -153,7 +168,16 @@ mod tests {
         }
         let cfg = HubConfig::load(&r.config).unwrap();
         cfg.check_files().unwrap();
-        assert_eq!(cfg.read_api_token().unwrap().len(), 64);
+        // The token file holds the first admin's credential, which the store authenticates.
+        let credential = cfg.read_api_token().unwrap();
+        assert!(credential.starts_with("opo1."), "{credential}");
+        let store = Store::open(&cfg.store_path()).unwrap();
+        let admin = store.authenticate_operator(&credential).unwrap().unwrap();
+        assert_eq!(
+            (admin.name.as_str(), admin.role),
+            (FIRST_ADMIN, Role::Admin)
+        );
+        drop(store);
         let ca = Ca::load(&cfg.ca_cert, &cfg.ca_key).unwrap();
         assert_eq!(ca.sha256_hex(), r.ca_sha256);
         assert_eq!(

@@ -71,8 +71,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(&Served),
 ) -> anyhow::Result<()> {
-    let token = config.read_api_token()?;
     let (hub, connections) = Hub::open(&config, COMMAND_TIMEOUT)?;
+    adopt_first_admin(&hub, &config)?;
     let tls = if config.http_listen.ip().is_loopback() {
         None
     } else {
@@ -105,7 +105,7 @@ pub async fn run(
         shutdown.await;
         let _ = quic_stop.send(true);
     };
-    let app = crate::api::router(hub, &token);
+    let app = crate::api::router(hub);
     match tls {
         None => axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -196,4 +196,20 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// A store with no operator (one from before operator credentials) gets its first admin, whose
+/// credential replaces the shared API token in `api_token_file`, where the CLI reads it: the
+/// old shared token is no longer accepted.
+fn adopt_first_admin(hub: &Hub, config: &HubConfig) -> anyhow::Result<()> {
+    if let Some(credential) = hub.bootstrap_admin(crate::init::FIRST_ADMIN)? {
+        crate::init::write_credential(&config.api_token_file, &credential)?;
+        tracing::warn!(
+            file = %config.api_token_file.display(),
+            "no operator credential in the store: made the first admin {:?}, whose credential \
+             replaces the shared API token in the token file",
+            crate::init::FIRST_ADMIN
+        );
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //! arguments, its command handler and its text/JSON output:
 //!
 //! - [`workflows`] (`workflow ...`, with deploy/pin/unpin), [`agents`], [`runs`], [`tokens`],
-//!   [`pools`], [`rollouts`], [`audit`], [`backup`], [`keys`];
+//!   [`pools`], [`rollouts`], [`audit`], [`backup`], [`keys`], [`operators`] (and `whoami`);
 //! - [`server`]: `init`, `serve` and `dev`;
 //! - shared: [`conn`] (global connection flags and the one API client), [`output`] (format,
 //!   exit codes, errors, table helpers), [`args`] (`k=v` parsing).
@@ -17,6 +17,7 @@ mod audit;
 mod backup;
 mod conn;
 mod keys;
+mod operators;
 mod output;
 mod pools;
 mod rollouts;
@@ -30,10 +31,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use agents::AgentCmd;
-pub use audit::AuditArgs;
+pub use audit::{AuditArgs, AuditCmd};
 pub use backup::BackupArgs;
 pub use conn::ConnOpts;
 pub use keys::KeysCmd;
+pub use operators::OperatorCmd;
 pub use output::Output;
 pub use pools::PoolCmd;
 pub use rollouts::{RolloutCmd, RolloutStartArgs, RolloutTarget};
@@ -94,8 +96,14 @@ pub enum Command {
     /// Write a consistent copy of the hub's store to a new FILE while the hub serves (restore:
     /// docs/operations.md, "Back up the hub").
     Backup(BackupArgs),
-    /// The hub's audit log (who did what, when), oldest first.
+    /// The hub's audit log (who did what, when), oldest first; `verify` checks its hash
+    /// chain, `export` writes it as JSON lines.
     Audit(AuditArgs),
+    /// Operator credentials (named, with a role): create, list, revoke.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+    /// The operator credential this CLI presents: its name and role.
+    Whoami,
 }
 
 /// Entry point of the binary.
@@ -140,6 +148,8 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Rollout(c) => rollouts::handle(&client(&conn)?, conn.output, c),
         Command::Audit(a) => audit::handle(&client(&conn)?, conn.output, &a),
         Command::Backup(a) => backup::handle(&client(&conn)?, conn.output, &a),
+        Command::Operator(c) => operators::handle(&client(&conn)?, conn.output, c),
+        Command::Whoami => operators::whoami(&client(&conn)?, conn.output),
     }
 }
 
