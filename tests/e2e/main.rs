@@ -19,5 +19,6 @@ mod hub_limits;
 mod hub_restart;
 mod hub_restore;
 mod offline_commands;
+mod operators;
 mod rollouts;
 mod values;
