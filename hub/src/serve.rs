@@ -213,3 +213,38 @@ fn adopt_first_admin(hub: &Hub, config: &HubConfig) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::{Role, Store};
+
+    /// A store from before operator credentials (none in it) and its shared API token: serving
+    /// it makes the first admin and puts its credential where the token was; the old token no
+    /// longer authenticates; a second start changes nothing.
+    #[test]
+    fn an_older_hub_gets_its_first_admin_in_the_token_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HubConfig::defaults(dir.path());
+        let legacy = "0123456789abcdef".repeat(4);
+        std::fs::write(&config.api_token_file, format!("{legacy}\n")).unwrap();
+        let store = Arc::new(Store::open(&config.store_path()).unwrap());
+        let hub = Hub::new(
+            store.clone(),
+            Arc::new(outpost_common::sign::SigningKey::generate().unwrap().0),
+            Arc::new(outpost_net::pki::Ca::generate("hub CA").unwrap()),
+            Connections::new(Duration::from_secs(1)),
+            "hub",
+        )
+        .unwrap();
+        adopt_first_admin(&hub, &config).unwrap();
+        let credential = config.read_api_token().unwrap();
+        let admin = store.authenticate_operator(&credential).unwrap().unwrap();
+        assert_eq!((admin.name.as_str(), admin.role), ("admin", Role::Admin));
+        assert_eq!(store.authenticate_operator(&legacy).unwrap(), None);
+        adopt_first_admin(&hub, &config).unwrap();
+        assert_eq!(config.read_api_token().unwrap(), credential);
+        assert_eq!(store.operators().unwrap().len(), 1);
+    }
+}
