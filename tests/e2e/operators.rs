@@ -228,6 +228,13 @@ fn the_audit_actor_is_the_credential_and_an_edited_entry_is_named() {
         assert_eq!(w[1]["seq"].as_u64(), w[0]["seq"].as_u64().map(|s| s + 1));
     }
 
+    let (code, out, _) = run(&hub, &hub.api_token, &["audit", "export", "--from", "2"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), lines.len() - 1, "{out}");
+    let (code, out, _) = run(&hub, &hub.api_token, &["operator", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("NAME") && out.contains("admin"), "{out}");
+
     // Stop the hub, rewrite who paused, start it again.
     hub.kill9().unwrap();
     {
