@@ -77,12 +77,15 @@ pub struct AuditVerdict {
 /// Check one entry against its predecessor (`expected_seq`, `prev`).
 fn check_entry(e: &AuditEntry, expected_seq: u64, prev: &[u8; 32]) -> Result<(), String> {
     if e.seq != expected_seq {
+        let last_missing = e.seq.saturating_sub(1);
+        let missing = if last_missing == expected_seq {
+            format!("entry {expected_seq} is missing")
+        } else {
+            format!("entries {expected_seq} to {last_missing} are missing")
+        };
         return Err(format!(
-            "entry {} follows entry {}: entries {}..{} are missing",
-            e.seq,
-            expected_seq.saturating_sub(1),
-            expected_seq,
-            e.seq.saturating_sub(1)
+            "entry {} does not link to its predecessor: {missing}",
+            e.seq
         ));
     }
     let (Some(stored_prev), Some(stored)) = (&e.prev_hash, &e.hash) else {
