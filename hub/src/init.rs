@@ -189,6 +189,19 @@ mod tests {
         assert_eq!(fs::read(dir.join("ca.key")).unwrap(), before);
     }
 
+    /// The hub authenticates operators from its store: once the first admin's credential is
+    /// kept elsewhere, `api.token` can go and the hub still opens.
+    #[test]
+    fn a_hub_opens_without_the_cli_token_file() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("hub");
+        let r = init(&dir, "outpost-hub", &[]).unwrap();
+        fs::remove_file(&r.api_token_file).unwrap();
+        let cfg = HubConfig::load(&r.config).unwrap();
+        let (hub, _) = crate::hub::Hub::open(&cfg, std::time::Duration::from_secs(1)).unwrap();
+        assert_eq!(hub.operators().unwrap().len(), 1);
+    }
+
     #[test]
     fn opening_a_hub_makes_its_data_dir_private_again() {
         let parent = tempfile::tempdir().unwrap();
