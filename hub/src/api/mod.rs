@@ -114,7 +114,8 @@ async fn auth(State(st): St, mut req: Request, next: Next) -> Response {
         .unwrap_or_else(|| req.uri().path().to_string());
     let needed = required_role(req.method(), &path);
     if rec.role < needed {
-        let what = format!("{} {path}", req.method());
+        // The request as made (e.g. which workflow), for the operator and the audit log.
+        let what = format!("{} {}", req.method(), req.uri().path());
         let message = format!(
             "operator {} (role {}) may not {what}: it needs role {needed}",
             rec.name, rec.role
