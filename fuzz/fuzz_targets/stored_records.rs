@@ -52,6 +52,7 @@ const TYPES: &[Check] = &[
     check::<outpost_hub::store::RolloutRecord>,
     check::<outpost_hub::store::RolloutAssign>,
     check::<outpost_hub::store::RolloutEvent>,
+    check::<outpost_hub::store::OperatorRecord>,
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -44,7 +44,6 @@ pub struct Client {
     base: String,
     token: String,
     agent: ureq::Agent,
-    actor: Option<String>,
 }
 
 /// Percent-encode one path segment.
@@ -81,14 +80,7 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             agent,
-            actor: None,
         }
-    }
-
-    /// Name the operator for the audit log (sent as `X-Outpost-Actor`).
-    pub fn with_actor(mut self, actor: Option<String>) -> Client {
-        self.actor = actor.filter(|a| !a.trim().is_empty());
-        self
     }
 
     fn transport(&self, e: impl std::fmt::Display) -> ClientError {
@@ -131,14 +123,10 @@ impl Client {
         format!("Bearer {}", self.token)
     }
 
-    /// The bearer token, and the operator's name where one is set (the hub audits writes and
-    /// log fetches under it).
+    /// The operator credential as the bearer token (the hub audits everything done with it
+    /// under the credential's name).
     fn authed<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        let req = req.header("Authorization", &self.auth());
-        match &self.actor {
-            Some(a) => req.header(crate::api::ACTOR_HEADER, a),
-            None => req,
-        }
+        req.header("Authorization", &self.auth())
     }
 
     /// GET `path` with query pairs (empty values are skipped) and return the body text.

@@ -1,8 +1,9 @@
 //! The hub configuration file (`hub.toml`).
 //!
 //! Relative paths are resolved against `data_dir`. Unknown keys are an error. The hub fails
-//! closed: [`HubConfig::check_files`] names the first missing certificate, key, CA, signing key
-//! or token file, and `serve` refuses to start.
+//! closed: [`HubConfig::check_files`] names the first missing certificate, key, CA or signing
+//! key, and `serve` refuses to start. The API token file is the CLI's (the first admin's
+//! operator credential); the hub authenticates operators from its store and does not need it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -97,7 +98,7 @@ pub struct HubConfig {
     pub quic_listen: SocketAddr,
     /// HTTP API listen address.
     pub http_listen: SocketAddr,
-    /// File with the operator API token.
+    /// File with an operator credential for the CLI (`init` writes the first admin's there).
     pub api_token_file: PathBuf,
     /// Silence after which an agent counts as offline.
     pub offline_after: Duration,
@@ -253,7 +254,6 @@ impl HubConfig {
             ("hub certificate", &self.cert),
             ("hub key", &self.key),
             ("director key", &self.director_key),
-            ("API token file", &self.api_token_file),
         ] {
             if let Err(e) = std::fs::File::open(path) {
                 return Err(ConfigError::Missing {
@@ -319,6 +319,7 @@ pub fn example_toml(data_dir: &Path, hub_name: &str) -> String {
          # Operator HTTP API: plain HTTP on loopback; HTTPS with the hub certificate on any other\n\
          # address (add its names/IPs with `outpost-hub init --san`).\n\
          http_listen = \"{DEFAULT_HTTP_LISTEN}\"\n\
+         # The CLI's operator credential (`init` writes the first admin's here).\n\
          api_token_file = \"api.token\"\n\
          # An agent silent this long counts as offline.\n\
          offline_after = \"30s\"\n\

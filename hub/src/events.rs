@@ -275,4 +275,25 @@ pub enum EventKind {
         /// Its size.
         bytes: usize,
     },
+    /// An operator credential was created.
+    OperatorCreated {
+        /// The operator's name (never the secret).
+        name: String,
+        /// Its role.
+        role: String,
+        /// The pools a deployer is limited to (empty: all).
+        pools: Vec<String>,
+    },
+    /// An operator credential was revoked.
+    OperatorRevoked {
+        /// The operator's name.
+        name: String,
+        /// Whether it was newly revoked.
+        changed: bool,
+    },
+    /// An operator's request was refused for its role.
+    AccessDenied {
+        /// The request (`METHOD /route`).
+        request: String,
+    },
 }

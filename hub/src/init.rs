@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::clock::now_ms;
 use crate::config::{HubConfig, example_toml};
-use crate::store::Store;
+use crate::store::{Role, Store};
 use outpost_common::trust::{RootBody, SigningKey, TrustedKey};
 use outpost_net::pki::{Ca, chain_to_pem, create_private_file, key_to_pem};
 
@@ -68,6 +68,21 @@ impl Default for KeyPlan {
     }
 }
 
+/// The name of the first admin operator, whose credential `init` writes to the API token file.
+pub const FIRST_ADMIN: &str = "admin";
+
+/// Write an operator credential to `path` (mode 0600), replacing the file atomically (a new
+/// file beside it, renamed over it).
+pub fn write_credential(path: &Path, credential: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("new-{}", hex::encode(rand::random::<[u8; 4]>())));
+    create_private_file(&tmp, format!("{credential}\n").as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot replace {}: {e}", path.display())
+    })
+}
+
 /// What `init` made.
 #[derive(Debug, Clone)]
 pub struct InitReport {
@@ -86,7 +101,7 @@ pub struct InitReport {
     /// Ids of the root keys and of the release keys.
     pub root_key_ids: Vec<String>,
     pub release_key_ids: Vec<String>,
-    /// The operator API token file.
+    /// The file holding the first admin's operator credential (the CLI's API token).
     pub api_token_file: PathBuf,
 }
 
@@ -163,8 +178,6 @@ pub fn init(
     write(&cfg.cert, chain_to_pem(&chain).as_bytes())?;
     write(&cfg.key, key_to_pem(&key).as_bytes())?;
     let director = create_signing_key(&cfg.director_key)?;
-    let token = hex::encode(rand::random::<[u8; 32]>());
-    write(&cfg.api_token_file, format!("{token}\n").as_bytes())?;
 
     let make = |role: &str, n: u32| -> anyhow::Result<Vec<SigningKey>> {
         (1..=n)
@@ -175,6 +188,9 @@ pub fn init(
     let releasers = make("release", plan.release_keys)?;
     let now = now_ms();
     let store = Store::open(&cfg.store_path())?;
+    let (_, credential) =
+        store.create_operator(FIRST_ADMIN, Role::Admin, Vec::new(), "init", now)?;
+    write(&cfg.api_token_file, format!("{credential}\n").as_bytes())?;
     let signed = publish_first_root(&store, &roots, &releasers, &director, plan, now)?;
     write(
         &offline.join("root-v1.cbor"),
@@ -261,7 +277,16 @@ mod tests {
         }
         let cfg = HubConfig::load(&r.config).unwrap();
         cfg.check_files().unwrap();
-        assert_eq!(cfg.read_api_token().unwrap().len(), 64);
+        // The token file holds the first admin's credential, which the store authenticates.
+        let credential = cfg.read_api_token().unwrap();
+        assert!(credential.starts_with("opo1."), "{credential}");
+        let store = Store::open(&cfg.store_path()).unwrap();
+        let admin = store.authenticate_operator(&credential).unwrap().unwrap();
+        assert_eq!(
+            (admin.name.as_str(), admin.role),
+            (FIRST_ADMIN, Role::Admin)
+        );
+        drop(store);
         let ca = Ca::load(&cfg.ca_cert, &cfg.ca_key).unwrap();
         assert_eq!(ca.sha256_hex(), r.ca_sha256);
         assert_eq!(
@@ -285,6 +310,26 @@ mod tests {
         let before = fs::read(dir.join("ca.key")).unwrap();
         assert!(init(&dir, "outpost-hub", &[], &offline, KeyPlan::default()).is_err());
         assert_eq!(fs::read(dir.join("ca.key")).unwrap(), before);
+    }
+
+    /// The hub authenticates operators from its store: once the first admin's credential is
+    /// kept elsewhere, `api.token` can go and the hub still opens.
+    #[test]
+    fn a_hub_opens_without_the_cli_token_file() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("hub");
+        let r = init(
+            &dir,
+            "outpost-hub",
+            &[],
+            &default_offline_dir(&dir),
+            KeyPlan::default(),
+        )
+        .unwrap();
+        fs::remove_file(&r.api_token_file).unwrap();
+        let cfg = HubConfig::load(&r.config).unwrap();
+        let (hub, _) = crate::hub::Hub::open(&cfg, std::time::Duration::from_secs(1)).unwrap();
+        assert_eq!(hub.operators().unwrap().len(), 1);
     }
 
     #[test]

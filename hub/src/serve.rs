@@ -71,8 +71,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(&Served),
 ) -> anyhow::Result<()> {
-    let token = config.read_api_token()?;
     let (hub, connections) = Hub::open(&config, COMMAND_TIMEOUT)?;
+    adopt_first_admin(&hub, &config)?;
     let tls = if config.http_listen.ip().is_loopback() {
         None
     } else {
@@ -105,7 +105,7 @@ pub async fn run(
         shutdown.await;
         let _ = quic_stop.send(true);
     };
-    let app = crate::api::router(hub, &token);
+    let app = crate::api::router(hub);
     match tls {
         None => axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -195,5 +195,68 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+/// A store with no operator (one from before operator credentials) gets its first admin, whose
+/// credential replaces the shared API token in `api_token_file`, where the CLI reads it: the
+/// old shared token is no longer accepted.
+fn adopt_first_admin(hub: &Hub, config: &HubConfig) -> anyhow::Result<()> {
+    if let Some(credential) = hub.bootstrap_admin(crate::init::FIRST_ADMIN)? {
+        crate::init::write_credential(&config.api_token_file, &credential)?;
+        tracing::warn!(
+            file = %config.api_token_file.display(),
+            "no operator credential in the store: made the first admin {:?}, whose credential \
+             replaces the shared API token in the token file",
+            crate::init::FIRST_ADMIN
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::{Role, Store};
+
+    /// A store from before operator credentials (none in it) and its shared API token: serving
+    /// it makes the first admin and puts its credential where the token was; the old token no
+    /// longer authenticates; a second start changes nothing.
+    #[test]
+    fn an_older_hub_gets_its_first_admin_in_the_token_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HubConfig::defaults(dir.path());
+        let legacy = "0123456789abcdef".repeat(4);
+        std::fs::write(&config.api_token_file, format!("{legacy}\n")).unwrap();
+        let store = Arc::new(Store::open(&config.store_path()).unwrap());
+        let key = || outpost_common::trust::SigningKey::generate().unwrap().0;
+        let director = key();
+        crate::init::publish_first_root(
+            &store,
+            &[key()],
+            &[key()],
+            &director,
+            crate::init::KeyPlan::default(),
+            crate::clock::now_ms(),
+        )
+        .unwrap();
+        let hub = Hub::new(
+            store.clone(),
+            Arc::new(outpost_common::trust::Director::new(director)),
+            None,
+            Arc::new(outpost_net::pki::Ca::generate("hub CA").unwrap()),
+            Connections::new(Duration::from_secs(1)),
+            "hub",
+        )
+        .unwrap();
+        adopt_first_admin(&hub, &config).unwrap();
+        let credential = config.read_api_token().unwrap();
+        let admin = store.authenticate_operator(&credential).unwrap().unwrap();
+        assert_eq!((admin.name.as_str(), admin.role), ("admin", Role::Admin));
+        assert_eq!(store.authenticate_operator(&legacy).unwrap(), None);
+        adopt_first_admin(&hub, &config).unwrap();
+        assert_eq!(config.read_api_token().unwrap(), credential);
+        assert_eq!(store.operators().unwrap().len(), 1);
     }
 }

@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 pub use outpost_common::record::rfc3339;
 
 mod audit;
+mod operators;
 mod pools;
 mod rollouts;
 
 pub use audit::*;
+pub use operators::*;
 pub use pools::*;
 pub use rollouts::*;
 

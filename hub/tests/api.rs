@@ -13,11 +13,9 @@ use outpost_common::trust::{Director, SigningKey};
 use outpost_hub::client::{Client, ClientError};
 use outpost_hub::gateway::{Connections, SessionMsg};
 use outpost_hub::hub::Hub;
-use outpost_hub::store::{AgentRecord, Store};
+use outpost_hub::store::{AgentRecord, Role, Store};
 use outpost_hub::views::*;
 use outpost_net::pki::Ca;
-
-const TOKEN: &str = "test-token-0123456789";
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -28,6 +26,8 @@ struct Harness {
     ca_sha256: String,
     conns: Arc<Connections>,
     url: String,
+    /// The credential of the admin `root`.
+    token: String,
 }
 
 impl Harness {
@@ -70,7 +70,10 @@ impl Harness {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = outpost_hub::api::router(hub.clone(), TOKEN);
+        let (_, token) = hub
+            .create_operator("init", "root", Role::Admin, vec![])
+            .unwrap();
+        let app = outpost_hub::api::router(hub.clone());
         rt.spawn(async move { axum::serve(listener, app).await });
         Harness {
             _dir: dir,
@@ -80,11 +83,12 @@ impl Harness {
             ca_sha256,
             conns,
             url,
+            token,
         }
     }
 
     fn client(&self) -> Client {
-        Client::new(&self.url, TOKEN, None)
+        Client::new(&self.url, &self.token, None)
     }
 
     fn add_agent(&self, id: &str, labels: &[(&str, &str)]) {
@@ -175,7 +179,8 @@ fn auth_is_required_except_for_health() {
         .get("/v1/health", &[])
         .unwrap();
     assert!(health.ok);
-    for token in ["", "wrong", &TOKEN[..TOKEN.len() - 1]] {
+    let t = &h.token;
+    for token in ["", "wrong", &t[..t.len() - 1], &t[..t.len() - 16]] {
         let r: Result<Vec<WorkflowSummary>, _> =
             Client::new(&h.url, token, None).get("/v1/workflows", &[]);
         assert!(
@@ -656,16 +661,32 @@ fn trigger_pause_agents_and_revoke() {
     assert!(matches!(r, Err(ClientError::Api { status: 404, .. })));
 }
 
-/// Every write records the operator the request names (`X-Outpost-Actor`, the CLI's `--actor`)
-/// in the audit log, not the API's default.
+/// Every write records the operator credential that made it, whatever an `X-Outpost-Actor`
+/// header claims (the header has no authority).
 #[test]
-fn writes_record_the_actor_of_the_request() {
+fn writes_record_the_credential_never_a_header() {
     let h = Harness::new();
     // Seeded by the harness (its token is created as `t`): only what follows counts.
     h.add_agent("agent-a", &[("site", "a")]);
     let seeded = h.store.audit_log(100).unwrap().len();
-    let c = h.client().with_actor(Some("alice".into()));
-    apply(&c, "demo.yaml", WF_V1);
+    let c = h.client();
+    // A raw request claiming to be alice.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(&format!("{}/v1/workflows", h.url))
+        .header("Authorization", &format!("Bearer {}", h.token))
+        .header("X-Outpost-Actor", "alice")
+        .send_json(&ApplyRequest {
+            files: vec![ApplyFile {
+                path: "demo.yaml".into(),
+                content: WF_V1.into(),
+            }],
+        })
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
     apply(&c, "demo.yaml", WF_V2);
     let _: VersionResponse = c
         .post("/v1/workflows/demo/rollback", &RollbackRequest { to: 1 })
@@ -706,8 +727,152 @@ fn writes_record_the_actor_of_the_request() {
             "no {action} in the audit log: {audit:?}"
         );
         assert!(
-            actors.iter().all(|a| *a == "alice"),
-            "{action} recorded by {actors:?}, not alice"
+            actors.iter().all(|a| *a == "root"),
+            "{action} recorded by {actors:?}, not root (the credential)"
         );
     }
+}
+
+/// A request's status, and the error message.
+fn status_of<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (u16, String) {
+    match r {
+        Ok(v) => panic!("allowed: {v:?}"),
+        Err(ClientError::Api { status, message }) => (status, message),
+        Err(ClientError::Unauthorized(m)) => (401, m),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Roles are enforced by the server on every route: a viewer reads and nothing more (403 with
+/// the role it lacks, audited as `access.denied`, never as done); an operator triggers but does
+/// not apply; a deployer limited to a pool acts there only; a revoked credential is refused at
+/// once; the actor is always the credential's name.
+#[test]
+fn roles_are_enforced_and_refusals_audited() {
+    let h = Harness::new();
+    let admin = h.client();
+    apply(&admin, "demo.yaml", WF_V1);
+    let make = |name: &str, role: &str, pools: &[&str]| -> Client {
+        let r: OperatorCreated = admin
+            .post(
+                "/v1/operators",
+                &OperatorCreate {
+                    name: name.into(),
+                    role: role.into(),
+                    pools: pools.iter().map(|p| p.to_string()).collect(),
+                },
+            )
+            .unwrap();
+        assert!(r.credential.starts_with("opo1."));
+        Client::new(&h.url, &r.credential, None)
+    };
+    let viewer = make("vera", "viewer", &[]);
+    let operator = make("otto", "operator", &[]);
+    let deployer = make("dana", "deployer", &["line-a"]);
+
+    let w: WhoAmI = viewer.get("/v1/whoami", &[]).unwrap();
+    assert_eq!((w.name.as_str(), w.role.as_str()), ("vera", "viewer"));
+    let _: Vec<WorkflowSummary> = viewer.get("/v1/workflows", &[]).unwrap();
+    let (st, msg) = status_of(viewer.post::<_, ApplyResponse>(
+        "/v1/workflows",
+        &ApplyRequest {
+            files: vec![ApplyFile {
+                path: "demo.yaml".into(),
+                content: WF_V2.into(),
+            }],
+        },
+    ));
+    assert_eq!(st, 403);
+    assert!(
+        msg.contains("vera") && msg.contains("needs role deployer"),
+        "{msg}"
+    );
+    let (st, _) = status_of(
+        viewer.post::<_, serde_json::Value>("/v1/workflows/demo/trigger", &serde_json::json!({})),
+    );
+    assert_eq!(st, 403);
+    let (st, _) = status_of(viewer.get::<Vec<OperatorView>>("/v1/operators", &[]));
+    assert_eq!(st, 403);
+    // An operator may trigger (no agent is connected: refused by the hub, not by role) but not
+    // apply or make credentials.
+    let r: Result<serde_json::Value, _> =
+        operator.post("/v1/workflows/demo/trigger", &serde_json::json!({}));
+    assert!(
+        !matches!(r, Err(ClientError::Api { status: 403, .. })),
+        "{r:?}"
+    );
+    let (st, _) = status_of(
+        operator
+            .post::<_, VersionResponse>("/v1/workflows/demo/rollback", &RollbackRequest { to: 1 }),
+    );
+    assert_eq!(st, 403);
+    let (st, _) = status_of(operator.post::<_, OperatorCreated>(
+        "/v1/operators",
+        &OperatorCreate {
+            name: "x".into(),
+            role: "admin".into(),
+            pools: vec![],
+        },
+    ));
+    assert_eq!(st, 403);
+    // The pool-limited deployer: its pool yes, another pool and the default pool no.
+    let _: PoolView = admin
+        .post(
+            "/v1/pools",
+            &PoolCreate {
+                name: "line-a".into(),
+                selector: [("line".to_string(), "a".to_string())].into(),
+            },
+        )
+        .unwrap();
+    let _: PoolView = admin
+        .post(
+            "/v1/pools",
+            &PoolCreate {
+                name: "line-b".into(),
+                selector: [("line".to_string(), "b".to_string())].into(),
+            },
+        )
+        .unwrap();
+    let pv = |pool: &str| PoolVersionRequest {
+        pool: pool.into(),
+        version: Some(1),
+    };
+    let _: DecisionView = deployer
+        .post("/v1/workflows/demo/deploy", &pv("line-a"))
+        .unwrap();
+    let (st, msg) =
+        status_of(deployer.post::<_, DecisionView>("/v1/workflows/demo/deploy", &pv("line-b")));
+    assert_eq!(st, 403);
+    assert!(msg.contains("line-b"), "{msg}");
+    let (st, _) = status_of(deployer.post::<_, ApplyResponse>(
+        "/v1/workflows",
+        &ApplyRequest {
+            files: vec![ApplyFile {
+                path: "demo.yaml".into(),
+                content: WF_V2.into(),
+            }],
+        },
+    ));
+    assert_eq!(st, 403, "apply moves wf:demo, not among dana's pools");
+
+    // Revoked: refused at once.
+    let _: OperatorRevoked = admin
+        .post("/v1/operators/otto/revoke", &serde_json::json!({}))
+        .unwrap();
+    let (st, _) = status_of(operator.get::<Vec<WorkflowSummary>>("/v1/workflows", &[]));
+    assert_eq!(st, 401);
+
+    let audit = h.store.audit_log(1000).unwrap();
+    let done =
+        |actor: &str, action: &str| audit.iter().any(|e| e.actor == actor && e.action == action);
+    assert!(done("vera", "access.denied"));
+    assert!(done("dana", "access.denied"));
+    assert!(done("dana", "workflow.deploy"));
+    assert!(!done("vera", "workflow.apply") && !done("vera", "workflow.trigger"));
+    assert!(!done("dana", "workflow.apply"));
+    assert!(done("root", "operator.revoke"));
+    let ops: Vec<OperatorView> = admin.get("/v1/operators", &[]).unwrap();
+    assert!(ops.iter().any(|o| o.name == "otto" && o.revoked.is_some()));
+    assert_eq!(h.store.verify_audit().unwrap().broken, None);
 }

@@ -361,8 +361,6 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
             "line-3",
             "--selector",
             "site=shanghai,line=3",
-            "--actor",
-            "alice",
         ],
         &s.config,
     ));
@@ -484,8 +482,10 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
             .iter()
             .any(|e| e["actor"] == actor && e["action"] == action)
     };
-    assert!(has("alice", "pool.create"), "{audit:#}");
-    assert!(has("bob", "workflow.pin"), "{audit:#}");
+    // The actor is the credential's name (init's first admin): OUTPOST_ACTOR names nobody.
+    assert!(has("admin", "pool.create"), "{audit:#}");
+    assert!(has("admin", "workflow.pin"), "{audit:#}");
+    assert!(!has("bob", "workflow.pin"), "{audit:#}");
     assert!(entries.iter().any(|e| e["action"] == "workflow.unpin"));
     let text = ok(&hub(&["audit"], &s.config));
     assert!(text.starts_with("AT"), "{text}");

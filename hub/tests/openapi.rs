@@ -157,3 +157,24 @@ fn the_readers_see_what_they_should() {
             .collect()
     );
 }
+
+/// Every route of the router is placed deliberately in `required_role` (hub/src/api/actor.rs):
+/// its path is named there (the unauthenticated `/v1/health` and `/openapi.yaml` aside), so a new
+/// route is given its role on purpose rather than by the fallback (admin).
+#[test]
+fn every_route_has_a_deliberate_role() {
+    let roles = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/actor.rs"),
+    )
+    .expect("reading hub/src/api/actor.rs");
+    let unplaced: Vec<String> = router_routes(&api_sources())
+        .into_iter()
+        .filter(|(_, p)| p != "/v1/health" && p != "/openapi.yaml")
+        .filter(|(_, p)| !roles.contains(&format!("\"{p}\"")))
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect();
+    assert!(
+        unplaced.is_empty(),
+        "routes without a role in required_role (hub/src/api/actor.rs): {unplaced:?}"
+    );
+}

@@ -118,18 +118,12 @@ fn a_subscriber_sees_session_and_operation_events_with_their_actors() {
     );
     assert_eq!(connected.actor, id);
 
-    // An operation: the actor the CLI names.
+    // An operation: the actor is the credential's name.
+    let alice = hub.operator("alice", "deployer", "").unwrap();
     let file = s.join("tick.yaml");
     std::fs::write(&file, ticker("tick", 1, "v1", "")).unwrap();
     let out = hub
-        .cli(&[
-            "workflow",
-            "apply",
-            "-f",
-            file.to_str().unwrap(),
-            "--actor",
-            "alice",
-        ])
+        .cli_as(&alice, &["workflow", "apply", "-f", file.to_str().unwrap()])
         .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let applied = next_event(

@@ -376,18 +376,20 @@ fn a_failing_version_stops_at_the_canary_and_a_pinned_pool_refuses() {
     );
 
     // A pinned pool refuses a rollout, with a message that says why; nothing reaches it.
+    let alice = f.hub.operator("alice", "deployer", "").unwrap();
     f.hub
-        .json(&[
-            "workflow",
-            "pin",
-            "bad",
-            "--pool",
-            "line-2",
-            "--version",
-            "1",
-            "--actor",
-            "alice",
-        ])
+        .json_as(
+            &alice,
+            &[
+                "workflow",
+                "pin",
+                "bad",
+                "--pool",
+                "line-2",
+                "--version",
+                "1",
+            ],
+        )
         .unwrap();
     let msg = refused(
         &f.hub,
@@ -876,11 +878,8 @@ fn pause_resume_promote_and_abort_do_what_they_say() {
     let f = fleet("ro-cmd", 4, 0);
     f.two_versions("cm", "[/bin/true]");
     f.two_versions("cb", "[/bin/true]");
-    let bob = |args: &[&str]| {
-        let mut a = args.to_vec();
-        a.extend_from_slice(&["--actor", "bob"]);
-        f.hub.json(&a).unwrap()
-    };
+    let bob_credential = f.hub.operator("bob", "deployer", "").unwrap();
+    let bob = |args: &[&str]| f.hub.json_as(&bob_credential, args).unwrap();
     let cmd = |verb: &str| bob(&["rollout", verb, "cm", "--pool", "line-1"]);
     let sel = |st: &serde_json::Value| selected(st).len();
     f.rollout("cm --pool line-1 --manual --canary 1 --steps 50%,100%");

@@ -231,7 +231,7 @@ fn ill_typed_and_undeclared_params_are_refused_at_the_hub_and_the_agent() {
 }
 
 /// Trigger, log fetch, cancel, pause and resume through the hub each leave an audit entry with
-/// the operator named by `--actor`.
+/// the operator whose credential did it.
 #[test]
 fn operations_through_the_hub_are_audited_with_their_actor() {
     let s = Scratch::new("values-audit").unwrap();
@@ -253,10 +253,9 @@ fn operations_through_the_hub_are_audited_with_their_actor() {
             .then_some(())
     })
     .unwrap();
+    let alice = hub.operator("alice", "operator", "").unwrap();
     let as_alice = |args: &[&str]| {
-        let mut a = args.to_vec();
-        a.extend_from_slice(&["--actor", "alice"]);
-        let out = hub.cli(&a).unwrap();
+        let out = hub.cli_as(&alice, args).unwrap();
         assert!(
             out.status.success(),
             "{args:?}: {}{}",

@@ -475,20 +475,44 @@ impl Hub {
         }
     }
 
-    /// `outpost-hub ARGS` against this hub (address and token through the environment).
+    /// `outpost-hub ARGS` against this hub (address and token through the environment), as
+    /// the first admin (`init`'s credential).
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.cli_as(&self.api_token, args)
+    }
+
+    /// `outpost-hub ARGS` against this hub with the operator credential `credential`.
+    pub fn cli_as(&self, credential: &str, args: &[&str]) -> anyhow::Result<Output> {
         Ok(Command::new(hub_bin())
             .args(args)
             .env("OUTPOST_HUB_URL", &self.http_url)
-            .env("OUTPOST_HUB_TOKEN", &self.api_token)
+            .env("OUTPOST_HUB_TOKEN", credential)
             .stdin(Stdio::null())
             .output()?)
     }
 
+    /// A new operator credential: `operator create NAME --role ROLE [--pools POOLS]`.
+    pub fn operator(&self, name: &str, role: &str, pools: &str) -> anyhow::Result<String> {
+        let mut args = vec!["operator", "create", name, "--role", role];
+        if !pools.is_empty() {
+            args.extend_from_slice(&["--pools", pools]);
+        }
+        let v = self.json(&args)?;
+        v["credential"]
+            .as_str()
+            .map(String::from)
+            .context("operator create: no credential in the answer")
+    }
+
     pub fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        self.json_as(&self.api_token, args)
+    }
+
+    /// [`Hub::json`] with the operator credential `credential`.
+    pub fn json_as(&self, credential: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
         let mut a = args.to_vec();
         a.extend_from_slice(&["--output", "json"]);
-        let out = self.cli(&a)?;
+        let out = self.cli_as(credential, &a)?;
         if !out.status.success() {
             bail!(
                 "outpost-hub {args:?} failed: {}{}",

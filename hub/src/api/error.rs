@@ -58,7 +58,8 @@ impl From<StoreError> for ApiError {
             StoreError::NoWorkflow(_)
             | StoreError::NoVersion { .. }
             | StoreError::NoAgent(_)
-            | StoreError::NoToken(_) => StatusCode::NOT_FOUND,
+            | StoreError::NoToken(_)
+            | StoreError::NoOperator(_) => StatusCode::NOT_FOUND,
             StoreError::BadToken => StatusCode::BAD_REQUEST,
             StoreError::NoPool(_) | StoreError::NoRollout(_) => StatusCode::NOT_FOUND,
             StoreError::Revoked(_) | StoreError::AgentExists(_) | StoreError::Conflict(_) => {

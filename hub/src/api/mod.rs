@@ -1,10 +1,13 @@
-//! The operator HTTP API (axum), JSON in and out, bearer-token auth
-//! (constant-time comparison), JSON errors `{error}`, a body size limit. `GET /v1/health` is the
-//! only unauthenticated path.
+//! The operator HTTP API (axum), JSON in and out, JSON errors `{error}`, a body size limit.
+//! `GET /v1/health` is the only unauthenticated path. Every other request presents an operator
+//! credential (`Authorization: Bearer opo1.<id>.<secret>`, found by id, compared by hash in
+//! constant time, refused once revoked); its role must reach the route's
+//! ([`actor::required_role`], else 403, audited as `access.denied`).
 //!
 //! One file per resource (`workflows`, `agents`, `runs`, `pools`, `rollouts`, `tokens`,
-//! `audit`), each declaring its routes (`routes()`), merged into one router ([`router`]), one error type ([`ApiError`]) and one actor
-//! extractor ([`Actor`]) on every write. A handler decodes the request, calls one operation of
+//! `audit`, `operators`), each declaring its routes (`routes()`), merged into one router
+//! ([`router`]), one error type ([`ApiError`]) and one actor extractor ([`Actor`], the
+//! authenticated credential) on every write. A handler decodes the request, calls one operation of
 //! [`crate::ops`] and encodes its result: the operations commit, audit, notify sessions and
 //! emit the domain events. Store work runs on the blocking pool; commands to agents are
 //! refused at once for an agent that is not connected (never queued).
@@ -13,6 +16,7 @@ mod actor;
 mod agents;
 mod audit;
 mod error;
+mod operators;
 mod pools;
 mod releases;
 mod rollouts;
@@ -22,14 +26,14 @@ mod workflows;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-pub use actor::{ACTOR_HEADER, Actor};
+pub use actor::{Actor, required_role};
 pub use error::ApiError;
 pub use rollouts::plan_of;
 pub use runs::parse_since;
@@ -44,7 +48,6 @@ type ApiResult<T> = Result<T, ApiError>;
 
 struct ApiState {
     hub: Arc<Hub>,
-    token_hash: blake3::Hash,
 }
 
 type St = State<Arc<ApiState>>;
@@ -59,12 +62,9 @@ async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
         .map_err(Into::into)
 }
 
-/// The API router for `hub`, accepting `api_token` as the bearer token.
-pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
-    let state = Arc::new(ApiState {
-        hub,
-        token_hash: blake3::hash(api_token.as_bytes()),
-    });
+/// The API router for `hub`: operator credentials of its store authenticate requests.
+pub fn router(hub: Arc<Hub>) -> Router {
+    let state = Arc::new(ApiState { hub });
     let authed = Router::new()
         .merge(workflows::routes())
         .merge(agents::routes())
@@ -74,6 +74,7 @@ pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
         .merge(tokens::routes())
         .merge(releases::routes())
         .merge(audit::routes())
+        .merge(operators::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))
@@ -84,22 +85,68 @@ pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
         .with_state(state)
 }
 
-async fn auth(State(st): St, req: Request, next: Next) -> Response {
-    let ok = req
+async fn auth(State(st): St, mut req: Request, next: Next) -> Response {
+    let credential = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        // blake3::Hash equality is constant-time.
-        .is_some_and(|t| blake3::hash(t.trim().as_bytes()) == st.token_hash);
-    if !ok {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong API token (Authorization: Bearer <token>)",
-        )
-        .into_response();
+        .map(|t| t.trim().to_string());
+    let hub = st.hub.clone();
+    let found = match credential {
+        None => Ok(None),
+        Some(c) => blocking(move || hub.authenticate_operator(&c)).await,
+    };
+    let rec = match found {
+        Ok(Some(rec)) => rec,
+        Ok(None) => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing, unknown or revoked operator credential (Authorization: Bearer \
+                 opo1.<id>.<secret>)",
+            )
+            .into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let needed = required_role(req.method(), &path);
+    if rec.role < needed {
+        // The request as made (e.g. which workflow), for the operator and the audit log.
+        let what = format!("{} {}", req.method(), req.uri().path());
+        let message = format!(
+            "operator {} (role {}) may not {what}: it needs role {needed}",
+            rec.name, rec.role
+        );
+        let hub = st.hub.clone();
+        let (name, detail) = (
+            rec.name.clone(),
+            format!("role {}, needs {needed}", rec.role),
+        );
+        if let Err(e) = blocking(move || hub.audit_denied(&name, &what, &detail)).await {
+            return e.into_response();
+        }
+        return ApiError::new(StatusCode::FORBIDDEN, message).into_response();
     }
+    req.extensions_mut().insert(Actor::of(&rec));
     next.run(req).await
+}
+
+/// Refuse (403) an action on `pool` by a deployer limited to other pools; the refusal is
+/// audited (`access.denied`) like a role's.
+async fn check_pool(st: &ApiState, actor: &Actor, pool: &str) -> ApiResult<()> {
+    let Err(e) = actor.may_act_on_pool(pool) else {
+        return Ok(());
+    };
+    let hub = st.hub.clone();
+    let (name, what) = (actor.name.clone(), format!("pool {pool}"));
+    let detail = format!("limited to pools {}", actor.pools.join(","));
+    blocking(move || hub.audit_denied(&name, &what, &detail)).await?;
+    Err(e)
 }
 
 /// The API's OpenAPI 3 description (docs/openapi.yaml), served at `/openapi.yaml`.

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{Actor, ApiError, ApiResult, ApiState, St, blocking};
+use super::{Actor, ApiError, ApiResult, ApiState, St, blocking, check_pool};
 use crate::ops::OpError;
 use crate::store::{AgentRecord, DEFAULT_POOL_PREFIX, PoolDecision, PoolRecord, selector_matches};
 use crate::views::{
@@ -145,6 +145,7 @@ async fn deploy(
     Path(name): Path<String>,
     Json(req): Json<PoolVersionRequest>,
 ) -> ApiResult<Json<DecisionView>> {
+    check_pool(&st, &actor, &req.pool).await?;
     let hub = st.hub.clone();
     let n = name.clone();
     let d = blocking(move || hub.deploy(actor.as_str(), &n, &req.pool, req.version)).await?;
@@ -160,6 +161,7 @@ async fn pin(
     let version = req
         .version
         .ok_or_else(|| ApiError::bad("pin needs a version"))?;
+    check_pool(&st, &actor, &req.pool).await?;
     let hub = st.hub.clone();
     let n = name.clone();
     let d = blocking(move || hub.pin(actor.as_str(), &n, &req.pool, version)).await?;
@@ -172,6 +174,7 @@ async fn unpin(
     Path(name): Path<String>,
     Json(req): Json<PoolVersionRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    check_pool(&st, &actor, &req.pool).await?;
     let hub = st.hub.clone();
     let (n, pool) = (name.clone(), req.pool.clone());
     let changed = blocking(move || hub.unpin(actor.as_str(), &n, &pool)).await?;

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use outpost_common::duration::parse_duration;
 use serde::Deserialize;
 
-use super::{Actor, ApiError, ApiResult, ApiState, St, blocking};
+use super::{Actor, ApiError, ApiResult, ApiState, St, blocking, check_pool};
 use crate::rollouts::{RolloutPlan, parse_offline, parse_size, parse_steps};
 use crate::views::{RolloutStart, RolloutStatusView, RolloutSummary};
 
@@ -68,6 +68,7 @@ async fn start(
     Json(req): Json<RolloutStart>,
 ) -> ApiResult<Json<RolloutSummary>> {
     let plan = plan_of(&req).map_err(ApiError::bad)?;
+    check_pool(&st, &actor, &plan.pool).await?;
     let hub = st.hub.clone();
     let rec = blocking(move || hub.start_rollout(actor.as_str(), &plan)).await?;
     Ok(Json(RolloutSummary::new(&rec)))
@@ -135,6 +136,7 @@ async fn command(
             )));
         }
     };
+    check_pool(&st, &actor, &pool).await?;
     let hub = st.hub.clone();
     let rec = blocking(move || hub.rollout_command(actor.as_str(), &name, &pool, cmd)).await?;
     Ok(Json(RolloutSummary::new(&rec)))

@@ -7,7 +7,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::{Actor, ApiResult, ApiState, St, blocking};
+use outpost_common::workflow::{self, Format, ValidateOptions};
+
+use super::{Actor, ApiResult, ApiState, St, blocking, check_pool};
 use crate::ops::CommandOutcome;
 use crate::ops::workflows::{FileOutcome, SourceFile};
 use crate::views::*;
@@ -30,6 +32,18 @@ async fn apply(
     actor: Actor,
     Json(req): Json<ApplyRequest>,
 ) -> ApiResult<Json<ApplyResponse>> {
+    if !actor.pools.is_empty() {
+        // A new version moves the workflow's default pool: a deployer limited to pools needs
+        // it among them. Files that do not parse change nothing (apply reports them).
+        for f in &req.files {
+            let format = Format::from_path(std::path::Path::new(&f.path));
+            if let Ok(wf) =
+                workflow::parse(&f.path, &f.content, format, &ValidateOptions::default())
+            {
+                check_pool(&st, &actor, &default_pool(&wf.name)).await?;
+            }
+        }
+    }
     let hub = st.hub.clone();
     let files = req
         .files
@@ -144,6 +158,7 @@ async fn rollback(
     Path(name): Path<String>,
     Json(req): Json<RollbackRequest>,
 ) -> ApiResult<Json<VersionResponse>> {
+    check_pool(&st, &actor, &default_pool(&name)).await?;
     let hub = st.hub.clone();
     let out = blocking(move || hub.rollback(actor.as_str(), &name, req.to)).await?;
     Ok(Json(VersionResponse {
@@ -207,4 +222,9 @@ async fn trigger(
             })
             .collect(),
     }))
+}
+
+/// The default pool of workflow `name` (`wf:<name>`), which `apply` and `rollback` move.
+fn default_pool(name: &str) -> String {
+    format!("{}{name}", crate::store::DEFAULT_POOL_PREFIX)
 }

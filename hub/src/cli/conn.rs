@@ -15,7 +15,7 @@ pub struct ConnOpts {
     /// Hub API URL [default: http://127.0.0.1:7070, or from --config].
     #[arg(long, global = true, env = "OUTPOST_HUB_URL")]
     pub hub: Option<String>,
-    /// API token.
+    /// Operator credential (`opo1.<id>.<secret>`; its name is who the audit log records).
     #[arg(long, global = true, env = "OUTPOST_HUB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// hub.toml to take the API address, token file and CA from (and, for `serve`, the config).
@@ -27,10 +27,6 @@ pub struct ConnOpts {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
-    /// Operator name recorded in the hub's audit log for changes made by this command
-    /// [default: $USER, else "api"].
-    #[arg(long, global = true, env = "OUTPOST_ACTOR")]
-    pub actor: Option<String>,
 }
 
 /// Resolve the hub URL, token and CA: flags/env first, then `--config hub.toml`, then
@@ -76,12 +72,7 @@ pub(crate) fn client(conn: &ConnOpts) -> Result<Client, CliError> {
         }
         _ => None,
     };
-    let actor = conn
-        .actor
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|a| !a.trim().is_empty());
-    Ok(Client::new(&url, &token, ca).with_actor(actor))
+    Ok(Client::new(&url, &token, ca))
 }
 
 /// The API URL of a configuration's `http_listen`.

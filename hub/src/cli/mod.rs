@@ -3,8 +3,8 @@
 //! arguments, its command handler and its text/JSON output:
 //!
 //! - [`workflows`] (`workflow ...`, with deploy/pin/unpin), [`agents`], [`runs`], [`tokens`],
-//!   [`pools`], [`rollouts`], [`audit`], [`backup`], [`releases`] (`release ...`), [`root`]
-//!   (`root ...`, `key ...`);
+//!   [`pools`], [`rollouts`], [`audit`], [`backup`], [`operators`] (and `whoami`), [`releases`]
+//!   (`release ...`), [`root`] (`root ...`, `key ...`);
 //! - [`server`]: `init`, `serve` and `dev`;
 //! - shared: [`conn`] (global connection flags and the one API client), [`output`] (format,
 //!   exit codes, errors, table helpers), [`args`] (`k=v` parsing).
@@ -17,6 +17,7 @@ mod args;
 mod audit;
 mod backup;
 mod conn;
+mod operators;
 mod output;
 mod pools;
 mod releases;
@@ -32,9 +33,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use agents::AgentCmd;
-pub use audit::AuditArgs;
+pub use audit::{AuditArgs, AuditCmd};
 pub use backup::BackupArgs;
 pub use conn::ConnOpts;
+pub use operators::OperatorCmd;
 pub use output::Output;
 pub use pools::PoolCmd;
 pub use releases::ReleaseCmd;
@@ -104,8 +106,14 @@ pub enum Command {
     /// Write a consistent copy of the hub's store to a new FILE while the hub serves (restore:
     /// docs/operations.md, "Back up the hub").
     Backup(BackupArgs),
-    /// The hub's audit log (who did what, when), oldest first.
+    /// The hub's audit log (who did what, when), oldest first; `verify` checks its hash
+    /// chain, `export` writes it as JSON lines.
     Audit(AuditArgs),
+    /// Operator credentials (named, with a role): create, list, revoke.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+    /// The operator credential this CLI presents: its name and role.
+    Whoami,
 }
 
 /// Entry point of the binary.
@@ -152,6 +160,8 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Rollout(c) => rollouts::handle(&client(&conn)?, conn.output, c),
         Command::Audit(a) => audit::handle(&client(&conn)?, conn.output, &a),
         Command::Backup(a) => backup::handle(&client(&conn)?, conn.output, &a),
+        Command::Operator(c) => operators::handle(&client(&conn)?, conn.output, c),
+        Command::Whoami => operators::whoami(&client(&conn)?, conn.output),
     }
 }
 

@@ -2,9 +2,19 @@
 
 use super::{EventKind, OpError, OpResult};
 use crate::hub::{Hub, now_ms};
-use crate::store::AuditEntry;
+use crate::store::{AuditEntry, AuditVerdict};
 
 impl Hub {
+    /// `audit verify`: walk the whole hash chain; the first entry that breaks it, if any.
+    pub fn verify_audit(&self) -> OpResult<AuditVerdict> {
+        Ok(self.store().verify_audit()?)
+    }
+
+    /// `audit export`: entries with seq ≥ `from`, oldest first, at most `limit`.
+    pub fn audit_range(&self, from: u64, limit: usize) -> OpResult<Vec<AuditEntry>> {
+        Ok(self.store().audit_range(from, limit)?)
+    }
+
     /// The latest `limit` audit entries, oldest first.
     pub fn audit_log(&self, limit: usize) -> OpResult<Vec<AuditEntry>> {
         Ok(self.store().audit_log(limit)?)

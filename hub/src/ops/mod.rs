@@ -1,7 +1,7 @@
 //! The hub's operations: the only way to change the hub.
 //!
 //! One method on [`crate::hub::Hub`] per operation, in a file per resource ([`workflows`], [`agents`],
-//! [`runs`], [`pools`], [`rollouts`], [`tokens`], [`audit`]; [`sessions`] for what the QUIC
+//! [`runs`], [`pools`], [`rollouts`], [`tokens`], [`audit`], [`operators`]; [`sessions`] for what the QUIC
 //! side reports). Each takes the actor (the operator, or the agent or `hub` for what they
 //! cause), commits to the store (which writes the audit record in the same transaction),
 //! notifies the live sessions whose desired state may have changed, and emits one typed
@@ -15,6 +15,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod operators;
 pub mod pools;
 pub mod releases;
 pub mod rollouts;

@@ -85,6 +85,7 @@ impl Store {
             ROLLOUT_AGENTS,
             ROLLOUT_INBOX,
             AGENT_VERSIONS,
+            super::operators::OPERATORS,
         );
         for t in src.list_tables()? {
             // Live-session records describe connections to the process that took the copy, not

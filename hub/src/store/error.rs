@@ -35,6 +35,9 @@ pub enum StoreError {
     /// No bootstrap token has this id.
     #[error("no bootstrap token {0}")]
     NoToken(String),
+    /// No operator has this name.
+    #[error("no operator {0}")]
+    NoOperator(String),
     /// No such pool.
     #[error("pool {0} not found")]
     NoPool(String),

@@ -7,14 +7,21 @@
 use outpost_common::store::{META, Migrations};
 use redb::{ReadableTable, WriteTransaction};
 
+use super::audit::chain_existing;
 use super::error::{StoreError, decode};
+use super::operators::OPERATORS;
 use super::pools::apply_default_pool;
 use super::records::{StoredVersion, WorkflowMeta};
 use super::schema::*;
 
 /// The migration list (run by `Store::open`).
 pub(super) const MIGRATIONS: Migrations<'static, StoreError> = Migrations {
-    list: &[migrate_v1_initial, migrate_v2_pools, migrate_v3_roots],
+    list: &[
+        migrate_v1_initial,
+        migrate_v2_pools,
+        migrate_v3_operators_audit_chain,
+        migrate_v4_roots,
+    ],
     program: "hub",
 };
 
@@ -67,9 +74,18 @@ fn migrate_v2_pools(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Operator credentials, and the audit hash chain: the entries already written are chained as
+/// they stand now (what was changed before this migration cannot be detected; from here on any
+/// change is).
+fn migrate_v3_operators_audit_chain(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(OPERATORS)?;
+    chain_existing(txn)?;
+    Ok(())
+}
+
 /// Root metadata and release signatures replace the single signing key: the key history goes;
 /// versions stored before carry no release signatures (re-apply and release them).
-fn migrate_v3_roots(txn: &WriteTransaction) -> Result<(), StoreError> {
+fn migrate_v4_roots(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ROOTS)?;
     txn.open_table(PENDING)?;
     txn.delete_table(SIGNING_KEYS)?;

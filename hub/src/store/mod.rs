@@ -31,6 +31,10 @@
 //! | `rollout_agents` | `(agent, workflow, pool)` | cbor [`RolloutAssign`] |
 //! | `rollout_inbox` | `seq` | cbor [`RolloutEvent`] |
 //! | `agent_versions` | `(agent, workflow, version)` | first seen (ms) |
+//! | `operators` | `id` | cbor [`OperatorRecord`] (blake3 of the secret only) |
+//!
+//! The `audit` table is a hash chain: each entry holds the previous entry's hash and its own
+//! (`store/audit.rs`); [`Store::verify_audit`] names the first entry that breaks it.
 //!
 //! Runs are keyed by `(agent, run id)`: run ids are derived from (workflow, version, time), so
 //! two agents running the same workflow make the same run id.
@@ -66,8 +70,9 @@ mod audit;
 mod backup;
 mod error;
 mod file;
-mod migrations;
+pub(crate) mod migrations;
 mod open;
+mod operators;
 pub mod pools;
 mod records;
 mod rollouts;
@@ -80,8 +85,12 @@ mod tokens;
 mod trust;
 mod workflows;
 
+pub use audit::{AUDIT_GENESIS, AuditBreak, AuditVerdict};
 pub use error::StoreError;
 pub use file::Store;
+pub use operators::{
+    CREDENTIAL_PREFIX, OperatorRecord, Role, check_operator_name, parse_credential,
+};
 pub use pools::*;
 pub use records::*;
 pub use rollouts::*;

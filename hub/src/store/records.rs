@@ -302,6 +302,14 @@ pub struct AuditEntry {
     /// Details for humans.
     #[n(5)]
     pub detail: String,
+    /// The previous entry's [`AuditEntry::hash`] (32 zero bytes for the first entry). `None`
+    /// only in a store from before the chain, until its migration chains it.
+    #[n(6)]
+    pub prev_hash: Option<minicbor::bytes::ByteArray<32>>,
+    /// blake3 over `prev_hash` and this entry's canonical bytes (see `store/audit.rs`,
+    /// [`AuditEntry::chain_hash`]).
+    #[n(7)]
+    pub hash: Option<minicbor::bytes::ByteArray<32>>,
 }
 
 /// Filter of [`Store::runs`]. Runs are listed newest first (by creation time).
