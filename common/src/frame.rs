@@ -195,7 +195,7 @@ fn decode_exact<'b, T: Decode<'b, ()>>(
 
 /// Decode an agent-to-hub message. `Ok(None)`: a variant this release does not know.
 pub fn decode_agent_msg(bytes: &[u8]) -> Result<Option<AgentMsg>, ProtoError> {
-    decode_enum(bytes, "agent message", 0..=5)
+    decode_enum(bytes, "agent message", 0..=6)
 }
 
 /// Decode a hub-to-agent message. `Ok(None)`: a variant this release does not know.

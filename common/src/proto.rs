@@ -405,6 +405,15 @@ pub enum AgentMsg {
         #[n(2)]
         eof: bool,
     },
+    /// The agent's clock minus the hub's, as measured when a signed snapshot of hub time
+    /// `at_ms` arrived (transit time included).
+    #[n(6)]
+    ClockOffset {
+        #[n(0)]
+        offset_ms: i64,
+        #[n(1)]
+        at_ms: UnixMillis,
+    },
     /// The agent reverted a version by itself under probation.
     #[n(5)]
     Reverted {

@@ -367,6 +367,13 @@ fn agent_messages() {
         },
     );
     golden(
+        "agent_clock_offset",
+        &AgentMsg::ClockOffset {
+            offset_ms: -1250,
+            at_ms: 1_767_225_600_000,
+        },
+    );
+    golden(
         "agent_reverted",
         &AgentMsg::Reverted {
             workflow: "etl".into(),

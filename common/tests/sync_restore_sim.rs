@@ -186,7 +186,7 @@ impl Sim {
                         }
                         h.committed(self.hub.committed_seq, 0);
                     }
-                    HubEvent::Gap { .. } => {}
+                    HubEvent::Gap { .. } | HubEvent::ClockOffset { .. } => {}
                     other => panic!("unexpected {other:?}"),
                 }
             }

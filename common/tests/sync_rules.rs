@@ -73,8 +73,11 @@ fn ack(seq: u64) -> HubMsg {
     }
 }
 
+/// What the agent sends, but its clock reports (`a_verified_snapshot_reports_the_clock_offset`).
 fn drain_tx(s: &mut AgentSession) -> Vec<AgentMsg> {
-    std::iter::from_fn(|| s.poll_transmit()).collect()
+    std::iter::from_fn(|| s.poll_transmit())
+        .filter(|m| !matches!(m, AgentMsg::ClockOffset { .. }))
+        .collect()
 }
 
 fn drain_events(s: &mut AgentSession) -> Vec<AgentEvent> {
@@ -1131,4 +1134,30 @@ fn a_version_whose_deploy_cannot_fit_a_frame_is_measured_above_the_limit() {
     // Room for release signatures still to come (a version released later by more keys).
     let one = deploy_frame_len(&unreleased(1000), 0);
     assert!(deploy_frame_len(&unreleased(1000), 3) >= one + 3 * 64);
+}
+
+#[test]
+fn a_verified_snapshot_reports_the_clock_offset() {
+    let f = Fleet::new();
+    let mut s = AgentSession::new(cfg_in(&f, 0, 0, 4, 3));
+    let _hello = s.poll_transmit();
+    // The agent's clock reads 1.5 s after the hub's signed time when the Welcome arrives.
+    s.handle_hub(f.welcome(0, vec![]), HUB_MS + 1500).unwrap();
+    let sent: Vec<AgentMsg> = std::iter::from_fn(|| s.poll_transmit()).collect();
+    assert_eq!(
+        sent,
+        vec![AgentMsg::ClockOffset {
+            offset_ms: 1500,
+            at_ms: HUB_MS
+        }]
+    );
+    // A snapshot that does not verify reports nothing.
+    let mut snapshot = f.snapshot(vec![]);
+    let last = snapshot.body_bytes.len() - 1;
+    snapshot.body_bytes[last] ^= 1;
+    assert!(
+        s.handle_hub(HubMsg::Snapshot { snapshot }, HUB_MS + 9000)
+            .is_err()
+    );
+    assert!(s.poll_transmit().is_none());
 }

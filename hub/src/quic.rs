@@ -306,6 +306,9 @@ async fn renew_leases(
 
 /// How often an open session records the agent's last contact in the store.
 const LAST_CONTACT_EVERY: Duration = Duration::from_secs(30);
+/// A clock offset above this is logged as a warning (schedules fire on the agent's clock).
+const CLOCK_OFFSET_WARN_MS: i64 = 2_000;
+
 /// How long a command signed for a session stays valid (the agent refuses it after).
 const COMMAND_TTL_MS: i64 = 60_000;
 
@@ -470,6 +473,13 @@ async fn session(
                             h.record_undeliverable(&id, &format!("{what}: {bytes} bytes, above the {}-byte frame limit", outpost_common::proto::MAX_FRAME))
                         })
                         .await??;
+                    }
+                    HubEvent::ClockOffset { offset_ms, at_ms } => {
+                        if offset_ms.abs() > CLOCK_OFFSET_WARN_MS {
+                            tracing::warn!(agent = %agent_id, offset_ms, "the agent's clock is off the hub's");
+                        }
+                        let (h, id) = (hub.clone(), agent_id.clone());
+                        blocking(move || h.clock_offset(&id, offset_ms, at_ms)).await??;
                     }
                     HubEvent::CommandResult { id, ok, message, run_id } => {
                         conns.on_command_result(&agent_id, id, ok, message, run_id);

@@ -255,6 +255,13 @@ pub struct AgentDetail {
     pub cert_fingerprint: String,
     /// Highest status seq committed at the hub.
     pub committed_seq: u64,
+    /// The agent's clock minus the hub's, milliseconds, as it last reported (measured against
+    /// the hub's signed time; `None`: not reported yet).
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
+    /// When that was measured (hub time).
+    #[serde(default)]
+    pub clock_measured: Option<String>,
     /// Last deploy results.
     pub deploys: Vec<DeployView>,
 }

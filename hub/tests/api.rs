@@ -112,6 +112,7 @@ impl Harness {
                     active: vec![],
                     committed_seq: 0,
                     hostname: "h".into(),
+                    clock_offset: None,
                 },
                 1,
             )

@@ -87,6 +87,7 @@ impl H {
                     active: vec![],
                     committed_seq: 0,
                     hostname: "h".into(),
+                    clock_offset: None,
                 },
                 1,
             )

@@ -215,6 +215,13 @@ fn an_agent_cut_off_from_the_director_reports_itself_stale_and_keeps_its_schedul
         st["director"]["clock_offset_ms"].as_i64().unwrap().abs() < 2000,
         "{st}"
     );
+    // The hub has the agent's report too (`agent show`).
+    let id = crate::hub::agent_id_by_name(&hub, "a");
+    let shown = crate::hub::agent_show(&hub, &id);
+    assert!(
+        shown["clock_offset_ms"].as_i64().unwrap().abs() < 2000,
+        "{shown}"
+    );
 
     // The hub goes away (or someone holds its messages back): stale within the lifetime, and
     // the schedule runs on.

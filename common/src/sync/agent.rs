@@ -208,6 +208,12 @@ impl AgentSession {
             ));
         }
         self.hub_time = Some((s.issued_ms, local_ms));
+        // The hub learns the offset too (`agent show`). Queued behind the Welcome's handling,
+        // so it goes out once the session is open.
+        self.out.push_back(AgentMsg::ClockOffset {
+            offset_ms: local_ms.saturating_sub(s.issued_ms),
+            at_ms: s.issued_ms,
+        });
         self.events.push_back(AgentEvent::Fresh {
             hub_ms: s.issued_ms,
             local_ms,

@@ -150,6 +150,11 @@ pub enum HubEvent {
         reason: String,
         at_ms: UnixMillis,
     },
+    /// The agent's clock minus the hub's (record it for `agent show`).
+    ClockOffset {
+        offset_ms: i64,
+        at_ms: UnixMillis,
+    },
     /// A message too large for one frame ([`crate::proto::MAX_FRAME`]) was dropped instead of
     /// being sent (sending it would end the session, again on every reconnect). `what` names
     /// it (e.g. `deploy of etl v3`); `command` is the id of a dropped command (answer its
@@ -411,6 +416,11 @@ impl HubSession {
             }
             AgentMsg::LogChunk { id, data, eof } => {
                 self.events.push_back(HubEvent::LogChunk { id, data, eof });
+                Ok(())
+            }
+            AgentMsg::ClockOffset { offset_ms, at_ms } => {
+                self.events
+                    .push_back(HubEvent::ClockOffset { offset_ms, at_ms });
                 Ok(())
             }
             AgentMsg::Reverted {

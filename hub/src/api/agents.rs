@@ -79,6 +79,8 @@ async fn show(State(st): St, Path(id): Path<String>) -> ApiResult<Json<AgentDeta
         cert_serial: a.cert_serial,
         cert_fingerprint: a.cert_fingerprint,
         committed_seq: a.committed_seq,
+        clock_offset_ms: a.clock_offset.map(|c| c.0),
+        clock_measured: a.clock_offset.map(|c| rfc3339(c.1)),
         deploys,
     }))
 }

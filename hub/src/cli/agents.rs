@@ -70,6 +70,9 @@ pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
                     a.cert_serial, a.cert_fingerprint
                 );
                 println!("status seq:   {}", a.committed_seq);
+                if let (Some(o), Some(at)) = (a.clock_offset_ms, &a.clock_measured) {
+                    println!("clock offset: {o} ms (agent minus hub, measured {at})");
+                }
                 println!("active:       {}", row[5]);
                 if !a.deploys.is_empty() {
                     let t: Vec<Vec<String>> = a

@@ -45,6 +45,7 @@ impl Hub {
             active: vec![],
             committed_seq: 0,
             hostname: req.hostname.clone(),
+            clock_offset: None,
         };
         self.store()
             .enroll(token_id, secret, rec, now)

@@ -48,6 +48,13 @@ impl Hub {
         Ok(start)
     }
 
+    /// The agent reported its clock offset against the hub's signed time.
+    pub fn clock_offset(&self, agent_id: &str, offset_ms: i64, at_ms: i64) -> OpResult<()> {
+        Ok(self
+            .store()
+            .record_clock_offset(agent_id, offset_ms, at_ms)?)
+    }
+
     /// An accepted session ended: its end is the agent's last contact.
     pub fn agent_disconnected(&self, agent_id: &str) -> OpResult<()> {
         self.store().touch_agent(agent_id, now_ms())?;

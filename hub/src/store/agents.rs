@@ -140,4 +140,14 @@ impl Store {
     pub(crate) fn touch_agent(&self, id: &str, now_ms: UnixMillis) -> Result<(), StoreError> {
         self.update_agent(id, |a| a.last_seen_ms = Some(now_ms), None)
     }
+
+    /// Record an agent's clock offset (its clock minus the hub's) measured at hub time `at_ms`.
+    pub(crate) fn record_clock_offset(
+        &self,
+        id: &str,
+        offset_ms: i64,
+        at_ms: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.update_agent(id, |a| a.clock_offset = Some((offset_ms, at_ms)), None)
+    }
 }

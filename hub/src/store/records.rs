@@ -130,6 +130,9 @@ pub struct AgentRecord {
     /// Host name it reported at enrollment.
     #[n(10)]
     pub hostname: String,
+    /// Its clock minus the hub's, and the hub time it was measured at (from its last report).
+    #[n(16)]
+    pub clock_offset: Option<(i64, UnixMillis)>,
 }
 
 /// A bootstrap token. Only the blake3 hash of the secret is stored.

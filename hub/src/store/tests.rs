@@ -91,6 +91,7 @@ fn agent(id: &str, labels: &[(&str, &str)]) -> AgentRecord {
         active: vec![],
         committed_seq: 0,
         hostname: "h".into(),
+        clock_offset: None,
     }
 }
 
