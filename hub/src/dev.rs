@@ -91,7 +91,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     let dir = dir.canonicalize().unwrap_or(dir);
     let hub_dir = dir.join("hub");
     if !crate::init::is_initialised(&hub_dir) {
-        crate::init::init(&hub_dir, crate::config::DEFAULT_HUB_NAME, &[])?;
+        crate::init::init(&hub_dir, crate::config::DEFAULT_HUB_NAME, &[], None)?;
     }
     let quic: SocketAddr = format!("127.0.0.1:{}", pick_udp_port(7443)?).parse()?;
     // The API takes 7070 when it is free, else any port: the address printed is the one the

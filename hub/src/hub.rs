@@ -21,9 +21,6 @@ use crate::store::{
     StoreError, selector_matches,
 };
 
-/// Validity of the agent certificates issued at enrollment, days (ten years).
-pub const AGENT_CERT_DAYS: u32 = 3650;
-
 pub use crate::clock::now_ms;
 
 /// Errors of hub operations.
@@ -156,6 +153,8 @@ pub struct Hub {
     hub_name: String,
     /// Longest time to live of a bootstrap token (`max_token_ttl`).
     max_token_ttl: std::time::Duration,
+    /// Lifetimes, grace and warning lead of certificates (hub.toml).
+    cert_policy: crate::certs::CertPolicy,
     changes: watch::Sender<u64>,
     /// Domain events ([`crate::events::Event`]).
     events: broadcast::Sender<Event>,
@@ -218,6 +217,7 @@ impl Hub {
             gateway,
             hub_name: hub_name.to_string(),
             max_token_ttl: crate::config::DEFAULT_MAX_TOKEN_TTL,
+            cert_policy: crate::certs::CertPolicy::default(),
             changes,
             events,
             rollout_lock: std::sync::Mutex::new(()),
@@ -235,8 +235,7 @@ impl Hub {
             .map_err(|e| HubError::Setup(e.to_string()))?;
         let signer = crate::init::load_signing_key(&config.signing_key)
             .map_err(|e| HubError::Setup(e.to_string()))?;
-        let ca = Ca::load(&config.ca_cert, &config.ca_key)
-            .map_err(|e| HubError::Setup(e.to_string()))?;
+        let ca = crate::certs::load_issuing_ca(config)?;
         let store_path = config.store_path();
         if !store_path.exists() {
             return Err(HubError::Setup(format!(
@@ -260,6 +259,7 @@ impl Hub {
         )?;
         if let Some(h) = Arc::get_mut(&mut hub) {
             h.max_token_ttl = config.max_token_ttl;
+            h.cert_policy = crate::certs::CertPolicy::of(config);
         }
         Ok((hub, conns))
     }
@@ -307,7 +307,11 @@ impl Hub {
 
     /// SHA-256 of the hub CA certificate, hex (in bootstrap tokens).
     pub fn ca_sha256_hex(&self) -> String {
-        self.ca.sha256_hex()
+        outpost_net::pki::sha256_hex(self.ca.root_der())
+    }
+
+    pub(crate) fn cert_policy_ref(&self) -> crate::certs::CertPolicy {
+        self.cert_policy
     }
 
     /// Longest time to live of a bootstrap token.
@@ -412,7 +416,9 @@ impl Hub {
         if agent.revoked_ms.is_some() {
             return Err(HubError::Refused(format!("agent {} is revoked", agent.id)));
         }
-        if agent.cert_fingerprint != facts.fingerprint {
+        if agent.cert_fingerprint != facts.fingerprint
+            && agent.previous_cert_fingerprint.as_deref() != Some(facts.fingerprint.as_str())
+        {
             return Err(HubError::Refused(format!(
                 "certificate of agent {} is not the one issued to it",
                 agent.id
@@ -532,7 +538,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("hub.redb")).unwrap());
         let signer = Arc::new(SigningKey::generate().unwrap().0);
-        let ca = Arc::new(Ca::generate("hub CA").unwrap());
+        let ca = Arc::new(
+            Ca::generate("hub CA")
+                .unwrap()
+                .issue_intermediate("hub intermediate", outpost_net::pki::days(30))
+                .unwrap(),
+        );
         let conns = Connections::new(std::time::Duration::from_secs(1));
         let hub = Hub::new(store, signer.clone(), ca, conns, "hub").unwrap();
         (dir, hub, signer)
@@ -702,7 +713,12 @@ mod tests {
         let store = hub.store.clone();
         drop(hub);
         let other = Arc::new(SigningKey::generate().unwrap().0);
-        let ca = Arc::new(Ca::generate("hub CA").unwrap());
+        let ca = Arc::new(
+            Ca::generate("hub CA")
+                .unwrap()
+                .issue_intermediate("hub intermediate", outpost_net::pki::days(30))
+                .unwrap(),
+        );
         let conns = Connections::new(std::time::Duration::from_secs(1));
         let r = Hub::new(store, other, ca, conns, "hub");
         assert!(matches!(r, Err(HubError::Setup(m)) if m.contains("current key")));
@@ -746,13 +762,19 @@ mod tests {
         // A certificate from another CA for the same name is not the one issued.
         let other = Ca::generate("hub CA").unwrap();
         let (_key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
-        let forged = other.sign_csr(&csr, &id, AGENT_CERT_DAYS).unwrap();
+        let forged = other
+            .sign_csr(&csr, &id, crate::config::DEFAULT_AGENT_CERT_LIFETIME)
+            .unwrap();
         assert!(matches!(
             hub.authenticate(&forged),
             Err(HubError::Refused(_))
         ));
         let stranger = other
-            .sign_csr(&csr, "agent-ffffffffffffffff", AGENT_CERT_DAYS)
+            .sign_csr(
+                &csr,
+                "agent-ffffffffffffffff",
+                crate::config::DEFAULT_AGENT_CERT_LIFETIME,
+            )
             .unwrap();
         assert!(
             matches!(hub.authenticate(&stranger), Err(HubError::Refused(m)) if m.contains("unknown"))

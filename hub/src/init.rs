@@ -1,6 +1,7 @@
-//! `outpost-hub init`: create a hub's data directory (mode 0700) with its store, CA, server
-//! certificate, workflow-signing key, operator API token (all files mode 0600) and an example
-//! `hub.toml`. Refuses to touch a directory that already holds a hub.
+//! `outpost-hub init`: create a hub's data directory (mode 0700) with its store, intermediate
+//! CA, server certificate, workflow-signing key, operator API token (all files mode 0600) and an
+//! example `hub.toml`, and its offline directory with the root CA key (which `serve` never
+//! reads). Refuses to touch a directory that already holds a hub.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -12,8 +13,24 @@ use crate::store::{KeyRecord, Store};
 use outpost_common::sign::SigningKey;
 use outpost_net::pki::{Ca, chain_to_pem, create_private_file, key_to_pem};
 
-/// Validity of the hub's server certificate made by `init`, days (ten years).
-pub const SERVER_CERT_DAYS: u32 = 3650;
+/// Lifetime of an intermediate CA made by `init` or `ca rotate-intermediate` (two years).
+pub const INTERMEDIATE_LIFETIME: std::time::Duration = outpost_net::pki::days(730);
+
+/// The root CA certificate in the offline directory.
+pub const ROOT_CA_CERT_FILE: &str = "root-ca.pem";
+/// The root CA key in the offline directory.
+pub const ROOT_CA_KEY_FILE: &str = "root-ca.key";
+
+/// The default offline directory of a hub: the sibling `<data_dir>.offline` (for
+/// `/var/lib/outpost-hub`, `/var/lib/outpost-hub.offline`). Move it off the hub host.
+pub fn default_offline_dir(data_dir: &Path) -> PathBuf {
+    let mut name = data_dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "outpost-hub".into());
+    name.push(".offline");
+    data_dir.with_file_name(name)
+}
 
 /// Load the workflow-signing key file (ed25519 PKCS#8, DER).
 pub fn load_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
@@ -39,8 +56,10 @@ pub struct InitReport {
     pub data_dir: PathBuf,
     /// The example config written.
     pub config: PathBuf,
-    /// SHA-256 of the CA certificate (what bootstrap tokens pin).
+    /// SHA-256 of the root CA certificate (what bootstrap tokens pin).
     pub ca_sha256: String,
+    /// The offline directory (the root CA key).
+    pub offline_dir: PathBuf,
     /// Id of the workflow-signing key.
     pub signing_key_id: String,
     /// The operator API token file.
@@ -65,8 +84,14 @@ pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Initialise a hub in `dir` for the name `hub_name`; `extra_sans` are further DNS names or IP
-/// addresses the HTTPS API is reached at.
-pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result<InitReport> {
+/// addresses the HTTPS API is reached at. The root CA key goes to `offline_dir` (default
+/// [`default_offline_dir`]).
+pub fn init(
+    dir: &Path,
+    hub_name: &str,
+    extra_sans: &[String],
+    offline_dir: Option<&Path>,
+) -> anyhow::Result<InitReport> {
     use anyhow::Context as _;
     if hub_name.is_empty() || hub_name.contains(char::is_whitespace) {
         anyhow::bail!("invalid hub name {hub_name:?}");
@@ -84,12 +109,25 @@ pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result
         create_private_file(path, bytes).with_context(|| format!("cannot write {}", path.display()))
     };
 
-    let ca = Ca::generate(&format!("{hub_name} CA"))?;
+    let offline = offline_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| default_offline_dir(dir));
+    private_data_dir(&offline)
+        .with_context(|| format!("cannot create {} with mode 0700", offline.display()))?;
+    let root = Ca::generate(&format!("{hub_name} root CA"))?;
+    write(&offline.join(ROOT_CA_KEY_FILE), root.key_pem().as_bytes())?;
+    write(&offline.join(ROOT_CA_CERT_FILE), root.cert_pem().as_bytes())?;
+    let ca = root.issue_intermediate(
+        &format!("{hub_name} intermediate CA"),
+        INTERMEDIATE_LIFETIME,
+    )?;
     let mut sans: Vec<String> = DEFAULT_API_SANS.iter().map(|s| s.to_string()).collect();
     sans.extend(extra_sans.iter().cloned());
-    let (chain, key) = ca.issue_server_with_sans(hub_name, &sans, SERVER_CERT_DAYS)?;
-    write(&cfg.ca_cert, ca.cert_pem().as_bytes())?;
-    write(&cfg.ca_key, ca.key_pem().as_bytes())?;
+    let (chain, key) = ca.issue_server_with_sans(hub_name, &sans, cfg.server_cert_lifetime)?;
+    write(&cfg.ca_cert, root.cert_pem().as_bytes())?;
+    write(&cfg.intermediate_cert, ca.cert_pem().as_bytes())?;
+    write(&cfg.intermediate_key, ca.key_pem().as_bytes())?;
+    drop(root);
     write(&cfg.cert, chain_to_pem(&chain).as_bytes())?;
     write(&cfg.key, key_to_pem(&key).as_bytes())?;
     let signer = create_signing_key(&cfg.signing_key)?;
@@ -115,7 +153,8 @@ pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result
     Ok(InitReport {
         data_dir: abs,
         config,
-        ca_sha256: ca.sha256_hex(),
+        ca_sha256: outpost_net::pki::sha256_hex(ca.root_der()),
+        offline_dir: fs::canonicalize(&offline).unwrap_or(offline),
         signing_key_id: signer.key_id().to_string(),
         api_token_file: cfg.api_token_file,
     })
@@ -123,7 +162,81 @@ pub fn init(dir: &Path, hub_name: &str, extra_sans: &[String]) -> anyhow::Result
 
 /// Whether a data directory already holds a hub.
 pub fn is_initialised(dir: &Path) -> bool {
-    dir.join("hub.redb").exists() || dir.join("ca.key").exists() || dir.join("signing.key").exists()
+    dir.join("hub.redb").exists()
+        || dir.join("ca.key").exists()
+        || dir.join("intermediate.key").exists()
+        || dir.join("signing.key").exists()
+}
+
+/// What [`rotate_intermediate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotatedIntermediate {
+    /// SHA-256 of the retired intermediate certificate.
+    pub old_sha256: String,
+    /// SHA-256 of the new one.
+    pub new_sha256: String,
+}
+
+/// The file where retired intermediate certificates are kept (the hub still accepts agent
+/// certificates they issued until those expire).
+pub fn retired_intermediates_path(config: &HubConfig) -> PathBuf {
+    config.data_dir.join("intermediates-retired.pem")
+}
+
+/// `outpost-hub ca rotate-intermediate`: the root CA (from `offline_dir`) signs a new
+/// intermediate CA, which replaces the hub's. The old intermediate's certificate is kept in
+/// [`retired_intermediates_path`], so agent certificates it issued keep working until they are
+/// renewed. Agents pin the root: nothing changes for them. A running hub picks the new
+/// intermediate up at its next start.
+pub fn rotate_intermediate(
+    config: &HubConfig,
+    offline_dir: &Path,
+) -> anyhow::Result<RotatedIntermediate> {
+    use anyhow::Context as _;
+    let root = Ca::load(
+        &offline_dir.join(ROOT_CA_CERT_FILE),
+        &offline_dir.join(ROOT_CA_KEY_FILE),
+    )?;
+    let pinned = outpost_net::pki::read_certs_file(&config.ca_cert, "root CA certificate")?;
+    if pinned.first().map(Vec::as_slice) != Some(root.cert_der()) {
+        anyhow::bail!(
+            "the root CA in {} is not the hub's ({}): wrong offline directory?",
+            offline_dir.display(),
+            config.ca_cert.display()
+        );
+    }
+    let old = outpost_net::pki::read_certs_file(
+        &config.intermediate_cert,
+        "intermediate CA certificate",
+    )?;
+    let name = config.hub_name.clone();
+    let new = root.issue_intermediate(&format!("{name} intermediate CA"), INTERMEDIATE_LIFETIME)?;
+    // Write the new files beside the old ones, keep the old certificate, then swap.
+    let cert_new = config.intermediate_cert.with_extension("pem.new");
+    let key_new = config.intermediate_key.with_extension("key.new");
+    let _ = fs::remove_file(&cert_new);
+    let _ = fs::remove_file(&key_new);
+    create_private_file(&cert_new, new.cert_pem().as_bytes())
+        .with_context(|| format!("cannot write {}", cert_new.display()))?;
+    create_private_file(&key_new, new.key_pem().as_bytes())
+        .with_context(|| format!("cannot write {}", key_new.display()))?;
+    let retired = retired_intermediates_path(config);
+    let mut kept = fs::read_to_string(&retired).unwrap_or_default();
+    kept.push_str(&chain_to_pem(&old[..1]));
+    let retired_new = retired.with_extension("pem.new");
+    let _ = fs::remove_file(&retired_new);
+    create_private_file(&retired_new, kept.as_bytes())
+        .with_context(|| format!("cannot write {}", retired_new.display()))?;
+    fs::rename(&retired_new, &retired)
+        .with_context(|| format!("cannot install {}", retired.display()))?;
+    fs::rename(&key_new, &config.intermediate_key)
+        .with_context(|| format!("cannot install {}", config.intermediate_key.display()))?;
+    fs::rename(&cert_new, &config.intermediate_cert)
+        .with_context(|| format!("cannot install {}", config.intermediate_cert.display()))?;
+    Ok(RotatedIntermediate {
+        old_sha256: outpost_net::pki::sha256_hex(&old[0]),
+        new_sha256: new.sha256_hex(),
+    })
 }
 
 #[cfg(test)]
@@ -136,12 +249,20 @@ mod tests {
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("hub");
-        let r = init(&dir, "outpost-hub", &[]).unwrap();
+        let r = init(&dir, "outpost-hub", &[], None).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
+        // The root CA key is offline, never in the data directory.
+        let offline = parent.path().join("hub.offline");
+        assert_eq!(r.offline_dir, fs::canonicalize(&offline).unwrap());
+        assert_eq!(mode(&offline), 0o700);
+        assert_eq!(mode(&offline.join(ROOT_CA_KEY_FILE)), 0o600);
+        assert_eq!(mode(&offline.join(ROOT_CA_CERT_FILE)), 0o600);
+        assert!(!dir.join("ca.key").exists());
         for f in [
             "ca.pem",
-            "ca.key",
+            "intermediate.pem",
+            "intermediate.key",
             "hub.pem",
             "hub.key",
             "signing.key",
@@ -154,22 +275,34 @@ mod tests {
         let cfg = HubConfig::load(&r.config).unwrap();
         cfg.check_files().unwrap();
         assert_eq!(cfg.read_api_token().unwrap().len(), 64);
-        let ca = Ca::load(&cfg.ca_cert, &cfg.ca_key).unwrap();
-        assert_eq!(ca.sha256_hex(), r.ca_sha256);
+        let root = Ca::load(
+            &offline.join(ROOT_CA_CERT_FILE),
+            &offline.join(ROOT_CA_KEY_FILE),
+        )
+        .unwrap();
+        assert_eq!(root.sha256_hex(), r.ca_sha256);
+        assert_eq!(fs::read(&cfg.ca_cert).unwrap(), root.cert_pem().as_bytes());
+        // The intermediate is signed by the root; the hub's chain is leaf, intermediate, root.
+        let int = Ca::load(&cfg.intermediate_cert, &cfg.intermediate_key).unwrap();
+        assert!(outpost_net::pki::signed_by(int.cert_der(), root.cert_der()));
+        let chain = outpost_net::pki::read_certs_file(&cfg.cert, "hub").unwrap();
+        assert_eq!(chain.len(), 3);
+        assert_eq!(chain[1], int.cert_der());
+        assert_eq!(chain[2], root.cert_der());
         assert_eq!(
             load_signing_key(&cfg.signing_key).unwrap().key_id(),
             r.signing_key_id
         );
-        let before = fs::read(dir.join("ca.key")).unwrap();
-        assert!(init(&dir, "outpost-hub", &[]).is_err());
-        assert_eq!(fs::read(dir.join("ca.key")).unwrap(), before);
+        let before = fs::read(dir.join("intermediate.key")).unwrap();
+        assert!(init(&dir, "outpost-hub", &[], None).is_err());
+        assert_eq!(fs::read(dir.join("intermediate.key")).unwrap(), before);
     }
 
     #[test]
     fn opening_a_hub_makes_its_data_dir_private_again() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("hub");
-        let r = init(&dir, "outpost-hub", &[]).unwrap();
+        let r = init(&dir, "outpost-hub", &[], None).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         let cfg = HubConfig::load(&r.config).unwrap();
         let _opened = crate::hub::Hub::open(&cfg, std::time::Duration::from_secs(1)).unwrap();
@@ -250,7 +383,7 @@ mod rotate_tests {
     fn rotation_endorses_the_new_key_with_the_old_one() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("hub");
-        let r = init(&dir, "hub", &[]).unwrap();
+        let r = init(&dir, "hub", &[], None).unwrap();
         let cfg = HubConfig::load(&r.config).unwrap();
         let rot = rotate_signing_key(&cfg).unwrap();
         assert_eq!(rot.old_key_id, r.signing_key_id);
@@ -281,5 +414,57 @@ mod rotate_tests {
         assert_eq!(rot2.old_key_id, rot.new_key_id);
         let store = Store::open(&cfg.store_path()).unwrap();
         assert_eq!(store.key_chain_from(&r.signing_key_id).unwrap().len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod intermediate_tests {
+    use super::*;
+
+    #[test]
+    fn default_offline_dir_is_the_sibling() {
+        assert_eq!(
+            default_offline_dir(Path::new("/var/lib/outpost-hub")),
+            PathBuf::from("/var/lib/outpost-hub.offline")
+        );
+        assert_eq!(
+            default_offline_dir(Path::new("/var/lib/outpost-hub/")),
+            PathBuf::from("/var/lib/outpost-hub.offline")
+        );
+    }
+
+    #[test]
+    fn rotate_intermediate_needs_the_root_and_keeps_the_old_certificate() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("hub");
+        let offline = parent.path().join("keys");
+        let r = init(&dir, "hub", &[], Some(&offline)).unwrap();
+        assert!(!parent.path().join("hub.offline").exists());
+        let cfg = HubConfig::load(&r.config).unwrap();
+        let before = Ca::load(&cfg.intermediate_cert, &cfg.intermediate_key).unwrap();
+        // A foreign offline directory is refused, and nothing changes.
+        let other = parent.path().join("other");
+        init(&parent.path().join("hub2"), "hub", &[], Some(&other)).unwrap();
+        assert!(rotate_intermediate(&cfg, &other).is_err());
+        assert!(rotate_intermediate(&cfg, &parent.path().join("missing")).is_err());
+        assert_eq!(
+            Ca::load(&cfg.intermediate_cert, &cfg.intermediate_key)
+                .unwrap()
+                .cert_der(),
+            before.cert_der()
+        );
+        let rot = rotate_intermediate(&cfg, &offline).unwrap();
+        assert_eq!(rot.old_sha256, before.sha256_hex());
+        let after = Ca::load(&cfg.intermediate_cert, &cfg.intermediate_key).unwrap();
+        assert_eq!(rot.new_sha256, after.sha256_hex());
+        assert_ne!(rot.new_sha256, rot.old_sha256);
+        let retired =
+            outpost_net::pki::read_certs_file(&retired_intermediates_path(&cfg), "retired")
+                .unwrap();
+        assert_eq!(retired, vec![before.cert_der().to_vec()]);
+        // Still signed by the same root: the pinned hash is unchanged.
+        let root = outpost_net::pki::read_certs_file(&cfg.ca_cert, "root").unwrap();
+        assert!(outpost_net::pki::signed_by(after.cert_der(), &root[0]));
+        assert_eq!(outpost_net::pki::sha256_hex(&root[0]), r.ca_sha256);
     }
 }

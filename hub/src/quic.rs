@@ -34,14 +34,25 @@ pub async fn serve(
     config: &HubConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // The hub's own certificate renews itself (from the intermediate CA) when due, at start and
+    // while serving: the new one is presented from the next handshake on.
+    let policy = hub.cert_policy();
+    if let Some(_renewed) =
+        crate::certs::renew_server_cert_if_due(config, hub.ca(), policy.server_lifetime, now_ms())?
+    {
+        tracing::info!(cert = %config.cert.display(), "renewed the hub's server certificate");
+    }
     let chain = outpost_net::pki::read_certs_file(&config.cert, "the hub's certificate chain")?;
     let key = outpost_net::pki::read_key_file(&config.key, "the hub's TLS key")?;
-    let ca = outpost_net::pki::read_certs_file(&config.ca_cert, "the hub CA certificate")?;
-    let ca_der = ca
-        .into_iter()
-        .next()
-        .context("the hub CA file holds no certificate")?;
-    let tls = outpost_net::tls::server_config(&chain, &key, &ca_der)?;
+    let server_cert = Arc::new(outpost_net::tls::ServerCert::new(&chain, &key)?);
+    let client_auth = crate::certs::client_auth(config, hub.ca())?;
+    let tls = outpost_net::tls::server_config_with(server_cert.clone(), &client_auth)?;
+    tokio::spawn(crate::certs::maintain(
+        hub.clone(),
+        config.clone(),
+        server_cert,
+        shutdown.clone(),
+    ));
     // An agent is offline once its connection has been silent (no packet, keep-alives included)
     // for `offline_after`: the connection then times out and its session ends.
     let idle = config.max_idle_timeout.min(config.offline_after);

@@ -249,6 +249,13 @@ pub struct AgentDetail {
     pub committed_seq: u64,
     /// Last deploy results.
     pub deploys: Vec<DeployView>,
+    /// When its certificate expires.
+    #[serde(default)]
+    pub cert_expires: Option<String>,
+    /// Set when the certificate expires within the warning lead time (`cert_warning_lead`)
+    /// and the agent has not renewed it.
+    #[serde(default)]
+    pub cert_warning: Option<String>,
 }
 
 /// `POST /v1/agents/{id}/revoke` answer.

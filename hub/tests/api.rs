@@ -86,6 +86,8 @@ impl Harness {
                     active: vec![],
                     committed_seq: 0,
                     hostname: "h".into(),
+                    cert_not_after_ms: None,
+                    previous_cert_fingerprint: None,
                 },
                 1,
             )

@@ -42,7 +42,7 @@ fn next_event<T>(
 fn a_subscriber_sees_session_and_operation_events_with_their_actors() {
     let s = Scratch::new("hub-events").unwrap();
     let data_dir = s.join("hub");
-    outpost_hub::init::init(&data_dir, outpost_hub::config::DEFAULT_HUB_NAME, &[]).unwrap();
+    outpost_hub::init::init(&data_dir, outpost_hub::config::DEFAULT_HUB_NAME, &[], None).unwrap();
     let (quic_port, http_port) = (free_port(), free_port());
     let config_path = s.join("hub.toml");
     std::fs::write(

@@ -69,6 +69,12 @@ pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
                     "certificate:  serial {} sha256 {}",
                     a.cert_serial, a.cert_fingerprint
                 );
+                if let Some(exp) = &a.cert_expires {
+                    println!("cert expires: {exp}");
+                }
+                if let Some(w) = &a.cert_warning {
+                    println!("WARNING:      {w}");
+                }
                 println!("status seq:   {}", a.committed_seq);
                 println!("active:       {}", row[5]);
                 if !a.deploys.is_empty() {

@@ -15,6 +15,7 @@ mod agents;
 mod args;
 mod audit;
 mod backup;
+mod ca;
 mod conn;
 mod keys;
 mod output;
@@ -32,6 +33,7 @@ use clap::{Parser, Subcommand};
 pub use agents::AgentCmd;
 pub use audit::AuditArgs;
 pub use backup::BackupArgs;
+pub use ca::CaCmd;
 pub use conn::ConnOpts;
 pub use keys::KeysCmd;
 pub use output::Output;
@@ -85,6 +87,9 @@ pub enum Command {
     /// The workflow-signing key.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Certificate authorities: rotate the intermediate CA.
+    #[command(subcommand)]
+    Ca(CaCmd),
     /// Node pools (named label selectors).
     #[command(subcommand)]
     Pool(PoolCmd),
@@ -136,6 +141,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Token(c) => tokens::handle(&client(&conn)?, conn.output, c),
         Command::Run(c) => runs::handle(&client(&conn)?, conn.output, c),
         Command::Keys(c) => keys::handle(&conn, c),
+        Command::Ca(c) => ca::handle(&conn, c),
         Command::Pool(c) => pools::handle(&client(&conn)?, conn.output, c),
         Command::Rollout(c) => rollouts::handle(&client(&conn)?, conn.output, c),
         Command::Audit(a) => audit::handle(&client(&conn)?, conn.output, &a),

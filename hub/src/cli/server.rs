@@ -24,6 +24,10 @@ pub struct InitArgs {
     /// it); repeatable. localhost, 127.0.0.1 and ::1 are always included.
     #[arg(long = "san")]
     pub sans: Vec<String>,
+    /// Where the offline material goes (the root CA key), which `serve` never reads; default
+    /// the sibling `<data dir>.offline`. Move it off the hub host.
+    #[arg(long)]
+    pub offline_dir: Option<PathBuf>,
 }
 
 /// `dev` flags.
@@ -37,18 +41,24 @@ pub struct DevArgs {
 /// `init`
 pub(super) fn init(a: &InitArgs, output: Output) -> CliResult {
     let (dir, name) = (a.data_dir.as_path(), a.name.as_str());
-    let r = crate::init::init(dir, name, &a.sans).map_err(|e| CliError::Fail(format!("{e:#}")))?;
+    let r = crate::init::init(dir, name, &a.sans, a.offline_dir.as_deref())
+        .map_err(|e| CliError::Fail(format!("{e:#}")))?;
     if output == Output::Json {
         print_json(&serde_json::json!({
             "data_dir": r.data_dir,
             "config": r.config,
             "ca_sha256": r.ca_sha256,
+            "offline_dir": r.offline_dir,
             "signing_key_id": r.signing_key_id,
             "api_token_file": r.api_token_file,
         }))?;
     } else {
         println!("initialised hub {name:?} in {}", r.data_dir.display());
         println!("  CA SHA-256:         {}", r.ca_sha256);
+        println!(
+            "  offline dir:        {} (the root CA key: move it off this host)",
+            r.offline_dir.display()
+        );
         println!("  signing key id:     {}", r.signing_key_id);
         println!("  API token file:     {}", r.api_token_file.display());
         println!("  config:             {}", r.config.display());

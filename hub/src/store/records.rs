@@ -127,6 +127,13 @@ pub struct AgentRecord {
     /// Host name it reported at enrollment.
     #[n(10)]
     pub hostname: String,
+    /// When its current certificate expires (`None`: recorded before expiries were).
+    #[n(11)]
+    pub cert_not_after_ms: Option<UnixMillis>,
+    /// SHA-256 of the certificate it held before its last renewal: still accepted, in case the
+    /// renewed certificate never reached the agent.
+    #[n(12)]
+    pub previous_cert_fingerprint: Option<String>,
 }
 
 /// A bootstrap token. Only the blake3 hash of the secret is stored.

@@ -43,6 +43,8 @@ fn agent(id: &str, labels: &[(&str, &str)]) -> AgentRecord {
         active: vec![],
         committed_seq: 0,
         hostname: "h".into(),
+        cert_not_after_ms: None,
+        previous_cert_fingerprint: None,
     }
 }
 
