@@ -157,6 +157,16 @@ pub async fn run(
         }
         let started = tokio::time::Instant::now();
         let mut welcomed = false;
+        // The identity as stored now: a certificate renewed in the last session is used from
+        // this connection on.
+        let id = match identity::load(&store) {
+            Ok(Some(current)) => current,
+            Ok(None) => id.clone(),
+            Err(e) => {
+                tracing::warn!("reading the agent identity: {e}; using the one loaded at start");
+                id.clone()
+            }
+        };
         match session(
             &id,
             keep_alive,
@@ -230,6 +240,10 @@ async fn session(
     });
     tracing::info!(hub = %id.hub_address, agent = %id.agent_id, "connected to the hub");
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<AgentMsg>();
+    // Certificate renewal: due at two thirds of the certificate's lifetime; the key of the
+    // request in flight (at most one per session).
+    let mut renew_due = renewal_due(&id.cert_der);
+    let mut renewing: Option<Vec<u8>> = None;
     loop {
         *welcomed |= sess.is_welcomed();
         // Everything the session wants to send, then everything it wants read.
@@ -244,9 +258,41 @@ async fn session(
             continue;
         }
         while let Some(ev) = sess.poll_event() {
-            handle_event(ev, store, driver, &mut sess, &ctl_tx).await?;
+            match ev {
+                AgentEvent::RenewRequired(reason) => {
+                    tracing::warn!("{reason}");
+                    request_renewal(&mut sess, &mut renewing)?;
+                }
+                AgentEvent::Certificate(cert) => {
+                    let welcomed_now = sess.is_welcomed();
+                    store_renewed(id, store, cert, renewing.take()).await?;
+                    // The new certificate is this session's business no more.
+                    renew_due = None;
+                    if !welcomed_now {
+                        // A renew-only session has done its job: reconnect with the new
+                        // certificate at once.
+                        conn.close(0u32.into(), b"certificate renewed");
+                        *welcomed = true;
+                        anyhow::bail!("certificate renewed; reconnecting with it");
+                    }
+                }
+                ev => handle_event(ev, store, driver, &mut sess, &ctl_tx).await?,
+            }
         }
+        if !sess.is_closed() {
+            while let Some(m) = sess.poll_transmit() {
+                send.send(&m).await?;
+            }
+        }
+        let until_due = renew_due
+            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+            .unwrap_or(Duration::MAX);
+        let due_now = sess.is_welcomed() && renewing.is_none() && renew_due.is_some();
         tokio::select! {
+            _ = tokio::time::sleep(until_due), if due_now => {
+                tracing::info!("the agent certificate is due for renewal (two thirds of its lifetime)");
+                request_renewal(&mut sess, &mut renewing)?;
+            }
             frame = recv.recv_frame() => {
                 let Some(bytes) = frame? else { anyhow::bail!("the hub closed the session") };
                 match outpost_common::frame::decode_hub_msg(&bytes) {
@@ -275,6 +321,54 @@ async fn session(
             }
         }
     }
+}
+
+/// When (on the tokio clock) the certificate is due for renewal: two thirds into its
+/// lifetime, measured on the wall clock now.
+/// `None` if the certificate's validity does not parse.
+fn renewal_due(cert_der: &[u8]) -> Option<tokio::time::Instant> {
+    let due = outpost_net::pki::renewal_due_ms(cert_der)?;
+    let wait = due
+        .saturating_sub(chrono::Utc::now().timestamp_millis())
+        .max(0);
+    Some(tokio::time::Instant::now() + Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+}
+
+/// Make a fresh key and CSR and ask the hub for a certificate (once per session).
+fn request_renewal(sess: &mut AgentSession, renewing: &mut Option<Vec<u8>>) -> anyhow::Result<()> {
+    if renewing.is_some() {
+        return Ok(());
+    }
+    let (key, csr) = outpost_net::pki::generate_agent_key_and_csr()?;
+    sess.send_renew(csr);
+    *renewing = Some(key);
+    Ok(())
+}
+
+/// Store a renewed certificate with the key it was requested for, durably, in one store
+/// transaction (the old certificate and key are replaced together); it is used from the next
+/// connection on. A certificate for another key or agent is refused and changes nothing.
+async fn store_renewed(
+    id: &Identity,
+    store: &Arc<Store>,
+    cert: Vec<u8>,
+    key: Option<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let Some(key) = key else {
+        anyhow::bail!("the hub sent a certificate this agent did not ask for");
+    };
+    if !outpost_net::pki::cert_matches_key(&cert, &key)
+        || outpost_net::pki::agent_id_from_cert(&cert).as_deref() != Some(id.agent_id.as_str())
+    {
+        anyhow::bail!("the hub sent a certificate that is not for this agent's new key");
+    }
+    let mut renewed = id.clone();
+    renewed.cert_der = cert;
+    renewed.key_pkcs8 = key;
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || identity::save(&s, &renewed)).await??;
+    tracing::info!("stored the renewed agent certificate; it is used from the next connection");
+    Ok(())
 }
 
 async fn handle_event(
@@ -327,6 +421,8 @@ async fn handle_event(
             let _ = driver.send(Event::HubPaused(list));
         }
         AgentEvent::Goodbye(reason) => anyhow::bail!("the hub ended the session: {reason}"),
+        // Handled by the session loop.
+        AgentEvent::RenewRequired(_) | AgentEvent::Certificate(_) => {}
         AgentEvent::Resend {
             hub_acked,
             agent_acked,

@@ -348,6 +348,15 @@ pub enum AgentMsg {
         #[n(4)]
         at_ms: UnixMillis,
     },
+    /// A request to renew the agent's certificate: a CSR for a fresh key made on the agent.
+    /// Sent in an open session when the certificate is due (two thirds of its lifetime), or
+    /// after [`HubMsg::RenewRequired`] (the certificate expired: the session may only renew).
+    #[n(10)]
+    RenewCert {
+        #[n(0)]
+        #[cbor(with = "minicbor::bytes")]
+        csr_der: Vec<u8>,
+    },
 }
 
 /// Commands an operator sends through the hub to one connected agent.
@@ -439,5 +448,21 @@ pub enum HubMsg {
     KeyChain {
         #[n(0)]
         endorsements: Vec<KeyEndorsement>,
+    },
+    /// The renewed certificate (DER, issued by the hub's intermediate CA) for the key of the
+    /// agent's last [`AgentMsg::RenewCert`]. The agent stores it with that key and uses it from
+    /// its next connection.
+    #[n(10)]
+    Certificate {
+        #[n(0)]
+        #[cbor(with = "minicbor::bytes")]
+        cert_der: Vec<u8>,
+    },
+    /// Answer to Hello with an expired certificate (within the grace): this session does
+    /// nothing but renew; send [`AgentMsg::RenewCert`].
+    #[n(11)]
+    RenewRequired {
+        #[n(0)]
+        reason: String,
     },
 }

@@ -410,6 +410,8 @@ impl Sim {
                     AgentEvent::Command { .. } => {}
                     ev @ (AgentEvent::SeqMismatch { .. }
                     | AgentEvent::Resend { .. }
+                    | AgentEvent::RenewRequired(_)
+                    | AgentEvent::Certificate(_)
                     | AgentEvent::Goodbye(_)) => {
                         panic!("unexpected {ev:?}")
                     }

@@ -130,8 +130,11 @@ async fn connection(
             // Known, not revoked, and holding the certificate the hub issued to it.
             let h = hub.clone();
             let der = leaf.to_vec();
+            // An expired certificate got through the handshake only within the grace: that
+            // session may do nothing but renew it.
+            let expired = crate::certs::expired(&der, now_ms());
             match blocking(move || h.authenticate(&der)).await? {
-                Ok(agent) => session(hub, conns, conn, agent.id, leases).await,
+                Ok(agent) => session(hub, conns, conn, agent.id, leases, expired).await,
                 Err(e) => {
                     // The reason travels in the close frame: the agent logs why it is refused.
                     conn.close(CLOSE_REFUSED.into(), close_reason(&e.to_string()));
@@ -324,6 +327,7 @@ async fn session(
     conn: quinn::Connection,
     agent_id: String,
     leases: Arc<Leases>,
+    renew_only: bool,
 ) -> anyhow::Result<()> {
     let (mut send, mut recv): (FramedSend, FramedRecv) = match tokio::time::timeout(
         Duration::from_secs(10),
@@ -417,6 +421,12 @@ async fn session(
                             sess.refuse(format!("Hello names {claimed} but the certificate names {agent_id}"));
                             continue;
                         }
+                        if renew_only {
+                            tracing::warn!(agent = %agent_id, "certificate expired (within the grace): this session may only renew it");
+                            sess.renew_only(format!("the certificate of {agent_id} has expired: renew it (nothing else is accepted until then)"))
+                                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                            continue;
+                        }
                         let (h, id) = (hub.clone(), agent_id.clone());
                         let hello = blocking(move || {
                             h.agent_connected(&id, &software_version, active, &trusted_key)
@@ -431,6 +441,19 @@ async fn session(
                                 tracing::info!(agent = %agent_id, committed, "agent session open");
                             }
                             Err(e) => sess.refuse(format!("{e:#}")),
+                        }
+                    }
+                    HubEvent::RenewCert { csr_der } => {
+                        let (h, id) = (hub.clone(), agent_id.clone());
+                        match blocking(move || h.renew_agent_cert(&id, &csr_der)).await? {
+                            Ok(cert) => {
+                                tracing::info!(agent = %agent_id, "agent certificate renewed");
+                                sess.send_certificate(cert).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                            }
+                            Err(e) => {
+                                tracing::warn!(agent = %agent_id, "certificate renewal refused: {e}");
+                                sess.refuse(format!("certificate renewal refused: {e}"));
+                            }
                         }
                     }
                     HubEvent::Ingest { entries } => {

@@ -429,6 +429,18 @@ pub fn server_names(cert_der: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// Whether `cert_der` certifies the public key of the PKCS#8 private key `key_pkcs8`.
+pub fn cert_matches_key(cert_der: &[u8], key_pkcs8: &[u8]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
+        return false;
+    };
+    let key = PrivateKeyDer::Pkcs8(key_pkcs8.to_vec().into());
+    let Ok(key) = KeyPair::try_from(&key) else {
+        return false;
+    };
+    cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+}
+
 /// Whether `cert_der` carries a valid signature by the key of `issuer_der` and names it as its
 /// issuer (no time or usage checks).
 pub fn signed_by(cert_der: &[u8], issuer_der: &[u8]) -> bool {

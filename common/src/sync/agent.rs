@@ -70,6 +70,13 @@ pub enum AgentEvent {
     /// then, so a crash before that commit is healed on the next Welcome (the hub is still
     /// behind), never by the hub moving past the lost range first.
     Resend { hub_acked: u64, agent_acked: u64 },
+    /// The hub answered the Hello with RenewRequired: the certificate has expired and this
+    /// session may only renew it. Make a fresh key and CSR and call
+    /// [`AgentSession::send_renew`].
+    RenewRequired(String),
+    /// The renewed certificate for the key of the last [`AgentSession::send_renew`]: store it
+    /// with that key durably, and use it from the next connection.
+    Certificate(Vec<u8>),
     /// The hub ends the session (revoked, unknown agent...). Close the connection.
     Goodbye(String),
 }
@@ -84,6 +91,8 @@ pub enum AgentEvent {
 #[derive(Debug)]
 pub struct AgentSession {
     hello: Option<AgentMsg>,
+    /// A renewal request: sent whether or not the session is welcomed.
+    renew: Option<AgentMsg>,
     welcomed: bool,
     closed: bool,
     acked: u64,
@@ -118,6 +127,7 @@ impl AgentSession {
         };
         AgentSession {
             hello: Some(hello),
+            renew: None,
             welcomed: false,
             closed: false,
             acked: cfg.acked_seq,
@@ -164,6 +174,11 @@ impl AgentSession {
     pub fn poll_transmit(&mut self) -> Option<AgentMsg> {
         if let Some(h) = self.hello.take() {
             return Some(h);
+        }
+        if !self.closed
+            && let Some(r) = self.renew.take()
+        {
+            return Some(r);
         }
         // Nothing but Hello before the Welcome: the hub would take it as a protocol violation.
         if self.closed || !self.welcomed {
@@ -305,6 +320,14 @@ impl AgentSession {
                 self.events.push_back(AgentEvent::Goodbye(reason));
                 return Ok(());
             }
+            HubMsg::RenewRequired { reason } => {
+                self.events.push_back(AgentEvent::RenewRequired(reason));
+                return Ok(());
+            }
+            HubMsg::Certificate { cert_der } => {
+                self.events.push_back(AgentEvent::Certificate(cert_der));
+                return Ok(());
+            }
             _ if !self.welcomed => {
                 return Err(SyncError::Protocol("message before Welcome".into()));
             }
@@ -340,6 +363,12 @@ impl AgentSession {
     /// The next event for the driver.
     pub fn poll_event(&mut self) -> Option<AgentEvent> {
         self.events.pop_front()
+    }
+
+    /// Ask the hub to renew the certificate: `csr_der` for a fresh key the driver keeps until
+    /// the [`AgentEvent::Certificate`] answer. Sent at once, welcomed or not.
+    pub fn send_renew(&mut self, csr_der: Vec<u8>) {
+        self.renew = Some(AgentMsg::RenewCert { csr_der });
     }
 
     /// Report the outcome of a deploy (`rejected: None`: activated).

@@ -135,6 +135,11 @@ pub enum HubEvent {
         reason: String,
         at_ms: UnixMillis,
     },
+    /// The agent asks for a renewed certificate: sign the CSR (if the agent may still renew)
+    /// and answer with [`HubSession::send_certificate`].
+    RenewCert {
+        csr_der: Vec<u8>,
+    },
     /// A message too large for one frame ([`crate::proto::MAX_FRAME`]) was dropped instead of
     /// being sent (sending it would end the session, again on every reconnect). `what` names
     /// it (e.g. `deploy of etl v3`); `command` is the id of a dropped command (answer its
@@ -154,6 +159,9 @@ pub enum HubState {
     /// Hello received; waiting for the driver's accept/refuse.
     AwaitAccept,
     Open,
+    /// The agent's certificate has expired (within the grace): the session only renews it;
+    /// every other message is ignored (nothing is ingested or deployed).
+    RenewOnly,
     /// Goodbye queued or sent: flush `poll_transmit`, then close the connection.
     Closed,
 }
@@ -230,6 +238,18 @@ impl HubSession {
         match (self.state, msg) {
             (HubState::Closed, _) => Ok(()),
             (
+                HubState::AwaitAccept | HubState::RenewOnly | HubState::Open,
+                AgentMsg::RenewCert { csr_der },
+            ) => {
+                self.events.push_back(HubEvent::RenewCert { csr_der });
+                Ok(())
+            }
+            (HubState::RenewOnly, AgentMsg::Hello { .. }) => {
+                Err(SyncError::Protocol("second Hello".into()))
+            }
+            // Nothing but renewal: status is sent again in the next, renewed session.
+            (HubState::RenewOnly, _) => Ok(()),
+            (
                 HubState::AwaitHello,
                 AgentMsg::Hello {
                     agent_id,
@@ -271,6 +291,10 @@ impl HubSession {
         match msg {
             AgentMsg::Hello { .. } => Err(SyncError::Protocol("second Hello".into())),
             AgentMsg::Status { entries } => self.handle_status(entries),
+            AgentMsg::RenewCert { csr_der } => {
+                self.events.push_back(HubEvent::RenewCert { csr_der });
+                Ok(())
+            }
             AgentMsg::DeployResult {
                 workflow,
                 version,
@@ -396,6 +420,26 @@ impl HubSession {
         Ok(())
     }
 
+    /// Answer the Hello of an agent whose certificate has expired (within the grace): the
+    /// session may only renew it (queues RenewRequired; see [`HubState::RenewOnly`]).
+    pub fn renew_only(&mut self, reason: String) -> Result<(), SyncError> {
+        if self.state != HubState::AwaitAccept {
+            return Err(SyncError::NotOpen);
+        }
+        self.out.push_back(HubMsg::RenewRequired { reason });
+        self.state = HubState::RenewOnly;
+        Ok(())
+    }
+
+    /// Send the agent its renewed certificate.
+    pub fn send_certificate(&mut self, cert_der: Vec<u8>) -> Result<(), SyncError> {
+        if !matches!(self.state, HubState::Open | HubState::RenewOnly) {
+            return Err(SyncError::NotOpen);
+        }
+        self.out.push_back(HubMsg::Certificate { cert_der });
+        Ok(())
+    }
+
     /// Refuse or end the session (unknown or revoked agent, shutdown): queues Goodbye. Flush
     /// `poll_transmit`, then close the connection.
     pub fn refuse(&mut self, reason: String) {
@@ -485,6 +529,8 @@ impl HubSession {
                 HubMsg::Welcome { .. } => "welcome".to_string(),
                 HubMsg::Ack { .. } => "ack".to_string(),
                 HubMsg::Goodbye { .. } => "goodbye".to_string(),
+                HubMsg::Certificate { .. } => "certificate".to_string(),
+                HubMsg::RenewRequired { .. } => "renew required".to_string(),
             };
             let command = match &m {
                 HubMsg::Command { id, .. } => Some(*id),

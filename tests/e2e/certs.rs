@@ -1,0 +1,163 @@
+//! The certificate lifecycle with the real binaries: `serve` runs without the root CA key; an
+//! agent renews its short-lived certificate over its session and uses the new one on its next
+//! connection; an agent offline past expiry renews within the grace and is refused beyond it;
+//! a revoked agent cannot renew. (An agent certificate of a foreign CA is refused:
+//! `hub_faults::an_agent_certificate_from_another_ca_is_refused`.)
+
+use std::path::Path;
+use std::time::Duration;
+
+use outpost_tests::{Daemon, Hub, Scratch, agent, stderr, stdout, wait_for};
+
+use crate::hub::{agent_id_by_name, agent_show};
+
+/// Enroll an agent in `dir` with `hub` without starting it (so it cannot renew); start it later
+/// with `Daemon::start(dir, "")`.
+fn enroll_only(dir: &Path, hub: &Hub, name: &str) -> String {
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\nworkflows_dir = \"{}\"\nrescan_interval = \"200ms\"\n[hub]\naddress = \"{}\"\n",
+            dir.join("state").display(),
+            dir.join("workflows").display(),
+            hub.quic_addr
+        ),
+    )
+    .unwrap();
+    let labels = format!("name={name}");
+    let token = hub.token(&labels).unwrap();
+    let addr = hub.quic_addr.to_string();
+    let cfg = config.display().to_string();
+    let out = agent(&[
+        "enroll", "--config", &cfg, "--hub", &addr, "--token", &token, "--labels", &labels,
+    ])
+    .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    agent_id_by_name(hub, name)
+}
+
+fn fingerprint(hub: &Hub, id: &str) -> String {
+    agent_show(hub, id)["cert_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn online(hub: &Hub, id: &str) -> bool {
+    agent_show(hub, id)["online"] == true
+}
+
+#[test]
+fn serve_runs_without_the_root_key_and_agents_renew_over_their_session() {
+    let s = Scratch::new("certrenew").unwrap();
+    // Grace 0: after the renewal, only the new certificate can open a session once the old
+    // one has expired.
+    let mut hub = Hub::start(
+        s.path(),
+        "agent_cert_lifetime = \"30s\"\nagent_cert_grace = \"0s\"\n",
+    )
+    .unwrap();
+    // The root CA key lives in the offline directory: take it away and restart.
+    let offline = s.join("hub.offline");
+    assert!(offline.join("root-ca.key").exists());
+    assert!(!hub.data_dir.join("ca.key").exists());
+    std::fs::remove_dir_all(&offline).unwrap();
+    hub.kill9().unwrap();
+    hub.restart().unwrap();
+
+    let dir = s.join("a");
+    let id = enroll_only(&dir, &hub, "a");
+    let first = fingerprint(&hub, &id);
+    let expires = agent_show(&hub, &id)["cert_expires"].clone();
+    assert!(expires.is_string(), "{expires}");
+    let mut d = Daemon::start(&dir, "").unwrap();
+    wait_for(Duration::from_secs(20), "the agent online", || {
+        online(&hub, &id).then_some(())
+    })
+    .unwrap();
+    // Due at two thirds of 30 s: renewed over the live session.
+    let renewed = wait_for(Duration::from_secs(40), "a renewed certificate", || {
+        let f = fingerprint(&hub, &id);
+        (f != first).then_some(f)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", d.stderr_tail(), hub.stderr_tail()));
+    assert_ne!(agent_show(&hub, &id)["cert_expires"], expires);
+    // The old certificate has expired (30 s after its issue): a restarted agent connects with
+    // the new one (the old one would be refused with no grace).
+    std::thread::sleep(Duration::from_secs(12));
+    d.kill9().unwrap();
+    d.restart().unwrap();
+    wait_for(Duration::from_secs(20), "the agent online again", || {
+        online(&hub, &id).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", d.stderr_tail(), hub.stderr_tail()));
+    let log = d.stderr_tail();
+    assert!(
+        log.contains("stored the renewed agent certificate"),
+        "{log}"
+    );
+    assert!(
+        fingerprint(&hub, &id) == renewed || fingerprint(&hub, &id) != first,
+        "the agent went back to its first certificate"
+    );
+    let audit = hub.json(&["audit", "--limit", "1000"]).unwrap().to_string();
+    assert!(audit.contains("agent.cert_renew"), "{audit}");
+}
+
+#[test]
+fn an_agent_offline_past_expiry_renews_within_the_grace_and_is_refused_beyond() {
+    let s = Scratch::new("certgrace").unwrap();
+    let hub = Hub::start(
+        s.path(),
+        "agent_cert_lifetime = \"10s\"\nagent_cert_grace = \"15s\"\n",
+    )
+    .unwrap();
+    let (a_dir, b_dir, c_dir) = (s.join("a"), s.join("b"), s.join("c"));
+    let a = enroll_only(&a_dir, &hub, "a");
+    let b = enroll_only(&b_dir, &hub, "b");
+    let c = enroll_only(&c_dir, &hub, "c");
+    let (fa, fb, fc) = (
+        fingerprint(&hub, &a),
+        fingerprint(&hub, &b),
+        fingerprint(&hub, &c),
+    );
+    // C is revoked while offline.
+    let out = hub.cli(&["agent", "revoke", &c]).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // All three were offline past their certificates' expiry (10 s), within the grace (15 s).
+    std::thread::sleep(Duration::from_secs(13));
+    let da = Daemon::start(&a_dir, "").unwrap();
+    let dc = Daemon::start(&c_dir, "").unwrap();
+    // A renews in a renew-only session, then comes back with the new certificate.
+    wait_for(Duration::from_secs(20), "A renewed and online", || {
+        (fingerprint(&hub, &a) != fa && online(&hub, &a)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", da.stderr_tail(), hub.stderr_tail()));
+    let log = da.stderr_tail();
+    assert!(log.contains("has expired"), "{log}");
+    // C, revoked, cannot renew.
+    wait_for(Duration::from_secs(10), "C refused", || {
+        dc.stderr_tail().contains("revoked").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", dc.stderr_tail()));
+    assert_eq!(fingerprint(&hub, &c), fc);
+    assert!(!online(&hub, &c));
+    // B stays offline beyond the grace (10 s + 15 s after its issue): refused at the handshake.
+    std::thread::sleep(Duration::from_secs(14));
+    let db = Daemon::start(&b_dir, "").unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(fingerprint(&hub, &b), fb, "{}", db.stderr_tail());
+    assert!(!online(&hub, &b));
+    let log = db.stderr_tail();
+    assert!(
+        !log.contains("stored the renewed agent certificate"),
+        "{log}"
+    );
+    // Every agent kept running locally (autonomy): its control socket answers.
+    for d in [&da, &db, &dc] {
+        let out = d.ctl("status", &[]).unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
