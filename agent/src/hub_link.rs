@@ -111,6 +111,7 @@ pub async fn enroll(
                 hub_address: hub.to_string(),
                 labels,
                 enrolled_ms: chrono::Utc::now().timestamp_millis(),
+                more_cas: None,
             };
             let trust = outpost_common::sign::Trust::new(&signing_key)
                 .map_err(|e| anyhow::anyhow!("the hub's signing key is not usable: {e:?}"))?;
@@ -206,8 +207,8 @@ async fn session(
     welcomed: &mut bool,
 ) -> anyhow::Result<()> {
     let addr = resolve(&id.hub_address).await?;
-    let tls = outpost_net::tls::client_session_config(
-        &id.ca_der,
+    let tls = outpost_net::tls::client_session_config_pins(
+        &id.pinned_cas(),
         std::slice::from_ref(&id.cert_der),
         &id.key_pkcs8,
     )?;
@@ -275,6 +276,10 @@ async fn session(
                         *welcomed = true;
                         anyhow::bail!("certificate renewed; reconnecting with it");
                     }
+                }
+                AgentEvent::CaRoots(roots) => {
+                    let pinned = pin_roots(id, store, roots).await?;
+                    sess.send_ca_roots_pinned(pinned);
                 }
                 ev => handle_event(ev, store, driver, &mut sess, &ctl_tx).await?,
             }
@@ -345,6 +350,52 @@ fn request_renewal(sess: &mut AgentSession, renewing: &mut Option<Vec<u8>>) -> a
     Ok(())
 }
 
+/// Pin the new root CAs whose proof verifies against a root pinned already (stored durably
+/// before the answer); returns the SHA-256 of every root pinned now. A root without a valid
+/// proof is ignored, loudly.
+async fn pin_roots(
+    id: &Identity,
+    store: &Arc<Store>,
+    roots: Vec<proto::CaRoot>,
+) -> anyhow::Result<Vec<String>> {
+    let s = store.clone();
+    let current = identity::load(store)?.unwrap_or_else(|| id.clone());
+    let mut pinned = current.pinned_cas();
+    let mut added = false;
+    for r in roots {
+        if pinned.contains(&r.cert_der) {
+            continue;
+        }
+        if outpost_net::pki::proves_successor(&r.cert_der, &r.cross_der, &pinned) {
+            tracing::info!(
+                sha256 = %outpost_net::pki::sha256_hex(&r.cert_der),
+                "pinning a new root CA (proven by a pinned one)"
+            );
+            pinned.push(r.cert_der);
+            added = true;
+        } else {
+            tracing::warn!(
+                sha256 = %outpost_net::pki::sha256_hex(&r.cert_der),
+                "refusing a root CA without a valid proof from a pinned root"
+            );
+        }
+    }
+    if added {
+        let mut updated = current;
+        updated.more_cas = Some(
+            pinned[1..]
+                .iter()
+                .map(|c| minicbor::bytes::ByteVec::from(c.clone()))
+                .collect(),
+        );
+        tokio::task::spawn_blocking(move || identity::save(&s, &updated)).await??;
+    }
+    Ok(pinned
+        .iter()
+        .map(|c| outpost_net::pki::sha256_hex(c))
+        .collect())
+}
+
 /// Store a renewed certificate with the key it was requested for, durably, in one store
 /// transaction (the old certificate and key are replaced together); it is used from the next
 /// connection on. A certificate for another key or agent is refused and changes nothing.
@@ -362,7 +413,8 @@ async fn store_renewed(
     {
         anyhow::bail!("the hub sent a certificate that is not for this agent's new key");
     }
-    let mut renewed = id.clone();
+    // The stored identity: roots pinned in this session stay pinned.
+    let mut renewed = identity::load(store)?.unwrap_or_else(|| id.clone());
     renewed.cert_der = cert;
     renewed.key_pkcs8 = key;
     let s = store.clone();
@@ -422,7 +474,7 @@ async fn handle_event(
         }
         AgentEvent::Goodbye(reason) => anyhow::bail!("the hub ended the session: {reason}"),
         // Handled by the session loop.
-        AgentEvent::RenewRequired(_) | AgentEvent::Certificate(_) => {}
+        AgentEvent::RenewRequired(_) | AgentEvent::Certificate(_) | AgentEvent::CaRoots(_) => {}
         AgentEvent::Resend {
             hub_acked,
             agent_acked,

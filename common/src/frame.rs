@@ -199,9 +199,9 @@ pub fn decode_agent_msg(bytes: &[u8]) -> Result<Option<AgentMsg>, ProtoError> {
 }
 
 /// The [`AgentMsg`] variant indices this release knows.
-const AGENT_MSG_VARIANTS: &[i64] = &[0, 1, 2, 3, 4, 5, 10];
+const AGENT_MSG_VARIANTS: &[i64] = &[0, 1, 2, 3, 4, 5, 10, 11];
 /// The [`HubMsg`] variant indices this release knows.
-const HUB_MSG_VARIANTS: &[i64] = &[0, 1, 2, 3, 4, 5, 10, 11];
+const HUB_MSG_VARIANTS: &[i64] = &[0, 1, 2, 3, 4, 5, 10, 11, 12];
 
 /// Decode a hub-to-agent message. `Ok(None)`: a variant this release does not know.
 pub fn decode_hub_msg(bytes: &[u8]) -> Result<Option<HubMsg>, ProtoError> {
@@ -302,7 +302,7 @@ mod tests {
         }
         // Indices reserved for other messages stay unknown until they exist.
         assert_eq!(decode_agent_msg(&[0x82, 0x06, 0x80]), Ok(None));
-        assert_eq!(decode_hub_msg(&[0x82, 0x0c, 0x80]), Ok(None));
+        assert_eq!(decode_hub_msg(&[0x82, 0x0d, 0x80]), Ok(None));
     }
 
     #[test]

@@ -269,6 +269,20 @@ pub struct ActiveWorkflow {
     pub highest_version: Option<u64>,
 }
 
+/// A root CA the agent should pin besides the ones it pins (after `outpost-hub ca rotate`),
+/// with the proof: the same root (subject and key) certified by a root the agent already pins.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct CaRoot {
+    /// The new root CA certificate (self-signed), DER.
+    #[n(0)]
+    #[cbor(with = "minicbor::bytes")]
+    pub cert_der: Vec<u8>,
+    /// The new root's subject and key certified by an older root, DER.
+    #[n(1)]
+    #[cbor(with = "minicbor::bytes")]
+    pub cross_der: Vec<u8>,
+}
+
 /// Agent to hub.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub enum AgentMsg {
@@ -356,6 +370,13 @@ pub enum AgentMsg {
         #[n(0)]
         #[cbor(with = "minicbor::bytes")]
         csr_der: Vec<u8>,
+    },
+    /// Answer to [`HubMsg::CaRoots`]: the SHA-256 (hex) of every root CA the agent pins now
+    /// (stored durably before this is sent).
+    #[n(11)]
+    CaRootsPinned {
+        #[n(0)]
+        pinned: Vec<String>,
     },
 }
 
@@ -464,5 +485,12 @@ pub enum HubMsg {
     RenewRequired {
         #[n(0)]
         reason: String,
+    },
+    /// Root CAs to pin besides the ones the agent pins, each with its proof (see [`CaRoot`]).
+    /// The agent pins those whose proof verifies and answers [`AgentMsg::CaRootsPinned`].
+    #[n(12)]
+    CaRoots {
+        #[n(0)]
+        roots: Vec<CaRoot>,
     },
 }

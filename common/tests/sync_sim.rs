@@ -412,6 +412,7 @@ impl Sim {
                     | AgentEvent::Resend { .. }
                     | AgentEvent::RenewRequired(_)
                     | AgentEvent::Certificate(_)
+                    | AgentEvent::CaRoots(_)
                     | AgentEvent::Goodbye(_)) => {
                         panic!("unexpected {ev:?}")
                     }

@@ -100,6 +100,32 @@ pub fn client_auth(config: &HubConfig, ca: &Ca) -> Result<outpost_net::tls::Clie
     })
 }
 
+/// The root CAs agents should pin besides their own, with proofs: every root in `ca_cert` that
+/// a cross certificate in `ca-cross.pem` (made by `ca rotate`) proves a successor of another
+/// root of the hub.
+pub fn ca_roots(config: &HubConfig) -> Result<Vec<outpost_common::proto::CaRoot>, HubError> {
+    let path = crate::init::cross_certs_path(config);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let anchors = pki::read_certs_file(&config.ca_cert, "root CA certificate").map_err(setup)?;
+    let crosses = pki::read_certs_file(&path, "cross certificates").map_err(setup)?;
+    let mut out = Vec::new();
+    for root in &anchors {
+        let others: Vec<Vec<u8>> = anchors.iter().filter(|a| *a != root).cloned().collect();
+        if let Some(cross) = crosses
+            .iter()
+            .find(|c| pki::proves_successor(root, c, &others))
+        {
+            out.push(outpost_common::proto::CaRoot {
+                cert_der: root.clone(),
+                cross_der: cross.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Whether an agent certificate has expired at `now_ms` (the session may then only renew).
 pub fn expired(cert_der: &[u8], now_ms: UnixMillis) -> bool {
     pki::cert_validity(cert_der).is_none_or(|(_, not_after)| now_ms > not_after)
@@ -109,6 +135,11 @@ impl Hub {
     /// The certificate policy.
     pub fn cert_policy(&self) -> CertPolicy {
         self.cert_policy_ref()
+    }
+
+    /// Record which root CAs an agent pins (its answer to the roots the hub sent).
+    pub fn record_pinned_roots(&self, agent_id: &str, pinned: Vec<String>) -> Result<(), HubError> {
+        Ok(self.store().set_pinned_roots(agent_id, pinned)?)
     }
 
     /// Renew `agent_id`'s certificate from its CSR (over its session, authenticated by its

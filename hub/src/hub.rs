@@ -155,6 +155,8 @@ pub struct Hub {
     max_token_ttl: std::time::Duration,
     /// Lifetimes, grace and warning lead of certificates (hub.toml).
     cert_policy: crate::certs::CertPolicy,
+    /// New root CAs with their proofs, sent to every agent (after `ca rotate`).
+    ca_roots: Vec<outpost_common::proto::CaRoot>,
     changes: watch::Sender<u64>,
     /// Domain events ([`crate::events::Event`]).
     events: broadcast::Sender<Event>,
@@ -218,6 +220,7 @@ impl Hub {
             hub_name: hub_name.to_string(),
             max_token_ttl: crate::config::DEFAULT_MAX_TOKEN_TTL,
             cert_policy: crate::certs::CertPolicy::default(),
+            ca_roots: Vec::new(),
             changes,
             events,
             rollout_lock: std::sync::Mutex::new(()),
@@ -236,6 +239,7 @@ impl Hub {
         let signer = crate::init::load_signing_key(&config.signing_key)
             .map_err(|e| HubError::Setup(e.to_string()))?;
         let ca = crate::certs::load_issuing_ca(config)?;
+        let ca_roots = crate::certs::ca_roots(config)?;
         let store_path = config.store_path();
         if !store_path.exists() {
             return Err(HubError::Setup(format!(
@@ -260,6 +264,7 @@ impl Hub {
         if let Some(h) = Arc::get_mut(&mut hub) {
             h.max_token_ttl = config.max_token_ttl;
             h.cert_policy = crate::certs::CertPolicy::of(config);
+            h.ca_roots = ca_roots;
         }
         Ok((hub, conns))
     }
@@ -312,6 +317,11 @@ impl Hub {
 
     pub(crate) fn cert_policy_ref(&self) -> crate::certs::CertPolicy {
         self.cert_policy
+    }
+
+    /// New root CAs for agents to pin, with their proofs.
+    pub(crate) fn ca_roots(&self) -> &[outpost_common::proto::CaRoot] {
+        &self.ca_roots
     }
 
     /// Longest time to live of a bootstrap token.

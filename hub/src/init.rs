@@ -168,6 +168,126 @@ pub fn is_initialised(dir: &Path) -> bool {
         || dir.join("signing.key").exists()
 }
 
+/// The file of cross certificates: each later root CA in `ca.pem` certified by an earlier one
+/// (the proof agents need before they pin it).
+pub fn cross_certs_path(config: &HubConfig) -> PathBuf {
+    config.data_dir.join("ca-cross.pem")
+}
+
+/// Replace `path` (mode 0600) with `bytes`: written to `<path>.new`, synced, renamed over it.
+fn replace_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    create_private_file(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot install {}", path.display()))?;
+    Ok(())
+}
+
+/// What [`rotate_root`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotatedRoot {
+    /// SHA-256 of the old root CA certificate.
+    pub old_sha256: String,
+    /// SHA-256 of the new one.
+    pub new_sha256: String,
+}
+
+/// `outpost-hub ca rotate`: a new root CA. Its key replaces the old root's in `offline_dir`
+/// (the old one is kept there as `root-ca.<sha256 prefix>.{pem,key}`); the hub's `ca.pem`
+/// gains the new root (both are trust anchors) and `ca-cross.pem` the new root certified by
+/// the old one. From its next start the hub sends the new root with that proof to every agent,
+/// which pins it besides the old one and says so (`agent show`: pinned roots). Once every agent
+/// pins it, `ca rotate-intermediate` (now signed by the new root) switches the hub's chain and
+/// tokens to the new root; `ca retire` removes the old root later.
+pub fn rotate_root(config: &HubConfig, offline_dir: &Path) -> anyhow::Result<RotatedRoot> {
+    let old = Ca::load(
+        &offline_dir.join(ROOT_CA_CERT_FILE),
+        &offline_dir.join(ROOT_CA_KEY_FILE),
+    )?;
+    let mut anchors = outpost_net::pki::read_certs_file(&config.ca_cert, "root CA certificate")?;
+    if !anchors.iter().any(|a| a.as_slice() == old.cert_der()) {
+        anyhow::bail!(
+            "the root CA in {} is not one of the hub's ({}): wrong offline directory?",
+            offline_dir.display(),
+            config.ca_cert.display()
+        );
+    }
+    let suffix = hex::encode(rand::random::<[u8; 4]>());
+    let new = Ca::generate(&format!("{} root CA {suffix}", config.hub_name))?;
+    let cross = old.cross_sign(&new)?;
+    // Keep the old root in the offline directory, then install the new one there.
+    let old_sha = old.sha256_hex();
+    let keep = |ext: &str, bytes: &[u8]| -> anyhow::Result<()> {
+        let p = offline_dir.join(format!("root-ca.{}.{ext}", &old_sha[..16]));
+        if !p.exists() {
+            create_private_file(&p, bytes)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+        }
+        Ok(())
+    };
+    keep("pem", old.cert_pem().as_bytes())?;
+    keep("key", old.key_pem().as_bytes())?;
+    replace_file(
+        &offline_dir.join(ROOT_CA_KEY_FILE),
+        new.key_pem().as_bytes(),
+    )?;
+    replace_file(
+        &offline_dir.join(ROOT_CA_CERT_FILE),
+        new.cert_pem().as_bytes(),
+    )?;
+    // The hub: the proof first, then the new anchor.
+    let crosses = cross_certs_path(config);
+    let mut kept = fs::read_to_string(&crosses).unwrap_or_default();
+    kept.push_str(&chain_to_pem(&[cross]));
+    replace_file(&crosses, kept.as_bytes())?;
+    anchors.push(new.cert_der().to_vec());
+    replace_file(&config.ca_cert, chain_to_pem(&anchors).as_bytes())?;
+    Ok(RotatedRoot {
+        old_sha256: old_sha,
+        new_sha256: new.sha256_hex(),
+    })
+}
+
+/// `outpost-hub ca retire`: remove the root CA with SHA-256 `sha256` from the hub's trust
+/// anchors (`ca.pem`). Refused for the root of the current intermediate and for the last root.
+/// Agent certificates issued under the retired root are refused from the hub's next start:
+/// retire a root once every agent has renewed from the new intermediate.
+pub fn retire_root(config: &HubConfig, sha256: &str) -> anyhow::Result<()> {
+    let anchors = outpost_net::pki::read_certs_file(&config.ca_cert, "root CA certificate")?;
+    let sha = sha256.to_ascii_lowercase();
+    let Some(pos) = anchors
+        .iter()
+        .position(|a| outpost_net::pki::sha256_hex(a) == sha)
+    else {
+        anyhow::bail!(
+            "no root CA with SHA-256 {sha} in {}",
+            config.ca_cert.display()
+        );
+    };
+    let int = outpost_net::pki::read_certs_file(&config.intermediate_cert, "intermediate CA")?;
+    if int
+        .first()
+        .is_some_and(|i| outpost_net::pki::signed_by(i, &anchors[pos]))
+    {
+        anyhow::bail!(
+            "root {sha} signed the current intermediate CA: run `ca rotate-intermediate` with the new root first"
+        );
+    }
+    let rest: Vec<Vec<u8>> = anchors
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != pos)
+        .map(|(_, a)| a.clone())
+        .collect();
+    if rest.is_empty() {
+        anyhow::bail!("refusing to retire the last root CA");
+    }
+    replace_file(&config.ca_cert, chain_to_pem(&rest).as_bytes())
+}
+
 /// What [`rotate_intermediate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotatedIntermediate {
@@ -198,7 +318,7 @@ pub fn rotate_intermediate(
         &offline_dir.join(ROOT_CA_KEY_FILE),
     )?;
     let pinned = outpost_net::pki::read_certs_file(&config.ca_cert, "root CA certificate")?;
-    if pinned.first().map(Vec::as_slice) != Some(root.cert_der()) {
+    if !pinned.iter().any(|p| p.as_slice() == root.cert_der()) {
         anyhow::bail!(
             "the root CA in {} is not the hub's ({}): wrong offline directory?",
             offline_dir.display(),
@@ -466,5 +586,52 @@ mod intermediate_tests {
         let root = outpost_net::pki::read_certs_file(&cfg.ca_cert, "root").unwrap();
         assert!(outpost_net::pki::signed_by(after.cert_der(), &root[0]));
         assert_eq!(outpost_net::pki::sha256_hex(&root[0]), r.ca_sha256);
+    }
+
+    #[test]
+    fn rotate_root_adds_a_proven_anchor_and_retire_removes_it_in_order() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("hub");
+        let r = init(&dir, "hub", &[], None).unwrap();
+        let cfg = HubConfig::load(&r.config).unwrap();
+        assert!(crate::certs::ca_roots(&cfg).unwrap().is_empty());
+        let rot = rotate_root(&cfg, &r.offline_dir).unwrap();
+        assert_eq!(rot.old_sha256, r.ca_sha256);
+        let anchors = outpost_net::pki::read_certs_file(&cfg.ca_cert, "roots").unwrap();
+        assert_eq!(anchors.len(), 2);
+        // The old root is kept offline; the new one is the offline root now.
+        let kept = r
+            .offline_dir
+            .join(format!("root-ca.{}.key", &rot.old_sha256[..16]));
+        assert!(kept.exists());
+        let new_root = Ca::load(
+            &r.offline_dir.join(ROOT_CA_CERT_FILE),
+            &r.offline_dir.join(ROOT_CA_KEY_FILE),
+        )
+        .unwrap();
+        assert_eq!(new_root.sha256_hex(), rot.new_sha256);
+        // What agents get: the new root with a proof from the old one.
+        let roots = crate::certs::ca_roots(&cfg).unwrap();
+        assert_eq!(roots.len(), 1);
+        assert_eq!(roots[0].cert_der, new_root.cert_der());
+        assert!(outpost_net::pki::proves_successor(
+            &roots[0].cert_der,
+            &roots[0].cross_der,
+            &[anchors[0].clone()]
+        ));
+        // The old root signs the intermediate: not retired yet.
+        assert!(retire_root(&cfg, &rot.old_sha256).is_err());
+        assert!(retire_root(&cfg, &"ab".repeat(32)).is_err());
+        rotate_intermediate(&cfg, &r.offline_dir).unwrap();
+        let (hub, _) = crate::hub::Hub::open(&cfg, std::time::Duration::from_secs(1)).unwrap();
+        assert_eq!(hub.ca_sha256_hex(), rot.new_sha256);
+        drop(hub);
+        retire_root(&cfg, &rot.old_sha256).unwrap();
+        let anchors = outpost_net::pki::read_certs_file(&cfg.ca_cert, "roots").unwrap();
+        assert_eq!(anchors, vec![new_root.cert_der().to_vec()]);
+        // The last root stays.
+        assert!(retire_root(&cfg, &rot.new_sha256).is_err());
+        // No proof left to send (its signer is gone).
+        assert!(crate::certs::ca_roots(&cfg).unwrap().is_empty());
     }
 }

@@ -437,6 +437,10 @@ async fn session(
                                 sess.accept(committed, chain, paused_of(&desired), now_ms())
                                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                                 sess.set_desired(to_desired(desired));
+                                if !hub.ca_roots().is_empty() {
+                                    sess.send_ca_roots(hub.ca_roots().to_vec())
+                                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                                }
                                 accepted = true;
                                 tracing::info!(agent = %agent_id, committed, "agent session open");
                             }
@@ -455,6 +459,11 @@ async fn session(
                                 sess.refuse(format!("certificate renewal refused: {e}"));
                             }
                         }
+                    }
+                    HubEvent::CaRootsPinned { pinned } => {
+                        tracing::info!(agent = %agent_id, roots = pinned.len(), "agent pins root CAs");
+                        let (h, id) = (hub.clone(), agent_id.clone());
+                        blocking(move || h.record_pinned_roots(&id, pinned)).await??;
                     }
                     HubEvent::Ingest { entries } => {
                         let (h, id) = (hub.clone(), agent_id.clone());

@@ -256,6 +256,9 @@ pub struct AgentDetail {
     /// and the agent has not renewed it.
     #[serde(default)]
     pub cert_warning: Option<String>,
+    /// SHA-256 of the root CAs the agent pins, as it last said (after `ca rotate`).
+    #[serde(default)]
+    pub pinned_roots: Vec<String>,
 }
 
 /// `POST /v1/agents/{id}/revoke` answer.

@@ -88,6 +88,7 @@ impl Harness {
                     hostname: "h".into(),
                     cert_not_after_ms: None,
                     previous_cert_fingerprint: None,
+                    pinned_roots: None,
                 },
                 1,
             )

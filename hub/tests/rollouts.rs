@@ -71,6 +71,7 @@ impl H {
                     hostname: "h".into(),
                     cert_not_after_ms: None,
                     previous_cert_fingerprint: None,
+                    pinned_roots: None,
                 },
                 1,
             )

@@ -453,6 +453,24 @@ pub fn signed_by(cert_der: &[u8], issuer_der: &[u8]) -> bool {
     cert.issuer() == issuer.subject() && cert.verify_signature(Some(issuer.public_key())).is_ok()
 }
 
+/// Whether `cross_der` proves the self-signed root `new_root_der` a successor of one of the
+/// `pinned` roots: `cross_der` certifies the same subject and key as the new root, and is
+/// signed by a pinned root ([`Ca::cross_sign`] makes it).
+pub fn proves_successor(new_root_der: &[u8], cross_der: &[u8], pinned: &[Vec<u8>]) -> bool {
+    let (Ok((_, new)), Ok((_, cross))) = (
+        x509_parser::parse_x509_certificate(new_root_der),
+        x509_parser::parse_x509_certificate(cross_der),
+    ) else {
+        return false;
+    };
+    signed_by(new_root_der, new_root_der)
+        && new.is_ca()
+        && cross.is_ca()
+        && new.subject() == cross.subject()
+        && new.public_key().raw == cross.public_key().raw
+        && pinned.iter().any(|p| signed_by(cross_der, p))
+}
+
 /// Share of a certificate's lifetime after which it is renewed: two thirds.
 pub const RENEW_AT_NUM: i64 = 2;
 /// See [`RENEW_AT_NUM`].
@@ -862,5 +880,23 @@ mod tests {
         assert_eq!(c.subject(), n.subject());
         assert!(c.verify_signature(Some(o.public_key())).is_ok());
         assert!(c.verify_signature(Some(n.public_key())).is_err());
+        // An agent pinning the old root accepts the new one with this proof, and only then.
+        let pinned = vec![old.cert_der().to_vec()];
+        assert!(proves_successor(new.cert_der(), &cross, &pinned));
+        assert!(!proves_successor(
+            new.cert_der(),
+            &cross,
+            &[new.cert_der().to_vec()]
+        ));
+        let stranger = Ca::generate("new").unwrap();
+        assert!(!proves_successor(stranger.cert_der(), &cross, &pinned));
+        // A proof made by a root the agent does not pin.
+        let rogue = Ca::generate("rogue").unwrap();
+        let forged = rogue.cross_sign(&new).unwrap();
+        assert!(!proves_successor(new.cert_der(), &forged, &pinned));
+        assert!(!proves_successor(new.cert_der(), b"junk", &pinned));
+        // An intermediate is no root, whoever signed it.
+        let int = old.issue_intermediate("new", days(1)).unwrap();
+        assert!(!proves_successor(int.cert_der(), &cross, &pinned));
     }
 }

@@ -301,7 +301,29 @@ pub fn client_session_config(
     client_chain: &[Vec<u8>],
     client_key_pkcs8: &[u8],
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let roots = roots(ca_der)?;
+    client_session_config_pins(
+        std::slice::from_ref(&ca_der.to_vec()),
+        client_chain,
+        client_key_pkcs8,
+    )
+}
+
+/// [`client_session_config`] pinning a set of root CAs (after a CA rotation the agent pins the
+/// old and the new root).
+pub fn client_session_config_pins(
+    cas: &[Vec<u8>],
+    client_chain: &[Vec<u8>],
+    client_key_pkcs8: &[u8],
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        let one = self::roots(ca)?;
+        roots.roots.extend(one.roots.iter().cloned());
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Ca("missing (no CA)".into()));
+    }
+    let roots = Arc::new(roots);
     let (certs, key) = chain_and_key(client_chain, client_key_pkcs8)?;
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?

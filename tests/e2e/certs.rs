@@ -161,3 +161,98 @@ fn an_agent_offline_past_expiry_renews_within_the_grace_and_is_refused_beyond() 
         assert!(out.status.success(), "{}", stderr(&out));
     }
 }
+
+/// `outpost-hub ca ...` with the hub's config.
+fn ca(hub: &Hub, args: &[&str]) -> serde_json::Value {
+    let cfg = hub.config.display().to_string();
+    let mut a = vec!["ca"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["--config", &cfg]);
+    hub.json(&a).unwrap()
+}
+
+fn pinned_roots(hub: &Hub, id: &str) -> Vec<String> {
+    agent_show(hub, id)["pinned_roots"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_root_ca_rolls_over_with_agents_pinning_the_new_root_first() {
+    let s = Scratch::new("certroot").unwrap();
+    let mut hub = Hub::start(s.path(), "agent_cert_lifetime = \"24s\"\n").unwrap();
+    let offline = s.join("hub.offline").display().to_string();
+    let dir = s.join("a");
+    let id = enroll_only(&dir, &hub, "a");
+    let d = Daemon::start(&dir, "").unwrap();
+    wait_for(Duration::from_secs(20), "the agent online", || {
+        online(&hub, &id).then_some(())
+    })
+    .unwrap();
+    let old_token = hub.token("").unwrap();
+
+    // A new root: the hub sends it with the old root's proof; the agent pins both.
+    let rot = ca(&hub, &["rotate", "--offline-dir", &offline]);
+    let (old, new) = (
+        rot["old_sha256"].as_str().unwrap().to_string(),
+        rot["new_sha256"].as_str().unwrap().to_string(),
+    );
+    assert!(old_token.contains(&old), "{old_token}");
+    hub.kill9().unwrap();
+    hub.restart().unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "the agent pinning both roots",
+        || {
+            let p = pinned_roots(&hub, &id);
+            (p.contains(&old) && p.contains(&new)).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", d.stderr_tail(), hub.stderr_tail()));
+    // The old root cannot be retired while it signs the intermediate.
+    let cfg = hub.config.display().to_string();
+    let out = hub
+        .cli(&["ca", "retire", "--sha256", &old, "--config", &cfg])
+        .unwrap();
+    assert!(!out.status.success());
+
+    // Switch: an intermediate of the new root; the hub's chain and new tokens use the new root.
+    ca(&hub, &["rotate-intermediate", "--offline-dir", &offline]);
+    hub.kill9().unwrap();
+    hub.restart().unwrap();
+    let token = hub.token("").unwrap();
+    assert!(token.contains(&new), "{token}");
+    let before = fingerprint(&hub, &id);
+    // The agent reconnects (it pins the new root) and renews from the new intermediate.
+    wait_for(
+        Duration::from_secs(40),
+        "a certificate from the new intermediate",
+        || (online(&hub, &id) && fingerprint(&hub, &id) != before).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", d.stderr_tail(), hub.stderr_tail()));
+
+    // Retire the old root: the agent, now under the new root only, reconnects after a restart.
+    ca(&hub, &["retire", "--sha256", &old]);
+    hub.kill9().unwrap();
+    hub.restart().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    wait_for(
+        Duration::from_secs(20),
+        "the agent online under the new root",
+        || online(&hub, &id).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", d.stderr_tail(), hub.stderr_tail()));
+    // An agent enrolling now pins the new root.
+    let dir_b = s.join("b");
+    let b = enroll_only(&dir_b, &hub, "b");
+    let db = Daemon::start(&dir_b, "").unwrap();
+    wait_for(Duration::from_secs(20), "B online", || {
+        online(&hub, &b).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", db.stderr_tail()));
+}

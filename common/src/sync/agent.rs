@@ -77,6 +77,9 @@ pub enum AgentEvent {
     /// The renewed certificate for the key of the last [`AgentSession::send_renew`]: store it
     /// with that key durably, and use it from the next connection.
     Certificate(Vec<u8>),
+    /// Root CAs to pin, each with its proof: pin those whose proof verifies against a pinned
+    /// root (durably), then answer with [`AgentSession::send_ca_roots_pinned`].
+    CaRoots(Vec<crate::proto::CaRoot>),
     /// The hub ends the session (revoked, unknown agent...). Close the connection.
     Goodbye(String),
 }
@@ -356,6 +359,9 @@ impl AgentSession {
             HubMsg::KeyChain { endorsements } => {
                 self.events.push_back(AgentEvent::KeyChain(endorsements));
             }
+            HubMsg::CaRoots { roots } => {
+                self.events.push_back(AgentEvent::CaRoots(roots));
+            }
         }
         Ok(())
     }
@@ -363,6 +369,11 @@ impl AgentSession {
     /// The next event for the driver.
     pub fn poll_event(&mut self) -> Option<AgentEvent> {
         self.events.pop_front()
+    }
+
+    /// Tell the hub which root CAs this agent pins now (SHA-256 hex).
+    pub fn send_ca_roots_pinned(&mut self, pinned: Vec<String>) {
+        self.out.push_back(AgentMsg::CaRootsPinned { pinned });
     }
 
     /// Ask the hub to renew the certificate: `csr_der` for a fresh key the driver keeps until

@@ -140,6 +140,11 @@ pub enum HubEvent {
     RenewCert {
         csr_der: Vec<u8>,
     },
+    /// The agent pins these root CAs now (SHA-256 hex): record it (`ca rotate` waits for the
+    /// fleet before the hub switches to a new root).
+    CaRootsPinned {
+        pinned: Vec<String>,
+    },
     /// A message too large for one frame ([`crate::proto::MAX_FRAME`]) was dropped instead of
     /// being sent (sending it would end the session, again on every reconnect). `what` names
     /// it (e.g. `deploy of etl v3`); `command` is the id of a dropped command (answer its
@@ -295,6 +300,10 @@ impl HubSession {
                 self.events.push_back(HubEvent::RenewCert { csr_der });
                 Ok(())
             }
+            AgentMsg::CaRootsPinned { pinned } => {
+                self.events.push_back(HubEvent::CaRootsPinned { pinned });
+                Ok(())
+            }
             AgentMsg::DeployResult {
                 workflow,
                 version,
@@ -431,6 +440,15 @@ impl HubSession {
         Ok(())
     }
 
+    /// Send root CAs for the agent to pin (after `ca rotate`).
+    pub fn send_ca_roots(&mut self, roots: Vec<crate::proto::CaRoot>) -> Result<(), SyncError> {
+        if self.state != HubState::Open {
+            return Err(SyncError::NotOpen);
+        }
+        self.out.push_back(HubMsg::CaRoots { roots });
+        Ok(())
+    }
+
     /// Send the agent its renewed certificate.
     pub fn send_certificate(&mut self, cert_der: Vec<u8>) -> Result<(), SyncError> {
         if !matches!(self.state, HubState::Open | HubState::RenewOnly) {
@@ -531,6 +549,7 @@ impl HubSession {
                 HubMsg::Goodbye { .. } => "goodbye".to_string(),
                 HubMsg::Certificate { .. } => "certificate".to_string(),
                 HubMsg::RenewRequired { .. } => "renew required".to_string(),
+                HubMsg::CaRoots { .. } => "root CAs".to_string(),
             };
             let command = match &m {
                 HubMsg::Command { id, .. } => Some(*id),

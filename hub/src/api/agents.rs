@@ -88,6 +88,7 @@ async fn show(State(st): St, Path(id): Path<String>) -> ApiResult<Json<AgentDeta
                 a.revoked_ms.is_none() && crate::certs::expiring(*na, crate::hub::now_ms(), lead)
             })
             .map(|na| format!("certificate expires at {} and is not renewed", rfc3339(na))),
+        pinned_roots: a.pinned_roots.clone().unwrap_or_default(),
     }))
 }
 

@@ -72,6 +72,9 @@ pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
                 if let Some(exp) = &a.cert_expires {
                     println!("cert expires: {exp}");
                 }
+                if !a.pinned_roots.is_empty() {
+                    println!("pinned roots: {}", a.pinned_roots.join(" "));
+                }
                 if let Some(w) = &a.cert_warning {
                     println!("WARNING:      {w}");
                 }

@@ -1,5 +1,5 @@
-//! The certificate authorities: `ca rotate-intermediate` (works on the hub's files and the
-//! offline directory with the root CA key, not over the API).
+//! The certificate authorities: `ca rotate-intermediate`, `ca rotate`, `ca retire` (work on the
+//! hub's files and the offline directory with the root CA key, not over the API).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,13 +21,65 @@ pub enum CaCmd {
         #[arg(long)]
         offline_dir: PathBuf,
     },
+    /// A new root CA (its key replaces the old root's in the offline directory; needs --config
+    /// hub.toml). From its next start the hub sends it, certified by the old root, to every
+    /// agent; `agent show` lists the roots each agent pins. Then `ca rotate-intermediate`
+    /// switches the hub to the new root.
+    Rotate {
+        /// The offline directory holding the current root CA key.
+        #[arg(long)]
+        offline_dir: PathBuf,
+    },
+    /// Remove a root CA from the hub's trust anchors (after every agent renewed from an
+    /// intermediate of the new root; needs --config hub.toml; effective at the next start).
+    Retire {
+        /// SHA-256 (hex) of the root CA certificate to remove.
+        #[arg(long)]
+        sha256: String,
+    },
 }
 
 /// `ca ...`
 pub(super) fn handle(conn: &ConnOpts, cmd: CaCmd) -> CliResult {
     match cmd {
         CaCmd::RotateIntermediate { offline_dir } => rotate_intermediate(conn, &offline_dir),
+        CaCmd::Rotate { offline_dir } => rotate_root(conn, &offline_dir),
+        CaCmd::Retire { sha256 } => retire(conn, &sha256),
     }
+}
+
+fn config(conn: &ConnOpts, what: &str) -> Result<HubConfig, CliError> {
+    let path = conn
+        .config
+        .as_deref()
+        .ok_or_else(|| CliError::Usage(format!("{what} needs --config hub.toml")))?;
+    HubConfig::load(path).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+fn rotate_root(conn: &ConnOpts, offline_dir: &std::path::Path) -> CliResult {
+    let config = config(conn, "ca rotate")?;
+    let r = crate::init::rotate_root(&config, offline_dir)
+        .map_err(|e| CliError::Fail(format!("{e:#}")))?;
+    if conn.output == Output::Json {
+        print_json(&serde_json::json!({"old_sha256": r.old_sha256, "new_sha256": r.new_sha256}))?;
+    } else {
+        println!("new root CA {} (old {})", r.new_sha256, r.old_sha256);
+        println!(
+            "restart the hub: it sends the new root to every agent; when `agent show` lists it for              all, run `ca rotate-intermediate`"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn retire(conn: &ConnOpts, sha256: &str) -> CliResult {
+    let config = config(conn, "ca retire")?;
+    crate::init::retire_root(&config, sha256).map_err(|e| CliError::Fail(format!("{e:#}")))?;
+    if conn.output == Output::Json {
+        print_json(&serde_json::json!({"retired": sha256}))?;
+    } else {
+        println!("root CA {sha256} retired; restart the hub");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn rotate_intermediate(conn: &ConnOpts, offline_dir: &std::path::Path) -> CliResult {

@@ -47,6 +47,7 @@ impl Hub {
             hostname: req.hostname.clone(),
             cert_not_after_ms: outpost_net::pki::cert_validity(&cert_der).map(|(_, na)| na),
             previous_cert_fingerprint: None,
+            pinned_roots: None,
         };
         self.store()
             .enroll(token_id, secret, rec, now)

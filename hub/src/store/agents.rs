@@ -98,6 +98,11 @@ impl Store {
         )
     }
 
+    /// Record the root CAs an agent pins (SHA-256 hex).
+    pub(crate) fn set_pinned_roots(&self, id: &str, pinned: Vec<String>) -> Result<(), StoreError> {
+        self.update_agent(id, |a| a.pinned_roots = Some(pinned), None)
+    }
+
     /// Record an agent's Hello: software version, active workflows, last seen. Refuses a
     /// revoked agent.
     pub(crate) fn agent_hello(

@@ -134,6 +134,9 @@ pub struct AgentRecord {
     /// renewed certificate never reached the agent.
     #[n(12)]
     pub previous_cert_fingerprint: Option<String>,
+    /// SHA-256 of the root CAs the agent said it pins (after `ca rotate`; `None`: not asked).
+    #[n(13)]
+    pub pinned_roots: Option<Vec<String>>,
 }
 
 /// A bootstrap token. Only the blake3 hash of the secret is stored.

@@ -45,6 +45,7 @@ fn agent(id: &str, labels: &[(&str, &str)]) -> AgentRecord {
         hostname: "h".into(),
         cert_not_after_ms: None,
         previous_cert_fingerprint: None,
+        pinned_roots: None,
     }
 }
 
