@@ -109,11 +109,16 @@ fn serve_runs_without_the_root_key_and_agents_renew_over_their_session() {
 #[test]
 fn an_agent_offline_past_expiry_renews_within_the_grace_and_is_refused_beyond() {
     let s = Scratch::new("certgrace").unwrap();
-    let hub = Hub::start(
+    // `init --offline-dir` as docs/operations.md gives it.
+    let keys = s.join("keys");
+    let hub = Hub::start_init(
         s.path(),
+        &["--offline-dir", keys.to_str().unwrap()],
         "agent_cert_lifetime = \"10s\"\nagent_cert_grace = \"15s\"\n",
     )
     .unwrap();
+    assert!(keys.join("root-ca.key").exists());
+    assert!(!s.join("hub.offline").exists());
     let (a_dir, b_dir, c_dir) = (s.join("a"), s.join("b"), s.join("c"));
     let a = enroll_only(&a_dir, &hub, "a");
     let b = enroll_only(&b_dir, &hub, "b");
