@@ -261,3 +261,88 @@ fn the_root_ca_rolls_over_with_agents_pinning_the_new_root_first() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", db.stderr_tail()));
 }
+
+/// libfaketime (Debian `faketime`, which .ci/run installs): its absence fails the test.
+fn faked(offset: &str) -> Vec<(String, String)> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists())
+        .expect("libfaketime is missing: apt-get install faketime");
+    vec![
+        ("LD_PRELOAD".into(), lib.display().to_string()),
+        ("FAKETIME".into(), offset.into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ("FAKETIME_NO_CACHE".into(), "1".into()),
+    ]
+}
+
+/// Start the agent enrolled in `dir` with `env` (its config is there already).
+fn start_with(dir: &Path, env: Vec<(String, String)>) -> Daemon {
+    let state_dir = dir.join("state");
+    let mut d = Daemon {
+        child: None,
+        config: dir.join("agent.toml"),
+        socket: state_dir.join("agent.sock"),
+        state_dir,
+        stderr_path: dir.join("agent.stderr"),
+        rust_log: None,
+        env,
+    };
+    d.restart().unwrap();
+    d
+}
+
+#[test]
+fn with_the_clock_moved_default_lifetimes_renew_within_the_grace_and_refuse_beyond() {
+    let s = Scratch::new("certclock").unwrap();
+    // The defaults: agent certificates of 90 days, a grace of 30, the hub's own of 90.
+    let mut hub = Hub::start(s.path(), "").unwrap();
+    let (a_dir, b_dir) = (s.join("a"), s.join("b"));
+    let a = enroll_only(&a_dir, &hub, "a");
+    let b = enroll_only(&b_dir, &hub, "b");
+    let (fa, fb) = (fingerprint(&hub, &a), fingerprint(&hub, &b));
+    let hub_cert = std::fs::read(hub.data_dir.join("hub.pem")).unwrap();
+
+    // 100 days on: both agent certificates expired 10 days ago, within the grace; the hub's
+    // own certificate expired too, and the hub renews it as it starts.
+    hub.kill9().unwrap();
+    hub.env = faked("+100d");
+    hub.restart().unwrap();
+    assert_ne!(
+        std::fs::read(hub.data_dir.join("hub.pem")).unwrap(),
+        hub_cert
+    );
+    let da = start_with(&a_dir, faked("+100d"));
+    wait_for(Duration::from_secs(30), "A renewed and online", || {
+        (fingerprint(&hub, &a) != fa && online(&hub, &a)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", da.stderr_tail(), hub.stderr_tail()));
+
+    // 125 days on: B, offline all along, is beyond the grace (90 + 30 days): refused. A, renewed
+    // at day 100, is fine.
+    hub.kill9().unwrap();
+    hub.env = faked("+125d");
+    hub.restart().unwrap();
+    let db = start_with(&b_dir, faked("+125d"));
+    wait_for(Duration::from_secs(30), "A online at day 125", || {
+        online(&hub, &a).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", da.stderr_tail(), hub.stderr_tail()));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(fingerprint(&hub, &b), fb);
+    assert!(!online(&hub, &b), "{}", db.stderr_tail());
+    // The hub warns about B's certificate (logs and agent show), not about A's.
+    let show = agent_show(&hub, &b);
+    assert!(show["cert_warning"].is_string(), "{show}");
+    assert!(agent_show(&hub, &a)["cert_warning"].is_null());
+    let log = hub.stderr_tail();
+    assert!(
+        log.contains("certificate expiry") && log.contains(&b),
+        "{log}"
+    );
+    // B keeps running locally.
+    let out = db.ctl("status", &[]).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

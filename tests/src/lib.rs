@@ -160,6 +160,8 @@ pub struct Daemon {
     pub stderr_path: PathBuf,
     /// `RUST_LOG` for the daemon (default: `$OUTPOST_TEST_LOG`, else `info`).
     pub rust_log: Option<String>,
+    /// More environment for the process from its next (re)start (e.g. libfaketime).
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -194,6 +196,7 @@ impl Daemon {
             state_dir,
             stderr_path: dir.join("agent.stderr"),
             rust_log: rust_log.map(str::to_string),
+            env: Vec::new(),
         };
         d.restart()?;
         Ok(d)
@@ -208,6 +211,7 @@ impl Daemon {
         let child = Command::new(agent_bin())
             .args(["serve", "--config"])
             .arg(&self.config)
+            .envs(self.env.iter().cloned())
             .env(
                 "RUST_LOG",
                 self.rust_log.clone().unwrap_or_else(|| {
@@ -358,6 +362,8 @@ pub struct Hub {
     pub quic_addr: std::net::SocketAddr,
     pub api_token: String,
     pub stderr_path: PathBuf,
+    /// More environment for `serve` from its next (re)start (e.g. libfaketime).
+    pub env: Vec<(String, String)>,
 }
 
 impl Hub {
@@ -399,6 +405,7 @@ impl Hub {
             quic_addr: format!("127.0.0.1:{quic_port}").parse()?,
             api_token,
             stderr_path: dir.join("hub.stderr"),
+            env: Vec::new(),
         };
         hub.restart()?;
         Ok(hub)
@@ -412,6 +419,7 @@ impl Hub {
         let child = Command::new(hub_bin())
             .args(["serve", "--config"])
             .arg(&self.config)
+            .envs(self.env.iter().cloned())
             .env(
                 "RUST_LOG",
                 std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info".into()),
