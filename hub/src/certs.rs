@@ -410,4 +410,34 @@ mod tests {
         let e = load_issuing_ca(&cfg).unwrap_err().to_string();
         assert!(e.contains("not signed by the root"), "{e}");
     }
+
+    #[test]
+    fn a_hub_made_before_intermediates_still_opens_with_its_online_ca() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("hub");
+        let r = crate::init::init(&dir, "hub", &[], None).unwrap();
+        let cfg = HubConfig::load(&r.config).unwrap();
+        // The layout of an earlier init: ca.pem + ca.key online, no intermediate.
+        std::fs::copy(
+            r.offline_dir.join(crate::init::ROOT_CA_KEY_FILE),
+            &cfg.ca_key,
+        )
+        .unwrap();
+        std::fs::remove_file(&cfg.intermediate_cert).unwrap();
+        std::fs::remove_file(&cfg.intermediate_key).unwrap();
+        assert!(!cfg.has_intermediate());
+        cfg.check_files().unwrap();
+        let ca = load_issuing_ca(&cfg).unwrap();
+        assert_eq!(ca.sha256_hex(), r.ca_sha256);
+        assert!(ca.parents().is_empty());
+        let (hub, _) = Hub::open(&cfg, Duration::from_secs(1)).unwrap();
+        assert_eq!(hub.ca_sha256_hex(), r.ca_sha256);
+        // Its server certificate (from the removed intermediate) is renewed from that CA.
+        let leaf = pki::read_certs_file(&cfg.cert, "hub").unwrap();
+        assert!(server_cert_due(&leaf[0], &ca, now_ms()));
+        // Without either CA key the hub refuses to start, naming the intermediate key.
+        std::fs::remove_file(&cfg.ca_key).unwrap();
+        let e = cfg.check_files().unwrap_err().to_string();
+        assert!(e.contains("intermediate"), "{e}");
+    }
 }
