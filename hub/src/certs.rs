@@ -240,11 +240,14 @@ pub fn expiry_warnings(
     Ok(out)
 }
 
-/// The hub's server certificate needs renewing: past two thirds of its lifetime, or issued by
-/// a CA other than the current intermediate (after `ca rotate-intermediate`).
-pub fn server_cert_due(leaf: &[u8], ca: &Ca, now: UnixMillis) -> bool {
+/// The hub's server certificate needs renewing: past two thirds of its lifetime, issued by a
+/// CA other than the current intermediate (after `ca rotate-intermediate`), or living longer
+/// than `lifetime` (`server_cert_lifetime` was lowered).
+pub fn server_cert_due(leaf: &[u8], ca: &Ca, lifetime: Duration, now: UnixMillis) -> bool {
     let due = pki::renewal_due_ms(leaf).is_none_or(|d| now >= d);
-    due || !pki::signed_by(leaf, ca.cert_der())
+    let max = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+    let too_long = pki::issued_lifetime_ms(leaf).is_none_or(|l| l > max.saturating_add(60_000));
+    due || too_long || !pki::signed_by(leaf, ca.cert_der())
 }
 
 /// A certificate chain (leaf first) and the leaf's PKCS#8 key, DER.
@@ -263,7 +266,7 @@ pub fn renew_server_cert_if_due(
     let Some(leaf) = chain.first() else {
         anyhow::bail!("{} holds no certificate", config.cert.display());
     };
-    if !server_cert_due(leaf, ca, now) {
+    if !server_cert_due(leaf, ca, lifetime, now) {
         return Ok(None);
     }
     let names = pki::server_names(leaf);
@@ -387,8 +390,15 @@ mod tests {
         // After an intermediate rotation the certificate is renewed at once.
         crate::init::rotate_intermediate(&cfg, &r.offline_dir).unwrap();
         let ca2 = load_issuing_ca(&cfg).unwrap();
-        assert!(server_cert_due(&chain[0], &ca2, now_ms()));
-        assert!(!server_cert_due(&chain[0], &ca, now_ms()));
+        assert!(server_cert_due(&chain[0], &ca2, life, now_ms()));
+        assert!(!server_cert_due(&chain[0], &ca, life, now_ms()));
+        // A lower server_cert_lifetime takes effect at once.
+        assert!(server_cert_due(
+            &chain[0],
+            &ca,
+            Duration::from_secs(86_400),
+            now_ms()
+        ));
     }
 
     #[test]
@@ -434,7 +444,12 @@ mod tests {
         assert_eq!(hub.ca_sha256_hex(), r.ca_sha256);
         // Its server certificate (from the removed intermediate) is renewed from that CA.
         let leaf = pki::read_certs_file(&cfg.cert, "hub").unwrap();
-        assert!(server_cert_due(&leaf[0], &ca, now_ms()));
+        assert!(server_cert_due(
+            &leaf[0],
+            &ca,
+            cfg.server_cert_lifetime,
+            now_ms()
+        ));
         // Without either CA key the hub refuses to start, naming the intermediate key.
         std::fs::remove_file(&cfg.ca_key).unwrap();
         let e = cfg.check_files().unwrap_err().to_string();

@@ -476,6 +476,14 @@ pub const RENEW_AT_NUM: i64 = 2;
 /// See [`RENEW_AT_NUM`].
 pub const RENEW_AT_DEN: i64 = 3;
 
+/// The lifetime a certificate issued here was given (from its issue time, `not_before` plus
+/// the back-dating slack, to `not_after`), ms. `None` if the DER does not parse.
+pub fn issued_lifetime_ms(cert_der: &[u8]) -> Option<i64> {
+    let (nb, na) = cert_validity(cert_der)?;
+    let backdate = i64::try_from(BACKDATE.as_millis()).unwrap_or(0);
+    Some(na - nb.saturating_add(backdate).min(na))
+}
+
 /// When a certificate issued here is due for renewal (Unix ms): at two thirds of its lifetime,
 /// counted from its issue time (`not_before` plus the back-dating slack, capped at
 /// `not_after`). `None` if the DER does not parse.

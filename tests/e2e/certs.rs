@@ -346,3 +346,35 @@ fn with_the_clock_moved_default_lifetimes_renew_within_the_grace_and_refuse_beyo
     let out = db.ctl("status", &[]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn the_hub_renews_its_own_certificate_while_serving() {
+    let s = Scratch::new("certserver").unwrap();
+    let hub = Hub::start(s.path(), "server_cert_lifetime = \"9s\"\n").unwrap();
+    let pid = hub.child.as_ref().unwrap().id();
+    // init made a certificate of the default lifetime: renewed at start to 9 s; then again at
+    // two thirds of that, by the running hub.
+    let first = std::fs::read(hub.data_dir.join("hub.pem")).unwrap();
+    wait_for(Duration::from_secs(20), "a renewed hub certificate", || {
+        (std::fs::read(hub.data_dir.join("hub.pem")).unwrap() != first).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.stderr_tail()));
+    // Past the first certificate's expiry, new handshakes get the new one: enroll and connect.
+    std::thread::sleep(Duration::from_secs(10));
+    let dir = s.join("a");
+    let id = enroll_only(&dir, &hub, "a");
+    let d = Daemon::start(&dir, "").unwrap();
+    wait_for(Duration::from_secs(20), "the agent online", || {
+        online(&hub, &id).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", d.stderr_tail(), hub.stderr_tail()));
+    assert_eq!(
+        hub.child.as_ref().unwrap().id(),
+        pid,
+        "the hub was not restarted"
+    );
+    assert!(
+        hub.stderr_tail()
+            .contains("renewed the hub's server certificate")
+    );
+}
