@@ -240,6 +240,52 @@ pub fn expiry_warnings(
     Ok(out)
 }
 
+/// `GET /v1/certificates`: the hub's certificates, the root CAs with how many agents pin each,
+/// and every expiry warning.
+pub fn certificates_view(hub: &Hub) -> Result<crate::views::CertificatesView, HubError> {
+    use crate::views::{CertView, CertificatesView, RootView};
+    let now = now_ms();
+    let view = |der: &[u8]| CertView {
+        sha256: pki::sha256_hex(der),
+        expires: pki::cert_validity(der)
+            .map(|(_, na)| outpost_common::record::rfc3339(na))
+            .unwrap_or_default(),
+    };
+    let agents: Vec<_> = hub
+        .store()
+        .agents()?
+        .into_iter()
+        .filter(|a| a.revoked_ms.is_none())
+        .collect();
+    let leaf = hub.server_leaf();
+    let roots = hub
+        .anchors()
+        .iter()
+        .map(|r| {
+            let sha = pki::sha256_hex(r);
+            let agents_pinning = agents
+                .iter()
+                .filter(|a| a.pinned_roots.as_ref().is_some_and(|p| p.contains(&sha)))
+                .count();
+            RootView {
+                cert: view(r),
+                issuing: pki::signed_by(hub.ca().cert_der(), r),
+                agents_pinning,
+            }
+        })
+        .collect();
+    Ok(CertificatesView {
+        hub_certificate: (!leaf.is_empty()).then(|| view(&leaf)),
+        intermediate: view(hub.ca().cert_der()),
+        roots,
+        agents: agents.len(),
+        warnings: expiry_warnings(hub, &leaf, now)?
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    })
+}
+
 /// The hub's server certificate needs renewing: past two thirds of its lifetime, issued by a
 /// CA other than the current intermediate (after `ca rotate-intermediate`), or living longer
 /// than `lifetime` (`server_cert_lifetime` was lowered).
@@ -308,6 +354,7 @@ pub async fn maintain(
                 renew_server_cert_if_due(&c, h.ca(), h.cert_policy().server_lifetime, now_ms())?
             {
                 cert.replace(&chain, &key)?;
+                h.set_server_leaf(cert.leaf());
                 tracing::info!(cert = %c.cert.display(), "renewed the hub's server certificate");
             }
             if !warn_now {

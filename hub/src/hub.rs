@@ -157,6 +157,10 @@ pub struct Hub {
     cert_policy: crate::certs::CertPolicy,
     /// New root CAs with their proofs, sent to every agent (after `ca rotate`).
     ca_roots: Vec<outpost_common::proto::CaRoot>,
+    /// The root CAs the hub trusts (`ca.pem`).
+    anchors: Vec<Vec<u8>>,
+    /// The server certificate presented now (set by the QUIC endpoint).
+    server_leaf: std::sync::RwLock<Vec<u8>>,
     changes: watch::Sender<u64>,
     /// Domain events ([`crate::events::Event`]).
     events: broadcast::Sender<Event>,
@@ -221,6 +225,8 @@ impl Hub {
             max_token_ttl: crate::config::DEFAULT_MAX_TOKEN_TTL,
             cert_policy: crate::certs::CertPolicy::default(),
             ca_roots: Vec::new(),
+            anchors: Vec::new(),
+            server_leaf: std::sync::RwLock::new(Vec::new()),
             changes,
             events,
             rollout_lock: std::sync::Mutex::new(()),
@@ -240,6 +246,8 @@ impl Hub {
             .map_err(|e| HubError::Setup(e.to_string()))?;
         let ca = crate::certs::load_issuing_ca(config)?;
         let ca_roots = crate::certs::ca_roots(config)?;
+        let anchors = outpost_net::pki::read_certs_file(&config.ca_cert, "root CA certificate")
+            .map_err(|e| HubError::Setup(e.to_string()))?;
         let store_path = config.store_path();
         if !store_path.exists() {
             return Err(HubError::Setup(format!(
@@ -265,6 +273,7 @@ impl Hub {
             h.max_token_ttl = config.max_token_ttl;
             h.cert_policy = crate::certs::CertPolicy::of(config);
             h.ca_roots = ca_roots;
+            h.anchors = anchors;
         }
         Ok((hub, conns))
     }
@@ -317,6 +326,27 @@ impl Hub {
 
     pub(crate) fn cert_policy_ref(&self) -> crate::certs::CertPolicy {
         self.cert_policy
+    }
+
+    /// The root CAs the hub trusts (empty for a hub assembled without a configuration).
+    pub(crate) fn anchors(&self) -> &[Vec<u8>] {
+        &self.anchors
+    }
+
+    /// The server certificate presented now (empty until the QUIC endpoint starts).
+    pub(crate) fn server_leaf(&self) -> Vec<u8> {
+        self.server_leaf
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Record the server certificate presented now.
+    pub(crate) fn set_server_leaf(&self, leaf: Vec<u8>) {
+        *self
+            .server_leaf
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = leaf;
     }
 
     /// New root CAs for agents to pin, with their proofs.

@@ -45,6 +45,7 @@ pub async fn serve(
     let chain = outpost_net::pki::read_certs_file(&config.cert, "the hub's certificate chain")?;
     let key = outpost_net::pki::read_key_file(&config.key, "the hub's TLS key")?;
     let server_cert = Arc::new(outpost_net::tls::ServerCert::new(&chain, &key)?);
+    hub.set_server_leaf(server_cert.leaf());
     let client_auth = crate::certs::client_auth(config, hub.ca())?;
     let tls = outpost_net::tls::server_config_with(server_cert.clone(), &client_auth)?;
     tokio::spawn(crate::certs::maintain(

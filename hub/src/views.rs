@@ -214,6 +214,42 @@ pub struct AgentView {
     pub revoked: Option<String>,
 }
 
+/// A certificate: its SHA-256 and expiry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertView {
+    /// SHA-256 of the DER, hex.
+    pub sha256: String,
+    /// Its `not_after`.
+    pub expires: String,
+}
+
+/// A root CA the hub trusts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootView {
+    /// The certificate.
+    #[serde(flatten)]
+    pub cert: CertView,
+    /// Whether it signed the current intermediate (bootstrap tokens pin it).
+    pub issuing: bool,
+    /// Agents (not revoked) that said they pin it (after `ca rotate`).
+    pub agents_pinning: usize,
+}
+
+/// `GET /v1/certificates`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificatesView {
+    /// The hub's server certificate presented now.
+    pub hub_certificate: Option<CertView>,
+    /// The intermediate CA that issues.
+    pub intermediate: CertView,
+    /// The root CAs the hub trusts.
+    pub roots: Vec<RootView>,
+    /// Agents not revoked.
+    pub agents: usize,
+    /// Certificates that expire within `cert_warning_lead`.
+    pub warnings: Vec<String>,
+}
+
 /// The last deploy result of a workflow on an agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployView {

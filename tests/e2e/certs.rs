@@ -219,6 +219,17 @@ fn the_root_ca_rolls_over_with_agents_pinning_the_new_root_first() {
         },
     )
     .unwrap_or_else(|e| panic!("{e}\n{}\n{}", d.stderr_tail(), hub.stderr_tail()));
+    // `ca status`: both roots, each pinned by the one agent; the old one still issuing.
+    let st = hub.json(&["ca", "status"]).unwrap();
+    let roots = st["roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 2, "{st}");
+    assert!(roots.iter().all(|r| r["agents_pinning"] == 1), "{st}");
+    assert!(
+        roots
+            .iter()
+            .any(|r| r["sha256"] == old.as_str() && r["issuing"] == true),
+        "{st}"
+    );
     // The old root cannot be retired while it signs the intermediate.
     let cfg = hub.config.display().to_string();
     let out = hub
@@ -342,6 +353,9 @@ fn with_the_clock_moved_default_lifetimes_renew_within_the_grace_and_refuse_beyo
         log.contains("certificate expiry") && log.contains(&b),
         "{log}"
     );
+    let st = hub.json(&["ca", "status"]).unwrap();
+    let warnings = st["warnings"].to_string();
+    assert!(warnings.contains(&b) && !warnings.contains(&a), "{st}");
     // B keeps running locally.
     let out = db.ctl("status", &[]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

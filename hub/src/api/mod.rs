@@ -12,6 +12,7 @@
 mod actor;
 mod agents;
 mod audit;
+mod certificates;
 mod error;
 mod pools;
 mod rollouts;
@@ -72,6 +73,7 @@ pub fn router(hub: Arc<Hub>, api_token: &str) -> Router {
         .merge(rollouts::routes())
         .merge(tokens::routes())
         .merge(audit::routes())
+        .merge(certificates::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))

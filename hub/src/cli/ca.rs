@@ -30,6 +30,9 @@ pub enum CaCmd {
         #[arg(long)]
         offline_dir: PathBuf,
     },
+    /// The hub's certificates, root CAs (how many agents pin each) and expiry warnings (over
+    /// the API).
+    Status,
     /// Remove a root CA from the hub's trust anchors (after every agent renewed from an
     /// intermediate of the new root; needs --config hub.toml; effective at the next start).
     Retire {
@@ -45,7 +48,41 @@ pub(super) fn handle(conn: &ConnOpts, cmd: CaCmd) -> CliResult {
         CaCmd::RotateIntermediate { offline_dir } => rotate_intermediate(conn, &offline_dir),
         CaCmd::Rotate { offline_dir } => rotate_root(conn, &offline_dir),
         CaCmd::Retire { sha256 } => retire(conn, &sha256),
+        CaCmd::Status => status(conn),
     }
+}
+
+fn status(conn: &ConnOpts) -> CliResult {
+    let c = super::conn::client(conn)?;
+    let v: crate::views::CertificatesView = c.get("/v1/certificates", &[])?;
+    if conn.output == Output::Json {
+        print_json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(h) = &v.hub_certificate {
+        println!(
+            "hub certificate:  expires {}  sha256 {}",
+            h.expires, h.sha256
+        );
+    }
+    println!(
+        "intermediate CA:  expires {}  sha256 {}",
+        v.intermediate.expires, v.intermediate.sha256
+    );
+    for r in &v.roots {
+        println!(
+            "root CA:          expires {}  sha256 {}  pinned by {}/{} agents{}",
+            r.cert.expires,
+            r.cert.sha256,
+            r.agents_pinning,
+            v.agents,
+            if r.issuing { "  (issuing)" } else { "" }
+        );
+    }
+    for w in &v.warnings {
+        println!("WARNING: {w}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config(conn: &ConnOpts, what: &str) -> Result<HubConfig, CliError> {
