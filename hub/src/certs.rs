@@ -132,6 +132,26 @@ pub fn expired(cert_der: &[u8], now_ms: UnixMillis) -> bool {
 }
 
 impl Hub {
+    /// Authenticate a session's client certificate at `now`: [`Hub::authenticate`], and
+    /// whether the certificate has expired (it passed the handshake within the grace), so the
+    /// session may only renew. An expired certificate must be the agent's current one: a
+    /// previous certificate (replaced by a renewal) is accepted only while it is valid.
+    pub fn authenticate_session(
+        &self,
+        cert_der: &[u8],
+        now: UnixMillis,
+    ) -> Result<(crate::store::AgentRecord, bool), HubError> {
+        let agent = self.authenticate(cert_der)?;
+        let renew_only = expired(cert_der, now);
+        if renew_only && agent.cert_fingerprint != pki::sha256_hex(cert_der) {
+            return Err(HubError::Refused(format!(
+                "the expired certificate of agent {} was renewed already",
+                agent.id
+            )));
+        }
+        Ok((agent, renew_only))
+    }
+
     /// The certificate policy.
     pub fn cert_policy(&self) -> CertPolicy {
         self.cert_policy_ref()

@@ -795,6 +795,42 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_certificate_may_only_renew_and_only_if_current() {
+        let (_d, hub, _) = hub();
+        let (id, cert) = enroll_with_cert(&hub, &[]);
+        let (_, not_after) = outpost_net::pki::cert_validity(&cert).unwrap();
+        let (a, renew_only) = hub.authenticate_session(&cert, not_after).unwrap();
+        assert_eq!(a.id, id);
+        assert!(!renew_only);
+        let (_, renew_only) = hub.authenticate_session(&cert, not_after + 1000).unwrap();
+        assert!(renew_only);
+        // Renewed: the previous certificate still opens a session while valid (the answer may
+        // have been lost), not once expired; the new one opens a full session.
+        let (_key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
+        let new = hub.renew_agent_cert(&id, &csr).unwrap();
+        assert_eq!(
+            outpost_net::pki::agent_id_from_cert(&new).as_deref(),
+            Some(id.as_str())
+        );
+        assert!(hub.authenticate_session(&cert, not_after).is_ok());
+        assert!(matches!(
+            hub.authenticate_session(&cert, not_after + 1000),
+            Err(HubError::Refused(m)) if m.contains("renewed already")
+        ));
+        assert!(!hub.authenticate_session(&new, now_ms()).unwrap().1);
+        let rec = hub.store.agent(&id).unwrap();
+        assert_eq!(rec.cert_fingerprint, outpost_net::pki::sha256_hex(&new));
+        assert_eq!(
+            rec.previous_cert_fingerprint,
+            Some(outpost_net::pki::sha256_hex(&cert))
+        );
+        // Revoked: no renewal.
+        hub.revoke_agent("op", &id).unwrap();
+        assert!(hub.renew_agent_cert(&id, &csr).is_err());
+        assert!(hub.authenticate_session(&new, now_ms()).is_err());
+    }
+
+    #[test]
     fn session_steps_authenticate_hello_deploy_status() {
         let (_d, hub, _) = hub();
         let (id, cert) = enroll_with_cert(&hub, &[("site", "a")]);

@@ -133,9 +133,10 @@ async fn connection(
             let der = leaf.to_vec();
             // An expired certificate got through the handshake only within the grace: that
             // session may do nothing but renew it.
-            let expired = crate::certs::expired(&der, now_ms());
-            match blocking(move || h.authenticate(&der)).await? {
-                Ok(agent) => session(hub, conns, conn, agent.id, leases, expired).await,
+            match blocking(move || h.authenticate_session(&der, now_ms())).await? {
+                Ok((agent, renew_only)) => {
+                    session(hub, conns, conn, agent.id, leases, renew_only).await
+                }
                 Err(e) => {
                     // The reason travels in the close frame: the agent logs why it is refused.
                     conn.close(CLOSE_REFUSED.into(), close_reason(&e.to_string()));
