@@ -716,6 +716,11 @@ fn an_open_session_renews_and_the_agent_asks_before_or_after_welcome() {
         h.poll_transmit(),
         Some(HubMsg::Certificate { cert_der: vec![3] })
     );
+    // One renewal per session.
+    assert!(matches!(
+        h.handle_agent(AgentMsg::RenewCert { csr_der: vec![2] }, 3),
+        Err(SyncError::Protocol(_))
+    ));
 
     // The agent: a renewal goes out even before the Welcome; RenewRequired and Certificate are
     // accepted before it too.

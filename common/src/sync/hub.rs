@@ -192,6 +192,8 @@ pub struct HubSession {
     sent: BTreeMap<String, (u64, u64)>,
     desired: Vec<Desired>,
     last_heard_ms: UnixMillis,
+    /// A certificate renewal was asked for in this session (one per session).
+    renew_asked: bool,
     out: VecDeque<HubMsg>,
     events: VecDeque<HubEvent>,
 }
@@ -208,6 +210,7 @@ impl HubSession {
             sent: BTreeMap::new(),
             desired: Vec::new(),
             last_heard_ms: now_ms,
+            renew_asked: false,
             out: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -245,10 +248,7 @@ impl HubSession {
             (
                 HubState::AwaitAccept | HubState::RenewOnly | HubState::Open,
                 AgentMsg::RenewCert { csr_der },
-            ) => {
-                self.events.push_back(HubEvent::RenewCert { csr_der });
-                Ok(())
-            }
+            ) => self.renew_cert(csr_der),
             (HubState::RenewOnly, AgentMsg::Hello { .. }) => {
                 Err(SyncError::Protocol("second Hello".into()))
             }
@@ -296,10 +296,7 @@ impl HubSession {
         match msg {
             AgentMsg::Hello { .. } => Err(SyncError::Protocol("second Hello".into())),
             AgentMsg::Status { entries } => self.handle_status(entries),
-            AgentMsg::RenewCert { csr_der } => {
-                self.events.push_back(HubEvent::RenewCert { csr_der });
-                Ok(())
-            }
+            AgentMsg::RenewCert { csr_der } => self.renew_cert(csr_der),
             AgentMsg::CaRootsPinned { pinned } => {
                 self.events.push_back(HubEvent::CaRootsPinned { pinned });
                 Ok(())
@@ -363,6 +360,19 @@ impl HubSession {
                 Ok(())
             }
         }
+    }
+
+    /// One renewal per session: an agent asks once, and a second request would only make the
+    /// hub sign and store again.
+    fn renew_cert(&mut self, csr_der: Vec<u8>) -> Result<(), SyncError> {
+        if self.renew_asked {
+            return Err(SyncError::Protocol(
+                "a second certificate renewal in one session".into(),
+            ));
+        }
+        self.renew_asked = true;
+        self.events.push_back(HubEvent::RenewCert { csr_der });
+        Ok(())
     }
 
     fn handle_status(&mut self, entries: Vec<OutboxEntry>) -> Result<(), SyncError> {
