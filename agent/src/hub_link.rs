@@ -619,4 +619,100 @@ mod tests {
         let e = fault.expect_err("a store fault ends the session");
         assert!(e.to_string().contains("disk gone"), "{e}");
     }
+
+    fn identity_of(ca: &outpost_net::pki::Ca) -> (Identity, Vec<u8>) {
+        let int = ca
+            .issue_intermediate("int", outpost_net::pki::days(30))
+            .unwrap();
+        let (key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
+        let cert = int
+            .sign_csr(&csr, "agent-1", outpost_net::pki::days(1))
+            .unwrap();
+        let id = Identity {
+            agent_id: "agent-1".into(),
+            key_pkcs8: key,
+            cert_der: cert,
+            ca_der: ca.cert_der().to_vec(),
+            hub_name: "hub".into(),
+            hub_address: "127.0.0.1:1".into(),
+            labels: vec![],
+            enrolled_ms: 0,
+            more_cas: None,
+        };
+        (id, int.cert_der().to_vec())
+    }
+
+    /// A renewed certificate is stored only if it is for the new key and this agent; roots are
+    /// pinned only with a proof from a pinned root; both survive a reopen of the store.
+    #[tokio::test]
+    async fn renewed_certificates_and_new_roots_are_checked_before_they_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.redb");
+        let store = Arc::new(Store::open(&path).unwrap());
+        let root = outpost_net::pki::Ca::generate("root").unwrap();
+        let (id, _) = identity_of(&root);
+        identity::save(&store, &id).unwrap();
+        let int = root
+            .issue_intermediate("int", outpost_net::pki::days(30))
+            .unwrap();
+        let (new_key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
+        let for_other_agent = int
+            .sign_csr(&csr, "agent-2", outpost_net::pki::days(1))
+            .unwrap();
+        let (_other_key, other_csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
+        let for_other_key = int
+            .sign_csr(&other_csr, "agent-1", outpost_net::pki::days(1))
+            .unwrap();
+        let good = int
+            .sign_csr(&csr, "agent-1", outpost_net::pki::days(1))
+            .unwrap();
+        for bad in [for_other_agent, for_other_key] {
+            assert!(
+                store_renewed(&id, &store, bad, Some(new_key.clone()))
+                    .await
+                    .is_err()
+            );
+        }
+        assert!(
+            store_renewed(&id, &store, good.clone(), None)
+                .await
+                .is_err()
+        );
+        assert_eq!(identity::load(&store).unwrap().unwrap(), id);
+        store_renewed(&id, &store, good.clone(), Some(new_key.clone()))
+            .await
+            .unwrap();
+
+        // Roots: a proven successor is pinned, a forged one is not.
+        let new_root = outpost_net::pki::Ca::generate("root 2").unwrap();
+        let rogue = outpost_net::pki::Ca::generate("rogue").unwrap();
+        let other = outpost_net::pki::Ca::generate("root 3").unwrap();
+        let roots = vec![
+            proto::CaRoot {
+                cert_der: new_root.cert_der().to_vec(),
+                cross_der: root.cross_sign(&new_root).unwrap(),
+            },
+            proto::CaRoot {
+                cert_der: other.cert_der().to_vec(),
+                cross_der: rogue.cross_sign(&other).unwrap(),
+            },
+        ];
+        let pinned = pin_roots(&id, &store, roots).await.unwrap();
+        assert_eq!(
+            pinned,
+            vec![
+                outpost_net::pki::sha256_hex(root.cert_der()),
+                outpost_net::pki::sha256_hex(new_root.cert_der())
+            ]
+        );
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let stored = identity::load(&store).unwrap().unwrap();
+        assert_eq!(stored.cert_der, good);
+        assert_eq!(stored.key_pkcs8, new_key);
+        assert_eq!(
+            stored.pinned_cas(),
+            vec![root.cert_der().to_vec(), new_root.cert_der().to_vec()]
+        );
+    }
 }
