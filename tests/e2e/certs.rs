@@ -266,6 +266,7 @@ fn the_root_ca_rolls_over_with_agents_pinning_the_new_root_first() {
     // An agent enrolling now pins the new root.
     let dir_b = s.join("b");
     let b = enroll_only(&dir_b, &hub, "b");
+    assert_eq!(pinned_roots(&hub, &b), vec![new.clone()]);
     let db = Daemon::start(&dir_b, "").unwrap();
     wait_for(Duration::from_secs(20), "B online", || {
         online(&hub, &b).then_some(())

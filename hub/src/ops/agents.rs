@@ -47,7 +47,8 @@ impl Hub {
             hostname: req.hostname.clone(),
             cert_not_after_ms: outpost_net::pki::cert_validity(&cert_der).map(|(_, na)| na),
             previous_cert_fingerprint: None,
-            pinned_roots: None,
+            // The root it pins from its token.
+            pinned_roots: Some(vec![outpost_net::pki::sha256_hex(self.ca().root_der())]),
         };
         self.store()
             .enroll(token_id, secret, rec, now)
