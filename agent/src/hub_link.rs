@@ -111,6 +111,7 @@ pub async fn enroll(
                 hub_address: hub.to_string(),
                 labels,
                 enrolled_ms: chrono::Utc::now().timestamp_millis(),
+                more_cas: None,
             };
             let trust = outpost_common::trust::Trust::new(root)
                 .map_err(|e| anyhow::anyhow!("the hub's root metadata is not usable: {e}"))?;
@@ -157,6 +158,16 @@ pub async fn run(
         }
         let started = tokio::time::Instant::now();
         let mut welcomed = false;
+        // The identity as stored now: a certificate renewed in the last session is used from
+        // this connection on.
+        let id = match identity::load(&store) {
+            Ok(Some(current)) => current,
+            Ok(None) => id.clone(),
+            Err(e) => {
+                tracing::warn!("reading the agent identity: {e}; using the one loaded at start");
+                id.clone()
+            }
+        };
         match session(
             &id,
             keep_alive,
@@ -196,8 +207,8 @@ async fn session(
     welcomed: &mut bool,
 ) -> anyhow::Result<()> {
     let addr = resolve(&id.hub_address).await?;
-    let tls = outpost_net::tls::client_session_config(
-        &id.ca_der,
+    let tls = outpost_net::tls::client_session_config_pins(
+        &id.pinned_cas(),
         std::slice::from_ref(&id.cert_der),
         &id.key_pkcs8,
     )?;
@@ -231,6 +242,10 @@ async fn session(
     });
     tracing::info!(hub = %id.hub_address, agent = %id.agent_id, "connected to the hub");
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<AgentMsg>();
+    // Certificate renewal: due at two thirds of the certificate's lifetime; the key of the
+    // request in flight (at most one per session).
+    let mut renew_due = renewal_due(&id.cert_der);
+    let mut renewing: Option<Vec<u8>> = None;
     loop {
         *welcomed |= sess.is_welcomed();
         // Everything the session wants to send, then everything it wants read.
@@ -245,9 +260,45 @@ async fn session(
             continue;
         }
         while let Some(ev) = sess.poll_event() {
-            handle_event(ev, store, driver, &mut sess, &ctl_tx).await?;
+            match ev {
+                AgentEvent::RenewRequired(reason) => {
+                    tracing::warn!("{reason}");
+                    request_renewal(&mut sess, &mut renewing)?;
+                }
+                AgentEvent::Certificate(cert) => {
+                    let welcomed_now = sess.is_welcomed();
+                    store_renewed(id, store, cert, renewing.take()).await?;
+                    // The new certificate is this session's business no more.
+                    renew_due = None;
+                    if !welcomed_now {
+                        // A renew-only session has done its job: reconnect with the new
+                        // certificate at once.
+                        conn.close(0u32.into(), b"certificate renewed");
+                        *welcomed = true;
+                        anyhow::bail!("certificate renewed; reconnecting with it");
+                    }
+                }
+                AgentEvent::CaRoots(roots) => {
+                    let pinned = pin_roots(id, store, roots).await?;
+                    sess.send_ca_roots_pinned(pinned);
+                }
+                ev => handle_event(ev, store, driver, &mut sess, &ctl_tx).await?,
+            }
         }
+        if !sess.is_closed() {
+            while let Some(m) = sess.poll_transmit() {
+                send.send(&m).await?;
+            }
+        }
+        let until_due = renew_due
+            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+            .unwrap_or(Duration::MAX);
+        let due_now = sess.is_welcomed() && renewing.is_none() && renew_due.is_some();
         tokio::select! {
+            _ = tokio::time::sleep(until_due), if due_now => {
+                tracing::info!("the agent certificate is due for renewal (two thirds of its lifetime)");
+                request_renewal(&mut sess, &mut renewing)?;
+            }
             frame = recv.recv_frame() => {
                 let Some(bytes) = frame? else { anyhow::bail!("the hub closed the session") };
                 match outpost_common::frame::decode_hub_msg(&bytes) {
@@ -276,6 +327,101 @@ async fn session(
             }
         }
     }
+}
+
+/// When (on the tokio clock) the certificate is due for renewal: two thirds into its
+/// lifetime, measured on the wall clock now.
+/// `None` if the certificate's validity does not parse.
+fn renewal_due(cert_der: &[u8]) -> Option<tokio::time::Instant> {
+    let due = outpost_net::pki::renewal_due_ms(cert_der)?;
+    let wait = due
+        .saturating_sub(chrono::Utc::now().timestamp_millis())
+        .max(0);
+    Some(tokio::time::Instant::now() + Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+}
+
+/// Make a fresh key and CSR and ask the hub for a certificate (once per session).
+fn request_renewal(sess: &mut AgentSession, renewing: &mut Option<Vec<u8>>) -> anyhow::Result<()> {
+    if renewing.is_some() {
+        return Ok(());
+    }
+    let (key, csr) = outpost_net::pki::generate_agent_key_and_csr()?;
+    sess.send_renew(csr);
+    *renewing = Some(key);
+    Ok(())
+}
+
+/// Pin the new root CAs whose proof verifies against a root pinned already (stored durably
+/// before the answer); returns the SHA-256 of every root pinned now. A root without a valid
+/// proof is ignored, loudly.
+async fn pin_roots(
+    id: &Identity,
+    store: &Arc<Store>,
+    roots: Vec<proto::CaRoot>,
+) -> anyhow::Result<Vec<String>> {
+    let s = store.clone();
+    let current = identity::load(store)?.unwrap_or_else(|| id.clone());
+    let mut pinned = current.pinned_cas();
+    let mut added = false;
+    for r in roots {
+        if pinned.contains(&r.cert_der) {
+            continue;
+        }
+        if outpost_net::pki::proves_successor(&r.cert_der, &r.cross_der, &pinned) {
+            tracing::info!(
+                sha256 = %outpost_net::pki::sha256_hex(&r.cert_der),
+                "pinning a new root CA (proven by a pinned one)"
+            );
+            pinned.push(r.cert_der);
+            added = true;
+        } else {
+            tracing::warn!(
+                sha256 = %outpost_net::pki::sha256_hex(&r.cert_der),
+                "refusing a root CA without a valid proof from a pinned root"
+            );
+        }
+    }
+    if added {
+        let mut updated = current;
+        updated.more_cas = Some(
+            pinned[1..]
+                .iter()
+                .map(|c| minicbor::bytes::ByteVec::from(c.clone()))
+                .collect(),
+        );
+        tokio::task::spawn_blocking(move || identity::save(&s, &updated)).await??;
+    }
+    Ok(pinned
+        .iter()
+        .map(|c| outpost_net::pki::sha256_hex(c))
+        .collect())
+}
+
+/// Store a renewed certificate with the key it was requested for, durably, in one store
+/// transaction (the old certificate and key are replaced together); it is used from the next
+/// connection on. A certificate for another key or agent is refused and changes nothing.
+async fn store_renewed(
+    id: &Identity,
+    store: &Arc<Store>,
+    cert: Vec<u8>,
+    key: Option<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let Some(key) = key else {
+        anyhow::bail!("the hub sent a certificate this agent did not ask for");
+    };
+    if !outpost_net::pki::cert_matches_key(&cert, &key)
+        || outpost_net::pki::agent_id_from_cert(&cert).as_deref() != Some(id.agent_id.as_str())
+    {
+        anyhow::bail!("the hub sent a certificate that is not for this agent's new key");
+    }
+    // The stored identity: roots pinned in this session stay pinned.
+    let mut renewed = identity::load(store)?.unwrap_or_else(|| id.clone());
+    renewed.cert_der = cert;
+    renewed.key_pkcs8 = key;
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || identity::save(&s, &renewed)).await??;
+    tracing::info!("stored the renewed agent certificate; it is used from the next connection");
+    Ok(())
 }
 
 async fn handle_event(
@@ -350,6 +496,8 @@ async fn handle_event(
             let _ = driver.send(Event::HubPaused(list));
         }
         AgentEvent::Goodbye(reason) => anyhow::bail!("the hub ended the session: {reason}"),
+        // Handled by the session loop.
+        AgentEvent::RenewRequired(_) | AgentEvent::Certificate(_) | AgentEvent::CaRoots(_) => {}
         AgentEvent::Resend {
             hub_acked,
             agent_acked,
@@ -493,5 +641,101 @@ mod tests {
         let fault = deploy_answer(Err(DeployError::Store("disk gone".into())));
         let e = fault.expect_err("a store fault ends the session");
         assert!(e.to_string().contains("disk gone"), "{e}");
+    }
+
+    fn identity_of(ca: &outpost_net::pki::Ca) -> (Identity, Vec<u8>) {
+        let int = ca
+            .issue_intermediate("int", outpost_net::pki::days(30))
+            .unwrap();
+        let (key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
+        let cert = int
+            .sign_csr(&csr, "agent-1", outpost_net::pki::days(1))
+            .unwrap();
+        let id = Identity {
+            agent_id: "agent-1".into(),
+            key_pkcs8: key,
+            cert_der: cert,
+            ca_der: ca.cert_der().to_vec(),
+            hub_name: "hub".into(),
+            hub_address: "127.0.0.1:1".into(),
+            labels: vec![],
+            enrolled_ms: 0,
+            more_cas: None,
+        };
+        (id, int.cert_der().to_vec())
+    }
+
+    /// A renewed certificate is stored only if it is for the new key and this agent; roots are
+    /// pinned only with a proof from a pinned root; both survive a reopen of the store.
+    #[tokio::test]
+    async fn renewed_certificates_and_new_roots_are_checked_before_they_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.redb");
+        let store = Arc::new(Store::open(&path).unwrap());
+        let root = outpost_net::pki::Ca::generate("root").unwrap();
+        let (id, _) = identity_of(&root);
+        identity::save(&store, &id).unwrap();
+        let int = root
+            .issue_intermediate("int", outpost_net::pki::days(30))
+            .unwrap();
+        let (new_key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
+        let for_other_agent = int
+            .sign_csr(&csr, "agent-2", outpost_net::pki::days(1))
+            .unwrap();
+        let (_other_key, other_csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
+        let for_other_key = int
+            .sign_csr(&other_csr, "agent-1", outpost_net::pki::days(1))
+            .unwrap();
+        let good = int
+            .sign_csr(&csr, "agent-1", outpost_net::pki::days(1))
+            .unwrap();
+        for bad in [for_other_agent, for_other_key] {
+            assert!(
+                store_renewed(&id, &store, bad, Some(new_key.clone()))
+                    .await
+                    .is_err()
+            );
+        }
+        assert!(
+            store_renewed(&id, &store, good.clone(), None)
+                .await
+                .is_err()
+        );
+        assert_eq!(identity::load(&store).unwrap().unwrap(), id);
+        store_renewed(&id, &store, good.clone(), Some(new_key.clone()))
+            .await
+            .unwrap();
+
+        // Roots: a proven successor is pinned, a forged one is not.
+        let new_root = outpost_net::pki::Ca::generate("root 2").unwrap();
+        let rogue = outpost_net::pki::Ca::generate("rogue").unwrap();
+        let other = outpost_net::pki::Ca::generate("root 3").unwrap();
+        let roots = vec![
+            proto::CaRoot {
+                cert_der: new_root.cert_der().to_vec(),
+                cross_der: root.cross_sign(&new_root).unwrap(),
+            },
+            proto::CaRoot {
+                cert_der: other.cert_der().to_vec(),
+                cross_der: rogue.cross_sign(&other).unwrap(),
+            },
+        ];
+        let pinned = pin_roots(&id, &store, roots).await.unwrap();
+        assert_eq!(
+            pinned,
+            vec![
+                outpost_net::pki::sha256_hex(root.cert_der()),
+                outpost_net::pki::sha256_hex(new_root.cert_der())
+            ]
+        );
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let stored = identity::load(&store).unwrap().unwrap();
+        assert_eq!(stored.cert_der, good);
+        assert_eq!(stored.key_pkcs8, new_key);
+        assert_eq!(
+            stored.pinned_cas(),
+            vec![root.cert_der().to_vec(), new_root.cert_der().to_vec()]
+        );
     }
 }

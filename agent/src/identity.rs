@@ -37,6 +37,21 @@ pub struct Identity {
     pub labels: Vec<(String, String)>,
     #[n(7)]
     pub enrolled_ms: i64,
+    /// Root CAs pinned after enrollment (`outpost-hub ca rotate`), each accepted only with a
+    /// proof from a root already pinned. `None`: none yet.
+    #[n(8)]
+    pub more_cas: Option<Vec<minicbor::bytes::ByteVec>>,
+}
+
+impl Identity {
+    /// Every pinned root CA (DER): the one from enrollment, then those added since.
+    pub fn pinned_cas(&self) -> Vec<Vec<u8>> {
+        let mut cas = vec![self.ca_der.clone()];
+        for c in self.more_cas.iter().flatten() {
+            cas.push(c.to_vec());
+        }
+        cas
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

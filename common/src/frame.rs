@@ -155,7 +155,7 @@ impl FrameDecoder {
 fn decode_enum<'b, T: Decode<'b, ()>>(
     bytes: &'b [u8],
     what: &'static str,
-    known: std::ops::RangeInclusive<i64>,
+    known: &[i64],
 ) -> Result<Option<T>, ProtoError> {
     let malformed = |detail: String| ProtoError::Malformed { what, detail };
     let mut peek = minicbor::Decoder::new(bytes);
@@ -195,12 +195,17 @@ fn decode_exact<'b, T: Decode<'b, ()>>(
 
 /// Decode an agent-to-hub message. `Ok(None)`: a variant this release does not know.
 pub fn decode_agent_msg(bytes: &[u8]) -> Result<Option<AgentMsg>, ProtoError> {
-    decode_enum(bytes, "agent message", 0..=6)
+    decode_enum(bytes, "agent message", AGENT_MSG_VARIANTS)
 }
+
+/// The [`AgentMsg`] variant indices this release knows.
+const AGENT_MSG_VARIANTS: &[i64] = &[0, 1, 2, 3, 4, 5, 6, 10, 11];
+/// The [`HubMsg`] variant indices this release knows.
+const HUB_MSG_VARIANTS: &[i64] = &[0, 1, 2, 3, 4, 5, 6, 10, 11, 12];
 
 /// Decode a hub-to-agent message. `Ok(None)`: a variant this release does not know.
 pub fn decode_hub_msg(bytes: &[u8]) -> Result<Option<HubMsg>, ProtoError> {
-    decode_enum(bytes, "hub message", 0..=6)
+    decode_enum(bytes, "hub message", HUB_MSG_VARIANTS)
 }
 
 /// Decode an enrollment request. A struct has no variants, so it is `Some` or an error.
@@ -210,7 +215,7 @@ pub fn decode_enroll_request(bytes: &[u8]) -> Result<Option<EnrollRequest>, Prot
 
 /// Decode an enrollment response. `Ok(None)`: a variant this release does not know.
 pub fn decode_enroll_response(bytes: &[u8]) -> Result<Option<EnrollResponse>, ProtoError> {
-    decode_enum(bytes, "enroll response", 0..=1)
+    decode_enum(bytes, "enroll response", &[0, 1])
 }
 
 #[cfg(test)]
@@ -279,6 +284,27 @@ mod tests {
             eof: false,
         };
         assert!(matches!(encode(&msg), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn certificate_renewal_messages_decode() {
+        let renew = crate::proto::AgentMsg::RenewCert {
+            csr_der: vec![1, 2],
+        };
+        let bytes = minicbor::to_vec(&renew).unwrap();
+        assert_eq!(decode_agent_msg(&bytes), Ok(Some(renew)));
+        for m in [
+            HubMsg::Certificate { cert_der: vec![3] },
+            HubMsg::RenewRequired {
+                reason: "expired".into(),
+            },
+        ] {
+            let bytes = minicbor::to_vec(&m).unwrap();
+            assert_eq!(decode_hub_msg(&bytes), Ok(Some(m)));
+        }
+        // Indices reserved for other messages stay unknown until they exist.
+        assert_eq!(decode_agent_msg(&[0x82, 0x07, 0x80]), Ok(None));
+        assert_eq!(decode_hub_msg(&[0x82, 0x0d, 0x80]), Ok(None));
     }
 
     #[test]

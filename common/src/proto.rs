@@ -335,6 +335,20 @@ pub struct ActiveWorkflow {
     pub highest_version: Option<u64>,
 }
 
+/// A root CA the agent should pin besides the ones it pins (after `outpost-hub ca rotate`),
+/// with the proof: the same root (subject and key) certified by a root the agent already pins.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct CaRoot {
+    /// The new root CA certificate (self-signed), DER.
+    #[n(0)]
+    #[cbor(with = "minicbor::bytes")]
+    pub cert_der: Vec<u8>,
+    /// The new root's subject and key certified by an older root, DER.
+    #[n(1)]
+    #[cbor(with = "minicbor::bytes")]
+    pub cross_der: Vec<u8>,
+}
+
 /// Agent to hub.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub enum AgentMsg {
@@ -427,6 +441,22 @@ pub enum AgentMsg {
         reason: String,
         #[n(4)]
         at_ms: UnixMillis,
+    },
+    /// A request to renew the agent's certificate: a CSR for a fresh key made on the agent.
+    /// Sent in an open session when the certificate is due (two thirds of its lifetime), or
+    /// after [`HubMsg::RenewRequired`] (the certificate expired: the session may only renew).
+    #[n(10)]
+    RenewCert {
+        #[n(0)]
+        #[cbor(with = "minicbor::bytes")]
+        csr_der: Vec<u8>,
+    },
+    /// Answer to [`HubMsg::CaRoots`]: the SHA-256 (hex) of every root CA the agent pins now
+    /// (stored durably before this is sent).
+    #[n(11)]
+    CaRootsPinned {
+        #[n(0)]
+        pinned: Vec<String>,
     },
 }
 
@@ -528,6 +558,29 @@ pub enum HubMsg {
     Snapshot {
         #[n(0)]
         snapshot: Statement,
+    },
+    /// The renewed certificate (DER, issued by the hub's intermediate CA) for the key of the
+    /// agent's last [`AgentMsg::RenewCert`]. The agent stores it with that key and uses it from
+    /// its next connection.
+    #[n(10)]
+    Certificate {
+        #[n(0)]
+        #[cbor(with = "minicbor::bytes")]
+        cert_der: Vec<u8>,
+    },
+    /// Answer to Hello with an expired certificate (within the grace): this session does
+    /// nothing but renew; send [`AgentMsg::RenewCert`].
+    #[n(11)]
+    RenewRequired {
+        #[n(0)]
+        reason: String,
+    },
+    /// Root CAs to pin besides the ones the agent pins, each with its proof (see [`CaRoot`]).
+    /// The agent pins those whose proof verifies and answers [`AgentMsg::CaRootsPinned`].
+    #[n(12)]
+    CaRoots {
+        #[n(0)]
+        roots: Vec<CaRoot>,
     },
 }
 

@@ -431,7 +431,11 @@ impl Sim {
                     }
                     AgentEvent::Paused(_) => {}
                     AgentEvent::Command { .. } => {}
-                    ev @ (AgentEvent::SeqMismatch { .. } | AgentEvent::Resend { .. }) => {
+                    ev @ (AgentEvent::SeqMismatch { .. }
+                    | AgentEvent::Resend { .. }
+                    | AgentEvent::RenewRequired(_)
+                    | AgentEvent::Certificate(_)
+                    | AgentEvent::CaRoots(_)) => {
                         panic!("unexpected {ev:?}")
                     }
                 }

@@ -12,23 +12,28 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use outpost_net::pki::{Ca, PkiError, agent_id_from_cert, cert_facts};
+use outpost_net::pki::{Ca, PkiError, agent_id_from_cert, cert_facts, days};
 
 const AGENT: &str = "agent-0011223344556677";
 
 fn ca() -> &'static Ca {
     static CA: OnceLock<Ca> = OnceLock::new();
-    CA.get_or_init(|| Ca::generate("fuzz CA").expect("a CA"))
+    // The hub issues from an intermediate CA signed by its root.
+    CA.get_or_init(|| {
+        Ca::generate("fuzz root CA")
+            .and_then(|root| root.issue_intermediate("fuzz CA", days(30)))
+            .expect("a CA")
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
-    match ca().sign_csr(data, AGENT, 1) {
+    match ca().sign_csr(data, AGENT, days(1)) {
         Ok(cert) => {
             assert_eq!(agent_id_from_cert(&cert).as_deref(), Some(AGENT));
             let facts = cert_facts(&cert).expect("an issued certificate parses");
             assert_eq!(facts.common_name, AGENT);
             assert!(matches!(
-                ca().sign_csr(data, "Not An Id", 1),
+                ca().sign_csr(data, "Not An Id", days(1)),
                 Err(PkiError::AgentId(_))
             ));
         }

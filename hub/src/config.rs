@@ -18,6 +18,14 @@ pub const DEFAULT_HUB_NAME: &str = "outpost-hub";
 pub const DEFAULT_QUIC_LISTEN: &str = "0.0.0.0:7443";
 /// Default longest time to live of a bootstrap token.
 pub const DEFAULT_MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default lifetime of agent certificates (90 days; renewed over the session at two thirds).
+pub const DEFAULT_AGENT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
+/// Default grace after an agent certificate's expiry in which it may still renew (30 days).
+pub const DEFAULT_AGENT_CERT_GRACE: Duration = Duration::from_secs(30 * 86_400);
+/// Default lifetime of the hub's server certificate (90 days; renewed at two thirds).
+pub const DEFAULT_SERVER_CERT_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
+/// Default lead time of expiry warnings (14 days).
+pub const DEFAULT_CERT_WARNING_LEAD: Duration = Duration::from_secs(14 * 86_400);
 /// Default HTTP API listen address.
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7070";
 
@@ -34,6 +42,10 @@ struct Raw {
     max_idle_timeout: Option<String>,
     max_token_ttl: Option<String>,
     director_ttl: Option<String>,
+    agent_cert_lifetime: Option<String>,
+    agent_cert_grace: Option<String>,
+    server_cert_lifetime: Option<String>,
+    cert_warning_lead: Option<String>,
     #[serde(default)]
     tls: RawTls,
     #[serde(default)]
@@ -52,6 +64,8 @@ struct RawKeys {
 struct RawTls {
     ca_cert: Option<PathBuf>,
     ca_key: Option<PathBuf>,
+    intermediate_cert: Option<PathBuf>,
+    intermediate_key: Option<PathBuf>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
 }
@@ -108,10 +122,23 @@ pub struct HubConfig {
     pub max_idle_timeout: Duration,
     /// Longest time to live a bootstrap token may have (`token create --ttl`).
     pub max_token_ttl: Duration,
-    /// CA certificate (PEM).
+    /// Lifetime of the agent certificates the hub issues (renewed at two thirds of it).
+    pub agent_cert_lifetime: Duration,
+    /// How long after its expiry an agent certificate still opens a session that may only renew.
+    pub agent_cert_grace: Duration,
+    /// Lifetime of the hub's own server certificate (renewed at two thirds of it).
+    pub server_cert_lifetime: Duration,
+    /// The hub warns this long before a certificate expires.
+    pub cert_warning_lead: Duration,
+    /// Root CA certificate (PEM): the trust anchor agents and bootstrap tokens pin.
     pub ca_cert: PathBuf,
-    /// CA private key (PEM).
+    /// Root CA private key (PEM) of a hub made before the intermediate CA existed; `serve` reads
+    /// it only when there is no intermediate CA. New hubs keep the root key offline.
     pub ca_key: PathBuf,
+    /// Intermediate CA certificate (PEM), signed by the root: issues agent and hub certificates.
+    pub intermediate_cert: PathBuf,
+    /// Intermediate CA private key (PEM).
+    pub intermediate_key: PathBuf,
     /// Hub server certificate chain (PEM).
     pub cert: PathBuf,
     /// Hub server private key (PEM).
@@ -203,6 +230,12 @@ impl HubConfig {
                 Some(s) => parse_duration(&s).map_err(|e| invalid(format!("{key} = {s:?}: {e}"))),
             }
         };
+        let positive = |d: Duration, key: &str| -> Result<Duration, ConfigError> {
+            if d.as_secs() == 0 {
+                return Err(invalid(format!("{key} must be at least one second")));
+            }
+            Ok(d)
+        };
         let file = |v: Option<PathBuf>, default: &str| -> PathBuf {
             let p = v.unwrap_or_else(|| PathBuf::from(default));
             if p.is_relative() { data_dir.join(p) } else { p }
@@ -230,8 +263,36 @@ impl HubConfig {
                 "max_idle_timeout",
             )?,
             max_token_ttl: dur(raw.max_token_ttl, DEFAULT_MAX_TOKEN_TTL, "max_token_ttl")?,
+            agent_cert_lifetime: positive(
+                dur(
+                    raw.agent_cert_lifetime,
+                    DEFAULT_AGENT_CERT_LIFETIME,
+                    "agent_cert_lifetime",
+                )?,
+                "agent_cert_lifetime",
+            )?,
+            agent_cert_grace: dur(
+                raw.agent_cert_grace,
+                DEFAULT_AGENT_CERT_GRACE,
+                "agent_cert_grace",
+            )?,
+            server_cert_lifetime: positive(
+                dur(
+                    raw.server_cert_lifetime,
+                    DEFAULT_SERVER_CERT_LIFETIME,
+                    "server_cert_lifetime",
+                )?,
+                "server_cert_lifetime",
+            )?,
+            cert_warning_lead: dur(
+                raw.cert_warning_lead,
+                DEFAULT_CERT_WARNING_LEAD,
+                "cert_warning_lead",
+            )?,
             ca_cert: file(raw.tls.ca_cert, "ca.pem"),
             ca_key: file(raw.tls.ca_key, "ca.key"),
+            intermediate_cert: file(raw.tls.intermediate_cert, "intermediate.pem"),
+            intermediate_key: file(raw.tls.intermediate_key, "intermediate.key"),
             cert: file(raw.tls.cert, "hub.pem"),
             key: file(raw.tls.key, "hub.key"),
             director_key: raw
@@ -248,9 +309,20 @@ impl HubConfig {
 
     /// Fail closed: every file the hub needs must exist and be readable.
     pub fn check_files(&self) -> Result<(), ConfigError> {
+        // A hub made before the intermediate CA existed still has its CA key online.
+        let (issuer_what, issuer_cert, issuer_key) = if self.has_intermediate() {
+            (
+                "intermediate CA key",
+                &self.intermediate_cert,
+                &self.intermediate_key,
+            )
+        } else {
+            ("CA key", &self.ca_cert, &self.ca_key)
+        };
         for (what, path) in [
             ("CA certificate", &self.ca_cert),
-            ("CA key", &self.ca_key),
+            ("intermediate CA certificate", issuer_cert),
+            (issuer_what, issuer_key),
             ("hub certificate", &self.cert),
             ("hub key", &self.key),
             ("director key", &self.director_key),
@@ -264,6 +336,12 @@ impl HubConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether this hub has an intermediate CA (every hub `init` makes now): then `serve`
+    /// never reads the root CA key.
+    pub fn has_intermediate(&self) -> bool {
+        self.intermediate_cert.exists() || !self.ca_key.exists()
     }
 
     /// Read the operator API token (trimmed; empty is an error).
@@ -298,8 +376,14 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         keep_alive_interval: Duration::from_secs(5),
         max_idle_timeout: Duration::from_secs(15),
         max_token_ttl: DEFAULT_MAX_TOKEN_TTL,
+        agent_cert_lifetime: DEFAULT_AGENT_CERT_LIFETIME,
+        agent_cert_grace: DEFAULT_AGENT_CERT_GRACE,
+        server_cert_lifetime: DEFAULT_SERVER_CERT_LIFETIME,
+        cert_warning_lead: DEFAULT_CERT_WARNING_LEAD,
         ca_cert: data_dir.join("ca.pem"),
         ca_key: data_dir.join("ca.key"),
+        intermediate_cert: data_dir.join("intermediate.pem"),
+        intermediate_key: data_dir.join("intermediate.key"),
         cert: data_dir.join("hub.pem"),
         key: data_dir.join("hub.key"),
         director_key: default_director_key(data_dir),
@@ -329,10 +413,20 @@ pub fn example_toml(data_dir: &Path, hub_name: &str) -> String {
          max_token_ttl = \"30d\"\n\
          # Agents report themselves stale when they have not heard the director this long.\n\
          director_ttl = \"1d\"\n\
+         # Agent certificates live this long and renew over the session at two thirds of it;\n\
+         # an agent offline past expiry may still renew within the grace (unless revoked).\n\
+         agent_cert_lifetime = \"90d\"\n\
+         agent_cert_grace = \"30d\"\n\
+         # The hub's own certificate (renewed by the hub at two thirds of it).\n\
+         server_cert_lifetime = \"90d\"\n\
+         # Warn this long before any certificate expires (logs, `outpost-hub status`).\n\
+         cert_warning_lead = \"14d\"\n\
          \n\
          [tls]\n\
+         # The root CA certificate (its key stays in the offline directory).\n\
          ca_cert = \"ca.pem\"\n\
-         ca_key = \"ca.key\"\n\
+         intermediate_cert = \"intermediate.pem\"\n\
+         intermediate_key = \"intermediate.key\"\n\
          cert = \"hub.pem\"\n\
          key = \"hub.key\"\n\
          \n\
@@ -401,5 +495,31 @@ mod tests {
         let parsed = HubConfig::parse(&example, &dir.path().join("hub.toml")).unwrap();
         assert_eq!(parsed.hub_name, "h");
         assert_eq!(parsed.ca_key, dir.path().join("ca.key"));
+        assert_eq!(parsed.intermediate_key, dir.path().join("intermediate.key"));
+    }
+
+    #[test]
+    fn certificate_lifecycle_defaults_are_stated_and_configurable() {
+        let day = 86_400;
+        let c = HubConfig::parse("", Path::new("/h/hub.toml")).unwrap();
+        assert_eq!(c.agent_cert_lifetime, Duration::from_secs(90 * day));
+        assert_eq!(c.agent_cert_grace, Duration::from_secs(30 * day));
+        assert_eq!(c.server_cert_lifetime, Duration::from_secs(90 * day));
+        assert_eq!(c.cert_warning_lead, Duration::from_secs(14 * day));
+        // The example file states the same defaults.
+        let example =
+            HubConfig::parse(&example_toml(Path::new("/h"), "h"), Path::new("/h/x")).unwrap();
+        assert_eq!(example.agent_cert_lifetime, c.agent_cert_lifetime);
+        assert_eq!(example.agent_cert_grace, c.agent_cert_grace);
+        assert_eq!(example.server_cert_lifetime, c.server_cert_lifetime);
+        assert_eq!(example.cert_warning_lead, c.cert_warning_lead);
+        let c = HubConfig::parse(
+            "agent_cert_lifetime = \"30s\"\nagent_cert_grace = \"0s\"",
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.agent_cert_lifetime, Duration::from_secs(30));
+        assert_eq!(c.agent_cert_grace, Duration::ZERO);
+        assert!(HubConfig::parse("agent_cert_lifetime = \"0s\"", Path::new("h.toml")).is_err());
     }
 }

@@ -21,9 +21,6 @@ use crate::store::{
     selector_matches,
 };
 
-/// Validity of the agent certificates issued at enrollment, days (ten years).
-pub const AGENT_CERT_DAYS: u32 = 3650;
-
 pub use crate::clock::now_ms;
 
 /// Errors of hub operations.
@@ -162,6 +159,14 @@ pub struct Hub {
     max_token_ttl: std::time::Duration,
     /// Lifetime of a director snapshot (`director_ttl`).
     director_ttl: std::time::Duration,
+    /// Lifetimes, grace and warning lead of certificates (hub.toml).
+    cert_policy: crate::certs::CertPolicy,
+    /// New root CAs with their proofs, sent to every agent (after `ca rotate`).
+    ca_roots: Vec<outpost_common::proto::CaRoot>,
+    /// The root CAs the hub trusts (`ca.pem`).
+    anchors: Vec<Vec<u8>>,
+    /// The server certificate presented now (set by the QUIC endpoint).
+    server_leaf: std::sync::RwLock<Vec<u8>>,
     changes: watch::Sender<u64>,
     /// Domain events ([`crate::events::Event`]).
     events: broadcast::Sender<Event>,
@@ -222,6 +227,10 @@ impl Hub {
             hub_name: hub_name.to_string(),
             max_token_ttl: crate::config::DEFAULT_MAX_TOKEN_TTL,
             director_ttl: crate::config::DEFAULT_DIRECTOR_TTL,
+            cert_policy: crate::certs::CertPolicy::default(),
+            ca_roots: Vec::new(),
+            anchors: Vec::new(),
+            server_leaf: std::sync::RwLock::new(Vec::new()),
             changes,
             events,
             rollout_lock: std::sync::Mutex::new(()),
@@ -245,7 +254,9 @@ impl Hub {
             }
             None => None,
         };
-        let ca = Ca::load(&config.ca_cert, &config.ca_key)
+        let ca = crate::certs::load_issuing_ca(config)?;
+        let ca_roots = crate::certs::ca_roots(config)?;
+        let anchors = outpost_net::pki::read_certs_file(&config.ca_cert, "root CA certificate")
             .map_err(|e| HubError::Setup(e.to_string()))?;
         let store_path = config.store_path();
         if !store_path.exists() {
@@ -272,6 +283,9 @@ impl Hub {
         if let Some(h) = Arc::get_mut(&mut hub) {
             h.max_token_ttl = config.max_token_ttl;
             h.director_ttl = config.director_ttl;
+            h.cert_policy = crate::certs::CertPolicy::of(config);
+            h.ca_roots = ca_roots;
+            h.anchors = anchors;
         }
         Ok((hub, conns))
     }
@@ -325,7 +339,37 @@ impl Hub {
 
     /// SHA-256 of the hub CA certificate, hex (in bootstrap tokens).
     pub fn ca_sha256_hex(&self) -> String {
-        self.ca.sha256_hex()
+        outpost_net::pki::sha256_hex(self.ca.root_der())
+    }
+
+    pub(crate) fn cert_policy_ref(&self) -> crate::certs::CertPolicy {
+        self.cert_policy
+    }
+
+    /// The root CAs the hub trusts (empty for a hub assembled without a configuration).
+    pub(crate) fn anchors(&self) -> &[Vec<u8>] {
+        &self.anchors
+    }
+
+    /// The server certificate presented now (empty until the QUIC endpoint starts).
+    pub(crate) fn server_leaf(&self) -> Vec<u8> {
+        self.server_leaf
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Record the server certificate presented now.
+    pub(crate) fn set_server_leaf(&self, leaf: Vec<u8>) {
+        *self
+            .server_leaf
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = leaf;
+    }
+
+    /// New root CAs for agents to pin, with their proofs.
+    pub(crate) fn ca_roots(&self) -> &[outpost_common::proto::CaRoot] {
+        &self.ca_roots
     }
 
     /// Longest time to live of a bootstrap token.
@@ -429,7 +473,9 @@ impl Hub {
         if agent.revoked_ms.is_some() {
             return Err(HubError::Refused(format!("agent {} is revoked", agent.id)));
         }
-        if agent.cert_fingerprint != facts.fingerprint {
+        if agent.cert_fingerprint != facts.fingerprint
+            && agent.previous_cert_fingerprint.as_deref() != Some(facts.fingerprint.as_str())
+        {
             return Err(HubError::Refused(format!(
                 "certificate of agent {} is not the one issued to it",
                 agent.id
@@ -550,7 +596,12 @@ mod tests {
         )
         .unwrap();
         let release = Arc::new(SigningKey::from_pkcs8(&pkcs8).unwrap());
-        let ca = Arc::new(Ca::generate("hub CA").unwrap());
+        let ca = Arc::new(
+            Ca::generate("hub CA")
+                .unwrap()
+                .issue_intermediate("hub intermediate", outpost_net::pki::days(30))
+                .unwrap(),
+        );
         let conns = Connections::new(std::time::Duration::from_secs(1));
         let hub = Hub::new(
             store,
@@ -732,7 +783,12 @@ mod tests {
         let store = hub.store.clone();
         drop(hub);
         let other = Arc::new(Director::new(SigningKey::generate().unwrap().0));
-        let ca = Arc::new(Ca::generate("hub CA").unwrap());
+        let ca = Arc::new(
+            Ca::generate("hub CA")
+                .unwrap()
+                .issue_intermediate("hub intermediate", outpost_net::pki::days(30))
+                .unwrap(),
+        );
         let conns = Connections::new(std::time::Duration::from_secs(1));
         let r = Hub::new(store, other, None, ca.clone(), conns.clone(), "hub");
         assert!(matches!(r, Err(HubError::Setup(m)) if m.contains("names")));
@@ -774,6 +830,42 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_certificate_may_only_renew_and_only_if_current() {
+        let (_d, hub, _) = hub();
+        let (id, cert) = enroll_with_cert(&hub, &[]);
+        let (_, not_after) = outpost_net::pki::cert_validity(&cert).unwrap();
+        let (a, renew_only) = hub.authenticate_session(&cert, not_after).unwrap();
+        assert_eq!(a.id, id);
+        assert!(!renew_only);
+        let (_, renew_only) = hub.authenticate_session(&cert, not_after + 1000).unwrap();
+        assert!(renew_only);
+        // Renewed: the previous certificate still opens a session while valid (the answer may
+        // have been lost), not once expired; the new one opens a full session.
+        let (_key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
+        let new = hub.renew_agent_cert(&id, &csr).unwrap();
+        assert_eq!(
+            outpost_net::pki::agent_id_from_cert(&new).as_deref(),
+            Some(id.as_str())
+        );
+        assert!(hub.authenticate_session(&cert, not_after).is_ok());
+        assert!(matches!(
+            hub.authenticate_session(&cert, not_after + 1000),
+            Err(HubError::Refused(m)) if m.contains("renewed already")
+        ));
+        assert!(!hub.authenticate_session(&new, now_ms()).unwrap().1);
+        let rec = hub.store.agent(&id).unwrap();
+        assert_eq!(rec.cert_fingerprint, outpost_net::pki::sha256_hex(&new));
+        assert_eq!(
+            rec.previous_cert_fingerprint,
+            Some(outpost_net::pki::sha256_hex(&cert))
+        );
+        // Revoked: no renewal.
+        hub.revoke_agent("op", &id).unwrap();
+        assert!(hub.renew_agent_cert(&id, &csr).is_err());
+        assert!(hub.authenticate_session(&new, now_ms()).is_err());
+    }
+
+    #[test]
     fn session_steps_authenticate_hello_deploy_status() {
         let (_d, hub, _) = hub();
         let (id, cert) = enroll_with_cert(&hub, &[("site", "a")]);
@@ -781,13 +873,19 @@ mod tests {
         // A certificate from another CA for the same name is not the one issued.
         let other = Ca::generate("hub CA").unwrap();
         let (_key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
-        let forged = other.sign_csr(&csr, &id, AGENT_CERT_DAYS).unwrap();
+        let forged = other
+            .sign_csr(&csr, &id, crate::config::DEFAULT_AGENT_CERT_LIFETIME)
+            .unwrap();
         assert!(matches!(
             hub.authenticate(&forged),
             Err(HubError::Refused(_))
         ));
         let stranger = other
-            .sign_csr(&csr, "agent-ffffffffffffffff", AGENT_CERT_DAYS)
+            .sign_csr(
+                &csr,
+                "agent-ffffffffffffffff",
+                crate::config::DEFAULT_AGENT_CERT_LIFETIME,
+            )
             .unwrap();
         assert!(
             matches!(hub.authenticate(&stranger), Err(HubError::Refused(m)) if m.contains("unknown"))

@@ -19,6 +19,7 @@
 //! - `dev` (the `dev` feature, default): `outpost-hub dev`, a hub and an agent in one process.
 
 pub mod api;
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub(crate) mod clock;

@@ -34,14 +34,26 @@ pub async fn serve(
     config: &HubConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // The hub's own certificate renews itself (from the intermediate CA) when due, at start and
+    // while serving: the new one is presented from the next handshake on.
+    let policy = hub.cert_policy();
+    if let Some(_renewed) =
+        crate::certs::renew_server_cert_if_due(config, hub.ca(), policy.server_lifetime, now_ms())?
+    {
+        tracing::info!(cert = %config.cert.display(), "renewed the hub's server certificate");
+    }
     let chain = outpost_net::pki::read_certs_file(&config.cert, "the hub's certificate chain")?;
     let key = outpost_net::pki::read_key_file(&config.key, "the hub's TLS key")?;
-    let ca = outpost_net::pki::read_certs_file(&config.ca_cert, "the hub CA certificate")?;
-    let ca_der = ca
-        .into_iter()
-        .next()
-        .context("the hub CA file holds no certificate")?;
-    let tls = outpost_net::tls::server_config(&chain, &key, &ca_der)?;
+    let server_cert = Arc::new(outpost_net::tls::ServerCert::new(&chain, &key)?);
+    hub.set_server_leaf(server_cert.leaf());
+    let client_auth = crate::certs::client_auth(config, hub.ca())?;
+    let tls = outpost_net::tls::server_config_with(server_cert.clone(), &client_auth)?;
+    tokio::spawn(crate::certs::maintain(
+        hub.clone(),
+        config.clone(),
+        server_cert,
+        shutdown.clone(),
+    ));
     // An agent is offline once its connection has been silent (no packet, keep-alives included)
     // for `offline_after`: the connection then times out and its session ends.
     let idle = config.max_idle_timeout.min(config.offline_after);
@@ -119,8 +131,12 @@ async fn connection(
             // Known, not revoked, and holding the certificate the hub issued to it.
             let h = hub.clone();
             let der = leaf.to_vec();
-            match blocking(move || h.authenticate(&der)).await? {
-                Ok(agent) => session(hub, conns, conn, agent.id, leases).await,
+            // An expired certificate got through the handshake only within the grace: that
+            // session may do nothing but renew it.
+            match blocking(move || h.authenticate_session(&der, now_ms())).await? {
+                Ok((agent, renew_only)) => {
+                    session(hub, conns, conn, agent.id, leases, renew_only).await
+                }
                 Err(e) => {
                     // The reason travels in the close frame: the agent logs why it is refused.
                     conn.close(CLOSE_REFUSED.into(), close_reason(&e.to_string()));
@@ -325,6 +341,7 @@ async fn session(
     conn: quinn::Connection,
     agent_id: String,
     leases: Arc<Leases>,
+    renew_only: bool,
 ) -> anyhow::Result<()> {
     let (mut send, mut recv): (FramedSend, FramedRecv) = match tokio::time::timeout(
         Duration::from_secs(10),
@@ -426,6 +443,12 @@ async fn session(
                             sess.refuse(format!("Hello names {claimed} but the certificate names {agent_id}"));
                             continue;
                         }
+                        if renew_only {
+                            tracing::warn!(agent = %agent_id, "certificate expired (within the grace): this session may only renew it");
+                            sess.renew_only(format!("the certificate of {agent_id} has expired: renew it (nothing else is accepted until then)"))
+                                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                            continue;
+                        }
                         let (h, id) = (hub.clone(), agent_id.clone());
                         let hello = blocking(move || {
                             h.agent_connected(&id, &software_version, active, root_version)
@@ -437,11 +460,33 @@ async fn session(
                                 sess.accept(committed, roots, paused_of(&desired), now_ms())
                                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                                 sess.set_desired(to_desired(desired), now_ms());
+                                if !hub.ca_roots().is_empty() {
+                                    sess.send_ca_roots(hub.ca_roots().to_vec())
+                                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                                }
                                 accepted = true;
                                 tracing::info!(agent = %agent_id, committed, "agent session open");
                             }
                             Err(e) => sess.refuse(format!("{e:#}")),
                         }
+                    }
+                    HubEvent::RenewCert { csr_der } => {
+                        let (h, id) = (hub.clone(), agent_id.clone());
+                        match blocking(move || h.renew_agent_cert(&id, &csr_der)).await? {
+                            Ok(cert) => {
+                                tracing::info!(agent = %agent_id, "agent certificate renewed");
+                                sess.send_certificate(cert).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                            }
+                            Err(e) => {
+                                tracing::warn!(agent = %agent_id, "certificate renewal refused: {e}");
+                                sess.refuse(format!("certificate renewal refused: {e}"));
+                            }
+                        }
+                    }
+                    HubEvent::CaRootsPinned { pinned } => {
+                        tracing::info!(agent = %agent_id, roots = pinned.len(), "agent pins root CAs");
+                        let (h, id) = (hub.clone(), agent_id.clone());
+                        blocking(move || h.record_pinned_roots(&id, pinned)).await??;
                     }
                     HubEvent::Ingest { entries } => {
                         let (h, id) = (hub.clone(), agent_id.clone());

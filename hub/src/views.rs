@@ -222,6 +222,42 @@ pub struct AgentView {
     pub revoked: Option<String>,
 }
 
+/// A certificate: its SHA-256 and expiry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertView {
+    /// SHA-256 of the DER, hex.
+    pub sha256: String,
+    /// Its `not_after`.
+    pub expires: String,
+}
+
+/// A root CA the hub trusts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootCaView {
+    /// The certificate.
+    #[serde(flatten)]
+    pub cert: CertView,
+    /// Whether it signed the current intermediate (bootstrap tokens pin it).
+    pub issuing: bool,
+    /// Agents (not revoked) that said they pin it (after `ca rotate`).
+    pub agents_pinning: usize,
+}
+
+/// `GET /v1/certificates`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificatesView {
+    /// The hub's server certificate presented now.
+    pub hub_certificate: Option<CertView>,
+    /// The intermediate CA that issues.
+    pub intermediate: CertView,
+    /// The root CAs the hub trusts.
+    pub roots: Vec<RootCaView>,
+    /// Agents not revoked.
+    pub agents: usize,
+    /// Certificates that expire within `cert_warning_lead`.
+    pub warnings: Vec<String>,
+}
+
 /// The last deploy result of a workflow on an agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployView {
@@ -264,6 +300,16 @@ pub struct AgentDetail {
     pub clock_measured: Option<String>,
     /// Last deploy results.
     pub deploys: Vec<DeployView>,
+    /// When its certificate expires.
+    #[serde(default)]
+    pub cert_expires: Option<String>,
+    /// Set when the certificate expires within the warning lead time (`cert_warning_lead`)
+    /// and the agent has not renewed it.
+    #[serde(default)]
+    pub cert_warning: Option<String>,
+    /// SHA-256 of the root CAs the agent pins, as it last said (after `ca rotate`).
+    #[serde(default)]
+    pub pinned_roots: Vec<String>,
 }
 
 /// `POST /v1/agents/{id}/revoke` answer.

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use outpost_hub::config::DEFAULT_AGENT_CERT_LIFETIME;
 use outpost_hub::config::HubConfig;
-use outpost_hub::hub::{AGENT_CERT_DAYS, Hub};
+use outpost_hub::hub::Hub;
 use outpost_hub::init::{init, load_signing_key};
 use outpost_net::pki::{Ca, agent_id_from_cert, generate_agent_key_and_csr, read_certs_file};
 
@@ -34,7 +35,7 @@ fn files_written_by_an_earlier_init_still_load() {
     // The loaded CA still issues agent certificates.
     let (_key, csr) = generate_agent_key_and_csr().unwrap();
     let cert = ca
-        .sign_csr(&csr, "agent-0011223344556677", AGENT_CERT_DAYS)
+        .sign_csr(&csr, "agent-0011223344556677", DEFAULT_AGENT_CERT_LIFETIME)
         .unwrap();
     assert_eq!(
         agent_id_from_cert(&cert).as_deref(),
@@ -57,16 +58,16 @@ fn a_hub_whose_ca_key_is_not_its_certificates_key_refuses_to_start() {
     let config = HubConfig::load(&report.config).unwrap();
     // Starts as made.
     drop(Hub::open(&config, Duration::from_secs(1)).unwrap());
-    // Another CA's key in place of ca.key: certificates signed with it would not verify
-    // against ca.pem, which every agent pins.
+    // Another CA's key in place of intermediate.key: certificates signed with it would not
+    // verify against the intermediate certificate, nor the root every agent pins.
     let foreign = Ca::generate("foreign CA").unwrap();
-    std::fs::write(&config.ca_key, foreign.key_pem()).unwrap();
+    std::fs::write(&config.intermediate_key, foreign.key_pem()).unwrap();
     let Err(err) = Hub::open(&config, Duration::from_secs(1)) else {
         panic!("a hub with a foreign CA key must not start");
     };
     let err = err.to_string();
     assert!(
-        err.contains("does not belong to the CA certificate") && err.contains("ca.pem"),
+        err.contains("does not belong to the CA certificate") && err.contains("intermediate.pem"),
         "{err}"
     );
 }

@@ -1,6 +1,9 @@
 //! Certificates for the hub and its agents (rcgen, ECDSA P-256).
 //!
-//! The hub CA issues two kinds of certificates:
+//! Two levels of CA: the **root CA** ([`Ca::generate`]), whose key stays offline (it only signs
+//! intermediates, cross-signs its successor, and is what agents and bootstrap tokens pin), and
+//! an **intermediate CA** ([`Ca::issue_intermediate`]) that the hub keeps online. The
+//! intermediate issues two kinds of certificates:
 //! - the hub's server certificate ([`Ca::issue_server`]): DNS SAN = the hub name the agents dial,
 //!   server-auth usage;
 //! - agent certificates ([`Ca::sign_csr`]) from a CSR made on the agent
@@ -46,8 +49,8 @@ pub enum PkiError {
     #[error("invalid agent id {0:?}: expected 1-63 characters of [a-z0-9-]")]
     AgentId(String),
     /// The validity is zero or too long.
-    #[error("invalid validity of {0} days")]
-    Validity(u32),
+    #[error("invalid validity of {0} seconds")]
+    Validity(u64),
     /// PEM text holds no item of the expected kind.
     #[error("PEM: no {0} found")]
     Pem(&'static str),
@@ -63,10 +66,12 @@ pub enum PkiError {
     },
 }
 
-/// The hub's certificate authority: its certificate and signing key.
+/// A certificate authority: its certificate and signing key, and the certificates above it up
+/// to the root (empty for a root).
 pub struct Ca {
     cert_der: Vec<u8>,
     issuer: Issuer<'static, KeyPair>,
+    parents: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -77,14 +82,22 @@ impl std::fmt::Debug for Ca {
     }
 }
 
-fn validity(params: &mut CertificateParams, days: u32) -> Result<(), PkiError> {
+/// Lifetime of a root CA made by [`Ca::generate`] (20 years).
+pub const ROOT_CA_LIFETIME: Duration = Duration::from_secs(20 * 365 * 86_400);
+
+/// `days` days.
+pub const fn days(days: u64) -> Duration {
+    Duration::from_secs(days * 86_400)
+}
+
+fn validity(params: &mut CertificateParams, lifetime: Duration) -> Result<(), PkiError> {
     // Up to 100 years; rcgen/time handle far more, but a larger number is a typo.
-    if days == 0 || days > 36_500 {
-        return Err(PkiError::Validity(days));
+    if lifetime.as_secs() == 0 || lifetime > days(36_500) {
+        return Err(PkiError::Validity(lifetime.as_secs()));
     }
     let now = SystemTime::now();
     let from = now.checked_sub(BACKDATE).unwrap_or(now);
-    let to = now + Duration::from_secs(u64::from(days) * 86_400);
+    let to = now + lifetime;
     params.not_before = from.into();
     params.not_after = to.into();
     Ok(())
@@ -100,28 +113,82 @@ fn random_serial() -> Result<rcgen::SerialNumber, PkiError> {
     Ok(rcgen::SerialNumber::from_slice(&b))
 }
 
+fn ca_params(
+    common_name: &str,
+    path_len: u8,
+    lifetime: Duration,
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.serial_number = Some(random_serial()?);
+    validity(&mut params, lifetime)?;
+    Ok(params)
+}
+
 impl Ca {
-    /// A new CA (self-signed, ECDSA P-256, valid 20 years) named `common_name`.
+    /// A new root CA (self-signed, ECDSA P-256, valid 20 years) named `common_name`. It may
+    /// sign intermediate CAs (path length 1), which issue the leaf certificates.
     pub fn generate(common_name: &str) -> Result<Ca, PkiError> {
         let key =
             KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(PkiError::Generate)?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, common_name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.serial_number = Some(random_serial()?);
-        validity(&mut params, 20 * 365)?;
+        let params = ca_params(common_name, 1, ROOT_CA_LIFETIME)?;
         let cert = params.self_signed(&key).map_err(PkiError::Generate)?;
         Ok(Ca {
             cert_der: cert.der().to_vec(),
             issuer: Issuer::new(params, key),
+            parents: Vec::new(),
         })
+    }
+
+    /// A new intermediate CA named `common_name`, signed by this CA, valid for `lifetime`. It
+    /// issues leaf certificates only (path length 0); its chain carries this CA's.
+    pub fn issue_intermediate(
+        &self,
+        common_name: &str,
+        lifetime: Duration,
+    ) -> Result<Ca, PkiError> {
+        let key =
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(PkiError::Generate)?;
+        let mut params = ca_params(common_name, 0, lifetime)?;
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(PkiError::Generate)?;
+        let mut parents = vec![self.cert_der.clone()];
+        parents.extend(self.parents.iter().cloned());
+        Ok(Ca {
+            cert_der: cert.der().to_vec(),
+            issuer: Issuer::new(params, key),
+            parents,
+        })
+    }
+
+    /// `successor`'s root certificate re-issued under this CA (same subject and key, signed by
+    /// this CA's key): the proof an agent that pins this CA needs before it pins `successor`.
+    pub fn cross_sign(&self, successor: &Ca) -> Result<Vec<u8>, PkiError> {
+        let (_, x509) = x509_parser::parse_x509_certificate(&successor.cert_der)
+            .map_err(|e| PkiError::CaCert(e.to_string()))?;
+        let cn = x509
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+            .unwrap_or("outpost CA")
+            .to_string();
+        let mut params = ca_params(&cn, 1, ROOT_CA_LIFETIME)?;
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(successor.issuer.key(), &self.issuer)
+            .map_err(PkiError::Generate)?;
+        Ok(cert.der().to_vec())
     }
 
     /// Load a CA from its certificate and PKCS#8 key in PEM. Fails if either is unreadable or
@@ -140,7 +207,24 @@ impl Ca {
         Ok(Ca {
             cert_der: cert.to_vec(),
             issuer,
+            parents: Vec::new(),
         })
+    }
+
+    /// The certificates above this CA up to its root (empty for a root), DER.
+    pub fn parents(&self) -> &[Vec<u8>] {
+        &self.parents
+    }
+
+    /// This CA with `parents` (its issuer's certificate, up to the root) as its chain.
+    pub fn with_parents(mut self, parents: Vec<Vec<u8>>) -> Ca {
+        self.parents = parents;
+        self
+    }
+
+    /// The root of this CA's chain (itself for a root).
+    pub fn root_der(&self) -> &[u8] {
+        self.parents.last().unwrap_or(&self.cert_der)
     }
 
     /// The CA certificate, DER.
@@ -176,13 +260,13 @@ impl Ca {
     }
 
     /// Issue a server certificate for `name` (DNS SAN and CN) with a fresh P-256 key.
-    /// Returns the chain (leaf, then this CA) and the leaf's PKCS#8 key, both DER.
+    /// Returns the chain (leaf, this CA, then its parents) and the leaf's PKCS#8 key, both DER.
     pub fn issue_server(
         &self,
         name: &str,
-        validity_days: u32,
+        lifetime: Duration,
     ) -> Result<(Vec<Vec<u8>>, Vec<u8>), PkiError> {
-        self.issue_server_with_sans(name, &[], validity_days)
+        self.issue_server_with_sans(name, &[], lifetime)
     }
 
     /// [`issue_server`](Self::issue_server) with further subject alternative names
@@ -191,7 +275,7 @@ impl Ca {
         &self,
         name: &str,
         extra_sans: &[String],
-        validity_days: u32,
+        lifetime: Duration,
     ) -> Result<(Vec<Vec<u8>>, Vec<u8>), PkiError> {
         let key =
             KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(PkiError::Generate)?;
@@ -210,14 +294,13 @@ impl Ca {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial()?);
-        validity(&mut params, validity_days)?;
+        validity(&mut params, lifetime)?;
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(PkiError::Generate)?;
-        Ok((
-            vec![cert.der().to_vec(), self.cert_der.clone()],
-            key.serialize_der(),
-        ))
+        let mut chain = vec![cert.der().to_vec(), self.cert_der.clone()];
+        chain.extend(self.parents.iter().cloned());
+        Ok((chain, key.serialize_der()))
     }
 
     /// Sign an agent's CSR (DER) as `agent_id`. Only the CSR's public key is used (after its
@@ -226,7 +309,7 @@ impl Ca {
         &self,
         csr_der: &[u8],
         agent_id: &str,
-        validity_days: u32,
+        lifetime: Duration,
     ) -> Result<Vec<u8>, PkiError> {
         if !valid_agent_id(agent_id) {
             return Err(PkiError::AgentId(agent_id.to_string()));
@@ -246,7 +329,7 @@ impl Ca {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial()?);
-        validity(&mut params, validity_days)?;
+        validity(&mut params, lifetime)?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(PkiError::Generate)?;
@@ -307,6 +390,108 @@ pub fn cert_facts(cert_der: &[u8]) -> Option<CertFacts> {
         serial_hex,
         fingerprint: sha256_hex(cert_der),
     })
+}
+
+/// A certificate's validity: (`not_before`, `not_after`), Unix milliseconds. `None` if the DER
+/// does not parse.
+pub fn cert_validity(cert_der: &[u8]) -> Option<(i64, i64)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let v = cert.validity();
+    Some((
+        v.not_before.timestamp().saturating_mul(1000),
+        v.not_after.timestamp().saturating_mul(1000),
+    ))
+}
+
+/// The DNS names and IP addresses of a certificate's subject alternative names, as text (to
+/// renew a server certificate with the same names). Empty if the DER does not parse.
+pub fn server_names(cert_der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|g| match g {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            GeneralName::IPAddress([a, b, c, d]) => {
+                Some(std::net::Ipv4Addr::new(*a, *b, *c, *d).to_string())
+            }
+            GeneralName::IPAddress(ip) => <[u8; 16]>::try_from(*ip)
+                .ok()
+                .map(|o| std::net::Ipv6Addr::from(o).to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `cert_der` certifies the public key of the PKCS#8 private key `key_pkcs8`.
+pub fn cert_matches_key(cert_der: &[u8], key_pkcs8: &[u8]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
+        return false;
+    };
+    let key = PrivateKeyDer::Pkcs8(key_pkcs8.to_vec().into());
+    let Ok(key) = KeyPair::try_from(&key) else {
+        return false;
+    };
+    cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+}
+
+/// Whether `cert_der` carries a valid signature by the key of `issuer_der` and names it as its
+/// issuer (no time or usage checks).
+pub fn signed_by(cert_der: &[u8], issuer_der: &[u8]) -> bool {
+    let (Ok((_, cert)), Ok((_, issuer))) = (
+        x509_parser::parse_x509_certificate(cert_der),
+        x509_parser::parse_x509_certificate(issuer_der),
+    ) else {
+        return false;
+    };
+    cert.issuer() == issuer.subject() && cert.verify_signature(Some(issuer.public_key())).is_ok()
+}
+
+/// Whether `cross_der` proves the self-signed root `new_root_der` a successor of one of the
+/// `pinned` roots: `cross_der` certifies the same subject and key as the new root, and is
+/// signed by a pinned root ([`Ca::cross_sign`] makes it).
+pub fn proves_successor(new_root_der: &[u8], cross_der: &[u8], pinned: &[Vec<u8>]) -> bool {
+    let (Ok((_, new)), Ok((_, cross))) = (
+        x509_parser::parse_x509_certificate(new_root_der),
+        x509_parser::parse_x509_certificate(cross_der),
+    ) else {
+        return false;
+    };
+    signed_by(new_root_der, new_root_der)
+        && new.is_ca()
+        && cross.is_ca()
+        && new.subject() == cross.subject()
+        && new.public_key().raw == cross.public_key().raw
+        && pinned.iter().any(|p| signed_by(cross_der, p))
+}
+
+/// Share of a certificate's lifetime after which it is renewed: two thirds.
+pub const RENEW_AT_NUM: i64 = 2;
+/// See [`RENEW_AT_NUM`].
+pub const RENEW_AT_DEN: i64 = 3;
+
+/// The lifetime a certificate issued here was given (from its issue time, `not_before` plus
+/// the back-dating slack, to `not_after`), ms. `None` if the DER does not parse.
+pub fn issued_lifetime_ms(cert_der: &[u8]) -> Option<i64> {
+    let (nb, na) = cert_validity(cert_der)?;
+    let backdate = i64::try_from(BACKDATE.as_millis()).unwrap_or(0);
+    Some(na - nb.saturating_add(backdate).min(na))
+}
+
+/// When a certificate issued here is due for renewal (Unix ms): at two thirds of its lifetime,
+/// counted from its issue time (`not_before` plus the back-dating slack, capped at
+/// `not_after`). `None` if the DER does not parse.
+pub fn renewal_due_ms(cert_der: &[u8]) -> Option<i64> {
+    let (nb, na) = cert_validity(cert_der)?;
+    let backdate = i64::try_from(BACKDATE.as_millis()).unwrap_or(0);
+    let issued = nb.saturating_add(backdate).min(na);
+    Some(issued + (na - issued) / RENEW_AT_DEN * RENEW_AT_NUM)
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -439,7 +624,7 @@ mod tests {
         assert_eq!(ca.sha256_hex(), sha256_hex(ca.cert_der()));
         assert_ne!(ca.sha256_hex(), Ca::generate("x").unwrap().sha256_hex());
         // a CA loaded from PEM still issues certificates that parse
-        let (chain, _key) = again.issue_server("outpost-hub", 30).unwrap();
+        let (chain, _key) = again.issue_server("outpost-hub", days(30)).unwrap();
         assert_eq!(chain.len(), 2);
         assert_eq!(chain[1], ca.cert_der());
         assert_eq!(
@@ -476,7 +661,7 @@ mod tests {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let csr = p.serialize_request(&key).unwrap();
         let der = ca
-            .sign_csr(csr.der(), "agent-0123456789abcdef", 365)
+            .sign_csr(csr.der(), "agent-0123456789abcdef", days(365))
             .unwrap();
         assert_eq!(
             agent_id_from_cert(&der).as_deref(),
@@ -514,22 +699,22 @@ mod tests {
         let ca = Ca::generate("ca").unwrap();
         let (_key, mut csr) = generate_agent_key_and_csr().unwrap();
         assert!(matches!(
-            ca.sign_csr(&csr, "Agent With Spaces", 1),
+            ca.sign_csr(&csr, "Agent With Spaces", days(1)),
             Err(PkiError::AgentId(_))
         ));
         assert!(matches!(
-            ca.sign_csr(&csr, "agent-1", 0),
+            ca.sign_csr(&csr, "agent-1", Duration::ZERO),
             Err(PkiError::Validity(0))
         ));
         assert!(matches!(
-            ca.sign_csr(b"garbage", "agent-1", 1),
+            ca.sign_csr(b"garbage", "agent-1", days(1)),
             Err(PkiError::Csr(_))
         ));
         // a CSR whose self-signature no longer verifies
         let last = csr.len() - 1;
         csr[last] ^= 1;
         assert!(matches!(
-            ca.sign_csr(&csr, "agent-1", 1),
+            ca.sign_csr(&csr, "agent-1", days(1)),
             Err(PkiError::Csr(_))
         ));
     }
@@ -537,7 +722,7 @@ mod tests {
     #[test]
     fn pem_helpers_roundtrip() {
         let ca = Ca::generate("ca").unwrap();
-        let (chain, key) = ca.issue_server("hub", 1).unwrap();
+        let (chain, key) = ca.issue_server("hub", days(1)).unwrap();
         assert_eq!(certs_from_pem(&chain_to_pem(&chain)).unwrap(), chain);
         assert_eq!(key_from_pem(&key_to_pem(&key)).unwrap(), key);
         assert!(certs_from_pem("").is_err());
@@ -601,7 +786,7 @@ mod tests {
             "hub".to_string(),
             "::1".to_string(),
         ];
-        let (chain, _) = ca.issue_server_with_sans("hub", &extra, 1).unwrap();
+        let (chain, _) = ca.issue_server_with_sans("hub", &extra, days(1)).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
         let san = cert.subject_alternative_name().unwrap().unwrap();
         use x509_parser::extensions::GeneralName;
@@ -650,5 +835,76 @@ mod tests {
     fn agent_id_from_garbage_is_none() {
         assert_eq!(agent_id_from_cert(b"\x30\x03\x02\x01\x00"), None);
         assert_eq!(agent_id_from_cert(&[]), None);
+    }
+
+    #[test]
+    fn intermediate_chains_to_the_root_and_issues_short_lived_leaves() {
+        let root = Ca::generate("root").unwrap();
+        let int = root.issue_intermediate("int", days(365)).unwrap();
+        assert_eq!(int.parents(), &[root.cert_der().to_vec()]);
+        assert_eq!(int.root_der(), root.cert_der());
+        let (_, icert) = x509_parser::parse_x509_certificate(int.cert_der()).unwrap();
+        let bc = icert.basic_constraints().unwrap().unwrap().value;
+        assert!(bc.ca && bc.path_len_constraint == Some(0), "{bc:?}");
+        let (_, rcert) = x509_parser::parse_x509_certificate(root.cert_der()).unwrap();
+        assert_eq!(icert.issuer(), rcert.subject());
+        assert!(icert.verify_signature(Some(rcert.public_key())).is_ok());
+        // The server chain is leaf, intermediate, root.
+        let (chain, _) = int.issue_server("hub", days(1)).unwrap();
+        assert_eq!(chain.len(), 3);
+        assert_eq!(chain[1], int.cert_der());
+        assert_eq!(chain[2], root.cert_der());
+        // An agent certificate of 30 s: renewal is due at two thirds of it.
+        let (_k, csr) = generate_agent_key_and_csr().unwrap();
+        let leaf = int
+            .sign_csr(&csr, "agent-1", Duration::from_secs(30))
+            .unwrap();
+        let (nb, na) = cert_validity(&leaf).unwrap();
+        let issued = nb + 3_600_000;
+        assert!((29_000..=31_000).contains(&(na - issued)), "{nb} {na}");
+        let due = renewal_due_ms(&leaf).unwrap();
+        assert_eq!(due, issued + (na - issued) / 3 * 2);
+        assert_eq!(cert_validity(b"junk"), None);
+        // Loaded back from files with its parent.
+        let again = Ca::from_pem(&int.cert_pem(), &int.key_pem())
+            .unwrap()
+            .with_parents(vec![root.cert_der().to_vec()]);
+        assert_eq!(
+            again.issue_server("hub", days(1)).unwrap().0[2],
+            root.cert_der()
+        );
+    }
+
+    #[test]
+    fn cross_signed_successor_verifies_under_the_old_root_only() {
+        let old = Ca::generate("old").unwrap();
+        let new = Ca::generate("new").unwrap();
+        let cross = old.cross_sign(&new).unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(&cross).unwrap();
+        let (_, o) = x509_parser::parse_x509_certificate(old.cert_der()).unwrap();
+        let (_, n) = x509_parser::parse_x509_certificate(new.cert_der()).unwrap();
+        // Same key and subject as the new root, signed by the old root.
+        assert_eq!(c.public_key().raw, n.public_key().raw);
+        assert_eq!(c.subject(), n.subject());
+        assert!(c.verify_signature(Some(o.public_key())).is_ok());
+        assert!(c.verify_signature(Some(n.public_key())).is_err());
+        // An agent pinning the old root accepts the new one with this proof, and only then.
+        let pinned = vec![old.cert_der().to_vec()];
+        assert!(proves_successor(new.cert_der(), &cross, &pinned));
+        assert!(!proves_successor(
+            new.cert_der(),
+            &cross,
+            &[new.cert_der().to_vec()]
+        ));
+        let stranger = Ca::generate("new").unwrap();
+        assert!(!proves_successor(stranger.cert_der(), &cross, &pinned));
+        // A proof made by a root the agent does not pin.
+        let rogue = Ca::generate("rogue").unwrap();
+        let forged = rogue.cross_sign(&new).unwrap();
+        assert!(!proves_successor(new.cert_der(), &forged, &pinned));
+        assert!(!proves_successor(new.cert_der(), b"junk", &pinned));
+        // An intermediate is no root, whoever signed it.
+        let int = old.issue_intermediate("new", days(1)).unwrap();
+        assert!(!proves_successor(int.cert_der(), &cross, &pinned));
     }
 }

@@ -79,28 +79,218 @@ fn chain_and_key(
 /// The hub's TLS server configuration: presents `chain` (leaf first) with `key_pkcs8`; client
 /// certificates are requested and, when presented, must chain to `ca_der` — but they are
 /// optional (enrollment connections have none); the hub decides per connection with
-/// [`peer_agent_id`].
+/// [`peer_agent_id`]. [`server_config_with`] with a fixed certificate and no grace.
 pub fn server_config(
     chain: &[Vec<u8>],
     key_pkcs8: &[u8],
     ca_der: &[u8],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let cert = ServerCert::new(chain, key_pkcs8)?;
+    server_config_with(
+        Arc::new(cert),
+        &ClientAuth {
+            roots: vec![ca_der.to_vec()],
+            intermediates: Vec::new(),
+            grace: Duration::ZERO,
+        },
+    )
+}
+
+/// Which client certificates the hub accepts.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// Trust anchors: the root CAs (DER).
+    pub roots: Vec<Vec<u8>>,
+    /// The hub's intermediate CAs (DER), current and retired: agents present their leaf alone
+    /// and the hub completes the chain with these.
+    pub intermediates: Vec<Vec<u8>>,
+    /// An expired client certificate is still accepted this long after its `not_after` (the
+    /// chain must verify as of that moment). The hub then lets the session do nothing but
+    /// renew (it checks the expiry again with [`crate::pki::cert_validity`]).
+    pub grace: Duration,
+}
+
+/// The hub's TLS server configuration: presents the certificate `cert` holds at each handshake
+/// (replaceable while serving, [`ServerCert::replace`]); verifies optional client certificates
+/// by `client` (see [`server_config`]).
+pub fn server_config_with(
+    cert: Arc<ServerCert>,
+    client: &ClientAuth,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_der)?, provider.clone())
+    if client.roots.is_empty() {
+        return Err(TlsError::Ca("missing (no root CA)".into()));
+    }
+    let mut roots = RootCertStore::empty();
+    for r in &client.roots {
+        if r.is_empty() {
+            return Err(TlsError::Ca("missing (empty)".into()));
+        }
+        roots
+            .add(CertificateDer::from(r.clone()))
+            .map_err(|e| TlsError::Ca(e.to_string()))?;
+    }
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Ca(e.to_string()))?;
-    let (certs, key) = chain_and_key(chain, key_pkcs8)?;
+    let verifier = Arc::new(GraceClientVerifier {
+        inner,
+        intermediates: client
+            .intermediates
+            .iter()
+            .map(|c| CertificateDer::from(c.clone()))
+            .collect(),
+        grace: client.grace,
+    });
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::CertKey(e.to_string()))?;
+        .with_cert_resolver(cert);
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     cfg.send_tls13_tickets = 0;
     cfg.max_early_data_size = 0;
     Ok(Arc::new(cfg))
+}
+
+/// The hub's server certificate and key, replaceable while the hub serves (a renewed
+/// certificate is presented from the next handshake on, without a restart).
+#[derive(Debug)]
+pub struct ServerCert(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl ServerCert {
+    /// `chain` (leaf first) with its PKCS#8 key; fails if the key is not the leaf's.
+    pub fn new(chain: &[Vec<u8>], key_pkcs8: &[u8]) -> Result<ServerCert, TlsError> {
+        Ok(ServerCert(std::sync::RwLock::new(certified(
+            chain, key_pkcs8,
+        )?)))
+    }
+
+    /// Present `chain` and `key_pkcs8` from the next handshake on.
+    pub fn replace(&self, chain: &[Vec<u8>], key_pkcs8: &[u8]) -> Result<(), TlsError> {
+        let ck = certified(chain, key_pkcs8)?;
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = ck;
+        Ok(())
+    }
+
+    /// The leaf certificate presented now (DER).
+    pub fn leaf(&self) -> Vec<u8> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .end_entity_cert()
+            .map(|c| c.to_vec())
+            .unwrap_or_default()
+    }
+}
+
+fn certified(
+    chain: &[Vec<u8>],
+    key_pkcs8: &[u8],
+) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+    let (certs, key) = chain_and_key(chain, key_pkcs8)?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::CertKey(e.to_string()))?;
+    let ck = rustls::sign::CertifiedKey::new(certs, signing);
+    ck.keys_match()
+        .map_err(|e| TlsError::CertKey(e.to_string()))?;
+    Ok(Arc::new(ck))
+}
+
+impl rustls::server::ResolvesServerCert for ServerCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(
+            self.0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+/// WebPKI client verification, with the hub's intermediates added to the chain the client
+/// presents, and an expired leaf accepted within the grace (verified as of its `not_after`).
+#[derive(Debug)]
+struct GraceClientVerifier {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    intermediates: Vec<CertificateDer<'static>>,
+    grace: Duration,
+}
+
+impl rustls::server::danger::ClientCertVerifier for GraceClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let mut all: Vec<CertificateDer<'_>> = intermediates.to_vec();
+        all.extend(self.intermediates.iter().cloned());
+        match self.inner.verify_client_cert(end_entity, &all, now) {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. },
+            )) if !self.grace.is_zero() => {
+                let Some((_, not_after_ms)) = pki::cert_validity(end_entity) else {
+                    return Err(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::BadEncoding,
+                    ));
+                };
+                let not_after = u64::try_from(not_after_ms / 1000).unwrap_or(0);
+                if now.as_secs() > not_after.saturating_add(self.grace.as_secs()) {
+                    return Err(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::Expired,
+                    ));
+                }
+                // The whole chain as of the leaf's last valid second.
+                let then = UnixTime::since_unix_epoch(Duration::from_secs(not_after));
+                self.inner.verify_client_cert(end_entity, &all, then)
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The agent's TLS configuration for sessions: verifies the hub against the pinned CA only (no
@@ -111,7 +301,29 @@ pub fn client_session_config(
     client_chain: &[Vec<u8>],
     client_key_pkcs8: &[u8],
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let roots = roots(ca_der)?;
+    client_session_config_pins(
+        std::slice::from_ref(&ca_der.to_vec()),
+        client_chain,
+        client_key_pkcs8,
+    )
+}
+
+/// [`client_session_config`] pinning a set of root CAs (after a CA rotation the agent pins the
+/// old and the new root).
+pub fn client_session_config_pins(
+    cas: &[Vec<u8>],
+    client_chain: &[Vec<u8>],
+    client_key_pkcs8: &[u8],
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        let one = self::roots(ca)?;
+        roots.roots.extend(one.roots.iter().cloned());
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Ca("missing (no CA)".into()));
+    }
+    let roots = Arc::new(roots);
     let (certs, key) = chain_and_key(client_chain, client_key_pkcs8)?;
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -350,4 +562,107 @@ pub fn peer_certs(conn: &quinn::Connection) -> Option<Vec<CertificateDer<'static
 pub fn peer_agent_id(conn: &quinn::Connection) -> Option<String> {
     let certs = peer_certs(conn)?;
     pki::agent_id_from_cert(certs.first()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Ca, cert_validity, days, generate_agent_key_and_csr};
+    use rustls::server::danger::ClientCertVerifier as _;
+
+    fn verifier(root: &Ca, intermediates: &[&Ca], grace: Duration) -> GraceClientVerifier {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(root.cert_der().to_vec()))
+            .unwrap();
+        GraceClientVerifier {
+            inner: WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
+                .build()
+                .unwrap(),
+            intermediates: intermediates
+                .iter()
+                .map(|c| CertificateDer::from(c.cert_der().to_vec()))
+                .collect(),
+            grace,
+        }
+    }
+
+    fn at(ms: i64, plus: Duration) -> UnixTime {
+        UnixTime::since_unix_epoch(Duration::from_millis(ms as u64) + plus)
+    }
+
+    #[test]
+    fn expired_agent_certificates_pass_only_within_the_grace() {
+        let root = Ca::generate("root").unwrap();
+        let int = root.issue_intermediate("int", days(365)).unwrap();
+        let (_k, csr) = generate_agent_key_and_csr().unwrap();
+        let leaf = CertificateDer::from(int.sign_csr(&csr, "agent-1", days(1)).unwrap());
+        let (_, not_after) = cert_validity(&leaf).unwrap();
+        let hour = Duration::from_secs(3600);
+        let v = verifier(&root, &[&int], days(30));
+        // Valid: the agent presents its leaf alone; the hub adds its intermediate.
+        assert!(
+            v.verify_client_cert(&leaf, &[], at(not_after, Duration::ZERO))
+                .is_ok()
+        );
+        // Expired by an hour: accepted within a 30-day grace, refused without one.
+        assert!(
+            v.verify_client_cert(&leaf, &[], at(not_after, hour))
+                .is_ok()
+        );
+        let strict = verifier(&root, &[&int], Duration::ZERO);
+        assert!(
+            strict
+                .verify_client_cert(&leaf, &[], at(not_after, hour))
+                .is_err()
+        );
+        // Beyond the grace: refused.
+        assert!(
+            v.verify_client_cert(&leaf, &[], at(not_after, days(31)))
+                .is_err()
+        );
+        // Without the intermediate the chain does not build.
+        let bare = verifier(&root, &[], days(30));
+        assert!(
+            bare.verify_client_cert(&leaf, &[], at(not_after, Duration::ZERO))
+                .is_err()
+        );
+        // A leaf of a foreign CA is refused, expired or not.
+        let other_root = Ca::generate("root").unwrap();
+        let other = other_root.issue_intermediate("int", days(365)).unwrap();
+        let foreign = CertificateDer::from(other.sign_csr(&csr, "agent-1", days(1)).unwrap());
+        let other_int = CertificateDer::from(other.cert_der().to_vec());
+        assert!(
+            v.verify_client_cert(
+                &foreign,
+                std::slice::from_ref(&other_int),
+                at(not_after, Duration::ZERO)
+            )
+            .is_err()
+        );
+        assert!(
+            v.verify_client_cert(
+                &foreign,
+                std::slice::from_ref(&other_int),
+                at(not_after, hour)
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_server_certificate_is_replaced_in_place() {
+        let root = Ca::generate("root").unwrap();
+        let int = root.issue_intermediate("int", days(365)).unwrap();
+        let (a, ka) = int.issue_server("hub", days(1)).unwrap();
+        let (b, kb) = int.issue_server("hub", days(1)).unwrap();
+        let cert = ServerCert::new(&a, &ka).unwrap();
+        assert_eq!(cert.leaf(), a[0]);
+        // A key that is not the leaf's is refused and the old certificate stays.
+        assert!(cert.replace(&b, &ka).is_err());
+        assert_eq!(cert.leaf(), a[0]);
+        cert.replace(&b, &kb).unwrap();
+        assert_eq!(cert.leaf(), b[0]);
+    }
 }

@@ -38,7 +38,7 @@ fn any_addr() -> SocketAddr {
 /// Certificate of a new agent `id` issued by `ca`: (chain, key).
 fn agent_cert(ca: &Ca, id: &str) -> (Vec<Vec<u8>>, Vec<u8>) {
     let (key, csr) = pki::generate_agent_key_and_csr().unwrap();
-    let cert = ca.sign_csr(&csr, id, 30).unwrap();
+    let cert = ca.sign_csr(&csr, id, outpost_net::pki::days(30)).unwrap();
     (vec![cert], key)
 }
 
@@ -131,7 +131,7 @@ struct Hub {
 
 fn hub() -> Hub {
     let ca = Ca::generate("hub CA").unwrap();
-    let (chain, key) = ca.issue_server(HUB, 30).unwrap();
+    let (chain, key) = ca.issue_server(HUB, outpost_net::pki::days(30)).unwrap();
     let (ep, addr, seen) = start_server(&chain, &key, ca.cert_der(), default_transport());
     Hub { ca, ep, addr, seen }
 }
@@ -311,7 +311,7 @@ async fn enrollment_refuses_a_chain_that_merely_contains_the_pinned_ca() {
     // own CA: the hash matches, the signature does not.
     let real = Ca::generate("real").unwrap();
     let rogue = Ca::generate("rogue").unwrap();
-    let (rogue_chain, rogue_key) = rogue.issue_server(HUB, 30).unwrap();
+    let (rogue_chain, rogue_key) = rogue.issue_server(HUB, outpost_net::pki::days(30)).unwrap();
     let chain = vec![rogue_chain[0].clone(), real.cert_der().to_vec()];
     let (_ep, addr, _seen) =
         start_server(&chain, &rogue_key, rogue.cert_der(), default_transport());
@@ -452,7 +452,7 @@ fn short_transport(keep_alive: bool) -> quinn::TransportConfig {
 
 async fn idle_connection(keep_alive: bool) -> Option<quinn::ConnectionError> {
     let ca = Ca::generate("hub CA").unwrap();
-    let (chain, key) = ca.issue_server(HUB, 30).unwrap();
+    let (chain, key) = ca.issue_server(HUB, outpost_net::pki::days(30)).unwrap();
     let (_ep, addr, _seen) = start_server(&chain, &key, ca.cert_der(), short_transport(keep_alive));
     let cert = agent_cert(&ca, "agent-0000000000000001");
     let rustls = tls::client_session_config(ca.cert_der(), &cert.0, &cert.1).unwrap();
@@ -522,7 +522,7 @@ fn transport_refuses_nonsense() {
 #[test]
 fn configs_fail_closed_on_missing_material() {
     let ca = Ca::generate("ca").unwrap();
-    let (chain, key) = ca.issue_server(HUB, 1).unwrap();
+    let (chain, key) = ca.issue_server(HUB, outpost_net::pki::days(1)).unwrap();
     assert!(matches!(
         tls::server_config(&chain, &key, &[]),
         Err(tls::TlsError::Ca(_))
@@ -540,7 +540,7 @@ fn configs_fail_closed_on_missing_material() {
         Err(tls::TlsError::CertKey(_))
     ));
     // A key that is not the certificate's.
-    let (_, other_key) = ca.issue_server(HUB, 1).unwrap();
+    let (_, other_key) = ca.issue_server(HUB, outpost_net::pki::days(1)).unwrap();
     assert!(matches!(
         tls::server_config(&chain, &other_key, ca.cert_der()),
         Err(tls::TlsError::CertKey(_))

@@ -92,6 +92,7 @@ fn a_subscriber_sees_session_and_operation_events_with_their_actors() {
         http_url: format!("http://127.0.0.1:{http_port}"),
         quic_addr: format!("127.0.0.1:{quic_port}").parse().unwrap(),
         stderr_path: s.join("hub.stderr"),
+        env: Vec::new(),
     };
 
     let mut agent = enrolled_agent(&s.join("a"), &hub, hub.quic_addr, "name=a", "").unwrap();

@@ -340,7 +340,11 @@ fn an_agent_certificate_from_another_ca_is_refused() {
     // enrolled agent's id (an impostor of that agent) with a key of its own.
     let foreign = outpost_net::pki::Ca::generate("outpost-hub CA").unwrap();
     let (key, csr) = outpost_net::pki::generate_agent_key_and_csr().unwrap();
-    let cert = foreign.sign_csr(&csr, &victim, 30).unwrap();
+    let cert = foreign
+        .issue_intermediate("outpost-hub intermediate CA", outpost_net::pki::days(30))
+        .unwrap()
+        .sign_csr(&csr, &victim, outpost_net::pki::days(30))
+        .unwrap();
     let tls = outpost_net::tls::client_session_config(&hub_ca(&hub), &[cert], &key).unwrap();
     let outcome = rt().block_on(async {
         let ep = endpoint();

@@ -245,8 +245,8 @@ fn an_agent_cut_off_from_the_director_reports_itself_stale_and_keeps_its_schedul
     .unwrap();
 }
 
-/// An impostor hub: the hub CA's key (so a certificate for the hub name that the agent's TLS
-/// accepts) but not the director key. It welcomes the agent with a forged acknowledgement of
+/// An impostor hub: the hub's online CA key (the intermediate: a certificate for the hub name that
+/// the agent's TLS accepts) but not the director key. It welcomes the agent with a forged acknowledgement of
 /// every outbox entry and a forged snapshot. The agent refuses the session, deletes nothing,
 /// and delivers everything once the real hub is back.
 #[test]
@@ -264,10 +264,18 @@ fn an_impostor_hub_with_the_ca_but_not_the_director_key_can_neither_erase_nor_co
     })
     .unwrap();
 
-    let ca = outpost_net::pki::Ca::load(&hub.data_dir.join("ca.pem"), &hub.data_dir.join("ca.key"))
-        .unwrap();
+    // The online intermediate CA, what a compromised hub host leaks (the root CA key is offline).
+    let ca = outpost_net::pki::Ca::load(
+        &hub.data_dir.join("intermediate.pem"),
+        &hub.data_dir.join("intermediate.key"),
+    )
+    .unwrap();
     let (chain, key) = ca
-        .issue_server_with_sans("outpost-hub", &["127.0.0.1".to_string()], 1)
+        .issue_server_with_sans(
+            "outpost-hub",
+            &["127.0.0.1".to_string()],
+            Duration::from_secs(86_400),
+        )
         .unwrap();
     let forger = Director::new(SigningKey::generate().unwrap().0);
     let addr = hub.quic_addr;
@@ -277,7 +285,15 @@ fn an_impostor_hub_with_the_ca_but_not_the_director_key_can_neither_erase_nor_co
         .build()
         .unwrap();
     let seen = rt.block_on(async move {
-        let tls = outpost_net::tls::server_config(&chain, &key, ca.cert_der()).unwrap();
+        let tls = outpost_net::tls::server_config_with(
+            std::sync::Arc::new(outpost_net::tls::ServerCert::new(&chain, &key).unwrap()),
+            &outpost_net::tls::ClientAuth {
+                roots: vec![ca.root_der().to_vec()],
+                intermediates: vec![ca.cert_der().to_vec()],
+                grace: Duration::ZERO,
+            },
+        )
+        .unwrap();
         let cfg =
             outpost_net::tls::quinn_server_config(tls, outpost_net::tls::Transport::default())
                 .unwrap();

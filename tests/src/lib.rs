@@ -160,6 +160,8 @@ pub struct Daemon {
     pub stderr_path: PathBuf,
     /// `RUST_LOG` for the daemon (default: `$OUTPOST_TEST_LOG`, else `info`).
     pub rust_log: Option<String>,
+    /// More environment for the process from its next (re)start (e.g. libfaketime).
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -194,6 +196,7 @@ impl Daemon {
             state_dir,
             stderr_path: dir.join("agent.stderr"),
             rust_log: rust_log.map(str::to_string),
+            env: Vec::new(),
         };
         d.restart()?;
         Ok(d)
@@ -208,6 +211,7 @@ impl Daemon {
         let child = Command::new(agent_bin())
             .args(["serve", "--config"])
             .arg(&self.config)
+            .envs(self.env.iter().cloned())
             .env(
                 "RUST_LOG",
                 self.rust_log.clone().unwrap_or_else(|| {
@@ -360,6 +364,8 @@ pub struct Hub {
     pub quic_addr: std::net::SocketAddr,
     pub api_token: String,
     pub stderr_path: PathBuf,
+    /// More environment for `serve` from its next (re)start (e.g. libfaketime).
+    pub env: Vec<(String, String)>,
 }
 
 impl Hub {
@@ -408,13 +414,19 @@ impl Hub {
         let quic_port = free_port();
         let http_port = free_port();
         let config = dir.join("hub.toml");
-        // `init`'s default offline directory: `<data_dir>.offline`, beside it.
-        let offline_dir = PathBuf::from(format!("{}.offline", data_dir.display()));
+        // `init`'s offline directory: `--offline-dir`, else `<data_dir>.offline` beside it.
+        let offline_dir = init_args
+            .iter()
+            .position(|a| *a == "--offline-dir")
+            .and_then(|i| init_args.get(i + 1))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(format!("{}.offline", data_dir.display())));
+        // The lab setup: a copy of the release key beside the config (the hub never reads the
+        // offline directory).
         let keys = if auto_release {
-            format!(
-                "\n[keys]\nrelease_key = \"{}\"\n",
-                offline_dir.join("release-1.key").display()
-            )
+            let lab_key = dir.join("release-1.key");
+            std::fs::copy(offline_dir.join("release-1.key"), &lab_key)?;
+            format!("\n[keys]\nrelease_key = \"{}\"\n", lab_key.display())
         } else {
             String::new()
         };
@@ -437,6 +449,7 @@ impl Hub {
             quic_addr: format!("127.0.0.1:{quic_port}").parse()?,
             api_token,
             stderr_path: dir.join("hub.stderr"),
+            env: Vec::new(),
         };
         hub.restart()?;
         Ok(hub)
@@ -450,6 +463,7 @@ impl Hub {
         let child = Command::new(hub_bin())
             .args(["serve", "--config"])
             .arg(&self.config)
+            .envs(self.env.iter().cloned())
             .env(
                 "RUST_LOG",
                 std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info".into()),

@@ -841,6 +841,13 @@ impl Played {
                 });
             }
             AgentEvent::Goodbye(reason) => bail!("the hub ended the session: {reason}"),
+            // Played agents live shorter than their certificates (hub.toml's lifetime).
+            AgentEvent::RenewRequired(reason) => {
+                bail!("the load generator does not renew certificates: {reason}")
+            }
+            AgentEvent::Certificate(_) => bail!("a certificate this played agent did not ask for"),
+            // Played agents keep the root they were enrolled with.
+            AgentEvent::CaRoots(_) => {}
             AgentEvent::SeqMismatch { hub_acked, .. } => {
                 // The hub holds more than this process knows (a state file reused against a
                 // hub that already ingested earlier runs): continue after what it holds.

@@ -89,6 +89,16 @@ pub enum AgentEvent {
     /// then, so a crash before that commit is healed on the next Welcome (the hub is still
     /// behind), never by the hub moving past the lost range first.
     Resend { hub_acked: u64, agent_acked: u64 },
+    /// The hub answered the Hello with RenewRequired: the certificate has expired and this
+    /// session may only renew it. Make a fresh key and CSR and call
+    /// [`AgentSession::send_renew`].
+    RenewRequired(String),
+    /// The renewed certificate for the key of the last [`AgentSession::send_renew`]: store it
+    /// with that key durably, and use it from the next connection.
+    Certificate(Vec<u8>),
+    /// Root CAs to pin, each with its proof: pin those whose proof verifies against a pinned
+    /// root (durably), then answer with [`AgentSession::send_ca_roots_pinned`].
+    CaRoots(Vec<crate::proto::CaRoot>),
     /// The hub ends the session (revoked, unknown agent...). Close the connection.
     Goodbye(String),
 }
@@ -103,6 +113,8 @@ pub enum AgentEvent {
 #[derive(Debug)]
 pub struct AgentSession {
     hello: Option<AgentMsg>,
+    /// A renewal request: sent whether or not the session is welcomed.
+    renew: Option<AgentMsg>,
     welcomed: bool,
     closed: bool,
     acked: u64,
@@ -147,6 +159,7 @@ impl AgentSession {
         };
         AgentSession {
             hello: Some(hello),
+            renew: None,
             welcomed: false,
             closed: false,
             acked: cfg.acked_seq,
@@ -301,6 +314,11 @@ impl AgentSession {
         if let Some(h) = self.hello.take() {
             return Some(h);
         }
+        if !self.closed
+            && let Some(r) = self.renew.take()
+        {
+            return Some(r);
+        }
         // Nothing but Hello before the Welcome: the hub would take it as a protocol violation.
         if self.closed || !self.welcomed {
             return None;
@@ -443,6 +461,14 @@ impl AgentSession {
                 self.events.push_back(AgentEvent::Goodbye(reason));
                 return Ok(());
             }
+            HubMsg::RenewRequired { reason } => {
+                self.events.push_back(AgentEvent::RenewRequired(reason));
+                return Ok(());
+            }
+            HubMsg::Certificate { cert_der } => {
+                self.events.push_back(AgentEvent::Certificate(cert_der));
+                return Ok(());
+            }
             _ if !self.welcomed => {
                 return Err(SyncError::Protocol("message before Welcome".into()));
             }
@@ -475,6 +501,9 @@ impl AgentSession {
             },
             HubMsg::Roots { roots } => self.follow_roots(&roots)?,
             HubMsg::Snapshot { snapshot } => self.take_snapshot(&snapshot, local_ms)?,
+            HubMsg::CaRoots { roots } => {
+                self.events.push_back(AgentEvent::CaRoots(roots));
+            }
         }
         Ok(())
     }
@@ -482,6 +511,17 @@ impl AgentSession {
     /// The next event for the driver.
     pub fn poll_event(&mut self) -> Option<AgentEvent> {
         self.events.pop_front()
+    }
+
+    /// Tell the hub which root CAs this agent pins now (SHA-256 hex).
+    pub fn send_ca_roots_pinned(&mut self, pinned: Vec<String>) {
+        self.out.push_back(AgentMsg::CaRootsPinned { pinned });
+    }
+
+    /// Ask the hub to renew the certificate: `csr_der` for a fresh key the driver keeps until
+    /// the [`AgentEvent::Certificate`] answer. Sent at once, welcomed or not.
+    pub fn send_renew(&mut self, csr_der: Vec<u8>) {
+        self.renew = Some(AgentMsg::RenewCert { csr_der });
     }
 
     /// Report the outcome of a deploy (`rejected: None`: activated).

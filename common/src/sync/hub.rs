@@ -155,6 +155,16 @@ pub enum HubEvent {
         offset_ms: i64,
         at_ms: UnixMillis,
     },
+    /// The agent asks for a renewed certificate: sign the CSR (if the agent may still renew)
+    /// and answer with [`HubSession::send_certificate`].
+    RenewCert {
+        csr_der: Vec<u8>,
+    },
+    /// The agent pins these root CAs now (SHA-256 hex): record it (`ca rotate` waits for the
+    /// fleet before the hub switches to a new root).
+    CaRootsPinned {
+        pinned: Vec<String>,
+    },
     /// A message too large for one frame ([`crate::proto::MAX_FRAME`]) was dropped instead of
     /// being sent (sending it would end the session, again on every reconnect). `what` names
     /// it (e.g. `deploy of etl v3`); `command` is the id of a dropped command (answer its
@@ -174,6 +184,9 @@ pub enum HubState {
     /// Hello received; waiting for the driver's accept/refuse.
     AwaitAccept,
     Open,
+    /// The agent's certificate has expired (within the grace): the session only renews it;
+    /// every other message is ignored (nothing is ingested or deployed).
+    RenewOnly,
     /// Goodbye queued or sent: flush `poll_transmit`, then close the connection.
     Closed,
 }
@@ -199,6 +212,8 @@ pub struct HubSession {
     sent: BTreeMap<String, (u64, u64)>,
     desired: Vec<Desired>,
     last_heard_ms: UnixMillis,
+    /// A certificate renewal was asked for in this session (one per session).
+    renew_asked: bool,
     out: VecDeque<HubMsg>,
     events: VecDeque<HubEvent>,
     director: Arc<Director>,
@@ -225,6 +240,7 @@ impl HubSession {
             sent: BTreeMap::new(),
             desired: Vec::new(),
             last_heard_ms: now_ms,
+            renew_asked: false,
             out: VecDeque::new(),
             events: VecDeque::new(),
             director,
@@ -329,6 +345,15 @@ impl HubSession {
         match (self.state, msg) {
             (HubState::Closed, _) => Ok(()),
             (
+                HubState::AwaitAccept | HubState::RenewOnly | HubState::Open,
+                AgentMsg::RenewCert { csr_der },
+            ) => self.renew_cert(csr_der),
+            (HubState::RenewOnly, AgentMsg::Hello { .. }) => {
+                Err(SyncError::Protocol("second Hello".into()))
+            }
+            // Nothing but renewal: status is sent again in the next, renewed session.
+            (HubState::RenewOnly, _) => Ok(()),
+            (
                 HubState::AwaitHello,
                 AgentMsg::Hello {
                     agent_id,
@@ -379,6 +404,11 @@ impl HubSession {
         match msg {
             AgentMsg::Hello { .. } => Err(SyncError::Protocol("second Hello".into())),
             AgentMsg::Status { entries } => self.handle_status(entries),
+            AgentMsg::RenewCert { csr_der } => self.renew_cert(csr_der),
+            AgentMsg::CaRootsPinned { pinned } => {
+                self.events.push_back(HubEvent::CaRootsPinned { pinned });
+                Ok(())
+            }
             AgentMsg::DeployResult {
                 workflow,
                 version,
@@ -443,6 +473,19 @@ impl HubSession {
                 Ok(())
             }
         }
+    }
+
+    /// One renewal per session: an agent asks once, and a second request would only make the
+    /// hub sign and store again.
+    fn renew_cert(&mut self, csr_der: Vec<u8>) -> Result<(), SyncError> {
+        if self.renew_asked {
+            return Err(SyncError::Protocol(
+                "a second certificate renewal in one session".into(),
+            ));
+        }
+        self.renew_asked = true;
+        self.events.push_back(HubEvent::RenewCert { csr_der });
+        Ok(())
     }
 
     fn handle_status(&mut self, entries: Vec<OutboxEntry>) -> Result<(), SyncError> {
@@ -512,6 +555,35 @@ impl HubSession {
         });
         self.state = HubState::Open;
         self.reconcile();
+        Ok(())
+    }
+
+    /// Answer the Hello of an agent whose certificate has expired (within the grace): the
+    /// session may only renew it (queues RenewRequired; see [`HubState::RenewOnly`]).
+    pub fn renew_only(&mut self, reason: String) -> Result<(), SyncError> {
+        if self.state != HubState::AwaitAccept {
+            return Err(SyncError::NotOpen);
+        }
+        self.out.push_back(HubMsg::RenewRequired { reason });
+        self.state = HubState::RenewOnly;
+        Ok(())
+    }
+
+    /// Send root CAs for the agent to pin (after `ca rotate`).
+    pub fn send_ca_roots(&mut self, roots: Vec<crate::proto::CaRoot>) -> Result<(), SyncError> {
+        if self.state != HubState::Open {
+            return Err(SyncError::NotOpen);
+        }
+        self.out.push_back(HubMsg::CaRoots { roots });
+        Ok(())
+    }
+
+    /// Send the agent its renewed certificate.
+    pub fn send_certificate(&mut self, cert_der: Vec<u8>) -> Result<(), SyncError> {
+        if !matches!(self.state, HubState::Open | HubState::RenewOnly) {
+            return Err(SyncError::NotOpen);
+        }
+        self.out.push_back(HubMsg::Certificate { cert_der });
         Ok(())
     }
 
@@ -635,6 +707,9 @@ impl HubSession {
                 HubMsg::Welcome { .. } => "welcome".to_string(),
                 HubMsg::Ack { .. } => "ack".to_string(),
                 HubMsg::Goodbye { .. } => "goodbye".to_string(),
+                HubMsg::Certificate { .. } => "certificate".to_string(),
+                HubMsg::RenewRequired { .. } => "renew required".to_string(),
+                HubMsg::CaRoots { .. } => "root CAs".to_string(),
             };
             let command = match &m {
                 HubMsg::Command { id, .. } => Some(*id),

@@ -93,6 +93,7 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             | "/v1/releases"
             | "/v1/releases/{name}"
             | "/v1/root"
+            | "/v1/certificates"
             | "/v1/whoami",
         ) => Role::Viewer,
         ("GET", "/v1/runs/{id}/logs/{task}") => Role::Operator,

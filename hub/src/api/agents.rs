@@ -54,6 +54,7 @@ async fn list(State(st): St) -> ApiResult<Json<Vec<AgentView>>> {
 
 async fn show(State(st): St, Path(id): Path<String>) -> ApiResult<Json<AgentDetail>> {
     let hub = st.hub.clone();
+    let lead = st.hub.cert_policy().warning_lead;
     let (a, deploys, connected) = blocking(move || {
         let a = hub.agent(&id)?;
         let connected = hub.connected();
@@ -82,6 +83,14 @@ async fn show(State(st): St, Path(id): Path<String>) -> ApiResult<Json<AgentDeta
         clock_offset_ms: a.clock_offset.map(|c| c.0),
         clock_measured: a.clock_offset.map(|c| rfc3339(c.1)),
         deploys,
+        cert_expires: a.cert_not_after_ms.map(rfc3339),
+        cert_warning: a
+            .cert_not_after_ms
+            .filter(|na| {
+                a.revoked_ms.is_none() && crate::certs::expiring(*na, crate::hub::now_ms(), lead)
+            })
+            .map(|na| format!("certificate expires at {} and is not renewed", rfc3339(na))),
+        pinned_roots: a.pinned_roots.clone().unwrap_or_default(),
     }))
 }
 

@@ -15,6 +15,7 @@
 mod actor;
 mod agents;
 mod audit;
+mod certificates;
 mod error;
 mod operators;
 mod pools;
@@ -75,6 +76,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .merge(releases::routes())
         .merge(audit::routes())
         .merge(operators::routes())
+        .merge(certificates::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))

@@ -69,6 +69,15 @@ pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
                     "certificate:  serial {} sha256 {}",
                     a.cert_serial, a.cert_fingerprint
                 );
+                if let Some(exp) = &a.cert_expires {
+                    println!("cert expires: {exp}");
+                }
+                if !a.pinned_roots.is_empty() {
+                    println!("pinned roots: {}", a.pinned_roots.join(" "));
+                }
+                if let Some(w) = &a.cert_warning {
+                    println!("WARNING:      {w}");
+                }
                 println!("status seq:   {}", a.committed_seq);
                 if let (Some(o), Some(at)) = (a.clock_offset_ms, &a.clock_measured) {
                     println!("clock offset: {o} ms (agent minus hub, measured {at})");

@@ -16,6 +16,7 @@ mod agents;
 mod args;
 mod audit;
 mod backup;
+mod ca;
 mod conn;
 mod operators;
 mod output;
@@ -35,6 +36,7 @@ use clap::{Parser, Subcommand};
 pub use agents::AgentCmd;
 pub use audit::{AuditArgs, AuditCmd};
 pub use backup::BackupArgs;
+pub use ca::CaCmd;
 pub use conn::ConnOpts;
 pub use operators::OperatorCmd;
 pub use output::Output;
@@ -97,6 +99,9 @@ pub enum Command {
     /// Make keys (root, release, director).
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Certificate authorities: rotate the intermediate CA.
+    #[command(subcommand)]
+    Ca(CaCmd),
     /// Node pools (named label selectors).
     #[command(subcommand)]
     Pool(PoolCmd),
@@ -156,6 +161,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Release(c) => releases::handle(&conn, c),
         Command::Root(c) => root::root(&conn, c),
         Command::Key(c) => root::key(&conn, c),
+        Command::Ca(c) => ca::handle(&conn, c),
         Command::Pool(c) => pools::handle(&client(&conn)?, conn.output, c),
         Command::Rollout(c) => rollouts::handle(&client(&conn)?, conn.output, c),
         Command::Audit(a) => audit::handle(&client(&conn)?, conn.output, &a),

@@ -100,7 +100,7 @@ pub(super) fn init(a: &InitArgs, output: Output) -> CliResult {
         println!("  API token file:     {}", r.api_token_file.display());
         println!("  config:             {}", r.config.display());
         println!(
-            "move {} (root and release keys) off this machine: the hub never needs it",
+            "move {} (the root CA key, root and release keys) off this machine: the hub never needs it",
             r.offline_dir.display()
         );
         println!(

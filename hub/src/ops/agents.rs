@@ -3,7 +3,7 @@
 use outpost_common::proto::{EnrollRequest, EnrollResponse};
 
 use super::{EventKind, OpError, OpResult};
-use crate::hub::{AGENT_CERT_DAYS, Hub, allowed_labels, now_ms, parse_token_secret};
+use crate::hub::{Hub, allowed_labels, now_ms, parse_token_secret};
 use crate::store::{AgentRecord, DeployResultRecord, StoreError};
 
 impl Hub {
@@ -29,7 +29,7 @@ impl Hub {
         let agent_id = format!("agent-{}", hex::encode(rand::random::<[u8; 8]>()));
         let cert_der = self
             .ca()
-            .sign_csr(&req.csr_der, &agent_id, AGENT_CERT_DAYS)
+            .sign_csr(&req.csr_der, &agent_id, self.cert_policy().agent_lifetime)
             .map_err(|e| e.to_string())?;
         let facts = outpost_net::pki::cert_facts(&cert_der)
             .ok_or_else(|| "issued certificate does not parse".to_string())?;
@@ -45,6 +45,10 @@ impl Hub {
             active: vec![],
             committed_seq: 0,
             hostname: req.hostname.clone(),
+            cert_not_after_ms: outpost_net::pki::cert_validity(&cert_der).map(|(_, na)| na),
+            previous_cert_fingerprint: None,
+            // The root it pins from its token.
+            pinned_roots: Some(vec![outpost_net::pki::sha256_hex(self.ca().root_der())]),
             clock_offset: None,
         };
         self.store()
@@ -60,7 +64,7 @@ impl Hub {
         Ok(EnrollResponse::Ok {
             agent_id,
             cert_der,
-            ca_der: self.ca().cert_der().to_vec(),
+            ca_der: self.ca().root_der().to_vec(),
             hub_name: self.hub_name().to_string(),
             root: self
                 .store()

@@ -70,6 +70,39 @@ impl Store {
         )
     }
 
+    /// Record a renewed certificate of an agent (audited `agent.cert_renew`); the current one
+    /// becomes the previous one. Returns whether the agent is revoked (then nothing changes).
+    pub(crate) fn renew_agent_cert(
+        &self,
+        id: &str,
+        serial_hex: &str,
+        fingerprint: &str,
+        not_after_ms: Option<UnixMillis>,
+        now_ms: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        self.update_agent(
+            id,
+            |a| {
+                if a.revoked_ms.is_some() {
+                    return true;
+                }
+                a.previous_cert_fingerprint = Some(std::mem::replace(
+                    &mut a.cert_fingerprint,
+                    fingerprint.into(),
+                ));
+                a.cert_serial = serial_hex.into();
+                a.cert_not_after_ms = not_after_ms;
+                false
+            },
+            Some((id, "agent.cert_renew", now_ms)),
+        )
+    }
+
+    /// Record the root CAs an agent pins (SHA-256 hex).
+    pub(crate) fn set_pinned_roots(&self, id: &str, pinned: Vec<String>) -> Result<(), StoreError> {
+        self.update_agent(id, |a| a.pinned_roots = Some(pinned), None)
+    }
+
     /// Record an agent's Hello: software version, active workflows, last seen. Refuses a
     /// revoked agent.
     pub(crate) fn agent_hello(

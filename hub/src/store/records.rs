@@ -130,6 +130,16 @@ pub struct AgentRecord {
     /// Host name it reported at enrollment.
     #[n(10)]
     pub hostname: String,
+    /// When its current certificate expires (`None`: recorded before expiries were).
+    #[n(11)]
+    pub cert_not_after_ms: Option<UnixMillis>,
+    /// SHA-256 of the certificate it held before its last renewal: still accepted, in case the
+    /// renewed certificate never reached the agent.
+    #[n(12)]
+    pub previous_cert_fingerprint: Option<String>,
+    /// SHA-256 of the root CAs the agent said it pins (after `ca rotate`; `None`: not asked).
+    #[n(13)]
+    pub pinned_roots: Option<Vec<String>>,
     /// Its clock minus the hub's, and the hub time it was measured at (from its last report).
     #[n(16)]
     pub clock_offset: Option<(i64, UnixMillis)>,
