@@ -9,6 +9,7 @@ use outpost_common::proto::{
     AckBody, Assignment, BundleHeader, Command, CommandBody, HubMsg, SignedBundle, Snapshot,
     SnapshotEntry, Statement,
 };
+use outpost_common::record::{MissedFirings, OutboxEntry, StatusEvent};
 use outpost_common::sync::Desired;
 use outpost_common::trust::{
     Director, Role, RootBody, SignedRoot, SigningKey, Trust, content_hash, sign_release,
@@ -225,4 +226,23 @@ impl Fleet {
             bundle: Some(bundle),
         }
     }
+}
+
+/// An outbox entry (a missed-firings record) with seq `seq`.
+pub fn entry(seq: u64) -> OutboxEntry {
+    OutboxEntry {
+        seq,
+        event: StatusEvent::Missed(MissedFirings {
+            workflow: "w".into(),
+            count: seq,
+            first_ms: 0,
+            last_ms: 0,
+            reason: "test".into(),
+            recorded_ms: seq as i64,
+        }),
+    }
+}
+
+pub fn entries(from: u64, to: u64) -> Vec<OutboxEntry> {
+    (from..=to).map(entry).collect()
 }
