@@ -5,36 +5,9 @@
 
 mod support;
 
-use outpost_common::proto::{ActiveWorkflow, AgentMsg, Command, HubMsg};
-use outpost_common::sync::{
-    AgentEvent, AgentSession, AgentSessionConfig, HubEvent, HubSession, HubState, SyncError,
-};
-use support::{AGENT, Fleet, HUB_MS, SESSION, entries};
-
-fn cfg_in(f: &Fleet, acked: u64, last: u64, window: usize, batch: usize) -> AgentSessionConfig {
-    AgentSessionConfig {
-        agent_id: AGENT.into(),
-        software_version: "0.1.0".into(),
-        labels: vec![],
-        active: vec![ActiveWorkflow {
-            workflow: "etl".into(),
-            version: 2,
-            epoch: 4,
-            paused: false,
-            highest_version: None,
-        }],
-        acked_seq: acked,
-        last_seq: last,
-        trust: f.trust(),
-        session: SESSION.to_vec(),
-        window,
-        batch,
-    }
-}
-
-fn cfg(acked: u64, last: u64, window: usize, batch: usize) -> AgentSessionConfig {
-    cfg_in(&Fleet::new(), acked, last, window, batch)
-}
+use outpost_common::proto::{AgentMsg, Command, HubMsg};
+use outpost_common::sync::{AgentEvent, AgentSession, HubEvent, HubSession, HubState, SyncError};
+use support::{Fleet, HUB_MS, cfg, cfg_in, entries};
 
 fn new_hub(now: i64) -> HubSession {
     HubSession::new(now, Fleet::new().director, 1_000)

@@ -11,39 +11,13 @@ use outpost_common::proto::{
 };
 use outpost_common::record::{OutboxEntry, StatusEvent};
 use outpost_common::sync::{
-    AgentEvent, AgentSession, AgentSessionConfig, Desired, HubEvent, HubSession, HubState,
-    SyncError,
+    AgentEvent, AgentSession, Desired, HubEvent, HubSession, HubState, SyncError,
 };
 use outpost_common::trust::{Director, WorkflowTrustState, check_deploy};
-use support::{AGENT, Fleet, HUB_MS, SESSION, entries, entry, key};
+use support::{AGENT, Fleet, HUB_MS, SESSION, cfg, cfg_in, entries, entry, key};
 
 /// Lifetime of the hub sessions' snapshots.
 const TTL: i64 = 1_000;
-
-fn cfg_in(f: &Fleet, acked: u64, last: u64, window: usize, batch: usize) -> AgentSessionConfig {
-    AgentSessionConfig {
-        agent_id: AGENT.into(),
-        software_version: "0.1.0".into(),
-        labels: vec![],
-        active: vec![ActiveWorkflow {
-            workflow: "etl".into(),
-            version: 2,
-            epoch: 4,
-            paused: false,
-            highest_version: None,
-        }],
-        acked_seq: acked,
-        last_seq: last,
-        trust: f.trust(),
-        session: SESSION.to_vec(),
-        window,
-        batch,
-    }
-}
-
-fn cfg(acked: u64, last: u64, window: usize, batch: usize) -> AgentSessionConfig {
-    cfg_in(&Fleet::new(), acked, last, window, batch)
-}
 
 fn welcome(acked: u64) -> HubMsg {
     Fleet::new().welcome(acked, vec!["p".into()])

@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
+use outpost_common::proto::ActiveWorkflow;
 use outpost_common::proto::{
     AckBody, Assignment, BundleHeader, Command, CommandBody, HubMsg, SignedBundle, Snapshot,
     SnapshotEntry, Statement,
 };
 use outpost_common::record::{MissedFirings, OutboxEntry, StatusEvent};
-use outpost_common::sync::Desired;
+use outpost_common::sync::{AgentSessionConfig, Desired};
 use outpost_common::trust::{
     Director, Role, RootBody, SignedRoot, SigningKey, Trust, content_hash, sign_release,
 };
@@ -245,4 +246,31 @@ pub fn entry(seq: u64) -> OutboxEntry {
 
 pub fn entries(from: u64, to: u64) -> Vec<OutboxEntry> {
     (from..=to).map(entry).collect()
+}
+
+/// The agent session's configuration: the fleet's trust, AGENT, SESSION, one active workflow.
+pub fn cfg_in(f: &Fleet, acked: u64, last: u64, window: usize, batch: usize) -> AgentSessionConfig {
+    AgentSessionConfig {
+        agent_id: AGENT.into(),
+        software_version: "0.1.0".into(),
+        labels: vec![],
+        active: vec![ActiveWorkflow {
+            workflow: "etl".into(),
+            version: 2,
+            epoch: 4,
+            paused: false,
+            highest_version: None,
+        }],
+        acked_seq: acked,
+        last_seq: last,
+        trust: f.trust(),
+        session: SESSION.to_vec(),
+        window,
+        batch,
+    }
+}
+
+/// cfg_in with a fresh fleet.
+pub fn cfg(acked: u64, last: u64, window: usize, batch: usize) -> AgentSessionConfig {
+    cfg_in(&Fleet::new(), acked, last, window, batch)
 }
