@@ -1,8 +1,8 @@
 //! The hub's shared state and the logic the operations and the QUIC session driver share:
 //! desired state per agent, change notification. Changes go through [`crate::ops`].
 //!
-//! Held here (private): the workflow-signing key ([`SigningKey`], `outpost_common::sign`), the
-//! certificate authority ([`Ca`], `outpost_net::pki`) and the [`AgentGateway`] seam (commands
+//! Held here (private): the director key ([`Director`], `outpost_common::trust`), the lab release
+//! key if one is configured, the certificate authority ([`Ca`], `outpost_net::pki`) and the [`AgentGateway`] seam (commands
 //! to connected agents).
 
 use std::sync::Arc;
@@ -306,7 +306,6 @@ impl Hub {
         &self.store
     }
 
-    /// The current workflow-signing key.
     /// The configured release key, if any.
     pub(crate) fn release_key(&self) -> Option<&outpost_common::trust::SigningKey> {
         self.release_key.as_deref()

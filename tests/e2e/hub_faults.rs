@@ -215,7 +215,7 @@ async fn expect_closed(conn: &quinn::Connection) -> u64 {
 }
 
 /// What a test-side agent needs for a session: its id, certificate, key, the hub CA, and the
-/// id of the signing key it trusts.
+/// version of the root metadata it trusts.
 struct Identity {
     agent_id: String,
     cert: Vec<u8>,
