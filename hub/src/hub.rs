@@ -147,6 +147,9 @@ pub struct Hub {
     store: Arc<Store>,
     /// The director key (signs assignments, snapshots, commands, acknowledgements).
     director: Arc<Director>,
+    /// The newest root metadata version published (sessions send newer roots to their agent
+    /// without reading the store on every change notification).
+    root_version: std::sync::atomic::AtomicU64,
     /// `[keys] release_key`: a release key the hub signs applied versions with (lab, `dev`).
     release_key: Option<Arc<outpost_common::trust::SigningKey>>,
     /// The certificate authority.
@@ -222,6 +225,7 @@ impl Hub {
             store,
             director,
             release_key,
+            root_version: std::sync::atomic::AtomicU64::new(root.version),
             ca,
             gateway,
             hub_name: hub_name.to_string(),
@@ -304,6 +308,17 @@ impl Hub {
     /// The store (read by the operations and the session driver; changed only by operations).
     pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The newest root metadata version published.
+    pub(crate) fn root_version(&self) -> u64 {
+        self.root_version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A root metadata version was published (see [`Hub::root_version`]).
+    pub(crate) fn set_root_version(&self, version: u64) {
+        self.root_version
+            .fetch_max(version, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The configured release key, if any.

@@ -464,6 +464,18 @@ pub fn rotate_intermediate(
 mod tests {
     use super::*;
 
+    /// `init` with the default offline directory and key plan.
+    fn init_default(dir: &Path) -> InitReport {
+        init(
+            dir,
+            "outpost-hub",
+            &[],
+            &default_offline_dir(dir),
+            KeyPlan::default(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn init_creates_private_files_and_refuses_twice() {
         // The modes are explicit, not the umask's: 022 would leave 0755/0644.
@@ -548,14 +560,7 @@ mod tests {
     fn a_hub_opens_without_the_cli_token_file() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("hub");
-        let r = init(
-            &dir,
-            "outpost-hub",
-            &[],
-            &default_offline_dir(&dir),
-            KeyPlan::default(),
-        )
-        .unwrap();
+        let r = init_default(&dir);
         fs::remove_file(&r.api_token_file).unwrap();
         let cfg = HubConfig::load(&r.config).unwrap();
         let (hub, _) = crate::hub::Hub::open(&cfg, std::time::Duration::from_secs(1)).unwrap();
@@ -566,14 +571,7 @@ mod tests {
     fn opening_a_hub_makes_its_data_dir_private_again() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("hub");
-        let r = init(
-            &dir,
-            "outpost-hub",
-            &[],
-            &default_offline_dir(&dir),
-            KeyPlan::default(),
-        )
-        .unwrap();
+        let r = init_default(&dir);
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         let cfg = HubConfig::load(&r.config).unwrap();
         let _opened = crate::hub::Hub::open(&cfg, std::time::Duration::from_secs(1)).unwrap();

@@ -602,11 +602,13 @@ async fn session(
                     if c.is_ok() && accepted {
                         // A root published since: the agent follows it before anything signed
                         // by a new director key.
-                        let (h, after) = (hub.clone(), root_sent);
-                        let roots = blocking(move || h.store().roots_after(after)).await??;
-                        if let Some(v) = roots.iter().filter_map(|r| r.body_unverified().ok()).map(|b| b.version).max() {
-                            root_sent = v;
-                            let _ = sess.send_roots(roots);
+                        if hub.root_version() > root_sent {
+                            let (h, after) = (hub.clone(), root_sent);
+                            let roots = blocking(move || h.store().roots_after(after)).await??;
+                            if let Some(v) = roots.iter().filter_map(|r| r.body_unverified().ok()).map(|b| b.version).max() {
+                                root_sent = v;
+                                let _ = sess.send_roots(roots);
+                            }
                         }
                         let (h, id) = (hub.clone(), agent_id.clone());
                         match blocking(move || h.desired_for(&id)).await? {

@@ -144,11 +144,7 @@ impl DeployGate {
             Ok(f) => f,
             Err(e) => return (String::new(), 0, 0, Err(store_fault(e))),
         };
-        if trust.expired(trusted_now(now_ms, floor)) {
-            let e = Rejection::Expired {
-                what: format!("root metadata version {}", trust.version()),
-                at_ms: trust.root().expires_ms,
-            };
+        if let Err(e) = trust.check_fresh(trusted_now(now_ms, floor)) {
             return (String::new(), 0, 0, Err(e.into()));
         }
         let a: proto::Assignment =
@@ -317,21 +313,19 @@ impl DeployGate {
     /// time and records the director view (freshness, clock offset).
     pub fn fresh(&self, store: &Store, view: DirectorView) -> Result<Batch, DeployError> {
         let floor = time_floor(store).map_err(store_fault)?.max(view.hub_ms);
-        let enc = |what: &str, v: &dyn Fn() -> Result<Vec<u8>, String>| {
-            v().map_err(|e| DeployError::Store(format!("encoding {what}: {e}")))
+        let enc = |what: &str, r: Result<Vec<u8>, _>| {
+            r.map_err(|e: minicbor::encode::Error<_>| {
+                DeployError::Store(format!("encoding {what}: {e}"))
+            })
         };
         let mut batch = Batch::default();
         batch.meta_puts.push((
             TIME_FLOOR_KEY.into(),
-            enc("time floor", &|| {
-                minicbor::to_vec(floor).map_err(|e| e.to_string())
-            })?,
+            enc("time floor", minicbor::to_vec(floor))?,
         ));
         batch.meta_puts.push((
             DIRECTOR_VIEW_KEY.into(),
-            enc("director view", &|| {
-                minicbor::to_vec(view).map_err(|e| e.to_string())
-            })?,
+            enc("director view", minicbor::to_vec(view))?,
         ));
         Ok(batch)
     }

@@ -256,15 +256,14 @@ impl HubSession {
         self.now_ms
     }
 
-    fn ack(&mut self, seq: u64) -> HubMsg {
-        HubMsg::Ack {
-            ack: self.director.sign_ack(&AckBody {
-                agent_id: self.agent_id.clone().unwrap_or_default(),
-                session: self.nonce.clone(),
-                seq,
-                hub_time_ms: self.now_ms,
-            }),
-        }
+    /// A signed acknowledgement of `seq` for this agent and session, at the session's time.
+    fn ack(&self, seq: u64) -> crate::proto::Statement {
+        self.director.sign_ack(&AckBody {
+            agent_id: self.agent_id.clone().unwrap_or_default(),
+            session: self.nonce.clone(),
+            seq,
+            hub_time_ms: self.now_ms,
+        })
     }
 
     /// The snapshot of the desired state: every workflow assigned (not removed), sorted.
@@ -507,7 +506,7 @@ impl HubSession {
             // window moves; otherwise the pending commit's Ack covers them.
             if self.ingested_upto <= self.committed {
                 let ack = self.ack(self.committed);
-                self.out.push_back(ack);
+                self.out.push_back(HubMsg::Ack { ack });
             }
             return Ok(());
         };
@@ -542,9 +541,7 @@ impl HubSession {
         self.clock(now_ms);
         self.committed = committed_seq;
         self.ingested_upto = committed_seq;
-        let HubMsg::Ack { ack } = self.ack(committed_seq) else {
-            return Err(SyncError::NotOpen);
-        };
+        let ack = self.ack(committed_seq);
         let entries = self.snapshot_entries();
         let snapshot = self.sign_snapshot(entries);
         self.out.push_back(HubMsg::Welcome {
@@ -602,7 +599,7 @@ impl HubSession {
         if self.state == HubState::Open && seq > self.committed {
             self.committed = seq;
             let ack = self.ack(seq);
-            self.out.push_back(ack);
+            self.out.push_back(HubMsg::Ack { ack });
         }
     }
 

@@ -122,12 +122,7 @@ pub fn check_deploy(
     bundle: Option<&SignedBundle>,
     now_ms: UnixMillis,
 ) -> Result<Accepted, Rejection> {
-    if trust.expired(now_ms) {
-        return Err(Rejection::Expired {
-            what: "root metadata".into(),
-            at_ms: trust.root().expires_ms,
-        });
-    }
+    trust.check_fresh(now_ms)?;
     let a: Assignment = trust.verify_statement(DOMAIN_ASSIGNMENT, assignment)?;
     check_verified_deploy(me, trust, state, snapshot, a, bundle)
 }

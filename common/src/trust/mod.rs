@@ -190,8 +190,19 @@ impl Trust {
             .map_err(|e| Rejection::Malformed(format!("statement: {e}")))
     }
 
-    /// Whether the trusted root has expired at `now_ms` (the agent's time floor).
+    /// Whether the trusted root has expired at `now_ms` (the agent's trusted time).
     pub fn expired(&self, now_ms: UnixMillis) -> bool {
         self.body.expired(now_ms)
+    }
+
+    /// `Err(Expired)` once the trusted root has expired at `now_ms`: nothing new is accepted.
+    pub fn check_fresh(&self, now_ms: UnixMillis) -> Result<(), Rejection> {
+        if self.expired(now_ms) {
+            return Err(Rejection::Expired {
+                what: format!("root metadata version {}", self.version()),
+                at_ms: self.body.expires_ms,
+            });
+        }
+        Ok(())
     }
 }

@@ -240,13 +240,7 @@ impl SignedRoot {
     pub fn verify_self_signed(&self) -> Result<RootBody, Rejection> {
         let body = self.body_unverified()?;
         body.check()?;
-        verify_threshold(
-            &body,
-            Role::Root,
-            DOMAIN_ROOT,
-            &self.body_bytes,
-            &self.signatures,
-        )?;
+        self.signed_by_root_of(&body)?;
         Ok(body)
     }
 
@@ -254,13 +248,7 @@ impl SignedRoot {
     /// keys (checked BEFORE the body is decoded), then well formed, exactly one version above,
     /// and signed by a threshold of its own root keys.
     pub fn verify_successor(&self, trusted: &RootBody) -> Result<RootBody, Rejection> {
-        verify_threshold(
-            trusted,
-            Role::Root,
-            DOMAIN_ROOT,
-            &self.body_bytes,
-            &self.signatures,
-        )?;
+        self.signed_by_root_of(trusted)?;
         let body = self.body_unverified()?;
         body.check()?;
         if body.version != trusted.version.saturating_add(1) {
@@ -269,13 +257,18 @@ impl SignedRoot {
                 body.version, trusted.version
             )));
         }
+        self.signed_by_root_of(&body)?;
+        Ok(body)
+    }
+
+    /// A threshold of `root`'s root keys signed these exact body bytes.
+    fn signed_by_root_of(&self, root: &RootBody) -> Result<(), Rejection> {
         verify_threshold(
-            &body,
+            root,
             Role::Root,
             DOMAIN_ROOT,
             &self.body_bytes,
             &self.signatures,
-        )?;
-        Ok(body)
+        )
     }
 }

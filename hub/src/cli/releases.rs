@@ -164,14 +164,9 @@ fn load_key(path: &Path) -> Result<outpost_common::trust::SigningKey, CliError> 
     crate::init::load_signing_key(path).map_err(|e| CliError::Fail(format!("{e:#}")))
 }
 
+/// A new file (an existing one is refused), mode 0600.
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| CliError::Fail(format!("{}: {e}", path.display())))?;
-    f.write_all(bytes)
+    outpost_net::pki::create_private_file(path, bytes)
         .map_err(|e| CliError::Fail(format!("{}: {e}", path.display())))
 }
 

@@ -66,6 +66,7 @@ impl Hub {
     /// the old and the new root threshold) and send it to every connected agent.
     pub fn publish_root(&self, actor: &str, signed: &SignedRoot) -> OpResult<RootBody> {
         let body = self.store().publish_root(signed, actor, now_ms())?;
+        self.set_root_version(body.version);
         self.notify_changed();
         self.emit(
             actor,
