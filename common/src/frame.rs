@@ -199,7 +199,7 @@ pub fn decode_agent_msg(bytes: &[u8]) -> Result<Option<AgentMsg>, ProtoError> {
 }
 
 /// The [`AgentMsg`] variant indices this release knows.
-const AGENT_MSG_VARIANTS: &[i64] = &[0, 1, 2, 3, 4, 5, 6, 10, 11];
+const AGENT_MSG_VARIANTS: &[i64] = &[0, 1, 2, 3, 4, 5, 6, 7, 10, 11];
 /// The [`HubMsg`] variant indices this release knows.
 const HUB_MSG_VARIANTS: &[i64] = &[0, 1, 2, 3, 4, 5, 6, 10, 11, 12];
 

@@ -335,6 +335,38 @@ pub struct ActiveWorkflow {
     pub highest_version: Option<u64>,
 }
 
+/// The agent's own figures, sent over the session every telemetry interval (agents sit behind NAT:
+/// the hub's `/metrics` shows them). Each is a snapshot at `at_ms` (agent clock); applying one
+/// twice changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+pub struct AgentTelemetry {
+    #[n(0)]
+    pub at_ms: UnixMillis,
+    /// Outbox entries committed and not yet acknowledged by the hub.
+    #[n(1)]
+    pub outbox_pending: u64,
+    /// Tasks ready to run and waiting for a slot (concurrency limits, priorities).
+    #[n(2)]
+    pub queue_depth: u64,
+    /// Task attempts running now.
+    #[n(3)]
+    pub running: u64,
+    /// Size of the agent's store file.
+    #[n(4)]
+    pub store_bytes: u64,
+    /// Free and total bytes of the file system that holds the store.
+    #[n(5)]
+    pub disk_free_bytes: u64,
+    #[n(6)]
+    pub disk_total_bytes: u64,
+    /// Largest start lateness (actual start minus scheduled instant) of the runs started since
+    /// the previous report, and how many started.
+    #[n(7)]
+    pub max_lateness_ms: u64,
+    #[n(8)]
+    pub runs_started: u64,
+}
+
 /// A root CA the agent should pin besides the ones it pins (after `outpost-hub ca rotate`),
 /// with the proof: the same root (subject and key) certified by a root the agent already pins.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -428,6 +460,9 @@ pub enum AgentMsg {
         #[n(1)]
         at_ms: UnixMillis,
     },
+    /// The agent's own figures ([`AgentTelemetry`]).
+    #[n(7)]
+    Telemetry(#[n(0)] AgentTelemetry),
     /// The agent reverted a version by itself under probation.
     #[n(5)]
     Reverted {

@@ -356,6 +356,57 @@ pub enum StatusEvent {
     /// The agent reverted a hub-deployed version by itself under probation.
     #[n(3)]
     Reverted(#[n(0)] Reverted),
+    /// A run or task missed its deadline (`deadline`, `max_start_delay`), detected on the agent.
+    #[n(4)]
+    Deadline(#[n(0)] DeadlineMiss),
+}
+
+/// Which deadline was missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[cbor(index_only)]
+pub enum DeadlineKind {
+    /// `deadline`: it did not finish within D of the run's scheduled instant.
+    #[n(0)]
+    Finish,
+    /// `max_start_delay`: it did not start within D of the run's scheduled instant.
+    #[n(1)]
+    Start,
+}
+
+impl DeadlineKind {
+    /// The name shown by CLIs, APIs and hook environments (`deadline`, `max_start_delay`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadlineKind::Finish => "deadline",
+            DeadlineKind::Start => "max_start_delay",
+        }
+    }
+}
+
+/// A deadline the agent saw pass: one event per (run, task, kind), committed when the agent
+/// noticed (with the hub reachable or not) and carried to the hub by the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct DeadlineMiss {
+    #[n(0)]
+    pub workflow: String,
+    #[n(1)]
+    pub version: u64,
+    #[n(2)]
+    pub run_id: RunId,
+    /// `None`: the workflow's own deadline.
+    #[n(3)]
+    pub task: Option<String>,
+    #[n(4)]
+    pub kind: DeadlineKind,
+    /// The run's scheduled (logical) instant.
+    #[n(5)]
+    pub scheduled_ms: UnixMillis,
+    /// The instant it should have started or finished by.
+    #[n(6)]
+    pub due_ms: UnixMillis,
+    /// When the agent noticed (its clock).
+    #[n(7)]
+    pub detected_ms: UnixMillis,
 }
 
 /// A version the agent gave up on by itself: more than `max_failures` of its first `runs` runs

@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod certs;
+pub mod channels;
 pub mod cli;
 pub mod client;
 pub(crate) mod clock;

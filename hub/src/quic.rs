@@ -526,6 +526,10 @@ async fn session(
                         let (h, id) = (hub.clone(), agent_id.clone());
                         blocking(move || h.clock_offset(&id, offset_ms, at_ms)).await??;
                     }
+                    HubEvent::Telemetry(t) => {
+                        let (h, id) = (hub.clone(), agent_id.clone());
+                        blocking(move || h.telemetry(&id, t)).await??;
+                    }
                     HubEvent::CommandResult { id, ok, message, run_id } => {
                         conns.on_command_result(&agent_id, id, ok, message, run_id);
                     }

@@ -113,6 +113,7 @@ impl Harness {
                     committed_seq: 0,
                     hostname: "h".into(),
                     clock_offset: None,
+                    telemetry: None,
                     cert_not_after_ms: None,
                     previous_cert_fingerprint: None,
                     pinned_roots: None,

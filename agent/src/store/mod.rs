@@ -530,6 +530,7 @@ impl Store {
                     }
                     // Only in the outbox: the deploy state itself lives in `agent_meta`.
                     StatusEvent::Reverted(_) => "",
+                    StatusEvent::Deadline(d) => d.run_id.as_str(),
                 };
                 let bytes = encode(event)?;
                 outbox.insert(seq, (run_ref, bytes.as_slice()))?;

@@ -1118,7 +1118,7 @@ mod model {
                             let run_ref = match ev {
                                 StatusEvent::Run(r) => r.run_id.clone(),
                                 StatusEvent::Task(t) => t.run_id.clone(),
-                                StatusEvent::Missed(_) | StatusEvent::Reverted(_) => unreachable!(),
+                                StatusEvent::Missed(_) | StatusEvent::Reverted(_) | StatusEvent::Deadline(_) => unreachable!(),
                             };
                             outbox.insert(last, Some(run_ref));
                         }

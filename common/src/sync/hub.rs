@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::proto::{
-    AckBody, ActiveWorkflow, AgentMsg, Command, CommandBody, HubMsg, MAX_BATCH, Rejection,
-    SignedAssignment, SignedBundle, Snapshot, SnapshotEntry,
+    AckBody, ActiveWorkflow, AgentMsg, AgentTelemetry, Command, CommandBody, HubMsg, MAX_BATCH,
+    Rejection, SignedAssignment, SignedBundle, Snapshot, SnapshotEntry,
 };
 use crate::record::{OutboxEntry, UnixMillis};
 use crate::trust::{Director, SignedRoot};
@@ -155,6 +155,8 @@ pub enum HubEvent {
         offset_ms: i64,
         at_ms: UnixMillis,
     },
+    /// The agent's own figures (record them for `/metrics`).
+    Telemetry(AgentTelemetry),
     /// The agent asks for a renewed certificate: sign the CSR (if the agent may still renew)
     /// and answer with [`HubSession::send_certificate`].
     RenewCert {
@@ -450,6 +452,10 @@ impl HubSession {
             AgentMsg::ClockOffset { offset_ms, at_ms } => {
                 self.events
                     .push_back(HubEvent::ClockOffset { offset_ms, at_ms });
+                Ok(())
+            }
+            AgentMsg::Telemetry(t) => {
+                self.events.push_back(HubEvent::Telemetry(t));
                 Ok(())
             }
             AgentMsg::Reverted {

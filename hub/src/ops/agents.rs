@@ -50,6 +50,7 @@ impl Hub {
             // The root it pins from its token.
             pinned_roots: Some(vec![outpost_net::pki::sha256_hex(self.ca().root_der())]),
             clock_offset: None,
+            telemetry: None,
         };
         self.store()
             .enroll(token_id, secret, rec, now)

@@ -1,7 +1,7 @@
 //! What agent sessions report (the QUIC driver calls these): a session accepted or ended,
 //! status batches, deploy results, and the session bookkeeping in the store.
 
-use outpost_common::proto::{ActiveWorkflow, Rejection};
+use outpost_common::proto::{ActiveWorkflow, AgentTelemetry, Rejection};
 use outpost_common::record::{OutboxEntry, StatusEvent};
 use outpost_common::trust::SignedRoot;
 
@@ -53,6 +53,13 @@ impl Hub {
         Ok(self
             .store()
             .record_clock_offset(agent_id, offset_ms, at_ms)?)
+    }
+
+    /// Record an agent's telemetry report.
+    pub fn telemetry(&self, agent_id: &str, telemetry: AgentTelemetry) -> OpResult<()> {
+        Ok(self
+            .store()
+            .record_telemetry(agent_id, telemetry, now_ms())?)
     }
 
     /// An accepted session ended: its end is the agent's last contact.

@@ -1,6 +1,6 @@
 //! Enrolled agents: records, revocation, Hello, the versions each holds locally.
 
-use outpost_common::proto::ActiveWorkflow;
+use outpost_common::proto::{ActiveWorkflow, AgentTelemetry};
 use outpost_common::record::UnixMillis;
 use redb::{ReadableDatabase, ReadableTable};
 
@@ -182,5 +182,15 @@ impl Store {
         at_ms: UnixMillis,
     ) -> Result<(), StoreError> {
         self.update_agent(id, |a| a.clock_offset = Some((offset_ms, at_ms)), None)
+    }
+
+    /// Record an agent's telemetry report (the latest replaces the one before).
+    pub(crate) fn record_telemetry(
+        &self,
+        id: &str,
+        telemetry: AgentTelemetry,
+        now_ms: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.update_agent(id, |a| a.telemetry = Some((telemetry, now_ms)), None)
     }
 }

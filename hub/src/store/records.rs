@@ -143,6 +143,9 @@ pub struct AgentRecord {
     /// Its clock minus the hub's, and the hub time it was measured at (from its last report).
     #[n(16)]
     pub clock_offset: Option<(i64, UnixMillis)>,
+    /// Its last telemetry report, and the hub time it arrived.
+    #[n(17)]
+    pub telemetry: Option<(outpost_common::proto::AgentTelemetry, UnixMillis)>,
 }
 
 /// A bootstrap token. Only the blake3 hash of the secret is stored.

@@ -130,6 +130,8 @@ impl Store {
                     StatusEvent::Missed(m) => {
                         missed.insert((agent_id, entry.seq), encode(m)?.as_slice())?;
                     }
+                    // Taken by the alert pipeline.
+                    StatusEvent::Deadline(_) => {}
                     StatusEvent::Reverted(r) => {
                         let detail = format!(
                             "reverted v{} -> v{} under probation: {}",

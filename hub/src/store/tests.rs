@@ -92,6 +92,7 @@ fn agent(id: &str, labels: &[(&str, &str)]) -> AgentRecord {
         committed_seq: 0,
         hostname: "h".into(),
         clock_offset: None,
+        telemetry: None,
         cert_not_after_ms: None,
         previous_cert_fingerprint: None,
         pinned_roots: None,

@@ -125,7 +125,9 @@ impl Sim {
                                     .insert((t.run_id.clone(), t.task_id.clone()), t.clone());
                                 self.held.push(t.clone());
                             }
-                            StatusEvent::Missed(_) | StatusEvent::Reverted(_) => {}
+                            StatusEvent::Missed(_)
+                            | StatusEvent::Reverted(_)
+                            | StatusEvent::Deadline(_) => {}
                         }
                     }
                 }
