@@ -28,6 +28,7 @@ pub mod config;
 #[cfg(feature = "dev")]
 pub(crate) mod dev;
 pub mod events;
+pub mod firings;
 pub mod gateway;
 pub mod hub;
 pub mod init;
