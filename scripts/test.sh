@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every test, on a fresh machine: installs the real services the end-to-end tests run against
+# (Debian packages: an SMTP server, Prometheus and promtool, Alertmanager, libfaketime), then runs
+# the whole suite. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have python3 || need+=(python3)                                    # memory-limit test allocates with python3
+have systemd-analyze || need+=(systemd)                            # deploy/ unit check
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)  # certificate expiry e2e
+{ have prometheus && have promtool; } || need+=(prometheus)        # metrics e2e: scrape, PromQL, promtool
+have prometheus-alertmanager || need+=(prometheus-alertmanager)    # alert channel e2e
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)  # e-mail channel e2e
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && have apt-get; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+  else
+    echo "scripts/test.sh: the tests need these Debian packages: ${need[*]}" >&2
+    echo "  install them with: sudo apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+fi
+
+cargo test --workspace "$@"
