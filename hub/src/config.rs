@@ -46,6 +46,7 @@ struct Raw {
     agent_cert_grace: Option<String>,
     server_cert_lifetime: Option<String>,
     cert_warning_lead: Option<String>,
+    firing_grace: Option<String>,
     #[serde(default)]
     tls: RawTls,
     #[serde(default)]
@@ -153,7 +154,14 @@ pub struct HubConfig {
     pub release_key: Option<PathBuf>,
     /// How long a director snapshot stays fresh (agents report themselves stale after it).
     pub director_ttl: Duration,
+    /// How long after its instant a connected agent's run must reach the hub before the firing
+    /// counts as missed (and how long an agent must be connected before its cut-off firings
+    /// are judged).
+    pub firing_grace: Duration,
 }
+
+/// Default grace period of missed-firing detection.
+pub const DEFAULT_FIRING_GRACE: Duration = Duration::from_secs(120);
 
 /// Default lifetime of a director snapshot: an agent that has not heard the director for a day
 /// reports itself stale (its schedules run on).
@@ -302,6 +310,10 @@ impl HubConfig {
                 .unwrap_or_else(|| default_director_key(&data_dir)),
             release_key: raw.keys.release_key.map(|p| data_dir.join(p)),
             director_ttl: dur(raw.director_ttl, DEFAULT_DIRECTOR_TTL, "director_ttl")?,
+            firing_grace: positive(
+                dur(raw.firing_grace, DEFAULT_FIRING_GRACE, "firing_grace")?,
+                "firing_grace",
+            )?,
             hub_name,
             data_dir,
         })
@@ -389,6 +401,7 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         director_key: default_director_key(data_dir),
         release_key: None,
         director_ttl: DEFAULT_DIRECTOR_TTL,
+        firing_grace: DEFAULT_FIRING_GRACE,
     }
 }
 

@@ -136,6 +136,21 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// The hub judged an expected firing of an agent's schedule: `missed` (no run within the
+    /// grace period while connected, or the agent recorded it missed), `unknown` (the agent is
+    /// cut off), or `reported` (an unknown firing's run arrived).
+    FiringJudged {
+        /// The agent.
+        agent: String,
+        /// Workflow.
+        workflow: String,
+        /// The version whose schedule expected it.
+        version: u64,
+        /// The firing's scheduled instant.
+        scheduled_ms: UnixMillis,
+        /// `missed`, `unknown` or `reported`.
+        status: String,
+    },
     /// A cancel was sent to the agent of a run.
     RunCancelled {
         /// The agent.

@@ -101,6 +101,14 @@ pub async fn run(
         })
     };
     let _rollouts = tokio::spawn(crate::rollouts::drive(hub.clone(), quic_stop.subscribe()));
+    let _firings = tokio::spawn(crate::firings::drive(
+        hub.clone(),
+        crate::firings::watch::WatchConfig {
+            grace_ms: i64::try_from(config.firing_grace.as_millis()).unwrap_or(i64::MAX),
+            ..Default::default()
+        },
+        quic_stop.subscribe(),
+    ));
     let shutdown = async move {
         shutdown.await;
         let _ = quic_stop.send(true);

@@ -21,6 +21,7 @@ pub(super) const MIGRATIONS: Migrations<'static, StoreError> = Migrations {
         migrate_v2_pools,
         migrate_v3_operators_audit_chain,
         migrate_v4_roots,
+        migrate_v5_firing_watch,
     ],
     program: "hub",
 };
@@ -89,5 +90,14 @@ fn migrate_v4_roots(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ROOTS)?;
     txn.open_table(PENDING)?;
     txn.delete_table(SIGNING_KEYS)?;
+    Ok(())
+}
+
+/// Missed-firing detection: runs indexed by their scheduled instant, and the watch state. Runs
+/// stored before are not indexed: the watch starts at the first evaluation after the upgrade and
+/// never looks further back.
+fn migrate_v5_firing_watch(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(RUNS_BY_INSTANT)?;
+    txn.open_table(FIRING_WATCH)?;
     Ok(())
 }

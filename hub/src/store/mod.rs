@@ -70,6 +70,7 @@ mod audit;
 mod backup;
 mod error;
 mod file;
+mod firings;
 pub(crate) mod migrations;
 mod open;
 mod operators;

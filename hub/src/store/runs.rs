@@ -2,7 +2,7 @@
 //! instances and missed firings it stores.
 
 use outpost_common::record::{
-    MissedFirings, OutboxEntry, RunRecord, RunState, StatusEvent, TaskInstanceRecord,
+    MissedFirings, OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord,
 };
 use redb::{ReadableDatabase, ReadableTable};
 
@@ -11,7 +11,7 @@ use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
 use super::records::{AgentRecord, HubRun, RunQuery};
 use super::rollouts::{self, RolloutEvent, RolloutEventKind};
-use super::schema::{AGENTS, MISSED, RUNS, RUNS_BY_CREATED, RUNS_BY_ID, TASKS};
+use super::schema::{AGENTS, MISSED, RUNS, RUNS_BY_CREATED, RUNS_BY_ID, RUNS_BY_INSTANT, TASKS};
 
 /// Whether a task of the run ended `failed` (task records reach the hub before the run's end).
 fn had_failed_task(
@@ -60,6 +60,7 @@ impl Store {
             let mut by_created = txn.open_table(RUNS_BY_CREATED)?;
             let mut tasks = txn.open_table(TASKS)?;
             let mut missed = txn.open_table(MISSED)?;
+            let mut by_instant = txn.open_table(RUNS_BY_INSTANT)?;
             let mut seq = agent.committed_seq;
             let mut rollout_cache: std::collections::HashMap<String, bool> =
                 std::collections::HashMap::new();
@@ -119,6 +120,10 @@ impl Store {
                         rec.agent_id = Some(agent_id.to_string());
                         runs.insert(key, encode(&rec)?.as_slice())?;
                         by_id.insert((run.run_id.as_str(), agent_id), ())?;
+                        if run.kind != RunKind::Manual {
+                            by_instant
+                                .insert((agent_id, run.workflow.as_str(), run.scheduled_ms), ())?;
+                        }
                         by_created.insert((run.created_ms, agent_id, run.run_id.as_str()), ())?;
                     }
                     StatusEvent::Task(t) => {

@@ -26,6 +26,13 @@ pub(crate) const RUNS_BY_ID: TableDefinition<(&str, &str), ()> = TableDefinition
 /// `runs_by_created`: `(created_ms, agent_id, run_id) -> ()`.
 pub(crate) const RUNS_BY_CREATED: TableDefinition<(i64, &str, &str), ()> =
     TableDefinition::new("runs_by_created");
+/// `runs_by_instant`: `(agent_id, workflow, scheduled_ms) -> ()` for scheduled and catch-up runs
+/// (what missed-firing detection looks up).
+pub(crate) const RUNS_BY_INSTANT: TableDefinition<(&str, &str, i64), ()> =
+    TableDefinition::new("runs_by_instant");
+/// `firing_watch`: `(agent_id, workflow) -> cbor WatchState` (missed-firing detection).
+pub(crate) const FIRING_WATCH: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("firing_watch");
 /// `task_instances`: `(agent_id, run_id, task_id) -> cbor TaskInstanceRecord`.
 pub(crate) const TASKS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("task_instances");

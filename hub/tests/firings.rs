@@ -1,0 +1,286 @@
+//! Missed-versus-unknown firing detection through the real store and hub (no network): an
+//! agent's runs go through `Hub::ingest` exactly as the QUIC driver feeds them, sessions are
+//! registered in the real connection registry, and the watcher is turned with explicit times.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_common::proto::ActiveWorkflow;
+use outpost_common::record::{
+    MissedFirings, OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, run_id,
+};
+use outpost_common::trust::{Director, SigningKey, sign_release};
+use outpost_hub::firings::watch::WatchConfig;
+use outpost_hub::firings::{FiringStatus, FiringWatcher};
+use outpost_hub::gateway::Connections;
+use outpost_hub::hub::{Hub, now_ms};
+use outpost_hub::ops::EventKind;
+use outpost_hub::store::{AgentRecord, NewVersion, Store};
+use outpost_net::pki::Ca;
+
+const MIN: i64 = 60_000;
+const WORKFLOW: &str =
+    "name: etl\nschedule: \"* * * * *\"\ntasks:\n  a:\n    command: [\"true\"]\n";
+
+struct H {
+    hub: Arc<Hub>,
+    store: Arc<Store>,
+    conns: Arc<Connections>,
+    keys: (Vec<u8>, Vec<u8>),
+}
+
+fn open(dir: &Path, keys: Option<(Vec<u8>, Vec<u8>)>) -> H {
+    let store = Arc::new(Store::open(&dir.join("hub.redb")).unwrap());
+    let keys = keys.unwrap_or_else(|| {
+        let (director, d) = SigningKey::generate().unwrap();
+        let (release, r) = SigningKey::generate().unwrap();
+        outpost_hub::init::publish_first_root(
+            &store,
+            &[SigningKey::generate().unwrap().0],
+            &[release],
+            &director,
+            outpost_hub::init::KeyPlan::default(),
+            now_ms(),
+        )
+        .unwrap();
+        (d, r)
+    });
+    let director = Arc::new(Director::new(SigningKey::from_pkcs8(&keys.0).unwrap()));
+    let ca = Arc::new(Ca::generate("hub CA").unwrap());
+    let conns = Connections::new(Duration::from_secs(5));
+    let hub = Hub::new(store.clone(), director, None, ca, conns.clone(), "hub").unwrap();
+    H {
+        hub,
+        store,
+        conns,
+        keys,
+    }
+}
+
+impl H {
+    fn setup(&self, agents: &[&str]) {
+        self.store
+            .apply_version(
+                NewVersion {
+                    name: "etl".into(),
+                    content: WORKFLOW.as_bytes().to_vec(),
+                    format: "yaml".into(),
+                    target: vec![],
+                    origin: "t".into(),
+                    applied_by: "op".into(),
+                },
+                now_ms(),
+            )
+            .unwrap();
+        let p = self.store.pending("etl").unwrap().unwrap();
+        let release = SigningKey::from_pkcs8(&self.keys.1).unwrap();
+        let sig = sign_release(&release, &p.header_bytes);
+        self.hub
+            .release_sign("op", "etl", p.version, vec![sig])
+            .unwrap();
+        for id in agents {
+            let (tid, secret) = self.store.create_token(vec![], i64::MAX, "t", 0).unwrap();
+            self.store
+                .enroll(
+                    &tid,
+                    &secret,
+                    AgentRecord {
+                        id: (*id).into(),
+                        labels: vec![],
+                        enrolled_ms: 1,
+                        cert_serial: "01".into(),
+                        cert_fingerprint: "ff".into(),
+                        revoked_ms: None,
+                        last_seen_ms: None,
+                        software_version: "0.1.0".into(),
+                        active: vec![],
+                        committed_seq: 0,
+                        hostname: "h".into(),
+                        clock_offset: None,
+                        telemetry: None,
+                        cert_not_after_ms: None,
+                        previous_cert_fingerprint: None,
+                        pinned_roots: None,
+                    },
+                    1,
+                )
+                .unwrap();
+            let active = vec![ActiveWorkflow {
+                workflow: "etl".into(),
+                version: 1,
+                epoch: 1,
+                paused: false,
+                highest_version: None,
+            }];
+            self.hub.agent_connected(id, "0.1.0", active, 1).unwrap();
+        }
+    }
+
+    /// Ingest one outbox entry per event, numbered after the agent's committed seq.
+    fn report(&self, agent: &str, events: Vec<StatusEvent>) {
+        let mut seq = self.store.agent(agent).unwrap().committed_seq;
+        let entries: Vec<OutboxEntry> = events
+            .into_iter()
+            .map(|event| {
+                seq += 1;
+                OutboxEntry { seq, event }
+            })
+            .collect();
+        self.hub.ingest(agent, &entries).unwrap();
+    }
+
+    fn findings(&self, agent: &str) -> Vec<(i64, FiringStatus)> {
+        let mut f: Vec<_> = self
+            .hub
+            .firing_findings()
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.agent == agent)
+            .map(|f| (f.scheduled_ms, f.status))
+            .collect();
+        f.sort_by_key(|x| x.0);
+        f
+    }
+}
+
+fn run(t: i64) -> StatusEvent {
+    StatusEvent::Run(RunRecord {
+        run_id: run_id("etl", 1, t, RunKind::Scheduled),
+        workflow: "etl".into(),
+        version: 1,
+        kind: RunKind::Scheduled,
+        scheduled_ms: t,
+        state: RunState::Succeeded,
+        params: vec![],
+        created_ms: t,
+        started_ms: Some(t),
+        ended_ms: Some(t + 1_000),
+        agent_id: None,
+    })
+}
+
+fn cfg() -> WatchConfig {
+    WatchConfig {
+        grace_ms: 2 * MIN,
+        ..WatchConfig::default()
+    }
+}
+
+/// A connected agent that stops reporting has its firings listed as missed; a cut-off agent's
+/// are unknown until it reports; when it does, the ones it ran clear, the ones it recorded as
+/// missed are missed at once, and the rest become missed once it has been connected for the
+/// grace period. Each judgement is one domain event, and the state survives a hub restart.
+#[test]
+fn missed_versus_unknown_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = open(dir.path(), None);
+    h.setup(&["agent-on", "agent-cut"]);
+    let t0 = (now_ms() / MIN) * MIN;
+    // agent-on has been in a session for an hour; agent-cut has none.
+    let _on = h.conns.register("agent-on", t0 - 60 * MIN);
+    let mut events = h.hub.subscribe();
+    let mut w = FiringWatcher::new(cfg());
+    w.evaluate(&h.hub, t0).unwrap();
+    assert!(
+        h.hub.firing_findings().unwrap().is_empty(),
+        "watching starts now"
+    );
+
+    // Firings t0-1m .. t0+5m come due by t0+7m. agent-on reports t0+1m and t0+2m only.
+    h.report("agent-on", vec![run(t0 + MIN), run(t0 + 2 * MIN)]);
+    let done = w.evaluate(&h.hub, t0 + 7 * MIN).unwrap();
+    let missed: Vec<_> = [-1, 0, 3, 4, 5]
+        .iter()
+        .map(|m| (t0 + m * MIN, FiringStatus::Missed))
+        .collect();
+    assert_eq!(h.findings("agent-on"), missed);
+    let unknown: Vec<_> = (-1..=5)
+        .map(|m| (t0 + m * MIN, FiringStatus::Unknown))
+        .collect();
+    assert_eq!(h.findings("agent-cut"), unknown);
+    assert_eq!((done.missed, done.unknown, done.reported), (5, 7, 0));
+    let mut judged = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let EventKind::FiringJudged { agent, status, .. } = e.kind {
+            judged.push((agent, status));
+        }
+    }
+    assert_eq!(judged.len(), 12, "one event per judgement: {judged:?}");
+
+    // The same evaluation again changes nothing, even by a new watcher after a hub restart.
+    drop(w);
+    let keys = h.keys.clone();
+    drop(_on);
+    drop(h);
+    let h = open(dir.path(), Some(keys));
+    let _on = h.conns.register("agent-on", t0 - 60 * MIN);
+    let mut w = FiringWatcher::new(cfg());
+    let again = w.evaluate(&h.hub, t0 + 7 * MIN).unwrap();
+    assert_eq!((again.missed, again.unknown, again.reported), (0, 0, 0));
+    assert_eq!(h.findings("agent-on"), missed);
+
+    // agent-cut comes back at t0+8m: its backlog has runs for t0-1m and t0+1m, and a record
+    // of t0+2m..t0+3m as missed (it was powered off).
+    h.report(
+        "agent-cut",
+        vec![
+            run(t0 - MIN),
+            run(t0 + MIN),
+            StatusEvent::Missed(MissedFirings {
+                workflow: "etl".into(),
+                count: 2,
+                first_ms: t0 + 2 * MIN,
+                last_ms: t0 + 3 * MIN,
+                reason: "agent stopped".into(),
+                recorded_ms: t0 + 8 * MIN,
+            }),
+        ],
+    );
+    let _cut = h.conns.register("agent-cut", t0 + 8 * MIN);
+    let done = w.evaluate(&h.hub, t0 + 8 * MIN).unwrap();
+    assert_eq!(done.reported, 2);
+    let f = h.findings("agent-cut");
+    assert!(
+        !f.iter().any(|(t, _)| *t == t0 - MIN || *t == t0 + MIN),
+        "{f:?}"
+    );
+    assert!(f.contains(&(t0 + 2 * MIN, FiringStatus::Missed)), "{f:?}");
+    assert!(f.contains(&(t0 + 3 * MIN, FiringStatus::Missed)), "{f:?}");
+    assert!(
+        f.contains(&(t0, FiringStatus::Unknown)),
+        "connected < grace: {f:?}"
+    );
+    // Connected for the grace period: the rest are missed.
+    w.evaluate(&h.hub, t0 + 10 * MIN).unwrap();
+    let f = h.findings("agent-cut");
+    assert!(f.iter().all(|(_, s)| *s == FiringStatus::Missed), "{f:?}");
+    assert!(f.contains(&(t0, FiringStatus::Missed)));
+}
+
+/// A paused workflow expects no firings: its watch ends and nothing is listed.
+#[test]
+fn paused_workflow_is_not_watched() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = open(dir.path(), None);
+    h.setup(&["agent-p"]);
+    let t0 = (now_ms() / MIN) * MIN;
+    let _s = h.conns.register("agent-p", t0 - 60 * MIN);
+    let mut w = FiringWatcher::new(cfg());
+    w.evaluate(&h.hub, t0).unwrap();
+    w.evaluate(&h.hub, t0 + 5 * MIN).unwrap();
+    assert!(!h.findings("agent-p").is_empty());
+    let paused = vec![ActiveWorkflow {
+        workflow: "etl".into(),
+        version: 1,
+        epoch: 1,
+        paused: true,
+        highest_version: None,
+    }];
+    h.hub
+        .agent_connected("agent-p", "0.1.0", paused, 1)
+        .unwrap();
+    w.evaluate(&h.hub, t0 + 10 * MIN).unwrap();
+    assert!(h.findings("agent-p").is_empty());
+}
