@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 pub use outpost_common::record::rfc3339;
 
 mod audit;
+mod firings;
 mod operators;
 mod pools;
 mod rollouts;
 
 pub use audit::*;
+pub use firings::*;
 pub use operators::*;
 pub use pools::*;
 pub use rollouts::*;

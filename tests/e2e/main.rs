@@ -12,6 +12,7 @@ mod dev;
 mod docs_examples;
 mod engine;
 mod enroll;
+mod firings;
 mod hub;
 mod hub_events;
 mod hub_faults;

@@ -84,6 +84,7 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             | "/v1/agents/{id}"
             | "/v1/runs"
             | "/v1/runs/{id}"
+            | "/v1/firings"
             | "/v1/pools"
             | "/v1/pools/{name}"
             | "/v1/rollouts"

@@ -22,6 +22,7 @@ pub(super) fn routes() -> Router<Arc<ApiState>> {
         .route("/v1/runs/{id}", get(show))
         .route("/v1/runs/{id}/logs/{task}", get(logs))
         .route("/v1/runs/{id}/cancel", post(cancel))
+        .route("/v1/firings", get(firings))
 }
 
 #[derive(Deserialize)]
@@ -125,4 +126,53 @@ async fn cancel(
         run_id: o.run_id,
         message: o.message,
     }))
+}
+
+#[derive(Deserialize)]
+struct FiringParams {
+    workflow: Option<String>,
+    agent: Option<String>,
+    status: Option<String>,
+}
+
+/// `GET /v1/firings`: expected firings with no run reported, missed or unknown.
+async fn firings(State(st): St, Query(q): Query<FiringParams>) -> ApiResult<Json<Vec<FiringView>>> {
+    let status = q.status.filter(|s| !s.is_empty());
+    if let Some(s) = status
+        .as_deref()
+        .filter(|s| !matches!(*s, "missed" | "unknown"))
+    {
+        return Err(ApiError::bad(format!(
+            "status {s:?}: expected missed or unknown"
+        )));
+    }
+    let hub = st.hub.clone();
+    let mut found = blocking(move || hub.firing_findings()).await?;
+    found.retain(|f| {
+        q.workflow
+            .as_deref()
+            .is_none_or(|w| w.is_empty() || f.workflow == w)
+            && q.agent
+                .as_deref()
+                .is_none_or(|a| a.is_empty() || f.agent == a)
+            && status.as_deref().is_none_or(|s| f.status.as_str() == s)
+    });
+    found.sort_by(|a, b| {
+        (a.scheduled_ms, &a.agent)
+            .cmp(&(b.scheduled_ms, &b.agent))
+            .reverse()
+    });
+    Ok(Json(
+        found
+            .iter()
+            .map(|f| FiringView {
+                agent: f.agent.clone(),
+                workflow: f.workflow.clone(),
+                version: f.version,
+                scheduled: rfc3339(f.scheduled_ms),
+                status: f.status.as_str().to_string(),
+                since: rfc3339(f.since_ms),
+            })
+            .collect(),
+    ))
 }

@@ -1,4 +1,5 @@
-//! `run ...`: runs reported by agents (list, show, cancel, logs).
+//! `run ...`: runs reported by agents (list, show, cancel, logs), and the firings no run was
+//! reported for (missed, unknown).
 
 use std::process::ExitCode;
 
@@ -6,7 +7,7 @@ use clap::Subcommand;
 
 use super::output::{CliResult, Output, print_json, table};
 use crate::client::{Client, seg};
-use crate::views::{RunView, TriggerResult};
+use crate::views::{FiringView, RunView, TriggerResult};
 
 /// `run ...`
 #[derive(Debug, Subcommand)]
@@ -58,6 +59,20 @@ pub enum RunCmd {
         /// Attempt number (default: the last).
         #[arg(long)]
         attempt: Option<u32>,
+    },
+    /// Expected firings of the agents' schedules with no run reported, newest first: missed
+    /// (the agent was connected and ran nothing, or recorded the firing missed) or unknown (the
+    /// agent is cut off; it reports when it is back).
+    Missed {
+        /// Only this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only `missed` or only `unknown`.
+        #[arg(long)]
+        status: Option<String>,
     },
 }
 
@@ -189,6 +204,38 @@ pub(super) fn handle(c: &Client, output: Output, cmd: RunCmd) -> CliResult {
                 print_json(&serde_json::json!({ "run_id": run_id, "task": task, "log": text }))?;
             } else {
                 print!("{text}");
+            }
+        }
+        RunCmd::Missed {
+            workflow,
+            agent,
+            status,
+        } => {
+            let q = [
+                ("workflow", workflow.unwrap_or_default()),
+                ("agent", agent.unwrap_or_default()),
+                ("status", status.unwrap_or_default()),
+            ];
+            let rows: Vec<FiringView> = c.get("/v1/firings", &q)?;
+            if output == Output::Json {
+                print_json(&rows)?;
+            } else {
+                let t: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            f.scheduled.clone(),
+                            f.agent.clone(),
+                            f.workflow.clone(),
+                            f.version.to_string(),
+                            f.status.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(&["SCHEDULED", "AGENT", "WORKFLOW", "VERSION", "STATUS"], &t)
+                );
             }
         }
     }

@@ -189,10 +189,17 @@ impl FiringWatcher {
     }
 }
 
-/// How often the hub evaluates expected firings.
-pub const EVALUATE_EVERY: Duration = Duration::from_secs(15);
+/// How often the hub evaluates expected firings: a quarter of the grace period, between 1 s
+/// and 15 s.
+pub fn evaluate_every(cfg: &WatchConfig) -> Duration {
+    Duration::from_millis(
+        u64::try_from(cfg.grace_ms / 4)
+            .unwrap_or(0)
+            .clamp(1_000, 15_000),
+    )
+}
 
-/// Evaluate expected firings every [`EVALUATE_EVERY`] until `shutdown`.
+/// Evaluate expected firings every [`evaluate_every`] until `shutdown`.
 pub async fn drive(
     hub: Arc<Hub>,
     cfg: WatchConfig,
@@ -212,7 +219,7 @@ pub async fn drive(
             Err(e) => tracing::error!("missed-firing evaluation: {e}"),
         }
         tokio::select! {
-            () = tokio::time::sleep(EVALUATE_EVERY) => {}
+            () = tokio::time::sleep(evaluate_every(&cfg)) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -170,10 +170,11 @@ pub fn step(
     let mut changes = Vec::new();
     let mut st = match state {
         Some(s) => s,
+        // Not before now: the agent may have started running this workflow just now.
         None => {
             return (
                 Some(WatchState {
-                    checked_until_ms: end,
+                    checked_until_ms: now_ms,
                     open: Vec::new(),
                     overflow: 0,
                 }),
@@ -298,21 +299,19 @@ mod tests {
             ch.is_empty(),
             "watching starts now: nothing before is judged"
         );
-        // Minutes T0-1m .. T0+5m came due by T0+7m; the agent reported only T0+1m and T0+2m.
+        // Minutes T0+1m .. T0+5m came due by T0+7m; the agent reported only T0+1m and T0+2m.
         let reported = ran(&[T0 + MIN, T0 + 2 * MIN]);
         let (st, ch) = step(st, exp(&s), &reported, link, T0 + 7 * MIN, &cfg());
         let st = st.expect("watching");
         assert_eq!(
             open_at(&st),
             vec![
-                (T0 - MIN, FiringStatus::Missed),
-                (T0, FiringStatus::Missed),
                 (T0 + 3 * MIN, FiringStatus::Missed),
                 (T0 + 4 * MIN, FiringStatus::Missed),
                 (T0 + 5 * MIN, FiringStatus::Missed),
             ]
         );
-        assert_eq!(ch.len(), 5);
+        assert_eq!(ch.len(), 3);
         assert_eq!(st.checked_until_ms, T0 + 5 * MIN);
         // The next step lists nothing twice.
         let (st2, ch) = step(
@@ -355,17 +354,17 @@ mod tests {
                 .iter()
                 .all(|(_, s)| *s == FiringStatus::Unknown)
         );
-        // T0-1m .. T0+3m came due (grace 2 min), none reported.
-        assert_eq!(open_at(&st).len(), 5, "{ch:?}");
-        // Back at T0+10m: its backlog has T0-1m and T0+1m.
+        // T0+1m .. T0+3m came due (grace 2 min), none reported.
+        assert_eq!(open_at(&st).len(), 3, "{ch:?}");
+        // Back at T0+10m: its backlog has T0+1m and T0+3m.
         let back = Link::Connected {
             since_ms: T0 + 10 * MIN,
         };
-        let reported = ran(&[T0 - MIN, T0 + MIN]);
+        let reported = ran(&[T0 + MIN, T0 + 3 * MIN]);
         let (st, ch) = step(Some(st), exp(&s), &reported, back, T0 + 10 * MIN, &cfg());
         let st = st.expect("watching");
         assert!(ch.contains(&Change::Reported {
-            scheduled_ms: T0 - MIN
+            scheduled_ms: T0 + 3 * MIN
         }));
         assert!(ch.contains(&Change::Reported {
             scheduled_ms: T0 + MIN
@@ -381,13 +380,13 @@ mod tests {
         let st = st.expect("watching");
         assert!(open_at(&st).iter().all(|(_, s)| *s == FiringStatus::Missed));
         assert!(ch.contains(&Change::Missed {
-            scheduled_ms: T0,
+            scheduled_ms: T0 + 2 * MIN,
             was_unknown: true
         }));
         assert!(
             !open_at(&st)
                 .iter()
-                .any(|(t, _)| *t == T0 - MIN || *t == T0 + MIN)
+                .any(|(t, _)| *t == T0 + 3 * MIN || *t == T0 + MIN)
         );
     }
 
@@ -420,7 +419,7 @@ mod tests {
         let statuses = open_at(&st);
         assert!(statuses.contains(&(T0 + MIN, FiringStatus::Missed)));
         assert!(statuses.contains(&(T0 + 2 * MIN, FiringStatus::Missed)));
-        assert!(statuses.contains(&(T0, FiringStatus::Unknown)));
+        assert!(statuses.contains(&(T0 + 3 * MIN, FiringStatus::Unknown)));
     }
 
     /// No expected firings (paused, unassigned) ends the watch; old open firings age out; the
@@ -449,7 +448,7 @@ mod tests {
         );
         let st = st.expect("watching");
         assert_eq!(st.open.len(), 3);
-        assert_eq!(st.overflow, 17);
+        assert_eq!(st.overflow, 15);
         assert_eq!(
             st.open[0].scheduled_ms,
             T0 + 16 * MIN,
