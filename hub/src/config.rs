@@ -50,6 +50,9 @@ struct Raw {
     tls: RawTls,
     #[serde(default)]
     keys: RawKeys,
+    /// `[[channel]]`: alert channels (see [`crate::channels::config`]).
+    #[serde(default)]
+    channel: Vec<crate::channels::config::RawChannel>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +156,8 @@ pub struct HubConfig {
     pub release_key: Option<PathBuf>,
     /// How long a director snapshot stays fresh (agents report themselves stale after it).
     pub director_ttl: Duration,
+    /// `[[channel]]`: where alert notifications go, in configuration order.
+    pub channels: Vec<crate::channels::config::ChannelConfig>,
 }
 
 /// Default lifetime of a director snapshot: an agent that has not heard the director for a day
@@ -247,6 +252,7 @@ impl HubConfig {
         if hub_name.is_empty() {
             return Err(invalid("hub_name is empty".into()));
         }
+        let channels = crate::channels::config::resolve(raw.channel, &data_dir).map_err(invalid)?;
         Ok(HubConfig {
             quic_listen: addr(raw.quic_listen, DEFAULT_QUIC_LISTEN, "quic_listen")?,
             http_listen: addr(raw.http_listen, DEFAULT_HTTP_LISTEN, "http_listen")?,
@@ -302,6 +308,7 @@ impl HubConfig {
                 .unwrap_or_else(|| default_director_key(&data_dir)),
             release_key: raw.keys.release_key.map(|p| data_dir.join(p)),
             director_ttl: dur(raw.director_ttl, DEFAULT_DIRECTOR_TTL, "director_ttl")?,
+            channels,
             hub_name,
             data_dir,
         })
@@ -389,6 +396,7 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         director_key: default_director_key(data_dir),
         release_key: None,
         director_ttl: DEFAULT_DIRECTOR_TTL,
+        channels: Vec::new(),
     }
 }
 
