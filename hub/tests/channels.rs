@@ -639,3 +639,22 @@ fn alertmanager_receives_the_alert_with_its_labels_and_its_resolution() {
         find(&alerts).is_none().then_some(())
     });
 }
+
+/// The hub.toml example of docs/operations.md ("Alert channels") is what the hub accepts.
+#[test]
+fn the_documented_channel_config_parses() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
+    )
+    .unwrap();
+    let at = doc.find("### Alert channels").expect("the section");
+    let block = &doc[at..];
+    let start = block.find("```toml\n").expect("its toml block") + "```toml\n".len();
+    let end = start + block[start..].find("```").unwrap();
+    let cfg = HubConfig::parse(&block[start..end], Path::new("/etc/outpost/hub.toml")).unwrap();
+    let kinds: Vec<&str> = cfg.channels.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["webhook", "slack", "teams", "email", "alertmanager"]
+    );
+}

@@ -8,19 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use outpost_tests::{Hub, Scratch, free_port, stderr, stdout, wait_for};
+use outpost_tests::{Hub, Scratch, free_port, repo_root, stderr, stdout, wait_for};
 
 /// A webhook receiver (Python's standard library only): verifies `X-Outpost-Signature` with
-/// the shared secret, writes each request to OUT/<n>.json, answers 500 under /fail, else 200.
+/// the shared secret (with `verified`, the function docs/operations.md gives receivers), writes
+/// each request to OUT/<n>.json, answers 500 under /fail, else 200.
 const RECEIVER: &str = r#"
-import hashlib, hmac, http.server, json, os, sys
+import http.server, json, os, sys
 port, out, secret = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        want = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
         sig = self.headers.get("X-Outpost-Signature", "")
-        rec = {"path": self.path, "sig_ok": hmac.compare_digest(sig, want),
+        rec = {"path": self.path, "sig_ok": verified(secret, body, sig),
                "dedup": self.headers.get("X-Outpost-Dedup-Key"), "body": json.loads(body)}
         n = len([f for f in os.listdir(out) if f.endswith(".json")])
         with open(os.path.join(out, "%d.tmp" % n), "w") as f:
@@ -51,10 +51,23 @@ impl Drop for Receiver {
     }
 }
 
+/// The receiver's signature check as docs/operations.md shows it ("Verify the webhook
+/// signature": its Python block).
+fn documented_check() -> String {
+    let doc = std::fs::read_to_string(repo_root().join("docs/operations.md")).unwrap();
+    let at = doc
+        .find("**Verify the webhook signature**")
+        .expect("docs/operations.md: the webhook signature check");
+    let block = &doc[at..];
+    let start = block.find("```python\n").expect("its python block") + "```python\n".len();
+    let end = start + block[start..].find("```").expect("the block's end");
+    block[start..end].to_string()
+}
+
 impl Receiver {
     fn start(dir: &Path, secret: &str) -> Receiver {
         let script = dir.join("receiver.py");
-        std::fs::write(&script, RECEIVER).unwrap();
+        std::fs::write(&script, format!("{}\n{RECEIVER}", documented_check())).unwrap();
         let out = dir.join("received");
         std::fs::create_dir_all(&out).unwrap();
         let port = free_port();
