@@ -193,6 +193,24 @@ mod tests {
         assert!(check_template(r#"{"a": {{text}}, "b": {{notification}}}"#).is_ok());
     }
 
+    proptest::proptest! {
+        /// Whatever a value holds (quotes, braces, placeholders, control characters), the
+        /// rendered body is JSON and the value comes back as the one string it was.
+        #[test]
+        fn any_value_stays_one_json_string(summary in "\\PC*", key in ".*", rule in "[{}\"\\\\]*") {
+            let mut n = fixture::notification();
+            n.summary = summary;
+            n.dedup_key = key;
+            n.rule = rule;
+            let body = render(r#"{"s": {{summary}}, "k": {{dedup_key}}, "r": {{rule}}, "t": {{text}}}"#, &n).unwrap();
+            let v: Value = serde_json::from_str(&body).unwrap();
+            proptest::prop_assert_eq!(v.as_object().unwrap().len(), 4);
+            proptest::prop_assert_eq!(&v["s"], &json!(n.summary));
+            proptest::prop_assert_eq!(&v["k"], &json!(n.dedup_key));
+            proptest::prop_assert_eq!(&v["r"], &json!(n.rule));
+        }
+    }
+
     #[test]
     fn signature_is_hmac_sha256_hex() {
         // RFC 4231 test case 2.
