@@ -51,6 +51,9 @@ struct Raw {
     tls: RawTls,
     #[serde(default)]
     keys: RawKeys,
+    /// `[[channel]]`: alert channels (see [`crate::channels::config`]).
+    #[serde(default)]
+    channel: Vec<crate::channels::config::RawChannel>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +161,8 @@ pub struct HubConfig {
     /// counts as missed (and how long an agent must be connected before its cut-off firings
     /// are judged).
     pub firing_grace: Duration,
+    /// `[[channel]]`: where alert notifications go, in configuration order.
+    pub channels: Vec<crate::channels::config::ChannelConfig>,
 }
 
 /// Default grace period of missed-firing detection.
@@ -255,6 +260,7 @@ impl HubConfig {
         if hub_name.is_empty() {
             return Err(invalid("hub_name is empty".into()));
         }
+        let channels = crate::channels::config::resolve(raw.channel, &data_dir).map_err(invalid)?;
         Ok(HubConfig {
             quic_listen: addr(raw.quic_listen, DEFAULT_QUIC_LISTEN, "quic_listen")?,
             http_listen: addr(raw.http_listen, DEFAULT_HTTP_LISTEN, "http_listen")?,
@@ -314,6 +320,7 @@ impl HubConfig {
                 dur(raw.firing_grace, DEFAULT_FIRING_GRACE, "firing_grace")?,
                 "firing_grace",
             )?,
+            channels,
             hub_name,
             data_dir,
         })
@@ -402,6 +409,7 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         release_key: None,
         director_ttl: DEFAULT_DIRECTOR_TTL,
         firing_grace: DEFAULT_FIRING_GRACE,
+        channels: Vec::new(),
     }
 }
 

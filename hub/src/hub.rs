@@ -177,6 +177,8 @@ pub struct Hub {
     pub(crate) rollout_lock: std::sync::Mutex<()>,
     /// Wakes the rollout driver (agent events, commands).
     pub(crate) rollout_wake: tokio::sync::Notify,
+    /// The alert channels of `hub.toml` (`[[channel]]`).
+    channels: Arc<crate::channels::Channels>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -239,6 +241,7 @@ impl Hub {
             events,
             rollout_lock: std::sync::Mutex::new(()),
             rollout_wake: tokio::sync::Notify::new(),
+            channels: Arc::new(crate::channels::Channels::default()),
         }))
     }
 
@@ -258,6 +261,8 @@ impl Hub {
             }
             None => None,
         };
+        let channels = crate::channels::Channels::from_config(config)
+            .map_err(|e| HubError::Setup(e.to_string()))?;
         let ca = crate::certs::load_issuing_ca(config)?;
         let ca_roots = crate::certs::ca_roots(config)?;
         let anchors = outpost_net::pki::read_certs_file(&config.ca_cert, "root CA certificate")
@@ -290,8 +295,14 @@ impl Hub {
             h.cert_policy = crate::certs::CertPolicy::of(config);
             h.ca_roots = ca_roots;
             h.anchors = anchors;
+            h.channels = Arc::new(channels);
         }
         Ok((hub, conns))
+    }
+
+    /// The alert channels (`[[channel]]` in `hub.toml`).
+    pub fn channels(&self) -> &Arc<crate::channels::Channels> {
+        &self.channels
     }
 
     /// A receiver that changes whenever desired state may have changed (apply, rollback,

@@ -4,6 +4,7 @@
 //! Run with `cargo test --workspace` (which builds the binary first).
 
 mod certs;
+mod channels;
 mod cli;
 mod crash;
 mod daemon;

@@ -95,7 +95,8 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             | "/v1/releases/{name}"
             | "/v1/root"
             | "/v1/certificates"
-            | "/v1/whoami",
+            | "/v1/whoami"
+            | "/v1/alerts/channels",
         ) => Role::Viewer,
         ("GET", "/v1/runs/{id}/logs/{task}") => Role::Operator,
         (
@@ -103,7 +104,8 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             "/v1/workflows/{name}/pause"
             | "/v1/workflows/{name}/resume"
             | "/v1/workflows/{name}/trigger"
-            | "/v1/runs/{id}/cancel",
+            | "/v1/runs/{id}/cancel"
+            | "/v1/alerts/channels/{name}/test",
         ) => Role::Operator,
         (
             "POST",
@@ -156,6 +158,11 @@ mod tests {
             Role::Operator
         );
         assert_eq!(required_role(&post, "/v1/runs/{id}/cancel"), Role::Operator);
+        assert_eq!(required_role(&get, "/v1/alerts/channels"), Role::Viewer);
+        assert_eq!(
+            required_role(&post, "/v1/alerts/channels/{name}/test"),
+            Role::Operator
+        );
         assert_eq!(required_role(&post, "/v1/workflows"), Role::Deployer);
         assert_eq!(required_role(&post, "/v1/rollouts"), Role::Deployer);
         for admin in [

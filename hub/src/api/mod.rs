@@ -16,6 +16,7 @@ mod actor;
 mod agents;
 mod audit;
 mod certificates;
+mod channels;
 mod error;
 mod operators;
 mod pools;
@@ -77,6 +78,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .merge(audit::routes())
         .merge(operators::routes())
         .merge(certificates::routes())
+        .merge(channels::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))

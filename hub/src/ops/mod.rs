@@ -15,6 +15,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod channels;
 pub mod operators;
 pub mod pools;
 pub mod releases;
