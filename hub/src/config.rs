@@ -50,6 +50,9 @@ struct Raw {
     tls: RawTls,
     #[serde(default)]
     keys: RawKeys,
+    /// `[[rule]]`: alert rules.
+    #[serde(default)]
+    rule: Vec<crate::alerts::config::RawRule>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +156,8 @@ pub struct HubConfig {
     pub release_key: Option<PathBuf>,
     /// How long a director snapshot stays fresh (agents report themselves stale after it).
     pub director_ttl: Duration,
+    /// `[[rule]]`: alert rules.
+    pub rules: Vec<outpost_alerts::Rule>,
 }
 
 /// Default lifetime of a director snapshot: an agent that has not heard the director for a day
@@ -188,7 +193,15 @@ impl HubConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        let cfg = Self::parse(&text, path)?;
+        let channels = crate::channels::Channels::from_config(&cfg)?;
+        crate::alerts::config::check_rule_channels(&cfg.rules, &channels).map_err(|message| {
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            }
+        })?;
+        Ok(cfg)
     }
 
     /// Parse config text; `path` is for messages and the default `data_dir`.
@@ -302,6 +315,7 @@ impl HubConfig {
                 .unwrap_or_else(|| default_director_key(&data_dir)),
             release_key: raw.keys.release_key.map(|p| data_dir.join(p)),
             director_ttl: dur(raw.director_ttl, DEFAULT_DIRECTOR_TTL, "director_ttl")?,
+            rules: crate::alerts::config::parse_rules(raw.rule).map_err(invalid)?,
             hub_name,
             data_dir,
         })
@@ -389,6 +403,7 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         director_key: default_director_key(data_dir),
         release_key: None,
         director_ttl: DEFAULT_DIRECTOR_TTL,
+        rules: Vec::new(),
     }
 }
 

@@ -177,6 +177,12 @@ pub struct Hub {
     pub(crate) rollout_lock: std::sync::Mutex<()>,
     /// Wakes the rollout driver (agent events, commands).
     pub(crate) rollout_wake: tokio::sync::Notify,
+    /// Serialises the alert driver's turns (see [`crate::alerts`]).
+    pub(crate) alert_lock: std::sync::Mutex<()>,
+    /// Wakes the alert driver (an ingest, a silence).
+    pub(crate) alert_wake: tokio::sync::Notify,
+    /// Wakes the alert delivery task (new notifications).
+    pub(crate) delivery_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Hub {
@@ -239,6 +245,9 @@ impl Hub {
             events,
             rollout_lock: std::sync::Mutex::new(()),
             rollout_wake: tokio::sync::Notify::new(),
+            alert_lock: std::sync::Mutex::new(()),
+            alert_wake: tokio::sync::Notify::new(),
+            delivery_wake: tokio::sync::Notify::new(),
         }))
     }
 

@@ -101,6 +101,26 @@ pub async fn run(
         })
     };
     let _rollouts = tokio::spawn(crate::rollouts::drive(hub.clone(), quic_stop.subscribe()));
+    let _alerts = {
+        let channels = crate::channels::Channels::from_config(&config)?;
+        crate::alerts::config::check_rule_channels(&config.rules, &channels)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let setup = std::sync::Arc::new(crate::alerts::AlertSetup {
+            rules: config.rules.clone(),
+            channels,
+            settings: outpost_alerts::Settings::default(),
+        });
+        tokio::spawn(crate::alerts::deliver(
+            hub.clone(),
+            setup.clone(),
+            quic_stop.subscribe(),
+        ));
+        tokio::spawn(crate::alerts::drive(
+            hub.clone(),
+            setup,
+            quic_stop.subscribe(),
+        ))
+    };
     let shutdown = async move {
         shutdown.await;
         let _ = quic_stop.send(true);

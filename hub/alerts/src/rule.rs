@@ -118,7 +118,7 @@ impl When {
 }
 
 /// One alert rule.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     /// Unique name.
     pub name: String,

@@ -94,8 +94,11 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             | "/v1/releases/{name}"
             | "/v1/root"
             | "/v1/certificates"
-            | "/v1/whoami",
+            | "/v1/whoami"
+            | "/v1/alerts"
+            | "/v1/alerts/silences",
         ) => Role::Viewer,
+        ("POST", "/v1/alerts/silences") | ("DELETE", "/v1/alerts/silences/{id}") => Role::Operator,
         ("GET", "/v1/runs/{id}/logs/{task}") => Role::Operator,
         (
             "POST",
@@ -155,6 +158,13 @@ mod tests {
             Role::Operator
         );
         assert_eq!(required_role(&post, "/v1/runs/{id}/cancel"), Role::Operator);
+        assert_eq!(required_role(&get, "/v1/alerts"), Role::Viewer);
+        assert_eq!(required_role(&get, "/v1/alerts/silences"), Role::Viewer);
+        assert_eq!(required_role(&post, "/v1/alerts/silences"), Role::Operator);
+        assert_eq!(
+            required_role(&Method::DELETE, "/v1/alerts/silences/{id}"),
+            Role::Operator
+        );
         assert_eq!(required_role(&post, "/v1/workflows"), Role::Deployer);
         assert_eq!(required_role(&post, "/v1/rollouts"), Role::Deployer);
         for admin in [

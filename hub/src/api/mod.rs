@@ -14,6 +14,7 @@
 
 mod actor;
 mod agents;
+pub mod alerts;
 mod audit;
 mod certificates;
 mod error;
@@ -77,6 +78,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .merge(audit::routes())
         .merge(operators::routes())
         .merge(certificates::routes())
+        .merge(alerts::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))

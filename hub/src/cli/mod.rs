@@ -13,6 +13,7 @@
 //! below it import `output`, `conn` and `args`, never this file or each other.
 
 mod agents;
+mod alerts;
 mod args;
 mod audit;
 mod backup;
@@ -34,6 +35,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use agents::AgentCmd;
+pub use alerts::AlertCmd;
 pub use audit::{AuditArgs, AuditCmd};
 pub use backup::BackupArgs;
 pub use ca::CaCmd;
@@ -119,6 +121,9 @@ pub enum Command {
     Operator(OperatorCmd),
     /// The operator credential this CLI presents: its name and role.
     Whoami,
+    /// Alerts: the notification history and silences.
+    #[command(subcommand)]
+    Alert(AlertCmd),
 }
 
 /// Entry point of the binary.
@@ -168,6 +173,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Backup(a) => backup::handle(&client(&conn)?, conn.output, &a),
         Command::Operator(c) => operators::handle(&client(&conn)?, conn.output, c),
         Command::Whoami => operators::whoami(&client(&conn)?, conn.output),
+        Command::Alert(c) => alerts::handle(&client(&conn)?, conn.output, c),
     }
 }
 

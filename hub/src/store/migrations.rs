@@ -21,6 +21,7 @@ pub(super) const MIGRATIONS: Migrations<'static, StoreError> = Migrations {
         migrate_v2_pools,
         migrate_v3_operators_audit_chain,
         migrate_v4_roots,
+        migrate_v5_alerts,
     ],
     program: "hub",
 };
@@ -89,5 +90,18 @@ fn migrate_v4_roots(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ROOTS)?;
     txn.open_table(PENDING)?;
     txn.delete_table(SIGNING_KEYS)?;
+    Ok(())
+}
+
+/// The alert pipeline: its inbox, the evaluator state, the notification history, the delivery
+/// outbox and the silences.
+fn migrate_v5_alerts(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(ALERT_INBOX)?;
+    txn.open_table(ALERT_STATE)?;
+    txn.open_table(ALERT_HISTORY)?;
+    txn.open_table(ALERT_DELIVERIES)?;
+    txn.open_table(ALERT_DELIVERY_KEYS)?;
+    txn.open_table(ALERT_OUTBOX)?;
+    txn.open_table(SILENCES)?;
     Ok(())
 }
