@@ -282,3 +282,44 @@ fn an_offline_agent_fires_and_resolves_when_it_is_back() {
     assert_eq!(hist.len(), 2);
     assert_eq!(hist[0].notification.status, AlertStatus::Resolved);
 }
+
+#[test]
+fn deliveries_not_recorded_survive_a_restart_and_are_sent_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = open(dir.path(), None);
+    h.store
+        .create_pool("line-a", vec![("site".into(), "sz".into())], "op", 1)
+        .unwrap();
+    add_agent(&h.store, "a1", "sz");
+    h.hub
+        .ingest(
+            "a1",
+            &[OutboxEntry {
+                seq: 1,
+                event: failed_run("r1", "plc-read", now_ms()),
+            }],
+        )
+        .unwrap();
+    h.hub.alert_tick(&setup(), now_ms()).unwrap();
+    assert_eq!(
+        h.store.alerts(10).unwrap()[0].deliveries[0].state,
+        DeliveryState::Pending
+    );
+    // The hub stops before its delivery task sent anything.
+    let key = h.director.clone();
+    drop(h);
+    let h = open(dir.path(), Some(key));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(
+        rt.block_on(h.hub.deliver_due(&Arc::new(setup()), now_ms())),
+        1
+    );
+    let d = &h.store.alerts(10).unwrap()[0].deliveries[0];
+    assert_eq!(d.attempts, 1);
+    assert_ne!(d.state, DeliveryState::Pending);
+    // Once recorded, never sent again.
+    assert_eq!(
+        rt.block_on(h.hub.deliver_due(&Arc::new(setup()), now_ms())),
+        0
+    );
+}

@@ -28,6 +28,8 @@ use crate::store::{
     AgentRecord, AlertCommit, DeliveryOutcome, PoolRecord, StoreError, selector_matches,
 };
 
+/// Inputs fed per turn (the rest wait for the next turn, which follows at once).
+const INPUTS_PER_TURN: usize = 1_000;
 /// A refused duplicate session is a condition for this long after it was refused.
 pub const DUPLICATE_WINDOW_MS: i64 = 3_600_000;
 /// First retry delay of a failed delivery (doubled per attempt).
@@ -286,7 +288,8 @@ impl Hub {
             .filter(|s| s.expires_ms > now)
             .collect();
         let pools = store.pools()?;
-        let inputs = store.alert_inputs(1_000)?;
+        let inputs = store.alert_inputs(INPUTS_PER_TURN)?;
+        let more = inputs.len() == INPUTS_PER_TURN;
         let mut consumed = Vec::with_capacity(inputs.len());
         for (seq, mut input) in inputs {
             if let Some(agent) = input.subject.agent.as_deref()
@@ -325,7 +328,8 @@ impl Hub {
         if made > 0 {
             self.delivery_wake.notify_one();
         }
-        Ok(ev.next_due())
+        // A full batch: more are queued, turn again at once.
+        Ok(if more { Some(now) } else { ev.next_due() })
     }
 
     /// Send the deliveries due at `now` (one at a time, each from a blocking task) and record
@@ -453,5 +457,19 @@ pub async fn deliver(
             _ = hub.delivery_wake.notified() => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_to_a_cap() {
+        assert_eq!(backoff_ms(1), 5_000);
+        assert_eq!(backoff_ms(2), 10_000);
+        assert_eq!(backoff_ms(4), 40_000);
+        assert_eq!(backoff_ms(8), RETRY_MAX_MS);
+        assert_eq!(backoff_ms(u32::MAX), RETRY_MAX_MS);
     }
 }
