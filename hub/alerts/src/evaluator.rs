@@ -288,20 +288,24 @@ impl Evaluator {
                 let key = group_key(&rule.name, c.subject.workflow.as_deref(), true);
                 seen.entry(key.clone()).or_default().push(c.key.clone());
                 let g = self.group(key, i, c.subject.workflow.clone(), true, now);
-                g.active.entry(c.key.clone()).or_insert_with(|| {
-                    (
-                        AlertItem {
-                            agent: c.subject.agent.clone(),
-                            workflow: c.subject.workflow.clone(),
-                            run_id: None,
-                            task: None,
-                            detail: c.detail.clone(),
-                            at_ms: c.since_ms,
-                            delayed_ms: None,
-                        },
-                        c.subject.clone(),
-                    )
-                });
+                g.active
+                    .entry(c.key.clone())
+                    // What it says may change while it holds (unknown becomes missed).
+                    .and_modify(|(it, _)| it.detail.clone_from(&c.detail))
+                    .or_insert_with(|| {
+                        (
+                            AlertItem {
+                                agent: c.subject.agent.clone(),
+                                workflow: c.subject.workflow.clone(),
+                                run_id: None,
+                                task: None,
+                                detail: c.detail.clone(),
+                                at_ms: c.since_ms,
+                                delayed_ms: None,
+                            },
+                            c.subject.clone(),
+                        )
+                    });
             }
         }
         let max = self.settings.max_items;

@@ -356,3 +356,79 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Agents going offline and back in any order: per episode of a group, firing
+    /// notifications come first and at least `repeat_interval` apart, at most one resolved
+    /// notice ends it, and it comes only after a firing one.
+    #[test]
+    fn level_groups_fire_before_they_resolve(
+        steps in proptest::collection::vec((proptest::collection::vec(any::<bool>(), 3), 0i64..30 * MIN), 1..80)
+    ) {
+        let mut r = rule("off", EventKind::AgentOffline);
+        r.threshold = Some(5 * MIN);
+        r.group_wait_ms = MIN;
+        r.repeat_interval_ms = 20 * MIN;
+        let rules = vec![r];
+        let mut e = ev(rules.clone());
+        let mut now = 0;
+        let mut since: [Option<i64>; 3] = [None; 3];
+        let mut out: Vec<Notification> = Vec::new();
+        for (down, dt) in steps {
+            now += dt;
+            let mut conds = Vec::new();
+            for (i, off) in down.iter().enumerate() {
+                since[i] = if *off { Some(since[i].unwrap_or(now)) } else { None };
+                if let Some(t) = since[i] {
+                    conds.push(offline(&format!("a{i}"), t));
+                }
+            }
+            e.conditions(&conds, now);
+            out.extend(e.poll(&[], now));
+            e = Evaluator::decode(rules.clone(), Settings::default(), &e.encode()).unwrap();
+        }
+        let mut episodes: std::collections::BTreeMap<String, Vec<&Notification>> = Default::default();
+        for n in &out {
+            let ep: Vec<&str> = n.dedup_key.split('/').collect();
+            episodes.entry(ep[2].to_string()).or_default().push(n);
+        }
+        for ns in episodes.values() {
+            prop_assert_eq!(ns[0].status, AlertStatus::Firing);
+            let resolved = ns.iter().filter(|n| n.status == AlertStatus::Resolved).count();
+            prop_assert!(resolved <= 1);
+            if resolved == 1 {
+                prop_assert_eq!(ns[ns.len() - 1].status, AlertStatus::Resolved);
+            }
+            let firing: Vec<i64> = ns.iter().filter(|n| n.status == AlertStatus::Firing).map(|n| n.created_ms).collect();
+            for pair in firing.windows(2) {
+                prop_assert!(pair[1] - pair[0] >= 20 * MIN);
+            }
+        }
+    }
+}
+
+#[test]
+fn what_a_condition_says_follows_it_while_it_holds() {
+    let mut r = rule("firings", EventKind::FiringMissed);
+    r.group_wait_ms = 0;
+    r.repeat_interval_ms = HOUR;
+    let mut e = ev(vec![r]);
+    let finding = |status: &str| Condition {
+        event: EventKind::FiringMissed,
+        key: "firing_missed/a1/w/0".into(),
+        subject: subject("a1", "w"),
+        measure: Measure::Present,
+        detail: format!("firing of w at 0 {status}"),
+        since_ms: 0,
+    };
+    e.conditions(&[finding("unknown")], 0);
+    assert!(e.poll(&[], 0)[0].items[0].detail.ends_with("unknown"));
+    e.conditions(&[finding("missed")], HOUR);
+    let out = e.poll(&[], HOUR);
+    assert_eq!(out.len(), 1);
+    assert!(
+        out[0].items[0].detail.ends_with("missed"),
+        "{:?}",
+        out[0].items
+    );
+}
