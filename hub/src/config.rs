@@ -193,15 +193,7 @@ impl HubConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg = Self::parse(&text, path)?;
-        let channels = crate::channels::Channels::from_config(&cfg)?;
-        crate::alerts::config::check_rule_channels(&cfg.rules, &channels).map_err(|message| {
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message,
-            }
-        })?;
-        Ok(cfg)
+        Self::parse(&text, path)
     }
 
     /// Parse config text; `path` is for messages and the default `data_dir`.

@@ -71,6 +71,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(&Served),
 ) -> anyhow::Result<()> {
+    // Alert rules name configured channels: checked before anything starts.
+    let alert_setup = {
+        let channels = crate::channels::Channels::from_config(&config)?;
+        crate::alerts::config::check_rule_channels(&config.rules, &channels)
+            .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+        std::sync::Arc::new(crate::alerts::AlertSetup {
+            rules: config.rules.clone(),
+            channels,
+            settings: outpost_alerts::Settings::default(),
+        })
+    };
     let (hub, connections) = Hub::open(&config, COMMAND_TIMEOUT)?;
     adopt_first_admin(&hub, &config)?;
     let tls = if config.http_listen.ip().is_loopback() {
@@ -101,26 +112,17 @@ pub async fn run(
         })
     };
     let _rollouts = tokio::spawn(crate::rollouts::drive(hub.clone(), quic_stop.subscribe()));
-    let _alerts = {
-        let channels = crate::channels::Channels::from_config(&config)?;
-        crate::alerts::config::check_rule_channels(&config.rules, &channels)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let setup = std::sync::Arc::new(crate::alerts::AlertSetup {
-            rules: config.rules.clone(),
-            channels,
-            settings: outpost_alerts::Settings::default(),
-        });
-        tokio::spawn(crate::alerts::deliver(
-            hub.clone(),
-            setup.clone(),
-            quic_stop.subscribe(),
-        ));
-        tokio::spawn(crate::alerts::drive(
-            hub.clone(),
-            setup,
-            quic_stop.subscribe(),
-        ))
-    };
+    // The alert driver and its delivery task (docs/operations.md, "Alerts").
+    let _alert_delivery = tokio::spawn(crate::alerts::deliver(
+        hub.clone(),
+        alert_setup.clone(),
+        quic_stop.subscribe(),
+    ));
+    let _alerts = tokio::spawn(crate::alerts::drive(
+        hub.clone(),
+        alert_setup,
+        quic_stop.subscribe(),
+    ));
     let shutdown = async move {
         shutdown.await;
         let _ = quic_stop.send(true);
