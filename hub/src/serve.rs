@@ -80,6 +80,7 @@ pub async fn run(
             rules: config.rules.clone(),
             channels,
             settings: outpost_alerts::Settings::default(),
+            started_ms: crate::hub::now_ms(),
         })
     };
     let (hub, connections) = Hub::open(&config, COMMAND_TIMEOUT)?;

@@ -106,6 +106,7 @@ fn setup() -> AlertSetup {
         rules: vec![fail],
         channels: Channels::default(),
         settings: Settings::default(),
+        started_ms: 0,
     }
 }
 
@@ -269,6 +270,7 @@ fn an_offline_agent_fires_and_resolves_when_it_is_back() {
         rules: vec![off],
         channels: Channels::default(),
         settings: Settings::default(),
+        started_ms: 0,
     };
     h.hub.alert_tick(&s, now_ms()).unwrap();
     let hist = h.store.alerts(10).unwrap();
@@ -322,4 +324,26 @@ fn deliveries_not_recorded_survive_a_restart_and_are_sent_then() {
         rt.block_on(h.hub.deliver_due(&Arc::new(setup()), now_ms())),
         0
     );
+}
+
+#[test]
+fn after_a_hub_restart_agents_get_the_offline_delay_to_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = open(dir.path(), None);
+    // Enrolled (and last seen) long ago; not connected to this hub process.
+    add_agent(&h.store, "a1", "sz");
+    let mut off = Rule::new("offline", AlertKind::AgentOffline);
+    off.threshold = Some(600_000);
+    off.group_wait_ms = 0;
+    let just_started = AlertSetup {
+        rules: vec![off.clone()],
+        channels: Channels::default(),
+        settings: Settings::default(),
+        started_ms: now_ms(),
+    };
+    h.hub.alert_tick(&just_started, now_ms()).unwrap();
+    assert!(h.store.alerts(10).unwrap().is_empty());
+    // Ten minutes into this hub's life it counts as offline.
+    h.hub.alert_tick(&just_started, now_ms() + 600_000).unwrap();
+    assert_eq!(h.store.alerts(10).unwrap().len(), 1);
 }

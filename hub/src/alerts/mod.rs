@@ -56,6 +56,10 @@ pub struct AlertSetup {
     pub rules: Vec<Rule>,
     pub channels: Channels,
     pub settings: Settings,
+    /// When this hub process started: an agent counts as offline from its last contact or
+    /// from here, whichever is later (while the hub was down it could not tell; after a restart
+    /// agents are given `for` to reconnect before they count as offline).
+    pub started_ms: UnixMillis,
 }
 
 /// The pools `labels` is a member of.
@@ -90,7 +94,11 @@ impl Hub {
     }
 
     /// The level conditions that hold at `now`, measured from what the hub records.
-    pub fn alert_conditions(&self, now: UnixMillis) -> Result<Vec<Condition>, AlertError> {
+    pub fn alert_conditions(
+        &self,
+        now: UnixMillis,
+        started_ms: UnixMillis,
+    ) -> Result<Vec<Condition>, AlertError> {
         let store = self.store();
         let pools = store.pools()?;
         let agents: Vec<AgentRecord> = store
@@ -118,13 +126,14 @@ impl Hub {
         for a in &agents {
             let s = agent_subject(a, &pools);
             if !connected.contains(&a.id) {
-                let since = a.last_seen_ms.unwrap_or(a.enrolled_ms);
+                let seen = a.last_seen_ms.unwrap_or(a.enrolled_ms);
+                let since = seen.max(started_ms);
                 push(
                     AlertKind::AgentOffline,
                     format!("agent_offline/{}", a.id),
                     s.clone(),
                     Measure::OfflineSince(since),
-                    format!("agent {} offline (last contact {})", a.id, at_text(since)),
+                    format!("agent {} offline (last contact {})", a.id, at_text(seen)),
                     since,
                 );
             }
@@ -301,7 +310,7 @@ impl Hub {
             ev.event(&input, &silences, now);
             consumed.push(seq);
         }
-        let conditions = self.alert_conditions(now)?;
+        let conditions = self.alert_conditions(now, setup.started_ms)?;
         ev.conditions(&conditions, now);
         let notes = ev.poll(&silences, now);
         let notifications = notes
