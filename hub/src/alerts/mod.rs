@@ -281,16 +281,16 @@ impl Hub {
     ) -> Result<Option<UnixMillis>, AlertError> {
         let _g = self.lock_alerts();
         let store = self.store();
-        let mut ev =
-            match Evaluator::decode(setup.rules.clone(), setup.settings, &store.alert_state()?) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    // Unreadable state must not stop alerting: start over (groups and throttles
-                    // are lost, nothing else).
-                    tracing::error!("{e}; alert evaluation starts from a fresh state");
-                    Evaluator::new(setup.rules.clone(), setup.settings)
-                }
-            };
+        let stored = store.alert_state()?;
+        let mut ev = match Evaluator::decode(setup.rules.clone(), setup.settings, &stored) {
+            Ok(ev) => ev,
+            Err(e) => {
+                // Unreadable state must not stop alerting: start over (groups and throttles
+                // are lost, nothing else).
+                tracing::error!("{e}; alert evaluation starts from a fresh state");
+                Evaluator::new(setup.rules.clone(), setup.settings)
+            }
+        };
         let silences: Vec<Silence> = store
             .silences()?
             .into_iter()
@@ -326,14 +326,18 @@ impl Hub {
             })
             .collect::<Vec<_>>();
         let made = notifications.len();
-        store.commit_alerts(
-            AlertCommit {
-                consumed,
-                state: ev.encode(),
-                notifications,
-            },
-            now,
-        )?;
+        let state = ev.encode();
+        // Nothing changed: no write (the driver turns every few seconds).
+        if made > 0 || !consumed.is_empty() || state != stored {
+            store.commit_alerts(
+                AlertCommit {
+                    consumed,
+                    state,
+                    notifications,
+                },
+                now,
+            )?;
+        }
         if made > 0 {
             self.delivery_wake.notify_one();
         }
