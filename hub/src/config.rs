@@ -54,6 +54,9 @@ struct Raw {
     /// `[[channel]]`: alert channels (see [`crate::channels::config`]).
     #[serde(default)]
     channel: Vec<crate::channels::config::RawChannel>,
+    /// `[[rule]]`: alert rules.
+    #[serde(default)]
+    rule: Vec<crate::alerts::config::RawRule>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +166,8 @@ pub struct HubConfig {
     pub firing_grace: Duration,
     /// `[[channel]]`: where alert notifications go, in configuration order.
     pub channels: Vec<crate::channels::config::ChannelConfig>,
+    /// `[[rule]]`: alert rules.
+    pub rules: Vec<outpost_alerts::Rule>,
 }
 
 /// Default grace period of missed-firing detection.
@@ -321,6 +326,7 @@ impl HubConfig {
                 "firing_grace",
             )?,
             channels,
+            rules: crate::alerts::config::parse_rules(raw.rule).map_err(invalid)?,
             hub_name,
             data_dir,
         })
@@ -410,6 +416,7 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         director_ttl: DEFAULT_DIRECTOR_TTL,
         firing_grace: DEFAULT_FIRING_GRACE,
         channels: Vec::new(),
+        rules: Vec::new(),
     }
 }
 

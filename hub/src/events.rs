@@ -311,4 +311,31 @@ pub enum EventKind {
         /// The request (`METHOD /route`).
         request: String,
     },
+    /// A silence was created (`alert silence`).
+    SilenceCreated {
+        /// Silence id (`s-<n>`).
+        id: String,
+        /// Its matchers, for humans (`workflow=plc-*, agent=a1`).
+        matchers: String,
+        /// When it expires.
+        expires_ms: UnixMillis,
+    },
+    /// A silence was removed (`alert unsilence`).
+    SilenceRemoved {
+        /// Silence id.
+        id: String,
+    },
+    /// The alert delivery task tried to send a notification to a channel.
+    AlertDelivery {
+        /// The rule.
+        rule: String,
+        /// The notification's dedup key.
+        dedup_key: String,
+        /// The channel.
+        channel: String,
+        /// `delivered`, `retry` (a retryable failure) or `failed` (given up).
+        outcome: String,
+        /// Why it failed.
+        error: Option<String>,
+    },
 }

@@ -179,6 +179,12 @@ pub struct Hub {
     pub(crate) rollout_wake: tokio::sync::Notify,
     /// The alert channels of `hub.toml` (`[[channel]]`).
     channels: Arc<crate::channels::Channels>,
+    /// Serialises the alert driver's turns (see [`crate::alerts`]).
+    pub(crate) alert_lock: std::sync::Mutex<()>,
+    /// Wakes the alert driver (an ingest, a silence).
+    pub(crate) alert_wake: tokio::sync::Notify,
+    /// Wakes the alert delivery task (new notifications).
+    pub(crate) delivery_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Hub {
@@ -242,6 +248,9 @@ impl Hub {
             rollout_lock: std::sync::Mutex::new(()),
             rollout_wake: tokio::sync::Notify::new(),
             channels: Arc::new(crate::channels::Channels::default()),
+            alert_lock: std::sync::Mutex::new(()),
+            alert_wake: tokio::sync::Notify::new(),
+            delivery_wake: tokio::sync::Notify::new(),
         }))
     }
 

@@ -14,10 +14,12 @@
 //!   receives them).
 //! - [`config`], [`init`], [`serve`]: `hub.toml`, `outpost-hub init`, `outpost-hub serve`.
 //! - [`rollouts`]: the rollout driver (pools, gray releases; `docs/rollouts.md`).
+//! - [`alerts`]: the alert driver and delivery task (rules, durable inbox and outbox).
 //! - [`api`]: the HTTP API (axum); [`views`]: its JSON shapes.
 //! - [`cli`] (one file per resource), [`client`]: the ops CLI and its HTTP client.
 //! - `dev` (the `dev` feature, default): `outpost-hub dev`, a hub and an agent in one process.
 
+pub mod alerts;
 pub mod api;
 pub mod certs;
 pub mod channels;

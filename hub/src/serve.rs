@@ -72,6 +72,18 @@ pub async fn run(
     on_ready: impl FnOnce(&Served),
 ) -> anyhow::Result<()> {
     let (hub, connections) = Hub::open(&config, COMMAND_TIMEOUT)?;
+    // Alert rules name configured channels: checked before anything starts.
+    let alert_setup = {
+        let channels = hub.channels().clone();
+        crate::alerts::config::check_rule_channels(&config.rules, &channels)
+            .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+        std::sync::Arc::new(crate::alerts::AlertSetup {
+            rules: config.rules.clone(),
+            channels,
+            settings: outpost_alerts::Settings::default(),
+            started_ms: crate::hub::now_ms(),
+        })
+    };
     adopt_first_admin(&hub, &config)?;
     let tls = if config.http_listen.ip().is_loopback() {
         None
@@ -107,6 +119,17 @@ pub async fn run(
             grace_ms: i64::try_from(config.firing_grace.as_millis()).unwrap_or(i64::MAX),
             ..Default::default()
         },
+        quic_stop.subscribe(),
+    ));
+    // The alert driver and its delivery task (docs/operations.md, "Alerts").
+    let _alert_delivery = tokio::spawn(crate::alerts::deliver(
+        hub.clone(),
+        alert_setup.clone(),
+        quic_stop.subscribe(),
+    ));
+    let _alerts = tokio::spawn(crate::alerts::drive(
+        hub.clone(),
+        alert_setup,
         quic_stop.subscribe(),
     ));
     let shutdown = async move {

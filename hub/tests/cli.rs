@@ -493,3 +493,97 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
     let out = hub(&["pool", "show", "line-3"], &s.config);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// docs/operations.md, "Alerts": silences and the history through the real binary.
+#[test]
+fn alert_silence_silences_unsilence_and_list() {
+    let s = start();
+    let out = ok(&hub(
+        &[
+            "alert",
+            "silence",
+            "--workflow",
+            "plc-*",
+            "--for",
+            "2h",
+            "--comment",
+            "PLC firmware update",
+        ],
+        &s.config,
+    ));
+    assert!(out.contains("silence s-1 (workflow=plc-*)"), "{out}");
+    let out = ok(&hub(&["alert", "silences"], &s.config));
+    assert!(
+        out.contains("s-1") && out.contains("PLC firmware update"),
+        "{out}"
+    );
+    ok(&hub(&["alert", "unsilence", "s-1"], &s.config));
+    let out = ok(&hub(&["alert", "silences"], &s.config));
+    assert!(!out.contains("s-1"), "{out}");
+    let gone = hub(&["alert", "unsilence", "s-1"], &s.config);
+    assert_ne!(gone.status.code(), Some(0));
+    // A silence needs a matcher.
+    let bare = hub(&["alert", "silence", "--for", "2h"], &s.config);
+    assert_ne!(bare.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("at least one of"));
+    let out = ok(&hub(&["alert", "list"], &s.config));
+    assert!(out.contains("RULE"), "{out}");
+    ok(&hub(
+        &[
+            "alert",
+            "list",
+            "--state",
+            "firing",
+            "--rule",
+            "line-a-failures",
+        ],
+        &s.config,
+    ));
+    let bad = hub(&["alert", "list", "--state", "sometimes"], &s.config);
+    assert_ne!(bad.status.code(), Some(0));
+    let audit = ok(&hub(&["audit"], &s.config));
+    assert!(
+        audit.contains("alert.silence") && audit.contains("alert.unsilence"),
+        "{audit}"
+    );
+}
+
+#[test]
+fn a_bad_rule_stops_the_hub_naming_the_rule_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    assert!(
+        Command::new(BIN)
+            .args(["init", "--data-dir"])
+            .arg(&data)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let config = data.join("hub.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[[rule]]\nname = \"x\"\nevent = \"run_failed\"\nwhen = \"sometimes\"\n");
+    std::fs::write(&config, &text).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[[rule]] \"x\": when = \"sometimes\""),
+        "{err}"
+    );
+    // A rule naming a channel no [[channel]] defines.
+    let text = text.replace("when = \"sometimes\"\n", "channels = [\"nowhere\"]\n");
+    std::fs::write(&config, &text).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"nowhere\""), "{err}");
+}

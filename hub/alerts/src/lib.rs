@@ -7,6 +7,12 @@
 //! its channels from a durable outbox, at least once, with the [`Notification::dedup_key`] for
 //! channels that deduplicate.
 
+pub mod evaluator;
+pub mod input;
 pub mod notification;
+pub mod rule;
 
-pub use notification::{AlertItem, AlertStatus, Notification};
+pub use evaluator::{DecodeError, Evaluator, Settings};
+pub use input::{Condition, Input, InputEvent, Measure};
+pub use notification::{AlertItem, AlertStatus, Notification, UnixMillis};
+pub use rule::{EventKind, Rule, Silence, Subject, When, glob_match};

@@ -96,8 +96,11 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             | "/v1/root"
             | "/v1/certificates"
             | "/v1/whoami"
-            | "/v1/alerts/channels",
+            | "/v1/alerts/channels"
+            | "/v1/alerts"
+            | "/v1/alerts/silences",
         ) => Role::Viewer,
+        ("POST", "/v1/alerts/silences") | ("DELETE", "/v1/alerts/silences/{id}") => Role::Operator,
         ("GET", "/v1/runs/{id}/logs/{task}") => Role::Operator,
         (
             "POST",
@@ -161,6 +164,13 @@ mod tests {
         assert_eq!(required_role(&get, "/v1/alerts/channels"), Role::Viewer);
         assert_eq!(
             required_role(&post, "/v1/alerts/channels/{name}/test"),
+            Role::Operator
+        );
+        assert_eq!(required_role(&get, "/v1/alerts"), Role::Viewer);
+        assert_eq!(required_role(&get, "/v1/alerts/silences"), Role::Viewer);
+        assert_eq!(required_role(&post, "/v1/alerts/silences"), Role::Operator);
+        assert_eq!(
+            required_role(&Method::DELETE, "/v1/alerts/silences/{id}"),
             Role::Operator
         );
         assert_eq!(required_role(&post, "/v1/workflows"), Role::Deployer);

@@ -14,6 +14,7 @@
 
 mod actor;
 mod agents;
+pub mod alerts;
 mod audit;
 mod certificates;
 mod channels;
@@ -79,6 +80,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .merge(operators::routes())
         .merge(certificates::routes())
         .merge(channels::routes())
+        .merge(alerts::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))

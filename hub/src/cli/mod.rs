@@ -121,7 +121,8 @@ pub enum Command {
     Operator(OperatorCmd),
     /// The operator credential this CLI presents: its name and role.
     Whoami,
-    /// Alerts: the channels of hub.toml (`channels`), a test notification (`test CHANNEL`).
+    /// Alerts: the notification history, silences, the channels of hub.toml and a test
+    /// notification (`test CHANNEL`).
     #[command(subcommand)]
     Alert(AlertCmd),
 }

@@ -14,6 +14,7 @@
 //! and do their store part on the blocking pool themselves.
 
 pub mod agents;
+pub mod alerts;
 pub mod audit;
 pub mod channels;
 pub mod operators;

@@ -80,8 +80,9 @@ impl Hub {
     /// number.
     pub fn ingest(&self, agent_id: &str, entries: &[OutboxEntry]) -> OpResult<u64> {
         let before = self.store().committed_seq(agent_id)?;
-        let seq = self.store().ingest(agent_id, entries)?;
+        let seq = self.store().ingest_at(agent_id, entries, now_ms())?;
         self.rollout_wake.notify_one();
+        self.alert_wake.notify_one();
         for e in entries.iter().filter(|e| e.seq > before && e.seq <= seq) {
             let kind = match &e.event {
                 StatusEvent::Run(r) if r.state.is_terminal() => EventKind::RunFinished {

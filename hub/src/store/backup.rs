@@ -86,6 +86,13 @@ impl Store {
             ROLLOUT_INBOX,
             AGENT_VERSIONS,
             super::operators::OPERATORS,
+            ALERT_INBOX,
+            ALERT_STATE,
+            ALERT_HISTORY,
+            ALERT_DELIVERIES,
+            ALERT_DELIVERY_KEYS,
+            ALERT_OUTBOX,
+            SILENCES,
         );
         for t in src.list_tables()? {
             // Live-session records describe connections to the process that took the copy, not

@@ -21,7 +21,8 @@ pub(super) const MIGRATIONS: Migrations<'static, StoreError> = Migrations {
         migrate_v2_pools,
         migrate_v3_operators_audit_chain,
         migrate_v4_roots,
-        migrate_v5_firing_watch,
+        migrate_v5_alerts,
+        migrate_v6_firing_watch,
     ],
     program: "hub",
 };
@@ -93,10 +94,23 @@ fn migrate_v4_roots(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The alert pipeline: its inbox, the evaluator state, the notification history, the delivery
+/// outbox and the silences.
+fn migrate_v5_alerts(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(ALERT_INBOX)?;
+    txn.open_table(ALERT_STATE)?;
+    txn.open_table(ALERT_HISTORY)?;
+    txn.open_table(ALERT_DELIVERIES)?;
+    txn.open_table(ALERT_DELIVERY_KEYS)?;
+    txn.open_table(ALERT_OUTBOX)?;
+    txn.open_table(SILENCES)?;
+    Ok(())
+}
+
 /// Missed-firing detection: runs indexed by their scheduled instant, and the watch state. Runs
 /// stored before are not indexed: the watch starts at the first evaluation after the upgrade and
 /// never looks further back.
-fn migrate_v5_firing_watch(txn: &WriteTransaction) -> Result<(), StoreError> {
+fn migrate_v6_firing_watch(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RUNS_BY_INSTANT)?;
     txn.open_table(FIRING_WATCH)?;
     Ok(())

@@ -32,6 +32,13 @@
 //! | `rollout_inbox` | `seq` | cbor [`RolloutEvent`] |
 //! | `agent_versions` | `(agent, workflow, version)` | first seen (ms) |
 //! | `operators` | `id` | cbor [`OperatorRecord`] (blake3 of the secret only) |
+//! | `alert_inbox` | `seq` | cbor `outpost_alerts::Input` |
+//! | `alert_state` | `"evaluator"` | the evaluator's encoded state |
+//! | `alert_history` | `seq` | cbor `outpost_alerts::Notification` |
+//! | `alert_deliveries` | `(seq, channel)` | cbor [`DeliveryRecord`] |
+//! | `alert_delivery_keys` | `(dedup key, channel)` | seq |
+//! | `alert_outbox` | `(seq, channel)` | `()` (deliveries not finished) |
+//! | `silences` | `id` | cbor `outpost_alerts::Silence` |
 //!
 //! The `audit` table is a hash chain: each entry holds the previous entry's hash and its own
 //! (`store/audit.rs`); [`Store::verify_audit`] names the first entry that breaks it.
@@ -52,6 +59,9 @@
 //! - Decision seqs are global and strictly increasing; at most one active rollout per
 //!   (workflow, pool); a rollout event is queued in the transaction that ingested it and removed
 //!   in the transaction that commits the controller state that used it.
+//! - An alert input is queued in the transaction that ingested it and removed in the
+//!   transaction that commits the evaluator state that used it, with the notifications it made
+//!   and their deliveries (at most one per (dedup key, channel)).
 //!
 //! # Public surface
 //!
@@ -65,6 +75,7 @@
 //! form no circle.
 
 mod agents;
+mod alerts;
 mod assignments;
 mod audit;
 mod backup;
@@ -86,6 +97,8 @@ mod tokens;
 mod trust;
 mod workflows;
 
+pub(crate) use alerts::{AlertCommit, DeliveryOutcome};
+pub use alerts::{AlertEntry, DeliveryRecord, DeliveryState};
 pub use audit::{AUDIT_GENESIS, AuditBreak, AuditVerdict};
 pub use error::StoreError;
 pub use file::Store;

@@ -1,11 +1,14 @@
 //! Status ingest (an agent's outbox batch, committed in one transaction) and the runs, task
 //! instances and missed firings it stores.
 
+use outpost_alerts::{Input, InputEvent, Subject};
 use outpost_common::record::{
-    MissedFirings, OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord,
+    DeadlineKind, MissedFirings, OutboxEntry, RunKind, RunRecord, RunState, StatusEvent,
+    TaskInstanceRecord, UnixMillis,
 };
 use redb::{ReadableDatabase, ReadableTable};
 
+use super::alerts::enqueue_alert;
 use super::audit::audit_in;
 use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
@@ -45,6 +48,19 @@ impl Store {
     /// ([`outpost_common::sync::HubSession`]) reports it as `HubEvent::Gap`. `Run`/`Task`
     /// entries upsert the (agent, run) records; `Missed` entries are stored under their seq.
     pub fn ingest(&self, agent_id: &str, entries: &[OutboxEntry]) -> Result<u64, StoreError> {
+        self.ingest_at(agent_id, entries, crate::clock::now_ms())
+    }
+
+    /// [`Store::ingest`] at `received_ms` (the hub's time of the ingest). Each newly committed
+    /// terminal run, deadline miss, missed-firing record and probation revert is also queued for
+    /// the alert pipeline in the same transaction (so exactly once: seqs already committed are
+    /// skipped), with its own time and `received_ms`.
+    pub fn ingest_at(
+        &self,
+        agent_id: &str,
+        entries: &[OutboxEntry],
+        received_ms: UnixMillis,
+    ) -> Result<u64, StoreError> {
         let txn = self.begin_write()?;
         let committed = {
             let mut agents = txn.open_table(AGENTS)?;
@@ -62,6 +78,17 @@ impl Store {
             let mut missed = txn.open_table(MISSED)?;
             let mut by_instant = txn.open_table(RUNS_BY_INSTANT)?;
             let mut seq = agent.committed_seq;
+            let alert = |workflow: &str, event: InputEvent, at_ms: UnixMillis| Input {
+                subject: Subject {
+                    agent: Some(agent_id.to_string()),
+                    workflow: Some(workflow.to_string()),
+                    pools: Vec::new(),
+                    labels: agent.labels.clone(),
+                },
+                event,
+                at_ms,
+                received_ms,
+            };
             let mut rollout_cache: std::collections::HashMap<String, bool> =
                 std::collections::HashMap::new();
             for entry in entries {
@@ -87,6 +114,30 @@ impl Store {
                         if !old_terminal
                             && matches!(run.state, RunState::Succeeded | RunState::Failed)
                         {
+                            let failed_task = had_failed_task(&tasks, agent_id, &run.run_id)?;
+                            let detail = match (run.state, failed_task) {
+                                (RunState::Succeeded, false) => {
+                                    format!("v{} succeeded", run.version)
+                                }
+                                (RunState::Succeeded, true) => {
+                                    format!("v{} succeeded past a failed task", run.version)
+                                }
+                                _ => format!("v{} failed", run.version),
+                            };
+                            enqueue_alert(
+                                &txn,
+                                &alert(
+                                    &run.workflow,
+                                    InputEvent::RunFinished {
+                                        run_id: run.run_id.clone(),
+                                        version: run.version,
+                                        // Past a failed task: a failure to be told of.
+                                        succeeded: run.state == RunState::Succeeded && !failed_task,
+                                        detail,
+                                    },
+                                    run.ended_ms.unwrap_or(run.created_ms),
+                                ),
+                            )?;
                             let active = match rollout_cache.get(&run.workflow) {
                                 Some(a) => *a,
                                 None => {
@@ -106,7 +157,7 @@ impl Store {
                                             // A run that "succeeded" past a failed task (an
                                             // `all_done` leaf) is a failure for a gate.
                                             succeeded: run.state == RunState::Succeeded
-                                                && !had_failed_task(&tasks, agent_id, &run.run_id)?,
+                                                && !failed_task,
                                         },
                                         at_ms: run.ended_ms.unwrap_or(run.created_ms),
                                     },
@@ -134,14 +185,63 @@ impl Store {
                     }
                     StatusEvent::Missed(m) => {
                         missed.insert((agent_id, entry.seq), encode(m)?.as_slice())?;
+                        let detail = format!(
+                            "{} firing{} not run ({})",
+                            m.count,
+                            if m.count == 1 { "" } else { "s" },
+                            m.reason
+                        );
+                        enqueue_alert(
+                            &txn,
+                            &alert(
+                                &m.workflow,
+                                InputEvent::FiringsMissed {
+                                    count: m.count,
+                                    detail,
+                                },
+                                m.recorded_ms,
+                            ),
+                        )?;
                     }
-                    // Taken by the alert pipeline.
-                    StatusEvent::Deadline(_) => {}
+                    StatusEvent::Deadline(d) => {
+                        let what = d
+                            .task
+                            .as_deref()
+                            .map_or_else(|| "run".to_string(), |t| format!("task {t}"));
+                        let verb = match d.kind {
+                            DeadlineKind::Finish => "did not finish",
+                            DeadlineKind::Start => "did not start",
+                        };
+                        let detail =
+                            format!("{what} {verb} by its {} (v{})", d.kind.as_str(), d.version);
+                        enqueue_alert(
+                            &txn,
+                            &alert(
+                                &d.workflow,
+                                InputEvent::DeadlineMissed {
+                                    run_id: d.run_id.clone(),
+                                    task: d.task.clone(),
+                                    detail,
+                                },
+                                d.detected_ms,
+                            ),
+                        )?;
+                    }
                     StatusEvent::Reverted(r) => {
                         let detail = format!(
                             "reverted v{} -> v{} under probation: {}",
                             r.from_version, r.to_version, r.reason
                         );
+                        enqueue_alert(
+                            &txn,
+                            &alert(
+                                &r.workflow,
+                                InputEvent::ProbationRevert {
+                                    detail: detail.clone(),
+                                },
+                                r.at_ms,
+                            ),
+                        )?;
                         audit_in(
                             &txn,
                             r.at_ms,

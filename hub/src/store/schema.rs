@@ -75,3 +75,25 @@ pub(crate) const AGENT_VERSIONS: TableDefinition<(&str, &str, u64), i64> =
     TableDefinition::new("agent_versions");
 /// Key of the global decision sequence in `meta`.
 pub(crate) const META_DECISION_SEQ: &str = "decision_seq";
+
+/// `alert_inbox`: `seq -> cbor outpost_alerts::Input`: alert inputs, written in the ingest's
+/// transaction, removed in the transaction that commits the evaluator state that used them.
+pub(crate) const ALERT_INBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("alert_inbox");
+/// `alert_state`: `"evaluator" -> Evaluator::encode()` bytes.
+pub(crate) const ALERT_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("alert_state");
+/// `alert_history`: `seq -> cbor Notification`. Append-only.
+pub(crate) const ALERT_HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("alert_history");
+/// `alert_deliveries`: `(notification seq, channel) -> cbor DeliveryRecord`.
+pub(crate) const ALERT_DELIVERIES: TableDefinition<(u64, &str), &[u8]> =
+    TableDefinition::new("alert_deliveries");
+/// `alert_delivery_keys`: `(dedup key, channel) -> notification seq`: one delivery per key and
+/// channel, ever.
+pub(crate) const ALERT_DELIVERY_KEYS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("alert_delivery_keys");
+/// `alert_outbox`: `(notification seq, channel) -> ()`: the deliveries not finished yet.
+pub(crate) const ALERT_OUTBOX: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("alert_outbox");
+/// `silences`: `id -> cbor outpost_alerts::Silence`.
+pub(crate) const SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("silences");
+/// Key of the silence id sequence in `meta`.
+pub(crate) const META_SILENCE_SEQ: &str = "silence_seq";

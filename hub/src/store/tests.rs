@@ -639,3 +639,223 @@ fn a_restored_store_numbers_above_what_agents_report() {
     // The next version skips every number the agent accepted.
     assert_eq!(apply(&s, &k, nv("w", "b"), 6).version, 5);
 }
+
+#[test]
+fn ingest_queues_alert_inputs_once_in_its_transaction() {
+    use outpost_alerts::InputEvent;
+    use outpost_common::record::{DeadlineKind, DeadlineMiss, Reverted};
+    let (_d, s) = open();
+    enrolled(&s, "agent-1");
+    let batch = vec![
+        entry(1, StatusEvent::Run(run("r1", 100, RunState::Running))),
+        entry(2, StatusEvent::Run(run("r1", 100, RunState::Failed))),
+        entry(
+            3,
+            StatusEvent::Deadline(DeadlineMiss {
+                workflow: "w".into(),
+                version: 1,
+                run_id: "r1".into(),
+                task: Some("t".into()),
+                kind: DeadlineKind::Finish,
+                scheduled_ms: 100,
+                due_ms: 200,
+                detected_ms: 250,
+            }),
+        ),
+        entry(
+            4,
+            StatusEvent::Missed(MissedFirings {
+                workflow: "w".into(),
+                count: 3,
+                first_ms: 0,
+                last_ms: 100,
+                reason: "catchup=latest".into(),
+                recorded_ms: 300,
+            }),
+        ),
+        entry(
+            5,
+            StatusEvent::Reverted(Reverted {
+                workflow: "w".into(),
+                from_version: 2,
+                to_version: 1,
+                reason: "2 of 3 failed".into(),
+                at_ms: 400,
+                rollout_id: None,
+            }),
+        ),
+    ];
+    assert_eq!(s.ingest_at("agent-1", &batch, 1_000).unwrap(), 5);
+    let inputs = s.alert_inputs(100).unwrap();
+    assert_eq!(inputs.len(), 4, "{inputs:?}");
+    assert!(matches!(
+        &inputs[0].1.event,
+        InputEvent::RunFinished {
+            succeeded: false,
+            ..
+        }
+    ));
+    assert_eq!(inputs[0].1.at_ms, 100);
+    assert_eq!(inputs[0].1.received_ms, 1_000);
+    assert_eq!(inputs[0].1.subject.agent.as_deref(), Some("agent-1"));
+    assert!(matches!(
+        &inputs[1].1.event,
+        InputEvent::DeadlineMissed { task: Some(t), .. } if t == "t"
+    ));
+    assert_eq!(inputs[1].1.at_ms, 250);
+    assert!(matches!(
+        &inputs[2].1.event,
+        InputEvent::FiringsMissed { count: 3, .. }
+    ));
+    assert!(matches!(
+        &inputs[3].1.event,
+        InputEvent::ProbationRevert { .. }
+    ));
+    // A retransmission queues nothing; a terminal run reported again queues nothing.
+    assert_eq!(s.ingest_at("agent-1", &batch, 2_000).unwrap(), 5);
+    s.ingest_at(
+        "agent-1",
+        &[entry(6, StatusEvent::Run(run("r1", 100, RunState::Failed)))],
+        2_000,
+    )
+    .unwrap();
+    assert_eq!(s.alert_inputs(100).unwrap().len(), 4);
+    // A refused batch queues nothing either.
+    let unordered = vec![
+        entry(8, StatusEvent::Run(run("r4", 400, RunState::Failed))),
+        entry(7, StatusEvent::Run(run("r5", 500, RunState::Failed))),
+    ];
+    assert!(s.ingest_at("agent-1", &unordered, 3_000).is_err());
+    assert_eq!(s.alert_inputs(100).unwrap().len(), 4);
+}
+
+fn note(key: &str) -> outpost_alerts::Notification {
+    outpost_alerts::Notification {
+        dedup_key: key.into(),
+        rule: "r".into(),
+        status: outpost_alerts::AlertStatus::Firing,
+        event: "run_failed".into(),
+        summary: "s".into(),
+        items: vec![],
+        labels: vec![],
+        starts_ms: 0,
+        ends_ms: None,
+        created_ms: 0,
+        suppressed: 0,
+    }
+}
+
+#[test]
+fn an_alert_commit_consumes_stores_and_queues_in_one_transaction() {
+    let (_d, s) = open();
+    enrolled(&s, "agent-1");
+    s.ingest_at(
+        "agent-1",
+        &[
+            entry(1, StatusEvent::Run(run("r1", 100, RunState::Failed))),
+            entry(2, StatusEvent::Run(run("r2", 200, RunState::Failed))),
+        ],
+        1_000,
+    )
+    .unwrap();
+    let inputs = s.alert_inputs(100).unwrap();
+    assert_eq!(inputs.len(), 2);
+    let seqs = s
+        .commit_alerts(
+            AlertCommit {
+                consumed: vec![inputs[0].0],
+                state: b"state-1".to_vec(),
+                notifications: vec![(note("k1"), vec!["a".into(), "b".into()])],
+            },
+            5,
+        )
+        .unwrap();
+    assert_eq!(seqs, vec![1]);
+    assert_eq!(s.alert_inputs(100).unwrap().len(), 1);
+    assert_eq!(s.alert_state().unwrap(), b"state-1");
+    let pending = s.pending_deliveries(100).unwrap();
+    assert_eq!(pending.len(), 2);
+    assert!(
+        pending
+            .iter()
+            .all(|(d, n)| d.state == DeliveryState::Pending
+                && d.next_attempt_ms == 5
+                && n.dedup_key == "k1")
+    );
+    // The same dedup key again: in the history, but no second delivery to a channel.
+    s.commit_alerts(
+        AlertCommit {
+            consumed: vec![],
+            state: b"state-2".to_vec(),
+            notifications: vec![(note("k1"), vec!["a".into(), "c".into()])],
+        },
+        6,
+    )
+    .unwrap();
+    let pending = s.pending_deliveries(100).unwrap();
+    assert_eq!(pending.len(), 3);
+    assert_eq!(pending.iter().filter(|(d, _)| d.channel == "a").count(), 1);
+    // Outcomes: delivered and given-up leave the outbox; a retry stays with its new time.
+    s.record_delivery(1, "a", &DeliveryOutcome::Delivered, 7)
+        .unwrap();
+    s.record_delivery(
+        1,
+        "b",
+        &DeliveryOutcome::Retry {
+            next_ms: 100,
+            error: "timeout".into(),
+        },
+        7,
+    )
+    .unwrap();
+    s.record_delivery(
+        2,
+        "c",
+        &DeliveryOutcome::GaveUp {
+            error: "404".into(),
+        },
+        7,
+    )
+    .unwrap();
+    let pending = s.pending_deliveries(100).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].0.channel, "b");
+    assert_eq!(pending[0].0.attempts, 1);
+    assert_eq!(pending[0].0.next_attempt_ms, 100);
+    let hist = s.alerts(10).unwrap();
+    assert_eq!(hist.len(), 2);
+    assert_eq!(hist[0].seq, 2);
+    assert_eq!(hist[0].deliveries[0].state, DeliveryState::Failed);
+    assert_eq!(hist[1].deliveries.len(), 2);
+    assert_eq!(hist[1].deliveries[0].state, DeliveryState::Delivered);
+    assert!(
+        s.record_delivery(9, "a", &DeliveryOutcome::Delivered, 8)
+            .is_err()
+    );
+}
+
+#[test]
+fn silences_are_numbered_listed_and_removed() {
+    let (_d, s) = open();
+    let mk = |w: &str| outpost_alerts::Silence {
+        id: String::new(),
+        rule: None,
+        workflow: Some(w.into()),
+        pool: None,
+        agent: None,
+        created_ms: 1,
+        expires_ms: 2,
+        created_by: "op".into(),
+        comment: "c".into(),
+    };
+    assert_eq!(s.add_silence(mk("a")).unwrap().id, "s-1");
+    assert_eq!(s.add_silence(mk("b")).unwrap().id, "s-2");
+    assert_eq!(s.silences().unwrap().len(), 2);
+    assert_eq!(
+        s.remove_silence("s-1").unwrap().workflow.as_deref(),
+        Some("a")
+    );
+    assert!(s.remove_silence("s-1").is_err());
+    assert_eq!(s.silences().unwrap().len(), 1);
+    assert_eq!(s.add_silence(mk("c")).unwrap().id, "s-3");
+}
