@@ -36,6 +36,9 @@ pub fn workflow(name: &str) -> WorkflowBuilder {
             env: BTreeMap::new(),
             target: BTreeMap::new(),
             tasks: Vec::new(),
+            deadline: None,
+            max_start_delay: None,
+            hooks: Default::default(),
             content_hash: String::new(),
         },
     }
@@ -63,6 +66,9 @@ impl WorkflowBuilder {
             idempotent: false,
             resources: BTreeMap::new(),
             limits: Limits::default(),
+            deadline: None,
+            max_start_delay: None,
+            hooks: Default::default(),
         });
         self
     }
