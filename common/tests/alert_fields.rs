@@ -147,3 +147,21 @@ tasks:
     }
     assert_eq!(errs.len(), want.len(), "{}", errs.join("\n"));
 }
+
+/// The example in docs/workflows.md ("Deadlines and hooks") is a valid workflow.
+#[test]
+fn the_documented_example_validates() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/workflows.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let start = doc.find("```yaml\nname: plc-pull\ndeadline").unwrap() + "```yaml\n".len();
+    let len = doc[start..].find("```").unwrap();
+    let wf = parse(
+        "workflows.md",
+        &doc[start..start + len],
+        Format::Yaml,
+        &ValidateOptions::default(),
+    )
+    .unwrap();
+    assert!(wf.hooks.on_deadline_miss.is_some());
+    assert!(wf.tasks[0].hooks.on_retry.is_some());
+}

@@ -53,8 +53,8 @@ fn a_failing_tasks_hooks_run_at_once_with_the_hub_unreachable_and_see_their_cont
     hub.kill9().unwrap(); // cut off: the agent cannot reach its hub
     let task_env = s.join("task-hook.env");
     let run_env = s.join("run-hook.env");
-    // A value with shell syntax in it reaches the hook as data: the task's id is plain, but
-    // the exit code, paths and times all travel in variables, never in the command line.
+    // The context travels in variables, never in the command line: the hooks read it with
+    // `env`.
     load(
         &d,
         "plc.yaml",

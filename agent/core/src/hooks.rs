@@ -244,12 +244,17 @@ fn deadline_job(d: &DeadlineMiss, run: &RunRecord, wf: &Workflow) -> Option<Hook
     )
 }
 
+/// Does the workflow or one of its tasks have a hook? (O(tasks): once per run, not per event.)
+pub fn has_hooks(wf: &Workflow) -> bool {
+    !wf.hooks.is_empty() || wf.tasks.iter().any(|t| !t.hooks.is_empty())
+}
+
 /// The hook jobs `events` make. `run_of` gives the run record (its latest known state; only its
 /// workflow, version, times and id are read for task events) and the run's workflow, by run id;
 /// events of an unknown run make no job.
 pub fn decide<'w>(
     events: &[StatusEvent],
-    mut run_of: impl FnMut(&str) -> Option<(RunRecord, &'w Workflow)>,
+    mut run_of: impl FnMut(&str) -> Option<(&'w RunRecord, &'w Workflow)>,
 ) -> Vec<HookJob> {
     let mut out = Vec::new();
     for ev in events {
@@ -261,7 +266,7 @@ pub fn decide<'w>(
                 ) {
                     continue;
                 }
-                run_of(&t.run_id).and_then(|(run, wf)| task_job(t, &run, wf))
+                run_of(&t.run_id).and_then(|(run, wf)| task_job(t, run, wf))
             }
             StatusEvent::Run(r) => {
                 if !r.state.is_terminal() {
@@ -270,7 +275,7 @@ pub fn decide<'w>(
                 run_of(&r.run_id).and_then(|(_, wf)| run_job(r, wf))
             }
             StatusEvent::Deadline(d) => {
-                run_of(&d.run_id).and_then(|(run, wf)| deadline_job(d, &run, wf))
+                run_of(&d.run_id).and_then(|(run, wf)| deadline_job(d, run, wf))
             }
             StatusEvent::Missed(_) | StatusEvent::Reverted(_) => None,
         };
@@ -333,7 +338,7 @@ mod tests {
         let wf = wf();
         let run = run_record(&wf, T0, RunKind::Scheduled);
         let ev = [task(&run, "read", TaskState::Failed, 3, 2)];
-        let jobs = decide(&ev, |_| Some((run.clone(), &*wf)));
+        let jobs = decide(&ev, |_| Some((&run, &*wf)));
         assert_eq!(jobs.len(), 1);
         let j = &jobs[0];
         assert_eq!(j.commands.len(), 1);
@@ -358,7 +363,7 @@ mod tests {
         assert_eq!(j.log_name, "hook.read.3.failure.log");
         assert_eq!(j.finished_ms, None);
         // The same snapshot committed again makes the same key: the store keeps one job.
-        let again = decide(&ev, |_| Some((run.clone(), &*wf)));
+        let again = decide(&ev, |_| Some((&run, &*wf)));
         assert_eq!(again[0].key, j.key);
         assert_eq!(
             j.key,
@@ -371,10 +376,10 @@ mod tests {
         let wf = wf();
         let run = run_record(&wf, T0, RunKind::Scheduled);
         let one = decide(&[task(&run, "read", TaskState::UpForRetry, 1, 1)], |_| {
-            Some((run.clone(), &*wf))
+            Some((&run, &*wf))
         });
         let two = decide(&[task(&run, "read", TaskState::UpForRetry, 2, 1)], |_| {
-            Some((run.clone(), &*wf))
+            Some((&run, &*wf))
         });
         assert_eq!(one.len(), 1);
         let argv: Vec<_> = one[0].commands.iter().map(|c| c.argv.clone()).collect();
@@ -392,7 +397,7 @@ mod tests {
             task(&run, "read", TaskState::Running, 1, 0),
             task(&run, "write", TaskState::Failed, 1, 1),
         ];
-        assert!(decide(&ev, |_| Some((run.clone(), &*wf))).is_empty());
+        assert!(decide(&ev, |_| Some((&run, &*wf))).is_empty());
         // An unknown run makes nothing.
         let ev = [task(&run, "read", TaskState::Failed, 1, 1)];
         assert!(decide(&ev, |_| None).is_empty());
@@ -403,18 +408,10 @@ mod tests {
         let wf = wf();
         let mut run = run_record(&wf, T0, RunKind::Scheduled);
         run.state = RunState::Running;
-        assert!(
-            decide(&[StatusEvent::Run(run.clone())], |_| Some((
-                run.clone(),
-                &*wf
-            )))
-            .is_empty()
-        );
+        assert!(decide(&[StatusEvent::Run(run.clone())], |_| Some((&run, &*wf))).is_empty());
         run.state = RunState::Failed;
         run.ended_ms = Some(T0 + 9_000);
-        let jobs = decide(&[StatusEvent::Run(run.clone())], |_| {
-            Some((run.clone(), &*wf))
-        });
+        let jobs = decide(&[StatusEvent::Run(run.clone())], |_| Some((&run, &*wf)));
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].commands[0].argv, vec!["page", "run"]);
         assert_eq!(env(&jobs[0], "OUTPOST_TASK"), "");
@@ -424,13 +421,7 @@ mod tests {
             "2026-01-01T00:00:09.000Z"
         );
         run.state = RunState::Cancelled;
-        assert!(
-            decide(&[StatusEvent::Run(run.clone())], |_| Some((
-                run.clone(),
-                &*wf
-            )))
-            .is_empty()
-        );
+        assert!(decide(&[StatusEvent::Run(run.clone())], |_| Some((&run, &*wf))).is_empty());
     }
 
     #[test]
@@ -451,7 +442,7 @@ mod tests {
         };
         let jobs = decide(
             &[miss(DeadlineKind::Start), miss(DeadlineKind::Finish)],
-            |_| Some((run.clone(), &*wf)),
+            |_| Some((&run, &*wf)),
         );
         assert_eq!(jobs.len(), 2);
         assert_eq!(env(&jobs[0], "OUTPOST_EVENT"), "deadline_miss");

@@ -24,17 +24,34 @@ impl Driver {
             }
             events.extend(misses.into_iter().map(StatusEvent::Deadline));
         }
-        let jobs = {
-            let (runs, engine) = (&self.runs, &self.engine);
+        let jobs = if self.hooked.is_empty() {
+            Vec::new()
+        } else {
+            let (runs, engine, hooked) = (&self.runs, &self.engine, &self.hooked);
             hooks::decide(&events, |run_id| {
-                let wf = runs.get(run_id)?;
-                let rec = engine.run_record(run_id)?;
-                Some((rec.clone(), &**wf))
+                if !hooked.contains(run_id) {
+                    return None;
+                }
+                Some((engine.run_record(run_id)?, &**runs.get(run_id)?))
             })
         };
         let pending = self.commits.pending();
         pending.events.extend(events);
         pending.hook_jobs.extend(jobs);
+    }
+
+    /// A run was added or restored: note it if its workflow has hooks (only those runs' events
+    /// are looked at), and watch its deadlines.
+    pub(super) fn watch_run(
+        &mut self,
+        run: &RunRecord,
+        wf: &Arc<Workflow>,
+        tasks: &[TaskInstanceRecord],
+    ) {
+        if hooks::has_hooks(wf) {
+            self.hooked.insert(run.run_id.clone());
+        }
+        self.watch_deadlines(run, wf, tasks);
     }
 
     /// Watch the deadlines of a run added or restored (`tasks`: its records, when restored).

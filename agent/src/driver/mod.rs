@@ -196,6 +196,8 @@ pub struct Driver {
     deadlines: outpost_agent_core::deadlines::Deadlines,
     /// Runs the hook jobs once they are durable ([`crate::hook_runner`]).
     hooks: crate::hook_runner::HookRunner,
+    /// Active runs whose workflow has hooks: only their events are looked at for jobs.
+    hooked: HashSet<RunId>,
 }
 
 impl Driver {
@@ -250,6 +252,7 @@ impl Driver {
             disk_checked: None,
             deadlines: Default::default(),
             hooks,
+            hooked: HashSet::new(),
         }
     }
 

@@ -239,6 +239,7 @@ impl Driver {
                     reason,
                 } => self.procs.kill((run_id, task, attempt), reason),
                 Action::RunFinished { run_id, state } => {
+                    self.hooked.remove(&run_id);
                     if let Some(wf) = self.runs.remove(&run_id)
                         && self.catalog.is_hub(&wf.name)
                     {
