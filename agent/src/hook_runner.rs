@@ -18,7 +18,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use outpost_agent_core::hooks::{HookCommand, HookJob};
@@ -36,10 +36,26 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 const RESCAN_EVERY: Duration = Duration::from_secs(30);
 
 /// Handle of the runner thread: [`HookRunner::poke`] after a commit that wrote jobs.
+///
+/// The runner and its job threads hold the store only weakly (upgraded for a read or a write):
+/// the driver's drop closes the redb file cleanly (see the committer), and a job still running
+/// then stays unfinished in the store, to run again at the next start.
 pub struct HookRunner {
     tx: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     running: Arc<Mutex<HashSet<String>>>,
-    store: Arc<Store>,
+    store: Weak<Store>,
+}
+
+impl Drop for HookRunner {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the hook runner thread panicked");
+        }
+    }
 }
 
 impl HookRunner {
@@ -48,6 +64,7 @@ impl HookRunner {
         let (tx, rx) = mpsc::channel::<()>();
         let running: Arc<Mutex<HashSet<String>>> = Arc::default();
         let set = running.clone();
+        let store = Arc::downgrade(&store);
         let handle = store.clone();
         let spawned = std::thread::Builder::new()
             .name("outpost-hooks".into())
@@ -61,11 +78,16 @@ impl HookRunner {
                     }
                 }
             });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the hook runner: {e}; hooks do not run");
-        }
+        let thread = match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!("cannot start the hook runner: {e}; hooks do not run");
+                None
+            }
+        };
         HookRunner {
             tx: Some(tx),
+            thread,
             running,
             store: handle,
         }
@@ -91,8 +113,8 @@ impl HookRunner {
             self.running() > 0
                 || self
                     .store
-                    .unfinished_hook_jobs()
-                    .is_ok_and(|j| !j.is_empty())
+                    .upgrade()
+                    .is_some_and(|s| s.unfinished_hook_jobs().is_ok_and(|j| !j.is_empty()))
         };
         while busy() && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(20));
@@ -101,12 +123,17 @@ impl HookRunner {
 }
 
 fn start_unfinished(
-    store: &Arc<Store>,
+    store: &Weak<Store>,
     exec: &ExecConfig,
     clock: &Arc<dyn Clock>,
     running: &Arc<Mutex<HashSet<String>>>,
 ) {
-    let jobs = match store.unfinished_hook_jobs() {
+    let Some(strong) = store.upgrade() else {
+        return;
+    };
+    let jobs = strong.unfinished_hook_jobs();
+    drop(strong);
+    let jobs = match jobs {
         Ok(j) => j,
         Err(e) => {
             tracing::error!("reading hook jobs: {e}");
@@ -129,7 +156,10 @@ fn start_unfinished(
             .spawn(move || {
                 run_job(&job, &log);
                 let now_ms = clock.wall().timestamp_millis();
-                if let Err(e) = store.finish_hook_job(&job.key, now_ms) {
+                // The agent stopping (the store closed): left unfinished, it runs again at the
+                // next start.
+                let result = store.upgrade().map(|s| s.finish_hook_job(&job.key, now_ms));
+                if let Some(Err(e)) = result {
                     // Left unfinished: it runs again at the next start.
                     tracing::error!(hook = %job.log_name, "cannot mark the hook finished: {e}");
                 }
