@@ -218,3 +218,35 @@ tasks:
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(lines(&started), 2, "{}", d.stderr_tail());
 }
+
+#[test]
+fn a_foreground_run_without_a_hub_returns_after_its_hooks() {
+    let s = Scratch::new("edge-run").unwrap();
+    let out = s.join("hooks.log");
+    let f = s
+        .write(
+            "wf.yaml",
+            &format!(
+                r#"name: once
+hooks:
+  on_success:
+    script: 'sleep 1; echo "$OUTPOST_EVENT $OUTPOST_STATE" >> {out}'
+tasks:
+  a:
+    command: ["true"]
+    hooks:
+      on_success:
+        command: [/bin/sh, -c, 'echo "$OUTPOST_EVENT $OUTPOST_TASK" >> "$0"', "{out}"]
+"#,
+                out = out.display()
+            ),
+        )
+        .unwrap();
+    let (code, v) = outpost_tests::run_json(&f, &s.join("st"), &[]).unwrap();
+    assert_eq!(code, 0, "{v}");
+    // Both hooks ran, each once, before the command returned.
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let mut got: Vec<&str> = text.lines().collect();
+    got.sort_unstable();
+    assert_eq!(got, ["success a", "success succeeded"], "{text}");
+}
