@@ -460,6 +460,8 @@ fn run_once(
                 state.is_some()
             })
             .await?;
+        // Its hooks (each bounded by its timeout) finish before the command returns.
+        driver.wait_hooks(Duration::from_secs(24 * 3600));
         if let Ok(mut p) = progress.lock() {
             p.finish();
         }

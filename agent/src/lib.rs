@@ -20,6 +20,7 @@ pub mod daemon;
 pub(crate) mod disk;
 pub(crate) mod driver;
 pub mod exec;
+pub mod hook_runner;
 pub mod hub_link;
 pub mod identity;
 pub(crate) mod private_fs;

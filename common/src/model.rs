@@ -44,6 +44,12 @@ pub struct Workflow {
     pub target: BTreeMap<String, String>,
     /// Tasks in topological order (ties broken by the order in the file).
     pub tasks: Vec<Task>,
+    /// The run must finish within this of its scheduled instant (`deadline`).
+    pub deadline: Option<Duration>,
+    /// The run must start within this of its scheduled instant (`max_start_delay`).
+    pub max_start_delay: Option<Duration>,
+    /// Workflow-level hooks: the run's final state, the run's deadlines, any task's retry.
+    pub hooks: Hooks,
     /// blake3 of the source bytes the workflow was parsed from (hex). Identifies a version's content.
     pub content_hash: String,
 }
@@ -75,6 +81,103 @@ pub struct Task {
     /// Named local semaphores held while the task runs (name -> units).
     pub resources: BTreeMap<String, u32>,
     pub limits: Limits,
+    /// The task must finish within this of the run's scheduled instant (`deadline`).
+    pub deadline: Option<Duration>,
+    /// The task must start within this of the run's scheduled instant (`max_start_delay`).
+    pub max_start_delay: Option<Duration>,
+    /// Task-level hooks: this task's failure, retries, success and deadlines.
+    pub hooks: Hooks,
+}
+
+/// Default time a hook may run before it is killed.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A local command run when an event happens (see `hooks` in docs/workflows.md). It gets the
+/// event's context in `OUTPOST_*` environment variables, never in its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub exec: Exec,
+    /// Killed after this (default [`DEFAULT_HOOK_TIMEOUT`]).
+    pub timeout: Duration,
+}
+
+/// The hooks of a workflow or a task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub on_failure: Option<Hook>,
+    pub on_retry: Option<Hook>,
+    pub on_success: Option<Hook>,
+    pub on_deadline_miss: Option<Hook>,
+}
+
+/// What a hook fires on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HookEvent {
+    Failure,
+    Retry,
+    Success,
+    DeadlineMiss,
+}
+
+impl HookEvent {
+    /// The key in the file (`on_failure`, ...).
+    pub fn key(self) -> &'static str {
+        match self {
+            HookEvent::Failure => "on_failure",
+            HookEvent::Retry => "on_retry",
+            HookEvent::Success => "on_success",
+            HookEvent::DeadlineMiss => "on_deadline_miss",
+        }
+    }
+
+    /// The value of `OUTPOST_EVENT` (`failure`, `retry`, `success`, `deadline_miss`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookEvent::Failure => "failure",
+            HookEvent::Retry => "retry",
+            HookEvent::Success => "success",
+            HookEvent::DeadlineMiss => "deadline_miss",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<HookEvent> {
+        [
+            HookEvent::Failure,
+            HookEvent::Retry,
+            HookEvent::Success,
+            HookEvent::DeadlineMiss,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
+}
+
+impl Hooks {
+    pub fn get(&self, event: HookEvent) -> Option<&Hook> {
+        match event {
+            HookEvent::Failure => self.on_failure.as_ref(),
+            HookEvent::Retry => self.on_retry.as_ref(),
+            HookEvent::Success => self.on_success.as_ref(),
+            HookEvent::DeadlineMiss => self.on_deadline_miss.as_ref(),
+        }
+    }
+
+    fn slot(&mut self, event: HookEvent) -> &mut Option<Hook> {
+        match event {
+            HookEvent::Failure => &mut self.on_failure,
+            HookEvent::Retry => &mut self.on_retry,
+            HookEvent::Success => &mut self.on_success,
+            HookEvent::DeadlineMiss => &mut self.on_deadline_miss,
+        }
+    }
+
+    pub fn set(&mut self, event: HookEvent, hook: Hook) {
+        *self.slot(event) = Some(hook);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Hooks::default()
+    }
 }
 
 /// What a task executes.

@@ -12,6 +12,7 @@ mod daemon;
 mod deploy;
 mod dev;
 mod docs_examples;
+mod edge_alerts;
 mod engine;
 mod enroll;
 mod firings;

@@ -1126,6 +1126,14 @@ impl Engine {
         Some(tasks.into_iter().map(|t| (t.task_id, t.state)).collect())
     }
 
+    /// The run record of an active or recently finished run (no task records: cheap).
+    pub fn run_record(&self, run_id: &str) -> Option<&RunRecord> {
+        self.runs
+            .get(run_id)
+            .or_else(|| self.finished.get(run_id))
+            .map(|r| &r.rec)
+    }
+
     /// Full records of an active or recently finished run.
     pub fn run_snapshot(&self, run_id: &str) -> Option<(RunRecord, Vec<TaskInstanceRecord>)> {
         self.runs

@@ -13,6 +13,8 @@
 //! - [`retention`] decides when retention may prune and how much (clock steps, a bounded
 //!   share per pass).
 //! - [`deploy`] decides hub deploys (the anti-rollback state) and probation (when to revert).
+//! - [`deadlines`] detects missed `deadline`s and `max_start_delay`s (wall time an argument).
+//! - [`hooks`] decides which committed event makes which hook job (one per event).
 //! - [`retry`] holds the retry decision and delay arithmetic, and the seeded PRNG.
 //!
 //! # Call order (the driver's loop)
@@ -40,8 +42,10 @@
 //! - The planner never fires a scheduled instant twice, fires in increasing order, and accounts
 //!   for every instant between its start and now: fired, or counted in one `MissedFirings`.
 
+pub mod deadlines;
 pub mod deploy;
 pub mod engine;
+pub mod hooks;
 pub mod planner;
 pub mod retention;
 pub mod retry;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use outpost_common::clock::Now;
 use outpost_common::model::{
-    Backoff, Catchup, Exec, Limits, Overlap, RetryPolicy, Task, TriggerRule, Workflow,
+    Backoff, Catchup, DEFAULT_HOOK_TIMEOUT, Exec, Hook, HookEvent, Limits, Overlap, RetryPolicy,
+    Task, TriggerRule, Workflow,
 };
 use outpost_common::record::{RunKind, RunRecord, RunState, UnixMillis, run_id};
 use outpost_common::schedule::Schedule;
@@ -36,6 +37,9 @@ pub fn workflow(name: &str) -> WorkflowBuilder {
             env: BTreeMap::new(),
             target: BTreeMap::new(),
             tasks: Vec::new(),
+            deadline: None,
+            max_start_delay: None,
+            hooks: Default::default(),
             content_hash: String::new(),
         },
     }
@@ -63,6 +67,9 @@ impl WorkflowBuilder {
             idempotent: false,
             resources: BTreeMap::new(),
             limits: Limits::default(),
+            deadline: None,
+            max_start_delay: None,
+            hooks: Default::default(),
         });
         self
     }
@@ -134,6 +141,36 @@ impl WorkflowBuilder {
         self
     }
 
+    /// The last task's `deadline` and `max_start_delay`.
+    pub fn task_deadlines(mut self, finish: Option<Duration>, start: Option<Duration>) -> Self {
+        if let Some(t) = self.last() {
+            t.deadline = finish;
+            t.max_start_delay = start;
+        }
+        self
+    }
+
+    /// A hook of the last task running `argv` (timeout 60 s).
+    pub fn task_hook(mut self, event: HookEvent, argv: &[&str]) -> Self {
+        if let Some(t) = self.last() {
+            t.hooks.set(event, hook(argv));
+        }
+        self
+    }
+
+    /// The workflow's `deadline` and `max_start_delay`.
+    pub fn deadlines(mut self, finish: Option<Duration>, start: Option<Duration>) -> Self {
+        self.wf.deadline = finish;
+        self.wf.max_start_delay = start;
+        self
+    }
+
+    /// A workflow-level hook running `argv` (timeout 60 s).
+    pub fn hook(mut self, event: HookEvent, argv: &[&str]) -> Self {
+        self.wf.hooks.set(event, hook(argv));
+        self
+    }
+
     pub fn overlap(mut self, o: Overlap) -> Self {
         self.wf.overlap = o;
         self
@@ -153,6 +190,13 @@ impl WorkflowBuilder {
 
     pub fn build(self) -> Arc<Workflow> {
         Arc::new(self.wf)
+    }
+}
+
+fn hook(argv: &[&str]) -> Hook {
+    Hook {
+        exec: Exec::Command(argv.iter().map(|a| a.to_string()).collect()),
+        timeout: DEFAULT_HOOK_TIMEOUT,
     }
 }
 

@@ -38,6 +38,8 @@ pub(crate) struct Durable {
     pub actions: Vec<Action>,
     /// Status events of the durable batches, for the observer.
     pub events: Vec<StatusEvent>,
+    /// A durable batch wrote hook jobs: the hook runner has work.
+    pub hooks: bool,
 }
 
 /// A batch for the committer thread; `reply` for a caller that waits.
@@ -62,6 +64,8 @@ pub(crate) struct CommitPipeline {
     waiting: VecDeque<(u64, Action)>,
     /// Events of submitted batches, for the observer once they are durable.
     inflight: VecDeque<(u64, Vec<StatusEvent>)>,
+    /// Seqs of submitted batches that wrote hook jobs.
+    hook_batches: VecDeque<u64>,
     /// Keep events for an observer.
     observed: bool,
     /// A commit failed: the driver stops with this error.
@@ -84,6 +88,7 @@ impl CommitPipeline {
             claims: HashMap::new(),
             waiting: VecDeque::new(),
             inflight: VecDeque::new(),
+            hook_batches: VecDeque::new(),
             observed: false,
             failed: None,
             stalled,
@@ -199,6 +204,9 @@ impl CommitPipeline {
         if self.observed {
             self.inflight.push_back((seq, batch.events.clone()));
         }
+        if !batch.hook_jobs.is_empty() {
+            self.hook_batches.push_back(seq);
+        }
         let job = CommitJob {
             seq,
             batch,
@@ -283,6 +291,10 @@ impl CommitPipeline {
             if let Some((_, events)) = self.inflight.pop_front() {
                 out.events.extend(events);
             }
+        }
+        while self.hook_batches.front().is_some_and(|s| *s <= seq) {
+            self.hook_batches.pop_front();
+            out.hooks = true;
         }
         while self.waiting.front().is_some_and(|(s, _)| *s <= seq) {
             if let Some((_, a)) = self.waiting.pop_front() {

@@ -22,6 +22,7 @@
 //! - `control`: the control requests; `runs`: recovery, triggers, firings; `run_loop`: time,
 //!   events, and carrying out the engine's actions durable first.
 
+mod alerts;
 mod catalog;
 mod commit;
 mod control;
@@ -191,6 +192,12 @@ pub struct Driver {
     retention_clock: outpost_agent_core::retention::RetentionClock,
     /// When free disk space was last read (monotonic).
     disk_checked: Option<Duration>,
+    /// Deadline detection of the active runs (`outpost_agent_core::deadlines`).
+    deadlines: outpost_agent_core::deadlines::Deadlines,
+    /// Runs the hook jobs once they are durable ([`crate::hook_runner`]).
+    hooks: crate::hook_runner::HookRunner,
+    /// Active runs whose workflow has hooks: only their events are looked at for jobs.
+    hooked: HashSet<RunId>,
 }
 
 impl Driver {
@@ -221,6 +228,8 @@ impl Driver {
         );
         let catalog = Catalog::new(cfg.workflows_dir.clone(), cfg.validate.clone());
         let gate = DeployGate::new(cfg.agent_id.clone(), cfg.validate.clone());
+        let hooks =
+            crate::hook_runner::HookRunner::start(store.clone(), cfg.exec.clone(), clock.clone());
         Driver {
             cfg,
             clock,
@@ -241,6 +250,9 @@ impl Driver {
             defer_to: None,
             retention_clock,
             disk_checked: None,
+            deadlines: Default::default(),
+            hooks,
+            hooked: HashSet::new(),
         }
     }
 
@@ -569,8 +581,16 @@ impl Driver {
                 obs(e);
             }
         }
+        if ready.hooks {
+            self.hooks.poke();
+        }
         self.carry_out(ready.actions);
         self.maybe_reset_journal();
+    }
+
+    /// Wait (at most `timeout`) until no hook runs: a foreground run lets its hooks finish.
+    pub fn wait_hooks(&self, timeout: Duration) {
+        self.hooks.wait_idle(timeout);
     }
 
     /// Restart or rotate the start journal once every start journalled so far is durable.

@@ -17,6 +17,7 @@ impl Driver {
         self.check_disk(now);
         self.start_due(now);
         self.engine.handle_timeout(now);
+        self.check_deadlines(now);
         if self.stopping {
             return Ok(());
         }
@@ -151,7 +152,7 @@ impl Driver {
                             self.commits.wait_for(gate, a);
                         }
                     }
-                    Action::Commit(events) => self.commits.pending().events.extend(events),
+                    Action::Commit(events) => self.take_commit(events),
                     Action::Flush => urgent = true,
                     other => {
                         urgent = true;
@@ -210,7 +211,7 @@ impl Driver {
     pub(super) fn carry_out(&mut self, acts: Vec<Action>) {
         for a in acts {
             match a {
-                Action::Commit(events) => self.commits.pending().events.extend(events),
+                Action::Commit(events) => self.take_commit(events),
                 Action::Flush => {}
                 Action::Start {
                     run_id,
@@ -238,6 +239,7 @@ impl Driver {
                     reason,
                 } => self.procs.kill((run_id, task, attempt), reason),
                 Action::RunFinished { run_id, state } => {
+                    self.hooked.remove(&run_id);
                     if let Some(wf) = self.runs.remove(&run_id)
                         && self.catalog.is_hub(&wf.name)
                     {
@@ -361,6 +363,7 @@ impl Driver {
             self.procs.next_deadline(self.commits.durable()),
             disk,
             planners,
+            self.next_deadline_miss(now),
         ]
         .into_iter()
         .flatten()

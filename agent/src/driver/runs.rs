@@ -54,14 +54,20 @@ impl Driver {
                 }
             };
             self.runs.insert(run.run_id.clone(), wf.clone());
+            let watch = (super::alerts::has_deadlines(&wf)
+                || outpost_agent_core::hooks::has_hooks(&wf))
+            .then(|| (run.clone(), tasks.clone()));
             let id = run.run_id.clone();
             let found = self.procs.journal_found();
             let never_started = |task: &str, attempt: u32| found.never_started(&id, task, attempt);
-            if let Err(e) = self
-                .engine
-                .restore_run_knowing(run, tasks, wf, now, &never_started)
+            if let Err(e) =
+                self.engine
+                    .restore_run_knowing(run, tasks, wf.clone(), now, &never_started)
             {
                 tracing::error!(run = %id, "cannot recover run: {e}");
+            }
+            if let Some((run, tasks)) = watch {
+                self.watch_run(&run, &wf, &tasks);
             }
             if let Some(ahead) = ahead {
                 // Restored tasks are scheduled on the engine's next timeout: now.
@@ -130,6 +136,7 @@ impl Driver {
             agent_id: self.cfg.agent_id.clone(),
         };
         self.runs.insert(run_id.clone(), wf.clone());
+        self.watch_run(&rec, &wf, &[]);
         if let Err(e) = self.engine.add_run(rec, wf, now) {
             tracing::error!(run = %run_id, "cannot add run: {e}");
         }

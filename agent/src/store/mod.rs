@@ -25,6 +25,9 @@
 //! | `missed_firings`    | `(workflow: &str, seq: u64)`     | cbor [`MissedFirings`]                 |
 //! | `outbox`            | `seq: u64`                       | `(run_ref: &str, cbor StatusEvent)` (`run_ref` empty for `Missed`) |
 //! | `outbox_run_refs`   | `(run_id: &str, seq: u64)`       | `()`                                   |
+//! | `hook_jobs`         | `key: &str` (run, task, attempt, event, kind) | cbor `HookJob`            |
+//! | `hook_jobs_unfinished` | `key: &str` (jobs not finished) | `()`                                 |
+//! | `deadline_misses`   | `(run_id: &str, task: &str, kind: &str)` | `detected_ms: i64`             |
 //!
 //! # Invariants
 //!
@@ -39,8 +42,13 @@
 //!   unacknowledged one) still refers to, nor a run that is not terminal.
 //! - The index tables (`runs_by_created`, `runs_by_workflow`, `runs_unfinished`,
 //!   `outbox_run_refs`) are maintained in the same transaction as the table they index.
+//! - **A hook job is committed with the event that makes it** ([`Batch::hook_jobs`]) and only
+//!   when its key is absent: one job per event. It leaves `hook_jobs_unfinished` only through
+//!   [`Store::finish_hook_job`]; retention keeps a run while a job of it is unfinished.
 //! - Stored bytes that fail to decode surface as [`DbError::Decode`], never as a panic.
 
+#[cfg(test)]
+mod hook_tests;
 #[cfg(test)]
 mod power_loss;
 mod resend;
@@ -62,12 +70,14 @@ use outpost_common::record::{
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
+use outpost_agent_core::hooks::HookJob;
+use outpost_common::record::DeadlineKind;
 pub(crate) use outpost_common::store::{DbError, decode, encode};
 use outpost_common::store::{open_error, prepare_private_file};
 use schema::{
-    AGENT_META, META, META_ACKED_SEQ, META_LAST_SEQ, MISSED, OUTBOX, OUTBOX_RUN_REFS, RUNS,
-    RUNS_BY_CREATED, RUNS_BY_WORKFLOW, RUNS_UNFINISHED, SCHEMA_VERSION, TASKS, WORKFLOW_STATE,
-    WORKFLOW_VERSIONS,
+    AGENT_META, DEADLINE_MISSES, HOOK_JOBS, HOOK_JOBS_UNFINISHED, META, META_ACKED_SEQ,
+    META_LAST_SEQ, MISSED, OUTBOX, OUTBOX_RUN_REFS, RUNS, RUNS_BY_CREATED, RUNS_BY_WORKFLOW,
+    RUNS_UNFINISHED, SCHEMA_VERSION, TASKS, WORKFLOW_STATE, WORKFLOW_VERSIONS,
 };
 
 /// Page cache for the store; the ledger is small and the agent runs on small machines.
@@ -184,6 +194,9 @@ pub struct Batch {
     /// Entries of the agent's own key/value table (`agent_meta`), written in the same
     /// transaction (e.g. a workflow's anti-rollback state with the version it activates).
     pub meta_puts: Vec<(String, Vec<u8>)>,
+    /// Hook jobs made by this batch's events: each is written only if its key is absent (one
+    /// job per event, however often the event's snapshot is committed).
+    pub hook_jobs: Vec<HookJob>,
 }
 
 impl Batch {
@@ -194,6 +207,7 @@ impl Batch {
         self.workflow_puts.extend(other.workflow_puts);
         self.paused.extend(other.paused);
         self.meta_puts.extend(other.meta_puts);
+        self.hook_jobs.extend(other.hook_jobs);
     }
 
     /// Whether the batch writes nothing.
@@ -203,6 +217,7 @@ impl Batch {
             && self.workflow_puts.is_empty()
             && self.paused.is_empty()
             && self.meta_puts.is_empty()
+            && self.hook_jobs.is_empty()
     }
 }
 
@@ -505,6 +520,7 @@ impl Store {
             let mut tasks = txn.open_table(TASKS)?;
             let mut missed = txn.open_table(MISSED)?;
             let mut runs = RunTables::open(&txn)?;
+            let mut deadlines = txn.open_table(DEADLINE_MISSES)?;
             let mut seq = meta.get(META_LAST_SEQ)?.map(|g| g.value()).unwrap_or(0);
             for event in &batch.events {
                 seq = seq
@@ -530,7 +546,12 @@ impl Store {
                     }
                     // Only in the outbox: the deploy state itself lives in `agent_meta`.
                     StatusEvent::Reverted(_) => "",
-                    StatusEvent::Deadline(d) => d.run_id.as_str(),
+                    StatusEvent::Deadline(d) => {
+                        let task = d.task.as_deref().unwrap_or("");
+                        let key = (d.run_id.as_str(), task, d.kind.as_str());
+                        deadlines.insert(key, d.detected_ms)?;
+                        d.run_id.as_str()
+                    }
                 };
                 let bytes = encode(event)?;
                 outbox.insert(seq, (run_ref, bytes.as_slice()))?;
@@ -571,6 +592,18 @@ impl Store {
                 let mut meta = txn.open_table(AGENT_META)?;
                 for (k, v) in &batch.meta_puts {
                     meta.insert(k.as_str(), v.as_slice())?;
+                }
+            }
+            if !batch.hook_jobs.is_empty() {
+                let mut jobs = txn.open_table(HOOK_JOBS)?;
+                let mut unfinished = txn.open_table(HOOK_JOBS_UNFINISHED)?;
+                for job in &batch.hook_jobs {
+                    if jobs.get(job.key.as_str())?.is_some() {
+                        continue;
+                    }
+                    let bytes = encode(job)?;
+                    jobs.insert(job.key.as_str(), bytes.as_slice())?;
+                    unfinished.insert(job.key.as_str(), ())?;
                 }
             }
             seq
@@ -917,6 +950,9 @@ impl Store {
             let mut runs = RunTables::open(&txn)?;
             let mut tasks = txn.open_table(TASKS)?;
             let refs = txn.open_table(OUTBOX_RUN_REFS)?;
+            let mut jobs = txn.open_table(HOOK_JOBS)?;
+            let unfinished_jobs = txn.open_table(HOOK_JOBS_UNFINISHED)?;
+            let mut deadlines = txn.open_table(DEADLINE_MISSES)?;
             // Candidates from the index alone: (created, run id, beyond the per-workflow count).
             let mut candidates: Vec<(i64, String, bool)> = Vec::new();
             let mut current: Option<String> = None;
@@ -963,7 +999,33 @@ impl Store {
                 {
                     continue;
                 }
+                // A hook job still to run keeps its run (its log directory) too.
+                let (jlo, jhi) = (format!("{run_id}\u{1f}"), format!("{run_id}\u{20}"));
+                if unfinished_jobs
+                    .range(jlo.as_str()..jhi.as_str())?
+                    .next()
+                    .is_some()
+                {
+                    continue;
+                }
                 runs.delete(&run)?;
+                let mut job_keys = Vec::new();
+                for entry in jobs.range(jlo.as_str()..jhi.as_str())? {
+                    let (key, _) = entry?;
+                    job_keys.push(key.value().to_string());
+                }
+                for key in &job_keys {
+                    jobs.remove(key.as_str())?;
+                }
+                let mut miss_keys = Vec::new();
+                for entry in deadlines.range((run_id.as_str(), "", "")..(hi.as_str(), "", ""))? {
+                    let (key, _) = entry?;
+                    let (_, task, kind) = key.value();
+                    miss_keys.push((task.to_string(), kind.to_string()));
+                }
+                for (task, kind) in &miss_keys {
+                    deadlines.remove((run_id.as_str(), task.as_str(), kind.as_str()))?;
+                }
                 let mut task_keys = Vec::new();
                 for entry in tasks.range((run_id.as_str(), "")..(hi.as_str(), ""))? {
                     let (key, _) = entry?;
@@ -982,6 +1044,87 @@ impl Store {
             txn.commit()?;
         }
         Ok(pruned)
+    }
+
+    // ---- hooks and deadlines --------------------------------------------------------------
+
+    /// Hook jobs not finished, in key order: to run (again, after a restart).
+    pub fn unfinished_hook_jobs(&self) -> Result<Vec<HookJob>, StoreError> {
+        let read = self.begin_read()?;
+        let index = read.open_table(HOOK_JOBS_UNFINISHED)?;
+        let jobs = read.open_table(HOOK_JOBS)?;
+        let mut out = Vec::new();
+        for entry in index.iter()? {
+            let (key, _) = entry?;
+            let key = key.value();
+            match jobs.get(key)? {
+                Some(v) => match decode::<HookJob>(v.value(), "hook_jobs", key) {
+                    Ok(job) => out.push(job),
+                    Err(e) => tracing::error!(job = key, "hook job not run: {e}"),
+                },
+                None => {
+                    return Err(DbError::Inconsistent(format!(
+                        "unfinished hook index refers to missing job {key}"
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The hook job with this key.
+    pub fn hook_job(&self, key: &str) -> Result<Option<HookJob>, StoreError> {
+        let read = self.begin_read()?;
+        let jobs = read.open_table(HOOK_JOBS)?;
+        jobs.get(key)?
+            .map(|v| decode::<HookJob>(v.value(), "hook_jobs", key))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Mark a hook job finished, durably: it never runs again. Unknown or finished: no-op.
+    pub fn finish_hook_job(&self, key: &str, now_ms: UnixMillis) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        {
+            let mut jobs = txn.open_table(HOOK_JOBS)?;
+            let mut unfinished = txn.open_table(HOOK_JOBS_UNFINISHED)?;
+            let job = jobs
+                .get(key)?
+                .map(|v| decode::<HookJob>(v.value(), "hook_jobs", key))
+                .transpose()?;
+            if let Some(mut job) = job
+                && job.finished_ms.is_none()
+            {
+                job.finished_ms = Some(now_ms);
+                let bytes = encode(&job)?;
+                jobs.insert(key, bytes.as_slice())?;
+            }
+            unfinished.remove(key)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The deadline misses committed for a run: (task, kind), `None` for the run's own.
+    pub fn deadline_misses(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(Option<String>, DeadlineKind)>, StoreError> {
+        let read = self.begin_read()?;
+        let table = read.open_table(DEADLINE_MISSES)?;
+        let hi = successor(run_id);
+        let mut out = Vec::new();
+        for entry in table.range((run_id, "", "")..(hi.as_str(), "", ""))? {
+            let (key, _) = entry?;
+            let (_, task, kind) = key.value();
+            let kind = match kind {
+                "max_start_delay" => DeadlineKind::Start,
+                _ => DeadlineKind::Finish,
+            };
+            out.push(((!task.is_empty()).then(|| task.to_string()), kind));
+        }
+        Ok(out)
     }
 
     // ---- agent meta ------------------------------------------------------------------------

@@ -68,9 +68,28 @@ pub(crate) const OUTBOX: TableDefinition<u64, (&str, &[u8])> = TableDefinition::
 pub(crate) const OUTBOX_RUN_REFS: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("outbox_run_refs");
 
+/// `hook_jobs`: `key -> cbor HookJob` (`outpost_agent_core::hooks`): one per event that has
+/// hooks, written in the transaction of that event, only when its key is absent (added by
+/// migration 3). The key starts with the run id and `\u{1f}`.
+pub(crate) const HOOK_JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("hook_jobs");
+
+/// `hook_jobs_unfinished`: `key -> ()` for every hook job not finished: what runs (again) after a
+/// restart (added by migration 3).
+pub(crate) const HOOK_JOBS_UNFINISHED: TableDefinition<&str, ()> =
+    TableDefinition::new("hook_jobs_unfinished");
+
+/// `deadline_misses`: `(run_id, task id or "", kind) -> detected_ms` for every deadline miss
+/// committed, so that a restarted agent never reports one twice (added by migration 3).
+pub(crate) const DEADLINE_MISSES: TableDefinition<(&str, &str, &str), i64> =
+    TableDefinition::new("deadline_misses");
+
 /// The migration list; `MIGRATIONS.list[i]` upgrades version `i` to `i + 1`.
 pub(crate) const MIGRATIONS: Migrations<'static, StoreError> = Migrations {
-    list: &[migrate_v1_initial, migrate_v2_unfinished_index],
+    list: &[
+        migrate_v1_initial,
+        migrate_v2_unfinished_index,
+        migrate_v3_hooks_and_deadlines,
+    ],
     program: "agent",
 };
 
@@ -112,5 +131,13 @@ fn migrate_v2_unfinished_index(txn: &WriteTransaction) -> Result<(), StoreError>
             unfinished.insert(key.value(), ())?;
         }
     }
+    Ok(())
+}
+
+/// v2 -> v3: add the hook job and deadline miss tables (empty).
+fn migrate_v3_hooks_and_deadlines(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(HOOK_JOBS)?;
+    txn.open_table(HOOK_JOBS_UNFINISHED)?;
+    txn.open_table(DEADLINE_MISSES)?;
     Ok(())
 }

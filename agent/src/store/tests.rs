@@ -144,6 +144,7 @@ fn commit_survives_reopen() {
                 last_fired: vec![("wf".into(), 100)],
                 paused: vec![("wf".into(), true)],
                 workflow_puts: vec![version("wf", 1, "h1")],
+                hook_jobs: vec![],
                 meta_puts: vec![("deploy/wf".into(), vec![1, 2, 3])],
             })
             .unwrap();

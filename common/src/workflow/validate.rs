@@ -10,7 +10,8 @@ use super::node::{Node, Pos, Value};
 use super::{Diagnostic, ValidateOptions};
 use crate::duration::parse_duration;
 use crate::model::{
-    Backoff, Catchup, Exec, Limits, Overlap, RetryPolicy, Task, TriggerRule, Workflow,
+    Backoff, Catchup, DEFAULT_HOOK_TIMEOUT, Exec, Hook, HookEvent, Hooks, Limits, Overlap,
+    RetryPolicy, Task, TriggerRule, Workflow,
 };
 use crate::params::{ParamRule, ParamType};
 use crate::schedule::Schedule;
@@ -30,6 +31,9 @@ const TOP_KEYS: &[&str] = &[
     "target",
     "defaults",
     "tasks",
+    "deadline",
+    "max_start_delay",
+    "hooks",
 ];
 
 const TASK_KEYS: &[&str] = &[
@@ -50,7 +54,15 @@ const TASK_KEYS: &[&str] = &[
     "idempotent",
     "resources",
     "limits",
+    "deadline",
+    "max_start_delay",
+    "hooks",
 ];
+
+const HOOK_KEYS: &[&str] = &["on_failure", "on_retry", "on_success", "on_deadline_miss"];
+const HOOK_EXEC_KEYS: &[&str] = &["command", "script", "shell", "timeout"];
+/// Longest a hook may be given (`timeout`).
+const MAX_HOOK_DAYS: u64 = 1;
 
 const EXEC_KEYS: &[&str] = &["command", "script", "depends_on"];
 const LIMIT_KEYS: &[&str] = &["memory", "cpu"];
@@ -96,6 +108,9 @@ struct Partial {
     resources: BTreeMap<String, u32>,
     memory: Option<u64>,
     cpu: Option<f64>,
+    deadline: Option<Duration>,
+    max_start_delay: Option<Duration>,
+    hooks: Hooks,
     /// Where `command` / `script` keys were written (valid or not).
     command_key: Option<Pos>,
     script_key: Option<Pos>,
@@ -450,6 +465,9 @@ impl V<'_> {
                 "idempotent" => p.idempotent = self.bool(v, &f),
                 "resources" => p.resources = self.resources(v, &f),
                 "limits" => self.limits(v, &f, &mut p),
+                "deadline" => p.deadline = self.duration(v, &f, false, 366),
+                "max_start_delay" => p.max_start_delay = self.duration(v, &f, false, 366),
+                "hooks" => p.hooks = self.hooks(v, &f),
                 _ => self.unknown_key(kpos, &f, &key, TASK_KEYS),
             }
         }
@@ -497,6 +515,132 @@ impl V<'_> {
             ok = false;
         }
         ok.then_some(argv)
+    }
+
+    /// `hooks:` a map of [`HOOK_KEYS`], each a command in the form a task declares its own
+    /// (`command` argv or `script` with an optional `shell`) and an optional `timeout`.
+    fn hooks(&mut self, node: &Node, field: &str) -> Hooks {
+        let mut hooks = Hooks::default();
+        for (key, kpos, v) in self.map_entries(node, field, "key").unwrap_or_default() {
+            let f = join_dot(field, &key);
+            let event = match key.as_str() {
+                "on_failure" => HookEvent::Failure,
+                "on_retry" => HookEvent::Retry,
+                "on_success" => HookEvent::Success,
+                "on_deadline_miss" => HookEvent::DeadlineMiss,
+                _ => {
+                    self.unknown_key(kpos, &f, &key, HOOK_KEYS);
+                    continue;
+                }
+            };
+            if matches!(v.value, Value::Null) {
+                continue;
+            }
+            if let Some(hook) = self.hook(v, kpos, &f) {
+                hooks.set(event, hook);
+            }
+        }
+        hooks
+    }
+
+    fn hook(&mut self, node: &Node, kpos: Pos, field: &str) -> Option<Hook> {
+        let entries = self.map_entries(node, field, "key")?;
+        let mut command: Option<Vec<(Pos, String)>> = None;
+        let mut script: Option<(Pos, String)> = None;
+        let mut shell: Option<(Pos, String)> = None;
+        let mut timeout = DEFAULT_HOOK_TIMEOUT;
+        let mut written = false;
+        let mut ok = true;
+        for (key, kpos, v) in entries {
+            let f = join_dot(field, &key);
+            match key.as_str() {
+                "command" => {
+                    written = true;
+                    command = self.command(v, &f);
+                    ok &= command.is_some();
+                }
+                "script" => {
+                    written = true;
+                    match self.string(v, &f) {
+                        Some(s) if s.trim().is_empty() => {
+                            self.err(v.pos, &f, "script must not be empty");
+                            ok = false;
+                        }
+                        Some(s) => script = Some((v.pos, s)),
+                        None => ok = false,
+                    }
+                }
+                "shell" => {
+                    shell = self.non_empty_string(v, &f).map(|s| (kpos, s));
+                    ok &= shell.is_some();
+                }
+                "timeout" => match self.duration(v, &f, false, MAX_HOOK_DAYS) {
+                    Some(d) => timeout = d,
+                    None => ok = false,
+                },
+                _ => {
+                    self.unknown_key(kpos, &f, &key, HOOK_EXEC_KEYS);
+                    ok = false;
+                }
+            }
+        }
+        // Values reach a hook in `OUTPOST_*` variables only: a placeholder would be text.
+        let texts = command
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, (p, a))| (*p, format!("{field}.command[{i}]"), a.as_str()))
+            .chain(
+                script
+                    .iter()
+                    .map(|(p, s)| (*p, format!("{field}.script"), s.as_str())),
+            );
+        let mut bad: Vec<(Pos, String)> = Vec::new();
+        for (pos, f, text) in texts {
+            if template::placeholders(text).is_ok_and(|p| !p.is_empty()) || text.contains("{{") {
+                bad.push((pos, f));
+            }
+        }
+        for (pos, f) in bad {
+            self.err(pos, &f, "placeholders are not expanded in hooks: read the event from the OUTPOST_* environment variables (docs/workflows.md)");
+            ok = false;
+        }
+        let exec = match (command, script) {
+            (Some(_), Some((pos, _))) => {
+                self.err(
+                    pos,
+                    field,
+                    "set exactly one of `command` or `script`, not both",
+                );
+                return None;
+            }
+            (Some(argv), None) => {
+                if let Some((pos, _)) = shell {
+                    self.err(
+                        pos,
+                        &join_dot(field, "shell"),
+                        "`shell` applies only to `script`, not to `command`",
+                    );
+                    return None;
+                }
+                Exec::Command(argv.into_iter().map(|(_, a)| a).collect())
+            }
+            (None, Some((_, script))) => Exec::Script {
+                script,
+                shell: shell.map(|(_, s)| s),
+            },
+            (None, None) => {
+                if !written {
+                    self.err(
+                        kpos,
+                        field,
+                        "a hook needs `command` (an argv list) or `script`",
+                    );
+                }
+                return None;
+            }
+        };
+        ok.then_some(Hook { exec, timeout })
     }
 
     fn depends_on(&mut self, node: &Node, field: &str) -> Option<Vec<(Pos, String)>> {
@@ -719,6 +863,9 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
     let mut defaults = Partial::default();
     let mut tasks_node: Option<(Pos, &Node)> = None;
     let mut name_seen = false;
+    let mut deadline = None;
+    let mut max_start_delay = None;
+    let mut hooks = Hooks::default();
 
     for (key, kpos, node) in entries {
         let f = key.as_str();
@@ -826,6 +973,9 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
             }
             "defaults" => defaults = v.task_partial(node, f, true),
             "tasks" => tasks_node = Some((kpos, node)),
+            "deadline" => deadline = v.duration(node, f, false, 366),
+            "max_start_delay" => max_start_delay = v.duration(node, f, false, 366),
+            "hooks" => hooks = v.hooks(node, f),
             _ => v.unknown_key(kpos, f, &key, TOP_KEYS),
         }
     }
@@ -911,6 +1061,9 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
         env,
         target,
         tasks: ordered,
+        deadline,
+        max_start_delay,
+        hooks,
         content_hash: blake3::hash(source.as_bytes()).to_hex().to_string(),
     })
 }
@@ -1511,5 +1664,27 @@ fn finish_task(
             memory: p.memory.or(defaults.memory),
             cpu: p.cpu.or(defaults.cpu),
         },
+        deadline: p.deadline.or(defaults.deadline),
+        max_start_delay: p.max_start_delay.or(defaults.max_start_delay),
+        hooks: merge_hooks(&p.hooks, &defaults.hooks),
     })
+}
+
+/// A task's hooks: its own, else those of `defaults`, event by event.
+fn merge_hooks(own: &Hooks, defaults: &Hooks) -> Hooks {
+    Hooks {
+        on_failure: own
+            .on_failure
+            .clone()
+            .or_else(|| defaults.on_failure.clone()),
+        on_retry: own.on_retry.clone().or_else(|| defaults.on_retry.clone()),
+        on_success: own
+            .on_success
+            .clone()
+            .or_else(|| defaults.on_success.clone()),
+        on_deadline_miss: own
+            .on_deadline_miss
+            .clone()
+            .or_else(|| defaults.on_deadline_miss.clone()),
+    }
 }
