@@ -303,7 +303,7 @@ mod tests {
             assert_eq!(decode_hub_msg(&bytes), Ok(Some(m)));
         }
         // Indices reserved for other messages stay unknown until they exist.
-        assert_eq!(decode_agent_msg(&[0x82, 0x07, 0x80]), Ok(None));
+        assert_eq!(decode_agent_msg(&[0x82, 0x08, 0x80]), Ok(None));
         assert_eq!(decode_hub_msg(&[0x82, 0x0d, 0x80]), Ok(None));
     }
 
