@@ -658,3 +658,46 @@ fn the_documented_channel_config_parses() {
         ["webhook", "slack", "teams", "email", "alertmanager"]
     );
 }
+
+/// The worked example of docs/operations.md ("Alerts": two pools, two channels) is what the hub
+/// accepts, and its rules route as the text says.
+#[test]
+fn the_documented_routing_example_parses() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
+    )
+    .unwrap();
+    let at = doc
+        .find("**A worked example: two pools, two channels.**")
+        .expect("the example");
+    let block = &doc[at..];
+    let start = block.find("```toml\n").expect("its toml block") + "```toml\n".len();
+    let end = start + block[start..].find("```").unwrap();
+    let cfg = HubConfig::parse(&block[start..end], Path::new("/etc/outpost/hub.toml")).unwrap();
+    let channels: Vec<&str> = cfg.channels.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(channels, ["maintenance", "quality"]);
+    let route: Vec<(String, Vec<String>, Vec<String>)> = cfg
+        .rules
+        .iter()
+        .map(|r| (r.name.clone(), r.pools.clone(), r.channels.clone()))
+        .collect();
+    assert_eq!(route.len(), 5);
+    for (name, pools, channels) in &route {
+        if name.starts_with("line-a") {
+            assert_eq!(
+                (pools.as_slice(), channels.as_slice()),
+                (
+                    &["line-a".to_string()][..],
+                    &["maintenance".to_string()][..]
+                )
+            );
+        } else if name.starts_with("line-b") {
+            assert_eq!(
+                (pools.as_slice(), channels.as_slice()),
+                (&["line-b".to_string()][..], &["quality".to_string()][..])
+            );
+        } else {
+            assert_eq!(channels.len(), 2, "{name}");
+        }
+    }
+}

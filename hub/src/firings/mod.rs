@@ -136,12 +136,13 @@ impl FiringWatcher {
                         })
                 };
                 let old = states.remove(&key);
-                let reported = match watch::needed_span(old.as_ref(), now_ms, &cfg) {
-                    Some((start, end)) if expected.is_some() => {
+                let span = watch::needed_span(old.as_ref(), expected.as_ref(), now_ms, &cfg);
+                let reported = match span {
+                    Some((start, end)) => {
                         hub.store()
                             .reported_firings(&agent.id, &a.workflow, start, end)?
                     }
-                    _ => watch::Reported::default(),
+                    None => watch::Reported::default(),
                 };
                 let (new, changes) =
                     watch::step(old.clone(), expected, &reported, link, now_ms, &cfg);

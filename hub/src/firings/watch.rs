@@ -134,19 +134,33 @@ pub enum Change {
     Reported { scheduled_ms: UnixMillis },
 }
 
-/// The span of scheduled instants [`step`] needs [`Reported`] for: from the oldest open firing
-/// (or the first unchecked instant) to `now - grace`. `None`: nothing to look at.
+/// The span of scheduled instants [`step`] needs [`Reported`] for: from the oldest unknown
+/// firing (or the first unchecked instant) to `now - grace`. `None`: nothing to look up (no
+/// instant came due since the last step and nothing is unknown; a missed firing is final).
 pub fn needed_span(
     state: Option<&WatchState>,
+    expected: Option<&Expected<'_>>,
     now_ms: UnixMillis,
     cfg: &WatchConfig,
 ) -> Option<(UnixMillis, UnixMillis)> {
     let end = now_ms - cfg.grace_ms;
-    let state = state?;
-    let start = state
+    let (state, expected) = (state?, expected?);
+    let unknown = state
         .open
-        .first()
-        .map_or(state.checked_until_ms + 1, |o| o.scheduled_ms)
+        .iter()
+        .find(|o| o.status == FiringStatus::Unknown)
+        .map(|o| o.scheduled_ms);
+    let after = DateTime::from_timestamp_millis(state.checked_until_ms.max(now_ms - cfg.keep_ms))
+        .unwrap_or_default();
+    let due = expected
+        .schedule
+        .next_after(after, expected.tz)
+        .is_some_and(|t| t.timestamp_millis() <= end);
+    if !due && unknown.is_none() {
+        return None;
+    }
+    let start = unknown
+        .unwrap_or(state.checked_until_ms + 1)
         .min(state.checked_until_ms + 1)
         .max(now_ms - cfg.keep_ms);
     (start <= end).then_some((start, end))
@@ -460,23 +474,37 @@ mod tests {
         assert!(st.open.iter().all(|o| o.scheduled_ms >= T0 + 140 * MIN));
     }
 
-    /// The span to load reports for covers the oldest open firing and the new instants.
+    /// The span to load reports for covers the oldest unknown firing and the new instants; with
+    /// nothing due and nothing unknown there is nothing to load (missed firings are final).
     #[test]
-    fn needed_span_covers_open_and_new() {
-        let st = WatchState {
+    fn needed_span_covers_unknown_and_new() {
+        let s = every_minute();
+        let open = |status| WatchState {
             checked_until_ms: T0,
             open: vec![OpenFiring {
                 scheduled_ms: T0 - 10 * MIN,
-                status: FiringStatus::Unknown,
+                status,
                 version: 1,
                 since_ms: T0,
             }],
             overflow: 0,
         };
+        let e = exp(&s);
+        let unknown = open(FiringStatus::Unknown);
         assert_eq!(
-            needed_span(Some(&st), T0 + 5 * MIN, &cfg()),
+            needed_span(Some(&unknown), e.as_ref(), T0 + 5 * MIN, &cfg()),
             Some((T0 - 10 * MIN, T0 + 3 * MIN))
         );
-        assert_eq!(needed_span(None, T0, &cfg()), None);
+        let missed = open(FiringStatus::Missed);
+        assert_eq!(
+            needed_span(Some(&missed), e.as_ref(), T0 + 5 * MIN, &cfg()),
+            Some((T0 + 1, T0 + 3 * MIN))
+        );
+        assert_eq!(
+            needed_span(Some(&missed), e.as_ref(), T0 + MIN, &cfg()),
+            None,
+            "nothing due before T0 + grace"
+        );
+        assert_eq!(needed_span(None, e.as_ref(), T0, &cfg()), None);
     }
 }
