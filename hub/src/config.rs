@@ -47,6 +47,7 @@ struct Raw {
     server_cert_lifetime: Option<String>,
     cert_warning_lead: Option<String>,
     firing_grace: Option<String>,
+    alert_delayed_after: Option<String>,
     #[serde(default)]
     tls: RawTls,
     #[serde(default)]
@@ -164,11 +165,17 @@ pub struct HubConfig {
     /// counts as missed (and how long an agent must be connected before its cut-off firings
     /// are judged).
     pub firing_grace: Duration,
+    /// An agent's event that reaches the hub more than this after it happened (the site was
+    /// cut off) is marked delayed in notifications.
+    pub alert_delayed_after: Duration,
     /// `[[channel]]`: where alert notifications go, in configuration order.
     pub channels: Vec<crate::channels::config::ChannelConfig>,
     /// `[[rule]]`: alert rules.
     pub rules: Vec<outpost_alerts::Rule>,
 }
+
+/// Default delay after which an agent's event is marked delayed in notifications.
+pub const DEFAULT_ALERT_DELAYED_AFTER: Duration = Duration::from_secs(120);
 
 /// Default grace period of missed-firing detection.
 pub const DEFAULT_FIRING_GRACE: Duration = Duration::from_secs(120);
@@ -325,6 +332,11 @@ impl HubConfig {
                 dur(raw.firing_grace, DEFAULT_FIRING_GRACE, "firing_grace")?,
                 "firing_grace",
             )?,
+            alert_delayed_after: dur(
+                raw.alert_delayed_after,
+                DEFAULT_ALERT_DELAYED_AFTER,
+                "alert_delayed_after",
+            )?,
             channels,
             rules: crate::alerts::config::parse_rules(raw.rule).map_err(invalid)?,
             hub_name,
@@ -415,6 +427,7 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         release_key: None,
         director_ttl: DEFAULT_DIRECTOR_TTL,
         firing_grace: DEFAULT_FIRING_GRACE,
+        alert_delayed_after: DEFAULT_ALERT_DELAYED_AFTER,
         channels: Vec::new(),
         rules: Vec::new(),
     }

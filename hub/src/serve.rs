@@ -80,7 +80,11 @@ pub async fn run(
         std::sync::Arc::new(crate::alerts::AlertSetup {
             rules: config.rules.clone(),
             channels,
-            settings: outpost_alerts::Settings::default(),
+            settings: outpost_alerts::Settings {
+                delayed_after_ms: i64::try_from(config.alert_delayed_after.as_millis())
+                    .unwrap_or(i64::MAX),
+                ..Default::default()
+            },
             started_ms: crate::hub::now_ms(),
         })
     };
