@@ -4,7 +4,9 @@
 //!
 //! Types: the shared records (`outpost_common::record`, `trust::SignedRoot` as the agent stores
 //! its trusted root metadata, `trust::WorkflowTrustState`), the agent store's
-//! (`outpost_agent::store`, `outpost_agent::identity`) and the hub store's (`outpost_hub::store`).
+//! (`outpost_agent::store`, `outpost_agent::identity`, hook jobs), the hub store's
+//! (`outpost_hub::store`, the firing watch) and the alert pipeline's (`outpost_alerts`: inputs,
+//! notifications, silences, the evaluator's state).
 //!
 //! Properties besides "never panics": a record that decodes re-encodes to bytes that decode to
 //! the same encoding.
@@ -53,7 +55,25 @@ const TYPES: &[Check] = &[
     check::<outpost_hub::store::RolloutAssign>,
     check::<outpost_hub::store::RolloutEvent>,
     check::<outpost_hub::store::OperatorRecord>,
+    check::<outpost_common::record::DeadlineMiss>,
+    check::<outpost_agent_core::hooks::HookJob>,
+    check::<outpost_alerts::Input>,
+    check::<outpost_alerts::Notification>,
+    check::<outpost_alerts::Silence>,
+    check::<outpost_hub::store::DeliveryRecord>,
+    check::<outpost_hub::firings::watch::WatchState>,
+    evaluator_state,
 ];
+
+/// The alert evaluator's stored state, as the hub's alert driver reads it: an error, or a state
+/// that encodes again.
+fn evaluator_state(bytes: &[u8]) {
+    if let Ok(ev) =
+        outpost_alerts::Evaluator::decode(Vec::new(), outpost_alerts::Settings::default(), bytes)
+    {
+        let _ = ev.encode();
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, bytes)) = data.split_first() else {
