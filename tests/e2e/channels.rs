@@ -12,9 +12,10 @@ use outpost_tests::{Hub, Scratch, free_port, repo_root, stderr, stdout, wait_for
 
 /// A webhook receiver (Python's standard library only): verifies `X-Outpost-Signature` with
 /// the shared secret (with `verified`, the function docs/operations.md gives receivers), writes
-/// each request to OUT/<n>.json, answers 500 under /fail, else 200.
+/// each request to OUT/<n>.json, answers 500 under /fail, takes 4 s to answer under /slow,
+/// else answers 200 at once.
 const RECEIVER: &str = r#"
-import http.server, json, os, sys
+import http.server, json, os, sys, time
 port, out, secret = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
@@ -26,6 +27,8 @@ class H(http.server.BaseHTTPRequestHandler):
         with open(os.path.join(out, "%d.tmp" % n), "w") as f:
             json.dump(rec, f)
         os.rename(os.path.join(out, "%d.tmp" % n), os.path.join(out, "%d.json" % n))
+        if self.path.startswith("/slow"):
+            time.sleep(4)
         code = 500 if self.path.startswith("/fail") else 200
         self.send_response(code)
         self.send_header("Content-Length", "2")
@@ -38,10 +41,11 @@ print("READY", flush=True)
 srv.serve_forever()
 "#;
 
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
     out: PathBuf,
-    base: String,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
 }
 
 impl Drop for Receiver {
@@ -65,7 +69,7 @@ fn documented_check() -> String {
 }
 
 impl Receiver {
-    fn start(dir: &Path, secret: &str) -> Receiver {
+    pub(crate) fn start(dir: &Path, secret: &str) -> Receiver {
         let script = dir.join("receiver.py");
         std::fs::write(&script, format!("{}\n{RECEIVER}", documented_check())).unwrap();
         let out = dir.join("received");
@@ -94,7 +98,7 @@ impl Receiver {
     }
 
     /// Request number `i` as the receiver recorded it.
-    fn request(&self, i: usize) -> serde_json::Value {
+    pub(crate) fn request(&self, i: usize) -> serde_json::Value {
         let p = self.out.join(format!("{i}.json"));
         wait_for(Duration::from_secs(10), "the receiver's record", || {
             std::fs::read_to_string(&p).ok()
@@ -103,7 +107,7 @@ impl Receiver {
         .unwrap()
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         std::fs::read_dir(&self.out)
             .unwrap()
             .filter(|e| {
