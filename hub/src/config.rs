@@ -50,6 +50,14 @@ struct Raw {
     tls: RawTls,
     #[serde(default)]
     keys: RawKeys,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    per_agent_limit: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +161,9 @@ pub struct HubConfig {
     pub release_key: Option<PathBuf>,
     /// How long a director snapshot stays fresh (agents report themselves stale after it).
     pub director_ttl: Duration,
+    /// `[metrics] per_agent_limit`: agents with their own `/metrics` series (in id order; the
+    /// others are counted in `outpost_agents_unlisted`).
+    pub metrics_per_agent_limit: usize,
 }
 
 /// Default lifetime of a director snapshot: an agent that has not heard the director for a day
@@ -302,6 +313,10 @@ impl HubConfig {
                 .unwrap_or_else(|| default_director_key(&data_dir)),
             release_key: raw.keys.release_key.map(|p| data_dir.join(p)),
             director_ttl: dur(raw.director_ttl, DEFAULT_DIRECTOR_TTL, "director_ttl")?,
+            metrics_per_agent_limit: raw
+                .metrics
+                .per_agent_limit
+                .unwrap_or(crate::metrics::DEFAULT_PER_AGENT_LIMIT),
             hub_name,
             data_dir,
         })
@@ -389,6 +404,7 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         director_key: default_director_key(data_dir),
         release_key: None,
         director_ttl: DEFAULT_DIRECTOR_TTL,
+        metrics_per_agent_limit: crate::metrics::DEFAULT_PER_AGENT_LIMIT,
     }
 }
 

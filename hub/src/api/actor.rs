@@ -94,7 +94,9 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             | "/v1/releases/{name}"
             | "/v1/root"
             | "/v1/certificates"
-            | "/v1/whoami",
+            | "/v1/whoami"
+            // Prometheus scrapes with a viewer's credential (docs/operations.md, Metrics).
+            | "/metrics",
         ) => Role::Viewer,
         ("GET", "/v1/runs/{id}/logs/{task}") => Role::Operator,
         (
@@ -143,6 +145,7 @@ mod tests {
         let post = Method::POST;
         assert_eq!(required_role(&get, "/v1/workflows"), Role::Viewer);
         assert_eq!(required_role(&get, "/v1/audit"), Role::Viewer);
+        assert_eq!(required_role(&get, "/metrics"), Role::Viewer);
         assert_eq!(
             required_role(&get, "/v1/runs/{id}/logs/{task}"),
             Role::Operator

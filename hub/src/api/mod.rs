@@ -17,6 +17,7 @@ mod agents;
 mod audit;
 mod certificates;
 mod error;
+mod metrics;
 mod operators;
 mod pools;
 mod releases;
@@ -77,6 +78,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .merge(audit::routes())
         .merge(operators::routes())
         .merge(certificates::routes())
+        .merge(metrics::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))

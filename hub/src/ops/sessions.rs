@@ -82,7 +82,12 @@ impl Hub {
         let before = self.store().committed_seq(agent_id)?;
         let seq = self.store().ingest(agent_id, entries)?;
         self.rollout_wake.notify_one();
-        for e in entries.iter().filter(|e| e.seq > before && e.seq <= seq) {
+        let fresh: Vec<&OutboxEntry> = entries
+            .iter()
+            .filter(|e| e.seq > before && e.seq <= seq)
+            .collect();
+        self.count_ingested(agent_id, &fresh);
+        for e in fresh {
             let kind = match &e.event {
                 StatusEvent::Run(r) if r.state.is_terminal() => EventKind::RunFinished {
                     agent: agent_id.to_string(),

@@ -1,0 +1,24 @@
+//! `/metrics`: the hub's Prometheus metrics (OpenMetrics text, see [`crate::metrics`]). Like
+//! every route but `/v1/health`, it needs an operator credential: a viewer's, which Prometheus
+//! sends as a bearer token (`authorization: {credentials_file: ...}` in its scrape config).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::{ApiResult, ApiState, St, blocking};
+
+/// The routes of this resource (merged into the one router, [`super::router`]).
+pub(super) fn routes() -> Router<Arc<ApiState>> {
+    Router::new().route("/metrics", get(scrape))
+}
+
+async fn scrape(State(st): St) -> ApiResult<Response> {
+    let hub = st.hub.clone();
+    let text = blocking(move || hub.metrics_text()).await?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
