@@ -26,6 +26,7 @@ mod catalog;
 mod commit;
 mod control;
 pub(crate) mod deploy_gate;
+mod figures;
 mod processes;
 mod run_loop;
 mod runs;
@@ -95,6 +96,8 @@ pub enum Event {
         trust: outpost_common::trust::Trust,
         reset_counters: bool,
     },
+    /// The hub link asks for the agent's figures (its telemetry report to the hub).
+    Telemetry(oneshot::Sender<outpost_common::proto::AgentTelemetry>),
     /// A verified snapshot: the hub's signed time and the director view's freshness.
     HubFresh(outpost_agent_core::deploy::DirectorView),
     /// Workflows paused at the hub (level-triggered: the others are not).
@@ -191,6 +194,8 @@ pub struct Driver {
     retention_clock: outpost_agent_core::retention::RetentionClock,
     /// When free disk space was last read (monotonic).
     disk_checked: Option<Duration>,
+    /// Run starts since the last telemetry report (lateness).
+    starts: figures::StartFigures,
 }
 
 impl Driver {
@@ -241,6 +246,7 @@ impl Driver {
             defer_to: None,
             retention_clock,
             disk_checked: None,
+            starts: figures::StartFigures::default(),
         }
     }
 

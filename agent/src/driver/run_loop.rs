@@ -151,7 +151,10 @@ impl Driver {
                             self.commits.wait_for(gate, a);
                         }
                     }
-                    Action::Commit(events) => self.commits.pending().events.extend(events),
+                    Action::Commit(events) => {
+                        self.starts.note(&events);
+                        self.commits.pending().events.extend(events)
+                    }
                     Action::Flush => urgent = true,
                     other => {
                         urgent = true;
@@ -210,7 +213,10 @@ impl Driver {
     pub(super) fn carry_out(&mut self, acts: Vec<Action>) {
         for a in acts {
             match a {
-                Action::Commit(events) => self.commits.pending().events.extend(events),
+                Action::Commit(events) => {
+                    self.starts.note(&events);
+                    self.commits.pending().events.extend(events)
+                }
                 Action::Flush => {}
                 Action::Start {
                     run_id,
@@ -292,6 +298,9 @@ impl Driver {
                 {
                     tracing::warn!("engine: {e}");
                 }
+            }
+            Event::Telemetry(reply) => {
+                let _ = reply.send(self.telemetry());
             }
             Event::Control(req, reply) => {
                 let resp = self.control(req);
