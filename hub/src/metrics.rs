@@ -18,12 +18,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use outpost_common::record::{OutboxEntry, RunKind, RunRecord, StatusEvent, UnixMillis};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::firings::{FiringFinding, FiringStatus};
 use crate::store::AgentRecord;
@@ -33,6 +36,50 @@ pub const DEFAULT_PER_AGENT_LIMIT: usize = 500;
 
 /// The content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the classic Prometheus text format ([`classic_text`]).
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether a scraper's `Accept` header asks for OpenMetrics (Prometheus does); others
+/// (`curl`, `promtool check metrics`) get the classic text format.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics exposition as
+/// `prometheus-client` writes it: a counter family is named with its `_total` suffix (its
+/// samples already are), and the `# UNIT` and `# EOF` lines, which the classic format does not
+/// have, are left out. Samples are the same.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|r| r.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
 
 /// Buckets (seconds) of run durations: 1 s to about 4.5 h.
 const DURATION_BUCKETS: [f64; 12] = [
@@ -220,36 +267,52 @@ impl HubMetrics {
     pub fn render(&self, snap: &Snapshot) -> String {
         let unknown = self.note_findings(&snap.findings);
         let mut reg = Registry::with_prefix("outpost");
-        reg.register(
+        family(
+            &mut reg,
             "runs",
             "Runs that reached a terminal state, by workflow, pool and state",
+            None,
+            MetricType::Counter,
             self.runs.clone(),
         );
-        reg.register_with_unit(
+        family(
+            &mut reg,
             "run_duration",
             "Duration of finished runs (end minus start)",
-            Unit::Seconds,
+            Some(Unit::Seconds),
+            MetricType::Histogram,
             self.run_duration.clone(),
         );
-        reg.register_with_unit(
+        family(
+            &mut reg,
             "run_start_lateness",
             "Start lateness of finished scheduled runs (actual start minus scheduled instant)",
-            Unit::Seconds,
+            Some(Unit::Seconds),
+            MetricType::Histogram,
             self.start_lateness.clone(),
         );
-        reg.register(
+        family(
+            &mut reg,
             "ingest_events",
             "Outbox entries committed at ingest, by kind",
+            None,
+            MetricType::Counter,
             self.ingest_events.clone(),
         );
-        reg.register(
+        family(
+            &mut reg,
             "agent_missed_firings",
             "Firings agents reported they did not run (agent stopped, catch-up policy, overlap)",
+            None,
+            MetricType::Counter,
             self.agent_missed_firings.clone(),
         );
-        reg.register(
+        family(
+            &mut reg,
             "alert_deliveries",
             "Alert notification deliveries, by channel and outcome (ok, failed)",
+            None,
+            MetricType::Counter,
             self.deliveries.clone(),
         );
         reg.register(
@@ -328,6 +391,45 @@ pub fn phase_name(phase: &outpost_rollout::Phase) -> &'static str {
         Phase::Succeeded => "succeeded",
         Phase::RolledBack { .. } => "rolled_back",
         Phase::Aborted => "aborted",
+    }
+}
+
+/// A family that has no series yet still shows its HELP and TYPE: every metric the hub has
+/// is in every scrape (dashboards and alert rules find the names), its series when it has some.
+#[derive(Debug)]
+struct Declared {
+    name: String,
+    help: String,
+    unit: Option<Unit>,
+    kind: MetricType,
+}
+
+impl Collector for Declared {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_descriptor(&self.name, &self.help, self.unit.as_ref(), self.kind)?;
+        Ok(())
+    }
+}
+
+/// Register `fam` (or, while it has no series, its descriptor).
+fn family(
+    reg: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    kind: MetricType,
+    fam: impl Metric,
+) {
+    match (fam.is_empty(), unit) {
+        (true, unit) => reg.register_collector(Box::new(Declared {
+            name: name.to_string(),
+            // As `Registry::register` writes help texts.
+            help: format!("{help}."),
+            unit,
+            kind,
+        })),
+        (false, Some(u)) => reg.register_with_unit(name, help, u, fam),
+        (false, None) => reg.register(name, help, fam),
     }
 }
 
@@ -441,70 +543,105 @@ impl Snapshot {
             "Outbox entries not yet acknowledged, summed over every agent's last report",
             fleet,
         );
-        reg.register_with_unit(
+        family(
+            reg,
             "agent_last_contact",
             "Seconds since the agent was last heard from (0 while connected)",
-            Unit::Seconds,
+            Some(Unit::Seconds),
+            MetricType::Gauge,
             last_contact,
         );
-        reg.register(
+        family(
+            reg,
             "agent_outbox_pending",
             "Agent outbox entries not yet acknowledged by the hub (last report)",
+            None,
+            MetricType::Gauge,
             pending,
         );
-        reg.register(
+        family(
+            reg,
             "agent_queue_depth",
             "Agent tasks ready and waiting for a slot (last report)",
+            None,
+            MetricType::Gauge,
             queue,
         );
-        reg.register(
+        family(
+            reg,
             "agent_running_tasks",
             "Agent task attempts running (last report)",
+            None,
+            MetricType::Gauge,
             running,
         );
-        reg.register_with_unit(
+        family(
+            reg,
             "agent_store",
             "Size of the agent's store file (last report)",
-            Unit::Bytes,
+            Some(Unit::Bytes),
+            MetricType::Gauge,
             store_bytes,
         );
-        reg.register_with_unit(
+        family(
+            reg,
             "agent_disk_free",
             "Free space of the file system holding the agent's store (last report)",
-            Unit::Bytes,
+            Some(Unit::Bytes),
+            MetricType::Gauge,
             disk_free,
         );
-        reg.register_with_unit(
+        family(
+            reg,
             "agent_disk_total",
             "Size of the file system holding the agent's store (last report)",
-            Unit::Bytes,
+            Some(Unit::Bytes),
+            MetricType::Gauge,
             disk_total,
         );
-        reg.register_with_unit(
+        family(
+            reg,
             "agent_clock_offset",
             "Agent clock minus hub clock (last measurement)",
-            Unit::Seconds,
+            Some(Unit::Seconds),
+            MetricType::Gauge,
             offset,
         );
-        reg.register_with_unit(
+        family(
+            reg,
             "agent_start_lateness_max",
             "Largest start lateness of the runs the agent started in its last report interval",
-            Unit::Seconds,
+            Some(Unit::Seconds),
+            MetricType::Gauge,
             lateness,
         );
-        reg.register_with_unit(
+        family(
+            reg,
             "agent_telemetry_age",
             "Seconds since the agent's last telemetry report arrived",
-            Unit::Seconds,
+            Some(Unit::Seconds),
+            MetricType::Gauge,
             telemetry_age,
         );
         let rollouts: Family<StateLabels, Gauge> = Family::default();
+        for s in ["active", "succeeded", "rolled_back", "aborted"] {
+            rollouts
+                .get_or_create(&StateLabels { state: s.into() })
+                .set(0);
+        }
         for (s, n) in &self.rollouts_by_state {
             rollouts
                 .get_or_create(&StateLabels { state: s.clone() })
                 .set(clamp_i64(*n));
         }
-        reg.register("rollouts", "Rollouts by state", rollouts);
+        family(
+            reg,
+            "rollouts",
+            "Rollouts by state",
+            None,
+            MetricType::Gauge,
+            rollouts,
+        );
         let step: Family<RolloutPhaseLabels, Gauge> = Family::default();
         let steps: Family<RolloutLabels, Gauge> = Family::default();
         for r in &self.active_rollouts {
@@ -523,14 +660,20 @@ impl Snapshot {
                 })
                 .set(clamp_i64(r.steps as u64));
         }
-        reg.register(
+        family(
+            reg,
             "rollout_step",
             "Current step of each active rollout (0 = canary), with its phase",
+            None,
+            MetricType::Gauge,
             step,
         );
-        reg.register(
+        family(
+            reg,
             "rollout_steps",
             "Steps of each active rollout, canary included",
+            None,
+            MetricType::Gauge,
             steps,
         );
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -17,8 +17,18 @@ pub(super) fn routes() -> Router<Arc<ApiState>> {
     Router::new().route("/metrics", get(scrape))
 }
 
-async fn scrape(State(st): St) -> ApiResult<Response> {
+/// OpenMetrics to a scraper that asks for it (Prometheus does), else the classic text format.
+async fn scrape(State(st): St, headers: HeaderMap) -> ApiResult<Response> {
     let hub = st.hub.clone();
     let text = blocking(move || hub.metrics_text()).await?;
-    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if crate::metrics::wants_openmetrics(accept) {
+        return Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response());
+    }
+    let classic = crate::metrics::classic_text(&text);
+    Ok((
+        [(header::CONTENT_TYPE, crate::metrics::CLASSIC_CONTENT_TYPE)],
+        classic,
+    )
+        .into_response())
 }

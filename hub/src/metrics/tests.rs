@@ -222,3 +222,59 @@ fn counts_between_scrapes_are_all_seen() {
         Some(3.0)
     );
 }
+
+#[test]
+fn the_classic_format_names_counters_with_total_and_drops_openmetrics_only_lines() {
+    let m = HubMetrics::default();
+    m.ingested("run");
+    let om = m.render(&Snapshot::default());
+    let c = classic_text(&om);
+    assert!(
+        c.contains("# HELP outpost_ingest_events_total Outbox entries"),
+        "{c}"
+    );
+    assert!(
+        c.contains("# TYPE outpost_ingest_events_total counter"),
+        "{c}"
+    );
+    assert!(
+        c.contains("outpost_ingest_events_total{kind=\"run\"} 1"),
+        "{c}"
+    );
+    assert!(
+        c.contains("# TYPE outpost_run_duration_seconds histogram"),
+        "{c}"
+    );
+    assert!(c.contains("# TYPE outpost_agents gauge"), "{c}");
+    assert!(!c.contains("# EOF") && !c.contains("# UNIT"), "{c}");
+    assert!(wants_openmetrics(Some(
+        "application/openmetrics-text;version=1.0.0;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )));
+    assert!(!wants_openmetrics(Some("*/*")));
+    assert!(!wants_openmetrics(None));
+}
+
+#[test]
+fn a_family_without_series_is_still_described() {
+    let t = HubMetrics::default().render(&Snapshot::default());
+    for d in [
+        "# TYPE outpost_alert_deliveries counter",
+        "# TYPE outpost_runs counter",
+        "# TYPE outpost_run_duration_seconds histogram",
+        "# UNIT outpost_run_duration_seconds seconds",
+        "# TYPE outpost_rollout_step gauge",
+        "# TYPE outpost_agent_outbox_pending gauge",
+        "# TYPE outpost_agent_missed_firings counter",
+    ] {
+        assert!(t.contains(d), "{d} in\n{t}");
+    }
+    assert_eq!(
+        sample(&t, r#"outpost_rollouts{state="rolled_back"}"#),
+        Some(0.0)
+    );
+    let c = classic_text(&t);
+    assert!(
+        c.contains("# TYPE outpost_alert_deliveries_total counter"),
+        "{c}"
+    );
+}
