@@ -58,6 +58,9 @@ struct Args {
     /// Skip phases: any of fanout, metrics, ingest, drain, agent, restart (comma-separated).
     #[arg(long, default_value = "")]
     skip: String,
+    /// The hub's `[metrics] per_agent_limit` (agents with their own /metrics series).
+    #[arg(long, default_value_t = 500)]
+    per_agent_limit: usize,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -168,7 +171,10 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "loadavg_start": outpost_tests::loadavg(),
     });
     let scratch = Scratch::new("hubbench")?;
-    let mut hub = Hub::start(scratch.path(), "")?;
+    let mut hub = Hub::start(
+        scratch.path(),
+        &format!("[metrics]\nper_agent_limit = {}\n", args.per_agent_limit),
+    )?;
     let pid = hub.child.as_ref().map(|c| c.id()).context("hub pid")?;
     eprintln!("hub pid {pid} on {} ({})", hub.quic_addr, hub.http_url);
     tokio::time::sleep(Duration::from_secs(1)).await;
