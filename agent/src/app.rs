@@ -35,7 +35,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    match dispatch(cli.command) {
+    match dispatch(cli.command, cli.log_format) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -44,7 +44,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+fn dispatch(cmd: Command, log_format: crate::cli::Output) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Validate { files, config } => validate(&files, config.as_deref()),
         Command::Schedule { file, from, count } => schedule(&file, from.as_deref(), count),
@@ -65,7 +65,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             config.as_deref(),
             quiet,
         ),
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config } => serve(&config, log_format),
         Command::Enroll {
             hub,
             token,
@@ -658,8 +658,8 @@ fn duration_between(start: Option<&str>, end: Option<&str>) -> String {
 
 // ----- serve -------------------------------------------------------------------------------------
 
-fn serve(config: &Path) -> anyhow::Result<ExitCode> {
-    crate::telemetry::init();
+fn serve(config: &Path, log_format: crate::cli::Output) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(log_format == crate::cli::Output::Json);
     let cfg = match AgentConfig::load(config) {
         Ok(c) => c,
         Err(e) => {

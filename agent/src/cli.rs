@@ -14,6 +14,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log format of `serve` on stderr: text, or JSON lines (one object per event).
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text, env = "OUTPOST_LOG_FORMAT")]
+    pub log_format: Output,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

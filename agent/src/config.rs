@@ -32,6 +32,14 @@ struct RawConfig {
     #[serde(default)]
     exec: RawExec,
     hub: Option<RawHub>,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    report_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,7 +116,13 @@ pub struct AgentConfig {
     /// `min_free_disk`: below this much free space on the state directory's file system no
     /// attempt starts (see [`crate::disk`]).
     pub min_free_disk: crate::disk::MinFree,
+    /// `[metrics] report_interval`: how often the agent sends its figures (telemetry) to the
+    /// hub over an open session (the hub's `/metrics` shows them).
+    pub metrics_report_interval: Duration,
 }
+
+/// Default `[metrics] report_interval`.
+pub const DEFAULT_METRICS_REPORT_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Default `[hub] keep_alive`: a killed and restarted hub is noticed within this interval plus a
 /// round trip; idle, it costs about two small packets per interval (docs/operations.md).
@@ -176,6 +190,7 @@ impl AgentConfig {
             hub_address: None,
             hub_keep_alive: DEFAULT_HUB_KEEP_ALIVE,
             min_free_disk: crate::disk::DEFAULT_MIN_FREE,
+            metrics_report_interval: DEFAULT_METRICS_REPORT_INTERVAL,
         }
     }
 
@@ -291,6 +306,16 @@ impl AgentConfig {
             cfg.hub_keep_alive = d;
         }
         cfg.hub_address = hub.address;
+        if let Some(d) = dur("metrics.report_interval", &raw.metrics.report_interval)? {
+            if d < Duration::from_secs(1) {
+                return Err(ConfigError::Value {
+                    path: path.to_string(),
+                    key: "metrics.report_interval",
+                    message: "must be at least 1s".into(),
+                });
+            }
+            cfg.metrics_report_interval = d;
+        }
         if let Some(m) = &raw.min_free_disk {
             cfg.min_free_disk =
                 crate::disk::MinFree::parse(m).ok_or_else(|| ConfigError::Value {

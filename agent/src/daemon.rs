@@ -89,7 +89,10 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
             let outbox = driver.outbox_watch();
             Some(tokio::spawn(crate::hub_link::run(
                 id,
-                cfg.hub_keep_alive,
+                crate::hub_link::LinkTimes {
+                    keep_alive: cfg.hub_keep_alive,
+                    report_every: cfg.metrics_report_interval,
+                },
                 driver.store.clone(),
                 tx.clone(),
                 outbox,

@@ -138,10 +138,19 @@ fn unspecified_for(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The hub link's periods.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkTimes {
+    /// `[hub] keep_alive`: keep-alive packets on an idle connection.
+    pub keep_alive: Duration,
+    /// `[metrics] report_interval`: the agent's telemetry reports.
+    pub report_every: Duration,
+}
+
 /// Run the session with the hub until `shutdown` flips; reconnect with backoff after failures.
 pub async fn run(
     id: Identity,
-    keep_alive: Duration,
+    times: LinkTimes,
     store: Arc<Store>,
     driver: mpsc::UnboundedSender<Event>,
     mut outbox: watch::Receiver<u64>,
@@ -170,7 +179,7 @@ pub async fn run(
         };
         match session(
             &id,
-            keep_alive,
+            times,
             &store,
             &driver,
             &mut outbox,
@@ -199,7 +208,10 @@ pub async fn run(
 /// One connection's life. `Ok(())` only on shutdown.
 async fn session(
     id: &Identity,
-    keep_alive: Duration,
+    LinkTimes {
+        keep_alive,
+        report_every,
+    }: LinkTimes,
     store: &Arc<Store>,
     driver: &mpsc::UnboundedSender<Event>,
     outbox: &mut watch::Receiver<u64>,
@@ -240,6 +252,7 @@ async fn session(
         window: 4,
         batch: proto::MAX_BATCH,
     });
+    sess.set_telemetry_interval(i64::try_from(report_every.as_millis()).unwrap_or(i64::MAX));
     tracing::info!(hub = %id.hub_address, agent = %id.agent_id, "connected to the hub");
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<AgentMsg>();
     // Certificate renewal: due at two thirds of the certificate's lifetime; the key of the
@@ -294,7 +307,17 @@ async fn session(
             .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
             .unwrap_or(Duration::MAX);
         let due_now = sess.is_welcomed() && renewing.is_none() && renew_due.is_some();
+        let local_ms = chrono::Utc::now().timestamp_millis();
+        let report_in = sess.telemetry_due(local_ms).map(|due| {
+            Duration::from_millis(u64::try_from(due.saturating_sub(local_ms)).unwrap_or(0))
+        });
         tokio::select! {
+            _ = tokio::time::sleep(report_in.unwrap_or(Duration::MAX)), if report_in.is_some() => {
+                let (tx, rx) = oneshot::channel();
+                driver.send(Event::Telemetry(tx)).map_err(|_| anyhow::anyhow!("the agent driver stopped"))?;
+                let t = rx.await.context("the agent driver stopped")?;
+                sess.send_telemetry(t, chrono::Utc::now().timestamp_millis());
+            }
             _ = tokio::time::sleep(until_due), if due_now => {
                 tracing::info!("the agent certificate is due for renewal (two thirds of its lifetime)");
                 request_renewal(&mut sess, &mut renewing)?;

@@ -1091,3 +1091,25 @@ fn a_version_whose_deploy_cannot_fit_a_frame_is_measured_above_the_limit() {
     let one = deploy_frame_len(&unreleased(1000), 0);
     assert!(deploy_frame_len(&unreleased(1000), 3) >= one + 3 * 64);
 }
+
+#[test]
+fn telemetry_is_due_at_welcome_then_every_interval_and_never_before_welcome() {
+    let mut s = AgentSession::new(cfg(0, 0, 4, 3));
+    s.set_telemetry_interval(10_000);
+    assert_eq!(s.telemetry_due(5), None, "not welcomed yet");
+    drain_tx(&mut s);
+    s.handle_hub(welcome(0), 100).unwrap();
+    assert_eq!(s.telemetry_due(100), Some(100), "the first report at once");
+    let t = outpost_common::proto::AgentTelemetry {
+        at_ms: 100,
+        outbox_pending: 3,
+        ..Default::default()
+    };
+    s.send_telemetry(t.clone(), 100);
+    assert_eq!(s.telemetry_due(200), Some(10_100));
+    let tx = drain_tx(&mut s);
+    assert!(tx.contains(&AgentMsg::Telemetry(t)), "{tx:?}");
+    let mut off = AgentSession::new(cfg(0, 0, 4, 3));
+    off.handle_hub(welcome(0), 100).unwrap();
+    assert_eq!(off.telemetry_due(100), None, "no interval: no reports");
+}

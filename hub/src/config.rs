@@ -58,6 +58,14 @@ struct Raw {
     /// `[[rule]]`: alert rules.
     #[serde(default)]
     rule: Vec<crate::alerts::config::RawRule>,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    per_agent_limit: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +180,9 @@ pub struct HubConfig {
     pub channels: Vec<crate::channels::config::ChannelConfig>,
     /// `[[rule]]`: alert rules.
     pub rules: Vec<outpost_alerts::Rule>,
+    /// `[metrics] per_agent_limit`: agents with their own `/metrics` series (in id order; the
+    /// others are counted in `outpost_agents_unlisted`).
+    pub metrics_per_agent_limit: usize,
 }
 
 /// Default delay after which an agent's event is marked delayed in notifications.
@@ -339,6 +350,10 @@ impl HubConfig {
             )?,
             channels,
             rules: crate::alerts::config::parse_rules(raw.rule).map_err(invalid)?,
+            metrics_per_agent_limit: raw
+                .metrics
+                .per_agent_limit
+                .unwrap_or(crate::metrics::DEFAULT_PER_AGENT_LIMIT),
             hub_name,
             data_dir,
         })
@@ -430,6 +445,7 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         alert_delayed_after: DEFAULT_ALERT_DELAYED_AFTER,
         channels: Vec::new(),
         rules: Vec::new(),
+        metrics_per_agent_limit: crate::metrics::DEFAULT_PER_AGENT_LIMIT,
     }
 }
 

@@ -185,6 +185,10 @@ pub struct Hub {
     pub(crate) alert_wake: tokio::sync::Notify,
     /// Wakes the alert delivery task (new notifications).
     pub(crate) delivery_wake: tokio::sync::Notify,
+    /// The counters and histograms of `/metrics` ([`crate::metrics`]).
+    metrics: crate::metrics::HubMetrics,
+    /// `[metrics] per_agent_limit`: agents with their own series.
+    pub(crate) metrics_per_agent_limit: usize,
 }
 
 impl std::fmt::Debug for Hub {
@@ -251,6 +255,8 @@ impl Hub {
             alert_lock: std::sync::Mutex::new(()),
             alert_wake: tokio::sync::Notify::new(),
             delivery_wake: tokio::sync::Notify::new(),
+            metrics: crate::metrics::HubMetrics::default(),
+            metrics_per_agent_limit: crate::metrics::DEFAULT_PER_AGENT_LIMIT,
         }))
     }
 
@@ -305,6 +311,7 @@ impl Hub {
             h.ca_roots = ca_roots;
             h.anchors = anchors;
             h.channels = Arc::new(channels);
+            h.metrics_per_agent_limit = config.metrics_per_agent_limit;
         }
         Ok((hub, conns))
     }
@@ -323,6 +330,12 @@ impl Hub {
     /// Signal a desired-state change (the operations do, after committing).
     pub(crate) fn notify_changed(&self) {
         self.changes.send_modify(|g| *g += 1);
+    }
+
+    /// The counters and histograms of `/metrics` (the alert delivery driver reports each
+    /// delivery with [`crate::metrics::HubMetrics::alert_delivery`]).
+    pub fn metrics(&self) -> &crate::metrics::HubMetrics {
+        &self.metrics
     }
 
     /// The store (read by the operations and the session driver; changed only by operations).

@@ -15,7 +15,7 @@
 //! - [`config`], [`init`], [`serve`]: `hub.toml`, `outpost-hub init`, `outpost-hub serve`.
 //! - [`rollouts`]: the rollout driver (pools, gray releases; `docs/rollouts.md`).
 //! - [`alerts`]: the alert driver and delivery task (rules, durable inbox and outbox).
-//! - [`api`]: the HTTP API (axum); [`views`]: its JSON shapes.
+//! - [`api`]: the HTTP API (axum); [`views`]: its JSON shapes; [`metrics`]: `/metrics`.
 //! - [`cli`] (one file per resource), [`client`]: the ops CLI and its HTTP client.
 //! - `dev` (the `dev` feature, default): `outpost-hub dev`, a hub and an agent in one process.
 
@@ -34,6 +34,7 @@ pub mod firings;
 pub mod gateway;
 pub mod hub;
 pub mod init;
+pub mod metrics;
 pub mod ops;
 pub(crate) mod quic;
 pub mod rollouts;

@@ -24,6 +24,7 @@ mod hub_faults;
 mod hub_limits;
 mod hub_restart;
 mod hub_restore;
+mod metrics;
 mod offline_commands;
 mod operators;
 mod rollouts;

@@ -663,6 +663,8 @@ impl Played {
             window: 4,
             batch: proto::MAX_BATCH,
         });
+        // One telemetry report after the Welcome (the hub's /metrics shows every agent's).
+        sess.set_telemetry_interval(3_600_000);
         let mut runs = cfg.run_every.map(|every| {
             let phase = every.mul_f64(rand::random::<f64>());
             tokio::time::interval_at(tokio::time::Instant::now() + phase, every)
@@ -695,6 +697,21 @@ impl Played {
                     self.handle_event(ev, &mut sess, failures)?;
                 }
                 if progressed {
+                    continue;
+                }
+                let now = now_ms();
+                if sess.telemetry_due(now).is_some_and(|due| due <= now) {
+                    sess.send_telemetry(
+                        proto::AgentTelemetry {
+                            at_ms: now,
+                            outbox_pending: self.last_seq.saturating_sub(self.acked),
+                            store_bytes: 1 << 20,
+                            disk_free_bytes: 1 << 30,
+                            disk_total_bytes: 1 << 32,
+                            ..Default::default()
+                        },
+                        now,
+                    );
                     continue;
                 }
                 if sess.is_welcomed() && self.acked >= self.last_seq {

@@ -1147,6 +1147,11 @@ impl Engine {
         self.running
     }
 
+    /// Number of ready attempts waiting for a slot (or a resource).
+    pub fn ready_count(&self) -> usize {
+        self.ready.len()
+    }
+
     /// Units in use per resource.
     pub fn resources_in_use(&self) -> &BTreeMap<String, u32> {
         &self.in_use

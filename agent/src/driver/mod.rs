@@ -27,6 +27,7 @@ mod catalog;
 mod commit;
 mod control;
 pub(crate) mod deploy_gate;
+mod figures;
 mod processes;
 mod run_loop;
 mod runs;
@@ -96,6 +97,8 @@ pub enum Event {
         trust: outpost_common::trust::Trust,
         reset_counters: bool,
     },
+    /// The hub link asks for the agent's figures (its telemetry report to the hub).
+    Telemetry(oneshot::Sender<outpost_common::proto::AgentTelemetry>),
     /// A verified snapshot: the hub's signed time and the director view's freshness.
     HubFresh(outpost_agent_core::deploy::DirectorView),
     /// Workflows paused at the hub (level-triggered: the others are not).
@@ -198,6 +201,8 @@ pub struct Driver {
     hooks: crate::hook_runner::HookRunner,
     /// Active runs whose workflow has hooks: only their events are looked at for jobs.
     hooked: HashSet<RunId>,
+    /// Run starts since the last telemetry report (lateness).
+    starts: figures::StartFigures,
 }
 
 impl Driver {
@@ -253,6 +258,7 @@ impl Driver {
             deadlines: Default::default(),
             hooks,
             hooked: HashSet::new(),
+            starts: figures::StartFigures::default(),
         }
     }
 

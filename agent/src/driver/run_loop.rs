@@ -152,7 +152,10 @@ impl Driver {
                             self.commits.wait_for(gate, a);
                         }
                     }
-                    Action::Commit(events) => self.take_commit(events),
+                    Action::Commit(events) => {
+                        self.starts.note(&events);
+                        self.take_commit(events)
+                    }
                     Action::Flush => urgent = true,
                     other => {
                         urgent = true;
@@ -211,7 +214,10 @@ impl Driver {
     pub(super) fn carry_out(&mut self, acts: Vec<Action>) {
         for a in acts {
             match a {
-                Action::Commit(events) => self.take_commit(events),
+                Action::Commit(events) => {
+                    self.starts.note(&events);
+                    self.take_commit(events)
+                }
                 Action::Flush => {}
                 Action::Start {
                     run_id,
@@ -294,6 +300,9 @@ impl Driver {
                 {
                     tracing::warn!("engine: {e}");
                 }
+            }
+            Event::Telemetry(reply) => {
+                let _ = reply.send(self.telemetry());
             }
             Event::Control(req, reply) => {
                 let resp = self.control(req);

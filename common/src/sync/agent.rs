@@ -142,6 +142,9 @@ pub struct AgentSession {
     hub_time: Option<(UnixMillis, UnixMillis)>,
     /// Highest command id run in this session.
     last_command: u64,
+    /// Telemetry period (0: none) and when the last report went out (local clock).
+    telemetry_every_ms: UnixMillis,
+    telemetry_last: Option<UnixMillis>,
 }
 
 impl AgentSession {
@@ -180,7 +183,42 @@ impl AgentSession {
             snapshot: None,
             hub_time: None,
             last_command: 0,
+            telemetry_every_ms: 0,
+            telemetry_last: None,
         }
+    }
+
+    /// Report the agent's figures ([`crate::proto::AgentTelemetry`]) every `every_ms` while
+    /// the session is open (0, the default: never). See [`AgentSession::telemetry_due`].
+    pub fn set_telemetry_interval(&mut self, every_ms: UnixMillis) {
+        self.telemetry_every_ms = every_ms.max(0);
+    }
+
+    /// When the next telemetry report is due (local clock): at once when the session is
+    /// welcomed, then every interval after the last one sent. `None` while the session is not
+    /// welcomed, once it is closed, or without an interval. When `local_ms` reaches it, gather
+    /// the figures and call [`AgentSession::send_telemetry`].
+    pub fn telemetry_due(&self, local_ms: UnixMillis) -> Option<UnixMillis> {
+        if !self.welcomed || self.closed || self.telemetry_every_ms == 0 {
+            return None;
+        }
+        Some(
+            self.telemetry_last
+                .map_or(local_ms, |l| l.saturating_add(self.telemetry_every_ms)),
+        )
+    }
+
+    /// Send a telemetry report gathered at `local_ms` (the next is due an interval later).
+    pub fn send_telemetry(
+        &mut self,
+        telemetry: crate::proto::AgentTelemetry,
+        local_ms: UnixMillis,
+    ) {
+        if self.closed {
+            return;
+        }
+        self.telemetry_last = Some(local_ms);
+        self.out.push_back(AgentMsg::Telemetry(telemetry));
     }
 
     /// The hub's time now by its last signed time and the local clock since (`None` before the

@@ -407,6 +407,7 @@ impl Hub {
             if let Some(e) = &error {
                 tracing::warn!(channel = %d.channel, key = %n.dedup_key, "alert delivery {outcome_text}: {e}");
             }
+            self.metrics().alert_delivery(&d.channel, outcome_text);
             self.emit(
                 HUB_ACTOR,
                 EventKind::AlertDelivery {

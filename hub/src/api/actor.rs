@@ -98,7 +98,9 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             | "/v1/whoami"
             | "/v1/alerts/channels"
             | "/v1/alerts"
-            | "/v1/alerts/silences",
+            | "/v1/alerts/silences"
+            // Prometheus scrapes with a viewer's credential (docs/operations.md, Metrics).
+            | "/metrics",
         ) => Role::Viewer,
         ("POST", "/v1/alerts/silences") | ("DELETE", "/v1/alerts/silences/{id}") => Role::Operator,
         ("GET", "/v1/runs/{id}/logs/{task}") => Role::Operator,
@@ -149,6 +151,7 @@ mod tests {
         let post = Method::POST;
         assert_eq!(required_role(&get, "/v1/workflows"), Role::Viewer);
         assert_eq!(required_role(&get, "/v1/audit"), Role::Viewer);
+        assert_eq!(required_role(&get, "/metrics"), Role::Viewer);
         assert_eq!(
             required_role(&get, "/v1/runs/{id}/logs/{task}"),
             Role::Operator

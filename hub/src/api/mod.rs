@@ -19,6 +19,7 @@ mod audit;
 mod certificates;
 mod channels;
 mod error;
+mod metrics;
 mod operators;
 mod pools;
 mod releases;
@@ -81,6 +82,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .merge(certificates::routes())
         .merge(channels::routes())
         .merge(alerts::routes())
+        .merge(metrics::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))

@@ -27,6 +27,9 @@ pub struct ConnOpts {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Log format of `serve` and `dev` on stderr: text, or JSON lines (one object per event).
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text, env = "OUTPOST_LOG_FORMAT")]
+    pub log_format: Output,
 }
 
 /// Resolve the hub URL, token and CA: flags/env first, then `--config hub.toml`, then

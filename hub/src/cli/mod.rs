@@ -159,7 +159,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Init(a) => server::init(&a, conn.output),
         Command::Serve => server::serve(&conn),
         #[cfg(feature = "dev")]
-        Command::Dev(a) => server::dev(a),
+        Command::Dev(a) => server::dev(a, conn.log_format),
         Command::Workflow(c) => workflows::handle(&client(&conn)?, conn.output, c),
         Command::Agent(c) => agents::handle(&client(&conn)?, conn.output, c),
         Command::Token(c) => tokens::handle(&client(&conn)?, conn.output, c),

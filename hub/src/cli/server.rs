@@ -111,15 +111,20 @@ pub(super) fn init(a: &InitArgs, output: Output) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+/// Logging to stderr, filtered by `RUST_LOG` (default `info`): text, or JSON lines with
+/// `--log-format json` (`timestamp`, `level`, `target`, `fields`, and the span).
+fn init_tracing(format: Output) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        Output::Json => builder.json().try_init(),
+        Output::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 /// `serve`
@@ -129,7 +134,7 @@ pub(super) fn serve(conn: &ConnOpts) -> CliResult {
         .as_deref()
         .ok_or_else(|| CliError::Usage("serve needs --config hub.toml".into()))?;
     let config = HubConfig::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
-    init_tracing();
+    init_tracing(conn.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,8 +154,8 @@ pub(super) fn serve(conn: &ConnOpts) -> CliResult {
 
 /// `dev`
 #[cfg(feature = "dev")]
-pub(super) fn dev(a: DevArgs) -> CliResult {
-    init_tracing();
+pub(super) fn dev(a: DevArgs, log_format: Output) -> CliResult {
+    init_tracing(log_format);
     crate::dev::run(a.dir).map_err(|e| CliError::Usage(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -183,6 +183,7 @@ impl FiringWatcher {
             }
         }
         hub.store().save_firing_watches(&changed)?;
+        hub.metrics().firings_missed(done.missed as u64);
         for e in events {
             hub.emit(HUB_ACTOR, e);
         }

@@ -83,7 +83,12 @@ impl Hub {
         let seq = self.store().ingest_at(agent_id, entries, now_ms())?;
         self.rollout_wake.notify_one();
         self.alert_wake.notify_one();
-        for e in entries.iter().filter(|e| e.seq > before && e.seq <= seq) {
+        let fresh: Vec<&OutboxEntry> = entries
+            .iter()
+            .filter(|e| e.seq > before && e.seq <= seq)
+            .collect();
+        self.count_ingested(agent_id, &fresh);
+        for e in fresh {
             let kind = match &e.event {
                 StatusEvent::Run(r) if r.state.is_terminal() => EventKind::RunFinished {
                     agent: agent_id.to_string(),

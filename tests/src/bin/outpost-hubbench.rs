@@ -15,6 +15,9 @@
 //! 5. the hub killed (-9) and restarted on the same port: time from its API answering again to
 //!    the first and to the last played agent welcomed again (the stateless reset at work).
 //!
+//! Between 1 and 2, `/metrics` with N agents connected (each sent one telemetry report): time
+//! per scrape, size and samples, the hub's CPU per scrape.
+//!
 //! ```text
 //! cargo build --release -p outpost-hub -p outpost-agent -p outpost-tests
 //! OUTPOST_BIN_DIR=target/release target/release/outpost-hubbench --agents 1000
@@ -52,9 +55,12 @@ struct Args {
     /// apply wakes every hub session (desired state changed) in the middle of frame reads.
     #[arg(long, default_value_t = 0)]
     churn_during_ingest: u32,
-    /// Skip phases: any of fanout, ingest, drain, agent, restart (comma-separated).
+    /// Skip phases: any of fanout, metrics, ingest, drain, agent, restart (comma-separated).
     #[arg(long, default_value = "")]
     skip: String,
+    /// The hub's `[metrics] per_agent_limit` (agents with their own /metrics series).
+    #[arg(long, default_value_t = 500)]
+    per_agent_limit: usize,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -105,6 +111,45 @@ fn count_in(path: &std::path::Path, needle: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// `count` scrapes of the hub's `/metrics` (OpenMetrics, as Prometheus asks): time per scrape
+/// (p50, max), size and samples of the last.
+fn scrape_metrics(url: &str, token: &str, count: usize) -> anyhow::Result<serde_json::Value> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let url = format!("{}/metrics", url.trim_end_matches('/'));
+    let mut times = Vec::with_capacity(count);
+    let mut body = String::new();
+    for _ in 0..count {
+        let t = Instant::now();
+        body = agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Accept", "application/openmetrics-text;version=1.0.0")
+            .call()
+            .with_context(|| format!("GET {url}"))?
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_string()?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let samples = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count();
+    Ok(json!({
+        "scrapes": count,
+        "p50_ms": pct(&times, 0.5),
+        "max_ms": times.last().copied().unwrap_or(0.0),
+        "bytes": body.len(),
+        "samples": samples,
+        "per_agent_series": body.lines().filter(|l| l.starts_with("outpost_agent_store_bytes{")).count(),
+    }))
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -126,7 +171,10 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "loadavg_start": outpost_tests::loadavg(),
     });
     let scratch = Scratch::new("hubbench")?;
-    let mut hub = Hub::start(scratch.path(), "")?;
+    let mut hub = Hub::start(
+        scratch.path(),
+        &format!("[metrics]\nper_agent_limit = {}\n", args.per_agent_limit),
+    )?;
     let pid = hub.child.as_ref().map(|c| c.id()).context("hub pid")?;
     eprintln!("hub pid {pid} on {} ({})", hub.quic_addr, hub.http_url);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -249,6 +297,23 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             pct(&times, 0.5),
             pct(&times, 0.99)
         );
+    }
+
+    if !skip.contains(&"metrics") {
+        // Every played agent sent one telemetry report after its Welcome: the scrape carries
+        // the per-agent series of all of them (up to `[metrics] per_agent_limit`).
+        let cpu0 = loadgen::cpu_seconds(pid)?;
+        let (url, token) = (hub.http_url.clone(), hub.api_token.clone());
+        let m = tokio::task::spawn_blocking(move || scrape_metrics(&url, &token, 10)).await??;
+        let cpu1 = loadgen::cpu_seconds(pid)?;
+        eprintln!(
+            "/metrics at {n} agents: p50 {:.1} ms, max {:.1} ms, {} bytes, {} samples",
+            m["p50_ms"], m["max_ms"], m["bytes"], m["samples"]
+        );
+        let mut m = m;
+        m["hub_cpu_s_per_scrape"] = json!((cpu1 - cpu0) / 10.0);
+        m["loadavg"] = json!(outpost_tests::loadavg());
+        out["metrics"] = m;
     }
 
     if !skip.contains(&"ingest") {
