@@ -93,6 +93,8 @@ impl Store {
             ALERT_DELIVERY_KEYS,
             ALERT_OUTBOX,
             SILENCES,
+            RUNS_BY_INSTANT,
+            FIRING_WATCH,
         );
         for t in src.list_tables()? {
             // Live-session records describe connections to the process that took the copy, not
