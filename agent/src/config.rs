@@ -418,6 +418,19 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_metrics_listen_block_parses() {
+        let doc = include_str!("../../docs/operations.md");
+        let block = doc
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("[metrics]\nlisten ="))
+            .expect("docs/operations.md has the [metrics] listen example");
+        let c = AgentConfig::parse("operations.md", block, None).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+    }
+
+    #[test]
     fn dispatch_depth_defaults_to_four_per_slot_and_can_be_turned_off() {
         let mut c = AgentConfig::parse("a.toml", "max_running = 3\n", None).unwrap();
         assert_eq!(c.dispatch_ahead(), 12);
