@@ -40,6 +40,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     report_interval: Option<String>,
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +120,9 @@ pub struct AgentConfig {
     /// `[metrics] report_interval`: how often the agent sends its figures (telemetry) to the
     /// hub over an open session (the hub's `/metrics` shows them).
     pub metrics_report_interval: Duration,
+    /// `[metrics] listen`: where the agent serves its own `GET /metrics` (off when `None`). A
+    /// loopback address only: the endpoint has no authentication.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Default `[metrics] report_interval`.
@@ -191,6 +195,7 @@ impl AgentConfig {
             hub_keep_alive: DEFAULT_HUB_KEEP_ALIVE,
             min_free_disk: crate::disk::DEFAULT_MIN_FREE,
             metrics_report_interval: DEFAULT_METRICS_REPORT_INTERVAL,
+            metrics_listen: None,
         }
     }
 
@@ -316,6 +321,23 @@ impl AgentConfig {
             }
             cfg.metrics_report_interval = d;
         }
+        if let Some(l) = &raw.metrics.listen {
+            let addr: std::net::SocketAddr = l.parse().map_err(|_| ConfigError::Value {
+                path: path.to_string(),
+                key: "metrics.listen",
+                message: format!("`{l}` is not an address and port (e.g. 127.0.0.1:9464)"),
+            })?;
+            if !addr.ip().is_loopback() {
+                return Err(ConfigError::Value {
+                    path: path.to_string(),
+                    key: "metrics.listen",
+                    message: format!(
+                        "`{l}` is not a loopback address: the agent's /metrics has no authentication, so it listens on 127.0.0.1 or ::1 only"
+                    ),
+                });
+            }
+            cfg.metrics_listen = Some(addr);
+        }
         if let Some(m) = &raw.min_free_disk {
             cfg.min_free_disk =
                 crate::disk::MinFree::parse(m).ok_or_else(|| ConfigError::Value {
@@ -366,6 +388,46 @@ mod tests {
         assert_eq!(c.state_dir, default_state_dir());
         assert_eq!(c.socket, default_state_dir().join("agent.sock"));
         assert!(c.max_running >= 1);
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_loopback_only() {
+        let c = AgentConfig::parse("a.toml", "", None).unwrap();
+        assert_eq!(c.metrics_listen, None);
+        let c =
+            AgentConfig::parse("a.toml", "[metrics]\nlisten = \"127.0.0.1:9464\"\n", None).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let c = AgentConfig::parse("a.toml", "[metrics]\nlisten = \"[::1]:9464\"\n", None).unwrap();
+        assert_eq!(c.metrics_listen, Some("[::1]:9464".parse().unwrap()));
+        for bad in ["0.0.0.0:9464", "192.168.1.5:9464", "[::]:9464"] {
+            let e = AgentConfig::parse("a.toml", &format!("[metrics]\nlisten = \"{bad}\"\n"), None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("a.toml: metrics.listen:") && e.contains("not a loopback address"),
+                "{bad}: {e}"
+            );
+        }
+        let e = AgentConfig::parse("a.toml", "[metrics]\nlisten = \"localhost\"\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("metrics.listen:") && e.contains("not an address"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_documented_metrics_listen_block_parses() {
+        let doc = include_str!("../../docs/operations.md");
+        let block = doc
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("[metrics]\nlisten ="))
+            .expect("docs/operations.md has the [metrics] listen example");
+        let c = AgentConfig::parse("operations.md", block, None).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
     }
 
     #[test]

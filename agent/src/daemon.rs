@@ -79,6 +79,13 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
     }
     let tx = driver.sender();
     let listener = bind_socket(&cfg)?;
+    if let Some(addr) = cfg.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("[metrics] listen: binding {addr}"))?;
+        tracing::info!(%addr, "serving GET /metrics");
+        tokio::spawn(crate::metrics::serve(metrics, tx.clone()));
+    }
     let (link_stop, link_stop_rx) = tokio::sync::watch::channel(false);
     let link = match identity {
         Some(mut id) => {

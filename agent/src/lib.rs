@@ -23,6 +23,7 @@ pub mod exec;
 pub mod hook_runner;
 pub mod hub_link;
 pub mod identity;
+pub mod metrics;
 pub(crate) mod private_fs;
 pub(crate) mod render;
 pub(crate) mod standalone;

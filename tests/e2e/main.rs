@@ -3,6 +3,7 @@
 //! processes, real QUIC on loopback (with a UDP relay for network faults).
 //! Run with `cargo test --workspace` (which builds the binary first).
 
+mod agent_metrics;
 mod alert_delivery;
 mod alerts;
 mod certs;

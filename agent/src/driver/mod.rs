@@ -52,6 +52,7 @@ use catalog::Catalog;
 use commit::{CommitPipeline, Durable};
 use deploy_gate::{Decision, DeployGate, Install, ProbationStep};
 pub use deploy_gate::{DeployError, DeployVerdict};
+pub use figures::LocalFigures;
 use processes::ProcessTable;
 
 /// Messages into the driver loop.
@@ -99,6 +100,8 @@ pub enum Event {
     },
     /// The hub link asks for the agent's figures (its telemetry report to the hub).
     Telemetry(oneshot::Sender<outpost_common::proto::AgentTelemetry>),
+    /// The agent's own `/metrics` asks for its figures (the report's window is not reset).
+    Figures(oneshot::Sender<LocalFigures>),
     /// A verified snapshot: the hub's signed time and the director view's freshness.
     HubFresh(outpost_agent_core::deploy::DirectorView),
     /// Workflows paused at the hub (level-triggered: the others are not).

@@ -304,6 +304,9 @@ impl Driver {
             Event::Telemetry(reply) => {
                 let _ = reply.send(self.telemetry());
             }
+            Event::Figures(reply) => {
+                let _ = reply.send(self.local_figures());
+            }
             Event::Control(req, reply) => {
                 let resp = self.control(req);
                 let _ = reply.send(resp);
