@@ -3,81 +3,22 @@
 //! `Hub::alert_tick`, the delivery task by `Hub::deliver_due` (with the configured channels).
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use outpost_alerts::{AlertStatus, EventKind as AlertKind, Rule, Settings};
 use outpost_common::record::{OutboxEntry, RunKind, RunRecord, RunState, StatusEvent};
-use outpost_common::trust::{Director, SigningKey};
 use outpost_hub::alerts::AlertSetup;
 use outpost_hub::channels::Channels;
-use outpost_hub::gateway::Connections;
-use outpost_hub::hub::{Hub, now_ms};
+use outpost_hub::hub::now_ms;
 use outpost_hub::ops::EventKind;
 use outpost_hub::ops::alerts::SilenceSpec;
-use outpost_hub::store::{AgentRecord, DeliveryState, Store};
-use outpost_net::pki::Ca;
+use outpost_hub::store::{DeliveryState, Store};
 
-struct H {
-    hub: Arc<Hub>,
-    store: Arc<Store>,
-    director: Vec<u8>,
-}
-
-fn open(dir: &Path, director: Option<Vec<u8>>) -> H {
-    let store = Arc::new(Store::open(&dir.join("hub.redb")).unwrap());
-    let director = director.unwrap_or_else(|| {
-        let (d, pkcs8) = SigningKey::generate().unwrap();
-        outpost_hub::init::publish_first_root(
-            &store,
-            &[SigningKey::generate().unwrap().0],
-            &[SigningKey::generate().unwrap().0],
-            &d,
-            outpost_hub::init::KeyPlan::default(),
-            now_ms(),
-        )
-        .unwrap();
-        pkcs8
-    });
-    let d = Arc::new(Director::new(SigningKey::from_pkcs8(&director).unwrap()));
-    let ca = Arc::new(Ca::generate("hub CA").unwrap());
-    let conns = Connections::new(Duration::from_secs(5));
-    let hub = Hub::new(store.clone(), d, None, ca, conns, "hub").unwrap();
-    H {
-        hub,
-        store,
-        director,
-    }
-}
+mod common;
+use common::open;
 
 fn add_agent(store: &Store, id: &str, site: &str) {
-    let (tid, secret) = store.create_token(vec![], i64::MAX, "t", 0).unwrap();
-    store
-        .enroll(
-            &tid,
-            &secret,
-            AgentRecord {
-                id: id.into(),
-                labels: vec![("site".into(), site.into())],
-                enrolled_ms: 1,
-                cert_serial: "01".into(),
-                cert_fingerprint: "ff".into(),
-                revoked_ms: None,
-                last_seen_ms: None,
-                software_version: "0.1.0".into(),
-                active: vec![],
-                committed_seq: 0,
-                hostname: "h".into(),
-                clock_offset: None,
-                telemetry: None,
-                cert_not_after_ms: None,
-                previous_cert_fingerprint: None,
-                pinned_roots: None,
-            },
-            1,
-        )
-        .unwrap();
+    common::enroll(store, id, vec![("site".into(), site.into())]);
 }
 
 fn failed_run(id: &str, workflow: &str, ended: i64) -> StatusEvent {
@@ -179,7 +120,7 @@ fn failures_ingested_become_one_grouped_notification_with_durable_deliveries() {
     );
 
     // After a restart: nothing is evaluated twice, the throttle holds.
-    let key = h.director.clone();
+    let key = h.keys.clone();
     drop(h);
     let h = open(dir.path(), Some(key));
     h.hub.alert_tick(&setup(), now_ms()).unwrap();
@@ -308,7 +249,7 @@ fn deliveries_not_recorded_survive_a_restart_and_are_sent_then() {
         DeliveryState::Pending
     );
     // The hub stops before its delivery task sent anything.
-    let key = h.director.clone();
+    let key = h.keys.clone();
     drop(h);
     let h = open(dir.path(), Some(key));
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -13,9 +13,11 @@ use outpost_common::trust::{Director, SigningKey};
 use outpost_hub::client::{Client, ClientError};
 use outpost_hub::gateway::{Connections, SessionMsg};
 use outpost_hub::hub::Hub;
-use outpost_hub::store::{AgentRecord, Role, Store};
+use outpost_hub::store::{Role, Store};
 use outpost_hub::views::*;
 use outpost_net::pki::Ca;
+
+mod common;
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -92,35 +94,14 @@ impl Harness {
     }
 
     fn add_agent(&self, id: &str, labels: &[(&str, &str)]) {
-        let (tid, secret) = self.store.create_token(vec![], i64::MAX, "t", 0).unwrap();
-        self.store
-            .enroll(
-                &tid,
-                &secret,
-                AgentRecord {
-                    id: id.into(),
-                    labels: labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    enrolled_ms: 1,
-                    cert_serial: "01".into(),
-                    cert_fingerprint: "ff".into(),
-                    revoked_ms: None,
-                    last_seen_ms: None,
-                    software_version: "0.1.0".into(),
-                    active: vec![],
-                    committed_seq: 0,
-                    hostname: "h".into(),
-                    clock_offset: None,
-                    telemetry: None,
-                    cert_not_after_ms: None,
-                    previous_cert_fingerprint: None,
-                    pinned_roots: None,
-                },
-                1,
-            )
-            .unwrap();
+        common::enroll(
+            &self.store,
+            id,
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
     }
 
     /// A fake connected agent answering triggers and log fetches; returns the Goodbye reason

@@ -3,61 +3,23 @@
 //! registered in the real connection registry, and the watcher is turned with explicit times.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-
 use outpost_common::proto::ActiveWorkflow;
 use outpost_common::record::{
     MissedFirings, OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, run_id,
 };
-use outpost_common::trust::{Director, SigningKey, sign_release};
+use outpost_common::trust::{SigningKey, sign_release};
 use outpost_hub::firings::watch::WatchConfig;
 use outpost_hub::firings::{FiringStatus, FiringWatcher};
-use outpost_hub::gateway::Connections;
-use outpost_hub::hub::{Hub, now_ms};
+use outpost_hub::hub::now_ms;
 use outpost_hub::ops::EventKind;
-use outpost_hub::store::{AgentRecord, NewVersion, Store};
-use outpost_net::pki::Ca;
+use outpost_hub::store::NewVersion;
 
 const MIN: i64 = 60_000;
 const WORKFLOW: &str =
     "name: etl\nschedule: \"* * * * *\"\ntasks:\n  a:\n    command: [\"true\"]\n";
 
-struct H {
-    hub: Arc<Hub>,
-    store: Arc<Store>,
-    conns: Arc<Connections>,
-    keys: (Vec<u8>, Vec<u8>),
-}
-
-fn open(dir: &Path, keys: Option<(Vec<u8>, Vec<u8>)>) -> H {
-    let store = Arc::new(Store::open(&dir.join("hub.redb")).unwrap());
-    let keys = keys.unwrap_or_else(|| {
-        let (director, d) = SigningKey::generate().unwrap();
-        let (release, r) = SigningKey::generate().unwrap();
-        outpost_hub::init::publish_first_root(
-            &store,
-            &[SigningKey::generate().unwrap().0],
-            &[release],
-            &director,
-            outpost_hub::init::KeyPlan::default(),
-            now_ms(),
-        )
-        .unwrap();
-        (d, r)
-    });
-    let director = Arc::new(Director::new(SigningKey::from_pkcs8(&keys.0).unwrap()));
-    let ca = Arc::new(Ca::generate("hub CA").unwrap());
-    let conns = Connections::new(Duration::from_secs(5));
-    let hub = Hub::new(store.clone(), director, None, ca, conns.clone(), "hub").unwrap();
-    H {
-        hub,
-        store,
-        conns,
-        keys,
-    }
-}
+mod common;
+use common::{TestHub as H, open};
 
 impl H {
     fn setup(&self, agents: &[&str]) {
@@ -75,38 +37,13 @@ impl H {
             )
             .unwrap();
         let p = self.store.pending("etl").unwrap().unwrap();
-        let release = SigningKey::from_pkcs8(&self.keys.1).unwrap();
+        let release = SigningKey::from_pkcs8(&self.keys.release).unwrap();
         let sig = sign_release(&release, &p.header_bytes);
         self.hub
             .release_sign("op", "etl", p.version, vec![sig])
             .unwrap();
         for id in agents {
-            let (tid, secret) = self.store.create_token(vec![], i64::MAX, "t", 0).unwrap();
-            self.store
-                .enroll(
-                    &tid,
-                    &secret,
-                    AgentRecord {
-                        id: (*id).into(),
-                        labels: vec![],
-                        enrolled_ms: 1,
-                        cert_serial: "01".into(),
-                        cert_fingerprint: "ff".into(),
-                        revoked_ms: None,
-                        last_seen_ms: None,
-                        software_version: "0.1.0".into(),
-                        active: vec![],
-                        committed_seq: 0,
-                        hostname: "h".into(),
-                        clock_offset: None,
-                        telemetry: None,
-                        cert_not_after_ms: None,
-                        previous_cert_fingerprint: None,
-                        pinned_roots: None,
-                    },
-                    1,
-                )
-                .unwrap();
+            common::enroll(&self.store, id, vec![]);
             let active = vec![ActiveWorkflow {
                 workflow: "etl".into(),
                 version: 1,

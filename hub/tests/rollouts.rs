@@ -14,9 +14,11 @@ use outpost_hub::gateway::{Connections, SessionHandle};
 use outpost_hub::hub::{Hub, now_ms};
 use outpost_hub::ops::{Event, EventKind, OpError};
 use outpost_hub::rollouts::{RolloutError, RolloutPlan};
-use outpost_hub::store::{AgentRecord, NewVersion, Store, StoreError};
+use outpost_hub::store::{NewVersion, Store, StoreError};
 use outpost_net::pki::Ca;
 use outpost_rollout::{Command, OfflinePolicy, Scope, Size};
+
+mod common;
 
 struct H {
     hub: Arc<Hub>,
@@ -70,32 +72,7 @@ fn labels(l: &[(&str, &str)]) -> Vec<(String, String)> {
 
 impl H {
     fn add_agent(&mut self, id: &str, l: &[(&str, &str)]) {
-        let (tid, secret) = self.store.create_token(vec![], i64::MAX, "t", 0).unwrap();
-        self.store
-            .enroll(
-                &tid,
-                &secret,
-                AgentRecord {
-                    id: id.into(),
-                    labels: labels(l),
-                    enrolled_ms: 1,
-                    cert_serial: "01".into(),
-                    cert_fingerprint: "ff".into(),
-                    revoked_ms: None,
-                    last_seen_ms: None,
-                    software_version: "0.1.0".into(),
-                    active: vec![],
-                    committed_seq: 0,
-                    hostname: "h".into(),
-                    clock_offset: None,
-                    telemetry: None,
-                    cert_not_after_ms: None,
-                    previous_cert_fingerprint: None,
-                    pinned_roots: None,
-                },
-                1,
-            )
-            .unwrap();
+        common::enroll(&self.store, id, labels(l));
         self.sessions.push(self.conns.register(id, now_ms()));
     }
 
