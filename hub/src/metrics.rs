@@ -27,7 +27,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
-use crate::firings::{FiringFinding, FiringStatus};
 use crate::store::AgentRecord;
 
 /// Default `[metrics] per_agent_limit`: agents with their own series.
@@ -159,6 +158,8 @@ pub struct HubMetrics {
     deliveries: Family<DeliveryLabels, Counter>,
     /// Firings the hub judged missed (counted by the firing watch when it judges them).
     firings_missed: Counter,
+    /// Firings of cut-off agents open now (set by the firing watch after each evaluation).
+    firings_unknown: Gauge,
 }
 
 impl Default for HubMetrics {
@@ -171,6 +172,7 @@ impl Default for HubMetrics {
             agent_missed_firings: Family::default(),
             deliveries: Family::default(),
             firings_missed: Counter::default(),
+            firings_unknown: Gauge::default(),
         }
     }
 }
@@ -240,13 +242,14 @@ impl HubMetrics {
         self.firings_missed.inc_by(n);
     }
 
+    /// The unknown firings the firing watch holds open after an evaluation.
+    pub fn set_firings_unknown(&self, n: u64) {
+        self.firings_unknown
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     /// The exposition of these metrics and of `snap` (OpenMetrics text, ending `# EOF`).
     pub fn render(&self, snap: &Snapshot) -> String {
-        let unknown = snap
-            .findings
-            .iter()
-            .filter(|f| f.status == FiringStatus::Unknown)
-            .count();
         let mut reg = Registry::with_prefix("outpost");
         family(
             &mut reg,
@@ -301,12 +304,10 @@ impl HubMetrics {
             "Expected firings the hub found missed (a connected agent reported no run)",
             self.firings_missed.clone(),
         );
-        let firings_unknown: Gauge = Gauge::default();
-        firings_unknown.set(unknown as i64);
         reg.register(
             "firings_unknown",
             "Expected firings of cut-off agents the hub cannot judge yet",
-            firings_unknown,
+            self.firings_unknown.clone(),
         );
         snap.register(&mut reg);
         let mut out = String::new();
@@ -345,8 +346,6 @@ pub struct Snapshot {
     pub rollouts_by_state: BTreeMap<String, u64>,
     /// Active rollouts.
     pub active_rollouts: Vec<RolloutFigure>,
-    /// The firing findings now.
-    pub findings: Vec<FiringFinding>,
 }
 
 /// The final state of a rollout record's outcome text.
@@ -705,7 +704,7 @@ impl crate::hub::Hub {
     }
 
     /// The `/metrics` exposition now: the counters, and the gauges computed from the store,
-    /// the live sessions, the rollouts and the firing findings.
+    /// the live sessions and the rollouts (the firing watch keeps its own figures up to date).
     pub fn metrics_text(&self) -> crate::ops::OpResult<String> {
         let now = crate::hub::now_ms();
         let agents = self.store().agents()?;
@@ -732,7 +731,6 @@ impl crate::hub::Hub {
                 });
             }
         }
-        let findings = self.firing_findings()?;
         let snap = Snapshot {
             now_ms: now,
             agents,
@@ -740,7 +738,6 @@ impl crate::hub::Hub {
             per_agent_limit: self.metrics_per_agent_limit,
             rollouts_by_state,
             active_rollouts,
-            findings,
         };
         Ok(self.metrics().render(&snap))
     }

@@ -5,17 +5,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use outpost_common::proto::Assignment;
 use outpost_common::record::{OutboxEntry, Reverted, RunKind, RunRecord, RunState, StatusEvent};
-use outpost_common::trust::{Director, SigningKey, sign_release};
+use outpost_common::trust::{SigningKey, sign_release};
 use outpost_hub::gateway::{Connections, SessionHandle};
 use outpost_hub::hub::{Hub, now_ms};
 use outpost_hub::ops::{Event, EventKind, OpError};
 use outpost_hub::rollouts::{RolloutError, RolloutPlan};
 use outpost_hub::store::{NewVersion, Store, StoreError};
-use outpost_net::pki::Ca;
 use outpost_rollout::{Command, OfflinePolicy, Scope, Size};
 
 mod common;
@@ -26,39 +24,21 @@ struct H {
     store: Arc<Store>,
     conns: Arc<Connections>,
     /// The director and release keys (PKCS#8), kept across a reopen.
-    keys: (Vec<u8>, Vec<u8>),
+    keys: common::Keys,
     release: SigningKey,
     seqs: std::collections::HashMap<String, u64>,
     sessions: Vec<SessionHandle>,
 }
 
-/// A hub in `dir`: a new 1-of-1 root with new keys, or (reopening) the keys it had.
-fn open(dir: &Path, keys: Option<(Vec<u8>, Vec<u8>)>) -> H {
-    let store = Arc::new(Store::open(&dir.join("hub.redb")).unwrap());
-    let keys = keys.unwrap_or_else(|| {
-        let (director, d) = SigningKey::generate().unwrap();
-        let (release, r) = SigningKey::generate().unwrap();
-        outpost_hub::init::publish_first_root(
-            &store,
-            &[SigningKey::generate().unwrap().0],
-            &[release],
-            &director,
-            outpost_hub::init::KeyPlan::default(),
-            now_ms(),
-        )
-        .unwrap();
-        (d, r)
-    });
-    let director = Arc::new(Director::new(SigningKey::from_pkcs8(&keys.0).unwrap()));
-    let ca = Arc::new(Ca::generate("hub CA").unwrap());
-    let conns = Connections::new(Duration::from_secs(5));
-    let hub = Hub::new(store.clone(), director, None, ca, conns.clone(), "hub").unwrap();
+/// A hub in `dir` (the shared fixture), with its release key at hand.
+fn open(dir: &Path, keys: Option<common::Keys>) -> H {
+    let t = common::open(dir, keys);
     H {
-        hub,
-        store,
-        conns,
-        release: SigningKey::from_pkcs8(&keys.1).unwrap(),
-        keys,
+        hub: t.hub,
+        store: t.store,
+        conns: t.conns,
+        release: SigningKey::from_pkcs8(&t.keys.release).unwrap(),
+        keys: t.keys,
         seqs: Default::default(),
         sessions: vec![],
     }

@@ -13,6 +13,7 @@
 
 pub(crate) mod config;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use outpost_alerts::{
@@ -284,6 +285,18 @@ impl Hub {
         setup: &AlertSetup,
         now: UnixMillis,
     ) -> Result<Option<UnixMillis>, AlertError> {
+        self.alert_turn(setup, now, true)
+    }
+
+    /// [`Hub::alert_tick`], with the level conditions (which read every agent, rollout and
+    /// firing watch) evaluated only when `with_conditions`: the driver consumes inputs on every
+    /// ingest but looks at conditions at most every [`CONDITIONS_EVERY_MS`].
+    fn alert_turn(
+        &self,
+        setup: &AlertSetup,
+        now: UnixMillis,
+        with_conditions: bool,
+    ) -> Result<Option<UnixMillis>, AlertError> {
         let _g = self.lock_alerts();
         let store = self.store();
         let stored = store.alert_state()?;
@@ -305,18 +318,24 @@ impl Hub {
         let inputs = store.alert_inputs(INPUTS_PER_TURN)?;
         let more = inputs.len() == INPUTS_PER_TURN;
         let mut consumed = Vec::with_capacity(inputs.len());
+        // Each agent's record is read once per turn, however many inputs it has.
+        let mut records: HashMap<String, Option<AgentRecord>> = HashMap::new();
         for (seq, mut input) in inputs {
             if let Some(agent) = input.subject.agent.as_deref()
-                && let Ok(a) = store.agent(agent)
+                && let Some(a) = records
+                    .entry(agent.to_string())
+                    .or_insert_with(|| store.agent(agent).ok())
             {
                 input.subject.pools = pools_of(&pools, &a.labels);
-                input.subject.labels = a.labels;
+                input.subject.labels = a.labels.clone();
             }
             ev.event(&input, &silences, now);
             consumed.push(seq);
         }
-        let conditions = self.alert_conditions(now, setup.started_ms)?;
-        ev.conditions(&conditions, now);
+        if with_conditions {
+            let conditions = self.alert_conditions(now, setup.started_ms)?;
+            ev.conditions(&conditions, now);
+        }
         let notes = ev.poll(&silences, now);
         let notifications = notes
             .into_iter()
@@ -432,14 +451,24 @@ fn at_text(ms: UnixMillis) -> String {
 
 /// Run the evaluator until `shutdown` flips: a turn on every wake-up (an ingest, a silence) and
 /// at least every 10 s (level conditions cross their thresholds with time).
+/// How often the driver evaluates the level conditions (agents offline, disk, rollouts, firing
+/// findings...): their thresholds are seconds to days, and each evaluation reads the fleet.
+pub const CONDITIONS_EVERY_MS: i64 = 5_000;
+
 pub async fn drive(
     hub: Arc<Hub>,
     setup: Arc<AlertSetup>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut conditions_at: Option<UnixMillis> = None;
     loop {
         let (h, s) = (hub.clone(), setup.clone());
-        let r = tokio::task::spawn_blocking(move || h.alert_tick(&s, now_ms())).await;
+        let now = now_ms();
+        let with_conditions = conditions_at.is_none_or(|t| now - t >= CONDITIONS_EVERY_MS);
+        if with_conditions {
+            conditions_at = Some(now);
+        }
+        let r = tokio::task::spawn_blocking(move || h.alert_turn(&s, now, with_conditions)).await;
         let wait = match r {
             Ok(Ok(next)) => {
                 let until = next.map_or(10_000, |t| (t - now_ms()).clamp(1, 10_000));

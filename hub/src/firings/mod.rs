@@ -116,6 +116,7 @@ impl FiringWatcher {
         let mut changed = Vec::new();
         let mut events = Vec::new();
         let mut done = Evaluated::default();
+        let mut unknown = 0u64;
         for agent in hub.store().agents()? {
             if agent.revoked_ms.is_some() {
                 continue;
@@ -170,6 +171,13 @@ impl FiringWatcher {
                         status: status.to_string(),
                     });
                 }
+                if let Some(st) = &new {
+                    unknown += st
+                        .open
+                        .iter()
+                        .filter(|o| o.status == FiringStatus::Unknown)
+                        .count() as u64;
+                }
                 if new != old {
                     changed.push((key.clone(), new));
                 }
@@ -184,6 +192,7 @@ impl FiringWatcher {
         }
         hub.store().save_firing_watches(&changed)?;
         hub.metrics().firings_missed(done.missed as u64);
+        hub.metrics().set_firings_unknown(unknown);
         for e in events {
             hub.emit(HUB_ACTOR, e);
         }

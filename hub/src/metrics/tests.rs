@@ -82,7 +82,6 @@ fn counters_histograms_and_agent_figures_are_exposed_under_their_names() {
             step: 1,
             steps: 3,
         }],
-        findings: vec![],
     };
     let t = m.render(&snap);
     assert!(t.ends_with("# EOF\n"), "{t}");
@@ -183,22 +182,9 @@ fn per_agent_series_stop_at_the_limit_and_the_rest_are_counted() {
 #[test]
 fn missed_firings_are_counted_as_judged_and_unknown_ones_are_a_gauge() {
     let m = HubMetrics::default();
-    let f = |agent: &str, at: i64, status| FiringFinding {
-        agent: agent.into(),
-        workflow: "etl".into(),
-        version: 1,
-        scheduled_ms: at,
-        status,
-        since_ms: at,
-    };
-    let snap = Snapshot {
-        findings: vec![
-            f("agent-a", 60_000, FiringStatus::Missed),
-            f("agent-b", 60_000, FiringStatus::Unknown),
-            f("agent-b", 120_000, FiringStatus::Unknown),
-        ],
-        ..Snapshot::default()
-    };
+    let snap = Snapshot::default();
+    // Two cut-off agents' firings are open after the watch's evaluation.
+    m.set_firings_unknown(2);
     m.firings_missed(1);
     let t = m.render(&snap);
     assert_eq!(sample(&t, "outpost_firings_missed_total"), Some(1.0));
