@@ -22,7 +22,7 @@ fn systemd_units_verify() {
         let unit = std::fs::read_to_string(path).unwrap();
         // Point ExecStart at the binary we just built; everything else is verified as shipped.
         let unit = unit.replace(
-            &format!("/usr/local/bin/{name}"),
+            &format!("/usr/bin/{name}"),
             &bin.display().to_string(),
         );
         let p = s.write(&format!("{name}.service"), &unit).unwrap();
