@@ -181,14 +181,12 @@ QUIC=$(port)
 API=$(port)
 as_hub outpost-hub init --data-dir /var/lib/outpost-hub/data --name hub.test >"$WORK/hub-init.log" 2>&1 ||
     fail "outpost-hub init as outpost-hub; see $WORK/hub-init.log"
-cat >"$RUN/etc/outpost/hub.toml" <<EOF
-data_dir = "/var/lib/outpost-hub/data"
-hub_name = "hub.test"
-quic_listen = "127.0.0.1:$QUIC"
-http_listen = "127.0.0.1:$API"
-EOF
-in_root chown root:outpost-hub /etc/outpost/hub.toml
-in_root chmod 0640 /etc/outpost/hub.toml
+# As the docs say: the config init wrote, installed where the unit reads it, then edited (here:
+# free loopback ports instead of the defaults).
+in_root install -m 0640 -o root -g outpost-hub /var/lib/outpost-hub/data/hub.toml /etc/outpost/hub.toml
+sed -i -E "s/^quic_listen = .*/quic_listen = \"127.0.0.1:$QUIC\"/; s/^http_listen = .*/http_listen = \"127.0.0.1:$API\"/" \
+    "$RUN/etc/outpost/hub.toml"
+grep -q "^quic_listen = \"127.0.0.1:$QUIC\"" "$RUN/etc/outpost/hub.toml" || fail "hub.toml from init has no quic_listen line"
 pids=()
 as_hub outpost-hub serve --config /etc/outpost/hub.toml >"$WORK/hub.log" 2>&1 &
 pids+=($!)
@@ -204,20 +202,27 @@ wait_for() {
 }
 wait_for "the hub API" 60 hubcli agent list --output json
 TOKEN=$(hubcli token create --uses 3 --ttl 1h --labels site=plant-1 2>/dev/null) || fail "token create --uses 3"
-for i in 1 2 3; do
+# Agent 1 as the docs give it: the shipped /etc/outpost/agent.toml with a [hub] section appended
+# (state in /var/lib/outpost-agent); agents 2 and 3 each their own config and state directory.
+printf '[hub]\naddress = "127.0.0.1:%s"\n' "$QUIC" >>"$RUN/etc/outpost/agent.toml"
+for i in 2 3; do
     cat >"$RUN/etc/outpost/agent-$i.toml" <<EOF
 state_dir = "/var/lib/outpost-agent/agent-$i"
 workflows_dir = "/etc/outpost/workflows"
 [hub]
 address = "127.0.0.1:$QUIC"
 EOF
+done
+for i in 1 2 3; do
+    cfg=/etc/outpost/agent-$i.toml state=/var/lib/outpost-agent/agent-$i
+    if [ "$i" = 1 ]; then cfg=/etc/outpost/agent.toml state=/var/lib/outpost-agent; fi
     # Unattended: the token from the environment (not argv), no prompt.
     in_root HOME=/var/lib/outpost-agent OUTPOST_ENROLL_TOKEN="$TOKEN" \
         setpriv --reuid=outpost --regid=outpost --init-groups \
-        outpost-agent enroll --config "/etc/outpost/agent-$i.toml" --hub "127.0.0.1:$QUIC" \
+        outpost-agent enroll --config "$cfg" --hub "127.0.0.1:$QUIC" \
         </dev/null >"$WORK/enroll-$i.log" 2>&1 || fail "enroll agent $i; see $WORK/enroll-$i.log"
-    expect_eq "$(in_root stat -c '%a %U' "/var/lib/outpost-agent/agent-$i")" "700 outpost" "agent $i state dir"
-    as_agent outpost-agent serve --config "/etc/outpost/agent-$i.toml" >"$WORK/agent-$i.log" 2>&1 &
+    expect_eq "$(in_root stat -c '%a %U' "$state")" "700 outpost" "agent $i state dir"
+    as_agent outpost-agent serve --config "$cfg" >"$WORK/agent-$i.log" 2>&1 &
     pids+=($!)
 done
 online() {
@@ -253,8 +258,9 @@ in_root dpkg -r outpost-hub outpost-agent >"$WORK/dpkg-remove.log" 2>&1 || fail 
 in_root test ! -e /usr/bin/outpost-hub || fail "dpkg -r left /usr/bin/outpost-hub"
 in_root test ! -e /usr/bin/outpost-agent || fail "dpkg -r left /usr/bin/outpost-agent"
 in_root test -f /var/lib/outpost-hub/data/hub.redb || fail "dpkg -r removed the hub's store"
-in_root test -d /var/lib/outpost-agent/agent-1 || fail "dpkg -r removed an agent's state"
-in_root test -f /etc/outpost/agent.toml || fail "dpkg -r removed the conffile"
+in_root test -d /var/lib/outpost-agent/agent-2 || fail "dpkg -r removed an agent's state"
+in_root test -f /var/lib/outpost-agent/agent.redb || fail "dpkg -r removed the agent's store"
+in_root grep -q "^\[hub\]" /etc/outpost/agent.toml || fail "dpkg -r removed or reverted the edited conffile"
 in_root getent passwd outpost-hub >/dev/null || fail "dpkg -r removed the user outpost-hub"
 in_root getent passwd outpost >/dev/null || fail "dpkg -r removed the user outpost"
 in_root dpkg --purge outpost-hub outpost-agent >"$WORK/dpkg-purge.log" 2>&1 || fail "dpkg --purge; see $WORK/dpkg-purge.log"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test, on a fresh machine: installs the real services the end-to-end tests run against
 # (Debian packages: an SMTP server, Prometheus and promtool, Alertmanager, libfaketime), then runs
-# the whole suite. Extra arguments go to `cargo test`.
+# the whole suite, then the packaging tests (as root). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +25,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo test --workspace "$@"
+
+# The packages: built from the binaries above, installed and removed in a Debian chroot, with a
+# packaged hub and three packaged agents enrolled with one token (scripts/test-packages.sh).
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: the packaging tests (scripts/test-packages.sh) need root: run as root" >&2
+  exit 1
+fi
+scripts/test-packages.sh

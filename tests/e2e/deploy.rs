@@ -41,6 +41,84 @@ fn systemd_units_verify() {
     }
 }
 
+/// The drop-ins in deploy/systemd/outpost-agent.service.d/ (PLC serial ports, CAN, raw
+/// Ethernet, and any other shipped there) each pass `systemd-analyze verify` on top of the
+/// shipped agent unit, and a broken drop-in beside them is caught (so they are really read).
+#[test]
+fn agent_dropins_verify() {
+    let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-analyze is required in CI (.ci/run installs it)"
+        );
+        eprintln!("systemd-analyze not available here: drop-ins NOT verified");
+        return;
+    };
+    assert!(out.status.success());
+    let unit = std::fs::read_to_string(repo_root().join("deploy/systemd/outpost-agent.service"))
+        .unwrap()
+        .replace("/usr/bin/outpost-agent", &agent_bin().display().to_string());
+    let dir = repo_root().join("deploy/systemd/outpost-agent.service.d");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".conf"))
+        .collect();
+    names.sort();
+    for want in ["plc-can.conf", "plc-raw-ethernet.conf", "plc-serial.conf"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+    }
+    // What each PLC drop-in opens, as documented in docs/operations.md.
+    let text = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+    let serial = text("plc-serial.conf");
+    for line in [
+        "SupplementaryGroups=dialout",
+        "DeviceAllow=char-ttyS rw",
+        "DeviceAllow=char-ttyUSB rw",
+    ] {
+        assert!(serial.lines().any(|l| l == line), "plc-serial.conf: {line}");
+    }
+    assert!(text("plc-can.conf").lines().any(|l| l == "RestrictAddressFamilies=AF_CAN"));
+    let raw = text("plc-raw-ethernet.conf");
+    for line in [
+        "RestrictAddressFamilies=AF_PACKET",
+        "CapabilityBoundingSet=CAP_NET_RAW",
+        "AmbientCapabilities=CAP_NET_RAW",
+    ] {
+        assert!(raw.lines().any(|l| l == line), "plc-raw-ethernet.conf: {line}");
+    }
+
+    let verify = |s: &Scratch| {
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(s.join("outpost-agent.service"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let ours: Vec<String> = err
+            .lines()
+            .filter(|l| l.contains("outpost-agent"))
+            .map(str::to_string)
+            .collect();
+        (out.status.success() && ours.is_empty(), err)
+    };
+    for name in &names {
+        let s = Scratch::new("dropin").unwrap();
+        s.write("outpost-agent.service", &unit).unwrap();
+        s.write(&format!("outpost-agent.service.d/{name}"), &text(name))
+            .unwrap();
+        let (ok, err) = verify(&s);
+        assert!(ok, "systemd-analyze verify with {name}: {err}");
+        s.write(
+            "outpost-agent.service.d/zz-broken.conf",
+            "[Service]\nRestrictAddressFamilies=AF_NOT_A_FAMILY\n",
+        )
+        .unwrap();
+        let (ok, err) = verify(&s);
+        assert!(!ok, "a broken drop-in beside {name} passed: {err}");
+    }
+}
+
 #[test]
 fn example_config_and_workflows_load() {
     let cfg = repo_root().join("deploy/examples/agent.toml");
