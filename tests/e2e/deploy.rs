@@ -21,10 +21,7 @@ fn systemd_units_verify() {
         let path = repo_root().join(format!("deploy/systemd/{name}.service"));
         let unit = std::fs::read_to_string(path).unwrap();
         // Point ExecStart at the binary we just built; everything else is verified as shipped.
-        let unit = unit.replace(
-            &format!("/usr/bin/{name}"),
-            &bin.display().to_string(),
-        );
+        let unit = unit.replace(&format!("/usr/bin/{name}"), &bin.display().to_string());
         let p = s.write(&format!("{name}.service"), &unit).unwrap();
         let out = Command::new("systemd-analyze")
             .arg("verify")
@@ -78,14 +75,21 @@ fn agent_dropins_verify() {
     ] {
         assert!(serial.lines().any(|l| l == line), "plc-serial.conf: {line}");
     }
-    assert!(text("plc-can.conf").lines().any(|l| l == "RestrictAddressFamilies=AF_CAN"));
+    assert!(
+        text("plc-can.conf")
+            .lines()
+            .any(|l| l == "RestrictAddressFamilies=AF_CAN")
+    );
     let raw = text("plc-raw-ethernet.conf");
     for line in [
         "RestrictAddressFamilies=AF_PACKET",
         "CapabilityBoundingSet=CAP_NET_RAW",
         "AmbientCapabilities=CAP_NET_RAW",
     ] {
-        assert!(raw.lines().any(|l| l == line), "plc-raw-ethernet.conf: {line}");
+        assert!(
+            raw.lines().any(|l| l == line),
+            "plc-raw-ethernet.conf: {line}"
+        );
     }
 
     let verify = |s: &Scratch| {
