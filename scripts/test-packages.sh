@@ -22,7 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-say() { echo "test-packages: $*" >&2; }
+say() { echo "test-packages [$(($(date +%s) - started))s]: $*" >&2; }
+started=$(date +%s)
 fail() {
     say "FAIL: $*"
     exit 1
@@ -39,7 +40,6 @@ WORK=$TARGET/pkg-test
 BASE=$WORK/bookworm
 RUN=$WORK/run
 mkdir -p "$WORK"
-started=$(date +%s)
 
 # --- tools ---------------------------------------------------------------------------------------
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -118,16 +118,18 @@ if [ ! -x "$BIN_DIR/outpost-hub" ] || [ ! -x "$BIN_DIR/outpost-agent" ]; then
     say "no binaries in $BIN_DIR: cargo build -p outpost-hub -p outpost-agent"
     cargo build -p outpost-hub -p outpost-agent
 fi
-# cargo-deb packages target/release/...: give it the built binaries as such (--no-build).
+# cargo-deb packages target/release/...: give it the built binaries as such (--no-build), stripped
+# (a debug binary compresses slowly).
 CT=$WORK/cargo-target
 rm -rf "$CT" "$WORK/debs"
 mkdir -p "$CT/release" "$WORK/debs"
 cp "$BIN_DIR/outpost-hub" "$BIN_DIR/outpost-agent" "$CT/release/"
 for p in outpost-hub outpost-agent; do
-    CARGO_TARGET_DIR=$CT cargo deb -p "$p" --no-build --fast -o "$WORK/debs/$p.deb" >"$WORK/cargo-deb-$p.log" 2>&1 ||
+    CARGO_TARGET_DIR=$CT cargo deb -p "$p" --no-build --strip --fast -o "$WORK/debs/$p.deb" >"$WORK/cargo-deb-$p.log" 2>&1 ||
         fail "cargo deb -p $p failed; see $WORK/cargo-deb-$p.log"
 done
 cp "$WORK/debs/outpost-hub.deb" "$WORK/debs/outpost-agent.deb" "$RUN/tmp/"
+say "packages built"
 
 # --- install -------------------------------------------------------------------------------------
 say "dpkg -i outpost-hub outpost-agent"
@@ -201,6 +203,7 @@ wait_for() {
     done
 }
 wait_for "the hub API" 60 hubcli agent list --output json
+say "hub serving"
 TOKEN=$(hubcli token create --uses 3 --ttl 1h --labels site=plant-1 2>/dev/null) || fail "token create --uses 3"
 # Agent 1 as the docs give it: the shipped /etc/outpost/agent.toml with a [hub] section appended
 # (state in /var/lib/outpost-agent); agents 2 and 3 each their own config and state directory.
@@ -283,4 +286,4 @@ fi
 "$VENV/bin/kubernetes-validate" --strict --quiet "$ROOT"/deploy/k8s/*.yaml || fail "deploy/k8s does not validate"
 say "deploy/k8s validated offline (kubernetes-validate --strict)"
 
-say "ok ($(($(date +%s) - started))s)"
+say ok
