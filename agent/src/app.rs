@@ -612,6 +612,9 @@ fn print_run(run: &RunView) {
     println!("run       {}", run.run_id);
     println!("workflow  {} (version {})", run.workflow, run.version);
     println!("state     {}", run.state);
+    if let Some(why) = &run.skip_reason {
+        println!("skipped   {why}");
+    }
     println!("scheduled {}", run.scheduled);
     if !run.params.is_empty() {
         let p: Vec<String> = run.params.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -129,6 +129,9 @@ pub(super) fn handle(c: &Client, output: Output, cmd: RunCmd) -> CliResult {
                 println!("scheduled: {}", r.scheduled);
                 println!("started:   {}", r.started.as_deref().unwrap_or("-"));
                 println!("ended:     {}", r.ended.as_deref().unwrap_or("-"));
+                if let Some(why) = &r.skip_reason {
+                    println!("skipped:   {why}");
+                }
                 let t: Vec<Vec<String>> = r
                     .tasks
                     .iter()
@@ -356,6 +359,7 @@ fn firing_row(f: &FiringView, at_ms: i64) -> RunView {
         started: None,
         ended: None,
         params: Vec::new(),
+        skip_reason: None,
         tasks: Vec::new(),
     }
 }
@@ -497,6 +501,7 @@ mod view_tests {
             started: None,
             ended: None,
             params: vec![],
+            skip_reason: None,
             tasks: tasks
                 .into_iter()
                 .map(|(task, state, attempts)| TaskView {
