@@ -189,10 +189,6 @@ pub fn task_only_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// The `$id` of the published schema.
-pub const SCHEMA_ID: &str =
-    "https://github.com/outpost-edge/outpost/raw/main/docs/workflow.schema.json";
-
 /// The JSON Schema (draft-07, what the YAML language server reads) of workflow files, made
 /// from the tables above.
 pub fn json_schema() -> Value {
@@ -223,7 +219,6 @@ pub fn json_schema() -> Value {
             "$schema".into(),
             json!("http://json-schema.org/draft-07/schema#"),
         );
-        head.insert("$id".into(), json!(SCHEMA_ID));
         head.insert("title".into(), json!("Outpost workflow file"));
         head.insert(
             "description".into(),
