@@ -1,4 +1,5 @@
 //! The workflow field table, the validator and the JSON Schema agree: every field the table lists
+#![allow(clippy::unwrap_used)]
 //! is accepted by the validator and the schema with a value of its type, and refused by both with
 //! a value of another type; a key the table does not list is refused by both; the examples and
 //! the workflow files of docs/workflows.md that the validator accepts, the schema accepts; and

@@ -173,7 +173,7 @@ fn missed_firings_are_rows_of_run_list_and_watch_ends_with_exit_zero() {
     // --watch with JSON: one document a line per refresh; Ctrl-C ends it with exit 0.
     let mut w = hub_child(
         &hub,
-        &["run", "list", "--workflow", "tick", "-w", "0.3", "-o", "json"],
+        &["run", "list", "--workflow", "tick", "-w", "0.3", "--output", "json"],
     );
     let mut lines = BufReader::new(w.stdout.take().unwrap()).lines();
     for _ in 0..2 {

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use super::args::parse_kv;
 use super::output::{
     CliError, CliResult, Output, fmt_labels, or_dash, out, print_json, print_json_rows, table,
-    watch, watch_interval,
+    watch as watch_loop, watch_interval,
 };
 use crate::client::{Client, seg};
 use crate::views::{AgentDetail, AgentView, LabelRequest, RevokeResponse};
@@ -17,7 +17,7 @@ use crate::views::{AgentDetail, AgentView, LabelRequest, RevokeResponse};
 pub enum AgentCmd {
     /// List agents.
     List {
-        /// Redraw every SECS seconds (default 2) until Ctrl-C; with `-o json`, one JSON
+        /// Redraw every SECS seconds (default 2) until Ctrl-C; with `--output json`, one JSON
         /// document a line per refresh.
         #[arg(short = 'w', long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2")]
         watch: Option<f64>,
@@ -47,7 +47,7 @@ pub enum AgentCmd {
 pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
     match cmd {
         AgentCmd::List { watch } => match watch {
-            Some(secs) => return watch(watch_interval(secs)?, || list(c, output, true), output),
+            Some(secs) => return watch_loop(watch_interval(secs)?, || list(c, output, true), output),
             None => list(c, output, false)?,
         },
         AgentCmd::Show { id } => {

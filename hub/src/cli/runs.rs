@@ -35,7 +35,7 @@ pub enum RunCmd {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// Redraw every SECS seconds (default 2) until Ctrl-C; with `-o json`, one JSON
+        /// Redraw every SECS seconds (default 2) until Ctrl-C; with `--output json`, one JSON
         /// document a line per refresh.
         #[arg(short = 'w', long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2")]
         watch: Option<f64>,
