@@ -1,5 +1,4 @@
 //! The workflow field table, the validator and the JSON Schema agree: every field the table lists
-#![allow(clippy::unwrap_used)]
 //! is accepted by the validator and the schema with a value of its type, and refused by both with
 //! a value of another type; a key the table does not list is refused by both; the examples and
 //! the workflow files of docs/workflows.md that the validator accepts, the schema accepts; and
@@ -7,6 +6,7 @@
 //!
 //! The schema is checked by a small draft-07 evaluator below that knows exactly the keywords the
 //! generator writes and fails on any other, so a keyword it does not check cannot slip in.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
