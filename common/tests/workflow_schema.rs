@@ -166,7 +166,7 @@ fn validator_accepts(v: &Value) -> Result<(), String> {
 /// A value of the type (accepted by the validator whatever the field).
 fn good(ty: Ty) -> Value {
     match ty {
-        Ty::Str | Ty::NonEmptyStr => json!("x"),
+        Ty::Str | Ty::NonEmptyStr | Ty::Name => json!("x"),
         Ty::Scalar => json!(3),
         Ty::Bool => json!(true),
         Ty::Int(lo, hi) => json!(lo.max(1).min(hi)),
@@ -211,7 +211,7 @@ fn good_field(f: &Field) -> Value {
 /// A value of another type.
 fn bad(ty: Ty) -> Value {
     match ty {
-        Ty::Str | Ty::NonEmptyStr | Ty::Enum(_) | Ty::Duration | Ty::Memory | Ty::Cpu => {
+        Ty::Str | Ty::NonEmptyStr | Ty::Name | Ty::Enum(_) | Ty::Duration | Ty::Memory | Ty::Cpu => {
             json!({ "a": 1 })
         }
         Ty::Scalar | Ty::Bool | Ty::Int(..) | Ty::Jitter => json!(["x"]),
@@ -223,7 +223,12 @@ fn workflow_with(place: &str, key: &str, value: Value) -> Value {
     let mut w = json!({ "name": "w", "tasks": { "t": { "command": ["true"] } } });
     match place {
         "workflow" => w[key] = value,
-        "task" => w["tasks"]["t"][key] = value,
+        "task" => {
+            if key == "shell" {
+                w["tasks"]["t"] = json!({ "script": "echo hi" });
+            }
+            w["tasks"]["t"][key] = value;
+        }
         "defaults" => w["defaults"] = json!({ key: value }),
         "limits" => w["tasks"]["t"]["limits"] = json!({ key: value }),
         "hooks" => w["hooks"] = json!({ key: value }),
@@ -231,6 +236,9 @@ fn workflow_with(place: &str, key: &str, value: Value) -> Value {
             let mut h = json!({ "command": ["true"] });
             if key == "command" || key == "script" {
                 h = json!({});
+            }
+            if key == "shell" {
+                h = json!({ "script": "echo hi" });
             }
             h[key] = value;
             w["hooks"] = json!({ "on_failure": h });

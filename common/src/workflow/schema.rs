@@ -14,6 +14,8 @@ pub enum Ty {
     Str,
     /// A string that is not blank.
     NonEmptyStr,
+    /// A workflow name (lower-case letters, digits, `.`, `_`, `-`; at most 128 characters).
+    Name,
     /// A boolean.
     Bool,
     /// An integer in `[min, max]`.
@@ -103,7 +105,7 @@ const LABEL_PATTERN: &str = "\\S";
 
 /// The keys at the top of a workflow file.
 pub const WORKFLOW: &[Field] = &[
-    req("name", Ty::NonEmptyStr, "The workflow's name: lower-case letters, digits, `.`, `_` and `-`, at most 128 characters."),
+    req("name", Ty::Name, "The workflow's name: lower-case letters, digits, `.`, `_` and `-`, at most 128 characters."),
     f("description", Ty::Str, "Free text."),
     f("schedule", Ty::Str, "Cron expression (5 or 6 fields, or @hourly, @daily...); without it the workflow runs only when triggered."),
     f("timezone", Ty::Str, "IANA time zone of the schedule, e.g. Europe/Berlin (default UTC)."),
@@ -277,6 +279,7 @@ fn ty_schema(ty: Ty) -> Value {
     match ty {
         Ty::Str => json!({ "type": "string" }),
         Ty::NonEmptyStr => json!({ "type": "string", "pattern": "\\S" }),
+        Ty::Name => json!({ "type": "string", "pattern": NAME_PATTERN, "maxLength": 128 }),
         Ty::Bool => json!({ "type": "boolean" }),
         Ty::Int(lo, hi) => json!({ "type": "integer", "minimum": lo, "maximum": hi }),
         Ty::Duration => json!({
