@@ -46,9 +46,9 @@ impl Eval<'_> {
                 },
                 "enum" => kv.as_array().unwrap().contains(v),
                 "properties" => match v {
-                    Value::Object(o) => o.iter().all(|(pk, pv)| {
-                        kv.get(pk).is_none_or(|ps| self.ok(ps, pv))
-                    }),
+                    Value::Object(o) => o
+                        .iter()
+                        .all(|(pk, pv)| kv.get(pk).is_none_or(|ps| self.ok(ps, pv))),
                     _ => true,
                 },
                 "additionalProperties" => match v {
@@ -81,11 +81,9 @@ impl Eval<'_> {
                 "minItems" => v
                     .as_array()
                     .is_none_or(|a| a.len() as u64 >= kv.as_u64().unwrap()),
-                "uniqueItems" => v.as_array().is_none_or(|a| {
-                    a.iter()
-                        .enumerate()
-                        .all(|(i, x)| !a[..i].contains(x))
-                }),
+                "uniqueItems" => v
+                    .as_array()
+                    .is_none_or(|a| a.iter().enumerate().all(|(i, x)| !a[..i].contains(x))),
                 "minimum" => v.as_f64().is_none_or(|x| x >= kv.as_f64().unwrap()),
                 "maximum" => v.as_f64().is_none_or(|x| x <= kv.as_f64().unwrap()),
                 "exclusiveMinimum" => v.as_f64().is_none_or(|x| x > kv.as_f64().unwrap()),
@@ -95,7 +93,14 @@ impl Eval<'_> {
                 "pattern" => v.as_str().is_none_or(|s| pattern(kv.as_str().unwrap(), s)),
                 "anyOf" => kv.as_array().unwrap().iter().any(|x| self.ok(x, v)),
                 "allOf" => kv.as_array().unwrap().iter().all(|x| self.ok(x, v)),
-                "oneOf" => kv.as_array().unwrap().iter().filter(|x| self.ok(x, v)).count() == 1,
+                "oneOf" => {
+                    kv.as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|x| self.ok(x, v))
+                        .count()
+                        == 1
+                }
                 other => panic!("the generator wrote a keyword this test does not check: {other}"),
             };
             if !pass {
@@ -132,8 +137,7 @@ fn pattern(p: &str, s: &str) -> bool {
         }
         "^[A-Za-z0-9_-]+$" => {
             !s.is_empty()
-                && s
-                    .chars()
+                && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
         }
         "^[A-Za-z_][A-Za-z0-9_]*$" => {
@@ -211,7 +215,13 @@ fn good_field(f: &Field) -> Value {
 /// A value of another type.
 fn bad(ty: Ty) -> Value {
     match ty {
-        Ty::Str | Ty::NonEmptyStr | Ty::Name | Ty::Enum(_) | Ty::Duration | Ty::Memory | Ty::Cpu => {
+        Ty::Str
+        | Ty::NonEmptyStr
+        | Ty::Name
+        | Ty::Enum(_)
+        | Ty::Duration
+        | Ty::Memory
+        | Ty::Cpu => {
             json!({ "a": 1 })
         }
         Ty::Scalar | Ty::Bool | Ty::Int(..) | Ty::Jitter => json!(["x"]),
@@ -284,10 +294,7 @@ fn every_field_is_known_to_the_validator_and_the_schema() {
             if place == "task" && matches!(f.name, "command" | "script") {
                 // The task's exec: its other form is replaced, not added.
                 let mut w = workflow_with("task", "command", Value::Null);
-                w["tasks"]["t"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("command");
+                w["tasks"]["t"].as_object_mut().unwrap().remove("command");
                 w["tasks"]["t"][f.name] = if f.name == "script" {
                     json!("echo hi")
                 } else {
@@ -323,7 +330,10 @@ fn every_field_is_known_to_the_validator_and_the_schema() {
         let w = workflow_with(place, "no_such_key", json!("x"));
         let err = validator_accepts(&w).expect_err(place);
         assert!(err.contains("unknown key `no_such_key`"), "{place}: {err}");
-        assert!(!schema_accepts(&w), "schema takes an unknown key in {place}");
+        assert!(
+            !schema_accepts(&w),
+            "schema takes an unknown key in {place}"
+        );
     }
     // Required keys: both refuse a file without them.
     for key in ["name", "tasks"] {
@@ -373,7 +383,14 @@ fn the_examples_and_the_documented_workflows_pass_the_schema() {
             block.clear();
         } else if in_yaml && line.trim_start().starts_with("```") {
             in_yaml = false;
-            if parse("doc.yaml", &block, Format::Yaml, &ValidateOptions::default()).is_ok() {
+            if parse(
+                "doc.yaml",
+                &block,
+                Format::Yaml,
+                &ValidateOptions::default(),
+            )
+            .is_ok()
+            {
                 let v: Value = serde_saphyr::from_str(&block).unwrap();
                 assert!(schema_accepts(&v), "schema refuses:\n{block}");
                 docs_checked += 1;
@@ -383,7 +400,10 @@ fn the_examples_and_the_documented_workflows_pass_the_schema() {
             block.push('\n');
         }
     }
-    assert!(docs_checked >= 2, "documented workflows checked: {docs_checked}");
+    assert!(
+        docs_checked >= 2,
+        "documented workflows checked: {docs_checked}"
+    );
 }
 
 /// docs/workflow.schema.json is what the table makes (`UPDATE_SCHEMA=1 cargo test -p

@@ -169,7 +169,16 @@ fn missed_firings_are_rows_of_run_list_and_watch_ends_with_exit_zero() {
     // --watch with JSON: one document a line per refresh; Ctrl-C ends it with exit 0.
     let mut w = hub_child(
         &hub,
-        &["run", "list", "--workflow", "tick", "-w", "0.3", "--output", "json"],
+        &[
+            "run",
+            "list",
+            "--workflow",
+            "tick",
+            "-w",
+            "0.3",
+            "--output",
+            "json",
+        ],
     );
     let mut lines = BufReader::new(w.stdout.take().unwrap()).lines();
     for _ in 0..2 {
@@ -190,7 +199,10 @@ fn missed_firings_are_rows_of_run_list_and_watch_ends_with_exit_zero() {
     assert!(first.starts_with("ID"), "{first}");
     drop(out);
     let st = wait_exit(&mut w, Duration::from_secs(10));
-    assert!(st.success(), "a closed pipe ends --watch with exit 0: {st:?}");
+    assert!(
+        st.success(),
+        "a closed pipe ends --watch with exit 0: {st:?}"
+    );
 }
 
 #[test]

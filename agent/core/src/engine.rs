@@ -698,7 +698,10 @@ impl Engine {
                 slot.rec.skip_reason = Some(match active.as_slice() {
                     [one] => format!("overlap=skip: run {one} was active"),
                     [first, rest @ ..] => {
-                        format!("overlap=skip: run {first} and {} more were active", rest.len())
+                        format!(
+                            "overlap=skip: run {first} and {} more were active",
+                            rest.len()
+                        )
                     }
                     [] => "overlap=skip".to_string(),
                 });

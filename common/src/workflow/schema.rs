@@ -105,76 +105,267 @@ const LABEL_PATTERN: &str = "\\S";
 
 /// The keys at the top of a workflow file.
 pub const WORKFLOW: &[Field] = &[
-    req("name", Ty::Name, "The workflow's name: lower-case letters, digits, `.`, `_` and `-`, at most 128 characters."),
+    req(
+        "name",
+        Ty::Name,
+        "The workflow's name: lower-case letters, digits, `.`, `_` and `-`, at most 128 characters.",
+    ),
     f("description", Ty::Str, "Free text."),
-    f("schedule", Ty::Str, "Cron expression (5 or 6 fields, or @hourly, @daily...); without it the workflow runs only when triggered."),
-    f("timezone", Ty::Str, "IANA time zone of the schedule, e.g. Europe/Berlin (default UTC)."),
-    f("catchup", Ty::Enum(&["none", "latest", "all"]), "Firings missed while the agent was down: run none, the latest, or all (within catchup_window)."),
-    f("catchup_window", Ty::Duration, "How far back catch-up looks (default 1d, at most 366d)."),
-    f("overlap", Ty::Enum(&["skip", "queue", "allow", "cancel_running"]), "A firing while a run is active: skip it, queue it, allow it (up to max_active_runs), or cancel the running one."),
-    f("max_active_runs", Ty::Int(1, 1000), "Runs active at once (default 1)."),
-    f("params", Ty::Params, "Parameters: name to a default, or to a map of type, default, required, pattern, values."),
-    f("env", Ty::ScalarMap(ENV_PATTERN), "Environment variables of every task."),
-    f("target", Ty::ScalarMap(LABEL_PATTERN), "Labels an agent must have to run the workflow."),
-    f("defaults", Ty::Defaults, "Task settings every task inherits (not command, script or depends_on)."),
-    req("tasks", Ty::Tasks, "The tasks: task id to its settings (at least one)."),
-    f("deadline", Ty::Duration, "A run not finished this long after its scheduled time is a deadline miss."),
-    f("max_start_delay", Ty::Duration, "A run not started this long after its scheduled time is a deadline miss."),
-    f("hooks", Ty::Object(HOOKS), "Commands run on the agent when a task fails, is retried, succeeds or misses its deadline."),
+    f(
+        "schedule",
+        Ty::Str,
+        "Cron expression (5 or 6 fields, or @hourly, @daily...); without it the workflow runs only when triggered.",
+    ),
+    f(
+        "timezone",
+        Ty::Str,
+        "IANA time zone of the schedule, e.g. Europe/Berlin (default UTC).",
+    ),
+    f(
+        "catchup",
+        Ty::Enum(&["none", "latest", "all"]),
+        "Firings missed while the agent was down: run none, the latest, or all (within catchup_window).",
+    ),
+    f(
+        "catchup_window",
+        Ty::Duration,
+        "How far back catch-up looks (default 1d, at most 366d).",
+    ),
+    f(
+        "overlap",
+        Ty::Enum(&["skip", "queue", "allow", "cancel_running"]),
+        "A firing while a run is active: skip it, queue it, allow it (up to max_active_runs), or cancel the running one.",
+    ),
+    f(
+        "max_active_runs",
+        Ty::Int(1, 1000),
+        "Runs active at once (default 1).",
+    ),
+    f(
+        "params",
+        Ty::Params,
+        "Parameters: name to a default, or to a map of type, default, required, pattern, values.",
+    ),
+    f(
+        "env",
+        Ty::ScalarMap(ENV_PATTERN),
+        "Environment variables of every task.",
+    ),
+    f(
+        "target",
+        Ty::ScalarMap(LABEL_PATTERN),
+        "Labels an agent must have to run the workflow.",
+    ),
+    f(
+        "defaults",
+        Ty::Defaults,
+        "Task settings every task inherits (not command, script or depends_on).",
+    ),
+    req(
+        "tasks",
+        Ty::Tasks,
+        "The tasks: task id to its settings (at least one).",
+    ),
+    f(
+        "deadline",
+        Ty::Duration,
+        "A run not finished this long after its scheduled time is a deadline miss.",
+    ),
+    f(
+        "max_start_delay",
+        Ty::Duration,
+        "A run not started this long after its scheduled time is a deadline miss.",
+    ),
+    f(
+        "hooks",
+        Ty::Object(HOOKS),
+        "Commands run on the agent when a task fails, is retried, succeeds or misses its deadline.",
+    ),
 ];
 
 /// The keys of a task (and of `defaults`, those with `in_defaults`).
 pub const TASK: &[Field] = &[
-    task_only("command", Ty::Argv, "The program and its arguments, run without a shell (exactly one of command or script)."),
-    task_only("script", Ty::NonEmptyStr, "A shell script (exactly one of command or script)."),
-    f("shell", Ty::NonEmptyStr, "The shell of script (default sh)."),
+    task_only(
+        "command",
+        Ty::Argv,
+        "The program and its arguments, run without a shell (exactly one of command or script).",
+    ),
+    task_only(
+        "script",
+        Ty::NonEmptyStr,
+        "A shell script (exactly one of command or script).",
+    ),
+    f(
+        "shell",
+        Ty::NonEmptyStr,
+        "The shell of script (default sh).",
+    ),
     task_only("depends_on", Ty::Ids, "Tasks that must finish first."),
-    f("trigger_rule", Ty::Enum(&["all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"]), "When the task runs, given its upstream tasks' outcomes (default all_success)."),
-    f("timeout", Ty::Duration, "An attempt running longer is killed (at most 365d)."),
-    f("retries", Ty::Int(0, 100), "Attempts after the first one fails (default 0)."),
-    f("retry_delay", Ty::Duration, "Wait before a retry (at most 7d)."),
-    f("retry_backoff", Ty::Enum(&["fixed", "exponential"]), "How retry_delay grows."),
-    f("max_retry_delay", Ty::Duration, "Cap of an exponential retry delay (at most 7d)."),
-    f("retry_jitter", Ty::Jitter, "Random spread of retry delays: a fraction (0 to 1), or true (0.1)."),
-    f("priority", Ty::Int(-2_147_483_648, 2_147_483_647), "Higher runs first when slots are scarce."),
-    f("env", Ty::ScalarMap(ENV_PATTERN), "Environment variables of this task."),
-    f("working_dir", Ty::NonEmptyStr, "Directory the task runs in."),
-    f("idempotent", Ty::Bool, "Safe to run again after an agent crash (an interrupted attempt is retried)."),
-    f("resources", Ty::Units(1_000_000), "Units of the agent's declared resources the task holds while it runs."),
-    f("limits", Ty::Object(LIMITS), "Memory and CPU limits of the task's processes."),
-    f("deadline", Ty::Duration, "The task not finished this long after the run's scheduled time is a deadline miss."),
-    f("max_start_delay", Ty::Duration, "The task not started this long after the run's scheduled time is a deadline miss."),
-    f("hooks", Ty::Object(HOOKS), "This task's hooks (replace the workflow's for the same event)."),
+    f(
+        "trigger_rule",
+        Ty::Enum(&[
+            "all_success",
+            "all_done",
+            "all_failed",
+            "one_success",
+            "one_failed",
+            "none_failed",
+        ]),
+        "When the task runs, given its upstream tasks' outcomes (default all_success).",
+    ),
+    f(
+        "timeout",
+        Ty::Duration,
+        "An attempt running longer is killed (at most 365d).",
+    ),
+    f(
+        "retries",
+        Ty::Int(0, 100),
+        "Attempts after the first one fails (default 0).",
+    ),
+    f(
+        "retry_delay",
+        Ty::Duration,
+        "Wait before a retry (at most 7d).",
+    ),
+    f(
+        "retry_backoff",
+        Ty::Enum(&["fixed", "exponential"]),
+        "How retry_delay grows.",
+    ),
+    f(
+        "max_retry_delay",
+        Ty::Duration,
+        "Cap of an exponential retry delay (at most 7d).",
+    ),
+    f(
+        "retry_jitter",
+        Ty::Jitter,
+        "Random spread of retry delays: a fraction (0 to 1), or true (0.1).",
+    ),
+    f(
+        "priority",
+        Ty::Int(-2_147_483_648, 2_147_483_647),
+        "Higher runs first when slots are scarce.",
+    ),
+    f(
+        "env",
+        Ty::ScalarMap(ENV_PATTERN),
+        "Environment variables of this task.",
+    ),
+    f(
+        "working_dir",
+        Ty::NonEmptyStr,
+        "Directory the task runs in.",
+    ),
+    f(
+        "idempotent",
+        Ty::Bool,
+        "Safe to run again after an agent crash (an interrupted attempt is retried).",
+    ),
+    f(
+        "resources",
+        Ty::Units(1_000_000),
+        "Units of the agent's declared resources the task holds while it runs.",
+    ),
+    f(
+        "limits",
+        Ty::Object(LIMITS),
+        "Memory and CPU limits of the task's processes.",
+    ),
+    f(
+        "deadline",
+        Ty::Duration,
+        "The task not finished this long after the run's scheduled time is a deadline miss.",
+    ),
+    f(
+        "max_start_delay",
+        Ty::Duration,
+        "The task not started this long after the run's scheduled time is a deadline miss.",
+    ),
+    f(
+        "hooks",
+        Ty::Object(HOOKS),
+        "This task's hooks (replace the workflow's for the same event).",
+    ),
 ];
 
 /// `limits:` of a task.
 pub const LIMITS: &[Field] = &[
-    f("memory", Ty::Memory, "Memory limit: bytes, or with K, M, G, T, Ki, Mi, Gi, Ti, KB, MB, GB, TB (at most 1Pi)."),
-    f("cpu", Ty::Cpu, "CPU limit: a number of CPUs (0.5) or millicpus (500m), at most 1024."),
+    f(
+        "memory",
+        Ty::Memory,
+        "Memory limit: bytes, or with K, M, G, T, Ki, Mi, Gi, Ti, KB, MB, GB, TB (at most 1Pi).",
+    ),
+    f(
+        "cpu",
+        Ty::Cpu,
+        "CPU limit: a number of CPUs (0.5) or millicpus (500m), at most 1024.",
+    ),
 ];
 
 /// `hooks:` of a workflow, task or `defaults`.
 pub const HOOKS: &[Field] = &[
     f("on_failure", Ty::Hook, "Run when a task fails for good."),
-    f("on_retry", Ty::Hook, "Run when a task's attempt fails and it is retried."),
+    f(
+        "on_retry",
+        Ty::Hook,
+        "Run when a task's attempt fails and it is retried.",
+    ),
     f("on_success", Ty::Hook, "Run when a task succeeds."),
-    f("on_deadline_miss", Ty::Hook, "Run when a run or task misses its deadline or max_start_delay."),
+    f(
+        "on_deadline_miss",
+        Ty::Hook,
+        "Run when a run or task misses its deadline or max_start_delay.",
+    ),
 ];
 
 /// One hook's command.
 pub const HOOK: &[Field] = &[
-    f("command", Ty::Argv, "The program and its arguments (exactly one of command or script)."),
-    f("script", Ty::NonEmptyStr, "A shell script (exactly one of command or script)."),
-    f("shell", Ty::NonEmptyStr, "The shell of script (default sh)."),
-    f("timeout", Ty::Duration, "The hook is killed after this long (default 1m, at most 1d)."),
+    f(
+        "command",
+        Ty::Argv,
+        "The program and its arguments (exactly one of command or script).",
+    ),
+    f(
+        "script",
+        Ty::NonEmptyStr,
+        "A shell script (exactly one of command or script).",
+    ),
+    f(
+        "shell",
+        Ty::NonEmptyStr,
+        "The shell of script (default sh).",
+    ),
+    f(
+        "timeout",
+        Ty::Duration,
+        "The hook is killed after this long (default 1m, at most 1d).",
+    ),
 ];
 
 /// The long form of a parameter.
 pub const PARAM: &[Field] = &[
-    f("type", Ty::Enum(&["string", "integer", "number", "boolean", "enum"]), "The parameter's type (default string)."),
-    f("default", Ty::Scalar, "The value when a trigger gives none (a string, number or boolean)."),
-    f("required", Ty::Bool, "A trigger must give it (not with default; not in a scheduled workflow)."),
-    f("pattern", Ty::Str, "A regular expression the whole value must match."),
+    f(
+        "type",
+        Ty::Enum(&["string", "integer", "number", "boolean", "enum"]),
+        "The parameter's type (default string).",
+    ),
+    f(
+        "default",
+        Ty::Scalar,
+        "The value when a trigger gives none (a string, number or boolean).",
+    ),
+    f(
+        "required",
+        Ty::Bool,
+        "A trigger must give it (not with default; not in a scheduled workflow).",
+    ),
+    f(
+        "pattern",
+        Ty::Str,
+        "A regular expression the whole value must match.",
+    ),
     f("values", Ty::Argv, "The allowed values of `type: enum`."),
 ];
 

@@ -47,7 +47,9 @@ pub enum AgentCmd {
 pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
     match cmd {
         AgentCmd::List { watch } => match watch {
-            Some(secs) => return watch_loop(watch_interval(secs)?, || list(c, output, true), output),
+            Some(secs) => {
+                return watch_loop(watch_interval(secs)?, || list(c, output, true), output);
+            }
             None => list(c, output, false)?,
         },
         AgentCmd::Show { id } => {

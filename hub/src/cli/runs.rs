@@ -270,18 +270,27 @@ fn list(c: &Client, output: Output, f: &ListFilter, watching: bool) -> Result<()
     if f.state.is_empty() || firings_only {
         let since_ms = match f.since.as_str() {
             "" => None,
-            s => Some(parse_since(s, chrono::Utc::now().timestamp_millis()).ok_or_else(|| {
-                CliError::Usage(format!(
-                    "--since {s:?}: not an RFC 3339 time or a duration like 1h"
-                ))
-            })?),
+            s => Some(
+                parse_since(s, chrono::Utc::now().timestamp_millis()).ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "--since {s:?}: not an RFC 3339 time or a duration like 1h"
+                    ))
+                })?,
+            ),
         };
         let firings: Vec<FiringView> = c.get(
             "/v1/firings",
             &[
                 ("workflow", f.workflow.clone()),
                 ("agent", f.agent.clone()),
-                ("status", if firings_only { f.state.clone() } else { String::new() }),
+                (
+                    "status",
+                    if firings_only {
+                        f.state.clone()
+                    } else {
+                        String::new()
+                    },
+                ),
             ],
         )?;
         rows = merge_firings(rows, &firings, since_ms, f.limit);
@@ -304,7 +313,9 @@ fn list(c: &Client, output: Output, f: &ListFilter, watching: bool) -> Result<()
         })
         .collect();
     out(&table(
-        &["RUN", "AGENT", "WORKFLOW", "VERSION", "KIND", "STATE", "CREATED"],
+        &[
+            "RUN", "AGENT", "WORKFLOW", "VERSION", "KIND", "STATE", "CREATED",
+        ],
         &t,
     ))
 }
@@ -376,7 +387,10 @@ fn fetch_log(
         &format!("/v1/runs/{}/logs/{}", seg(run_id), seg(task)),
         &[
             ("agent", agent.to_string()),
-            ("attempt", attempt.map(|a| a.to_string()).unwrap_or_default()),
+            (
+                "attempt",
+                attempt.map(|a| a.to_string()).unwrap_or_default(),
+            ),
         ],
     )?)
 }
