@@ -160,7 +160,7 @@ pub(crate) fn print_json_rows<T: Serialize>(v: &T, watching: bool) -> Result<(),
 
 /// `--watch [SECS]`: the redraw interval (at least 0.1 s).
 pub(crate) fn watch_interval(secs: f64) -> Result<std::time::Duration, CliError> {
-    if !secs.is_finite() || secs < 0.1 || secs > 86_400.0 {
+    if !(0.1..=86_400.0).contains(&secs) {
         return Err(CliError::Usage(format!(
             "--watch {secs}: expected seconds between 0.1 and 86400"
         )));

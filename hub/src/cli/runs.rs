@@ -350,7 +350,7 @@ fn merge_firings(
         }
         rows.push((at, firing_row(f, at)));
     }
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     rows.into_iter().take(limit).map(|(_, r)| r).collect()
 }
 
