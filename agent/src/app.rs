@@ -174,6 +174,14 @@ fn dispatch(cmd: Command, log_format: crate::cli::Output) -> anyhow::Result<Exit
         Command::Pause { client, workflow } => simple(&client, Request::Pause { workflow }),
         Command::Resume { client, workflow } => simple(&client, Request::Resume { workflow }),
         Command::Cancel { client, run_id } => simple(&client, Request::Cancel { run_id }),
+        Command::Schema => {
+            use std::io::Write as _;
+            let text = outpost_common::workflow::schema::json_schema_text();
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
     }
 }
 
@@ -604,6 +612,9 @@ fn print_run(run: &RunView) {
     println!("run       {}", run.run_id);
     println!("workflow  {} (version {})", run.workflow, run.version);
     println!("state     {}", run.state);
+    if let Some(why) = &run.skip_reason {
+        println!("skipped   {why}");
+    }
     println!("scheduled {}", run.scheduled);
     if !run.params.is_empty() {
         let p: Vec<String> = run.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -738,6 +749,11 @@ fn client_status(c: &ClientOpts, output: Output) -> anyhow::Result<ExitCode> {
     if let Some(d) = &s.disk_low {
         println!("PAUSED: {d}");
     }
+    if let Some(h) = &s.hub_link {
+        for line in hub_link_lines(h) {
+            println!("{line}");
+        }
+    }
     if let Some(d) = &s.director {
         println!(
             "director {} until {}   clock offset {} ms   root metadata v{}",
@@ -774,6 +790,29 @@ fn client_status(c: &ClientOpts, output: Output) -> anyhow::Result<ExitCode> {
         )
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `status`: the hub link, one line each for the connection, the last error and the outbox.
+fn hub_link_lines(h: &crate::control::HubLinkStatus) -> Vec<String> {
+    let mut out = vec![match &h.connected_since {
+        Some(since) if h.connected => format!("hub {}: connected since {since}", h.hub),
+        _ => format!("hub {}: NOT CONNECTED", h.hub),
+    }];
+    if let Some(e) = &h.last_error {
+        out.push(format!(
+            "hub last error at {}: {e}",
+            h.last_error_at.as_deref().unwrap_or("-")
+        ));
+    }
+    out.push(match (&h.outbox_oldest_seq, &h.outbox_oldest_at) {
+        (Some(seq), at) if h.outbox_pending > 0 => format!(
+            "hub outbox: {} pending, oldest seq {seq} ({})",
+            h.outbox_pending,
+            at.as_deref().unwrap_or("time unknown")
+        ),
+        _ => "hub outbox: nothing pending".to_string(),
+    });
+    out
 }
 
 fn logs(

@@ -168,6 +168,8 @@ pub enum Command {
         client: ClientOpts,
         run_id: String,
     },
+    /// Print the JSON Schema of workflow files (for editors; docs/workflow.schema.json).
+    Schema,
 }
 
 /// Parse `k=v,k2=v2` labels.

@@ -87,6 +87,30 @@ pub struct StatusView {
     /// or not enrolled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub director: Option<DirectorStatus>,
+    /// The link to the hub (`None`: not enrolled, or an older daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_link: Option<HubLinkStatus>,
+}
+
+/// The hub link as the daemon sees it (kept in memory: a restarted daemon starts afresh).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HubLinkStatus {
+    /// The hub's address.
+    pub hub: String,
+    /// A session is open and the hub welcomed it.
+    pub connected: bool,
+    /// Since when (RFC 3339).
+    pub connected_since: Option<String>,
+    /// The last session's failure (why it could not connect, or why it ended).
+    pub last_error: Option<String>,
+    /// When that was (RFC 3339).
+    pub last_error_at: Option<String>,
+    /// Status events not yet acknowledged by the hub.
+    pub outbox_pending: u64,
+    /// The oldest of them: its sequence number...
+    pub outbox_oldest_seq: Option<u64>,
+    /// ...and when what it reports happened (RFC 3339).
+    pub outbox_oldest_at: Option<String>,
 }
 
 /// Freshness of the agent's view of the director, and its clock against the hub's.

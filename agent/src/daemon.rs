@@ -94,6 +94,8 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
             }
             tracing::info!(agent = %id.agent_id, hub = %id.hub_address, workflows = from_hub, "hub mode");
             let outbox = driver.outbox_watch();
+            let link_state = crate::hub_link::link_state(&id.hub_address);
+            driver.set_hub_link(link_state.clone());
             Some(tokio::spawn(crate::hub_link::run(
                 id,
                 crate::hub_link::LinkTimes {
@@ -104,6 +106,7 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
                 tx.clone(),
                 outbox,
                 link_stop_rx,
+                link_state,
             )))
         }
         None => None,

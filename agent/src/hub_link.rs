@@ -147,7 +147,50 @@ pub struct LinkTimes {
     pub report_every: Duration,
 }
 
+/// What the hub link knows of itself, for `outpost-agent status` (in memory only).
+#[derive(Debug, Clone, Default)]
+pub struct LinkInfo {
+    /// The hub's address.
+    pub hub: String,
+    /// Since when the current session is welcomed (wall clock, ms); `None` while not connected.
+    pub connected_since_ms: Option<i64>,
+    /// When the last session failed, and why.
+    pub last_error: Option<(i64, String)>,
+}
+
+/// [`LinkInfo`] shared by the link task (writer) and the driver's `status` (reader).
+pub type LinkState = Arc<std::sync::Mutex<LinkInfo>>;
+
+/// A new link state for the hub at `hub`.
+pub fn link_state(hub: &str) -> LinkState {
+    Arc::new(std::sync::Mutex::new(LinkInfo {
+        hub: hub.to_string(),
+        ..LinkInfo::default()
+    }))
+}
+
+fn update_link(state: &LinkState, f: impl FnOnce(&mut LinkInfo)) {
+    if let Ok(mut l) = state.lock() {
+        f(&mut l);
+    }
+}
+
+/// When what an outbox event reports happened (wall clock, ms), where the event says.
+pub fn event_ms(e: &outpost_common::record::StatusEvent) -> Option<i64> {
+    use outpost_common::record::StatusEvent;
+    match e {
+        StatusEvent::Run(r) => Some(r.ended_ms.or(r.started_ms).unwrap_or(r.created_ms)),
+        StatusEvent::Task(t) => Some(t.updated_ms),
+        StatusEvent::Missed(m) => Some(m.last_ms),
+        StatusEvent::Deadline(d) => Some(d.detected_ms),
+        StatusEvent::Reverted(r) => Some(r.at_ms),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
 /// Run the session with the hub until `shutdown` flips; reconnect with backoff after failures.
+/// `state` shows the link in `status`.
 pub async fn run(
     id: Identity,
     times: LinkTimes,
@@ -155,6 +198,7 @@ pub async fn run(
     driver: mpsc::UnboundedSender<Event>,
     mut outbox: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
+    state: LinkState,
 ) {
     let backoff = outpost_net::backoff::Backoff {
         base: Duration::from_millis(200),
@@ -177,7 +221,8 @@ pub async fn run(
                 id.clone()
             }
         };
-        match session(
+        update_link(&state, |l| l.hub.clone_from(&id.hub_address));
+        let result = session(
             &id,
             times,
             &store,
@@ -185,11 +230,22 @@ pub async fn run(
             &mut outbox,
             &mut shutdown,
             &mut welcomed,
+            &state,
         )
-        .await
-        {
-            Ok(()) => return,
-            Err(e) => tracing::warn!("hub link: {e:#}"),
+        .await;
+        let now = chrono::Utc::now().timestamp_millis();
+        match result {
+            Ok(()) => {
+                update_link(&state, |l| l.connected_since_ms = None);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("hub link: {e:#}");
+                update_link(&state, |l| {
+                    l.connected_since_ms = None;
+                    l.last_error = Some((now, format!("{e:#}")));
+                });
+            }
         }
         // A session the hub welcomed (or one that lasted a while) resets the backoff bound
         // (docs/protocol.md, "Liveness and reconnect").
@@ -206,6 +262,7 @@ pub async fn run(
 }
 
 /// One connection's life. `Ok(())` only on shutdown.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     id: &Identity,
     LinkTimes {
@@ -217,6 +274,7 @@ async fn session(
     outbox: &mut watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
     welcomed: &mut bool,
+    state: &LinkState,
 ) -> anyhow::Result<()> {
     let addr = resolve(&id.hub_address).await?;
     let tls = outpost_net::tls::client_session_config_pins(
@@ -261,6 +319,12 @@ async fn session(
     let mut renewing: Option<Vec<u8>> = None;
     loop {
         *welcomed |= sess.is_welcomed();
+        if sess.is_welcomed() {
+            update_link(state, |l| {
+                l.connected_since_ms
+                    .get_or_insert_with(|| chrono::Utc::now().timestamp_millis());
+            });
+        }
         // Everything the session wants to send, then everything it wants read.
         while let Some(m) = sess.poll_transmit() {
             send.send(&m).await?;

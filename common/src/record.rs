@@ -323,6 +323,10 @@ pub struct RunRecord {
     /// Agent that made the run (filled when the agent is enrolled).
     #[n(10)]
     pub agent_id: Option<String>,
+    /// Why a `Skipped` run did not run (e.g. "overlap=skip: run R was active"); `None` for
+    /// any other run, and from agents before this field.
+    #[n(11)]
+    pub skip_reason: Option<String>,
 }
 
 /// Firings that were not run (agent stopped, clock jumped, catch-up policy): one event with the

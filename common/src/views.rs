@@ -62,6 +62,9 @@ pub struct RunView<A: RunOwner> {
     pub ended: Option<String>,
     /// Parameters.
     pub params: Vec<(String, String)>,
+    /// Why the run was skipped (`skipped` runs, from agents that say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
     /// Task instances (a run's detail only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskView>,
@@ -121,6 +124,7 @@ impl<A: RunOwner> RunView<A> {
             started: r.started_ms.map(rfc3339),
             ended: r.ended_ms.map(rfc3339),
             params: r.params.clone(),
+            skip_reason: r.skip_reason.clone(),
             tasks: tasks
                 .iter()
                 .map(|t| TaskView::new(t, A::LOG_PATHS))
@@ -182,6 +186,7 @@ mod tests {
             started_ms: Some(1_000),
             ended_ms: Some(2_500),
             agent_id: None,
+            skip_reason: None,
         }
     }
 

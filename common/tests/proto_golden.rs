@@ -177,6 +177,7 @@ fn run_record() -> RunRecord {
         started_ms: Some(1_767_225_600_010),
         ended_ms: Some(1_767_225_601_000),
         agent_id: Some("agent-00112233aabbccdd".into()),
+        skip_reason: None,
     }
 }
 

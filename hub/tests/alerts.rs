@@ -34,6 +34,7 @@ fn failed_run(id: &str, workflow: &str, ended: i64) -> StatusEvent {
         started_ms: Some(ended - 900),
         ended_ms: Some(ended),
         agent_id: None,
+        skip_reason: None,
     })
 }
 

@@ -432,6 +432,7 @@ fn run(id: &str, created: i64, state: RunState) -> RunRecord {
         started_ms: Some(created),
         ended_ms: None,
         agent_id: None,
+        skip_reason: None,
     }
 }
 

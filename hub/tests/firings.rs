@@ -95,6 +95,7 @@ fn run(t: i64) -> StatusEvent {
         started_ms: Some(t),
         ended_ms: Some(t + 1_000),
         agent_id: None,
+        skip_reason: None,
     })
 }
 

@@ -124,6 +124,7 @@ impl H {
             started_ms: Some(1),
             ended_ms: Some(2),
             agent_id: None,
+            skip_reason: None,
         };
         let entry = OutboxEntry {
             seq: *seq,

@@ -576,6 +576,7 @@ impl Played {
             started_ms: Some(now - 55),
             ended_ms: Some(now),
             agent_id: Some(self.id.agent_id.clone()),
+            skip_reason: None,
         }));
         tasks as usize + 1
     }

@@ -694,6 +694,17 @@ impl Engine {
         match wf.overlap {
             Overlap::Skip if !active.is_empty() => {
                 slot.rec.state = RunState::Skipped;
+                // Why, for `run show`: the active run (and how many more).
+                slot.rec.skip_reason = Some(match active.as_slice() {
+                    [one] => format!("overlap=skip: run {one} was active"),
+                    [first, rest @ ..] => {
+                        format!(
+                            "overlap=skip: run {first} and {} more were active",
+                            rest.len()
+                        )
+                    }
+                    [] => "overlap=skip".to_string(),
+                });
                 slot.rec.ended_ms = Some(now.wall_ms());
                 self.dirty.insert((id.clone(), None));
                 self.pending.push(Action::RunFinished {

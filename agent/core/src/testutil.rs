@@ -214,6 +214,7 @@ pub fn run_record(wf: &Workflow, scheduled_ms: UnixMillis, kind: RunKind) -> Run
         started_ms: None,
         ended_ms: None,
         agent_id: None,
+        skip_reason: None,
     }
 }
 

@@ -308,6 +308,12 @@ fn overlap_skip() {
     let (mut sim, wf, r1, r2) = two_runs(Overlap::Skip, 1);
     assert_eq!(sim.store_runs[&r2].state, RunState::Skipped);
     assert!(sim.finished.contains(&(r2.clone(), RunState::Skipped)));
+    // The skipped run says why (the active run), durably, for `run show`.
+    assert_eq!(
+        sim.store_runs[&r2].skip_reason,
+        Some(format!("overlap=skip: run {r1} was active"))
+    );
+    assert_eq!(sim.store_runs[&r1].skip_reason, None);
     assert_eq!(sim.spawned(&r2), Vec::<usize>::new());
     sim.exit(&r1, 0, 0);
     let r3 = start(&mut sim, &wf, 120_000);

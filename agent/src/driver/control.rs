@@ -179,6 +179,7 @@ impl Driver {
                 .filter(|g| g.is_low())
                 .map(|g| g.describe()),
             director: self.director_status()?,
+            hub_link: self.hub_link_status()?,
             workflows: self
                 .catalog
                 .iter()
@@ -197,5 +198,34 @@ impl Driver {
                 })
                 .collect(),
         })
+    }
+
+    /// The hub link to show itself in `status` (a daemon in hub mode).
+    pub fn set_hub_link(&mut self, link: crate::hub_link::LinkState) {
+        self.hub_link = Some(link);
+    }
+
+    /// The hub link as `status` shows it: connected since, last error, the outbox's pending
+    /// entries and when the oldest of them happened. `None` without a hub.
+    pub(super) fn hub_link_status(&self) -> anyhow::Result<Option<crate::control::HubLinkStatus>> {
+        let Some(link) = &self.hub_link else {
+            return Ok(None);
+        };
+        let info = link.lock().map(|l| l.clone()).unwrap_or_default();
+        let oldest = self.store.outbox_after(0, 1)?;
+        let rfc = outpost_common::record::rfc3339;
+        Ok(Some(crate::control::HubLinkStatus {
+            hub: info.hub,
+            connected: info.connected_since_ms.is_some(),
+            connected_since: info.connected_since_ms.map(rfc),
+            last_error: info.last_error.as_ref().map(|(_, e)| e.clone()),
+            last_error_at: info.last_error.as_ref().map(|(at, _)| rfc(*at)),
+            outbox_pending: self.store.outbox_len()?,
+            outbox_oldest_seq: oldest.first().map(|e| e.seq),
+            outbox_oldest_at: oldest
+                .first()
+                .and_then(|e| crate::hub_link::event_ms(&e.event))
+                .map(rfc),
+        }))
     }
 }

@@ -82,6 +82,7 @@ fn failed_run(i: i64) -> StatusEvent {
         started_ms: Some(100 + i),
         ended_ms: Some(101 + i),
         agent_id: None,
+        skip_reason: None,
     })
 }
 

@@ -151,6 +151,7 @@ mod tests {
             started_ms: started,
             ended_ms: None,
             agent_id: None,
+            skip_reason: None,
         })
     }
 

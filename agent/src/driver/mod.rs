@@ -206,6 +206,8 @@ pub struct Driver {
     hooked: HashSet<RunId>,
     /// Run starts since the last telemetry report (lateness).
     starts: figures::StartFigures,
+    /// The hub link's own state (connected since, last error), for `status`; `None` standalone.
+    hub_link: Option<crate::hub_link::LinkState>,
 }
 
 impl Driver {
@@ -257,6 +259,7 @@ impl Driver {
             started,
             defer_to: None,
             retention_clock,
+            hub_link: None,
             disk_checked: None,
             deadlines: Default::default(),
             hooks,

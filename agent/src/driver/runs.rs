@@ -134,6 +134,7 @@ impl Driver {
             started_ms: None,
             ended_ms: None,
             agent_id: self.cfg.agent_id.clone(),
+            skip_reason: None,
         };
         self.runs.insert(run_id.clone(), wf.clone());
         self.watch_run(&rec, &wf, &[]);

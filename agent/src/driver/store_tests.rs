@@ -47,6 +47,7 @@ fn history(store: &Store) {
                 started_ms: Some(created + i),
                 ended_ms: Some(created + i + 1),
                 agent_id: None,
+                skip_reason: None,
             })
         })
         .collect();
@@ -218,6 +219,7 @@ fn a_commit_that_fails_on_a_full_disk_is_retried_until_space_is_back() {
                 started_ms: None,
                 ended_ms: None,
                 agent_id: None,
+                skip_reason: None,
             })
         })
         .collect();

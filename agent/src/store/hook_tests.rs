@@ -23,6 +23,7 @@ fn run(id: &str, state: RunState) -> RunRecord {
         started_ms: Some(1_000),
         ended_ms: state.is_terminal().then_some(2_000),
         agent_id: None,
+        skip_reason: None,
     }
 }
 

@@ -196,6 +196,7 @@ fn run(id: &str, created_ms: i64, state: RunState) -> RunRecord {
         started_ms: (state != RunState::Queued).then_some(created_ms + 1),
         ended_ms: state.is_terminal().then_some(created_ms + 5),
         agent_id: None,
+        skip_reason: None,
     }
 }
 

@@ -37,6 +37,7 @@ fn run(id: &str, workflow: &str, created_ms: i64, state: RunState) -> RunRecord 
         started_ms: Some(created_ms),
         ended_ms: state.is_terminal().then_some(created_ms + 10),
         agent_id: None,
+        skip_reason: None,
     }
 }
 

@@ -9,6 +9,7 @@
 //! [`env_name`] are used by the agent and (later) the hub.
 
 mod node;
+pub mod schema;
 mod validate;
 
 pub use validate::MAX_TASKS;

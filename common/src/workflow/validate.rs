@@ -2,11 +2,13 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::node::{Node, Pos, Value};
+use super::schema;
 use super::{Diagnostic, ValidateOptions};
 use crate::duration::parse_duration;
 use crate::model::{
@@ -19,55 +21,18 @@ use crate::template::{self, Placeholder};
 
 mod hooks;
 
-const TOP_KEYS: &[&str] = &[
-    "name",
-    "description",
-    "schedule",
-    "timezone",
-    "catchup",
-    "catchup_window",
-    "overlap",
-    "max_active_runs",
-    "params",
-    "env",
-    "target",
-    "defaults",
-    "tasks",
-    "deadline",
-    "max_start_delay",
-    "hooks",
-];
-
-const TASK_KEYS: &[&str] = &[
-    "command",
-    "script",
-    "shell",
-    "depends_on",
-    "trigger_rule",
-    "timeout",
-    "retries",
-    "retry_delay",
-    "retry_backoff",
-    "max_retry_delay",
-    "retry_jitter",
-    "priority",
-    "env",
-    "working_dir",
-    "idempotent",
-    "resources",
-    "limits",
-    "deadline",
-    "max_start_delay",
-    "hooks",
-];
-
-const HOOK_KEYS: &[&str] = &["on_failure", "on_retry", "on_success", "on_deadline_miss"];
-const HOOK_EXEC_KEYS: &[&str] = &["command", "script", "shell", "timeout"];
+// The known keys of each place come from the field table (`schema.rs`), which also makes the
+// JSON Schema: a key is known to both or to neither.
+static TOP_KEYS: LazyLock<Vec<&str>> = LazyLock::new(|| schema::names(schema::WORKFLOW));
+static TASK_KEYS: LazyLock<Vec<&str>> = LazyLock::new(|| schema::names(schema::TASK));
+static HOOK_KEYS: LazyLock<Vec<&str>> = LazyLock::new(|| schema::names(schema::HOOKS));
+static HOOK_EXEC_KEYS: LazyLock<Vec<&str>> = LazyLock::new(|| schema::names(schema::HOOK));
 /// Longest a hook may be given (`timeout`).
 const MAX_HOOK_DAYS: u64 = 1;
 
-const EXEC_KEYS: &[&str] = &["command", "script", "depends_on"];
-const LIMIT_KEYS: &[&str] = &["memory", "cpu"];
+/// The task keys `defaults` cannot set.
+static EXEC_KEYS: LazyLock<Vec<&str>> = LazyLock::new(schema::task_only_names);
+static LIMIT_KEYS: LazyLock<Vec<&str>> = LazyLock::new(|| schema::names(schema::LIMITS));
 
 const MAX_NAME_LEN: usize = 128;
 /// Tasks per workflow (docs/workflows.md). Validation and run set-up are linear in the tasks and
@@ -385,7 +350,7 @@ impl V<'_> {
         for (key, kpos, v) in entries {
             let f = join_dot(prefix, &key);
             if !TASK_KEYS.contains(&key.as_str()) {
-                self.unknown_key(kpos, &f, &key, TASK_KEYS);
+                self.unknown_key(kpos, &f, &key, &TASK_KEYS);
                 continue;
             }
             if matches!(v.value, Value::Null) && key != "command" && key != "script" {
@@ -470,7 +435,7 @@ impl V<'_> {
                 "deadline" => p.deadline = self.duration(v, &f, false, 366),
                 "max_start_delay" => p.max_start_delay = self.duration(v, &f, false, 366),
                 "hooks" => p.hooks = self.hooks(v, &f),
-                _ => self.unknown_key(kpos, &f, &key, TASK_KEYS),
+                _ => self.unknown_key(kpos, &f, &key, &TASK_KEYS),
             }
         }
         p
@@ -600,7 +565,7 @@ impl V<'_> {
             match key.as_str() {
                 "memory" => p.memory = self.memory(v, &f),
                 "cpu" => p.cpu = self.cpu(v, &f),
-                _ => self.unknown_key(kpos, &f, &key, LIMIT_KEYS),
+                _ => self.unknown_key(kpos, &f, &key, &LIMIT_KEYS),
             }
         }
     }
@@ -746,7 +711,7 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
     for (key, kpos, node) in entries {
         let f = key.as_str();
         if !TOP_KEYS.contains(&f) {
-            v.unknown_key(kpos, f, &key, TOP_KEYS);
+            v.unknown_key(kpos, f, &key, &TOP_KEYS);
             continue;
         }
         if matches!(node.value, Value::Null) && key != "name" && key != "tasks" {
@@ -852,7 +817,7 @@ fn build(v: &mut V<'_>, source: &str, root: &Node) -> Option<Workflow> {
             "deadline" => deadline = v.duration(node, f, false, 366),
             "max_start_delay" => max_start_delay = v.duration(node, f, false, 366),
             "hooks" => hooks = v.hooks(node, f),
-            _ => v.unknown_key(kpos, f, &key, TOP_KEYS),
+            _ => v.unknown_key(kpos, f, &key, &TOP_KEYS),
         }
     }
     if !name_seen {
@@ -1179,7 +1144,7 @@ fn shortest_cycle(start: usize, scc: &[usize], edges: &[Vec<usize>]) -> Vec<usiz
     scc.to_vec()
 }
 
-const PARAM_KEYS: &[&str] = &["type", "default", "required", "pattern", "values"];
+static PARAM_KEYS: LazyLock<Vec<&str>> = LazyLock::new(|| schema::names(schema::PARAM));
 
 /// `params`: each entry is `name: default` (an optional string) or a map of [`PARAM_KEYS`].
 /// Returns the defaults (empty for a parameter without one) and the rules.
@@ -1291,7 +1256,7 @@ fn read_param_rule(v: &mut V<'_>, node: &Node, f: &str) -> Option<ParamRule> {
             }
             "required" => required = v.bool(n, &kf).unwrap_or(false),
             "default" => default = v.scalar(n, &kf).map(|s| (n.pos, s)),
-            _ => v.unknown_key(kpos, &kf, &key, PARAM_KEYS),
+            _ => v.unknown_key(kpos, &kf, &key, &PARAM_KEYS),
         }
     }
     match (enum_type, values) {

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::args::parse_kv;
-use super::output::{CliError, CliResult, Output, fmt_labels, or_dash, print_json, table};
+use super::output::{
+    CliError, CliResult, Output, fmt_labels, or_dash, out, print_json, print_json_rows, table,
+    watch as watch_loop, watch_interval,
+};
 use crate::client::{Client, seg};
 use crate::views::{AgentDetail, AgentView, LabelRequest, RevokeResponse};
 
@@ -13,7 +16,12 @@ use crate::views::{AgentDetail, AgentView, LabelRequest, RevokeResponse};
 #[derive(Debug, Subcommand)]
 pub enum AgentCmd {
     /// List agents.
-    List,
+    List {
+        /// Redraw every SECS seconds (default 2) until Ctrl-C; with `--output json`, one JSON
+        /// document a line per refresh.
+        #[arg(short = 'w', long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<f64>,
+    },
     /// Show one agent.
     Show {
         /// Agent id.
@@ -38,21 +46,12 @@ pub enum AgentCmd {
 /// `agent ...`
 pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
     match cmd {
-        AgentCmd::List => {
-            let rows: Vec<AgentView> = c.get("/v1/agents", &[])?;
-            if output == Output::Json {
-                print_json(&rows)?;
-            } else {
-                let t: Vec<Vec<String>> = rows.iter().map(agent_row).collect();
-                print!(
-                    "{}",
-                    table(
-                        &["ID", "LABELS", "STATUS", "SINCE", "VERSION", "ACTIVE"],
-                        &t
-                    )
-                );
+        AgentCmd::List { watch } => match watch {
+            Some(secs) => {
+                return watch_loop(watch_interval(secs)?, || list(c, output, true), output);
             }
-        }
+            None => list(c, output, false)?,
+        },
         AgentCmd::Show { id } => {
             let a: AgentDetail = c.get(&format!("/v1/agents/{}", seg(&id)), &[])?;
             if output == Output::Json {
@@ -124,6 +123,19 @@ pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `agent list` (once; `watching`: compact JSON, one document a line).
+fn list(c: &Client, output: Output, watching: bool) -> Result<(), CliError> {
+    let rows: Vec<AgentView> = c.get("/v1/agents", &[])?;
+    if output == Output::Json {
+        return print_json_rows(&rows, watching);
+    }
+    let t: Vec<Vec<String>> = rows.iter().map(agent_row).collect();
+    out(&table(
+        &["ID", "LABELS", "STATUS", "SINCE", "VERSION", "ACTIVE"],
+        &t,
+    ))
 }
 
 fn agent_row(a: &AgentView) -> Vec<String> {

@@ -49,6 +49,7 @@ fn run(state: RunState) -> RunRecord {
         started_ms: Some(10_500),
         ended_ms: Some(13_500),
         agent_id: Some("agent-a".into()),
+        skip_reason: None,
     }
 }
 

@@ -117,6 +117,7 @@ fn run(id: &str, created: i64, state: RunState) -> RunRecord {
         started_ms: None,
         ended_ms: None,
         agent_id: None,
+        skip_reason: None,
     }
 }
 

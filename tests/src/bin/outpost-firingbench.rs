@@ -199,6 +199,7 @@ fn main() -> anyhow::Result<()> {
                         started_ms: Some(at),
                         ended_ms: Some(at + 1_000),
                         agent_id: None,
+                        skip_reason: None,
                     }),
                 });
             }

@@ -15,7 +15,7 @@ impl V<'_> {
                 "on_success" => HookEvent::Success,
                 "on_deadline_miss" => HookEvent::DeadlineMiss,
                 _ => {
-                    self.unknown_key(kpos, &f, &key, HOOK_KEYS);
+                    self.unknown_key(kpos, &f, &key, &HOOK_KEYS);
                     continue;
                 }
             };
@@ -65,7 +65,7 @@ impl V<'_> {
                     None => ok = false,
                 },
                 _ => {
-                    self.unknown_key(kpos, &f, &key, HOOK_EXEC_KEYS);
+                    self.unknown_key(kpos, &f, &key, &HOOK_EXEC_KEYS);
                     ok = false;
                 }
             }
