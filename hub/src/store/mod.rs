@@ -93,6 +93,8 @@ pub(crate) mod schema;
 pub mod sessions;
 #[cfg(test)]
 mod tests;
+mod names;
+mod retention;
 mod tokens;
 mod trust;
 mod workflows;
@@ -101,6 +103,8 @@ pub(crate) use alerts::{AlertCommit, DeliveryOutcome};
 pub use alerts::{AlertEntry, DeliveryRecord, DeliveryState};
 pub use audit::{AUDIT_GENESIS, AuditBreak, AuditVerdict};
 pub use error::StoreError;
+pub use names::{Decommissioned, check_agent_name, default_agent_name};
+pub use retention::{RetentionPolicy, RetentionReport};
 pub use file::Store;
 pub use operators::{
     CREDENTIAL_PREFIX, OperatorRecord, Role, check_operator_name, parse_credential,
