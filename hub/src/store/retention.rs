@@ -253,3 +253,29 @@ fn delete_runs(
     }
     Ok((n_runs, n_tasks))
 }
+
+impl Store {
+    /// Compact the store file in place: move pages down and truncate the free space at its end
+    /// (redb `Database::compact`, repeated until it has nothing left to do). Needs the store to
+    /// itself: the hub stopped (`outpost-hub compact`). Returns the file size before and after.
+    pub fn compact(&mut self) -> Result<(u64, u64), StoreError> {
+        let size = |p: &std::path::Path| {
+            std::fs::metadata(p).map(|m| m.len()).map_err(|source| {
+                StoreError::Db(super::error::DbError::File {
+                    path: p.to_path_buf(),
+                    source,
+                })
+            })
+        };
+        let before = size(&self.path)?;
+        for _ in 0..16 {
+            let more = self.db.compact().map_err(|e| {
+                StoreError::Db(super::error::DbError::Redb(redb::Error::from(e)))
+            })?;
+            if !more {
+                break;
+            }
+        }
+        Ok((before, size(&self.path)?))
+    }
+}
