@@ -262,10 +262,10 @@ fn runtime_foreground() -> anyhow::Result<tokio::runtime::Runtime> {
 /// behind: the files it created in `dir` (the store among them), and `dir` itself if it made it,
 /// are removed, so the next try starts as this one did. A store already open (the agent service
 /// running on it) is refused with the working order.
-pub(crate) fn enroll_leaving_nothing_on_failure(
+pub(crate) fn enroll_leaving_nothing_on_failure<T>(
     dir: &Path,
-    f: impl FnOnce(&Store) -> anyhow::Result<crate::identity::Identity>,
-) -> anyhow::Result<crate::identity::Identity> {
+    f: impl FnOnce(&Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let dir_existed = dir.exists();
     let before: std::collections::HashSet<std::ffi::OsString> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
