@@ -180,12 +180,12 @@ fn three_agents_enroll_unattended_while_running_are_named_renamed_and_one_decomm
 
     // Every agent argument takes the id or the name.
     let shown = hub.json(&["agent", "show", &host_name]).unwrap();
-    assert_eq!(shown["agent"]["id"], host_id.as_str());
+    assert_eq!(shown["id"], host_id.as_str());
     let out = hub.cli(&["agent", "rename", "line1", "press-7"]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("line1 -> press-7"), "{}", stdout(&out));
     assert_eq!(
-        hub.json(&["agent", "show", "press-7"]).unwrap()["agent"]["id"],
+        hub.json(&["agent", "show", "press-7"]).unwrap()["id"],
         line1.as_str()
     );
     assert!(!hub.cli(&["agent", "show", "line1"]).unwrap().status.success());
