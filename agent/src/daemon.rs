@@ -282,11 +282,7 @@ async fn wait_for_enrollment(
     }
 }
 
-async fn accept_loop(
-    listener: UnixListener,
-    tx: mpsc::UnboundedSender<Event>,
-    store: Arc<Store>,
-) {
+async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Event>, store: Arc<Store>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {

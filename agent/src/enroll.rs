@@ -89,9 +89,11 @@ fn token(a: &EnrollCli) -> Result<String, String> {
     }
     match a.token.as_deref().map(str::trim) {
         Some(t) if !t.is_empty() => Ok(t.to_string()),
-        _ => Err("no bootstrap token: pass --token-file FILE or --token TOKEN, or set \
+        _ => Err(
+            "no bootstrap token: pass --token-file FILE or --token TOKEN, or set \
                   OUTPOST_ENROLL_TOKEN"
-            .into()),
+                .into(),
+        ),
     }
 }
 
@@ -161,15 +163,15 @@ fn through_daemon(socket: &Path, args: EnrollArgs) -> Result<String, Failure> {
     };
     match control::call(socket, &req) {
         Ok(Response::Ok { message }) => Ok(message),
-        Ok(Response::Error { message }) => Err(
-            if let Some(m) = message.strip_prefix(UNREACHABLE_PREFIX) {
+        Ok(Response::Error { message }) => {
+            Err(if let Some(m) = message.strip_prefix(UNREACHABLE_PREFIX) {
                 Failure::Unreachable(m.to_string())
             } else if message.starts_with("the hub refused enrollment") {
                 Failure::Refused(message)
             } else {
                 Failure::BadInput(message)
-            },
-        ),
+            })
+        }
         Ok(other) => Err(Failure::BadInput(format!(
             "unexpected answer from the agent: {other:?}"
         ))),

@@ -80,7 +80,11 @@ pub async fn enroll(store: &Store, args: &EnrollArgs) -> anyhow::Result<Enrolled
     if let Some(id) = identity::load(store)? {
         return already_enrolled(&id, &args.token);
     }
-    let (hub, hub_name, labels) = (args.hub.as_str(), args.hub_name.as_deref(), args.labels.clone());
+    let (hub, hub_name, labels) = (
+        args.hub.as_str(),
+        args.hub_name.as_deref(),
+        args.labels.clone(),
+    );
     let token = identity::parse_token(&args.token).map_err(anyhow::Error::msg)?;
     // The name the hub's certificate is issued for: --hub-name, else the token's, else the
     // default name of `outpost-hub init` (tokens of older hubs carry no name).

@@ -107,10 +107,9 @@ impl Hub {
         let mut total = RetentionReport::default();
         for _ in 0..MAX_BATCHES_PER_ROUND {
             let hub = self.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                hub.store().apply_retention(&policy, now_ms())
-            })
-            .await??;
+            let r =
+                tokio::task::spawn_blocking(move || hub.store().apply_retention(&policy, now_ms()))
+                    .await??;
             total.runs += r.runs;
             total.tasks += r.tasks;
             total.more = r.more;

@@ -47,9 +47,11 @@ fn unenrolled_service(dir: &Path, hub_addr: std::net::SocketAddr) -> Daemon {
         rust_log: None,
         env: Vec::new(),
     };
-    wait_for(Duration::from_secs(20), "the waiting agent's socket", || {
-        socket.exists().then_some(())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "the waiting agent's socket",
+        || socket.exists().then_some(()),
+    )
     .unwrap_or_else(|e| panic!("{e}\n{}", d.stderr_tail()));
     d
 }
@@ -102,7 +104,9 @@ fn three_agents_enroll_unattended_while_running_are_named_renamed_and_one_decomm
             "token", "create", "--uses", "3", "--labels", "site=a", "--ttl", "10m",
         ])
         .unwrap();
-    let token_file = s.write("enroll.token", tok["token"].as_str().unwrap()).unwrap();
+    let token_file = s
+        .write("enroll.token", tok["token"].as_str().unwrap())
+        .unwrap();
 
     // The services run first (as a package or cloud-init starts them), then enroll.
     let dirs: Vec<PathBuf> = (0..3).map(|i| s.join(&format!("a{i}"))).collect();
@@ -125,12 +129,20 @@ fn three_agents_enroll_unattended_while_running_are_named_renamed_and_one_decomm
             stderr(&out),
             d.stderr_tail()
         );
-        assert!(stdout(&out).contains("enrolled as agent-"), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains("enrolled as agent-"),
+            "{}",
+            stdout(&out)
+        );
     }
     // Re-running the same step is a no-op success.
     let again = enroll(&daemons[0], &addr, &token_file, Some("line0"));
     assert!(again.status.success(), "{}", stderr(&again));
-    assert!(stdout(&again).contains("already enrolled"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("already enrolled"),
+        "{}",
+        stdout(&again)
+    );
     // The token is used up: a fourth agent is refused (exit 3), and leaves nothing behind.
     let fourth = s.join("a3");
     std::fs::create_dir_all(&fourth).unwrap();
@@ -161,15 +173,15 @@ fn three_agents_enroll_unattended_while_running_are_named_renamed_and_one_decomm
         let l = agents(&hub);
         (l.len() == 3 && l.iter().all(|a| a["online"] == true)).then_some(l)
     })
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}: {:?}\n{}",
-            agents(&hub),
-            daemons[2].stderr_tail()
-        )
-    });
-    let line0 = by_name(&list, "line0").unwrap()["id"].as_str().unwrap().to_string();
-    let line1 = by_name(&list, "line1").unwrap()["id"].as_str().unwrap().to_string();
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", agents(&hub), daemons[2].stderr_tail()));
+    let line0 = by_name(&list, "line0").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let line1 = by_name(&list, "line1").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let host = list
         .iter()
         .find(|a| a["name"] != "line0" && a["name"] != "line1")
@@ -183,24 +195,42 @@ fn three_agents_enroll_unattended_while_running_are_named_renamed_and_one_decomm
     assert_eq!(shown["id"], host_id.as_str());
     let out = hub.cli(&["agent", "rename", "line1", "press-7"]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("line1 -> press-7"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("line1 -> press-7"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(
         hub.json(&["agent", "show", "press-7"]).unwrap()["id"],
         line1.as_str()
     );
-    assert!(!hub.cli(&["agent", "show", "line1"]).unwrap().status.success());
+    assert!(
+        !hub.cli(&["agent", "show", "line1"])
+            .unwrap()
+            .status
+            .success()
+    );
     // A name another agent holds is refused.
     let out = hub.cli(&["agent", "rename", &line0, "press-7"]).unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("taken"), "{}", stderr(&out));
 
     // Runs flow; retention keeps 3 per workflow on each agent.
-    let v = apply(&hub, s.path(), "tick.yaml", &ticker("tick", 1, "a", "site: a"));
+    let v = apply(
+        &hub,
+        s.path(),
+        "tick.yaml",
+        &ticker("tick", 1, "a", "site: a"),
+    );
     assert_eq!(v, 1);
-    wait_for(Duration::from_secs(40), "runs past the retention limit", || {
-        let made = daemons[0].runs(Some("tick")).ok()?.len();
-        (made >= 8).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(40),
+        "runs past the retention limit",
+        || {
+            let made = daemons[0].runs(Some("tick")).ok()?.len();
+            (made >= 8).then_some(())
+        },
+    )
     .unwrap();
     let at_hub = wait_for(Duration::from_secs(20), "retention at the hub", || {
         let runs = hub
@@ -221,11 +251,15 @@ fn three_agents_enroll_unattended_while_running_are_named_renamed_and_one_decomm
     let gone = list.iter().find(|a| a["id"] == host_id.as_str()).unwrap();
     assert!(gone["decommissioned"].is_string(), "{gone}");
     assert!(gone["revoked"].is_string(), "{gone}");
-    wait_for(Duration::from_secs(10), "the decommissioned agent offline", || {
-        let l = agents(&hub);
-        let a = l.iter().find(|a| a["id"] == host_id.as_str())?.clone();
-        (a["online"] == false).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the decommissioned agent offline",
+        || {
+            let l = agents(&hub);
+            let a = l.iter().find(|a| a["id"] == host_id.as_str())?.clone();
+            (a["online"] == false).then_some(())
+        },
+    )
     .unwrap();
     // Its service restarted: still refused.
     daemons[2].kill9().unwrap();

@@ -51,18 +51,13 @@ pub(super) fn compact(conn: &super::conn::ConnOpts) -> CliResult {
             "{e} (compaction needs the store to itself: stop the hub first)"
         ))
     })?;
-    let (before, after) = store
-        .compact()
-        .map_err(|e| CliError::Fail(e.to_string()))?;
+    let (before, after) = store.compact().map_err(|e| CliError::Fail(e.to_string()))?;
     if conn.output == Output::Json {
         print_json(&serde_json::json!({
             "file": file, "bytes_before": before, "bytes_after": after
         }))?;
     } else {
-        println!(
-            "compacted {}: {before} -> {after} bytes",
-            file.display()
-        );
+        println!("compacted {}: {before} -> {after} bytes", file.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,8 @@ use outpost_common::proto::{EnrollRequest, EnrollResponse};
 use super::{EventKind, OpError, OpResult};
 use crate::hub::{Hub, allowed_labels, now_ms, parse_token_secret};
 use crate::store::{
-    AgentRecord, Decommissioned, DeployResultRecord, StoreError, check_agent_name, default_agent_name,
+    AgentRecord, Decommissioned, DeployResultRecord, StoreError, check_agent_name,
+    default_agent_name,
 };
 
 impl Hub {

@@ -15,7 +15,11 @@ impl Hub {
     pub fn runs(&self, query: &RunQuery, failed_tasks: bool) -> OpResult<Vec<HubRun>> {
         // `--agent` takes a name too.
         let resolved;
-        let query = match query.agent.as_deref().map(|a| self.store().resolve_agent(a)) {
+        let query = match query
+            .agent
+            .as_deref()
+            .map(|a| self.store().resolve_agent(a))
+        {
             Some(Ok(id)) => {
                 resolved = RunQuery {
                     agent: Some(id),

@@ -83,18 +83,18 @@ mod error;
 mod file;
 mod firings;
 pub(crate) mod migrations;
+mod names;
 mod open;
 mod operators;
 pub mod pools;
 mod records;
+mod retention;
 mod rollouts;
 mod runs;
 pub(crate) mod schema;
 pub mod sessions;
 #[cfg(test)]
 mod tests;
-mod names;
-mod retention;
 mod tokens;
 mod trust;
 mod workflows;
@@ -103,13 +103,13 @@ pub(crate) use alerts::{AlertCommit, DeliveryOutcome};
 pub use alerts::{AlertEntry, DeliveryRecord, DeliveryState};
 pub use audit::{AUDIT_GENESIS, AuditBreak, AuditVerdict};
 pub use error::StoreError;
-pub use names::{Decommissioned, check_agent_name, default_agent_name};
-pub use retention::{RetentionPolicy, RetentionReport};
 pub use file::Store;
+pub use names::{Decommissioned, check_agent_name, default_agent_name};
 pub use operators::{
     CREDENTIAL_PREFIX, OperatorRecord, Role, check_operator_name, parse_credential,
 };
 pub use pools::*;
 pub use records::*;
+pub use retention::{RetentionPolicy, RetentionReport};
 pub use rollouts::*;
 pub use trust::ReleaseStatus;

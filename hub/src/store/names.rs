@@ -76,7 +76,9 @@ pub(super) fn claim_name(
     let mut names = txn.open_table(AGENT_NAMES)?;
     let mut candidate = wanted.to_string();
     for n in 2..=1000u32 {
-        let holder = names.get(candidate.as_str())?.map(|v| v.value().to_string());
+        let holder = names
+            .get(candidate.as_str())?
+            .map(|v| v.value().to_string());
         match holder {
             None => {
                 names.insert(candidate.as_str(), id)?;

@@ -269,9 +269,10 @@ impl Store {
         };
         let before = size(&self.path)?;
         for _ in 0..16 {
-            let more = self.db.compact().map_err(|e| {
-                StoreError::Db(super::error::DbError::Redb(redb::Error::from(e)))
-            })?;
+            let more = self
+                .db
+                .compact()
+                .map_err(|e| StoreError::Db(super::error::DbError::Redb(redb::Error::from(e))))?;
             if !more {
                 break;
             }

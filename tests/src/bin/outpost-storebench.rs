@@ -147,7 +147,10 @@ fn queries(agents: &[String], made: u64) -> Vec<(&'static str, RunQuery)> {
     vec![
         ("all", q(&|_| {})),
         ("workflow", q(&|q| q.workflow = Some("wf07".into()))),
-        ("agent", q(&|q| q.agent = Some(agents[agents.len() / 2].clone()))),
+        (
+            "agent",
+            q(&|q| q.agent = Some(agents[agents.len() / 2].clone())),
+        ),
         ("state_failed", q(&|q| q.state = Some(RunState::Failed))),
         (
             "since_last_1000_runs",

@@ -159,7 +159,10 @@ fn ingest_runs(s: &Store, agent: &str, seq: &mut u64, wf: &str, from: i64, n: i6
         r.workflow = wf.into();
         r.params = vec![("payload".into(), "x".repeat(200))];
         *seq += 1;
-        batch.push(entry(*seq, StatusEvent::Task(task(&id, "t", TaskState::Succeeded))));
+        batch.push(entry(
+            *seq,
+            StatusEvent::Task(task(&id, "t", TaskState::Succeeded)),
+        ));
         *seq += 1;
         batch.push(entry(*seq, StatusEvent::Run(r)));
     }
@@ -179,7 +182,10 @@ fn retention_by_count_keeps_the_newest_per_agent_and_workflow() {
     q1 += 1;
     s.ingest(
         "agent-1",
-        &[entry(q1, StatusEvent::Run(run("w-old", 10, RunState::Running)))],
+        &[entry(
+            q1,
+            StatusEvent::Run(run("w-old", 10, RunState::Running)),
+        )],
     )
     .unwrap();
     let p = policy(None, Some(3), 4);
@@ -197,7 +203,10 @@ fn retention_by_count_keeps_the_newest_per_agent_and_workflow() {
         .map(|r| r.record.run_id)
         .collect()
     };
-    assert_eq!(list("agent-1", "w"), ["w-1009", "w-1008", "w-1007", "w-old"]);
+    assert_eq!(
+        list("agent-1", "w"),
+        ["w-1009", "w-1008", "w-1007", "w-old"]
+    );
     assert_eq!(list("agent-1", "v"), ["v-1001", "v-1000"]);
     assert_eq!(list("agent-2", "w"), ["w-1004", "w-1003", "w-1002"]);
     // Every index forgot the deleted runs, their tasks are gone.
@@ -207,7 +216,10 @@ fn retention_by_count_keeps_the_newest_per_agent_and_workflow() {
     assert!(!s.run_had_failed_task("agent-1", "w-1000").unwrap());
     assert_eq!(s.run("agent-1", "w-1009").unwrap().unwrap().1.len(), 1);
     // Nothing left to do.
-    assert_eq!(s.apply_retention(&p, 100_000).unwrap(), RetentionReport::default());
+    assert_eq!(
+        s.apply_retention(&p, 100_000).unwrap(),
+        RetentionReport::default()
+    );
 }
 
 #[test]
