@@ -39,6 +39,8 @@
 //! | `alert_delivery_keys` | `(dedup key, channel)` | seq |
 //! | `alert_outbox` | `(seq, channel)` | `()` (deliveries not finished) |
 //! | `silences` | `id` | cbor `outpost_alerts::Silence` |
+//! | `agent_names` | `name` | agent id (unique names; `names.rs`) |
+//! | `runs_by_workflow` | `(agent_id, workflow, created_ms, run_id)` | `()` (count retention) |
 //!
 //! The `audit` table is a hash chain: each entry holds the previous entry's hash and its own
 //! (`store/audit.rs`); [`Store::verify_audit`] names the first entry that breaks it.

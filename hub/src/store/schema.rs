@@ -16,7 +16,8 @@ pub(crate) const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("ag
 /// `tokens`: `token_id -> cbor TokenRecord`.
 pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 /// `assignments`: `(agent_id, workflow) -> cbor IssuedAssignment` (the last one issued). Never
-/// deleted, so epochs stay monotonic for the hub's whole life.
+/// deleted, so epochs stay monotonic for the hub's whole life; only a decommissioned agent's
+/// are (it never connects again).
 pub(crate) const ASSIGNMENTS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("assignments");
 /// `runs`: `(agent_id, run_id) -> cbor RunRecord` (latest snapshot).
