@@ -69,35 +69,22 @@ fn dispatch(cmd: Command, log_format: crate::cli::Output) -> anyhow::Result<Exit
         Command::Enroll {
             hub,
             token,
+            token_file,
+            name,
             labels,
             hub_name,
             config,
             state_dir,
-        } => {
-            let labels = crate::cli::parse_labels(&labels).map_err(anyhow::Error::msg)?;
-            let dir = match (state_dir, config) {
-                (Some(d), _) => d,
-                (None, Some(c)) => AgentConfig::load(&c)?.state_dir,
-                (None, None) => crate::config::default_state_dir(),
-            };
-            let id = enroll_leaving_nothing_on_failure(&dir, |store| {
-                runtime()?.block_on(crate::hub_link::enroll(
-                    store,
-                    &hub,
-                    hub_name.as_deref(),
-                    &token,
-                    labels,
-                ))
-            })?;
-            let labels: Vec<String> = id.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!(
-                "enrolled as {} with hub {} (labels: {})",
-                id.agent_id,
-                id.hub_address,
-                labels.join(",")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => crate::enroll::run(crate::enroll::EnrollCli {
+            hub,
+            token,
+            token_file,
+            name,
+            labels,
+            hub_name,
+            config,
+            state_dir,
+        }),
         Command::Status { client, output } => client_status(&client, output),
         Command::Runs {
             client,
@@ -283,10 +270,10 @@ fn runtime_foreground() -> anyhow::Result<tokio::runtime::Runtime> {
 /// behind: the files it created in `dir` (the store among them), and `dir` itself if it made it,
 /// are removed, so the next try starts as this one did. A store already open (the agent service
 /// running on it) is refused with the working order.
-fn enroll_leaving_nothing_on_failure(
+pub(crate) fn enroll_leaving_nothing_on_failure<T>(
     dir: &Path,
-    f: impl FnOnce(&Store) -> anyhow::Result<crate::identity::Identity>,
-) -> anyhow::Result<crate::identity::Identity> {
+    f: impl FnOnce(&Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let dir_existed = dir.exists();
     let before: std::collections::HashSet<std::ffi::OsString> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
@@ -342,7 +329,7 @@ fn enroll_leaving_nothing_on_failure(
 
 /// The runtime of `serve` and `enroll`: two workers, so that the hub link and the control
 /// socket go on while the driver waits for the disk.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -76,14 +76,26 @@ pub enum Command {
         #[arg(long, short = 'q')]
         quiet: bool,
     },
-    /// Enroll this agent with a hub (once): key pair made here, certificate from the hub.
+    /// Enroll this agent with a hub (once): key pair made here, certificate from the hub. Works
+    /// with the agent service running (it picks the identity up at once) and unattended: exit 0
+    /// when enrolled or already enrolled with the same token, 1 when the hub cannot be reached,
+    /// 2 on bad input, 3 when the hub refuses.
     Enroll {
         /// The hub's QUIC address, HOST:PORT.
         #[arg(long)]
         hub: String,
-        /// A bootstrap token from `outpost-hub token create` (single use).
-        #[arg(long, env = "OUTPOST_ENROLL_TOKEN")]
-        token: String,
+        /// A bootstrap token from `outpost-hub token create` (or $OUTPOST_ENROLL_TOKEN, or
+        /// --token-file).
+        #[arg(long, env = "OUTPOST_ENROLL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// A file holding the bootstrap token (for Ansible, cloud-init: not on the command line).
+        /// It takes precedence over --token and $OUTPOST_ENROLL_TOKEN.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The agent's name at the hub (default: this host's name, with a suffix if taken). A
+        /// name given here that another agent holds is refused.
+        #[arg(long)]
+        name: Option<String>,
         /// Labels to check, k=v,...: the token's labels are authoritative; a label the token
         /// does not carry is refused.
         #[arg(long, default_value = "")]

@@ -43,6 +43,15 @@ pub enum Request {
     Cancel {
         run_id: String,
     },
+    /// `outpost-agent enroll` while the daemon runs: the daemon enrolls with its own store and
+    /// starts its hub link, without a restart.
+    Enroll {
+        hub: String,
+        token: String,
+        labels: Vec<(String, String)>,
+        hub_name: Option<String>,
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

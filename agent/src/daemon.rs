@@ -24,14 +24,29 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
     let validate = outpost_common::workflow::ValidateOptions {
         known_resources: Some(cfg.resources.keys().cloned().collect()),
     };
-    let identity = crate::identity::load(&store).context("reading the agent's identity")?;
-    if let Some(addr) = &cfg.hub_address
-        && identity.is_none()
-    {
-        anyhow::bail!(
-            "configured for a hub ({addr}) but this agent is not enrolled: run `outpost-agent enroll --config <this config> --hub {addr} --token <token>` first"
-        );
-    }
+    let mut identity = crate::identity::load(&store).context("reading the agent's identity")?;
+    // Configured for a hub but not enrolled: wait on the control socket for `outpost-agent
+    // enroll` (the daemon enrolls with its own store), then start as an enrolled agent.
+    let early_listener = match (&cfg.hub_address, &identity) {
+        (Some(addr), None) => {
+            let listener = bind_socket(&cfg)?;
+            tracing::info!(
+                hub = %addr,
+                socket = %cfg.socket.display(),
+                "not enrolled: waiting for `outpost-agent enroll --config <this config> --hub {addr} --token-file <file>`"
+            );
+            match wait_for_enrollment(&listener, &store).await {
+                Some(id) => identity = Some(id),
+                None => {
+                    let _ = std::fs::remove_file(&cfg.socket);
+                    tracing::info!("outpost-agent stopped before enrollment");
+                    return Ok(());
+                }
+            }
+            Some(listener)
+        }
+        _ => None,
+    };
     if let Some(id) = &identity {
         for (what, empty) in [
             ("private key", id.key_pkcs8.is_empty()),
@@ -78,7 +93,10 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
         );
     }
     let tx = driver.sender();
-    let listener = bind_socket(&cfg)?;
+    let listener = match early_listener {
+        Some(l) => l,
+        None => bind_socket(&cfg)?,
+    };
     if let Some(addr) = cfg.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(addr)
             .await
@@ -117,7 +135,7 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
         workflows = driver.workflow_names().len(),
         "outpost-agent serving"
     );
-    tokio::spawn(accept_loop(listener, tx.clone()));
+    tokio::spawn(accept_loop(listener, tx.clone(), driver.store.clone()));
     {
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -216,11 +234,62 @@ fn bind_socket(cfg: &AgentConfig) -> anyhow::Result<UnixListener> {
     Ok(l)
 }
 
-async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Event>) {
+/// Answer control requests until one enrolls this agent (`None`: SIGTERM/SIGINT came first).
+/// One connection at a time: nothing else runs yet.
+async fn wait_for_enrollment(
+    listener: &UnixListener,
+    store: &Arc<Store>,
+) -> Option<crate::identity::Identity> {
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        let stream = tokio::select! {
+            () = &mut signal => return None,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("control socket accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (r, mut w) = stream.into_split();
+        let mut reader = BufReader::new(r);
+        let mut line = String::new();
+        let n = match (&mut reader)
+            .take(MAX_REQUEST_BYTES as u64 + 1)
+            .read_line(&mut line)
+            .await
+        {
+            Ok(n) => n,
+            Err(_) => continue,
+        };
+        if n == 0 || n > MAX_REQUEST_BYTES {
+            continue;
+        }
+        let (resp, enrolled) = match serde_json::from_str::<Request>(line.trim_end()) {
+            Ok(req) => crate::enroll::answer(store, req).await,
+            Err(e) => (
+                Response::Error {
+                    message: format!("bad request: {e}"),
+                },
+                None,
+            ),
+        };
+        let _ = write_resp(&mut w, &resp).await;
+        if let Some(id) = enrolled {
+            tracing::info!(agent = %id.agent_id, "enrolled through the control socket");
+            return Some(id);
+        }
+    }
+}
+
+async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Event>, store: Arc<Store>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(handle_conn(stream, tx.clone()));
+                tokio::spawn(handle_conn(stream, tx.clone(), store.clone()));
             }
             Err(e) => {
                 tracing::warn!("control socket accept: {e}");
@@ -232,7 +301,7 @@ async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Event>) {
 
 /// One connection: request lines in, response lines out. A bad line gets an error response; an
 /// oversized one drops the connection. Never the process.
-async fn handle_conn(stream: UnixStream, tx: mpsc::UnboundedSender<Event>) {
+async fn handle_conn(stream: UnixStream, tx: mpsc::UnboundedSender<Event>, store: Arc<Store>) {
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::new(r);
     let mut line = String::new();
@@ -260,6 +329,8 @@ async fn handle_conn(stream: UnixStream, tx: mpsc::UnboundedSender<Event>) {
             return;
         }
         let resp = match serde_json::from_str::<Request>(line.trim_end()) {
+            // Enrolled already (or not configured for a hub): the daemon answers itself.
+            Ok(req @ Request::Enroll { .. }) => crate::enroll::answer_enrolled(&store, &req),
             Ok(req) => {
                 let (otx, orx) = oneshot::channel();
                 if tx.send(Event::Control(req, otx)).is_err() {

@@ -26,29 +26,72 @@ use crate::store::Store;
 /// Short enough that a handshake begun during an outage does not hold up the reconnect for long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Enroll this agent with a hub: generate a key pair here, send a CSR with the bootstrap token
-/// over a connection that pins the hub CA by the hash in the token, store what comes back.
-pub async fn enroll(
-    store: &Store,
-    hub: &str,
-    hub_name: Option<&str>,
-    token: &str,
-    labels: Vec<(String, String)>,
-) -> anyhow::Result<Identity> {
-    if let Some(id) = identity::load(store)? {
-        anyhow::bail!(
-            "this agent is already enrolled as {} with {}; use a fresh --state-dir to enroll again",
-            id.agent_id,
-            id.hub_address
-        );
-    }
+/// The hub refused the enrollment (a bad, used or expired token, a name taken, labels the token
+/// does not allow): retrying the same request does not help.
+#[derive(Debug, thiserror::Error)]
+#[error("the hub refused enrollment: {0}")]
+pub struct EnrollRefused(pub String);
+
+/// The hub could not be reached (retrying later may help).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct HubUnreachable(pub anyhow::Error);
+
+/// What `enroll` asks for.
+#[derive(Debug, Clone)]
+pub struct EnrollArgs {
+    pub hub: String,
+    pub hub_name: Option<String>,
+    pub token: String,
+    pub labels: Vec<(String, String)>,
+    /// The agent's name (`None`: the hub names it after the host name).
+    pub name: Option<String>,
+}
+
+/// The identity enrolled, and whether it was there already (same token: nothing was done).
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub identity: Identity,
+    pub already: bool,
+}
+
+/// What an agent already enrolled says to an enroll request: success when the token is the one
+/// it enrolled with (a re-run of the same provisioning step), an error otherwise.
+pub fn already_enrolled(id: &Identity, token: &str) -> anyhow::Result<Enrolled> {
     let token = identity::parse_token(token).map_err(anyhow::Error::msg)?;
+    if id.token_id.as_deref() == Some(token.id.as_str()) {
+        return Ok(Enrolled {
+            identity: id.clone(),
+            already: true,
+        });
+    }
+    anyhow::bail!(
+        "this agent is already enrolled as {} with {} (with another token); use a fresh \
+         --state-dir to enroll again",
+        id.agent_id,
+        id.hub_address
+    )
+}
+
+/// Enroll this agent with a hub: generate a key pair here, send a CSR with the bootstrap token
+/// over a connection that pins the hub CA by the hash in the token, store what comes back. An
+/// agent already enrolled with the same token is left as it is ([`Enrolled::already`]).
+pub async fn enroll(store: &Store, args: &EnrollArgs) -> anyhow::Result<Enrolled> {
+    if let Some(id) = identity::load(store)? {
+        return already_enrolled(&id, &args.token);
+    }
+    let (hub, hub_name, labels) = (
+        args.hub.as_str(),
+        args.hub_name.as_deref(),
+        args.labels.clone(),
+    );
+    let token = identity::parse_token(&args.token).map_err(anyhow::Error::msg)?;
     // The name the hub's certificate is issued for: --hub-name, else the token's, else the
     // default name of `outpost-hub init` (tokens of older hubs carry no name).
     let hub_name = hub_name
         .or(token.hub_name.as_deref())
         .unwrap_or("outpost-hub");
-    let addr = resolve(hub).await?;
+    let addr = resolve(hub).await.map_err(HubUnreachable)?;
     let (key_pkcs8, csr_der) = outpost_net::pki::generate_agent_key_and_csr()?;
     let (client_cfg, seen_ca) = outpost_net::tls::client_enroll_config(&token.ca_sha256)?;
     let endpoint = outpost_net::endpoint::client_endpoint(unspecified_for(addr))?;
@@ -56,7 +99,8 @@ pub async fn enroll(
         outpost_net::tls::quinn_client_config(client_cfg, outpost_net::tls::Transport::default())?;
     let conn = outpost_net::endpoint::connect(&endpoint, addr, hub_name, qcfg, CONNECT_TIMEOUT)
         .await
-        .with_context(|| format!("connecting to the hub at {hub} (name {hub_name})"))?;
+        .with_context(|| format!("connecting to the hub at {hub} (name {hub_name})"))
+        .map_err(HubUnreachable)?;
     let (send, recv) = conn
         .open_bi()
         .await
@@ -73,6 +117,7 @@ pub async fn enroll(
         labels: labels.clone(),
         hostname,
         software_version: env!("CARGO_PKG_VERSION").to_string(),
+        name: args.name.clone(),
     })
     .await?;
     let resp: EnrollResponse = recv
@@ -82,7 +127,7 @@ pub async fn enroll(
     conn.close(0u32.into(), b"enrolled");
     endpoint.wait_idle().await;
     match resp {
-        EnrollResponse::Refused { reason } => anyhow::bail!("the hub refused enrollment: {reason}"),
+        EnrollResponse::Refused { reason } => Err(EnrollRefused(reason).into()),
         EnrollResponse::Ok {
             agent_id,
             cert_der,
@@ -90,6 +135,7 @@ pub async fn enroll(
             hub_name: name,
             root,
             labels,
+            name: given_name,
         } => {
             let pinned = outpost_net::pki::sha256_hex(&ca_der);
             if pinned != token.ca_sha256 {
@@ -112,12 +158,17 @@ pub async fn enroll(
                 labels,
                 enrolled_ms: chrono::Utc::now().timestamp_millis(),
                 more_cas: None,
+                token_id: Some(token.id.clone()),
+                name: given_name,
             };
             let trust = outpost_common::trust::Trust::new(root)
                 .map_err(|e| anyhow::anyhow!("the hub's root metadata is not usable: {e}"))?;
             identity::save_trust(store, &trust)?;
             identity::save(store, &id)?;
-            Ok(id)
+            Ok(Enrolled {
+                identity: id,
+                already: false,
+            })
         }
     }
 }
@@ -748,6 +799,8 @@ mod tests {
             labels: vec![],
             enrolled_ms: 0,
             more_cas: None,
+            token_id: None,
+            name: None,
         };
         (id, int.cert_der().to_vec())
     }

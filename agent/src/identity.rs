@@ -41,6 +41,13 @@ pub struct Identity {
     /// proof from a root already pinned. `None`: none yet.
     #[n(8)]
     pub more_cas: Option<Vec<minicbor::bytes::ByteVec>>,
+    /// The id of the bootstrap token it enrolled with (not the secret): enrolling again with
+    /// the same token is a no-op. `None`: enrolled before this was kept.
+    #[n(9)]
+    pub token_id: Option<String>,
+    /// The name the hub gave it at enrollment (the hub's is current: `agent rename`).
+    #[n(10)]
+    pub name: Option<String>,
 }
 
 impl Identity {
@@ -126,6 +133,8 @@ pub fn trust_put(t: &outpost_common::trust::Trust) -> Result<(String, Vec<u8>), 
 pub struct Token {
     /// `<token id>.<secret>`: what the hub checks.
     pub credential: String,
+    /// `<token id>` alone (public).
+    pub id: String,
     pub ca_sha256: String,
     /// The name the hub's certificate is issued for (`opt2` tokens).
     pub hub_name: Option<String>,
@@ -154,6 +163,7 @@ pub fn parse_token(s: &str) -> Result<Token, String> {
         );
     }
     Ok(Token {
+        id: id.to_string(),
         credential: format!("{id}.{secret}"),
         ca_sha256: ca.to_ascii_lowercase(),
         hub_name: hub_name.map(str::to_string),

@@ -19,6 +19,7 @@ pub(crate) mod control;
 pub mod daemon;
 pub(crate) mod disk;
 pub(crate) mod driver;
+pub(crate) mod enroll;
 pub mod exec;
 pub mod hook_runner;
 pub mod hub_link;

@@ -224,6 +224,10 @@ pub struct EnrollRequest {
     pub hostname: String,
     #[n(4)]
     pub software_version: String,
+    /// The name the operator gave the agent (`enroll --name`): taken exactly or refused. `None`:
+    /// the hub names it after `hostname` (with a suffix if that name is taken).
+    #[n(5)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -248,6 +252,9 @@ pub enum EnrollResponse {
         root: SignedRoot,
         #[n(5)]
         labels: Vec<(String, String)>,
+        /// The name the hub gave the agent (`None`: a hub from before names).
+        #[n(6)]
+        name: Option<String>,
     },
     #[n(1)]
     Refused {

@@ -242,6 +242,7 @@ fn enrollment() {
             labels: vec![("site".into(), "north".into())],
             hostname: "edge-7".into(),
             software_version: "0.1.0".into(),
+            name: None,
         },
     );
     golden(
@@ -253,6 +254,7 @@ fn enrollment() {
             hub_name: "outpost-hub".into(),
             root: root(),
             labels: vec![("site".into(), "north".into())],
+            name: None,
         },
     );
     golden(

@@ -60,6 +60,9 @@ struct Raw {
     rule: Vec<crate::alerts::config::RawRule>,
     #[serde(default)]
     metrics: RawMetrics,
+    /// `[retention]`: run-history retention (see [`crate::retention`]).
+    #[serde(default)]
+    retention: crate::retention::RawRetention,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +186,8 @@ pub struct HubConfig {
     /// `[metrics] per_agent_limit`: agents with their own `/metrics` series (in id order; the
     /// others are counted in `outpost_agents_unlisted`).
     pub metrics_per_agent_limit: usize,
+    /// `[retention]`: how much run history the hub keeps (default: all of it).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// Default delay after which an agent's event is marked delayed in notifications.
@@ -354,6 +359,7 @@ impl HubConfig {
                 .metrics
                 .per_agent_limit
                 .unwrap_or(crate::metrics::DEFAULT_PER_AGENT_LIMIT),
+            retention: crate::retention::resolve(raw.retention).map_err(invalid)?,
             hub_name,
             data_dir,
         })
@@ -446,6 +452,7 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         channels: Vec::new(),
         rules: Vec::new(),
         metrics_per_agent_limit: crate::metrics::DEFAULT_PER_AGENT_LIMIT,
+        retention: crate::retention::RetentionConfig::default(),
     }
 }
 

@@ -184,12 +184,16 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
             .await??;
             let id = outpost_agent::hub_link::enroll(
                 &store,
-                &quic.to_string(),
-                Some(crate::config::DEFAULT_HUB_NAME),
-                &tok.token,
-                Vec::new(),
+                &outpost_agent::hub_link::EnrollArgs {
+                    hub: quic.to_string(),
+                    hub_name: Some(crate::config::DEFAULT_HUB_NAME.into()),
+                    token: tok.token.clone(),
+                    labels: Vec::new(),
+                    name: None,
+                },
             )
-            .await?;
+            .await?
+            .identity;
             println!("agent {} enrolled", id.agent_id);
         }
         let agent = tokio::spawn(outpost_agent::daemon::serve(cfg, store));

@@ -708,6 +708,7 @@ mod tests {
                 .collect(),
             hostname: "box".into(),
             software_version: "0.1.0".into(),
+            name: None,
         };
         match hub.enroll(&req) {
             EnrollResponse::Ok { agent_id, .. } => {
@@ -744,6 +745,7 @@ mod tests {
             ],
             hostname: "box".into(),
             software_version: "0.1.0".into(),
+            name: None,
         };
         match hub.enroll(&req) {
             EnrollResponse::Refused { reason } => {
@@ -777,6 +779,7 @@ mod tests {
             labels: vec![],
             hostname: String::new(),
             software_version: String::new(),
+            name: None,
         };
         assert!(matches!(hub.enroll(&bad), EnrollResponse::Refused { .. }));
     }
@@ -867,6 +870,7 @@ mod tests {
             labels: vec![],
             hostname: "box".into(),
             software_version: "0.1.0".into(),
+            name: None,
         };
         match hub.enroll(&req) {
             EnrollResponse::Ok {

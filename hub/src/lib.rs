@@ -37,6 +37,7 @@ pub mod init;
 pub mod metrics;
 pub mod ops;
 pub(crate) mod quic;
+pub mod retention;
 pub mod rollouts;
 pub mod serve;
 pub mod store;

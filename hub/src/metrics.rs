@@ -451,6 +451,10 @@ impl Snapshot {
         let mut ids: Vec<&AgentRecord> = self.agents.iter().collect();
         ids.sort_by(|a, b| a.id.cmp(&b.id));
         for a in ids {
+            // Decommissioned agents are gone from the fleet: not even counted as revoked.
+            if a.decommissioned_ms.is_some() {
+                continue;
+            }
             let online = self.connected.contains(&a.id);
             let state = match (a.revoked_ms.is_some(), online) {
                 (true, _) => "revoked",

@@ -136,6 +136,11 @@ pub async fn run(
         alert_setup,
         quic_stop.subscribe(),
     ));
+    let _retention = tokio::spawn(crate::retention::drive(
+        hub.clone(),
+        config.retention.clone(),
+        quic_stop.subscribe(),
+    ));
     let shutdown = async move {
         shutdown.await;
         let _ = quic_stop.send(true);

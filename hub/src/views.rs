@@ -222,6 +222,12 @@ pub struct AgentView {
     /// When it was revoked.
     #[serde(default)]
     pub revoked: Option<String>,
+    /// Its name (unique; `agent rename` changes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// When it was decommissioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decommissioned: Option<String>,
 }
 
 /// A certificate: its SHA-256 and expiry.
@@ -479,4 +485,35 @@ pub struct RootView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RootPublishRequest {
     pub signed_hex: String,
+}
+
+/// `POST /v1/agents/{id}/rename` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenameRequest {
+    /// The new name.
+    pub name: String,
+}
+
+/// `POST /v1/agents/{id}/rename` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenameResponse {
+    /// Agent id (never changes).
+    pub id: String,
+    /// The name it had.
+    pub old_name: Option<String>,
+    /// The name it has now.
+    pub name: String,
+}
+
+/// `POST /v1/agents/{id}/decommission` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecommissionResponse {
+    /// Agent id.
+    pub id: String,
+    /// False: it was decommissioned before.
+    pub decommissioned: bool,
+    /// The name it freed.
+    pub freed_name: Option<String>,
+    /// Assignments removed.
+    pub assignments_removed: usize,
 }

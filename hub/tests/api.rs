@@ -318,6 +318,7 @@ fn enroll_request(token: &str) -> outpost_common::proto::EnrollRequest {
         labels: vec![],
         hostname: "box".into(),
         software_version: "0".into(),
+        name: None,
     }
 }
 

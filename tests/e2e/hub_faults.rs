@@ -241,6 +241,7 @@ async fn enroll(hub: &Hub, token: &str) -> Identity {
         labels: vec![],
         hostname: "test".into(),
         software_version: "0.1.0".into(),
+        name: None,
     };
     send.write_all(&outpost_net::stream::encode_frame(&req, MAX_FRAME).unwrap())
         .await

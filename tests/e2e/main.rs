@@ -18,6 +18,7 @@ mod edge_alerts;
 mod engine;
 mod enroll;
 mod firings;
+mod fleet;
 mod hub;
 mod hub_events;
 mod hub_faults;

@@ -202,6 +202,7 @@ pub async fn enroll_one(
         labels,
         hostname: hostname.to_string(),
         software_version: LOADGEN_VERSION.to_string(),
+        name: None,
     })
     .await?;
     let resp: EnrollResponse = recv
@@ -218,6 +219,7 @@ pub async fn enroll_one(
             hub_name,
             root,
             labels,
+            ..
         } => {
             if outpost_net::pki::sha256_hex(&ca_der) != ca_sha {
                 bail!("the hub returned a CA that is not the one pinned by the token");

@@ -111,6 +111,8 @@ impl Driver {
                     message: format!("cancelling {run_id}"),
                 })
             }
+            // The daemon answers enrollment itself (daemon.rs); it never reaches the driver.
+            Request::Enroll { .. } => anyhow::bail!("enrollment is not a driver request"),
         })();
         r.unwrap_or_else(|e| Response::Error {
             message: format!("{e:#}"),

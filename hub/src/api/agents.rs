@@ -1,4 +1,5 @@
-//! `/v1/agents`: list, show, revoke, labels.
+//! `/v1/agents`: list, show, revoke, labels, rename, decommission. `{id}` is an agent's id or
+//! its name.
 
 use std::sync::Arc;
 
@@ -18,6 +19,8 @@ pub(super) fn routes() -> Router<Arc<ApiState>> {
         .route("/v1/agents/{id}", get(show))
         .route("/v1/agents/{id}/revoke", post(revoke))
         .route("/v1/agents/{id}/labels", post(label))
+        .route("/v1/agents/{id}/rename", post(rename))
+        .route("/v1/agents/{id}/decommission", post(decommission))
 }
 
 fn agent_view(a: &AgentRecord, connected: &[(String, i64)]) -> AgentView {
@@ -40,6 +43,8 @@ fn agent_view(a: &AgentRecord, connected: &[(String, i64)]) -> AgentView {
             })
             .collect(),
         revoked: a.revoked_ms.map(rfc3339),
+        name: a.name.clone(),
+        decommissioned: a.decommissioned_ms.map(rfc3339),
     }
 }
 
@@ -100,8 +105,12 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RevokeResponse>> {
     let hub = st.hub.clone();
-    let i = id.clone();
-    let revoked = blocking(move || hub.revoke_agent(actor.as_str(), &i)).await?;
+    let (id, revoked) = blocking(move || {
+        let id = hub.resolve_agent(&id)?;
+        let revoked = hub.revoke_agent(actor.as_str(), &id)?;
+        Ok::<_, crate::ops::OpError>((id, revoked))
+    })
+    .await?;
     Ok(Json(RevokeResponse { id, revoked }))
 }
 
@@ -112,10 +121,45 @@ async fn label(
     Json(req): Json<LabelRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let hub = st.hub.clone();
-    let i = id.clone();
     let set: Vec<(String, String)> = req.set.into_iter().collect();
-    let labels = blocking(move || hub.label_agent(actor.as_str(), &i, &set, &req.remove)).await?;
+    let (id, labels) = blocking(move || {
+        let id = hub.resolve_agent(&id)?;
+        let labels = hub.label_agent(actor.as_str(), &id, &set, &req.remove)?;
+        Ok::<_, crate::ops::OpError>((id, labels))
+    })
+    .await?;
     Ok(Json(
         serde_json::json!({"id": id, "labels": label_map(&labels)}),
     ))
+}
+
+async fn rename(
+    State(st): St,
+    actor: Actor,
+    Path(id): Path<String>,
+    Json(req): Json<RenameRequest>,
+) -> ApiResult<Json<RenameResponse>> {
+    let hub = st.hub.clone();
+    let name = req.name.clone();
+    let (id, old_name) = blocking(move || hub.rename_agent(actor.as_str(), &id, &name)).await?;
+    Ok(Json(RenameResponse {
+        id,
+        old_name,
+        name: req.name,
+    }))
+}
+
+async fn decommission(
+    State(st): St,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DecommissionResponse>> {
+    let hub = st.hub.clone();
+    let d = blocking(move || hub.decommission_agent(actor.as_str(), &id)).await?;
+    Ok(Json(DecommissionResponse {
+        id: d.id,
+        decommissioned: d.changed,
+        freed_name: d.freed_name,
+        assignments_removed: d.assignments,
+    }))
 }

@@ -1,4 +1,5 @@
-//! `agent ...`: list, show, revoke, label.
+//! `agent ...`: list, show, revoke, label, rename, decommission. Every agent argument is an id or
+//! a name.
 
 use std::process::ExitCode;
 
@@ -10,7 +11,10 @@ use super::output::{
     watch as watch_loop, watch_interval,
 };
 use crate::client::{Client, seg};
-use crate::views::{AgentDetail, AgentView, LabelRequest, RevokeResponse};
+use crate::views::{
+    AgentDetail, AgentView, DecommissionResponse, LabelRequest, RenameRequest, RenameResponse,
+    RevokeResponse,
+};
 
 /// `agent ...`
 #[derive(Debug, Subcommand)]
@@ -24,22 +28,35 @@ pub enum AgentCmd {
     },
     /// Show one agent.
     Show {
-        /// Agent id.
+        /// Agent id or name.
         id: String,
     },
     /// Revoke an agent: its session is closed and it is refused from then on.
     Revoke {
-        /// Agent id.
+        /// Agent id or name.
         id: String,
     },
     /// Change an agent's labels: `k=v` adds or replaces, `k-` removes (pool membership
     /// follows at once).
     Label {
-        /// Agent id.
+        /// Agent id or name.
         id: String,
         /// `k=v` or `k-`, one or more.
         #[arg(required = true, num_args = 1.., value_name = "K=V|K-")]
         labels: Vec<String>,
+    },
+    /// Give an agent a new unique name (its id, in its certificate, never changes).
+    Rename {
+        /// Agent id or current name.
+        id: String,
+        /// The new name: 1 to 63 of A-Z a-z 0-9 . _ -, not starting with `agent-`.
+        name: String,
+    },
+    /// Decommission an agent: revoked for good, its assignments removed, dropped from pools and
+    /// metrics, its name freed; its run history stays.
+    Decommission {
+        /// Agent id or name.
+        id: String,
     },
 }
 
@@ -59,6 +76,12 @@ pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
             } else {
                 let row = agent_row(&a.agent);
                 println!("agent:        {}", a.agent.id);
+                if let Some(n) = &a.agent.name {
+                    println!("name:         {n}");
+                }
+                if let Some(d) = &a.agent.decommissioned {
+                    println!("decommissioned: {d}");
+                }
                 println!("labels:       {}", row[1]);
                 println!("status:       {} since {}", row[2], row[3]);
                 println!("software:     {}", row[4]);
@@ -108,6 +131,8 @@ pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
             }
         }
         AgentCmd::Label { id, labels } => return label(c, output, &id, &labels),
+        AgentCmd::Rename { id, name } => return rename(c, output, &id, &name),
+        AgentCmd::Decommission { id } => return decommission(c, output, &id),
         AgentCmd::Revoke { id } => {
             let r: RevokeResponse = c.post(
                 &format!("/v1/agents/{}/revoke", seg(&id)),
@@ -208,6 +233,49 @@ fn label(c: &Client, output: Output, id: &str, args: &[String]) -> CliResult {
             })
             .unwrap_or_default();
         println!("{id}: labels {}", or_dash(labels));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `agent rename ID|NAME NEW`
+fn rename(c: &Client, output: Output, id: &str, name: &str) -> CliResult {
+    let r: RenameResponse = c.post(
+        &format!("/v1/agents/{}/rename", seg(id)),
+        &RenameRequest { name: name.into() },
+    )?;
+    if output == Output::Json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "{}: renamed {} -> {}",
+            r.id,
+            r.old_name.as_deref().unwrap_or("(unnamed)"),
+            r.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `agent decommission ID|NAME`
+fn decommission(c: &Client, output: Output, id: &str) -> CliResult {
+    let r: DecommissionResponse = c.post(
+        &format!("/v1/agents/{}/decommission", seg(id)),
+        &serde_json::json!({}),
+    )?;
+    if output == Output::Json {
+        print_json(&r)?;
+    } else if r.decommissioned {
+        println!(
+            "{}: decommissioned ({} assignment(s) removed{}); its run history stays",
+            r.id,
+            r.assignments_removed,
+            r.freed_name
+                .as_deref()
+                .map(|n| format!(", name {n} freed"))
+                .unwrap_or_default()
+        );
+    } else {
+        println!("{}: already decommissioned", r.id);
     }
     Ok(ExitCode::SUCCESS)
 }

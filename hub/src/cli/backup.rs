@@ -36,3 +36,28 @@ pub(super) fn handle(c: &Client, output: Output, a: &BackupArgs) -> CliResult {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `compact --config hub.toml`: compact the store file of a stopped hub.
+pub(super) fn compact(conn: &super::conn::ConnOpts) -> CliResult {
+    let path = conn
+        .config
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("compact needs --config hub.toml".into()))?;
+    let config =
+        crate::config::HubConfig::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
+    let file = config.store_path();
+    let mut store = crate::store::Store::open(&file).map_err(|e| {
+        CliError::Fail(format!(
+            "{e} (compaction needs the store to itself: stop the hub first)"
+        ))
+    })?;
+    let (before, after) = store.compact().map_err(|e| CliError::Fail(e.to_string()))?;
+    if conn.output == Output::Json {
+        print_json(&serde_json::json!({
+            "file": file, "bytes_before": before, "bytes_after": after
+        }))?;
+    } else {
+        println!("compacted {}: {before} -> {after} bytes", file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -125,6 +125,9 @@ pub enum Command {
     /// notification (`test CHANNEL`).
     #[command(subcommand)]
     Alert(AlertCmd),
+    /// Compact the store file of a stopped hub (needs --config hub.toml); prints its size
+    /// before and after (docs/operations.md, "Run history retention and store size").
+    Compact,
 }
 
 /// Entry point of the binary.
@@ -175,6 +178,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Operator(c) => operators::handle(&client(&conn)?, conn.output, c),
         Command::Whoami => operators::whoami(&client(&conn)?, conn.output),
         Command::Alert(c) => alerts::handle(&client(&conn)?, conn.output, c),
+        Command::Compact => backup::compact(&conn),
     }
 }
 

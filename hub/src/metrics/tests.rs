@@ -33,6 +33,8 @@ fn agent(id: &str) -> AgentRecord {
             },
             1_000,
         )),
+        name: None,
+        decommissioned_ms: None,
     }
 }
 

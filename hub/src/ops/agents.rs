@@ -4,7 +4,10 @@ use outpost_common::proto::{EnrollRequest, EnrollResponse};
 
 use super::{EventKind, OpError, OpResult};
 use crate::hub::{Hub, allowed_labels, now_ms, parse_token_secret};
-use crate::store::{AgentRecord, DeployResultRecord, StoreError};
+use crate::store::{
+    AgentRecord, Decommissioned, DeployResultRecord, StoreError, check_agent_name,
+    default_agent_name,
+};
 
 impl Hub {
     /// Enroll an agent: check the token (`token_id.secret`), choose the agent id, issue its
@@ -26,6 +29,14 @@ impl Hub {
             .check_token(token_id, secret, now)
             .map_err(|e| e.to_string())?;
         let labels = allowed_labels(&token.labels, &req.labels)?;
+        // An operator's name is taken exactly or refused; the host name gets a free suffix.
+        let (wanted, exact) = match &req.name {
+            Some(n) => {
+                check_agent_name(n)?;
+                (n.clone(), true)
+            }
+            None => (default_agent_name(&req.hostname), false),
+        };
         let agent_id = format!("agent-{}", hex::encode(rand::random::<[u8; 8]>()));
         let cert_der = self
             .ca()
@@ -34,6 +45,7 @@ impl Hub {
         let facts = outpost_net::pki::cert_facts(&cert_der)
             .ok_or_else(|| "issued certificate does not parse".to_string())?;
         let rec = AgentRecord {
+            name: Some(wanted),
             id: agent_id.clone(),
             labels: labels.clone(),
             enrolled_ms: now,
@@ -51,9 +63,11 @@ impl Hub {
             pinned_roots: Some(vec![outpost_net::pki::sha256_hex(self.ca().root_der())]),
             clock_offset: None,
             telemetry: None,
+            decommissioned_ms: None,
         };
-        self.store()
-            .enroll(token_id, secret, rec, now)
+        let rec = self
+            .store()
+            .enroll_named(token_id, secret, rec, exact, now)
             .map_err(|e| e.to_string())?;
         self.emit(
             &agent_id,
@@ -74,11 +88,13 @@ impl Hub {
                 .map(|(r, _)| r)
                 .ok_or_else(|| "no root metadata published".to_string())?,
             labels,
+            name: rec.name,
         })
     }
 
     /// `agent revoke`: persist, close its live session, notify.
     pub fn revoke_agent(&self, actor: &str, agent_id: &str) -> OpResult<bool> {
+        let agent_id = &self.store().resolve_agent(agent_id)?;
         let changed = self.store().revoke(agent_id, actor, now_ms())?;
         self.gateway().disconnect(agent_id, "agent revoked");
         self.notify_changed();
@@ -103,6 +119,7 @@ impl Hub {
         for (k, v) in set {
             check_label(k, v)?;
         }
+        let agent_id = &self.store().resolve_agent(agent_id)?;
         let rec = self.store().agent(agent_id)?;
         if rec.revoked_ms.is_some() {
             return Err(StoreError::Revoked(agent_id.to_string()).into());
@@ -129,12 +146,50 @@ impl Hub {
 
     /// One agent.
     pub fn agent(&self, agent_id: &str) -> OpResult<AgentRecord> {
-        Ok(self.store().agent(agent_id)?)
+        let id = self.store().resolve_agent(agent_id)?;
+        Ok(self.store().agent(&id)?)
+    }
+
+    /// The id of the agent `id_or_name` names (every command that takes an agent takes either).
+    pub fn resolve_agent(&self, id_or_name: &str) -> OpResult<String> {
+        Ok(self.store().resolve_agent(id_or_name)?)
+    }
+
+    /// `agent rename`: give an agent a new unique name (its id never changes). Returns (id, old
+    /// name).
+    pub fn rename_agent(
+        &self,
+        actor: &str,
+        id_or_name: &str,
+        new: &str,
+    ) -> OpResult<(String, Option<String>)> {
+        check_agent_name(new).map_err(OpError::Invalid)?;
+        Ok(self
+            .store()
+            .rename_agent(id_or_name, new, actor, now_ms())?)
+    }
+
+    /// `agent decommission`: revoke for good, remove its assignments, drop it from pools and
+    /// metrics, free its name; its run history stays. Closes its live session.
+    pub fn decommission_agent(&self, actor: &str, id_or_name: &str) -> OpResult<Decommissioned> {
+        let d = self.store().decommission(id_or_name, actor, now_ms())?;
+        self.gateway().disconnect(&d.id, "agent decommissioned");
+        self.notify_changed();
+        self.rollout_wake.notify_one();
+        self.emit(
+            actor,
+            EventKind::AgentRevoked {
+                agent: d.id.clone(),
+                changed: d.changed,
+            },
+        );
+        Ok(d)
     }
 
     /// The deploy results an agent reported, latest per workflow.
     pub fn deploy_results(&self, agent_id: &str) -> OpResult<Vec<DeployResultRecord>> {
-        Ok(self.store().deploy_results(agent_id)?)
+        let id = self.store().resolve_agent(agent_id)?;
+        Ok(self.store().deploy_results(&id)?)
     }
 }
 

@@ -13,6 +13,22 @@ impl Hub {
     /// Runs matching `query`, newest first; with `failed_tasks`, only runs with a failed task
     /// (whatever their state: a run that succeeded past a failed task included).
     pub fn runs(&self, query: &RunQuery, failed_tasks: bool) -> OpResult<Vec<HubRun>> {
+        // `--agent` takes a name too.
+        let resolved;
+        let query = match query
+            .agent
+            .as_deref()
+            .map(|a| self.store().resolve_agent(a))
+        {
+            Some(Ok(id)) => {
+                resolved = RunQuery {
+                    agent: Some(id),
+                    ..query.clone()
+                };
+                &resolved
+            }
+            _ => query,
+        };
         if !failed_tasks {
             return Ok(self.store().runs(query)?);
         }
@@ -37,6 +53,7 @@ impl Hub {
 
     /// Which agent's run `run_id` means: the given one, or the only agent that has it.
     pub fn run_agent(&self, run_id: &str, agent: Option<String>) -> OpResult<String> {
+        let agent = agent.map(|a| self.store().resolve_agent(&a).unwrap_or(a));
         let agents = self.store().run_agents(run_id)?;
         match agent {
             Some(a) if agents.contains(&a) => Ok(a),

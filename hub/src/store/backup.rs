@@ -95,6 +95,8 @@ impl Store {
             SILENCES,
             RUNS_BY_INSTANT,
             FIRING_WATCH,
+            AGENT_NAMES,
+            RUNS_BY_WORKFLOW,
         );
         for t in src.list_tables()? {
             // Live-session records describe connections to the process that took the copy, not

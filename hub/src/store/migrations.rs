@@ -23,6 +23,7 @@ pub(super) const MIGRATIONS: Migrations<'static, StoreError> = Migrations {
         migrate_v4_roots,
         migrate_v5_alerts,
         migrate_v6_firing_watch,
+        migrate_v7_agent_names,
     ],
     program: "hub",
 };
@@ -113,5 +114,21 @@ fn migrate_v5_alerts(txn: &WriteTransaction) -> Result<(), StoreError> {
 fn migrate_v6_firing_watch(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RUNS_BY_INSTANT)?;
     txn.open_table(FIRING_WATCH)?;
+    Ok(())
+}
+
+/// Agent names and run retention: the unique name index (agents enrolled before get no name;
+/// an operator gives one with `agent rename`, and their ids keep working everywhere), and the
+/// runs indexed by (agent, workflow, creation time), built here for the runs already stored.
+fn migrate_v7_agent_names(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(AGENT_NAMES)?;
+    let runs = txn.open_table(RUNS)?;
+    let mut idx = txn.open_table(RUNS_BY_WORKFLOW)?;
+    for e in runs.iter()? {
+        let (k, v) = e?;
+        let (agent, run_id) = k.value();
+        let r: outpost_common::record::RunRecord = decode(v.value(), "runs", run_id)?;
+        idx.insert((agent, r.workflow.as_str(), r.created_ms, run_id), ())?;
+    }
     Ok(())
 }

@@ -39,6 +39,8 @@
 //! | `alert_delivery_keys` | `(dedup key, channel)` | seq |
 //! | `alert_outbox` | `(seq, channel)` | `()` (deliveries not finished) |
 //! | `silences` | `id` | cbor `outpost_alerts::Silence` |
+//! | `agent_names` | `name` | agent id (unique names; `names.rs`) |
+//! | `runs_by_workflow` | `(agent_id, workflow, created_ms, run_id)` | `()` (count retention) |
 //!
 //! The `audit` table is a hash chain: each entry holds the previous entry's hash and its own
 //! (`store/audit.rs`); [`Store::verify_audit`] names the first entry that breaks it.
@@ -83,10 +85,12 @@ mod error;
 mod file;
 mod firings;
 pub(crate) mod migrations;
+mod names;
 mod open;
 mod operators;
 pub mod pools;
 mod records;
+mod retention;
 mod rollouts;
 mod runs;
 pub(crate) mod schema;
@@ -102,10 +106,12 @@ pub use alerts::{AlertEntry, DeliveryRecord, DeliveryState};
 pub use audit::{AUDIT_GENESIS, AuditBreak, AuditVerdict};
 pub use error::StoreError;
 pub use file::Store;
+pub use names::{Decommissioned, check_agent_name, default_agent_name};
 pub use operators::{
     CREDENTIAL_PREFIX, OperatorRecord, Role, check_operator_name, parse_credential,
 };
 pub use pools::*;
 pub use records::*;
+pub use retention::{RetentionPolicy, RetentionReport};
 pub use rollouts::*;
 pub use trust::ReleaseStatus;

@@ -146,6 +146,15 @@ pub struct AgentRecord {
     /// Its last telemetry report, and the hub time it arrived.
     #[n(17)]
     pub telemetry: Option<(outpost_common::proto::AgentTelemetry, UnixMillis)>,
+    /// Its name: a unique alias an operator may change (`agent rename`); the id never changes.
+    /// `None`: unnamed (enrolled before names existed). A decommissioned agent keeps its last
+    /// name here, but the name is free for another agent.
+    #[n(18)]
+    pub name: Option<String>,
+    /// When it was decommissioned: revoked for good, its assignments removed, its name freed;
+    /// its run history stays.
+    #[n(19)]
+    pub decommissioned_ms: Option<UnixMillis>,
 }
 
 /// A bootstrap token. Only the blake3 hash of the secret is stored.

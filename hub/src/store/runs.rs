@@ -14,7 +14,9 @@ use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
 use super::records::{AgentRecord, HubRun, RunQuery};
 use super::rollouts::{self, RolloutEvent, RolloutEventKind};
-use super::schema::{AGENTS, MISSED, RUNS, RUNS_BY_CREATED, RUNS_BY_ID, RUNS_BY_INSTANT, TASKS};
+use super::schema::{
+    AGENTS, MISSED, RUNS, RUNS_BY_CREATED, RUNS_BY_ID, RUNS_BY_INSTANT, RUNS_BY_WORKFLOW, TASKS,
+};
 
 /// Whether a task of the run ended `failed` (task records reach the hub before the run's end).
 fn had_failed_task(
@@ -77,6 +79,7 @@ impl Store {
             let mut tasks = txn.open_table(TASKS)?;
             let mut missed = txn.open_table(MISSED)?;
             let mut by_instant = txn.open_table(RUNS_BY_INSTANT)?;
+            let mut by_workflow = txn.open_table(RUNS_BY_WORKFLOW)?;
             let mut seq = agent.committed_seq;
             let alert = |workflow: &str, event: InputEvent, at_ms: UnixMillis| Input {
                 subject: Subject {
@@ -166,6 +169,12 @@ impl Store {
                         }
                         if let Some(c) = old_created {
                             by_created.remove((c, agent_id, run.run_id.as_str()))?;
+                            by_workflow.remove((
+                                agent_id,
+                                run.workflow.as_str(),
+                                c,
+                                run.run_id.as_str(),
+                            ))?;
                         }
                         let mut rec = run.clone();
                         rec.agent_id = Some(agent_id.to_string());
@@ -176,6 +185,15 @@ impl Store {
                                 .insert((agent_id, run.workflow.as_str(), run.scheduled_ms), ())?;
                         }
                         by_created.insert((run.created_ms, agent_id, run.run_id.as_str()), ())?;
+                        by_workflow.insert(
+                            (
+                                agent_id,
+                                run.workflow.as_str(),
+                                run.created_ms,
+                                run.run_id.as_str(),
+                            ),
+                            (),
+                        )?;
                     }
                     StatusEvent::Task(t) => {
                         tasks.insert(

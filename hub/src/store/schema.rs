@@ -16,7 +16,8 @@ pub(crate) const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("ag
 /// `tokens`: `token_id -> cbor TokenRecord`.
 pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 /// `assignments`: `(agent_id, workflow) -> cbor IssuedAssignment` (the last one issued). Never
-/// deleted, so epochs stay monotonic for the hub's whole life.
+/// deleted, so epochs stay monotonic for the hub's whole life; only a decommissioned agent's
+/// are (it never connects again).
 pub(crate) const ASSIGNMENTS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("assignments");
 /// `runs`: `(agent_id, run_id) -> cbor RunRecord` (latest snapshot).
@@ -97,3 +98,11 @@ pub(crate) const ALERT_OUTBOX: TableDefinition<(u64, &str), ()> =
 pub(crate) const SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("silences");
 /// Key of the silence id sequence in `meta`.
 pub(crate) const META_SILENCE_SEQ: &str = "silence_seq";
+
+/// `agent_names`: `name -> agent_id`: the unique names of agents (a decommissioned agent's name
+/// is removed, so it is free again).
+pub(crate) const AGENT_NAMES: TableDefinition<&str, &str> = TableDefinition::new("agent_names");
+/// `runs_by_workflow`: `(agent_id, workflow, created_ms, run_id) -> ()`: each agent's runs of a
+/// workflow, oldest first (what count-based retention walks).
+pub(crate) const RUNS_BY_WORKFLOW: TableDefinition<(&str, &str, i64, &str), ()> =
+    TableDefinition::new("runs_by_workflow");

@@ -6,6 +6,8 @@ use outpost_common::record::{
 };
 use outpost_common::trust::{Director, SigningKey, Trust, sign_release};
 
+mod fleet;
+
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("hub.redb")).unwrap();
@@ -96,6 +98,8 @@ fn agent(id: &str, labels: &[(&str, &str)]) -> AgentRecord {
         cert_not_after_ms: None,
         previous_cert_fingerprint: None,
         pinned_roots: None,
+        name: None,
+        decommissioned_ms: None,
     }
 }
 

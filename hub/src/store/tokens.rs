@@ -6,6 +6,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use super::audit::audit_in;
 use super::error::{StoreError, decode, decode_all, encode};
 use super::file::Store;
+use super::names::claim_name;
 use super::records::{AgentRecord, TokenRecord, sorted};
 use super::schema::{AGENTS, TOKENS};
 
@@ -86,7 +87,8 @@ impl Store {
     }
 
     /// Redeem a token and add the agent, atomically: the token must be valid (unused,
-    /// unexpired, right secret) and the agent id new.
+    /// unexpired, right secret) and the agent id new. The agent's `name`, if it has one, must be
+    /// free (else [`StoreError::Conflict`]).
     pub fn enroll(
         &self,
         token_id: &str,
@@ -94,7 +96,23 @@ impl Store {
         agent: AgentRecord,
         now_ms: UnixMillis,
     ) -> Result<AgentRecord, StoreError> {
+        self.enroll_named(token_id, secret, agent, true, now_ms)
+    }
+
+    /// [`Store::enroll`]; with `exact_name` false, a taken name gets the first free suffix
+    /// (`name-2`, `name-3`, ...) instead of an error (the default name from the host name).
+    pub(crate) fn enroll_named(
+        &self,
+        token_id: &str,
+        secret: &str,
+        mut agent: AgentRecord,
+        exact_name: bool,
+        now_ms: UnixMillis,
+    ) -> Result<AgentRecord, StoreError> {
         let txn = self.begin_write()?;
+        if let Some(wanted) = agent.name.take() {
+            agent.name = Some(claim_name(&txn, &wanted, &agent.id, exact_name)?);
+        }
         {
             let mut tokens = txn.open_table(TOKENS)?;
             let mut rec = Self::valid_token(&tokens, token_id, secret, now_ms)?;

@@ -80,6 +80,8 @@ pub fn agent_record(id: &str, labels: Vec<(String, String)>) -> AgentRecord {
         cert_not_after_ms: None,
         previous_cert_fingerprint: None,
         pinned_roots: None,
+        name: None,
+        decommissioned_ms: None,
     }
 }
 

@@ -154,6 +154,8 @@ fn main() -> anyhow::Result<()> {
                 cert_not_after_ms: None,
                 previous_cert_fingerprint: None,
                 pinned_roots: None,
+                name: None,
+                decommissioned_ms: None,
             },
             1,
         )?;
