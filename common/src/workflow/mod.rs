@@ -12,6 +12,7 @@ mod node;
 mod validate;
 
 pub use validate::MAX_TASKS;
+pub use validate::{valid_run_as_id, valid_secret_name};
 
 use std::collections::BTreeSet;
 use std::fmt;
