@@ -29,5 +29,6 @@ mod metrics;
 mod offline_commands;
 mod operators;
 mod rollouts;
+mod secrets;
 mod trust;
 mod values;

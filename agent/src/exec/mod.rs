@@ -26,6 +26,15 @@
 //!   `cgroup_root` is a usable delegated cgroup v2 directory) or sets rlimits on itself, then
 //!   execs the task (same pid, same group). The mechanism is reported as [`LimitsMode`], and
 //!   when a limited attempt fails its `reason` names the limit.
+//! * **Secrets** (`secret_env`): read from [`ExecConfig::secrets`] in [`prepare`], at every
+//!   start (a secret missing then fails the attempt's start with a message naming it), set in
+//!   the child's environment only (never argv, never the script text), and redacted as
+//!   `[redacted:NAME]` from the attempt log and outputs ([`redact`]). `CREDENTIALS_DIRECTORY`
+//!   is removed from the child's environment.
+//! * **Run-as** (`user`/`group`): checked against [`ExecConfig::run_as`]
+//!   ([`crate::run_as`]); the `__exec` wrapper switches ids and drops capabilities before the
+//!   task's first instruction (see [`limits`]). A relative `working_dir` is resolved against
+//!   the policy's base.
 //!
 //! File I/O on the attempt files (creating them, appending output, the final log rewrite)
 //! uses plain `std::fs` calls inside the async tasks: they are small page-cache operations, and
@@ -536,7 +545,15 @@ pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecErro
         let _ = logw.write(format!("[outpost] {note}\n").as_bytes());
     }
 
-    let wrapper_args = plan.wrapper_args();
+    let mut wrapper_args = plan.wrapper_args();
+    if let Some(r) = run_as {
+        wrapper_args.extend([
+            "--uid".to_string(),
+            r.uid.to_string(),
+            "--gid".to_string(),
+            r.gid.to_string(),
+        ]);
+    }
     let mut cmd = if wrapper_args.is_empty() {
         let mut c = tokio::process::Command::new(&req.program[0]);
         c.args(&req.program[1..]);
@@ -561,9 +578,6 @@ pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecErro
         .kill_on_drop(false);
     if let Some(wd) = &working_dir {
         cmd.current_dir(wd);
-    }
-    if let Some(r) = run_as {
-        cmd.uid(r.uid).gid(r.gid);
     }
     let program = if wrapper_args.is_empty() {
         req.program[0].clone()

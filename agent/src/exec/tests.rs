@@ -717,33 +717,3 @@ async fn run_as_is_refused_unless_allowed() {
     let e = spawn(&c, r).await.unwrap_err().to_string();
     assert!(e.contains("disabled on this agent"), "{e}");
 }
-
-/// Runs only as root (CI runs the tests as root): the task runs as `nobody` with no
-/// supplementary groups and cannot read a 0600 file of the agent's.
-#[tokio::test]
-async fn run_as_nobody_cannot_read_the_agents_files() {
-    if !rustix::process::geteuid().is_root() {
-        panic!("this test needs root (it runs a task as `nobody`); CI runs the tests as root");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = cfg(dir.path());
-    c.run_as.allowed_users = vec!["nobody".into()];
-    let key = dir.path().join("key");
-    std::fs::write(&key, "private").unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut r = sh(&format!(
-        "id -u; id -G; cat {} && echo READ-IT; exit 0",
-        key.display()
-    ));
-    r.user = Some("nobody".into());
-    let run = spawn(&c, r).await.unwrap();
-    let log_path = run.log_path.clone();
-    let exit = run.wait().await;
-    assert_eq!(exit.outcome, AttemptOutcome::Exited(0), "{exit:?}");
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let mut lines = log.lines();
-    assert_eq!(lines.next(), Some("65534"), "{log}");
-    assert_eq!(lines.next(), Some("65534"), "{log}");
-    assert!(!log.contains("READ-IT") && !log.contains("private"), "{log}");
-}
