@@ -103,9 +103,7 @@ impl Policy {
             return Err("task group: running tasks as another user or group is disabled on this agent (set `[exec] allowed_users` in its config)".into());
         }
         if (uid != me || gid != rustix::process::getegid().as_raw()) && !can_switch_ids() {
-            return Err(format!(
-                "this agent lacks CAP_SETUID/CAP_SETGID, so it cannot run tasks as another user or group (install deploy/systemd/outpost-agent.service.d/run-as.conf; see docs/operations.md)"
-            ));
+            return Err("this agent lacks CAP_SETUID/CAP_SETGID, so it cannot run tasks as another user or group (install deploy/systemd/outpost-agent.service.d/run-as.conf; see docs/operations.md)".into());
         }
         Ok(Some(RunAs { uid, gid }))
     }

@@ -147,4 +147,58 @@ mod tests {
             assert!(!valid_run_as_id(bad), "{bad}");
         }
     }
+
+    fn parse(src: &str) -> Result<crate::model::Workflow, Vec<String>> {
+        crate::workflow::parse(
+            "w.yaml",
+            src,
+            crate::workflow::Format::Yaml,
+            &Default::default(),
+        )
+        .map_err(|d| d.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn secret_env_user_and_group_with_defaults() {
+        let wf = parse(
+            "name: w\ndefaults:\n  secret_env: {PLC_PASSWORD: plc-line3}\n  user: plc-reader\ntasks:\n  a:\n    command: [a]\n    secret_env: {DB: db.main}\n    group: 20\n  b:\n    command: [b]\n    user: 65534\n    secret_env: {PLC_PASSWORD: other}\n",
+        )
+        .unwrap();
+        let a = &wf.tasks[0];
+        assert_eq!(
+            a.secret_env.iter().collect::<Vec<_>>(),
+            vec![
+                (&"DB".to_string(), &"db.main".to_string()),
+                (&"PLC_PASSWORD".to_string(), &"plc-line3".to_string())
+            ]
+        );
+        assert_eq!(a.user.as_deref(), Some("plc-reader"));
+        assert_eq!(a.group.as_deref(), Some("20"));
+        let b = &wf.tasks[1];
+        assert_eq!(b.secret_env["PLC_PASSWORD"], "other");
+        assert_eq!(b.user.as_deref(), Some("65534"));
+        assert_eq!(b.group, None);
+        let none = parse("name: w\ntasks:\n  a:\n    command: [a]\n").unwrap();
+        assert!(none.tasks[0].secret_env.is_empty() && none.tasks[0].user.is_none());
+    }
+
+    #[test]
+    fn bad_secret_env_user_and_group_are_diagnosed() {
+        let errs = parse(
+            "name: w\ntasks:\n  a:\n    command: [a]\n    env: {X: 1}\n    secret_env: {X: x, OUTPOST_Y: y, Z: \"{{ params.p }}\", W: ../etc, 1A: a}\n    user: Root\n    group: true\n",
+        )
+        .unwrap_err()
+        .join("\n");
+        for want in [
+            "tasks.a.secret_env.X: `X` is set in both `env` and `secret_env`",
+            "tasks.a.secret_env.OUTPOST_Y: `OUTPOST_*` variables are set by the agent",
+            "tasks.a.secret_env.Z: a secret name is literal",
+            "tasks.a.secret_env.W: invalid secret name `../etc`",
+            "tasks.a.secret_env.1A: invalid name `1A`",
+            "tasks.a.user: `Root` is not a user name",
+            "tasks.a.group: `true` is not a group name",
+        ] {
+            assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+        }
+    }
 }
