@@ -202,9 +202,8 @@ fn secret(
                 anyhow::bail!("{}", crate::secrets::SecretError::Name(name));
             }
             if !cfg.state_dir.exists() {
-                crate::private_fs::state_dir(&cfg.state_dir).with_context(|| {
-                    format!("creating state_dir {}", cfg.state_dir.display())
-                })?;
+                crate::private_fs::state_dir(&cfg.state_dir)
+                    .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
             }
             let value = crate::secrets::read_value_from_stdin()?;
             store.set(&name, &value)?;

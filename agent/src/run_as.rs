@@ -75,13 +75,20 @@ impl Policy {
         let (uid, primary) = match user {
             Some(u) => {
                 let (uid, gid) = match u.parse::<u32>() {
-                    Ok(n) => (n, lookup(Path::new("/etc/passwd"), &user_name(n).unwrap_or_default()).map_or(n, |x| x.1)),
-                    Err(_) => lookup(Path::new("/etc/passwd"), u)
-                        .ok_or_else(|| format!("user `{u}` does not exist on this agent (/etc/passwd)"))?,
+                    Ok(n) => (
+                        n,
+                        lookup(Path::new("/etc/passwd"), &user_name(n).unwrap_or_default())
+                            .map_or(n, |x| x.1),
+                    ),
+                    Err(_) => lookup(Path::new("/etc/passwd"), u).ok_or_else(|| {
+                        format!("user `{u}` does not exist on this agent (/etc/passwd)")
+                    })?,
                 };
                 if !self.allows(u, uid) {
                     return Err(if self.allowed_users.is_empty() {
-                        format!("task user `{u}`: running tasks as another user is disabled on this agent (set `[exec] allowed_users` in its config)")
+                        format!(
+                            "task user `{u}`: running tasks as another user is disabled on this agent (set `[exec] allowed_users` in its config)"
+                        )
                     } else {
                         format!("task user `{u}` is not in this agent's `[exec] allowed_users`")
                     });
@@ -95,7 +102,9 @@ impl Policy {
                 Ok(n) => n,
                 Err(_) => lookup(Path::new("/etc/group"), g)
                     .map(|x| x.0)
-                    .ok_or_else(|| format!("group `{g}` does not exist on this agent (/etc/group)"))?,
+                    .ok_or_else(|| {
+                        format!("group `{g}` does not exist on this agent (/etc/group)")
+                    })?,
             },
             None => primary,
         };

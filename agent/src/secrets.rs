@@ -254,8 +254,7 @@ impl SecretStore {
         if rustix::process::geteuid().is_root() && owner != 0 {
             let uid = rustix::process::Uid::from_raw(owner);
             for p in [dir, tmp.as_path()] {
-                rustix::fs::chown(p, Some(uid), None)
-                    .map_err(|e| io_err(p)(io::Error::from(e)))?;
+                rustix::fs::chown(p, Some(uid), None).map_err(|e| io_err(p)(io::Error::from(e)))?;
             }
         }
         f.write_all(value).map_err(io_err(&tmp))?;

@@ -58,7 +58,10 @@ async fn a_task_run_as_nobody_has_its_ids_no_groups_no_capabilities_and_no_acces
             "{set} not empty: {log}"
         );
     }
-    assert!(!log.contains("READ-IT") && !log.contains("private"), "{log}");
+    assert!(
+        !log.contains("READ-IT") && !log.contains("private"),
+        "{log}"
+    );
 
     // With a group as well.
     let mut r = req("id -g");

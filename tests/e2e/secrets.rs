@@ -99,7 +99,11 @@ fn a_secret_reaches_the_task_env_only_is_redacted_and_never_reaches_the_hub() {
     secret_set(&d, "plc-line3", VALUE);
     let list = d.ctl("secret", &["list"]).unwrap();
     assert!(list.status.success(), "{}", stderr(&list));
-    assert!(stdout(&list).contains("plc-line3\tstore"), "{}", stdout(&list));
+    assert!(
+        stdout(&list).contains("plc-line3\tstore"),
+        "{}",
+        stdout(&list)
+    );
     assert!(!stdout(&list).contains(VALUE));
     let f = d.state_dir.join("secrets").join("plc-line3");
     use std::os::unix::fs::PermissionsExt as _;
@@ -190,14 +194,30 @@ fn a_workflow_naming_a_secret_the_agent_lacks_is_rejected_naming_it() {
     // `validate` on the agent says the same.
     let file = s.write("needs.yaml", wf).unwrap();
     let cfg = d.config.display().to_string();
-    let out = outpost_tests::agent(&["validate", "--config", &cfg, file.to_str().unwrap()]).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
-    assert!(stderr(&out).contains("secret `db-main`"), "{}", stderr(&out));
+    let out =
+        outpost_tests::agent(&["validate", "--config", &cfg, file.to_str().unwrap()]).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("secret `db-main`"),
+        "{}",
+        stderr(&out)
+    );
 
     // A workflow asking to run as a user the agent does not allow is rejected too.
     let wf = "name: asroot\ntasks:\n  t:\n    user: root\n    command: [/bin/true]\n";
     apply(&hub, s.path(), "asroot.yaml", wf);
-    wait_rejected_naming(&hub, &id, "asroot", &["user `root`", "disabled on this agent"]);
+    wait_rejected_naming(
+        &hub,
+        &id,
+        "asroot",
+        &["user `root`", "disabled on this agent"],
+    );
 }
 
 /// Needs root (CI runs the tests as root): the task runs as `nobody`, which may not read the
@@ -234,7 +254,10 @@ fn a_task_run_as_nobody_cannot_read_the_agents_key_or_use_its_socket() {
     assert!(text.contains("uid=65534 groups=65534\n"), "{text}");
     assert!(text.contains("store-denied"), "{text}");
     assert!(text.contains("socket-denied"), "{text}");
-    assert!(!text.contains("READ-STORE") && !text.contains("USED-SOCKET"), "{text}");
+    assert!(
+        !text.contains("READ-STORE") && !text.contains("USED-SOCKET"),
+        "{text}"
+    );
     // The files themselves: the agent's only.
     use std::os::unix::fs::PermissionsExt as _;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

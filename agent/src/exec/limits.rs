@@ -415,7 +415,8 @@ fn become_user(uid: u32, gid: u32) -> Result<(), String> {
     thread::set_thread_groups(&[]).map_err(|e| format!("setgroups([]): {e}"))?;
     thread::set_thread_res_gid(g, g, g).map_err(|e| format!("setresgid({gid}): {e}"))?;
     thread::set_thread_res_uid(u, u, u).map_err(|e| format!("setresuid({uid}): {e}"))?;
-    thread::clear_ambient_capability_set().map_err(|e| format!("clearing ambient capabilities: {e}"))?;
+    thread::clear_ambient_capability_set()
+        .map_err(|e| format!("clearing ambient capabilities: {e}"))?;
     thread::set_capabilities(
         None,
         CapabilitySets {

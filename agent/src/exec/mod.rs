@@ -505,9 +505,7 @@ pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecErro
         .run_as
         .resolve(req.user.as_deref(), req.group.as_deref())
         .map_err(ExecError::RunAs)?;
-    let working_dir = cfg
-        .run_as
-        .working_dir(req.working_dir.as_deref());
+    let working_dir = cfg.run_as.working_dir(req.working_dir.as_deref());
     // The task may create `$OUTPOST_OUTPUT` in it, so the run directory must exist now.
     let dir = run_dir(cfg, &req.run_id);
     cfg.run_dirs

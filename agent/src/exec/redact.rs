@@ -141,8 +141,7 @@ mod tests {
     fn values_are_replaced_wherever_the_reads_split_them() {
         let secrets = [secret("plc", "hunter2"), secret("db", "s3cr3t-pa55")];
         let text = b"login hunter2 and s3cr3t-pa55; hunter2hunter2 end hunte";
-        let want =
-            "login [redacted:plc] and [redacted:db]; [redacted:plc][redacted:plc] end hunte";
+        let want = "login [redacted:plc] and [redacted:db]; [redacted:plc][redacted:plc] end hunte";
         // Every split point, and every pair of split points.
         for a in 0..=text.len() {
             let mut r = Redactor::new(&secrets);
@@ -170,7 +169,11 @@ mod tests {
         let (a, b) = data.split_at(16 * 1024);
         let mut r = Redactor::new(&secrets);
         let out = run(&mut r, &[a, b]);
-        assert!(out.ends_with("x[redacted:k]\n"), "{}", &out[out.len() - 20..]);
+        assert!(
+            out.ends_with("x[redacted:k]\n"),
+            "{}",
+            &out[out.len() - 20..]
+        );
         assert!(!out.contains("ABC"));
     }
 
@@ -178,7 +181,10 @@ mod tests {
     fn overlapping_values_and_held_back_prefixes() {
         let secrets = [secret("short", "abc"), secret("long", "abcdef")];
         let mut r = Redactor::new(&secrets);
-        assert_eq!(run(&mut r, &[b"xabcdefy abcz ab"]), "x[redacted:long]y [redacted:short]z ab");
+        assert_eq!(
+            run(&mut r, &[b"xabcdefy abcz ab"]),
+            "x[redacted:long]y [redacted:short]z ab"
+        );
         // A held-back prefix that turns out not to be a value is written unchanged.
         let mut r = Redactor::new(&secrets);
         let first = r.push(b"1 ab");

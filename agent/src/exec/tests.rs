@@ -690,8 +690,7 @@ async fn secrets_reach_the_env_only_and_are_redacted_from_log_and_outputs() {
     assert_eq!(exit.outcome, AttemptOutcome::Exited(0), "{exit:?}");
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert_eq!(
-        log,
-        "pw=[redacted:plc-line3]\n[redacted:plc-line3] end\n",
+        log, "pw=[redacted:plc-line3]\n[redacted:plc-line3] end\n",
         "{log}"
     );
     assert_eq!(

@@ -133,17 +133,43 @@ mod tests {
         for ok in ["plc-line3", "a", "db.password", "A_B-9"] {
             assert!(valid_secret_name(ok), "{ok}");
         }
-        for bad in ["", ".hidden", "-x", "a/b", "..", "a b", "é", &"x".repeat(129)] {
+        for bad in [
+            "",
+            ".hidden",
+            "-x",
+            "a/b",
+            "..",
+            "a b",
+            "é",
+            &"x".repeat(129),
+        ] {
             assert!(!valid_secret_name(bad), "{bad}");
         }
     }
 
     #[test]
     fn run_as_ids() {
-        for ok in ["nobody", "_svc", "plc-reader", "www-data", "0", "65534", "machine$"] {
+        for ok in [
+            "nobody",
+            "_svc",
+            "plc-reader",
+            "www-data",
+            "0",
+            "65534",
+            "machine$",
+        ] {
             assert!(valid_run_as_id(ok), "{ok}");
         }
-        for bad in ["", "Root", "1abc", "a b", "4294967295", "-1", "a/b", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "Root",
+            "1abc",
+            "a b",
+            "4294967295",
+            "-1",
+            "a/b",
+            &"x".repeat(33),
+        ] {
             assert!(!valid_run_as_id(bad), "{bad}");
         }
     }
