@@ -357,7 +357,6 @@ pub fn read_value_from_stdin() -> anyhow::Result<Vec<u8>> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
 
     fn store(dir: &Path) -> SecretStore {
         SecretStore {
