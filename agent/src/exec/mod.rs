@@ -803,6 +803,11 @@ impl Supervisor {
             for (_, v) in &mut parsed.outputs {
                 *v = self.redactor.redact_str(v);
             }
+            if let Err(e) = outputs::rewrite(&self.outputs_path, &parsed.outputs) {
+                parsed
+                    .warnings
+                    .push(format!("cannot rewrite the outputs file redacted: {e}"));
+            }
         }
         let mut warnings = d.warnings;
         warnings.extend(parsed.warnings);

@@ -697,6 +697,9 @@ async fn secrets_reach_the_env_only_and_are_redacted_from_log_and_outputs() {
         exit.outputs,
         vec![("o".to_string(), "x[redacted:plc-line3]y".to_string())]
     );
+    // Nor does the outputs file keep the value.
+    let left = std::fs::read_to_string(log_path.with_extension("outputs")).unwrap();
+    assert_eq!(left, "o=x[redacted:plc-line3]y\n");
 
     // Removed after the deploy: the next attempt does not start, and says why.
     c.secrets.remove("plc-line3").unwrap();
