@@ -169,7 +169,67 @@ fn dispatch(cmd: Command, log_format: crate::cli::Output) -> anyhow::Result<Exit
                 _ => Ok(ExitCode::SUCCESS),
             }
         }
+        Command::Secret {
+            action,
+            config,
+            state_dir,
+        } => secret(action, config.as_deref(), state_dir),
     }
+}
+
+// ----- secret ----------------------------------------------------------------------------------
+
+fn secret(
+    action: crate::cli::SecretAction,
+    config: Option<&Path>,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use crate::cli::SecretAction;
+    let cfg = match (state_dir, config) {
+        (Some(d), _) => AgentConfig::with_state_dir(d),
+        (None, Some(c)) => AgentConfig::load(c)?,
+        (None, None) => AgentConfig::with_state_dir(crate::config::default_state_dir()),
+    };
+    let store = cfg.secrets();
+    match action {
+        SecretAction::Set { name } => {
+            if !outpost_common::workflow::valid_secret_name(&name) {
+                anyhow::bail!("{}", crate::secrets::SecretError::Name(name));
+            }
+            if !cfg.state_dir.exists() {
+                crate::private_fs::state_dir(&cfg.state_dir)
+                    .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
+            }
+            let value = crate::secrets::read_value_from_stdin()?;
+            store.set(&name, &value)?;
+            eprintln!("secret `{name}` set ({} bytes)", value.len());
+        }
+        SecretAction::List { output } => {
+            let list = store.list()?;
+            match output {
+                Output::Json => {
+                    let items: Vec<serde_json::Value> = list
+                        .iter()
+                        .map(|(n, src)| serde_json::json!({"name": n, "source": src}))
+                        .collect();
+                    println!("{}", serde_json::Value::Array(items));
+                }
+                Output::Text => {
+                    for (n, src) in &list {
+                        println!("{n}\t{src}");
+                    }
+                }
+            }
+        }
+        SecretAction::Rm { name } => {
+            if !store.remove(&name)? {
+                eprintln!("secret `{name}` is not in this agent's store");
+                return Ok(ExitCode::from(EXIT_FAIL));
+            }
+            eprintln!("secret `{name}` removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 // ----- validate / schedule ---------------------------------------------------------------------
@@ -185,10 +245,32 @@ fn validate_options(config: Option<&Path>) -> anyhow::Result<ValidateOptions> {
 
 fn validate(files: &[PathBuf], config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let opts = validate_options(config)?;
+    // With the agent's config: also this agent's secrets and run-as policy.
+    let local = match config {
+        Some(c) => {
+            let cfg = AgentConfig::load(c)?;
+            let exec = cfg.exec_config()?;
+            Some((exec.secrets, exec.run_as))
+        }
+        None => None,
+    };
     let mut bad = 0usize;
     for f in files {
         match outpost_common::workflow::load_file(f, &opts) {
-            Ok(wf) => println!("{}: ok ({} tasks)", f.display(), wf.tasks.len()),
+            Ok(wf) => {
+                let problems = local
+                    .as_ref()
+                    .map(|(s, p)| crate::run_as::check_workflow(&wf, s, p))
+                    .unwrap_or_default();
+                if problems.is_empty() {
+                    println!("{}: ok ({} tasks)", f.display(), wf.tasks.len());
+                } else {
+                    bad += 1;
+                    for p in problems {
+                        eprintln!("{}: on this agent: {p}", f.display());
+                    }
+                }
+            }
             Err(diags) => {
                 bad += 1;
                 print_diagnostics(&diags);

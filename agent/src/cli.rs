@@ -182,6 +182,32 @@ pub enum Command {
     },
     /// Print the JSON Schema of workflow files (for editors; docs/workflow.schema.json).
     Schema,
+    /// This agent's local secrets (values never leave the machine; tasks get them through
+    /// `secret_env`).
+    Secret {
+        #[command(subcommand)]
+        action: SecretAction,
+        /// Agent config (its state_dir holds the secrets).
+        #[arg(long, short = 'c', global = true, env = "OUTPOST_AGENT_CONFIG")]
+        config: Option<PathBuf>,
+        /// State directory (instead of --config).
+        #[arg(long, global = true)]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretAction {
+    /// Set a secret: the value is read from stdin (never from the command line; one trailing
+    /// newline is removed; input is hidden on a terminal).
+    Set { name: String },
+    /// The secrets available to tasks, with where each comes from (names only, never values).
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Remove a secret from the agent's store.
+    Rm { name: String },
 }
 
 /// Parse `k=v,k2=v2` labels.

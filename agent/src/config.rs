@@ -75,6 +75,9 @@ struct RawRetention {
 struct RawExec {
     kill_grace: Option<String>,
     cgroup_root: Option<PathBuf>,
+    #[serde(default)]
+    allowed_users: Vec<String>,
+    work_base: Option<PathBuf>,
 }
 
 /// The resolved agent configuration.
@@ -123,6 +126,11 @@ pub struct AgentConfig {
     /// `[metrics] listen`: where the agent serves its own `GET /metrics` (off when `None`). A
     /// loopback address only: the endpoint has no authentication.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `[exec] allowed_users`: users (names or uids) a task's `user` may name; empty (the
+    /// default): tasks run as the agent's user only.
+    pub allowed_users: Vec<String>,
+    /// `[exec] work_base`: base of a relative `working_dir` (default: the state directory).
+    pub work_base: Option<PathBuf>,
 }
 
 /// Default `[metrics] report_interval`.
@@ -196,6 +204,8 @@ impl AgentConfig {
             min_free_disk: crate::disk::DEFAULT_MIN_FREE,
             metrics_report_interval: DEFAULT_METRICS_REPORT_INTERVAL,
             metrics_listen: None,
+            allowed_users: Vec::new(),
+            work_base: None,
         }
     }
 
@@ -296,6 +306,17 @@ impl AgentConfig {
             cfg.kill_grace = d;
         }
         cfg.cgroup_root = raw.exec.cgroup_root.map(resolve);
+        for u in &raw.exec.allowed_users {
+            if !outpost_common::workflow::valid_run_as_id(u) {
+                return Err(ConfigError::Value {
+                    path: path.to_string(),
+                    key: "exec.allowed_users",
+                    message: format!("`{u}` is not a user name or a numeric uid"),
+                });
+            }
+        }
+        cfg.allowed_users = raw.exec.allowed_users;
+        cfg.work_base = raw.exec.work_base.map(resolve);
         let hub = raw.hub.unwrap_or_default();
         if let Some(d) = dur("hub.keep_alive", &hub.keep_alive)? {
             if d < MIN_HUB_KEEP_ALIVE || d > MAX_HUB_KEEP_ALIVE {
@@ -353,6 +374,11 @@ impl AgentConfig {
         self.state_dir.join("agent.redb")
     }
 
+    /// The agent's local secrets (`<state_dir>/secrets`, then systemd credentials).
+    pub fn secrets(&self) -> crate::secrets::SecretStore {
+        crate::secrets::SecretStore::for_state_dir(&self.state_dir)
+    }
+
     pub fn log_dir(&self) -> PathBuf {
         self.state_dir.join("logs")
     }
@@ -368,6 +394,15 @@ impl AgentConfig {
         exec.kill_grace = self.kill_grace;
         exec.cgroup_root = self.cgroup_root.clone();
         exec.clock = std::sync::Arc::new(outpost_common::clock::SystemClock::default());
+        exec.secrets = self.secrets();
+        exec.run_as = crate::run_as::Policy {
+            allowed_users: self.allowed_users.clone(),
+            work_base: Some(
+                self.work_base
+                    .clone()
+                    .unwrap_or_else(|| self.state_dir.clone()),
+            ),
+        };
         Ok(exec)
     }
 }

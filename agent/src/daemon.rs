@@ -21,6 +21,9 @@ use crate::store::{Retention, Store};
 
 pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
     let exec = cfg.exec_config()?;
+    exec.secrets
+        .check()
+        .context("the agent's secret directory is not private")?;
     let validate = outpost_common::workflow::ValidateOptions {
         known_resources: Some(cfg.resources.keys().cloned().collect()),
     };

@@ -203,6 +203,8 @@ fn run_command(job: &HookJob, cmd: &HookCommand, log: &PathBuf) -> std::io::Resu
     let err = out.try_clone()?;
     let mut child = Command::new(program)
         .args(args)
+        // The unit's systemd credentials are the agent's (tasks get secrets by name only).
+        .env_remove(crate::secrets::CREDENTIALS_ENV)
         .envs(job.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out)

@@ -27,6 +27,8 @@ pub mod identity;
 pub mod metrics;
 pub(crate) mod private_fs;
 pub(crate) mod render;
+pub mod run_as;
+pub mod secrets;
 pub(crate) mod standalone;
 pub(crate) mod startlog;
 pub mod store;

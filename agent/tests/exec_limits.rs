@@ -22,6 +22,9 @@ fn req(program: Vec<String>, limits: Limits) -> SpawnRequest {
         working_dir: None,
         limits,
         timeout: None,
+        secret_env: Vec::new(),
+        user: None,
+        group: None,
     }
 }
 

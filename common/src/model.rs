@@ -87,6 +87,13 @@ pub struct Task {
     pub max_start_delay: Option<Duration>,
     /// Task-level hooks: this task's failure, retries, success and deadlines.
     pub hooks: Hooks,
+    /// Environment variables set from the agent's local secrets: variable -> secret name. Names
+    /// only; the values are read on the agent when the attempt starts (never in a bundle).
+    pub secret_env: BTreeMap<String, String>,
+    /// Run the task as this user (a name or a numeric uid); `None`: the agent's own user.
+    pub user: Option<String>,
+    /// ... and this group (a name or a numeric gid); `None`: the user's primary group.
+    pub group: Option<String>,
 }
 
 /// Default time a hook may run before it is killed.

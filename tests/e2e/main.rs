@@ -30,6 +30,7 @@ mod metrics;
 mod offline_commands;
 mod operators;
 mod rollouts;
+mod secrets;
 mod trust;
 mod values;
 mod views;

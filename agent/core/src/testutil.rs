@@ -70,6 +70,9 @@ impl WorkflowBuilder {
             deadline: None,
             max_start_delay: None,
             hooks: Default::default(),
+            secret_env: BTreeMap::new(),
+            user: None,
+            group: None,
         });
         self
     }

@@ -108,6 +108,9 @@ pub(crate) struct DeployGate {
     /// This agent's id (deploys name the agent they are for); `None`: not enrolled.
     agent_id: Option<String>,
     validate: outpost_common::workflow::ValidateOptions,
+    /// This agent's secrets and run-as policy: a workflow naming a secret it lacks, or a user it
+    /// may not use, is rejected here (see [`crate::run_as::check_workflow`]).
+    local: (crate::secrets::SecretStore, crate::run_as::Policy),
 }
 
 impl DeployGate {
@@ -115,7 +118,21 @@ impl DeployGate {
         agent_id: Option<String>,
         validate: outpost_common::workflow::ValidateOptions,
     ) -> DeployGate {
-        DeployGate { agent_id, validate }
+        DeployGate {
+            agent_id,
+            validate,
+            local: Default::default(),
+        }
+    }
+
+    /// Check deploys against these secrets and this run-as policy.
+    pub fn with_local(
+        mut self,
+        secrets: crate::secrets::SecretStore,
+        policy: crate::run_as::Policy,
+    ) -> DeployGate {
+        self.local = (secrets, policy);
+        self
     }
 
     /// Check a deploy from the hub (`check_deploy`: the assignment's signature, verified once,
@@ -280,6 +297,13 @@ impl DeployGate {
             })?;
         if wf.name != act.workflow {
             return Err(Rejection::Mismatch);
+        }
+        let problems = crate::run_as::check_workflow(&wf, &self.local.0, &self.local.1);
+        if !problems.is_empty() {
+            return Err(Rejection::Invalid(format!(
+                "{origin}: on this agent: {}",
+                problems.join("; ")
+            )));
         }
         Ok(wf)
     }

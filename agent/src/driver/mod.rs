@@ -237,7 +237,8 @@ impl Driver {
             cfg.start_journal_dir.as_deref(),
         );
         let catalog = Catalog::new(cfg.workflows_dir.clone(), cfg.validate.clone());
-        let gate = DeployGate::new(cfg.agent_id.clone(), cfg.validate.clone());
+        let gate = DeployGate::new(cfg.agent_id.clone(), cfg.validate.clone())
+            .with_local(cfg.exec.secrets.clone(), cfg.exec.run_as.clone());
         let hooks =
             crate::hook_runner::HookRunner::start(store.clone(), cfg.exec.clone(), clock.clone());
         Driver {

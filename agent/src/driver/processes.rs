@@ -373,6 +373,13 @@ pub(crate) fn spawn_request(
         working_dir: t.working_dir.as_ref().map(PathBuf::from),
         limits: t.limits.clone(),
         timeout: t.timeout,
+        secret_env: t
+            .secret_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        user: t.user.clone(),
+        group: t.group.clone(),
     })
 }
 

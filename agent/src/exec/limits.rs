@@ -17,6 +17,14 @@
 //! SIGXCPU) and 5 s more (hard; SIGKILL) — generous, since the timeout kills the task first if
 //! it respects its share. A task with a CPU limit but no timeout gets no CPU rlimit, and the
 //! attempt says so.
+//!
+//! Run-as (`user`/`group`, see [`crate::run_as`]) goes through the same wrapper:
+//! `--uid UID --gid GID`. After joining the cgroup and setting rlimits (still as the agent's
+//! user, which owns the cgroup), it clears its supplementary groups, sets its real, effective
+//! and saved gid then uid, and empties its capability sets and its ambient set, so the task
+//! inherits none of the agent's CAP_SETUID/CAP_SETGID (an agent user that holds them as
+//! ambient capabilities would otherwise pass them on: a uid change between two non-root users
+//! keeps capabilities).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -304,6 +312,9 @@ pub struct WrapperArgs {
     pub rlimit_cpu: Option<u64>,
     /// cgroup to join.
     pub cgroup: Option<PathBuf>,
+    /// Become this uid and gid (with no supplementary groups and no capabilities).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
     /// The program to exec; never empty.
     pub argv: Vec<String>,
 }
@@ -315,6 +326,8 @@ pub fn parse_wrapper_args(args: &[String]) -> Result<WrapperArgs, ExecError> {
         rlimit_as: None,
         rlimit_cpu: None,
         cgroup: None,
+        uid: None,
+        gid: None,
         argv: Vec::new(),
     };
     let mut it = args.iter();
@@ -336,6 +349,17 @@ pub fn parse_wrapper_args(args: &[String]) -> Result<WrapperArgs, ExecError> {
                     out.rlimit_as = Some(n);
                 } else {
                     out.rlimit_cpu = Some(n);
+                }
+            }
+            "--uid" | "--gid" => {
+                let v = it.next().ok_or_else(|| bad(format!("{a} needs a value")))?;
+                let n: u32 = v
+                    .parse()
+                    .map_err(|_| bad(format!("{a}: not a number: {v:?}")))?;
+                if a == "--uid" {
+                    out.uid = Some(n);
+                } else {
+                    out.gid = Some(n);
                 }
             }
             "--cgroup" => {
@@ -375,6 +399,35 @@ fn apply(w: &WrapperArgs) -> Result<(), String> {
             },
         )
         .map_err(|e| format!("setrlimit(RLIMIT_CPU, {secs}): {e}"))?;
+    }
+    if let (Some(uid), Some(gid)) = (w.uid, w.gid) {
+        become_user(uid, gid)?;
+    }
+    Ok(())
+}
+
+/// Drop to `uid`/`gid` for good: no supplementary groups, no capabilities (this process is
+/// single-threaded, so the per-thread calls cover it).
+fn become_user(uid: u32, gid: u32) -> Result<(), String> {
+    use rustix::process::{Gid, Uid};
+    use rustix::thread::{self, CapabilitySet, CapabilitySets};
+    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    thread::set_thread_groups(&[]).map_err(|e| format!("setgroups([]): {e}"))?;
+    thread::set_thread_res_gid(g, g, g).map_err(|e| format!("setresgid({gid}): {e}"))?;
+    thread::set_thread_res_uid(u, u, u).map_err(|e| format!("setresuid({uid}): {e}"))?;
+    thread::clear_ambient_capability_set()
+        .map_err(|e| format!("clearing ambient capabilities: {e}"))?;
+    thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        },
+    )
+    .map_err(|e| format!("dropping capabilities: {e}"))?;
+    if rustix::process::geteuid().as_raw() != uid || rustix::process::getegid().as_raw() != gid {
+        return Err(format!("still not uid {uid} / gid {gid} after the switch"));
     }
     Ok(())
 }

@@ -26,6 +26,15 @@
 //!   `cgroup_root` is a usable delegated cgroup v2 directory) or sets rlimits on itself, then
 //!   execs the task (same pid, same group). The mechanism is reported as [`LimitsMode`], and
 //!   when a limited attempt fails its `reason` names the limit.
+//! * **Secrets** (`secret_env`): read from [`ExecConfig::secrets`] in [`prepare`], at every
+//!   start (a secret missing then fails the attempt's start with a message naming it), set in
+//!   the child's environment only (never argv, never the script text), and redacted as
+//!   `[redacted:NAME]` from the attempt log and outputs ([`redact`]). `CREDENTIALS_DIRECTORY`
+//!   is removed from the child's environment.
+//! * **Run-as** (`user`/`group`): checked against [`ExecConfig::run_as`]
+//!   ([`crate::run_as`]); the `__exec` wrapper switches ids and drops capabilities before the
+//!   task's first instruction (see [`limits`]). A relative `working_dir` is resolved against
+//!   the policy's base.
 //!
 //! File I/O on the attempt files (creating them, appending output, the final log rewrite)
 //! uses plain `std::fs` calls inside the async tasks: they are small page-cache operations, and
@@ -49,6 +58,7 @@
 pub mod limits;
 pub mod log;
 pub mod outputs;
+pub mod redact;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -95,6 +105,10 @@ pub struct ExecConfig {
     run_dirs: Arc<RunDirs>,
     /// Set while free disk space is low ([`crate::disk`]): attempt logs drop output meanwhile.
     pub disk_low: Arc<std::sync::atomic::AtomicBool>,
+    /// Where `secret_env` values come from (none by default).
+    pub secrets: crate::secrets::SecretStore,
+    /// Who tasks may run as, and the base of a relative `working_dir`.
+    pub run_as: crate::run_as::Policy,
 }
 
 /// The most recent run directories known to exist (bounded; shared by clones of a config).
@@ -152,6 +166,8 @@ impl ExecConfig {
             clock: Arc::new(SystemClock::default()),
             run_dirs: Arc::default(),
             disk_low: Arc::default(),
+            secrets: Default::default(),
+            run_as: Default::default(),
         }
     }
 
@@ -176,6 +192,13 @@ pub struct SpawnRequest {
     pub limits: Limits,
     /// The task's timeout, used only to derive the fallback CPU-time rlimit.
     pub timeout: Option<Duration>,
+    /// `secret_env`: variable -> secret name. Each value is read from [`ExecConfig::secrets`]
+    /// here, set in the child's environment only, and redacted from its log and outputs.
+    pub secret_env: Vec<(String, String)>,
+    /// Run the child as this user and group (checked against [`ExecConfig::run_as`];
+    /// supplementary groups cleared).
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 /// argv of a `script` task: `[shell or /bin/sh, -c, script]`.
@@ -200,6 +223,10 @@ pub enum ExecError {
     Pipe(io::Error),
     #[error("cannot start {program:?}: {source}")]
     Spawn { program: String, source: io::Error },
+    #[error("{0}")]
+    Secret(#[from] crate::secrets::SecretError),
+    #[error("{0}")]
+    RunAs(String),
     #[error("bad __exec wrapper arguments: {0}")]
     WrapperArgs(String),
 }
@@ -433,6 +460,7 @@ pub struct Prepared {
     log_path: PathBuf,
     outputs_path: PathBuf,
     logw: log::LogWriter,
+    redactor: redact::Redactor,
     pipe: tokio::net::unix::pipe::Receiver,
     plan: limits::LimitsPlan,
     /// Removes the attempt's cgroup if the process never starts.
@@ -469,6 +497,15 @@ pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecErro
     if req.program.is_empty() {
         return Err(ExecError::EmptyProgram);
     }
+    // Read now, at each start: a secret changed or removed since the deploy applies here.
+    let secrets = cfg
+        .secrets
+        .resolve(req.secret_env.iter().map(|(k, v)| (k, v)))?;
+    let run_as = cfg
+        .run_as
+        .resolve(req.user.as_deref(), req.group.as_deref())
+        .map_err(ExecError::RunAs)?;
+    let working_dir = cfg.run_as.working_dir(req.working_dir.as_deref());
     // The task may create `$OUTPOST_OUTPUT` in it, so the run directory must exist now.
     let dir = run_dir(cfg, &req.run_id);
     cfg.run_dirs
@@ -478,6 +515,7 @@ pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecErro
     let outputs_path = outputs_path(cfg, &req.run_id, &req.task_id, req.attempt);
     let mut logw = log::LogWriter::new(&log_path, cfg.log_max_bytes);
     logw.drop_while(cfg.disk_low.clone());
+    let redactor = redact::Redactor::new(&secrets);
 
     // The output pipe (before anything that would need undoing if it failed). The read end is
     // made non-blocking here (one `fcntl`) instead of by tokio's checked constructor (an
@@ -505,7 +543,15 @@ pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecErro
         let _ = logw.write(format!("[outpost] {note}\n").as_bytes());
     }
 
-    let wrapper_args = plan.wrapper_args();
+    let mut wrapper_args = plan.wrapper_args();
+    if let Some(r) = run_as {
+        wrapper_args.extend([
+            "--uid".to_string(),
+            r.uid.to_string(),
+            "--gid".to_string(),
+            r.gid.to_string(),
+        ]);
+    }
     let mut cmd = if wrapper_args.is_empty() {
         let mut c = tokio::process::Command::new(&req.program[0]);
         c.args(&req.program[1..]);
@@ -518,14 +564,17 @@ pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecErro
             .args(&req.program);
         c
     };
-    cmd.envs(req.env.iter().map(|(k, v)| (k, v)))
+    // The unit's credentials are the agent's: a task gets only the secrets it names.
+    cmd.env_remove(crate::secrets::CREDENTIALS_ENV)
+        .envs(req.env.iter().map(|(k, v)| (k, v)))
+        .envs(secrets.iter().map(|s| (&s.env, s.os_value())))
         .env(OUTPUT_ENV, &outputs_path)
         .stdin(Stdio::null())
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(writer2))
         .process_group(0)
         .kill_on_drop(false);
-    if let Some(wd) = &req.working_dir {
+    if let Some(wd) = &working_dir {
         cmd.current_dir(wd);
     }
     let program = if wrapper_args.is_empty() {
@@ -538,6 +587,7 @@ pub fn prepare(cfg: &ExecConfig, req: SpawnRequest) -> Result<Prepared, ExecErro
         log_path,
         outputs_path,
         logw,
+        redactor,
         pipe,
         cgroup_guard: CgroupGuard(plan.cgroup.clone()),
         plan,
@@ -556,6 +606,7 @@ impl Prepared {
             log_path,
             outputs_path,
             mut logw,
+            redactor,
             pipe,
             plan,
             mut cgroup_guard,
@@ -585,7 +636,7 @@ impl Prepared {
             &cfg,
             child,
             pipe,
-            logw,
+            (logw, redactor),
             plan,
             log_path,
             outputs_path,
@@ -604,7 +655,7 @@ fn supervise(
     cfg: &StartCfg,
     child: tokio::process::Child,
     pipe: tokio::net::unix::pipe::Receiver,
-    logw: log::LogWriter,
+    (logw, redactor): (log::LogWriter, redact::Redactor),
     plan: limits::LimitsPlan,
     log_path: PathBuf,
     outputs_path: PathBuf,
@@ -625,6 +676,7 @@ fn supervise(
         child,
         pipe,
         log: logw,
+        redactor,
         pgid: pid,
         plan,
         outputs_path: outputs_path.clone(),
@@ -650,6 +702,7 @@ struct Supervisor {
     child: tokio::process::Child,
     pipe: tokio::net::unix::pipe::Receiver,
     log: log::LogWriter,
+    redactor: redact::Redactor,
     pgid: u32,
     plan: limits::LimitsPlan,
     outputs_path: PathBuf,
@@ -666,18 +719,17 @@ struct Drain {
 }
 
 impl Drain {
-    fn on_read(&mut self, r: io::Result<usize>, log: &mut log::LogWriter) {
+    fn on_read(
+        &mut self,
+        r: io::Result<usize>,
+        log: &mut log::LogWriter,
+        redactor: &mut redact::Redactor,
+    ) {
         match r {
             Ok(0) => self.open = false,
             Ok(n) => {
-                if self.log_ok
-                    && let Err(e) = log.write(&self.buf[..n])
-                {
-                    // Keep draining (so the task never blocks on a full pipe) but stop logging.
-                    self.log_ok = false;
-                    self.warnings
-                        .push(format!("log write failed, further output discarded: {e}"));
-                }
+                let out = redactor.push(&self.buf[..n]);
+                self.write(&out, log);
             }
             Err(e)
                 if e.kind() == io::ErrorKind::Interrupted
@@ -687,6 +739,18 @@ impl Drain {
                 self.warnings
                     .push(format!("reading task output failed: {e}"));
             }
+        }
+    }
+
+    fn write(&mut self, out: &[u8], log: &mut log::LogWriter) {
+        if self.log_ok
+            && !out.is_empty()
+            && let Err(e) = log.write(out)
+        {
+            // Keep draining (so the task never blocks on a full pipe) but stop logging.
+            self.log_ok = false;
+            self.warnings
+                .push(format!("log write failed, further output discarded: {e}"));
         }
     }
 }
@@ -701,7 +765,7 @@ impl Supervisor {
         };
         let status = loop {
             tokio::select! {
-                r = self.pipe.read(&mut d.buf), if d.open => d.on_read(r, &mut self.log),
+                r = self.pipe.read(&mut d.buf), if d.open => d.on_read(r, &mut self.log, &mut self.redactor),
                 s = self.child.wait() => break s,
             }
         };
@@ -717,7 +781,7 @@ impl Supervisor {
             tokio::pin!(linger);
             while d.open {
                 tokio::select! {
-                    r = self.pipe.read(&mut d.buf) => d.on_read(r, &mut self.log),
+                    r = self.pipe.read(&mut d.buf) => d.on_read(r, &mut self.log, &mut self.redactor),
                     _ = &mut linger => {
                         d.warnings.push(format!(
                             "output pipe still held open {} s after exit by a process outside the attempt's group; stopped reading",
@@ -728,11 +792,23 @@ impl Supervisor {
                 }
             }
         }
+        let tail = self.redactor.finish();
+        d.write(&tail, &mut self.log);
         let ended_ms = wall_ms(self.clock.as_ref());
         let terminated = self.kill_state.requested.load(Ordering::SeqCst);
         let escalated = self.kill_state.escalated.load(Ordering::SeqCst);
 
-        let parsed = outputs::read_outputs(&self.outputs_path);
+        let mut parsed = outputs::read_outputs(&self.outputs_path);
+        if !self.redactor.is_empty() {
+            for (_, v) in &mut parsed.outputs {
+                *v = self.redactor.redact_str(v);
+            }
+            if let Err(e) = outputs::rewrite(&self.outputs_path, &parsed.outputs) {
+                parsed
+                    .warnings
+                    .push(format!("cannot rewrite the outputs file redacted: {e}"));
+            }
+        }
         let mut warnings = d.warnings;
         warnings.extend(parsed.warnings);
 

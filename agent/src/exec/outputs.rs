@@ -58,6 +58,34 @@ pub fn parse_outputs(text: &str) -> ParsedOutputs {
     parsed
 }
 
+/// Replace the task's outputs file (if it left one) with `outputs` as `key=value` lines: used
+/// when its values were redacted, so no secret stays on disk there. The new file is the agent's
+/// (0600, created beside it and renamed over the path, which replaces a symlink the task may
+/// have planted rather than writing through it).
+pub fn rewrite(path: &Path, outputs: &[(String, String)]) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".redacted");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = crate::private_fs::file_options()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    let mut text = String::new();
+    for (k, v) in outputs {
+        text.push_str(k);
+        text.push('=');
+        text.push_str(v);
+        text.push('\n');
+    }
+    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
 /// Read and parse an outputs file, reading at most [`OUTPUTS_MAX_BYTES`]. A missing file yields
 /// no outputs (the task may have deleted it); non-UTF-8 bytes are replaced.
 pub fn read_outputs(path: &Path) -> ParsedOutputs {

@@ -17,6 +17,9 @@ fn req(program: Vec<String>) -> SpawnRequest {
         working_dir: None,
         limits: Limits::default(),
         timeout: None,
+        secret_env: Vec::new(),
+        user: None,
+        group: None,
     }
 }
 
@@ -662,4 +665,57 @@ fn spawn_overhead_vs_std_command() {
             o.as_secs_f64() / x.as_secs_f64(),
         );
     }
+}
+
+#[tokio::test]
+async fn secrets_reach_the_env_only_and_are_redacted_from_log_and_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.secrets = crate::secrets::SecretStore {
+        dir: Some(dir.path().join("secrets")),
+        credentials: None,
+    };
+    c.secrets.set("plc-line3", b"Pa55-w0rd!").unwrap();
+    // Printed whole, split over two writes (two reads of the pipe), and as an output.
+    let mut r = sh(concat!(
+        "echo \"pw=$PLC_PASSWORD\"; ",
+        "printf 'Pa55-'; sleep 0.2; printf 'w0rd! end\\n'; ",
+        "echo \"o=x${PLC_PASSWORD}y\" >> \"$OUTPOST_OUTPUT\"; ",
+        "case \"$*\" in *Pa55*) echo argv-leak;; esac"
+    ));
+    r.secret_env = vec![("PLC_PASSWORD".into(), "plc-line3".into())];
+    let run = spawn(&c, r).await.unwrap();
+    let log_path = run.log_path.clone();
+    let exit = run.wait().await;
+    assert_eq!(exit.outcome, AttemptOutcome::Exited(0), "{exit:?}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(
+        log, "pw=[redacted:plc-line3]\n[redacted:plc-line3] end\n",
+        "{log}"
+    );
+    assert_eq!(
+        exit.outputs,
+        vec![("o".to_string(), "x[redacted:plc-line3]y".to_string())]
+    );
+    // Nor does the outputs file keep the value.
+    let left = std::fs::read_to_string(log_path.with_extension("outputs")).unwrap();
+    assert_eq!(left, "o=x[redacted:plc-line3]y\n");
+
+    // Removed after the deploy: the next attempt does not start, and says why.
+    c.secrets.remove("plc-line3").unwrap();
+    let mut r = sh("true");
+    r.attempt = 2;
+    r.secret_env = vec![("PLC_PASSWORD".into(), "plc-line3".into())];
+    let e = spawn(&c, r).await.unwrap_err().to_string();
+    assert!(e.contains("secret `plc-line3` is not set"), "{e}");
+}
+
+#[tokio::test]
+async fn run_as_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path());
+    let mut r = sh("true");
+    r.user = Some("nobody".into());
+    let e = spawn(&c, r).await.unwrap_err().to_string();
+    assert!(e.contains("disabled on this agent"), "{e}");
 }

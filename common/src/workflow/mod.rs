@@ -13,6 +13,7 @@ pub mod schema;
 mod validate;
 
 pub use validate::MAX_TASKS;
+pub use validate::{valid_run_as_id, valid_secret_name};
 
 use std::collections::BTreeSet;
 use std::fmt;

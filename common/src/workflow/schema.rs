@@ -288,6 +288,21 @@ pub const TASK: &[Field] = &[
         Ty::Object(HOOKS),
         "This task's hooks (replace the workflow's for the same event).",
     ),
+    f(
+        "secret_env",
+        Ty::ScalarMap(ENV_PATTERN),
+        "Environment variables set from the agent's local secrets: variable name to secret name (resolved only on the agent).",
+    ),
+    f(
+        "user",
+        Ty::Scalar,
+        "Run the task as this user (name or numeric id); the agent must allow it (`[exec] allowed_users`).",
+    ),
+    f(
+        "group",
+        Ty::Scalar,
+        "Run the task with this group (name or numeric id).",
+    ),
 ];
 
 /// `limits:` of a task.

@@ -20,6 +20,9 @@ use crate::schedule::Schedule;
 use crate::template::{self, Placeholder};
 
 mod hooks;
+mod run_as;
+
+pub use run_as::{valid_run_as_id, valid_secret_name};
 
 // The known keys of each place come from the field table (`schema.rs`), which also makes the
 // JSON Schema: a key is known to both or to neither.
@@ -78,6 +81,9 @@ struct Partial {
     deadline: Option<Duration>,
     max_start_delay: Option<Duration>,
     hooks: Hooks,
+    secret_env: BTreeMap<String, String>,
+    user: Option<String>,
+    group: Option<String>,
     /// Where `command` / `script` keys were written (valid or not).
     command_key: Option<Pos>,
     script_key: Option<Pos>,
@@ -435,6 +441,9 @@ impl V<'_> {
                 "deadline" => p.deadline = self.duration(v, &f, false, 366),
                 "max_start_delay" => p.max_start_delay = self.duration(v, &f, false, 366),
                 "hooks" => p.hooks = self.hooks(v, &f),
+                "secret_env" => p.secret_env = self.secret_env(v, &f),
+                "user" => p.user = self.run_as_id(v, &f, "user"),
+                "group" => p.group = self.run_as_id(v, &f, "group"),
                 _ => self.unknown_key(kpos, &f, &key, &TASK_KEYS),
             }
         }
@@ -1472,6 +1481,9 @@ fn finish_task(
     env.extend(p.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut resources = defaults.resources.clone();
     resources.extend(p.resources.iter().map(|(k, v)| (k.clone(), *v)));
+    let mut secret_env = defaults.secret_env.clone();
+    secret_env.extend(p.secret_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    run_as::env_clash(v, t.pos, &tf, &env, &secret_env);
     Some(Task {
         id: t.id.clone(),
         exec: exec?,
@@ -1508,6 +1520,9 @@ fn finish_task(
         deadline: p.deadline.or(defaults.deadline),
         max_start_delay: p.max_start_delay.or(defaults.max_start_delay),
         hooks: merge_hooks(&p.hooks, &defaults.hooks),
+        secret_env,
+        user: p.user.clone().or_else(|| defaults.user.clone()),
+        group: p.group.clone().or_else(|| defaults.group.clone()),
     })
 }
 
