@@ -29,6 +29,7 @@ mod control;
 pub(crate) mod deploy_gate;
 mod figures;
 mod processes;
+mod reruns;
 mod run_loop;
 mod runs;
 
@@ -206,6 +207,8 @@ pub struct Driver {
     hooked: HashSet<RunId>,
     /// Run starts since the last telemetry report (lateness).
     starts: figures::StartFigures,
+    /// The backfill queues (`None`: not read from the store yet).
+    backfills: Option<Vec<reruns::BackfillQueue>>,
 }
 
 impl Driver {
@@ -262,6 +265,7 @@ impl Driver {
             hooks,
             hooked: HashSet::new(),
             starts: figures::StartFigures::default(),
+            backfills: None,
         }
     }
 
