@@ -31,3 +31,4 @@ mod operators;
 mod rollouts;
 mod trust;
 mod values;
+mod runs_ops;
