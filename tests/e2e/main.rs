@@ -29,6 +29,6 @@ mod metrics;
 mod offline_commands;
 mod operators;
 mod rollouts;
+mod runs_ops;
 mod trust;
 mod values;
-mod runs_ops;

@@ -68,7 +68,10 @@ fn run_retry_runs_the_failed_task_again_as_attempt_two() {
     let r = wait_state(&hub, &run_id, "succeeded");
     let first = task_of(&r, "first");
     assert_eq!(first["state"], "succeeded", "{r}");
-    assert_eq!(first["attempts"], 2, "the retry is attempt 2 of the same run: {r}");
+    assert_eq!(
+        first["attempts"], 2,
+        "the retry is attempt 2 of the same run: {r}"
+    );
     assert_eq!(task_of(&r, "after")["attempts"], 1, "{r}");
     assert_eq!(task_of(&r, "after")["state"], "succeeded", "{r}");
     // Still one run of it, at the hub and on the agent.
@@ -92,10 +95,7 @@ fn run_retry_runs_the_failed_task_again_as_attempt_two() {
 
 /// The run id a live firing of `workflow` v`version` at `t` has.
 fn live_id(workflow: &str, version: u64, t: DateTime<Utc>) -> String {
-    format!(
-        "{workflow}@v{version}@{}",
-        t.format("%Y%m%dT%H%M%S%.3fZ")
-    )
+    format!("{workflow}@v{version}@{}", t.format("%Y%m%dT%H%M%S%.3fZ"))
 }
 
 /// The largest number of intervals (start, end) open at once.
@@ -150,14 +150,24 @@ fn backfill_makes_the_instants_runs_once_with_live_ids_and_bounded_concurrency()
     // --dry-run lists the instants and starts nothing.
     let out = hub
         .cli(&[
-            "workflow", "backfill", "hourly", "--from", &from, "--to", &to, "--dry-run",
+            "workflow",
+            "backfill",
+            "hourly",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--dry-run",
         ])
         .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("4 instant(s)"), "{text}");
     assert!(text.contains(&at(3).to_rfc3339()), "{text}");
-    assert!(!text.contains(&at(4).to_rfc3339()), "the window excludes --to: {text}");
+    assert!(
+        !text.contains(&at(4).to_rfc3339()),
+        "the window excludes --to: {text}"
+    );
 
     // One instant first: it runs once.
     let first = hub
@@ -280,7 +290,10 @@ fn trigger_at_runs_once_with_the_past_logical_time() {
     assert_eq!(t2["results"][0]["run_id"], run_id.as_str(), "{t2}");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(hub_runs(&hub, &agent, "report").len(), 1);
-    assert_eq!(std::fs::read_to_string(&out_file).unwrap().lines().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&out_file).unwrap().lines().count(),
+        1
+    );
 
     // A time to come is refused.
     let future = (Utc::now() + Span::days(1)).to_rfc3339();

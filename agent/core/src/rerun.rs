@@ -45,10 +45,18 @@ impl fmt::Display for RetryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RetryError::NotFinished(s) => {
-                write!(f, "the run is {}, not finished: nothing to retry yet", s.as_str())
+                write!(
+                    f,
+                    "the run is {}, not finished: nothing to retry yet",
+                    s.as_str()
+                )
             }
             RetryError::NeverStarted(s) => {
-                write!(f, "the run is {} and never started: no task to retry", s.as_str())
+                write!(
+                    f,
+                    "the run is {} and never started: no task to retry",
+                    s.as_str()
+                )
             }
             RetryError::UnknownTask(t) => write!(f, "the workflow has no task `{t}`"),
             RetryError::NothingToRetry(why) => write!(f, "nothing to retry: {why}"),

@@ -169,14 +169,23 @@ fn retry_reopens_the_run_and_attempts_go_on() {
         assert_eq!(sim.run_state(&id), RunState::Succeeded);
         assert_eq!(
             sim.finished,
-            vec![(id.clone(), RunState::Failed), (id.clone(), RunState::Succeeded)]
+            vec![
+                (id.clone(), RunState::Failed),
+                (id.clone(), RunState::Succeeded)
+            ]
         );
         let b = &sim.store_tasks[&(id.clone(), "b".to_string())];
         assert_eq!(b.attempts.len(), 2);
         assert_eq!(b.attempts[1].attempt, 2);
         assert_eq!(b.state, TaskState::Succeeded);
         // a and d were not run again.
-        assert_eq!(sim.spawned(&id).iter().filter(|&&t| t == 0 || t == 3).count(), 2);
+        assert_eq!(
+            sim.spawned(&id)
+                .iter()
+                .filter(|&&t| t == 0 || t == 3)
+                .count(),
+            2
+        );
     }
 }
 

@@ -50,7 +50,9 @@ impl Driver {
             anyhow::bail!("the agent is shutting down");
         }
         if self.runs.contains_key(run_id) {
-            anyhow::bail!("run {run_id} is active (already retried?): only a finished run can be retried");
+            anyhow::bail!(
+                "run {run_id} is active (already retried?): only a finished run can be retried"
+            );
         }
         let (run, tasks) = self.lookup_run(run_id)?;
         if let Some(seen) = if_ended_ms
@@ -153,7 +155,9 @@ impl Driver {
         for ms in sorted {
             let id = run_id(name, version, ms, RunKind::Catchup);
             let q = &mut queues[at];
-            if q.instants.contains(&ms) || self.runs.contains_key(&id) || self.store.run_exists(&id)?
+            if q.instants.contains(&ms)
+                || self.runs.contains_key(&id)
+                || self.store.run_exists(&id)?
             {
                 present.push(id);
             } else {

@@ -13,9 +13,9 @@ use super::output::{
 };
 use crate::client::{Client, seg};
 use crate::views::{
-    AgentsResponse, ApplyFile, BackfillRequest, BackfillResponse, ApplyRequest, ApplyResponse, DecisionView, DiffResponse,
-    HistoryEntry, PoolVersionRequest, RollbackRequest, TriggerRequest, TriggerResponse,
-    VersionResponse, WorkflowDetail, WorkflowSummary,
+    AgentsResponse, ApplyFile, ApplyRequest, ApplyResponse, BackfillRequest, BackfillResponse,
+    DecisionView, DiffResponse, HistoryEntry, PoolVersionRequest, RollbackRequest, TriggerRequest,
+    TriggerResponse, VersionResponse, WorkflowDetail, WorkflowSummary,
 };
 
 /// `workflow ...`
@@ -290,9 +290,7 @@ pub(super) fn handle(c: &Client, output: Output, cmd: WorkflowCmd) -> CliResult 
                 .map(|p| parse_kv(p))
                 .collect::<Result<_, _>>()
                 .map_err(CliError::Usage)?;
-            let query = at
-                .map(|t| format!("?at={}", seg(&t)))
-                .unwrap_or_default();
+            let query = at.map(|t| format!("?at={}", seg(&t))).unwrap_or_default();
             let r: TriggerResponse = c.post(
                 &format!("/v1/workflows/{}/trigger{query}", seg(&name)),
                 &TriggerRequest { agent, params },

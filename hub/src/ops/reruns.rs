@@ -73,7 +73,8 @@ impl Hub {
                 "agent={agent} task={} downstream={downstream}",
                 t.as_deref().unwrap_or("(failed)")
             );
-            hub.store().audit(&a, "run.retry", &rid, &detail, now_ms())?;
+            hub.store()
+                .audit(&a, "run.retry", &rid, &detail, now_ms())?;
             Ok((agent, run.ended_ms))
         })
         .await?;
@@ -114,7 +115,10 @@ impl Hub {
                 "at={} agent={} params={}",
                 at.to_rfc3339(),
                 agent.as_deref().unwrap_or("(all)"),
-                p.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(",")
+                p.iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
             hub.store()
                 .audit(&a, "workflow.trigger_at", &n, &detail, now_ms())?;
