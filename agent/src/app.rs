@@ -148,11 +148,20 @@ fn dispatch(cmd: Command, log_format: crate::cli::Output) -> anyhow::Result<Exit
             client,
             workflow,
             params,
+            at,
         } => {
             let params = parse_params(&params).map_err(anyhow::Error::msg)?;
-            let Response::Triggered { run_id } =
-                expect_ok(call(&client, &Request::Trigger { workflow, params })?)?
-            else {
+            let req = match at {
+                None => Request::Trigger { workflow, params },
+                Some(at) => Request::TriggerAt {
+                    workflow,
+                    params,
+                    at_ms: chrono::DateTime::parse_from_rfc3339(&at)
+                        .map_err(|e| anyhow::anyhow!("--at {at:?}: not an RFC 3339 time ({e})"))?
+                        .timestamp_millis(),
+                },
+            };
+            let Response::Triggered { run_id } = expect_ok(call(&client, &req)?)? else {
                 anyhow::bail!("unexpected response")
             };
             println!("{run_id}");
@@ -174,6 +183,20 @@ fn dispatch(cmd: Command, log_format: crate::cli::Output) -> anyhow::Result<Exit
             config,
             state_dir,
         } => secret(action, config.as_deref(), state_dir),
+        Command::Retry {
+            client,
+            run_id,
+            task,
+            downstream,
+        } => simple(
+            &client,
+            Request::Retry {
+                run_id,
+                task,
+                downstream,
+                if_ended_ms: None,
+            },
+        ),
     }
 }
 

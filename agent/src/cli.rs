@@ -161,6 +161,9 @@ pub enum Command {
         workflow: String,
         #[arg(long = "param", short = 'p', value_name = "K=V")]
         params: Vec<String>,
+        /// A past logical time for the run (RFC 3339): its `run.scheduled_time`.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
     },
     /// Stop scheduling a workflow (firings while paused are recorded as missed).
     Pause {
@@ -179,6 +182,18 @@ pub enum Command {
         #[command(flatten)]
         client: ClientOpts,
         run_id: String,
+    },
+    /// Run the failed tasks of a finished run again, as new attempts of the same run.
+    Retry {
+        #[command(flatten)]
+        client: ClientOpts,
+        run_id: String,
+        /// Only this task.
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
+        /// With --task: also its downstream tasks that did not succeed.
+        #[arg(long, requires = "task")]
+        downstream: bool,
     },
     /// Print the JSON Schema of workflow files (for editors; docs/workflow.schema.json).
     Schema,

@@ -52,6 +52,28 @@ pub enum Request {
         hub_name: Option<String>,
         name: Option<String>,
     },
+    /// Reopen a finished run and run its failed tasks again (`run retry`).
+    Retry {
+        run_id: String,
+        #[serde(default)]
+        task: Option<String>,
+        #[serde(default)]
+        downstream: bool,
+        #[serde(default)]
+        if_ended_ms: Option<i64>,
+    },
+    /// Queue runs for past schedule instants (`workflow backfill`).
+    Backfill {
+        workflow: String,
+        instants: Vec<i64>,
+        max_active: u32,
+    },
+    /// A manual run with a past logical time (`trigger --at`).
+    TriggerAt {
+        workflow: String,
+        params: Vec<(String, String)>,
+        at_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -711,6 +711,35 @@ async fn run_command(
             task: task.clone(),
             attempt: *attempt,
         },
+        Command::Retry {
+            run_id,
+            task,
+            downstream,
+            if_ended_ms,
+        } => Request::Retry {
+            run_id: run_id.clone(),
+            task: task.clone(),
+            downstream: *downstream,
+            if_ended_ms: *if_ended_ms,
+        },
+        Command::Backfill {
+            workflow,
+            instants,
+            max_active,
+        } => Request::Backfill {
+            workflow: workflow.clone(),
+            instants: instants.clone(),
+            max_active: *max_active,
+        },
+        Command::TriggerAt {
+            workflow,
+            params,
+            at_ms,
+        } => Request::TriggerAt {
+            workflow: workflow.clone(),
+            params: params.clone(),
+            at_ms: *at_ms,
+        },
     };
     let (tx, rx) = oneshot::channel();
     if driver.send(Event::Control(req, tx)).is_err() {

@@ -536,6 +536,43 @@ pub enum Command {
         #[n(2)]
         attempt: Option<u32>,
     },
+    /// `run retry`: reopen a finished run and run its failed tasks again as new attempts (see
+    /// docs/operations.md). `if_ended_ms`: only if the run's `ended_ms` is still this (the run
+    /// as the hub saw it), so a repeated command never retries twice.
+    #[n(5)]
+    Retry {
+        #[n(0)]
+        run_id: String,
+        /// Only this task; `None`: every failed task and what it blocked.
+        #[n(1)]
+        task: Option<String>,
+        /// With `task`: its downstream tasks that did not succeed too.
+        #[n(2)]
+        downstream: bool,
+        #[n(3)]
+        if_ended_ms: Option<i64>,
+    },
+    /// `workflow backfill`: queue runs for these schedule instants (ms), with the run ids live
+    /// firings have; at most `max_active` of them run at once on the agent.
+    #[n(6)]
+    Backfill {
+        #[n(0)]
+        workflow: String,
+        #[n(1)]
+        instants: Vec<i64>,
+        #[n(2)]
+        max_active: u32,
+    },
+    /// `workflow trigger --at`: one manual run whose logical (scheduled) time is `at_ms`.
+    #[n(7)]
+    TriggerAt {
+        #[n(0)]
+        workflow: String,
+        #[n(1)]
+        params: Vec<(String, String)>,
+        #[n(2)]
+        at_ms: i64,
+    },
 }
 
 /// Hub to agent.

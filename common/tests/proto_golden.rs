@@ -438,6 +438,22 @@ fn hub_messages() {
             task: "extract".into(),
             attempt: Some(1),
         },
+        Command::Retry {
+            run_id: "etl@v3@20260101T000000.000Z".into(),
+            task: Some("extract".into()),
+            downstream: true,
+            if_ended_ms: Some(1_767_225_660_000),
+        },
+        Command::Backfill {
+            workflow: "etl".into(),
+            instants: vec![1_767_225_600_000, 1_767_229_200_000],
+            max_active: 2,
+        },
+        Command::TriggerAt {
+            workflow: "etl".into(),
+            params: vec![("day".into(), "2026-01-01".into())],
+            at_ms: 1_767_225_600_000,
+        },
     ];
     for (i, command) in commands.into_iter().enumerate() {
         let body = CommandBody {

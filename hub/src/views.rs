@@ -517,3 +517,49 @@ pub struct DecommissionResponse {
     /// Assignments removed.
     pub assignments_removed: usize,
 }
+
+/// `POST /v1/runs/{id}/retry` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RetryRequest {
+    /// The agent (when several agents have this run id).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Only this task (default: every failed task and what it blocked).
+    #[serde(default)]
+    pub task: Option<String>,
+    /// With `task`: its downstream tasks that did not succeed too.
+    #[serde(default)]
+    pub downstream: bool,
+}
+
+/// `POST /v1/workflows/{name}/backfill` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackfillRequest {
+    /// Window start (RFC 3339), inclusive.
+    pub from: String,
+    /// Window end (RFC 3339), exclusive.
+    pub to: String,
+    /// Only the members of this pool that hold the workflow.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Only this agent.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// At most this many backfill runs at once on each agent (default 1).
+    #[serde(default)]
+    pub max_active: Option<u32>,
+    /// Only list the instants and the agents.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /v1/workflows/{name}/backfill` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackfillResponse {
+    /// The schedule's instants in the window, RFC 3339, in order.
+    pub instants: Vec<String>,
+    /// The agents it is (or, with `dry_run`, would be) sent to.
+    pub agents: Vec<String>,
+    /// Per agent (empty with `dry_run`).
+    pub results: Vec<TriggerResult>,
+}

@@ -31,6 +31,7 @@ mod offline_commands;
 mod operators;
 mod rollouts;
 mod secrets;
+mod runs_ops;
 mod trust;
 mod values;
 mod views;

@@ -873,6 +873,62 @@ impl Engine {
         Ok(())
     }
 
+    /// Reopen a finished run for `run retry` (see [`crate::rerun`]): the tasks in `reopen` go
+    /// back to `Pending` (attempts kept: the next attempt numbers go on; outputs dropped), the
+    /// run goes back to `Running` at once (no admission: it is the same run), and the reopened
+    /// tasks are decided by their trigger rules as usual. The run record and every reopened
+    /// task are in the next `Commit`, ahead of any `Spawn` of the run. Refused for an active
+    /// run (`DuplicateRun`): a repeated request starts nothing twice.
+    pub fn reopen_run(
+        &mut self,
+        run: RunRecord,
+        tasks: Vec<TaskInstanceRecord>,
+        wf: Arc<Workflow>,
+        reopen: &[TaskIdx],
+        now: Now,
+    ) -> Result<(), EngineError> {
+        if self.runs.contains_key(&run.run_id) || !run.state.is_terminal() {
+            return Err(EngineError::DuplicateRun(run.run_id));
+        }
+        if let Some(&bad) = reopen.iter().find(|&&i| i >= wf.tasks.len()) {
+            return Err(EngineError::UnknownTask {
+                run_id: run.run_id,
+                task: bad,
+            });
+        }
+        self.finished.remove(&run.run_id);
+        self.finished_order.retain(|r| *r != run.run_id);
+        let mut slot = RunSlot::new(run, wf, now);
+        let id = slot.rec.run_id.clone();
+        let mut by_id: BTreeMap<String, TaskInstanceRecord> =
+            tasks.into_iter().map(|t| (t.task_id.clone(), t)).collect();
+        for (i, ts) in slot.tasks.iter_mut().enumerate() {
+            if let Some(mut rec) = by_id.remove(&ts.rec.task_id) {
+                rec.run_id = id.clone();
+                ts.rec = rec;
+            }
+            if reopen.contains(&i) || !ts.rec.state.is_terminal() {
+                ts.rec.state = TaskState::Pending;
+                ts.rec.retry_at_ms = None;
+                ts.rec.outputs.clear();
+                ts.rec.updated_ms = now.wall_ms();
+                self.dirty.insert((id.clone(), Some(i)));
+            }
+        }
+        slot.recount();
+        slot.rec.state = RunState::Running;
+        slot.rec.ended_ms = None;
+        if slot.rec.started_ms.is_none() {
+            slot.rec.started_ms = Some(now.wall_ms());
+        }
+        self.dirty.insert((id.clone(), None));
+        self.runs.insert(id.clone(), slot);
+        self.evaluate_pending(&id, now);
+        self.check_finished(&id, now);
+        self.schedule(now);
+        Ok(())
+    }
+
     /// The driver started the process of an attempt.
     #[allow(clippy::too_many_arguments)]
     pub fn handle_started(

@@ -15,6 +15,7 @@
 //! - [`deploy`] decides hub deploys (the anti-rollback state) and probation (when to revert).
 //! - [`deadlines`] detects missed `deadline`s and `max_start_delay`s (wall time an argument).
 //! - [`hooks`] decides which committed event makes which hook job (one per event).
+//! - [`rerun`] chooses the tasks `run retry` reopens in a finished run.
 //! - [`retry`] holds the retry decision and delay arithmetic, and the seeded PRNG.
 //!
 //! # Call order (the driver's loop)
@@ -47,6 +48,7 @@ pub mod deploy;
 pub mod engine;
 pub mod hooks;
 pub mod planner;
+pub mod rerun;
 pub mod retention;
 pub mod retry;
 #[cfg(any(test, feature = "testutil"))]

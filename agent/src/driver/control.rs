@@ -113,6 +113,32 @@ impl Driver {
             }
             // The daemon answers enrollment itself (daemon.rs); it never reaches the driver.
             Request::Enroll { .. } => anyhow::bail!("enrollment is not a driver request"),
+            Request::Retry {
+                run_id,
+                task,
+                downstream,
+                if_ended_ms,
+            } => {
+                let sel = outpost_agent_core::rerun::RetrySelection { task, downstream };
+                let message = self.retry(&run_id, sel, if_ended_ms)?;
+                Ok(Response::Ok { message })
+            }
+            Request::Backfill {
+                workflow,
+                instants,
+                max_active,
+            } => {
+                let message = self.backfill(&workflow, instants, max_active)?;
+                Ok(Response::Ok { message })
+            }
+            Request::TriggerAt {
+                workflow,
+                params,
+                at_ms,
+            } => {
+                let (run_id, _) = self.trigger_at(&workflow, params, at_ms)?;
+                Ok(Response::Triggered { run_id })
+            }
         })();
         r.unwrap_or_else(|e| Response::Error {
             message: format!("{e:#}"),

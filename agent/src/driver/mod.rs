@@ -29,6 +29,7 @@ mod control;
 pub(crate) mod deploy_gate;
 mod figures;
 mod processes;
+mod reruns;
 mod run_loop;
 mod runs;
 
@@ -208,6 +209,8 @@ pub struct Driver {
     starts: figures::StartFigures,
     /// The hub link's own state (connected since, last error), for `status`; `None` standalone.
     hub_link: Option<crate::hub_link::LinkState>,
+    /// The backfill queues (`None`: not read from the store yet).
+    backfills: Option<Vec<reruns::BackfillQueue>>,
 }
 
 impl Driver {
@@ -266,6 +269,7 @@ impl Driver {
             hooks,
             hooked: HashSet::new(),
             starts: figures::StartFigures::default(),
+            backfills: None,
         }
     }
 

@@ -24,6 +24,9 @@ impl Driver {
         // Carry out what the timers asked for now, so that only the pre-committed runs' spawns
         // are deferred below.
         self.pump()?;
+        if let Err(e) = self.release_backfill(now) {
+            tracing::error!("starting backfill runs: {e:#}");
+        }
         let disk_low = self.disk_low();
         for name in self.catalog.names() {
             let Some(firings) = self.catalog.poll_planner(

@@ -110,7 +110,9 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             | "/v1/workflows/{name}/resume"
             | "/v1/workflows/{name}/trigger"
             | "/v1/runs/{id}/cancel"
-            | "/v1/alerts/channels/{name}/test",
+            | "/v1/alerts/channels/{name}/test"
+            | "/v1/runs/{id}/retry"
+            | "/v1/workflows/{name}/backfill",
         ) => Role::Operator,
         (
             "POST",

@@ -1,4 +1,4 @@
-//! `/v1/runs`: list, show, logs, cancel.
+//! `/v1/runs`: list, show, logs, cancel, retry; and `/v1/workflows/{name}/backfill`.
 
 use std::sync::Arc;
 
@@ -22,6 +22,8 @@ pub(super) fn routes() -> Router<Arc<ApiState>> {
         .route("/v1/runs/{id}", get(show))
         .route("/v1/runs/{id}/logs/{task}", get(logs))
         .route("/v1/runs/{id}/cancel", post(cancel))
+        .route("/v1/runs/{id}/retry", post(retry))
+        .route("/v1/workflows/{name}/backfill", post(backfill))
         .route("/v1/firings", get(firings))
 }
 
@@ -175,4 +177,65 @@ async fn firings(State(st): St, Query(q): Query<FiringParams>) -> ApiResult<Json
             })
             .collect(),
     ))
+}
+
+/// `POST /v1/runs/{id}/retry`: reopen a finished run on its agent and run its failed tasks
+/// again (connected agents only; commands are not queued).
+async fn retry(
+    State(st): St,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Option<Json<RetryRequest>>,
+) -> ApiResult<Json<TriggerResult>> {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let o = st
+        .hub
+        .retry_run(actor.as_str(), &id, req.agent, req.task, req.downstream)
+        .await?;
+    Ok(Json(TriggerResult {
+        agent: o.agent,
+        ok: o.ok,
+        run_id: Some(id),
+        message: o.message,
+    }))
+}
+
+/// Parse an RFC 3339 time of a request field.
+pub(super) fn parse_time(field: &str, s: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| ApiError::bad(format!("{field} {s:?}: not an RFC 3339 time ({e})")))
+}
+
+/// `POST /v1/workflows/{name}/backfill`: runs for the schedule's instants in `[from, to)` on
+/// the target agents, with the ids live firings have.
+async fn backfill(
+    State(st): St,
+    actor: Actor,
+    Path(name): Path<String>,
+    Json(req): Json<BackfillRequest>,
+) -> ApiResult<Json<BackfillResponse>> {
+    let plan = crate::ops::reruns::BackfillPlan {
+        from: parse_time("from", &req.from)?,
+        to: parse_time("to", &req.to)?,
+        pool: req.pool.filter(|s| !s.is_empty()),
+        agent: req.agent.filter(|s| !s.is_empty()),
+        max_active: req.max_active.unwrap_or(1).max(1),
+        dry_run: req.dry_run,
+    };
+    let o = st.hub.backfill(actor.as_str(), &name, plan).await?;
+    Ok(Json(BackfillResponse {
+        instants: o.instants.iter().map(|t| t.to_rfc3339()).collect(),
+        agents: o.targets,
+        results: o
+            .results
+            .into_iter()
+            .map(|o| TriggerResult {
+                agent: o.agent,
+                ok: o.ok,
+                run_id: o.run_id,
+                message: o.message,
+            })
+            .collect(),
+    }))
 }

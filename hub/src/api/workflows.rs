@@ -199,18 +199,34 @@ async fn resume(
     Ok(Json(agent_results(outcomes)))
 }
 
+/// `?at=`: a past logical time for the run (`trigger --at`).
+#[derive(Deserialize)]
+struct TriggerAt {
+    at: Option<String>,
+}
+
 async fn trigger(
     State(st): St,
     actor: Actor,
     Path(name): Path<String>,
+    Query(q): Query<TriggerAt>,
     body: Option<Json<TriggerRequest>>,
 ) -> ApiResult<Json<TriggerResponse>> {
     let req = body.map(|Json(b)| b).unwrap_or_default();
     let params = req.params.into_iter().collect();
-    let outcomes = st
-        .hub
-        .trigger(actor.as_str(), &name, req.agent, params)
-        .await?;
+    let outcomes = match q.at.as_deref().filter(|s| !s.is_empty()) {
+        Some(at) => {
+            let at = super::runs::parse_time("at", at)?;
+            st.hub
+                .trigger_at(actor.as_str(), &name, req.agent, params, at)
+                .await?
+        }
+        None => {
+            st.hub
+                .trigger(actor.as_str(), &name, req.agent, params)
+                .await?
+        }
+    };
     Ok(Json(TriggerResponse {
         results: outcomes
             .into_iter()

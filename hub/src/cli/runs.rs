@@ -10,7 +10,7 @@ use super::output::{
     watch as watch_loop, watch_interval,
 };
 use crate::client::{Client, seg};
-use crate::views::{FiringView, RunView, TriggerResult};
+use crate::views::{FiringView, RetryRequest, RunView, TriggerResult};
 
 /// `run ...`
 #[derive(Debug, Subcommand)]
@@ -85,6 +85,21 @@ pub enum RunCmd {
         /// Only `missed` or only `unknown`.
         #[arg(long)]
         status: Option<String>,
+    },
+    /// Run the failed tasks of a finished run again on its agent, as new attempts of the same
+    /// run (the agent must be connected; not queued).
+    Retry {
+        /// Run id.
+        run_id: String,
+        /// Only this task (default: every failed task and what it blocked).
+        #[arg(long)]
+        task: Option<String>,
+        /// With --task: also its downstream tasks that did not succeed.
+        #[arg(long, requires = "task")]
+        downstream: bool,
+        /// The agent (when several agents have this run id).
+        #[arg(long)]
+        agent: Option<String>,
     },
 }
 
@@ -198,6 +213,29 @@ pub(super) fn handle(c: &Client, output: Output, cmd: RunCmd) -> CliResult {
                 }))?;
             } else {
                 out(&text)?;
+            }
+        }
+        RunCmd::Retry {
+            run_id,
+            task,
+            downstream,
+            agent,
+        } => {
+            let r: TriggerResult = c.post(
+                &format!("/v1/runs/{}/retry", seg(&run_id)),
+                &RetryRequest {
+                    agent,
+                    task,
+                    downstream,
+                },
+            )?;
+            if output == Output::Json {
+                print_json(&r)?;
+            } else {
+                println!("{}: {}", r.agent, r.message);
+            }
+            if !r.ok {
+                return Ok(ExitCode::FAILURE);
             }
         }
         RunCmd::Missed {

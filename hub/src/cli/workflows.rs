@@ -13,9 +13,9 @@ use super::output::{
 };
 use crate::client::{Client, seg};
 use crate::views::{
-    AgentsResponse, ApplyFile, ApplyRequest, ApplyResponse, DecisionView, DiffResponse,
-    HistoryEntry, PoolVersionRequest, RollbackRequest, TriggerRequest, TriggerResponse,
-    VersionResponse, WorkflowDetail, WorkflowSummary,
+    AgentsResponse, ApplyFile, ApplyRequest, ApplyResponse, BackfillRequest, BackfillResponse,
+    DecisionView, DiffResponse, HistoryEntry, PoolVersionRequest, RollbackRequest, TriggerRequest,
+    TriggerResponse, VersionResponse, WorkflowDetail, WorkflowSummary,
 };
 
 /// `workflow ...`
@@ -109,6 +109,33 @@ pub enum WorkflowCmd {
         /// Run parameter `key=value` (repeatable; `-p` as in `outpost-agent trigger`).
         #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
         params: Vec<String>,
+        /// A past logical time for the run (RFC 3339): its `run.scheduled_time`.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// Runs for the schedule's instants in [--from, --to) on connected agents, with the run
+    /// ids live firings have (an instant that already ran is not run again).
+    Backfill {
+        /// Workflow name.
+        name: String,
+        /// Window start, RFC 3339 (inclusive).
+        #[arg(long)]
+        from: String,
+        /// Window end, RFC 3339 (exclusive).
+        #[arg(long)]
+        to: String,
+        /// Only the members of this pool.
+        #[arg(long, conflicts_with = "agent")]
+        pool: Option<String>,
+        /// Only this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// At most this many backfill runs at once on each agent.
+        #[arg(long, default_value_t = 1)]
+        max_active: u32,
+        /// Only list the instants and the agents.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -231,18 +258,41 @@ pub(super) fn handle(c: &Client, output: Output, cmd: WorkflowCmd) -> CliResult 
         }
         WorkflowCmd::Pause { name } => pause_resume(c, output, &name, "pause"),
         WorkflowCmd::Resume { name } => pause_resume(c, output, &name, "resume"),
+        WorkflowCmd::Backfill {
+            name,
+            from,
+            to,
+            pool,
+            agent,
+            max_active,
+            dry_run,
+        } => backfill(
+            c,
+            output,
+            &name,
+            &BackfillRequest {
+                from,
+                to,
+                pool,
+                agent,
+                max_active: Some(max_active),
+                dry_run,
+            },
+        ),
         WorkflowCmd::Trigger {
             name,
             agent,
             params,
+            at,
         } => {
             let params: BTreeMap<String, String> = params
                 .iter()
                 .map(|p| parse_kv(p))
                 .collect::<Result<_, _>>()
                 .map_err(CliError::Usage)?;
+            let query = at.map(|t| format!("?at={}", seg(&t))).unwrap_or_default();
             let r: TriggerResponse = c.post(
-                &format!("/v1/workflows/{}/trigger", seg(&name)),
+                &format!("/v1/workflows/{}/trigger{query}", seg(&name)),
                 &TriggerRequest { agent, params },
             )?;
             if output == Output::Json {
@@ -270,6 +320,42 @@ pub(super) fn handle(c: &Client, output: Output, cmd: WorkflowCmd) -> CliResult 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `workflow backfill`: the instants first (only them with --dry-run), then each agent's answer.
+fn backfill(c: &Client, output: Output, name: &str, req: &BackfillRequest) -> CliResult {
+    let r: BackfillResponse = c.post(&format!("/v1/workflows/{}/backfill", seg(name)), req)?;
+    if output == Output::Json {
+        print_json(&r)?;
+    } else {
+        println!("{} instant(s) of {name}:", r.instants.len());
+        for t in &r.instants {
+            println!("  {t}");
+        }
+        if req.dry_run {
+            println!("agents: {}", r.agents.join(", "));
+        } else {
+            let t: Vec<Vec<String>> = r
+                .results
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.agent.clone(),
+                        if x.ok { "ok" } else { "failed" }.into(),
+                        x.message.clone(),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["AGENT", "RESULT", "MESSAGE"], &t));
+        }
+    }
+    if !req.dry_run && (r.agents.is_empty() || r.results.iter().any(|x| !x.ok)) {
+        if r.agents.is_empty() {
+            eprintln!("no agent runs {name}");
+        }
+        return Ok(ExitCode::from(EXIT_FAIL));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn apply(c: &Client, output: Output, paths: &[PathBuf]) -> CliResult {

@@ -20,6 +20,7 @@ pub mod channels;
 pub mod operators;
 pub mod pools;
 pub mod releases;
+pub mod reruns;
 pub mod rollouts;
 pub mod runs;
 pub mod sessions;
