@@ -25,11 +25,19 @@ pub(super) fn routes() -> Router<Arc<ApiState>> {
         .route("/v1/workflows/{name}/pause", post(pause))
         .route("/v1/workflows/{name}/resume", post(resume))
         .route("/v1/workflows/{name}/trigger", post(trigger))
+        .route("/v1/workflows/{name}/delete", post(delete))
+}
+
+#[derive(Deserialize)]
+struct ApplyQuery {
+    #[serde(default)]
+    dry_run: bool,
 }
 
 async fn apply(
     State(st): St,
     actor: Actor,
+    Query(q): Query<ApplyQuery>,
     Json(req): Json<ApplyRequest>,
 ) -> ApiResult<Json<ApplyResponse>> {
     if !actor.pools.is_empty() {
@@ -53,7 +61,7 @@ async fn apply(
             content: f.content,
         })
         .collect();
-    let outcomes = blocking(move || hub.apply(actor.as_str(), files)).await?;
+    let outcomes = blocking(move || hub.apply_files(actor.as_str(), files, q.dry_run)).await?;
     let results = outcomes
         .into_iter()
         .map(|o| match o {
@@ -64,6 +72,41 @@ async fn apply(
                 changed: false,
                 pending: false,
                 diagnostics,
+                plan: None,
+            },
+            FileOutcome::Held { path, workflow } => ApplyResult {
+                path,
+                name: Some(workflow),
+                version: None,
+                changed: false,
+                pending: false,
+                diagnostics: vec![],
+                plan: None,
+            },
+            FileOutcome::Planned { path, plan } => ApplyResult {
+                path,
+                name: Some(plan.workflow.clone()),
+                version: plan.latest,
+                changed: false,
+                pending: false,
+                diagnostics: vec![],
+                plan: Some(PlanView {
+                    status: plan.status.to_string(),
+                    latest: plan.latest,
+                    diff: plan.diff,
+                    needs_release: plan.needs_release,
+                    pools: plan
+                        .pools
+                        .into_iter()
+                        .map(|p| PoolPlanView {
+                            pool: p.pool,
+                            version: p.version,
+                            gets_new: p.gets_new,
+                            note: p.note,
+                        })
+                        .collect(),
+                    agents: plan.agents,
+                }),
             },
             FileOutcome::Applied { path, version } => ApplyResult {
                 path,
@@ -72,17 +115,26 @@ async fn apply(
                 changed: version.changed,
                 pending: version.pending,
                 diagnostics: vec![],
+                plan: None,
             },
         })
         .collect();
     Ok(Json(ApplyResponse { results }))
 }
 
-async fn list(State(st): St) -> ApiResult<Json<Vec<WorkflowSummary>>> {
+#[derive(Deserialize)]
+struct ListQuery {
+    /// Deleted workflows too.
+    #[serde(default)]
+    all: bool,
+}
+
+async fn list(State(st): St, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<WorkflowSummary>>> {
     let hub = st.hub.clone();
     let rows = blocking(move || hub.workflows()).await?;
     Ok(Json(
         rows.into_iter()
+            .filter(|(_, m)| q.all || m.deleted_ms.is_none())
             .map(|(v, m)| WorkflowSummary {
                 name: v.name,
                 version: v.version,
@@ -90,6 +142,7 @@ async fn list(State(st): St) -> ApiResult<Json<Vec<WorkflowSummary>>> {
                 paused: m.paused,
                 target: label_map(&v.target),
                 updated: rfc3339(m.updated_ms),
+                deleted: m.deleted_ms.map(rfc3339),
             })
             .collect(),
     ))
@@ -221,6 +274,27 @@ async fn trigger(
                 message: o.message,
             })
             .collect(),
+    }))
+}
+
+async fn delete(
+    State(st): St,
+    actor: Actor,
+    Path(name): Path<String>,
+    body: Option<Json<DeleteRequest>>,
+) -> ApiResult<Json<DeleteResponse>> {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    check_pool(&st, &actor, &default_pool(&name)).await?;
+    let hub = st.hub.clone();
+    let n = name.clone();
+    let (out, agents) =
+        blocking(move || hub.delete_workflow(actor.as_str(), &n, req.force)).await?;
+    Ok(Json(DeleteResponse {
+        name,
+        pools: out.pools,
+        agents,
+        aborted_rollouts: out.aborted_rollouts,
+        dropped_pending: out.dropped_pending,
     }))
 }
 

@@ -6,6 +6,7 @@
 //!   [`pools`], [`rollouts`], [`audit`], [`backup`], [`operators`] (and `whoami`), [`releases`]
 //!   (`release ...`), [`root`] (`root ...`, `key ...`);
 //! - [`server`]: `init`, `serve` and `dev`;
+//! - [`contexts`] (`config ...`: named hubs), [`docgen`] (`completion`, `man`);
 //! - shared: [`conn`] (global connection flags and the one API client), [`output`] (format,
 //!   exit codes, errors, table helpers), [`args`] (`k=v` parsing).
 //!
@@ -19,6 +20,8 @@ mod audit;
 mod backup;
 mod ca;
 mod conn;
+mod contexts;
+mod docgen;
 mod operators;
 mod output;
 mod pools;
@@ -40,6 +43,8 @@ pub use audit::{AuditArgs, AuditCmd};
 pub use backup::BackupArgs;
 pub use ca::CaCmd;
 pub use conn::ConnOpts;
+pub use contexts::ConfigCmd;
+pub use docgen::{CompletionArgs, ManArgs};
 pub use operators::OperatorCmd;
 pub use output::Output;
 pub use pools::PoolCmd;
@@ -54,7 +59,7 @@ pub use tokens::TokenCmd;
 pub use workflows::WorkflowCmd;
 
 use conn::client;
-use output::{CliError, CliResult, EXIT_FAIL, EXIT_USAGE};
+use output::{CliResult, EXIT_USAGE};
 
 /// The Outpost hub and its ops CLI.
 #[derive(Debug, Parser)]
@@ -125,6 +130,13 @@ pub enum Command {
     /// notification (`test CHANNEL`).
     #[command(subcommand)]
     Alert(AlertCmd),
+    /// The CLI's contexts (named hubs in ~/.config/outpost/config.toml or $OUTPOST_CONFIG).
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completion(CompletionArgs),
+    /// Print the man page, or write one per subcommand with --dir.
+    Man(ManArgs),
 }
 
 /// Entry point of the binary.
@@ -142,13 +154,9 @@ pub fn main() -> ExitCode {
     };
     match dispatch(cli) {
         Ok(code) => code,
-        Err(CliError::Fail(m)) => {
-            eprintln!("error: {m}");
-            ExitCode::from(EXIT_FAIL)
-        }
-        Err(CliError::Usage(m)) => {
-            eprintln!("error: {m}");
-            ExitCode::from(EXIT_USAGE)
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -175,6 +183,9 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Operator(c) => operators::handle(&client(&conn)?, conn.output, c),
         Command::Whoami => operators::whoami(&client(&conn)?, conn.output),
         Command::Alert(c) => alerts::handle(&client(&conn)?, conn.output, c),
+        Command::Config(c) => contexts::handle(conn.output, c),
+        Command::Completion(a) => docgen::completion(&a),
+        Command::Man(a) => docgen::man(&a),
     }
 }
 
@@ -200,7 +211,7 @@ mod tests {
         assert_eq!(c.conn.output, Output::Json);
         assert!(matches!(
             c.command,
-            Command::Workflow(WorkflowCmd::Apply { ref files }) if files.len() == 2
+            Command::Workflow(WorkflowCmd::Apply { ref files, .. }) if files.len() == 2
         ));
     }
 
