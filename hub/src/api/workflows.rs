@@ -11,6 +11,7 @@ use outpost_common::workflow::{self, Format, ValidateOptions};
 
 use super::{Actor, ApiResult, ApiState, St, blocking, check_pool};
 use crate::ops::CommandOutcome;
+use crate::ops::lifecycle::ApplyPlan;
 use crate::ops::workflows::{FileOutcome, SourceFile};
 use crate::views::*;
 
@@ -83,31 +84,7 @@ async fn apply(
                 diagnostics: vec![],
                 plan: None,
             },
-            FileOutcome::Planned { path, plan } => ApplyResult {
-                path,
-                name: Some(plan.workflow.clone()),
-                version: plan.latest,
-                changed: false,
-                pending: false,
-                diagnostics: vec![],
-                plan: Some(PlanView {
-                    status: plan.status.to_string(),
-                    latest: plan.latest,
-                    diff: plan.diff,
-                    needs_release: plan.needs_release,
-                    pools: plan
-                        .pools
-                        .into_iter()
-                        .map(|p| PoolPlanView {
-                            pool: p.pool,
-                            version: p.version,
-                            gets_new: p.gets_new,
-                            note: p.note,
-                        })
-                        .collect(),
-                    agents: plan.agents,
-                }),
-            },
+            FileOutcome::Planned { path, plan } => plan_result(path, *plan),
             FileOutcome::Applied { path, version } => ApplyResult {
                 path,
                 name: Some(version.workflow),
@@ -120,6 +97,35 @@ async fn apply(
         })
         .collect();
     Ok(Json(ApplyResponse { results }))
+}
+
+/// A dry run's answer for one file.
+fn plan_result(path: String, plan: ApplyPlan) -> ApplyResult {
+    ApplyResult {
+        path,
+        name: Some(plan.workflow),
+        version: plan.latest,
+        changed: false,
+        pending: false,
+        diagnostics: vec![],
+        plan: Some(PlanView {
+            status: plan.status.to_string(),
+            latest: plan.latest,
+            diff: plan.diff,
+            needs_release: plan.needs_release,
+            pools: plan
+                .pools
+                .into_iter()
+                .map(|p| PoolPlanView {
+                    pool: p.pool,
+                    version: p.version,
+                    gets_new: p.gets_new,
+                    note: p.note,
+                })
+                .collect(),
+            agents: plan.agents,
+        }),
+    }
 }
 
 #[derive(Deserialize)]
