@@ -135,7 +135,10 @@ fn apply_all_or_nothing_dry_run_delete_and_revive() {
     assert!(plan.diff.contains("+description: 'v2'"), "{}", plan.diff);
     assert_eq!(plan.agents, ["agent-b"]);
     assert!(plan.pools.iter().any(|p| p.pool == "wf:etl" && p.gets_new));
-    assert!(store.pending("etl").unwrap().is_none(), "the dry run stored nothing");
+    assert!(
+        store.pending("etl").unwrap().is_none(),
+        "the dry run stored nothing"
+    );
 
     // Delete: agent-a gets a removal, history kept, listed as deleted.
     let (del, reached) = hub.delete_workflow("op", "etl", false).unwrap();
@@ -170,7 +173,10 @@ fn apply_all_or_nothing_dry_run_delete_and_revive() {
     let FileOutcome::Planned { plan, .. } = &out[0] else {
         panic!("{out:?}")
     };
-    assert_eq!((plan.status, plan.agents.clone()), ("revived", vec!["agent-a".to_string()]));
+    assert_eq!(
+        (plan.status, plan.agents.clone()),
+        ("revived", vec!["agent-a".to_string()])
+    );
     let out = hub
         .apply("op", vec![file("etl.yaml", &wf("etl", "v1", "a"))])
         .unwrap();
@@ -189,7 +195,11 @@ fn delete_is_refused_during_a_rollout_unless_forced() {
     let key = SigningKey::from_pkcs8(&t.keys.release).unwrap();
     let (hub, store) = (t.hub.clone(), t.store.clone());
     for i in 0..2 {
-        common::enroll(&store, &format!("agent-{i}"), vec![("site".into(), "a".into())]);
+        common::enroll(
+            &store,
+            &format!("agent-{i}"),
+            vec![("site".into(), "a".into())],
+        );
     }
     hub.apply("op", vec![file("etl.yaml", &wf("etl", "v1", "a"))])
         .unwrap();
@@ -222,7 +232,7 @@ fn delete_is_refused_during_a_rollout_unless_forced() {
     );
     assert!(hub.workflow_meta("etl").unwrap().deleted_ms.is_none());
     let (del, _) = hub.delete_workflow("op", "etl", true).unwrap();
-    assert_eq!(del.aborted_rollouts, [r.id.clone()]);
+    assert_eq!(del.aborted_rollouts, vec![r.id.clone()]);
     let rec = store
         .rollouts()
         .unwrap()

@@ -70,11 +70,12 @@ fn apply_dir_is_all_or_nothing_dry_run_changes_nothing_delete_sends_removals() {
     let err = stderr(&out);
     let bad = format!("{}:", dir.join("bad.toml").display());
     assert!(
-        err.lines().any(|l| l.strip_prefix(&bad).is_some_and(|rest| {
-            let mut p = rest.split(':');
-            p.next().is_some_and(|n| n.parse::<u32>().is_ok())
-                && p.next().is_some_and(|n| n.parse::<u32>().is_ok())
-        })),
+        err.lines()
+            .any(|l| l.strip_prefix(&bad).is_some_and(|rest| {
+                let mut p = rest.split(':');
+                p.next().is_some_and(|n| n.parse::<u32>().is_ok())
+                    && p.next().is_some_and(|n| n.parse::<u32>().is_ok())
+            })),
         "file:line:col: {err}"
     );
     assert!(err.contains("nothing applied"), "{err}");
@@ -108,9 +109,7 @@ fn apply_dir_is_all_or_nothing_dry_run_changes_nothing_delete_sends_removals() {
     );
 
     // Apply for real (-R: gamma too), all three in one go.
-    let v = hub
-        .json(&["workflow", "apply", "-f", d_str, "-R"])
-        .unwrap();
+    let v = hub.json(&["workflow", "apply", "-f", d_str, "-R"]).unwrap();
     assert_eq!(v["applied"], true, "{v}");
     let mut listed = names(&hub.json(&["workflow", "list"]).unwrap());
     listed.sort();
@@ -138,7 +137,13 @@ fn apply_dir_is_all_or_nothing_dry_run_changes_nothing_delete_sends_removals() {
     // A pinned pool keeps its version: the dry run says so and reaches no agent.
     let out = hub
         .cli(&[
-            "workflow", "pin", "alpha", "--pool", "wf:alpha", "--version", "1",
+            "workflow",
+            "pin",
+            "alpha",
+            "--pool",
+            "wf:alpha",
+            "--version",
+            "1",
         ])
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -155,9 +160,7 @@ fn apply_dir_is_all_or_nothing_dry_run_changes_nothing_delete_sends_removals() {
 
     // Runs of alpha reach the hub before it is deleted.
     wait_for(Duration::from_secs(30), "a run of alpha at the hub", || {
-        let runs = hub
-            .json(&["run", "list", "--workflow", "alpha"])
-            .ok()?;
+        let runs = hub.json(&["run", "list", "--workflow", "alpha"]).ok()?;
         (!runs.as_array()?.is_empty()).then_some(())
     })
     .unwrap();
@@ -170,10 +173,14 @@ fn apply_dir_is_all_or_nothing_dry_run_changes_nothing_delete_sends_removals() {
         "{}",
         stdout(&out)
     );
-    wait_for(Duration::from_secs(30), "alpha removed from the agent", || {
-        let w = agent_workflows(&d)?;
-        (!w.contains(&"alpha".to_string()) && w.contains(&"beta".to_string())).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "alpha removed from the agent",
+        || {
+            let w = agent_workflows(&d)?;
+            (!w.contains(&"alpha".to_string()) && w.contains(&"beta".to_string())).then_some(())
+        },
+    )
     .unwrap();
     let listed = names(&hub.json(&["workflow", "list"]).unwrap());
     assert!(!listed.contains(&"alpha".to_string()), "{listed:?}");
@@ -299,7 +306,10 @@ fn contexts_switch_between_two_hubs_and_exit_codes_are_documented() {
     assert_eq!(current.len(), 1, "{text}");
     assert!(current[0].contains(&hub_b.http_url), "{text}");
     // An unknown context: usage (2); use-context of one: not found (3).
-    assert_eq!(code(&hub_cmd(&env, &["workflow", "list", "--context", "zz"])), 2);
+    assert_eq!(
+        code(&hub_cmd(&env, &["workflow", "list", "--context", "zz"])),
+        2
+    );
     assert_eq!(code(&hub_cmd(&env, &["config", "use-context", "zz"])), 3);
 
     // Exit codes: not found 3, conflict 4, unreachable 5, usage 2.
@@ -310,10 +320,21 @@ fn contexts_switch_between_two_hubs_and_exit_codes_are_documented() {
     assert_eq!(code(&with_a(&["pool", "create", "line-1"])), 4);
     let out = hub_cmd(
         &[],
-        &["workflow", "list", "--hub", "http://127.0.0.1:1", "--token", "x"],
+        &[
+            "workflow",
+            "list",
+            "--hub",
+            "http://127.0.0.1:1",
+            "--token",
+            "x",
+        ],
     );
     assert_eq!(code(&out), 5, "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot reach the hub"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot reach the hub"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(code(&hub_cmd(&[], &["workflow", "nosuch"])), 2);
 }
 
@@ -325,16 +346,29 @@ fn completions_and_man_pages_for_both_binaries() {
         (outpost_tests::agent_bin(), "status"),
     ] {
         let name = bin.file_name().unwrap().to_string_lossy().to_string();
-        let out = Command::new(&bin).args(["completion", "bash"]).output().unwrap();
+        let out = Command::new(&bin)
+            .args(["completion", "bash"])
+            .output()
+            .unwrap();
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         let script = s.join(&format!("{name}.bash"));
         std::fs::write(&script, &out.stdout).unwrap();
-        let check = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+        let check = Command::new("bash")
+            .arg("-n")
+            .arg(&script)
+            .output()
+            .unwrap();
         assert!(check.status.success(), "{name}: {}", stderr(&check));
         assert!(stdout(&out).contains(sub), "{name}");
         for shell in ["zsh", "fish"] {
-            let out = Command::new(&bin).args(["completion", shell]).output().unwrap();
-            assert!(out.status.success() && !out.stdout.is_empty(), "{name} {shell}");
+            let out = Command::new(&bin)
+                .args(["completion", shell])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && !out.stdout.is_empty(),
+                "{name} {shell}"
+            );
         }
         let dir = s.join(&format!("man-{name}"));
         let out = Command::new(&bin)
@@ -344,6 +378,9 @@ fn completions_and_man_pages_for_both_binaries() {
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         let top = std::fs::read_to_string(dir.join(format!("{name}.1"))).unwrap();
         assert!(top.contains(".TH") && top.contains(sub), "{top}");
-        assert!(dir.join(format!("{name}-{sub}.1")).is_file(), "{name}-{sub}.1");
+        assert!(
+            dir.join(format!("{name}-{sub}.1")).is_file(),
+            "{name}-{sub}.1"
+        );
     }
 }

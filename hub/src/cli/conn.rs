@@ -50,8 +50,8 @@ pub(crate) fn client(conn: &ConnOpts) -> Result<Client, CliError> {
     };
     // A context is read only when something is still missing after flags, env and --config
     // (a named --context must exist, though).
-    let complete = (conn.hub.is_some() || config.is_some())
-        && (conn.token.is_some() || config.is_some());
+    let complete =
+        (conn.hub.is_some() || config.is_some()) && (conn.token.is_some() || config.is_some());
     let context = if complete && conn.context.is_none() {
         None
     } else {
@@ -64,7 +64,11 @@ pub(crate) fn client(conn: &ConnOpts) -> Result<Client, CliError> {
         (None, None, Some(u)) => u.clone(),
         (None, None, None) => "http://127.0.0.1:7070".to_string(),
     };
-    let token = match (&conn.token, &config, ctx.and_then(|c| c.token_file.as_ref())) {
+    let token = match (
+        &conn.token,
+        &config,
+        ctx.and_then(|c| c.token_file.as_ref()),
+    ) {
         (Some(t), _, _) => t.clone(),
         (None, Some(c), _) => c
             .read_api_token()

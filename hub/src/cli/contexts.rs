@@ -100,8 +100,9 @@ pub(crate) fn config_path() -> Option<PathBuf> {
 /// Read the CLI config file (absent: empty).
 pub(crate) fn load(path: &Path) -> Result<CliConfig, CliError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text)
-            .map_err(|e| CliError::Usage(format!("{}: {e}", path.display()))),
+        Ok(text) => {
+            toml::from_str(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CliConfig::default()),
         Err(e) => Err(CliError::Usage(format!("{}: {e}", path.display()))),
     }
@@ -156,9 +157,8 @@ pub(crate) fn resolve(name: Option<&str>) -> Result<Option<(String, Context)>, C
 
 /// `config ...`
 pub(super) fn handle(output: Output, cmd: ConfigCmd) -> CliResult {
-    let path = config_path().ok_or_else(|| {
-        CliError::Usage("no CLI config file: set OUTPOST_CONFIG or HOME".into())
-    })?;
+    let path = config_path()
+        .ok_or_else(|| CliError::Usage("no CLI config file: set OUTPOST_CONFIG or HOME".into()))?;
     let mut cfg = load(&path)?;
     let missing = |n: &str| {
         CliError::Code(

@@ -79,6 +79,9 @@ mod tests {
             assert!(dir.path().join(page).is_file(), "{page}");
         }
         let top = std::fs::read_to_string(dir.path().join("outpost-hub.1")).unwrap();
-        assert!(top.contains("workflow") && top.contains("completion"), "{top}");
+        assert!(
+            top.contains("workflow") && top.contains("completion"),
+            "{top}"
+        );
     }
 }

@@ -14,9 +14,8 @@ use super::output::{
 use crate::client::{Client, seg};
 use crate::views::{
     AgentsResponse, ApplyFile, ApplyRequest, ApplyResponse, ApplyResult, DecisionView,
-    DeleteRequest, DeleteResponse, DiffResponse,
-    HistoryEntry, PoolVersionRequest, RollbackRequest, TriggerRequest, TriggerResponse,
-    VersionResponse, WorkflowDetail, WorkflowSummary,
+    DeleteRequest, DeleteResponse, DiffResponse, HistoryEntry, PoolVersionRequest, RollbackRequest,
+    TriggerRequest, TriggerResponse, VersionResponse, WorkflowDetail, WorkflowSummary,
 };
 
 /// `workflow ...`
@@ -341,7 +340,11 @@ fn collect_files(paths: &[PathBuf], recursive: bool) -> Result<Vec<PathBuf>, Cli
                 return Err(CliError::Usage(format!(
                     "{}: no workflow files (*.yaml, *.yml, *.toml){}",
                     p.display(),
-                    if recursive { "" } else { " (-R: subdirectories too)" }
+                    if recursive {
+                        ""
+                    } else {
+                        " (-R: subdirectories too)"
+                    }
                 )));
             }
         } else {
@@ -487,7 +490,11 @@ fn print_plan(r: &ApplyResult) {
         if p.agents.is_empty() {
             println!("agents reached: none");
         } else {
-            println!("agents reached ({}): {}", p.agents.len(), p.agents.join(", "));
+            println!(
+                "agents reached ({}): {}",
+                p.agents.len(),
+                p.agents.join(", ")
+            );
         }
         if p.needs_release {
             println!(

@@ -122,7 +122,12 @@ pub(crate) fn reach(
         created_ms: 0,
         created_by: String::new(),
     });
-    let max_seq = inputs.decisions.iter().map(|(_, d)| d.seq).max().unwrap_or(0);
+    let max_seq = inputs
+        .decisions
+        .iter()
+        .map(|(_, d)| d.seq)
+        .max()
+        .unwrap_or(0);
     let mut decisions: Vec<((String, String), PoolDecision)> = inputs
         .decisions
         .iter()
@@ -180,7 +185,11 @@ impl Hub {
         target: &[(String, String)],
     ) -> OpResult<ApplyPlan> {
         let hash = blake3::hash(content.as_bytes()).to_hex().to_string();
-        let meta = self.store().workflows()?.into_iter().find(|(n, _)| n == workflow);
+        let meta = self
+            .store()
+            .workflows()?
+            .into_iter()
+            .find(|(n, _)| n == workflow);
         let pending = self.store().pending(workflow)?;
         let (status, latest, diff) = match &meta {
             None => ("new", None, String::new()),
@@ -258,7 +267,10 @@ mod tests {
     fn pool(name: &str, sel: &[(&str, &str)]) -> PoolRecord {
         PoolRecord {
             name: name.into(),
-            selector: sel.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            selector: sel
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             created_ms: 0,
             created_by: String::new(),
         }
@@ -278,7 +290,10 @@ mod tests {
 
     fn inputs(decisions: Vec<((String, String), PoolDecision)>) -> PlanInputs {
         PlanInputs {
-            pools: vec![pool("wf:etl", &[("site", "a")]), pool("line-3", &[("line", "3")])],
+            pools: vec![
+                pool("wf:etl", &[("site", "a")]),
+                pool("line-3", &[("line", "3")]),
+            ],
             decisions,
             agents: vec![
                 ("agent-a".into(), vec![("site".into(), "a".into())]),
@@ -303,7 +318,10 @@ mod tests {
     fn a_pool_deployed_later_wins_and_a_pin_holds() {
         let d = vec![
             (("etl".into(), "wf:etl".into()), decision(2, 1, true, false)),
-            (("etl".into(), "line-3".into()), decision(1, 2, false, false)),
+            (
+                ("etl".into(), "line-3".into()),
+                decision(1, 2, false, false),
+            ),
         ];
         let (pools, agents) = reach(&inputs(d), "etl", &[("site".into(), "a".into())], true);
         // agent-a3 follows line-3 (decided later): it keeps version 1.
@@ -314,7 +332,12 @@ mod tests {
         assert!(agents.is_empty());
         assert!(pools[0].note.contains("pinned to version 2"), "{pools:?}");
         // Unchanged content reaches nobody.
-        let (_, agents) = reach(&inputs(vec![]), "etl", &[("site".into(), "a".into())], false);
+        let (_, agents) = reach(
+            &inputs(vec![]),
+            "etl",
+            &[("site".into(), "a".into())],
+            false,
+        );
         assert!(agents.is_empty());
     }
 }

@@ -10,7 +10,8 @@ use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
 use super::pools;
 use super::records::{
-    AgentRecord, ApplyOutcome, DeleteOutcome, NewVersion, PendingVersion, StoredVersion, WorkflowMeta, sorted,
+    AgentRecord, ApplyOutcome, DeleteOutcome, NewVersion, PendingVersion, StoredVersion,
+    WorkflowMeta, sorted,
 };
 use super::rollouts::RolloutRecord;
 use super::schema::{AGENTS, DECISIONS, PENDING, ROLLOUTS, VERSIONS, WORKFLOWS};
