@@ -422,7 +422,7 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
         ],
         &s.config,
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("pinned to version 1") && err.contains("unpin"),
@@ -432,7 +432,7 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
         &["workflow", "deploy", "demo", "--pool", "line-3"],
         &s.config,
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     ok(&hub(
         &["workflow", "unpin", "demo", "--pool", "line-3"],
         &s.config,
@@ -462,7 +462,7 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
         &["rollout", "status", "demo", "--pool", "line-3"],
         &s.config,
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&ok(&hub(
             &["rollout", "list", "--output", "json"],
@@ -492,7 +492,7 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
     assert!(text.starts_with("AT"), "{text}");
     ok(&hub(&["pool", "delete", "line-3"], &s.config));
     let out = hub(&["pool", "show", "line-3"], &s.config);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
 }
 
 /// docs/operations.md, "Alerts": silences and the history through the real binary.
