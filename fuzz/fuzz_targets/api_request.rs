@@ -11,8 +11,8 @@
 use axum::Json;
 use libfuzzer_sys::fuzz_target;
 use outpost_hub::views::{
-    ApplyRequest, DeleteRequest, LabelRequest, PoolCreate, PoolVersionRequest, RollbackRequest, RolloutStart,
-    TokenRequest, TriggerRequest,
+    ApplyRequest, DeleteRequest, LabelRequest, PoolCreate, PoolVersionRequest, RollbackRequest,
+    RolloutStart, TokenRequest, TriggerRequest,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
