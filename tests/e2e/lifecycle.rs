@@ -301,6 +301,22 @@ fn contexts_switch_between_two_hubs_and_exit_codes_are_documented() {
         list(&["--hub", &hub_a.http_url, "--token", &hub_a.api_token]),
         ["only-a"]
     );
+    // The environment wins over the context too.
+    let out = hub_cmd(
+        &[
+            ("OUTPOST_CONFIG", cfg_s.as_str()),
+            ("OUTPOST_HUB_URL", hub_a.http_url.as_str()),
+            ("OUTPOST_HUB_TOKEN", hub_a.api_token.as_str()),
+        ],
+        &["workflow", "list", "-o", "json"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        names(&serde_json::from_slice(&out.stdout).unwrap()),
+        ["only-a"]
+    );
+    let out = hub_cmd(&env, &["config", "current-context"]);
+    assert_eq!(stdout(&out).trim(), "b");
     let text = stdout(&hub_cmd(&env, &["config", "get-contexts"]));
     let current: Vec<&str> = text.lines().filter(|l| l.starts_with('*')).collect();
     assert_eq!(current.len(), 1, "{text}");
