@@ -165,6 +165,16 @@ fn apply_dir_is_all_or_nothing_dry_run_changes_nothing_delete_sends_removals() {
     })
     .unwrap();
 
+    // A deployer limited to other pools may not delete it (403: exit 1).
+    let dana = hub.operator("dana", "deployer", "wf:beta").unwrap();
+    let out = hub.cli_as(&dana, &["workflow", "delete", "alpha"]).unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("may act only on pools"),
+        "{}",
+        stderr(&out)
+    );
+
     // Delete: the agent gets the removal and stops running it; history is kept.
     let out = hub.cli(&["workflow", "delete", "alpha"]).unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));

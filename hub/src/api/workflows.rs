@@ -290,7 +290,18 @@ async fn delete(
     body: Option<Json<DeleteRequest>>,
 ) -> ApiResult<Json<DeleteResponse>> {
     let req = body.map(|Json(b)| b).unwrap_or_default();
+    // Delete takes the workflow out of every pool that holds it: a deployer limited to pools
+    // needs each of them.
     check_pool(&st, &actor, &default_pool(&name)).await?;
+    if !actor.pools.is_empty() {
+        let hub = st.hub.clone();
+        let decisions = blocking(move || hub.decisions()).await?;
+        for ((w, pool), _) in decisions {
+            if w == name {
+                check_pool(&st, &actor, &pool).await?;
+            }
+        }
+    }
     let hub = st.hub.clone();
     let n = name.clone();
     let (out, agents) =
