@@ -216,6 +216,57 @@ mod tests {
     }
 
     #[test]
+    fn lifecycle_cli_parses() {
+        let c = Cli::try_parse_from([
+            "outpost-hub",
+            "workflow",
+            "apply",
+            "-f",
+            "workflows/",
+            "-R",
+            "--dry-run",
+            "-o",
+            "json",
+            "--context",
+            "plant-a",
+        ])
+        .unwrap();
+        assert_eq!(c.conn.output, Output::Json);
+        assert_eq!(c.conn.context.as_deref(), Some("plant-a"));
+        assert!(matches!(
+            c.command,
+            Command::Workflow(WorkflowCmd::Apply {
+                recursive: true,
+                dry_run: true,
+                ..
+            })
+        ));
+        for args in [
+            &["outpost-hub", "workflow", "delete", "etl", "--force"][..],
+            &["outpost-hub", "workflow", "list", "--all"],
+            &["outpost-hub", "config", "use-context", "a"],
+            &["outpost-hub", "config", "get-contexts", "-o", "json"],
+            &[
+                "outpost-hub",
+                "config",
+                "set-context",
+                "a",
+                "--server",
+                "http://127.0.0.1:7070",
+                "--token-file",
+                "a.token",
+                "--ca-file",
+                "ca.pem",
+            ],
+            &["outpost-hub", "completion", "bash"],
+            &["outpost-hub", "man", "--dir", "man1"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["outpost-hub", "completion", "tcsh"]).is_err());
+    }
+
+    #[test]
     fn rollout_cli_parses() {
         let c = Cli::try_parse_from([
             "outpost-hub",
