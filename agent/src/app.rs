@@ -19,7 +19,8 @@ use crate::driver::{Driver, DriverConfig, Event};
 use crate::store::Store;
 use crate::views::{self, RunView};
 
-/// Exit codes: 0 success, 1 failure (an invalid file, a failed run), 2 bad input or usage.
+/// Exit codes (docs/operations.md, "Exit codes"): 0 success, 1 failure (an invalid file, a
+/// failed run), 2 bad input or usage, 64 (`serve`) a bad configuration.
 const EXIT_FAIL: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 
@@ -47,6 +48,17 @@ pub fn main() -> ExitCode {
 fn dispatch(cmd: Command, log_format: crate::cli::Output) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Validate { files, config } => validate(&files, config.as_deref()),
+        Command::Completion { shell } => {
+            crate::cli::print_completion(shell);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            let n = crate::cli::write_man(dir.as_deref())?;
+            if let Some(d) = dir {
+                println!("{n} man pages written to {}", d.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schedule { file, from, count } => schedule(&file, from.as_deref(), count),
         Command::Run {
             file,

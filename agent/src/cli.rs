@@ -64,7 +64,7 @@ pub enum Command {
         /// Store and logs directory (default: $XDG_STATE_HOME/outpost/run or ~/.local/state/outpost/run).
         #[arg(long)]
         state_dir: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// Agent-wide limit on running tasks (default: number of CPUs).
         #[arg(long)]
@@ -120,7 +120,7 @@ pub enum Command {
     Status {
         #[command(flatten)]
         client: ClientOpts,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Recent runs, newest first.
@@ -131,7 +131,7 @@ pub enum Command {
         workflow: Option<String>,
         #[arg(long, short = 'n', default_value_t = 20)]
         limit: usize,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// One run with its tasks.
@@ -139,7 +139,7 @@ pub enum Command {
         #[command(flatten)]
         client: ClientOpts,
         run_id: String,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// A task attempt's log.
@@ -209,6 +209,17 @@ pub enum Command {
         #[arg(long, global = true)]
         state_dir: Option<PathBuf>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one per subcommand with --dir.
+    Man {
+        /// Write `outpost-agent.1`, `outpost-agent-status.1`, ... into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +234,34 @@ pub enum SecretAction {
     },
     /// Remove a secret from the agent's store.
     Rm { name: String },
+}
+
+/// `completion SHELL`: the script, generated from these clap definitions, on stdout.
+pub fn print_completion(shell: clap_complete::Shell) {
+    use clap::CommandFactory as _;
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "outpost-agent",
+        &mut std::io::stdout(),
+    );
+}
+
+/// `man [--dir D]`: the top page on stdout, or one page per command and subcommand in `dir`
+/// (returns how many).
+pub fn write_man(dir: Option<&std::path::Path>) -> std::io::Result<usize> {
+    use clap::CommandFactory as _;
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+        return Ok(1);
+    };
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(cmd, dir)?;
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "1"))
+        .count())
 }
 
 /// Parse `k=v,k2=v2` labels.

@@ -11,8 +11,8 @@
 use axum::Json;
 use libfuzzer_sys::fuzz_target;
 use outpost_hub::views::{
-    ApplyRequest, LabelRequest, PoolCreate, PoolVersionRequest, RollbackRequest, RolloutStart,
-    TokenRequest, TriggerRequest,
+    ApplyRequest, DeleteRequest, LabelRequest, PoolCreate, PoolVersionRequest, RollbackRequest,
+    RolloutStart, TokenRequest, TriggerRequest,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -35,4 +35,5 @@ fuzz_target!(|data: &[u8]| {
     check::<LabelRequest>(data);
     check::<PoolVersionRequest>(data);
     check::<RolloutStart>(data);
+    check::<DeleteRequest>(data);
 });

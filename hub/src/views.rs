@@ -11,12 +11,14 @@ pub use outpost_common::record::rfc3339;
 
 mod audit;
 mod firings;
+mod lifecycle;
 mod operators;
 mod pools;
 mod rollouts;
 
 pub use audit::*;
 pub use firings::*;
+pub use lifecycle::*;
 pub use operators::*;
 pub use pools::*;
 pub use rollouts::*;
@@ -58,6 +60,9 @@ pub struct ApplyResult {
     pub pending: bool,
     /// Validation problems (`file:line:column: ...`); non-empty means nothing was applied.
     pub diagnostics: Vec<String>,
+    /// A dry run's plan for this file (valid files only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanView>,
 }
 
 /// `POST /v1/workflows` answer.
@@ -82,6 +87,9 @@ pub struct WorkflowSummary {
     pub target: BTreeMap<String, String>,
     /// When the latest version was made.
     pub updated: String,
+    /// When `workflow delete` removed it (listed with `?all=true` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<String>,
 }
 
 /// `GET /v1/workflows/{name}`.

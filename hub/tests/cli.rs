@@ -166,7 +166,7 @@ fn init_serve_apply_list_token() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    // An invalid file: diagnostics on stderr as file:line:column, exit 1, nothing applied.
+    // An invalid file: diagnostics on stderr as file:line:column, exit 65, nothing applied.
     let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,
@@ -177,7 +177,7 @@ fn init_serve_apply_list_token() {
         &["workflow", "apply", "-f", bad.to_str().unwrap()],
         &s.config,
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(65));
     let err = String::from_utf8_lossy(&out.stderr);
     let prefix = format!("{}:", bad.display());
     assert!(
@@ -228,9 +228,9 @@ fn init_serve_apply_list_token() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["token"].as_str().unwrap().starts_with("opt2."));
 
-    // A missing workflow is a failure (1); a wrong token is a setup problem (2).
+    // A missing workflow is not found (3); a wrong token is a setup problem (2).
     let out = hub(&["workflow", "show", "nope"], &s.config);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     let out = hub(&["agent", "list", "--token", "wrong"], &s.config);
     assert_eq!(out.status.code(), Some(2));
     let out = hub(&["agent", "list", "--output", "json"], &s.config);
@@ -324,9 +324,10 @@ fn non_loopback_api_speaks_only_https_with_the_hub_certificate() {
         ],
         &s.config,
     );
+    // The hub cannot be reached over TLS with another CA (5).
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(5),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -421,7 +422,7 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
         ],
         &s.config,
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("pinned to version 1") && err.contains("unpin"),
@@ -431,7 +432,7 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
         &["workflow", "deploy", "demo", "--pool", "line-3"],
         &s.config,
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     ok(&hub(
         &["workflow", "unpin", "demo", "--pool", "line-3"],
         &s.config,
@@ -461,7 +462,7 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
         &["rollout", "status", "demo", "--pool", "line-3"],
         &s.config,
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&ok(&hub(
             &["rollout", "list", "--output", "json"],
@@ -491,7 +492,7 @@ fn pools_deploy_pin_rollout_refusals_and_audit() {
     assert!(text.starts_with("AT"), "{text}");
     ok(&hub(&["pool", "delete", "line-3"], &s.config));
     let out = hub(&["pool", "show", "line-3"], &s.config);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
 }
 
 /// docs/operations.md, "Alerts": silences and the history through the real binary.

@@ -26,6 +26,7 @@ mod hub_faults;
 mod hub_limits;
 mod hub_restart;
 mod hub_restore;
+mod lifecycle;
 mod metrics;
 mod offline_commands;
 mod operators;

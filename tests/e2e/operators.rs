@@ -125,13 +125,13 @@ fn roles_pools_and_revocation_are_enforced_by_the_hub() {
             "{args:?}: {err}"
         );
     }
-    // In its own pool a rollout is refused by the hub's state, not by the role.
+    // In its own pool a rollout is refused by the hub's state (exit 4), not by the role.
     let (code, _, err) = run(
         &hub,
         &deployer,
         &["rollout", "start", "demo", "--pool", "line-a"],
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 4);
     assert!(!err.contains("may act only"), "{err}");
     // apply and rollback move the default pool wf:demo, not among dana's pools.
     let (code, _, err) = run(
@@ -158,7 +158,7 @@ fn roles_pools_and_revocation_are_enforced_by_the_hub() {
     assert!(otto["revoked"].is_string(), "{list}");
     // The last admin stays.
     let (code, _, err) = run(&hub, &admin, &["operator", "revoke", "admin"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 4, "{err}");
     assert!(err.contains("last admin"), "{err}");
 
     let log = audit(&hub);

@@ -121,6 +121,7 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             | "/v1/workflows/{name}/deploy"
             | "/v1/workflows/{name}/pin"
             | "/v1/workflows/{name}/unpin"
+            | "/v1/workflows/{name}/delete"
             | "/v1/rollouts"
             | "/v1/releases/{name}/signatures"
             | "/v1/workflows/{name}/pools/{pool}/rollout/{command}",

@@ -11,6 +11,7 @@ use outpost_common::workflow::{self, Format, ValidateOptions};
 
 use super::{Actor, ApiResult, ApiState, St, blocking, check_pool};
 use crate::ops::CommandOutcome;
+use crate::ops::lifecycle::ApplyPlan;
 use crate::ops::workflows::{FileOutcome, SourceFile};
 use crate::views::*;
 
@@ -25,11 +26,19 @@ pub(super) fn routes() -> Router<Arc<ApiState>> {
         .route("/v1/workflows/{name}/pause", post(pause))
         .route("/v1/workflows/{name}/resume", post(resume))
         .route("/v1/workflows/{name}/trigger", post(trigger))
+        .route("/v1/workflows/{name}/delete", post(delete))
+}
+
+#[derive(Deserialize)]
+struct ApplyQuery {
+    #[serde(default)]
+    dry_run: bool,
 }
 
 async fn apply(
     State(st): St,
     actor: Actor,
+    Query(q): Query<ApplyQuery>,
     Json(req): Json<ApplyRequest>,
 ) -> ApiResult<Json<ApplyResponse>> {
     if !actor.pools.is_empty() {
@@ -53,7 +62,7 @@ async fn apply(
             content: f.content,
         })
         .collect();
-    let outcomes = blocking(move || hub.apply(actor.as_str(), files)).await?;
+    let outcomes = blocking(move || hub.apply_files(actor.as_str(), files, q.dry_run)).await?;
     let results = outcomes
         .into_iter()
         .map(|o| match o {
@@ -64,7 +73,18 @@ async fn apply(
                 changed: false,
                 pending: false,
                 diagnostics,
+                plan: None,
             },
+            FileOutcome::Held { path, workflow } => ApplyResult {
+                path,
+                name: Some(workflow),
+                version: None,
+                changed: false,
+                pending: false,
+                diagnostics: vec![],
+                plan: None,
+            },
+            FileOutcome::Planned { path, plan } => plan_result(path, *plan),
             FileOutcome::Applied { path, version } => ApplyResult {
                 path,
                 name: Some(version.workflow),
@@ -72,17 +92,55 @@ async fn apply(
                 changed: version.changed,
                 pending: version.pending,
                 diagnostics: vec![],
+                plan: None,
             },
         })
         .collect();
     Ok(Json(ApplyResponse { results }))
 }
 
-async fn list(State(st): St) -> ApiResult<Json<Vec<WorkflowSummary>>> {
+/// A dry run's answer for one file.
+fn plan_result(path: String, plan: ApplyPlan) -> ApplyResult {
+    ApplyResult {
+        path,
+        name: Some(plan.workflow),
+        version: plan.latest,
+        changed: false,
+        pending: false,
+        diagnostics: vec![],
+        plan: Some(PlanView {
+            status: plan.status.to_string(),
+            latest: plan.latest,
+            diff: plan.diff,
+            needs_release: plan.needs_release,
+            pools: plan
+                .pools
+                .into_iter()
+                .map(|p| PoolPlanView {
+                    pool: p.pool,
+                    version: p.version,
+                    gets_new: p.gets_new,
+                    note: p.note,
+                })
+                .collect(),
+            agents: plan.agents,
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    /// Deleted workflows too.
+    #[serde(default)]
+    all: bool,
+}
+
+async fn list(State(st): St, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<WorkflowSummary>>> {
     let hub = st.hub.clone();
     let rows = blocking(move || hub.workflows()).await?;
     Ok(Json(
         rows.into_iter()
+            .filter(|(_, m)| q.all || m.deleted_ms.is_none())
             .map(|(v, m)| WorkflowSummary {
                 name: v.name,
                 version: v.version,
@@ -90,6 +148,7 @@ async fn list(State(st): St) -> ApiResult<Json<Vec<WorkflowSummary>>> {
                 paused: m.paused,
                 target: label_map(&v.target),
                 updated: rfc3339(m.updated_ms),
+                deleted: m.deleted_ms.map(rfc3339),
             })
             .collect(),
     ))
@@ -237,6 +296,38 @@ async fn trigger(
                 message: o.message,
             })
             .collect(),
+    }))
+}
+
+async fn delete(
+    State(st): St,
+    actor: Actor,
+    Path(name): Path<String>,
+    body: Option<Json<DeleteRequest>>,
+) -> ApiResult<Json<DeleteResponse>> {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    // Delete takes the workflow out of every pool that holds it: a deployer limited to pools
+    // needs each of them.
+    check_pool(&st, &actor, &default_pool(&name)).await?;
+    if !actor.pools.is_empty() {
+        let hub = st.hub.clone();
+        let decisions = blocking(move || hub.decisions()).await?;
+        for ((w, pool), _) in decisions {
+            if w == name {
+                check_pool(&st, &actor, &pool).await?;
+            }
+        }
+    }
+    let hub = st.hub.clone();
+    let n = name.clone();
+    let (out, agents) =
+        blocking(move || hub.delete_workflow(actor.as_str(), &n, req.force)).await?;
+    Ok(Json(DeleteResponse {
+        name,
+        pools: out.pools,
+        agents,
+        aborted_rollouts: out.aborted_rollouts,
+        dropped_pending: out.dropped_pending,
     }))
 }
 

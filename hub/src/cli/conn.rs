@@ -1,5 +1,10 @@
 //! Where the hub API is and how to authenticate: the global flags, and the one API client every
 //! resource's commands use.
+//!
+//! Precedence, for each of the URL, the token and the CA: a flag (`--hub`, `--token`, `--ca`),
+//! else its environment variable, else `--config hub.toml`, else the context (`--context`,
+//! `OUTPOST_CONTEXT`, else the CLI config file's current context: [`super::contexts`]), else the
+//! default (`http://127.0.0.1:7070`, no token).
 
 use std::path::PathBuf;
 
@@ -21,38 +26,71 @@ pub struct ConnOpts {
     /// hub.toml to take the API address, token file and CA from (and, for `serve`, the config).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// A named hub of the CLI config file (`outpost-hub config get-contexts`) [default: its
+    /// current context].
+    #[arg(long, global = true, env = "OUTPOST_CONTEXT")]
+    pub context: Option<String>,
     /// CA certificate (PEM) to verify an https:// hub URL with [default: the config's CA].
     #[arg(long, global = true, env = "OUTPOST_HUB_CA")]
     pub ca: Option<PathBuf>,
     /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Log format of `serve` and `dev` on stderr: text, or JSON lines (one object per event).
     #[arg(long, global = true, value_enum, default_value_t = Output::Text, env = "OUTPOST_LOG_FORMAT")]
     pub log_format: Output,
 }
 
-/// Resolve the hub URL, token and CA: flags/env first, then `--config hub.toml`, then
-/// defaults. A config whose API is not on loopback means HTTPS (to 127.0.0.1 when it listens on
-/// all addresses).
+/// Resolve the hub URL, token and CA (precedence: this module's doc). A config whose API is not
+/// on loopback means HTTPS (to 127.0.0.1 when it listens on all addresses).
 pub(crate) fn client(conn: &ConnOpts) -> Result<Client, CliError> {
     let config = match &conn.config {
         Some(p) => Some(HubConfig::load(p).map_err(|e| CliError::Usage(e.to_string()))?),
         None => None,
     };
-    let url = match (&conn.hub, &config) {
-        (Some(u), _) => u.clone(),
-        (None, Some(c)) => config_url(c.http_listen),
-        (None, None) => "http://127.0.0.1:7070".to_string(),
+    // A context is read only when something is still missing after flags, env and --config
+    // (a named --context must exist, though).
+    let complete =
+        (conn.hub.is_some() || config.is_some()) && (conn.token.is_some() || config.is_some());
+    let context = if complete && conn.context.is_none() {
+        None
+    } else {
+        super::contexts::resolve(conn.context.as_deref())?
     };
-    let token = match (&conn.token, &config) {
-        (Some(t), _) => t.clone(),
-        (None, Some(c)) => c
+    let ctx = context.as_ref().map(|(_, c)| c);
+    let url = match (&conn.hub, &config, ctx.and_then(|c| c.server.as_ref())) {
+        (Some(u), _, _) => u.clone(),
+        (None, Some(c), _) => config_url(c.http_listen),
+        (None, None, Some(u)) => u.clone(),
+        (None, None, None) => "http://127.0.0.1:7070".to_string(),
+    };
+    let token = match (
+        &conn.token,
+        &config,
+        ctx.and_then(|c| c.token_file.as_ref()),
+    ) {
+        (Some(t), _, _) => t.clone(),
+        (None, Some(c), _) => c
             .read_api_token()
             .map_err(|e| CliError::Usage(e.to_string()))?,
-        (None, None) => {
+        (None, None, Some(f)) => {
+            let name = context.as_ref().map(|(n, _)| n.as_str()).unwrap_or("");
+            let t = std::fs::read_to_string(f).map_err(|e| {
+                CliError::Usage(format!("context {name}: token file {}: {e}", f.display()))
+            })?;
+            let t = t.trim().to_string();
+            if t.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "context {name}: token file {} is empty",
+                    f.display()
+                )));
+            }
+            t
+        }
+        (None, None, None) => {
             return Err(CliError::Usage(
-                "no API token: pass --token, set OUTPOST_HUB_TOKEN, or pass --config hub.toml"
+                "no API token: pass --token, set OUTPOST_HUB_TOKEN, pass --config hub.toml, or \
+                 use a context (`outpost-hub config set-context`)"
                     .into(),
             ));
         }
@@ -60,7 +98,8 @@ pub(crate) fn client(conn: &ConnOpts) -> Result<Client, CliError> {
     let ca_path = conn
         .ca
         .clone()
-        .or_else(|| config.as_ref().map(|c| c.ca_cert.clone()));
+        .or_else(|| config.as_ref().map(|c| c.ca_cert.clone()))
+        .or_else(|| ctx.and_then(|c| c.ca.clone()));
     let ca = match ca_path {
         Some(p) if url.starts_with("https://") => {
             let pem = std::fs::read_to_string(&p)

@@ -6,6 +6,7 @@
 //!   [`pools`], [`rollouts`], [`audit`], [`backup`], [`operators`] (and `whoami`), [`releases`]
 //!   (`release ...`), [`root`] (`root ...`, `key ...`);
 //! - [`server`]: `init`, `serve` and `dev`;
+//! - [`contexts`] (`config ...`: named hubs), [`docgen`] (`completion`, `man`);
 //! - shared: [`conn`] (global connection flags and the one API client), [`output`] (format,
 //!   exit codes, errors, table helpers), [`args`] (`k=v` parsing).
 //!
@@ -19,6 +20,8 @@ mod audit;
 mod backup;
 mod ca;
 mod conn;
+mod contexts;
+mod docgen;
 mod operators;
 mod output;
 mod pools;
@@ -40,6 +43,8 @@ pub use audit::{AuditArgs, AuditCmd};
 pub use backup::BackupArgs;
 pub use ca::CaCmd;
 pub use conn::ConnOpts;
+pub use contexts::ConfigCmd;
+pub use docgen::{CompletionArgs, ManArgs};
 pub use operators::OperatorCmd;
 pub use output::Output;
 pub use pools::PoolCmd;
@@ -54,7 +59,7 @@ pub use tokens::TokenCmd;
 pub use workflows::WorkflowCmd;
 
 use conn::client;
-use output::{CliError, CliResult, EXIT_FAIL, EXIT_USAGE};
+use output::{CliResult, EXIT_USAGE};
 
 /// The Outpost hub and its ops CLI.
 #[derive(Debug, Parser)]
@@ -128,6 +133,13 @@ pub enum Command {
     /// Compact the store file of a stopped hub (needs --config hub.toml); prints its size
     /// before and after (docs/operations.md, "Run history retention and store size").
     Compact,
+    /// The CLI's contexts (named hubs in ~/.config/outpost/config.toml or $OUTPOST_CONFIG).
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completion(CompletionArgs),
+    /// Print the man page, or write one per subcommand with --dir.
+    Man(ManArgs),
 }
 
 /// Entry point of the binary.
@@ -145,13 +157,9 @@ pub fn main() -> ExitCode {
     };
     match dispatch(cli) {
         Ok(code) => code,
-        Err(CliError::Fail(m)) => {
-            eprintln!("error: {m}");
-            ExitCode::from(EXIT_FAIL)
-        }
-        Err(CliError::Usage(m)) => {
-            eprintln!("error: {m}");
-            ExitCode::from(EXIT_USAGE)
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -179,6 +187,9 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Whoami => operators::whoami(&client(&conn)?, conn.output),
         Command::Alert(c) => alerts::handle(&client(&conn)?, conn.output, c),
         Command::Compact => backup::compact(&conn),
+        Command::Config(c) => contexts::handle(conn.output, c),
+        Command::Completion(a) => docgen::completion(&a),
+        Command::Man(a) => docgen::man(&a),
     }
 }
 
@@ -204,8 +215,59 @@ mod tests {
         assert_eq!(c.conn.output, Output::Json);
         assert!(matches!(
             c.command,
-            Command::Workflow(WorkflowCmd::Apply { ref files }) if files.len() == 2
+            Command::Workflow(WorkflowCmd::Apply { ref files, .. }) if files.len() == 2
         ));
+    }
+
+    #[test]
+    fn lifecycle_cli_parses() {
+        let c = Cli::try_parse_from([
+            "outpost-hub",
+            "workflow",
+            "apply",
+            "-f",
+            "workflows/",
+            "-R",
+            "--dry-run",
+            "-o",
+            "json",
+            "--context",
+            "plant-a",
+        ])
+        .unwrap();
+        assert_eq!(c.conn.output, Output::Json);
+        assert_eq!(c.conn.context.as_deref(), Some("plant-a"));
+        assert!(matches!(
+            c.command,
+            Command::Workflow(WorkflowCmd::Apply {
+                recursive: true,
+                dry_run: true,
+                ..
+            })
+        ));
+        for args in [
+            &["outpost-hub", "workflow", "delete", "etl", "--force"][..],
+            &["outpost-hub", "workflow", "list", "--all"],
+            &["outpost-hub", "config", "use-context", "a"],
+            &["outpost-hub", "config", "get-contexts", "-o", "json"],
+            &[
+                "outpost-hub",
+                "config",
+                "set-context",
+                "a",
+                "--server",
+                "http://127.0.0.1:7070",
+                "--token-file",
+                "a.token",
+                "--ca-file",
+                "ca.pem",
+            ],
+            &["outpost-hub", "completion", "bash"],
+            &["outpost-hub", "man", "--dir", "man1"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["outpost-hub", "completion", "tcsh"]).is_err());
     }
 
     #[test]

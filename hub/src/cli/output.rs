@@ -1,9 +1,10 @@
 //! How the ops CLI answers: the output format, exit codes and errors, and the text helpers every
 //! resource's views share.
 //!
-//! Exit codes: 0 success; 1 failure (an invalid workflow file, an operation the hub refused or
-//! that failed on an agent); 2 bad input, usage or setup (unreachable hub, wrong token, bad
-//! configuration).
+//! Exit codes (the table in docs/operations.md, "Exit codes"): 0 success; 1 failure (an
+//! operation the hub refused or that failed on an agent); 2 bad input, usage or setup (wrong
+//! token, bad configuration); 3 not found; 4 conflict with the hub's state (pinned, rollout in
+//! progress, exists); 5 hub unreachable (no connection, TLS failure); 65 invalid workflow files.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -19,6 +20,14 @@ pub(crate) use outpost_common::text::table;
 pub(crate) const EXIT_FAIL: u8 = 1;
 /// Exit code of bad input, usage or setup.
 pub(crate) const EXIT_USAGE: u8 = 2;
+/// Exit code of a thing named that does not exist (HTTP 404).
+pub(crate) const EXIT_NOT_FOUND: u8 = 3;
+/// Exit code of an operation the hub's state does not allow now (HTTP 409).
+pub(crate) const EXIT_CONFLICT: u8 = 4;
+/// Exit code of a hub that cannot be reached (connection, TLS).
+pub(crate) const EXIT_UNREACHABLE: u8 = 5;
+/// Exit code of invalid workflow files (`EX_DATAERR`).
+pub(crate) const EXIT_DATA: u8 = 65;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -39,15 +48,30 @@ pub(crate) enum CliError {
     /// Exit 2.
     #[error("{0}")]
     Usage(String),
+    /// Another documented exit code (`EXIT_*`).
+    #[error("{1}")]
+    Code(u8, String),
+}
+
+impl CliError {
+    /// The process exit code of this error.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Fail(_) => EXIT_FAIL,
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Code(c, _) => *c,
+        }
+    }
 }
 
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         match e {
+            ClientError::Api { status: 404, .. } => CliError::Code(EXIT_NOT_FOUND, e.to_string()),
+            ClientError::Api { status: 409, .. } => CliError::Code(EXIT_CONFLICT, e.to_string()),
             ClientError::Api { .. } | ClientError::Decode(_) => CliError::Fail(e.to_string()),
-            ClientError::Transport { .. } | ClientError::Unauthorized(_) => {
-                CliError::Usage(e.to_string())
-            }
+            ClientError::Transport { .. } => CliError::Code(EXIT_UNREACHABLE, e.to_string()),
+            ClientError::Unauthorized(_) => CliError::Usage(e.to_string()),
         }
     }
 }

@@ -1,34 +1,47 @@
-//! `workflow ...`: apply, list, show, history, diff, rollback, pause/resume, trigger, and the
-//! pool decisions deploy, pin, unpin.
+//! `workflow ...`: apply (all or nothing, `--dry-run`), list, show, history, diff, rollback,
+//! delete, pause/resume, trigger, and the pool decisions deploy, pin, unpin.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
 use super::args::parse_kv;
 use super::output::{
-    CliError, CliResult, EXIT_FAIL, Output, fmt_labels, or_dash, print_json, table,
+    CliError, CliResult, EXIT_DATA, EXIT_FAIL, Output, fmt_labels, or_dash, print_json, table,
 };
 use crate::client::{Client, seg};
 use crate::views::{
-    AgentsResponse, ApplyFile, ApplyRequest, ApplyResponse, BackfillRequest, BackfillResponse,
-    DecisionView, DiffResponse, HistoryEntry, PoolVersionRequest, RollbackRequest, TriggerRequest,
-    TriggerResponse, VersionResponse, WorkflowDetail, WorkflowSummary,
+    AgentsResponse, ApplyFile, ApplyRequest, ApplyResponse, ApplyResult, BackfillRequest,
+    BackfillResponse, DecisionView, DeleteRequest, DeleteResponse, DiffResponse, HistoryEntry,
+    PoolVersionRequest, RollbackRequest, TriggerRequest, TriggerResponse, VersionResponse,
+    WorkflowDetail, WorkflowSummary,
 };
 
 /// `workflow ...`
 #[derive(Debug, Subcommand)]
 pub enum WorkflowCmd {
-    /// Validate and apply workflow files (a changed file becomes a new version).
+    /// Validate and apply workflow files, all or nothing (a changed file becomes a new version;
+    /// one invalid file and nothing is applied).
     Apply {
-        /// Workflow files.
+        /// Workflow files, or directories: their *.yaml, *.yml and *.toml files.
         #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
+        /// With directories: their subdirectories too.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        /// Change nothing: print, per file, the diff against the hub's latest version and the
+        /// pools and agents a new version would reach.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List workflows.
-    List,
+    List {
+        /// Deleted workflows too.
+        #[arg(long)]
+        all: bool,
+    },
     /// Show a workflow version's file.
     Show {
         /// Workflow name.
@@ -99,6 +112,15 @@ pub enum WorkflowCmd {
         #[arg(long)]
         pool: String,
     },
+    /// Delete a workflow: every agent that runs it gets a removal; its versions and runs are
+    /// kept (`workflow list --all` shows it); applying it again makes a new version.
+    Delete {
+        /// Workflow name.
+        name: String,
+        /// Delete even while a rollout of it is in progress (the rollout ends, aborted).
+        #[arg(long)]
+        force: bool,
+    },
     /// Start a run now on connected agents.
     Trigger {
         /// Workflow name.
@@ -142,7 +164,11 @@ pub enum WorkflowCmd {
 /// `workflow ...`
 pub(super) fn handle(c: &Client, output: Output, cmd: WorkflowCmd) -> CliResult {
     match cmd {
-        WorkflowCmd::Apply { files } => apply(c, output, &files),
+        WorkflowCmd::Apply {
+            files,
+            recursive,
+            dry_run,
+        } => apply(c, output, &files, recursive, dry_run),
         WorkflowCmd::Deploy {
             name,
             pool,
@@ -154,8 +180,9 @@ pub(super) fn handle(c: &Client, output: Output, cmd: WorkflowCmd) -> CliResult 
             version,
         } => pool_version(c, output, "pin", &name, &pool, Some(version)),
         WorkflowCmd::Unpin { name, pool } => pool_version(c, output, "unpin", &name, &pool, None),
-        WorkflowCmd::List => {
-            let rows: Vec<WorkflowSummary> = c.get("/v1/workflows", &[])?;
+        WorkflowCmd::List { all } => {
+            let q = [("all", if all { "true" } else { "" }.to_string())];
+            let rows: Vec<WorkflowSummary> = c.get("/v1/workflows", &q)?;
             if output == Output::Json {
                 print_json(&rows)?;
             } else {
@@ -172,13 +199,20 @@ pub(super) fn handle(c: &Client, output: Output, cmd: WorkflowCmd) -> CliResult 
                         ]
                     })
                     .collect();
-                print!(
-                    "{}",
-                    table(
-                        &["NAME", "VERSION", "VERSIONS", "PAUSED", "TARGET", "UPDATED"],
-                        &t
-                    )
-                );
+                let mut head = vec!["NAME", "VERSION", "VERSIONS", "PAUSED", "TARGET", "UPDATED"];
+                let t = if all {
+                    head.push("DELETED");
+                    t.into_iter()
+                        .zip(&rows)
+                        .map(|(mut r, w)| {
+                            r.push(w.deleted.clone().unwrap_or_else(|| "-".into()));
+                            r
+                        })
+                        .collect()
+                } else {
+                    t
+                };
+                print!("{}", table(&head, &t));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -256,6 +290,7 @@ pub(super) fn handle(c: &Client, output: Output, cmd: WorkflowCmd) -> CliResult 
             }
             Ok(ExitCode::SUCCESS)
         }
+        WorkflowCmd::Delete { name, force } => delete(c, output, &name, force),
         WorkflowCmd::Pause { name } => pause_resume(c, output, &name, "pause"),
         WorkflowCmd::Resume { name } => pause_resume(c, output, &name, "resume"),
         WorkflowCmd::Backfill {
@@ -358,12 +393,66 @@ fn backfill(c: &Client, output: Output, name: &str, req: &BackfillRequest) -> Cl
     Ok(ExitCode::SUCCESS)
 }
 
-fn apply(c: &Client, output: Output, paths: &[PathBuf]) -> CliResult {
+/// The workflow files named on the command line: files as given; for a directory, its *.yaml,
+/// *.yml and *.toml files by name (with `recursive`, those of its subdirectories too).
+fn collect_files(paths: &[PathBuf], recursive: bool) -> Result<Vec<PathBuf>, CliError> {
+    fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| CliError::Usage(format!("{}: {e}", dir.display())))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| CliError::Usage(format!("{}: {e}", dir.display())))?;
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                if recursive {
+                    walk(&p, recursive, out)?;
+                }
+            } else if p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| matches!(x, "yaml" | "yml" | "toml"))
+            {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let before = out.len();
+            walk(p, recursive, &mut out)?;
+            if out.len() == before {
+                return Err(CliError::Usage(format!(
+                    "{}: no workflow files (*.yaml, *.yml, *.toml){}",
+                    p.display(),
+                    if recursive {
+                        ""
+                    } else {
+                        " (-R: subdirectories too)"
+                    }
+                )));
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn apply(
+    c: &Client,
+    output: Output,
+    paths: &[PathBuf],
+    recursive: bool,
+    dry_run: bool,
+) -> CliResult {
     let mut files = Vec::new();
     let mut local_errors = Vec::new();
-    for p in paths {
+    for p in collect_files(paths, recursive)? {
         let name = p.display().to_string();
-        match std::fs::read(p) {
+        match std::fs::read(&p) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(content) => files.push(ApplyFile {
                     path: name,
@@ -374,8 +463,11 @@ fn apply(c: &Client, output: Output, paths: &[PathBuf]) -> CliResult {
             Err(e) => local_errors.push(format!("{name}:1:1: cannot read file: {e}")),
         }
     }
-    let resp: ApplyResponse = if files.is_empty() {
+    // All or nothing: a file that cannot be read means nothing is sent.
+    let resp: ApplyResponse = if !local_errors.is_empty() || files.is_empty() {
         ApplyResponse { results: vec![] }
+    } else if dry_run {
+        c.post("/v1/workflows?dry_run=true", &ApplyRequest { files })?
     } else {
         c.post("/v1/workflows", &ApplyRequest { files })?
     };
@@ -383,21 +475,37 @@ fn apply(c: &Client, output: Output, paths: &[PathBuf]) -> CliResult {
         !local_errors.is_empty() || resp.results.iter().any(|r| !r.diagnostics.is_empty());
     if output == Output::Json {
         print_json(&serde_json::json!({
+            "applied": !invalid && !dry_run,
+            "dry_run": dry_run,
             "results": resp.results,
             "errors": local_errors,
         }))?;
-    } else {
+    } else if invalid {
         for e in &local_errors {
             eprintln!("{e}");
         }
-        for r in &resp.results {
-            if !r.diagnostics.is_empty() {
-                for d in &r.diagnostics {
-                    eprintln!("{d}");
-                }
-                eprintln!("{}: not applied", r.path);
-                continue;
+        for r in resp.results.iter().filter(|r| !r.diagnostics.is_empty()) {
+            for d in &r.diagnostics {
+                eprintln!("{d}");
             }
+        }
+        let bad = local_errors.len()
+            + resp
+                .results
+                .iter()
+                .filter(|r| !r.diagnostics.is_empty())
+                .count();
+        eprintln!(
+            "nothing {}: {bad} invalid file(s) (apply is all or nothing)",
+            if dry_run { "planned" } else { "applied" }
+        );
+    } else if dry_run {
+        for r in &resp.results {
+            print_plan(r);
+        }
+        println!("dry run: nothing changed");
+    } else {
+        for r in &resp.results {
             let name = r.name.as_deref().unwrap_or("?");
             let v = r.version.unwrap_or(0);
             if r.changed && r.pending {
@@ -415,10 +523,102 @@ fn apply(c: &Client, output: Output, paths: &[PathBuf]) -> CliResult {
         }
     }
     Ok(if invalid {
-        ExitCode::from(EXIT_FAIL)
+        ExitCode::from(EXIT_DATA)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One file of `apply --dry-run`, as text.
+fn print_plan(r: &ApplyResult) {
+    let name = r.name.as_deref().unwrap_or("?");
+    let Some(p) = &r.plan else {
+        println!("# {}: {name}", r.path);
+        return;
+    };
+    let latest = p.latest.unwrap_or(0);
+    let what = match p.status.as_str() {
+        "new" => "new workflow".to_string(),
+        "unchanged" => format!("unchanged (version {latest})"),
+        "waiting" => "unchanged (already waiting for release signatures)".to_string(),
+        "revived" => format!("deleted workflow applied again (latest version {latest})"),
+        _ => format!("changed (version {latest} -> a new version)"),
+    };
+    println!("# {}: {name}: {what}", r.path);
+    if !p.diff.is_empty() {
+        print!("{}", p.diff);
+        if !p.diff.ends_with('\n') {
+            println!();
+        }
+    }
+    if !p.pools.is_empty() {
+        let t: Vec<Vec<String>> = p
+            .pools
+            .iter()
+            .map(|x| {
+                vec![
+                    x.pool.clone(),
+                    if x.version == 0 {
+                        "-".into()
+                    } else {
+                        x.version.to_string()
+                    },
+                    if x.gets_new { "yes" } else { "no" }.into(),
+                    x.note.clone(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(&["POOL", "VERSION", "GETS NEW VERSION", "WHY"], &t)
+        );
+    }
+    if matches!(p.status.as_str(), "new" | "changed" | "revived") {
+        if p.agents.is_empty() {
+            println!("agents reached: none");
+        } else {
+            println!(
+                "agents reached ({}): {}",
+                p.agents.len(),
+                p.agents.join(", ")
+            );
+        }
+        if p.needs_release {
+            println!(
+                "the new version waits for release signatures before it reaches any agent \
+                 (`outpost-hub release status {name}`)"
+            );
+        }
+    }
+}
+
+/// `workflow delete`
+fn delete(c: &Client, output: Output, name: &str, force: bool) -> CliResult {
+    let r: DeleteResponse = c.post(
+        &format!("/v1/workflows/{}/delete", seg(name)),
+        &DeleteRequest { force },
+    )?;
+    if output == Output::Json {
+        print_json(&r)?;
+    } else {
+        println!("{name}: deleted (versions and runs kept; `workflow list --all` shows it)");
+        for ro in &r.aborted_rollouts {
+            println!("rollout {ro}: aborted");
+        }
+        if let Some(v) = r.dropped_pending {
+            println!("version {v} (waiting for release signatures): dropped");
+        }
+        if r.agents.is_empty() {
+            println!("removals: no agent ran it");
+        } else {
+            println!(
+                "removals sent to {} agent(s): {}",
+                r.agents.len(),
+                r.agents.join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn pause_resume(c: &Client, output: Output, name: &str, verb: &str) -> CliResult {

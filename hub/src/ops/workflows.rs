@@ -6,6 +6,7 @@ use std::sync::Arc;
 use outpost_common::proto::Command;
 use outpost_common::workflow::{self, Format, ValidateOptions};
 
+use super::lifecycle::ApplyPlan;
 use super::{AppliedVersion, CommandOutcome, EventKind, OpError, OpResult, blocking};
 use crate::gateway::GatewayError;
 use crate::hub::{Hub, now_ms};
@@ -37,6 +38,20 @@ pub enum FileOutcome {
         /// The workflow, its latest version, whether it is new.
         version: AppliedVersion,
     },
+    /// Valid, but not applied: another file of the same apply is invalid (all or nothing).
+    Held {
+        /// The file.
+        path: String,
+        /// The workflow it defines.
+        workflow: String,
+    },
+    /// Valid; a dry run: what applying it would do.
+    Planned {
+        /// The file.
+        path: String,
+        /// The plan.
+        plan: Box<ApplyPlan>,
+    },
 }
 
 fn format_name(f: Format) -> &'static str {
@@ -47,11 +62,23 @@ fn format_name(f: Format) -> &'static str {
 }
 
 impl Hub {
-    /// `workflow apply`: validate each file and store the valid ones as new versions (an
-    /// unchanged file makes no version). Signed by the hub's key; audited as `actor`.
+    /// `workflow apply`: validate every file, then store all of them in one transaction (an
+    /// unchanged file makes no version), or none when any file is invalid (each valid file is
+    /// then [`FileOutcome::Held`]). Audited as `actor`.
     pub fn apply(&self, actor: &str, files: Vec<SourceFile>) -> OpResult<Vec<FileOutcome>> {
+        self.apply_files(actor, files, false)
+    }
+
+    /// [`Hub::apply`], or with `dry_run` only what it would do ([`FileOutcome::Planned`]).
+    pub fn apply_files(
+        &self,
+        actor: &str,
+        files: Vec<SourceFile>,
+        dry_run: bool,
+    ) -> OpResult<Vec<FileOutcome>> {
+        let mut parsed = Vec::with_capacity(files.len());
         let mut out = Vec::with_capacity(files.len());
-        let mut versions = Vec::new();
+        let mut seen: std::collections::BTreeMap<String, String> = Default::default();
         for f in files {
             let format = Format::from_path(Path::new(&f.path));
             match workflow::parse(&f.path, &f.content, format, &ValidateOptions::default()) {
@@ -60,31 +87,66 @@ impl Hub {
                     diagnostics: diags.iter().map(ToString::to_string).collect(),
                 }),
                 Ok(wf) => {
-                    let stored = self.store().apply_version(
-                        NewVersion {
-                            name: wf.name.clone(),
-                            content: f.content.into_bytes(),
-                            format: format_name(format).into(),
-                            target: wf.target.into_iter().collect(),
-                            origin: f.path.clone(),
-                            applied_by: actor.into(),
-                        },
-                        now_ms(),
-                    )?;
-                    let pending = stored.pending && !self.auto_release(&wf.name, stored.version)?;
-                    let version = AppliedVersion {
-                        workflow: wf.name,
-                        version: stored.version,
-                        changed: stored.changed,
-                        pending,
-                    };
-                    versions.push(version.clone());
-                    out.push(FileOutcome::Applied {
-                        path: f.path,
-                        version,
+                    if let Some(other) = seen.get(&wf.name) {
+                        out.push(FileOutcome::Invalid {
+                            diagnostics: vec![format!(
+                                "{}:1:1: workflow {} is also defined in {other}",
+                                f.path, wf.name
+                            )],
+                            path: f.path,
+                        });
+                        continue;
+                    }
+                    seen.insert(wf.name.clone(), f.path.clone());
+                    out.push(FileOutcome::Held {
+                        path: f.path.clone(),
+                        workflow: wf.name.clone(),
                     });
+                    parsed.push((out.len() - 1, f, format, wf));
                 }
             }
+        }
+        if out.iter().any(|o| matches!(o, FileOutcome::Invalid { .. })) {
+            return Ok(out);
+        }
+        if dry_run {
+            let inputs = self.plan_inputs()?;
+            for (i, f, _, wf) in parsed {
+                let target: Vec<(String, String)> = wf.target.into_iter().collect();
+                let plan = self.plan_apply(&inputs, &wf.name, &f.content, &target)?;
+                out[i] = FileOutcome::Planned {
+                    path: f.path,
+                    plan: Box::new(plan),
+                };
+            }
+            return Ok(out);
+        }
+        let news = parsed
+            .iter()
+            .map(|(_, f, format, wf)| NewVersion {
+                name: wf.name.clone(),
+                content: f.content.clone().into_bytes(),
+                format: format_name(*format).into(),
+                target: wf.target.clone().into_iter().collect(),
+                origin: f.path.clone(),
+                applied_by: actor.into(),
+            })
+            .collect();
+        let stored = self.store().apply_versions(news, now_ms())?;
+        let mut versions = Vec::new();
+        for ((i, f, _, wf), s) in parsed.into_iter().zip(stored) {
+            let pending = s.pending && !self.auto_release(&wf.name, s.version)?;
+            let version = AppliedVersion {
+                workflow: wf.name,
+                version: s.version,
+                changed: s.changed,
+                pending,
+            };
+            versions.push(version.clone());
+            out[i] = FileOutcome::Applied {
+                path: f.path,
+                version,
+            };
         }
         self.emit(actor, EventKind::WorkflowApplied { versions });
         Ok(out)

@@ -20,6 +20,10 @@ pub struct WorkflowMeta {
     /// When the latest version was made.
     #[n(2)]
     pub updated_ms: UnixMillis,
+    /// When `workflow delete` removed it from every agent (history kept); a later released
+    /// version revives it.
+    #[n(3)]
+    pub deleted_ms: Option<UnixMillis>,
 }
 
 /// One version of a workflow as applied.
@@ -81,6 +85,17 @@ pub struct NewVersion {
     pub origin: String,
     /// Who applies it (audit).
     pub applied_by: String,
+}
+
+/// Result of [`Store::delete_workflow`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// The pools that had a decision for the workflow (their agents get removals).
+    pub pools: Vec<String>,
+    /// Rollouts of it that were in progress and ended (`--force`).
+    pub aborted_rollouts: Vec<String>,
+    /// The version that was waiting for release signatures, dropped.
+    pub dropped_pending: Option<u64>,
 }
 
 /// Result of [`Store::apply_version`].
