@@ -91,6 +91,21 @@ fn run_retry_runs_the_failed_task_again_as_attempt_two() {
     let r = run_show(&hub, &run_id);
     assert_eq!(task_of(&r, "first")["attempts"], 2, "{r}");
     assert_eq!(r["state"], "succeeded");
+
+    // On the agent itself: one named task (a succeeded one) runs again as its attempt 2.
+    let out = d.ctl("retry", &[&run_id, "--task", "after"]).unwrap();
+    assert!(
+        out.status.success(),
+        "local retry: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let r = wait_for(WAIT, "the local retry at the hub", || {
+        let r = hub.json(&["run", "show", &run_id]).ok()?;
+        (r["state"] == "succeeded" && task_of(&r, "after")["attempts"] == 2).then_some(r)
+    })
+    .unwrap();
+    assert_eq!(task_of(&r, "first")["attempts"], 2, "not named: {r}");
 }
 
 /// The run id a live firing of `workflow` v`version` at `t` has.
