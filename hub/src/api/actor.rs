@@ -137,7 +137,9 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             | "/v1/agents/{id}/labels"
             | "/v1/pools"
             | "/v1/root"
-            | "/v1/backup",
+            | "/v1/backup"
+            | "/v1/agents/{id}/rename"
+            | "/v1/agents/{id}/decommission",
         )
         | ("DELETE", "/v1/pools/{name}") => Role::Admin,
         _ => Role::Admin,

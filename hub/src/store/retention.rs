@@ -280,3 +280,41 @@ impl Store {
         Ok((before, size(&self.path)?))
     }
 }
+
+impl Store {
+    /// [`Store::runs`] of one agent and one workflow, newest first, straight from the
+    /// `runs_by_workflow` index (the other filters of `q` applied on the way).
+    pub(super) fn runs_of(
+        &self,
+        agent: &str,
+        workflow: &str,
+        q: &super::records::RunQuery,
+    ) -> Result<Vec<super::records::HubRun>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let idx = txn.open_table(RUNS_BY_WORKFLOW)?;
+        let runs = txn.open_table(RUNS)?;
+        let end = after(workflow);
+        let lo = (agent, workflow, q.since_ms.unwrap_or(i64::MIN), "");
+        let hi = (agent, end.as_str(), i64::MIN, "");
+        let mut out = Vec::new();
+        for e in idx.range(lo..hi)?.rev() {
+            if out.len() >= q.limit {
+                break;
+            }
+            let (k, _) = e?;
+            let (_, _, _, run_id) = k.value();
+            let Some(v) = runs.get((agent, run_id))? else {
+                continue;
+            };
+            let record: RunRecord = decode(v.value(), "runs", run_id)?;
+            if q.state.is_some_and(|s| s != record.state) {
+                continue;
+            }
+            out.push(super::records::HubRun {
+                agent_id: agent.to_string(),
+                record,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -296,6 +296,9 @@ impl Store {
 
     /// Runs matching `q`, newest first.
     pub(crate) fn runs(&self, q: &RunQuery) -> Result<Vec<HubRun>, StoreError> {
+        if let (Some(agent), Some(workflow)) = (q.agent.as_deref(), q.workflow.as_deref()) {
+            return self.runs_of(agent, workflow, q);
+        }
         let txn = self.db.begin_read()?;
         let idx = txn.open_table(RUNS_BY_CREATED)?;
         let runs = txn.open_table(RUNS)?;

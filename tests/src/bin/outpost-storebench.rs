@@ -46,8 +46,8 @@ struct Args {
     /// Workflows (each agent runs all of them in turn).
     #[arg(long, default_value_t = 20)]
     workflows: usize,
-    /// Runs per ingest batch.
-    #[arg(long, default_value_t = 500)]
+    /// Runs per ingest batch (agents take turns, one batch each).
+    #[arg(long, default_value_t = 100)]
     batch: usize,
     /// Calls per query (the median is reported).
     #[arg(long, default_value_t = 21)]
