@@ -144,6 +144,15 @@ fn pattern(p: &str, s: &str) -> bool {
             s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         }
+        "^([a-z_][a-z0-9_-]{0,30}[a-z0-9_$-]?|[0-9]+)$" => {
+            let body = s.strip_suffix('$').unwrap_or(s);
+            (!s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
+                || (s.len() <= 32
+                    && body.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                    && body.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-')
+                    }))
+        }
         _ => panic!("pattern {p:?} unknown to this test"),
     }
 }
@@ -172,6 +181,7 @@ fn good(ty: Ty) -> Value {
     match ty {
         Ty::Str | Ty::NonEmptyStr | Ty::Name => json!("x"),
         Ty::Scalar => json!(3),
+        Ty::RunAs => json!("nobody"),
         Ty::Bool => json!(true),
         Ty::Int(lo, hi) => json!(lo.max(1).min(hi)),
         Ty::Duration => json!("5m"),
@@ -225,6 +235,7 @@ fn bad(ty: Ty) -> Value {
             json!({ "a": 1 })
         }
         Ty::Scalar | Ty::Bool | Ty::Int(..) | Ty::Jitter => json!(["x"]),
+        Ty::RunAs => json!(true),
         _ => json!("text"),
     }
 }

@@ -468,28 +468,33 @@ fn a_token_works_once_and_not_after_it_expires() {
     let list = hub.json(&["agent", "list"]).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["labels"]["name"], "first");
-    // Fail closed: an agent in hub mode without an identity refuses to start, naming why.
+    // Fail closed: an agent in hub mode without an identity runs nothing and connects nowhere; it
+    // waits for `outpost-agent enroll` on its control socket, and its status says so.
     for cfg in [&cfg2, &cfg3, &cfg4] {
         let mut child = std::process::Command::new(outpost_tests::agent_bin())
             .args(["serve", "--config", cfg])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let st = wait_for(Duration::from_secs(10), "serve to refuse", || {
-            child.try_wait().unwrap()
-        });
-        if st.is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("an unenrolled agent is serving in hub mode");
-        }
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-        assert!(!st.unwrap().success());
-        assert!(err.contains("enroll"), "{err}");
+        let st = wait_for(
+            Duration::from_secs(10),
+            "the waiting agent's status",
+            || {
+                let out = agent(&["status", "--config", cfg]).ok()?;
+                stderr(&out).contains("not enrolled").then_some(out)
+            },
+        );
+        let still_running = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        let st = st.expect("an unenrolled agent in hub mode says it is not enrolled");
+        assert!(!st.status.success());
+        assert!(still_running, "the unenrolled agent waits for enrollment");
     }
+    let list = hub.json(&["agent", "list"]).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub enum Ty {
     Cpu,
     /// A string, number or boolean (taken as written).
     Scalar,
+    /// A user or group: a name (`[a-z_][a-z0-9_-]*`, `$` at the end allowed, at most 32
+    /// characters) or a numeric id.
+    RunAs,
     /// A map of these fields.
     Object(&'static [Field]),
     /// `defaults`: the [`TASK`] fields with `in_defaults`.
@@ -295,12 +298,12 @@ pub const TASK: &[Field] = &[
     ),
     f(
         "user",
-        Ty::Scalar,
+        Ty::RunAs,
         "Run the task as this user (name or numeric id); the agent must allow it (`[exec] allowed_users`).",
     ),
     f(
         "group",
-        Ty::Scalar,
+        Ty::RunAs,
         "Run the task with this group (name or numeric id).",
     ),
 ];
@@ -525,6 +528,12 @@ fn ty_schema(ty: Ty) -> Value {
             ]
         }),
         Ty::Scalar => scalar(),
+        Ty::RunAs => json!({
+            "anyOf": [
+                { "type": "string", "pattern": "^([a-z_][a-z0-9_-]{0,30}[a-z0-9_$-]?|[0-9]+)$" },
+                { "type": "integer", "minimum": 0 },
+            ]
+        }),
         Ty::Object(fields) => object(fields),
         // `$ref` alone: draft-07 ignores a `$ref`'s siblings, so the description goes around it.
         Ty::Defaults => json!({ "allOf": [{ "$ref": "#/definitions/defaults" }] }),

@@ -119,6 +119,7 @@ impl Seeder {
                         started_ms: Some(at),
                         ended_ms: Some(at + 60),
                         agent_id: None,
+                        skip_reason: None,
                     }),
                 });
             }
