@@ -283,7 +283,7 @@ impl Hub {
 
     /// Send `command` to `agent`; an agent not connected (commands are not queued) or a
     /// failed exchange is an outcome that says so.
-    async fn command_to(
+    pub(super) async fn command_to(
         self: &Arc<Self>,
         agent: String,
         command: Command,

@@ -8,7 +8,6 @@ use outpost_common::workflow::{self, Format, ValidateOptions};
 
 use super::lifecycle::ApplyPlan;
 use super::{AppliedVersion, CommandOutcome, EventKind, OpError, OpResult, blocking};
-use crate::gateway::GatewayError;
 use crate::hub::{Hub, now_ms};
 use crate::store::{NewVersion, StoreError, StoredVersion, WorkflowMeta};
 
@@ -312,25 +311,7 @@ impl Hub {
                 workflow: name.to_string(),
                 params: params.clone(),
             };
-            let r = match self.gateway().send_command(&agent, command).await {
-                Ok(r) => CommandOutcome {
-                    agent,
-                    ok: r.ok,
-                    run_id: r.run_id,
-                    message: r.message,
-                },
-                Err(e) => CommandOutcome {
-                    agent,
-                    ok: false,
-                    run_id: None,
-                    message: match e {
-                        GatewayError::NotConnected(a) => format!(
-                            "agent {a} is not connected; not triggered (commands are not queued)"
-                        ),
-                        other => other.to_string(),
-                    },
-                },
-            };
+            let r = self.command_to(agent, command, "triggered").await;
             results.push(r);
         }
         self.emit(

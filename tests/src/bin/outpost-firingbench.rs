@@ -27,7 +27,7 @@ use outpost_hub::firings::FiringWatcher;
 use outpost_hub::firings::watch::WatchConfig;
 use outpost_hub::gateway::Connections;
 use outpost_hub::hub::{Hub, now_ms};
-use outpost_hub::store::{AgentRecord, NewVersion, Store};
+use outpost_hub::store::{NewVersion, Store};
 use outpost_net::pki::Ca;
 use serde_json::json;
 
@@ -129,36 +129,9 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     let mut sessions = Vec::new();
-    let agents: Vec<String> = (0..args.agents)
-        .map(|i| format!("agent-{i:016x}"))
-        .collect();
+    let agents = outpost_tests::bench::agent_ids(args.agents);
     for id in &agents {
-        let (tid, secret) = store.create_token(vec![], i64::MAX, "bench", 0)?;
-        store.enroll(
-            &tid,
-            &secret,
-            AgentRecord {
-                id: id.clone(),
-                labels: vec![],
-                enrolled_ms: 1,
-                cert_serial: "01".into(),
-                cert_fingerprint: "ff".into(),
-                revoked_ms: None,
-                last_seen_ms: None,
-                software_version: "bench".into(),
-                active: vec![],
-                committed_seq: 0,
-                hostname: "h".into(),
-                clock_offset: None,
-                telemetry: None,
-                cert_not_after_ms: None,
-                previous_cert_fingerprint: None,
-                pinned_roots: None,
-                name: None,
-                decommissioned_ms: None,
-            },
-            1,
-        )?;
+        outpost_tests::bench::enroll_played_agent(&store, id)?;
         hub.agent_connected(id, "bench", active.clone(), 1)?;
         sessions.push(conns.register(id, t0 - 60 * MIN));
     }
