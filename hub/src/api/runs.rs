@@ -122,12 +122,7 @@ async fn cancel(
     Query(q): Query<RunQueryParams>,
 ) -> ApiResult<Json<TriggerResult>> {
     let o = st.hub.cancel_run(actor.as_str(), &id, q.agent).await?;
-    Ok(Json(TriggerResult {
-        agent: o.agent,
-        ok: o.ok,
-        run_id: o.run_id,
-        message: o.message,
-    }))
+    Ok(Json(o.into()))
 }
 
 #[derive(Deserialize)]
@@ -230,12 +225,7 @@ async fn backfill(
         results: o
             .results
             .into_iter()
-            .map(|o| TriggerResult {
-                agent: o.agent,
-                ok: o.ok,
-                run_id: o.run_id,
-                message: o.message,
-            })
+            .map(TriggerResult::from)
             .collect(),
     }))
 }

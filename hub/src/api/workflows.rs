@@ -289,12 +289,7 @@ async fn trigger(
     Ok(Json(TriggerResponse {
         results: outcomes
             .into_iter()
-            .map(|o| TriggerResult {
-                agent: o.agent,
-                ok: o.ok,
-                run_id: o.run_id,
-                message: o.message,
-            })
+            .map(TriggerResult::from)
             .collect(),
     }))
 }

@@ -82,9 +82,9 @@ pub(super) fn handle(c: &Client, output: Output, cmd: AgentCmd) -> CliResult {
                 if let Some(d) = &a.agent.decommissioned {
                     println!("decommissioned: {d}");
                 }
-                println!("labels:       {}", row[1]);
-                println!("status:       {} since {}", row[2], row[3]);
-                println!("software:     {}", row[4]);
+                println!("labels:       {}", row[2]);
+                println!("status:       {} since {}", row[3], row[4]);
+                println!("software:     {}", row[5]);
                 println!("hostname:     {}", a.hostname);
                 println!("enrolled:     {}", a.enrolled);
                 println!(
@@ -158,13 +158,15 @@ fn list(c: &Client, output: Output, watching: bool) -> Result<(), CliError> {
     }
     let t: Vec<Vec<String>> = rows.iter().map(agent_row).collect();
     out(&table(
-        &["ID", "LABELS", "STATUS", "SINCE", "VERSION", "ACTIVE"],
+        &["ID", "NAME", "LABELS", "STATUS", "SINCE", "VERSION", "ACTIVE"],
         &t,
     ))
 }
 
 fn agent_row(a: &AgentView) -> Vec<String> {
-    let status = if a.revoked.is_some() {
+    let status = if a.decommissioned.is_some() {
+        "decommissioned"
+    } else if a.revoked.is_some() {
         "revoked"
     } else if a.online {
         "online"
@@ -173,6 +175,7 @@ fn agent_row(a: &AgentView) -> Vec<String> {
     };
     vec![
         a.id.clone(),
+        or_dash(a.name.clone().unwrap_or_default()),
         or_dash(fmt_labels(&a.labels)),
         status.into(),
         a.since.clone().unwrap_or_else(|| "never".into()),

@@ -93,3 +93,14 @@ pub struct CommandOutcome {
     /// Its message, or why the command did not reach it.
     pub message: String,
 }
+
+impl From<CommandOutcome> for crate::views::TriggerResult {
+    fn from(o: CommandOutcome) -> Self {
+        crate::views::TriggerResult {
+            agent: o.agent,
+            ok: o.ok,
+            run_id: o.run_id,
+            message: o.message,
+        }
+    }
+}
