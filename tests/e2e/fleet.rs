@@ -241,6 +241,14 @@ fn three_agents_enroll_unattended_while_running_are_named_renamed_and_one_decomm
     })
     .unwrap();
     assert!(at_hub >= 1);
+    // The freed pages go back to the file system while the hub serves.
+    let c = hub.json(&["compact"]).unwrap();
+    let (before, after) = (
+        c["bytes_before"].as_u64().unwrap(),
+        c["bytes_after"].as_u64().unwrap(),
+    );
+    assert!(after <= before, "{c}");
+    assert_eq!(agents(&hub).len(), 3);
 
     // Decommission the host-named agent by name: refused from then on, history kept.
     let out = hub.json(&["agent", "decommission", &host_name]).unwrap();

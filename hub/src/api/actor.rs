@@ -138,6 +138,7 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             | "/v1/pools"
             | "/v1/root"
             | "/v1/backup"
+            | "/v1/store/compact"
             | "/v1/agents/{id}/rename"
             | "/v1/agents/{id}/decommission",
         )
@@ -189,6 +190,7 @@ mod tests {
             "/v1/tokens",
             "/v1/agents/{id}/revoke",
             "/v1/backup",
+            "/v1/store/compact",
             "/v1/pools",
             "/v1/something-new",
         ] {

@@ -20,6 +20,7 @@ pub(super) fn routes() -> Router<Arc<ApiState>> {
         .route("/v1/audit/verify", get(verify))
         .route("/v1/audit/export", get(export))
         .route("/v1/backup", post(backup))
+        .route("/v1/store/compact", post(compact))
 }
 
 #[derive(Deserialize)]
@@ -99,4 +100,18 @@ async fn backup(State(st): St, actor: Actor) -> ApiResult<Response> {
     let hub = st.hub.clone();
     let bytes = blocking(move || hub.backup(actor.as_str())).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+/// `POST /v1/store/compact`: compact the store file while the hub serves; answers its size
+/// before and after (`{"file", "bytes_before", "bytes_after"}`). Audited.
+async fn compact(State(st): St, actor: Actor) -> ApiResult<Json<serde_json::Value>> {
+    let hub = st.hub.clone();
+    let (file, (before, after)) = blocking(move || {
+        let file = hub.store().path().display().to_string();
+        hub.compact_store(actor.as_str()).map(|r| (file, r))
+    })
+    .await?;
+    Ok(Json(serde_json::json!({
+        "file": file, "bytes_before": before, "bytes_after": after,
+    })))
 }

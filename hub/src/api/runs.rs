@@ -222,10 +222,6 @@ async fn backfill(
     Ok(Json(BackfillResponse {
         instants: o.instants.iter().map(|t| t.to_rfc3339()).collect(),
         agents: o.targets,
-        results: o
-            .results
-            .into_iter()
-            .map(TriggerResult::from)
-            .collect(),
+        results: o.results.into_iter().map(TriggerResult::from).collect(),
     }))
 }

@@ -287,10 +287,7 @@ async fn trigger(
         }
     };
     Ok(Json(TriggerResponse {
-        results: outcomes
-            .into_iter()
-            .map(TriggerResult::from)
-            .collect(),
+        results: outcomes.into_iter().map(TriggerResult::from).collect(),
     }))
 }
 

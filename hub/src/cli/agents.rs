@@ -158,7 +158,9 @@ fn list(c: &Client, output: Output, watching: bool) -> Result<(), CliError> {
     }
     let t: Vec<Vec<String>> = rows.iter().map(agent_row).collect();
     out(&table(
-        &["ID", "NAME", "LABELS", "STATUS", "SINCE", "VERSION", "ACTIVE"],
+        &[
+            "ID", "NAME", "LABELS", "STATUS", "SINCE", "VERSION", "ACTIVE",
+        ],
         &t,
     ))
 }

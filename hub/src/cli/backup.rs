@@ -37,16 +37,32 @@ pub(super) fn handle(c: &Client, output: Output, a: &BackupArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `compact --config hub.toml`: compact the store file of a stopped hub.
-pub(super) fn compact(conn: &super::conn::ConnOpts) -> CliResult {
+/// `compact`: compact the running hub's store file.
+pub(super) fn compact(c: &Client, output: Output) -> CliResult {
+    let r: serde_json::Value = c.post("/v1/store/compact", &serde_json::json!({}))?;
+    if output == Output::Json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "compacted {}: {} -> {} bytes",
+            r["file"].as_str().unwrap_or("the store"),
+            r["bytes_before"],
+            r["bytes_after"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `compact --offline --config hub.toml`: compact the store file of a stopped hub.
+pub(super) fn compact_offline(conn: &super::conn::ConnOpts) -> CliResult {
     let path = conn
         .config
         .as_deref()
-        .ok_or_else(|| CliError::Usage("compact needs --config hub.toml".into()))?;
+        .ok_or_else(|| CliError::Usage("compact --offline needs --config hub.toml".into()))?;
     let config =
         crate::config::HubConfig::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
     let file = config.store_path();
-    let mut store = crate::store::Store::open(&file).map_err(|e| {
+    let store = crate::store::Store::open(&file).map_err(|e| {
         CliError::Fail(format!(
             "{e} (compaction needs the store to itself: stop the hub first)"
         ))

@@ -130,9 +130,14 @@ pub enum Command {
     /// notification (`test CHANNEL`).
     #[command(subcommand)]
     Alert(AlertCmd),
-    /// Compact the store file of a stopped hub (needs --config hub.toml); prints its size
-    /// before and after (docs/operations.md, "Run history retention and store size").
-    Compact,
+    /// Compact the store file of the running hub (requests wait while it runs), or with
+    /// --offline that of a stopped hub (needs --config hub.toml); prints its size before and
+    /// after (docs/operations.md, "Run history retention and store size").
+    Compact {
+        /// Open the store file directly: the hub must be stopped.
+        #[arg(long)]
+        offline: bool,
+    },
     /// The CLI's contexts (named hubs in ~/.config/outpost/config.toml or $OUTPOST_CONFIG).
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -186,7 +191,8 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Operator(c) => operators::handle(&client(&conn)?, conn.output, c),
         Command::Whoami => operators::whoami(&client(&conn)?, conn.output),
         Command::Alert(c) => alerts::handle(&client(&conn)?, conn.output, c),
-        Command::Compact => backup::compact(&conn),
+        Command::Compact { offline: true } => backup::compact_offline(&conn),
+        Command::Compact { offline: false } => backup::compact(&client(&conn)?, conn.output),
         Command::Config(c) => contexts::handle(conn.output, c),
         Command::Completion(a) => docgen::completion(&a),
         Command::Man(a) => docgen::man(&a),

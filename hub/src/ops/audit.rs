@@ -53,4 +53,19 @@ impl Hub {
         self.emit(actor, EventKind::HubBackedUp { bytes: bytes.len() });
         Ok(bytes)
     }
+
+    /// `compact`: give the store's free pages back to the file system while the hub serves
+    /// (transactions wait while it runs; see [`crate::store::Store::compact`]). Audited; returns
+    /// the file size before and after.
+    pub fn compact_store(&self, actor: &str) -> OpResult<(u64, u64)> {
+        let (before, after) = self.store().compact()?;
+        self.store().audit(
+            actor,
+            "hub.compact",
+            "hub.redb",
+            &format!("{before} -> {after} bytes"),
+            now_ms(),
+        )?;
+        Ok((before, after))
+    }
 }

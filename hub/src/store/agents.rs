@@ -13,13 +13,13 @@ use super::schema::{AGENT_VERSIONS, AGENTS};
 impl Store {
     /// All agents, by id.
     pub(crate) fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         Ok(decode_all(&txn.open_table(AGENTS)?, "agents")?)
     }
 
     /// One agent.
     pub fn agent(&self, id: &str) -> Result<AgentRecord, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(AGENTS)?;
         let v = t.get(id)?.ok_or_else(|| StoreError::NoAgent(id.into()))?;
         Ok(decode(v.value(), "agents", id)?)
@@ -164,7 +164,7 @@ impl Store {
         workflow: &str,
         version: u64,
     ) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(AGENT_VERSIONS)?;
         Ok(t.get((agent, workflow, version))?.is_some())
     }

@@ -119,7 +119,7 @@ pub(crate) fn enqueue_alert(txn: &WriteTransaction, input: &Input) -> Result<(),
 impl Store {
     /// The queued alert inputs, oldest first (at most `limit`).
     pub fn alert_inputs(&self, limit: usize) -> Result<Vec<(u64, Input)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(ALERT_INBOX)?;
         let mut out = Vec::new();
         for e in t.iter()?.take(limit) {
@@ -131,7 +131,7 @@ impl Store {
 
     /// The evaluator's stored state (empty: none yet).
     pub(crate) fn alert_state(&self) -> Result<Vec<u8>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(ALERT_STATE)?;
         Ok(t.get(EVALUATOR)?
             .map(|v| v.value().to_vec())
@@ -194,7 +194,7 @@ impl Store {
         &self,
         limit: usize,
     ) -> Result<Vec<(DeliveryRecord, Notification)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let outbox = txn.open_table(ALERT_OUTBOX)?;
         let deliveries = txn.open_table(ALERT_DELIVERIES)?;
         let history = txn.open_table(ALERT_HISTORY)?;
@@ -263,7 +263,7 @@ impl Store {
 
     /// The notification history, newest first (at most `limit`), with the deliveries of each.
     pub fn alerts(&self, limit: usize) -> Result<Vec<AlertEntry>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let history = txn.open_table(ALERT_HISTORY)?;
         let deliveries = txn.open_table(ALERT_DELIVERIES)?;
         let mut out = Vec::new();
@@ -304,7 +304,7 @@ impl Store {
 
     /// Every stored silence (expired ones too, until removed), by id.
     pub fn silences(&self) -> Result<Vec<Silence>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(SILENCES)?;
         let mut out = Vec::new();
         for e in t.iter()? {

@@ -147,7 +147,7 @@ impl Store {
         agent_id: &str,
         workflow: &str,
     ) -> Result<Option<IssuedAssignment>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(ASSIGNMENTS)?;
         match t.get((agent_id, workflow))? {
             Some(v) => Ok(Some(decode(v.value(), "assignments", agent_id)?)),
@@ -234,7 +234,7 @@ impl Store {
 
     /// The last deploy result of every workflow on an agent.
     pub fn deploy_results(&self, agent_id: &str) -> Result<Vec<DeployResultRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(DEPLOY_RESULTS)?;
         let mut out = Vec::new();
         for e in t.range((agent_id, "")..)? {

@@ -177,7 +177,7 @@ impl Store {
 
     /// The newest `limit` audit entries, oldest first.
     pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(AUDIT)?;
         let mut out = Vec::new();
         for e in t.iter()?.rev().take(limit) {
@@ -190,7 +190,7 @@ impl Store {
 
     /// The audit entries with seq ≥ `from`, oldest first, at most `limit` (for export).
     pub fn audit_range(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(AUDIT)?;
         let mut out = Vec::new();
         for e in t.range(from..)?.take(limit) {
@@ -203,7 +203,7 @@ impl Store {
     /// Walk the whole audit chain and report the first entry that breaks it (changed content,
     /// a broken link, a missing entry, an entry that does not decode).
     pub fn verify_audit(&self) -> Result<AuditVerdict, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(AUDIT)?;
         let mut prev = AUDIT_GENESIS;
         let mut expected = 1u64;

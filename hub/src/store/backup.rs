@@ -50,7 +50,7 @@ impl Store {
                 source,
             })?;
         drop(file);
-        let src = self.db.begin_read()?;
+        let src = self.db().begin_read()?;
         let db = Database::create(dest)?;
         let mut dst = db.begin_write()?;
         dst.set_two_phase_commit(true);

@@ -15,7 +15,7 @@ pub type WatchKey = (String, String);
 impl Store {
     /// Every stored watch.
     pub(crate) fn firing_watches(&self) -> Result<Vec<(WatchKey, WatchState)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(FIRING_WATCH)?;
         let mut out = Vec::new();
         for e in t.iter()? {
@@ -38,7 +38,7 @@ impl Store {
         start: UnixMillis,
         end: UnixMillis,
     ) -> Result<Reported, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let runs = txn.open_table(RUNS_BY_INSTANT)?;
         let mut out = Reported::default();
         for e in runs.range((agent, workflow, start)..=(agent, workflow, end))? {

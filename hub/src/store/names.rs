@@ -115,7 +115,7 @@ pub struct Decommissioned {
 impl Store {
     /// The id of the agent `id_or_name` names: an enrolled agent's id, else a current name.
     pub fn resolve_agent(&self, id_or_name: &str) -> Result<String, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         if txn.open_table(AGENTS)?.get(id_or_name)?.is_some() {
             return Ok(id_or_name.to_string());
         }

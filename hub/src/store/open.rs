@@ -15,7 +15,7 @@ impl Store {
         prepare_private_file(path)?;
         let db = Database::create(path).map_err(|e| open_error(e, path, "hub"))?;
         let store = Store {
-            db,
+            db: std::sync::RwLock::new(db),
             path: path.to_path_buf(),
         };
         let txn = store.begin_write()?;

@@ -184,7 +184,7 @@ impl Store {
         let Some((id, secret)) = parse_credential(credential) else {
             return Ok(None);
         };
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = match txn.open_table(OPERATORS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -202,7 +202,7 @@ impl Store {
 
     /// Every operator credential (revoked ones included), by id.
     pub fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         Ok(decode_all(&txn.open_table(OPERATORS)?, "operators")?)
     }
 

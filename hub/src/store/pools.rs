@@ -196,13 +196,13 @@ impl Store {
 
     /// Every pool, by name.
     pub(crate) fn pools(&self) -> Result<Vec<PoolRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         Ok(decode_all(&txn.open_table(POOLS)?, "pools")?)
     }
 
     /// One pool.
     pub(crate) fn pool(&self, name: &str) -> Result<PoolRecord, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(POOLS)?;
         let v = t
             .get(name)?
@@ -249,7 +249,7 @@ impl Store {
 
     /// Every decision: `((workflow, pool), decision)`.
     pub(crate) fn decisions(&self) -> Result<Vec<(WorkflowPool, PoolDecision)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(DECISIONS)?;
         let mut out = Vec::new();
         for e in t.iter()? {
@@ -265,7 +265,7 @@ impl Store {
 
     /// The decision of (workflow, pool), if any.
     pub fn decision(&self, workflow: &str, pool: &str) -> Result<Option<PoolDecision>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(DECISIONS)?;
         match t.get((workflow, pool))? {
             Some(v) => Ok(Some(decode(v.value(), "pool_decisions", workflow)?)),

@@ -109,7 +109,7 @@ impl Store {
         policy: &RetentionPolicy,
         now_ms: UnixMillis,
     ) -> Result<Vec<Victim>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let runs = txn.open_table(RUNS)?;
         let recent = now_ms.saturating_sub(policy.keep_recent_ms);
         let mut rollout_cache: std::collections::HashMap<String, bool> = Default::default();
@@ -256,9 +256,10 @@ fn delete_runs(
 
 impl Store {
     /// Compact the store file in place: move pages down and truncate the free space at its end
-    /// (redb `Database::compact`, repeated until it has nothing left to do). Needs the store to
-    /// itself: the hub stopped (`outpost-hub compact`). Returns the file size before and after.
-    pub fn compact(&mut self) -> Result<(u64, u64), StoreError> {
+    /// (redb `Database::compact`, repeated until it has nothing left to do). Online: it waits
+    /// for the store to itself (no transaction in progress), and transactions wait while it runs.
+    /// Returns the file size before and after.
+    pub fn compact(&self) -> Result<(u64, u64), StoreError> {
         let size = |p: &std::path::Path| {
             std::fs::metadata(p).map(|m| m.len()).map_err(|source| {
                 StoreError::Db(super::error::DbError::File {
@@ -268,15 +269,27 @@ impl Store {
             })
         };
         let before = size(&self.path)?;
-        for _ in 0..16 {
-            let more = self
-                .db
-                .compact()
-                .map_err(|e| StoreError::Db(super::error::DbError::Redb(redb::Error::from(e))))?;
-            if !more {
-                break;
+        // The write lock stops new transactions; one begun before it was taken may still be
+        // open (a transaction outlives the read guard it began under): wait for it to finish.
+        let mut db = self.db_mut();
+        let mut busy = 0;
+        let mut rounds = 0;
+        while rounds < 16 {
+            match db.compact() {
+                Ok(true) => rounds += 1,
+                Ok(false) => break,
+                Err(redb::CompactionError::TransactionInProgress) if busy < 500 => {
+                    busy += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(StoreError::Db(super::error::DbError::Redb(
+                        redb::Error::from(e),
+                    )));
+                }
             }
         }
+        drop(db);
         Ok((before, size(&self.path)?))
     }
 }
@@ -290,7 +303,7 @@ impl Store {
         workflow: &str,
         q: &super::records::RunQuery,
     ) -> Result<Vec<super::records::HubRun>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let idx = txn.open_table(RUNS_BY_WORKFLOW)?;
         let runs = txn.open_table(RUNS)?;
         let end = after(workflow);

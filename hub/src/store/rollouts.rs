@@ -363,13 +363,13 @@ impl Store {
 
     /// Every rollout, oldest first.
     pub fn rollouts(&self) -> Result<Vec<RolloutRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         Ok(decode_all(&txn.open_table(ROLLOUTS)?, "rollouts")?)
     }
 
     /// One rollout by seq.
     pub(crate) fn rollout(&self, seq: u64) -> Result<RolloutRecord, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(ROLLOUTS)?;
         let v = t
             .get(seq)?
@@ -379,7 +379,7 @@ impl Store {
 
     /// A rollout's controller state bytes.
     pub(crate) fn rollout_state(&self, seq: u64) -> Result<Vec<u8>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(ROLLOUT_STATE)?;
         let v = t
             .get(seq)?
@@ -392,7 +392,7 @@ impl Store {
         &self,
         agent: &str,
     ) -> Result<Vec<(WorkflowPool, RolloutAssign)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(ROLLOUT_AGENTS)?;
         let mut out = Vec::new();
         for e in t.range((agent, "", "")..)? {
@@ -411,7 +411,7 @@ impl Store {
 
     /// The queued rollout events, oldest first (at most `limit`).
     pub fn pending_events(&self, limit: usize) -> Result<Vec<(u64, RolloutEvent)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(ROLLOUT_INBOX)?;
         let mut out = Vec::new();
         for e in t.iter()?.take(limit) {

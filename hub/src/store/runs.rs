@@ -299,7 +299,7 @@ impl Store {
         if let (Some(agent), Some(workflow)) = (q.agent.as_deref(), q.workflow.as_deref()) {
             return self.runs_of(agent, workflow, q);
         }
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let idx = txn.open_table(RUNS_BY_CREATED)?;
         let runs = txn.open_table(RUNS)?;
         let lo = q.since_ms.unwrap_or(i64::MIN);
@@ -332,7 +332,7 @@ impl Store {
 
     /// The agents that hold a run with this id (run ids repeat across agents).
     pub(crate) fn run_agents(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(RUNS_BY_ID)?;
         let mut out = Vec::new();
         for e in t.range((run_id, "")..)? {
@@ -353,7 +353,7 @@ impl Store {
         agent_id: &str,
         run_id: &str,
     ) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let tasks = txn.open_table(TASKS)?;
         had_failed_task(&tasks, agent_id, run_id)
     }
@@ -364,7 +364,7 @@ impl Store {
         agent_id: &str,
         run_id: &str,
     ) -> Result<Option<(RunRecord, Vec<TaskInstanceRecord>)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let runs = txn.open_table(RUNS)?;
         let Some(v) = runs.get((agent_id, run_id))? else {
             return Ok(None);
@@ -385,7 +385,7 @@ impl Store {
 
     /// Missed-firing events of an agent, in seq order.
     pub fn missed(&self, agent_id: &str) -> Result<Vec<(u64, MissedFirings)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(MISSED)?;
         let mut out = Vec::new();
         for e in t.range((agent_id, 0)..=(agent_id, u64::MAX))? {

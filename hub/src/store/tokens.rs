@@ -81,7 +81,7 @@ impl Store {
         secret: &str,
         now_ms: UnixMillis,
     ) -> Result<TokenRecord, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(TOKENS)?;
         Self::valid_token(&t, id, secret, now_ms)
     }
@@ -140,7 +140,7 @@ impl Store {
 
     /// Every bootstrap token (used, expired and revoked ones included), by id.
     pub(crate) fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         Ok(decode_all(&txn.open_table(TOKENS)?, "tokens")?)
     }
 

@@ -89,7 +89,7 @@ impl Store {
 
     /// The newest root metadata (`None`: none published yet).
     pub fn current_root(&self) -> Result<Option<(SignedRoot, RootBody)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(ROOTS)?;
         let Some((k, v)) = t.last()? else {
             return Ok(None);
@@ -102,7 +102,7 @@ impl Store {
     /// The root metadata versions above `version`, in order (what an agent trusting `version`
     /// must follow).
     pub fn roots_after(&self, version: u64) -> Result<Vec<SignedRoot>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(ROOTS)?;
         let mut out = Vec::new();
         for e in t.range(version.saturating_add(1)..)? {
@@ -114,7 +114,7 @@ impl Store {
 
     /// The version of `workflow` waiting for release signatures, if any.
     pub fn pending(&self, workflow: &str) -> Result<Option<PendingVersion>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(PENDING)?;
         Ok(match t.get(workflow)? {
             Some(v) => Some(decode(v.value(), "pending_versions", workflow)?),
@@ -124,7 +124,7 @@ impl Store {
 
     /// Every version waiting for release signatures, by workflow.
     pub fn pending_all(&self) -> Result<Vec<PendingVersion>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(PENDING)?;
         let mut out = Vec::new();
         for e in t.iter()? {

@@ -332,7 +332,7 @@ impl Store {
 
     /// All workflows with their state, by name.
     pub(crate) fn workflows(&self) -> Result<Vec<(String, WorkflowMeta)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(WORKFLOWS)?;
         let mut out = Vec::new();
         for e in t.iter()? {
@@ -347,7 +347,7 @@ impl Store {
 
     /// A workflow's state.
     pub(crate) fn workflow(&self, name: &str) -> Result<WorkflowMeta, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(WORKFLOWS)?;
         let v = t
             .get(name)?
@@ -361,7 +361,7 @@ impl Store {
             Some(v) => v,
             None => self.workflow(name)?.latest,
         };
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(VERSIONS)?;
         let v = t.get((name, version))?.ok_or_else(|| {
             if self.workflow(name).is_err() {
@@ -379,7 +379,7 @@ impl Store {
     /// Every version of a workflow, oldest first.
     pub(crate) fn history(&self, name: &str) -> Result<Vec<StoredVersion>, StoreError> {
         self.workflow(name)?;
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let t = txn.open_table(VERSIONS)?;
         let mut out = Vec::new();
         for e in t.range((name, 0)..=(name, u64::MAX))? {

@@ -264,3 +264,46 @@ fn retention_keeps_the_store_file_bounded_under_a_steady_run_rate() {
         "store grew from {settled} to {last} bytes: {sizes:?}"
     );
 }
+
+#[test]
+fn compaction_shrinks_the_file_while_other_threads_use_the_store() {
+    let (_d, s) = open();
+    enrolled(&s, "agent-1");
+    let mut seq = 0;
+    for b in 0..40 {
+        ingest_runs(&s, "agent-1", &mut seq, "w", b * 50, 50);
+    }
+    apply_all(&s, &policy(None, Some(100), 500), i64::MAX / 2);
+    let s = std::sync::Arc::new(s);
+    // Readers and a writer keep going while the store compacts: they wait, none fails.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..3 {
+        let (s, stop) = (s.clone(), stop.clone());
+        workers.push(std::thread::spawn(move || {
+            let mut n = 0u64;
+            let mut seq = 1_000_000 * (w + 1);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if w == 0 {
+                    ingest_runs(&s, "agent-1", &mut seq, "x", 5_000_000 + n as i64 * 10, 1);
+                } else {
+                    assert!(!s.runs(&RunQuery::default()).unwrap().is_empty());
+                }
+                n += 1;
+            }
+            n
+        }));
+    }
+    let (before, after) = s.compact().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        assert!(w.join().unwrap() > 0);
+    }
+    assert!(
+        after < before,
+        "compaction freed nothing: {before} -> {after}"
+    );
+    // The store reads and writes as before.
+    assert!(s.runs(&RunQuery::default()).unwrap().len() >= 100);
+    ingest_runs(&s, "agent-1", &mut seq, "w", 9_000_000, 1);
+}
