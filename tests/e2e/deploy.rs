@@ -155,7 +155,7 @@ fn example_hub_config_loads() {
     );
     let example = std::fs::read_to_string(repo_root().join("deploy/examples/hub.toml")).unwrap();
     let cfg = example
-        .replace("/var/lib/outpost-hub", &data.display().to_string())
+        .replace("/var/lib/outpost-hub", &s.path().display().to_string())
         .replace(
             "0.0.0.0:7443",
             &format!("127.0.0.1:{}", outpost_tests::free_port()),

@@ -333,14 +333,14 @@ fn the_readme_hub_sequence_runs_on_loopback() {
     };
 
     sh(&find("outpost-hub init"), "", &root, "");
-    let cfg_path = hub_dir.join("hub.toml");
+    let cfg_path = hub_dir.join("data/hub.toml");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
     let cfg = cfg
         .replace("0.0.0.0:7443", &quic)
         .replace("127.0.0.1:7070", &http);
     assert!(cfg.contains(&quic) && cfg.contains(&http), "{cfg}");
     std::fs::write(&cfg_path, cfg).unwrap();
-    let api_token = std::fs::read_to_string(hub_dir.join("api.token"))
+    let api_token = std::fs::read_to_string(hub_dir.join("data/api.token"))
         .unwrap()
         .trim()
         .to_string();
