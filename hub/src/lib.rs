@@ -27,6 +27,7 @@ pub mod cli;
 pub mod client;
 pub(crate) mod clock;
 pub mod config;
+pub mod console;
 #[cfg(feature = "dev")]
 pub(crate) mod dev;
 pub mod events;

@@ -145,7 +145,8 @@ pub async fn run(
         shutdown.await;
         let _ = quic_stop.send(true);
     };
-    let app = crate::api::router(hub);
+    // The operators' API and the web console (docs/console.md) on one listener.
+    let app = crate::api::router(hub.clone()).merge(crate::console::router(hub, tls.is_some()));
     match tls {
         None => axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

@@ -17,6 +17,7 @@ pub mod agents;
 pub mod alerts;
 pub mod audit;
 pub mod channels;
+pub mod console;
 pub mod lifecycle;
 pub mod operators;
 pub mod pools;

@@ -101,7 +101,10 @@ impl Store {
         for t in src.list_tables()? {
             // Live-session records describe connections to the process that took the copy, not
             // state: a restored hub starts with none on record (as after any restart).
-            if t.name() == super::sessions::TABLE_NAME {
+            // Console sign-ins likewise: a restored hub asks its operators to sign in again.
+            if t.name() == super::sessions::TABLE_NAME
+                || t.name() == super::console_sessions::TABLE_NAME
+            {
                 continue;
             }
             if !copied.contains(&t.name()) {

@@ -81,6 +81,7 @@ mod alerts;
 mod assignments;
 mod audit;
 mod backup;
+pub(crate) mod console_sessions;
 mod error;
 mod file;
 mod firings;

@@ -200,6 +200,22 @@ impl Store {
         Ok((same && rec.revoked_ms.is_none()).then_some(rec))
     }
 
+    /// The operator credential with id `id`, if it exists and is not revoked (a console
+    /// session re-reads it on every request).
+    pub fn live_operator(&self, id: &str) -> Result<Option<OperatorRecord>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let t = match txn.open_table(OPERATORS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(StoreError::from(e)),
+        };
+        let rec: OperatorRecord = match t.get(id)? {
+            Some(v) => decode(v.value(), "operators", id)?,
+            None => return Ok(None),
+        };
+        Ok(rec.revoked_ms.is_none().then_some(rec))
+    }
+
     /// Every operator credential (revoked ones included), by id.
     pub fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
         let txn = self.db().begin_read()?;

@@ -1,0 +1,92 @@
+// Outpost console: the only script. No framework; values from the server reach the page only
+// as server-rendered (escaped) HTML or as textContent.
+//
+// - Live updates: <body data-live="topic ..."> names what the page follows; the server's
+//   change events (/ui/events, server-sent events) name what changed; on a match the page is
+//   fetched again and each element with data-live-region (and an id) is replaced by its new
+//   version. Forms outside live regions keep what the operator typed.
+// - Log following: <pre data-follow="URL"> is refetched every second while it is in the page
+//   (the server ends following when the attempt is over: data-follow disappears in the next
+//   swap); an unreachable agent's message is shown in its place.
+"use strict";
+(function () {
+  const body = document.body;
+  const status = document.getElementById("live-status");
+  const topics = (body.dataset.live || "").split(" ").filter(Boolean);
+  let pending = false;
+  let busy = false;
+
+  function schedule() {
+    if (pending) return;
+    pending = true;
+    setTimeout(refresh, 200);
+  }
+
+  async function refresh() {
+    pending = false;
+    if (busy) {
+      schedule();
+      return;
+    }
+    busy = true;
+    try {
+      const r = await fetch(location.href, {
+        headers: { "X-Outpost-Live": "1" },
+        credentials: "same-origin",
+      });
+      if (!r.ok) return;
+      const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+      document.querySelectorAll("[data-live-region][id]").forEach(function (el) {
+        const next = doc.getElementById(el.id);
+        if (next) el.replaceWith(document.importNode(next, true));
+      });
+      follow();
+      body.dataset.refreshed = String(Date.now());
+    } catch (e) {
+      // The next change event tries again.
+    } finally {
+      busy = false;
+    }
+  }
+
+  if (topics.length > 0 && window.EventSource) {
+    const es = new EventSource("/ui/events");
+    es.addEventListener("change", function (ev) {
+      const changed = ev.data.split(" ");
+      if (changed.some(function (t) { return t === "*" || topics.includes(t); })) schedule();
+    });
+    es.addEventListener("open", function () {
+      body.dataset.live_connected = "1";
+      if (status) status.textContent = "";
+    });
+    es.addEventListener("error", function () {
+      body.dataset.live_connected = "0";
+    });
+  }
+
+  const following = new Set();
+  function follow() {
+    document.querySelectorAll("pre[data-follow]").forEach(function (pre) {
+      if (following.has(pre.id)) return;
+      following.add(pre.id);
+      const tick = async function () {
+        const cur = document.getElementById(pre.id);
+        if (!cur || !cur.dataset.follow) {
+          following.delete(pre.id);
+          return;
+        }
+        try {
+          const r = await fetch(cur.dataset.follow, { credentials: "same-origin" });
+          const text = await r.text();
+          cur.textContent = text;
+          cur.classList.toggle("unreachable", !r.ok);
+        } catch (e) {
+          cur.classList.add("unreachable");
+        }
+        setTimeout(tick, 1000);
+      };
+      tick();
+    });
+  }
+  follow();
+})();
