@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, on a fresh machine: installs the real services the end-to-end tests run against
-# (Debian packages: an SMTP server, Prometheus and promtool, Alertmanager, libfaketime), then runs
+# (Debian packages: an SMTP server, Prometheus and promtool, Alertmanager, libfaketime, chromium and
+# node for the console's browser tests, with their npm packages), then runs
 # the whole suite, then the packaging tests (as root). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,9 @@ ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)  # c
 { have prometheus && have promtool; } || need+=(prometheus)        # metrics e2e: scrape, PromQL, promtool
 have prometheus-alertmanager || need+=(prometheus-alertmanager)    # alert channel e2e
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)  # e-mail channel e2e
+[ -x "${OUTPOST_CHROMIUM:-/usr/bin/chromium}" ] || need+=(chromium)  # console browser e2e (tests/console)
+have node || need+=(nodejs)                                        # console browser e2e: the scenarios' runtime
+have npm || need+=(npm)                                            # console browser e2e: playwright-core, axe-core
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && have apt-get; then
     apt-get update -qq
@@ -22,6 +26,14 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "  install them with: sudo apt-get install ${need[*]}" >&2
     exit 1
   fi
+fi
+
+# The console's browser scenarios' npm packages (pinned in tests/console/package-lock.json);
+# skipped when node_modules was installed from this very lock file.
+lock_sum=$(sha256sum tests/console/package-lock.json | cut -d' ' -f1)
+if [ "$(cat tests/console/node_modules/.outpost-lock-sha256 2>/dev/null)" != "$lock_sum" ]; then
+  (cd tests/console && npm ci --no-audit --no-fund)
+  echo "$lock_sum" > tests/console/node_modules/.outpost-lock-sha256
 fi
 
 cargo test --workspace "$@"

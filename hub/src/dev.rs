@@ -276,6 +276,9 @@ fn print_banner(dir: &Path, base: &str, token: &str, hub_toml: &Path, agent_toml
         "Outpost dev: a hub and an enrolled agent on loopback; state in {}",
         dir.display()
     );
+    println!("Open the web console in a browser and sign in with the credential below:");
+    println!("  {base}/ui/");
+    println!("  credential: {token}");
     println!("Watch it from another shell:");
     println!("  export OUTPOST_HUB_URL={base} OUTPOST_HUB_TOKEN={token}");
     let hub = command_for("outpost-hub");

@@ -1,5 +1,6 @@
 //! `outpost-hub dev` as a new user meets it: the port it prints is the one it listens on, and the
-//! commands it prints run where it was started.
+//! commands it prints run where it was started, and the web console it prints answers there and
+//! signs in with the printed credential.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -100,6 +101,85 @@ fn dev_with_port_7070_taken_prints_the_port_it_listens_on_and_runnable_commands(
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    // The console: at the printed address, signing in with the printed credential.
+    let console = lines
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("http://") && l.ends_with("/ui/"))
+        .unwrap_or_else(|| panic!("no console address in the banner: {lines:#?}"));
+    assert_eq!(console, format!("{url}/ui/"), "{lines:#?}");
+    let credential = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("credential: "))
+        .unwrap_or_else(|| panic!("no console credential in the banner: {lines:#?}"));
+    assert_eq!(
+        credential, token,
+        "the console signs in with the API credential"
+    );
+    console_signs_in(console, credential);
+
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The console at `console` (`http://HOST:PORT/ui/`) answers, and `credential` signs in: the
+/// sign-in form's POST answers 303 with a session cookie, which then opens the fleet page.
+fn console_signs_in(console: &str, credential: &str) {
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let r = http.get(console).call().unwrap();
+    assert_eq!(r.status().as_u16(), 303, "GET {console}");
+    let base = console.trim_end_matches("/ui/");
+    let mut r = http.get(&format!("{base}/ui/login")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let page = r.body_mut().read_to_string().unwrap();
+    assert!(page.contains("id=\"credential\""), "{page}");
+    let form: String = form_urlencoded_credential(credential);
+    let r = http
+        .post(&format!("{base}/ui/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Origin", base)
+        .send(form.as_str())
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        303,
+        "sign-in with the printed credential"
+    );
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("outpost_session=") && !c.starts_with("outpost_session=;"))
+        .unwrap_or_else(|| panic!("no session cookie: {:?}", r.headers()))
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut r = http
+        .get(&format!("{base}/ui/fleet"))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let page = r.body_mut().read_to_string().unwrap();
+    assert!(page.contains("id=\"whoami\""), "{page}");
+}
+
+/// `credential=<value>` percent-encoded for a form body.
+fn form_urlencoded_credential(v: &str) -> String {
+    let mut out = String::from("credential=");
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

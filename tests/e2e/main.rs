@@ -23,6 +23,7 @@ mod hub;
 mod hub_events;
 mod hub_faults;
 
+mod console;
 mod hub_limits;
 mod hub_restart;
 mod hub_restore;
