@@ -2,7 +2,7 @@
 // svg#dag has one node per task coloured by its state in the last run (all succeeded here);
 // the runs list links to the run, whose svg#gantt has a bar per attempt, its params, outputs
 // and each attempt's log.
-import { scenario, env, signIn, open, assert, log } from "./lib.mjs";
+import { scenario, env, signIn, open, followLink, assert, log } from "./lib.mjs";
 
 const admin = env("OUTPOST_ADMIN");
 const workflow = env("OUTPOST_WORKFLOW");
@@ -14,10 +14,7 @@ await scenario("dag", async ({ page }) => {
   await open(page, "/ui/workflows");
   const row = `tr[data-workflow="${workflow}"]`;
   await page.waitForSelector(row);
-  await Promise.all([
-    page.waitForURL(new RegExp(`/ui/workflows/${workflow}$`)),
-    page.click(`${row} a[href="/ui/workflows/${workflow}"]`),
-  ]);
+  await followLink(page, row, `/ui/workflows/${workflow}`);
   await page.waitForSelector("svg#dag");
   for (const t of tasks) {
     const state = await page.getAttribute(`svg#dag g.node[data-task="${t}"]`, "data-state");
@@ -32,10 +29,7 @@ await scenario("dag", async ({ page }) => {
   const runRow = `#runs-table tr[data-run="${run}"]`;
   await page.waitForSelector(runRow);
   assert((await page.getAttribute(runRow, "data-state")) === "succeeded", "the run's row says succeeded");
-  await Promise.all([
-    page.waitForURL(new RegExp(`/ui/runs/${run.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`)),
-    page.click(`${runRow} a[href^="/ui/runs/${run}"]`),
-  ]);
+  await followLink(page, runRow, `/ui/runs/${run}`);
   await page.waitForSelector('#run-summary[data-state="succeeded"]');
   await page.waitForSelector("svg#gantt");
   for (const t of tasks) {

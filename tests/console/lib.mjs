@@ -119,6 +119,22 @@ export async function open(page, path) {
   return resp;
 }
 
+/// Follow the link inside `within` (a selector) that leads to `path` (compared decoded, so
+/// `@` or `/` in ids may be percent-encoded in the link).
+export async function followLink(page, within, path) {
+  await page.waitForSelector(within);
+  const links = await page.$$(`${within} a[href]`);
+  for (const a of links) {
+    const href = await a.getAttribute("href");
+    const u = new URL(href, page.url());
+    if (decodeURIComponent(u.pathname) === path) {
+      await Promise.all([page.waitForURL((x) => decodeURIComponent(x.pathname) === path), a.click()]);
+      return;
+    }
+  }
+  throw new Error(`no link to ${path} in ${within}`);
+}
+
 /// Count the page's main-frame navigations (a live update must not add one), and put a marker
 /// in the window that a reload would lose.
 export async function trackNavigations(page) {

@@ -1,7 +1,7 @@
 // Abort a rollout with its confirmation: the rollouts list links to the rollout; abort first
 // answers with a confirmation page; cancelling it changes nothing; confirming aborts, and the
 // rollout page says so.
-import { scenario, env, signIn, open, assert, log } from "./lib.mjs";
+import { scenario, env, signIn, open, followLink, assert, log } from "./lib.mjs";
 
 const admin = env("OUTPOST_ADMIN");
 const rollout = env("OUTPOST_ROLLOUT"); // workflow/pool
@@ -11,10 +11,7 @@ await scenario("rollout", async ({ page }) => {
   await open(page, "/ui/rollouts");
   const row = `tr[data-rollout="${rollout}"]`;
   await page.waitForSelector(row);
-  await Promise.all([
-    page.waitForURL(new RegExp(`/ui/rollouts/${rollout}$`)),
-    page.click(`${row} a[href="/ui/rollouts/${rollout}"]`),
-  ]);
+  await followLink(page, row, `/ui/rollouts/${rollout}`);
   const before = await page.getAttribute("#rollout-state", "data-state");
   assert(before && !/abort/.test(before), `the rollout is in progress: ${before}`);
   for (const b of ["#rollout-promote", "#rollout-pause", "#rollout-abort"]) {
