@@ -17,6 +17,7 @@ have prometheus-alertmanager || need+=(prometheus-alertmanager)    # alert chann
 [ -x "${OUTPOST_CHROMIUM:-/usr/bin/chromium}" ] || need+=(chromium)  # console browser e2e (tests/console)
 have node || need+=(nodejs)                                        # console browser e2e: the scenarios' runtime
 have npm || need+=(npm)                                            # console browser e2e: playwright-core, axe-core
+fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-wqy-microhei)  # console e2e: Chinese pages in screenshots
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && have apt-get; then
     apt-get update -qq
