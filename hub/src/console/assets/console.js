@@ -58,6 +58,9 @@
     es.addEventListener("open", function () {
       body.dataset.live_connected = "1";
       if (status) status.textContent = "";
+      // Catch up on what changed between this page's rendering (or a lost connection) and the
+      // subscription: those changes' events were sent before this stream existed.
+      schedule();
     });
     es.addEventListener("error", function () {
       body.dataset.live_connected = "0";
