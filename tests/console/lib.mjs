@@ -92,7 +92,7 @@ export async function newPage(browser, problems, locale = "en-US") {
     extraHTTPHeaders: { "Accept-Language": locale },
   });
   const page = await context.newPage();
-  page.setDefaultTimeout(20000);
+  page.setDefaultTimeout(30000);
   page.on("pageerror", (e) => problems.push(`page error on ${page.url()}: ${e.message}`));
   page.on("console", (m) => {
     const t = m.text();
