@@ -123,16 +123,14 @@ export async function open(page, path) {
 /// `@` or `/` in ids may be percent-encoded in the link).
 export async function followLink(page, within, path) {
   await page.waitForSelector(within);
-  const links = await page.$$(`${within} a[href]`);
-  for (const a of links) {
-    const href = await a.getAttribute("href");
-    const u = new URL(href, page.url());
-    if (decodeURIComponent(u.pathname) === path) {
-      await Promise.all([page.waitForURL((x) => decodeURIComponent(x.pathname) === path), a.click()]);
-      return;
-    }
-  }
-  throw new Error(`no link to ${path} in ${within}`);
+  // Hrefs, not element handles: a live update may swap the region in between (the locator
+  // below finds the link again).
+  const hrefs = await page.$$eval(`${within} a[href]`, (as) => as.map((a) => a.getAttribute("href")));
+  const base = page.url();
+  const href = hrefs.find((h) => decodeURIComponent(new URL(h, base).pathname) === path);
+  if (href === undefined) throw new Error(`no link to ${path} in ${within}: ${hrefs.join(", ")}`);
+  const link = page.locator(within).locator(`a[href="${href.replace(/"/g, '\\"')}"]`).first();
+  await Promise.all([page.waitForURL((x) => decodeURIComponent(x.pathname) === path), link.click()]);
 }
 
 /// Count the page's main-frame navigations (a live update must not add one), and put a marker
