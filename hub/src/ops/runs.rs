@@ -7,7 +7,7 @@ use outpost_common::record::{RunRecord, TaskInstanceRecord};
 
 use super::{CommandOutcome, EventKind, OpError, OpResult, blocking};
 use crate::hub::{Hub, now_ms};
-use crate::store::{HubRun, RunQuery};
+use crate::store::{HubRun, RunCursor, RunQuery};
 
 impl Hub {
     /// Runs matching `query`, newest first; with `failed_tasks`, only runs with a failed task
@@ -32,23 +32,38 @@ impl Hub {
         if !failed_tasks {
             return Ok(self.store().runs(query)?);
         }
-        let all = self.store().runs(&RunQuery {
-            limit: usize::MAX,
+        // Newest first, a chunk at a time (each from where the last ended), until enough are
+        // kept: the cost follows how rare such runs are, not how many the store holds.
+        const CHUNK: usize = 500;
+        let mut chunk_query = RunQuery {
+            limit: CHUNK,
             ..query.clone()
-        })?;
+        };
         let mut kept = Vec::new();
-        for r in all {
-            if kept.len() >= query.limit {
-                break;
+        loop {
+            let chunk = self.store().runs(&chunk_query)?;
+            let last = chunk.last().map(|r| RunCursor {
+                created_ms: r.record.created_ms,
+                agent: r.agent_id.clone(),
+                run_id: r.record.run_id.clone(),
+            });
+            let full = chunk.len() == CHUNK;
+            for r in chunk {
+                if kept.len() >= query.limit {
+                    return Ok(kept);
+                }
+                if self
+                    .store()
+                    .run_had_failed_task(&r.agent_id, &r.record.run_id)?
+                {
+                    kept.push(r);
+                }
             }
-            if self
-                .store()
-                .run_had_failed_task(&r.agent_id, &r.record.run_id)?
-            {
-                kept.push(r);
+            match last {
+                Some(c) if full && kept.len() < query.limit => chunk_query.before = Some(c),
+                _ => return Ok(kept),
             }
         }
-        Ok(kept)
     }
 
     /// Which agent's run `run_id` means: the given one, or the only agent that has it.
