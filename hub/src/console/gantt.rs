@@ -330,7 +330,7 @@ mod tests {
             ended_ms: end,
             pid: None,
             outcome,
-            limits: LimitsMode::default(),
+            limits: LimitsMode::None,
             reason: None,
             log_path: None,
             dispatched_ms: None,
