@@ -419,7 +419,7 @@ enum Found {
     Several(Vec<String>),
     One {
         agent: String,
-        run: RunRecord,
+        run: Box<RunRecord>,
         tasks: Vec<TaskInstanceRecord>,
         connected: bool,
     },
@@ -440,7 +440,7 @@ async fn show(ctx: Ctx, Path(id): Path<String>, Query(p): Query<RunParams>) -> U
         let connected = hub.gateway().is_connected(&agent);
         Ok::<_, OpError>(Found::One {
             agent,
-            run,
+            run: Box::new(run),
             tasks,
             connected,
         })
@@ -763,9 +763,17 @@ async fn log(
             ),
         );
     }
+    let audit = audit_due(&ctx.actor.name, &agent, &id, &task, p.attempt, now_ms());
     match ctx
         .hub
-        .fetch_log(&ctx.actor.name, &id, &task, Some(agent.clone()), p.attempt)
+        .fetch_log_audited(
+            &ctx.actor.name,
+            &id,
+            &task,
+            Some(agent.clone()),
+            p.attempt,
+            audit,
+        )
         .await
     {
         Ok(data) => text(StatusCode::OK, data),
@@ -779,6 +787,47 @@ async fn log(
             text(e.status, e.message)
         }
     }
+}
+
+/// A log read is audited at most this often per operator and attempt (a followed log is
+/// fetched every second).
+pub(crate) const LOG_AUDIT_EVERY_MS: i64 = 5 * 60 * 1000;
+
+type LogKey = (String, String, String, String, Option<u32>);
+
+/// When each (operator, agent, run, task, attempt) log read was last audited (this process).
+static LOG_AUDITED: std::sync::Mutex<Vec<(LogKey, i64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether this log read is to be audited: the first, then one per [`LOG_AUDIT_EVERY_MS`].
+/// Remembers a bounded number of reads (older ones are forgotten, so audited again).
+pub(crate) fn audit_due(
+    actor: &str,
+    agent: &str,
+    run_id: &str,
+    task: &str,
+    attempt: Option<u32>,
+    now: i64,
+) -> bool {
+    const KEEP: usize = 1024;
+    let key: LogKey = (
+        actor.into(),
+        agent.into(),
+        run_id.into(),
+        task.into(),
+        attempt,
+    );
+    let Ok(mut seen) = LOG_AUDITED.lock() else {
+        return true;
+    };
+    seen.retain(|(_, at)| now - at < LOG_AUDIT_EVERY_MS);
+    if seen.iter().any(|(k, _)| *k == key) {
+        return false;
+    }
+    if seen.len() >= KEEP {
+        seen.remove(0);
+    }
+    seen.push((key, now));
+    true
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -910,6 +959,23 @@ mod tests {
             Ok(StateFilter::Firings("missed"))
         ));
         assert!(state_filter("weird").is_err());
+    }
+
+    #[test]
+    fn a_followed_log_is_audited_once_per_period() {
+        let t = 1_000_000;
+        assert!(audit_due("ann", "a", "r-audit", "t", Some(1), t));
+        assert!(!audit_due("ann", "a", "r-audit", "t", Some(1), t + 1_000));
+        assert!(audit_due("bob", "a", "r-audit", "t", Some(1), t + 1_000));
+        assert!(audit_due("ann", "a", "r-audit", "t", Some(2), t + 1_000));
+        assert!(audit_due(
+            "ann",
+            "a",
+            "r-audit",
+            "t",
+            Some(1),
+            t + LOG_AUDIT_EVERY_MS
+        ));
     }
 
     #[test]

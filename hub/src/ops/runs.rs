@@ -156,6 +156,22 @@ impl Hub {
         agent: Option<String>,
         attempt: Option<u32>,
     ) -> OpResult<Vec<u8>> {
+        self.fetch_log_audited(actor, run_id, task, agent, attempt, true)
+            .await
+    }
+
+    /// [`Hub::fetch_log`], audited only when `audit` (a log followed live is fetched every
+    /// second: the console audits the first fetch and then one every few minutes, see
+    /// `console/runs.rs`).
+    pub async fn fetch_log_audited(
+        self: &Arc<Self>,
+        actor: &str,
+        run_id: &str,
+        task: &str,
+        agent: Option<String>,
+        attempt: Option<u32>,
+        audit: bool,
+    ) -> OpResult<Vec<u8>> {
         let (hub, a, rid, t) = (
             self.clone(),
             actor.to_string(),
@@ -164,8 +180,10 @@ impl Hub {
         );
         let agent = blocking(move || {
             let agent = hub.run_agent(&rid, agent)?;
-            let detail = format!("task={t} agent={agent}");
-            hub.store().audit(&a, "run.logs", &rid, &detail, now_ms())?;
+            if audit {
+                let detail = format!("task={t} agent={agent}");
+                hub.store().audit(&a, "run.logs", &rid, &detail, now_ms())?;
+            }
             Ok(agent)
         })
         .await?;

@@ -68,6 +68,7 @@
   }
 
   const following = new Set();
+  const followed = new Map();
   function follow() {
     document.querySelectorAll("pre[data-follow]").forEach(function (pre) {
       if (following.has(pre.id)) return;
@@ -81,6 +82,7 @@
         try {
           const r = await fetch(cur.dataset.follow, { credentials: "same-origin" });
           const text = await r.text();
+          if (r.ok) followed.set(pre.id, text);
           cur.textContent = text;
           cur.classList.toggle("unreachable", !r.ok);
         } catch (e) {
@@ -96,7 +98,11 @@
   const loaded = new Map();
   function load() {
     document.querySelectorAll("pre[data-src]").forEach(function (pre) {
-      if (pre.dataset.follow) return;
+      if (pre.dataset.follow) {
+        // Swapped in while followed: show what was followed until the next fetch.
+        if (followed.has(pre.id)) pre.textContent = followed.get(pre.id);
+        return;
+      }
       const src = pre.dataset.src;
       const known = loaded.get(pre.id);
       if (known && known.src === src) {
