@@ -246,6 +246,18 @@ fn fill(state: &str) -> &'static str {
     }
 }
 
+/// A task name cut to fit the label column (the full name is in its `<title>`).
+fn short(s: &str) -> String {
+    const MAX: usize = 26;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(MAX - 1).collect();
+        out.push('…');
+        out
+    }
+}
+
 fn n(v: f64) -> String {
     format!("{v:.1}")
 }
@@ -269,7 +281,10 @@ pub(crate) fn svg(g: &Gantt, lang: Lang) -> Markup {
             }
             @for r in &g.rows {
                 g class="row" data-row=(r.task) {
-                    text x=(n(LABEL_W - 8.0)) y=(n(r.y + ROW_H / 2.0 + 4.0)) text-anchor="end" font-size="12" fill="#1b1f24" { (r.task) }
+                    text x=(n(LABEL_W - 8.0)) y=(n(r.y + ROW_H / 2.0 + 4.0)) text-anchor="end" font-size="12" fill="#1b1f24" {
+                        title { (r.task) }
+                        (short(&r.task))
+                    }
                     @if r.empty {
                         text x=(n(LABEL_W + 4.0)) y=(n(r.y + ROW_H / 2.0 + 4.0)) font-size="11" fill="#4d5660" { (r.state) }
                     }
@@ -506,6 +521,14 @@ mod tests {
         );
         assert!(s.contains(r#"id="gantt""#));
         assert!(!s.contains("style="));
+    }
+
+    #[test]
+    fn long_task_names_are_cut_to_their_column() {
+        assert_eq!(short("extract"), "extract");
+        let long = "a".repeat(40);
+        assert_eq!(short(&long).chars().count(), 26);
+        assert!(short(&long).ends_with('…'));
     }
 
     #[test]
