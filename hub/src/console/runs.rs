@@ -962,6 +962,23 @@ mod tests {
     }
 
     #[test]
+    fn run_updates_change_the_run_pages() {
+        let e = crate::events::Event {
+            actor: "agent-a".into(),
+            at_ms: 1,
+            kind: crate::events::EventKind::RunUpdated {
+                agent: "agent-a".into(),
+                workflow: "demo".into(),
+                run_id: "r1".into(),
+            },
+        };
+        let t = super::super::live::topics(&e);
+        for want in ["runs", "run:r1", "workflow:demo"] {
+            assert!(t.iter().any(|x| x == want), "{want}: {t:?}");
+        }
+    }
+
+    #[test]
     fn a_followed_log_is_audited_once_per_period() {
         let t = 1_000_000;
         assert!(audit_due("ann", "a", "r-audit", "t", Some(1), t));
