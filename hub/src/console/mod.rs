@@ -22,9 +22,11 @@
 
 mod assets;
 mod fleet;
+mod gantt;
 mod i18n;
 mod layout;
 mod live;
+mod runs;
 mod session;
 
 use std::sync::Arc;
@@ -61,6 +63,7 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
     let writes = Router::new()
         .merge(session::write_routes())
         .merge(fleet::write_routes())
+        .merge(runs::write_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard_write));
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
@@ -70,6 +73,7 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
         .merge(assets::routes())
         .merge(live::routes())
         .merge(fleet::routes())
+        .merge(runs::routes())
         .merge(writes)
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
@@ -80,6 +84,8 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
 pub(crate) const WRITES: &[(&str, &str)] = &[
     ("/ui/logout", ""),
     ("/ui/agents/{id}/labels", "/v1/agents/{id}/labels"),
+    ("/ui/runs/{id}/cancel", "/v1/runs/{id}/cancel"),
+    ("/ui/runs/{id}/retry", "/v1/runs/{id}/retry"),
 ];
 
 /// The role a console write route needs: the role of the API route it mirrors (`None`: any
