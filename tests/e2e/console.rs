@@ -542,3 +542,67 @@ fn console_main_pages_pass_axe_and_are_photographed() {
     env.push(("OUTPOST_ROLLOUT", "etl/line-1".into()));
     scenario("tour", &env, no_ctl);
 }
+
+/// The promise for a new user: within a minute of `outpost-hub dev`, the browser shows
+/// (signed in with the credential the banner prints) the agent online, the example's DAG, its
+/// runs succeeding and the rollout of its second version.
+#[test]
+fn console_shows_dev_mode_runs_dag_and_rollout_within_a_minute() {
+    preflight();
+    let s = Scratch::new("console-dev").unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(outpost_tests::hub_bin())
+        .args(["dev", "--dir"])
+        .arg(s.join("dev"))
+        .current_dir(s.path())
+        .env_remove("OUTPOST_HUB_URL")
+        .env_remove("OUTPOST_HUB_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Every line it prints, read on (dev prints runs every second: a full pipe would stop it).
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(60)) {
+        let done = l.starts_with("Ctrl-C");
+        banner.push(l);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in rx {});
+    let console = banner
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("http://") && l.ends_with("/ui/"))
+        .unwrap_or_else(|| panic!("no console address in the banner: {banner:#?}"))
+        .to_string();
+    let credential = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("credential: "))
+        .unwrap_or_else(|| panic!("no credential in the banner: {banner:#?}"))
+        .to_string();
+    let env = vec![
+        ("OUTPOST_URL", console.trim_end_matches("/ui/").to_string()),
+        ("OUTPOST_ADMIN", credential),
+    ];
+    scenario("dev", &env, no_ctl);
+    let took = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!("dev: runs, DAG and rollout in the browser {took:?} after the command");
+    assert!(
+        took < Duration::from_secs(60),
+        "the browser showed the dev runs, DAG and rollout only {took:?} after `outpost-hub dev`"
+    );
+}
