@@ -21,11 +21,14 @@
 //! change notifications, [`session`] signs in and out.
 
 mod assets;
+mod dag;
+mod diff;
 mod fleet;
 mod i18n;
 mod layout;
 mod live;
 mod session;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -61,6 +64,7 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
     let writes = Router::new()
         .merge(session::write_routes())
         .merge(fleet::write_routes())
+        .merge(workflows::write_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard_write));
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
@@ -70,6 +74,7 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
         .merge(assets::routes())
         .merge(live::routes())
         .merge(fleet::routes())
+        .merge(workflows::routes())
         .merge(writes)
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
@@ -80,6 +85,12 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
 pub(crate) const WRITES: &[(&str, &str)] = &[
     ("/ui/logout", ""),
     ("/ui/agents/{id}/labels", "/v1/agents/{id}/labels"),
+    (
+        "/ui/workflows/{name}/trigger",
+        "/v1/workflows/{name}/trigger",
+    ),
+    ("/ui/workflows/{name}/pause", "/v1/workflows/{name}/pause"),
+    ("/ui/workflows/{name}/resume", "/v1/workflows/{name}/resume"),
 ];
 
 /// The role a console write route needs: the role of the API route it mirrors (`None`: any
