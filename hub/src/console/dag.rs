@@ -45,6 +45,9 @@ pub(crate) struct Layout {
     pub(crate) row: Vec<usize>,
     /// Top-left corner of each node's box.
     pub(crate) at: Vec<(f64, f64)>,
+    /// Every edge: from, to, and the top-left corners of the slots it passes through in the
+    /// layers between (laid out like nodes, so a long edge goes round the boxes in its way).
+    pub(crate) edges: Vec<(usize, usize, Vec<(f64, f64)>)>,
     /// Size of the whole drawing.
     pub(crate) width: f64,
     pub(crate) height: f64,
@@ -90,18 +93,39 @@ fn layers(ups: &[Vec<usize>]) -> Vec<usize> {
 pub(crate) fn layout(ups: &[Vec<usize>]) -> Layout {
     let n = ups.len();
     let layer = layers(ups);
-    let depth = layer.iter().copied().max().map_or(0, |m| m + 1);
-    let mut by_layer: Vec<Vec<usize>> = vec![Vec::new(); depth];
-    for (v, &l) in layer.iter().enumerate() {
-        by_layer[l].push(v);
-    }
-    let mut downs: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // The graph the layers are ordered on: a long edge passes through one waypoint per layer
+    // it crosses, ordered and placed like a node.
+    let mut ext_layer = layer.clone();
+    let mut ext_ups: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut edges: Vec<(usize, usize, Vec<usize>)> = Vec::new();
     for (v, us) in ups.iter().enumerate() {
         for &u in us.iter().filter(|&&u| u < n && u != v) {
+            let mut prev = u;
+            let mut way = Vec::new();
+            for l in layer[u] + 1..layer[v] {
+                let d = ext_layer.len();
+                ext_layer.push(l);
+                ext_ups.push(vec![prev]);
+                way.push(d);
+                prev = d;
+            }
+            ext_ups[v].push(prev);
+            edges.push((u, v, way));
+        }
+    }
+    let m = ext_layer.len();
+    let depth = ext_layer.iter().copied().max().map_or(0, |x| x + 1);
+    let mut by_layer: Vec<Vec<usize>> = vec![Vec::new(); depth];
+    for (v, &l) in ext_layer.iter().enumerate() {
+        by_layer[l].push(v);
+    }
+    let mut downs: Vec<Vec<usize>> = vec![Vec::new(); m];
+    for (v, us) in ext_ups.iter().enumerate() {
+        for &u in us {
             downs[u].push(v);
         }
     }
-    let mut row = vec![0usize; n];
+    let mut row = vec![0usize; m];
     let place = |by_layer: &Vec<Vec<usize>>, row: &mut Vec<usize>| {
         for nodes in by_layer {
             for (i, &v) in nodes.iter().enumerate() {
@@ -113,7 +137,7 @@ pub(crate) fn layout(ups: &[Vec<usize>]) -> Layout {
     // Barycentre sweeps: down by the upstream nodes' rows, then up by the downstream ones.
     for _ in 0..4 {
         for l in 1..depth {
-            sort_by_barycentre(&mut by_layer[l], ups, &row);
+            sort_by_barycentre(&mut by_layer[l], &ext_ups, &row);
             place(&by_layer, &mut row);
         }
         for l in (0..depth.saturating_sub(1)).rev() {
@@ -123,7 +147,7 @@ pub(crate) fn layout(ups: &[Vec<usize>]) -> Layout {
     }
     let tallest = by_layer.iter().map(Vec::len).max().unwrap_or(0);
     let step_y = NODE_H + GAP_Y;
-    let mut at = vec![(0.0, 0.0); n];
+    let mut at = vec![(0.0, 0.0); m];
     for (l, nodes) in by_layer.iter().enumerate() {
         // Each layer centred on the tallest one.
         let off = (tallest - nodes.len()) as f64 * step_y / 2.0;
@@ -144,10 +168,17 @@ pub(crate) fn layout(ups: &[Vec<usize>]) -> Layout {
     } else {
         2.0 * MARGIN + tallest as f64 * NODE_H + (tallest - 1) as f64 * GAP_Y
     };
+    let edges = edges
+        .into_iter()
+        .map(|(u, v, way)| (u, v, way.iter().map(|&d| at[d]).collect()))
+        .collect();
+    row.truncate(n);
+    at.truncate(n);
     Layout {
         layer,
         row,
         at,
+        edges,
         width,
         height,
     }
@@ -209,16 +240,14 @@ pub(crate) fn render(nodes: &[DagNode], label: &str, none: &str) -> Markup {
             defs {
                 marker id="dag-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7"
                     markerHeight="7" orient="auto-start-reverse" {
-                    path d="M 0 0 L 10 5 L 0 10 z" fill="#57606a";
+                    path d="M 0 0 L 10 5 L 0 10 z" fill="#57606a" {}
                 }
             }
             g class="edges" {
-                @for (v, node) in nodes.iter().enumerate() {
-                    @for &u in node.upstream.iter().filter(|&&u| u < nodes.len() && u != v) {
-                        path class="edge" d=(edge_path(lay.at[u], lay.at[v])) fill="none"
-                            stroke="#57606a" stroke-width="1.4" marker-end="url(#dag-arrow)"
-                            data-from=(nodes[u].id) data-to=(node.id);
-                    }
+                @for (u, v, via) in &lay.edges {
+                    path class="edge" d=(edge_path(lay.at[*u], via, lay.at[*v])) fill="none"
+                        stroke="#57606a" stroke-width="1.4" marker-end="url(#dag-arrow)"
+                        data-from=(nodes[*u].id) data-to=(nodes[*v].id) {}
                 }
             }
             @for (v, node) in nodes.iter().enumerate() {
@@ -228,12 +257,23 @@ pub(crate) fn render(nodes: &[DagNode], label: &str, none: &str) -> Markup {
     }
 }
 
-/// A curve from the right side of the box at `a` to the left side of the box at `b`.
-fn edge_path(a: (f64, f64), b: (f64, f64)) -> String {
-    let (x1, y1) = (a.0 + NODE_W, a.1 + NODE_H / 2.0);
-    let (x2, y2) = (b.0, b.1 + NODE_H / 2.0);
-    let mid = (x1 + x2) / 2.0;
-    format!("M {x1} {y1} C {mid} {y1}, {mid} {y2}, {x2} {y2}")
+/// A line from the right side of the box at `a` through the slots `via` (straight across
+/// each) to the left side of the box at `b`, curved between layers.
+fn edge_path(a: (f64, f64), via: &[(f64, f64)], b: (f64, f64)) -> String {
+    let curve = |p: (f64, f64), q: (f64, f64)| {
+        let mid = (p.0 + q.0) / 2.0;
+        format!(" C {mid} {}, {mid} {}, {} {}", p.1, q.1, q.0, q.1)
+    };
+    let mut cur = (a.0 + NODE_W, a.1 + NODE_H / 2.0);
+    let mut d = format!("M {} {}", cur.0, cur.1);
+    for &(x, y) in via {
+        let y = y + NODE_H / 2.0;
+        d.push_str(&curve(cur, (x, y)));
+        d.push_str(&format!(" L {} {y}", x + NODE_W));
+        cur = (x + NODE_W, y);
+    }
+    d.push_str(&curve(cur, (b.0, b.1 + NODE_H / 2.0)));
+    d
 }
 
 fn node_svg(node: &DagNode, (x, y): (f64, f64), none: &str) -> Markup {
@@ -339,9 +379,24 @@ mod tests {
                 "{a} outside"
             );
         }
-        // 6 layers, at most 10 in one: a drawing a page can scroll through.
+        // 6 layers, at most 18 slots in one (10 tasks and 8 long edges passing through): a
+        // drawing a page can scroll through.
         assert!(lay.width <= 6.0 * (NODE_W + GAP_X) + 2.0 * MARGIN);
-        assert!(lay.height <= 10.0 * (NODE_H + GAP_Y) + 2.0 * MARGIN);
+        assert!(lay.height <= 18.0 * (NODE_H + GAP_Y) + 2.0 * MARGIN);
+        // Long edges go round the boxes: their slots overlap no task and stay in the drawing.
+        assert_eq!(lay.edges.len(), 10 + 10 + 14 + 7 + 2);
+        let mut slots = 0;
+        for (u, v, via) in &lay.edges {
+            assert_eq!(via.len(), lay.layer[*v] - lay.layer[*u] - 1, "{u} -> {v}");
+            for &p in via {
+                slots += 1;
+                assert!(p.1 + NODE_H <= lay.height);
+                for (t, &q) in lay.at.iter().enumerate() {
+                    assert!(!overlaps(p, q), "edge {u} -> {v} crosses task {t}");
+                }
+            }
+        }
+        assert_eq!(slots, 7 * 2 + 3);
         let svg = render(
             &ups.iter()
                 .enumerate()
@@ -360,6 +415,10 @@ mod tests {
         .into_string();
         assert_eq!(svg.matches("<g class=\"node\"").count(), 30);
         assert_eq!(svg.matches("class=\"edge\"").count(), 10 + 10 + 14 + 7 + 2);
+        // Inline SVG in HTML: an element left open would swallow its siblings (no `/>` in
+        // HTML syntax), so every path and rect is closed.
+        assert_eq!(svg.matches("</path>").count(), 10 + 10 + 14 + 7 + 2 + 1);
+        assert_eq!(svg.matches("</rect>").count(), 30);
     }
 
     #[test]
