@@ -52,7 +52,8 @@ fn workflow_pages_show_versions_graph_firings_and_diff() {
     let h = ConsoleHarness::new();
     let r = apply(&h, V1);
     assert_eq!(r["results"][0]["version"], 1, "{r}");
-    let v2 = V1.replace("0 3 * * *", "30 4 * * *");
+    // Monthly in Berlin: ten firings always cross a daylight-saving transition.
+    let v2 = V1.replace("0 3 * * *", "30 4 1 * *");
     let r = apply(&h, &v2);
     assert_eq!(r["results"][0]["version"], 2, "{r}");
     let b = h.browser(&h.admin);
@@ -92,6 +93,8 @@ fn workflow_pages_show_versions_graph_firings_and_diff() {
     assert!(body.contains("<table id=\"firings\""));
     assert_eq!(body.matches(":30:00 UTC").count(), 10, "{body}");
     assert!(body.contains("Europe/Berlin"));
+    assert!(body.contains("<tr class=\"dst\">"), "{body}");
+    assert!(body.contains("<span class=\"dst\""));
     // The trigger form from the declarations; pause for an admin.
     assert!(body.contains("<form id=\"trigger\""));
     for p in ["note", "count", "mode"] {
@@ -109,7 +112,7 @@ fn workflow_pages_show_versions_graph_firings_and_diff() {
     assert!(diff.body.contains("<div id=\"diff\""));
     assert!(diff.body.contains("class=\"del\""));
     assert!(diff.body.contains("0 3 * * *"));
-    assert!(diff.body.contains("30 4 * * *"));
+    assert!(diff.body.contains("30 4 1 * *"));
     // Defaults: the latest against the one before.
     let dflt = b.get("/ui/workflows/press-line/diff");
     assert_eq!(dflt.status, 200);
@@ -123,6 +126,13 @@ fn workflow_pages_show_versions_graph_firings_and_diff() {
         400
     );
     assert_eq!(b.get("/ui/workflows/no-such").status, 404);
+
+    // In Chinese.
+    let mut zh = h.browser(&h.admin);
+    zh.cookies.push("outpost_lang=zh-CN".into());
+    let page = zh.get("/ui/workflows/press-line");
+    assert!(page.body.contains("任务图"), "{}", page.body);
+    assert!(page.body.contains("下次触发"));
 }
 
 #[test]
