@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use outpost_common::model::{TriggerRule, Workflow};
+use outpost_common::model::{Overlap, TriggerRule, Workflow};
 use outpost_common::params::ParamType;
 use outpost_common::record::TaskInstanceRecord;
 use outpost_common::schedule::Schedule;
@@ -85,6 +85,15 @@ fn rule_name(r: TriggerRule) -> Option<&'static str> {
         TriggerRule::OneSuccess => Some("one_success"),
         TriggerRule::OneFailed => Some("one_failed"),
         TriggerRule::NoneFailed => Some("none_failed"),
+    }
+}
+
+fn overlap_name(o: Overlap) -> &'static str {
+    match o {
+        Overlap::Skip => "skip",
+        Overlap::Queue => "queue",
+        Overlap::Allow => "allow",
+        Overlap::CancelRunning => "cancel_running",
     }
 }
 
@@ -346,7 +355,7 @@ fn summary(
                     }
                     dt { (ctx.tr("Concurrency", "并发")) } dd {
                         (ctx.tr("at most ", "最多 ")) (wf.max_active_runs) (ctx.tr(" active runs; overlap ", " 个活动运行;重叠策略 "))
-                        code { (format!("{:?}", wf.overlap).to_lowercase()) }
+                        code { (overlap_name(wf.overlap)) }
                     }
                     dt { (ctx.tr("Target", "目标")) } dd {
                         @if wf.target.is_empty() { (ctx.tr("every agent", "所有代理")) }

@@ -110,3 +110,15 @@ fn non_default_trigger_rules_are_named() {
     assert_eq!(rule_name(TriggerRule::AllDone), Some("all_done"));
     assert_eq!(rule_name(TriggerRule::NoneFailed), Some("none_failed"));
 }
+
+#[test]
+fn workflow_writes_need_the_roles_of_their_api_twins() {
+    use crate::store::Role;
+    for w in ["trigger", "pause", "resume"] {
+        assert_eq!(
+            super::super::write_role(&format!("/ui/workflows/{{name}}/{w}")),
+            Some(Some(Role::Operator)),
+            "{w}"
+        );
+    }
+}
