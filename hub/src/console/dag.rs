@@ -36,6 +36,9 @@ pub(crate) struct DagNode {
     pub(crate) more: Vec<String>,
 }
 
+/// An edge: from, to, and the top-left corners of the slots it passes through.
+pub(crate) type Edge = (usize, usize, Vec<(f64, f64)>);
+
 /// Where each node goes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Layout {
@@ -47,7 +50,7 @@ pub(crate) struct Layout {
     pub(crate) at: Vec<(f64, f64)>,
     /// Every edge: from, to, and the top-left corners of the slots it passes through in the
     /// layers between (laid out like nodes, so a long edge goes round the boxes in its way).
-    pub(crate) edges: Vec<(usize, usize, Vec<(f64, f64)>)>,
+    pub(crate) edges: Vec<Edge>,
     /// Size of the whole drawing.
     pub(crate) width: f64,
     pub(crate) height: f64,
