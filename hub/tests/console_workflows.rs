@@ -6,6 +6,9 @@
 mod common;
 
 use common::console::ConsoleHarness;
+use outpost_common::record::{
+    OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
+};
 use outpost_hub::store::Role;
 use serde_json::{Value, json};
 
@@ -219,4 +222,97 @@ fn trigger_pause_and_resume_through_forms_and_a_viewer_is_refused() {
     let list: Vec<Value> = h.api().get("/v1/workflows", &[]).unwrap();
     assert_eq!(list[0]["paused"], false);
     assert!(audit_actions(&h).contains(&"access.denied".to_string()));
+}
+
+fn run(id: &str, created: i64, state: RunState) -> RunRecord {
+    RunRecord {
+        run_id: id.into(),
+        workflow: "press-line".into(),
+        version: 1,
+        kind: RunKind::Manual,
+        scheduled_ms: created,
+        state,
+        params: vec![],
+        created_ms: created,
+        started_ms: Some(created),
+        ended_ms: Some(created + 1),
+        agent_id: None,
+        skip_reason: None,
+    }
+}
+
+fn task(run: &str, id: &str, state: TaskState) -> OutboxEntry {
+    OutboxEntry {
+        seq: 0,
+        event: StatusEvent::Task(TaskInstanceRecord {
+            run_id: run.into(),
+            task_id: id.into(),
+            state,
+            attempts: vec![],
+            outputs: vec![],
+            retry_at_ms: None,
+            updated_ms: 0,
+        }),
+    }
+}
+
+fn ingest(h: &ConsoleHarness, agent: &str, mut entries: Vec<OutboxEntry>) {
+    for (i, e) in entries.iter_mut().enumerate() {
+        e.seq = i as u64 + 1;
+    }
+    h.hub.ingest(agent, &entries).unwrap();
+}
+
+#[test]
+fn the_graph_takes_the_states_of_the_most_recent_run_across_agents() {
+    let h = ConsoleHarness::new();
+    apply(&h, V1);
+    common::enroll(&h.store, "a1", vec![]);
+    common::enroll(&h.store, "a2", vec![]);
+    // a1 ran it last; a2 earlier, and all went well there.
+    ingest(
+        &h,
+        "a2",
+        vec![
+            OutboxEntry {
+                seq: 0,
+                event: StatusEvent::Run(run("r-old", 1_000, RunState::Succeeded)),
+            },
+            task("r-old", "extract", TaskState::Succeeded),
+            task("r-old", "load", TaskState::Succeeded),
+        ],
+    );
+    ingest(
+        &h,
+        "a1",
+        vec![
+            OutboxEntry {
+                seq: 0,
+                event: StatusEvent::Run(run("r-new", 2_000, RunState::Failed)),
+            },
+            task("r-new", "extract", TaskState::Failed),
+            task("r-new", "load", TaskState::UpstreamFailed),
+        ],
+    );
+    let b = h.browser(&h.admin);
+    let page = b.get("/ui/workflows/press-line");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains("data-task=\"extract\" data-state=\"failed\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("data-task=\"load\" data-state=\"upstream_failed\"")
+    );
+    assert!(page.body.contains("href=\"/ui/runs/r-new?agent=a1\""));
+    let list = b.get("/ui/workflows");
+    assert!(
+        list.body.contains("href=\"/ui/runs/r-new?agent=a1\""),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains("badge s-failed"));
 }
