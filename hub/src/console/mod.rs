@@ -24,9 +24,11 @@ mod assets;
 mod dag;
 mod diff;
 mod fleet;
+mod gantt;
 mod i18n;
 mod layout;
 mod live;
+mod runs;
 mod session;
 mod workflows;
 
@@ -64,6 +66,7 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
     let writes = Router::new()
         .merge(session::write_routes())
         .merge(fleet::write_routes())
+        .merge(runs::write_routes())
         .merge(workflows::write_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard_write));
     Router::new()
@@ -74,6 +77,7 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
         .merge(assets::routes())
         .merge(live::routes())
         .merge(fleet::routes())
+        .merge(runs::routes())
         .merge(workflows::routes())
         .merge(writes)
         .layer(middleware::from_fn(security_headers))
@@ -85,6 +89,8 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
 pub(crate) const WRITES: &[(&str, &str)] = &[
     ("/ui/logout", ""),
     ("/ui/agents/{id}/labels", "/v1/agents/{id}/labels"),
+    ("/ui/runs/{id}/cancel", "/v1/runs/{id}/cancel"),
+    ("/ui/runs/{id}/retry", "/v1/runs/{id}/retry"),
     (
         "/ui/workflows/{name}/trigger",
         "/v1/workflows/{name}/trigger",
