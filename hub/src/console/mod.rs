@@ -21,6 +21,8 @@
 //! change notifications, [`session`] signs in and out.
 
 mod assets;
+mod dag;
+mod diff;
 mod fleet;
 mod gantt;
 mod i18n;
@@ -28,6 +30,7 @@ mod layout;
 mod live;
 mod runs;
 mod session;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -64,6 +67,7 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
         .merge(session::write_routes())
         .merge(fleet::write_routes())
         .merge(runs::write_routes())
+        .merge(workflows::write_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard_write));
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
@@ -74,6 +78,7 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
         .merge(live::routes())
         .merge(fleet::routes())
         .merge(runs::routes())
+        .merge(workflows::routes())
         .merge(writes)
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
@@ -86,6 +91,12 @@ pub(crate) const WRITES: &[(&str, &str)] = &[
     ("/ui/agents/{id}/labels", "/v1/agents/{id}/labels"),
     ("/ui/runs/{id}/cancel", "/v1/runs/{id}/cancel"),
     ("/ui/runs/{id}/retry", "/v1/runs/{id}/retry"),
+    (
+        "/ui/workflows/{name}/trigger",
+        "/v1/workflows/{name}/trigger",
+    ),
+    ("/ui/workflows/{name}/pause", "/v1/workflows/{name}/pause"),
+    ("/ui/workflows/{name}/resume", "/v1/workflows/{name}/resume"),
 ];
 
 /// The role a console write route needs: the role of the API route it mirrors (`None`: any
