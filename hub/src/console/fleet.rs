@@ -252,21 +252,25 @@ fn agent_row(ctx: &Ctx, a: &FleetAgent, s: AgentState, now: i64) -> Markup {
             td { @for (k, v) in &r.labels { code { (k) "=" (v) } " " } }
             td { (a.pools.join(", ")) }
             td {
-                @for w in &r.active {
-                    @let want = a.wanted.iter().find(|(x, _)| *x == w.workflow).map(|(_, v)| *v);
-                    span class="mono" { (w.workflow) " v" (w.version) }
-                    @match want {
-                        Some(v) if v == w.version => {},
-                        Some(v) => { " " (badge("drift", &format!("→ v{v}"))) },
-                        None => { " " (badge("drift", ctx.tr("not wanted", "不应运行"))) },
+                // The list shows the drift; the agent's page shows every version.
+                @if drift.is_empty() {
+                    @if a.wanted.is_empty() {
+                        span class="muted" { (ctx.tr("none wanted", "无")) }
+                    } @else {
+                        (badge("ok", &format!("{} {}", a.wanted.len(), ctx.tr("as wanted", "与期望一致"))))
                     }
-                    @if w.paused { " " (badge("paused", ctx.tr("paused", "已暂停"))) }
-                    br;
+                } @else {
+                    @for (w, running, want) in drift.iter().take(3) {
+                        span class="mono" { (w) " " }
+                        @match running { Some(v) => { "v" (v) }, None => { "-" } }
+                        " → "
+                        @match want { Some(v) => { "v" (v) }, None => { (ctx.tr("removed", "已移除")) } }
+                        br;
+                    }
+                    (badge("drift", &format!("{} {}", drift.len(), ctx.tr("drifting", "个漂移"))))
                 }
-                @for (w, running, want) in &drift {
-                    @if running.is_none() {
-                        span class="mono" { (w) } " " (badge("drift", &format!("{} v{}", ctx.tr("missing", "缺少"), want.unwrap_or(0)))) br;
-                    }
+                @for w in r.active.iter().filter(|w| w.paused) {
+                    br; span class="mono" { (w.workflow) } " " (badge("paused", ctx.tr("paused", "已暂停")))
                 }
             }
             td class="num" {
@@ -281,22 +285,12 @@ fn agent_row(ctx: &Ctx, a: &FleetAgent, s: AgentState, now: i64) -> Markup {
 
 async fn agent(ctx: Ctx, Path(id): Path<String>) -> UiResult<Markup> {
     let hub = ctx.hub.clone();
-    let (fleet, deploys) = blocking(move || {
-        let id = hub.resolve_agent(&id)?;
-        let fleet: Vec<FleetAgent> = hub
-            .fleet()?
-            .into_iter()
-            .filter(|a| a.agent.id == id)
-            .collect();
-        Ok::<_, crate::ops::OpError>((fleet, hub.deploy_results(&id)?))
+    let (a, deploys) = blocking(move || {
+        let a = hub.fleet_agent(&id)?;
+        let deploys = hub.deploy_results(&a.agent.id)?;
+        Ok::<_, crate::ops::OpError>((a, deploys))
     })
     .await?;
-    let Some(a) = fleet.into_iter().next() else {
-        return Err(super::ConsoleError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "no such agent",
-        ));
-    };
     let now = now_ms();
     let s = AgentState::of(&a, now);
     let r = &a.agent;

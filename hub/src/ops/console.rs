@@ -124,44 +124,77 @@ impl FleetAgent {
 }
 
 impl Hub {
-    /// Every agent with its connection, pools and wanted versions (pools and decisions read
-    /// once for the whole fleet).
+    /// Every agent with its connection, pools and wanted versions.
     pub fn fleet(&self) -> OpResult<Vec<FleetAgent>> {
+        let agents = self.store().agents()?;
+        self.fleet_of(agents)
+    }
+
+    /// One agent (id or name) as [`Hub::fleet`] shows it.
+    pub fn fleet_agent(&self, id_or_name: &str) -> OpResult<FleetAgent> {
+        let id = self.resolve_agent(id_or_name)?;
+        let agent = self.store().agent(&id)?;
+        let mut one = self.fleet_of(vec![agent])?;
+        one.pop()
+            .ok_or_else(|| crate::store::StoreError::NoAgent(id).into())
+    }
+
+    /// `agents` with their connection, pools and wanted versions. Pools, decisions and content
+    /// hashes are read once; agents with the same labels share one resolution (only an agent
+    /// in a rollout's pool reads its own rollout assignments).
+    fn fleet_of(&self, agents: Vec<crate::store::AgentRecord>) -> OpResult<Vec<FleetAgent>> {
+        use std::collections::HashMap;
         let store = self.store();
-        let agents = store.agents()?;
         let pools = store.pools()?;
         let decisions = store.decisions()?;
-        let connected: std::collections::HashMap<String, i64> =
-            self.connected().into_iter().collect();
-        let mut hashes: std::collections::HashMap<(String, u64), String> =
-            std::collections::HashMap::new();
+        let connected: HashMap<String, i64> = self.connected().into_iter().collect();
+        let mut hashes: HashMap<(String, u64), String> = HashMap::new();
+        type Resolution = (Vec<String>, Vec<crate::hub::Resolved>);
+        let mut by_labels: HashMap<Vec<(String, String)>, Resolution> = HashMap::new();
+        // Without a rollout, the wanted versions follow from the labels alone.
+        type Labels = Vec<(String, String)>;
+        let mut same_labels: HashMap<Labels, Vec<(String, u64)>> = HashMap::new();
         let mut out = Vec::with_capacity(agents.len());
         for agent in agents {
-            let member: Vec<String> = pools
-                .iter()
-                .filter(|p| crate::store::selector_matches(&p.selector, &agent.labels))
-                .map(|p| p.name.clone())
-                .collect();
+            let (member, resolved) = by_labels
+                .entry(agent.labels.clone())
+                .or_insert_with(|| {
+                    let member = pools
+                        .iter()
+                        .filter(|p| crate::store::selector_matches(&p.selector, &agent.labels))
+                        .map(|p| p.name.clone())
+                        .collect();
+                    let resolved = crate::hub::resolve_decisions(&agent.labels, &pools, &decisions);
+                    (member, resolved)
+                })
+                .clone();
+            let in_rollout = resolved.iter().any(|r| r.decision.rollout.is_some());
             let wanted = if agent.revoked_ms.is_some() {
                 Vec::new()
+            } else if let (false, Some(w)) = (in_rollout, same_labels.get(&agent.labels)) {
+                w.clone()
             } else {
-                let resolved = crate::hub::resolve_decisions(&agent.labels, &pools, &decisions);
-                let assigns = if resolved.iter().any(|r| r.decision.rollout.is_some()) {
+                let assigns = if in_rollout {
                     store.rollout_assigns_for(&agent.id)?
                 } else {
                     Vec::new()
                 };
-                crate::hub::desired_versions(&resolved, &assigns, &mut |w, v| {
-                    if let Some(h) = hashes.get(&(w.to_string(), v)) {
-                        return Ok(h.clone());
-                    }
-                    let h = store.version(w, Some(v))?.content_hash;
-                    hashes.insert((w.to_string(), v), h.clone());
-                    Ok(h)
-                })?
-                .into_iter()
-                .map(|d| (d.workflow, d.version))
-                .collect()
+                let wanted: Vec<(String, u64)> =
+                    crate::hub::desired_versions(&resolved, &assigns, &mut |w, v| {
+                        if let Some(h) = hashes.get(&(w.to_string(), v)) {
+                            return Ok(h.clone());
+                        }
+                        let h = store.version(w, Some(v))?.content_hash;
+                        hashes.insert((w.to_string(), v), h.clone());
+                        Ok(h)
+                    })?
+                    .into_iter()
+                    .map(|d| (d.workflow, d.version))
+                    .collect();
+                if !in_rollout {
+                    same_labels.insert(agent.labels.clone(), wanted.clone());
+                }
+                wanted
             };
             out.push(FleetAgent {
                 connected_since: connected.get(&agent.id).copied(),

@@ -2,6 +2,8 @@
 //! network), and enrolled agent records.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod console;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use outpost_common::record::{
-    OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
-};
+use outpost_common::record::RunState;
 use outpost_common::trust::{Director, SigningKey};
 use outpost_hub::gateway::Connections;
 use outpost_hub::hub::{Hub, now_ms};
@@ -57,77 +55,7 @@ struct Args {
     json: Option<std::path::PathBuf>,
 }
 
-/// Virtual time: one run every 100 ms of schedule, from this instant.
-const T0: i64 = 1_700_000_000_000;
-const STEP_MS: i64 = 100;
-
-struct Seeder {
-    agents: Vec<String>,
-    workflows: usize,
-    seqs: Vec<u64>,
-    made: u64,
-}
-
-impl Seeder {
-    /// Ingest runs up to `upto` in all.
-    fn seed(&mut self, store: &Store, upto: u64, batch: usize) -> anyhow::Result<()> {
-        while self.made < upto {
-            let a = (self.made as usize / batch) % self.agents.len();
-            let id = &self.agents[a];
-            let mut entries = Vec::with_capacity(batch * 2);
-            for _ in 0..batch.min((upto - self.made) as usize) {
-                let n = self.made;
-                self.made += 1;
-                let at = T0 + n as i64 * STEP_MS;
-                let wf = format!("wf{:02}", n as usize % self.workflows);
-                let run_id = format!("run-{n:010}");
-                let failed = n % 100 == 7;
-                let state = if failed {
-                    RunState::Failed
-                } else {
-                    RunState::Succeeded
-                };
-                self.seqs[a] += 1;
-                entries.push(OutboxEntry {
-                    seq: self.seqs[a],
-                    event: StatusEvent::Task(TaskInstanceRecord {
-                        run_id: run_id.clone(),
-                        task_id: "main".into(),
-                        state: if failed {
-                            TaskState::Failed
-                        } else {
-                            TaskState::Succeeded
-                        },
-                        attempts: vec![],
-                        outputs: vec![],
-                        retry_at_ms: None,
-                        updated_ms: at + 50,
-                    }),
-                });
-                self.seqs[a] += 1;
-                entries.push(OutboxEntry {
-                    seq: self.seqs[a],
-                    event: StatusEvent::Run(RunRecord {
-                        run_id,
-                        workflow: wf,
-                        version: 1,
-                        kind: RunKind::Scheduled,
-                        scheduled_ms: at,
-                        state,
-                        params: vec![],
-                        created_ms: at,
-                        started_ms: Some(at),
-                        ended_ms: Some(at + 60),
-                        agent_id: None,
-                        skip_reason: None,
-                    }),
-                });
-            }
-            store.ingest_at(id, &entries, T0 + self.made as i64 * STEP_MS)?;
-        }
-        Ok(())
-    }
-}
+use outpost_tests::bench::{RunSeeder, STEP_MS, T0};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -231,12 +159,7 @@ fn main() -> anyhow::Result<()> {
     for id in &agents {
         outpost_tests::bench::enroll_played_agent(&store, id)?;
     }
-    let mut seeder = Seeder {
-        seqs: vec![0; agents.len()],
-        agents: agents.clone(),
-        workflows: args.workflows.max(1),
-        made: 0,
-    };
+    let mut seeder = RunSeeder::new(agents.clone(), args.workflows);
     let t = Instant::now();
     seeder.seed(&store, args.baseline, args.batch.max(1))?;
     let base_seed = t.elapsed();
