@@ -120,11 +120,21 @@ fn a_rollout_is_shown_live_confirmed_then_aborted_by_a_deployer_of_its_pool() {
     // The list: one row per rollout, with its state and versions.
     let list = dora.get("/ui/rollouts");
     assert_eq!(list.status, 200);
-    assert!(list.body.contains("data-rollout=\"etl/line\""), "{}", list.body);
+    assert!(
+        list.body.contains("data-rollout=\"etl/line\""),
+        "{}",
+        list.body
+    );
     assert!(list.body.contains("v1 → v2"), "{}", list.body);
-    assert!(list.body.contains("data-live=\"rollouts\""), "{}", list.body);
+    assert!(
+        list.body.contains("data-live=\"rollouts\""),
+        "{}",
+        list.body
+    );
     assert_eq!(
-        dora.get("/ui/rollouts?show=finished").body.contains("data-rollout=\"etl/line\""),
+        dora.get("/ui/rollouts?show=finished")
+            .body
+            .contains("data-rollout=\"etl/line\""),
         false
     );
 
@@ -135,7 +145,10 @@ fn a_rollout_is_shown_live_confirmed_then_aborted_by_a_deployer_of_its_pool() {
     assert_eq!(state_of(b, "rollout-state"), "deploying");
     assert!(b.contains("data-live=\"rollouts rollout:etl/line\""), "{b}");
     assert!(b.contains("data-live-region"), "{b}");
-    assert!(b.contains("id=\"steps\"") && b.contains("data-step=\"1\""), "{b}");
+    assert!(
+        b.contains("id=\"steps\"") && b.contains("data-step=\"1\""),
+        "{b}"
+    );
     for agent in ["l0", "l1", "l2"] {
         assert!(b.contains(&format!("data-agent=\"{agent}\"")), "{b}");
     }
@@ -161,7 +174,11 @@ fn a_rollout_is_shown_live_confirmed_then_aborted_by_a_deployer_of_its_pool() {
     let r = dora.post_form("/ui/rollouts/etl/line/abort", &[], true);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("id=\"confirm-what\""), "{}", r.body);
-    assert!(r.body.contains("Abort the rollout of etl in pool line"), "{}", r.body);
+    assert!(
+        r.body.contains("Abort the rollout of etl in pool line"),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("id=\"confirm\""), "{}", r.body);
     assert!(
         r.body.contains("name=\"confirm\" value=\"yes\""),
@@ -169,8 +186,10 @@ fn a_rollout_is_shown_live_confirmed_then_aborted_by_a_deployer_of_its_pool() {
         r.body
     );
     assert!(
-        r.body.contains("id=\"cancel-confirm\" href=\"/ui/rollouts/etl/line\"")
-            || r.body.contains("href=\"/ui/rollouts/etl/line\" id=\"cancel-confirm\""),
+        r.body
+            .contains("id=\"cancel-confirm\" href=\"/ui/rollouts/etl/line\"")
+            || r.body
+                .contains("href=\"/ui/rollouts/etl/line\" id=\"cancel-confirm\""),
         "{}",
         r.body
     );
@@ -227,7 +246,11 @@ fn a_viewer_and_a_deployer_of_another_pool_cannot_command_a_rollout() {
     let page = lena.get("/ui/rollouts/etl/line");
     assert_eq!(page.status, 200);
     assert!(!page.body.contains("id=\"rollout-abort\""), "{}", page.body);
-    assert!(page.body.contains("You may not act on this pool."), "{}", page.body);
+    assert!(
+        page.body.contains("You may not act on this pool."),
+        "{}",
+        page.body
+    );
     for confirm in [&[][..], &[("confirm", "yes")][..]] {
         let r = lena.post_form("/ui/rollouts/etl/line/abort", confirm, true);
         assert_eq!(r.status, 403, "{}", r.body);
@@ -268,7 +291,10 @@ fn operators_create_and_remove_silences_and_viewers_only_look() {
         assert!(action == "/ui/logout" || action == "/ui/lang", "{action}");
     }
     let form = [("workflow", "plc-*"), ("for", "2h"), ("comment", "x")];
-    assert_eq!(vera.post_form("/ui/alerts/silences", &form, true).status, 403);
+    assert_eq!(
+        vera.post_form("/ui/alerts/silences", &form, true).status,
+        403
+    );
     assert!(h.hub.active_silences().unwrap().is_empty());
 
     let otto = h.browser(&h.operator("otto", Role::Operator, &[]));
@@ -303,12 +329,14 @@ fn operators_create_and_remove_silences_and_viewers_only_look() {
     assert_eq!(s[0].pool, None);
     assert_eq!(s[0].created_by, "otto");
     let expires_in = s[0].expires_ms - now_ms();
-    assert!((7_100_000..=7_200_000).contains(&expires_in), "{expires_in}");
+    assert!(
+        (7_100_000..=7_200_000).contains(&expires_in),
+        "{expires_in}"
+    );
     let page = otto.get(&to);
     assert!(page.body.contains("id=\"notice\""), "{}", page.body);
     assert!(
-        page.body
-            .contains(&format!("data-silence=\"{}\"", s[0].id)),
+        page.body.contains(&format!("data-silence=\"{}\"", s[0].id)),
         "{}",
         page.body
     );
@@ -369,7 +397,10 @@ fn the_audit_page_lists_console_actions_newest_first_by_pages_and_verifies_the_c
     assert!(b.contains("data-action=\"alert.silence\""), "{b}");
     assert!(b.contains("data-action=\"console.signin\""), "{b}");
     let first = seqs(b);
-    assert!(first.windows(2).all(|w| w[0] > w[1]), "newest first: {first:?}");
+    assert!(
+        first.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {first:?}"
+    );
     // The verdict only on request.
     assert!(b.contains("id=\"audit-verify\""), "{b}");
     assert!(!b.contains("id=\"audit-verdict\""), "{b}");
@@ -389,7 +420,10 @@ fn the_audit_page_lists_console_actions_newest_first_by_pages_and_verifies_the_c
     let next = &rest[..rest.find('"').unwrap()];
     assert_eq!(next, format!("/ui/audit?before={}", p1[99]));
     let page2 = vera.get(next);
-    assert!(page2.body.contains("data-live=\"\""), "older pages stay put");
+    assert!(
+        page2.body.contains("data-live=\"\""),
+        "older pages stay put"
+    );
     let p2 = seqs(&page2.body);
     let mut all: Vec<u64> = p1.iter().chain(p2.iter()).copied().collect();
     let total = all.len() as u64;
@@ -405,7 +439,11 @@ fn the_audit_page_lists_console_actions_newest_first_by_pages_and_verifies_the_c
         "{}",
         v.body
     );
-    assert!(v.body.contains(&format!("{newest} entries verified")), "{}", v.body);
+    assert!(
+        v.body.contains(&format!("{newest} entries verified")),
+        "{}",
+        v.body
+    );
 }
 
 #[test]
