@@ -368,6 +368,85 @@ fn operators_create_and_remove_silences_and_viewers_only_look() {
     assert!(audited(&h, "otto", "alert.unsilence"));
 }
 
+#[test]
+fn the_alert_history_shows_rule_subject_state_and_deliveries() {
+    use outpost_alerts::{EventKind as AlertKind, Rule, Settings};
+    use outpost_common::record::{OutboxEntry, RunKind, RunRecord, RunState, StatusEvent};
+
+    let h = ConsoleHarness::new();
+    h.hub
+        .create_pool("root", "line-a", vec![("site".into(), "sz".into())])
+        .unwrap();
+    let now = now_ms();
+    for (i, a) in ["a1", "a2"].iter().enumerate() {
+        common::enroll(&h.store, a, vec![("site".into(), "sz".into())]);
+        let run = RunRecord {
+            run_id: format!("<i>r{i}</i>"),
+            workflow: "plc-read".into(),
+            version: 1,
+            kind: RunKind::Scheduled,
+            scheduled_ms: now - 6_000,
+            state: RunState::Failed,
+            params: vec![],
+            created_ms: now - 6_000,
+            started_ms: Some(now - 5_900),
+            ended_ms: Some(now - 5_000),
+            agent_id: None,
+            skip_reason: None,
+        };
+        h.hub
+            .ingest(
+                a,
+                &[OutboxEntry {
+                    seq: 1,
+                    event: StatusEvent::Run(run),
+                }],
+            )
+            .unwrap();
+    }
+    let mut rule = Rule::new("line-a-failures", AlertKind::RunFailed);
+    rule.pools = vec!["line-a".into()];
+    rule.channels = vec!["hook".into()];
+    rule.group_wait_ms = 0;
+    let setup = std::sync::Arc::new(outpost_hub::alerts::AlertSetup {
+        rules: vec![rule],
+        channels: std::sync::Arc::new(outpost_hub::channels::Channels::default()),
+        settings: Settings::default(),
+        started_ms: 0,
+    });
+    h.hub.alert_tick(&setup, now_ms()).unwrap();
+    // Delivered to no configured channel: a failed delivery, recorded.
+    assert_eq!(h.rt.block_on(h.hub.deliver_due(&setup, now_ms())), 1);
+
+    let vera = h.browser(&h.operator("vera", Role::Viewer, &[]));
+    let page = vera.get("/ui/alerts");
+    let b = &page.body;
+    assert!(!b.contains("id=\"alerts-none\""), "{b}");
+    assert_eq!(b.matches("data-state=\"firing\"").count(), 1, "{b}");
+    assert!(b.contains("line-a-failures"), "{b}");
+    assert!(b.contains("run_failed"), "{b}");
+    assert!(b.contains("hook"), "the channel: {b}");
+    assert!(
+        b.contains("badge s-failed\">failed"),
+        "the delivery's state: {b}"
+    );
+    assert!(b.contains("no channel named"), "its error: {b}");
+    assert!(!b.contains("<i>r0</i>"), "escaped: {b}");
+    // Filtered by state and rule.
+    let resolved = vera.get("/ui/alerts?state=resolved").body;
+    assert!(resolved.contains("id=\"alerts-none\""), "{resolved}");
+    let other = vera.get("/ui/alerts?rule=other").body;
+    assert!(other.contains("id=\"alerts-none\""), "{other}");
+    let firing = vera
+        .get("/ui/alerts?state=firing&rule=line-a-failures")
+        .body;
+    assert_eq!(
+        firing.matches("data-state=\"firing\"").count(),
+        1,
+        "{firing}"
+    );
+}
+
 /// `data-seq` of every audit row, in page order.
 fn seqs(body: &str) -> Vec<u64> {
     body.match_indices("<tr data-seq=\"")

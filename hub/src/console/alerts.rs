@@ -98,6 +98,9 @@ async fn alerts(ctx: Ctx, Query(q): Query<AlertsQuery>) -> UiResult<Markup> {
                 (entries.len()) " " (ctx.tr("notifications, newest first", "条通知,最新在前"))
                 @if entries.len() == LIMIT { " (" (ctx.tr("the latest", "最近")) " " (LIMIT) ")" }
             }
+            @if entries.is_empty() {
+                p class="muted" id="alerts-none" { (ctx.tr("No notification.", "没有通知。")) }
+            }
             table id="alerts" {
                 thead { tr {
                     th scope="col" { (ctx.tr("Rule", "规则")) }
@@ -190,20 +193,20 @@ async fn alerts(ctx: Ctx, Query(q): Query<AlertsQuery>) -> UiResult<Markup> {
                 "Notifications that match every field given are held back until the silence expires. Give at least one of rule, workflow (a glob such as plc-*), pool, agent.",
                 "与所填全部条件匹配的通知在静默到期前不会发送。规则、工作流(可用通配符,如 plc-*)、节点池、代理至少填一项。"
             )) }
-            form method="post" action=(SILENCE_ROUTE) class="stack" id="silence-form" {
+            form method="post" action=(SILENCE_ROUTE) class="filters" id="silence-form" {
                 (ctx.csrf_field())
-                label for="silence-rule" { (ctx.tr("Rule", "规则")) }
-                input type="text" id="silence-rule" name="rule";
-                label for="silence-workflow" { (ctx.tr("Workflow", "工作流")) }
-                input type="text" id="silence-workflow" name="workflow";
-                label for="silence-pool" { (ctx.tr("Pool", "节点池")) }
-                input type="text" id="silence-pool" name="pool";
-                label for="silence-agent" { (ctx.tr("Agent", "代理")) }
-                input type="text" id="silence-agent" name="agent";
-                label for="silence-for" { (ctx.tr("For (e.g. 30m, 2h, 1d)", "时长(如 30m、2h、1d)")) }
-                input type="text" id="silence-for" name="for" value="2h" required;
-                label for="silence-comment" { (ctx.tr("Comment", "备注")) }
-                input type="text" id="silence-comment" name="comment";
+                label { (ctx.tr("Rule", "规则"))
+                    input type="text" id="silence-rule" name="rule" size="14"; }
+                label { (ctx.tr("Workflow", "工作流"))
+                    input type="text" id="silence-workflow" name="workflow" size="14"; }
+                label { (ctx.tr("Pool", "节点池"))
+                    input type="text" id="silence-pool" name="pool" size="10"; }
+                label { (ctx.tr("Agent", "代理"))
+                    input type="text" id="silence-agent" name="agent" size="14"; }
+                label { (ctx.tr("For (30m, 2h, 1d)", "时长(30m、2h、1d)"))
+                    input type="text" id="silence-for" name="for" value="2h" size="6" required; }
+                label { (ctx.tr("Comment", "备注"))
+                    input type="text" id="silence-comment" name="comment" size="24"; }
                 button type="submit" id="silence-create" { (ctx.tr("Silence", "静默")) }
             }
         }
