@@ -221,6 +221,9 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
             }
         }
         print_banner(&dir, &base, &token, &hub_toml, &agent_toml);
+        // A second version of the example, rolled out once the first has run: something to
+        // watch on the console's rollout page within the first minute.
+        tokio::spawn(demo_rollout(client.clone(), base.clone()));
 
         // Print runs as they reach the hub, until Ctrl-C.
         let mut seen: std::collections::HashMap<(String, String), String> = Default::default();
@@ -268,6 +271,93 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })
+}
+
+/// After the first version's first successful run (or 30 s), apply a second version of the
+/// example (its description changed) and roll it out to the example's pool: a canary step that
+/// needs two successful runs and bakes 20 s. Skipped when the dev state already has one (a
+/// continued `dev`).
+async fn demo_rollout(client: Client, base: String) {
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let c = client.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            c.get::<Vec<RunView>>(
+                "/v1/runs",
+                &[
+                    ("workflow", "hello".to_string()),
+                    ("state", "succeeded".to_string()),
+                    ("limit", "1".to_string()),
+                ],
+            )
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .is_some_and(|r| !r.is_empty());
+        if ok || started.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+    }
+    let v2 = EXAMPLE.replacen(
+        "description: Count lines and words of a generated file, every 10 seconds.",
+        "description: Count lines and words of a generated file, every 10 seconds (version 2, rolled out by dev).",
+        1,
+    );
+    let c = client.clone();
+    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<u64>> {
+        // Keep the pool on the running version (a deployed pool does not follow apply), so
+        // the new version reaches it through the rollout.
+        let _: crate::views::DecisionView = c.post(
+            "/v1/workflows/hello/deploy",
+            &crate::views::PoolVersionRequest {
+                pool: "wf:hello".into(),
+                version: None,
+            },
+        )?;
+        let applied: ApplyResponse = c.post(
+            "/v1/workflows",
+            &ApplyRequest {
+                files: vec![ApplyFile {
+                    path: "examples/hello-v2.yaml".into(),
+                    content: v2,
+                }],
+            },
+        )?;
+        let Some(r) = applied.results.first().filter(|r| r.changed) else {
+            return Ok(None);
+        };
+        let version = r.version;
+        let _: crate::views::RolloutSummary = c.post(
+            "/v1/rollouts",
+            &crate::views::RolloutStart {
+                workflow: "hello".into(),
+                pool: "wf:hello".into(),
+                version,
+                canary: Some("1".into()),
+                steps: None,
+                bake: Some("20s".into()),
+                min_runs: Some(2),
+                min_runs_scope: None,
+                max_failure_rate: None,
+                manual: false,
+                probation_runs: None,
+                probation_max_failures: None,
+                offline: None,
+            },
+        )?;
+        Ok(version)
+    })
+    .await;
+    match result {
+        Ok(Ok(Some(v))) => println!(
+            "rollout of hello version {v} started: watch it at {base}/ui/rollouts/hello/wf:hello"
+        ),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => eprintln!("dev: the demo rollout did not start: {e:#}"),
+        Err(e) => eprintln!("dev: the demo rollout did not start: {e}"),
+    }
 }
 
 fn print_banner(dir: &Path, base: &str, token: &str, hub_toml: &Path, agent_toml: &Path) {
