@@ -222,6 +222,103 @@ fn a_rollout_is_shown_live_confirmed_then_aborted_by_a_deployer_of_its_pool() {
     assert!(r.status >= 400, "{}", r.body);
 }
 
+/// The canary activates the new version and runs it `runs` times, successfully.
+fn canary_runs(h: &ConsoleHarness, runs: u64) -> String {
+    use outpost_common::record::{OutboxEntry, RunKind, RunRecord, RunState, StatusEvent};
+    let (_, status, _) = h.hub.rollout_status_of("etl", "line").unwrap();
+    let canary = status
+        .agents
+        .iter()
+        .find(|a| a.selected_at == Some(0))
+        .unwrap()
+        .agent_id
+        .clone();
+    for d in h.hub.desired_for(&canary).unwrap() {
+        h.hub
+            .deploy_result(&canary, &d.workflow, d.version, d.epoch, None)
+            .unwrap();
+    }
+    let entries: Vec<OutboxEntry> = (1..=runs)
+        .map(|seq| OutboxEntry {
+            seq,
+            event: StatusEvent::Run(RunRecord {
+                run_id: format!("etl@v2@{seq}"),
+                workflow: "etl".into(),
+                version: 2,
+                kind: RunKind::Scheduled,
+                scheduled_ms: seq as i64,
+                state: RunState::Succeeded,
+                params: vec![],
+                created_ms: seq as i64,
+                started_ms: Some(1),
+                ended_ms: Some(2),
+                agent_id: None,
+                skip_reason: None,
+            }),
+        })
+        .collect();
+    h.hub.ingest(&canary, &entries).unwrap();
+    h.hub.rollout_tick(now_ms()).unwrap();
+    canary
+}
+
+#[test]
+fn a_rollout_at_its_manual_gate_waits_for_promote_and_moves_on_when_promoted() {
+    let h = ConsoleHarness::new();
+    let _sessions = rollout_setup(&h);
+    let dora = h.browser(&h.operator("dora", Role::Deployer, &["line"]));
+
+    // One run of the two needed: still waiting for runs.
+    let canary = canary_runs(&h, 1);
+    let page = dora.get("/ui/rollouts/etl/line");
+    assert_eq!(
+        state_of(&page.body, "rollout-state"),
+        "baking",
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("1 more run(s) to succeed (per agent)"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(&format!("data-agent=\"{canary}\" data-state=\"active\"")),
+        "{}",
+        page.body
+    );
+
+    // Both runs: the gate passed, a manual rollout waits for an operator.
+    let _ = canary_runs(&h, 2);
+    let page = dora.get("/ui/rollouts/etl/line");
+    let b = &page.body;
+    assert_eq!(state_of(b, "rollout-state"), "awaiting-promote", "{b}");
+    assert!(b.contains("an operator to promote (manual gate)"), "{b}");
+    assert!(b.contains("id=\"rollout-promote\""), "{b}");
+    assert!(b.contains("data-step=\"0\" data-state=\"running\""), "{b}");
+    let list = dora.get("/ui/rollouts").body;
+    assert!(
+        list.contains("data-rollout=\"etl/line\" data-state=\"awaiting-promote\""),
+        "{list}"
+    );
+
+    let r = dora.post_form("/ui/rollouts/etl/line/promote", &[], true);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("Promote the rollout of etl in pool line"),
+        "{}",
+        r.body
+    );
+    let r = dora.post_form("/ui/rollouts/etl/line/promote", &[("confirm", "yes")], true);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let b = dora.get("/ui/rollouts/etl/line").body;
+    assert_eq!(state_of(&b, "rollout-state"), "deploying", "{b}");
+    assert!(b.contains("data-step=\"0\" data-state=\"passed\""), "{b}");
+    assert!(b.contains("data-step=\"1\" data-state=\"running\""), "{b}");
+    assert!(audited(&h, "dora", "rollout.promote"));
+}
+
 #[test]
 fn a_viewer_and_a_deployer_of_another_pool_cannot_command_a_rollout() {
     let h = ConsoleHarness::new();

@@ -489,7 +489,7 @@ async fn rollout(
                             td class="mono" { (t.size) }
                             td class="num" { (t.target) }
                             td class="num" { (t.updated) }
-                            td class="num" { (t.active) " " progress value=(t.active) max=(t.target.max(1)) { (t.active) "/" (t.target) } }
+                            td class="num" { (t.active) " " progress value=(t.active) max=(t.target.max(1)) aria-label={(t.active) " / " (t.target)} { (t.active) "/" (t.target) } }
                             td { (badge(st, match st {
                                 "passed" => ctx.tr("passed", "已通过"),
                                 "running" => ctx.tr("current", "进行中"),
