@@ -291,7 +291,7 @@ fn main() -> anyhow::Result<()> {
                 "bytes": bytes,
                 "first_byte_ms": ms(first),
                 "last_byte_ms": ms(last),
-                "within_goals": first < GOAL_FIRST_BYTE && bytes < GOAL_BYTES,
+                "within_goals": status == 200 && first < GOAL_FIRST_BYTE && bytes < GOAL_BYTES,
                 "first_byte_over_health": (first.as_secs_f64()
                     / health.as_secs_f64().max(1e-9) * 10.0).round() / 10.0,
             }),
