@@ -245,7 +245,8 @@ fn main() -> anyhow::Result<()> {
         .map(|r| r.record.run_id)
         .unwrap_or_default();
     let mid = &agents[agents.len() / 2];
-    let audit_mid = hub.audit_log(1)?.first().map(|e| e.seq / 2).unwrap_or(1);
+    let audit_entries = hub.audit_log(1)?.first().map(|e| e.seq).unwrap_or(0);
+    let audit_mid = (audit_entries / 2).max(1);
     let pages: Vec<(&str, String)> = vec![
         ("fleet", "/ui/fleet".into()),
         (
@@ -305,6 +306,7 @@ fn main() -> anyhow::Result<()> {
         "setup_s": setup.as_secs_f64(),
         "seed_s": seeded.as_secs_f64(),
         "baseline_health_first_byte_ms": ms(health),
+        "audit_entries": audit_entries,
         "goals": {"first_byte_ms": ms(GOAL_FIRST_BYTE), "bytes": GOAL_BYTES},
         "pages": out,
     });
