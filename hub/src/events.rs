@@ -338,4 +338,15 @@ pub enum EventKind {
         /// Why it failed.
         error: Option<String>,
     },
+    /// A run that has not finished changed: its own state, or a task's (reported by its
+    /// agent, committed by the hub). Once per run per committed status batch; a run that
+    /// finished in the batch gets `RunFinished` instead.
+    RunUpdated {
+        /// The agent.
+        agent: String,
+        /// Workflow.
+        workflow: String,
+        /// Run id.
+        run_id: String,
+    },
 }

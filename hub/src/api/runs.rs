@@ -73,6 +73,7 @@ async fn list(State(st): St, Query(q): Query<RunsQuery>) -> ApiResult<Json<Vec<R
         agent: q.agent.filter(|s| !s.is_empty()),
         state,
         since_ms,
+        before: None,
         limit: q.limit.unwrap_or(1000).min(100_000),
     };
     let hub = st.hub.clone();

@@ -64,6 +64,13 @@ pub(crate) fn topics(e: &Event) -> Vec<String> {
             wf(&mut t, workflow);
             t.push("rollouts".into());
         }
+        K::RunUpdated {
+            workflow, run_id, ..
+        } => {
+            t.push("runs".into());
+            t.push(format!("run:{run_id}"));
+            t.push(format!("workflow:{workflow}"));
+        }
         K::RunCancelled { run_id, .. } => {
             t.push("runs".into());
             t.push(format!("run:{run_id}"));

@@ -23,12 +23,17 @@
 mod alerts;
 mod assets;
 mod audit;
+mod dag;
+mod diff;
 mod fleet;
+mod gantt;
 mod i18n;
 mod layout;
 mod live;
 mod rollouts;
+mod runs;
 mod session;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -64,6 +69,8 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
     let writes = Router::new()
         .merge(session::write_routes())
         .merge(fleet::write_routes())
+        .merge(runs::write_routes())
+        .merge(workflows::write_routes())
         .merge(rollouts::write_routes())
         .merge(alerts::write_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard_write));
@@ -75,6 +82,8 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
         .merge(assets::routes())
         .merge(live::routes())
         .merge(fleet::routes())
+        .merge(runs::routes())
+        .merge(workflows::routes())
         .merge(rollouts::routes())
         .merge(alerts::routes())
         .merge(audit::routes())
@@ -89,6 +98,14 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
 pub(crate) const WRITES: &[(&str, &str)] = &[
     ("/ui/logout", ""),
     ("/ui/agents/{id}/labels", "/v1/agents/{id}/labels"),
+    ("/ui/runs/{id}/cancel", "/v1/runs/{id}/cancel"),
+    ("/ui/runs/{id}/retry", "/v1/runs/{id}/retry"),
+    (
+        "/ui/workflows/{name}/trigger",
+        "/v1/workflows/{name}/trigger",
+    ),
+    ("/ui/workflows/{name}/pause", "/v1/workflows/{name}/pause"),
+    ("/ui/workflows/{name}/resume", "/v1/workflows/{name}/resume"),
     (
         "/ui/rollouts/{workflow}/{pool}/{command}",
         "/v1/workflows/{name}/pools/{pool}/rollout/{command}",

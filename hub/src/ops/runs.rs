@@ -7,7 +7,7 @@ use outpost_common::record::{RunRecord, TaskInstanceRecord};
 
 use super::{CommandOutcome, EventKind, OpError, OpResult, blocking};
 use crate::hub::{Hub, now_ms};
-use crate::store::{HubRun, RunQuery};
+use crate::store::{HubRun, RunCursor, RunQuery};
 
 impl Hub {
     /// Runs matching `query`, newest first; with `failed_tasks`, only runs with a failed task
@@ -32,23 +32,38 @@ impl Hub {
         if !failed_tasks {
             return Ok(self.store().runs(query)?);
         }
-        let all = self.store().runs(&RunQuery {
-            limit: usize::MAX,
+        // Newest first, a chunk at a time (each from where the last ended), until enough are
+        // kept: the cost follows how rare such runs are, not how many the store holds.
+        const CHUNK: usize = 500;
+        let mut chunk_query = RunQuery {
+            limit: CHUNK,
             ..query.clone()
-        })?;
+        };
         let mut kept = Vec::new();
-        for r in all {
-            if kept.len() >= query.limit {
-                break;
+        loop {
+            let chunk = self.store().runs(&chunk_query)?;
+            let last = chunk.last().map(|r| RunCursor {
+                created_ms: r.record.created_ms,
+                agent: r.agent_id.clone(),
+                run_id: r.record.run_id.clone(),
+            });
+            let full = chunk.len() == CHUNK;
+            for r in chunk {
+                if kept.len() >= query.limit {
+                    return Ok(kept);
+                }
+                if self
+                    .store()
+                    .run_had_failed_task(&r.agent_id, &r.record.run_id)?
+                {
+                    kept.push(r);
+                }
             }
-            if self
-                .store()
-                .run_had_failed_task(&r.agent_id, &r.record.run_id)?
-            {
-                kept.push(r);
+            match last {
+                Some(c) if full && kept.len() < query.limit => chunk_query.before = Some(c),
+                _ => return Ok(kept),
             }
         }
-        Ok(kept)
     }
 
     /// Which agent's run `run_id` means: the given one, or the only agent that has it.
@@ -141,6 +156,22 @@ impl Hub {
         agent: Option<String>,
         attempt: Option<u32>,
     ) -> OpResult<Vec<u8>> {
+        self.fetch_log_audited(actor, run_id, task, agent, attempt, true)
+            .await
+    }
+
+    /// [`Hub::fetch_log`], audited only when `audit` (a log followed live is fetched every
+    /// second: the console audits the first fetch and then one every few minutes, see
+    /// `console/runs.rs`).
+    pub async fn fetch_log_audited(
+        self: &Arc<Self>,
+        actor: &str,
+        run_id: &str,
+        task: &str,
+        agent: Option<String>,
+        attempt: Option<u32>,
+        audit: bool,
+    ) -> OpResult<Vec<u8>> {
         let (hub, a, rid, t) = (
             self.clone(),
             actor.to_string(),
@@ -149,8 +180,10 @@ impl Hub {
         );
         let agent = blocking(move || {
             let agent = hub.run_agent(&rid, agent)?;
-            let detail = format!("task={t} agent={agent}");
-            hub.store().audit(&a, "run.logs", &rid, &detail, now_ms())?;
+            if audit {
+                let detail = format!("task={t} agent={agent}");
+                hub.store().audit(&a, "run.logs", &rid, &detail, now_ms())?;
+            }
             Ok(agent)
         })
         .await?;

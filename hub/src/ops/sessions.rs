@@ -75,8 +75,9 @@ impl Hub {
     }
 
     /// Commit a status batch durably (entries the hub already has are skipped), wake the
-    /// rollout driver, emit `RunFinished` for each newly committed terminal run and
-    /// `VersionReverted` for each probation revert; returns the highest committed sequence
+    /// rollout driver, emit `RunFinished` for each newly committed terminal run,
+    /// `VersionReverted` for each probation revert and `RunUpdated` once for each other run
+    /// the batch changed (its state or a task's); returns the highest committed sequence
     /// number.
     pub fn ingest(&self, agent_id: &str, entries: &[OutboxEntry]) -> OpResult<u64> {
         let before = self.store().committed_seq(agent_id)?;
@@ -88,6 +89,29 @@ impl Hub {
             .filter(|e| e.seq > before && e.seq <= seq)
             .collect();
         self.count_ingested(agent_id, &fresh);
+        // Runs changed by the batch, in first-seen order, with their workflow when the batch
+        // says it; finished ones are told by `RunFinished`.
+        let mut updated: Vec<(String, Option<String>)> = Vec::new();
+        let mut finished: Vec<&str> = Vec::new();
+        for e in fresh.iter().copied() {
+            let (run_id, workflow) = match &e.event {
+                StatusEvent::Run(r) if r.state.is_terminal() => {
+                    finished.push(&r.run_id);
+                    continue;
+                }
+                StatusEvent::Run(r) => (&r.run_id, Some(&r.workflow)),
+                StatusEvent::Task(t) => (&t.run_id, None),
+                _ => continue,
+            };
+            match updated.iter_mut().find(|(id, _)| id == run_id) {
+                Some((_, w)) => {
+                    if w.is_none() {
+                        *w = workflow.cloned();
+                    }
+                }
+                None => updated.push((run_id.clone(), workflow.cloned())),
+            }
+        }
         for e in fresh {
             let kind = match &e.event {
                 StatusEvent::Run(r) if r.state.is_terminal() => EventKind::RunFinished {
@@ -107,6 +131,33 @@ impl Hub {
                 _ => continue,
             };
             self.emit(agent_id, kind);
+        }
+        for (run_id, workflow) in updated {
+            if finished.contains(&run_id.as_str()) {
+                continue;
+            }
+            // A batch of task records alone: the run is in the store (agents report a run
+            // before its tasks).
+            let workflow = match workflow {
+                Some(w) => w,
+                None => match self.store().run_workflow(agent_id, &run_id) {
+                    Ok(Some(w)) => w,
+                    Ok(None) => continue,
+                    // The batch is committed; only the live notice is lost.
+                    Err(e) => {
+                        tracing::warn!("run {run_id} of agent {agent_id}: {e}");
+                        continue;
+                    }
+                },
+            };
+            self.emit(
+                agent_id,
+                EventKind::RunUpdated {
+                    agent: agent_id.to_string(),
+                    workflow,
+                    run_id,
+                },
+            );
         }
         Ok(seq)
     }

@@ -363,8 +363,22 @@ pub struct RunQuery {
     pub state: Option<RunState>,
     /// Only runs created at or after this time.
     pub since_ms: Option<UnixMillis>,
+    /// Only runs listed after this one (older; the cursor of the next page): strictly before
+    /// it in the listing's order, creation time then agent then run id, newest first.
+    pub before: Option<RunCursor>,
     /// At most this many.
     pub limit: usize,
+}
+
+/// A position in the run listing ([`RunQuery::before`]): a run's creation time, agent and id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RunCursor {
+    /// The run's creation time.
+    pub created_ms: UnixMillis,
+    /// Its agent.
+    pub agent: String,
+    /// Its id.
+    pub run_id: String,
 }
 
 impl Default for RunQuery {
@@ -374,6 +388,7 @@ impl Default for RunQuery {
             agent: None,
             state: None,
             since_ms: None,
+            before: None,
             limit: 1000,
         }
     }

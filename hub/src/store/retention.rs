@@ -307,15 +307,30 @@ impl Store {
         let idx = txn.open_table(RUNS_BY_WORKFLOW)?;
         let runs = txn.open_table(RUNS)?;
         let end = after(workflow);
-        let lo = (agent, workflow, q.since_ms.unwrap_or(i64::MIN), "");
-        let hi = (agent, end.as_str(), i64::MIN, "");
+        let since = q.since_ms.unwrap_or(i64::MIN);
+        let lo = (agent, workflow, since, "");
         let mut out = Vec::new();
-        for e in idx.range(lo..hi)?.rev() {
+        // A cursor bounds the range at its creation time (the rows of that very millisecond
+        // are sorted out below, in the listing's order: time, agent, run id).
+        let range = match &q.before {
+            Some(c) if c.created_ms < since => return Ok(out),
+            Some(c) => match c.created_ms.checked_add(1) {
+                Some(t) => idx.range(lo..(agent, workflow, t, ""))?,
+                None => idx.range(lo..(agent, end.as_str(), i64::MIN, ""))?,
+            },
+            None => idx.range(lo..(agent, end.as_str(), i64::MIN, ""))?,
+        };
+        for e in range.rev() {
             if out.len() >= q.limit {
                 break;
             }
             let (k, _) = e?;
-            let (_, _, _, run_id) = k.value();
+            let (_, _, created, run_id) = k.value();
+            if q.before.as_ref().is_some_and(|c| {
+                (created, agent, run_id) >= (c.created_ms, c.agent.as_str(), c.run_id.as_str())
+            }) {
+                continue;
+            }
             let Some(v) = runs.get((agent, run_id))? else {
                 continue;
             };

@@ -304,7 +304,15 @@ impl Store {
         let runs = txn.open_table(RUNS)?;
         let lo = q.since_ms.unwrap_or(i64::MIN);
         let mut out = Vec::new();
-        for e in idx.range((lo, "", "")..)?.rev() {
+        // The page after a cursor starts at it in the index: as cheap at any depth.
+        let range = match &q.before {
+            Some(c) if c.created_ms < lo => return Ok(out),
+            Some(c) => {
+                idx.range((lo, "", "")..(c.created_ms, c.agent.as_str(), c.run_id.as_str()))?
+            }
+            None => idx.range((lo, "", "")..)?,
+        };
+        for e in range.rev() {
             if out.len() >= q.limit {
                 break;
             }
@@ -328,6 +336,21 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// The workflow of a stored run, if the hub has it.
+    pub(crate) fn run_workflow(
+        &self,
+        agent_id: &str,
+        run_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let runs = txn.open_table(RUNS)?;
+        let Some(v) = runs.get((agent_id, run_id))? else {
+            return Ok(None);
+        };
+        let run: RunRecord = decode(v.value(), "runs", run_id)?;
+        Ok(Some(run.workflow))
     }
 
     /// The agents that hold a run with this id (run ids repeat across agents).

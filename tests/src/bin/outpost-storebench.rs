@@ -93,6 +93,17 @@ fn queries(agents: &[String], made: u64) -> Vec<(&'static str, RunQuery)> {
             }),
         ),
         ("limit_1000", q(&|q| q.limit = 1_000)),
+        (
+            // The console's "older →" deep in the listing: the page before the middle run.
+            "page_before_middle",
+            q(&|q| {
+                q.before = Some(outpost_hub::store::RunCursor {
+                    created_ms: T0 + (made / 2) as i64 * STEP_MS,
+                    agent: String::new(),
+                    run_id: String::new(),
+                })
+            }),
+        ),
     ]
 }
 

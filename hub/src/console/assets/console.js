@@ -8,6 +8,8 @@
 // - Log following: <pre data-follow="URL"> is refetched every second while it is in the page
 //   (the server ends following when the attempt is over: data-follow disappears in the next
 //   swap); an unreachable agent's message is shown in its place.
+// - Log loading: <pre data-src="URL"> (a finished attempt's log) is fetched once and kept
+//   across live swaps.
 "use strict";
 (function () {
   const body = document.body;
@@ -41,6 +43,7 @@
         if (next) el.replaceWith(document.importNode(next, true));
       });
       follow();
+      load();
       body.dataset.refreshed = String(Date.now());
     } catch (e) {
       // The next change event tries again.
@@ -65,6 +68,7 @@
   }
 
   const following = new Set();
+  const followed = new Map();
   function follow() {
     document.querySelectorAll("pre[data-follow]").forEach(function (pre) {
       if (following.has(pre.id)) return;
@@ -78,6 +82,7 @@
         try {
           const r = await fetch(cur.dataset.follow, { credentials: "same-origin" });
           const text = await r.text();
+          if (r.ok) followed.set(pre.id, text);
           cur.textContent = text;
           cur.classList.toggle("unreachable", !r.ok);
         } catch (e) {
@@ -89,4 +94,41 @@
     });
   }
   follow();
+
+  const loaded = new Map();
+  function load() {
+    document.querySelectorAll("pre[data-src]").forEach(function (pre) {
+      if (pre.dataset.follow) {
+        // Swapped in while followed: show what was followed until the next fetch.
+        if (followed.has(pre.id)) pre.textContent = followed.get(pre.id);
+        return;
+      }
+      const src = pre.dataset.src;
+      const known = loaded.get(pre.id);
+      if (known && known.src === src) {
+        if (known.text !== null && pre.dataset.loaded !== "1") {
+          pre.textContent = known.text;
+          pre.dataset.loaded = "1";
+        }
+        return;
+      }
+      loaded.set(pre.id, { src: src, text: null });
+      fetch(src, { credentials: "same-origin" })
+        .then(function (r) {
+          return r.text().then(function (text) {
+            const cur = document.getElementById(pre.id);
+            if (r.ok) loaded.set(pre.id, { src: src, text: text });
+            else loaded.delete(pre.id);
+            if (!cur || cur.dataset.follow) return;
+            cur.textContent = text;
+            cur.dataset.loaded = "1";
+            cur.classList.toggle("unreachable", !r.ok);
+          });
+        })
+        .catch(function () {
+          loaded.delete(pre.id);
+        });
+    });
+  }
+  load();
 })();
