@@ -20,7 +20,9 @@
 //! frame of every page, [`i18n`] picks English or Simplified Chinese, [`live`] streams the
 //! change notifications, [`session`] signs in and out.
 
+mod alerts;
 mod assets;
+mod audit;
 mod dag;
 mod diff;
 mod fleet;
@@ -28,6 +30,7 @@ mod gantt;
 mod i18n;
 mod layout;
 mod live;
+mod rollouts;
 mod runs;
 mod session;
 mod workflows;
@@ -68,6 +71,8 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
         .merge(fleet::write_routes())
         .merge(runs::write_routes())
         .merge(workflows::write_routes())
+        .merge(rollouts::write_routes())
+        .merge(alerts::write_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard_write));
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
@@ -79,13 +84,17 @@ pub fn router(hub: Arc<Hub>, secure: bool) -> Router {
         .merge(fleet::routes())
         .merge(runs::routes())
         .merge(workflows::routes())
+        .merge(rollouts::routes())
+        .merge(alerts::routes())
+        .merge(audit::routes())
         .merge(writes)
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
 
-/// The console's write routes and the API route whose role each needs. A console POST route
-/// not listed here is refused (admin only would be too lenient to guess).
+/// The console's write routes and the API route whose role each needs (`DELETE /v1/…`: an API
+/// twin that is not a POST). A console POST route not listed here is refused (admin only would
+/// be too lenient to guess).
 pub(crate) const WRITES: &[(&str, &str)] = &[
     ("/ui/logout", ""),
     ("/ui/agents/{id}/labels", "/v1/agents/{id}/labels"),
@@ -97,6 +106,15 @@ pub(crate) const WRITES: &[(&str, &str)] = &[
     ),
     ("/ui/workflows/{name}/pause", "/v1/workflows/{name}/pause"),
     ("/ui/workflows/{name}/resume", "/v1/workflows/{name}/resume"),
+    (
+        "/ui/rollouts/{workflow}/{pool}/{command}",
+        "/v1/workflows/{name}/pools/{pool}/rollout/{command}",
+    ),
+    ("/ui/alerts/silences", "/v1/alerts/silences"),
+    (
+        "/ui/alerts/silences/{id}/remove",
+        "DELETE /v1/alerts/silences/{id}",
+    ),
 ];
 
 /// The role a console write route needs: the role of the API route it mirrors (`None`: any
@@ -105,6 +123,9 @@ pub(crate) fn write_role(path: &str) -> Option<Option<Role>> {
     WRITES.iter().find(|(ui, _)| *ui == path).map(|(_, api)| {
         if api.is_empty() {
             None
+        } else if let Some(path) = api.strip_prefix("DELETE ") {
+            // An API twin that is not a POST names its method.
+            Some(required_role(&Method::DELETE, path))
         } else {
             Some(required_role(&Method::POST, api))
         }

@@ -39,6 +39,7 @@ fn every_write_route_is_placed_in_the_role_table() {
     assert_eq!(write_role("/ui/something-new"), None);
     for (ui, api) in WRITES {
         assert!(ui.starts_with("/ui/"), "{ui}");
+        let api = api.strip_prefix("DELETE ").unwrap_or(api);
         assert!(api.is_empty() || api.starts_with("/v1/"), "{api}");
     }
 }
@@ -56,4 +57,20 @@ fn forms_decode_and_urls_encode() {
     assert_eq!(enc("a b/<c>&é"), "a%20b%2F%3Cc%3E%26%C3%A9");
     assert_eq!(ago(10_000, 10_000 - 5_000), "5 s");
     assert_eq!(ago(10_000_000, 10_000_000 - 7_200_000), "2 h");
+}
+
+#[test]
+fn rollout_and_silence_writes_need_their_api_twins_roles() {
+    assert_eq!(
+        write_role("/ui/rollouts/{workflow}/{pool}/{command}"),
+        Some(Some(Role::Deployer))
+    );
+    assert_eq!(
+        write_role("/ui/alerts/silences"),
+        Some(Some(Role::Operator))
+    );
+    assert_eq!(
+        write_role("/ui/alerts/silences/{id}/remove"),
+        Some(Some(Role::Operator))
+    );
 }

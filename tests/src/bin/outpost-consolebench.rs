@@ -1,6 +1,7 @@
 //! `outpost-consolebench`: the web console at fleet scale. A real hub store with `--agents`
 //! enrolled agents (labels, ten sites), `--workflows` applied workflows (two versions of the
-//! first, for a diff), a pool per site with decisions, and `--runs` runs ingested through the
+//! first, for a diff), a pool per site with decisions, a rollout of that second version moving
+//! through the first site's pool, twenty silences, and `--runs` runs ingested through the
 //! store's own ingest (the seeder of `outpost-storebench`); the hub's HTTP router (API and
 //! console) serves it on 127.0.0.1 in-process. A signed-in client then fetches each main page
 //! `--repeat` times and reports the median time to the first byte (the response head), the
@@ -63,6 +64,10 @@ fn workflow(name: &str, variant: u32) -> String {
          \x20 notify:\n    command: [\"true\"]\n    depends_on: [report]\n    trigger_rule: all_done\n"
     )
 }
+
+/// The console's goals: every page's first byte within 200 ms, and under 300 KB.
+const GOAL_FIRST_BYTE: Duration = Duration::from_millis(200);
+const GOAL_BYTES: usize = 300 * 1000;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -159,6 +164,37 @@ fn main() -> anyhow::Result<()> {
             hub.deploy("bench", &format!("wf{w:02}"), &pool, Some(1))?;
         }
     }
+    // A rollout of wf00 v2 moving through site0 (100 agents at the default size: the rollout
+    // page lists each with its state), and silences for the alerts page.
+    let plan = outpost_hub::api::plan_of(&outpost_hub::views::RolloutStart {
+        workflow: "wf00".into(),
+        pool: "site0".into(),
+        version: Some(2),
+        canary: Some("10%".into()),
+        steps: Some("50%,100%".into()),
+        bake: Some("10m".into()),
+        min_runs: Some(5),
+        min_runs_scope: None,
+        max_failure_rate: Some(0.1),
+        manual: false,
+        probation_runs: None,
+        probation_max_failures: None,
+        offline: Some("wait:1h".into()),
+    })
+    .map_err(|e| anyhow::anyhow!("the bench's rollout plan: {e}"))?;
+    hub.start_rollout("bench", &plan)?;
+    for i in 0..20 {
+        hub.silence(
+            "bench",
+            outpost_hub::ops::alerts::SilenceSpec {
+                workflow: Some(format!("wf{i:02}")),
+                pool: Some(format!("site{}", i % 10)),
+                for_ms: 3_600_000,
+                comment: "bench".into(),
+                ..Default::default()
+            },
+        )?;
+    }
     let setup = t.elapsed();
     let t = Instant::now();
     let mut seeder = RunSeeder::new(agents.clone(), args.workflows);
@@ -209,6 +245,8 @@ fn main() -> anyhow::Result<()> {
         .map(|r| r.record.run_id)
         .unwrap_or_default();
     let mid = &agents[agents.len() / 2];
+    let audit_entries = hub.audit_log(1)?.first().map(|e| e.seq).unwrap_or(0);
+    let audit_mid = (audit_entries / 2).max(1);
     let pages: Vec<(&str, String)> = vec![
         ("fleet", "/ui/fleet".into()),
         (
@@ -230,7 +268,10 @@ fn main() -> anyhow::Result<()> {
         ("run", format!("/ui/runs/{run}")),
         ("rollouts", "/ui/rollouts".into()),
         ("alerts", "/ui/alerts".into()),
+        ("rollout", "/ui/rollouts/wf00/site0".into()),
         ("audit", "/ui/audit".into()),
+        ("audit_older", format!("/ui/audit?before={audit_mid}")),
+        ("audit_verify", "/ui/audit?verify=1".into()),
     ];
     let mut out = serde_json::Map::new();
     for (name, path) in pages {
@@ -251,6 +292,7 @@ fn main() -> anyhow::Result<()> {
                 "bytes": bytes,
                 "first_byte_ms": ms(first),
                 "last_byte_ms": ms(last),
+                "within_goals": status == 200 && first < GOAL_FIRST_BYTE && bytes < GOAL_BYTES,
                 "first_byte_over_health": (first.as_secs_f64()
                     / health.as_secs_f64().max(1e-9) * 10.0).round() / 10.0,
             }),
@@ -264,6 +306,8 @@ fn main() -> anyhow::Result<()> {
         "setup_s": setup.as_secs_f64(),
         "seed_s": seeded.as_secs_f64(),
         "baseline_health_first_byte_ms": ms(health),
+        "audit_entries": audit_entries,
+        "goals": {"first_byte_ms": ms(GOAL_FIRST_BYTE), "bytes": GOAL_BYTES},
         "pages": out,
     });
     let text = serde_json::to_string_pretty(&report)?;
