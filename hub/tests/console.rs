@@ -108,6 +108,13 @@ fn signing_out_or_revoking_the_credential_ends_the_session() {
     assert_eq!(r.location.as_deref(), Some("/ui/login"));
     assert!(r.set_cookies.join("").contains("Max-Age=0"));
     assert_eq!(b.get("/ui/fleet").status, 303, "signed out");
+    let audit: Vec<serde_json::Value> = h.api().get("/v1/audit", &[]).unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "console.signout" && e["actor"] == "root"),
+        "{audit:?}"
+    );
 }
 
 #[test]

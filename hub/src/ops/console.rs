@@ -79,9 +79,20 @@ impl Hub {
         }))
     }
 
-    /// Sign out: the session of `secret` is removed.
+    /// Sign out: the session of `secret` is removed, audited as `console.signout`.
     pub fn console_sign_out(&self, secret: &str) -> OpResult<()> {
-        Ok(self.store().remove_console_session(&key_of(secret))?)
+        let key = key_of(secret);
+        let Some(s) = self.store().console_session(&key)? else {
+            return Ok(());
+        };
+        self.store().remove_console_session(&key)?;
+        let name = match self.store().live_operator(&s.operator_id)? {
+            Some(op) => op.name,
+            None => s.operator_id,
+        };
+        self.store()
+            .audit(&name, "console.signout", &name, "", now_ms())?;
+        Ok(())
     }
 }
 
