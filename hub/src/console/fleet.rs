@@ -217,12 +217,7 @@ async fn fleet(ctx: Ctx, Query(q): Query<FleetQuery>) -> UiResult<Markup> {
                     }
                 }
             }
-            @if pages > 1 {
-                nav class="pager" aria-label=(ctx.tr("Pages", "分页")) {
-                    @if page > 0 { a href=(link(page - 1)) rel="prev" { (ctx.tr("← Previous", "← 上一页")) } }
-                    @if page + 1 < pages { a href=(link(page + 1)) rel="next" { (ctx.tr("Next →", "下一页 →")) } }
-                }
-            }
+            (layout::pager(&ctx, page, pages, &link))
         }
     };
     Ok(layout::page(

@@ -207,3 +207,21 @@ pub(crate) fn confirm(
         },
     )
 }
+
+/// Links to the previous and next of `pages` numbered pages (none when there is one page);
+/// `link(n)` is the address of page `n`.
+pub(crate) fn pager(
+    ctx: &Ctx,
+    page: usize,
+    pages: usize,
+    link: &dyn Fn(usize) -> String,
+) -> Markup {
+    html! {
+        @if pages > 1 {
+            nav class="pager" aria-label=(ctx.tr("Pages", "分页")) {
+                @if page > 0 { a href=(link(page - 1)) rel="prev" { (ctx.tr("← Previous", "← 上一页")) } }
+                @if page + 1 < pages { a href=(link(page + 1)) rel="next" { (ctx.tr("Next →", "下一页 →")) } }
+            }
+        }
+    }
+}

@@ -99,16 +99,7 @@ fn phase_class(key: &str) -> &'static str {
 }
 
 fn agent_key(s: AgentState) -> &'static str {
-    match s {
-        AgentState::Pending => "pending",
-        AgentState::Skipped => "skipped",
-        AgentState::Assigned => "assigned",
-        AgentState::Active => "active",
-        AgentState::Failed => "failed",
-        AgentState::Offline => "offline",
-        AgentState::RollingBack => "rolling-back",
-        AgentState::RolledBack => "rolled-back",
-    }
+    crate::views::agent_state_key(s)
 }
 
 const AGENT_STATES: [AgentState; 8] = [
@@ -270,12 +261,7 @@ async fn list(ctx: Ctx, Query(q): Query<ListQuery>) -> UiResult<Markup> {
                     }
                 }
             }
-            @if pages > 1 {
-                nav class="pager" aria-label=(ctx.tr("Pages", "分页")) {
-                    @if page > 0 { a href=(link(page - 1)) rel="prev" { (ctx.tr("← Previous", "← 上一页")) } }
-                    @if page + 1 < pages { a href=(link(page + 1)) rel="next" { (ctx.tr("Next →", "下一页 →")) } }
-                }
-            }
+            (layout::pager(&ctx, page, pages, &link))
         }
     };
     Ok(layout::page(

@@ -184,20 +184,13 @@ impl Store {
         let Some((id, secret)) = parse_credential(credential) else {
             return Ok(None);
         };
-        let txn = self.db().begin_read()?;
-        let t = match txn.open_table(OPERATORS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(StoreError::from(e)),
-        };
-        let rec: OperatorRecord = match t.get(id)? {
-            Some(v) => decode(v.value(), "operators", id)?,
-            None => return Ok(None),
+        let Some(rec) = self.live_operator(id)? else {
+            return Ok(None);
         };
         // blake3::Hash equality is constant-time.
         let same = blake3::Hash::from_hex(&rec.secret_hash)
             .is_ok_and(|stored| stored == blake3::hash(secret.as_bytes()));
-        Ok((same && rec.revoked_ms.is_none()).then_some(rec))
+        Ok(same.then_some(rec))
     }
 
     /// The operator credential with id `id`, if it exists and is not revoked (a console

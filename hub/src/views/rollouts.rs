@@ -193,7 +193,7 @@ impl RolloutStatusView {
         s: &outpost_rollout::Status,
         spec: &outpost_rollout::RolloutSpec,
     ) -> RolloutStatusView {
-        use outpost_rollout::{AgentState, Scope};
+        use outpost_rollout::Scope;
         let mut rollout = RolloutSummary::new(r);
         rollout.phase = phase_text(&s.phase);
         RolloutStatusView {
@@ -217,17 +217,7 @@ impl RolloutStatusView {
                 .iter()
                 .map(|a| RolloutAgentView {
                     id: a.agent_id.clone(),
-                    state: match a.state {
-                        AgentState::Pending => "pending",
-                        AgentState::Skipped => "skipped",
-                        AgentState::Assigned => "assigned",
-                        AgentState::Active => "active",
-                        AgentState::Failed => "failed",
-                        AgentState::Offline => "offline",
-                        AgentState::RollingBack => "rolling-back",
-                        AgentState::RolledBack => "rolled-back",
-                    }
-                    .into(),
+                    state: agent_state_key(a.state).into(),
                     online: a.online,
                     selected_at: a.selected_at,
                     version: a.version,
@@ -258,5 +248,19 @@ impl RolloutStatusView {
             probation: spec.probation,
             manual: spec.manual,
         }
+    }
+}
+
+/// The name of a rollout agent state, as the API, the CLI and the console show it.
+pub fn agent_state_key(s: outpost_rollout::AgentState) -> &'static str {
+    match s {
+        outpost_rollout::AgentState::Pending => "pending",
+        outpost_rollout::AgentState::Skipped => "skipped",
+        outpost_rollout::AgentState::Assigned => "assigned",
+        outpost_rollout::AgentState::Active => "active",
+        outpost_rollout::AgentState::Failed => "failed",
+        outpost_rollout::AgentState::Offline => "offline",
+        outpost_rollout::AgentState::RollingBack => "rolling-back",
+        outpost_rollout::AgentState::RolledBack => "rolled-back",
     }
 }
