@@ -3,19 +3,16 @@
 //! CLI client, and a fake agent session registered in `Connections`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use outpost_common::proto::Command;
 use outpost_common::record::{
     OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
 };
-use outpost_common::trust::{Director, SigningKey};
 use outpost_hub::client::{Client, ClientError};
 use outpost_hub::gateway::{Connections, SessionMsg};
 use outpost_hub::hub::Hub;
-use outpost_hub::store::{Role, Store};
+use outpost_hub::store::Store;
 use outpost_hub::views::*;
-use outpost_net::pki::Ca;
 
 mod common;
 
@@ -34,58 +31,18 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("hub.redb")).unwrap());
         // A 1-of-1 root; the hub releases what is applied with its release key (`[keys]
         // release_key`), so an apply is deployable at once.
-        let key = || SigningKey::generate().unwrap().0;
-        let (release, pkcs8) = SigningKey::generate().unwrap();
-        let director = key();
-        outpost_hub::init::publish_first_root(
-            &store,
-            &[key()],
-            &[release],
-            &director,
-            outpost_hub::init::KeyPlan::default(),
-            1,
-        )
-        .unwrap();
-        let release = Arc::new(SigningKey::from_pkcs8(&pkcs8).unwrap());
-        let ca = Arc::new(Ca::generate("hub CA").unwrap());
-        let ca_sha256 = ca.sha256_hex();
-        let conns = Connections::new(Duration::from_secs(5));
-        let hub = Hub::new(
-            store.clone(),
-            Arc::new(Director::new(director)),
-            Some(release),
-            ca,
-            conns.clone(),
-            "hub",
-        )
-        .unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (_, token) = hub
-            .create_operator("init", "root", Role::Admin, vec![])
-            .unwrap();
-        let app = outpost_hub::api::router(hub.clone());
-        rt.spawn(async move { axum::serve(listener, app).await });
+        let h = common::console::ConsoleHarness::new();
         Harness {
-            _dir: dir,
-            rt,
-            hub,
-            store,
-            ca_sha256,
-            conns,
-            url,
-            token,
+            _dir: h.dir,
+            rt: h.rt,
+            hub: h.hub,
+            store: h.store,
+            ca_sha256: h.ca_sha256,
+            conns: h.conns,
+            url: h.url,
+            token: h.admin,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The console over HTTP in-process: a hub with a real store and a 1-of-1 root whose release key
-//! signs what is applied, the API and the console on one 127.0.0.1 listener, and a "browser"
+//! The hub over HTTP in-process (the API tests use it too): a hub with a real store and a 1-of-1
+//! root whose release key signs what is applied, the API and the console on one 127.0.0.1
+//! listener, and a "browser"
 //! (ureq without redirects or cookie jar: the tests see every status, `Location` and cookie).
 
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub struct ConsoleHarness {
     pub hub: Arc<Hub>,
     pub store: Arc<Store>,
     pub conns: Arc<Connections>,
+    /// The SHA-256 (hex) of the hub CA's certificate.
+    pub ca_sha256: String,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     /// The credential of the admin `root`.
@@ -48,6 +51,7 @@ impl ConsoleHarness {
         .unwrap();
         let release = Arc::new(SigningKey::from_pkcs8(&pkcs8).unwrap());
         let ca = Arc::new(Ca::generate("hub CA").unwrap());
+        let ca_sha256 = ca.sha256_hex();
         let conns = Connections::new(Duration::from_secs(5));
         let hub = Hub::new(
             store.clone(),
@@ -79,6 +83,7 @@ impl ConsoleHarness {
             hub,
             store,
             conns,
+            ca_sha256,
             url,
             admin,
         }
