@@ -346,6 +346,8 @@ pub struct Snapshot {
     pub rollouts_by_state: BTreeMap<String, u64>,
     /// Active rollouts.
     pub active_rollouts: Vec<RolloutFigure>,
+    /// The store's group commit counters since the hub started.
+    pub store: crate::store::GroupStats,
 }
 
 /// The final state of a rollout record's outcome text.
@@ -429,6 +431,20 @@ fn clamp_i64(v: u64) -> i64 {
 
 impl Snapshot {
     fn register(&self, reg: &mut Registry) {
+        let commits: Counter = Counter::default();
+        commits.inc_by(self.store.commits);
+        reg.register(
+            "store_group_commits",
+            "Durable store commits made for concurrent writers (status batches, assignments, deploy results, session records), each shared by a group of them",
+            commits,
+        );
+        let writes: Counter = Counter::default();
+        writes.inc_by(self.store.members);
+        reg.register(
+            "store_group_writes",
+            "Writes those commits carried (divided by the commits: the mean group size)",
+            writes,
+        );
         let by_state: Family<StateLabels, Gauge> = Family::default();
         for s in ["online", "offline", "revoked"] {
             by_state
@@ -742,6 +758,7 @@ impl crate::hub::Hub {
             per_agent_limit: self.metrics_per_agent_limit,
             rollouts_by_state,
             active_rollouts,
+            store: self.store().group_stats(),
         };
         Ok(self.metrics().render(&snap))
     }

@@ -72,6 +72,7 @@ fn counters_histograms_and_agent_figures_are_exposed_under_their_names() {
     m.alert_delivery("ops-hook", "delivered");
     m.alert_delivery("ops-hook", "failed");
     let snap = Snapshot {
+        store: Default::default(),
         now_ms: 61_000,
         agents: vec![agent("agent-a"), agent("agent-b")],
         connected: ["agent-a".to_string()].into_iter().collect(),
@@ -161,6 +162,7 @@ fn per_agent_series_stop_at_the_limit_and_the_rest_are_counted() {
     let mut revoked = agent("agent-0");
     revoked.revoked_ms = Some(5);
     let snap = Snapshot {
+        store: Default::default(),
         now_ms: 2_000,
         agents: vec![
             agent("agent-c"),

@@ -28,25 +28,25 @@ impl Store {
     pub(super) fn update_agent<R>(
         &self,
         id: &str,
-        f: impl FnOnce(&mut AgentRecord) -> R,
+        mut f: impl FnMut(&mut AgentRecord) -> R,
         audit: Option<(&str, &str, UnixMillis)>,
     ) -> Result<R, StoreError> {
-        let txn = self.begin_write()?;
-        let r = {
-            let mut t = txn.open_table(AGENTS)?;
-            let mut rec: AgentRecord = match t.get(id)? {
-                Some(v) => decode(v.value(), "agents", id)?,
-                None => return Err(StoreError::NoAgent(id.into())),
+        self.write(|txn| {
+            let r = {
+                let mut t = txn.open_table(AGENTS)?;
+                let mut rec: AgentRecord = match t.get(id)? {
+                    Some(v) => decode(v.value(), "agents", id)?,
+                    None => return Err(StoreError::NoAgent(id.into())),
+                };
+                let r = f(&mut rec);
+                t.insert(id, encode(&rec)?.as_slice())?;
+                r
             };
-            let r = f(&mut rec);
-            t.insert(id, encode(&rec)?.as_slice())?;
-            r
-        };
-        if let Some((actor, action, at)) = audit {
-            audit_in(&txn, at, actor, action, id, "")?;
-        }
-        txn.commit()?;
-        Ok(r)
+            if let Some((actor, action, at)) = audit {
+                audit_in(txn, at, actor, action, id, "")?;
+            }
+            Ok(r)
+        })
     }
 
     /// Revoke an agent (idempotent). Returns whether it was newly revoked.
@@ -100,11 +100,11 @@ impl Store {
 
     /// Record the root CAs an agent pins (SHA-256 hex).
     pub(crate) fn set_pinned_roots(&self, id: &str, pinned: Vec<String>) -> Result<(), StoreError> {
-        self.update_agent(id, |a| a.pinned_roots = Some(pinned), None)
+        self.update_agent(id, |a| a.pinned_roots = Some(pinned.clone()), None)
     }
 
-    /// Record an agent's Hello: software version, active workflows, last seen. Refuses a
-    /// revoked agent.
+    /// Record an agent's Hello: software version, active workflows (and that it holds those
+    /// versions), last seen. Refuses a revoked agent.
     pub(crate) fn agent_hello(
         &self,
         id: &str,
@@ -112,49 +112,28 @@ impl Store {
         active: Vec<ActiveWorkflow>,
         now_ms: UnixMillis,
     ) -> Result<AgentRecord, StoreError> {
-        let rec = self.update_agent(
-            id,
-            |a| {
-                if a.revoked_ms.is_none() {
-                    a.software_version = software_version.into();
-                    a.active = active;
-                    a.last_seen_ms = Some(now_ms);
-                }
-                a.clone()
-            },
-            None,
-        )?;
-        if rec.revoked_ms.is_some() {
-            return Err(StoreError::Revoked(id.into()));
-        }
-        self.note_held(id, &rec.active, now_ms)?;
-        Ok(rec)
-    }
-
-    /// Remember that `agent` holds these versions locally (reported active at Hello).
-    pub(crate) fn note_held(
-        &self,
-        agent: &str,
-        active: &[ActiveWorkflow],
-        now_ms: UnixMillis,
-    ) -> Result<(), StoreError> {
-        let txn = self.begin_write()?;
-        let mut changed = false;
-        {
-            let mut t = txn.open_table(AGENT_VERSIONS)?;
+        self.write(|txn| {
+            let mut t = txn.open_table(AGENTS)?;
+            let mut rec: AgentRecord = match t.get(id)? {
+                Some(v) => decode(v.value(), "agents", id)?,
+                None => return Err(StoreError::NoAgent(id.into())),
+            };
+            if rec.revoked_ms.is_some() {
+                return Err(StoreError::Revoked(id.into()));
+            }
+            rec.software_version = software_version.into();
+            rec.active = active.clone();
+            rec.last_seen_ms = Some(now_ms);
+            t.insert(id, encode(&rec)?.as_slice())?;
+            // Remember that the agent holds these versions locally.
+            let mut held = txn.open_table(AGENT_VERSIONS)?;
             for a in active.iter().filter(|a| a.version != 0) {
-                if t.get((agent, a.workflow.as_str(), a.version))?.is_none() {
-                    t.insert((agent, a.workflow.as_str(), a.version), now_ms)?;
-                    changed = true;
+                if held.get((id, a.workflow.as_str(), a.version))?.is_none() {
+                    held.insert((id, a.workflow.as_str(), a.version), now_ms)?;
                 }
             }
-        }
-        if changed {
-            txn.commit()?;
-        } else {
-            txn.abort()?;
-        }
-        Ok(())
+            Ok(rec)
+        })
     }
 
     /// Whether `agent` is known to hold `version` of `workflow` locally.
@@ -191,6 +170,10 @@ impl Store {
         telemetry: AgentTelemetry,
         now_ms: UnixMillis,
     ) -> Result<(), StoreError> {
-        self.update_agent(id, |a| a.telemetry = Some((telemetry, now_ms)), None)
+        self.update_agent(
+            id,
+            |a| a.telemetry = Some((telemetry.clone(), now_ms)),
+            None,
+        )
     }
 }

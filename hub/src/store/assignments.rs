@@ -4,6 +4,8 @@
 use outpost_common::proto::{ActiveWorkflow, Assignment};
 use outpost_common::record::UnixMillis;
 use outpost_common::trust::Director;
+use std::collections::HashMap;
+
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::error::{DbError, StoreError, decode, encode};
@@ -17,7 +19,9 @@ impl Store {
     /// a workflow whose desired (version, hash) differs from the last issued assignment gets a
     /// new one with the next epoch; a workflow assigned before but no longer desired gets a
     /// removal (once). Returns the current assignment of every workflow ever assigned to the
-    /// agent (removals included), by workflow name.
+    /// agent (removals included), by workflow name. Most calls change nothing and are answered
+    /// from a read transaction; a mint joins the group commit (`group.rs`), so the sessions of
+    /// a thousand agents woken by one deploy share a few commits.
     pub(crate) fn sync_assignments(
         &self,
         agent_id: &str,
@@ -25,120 +29,27 @@ impl Store {
         signer: &Director,
         now_ms: UnixMillis,
     ) -> Result<Vec<IssuedAssignment>, StoreError> {
-        let txn = self.begin_write()?;
-        let mut minted = false;
-        let out = {
+        {
+            let txn = self.db().begin_read()?;
+            let current = issued_to(&txn.open_table(ASSIGNMENTS)?, agent_id)?;
+            let accepted = accepted_by(&txn.open_table(AGENTS)?, agent_id)?;
+            if let Some(out) = reconcile(agent_id, desired, current, &accepted, None, now_ms) {
+                return Ok(out.assignments);
+            }
+        }
+        self.write(|txn| {
             let mut t = txn.open_table(ASSIGNMENTS)?;
-            let mut current: Vec<IssuedAssignment> = Vec::new();
-            for e in t.range((agent_id, "")..)? {
-                let (k, v) = e?;
-                if k.value().0 != agent_id {
-                    break;
-                }
-                current.push(decode(v.value(), "assignments", agent_id)?);
-            }
-            // What the agent reported accepting (Hello, deploy results): a hub restored from an
-            // older backup continues above it (`sync::next_epoch`).
-            let accepted: std::collections::HashMap<String, u64> =
-                match txn.open_table(AGENTS)?.get(agent_id)? {
-                    Some(v) => decode::<AgentRecord>(v.value(), "agents", agent_id)?
-                        .active
-                        .into_iter()
-                        .map(|a| (a.workflow, a.epoch))
-                        .collect(),
-                    None => Default::default(),
-                };
-            let accepted_epoch = |w: &str| accepted.get(w).copied().unwrap_or(0);
-            let mut out = Vec::new();
-            let mint = |workflow: &str,
-                        prev: Option<&IssuedAssignment>,
-                        version: u64,
-                        hash: &str,
-                        remove: bool,
-                        extra: Option<&DesiredVersion>|
-             -> Result<IssuedAssignment, StoreError> {
-                let epoch = outpost_common::sync::next_epoch(
-                    prev.map(|p| p.epoch).unwrap_or(0),
-                    accepted_epoch(workflow),
-                );
-                let body = Assignment {
-                    agent_id: agent_id.into(),
-                    workflow: workflow.into(),
-                    version,
-                    content_hash: hash.into(),
-                    epoch,
-                    issued_ms: now_ms,
-                    remove,
-                    previous_version: extra.and_then(|d| d.previous_version),
-                    probation: extra.and_then(|d| d.probation).map(|(runs, max_failures)| {
-                        outpost_common::proto::Probation { runs, max_failures }
-                    }),
-                    rollout_id: extra.and_then(|d| d.rollout_id.clone()),
-                };
-                Ok(IssuedAssignment {
-                    workflow: workflow.into(),
-                    epoch,
-                    version,
-                    content_hash: hash.into(),
-                    remove,
-                    signed: signer.sign_assignment(&body),
-                    issued_ms: now_ms,
-                })
-            };
-            for d in desired {
-                let prev = current.iter().find(|c| c.workflow == d.workflow);
-                let same = prev.is_some_and(|p| {
-                    !p.remove
-                        && p.version == d.version
-                        && p.content_hash == d.content_hash
-                        && !outpost_common::sync::issued_is_stale(
-                            p.epoch,
-                            accepted_epoch(&d.workflow),
-                        )
-                });
-                let issued = if same {
-                    prev.cloned()
-                        .ok_or_else(|| DbError::Inconsistent("prev".into()))?
-                } else {
-                    minted = true;
-                    mint(
-                        &d.workflow,
-                        prev,
-                        d.version,
-                        &d.content_hash,
-                        false,
-                        Some(d),
-                    )?
-                };
-                out.push(issued);
-            }
-            for c in &current {
-                if desired.iter().any(|d| d.workflow == c.workflow) {
-                    continue;
-                }
-                if c.remove
-                    && !outpost_common::sync::issued_is_stale(c.epoch, accepted_epoch(&c.workflow))
-                {
-                    out.push(c.clone());
-                } else {
-                    minted = true;
-                    out.push(mint(&c.workflow, Some(c), 0, "", true, None)?);
-                }
-            }
-            if minted {
-                for a in &out {
+            let current = issued_to(&t, agent_id)?;
+            let accepted = accepted_by(&txn.open_table(AGENTS)?, agent_id)?;
+            let out = reconcile(agent_id, desired, current, &accepted, Some(signer), now_ms)
+                .ok_or_else(|| DbError::Inconsistent("assignment not minted".into()))?;
+            if out.minted {
+                for a in &out.assignments {
                     t.insert((agent_id, a.workflow.as_str()), encode(a)?.as_slice())?;
                 }
             }
-            out.sort_by(|a, b| a.workflow.cmp(&b.workflow));
-            out
-        };
-        if minted {
-            txn.commit()?;
-        } else {
-            txn.abort()?;
-        }
-        Ok(out)
+            Ok(out.assignments)
+        })
     }
 
     /// The last assignment issued for (agent, workflow).
@@ -162,8 +73,7 @@ impl Store {
         agent_id: &str,
         result: DeployResultRecord,
     ) -> Result<(), StoreError> {
-        let txn = self.begin_write()?;
-        {
+        self.write(|txn| {
             let mut agents = txn.open_table(AGENTS)?;
             let mut agent: AgentRecord = match agents.get(agent_id)? {
                 Some(v) => decode(v.value(), "agents", agent_id)?,
@@ -207,7 +117,7 @@ impl Store {
                 (agent_id, result.workflow.as_str()),
                 encode(&result)?.as_slice(),
             )?;
-            if rollouts::has_active_rollout(&txn, &result.workflow)? {
+            if rollouts::has_active_rollout(txn, &result.workflow)? {
                 let kind = match &result.rejected {
                     None => RolloutEventKind::Activated {
                         version: result.version,
@@ -218,7 +128,7 @@ impl Store {
                     },
                 };
                 rollouts::enqueue_event(
-                    &txn,
+                    txn,
                     &RolloutEvent {
                         agent: agent_id.into(),
                         workflow: result.workflow.clone(),
@@ -227,9 +137,8 @@ impl Store {
                     },
                 )?;
             }
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The last deploy result of every workflow on an agent.
@@ -246,4 +155,139 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The assignments last issued to `agent_id`, by workflow.
+fn issued_to(
+    t: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    agent_id: &str,
+) -> Result<Vec<IssuedAssignment>, StoreError> {
+    let mut current = Vec::new();
+    for e in t.range((agent_id, "")..)? {
+        let (k, v) = e?;
+        if k.value().0 != agent_id {
+            break;
+        }
+        current.push(decode(v.value(), "assignments", agent_id)?);
+    }
+    Ok(current)
+}
+
+/// The epoch of each workflow the agent reported accepting (Hello, deploy results): a hub
+/// restored from an older backup continues above it (`sync::next_epoch`).
+fn accepted_by(
+    agents: &impl ReadableTable<&'static str, &'static [u8]>,
+    agent_id: &str,
+) -> Result<HashMap<String, u64>, StoreError> {
+    Ok(match agents.get(agent_id)? {
+        Some(v) => decode::<AgentRecord>(v.value(), "agents", agent_id)?
+            .active
+            .into_iter()
+            .map(|a| (a.workflow, a.epoch))
+            .collect(),
+        None => HashMap::new(),
+    })
+}
+
+/// What [`reconcile`] decided.
+struct Reconciled {
+    /// Every workflow's current assignment, sorted by workflow.
+    assignments: Vec<IssuedAssignment>,
+    /// Whether any of them is new (and must be stored).
+    minted: bool,
+}
+
+/// The assignments `desired` calls for, given those issued (`current`) and the epochs the agent
+/// accepted. Without a `signer`: `None` when a new assignment would have to be minted.
+fn reconcile(
+    agent_id: &str,
+    desired: &[DesiredVersion],
+    current: Vec<IssuedAssignment>,
+    accepted: &HashMap<String, u64>,
+    signer: Option<&Director>,
+    now_ms: UnixMillis,
+) -> Option<Reconciled> {
+    let accepted_epoch = |w: &str| accepted.get(w).copied().unwrap_or(0);
+    let mint = |workflow: &str,
+                prev: Option<&IssuedAssignment>,
+                version: u64,
+                hash: &str,
+                remove: bool,
+                extra: Option<&DesiredVersion>|
+     -> Option<IssuedAssignment> {
+        let signer = signer?;
+        let epoch = outpost_common::sync::next_epoch(
+            prev.map(|p| p.epoch).unwrap_or(0),
+            accepted_epoch(workflow),
+        );
+        let body = Assignment {
+            agent_id: agent_id.into(),
+            workflow: workflow.into(),
+            version,
+            content_hash: hash.into(),
+            epoch,
+            issued_ms: now_ms,
+            remove,
+            previous_version: extra.and_then(|d| d.previous_version),
+            probation: extra.and_then(|d| d.probation).map(|(runs, max_failures)| {
+                outpost_common::proto::Probation { runs, max_failures }
+            }),
+            rollout_id: extra.and_then(|d| d.rollout_id.clone()),
+        };
+        Some(IssuedAssignment {
+            workflow: workflow.into(),
+            epoch,
+            version,
+            content_hash: hash.into(),
+            remove,
+            signed: signer.sign_assignment(&body),
+            issued_ms: now_ms,
+        })
+    };
+    let mut minted = false;
+    let mut out = Vec::new();
+    for d in desired {
+        let prev = current.iter().find(|c| c.workflow == d.workflow);
+        match prev {
+            Some(p)
+                if !p.remove
+                    && p.version == d.version
+                    && p.content_hash == d.content_hash
+                    && !outpost_common::sync::issued_is_stale(
+                        p.epoch,
+                        accepted_epoch(&d.workflow),
+                    ) =>
+            {
+                out.push(p.clone())
+            }
+            _ => {
+                minted = true;
+                out.push(mint(
+                    &d.workflow,
+                    prev,
+                    d.version,
+                    &d.content_hash,
+                    false,
+                    Some(d),
+                )?);
+            }
+        }
+    }
+    for c in &current {
+        if desired.iter().any(|d| d.workflow == c.workflow) {
+            continue;
+        }
+        if c.remove && !outpost_common::sync::issued_is_stale(c.epoch, accepted_epoch(&c.workflow))
+        {
+            out.push(c.clone());
+        } else {
+            minted = true;
+            out.push(mint(&c.workflow, Some(c), 0, "", true, None)?);
+        }
+    }
+    out.sort_by(|a, b| a.workflow.cmp(&b.workflow));
+    Some(Reconciled {
+        assignments: out,
+        minted,
+    })
 }

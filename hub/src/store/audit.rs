@@ -169,10 +169,7 @@ impl Store {
         detail: &str,
         now_ms: UnixMillis,
     ) -> Result<u64, StoreError> {
-        let txn = self.begin_write()?;
-        let seq = audit_in(&txn, now_ms, actor, action, target, detail)?;
-        txn.commit()?;
-        Ok(seq)
+        self.write(|txn| audit_in(txn, now_ms, actor, action, target, detail))
     }
 
     /// The newest `limit` audit entries, oldest first.

@@ -14,6 +14,8 @@ pub struct Store {
     /// compacts through `&mut Database`), so the hub compacts its store while it serves.
     pub(super) db: RwLock<Database>,
     pub(super) path: PathBuf,
+    /// Concurrent writers' shared transaction (`group.rs`).
+    pub(super) group: super::group::GroupCommit,
 }
 
 impl std::fmt::Debug for Store {

@@ -5,6 +5,9 @@
 //! Every write is one redb write transaction with two-phase commit, so a crash leaves the file
 //! before or after a call, never in between; a call that returns `Ok` is durable (this is what
 //! lets the session driver acknowledge an agent's status batch only after [`Store::ingest`]).
+//! The writes agent sessions make concurrently (status batches, assignment mints, deploy
+//! results, Hello, session records) share transactions and commits (`group.rs`: group commit);
+//! each call still returns only after the commit that holds its writes.
 //!
 //! # Tables (see `schema.rs`)
 //!
@@ -85,6 +88,7 @@ pub(crate) mod console_sessions;
 mod error;
 mod file;
 mod firings;
+mod group;
 pub(crate) mod migrations;
 mod names;
 mod open;
@@ -107,6 +111,7 @@ pub use alerts::{AlertEntry, DeliveryRecord, DeliveryState};
 pub use audit::{AUDIT_GENESIS, AuditBreak, AuditVerdict};
 pub use error::StoreError;
 pub use file::Store;
+pub use group::GroupStats;
 pub use names::{Decommissioned, check_agent_name, default_agent_name};
 pub use operators::{
     CREDENTIAL_PREFIX, OperatorRecord, Role, check_operator_name, parse_credential,

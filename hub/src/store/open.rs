@@ -17,6 +17,7 @@ impl Store {
         let store = Store {
             db: std::sync::RwLock::new(db),
             path: path.to_path_buf(),
+            group: Default::default(),
         };
         let txn = store.begin_write()?;
         if MIGRATIONS.migrate(&txn, SCHEMA_VERSION)? < SCHEMA_VERSION {

@@ -63,8 +63,7 @@ impl Store {
         entries: &[OutboxEntry],
         received_ms: UnixMillis,
     ) -> Result<u64, StoreError> {
-        let txn = self.begin_write()?;
-        let committed = {
+        self.write(|txn| {
             let mut agents = txn.open_table(AGENTS)?;
             let mut agent: AgentRecord = match agents.get(agent_id)? {
                 Some(v) => decode(v.value(), "agents", agent_id)?,
@@ -128,7 +127,7 @@ impl Store {
                                 _ => format!("v{} failed", run.version),
                             };
                             enqueue_alert(
-                                &txn,
+                                txn,
                                 &alert(
                                     &run.workflow,
                                     InputEvent::RunFinished {
@@ -144,14 +143,14 @@ impl Store {
                             let active = match rollout_cache.get(&run.workflow) {
                                 Some(a) => *a,
                                 None => {
-                                    let a = rollouts::has_active_rollout(&txn, &run.workflow)?;
+                                    let a = rollouts::has_active_rollout(txn, &run.workflow)?;
                                     rollout_cache.insert(run.workflow.clone(), a);
                                     a
                                 }
                             };
                             if active {
                                 rollouts::enqueue_event(
-                                    &txn,
+                                    txn,
                                     &RolloutEvent {
                                         agent: agent_id.into(),
                                         workflow: run.workflow.clone(),
@@ -210,7 +209,7 @@ impl Store {
                             m.reason
                         );
                         enqueue_alert(
-                            &txn,
+                            txn,
                             &alert(
                                 &m.workflow,
                                 InputEvent::FiringsMissed {
@@ -233,7 +232,7 @@ impl Store {
                         let detail =
                             format!("{what} {verb} by its {} (v{})", d.kind.as_str(), d.version);
                         enqueue_alert(
-                            &txn,
+                            txn,
                             &alert(
                                 &d.workflow,
                                 InputEvent::DeadlineMissed {
@@ -251,7 +250,7 @@ impl Store {
                             r.from_version, r.to_version, r.reason
                         );
                         enqueue_alert(
-                            &txn,
+                            txn,
                             &alert(
                                 &r.workflow,
                                 InputEvent::ProbationRevert {
@@ -260,17 +259,10 @@ impl Store {
                                 r.at_ms,
                             ),
                         )?;
-                        audit_in(
-                            &txn,
-                            r.at_ms,
-                            agent_id,
-                            "agent.revert",
-                            &r.workflow,
-                            &detail,
-                        )?;
-                        if rollouts::has_active_rollout(&txn, &r.workflow)? {
+                        audit_in(txn, r.at_ms, agent_id, "agent.revert", &r.workflow, &detail)?;
+                        if rollouts::has_active_rollout(txn, &r.workflow)? {
                             rollouts::enqueue_event(
-                                &txn,
+                                txn,
                                 &RolloutEvent {
                                     agent: agent_id.into(),
                                     workflow: r.workflow.clone(),
@@ -288,10 +280,8 @@ impl Store {
             }
             agent.committed_seq = seq;
             agents.insert(agent_id, encode(&agent)?.as_slice())?;
-            seq
-        };
-        txn.commit()?;
-        Ok(committed)
+            Ok(seq)
+        })
     }
 
     /// Runs matching `q`, newest first.

@@ -49,8 +49,7 @@ impl Store {
         lease: &SessionLease,
         stale_after_ms: i64,
     ) -> Result<Option<SessionLease>, StoreError> {
-        let txn = self.begin_write()?;
-        {
+        self.write(|txn| {
             let mut t = txn.open_table(SESSIONS)?;
             let current: Option<SessionLease> = match t.get(agent_id)? {
                 Some(v) => Some(decode(v.value(), "agent_sessions", agent_id)?),
@@ -63,9 +62,8 @@ impl Store {
                 return Ok(Some(c));
             }
             t.insert(agent_id, encode(lease)?.as_slice())?;
-        }
-        txn.commit()?;
-        Ok(None)
+            Ok(None)
+        })
     }
 
     /// Renew the sessions `holders` (agent id, holder) at `now_ms`, in one transaction; a
@@ -78,8 +76,7 @@ impl Store {
         if holders.is_empty() {
             return Ok(());
         }
-        let txn = self.begin_write()?;
-        {
+        self.write(|txn| {
             let mut t = txn.open_table(SESSIONS)?;
             for (agent, holder) in holders {
                 let current: Option<SessionLease> = match t.get(agent.as_str())? {
@@ -93,15 +90,13 @@ impl Store {
                     t.insert(agent.as_str(), encode(&c)?.as_slice())?;
                 }
             }
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The session `holder` of the agent ended: remove its record (not a newer session's).
     pub(crate) fn release_session(&self, agent_id: &str, holder: &str) -> Result<(), StoreError> {
-        let txn = self.begin_write()?;
-        {
+        self.write(|txn| {
             let mut t = txn.open_table(SESSIONS)?;
             let mine = match t.get(agent_id)? {
                 Some(v) => {
@@ -112,9 +107,8 @@ impl Store {
             if mine {
                 t.remove(agent_id)?;
             }
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 }
 

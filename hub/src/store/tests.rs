@@ -7,6 +7,7 @@ use outpost_common::record::{
 use outpost_common::trust::{Director, SigningKey, Trust, sign_release};
 
 mod fleet;
+mod group;
 mod paging;
 
 fn open() -> (tempfile::TempDir, Store) {

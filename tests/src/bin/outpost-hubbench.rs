@@ -111,6 +111,40 @@ fn count_in(path: &std::path::Path, needle: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The hub's group-commit counters (`outpost_store_group_commits_total`, `..._writes_total`)
+/// from `/metrics`; `None` from a hub without them.
+fn store_groups(url: &str, token: &str) -> Option<(f64, f64)> {
+    let body = ureq::get(&format!("{}/metrics", url.trim_end_matches('/')))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .ok()?
+        .body_mut()
+        .with_config()
+        .limit(256 * 1024 * 1024)
+        .read_to_string()
+        .ok()?;
+    let value = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+    };
+    Some((
+        value("outpost_store_group_commits_total ")?,
+        value("outpost_store_group_writes_total ")?,
+    ))
+}
+
+/// The commits and writes between two [`store_groups`] readings, as JSON.
+fn groups_between(a: Option<(f64, f64)>, b: Option<(f64, f64)>) -> serde_json::Value {
+    match (a, b) {
+        (Some((c0, w0)), Some((c1, w1))) => json!({
+            "commits": c1 - c0,
+            "writes": w1 - w0,
+            "writes_per_commit": if c1 > c0 { (w1 - w0) / (c1 - c0) } else { 0.0 },
+        }),
+        _ => serde_json::Value::Null,
+    }
+}
+
 /// `count` scrapes of the hub's `/metrics` (OpenMetrics, as Prometheus asks): time per scrape
 /// (p50, max), size and samples of the last.
 fn scrape_metrics(url: &str, token: &str, count: usize) -> anyhow::Result<serde_json::Value> {
@@ -229,6 +263,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
 
     if !skip.contains(&"fanout") {
         let wf = scratch.write("bench.yaml", WORKFLOW)?;
+        let groups0 = tokio::task::block_in_place(|| store_groups(&hub.http_url, &hub.api_token));
         let cpu0 = loadgen::cpu_seconds(pid)?;
         let t0 = Instant::now();
         let o = hub.cli(&["workflow", "apply", "-f", &wf.display().to_string()])?;
@@ -280,6 +315,10 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             )
         })?;
         let cpu1 = loadgen::cpu_seconds(pid)?;
+        let groups = groups_between(
+            groups0,
+            tokio::task::block_in_place(|| store_groups(&hub.http_url, &hub.api_token)),
+        );
         times.sort_by(f64::total_cmp);
         out["fanout"] = json!({
             "apply_cli_s": t_apply.as_secs_f64(),
@@ -290,6 +329,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             "hub_agent_list_all_active_s": t_hub.as_secs_f64(),
             "hub_cpu_s": cpu1 - cpu0,
             "hub_rss_kib": loadgen::vm_rss_kib(pid)?,
+            "store_group_commits": groups,
             "loadavg": load_fanout,
         });
         eprintln!(
@@ -318,6 +358,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
 
     if !skip.contains(&"ingest") {
         let e = args.events;
+        let groups0 = tokio::task::block_in_place(|| store_groups(&hub.http_url, &hub.api_token));
         let cpu0 = loadgen::cpu_seconds(pid)?;
         let drained0 = tally.drained;
         let disc0 = tally.disconnects;
@@ -347,6 +388,10 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         )
         .await?;
         let cpu1 = loadgen::cpu_seconds(pid)?;
+        let groups = groups_between(
+            groups0,
+            tokio::task::block_in_place(|| store_groups(&hub.http_url, &hub.api_token)),
+        );
         let churned = match churn {
             Some(h) => h
                 .join()
@@ -362,6 +407,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             "hub_cpu_s": cpu1 - cpu0,
             "hub_rss_kib": loadgen::vm_rss_kib(pid)?,
             "versions_applied_during": churned,
+            "store_group_commits": groups,
             "disconnects_during": tally.disconnects - disc0,
             "last_disconnect": tally.last_disconnect,
             // Torn or undecodable frames (not mere connection losses, which the hub logs
