@@ -242,6 +242,7 @@ fn agent_turns_hub_messages_into_events_and_goodbye_closes() {
         roots,
         paused,
         snapshot: f.snapshot(vec![listed.clone()]),
+        replicas: None,
     };
     s.handle_hub(welcome.clone(), 0).unwrap();
     assert!(s.handle_hub(welcome, 0).is_err(), "second Welcome");
@@ -381,6 +382,7 @@ fn an_ack_by_another_key_or_for_another_agent_or_session_closes_and_deletes_noth
             roots,
             paused,
             snapshot,
+            replicas: None,
         };
         assert!(matches!(s.handle_hub(w, 0), Err(SyncError::Protocol(_))));
         assert_eq!(drain_events(&mut s), vec![], "nothing deleted");
@@ -529,6 +531,7 @@ fn a_welcome_whose_root_chain_does_not_verify_is_refused() {
         roots,
         paused: vec![],
         snapshot: fleet.snapshot(vec![]),
+        replicas: None,
     };
     let mut s = AgentSession::new(cfg_in(&f, 0, 0, 4, 10));
     drain_tx(&mut s);
