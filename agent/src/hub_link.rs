@@ -295,6 +295,7 @@ pub async fn run(
         let result = session(
             &id,
             &addr,
+            &mut addresses,
             times,
             &store,
             &driver,
@@ -336,6 +337,7 @@ pub async fn run(
 async fn session(
     id: &Identity,
     hub: &str,
+    addresses: &mut HubAddresses,
     LinkTimes {
         keep_alive,
         report_every,
@@ -429,6 +431,22 @@ async fn session(
                 AgentEvent::CaRoots(roots) => {
                     let pinned = pin_roots(id, store, roots).await?;
                     sess.send_ca_roots_pinned(pinned);
+                }
+                AgentEvent::Replicas(list) => {
+                    // Kept durably first; dialed from the next connection on.
+                    let s = store.clone();
+                    let shown = list.join(", ");
+                    let saved =
+                        tokio::task::spawn_blocking(move || identity::save_replicas(&s, list))
+                            .await??;
+                    if saved && let Some(current) = identity::load(store)? {
+                        tracing::info!(replicas = %shown, "the hub listed new replica addresses");
+                        addresses.update(
+                            &current.hub_address,
+                            current.replicas.as_deref().unwrap_or_default(),
+                        );
+                        update_link(state, |l| l.addresses = addresses.list());
+                    }
                 }
                 ev => handle_event(ev, store, driver, &mut sess, &ctl_tx).await?,
             }
@@ -653,14 +671,8 @@ async fn handle_event(
         AgentEvent::Paused(list) => {
             let _ = driver.send(Event::HubPaused(list));
         }
-        AgentEvent::Replicas(list) => {
-            // Kept durably; the link dials them from its next connection on.
-            let s = store.clone();
-            let shown = list.join(", ");
-            if tokio::task::spawn_blocking(move || identity::save_replicas(&s, list)).await?? {
-                tracing::info!(replicas = %shown, "the hub listed new replica addresses");
-            }
-        }
+        // Handled by the session loop.
+        AgentEvent::Replicas(_) => {}
         AgentEvent::Goodbye(reason) => anyhow::bail!("the hub ended the session: {reason}"),
         // Handled by the session loop.
         AgentEvent::RenewRequired(_) | AgentEvent::Certificate(_) | AgentEvent::CaRoots(_) => {}
