@@ -178,6 +178,11 @@ fn an_agent_learns_the_replicas_and_moves_to_another_when_one_is_killed() {
         (agent_show(&b, &id)["online"] == true).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}\n{}", b.stderr_tail(), d.stderr_tail()));
+    eprintln!(
+        "the agent was online at B {} ms after A was killed (load average {})",
+        now_ms() - killed_ms,
+        outpost_tests::loadavg()
+    );
     let st = agent_status(&d);
     assert_eq!(st["hub_link"]["hub"], replicas[1], "{}", st["hub_link"]);
     // Its runs fired after A died arrive at B, each once.
