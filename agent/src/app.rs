@@ -902,6 +902,9 @@ fn hub_link_lines(h: &crate::control::HubLinkStatus) -> Vec<String> {
         Some(since) if h.connected => format!("hub {}: connected since {since}", h.hub),
         _ => format!("hub {}: NOT CONNECTED", h.hub),
     }];
+    if h.addresses.len() > 1 {
+        out.push(format!("hub addresses: {}", h.addresses.join(", ")));
+    }
     if let Some(e) = &h.last_error {
         out.push(format!(
             "hub last error at {}: {e}",

@@ -142,6 +142,10 @@ pub struct HubLinkStatus {
     pub outbox_oldest_seq: Option<u64>,
     /// ...and when what it reports happened (RFC 3339).
     pub outbox_oldest_at: Option<String>,
+    /// Every hub address the link may dial, in order (`[hub] address`, then the hub's
+    /// replicas or the address enrolled at); `hub` is the one dialed now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 /// Freshness of the agent's view of the director, and its clock against the hub's.

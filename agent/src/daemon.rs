@@ -109,16 +109,18 @@ pub async fn serve(cfg: AgentConfig, store: Arc<Store>) -> anyhow::Result<()> {
     }
     let (link_stop, link_stop_rx) = tokio::sync::watch::channel(false);
     let link = match identity {
-        Some(mut id) => {
-            if let Some(a) = &cfg.hub_address {
-                id.hub_address = a.clone();
-            }
-            tracing::info!(agent = %id.agent_id, hub = %id.hub_address, workflows = from_hub, "hub mode");
+        Some(id) => {
+            let hub = cfg
+                .hub_address
+                .clone()
+                .unwrap_or_else(|| id.hub_address.clone());
+            tracing::info!(agent = %id.agent_id, %hub, workflows = from_hub, "hub mode");
             let outbox = driver.outbox_watch();
-            let link_state = crate::hub_link::link_state(&id.hub_address);
+            let link_state = crate::hub_link::link_state(&hub);
             driver.set_hub_link(link_state.clone());
             Some(tokio::spawn(crate::hub_link::run(
                 id,
+                cfg.hub_address.clone(),
                 crate::hub_link::LinkTimes {
                     keep_alive: cfg.hub_keep_alive,
                     report_every: cfg.metrics_report_interval,

@@ -111,8 +111,12 @@ fn summary(e: &Enrolled) -> String {
             id.agent_id, id.hub_address
         )
     } else {
+        let replicas = match id.replicas.as_deref() {
+            Some(r) if !r.is_empty() => format!("; hub replicas: {}", r.join(", ")),
+            _ => String::new(),
+        };
         format!(
-            "enrolled as {}{name} with hub {} (labels: {})",
+            "enrolled as {}{name} with hub {} (labels: {}){replicas}",
             id.agent_id,
             id.hub_address,
             labels.join(",")

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::Event;
 use crate::driver::{DeployError, deploy_gate};
+use crate::hub_addresses::HubAddresses;
 use crate::identity::{self, Identity};
 use crate::store::Store;
 
@@ -136,6 +137,7 @@ pub async fn enroll(store: &Store, args: &EnrollArgs) -> anyhow::Result<Enrolled
             root,
             labels,
             name: given_name,
+            replicas,
         } => {
             let pinned = outpost_net::pki::sha256_hex(&ca_der);
             if pinned != token.ca_sha256 {
@@ -160,6 +162,7 @@ pub async fn enroll(store: &Store, args: &EnrollArgs) -> anyhow::Result<Enrolled
                 more_cas: None,
                 token_id: Some(token.id.clone()),
                 name: given_name,
+                replicas: replicas.filter(|r| !r.is_empty()),
             };
             let trust = outpost_common::trust::Trust::new(root)
                 .map_err(|e| anyhow::anyhow!("the hub's root metadata is not usable: {e}"))?;
@@ -201,8 +204,10 @@ pub struct LinkTimes {
 /// What the hub link knows of itself, for `outpost-agent status` (in memory only).
 #[derive(Debug, Clone, Default)]
 pub struct LinkInfo {
-    /// The hub's address.
+    /// The hub address dialed now (connected to, when `connected_since_ms` is set).
     pub hub: String,
+    /// Every address the link may dial, in order (see [`HubAddresses::list`]).
+    pub addresses: Vec<String>,
     /// Since when the current session is welcomed (wall clock, ms); `None` while not connected.
     pub connected_since_ms: Option<i64>,
     /// When the last session failed, and why.
@@ -240,10 +245,13 @@ pub fn event_ms(e: &outpost_common::record::StatusEvent) -> Option<i64> {
     }
 }
 
-/// Run the session with the hub until `shutdown` flips; reconnect with backoff after failures.
-/// `state` shows the link in `status`.
+/// Run the session with the hub until `shutdown` flips; reconnect with backoff after failures,
+/// to the next of the hub's addresses (`configured`: `[hub] address`, tried first; then the
+/// replicas the hub listed, or the address enrolled at). `state` shows the link in `status`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     id: Identity,
+    configured: Option<String>,
     times: LinkTimes,
     store: Arc<Store>,
     driver: mpsc::UnboundedSender<Event>,
@@ -255,7 +263,12 @@ pub async fn run(
         base: Duration::from_millis(200),
         cap: Duration::from_secs(30),
     };
-    let mut failures: u32 = 0;
+    let mut addresses = HubAddresses::new(
+        configured,
+        &id.hub_address,
+        id.replicas.as_deref().unwrap_or_default(),
+        backoff,
+    );
     loop {
         if *shutdown.borrow() {
             return;
@@ -272,9 +285,17 @@ pub async fn run(
                 id.clone()
             }
         };
-        update_link(&state, |l| l.hub.clone_from(&id.hub_address));
+        // A Welcome of the last session may have brought new replica addresses.
+        addresses.update(&id.hub_address, id.replicas.as_deref().unwrap_or_default());
+        let addr = addresses.current();
+        update_link(&state, |l| {
+            l.hub.clone_from(&addr);
+            l.addresses = addresses.list();
+        });
         let result = session(
             &id,
+            &addr,
+            &mut addresses,
             times,
             &store,
             &driver,
@@ -298,13 +319,12 @@ pub async fn run(
                 });
             }
         }
-        // A session the hub welcomed (or one that lasted a while) resets the backoff bound
-        // (docs/protocol.md, "Liveness and reconnect").
-        if welcomed || started.elapsed() > Duration::from_secs(30) {
-            failures = 0;
+        // The next address, after the backoff; a session the hub welcomed (or one that lasted a
+        // while) resets the backoff bound (docs/protocol.md, "Liveness and reconnect").
+        let delay = addresses.failed(welcomed, started.elapsed(), rand::random::<f64>());
+        if addresses.current() != addr {
+            tracing::info!(from = %addr, to = %addresses.current(), ?delay, "moving to the next hub address");
         }
-        failures = failures.saturating_add(1);
-        let delay = backoff.delay(failures, rand::random::<f64>());
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return,
@@ -316,6 +336,8 @@ pub async fn run(
 #[allow(clippy::too_many_arguments)]
 async fn session(
     id: &Identity,
+    hub: &str,
+    addresses: &mut HubAddresses,
     LinkTimes {
         keep_alive,
         report_every,
@@ -327,7 +349,7 @@ async fn session(
     welcomed: &mut bool,
     state: &LinkState,
 ) -> anyhow::Result<()> {
-    let addr = resolve(&id.hub_address).await?;
+    let addr = resolve(hub).await?;
     let tls = outpost_net::tls::client_session_config_pins(
         &id.pinned_cas(),
         std::slice::from_ref(&id.cert_der),
@@ -341,7 +363,7 @@ async fn session(
     let endpoint = outpost_net::endpoint::client_endpoint(unspecified_for(addr))?;
     let conn = outpost_net::endpoint::connect(&endpoint, addr, &id.hub_name, qcfg, CONNECT_TIMEOUT)
         .await
-        .with_context(|| format!("connecting to {}", id.hub_address))?;
+        .with_context(|| format!("connecting to {hub}"))?;
     let (send, recv) = conn.open_bi().await.context("opening the session stream")?;
     let mut send = outpost_net::stream::FramedSend::new(send);
     let mut recv = outpost_net::stream::FramedRecv::new(recv);
@@ -362,7 +384,7 @@ async fn session(
         batch: proto::MAX_BATCH,
     });
     sess.set_telemetry_interval(i64::try_from(report_every.as_millis()).unwrap_or(i64::MAX));
-    tracing::info!(hub = %id.hub_address, agent = %id.agent_id, "connected to the hub");
+    tracing::info!(%hub, agent = %id.agent_id, "connected to the hub");
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<AgentMsg>();
     // Certificate renewal: due at two thirds of the certificate's lifetime; the key of the
     // request in flight (at most one per session).
@@ -409,6 +431,22 @@ async fn session(
                 AgentEvent::CaRoots(roots) => {
                     let pinned = pin_roots(id, store, roots).await?;
                     sess.send_ca_roots_pinned(pinned);
+                }
+                AgentEvent::Replicas(list) => {
+                    // Kept durably first; dialed from the next connection on.
+                    let s = store.clone();
+                    let shown = list.join(", ");
+                    let saved =
+                        tokio::task::spawn_blocking(move || identity::save_replicas(&s, list))
+                            .await??;
+                    if saved && let Some(current) = identity::load(store)? {
+                        tracing::info!(replicas = %shown, "the hub listed new replica addresses");
+                        addresses.update(
+                            &current.hub_address,
+                            current.replicas.as_deref().unwrap_or_default(),
+                        );
+                        update_link(state, |l| l.addresses = addresses.list());
+                    }
                 }
                 ev => handle_event(ev, store, driver, &mut sess, &ctl_tx).await?,
             }
@@ -633,6 +671,8 @@ async fn handle_event(
         AgentEvent::Paused(list) => {
             let _ = driver.send(Event::HubPaused(list));
         }
+        // Handled by the session loop.
+        AgentEvent::Replicas(_) => {}
         AgentEvent::Goodbye(reason) => anyhow::bail!("the hub ended the session: {reason}"),
         // Handled by the session loop.
         AgentEvent::RenewRequired(_) | AgentEvent::Certificate(_) | AgentEvent::CaRoots(_) => {}
@@ -830,6 +870,7 @@ mod tests {
             more_cas: None,
             token_id: None,
             name: None,
+            replicas: None,
         };
         (id, int.cert_der().to_vec())
     }

@@ -14,6 +14,10 @@ use crate::store::{Store, StoreError};
 
 const IDENTITY_KEY: &str = "identity";
 const TRUST_KEY: &str = "trust/root";
+/// Most replica addresses the agent keeps.
+const MAX_REPLICAS: usize = 32;
+/// Longest replica address the agent keeps (a DNS name and a port).
+const MAX_ADDRESS_LEN: usize = 262;
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Identity {
@@ -48,6 +52,11 @@ pub struct Identity {
     /// The name the hub gave it at enrollment (the hub's is current: `agent rename`).
     #[n(10)]
     pub name: Option<String>,
+    /// The hub's replica addresses (`host:port`), from enrollment and replaced by every
+    /// `Welcome` that brings a different list. `None`: the hub sent none; the agent dials the
+    /// address it enrolled at.
+    #[n(11)]
+    pub replicas: Option<Vec<String>>,
 }
 
 impl Identity {
@@ -95,6 +104,32 @@ pub fn load(store: &Store) -> Result<Option<Identity>, IdentityError> {
 pub fn save(store: &Store, id: &Identity) -> Result<(), IdentityError> {
     store.put_meta(IDENTITY_KEY, &encode("identity", id)?)?;
     Ok(())
+}
+
+/// Keep the hub's replica addresses a `Welcome` listed (non-empty) if they differ from the
+/// stored ones. Returns whether they did (and were stored); `false` also without an identity.
+pub fn save_replicas(store: &Store, replicas: Vec<String>) -> Result<bool, IdentityError> {
+    // Addresses are only ever resolved and dialed (the TLS check of the hub name and CA is
+    // the same for each); still, keep the list bounded and free of anything but an address.
+    let replicas: Vec<String> = replicas
+        .into_iter()
+        .filter(|a| {
+            a.len() <= MAX_ADDRESS_LEN && a.contains(':') && !a.contains(char::is_whitespace)
+        })
+        .take(MAX_REPLICAS)
+        .collect();
+    if replicas.is_empty() {
+        return Ok(false);
+    }
+    let Some(mut id) = load(store)? else {
+        return Ok(false);
+    };
+    if id.replicas.as_deref() == Some(replicas.as_slice()) {
+        return Ok(false);
+    }
+    id.replicas = Some(replicas);
+    save(store, &id)?;
+    Ok(true)
 }
 
 /// The root metadata this agent trusts (stored as the signed root's CBOR, verified again when
@@ -191,5 +226,56 @@ mod tests {
         let t = parse_token(&format!("opt2.tok1.s3cret.{ca}.hub.example.com")).unwrap();
         assert_eq!(t.credential, "tok1.s3cret");
         assert_eq!(t.hub_name.as_deref(), Some("hub.example.com"));
+    }
+
+    fn enrolled() -> Identity {
+        Identity {
+            agent_id: "agent-1".into(),
+            key_pkcs8: vec![1],
+            cert_der: vec![2],
+            ca_der: vec![3],
+            hub_name: "hub".into(),
+            hub_address: "a.example:7443".into(),
+            labels: vec![],
+            enrolled_ms: 0,
+            more_cas: None,
+            token_id: None,
+            name: None,
+            replicas: Some(vec!["a.example:7443".into(), "b.example:7443".into()]),
+        }
+    }
+
+    /// What a Welcome lists replaces the stored list when it differs, durably; an empty list,
+    /// the same list, or no identity change nothing.
+    #[test]
+    fn a_welcome_with_a_new_list_replaces_the_stored_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.redb");
+        let store = Store::open(&path).unwrap();
+        assert!(
+            !save_replicas(&store, vec!["a:1".into()]).unwrap(),
+            "no identity yet"
+        );
+        save(&store, &enrolled()).unwrap();
+        let same = enrolled().replicas.unwrap();
+        assert!(!save_replicas(&store, same).unwrap());
+        assert!(!save_replicas(&store, vec![]).unwrap());
+        let new = vec!["b.example:7443".to_string(), "c.example:7443".to_string()];
+        assert!(save_replicas(&store, new.clone()).unwrap());
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let id = load(&store).unwrap().unwrap();
+        assert_eq!(id.replicas, Some(new));
+        assert_eq!(
+            id.hub_address, "a.example:7443",
+            "the enrolled address is kept"
+        );
+        // Anything but an address is dropped; a list of nothing but that changes nothing.
+        assert!(!save_replicas(&store, vec!["no port".into(), "x".repeat(300) + ":1"]).unwrap());
+        assert!(save_replicas(&store, vec!["bad entry".into(), "d:1".into()]).unwrap());
+        assert_eq!(
+            load(&store).unwrap().unwrap().replicas,
+            Some(vec!["d:1".to_string()])
+        );
     }
 }

@@ -22,6 +22,7 @@ pub(crate) mod driver;
 pub(crate) mod enroll;
 pub mod exec;
 pub mod hook_runner;
+pub mod hub_addresses;
 pub mod hub_link;
 pub mod identity;
 pub mod metrics;

@@ -255,6 +255,11 @@ pub enum EnrollResponse {
         /// The name the hub gave the agent (`None`: a hub from before names).
         #[n(6)]
         name: Option<String>,
+        /// Every QUIC address (`host:port`) of the hub's replicas the agent may connect to
+        /// (hub.toml `replicas`). `None`: not configured, or a hub from before replicas; the
+        /// agent keeps the address it enrolled at.
+        #[n(7)]
+        replicas: Option<Vec<String>>,
     },
     #[n(1)]
     Refused {
@@ -594,6 +599,11 @@ pub enum HubMsg {
         /// A signed [`Snapshot`] of the agent's assignments for this session.
         #[n(3)]
         snapshot: Statement,
+        /// The hub's replica addresses (`host:port`), as in [`EnrollResponse::Ok`]: a
+        /// different non-empty list replaces the one the agent keeps. `None`: not configured,
+        /// or a hub from before replicas.
+        #[n(4)]
+        replicas: Option<Vec<String>>,
     },
     /// Desired state for one workflow that differs from what the agent reported.
     #[n(1)]

@@ -255,6 +255,20 @@ fn enrollment() {
             root: root(),
             labels: vec![("site".into(), "north".into())],
             name: None,
+            replicas: None,
+        },
+    );
+    golden(
+        "enroll_response_ok_replicas",
+        &EnrollResponse::Ok {
+            agent_id: "agent-00112233aabbccdd".into(),
+            cert_der: vec![0x30, 0x82, 0x02],
+            ca_der: vec![0x30, 0x82, 0x03],
+            hub_name: "outpost-hub".into(),
+            root: root(),
+            labels: vec![("site".into(), "north".into())],
+            name: Some("edge-7".into()),
+            replicas: Some(vec!["hub-a.example:7443".into(), "10.0.0.2:7443".into()]),
         },
     );
     golden(
@@ -397,6 +411,17 @@ fn hub_messages() {
             roots: vec![root()],
             paused: vec!["backup".into()],
             snapshot: statement(&snapshot()),
+            replicas: None,
+        },
+    );
+    golden(
+        "hub_welcome_replicas",
+        &HubMsg::Welcome {
+            ack: statement(&ack(41)),
+            roots: vec![root()],
+            paused: vec!["backup".into()],
+            snapshot: statement(&snapshot()),
+            replicas: Some(vec!["hub-a.example:7443".into(), "10.0.0.2:7443".into()]),
         },
     );
     golden(
@@ -646,4 +671,139 @@ fn unknown_top_level_variants_are_none_but_unknown_nested_variants_are_errors() 
     assert_eq!(body[at], 0x01);
     body[at] = 0x09;
     assert!(minicbor::decode::<CommandBody>(&body).is_err());
+}
+
+/// `HubMsg` as a release before replica addresses defined it (its Welcome only).
+#[derive(Debug, Encode, Decode)]
+enum HubMsgPrev {
+    #[n(0)]
+    Welcome {
+        #[n(0)]
+        ack: Statement,
+        #[n(1)]
+        roots: Vec<SignedRoot>,
+        #[n(2)]
+        paused: Vec<String>,
+        #[n(3)]
+        snapshot: Statement,
+    },
+}
+
+/// `EnrollResponse` as a release before replica addresses defined it (its Ok only).
+#[derive(Debug, Encode, Decode)]
+enum EnrollResponsePrev {
+    #[n(0)]
+    Ok {
+        #[n(0)]
+        agent_id: String,
+        #[n(1)]
+        #[cbor(with = "minicbor::bytes")]
+        cert_der: Vec<u8>,
+        #[n(2)]
+        #[cbor(with = "minicbor::bytes")]
+        ca_der: Vec<u8>,
+        #[n(3)]
+        hub_name: String,
+        #[n(4)]
+        root: SignedRoot,
+        #[n(5)]
+        labels: Vec<(String, String)>,
+        #[n(6)]
+        name: Option<String>,
+    },
+}
+
+fn replicas() -> Vec<String> {
+    vec!["hub-a.example:7443".into(), "10.0.0.2:7443".into()]
+}
+
+#[test]
+fn replica_addresses_older_agents_read_newer_hubs() {
+    let welcome = HubMsg::Welcome {
+        ack: statement(&ack(41)),
+        roots: vec![root()],
+        paused: vec!["backup".into()],
+        snapshot: statement(&snapshot()),
+        replicas: Some(replicas()),
+    };
+    let old: HubMsgPrev = minicbor::decode(&minicbor::to_vec(&welcome).unwrap()).unwrap();
+    let HubMsgPrev::Welcome {
+        ack: a,
+        roots,
+        paused,
+        snapshot: s,
+    } = old;
+    assert_eq!(a, statement(&ack(41)));
+    assert_eq!(roots, vec![root()]);
+    assert_eq!(paused, vec!["backup".to_string()]);
+    assert_eq!(s, statement(&snapshot()));
+
+    let ok = EnrollResponse::Ok {
+        agent_id: "agent-1".into(),
+        cert_der: vec![1],
+        ca_der: vec![2],
+        hub_name: "outpost-hub".into(),
+        root: root(),
+        labels: vec![],
+        name: None,
+        replicas: Some(replicas()),
+    };
+    let old: EnrollResponsePrev = minicbor::decode(&minicbor::to_vec(&ok).unwrap()).unwrap();
+    let EnrollResponsePrev::Ok {
+        agent_id,
+        hub_name,
+        name,
+        ..
+    } = old;
+    assert_eq!(
+        (agent_id.as_str(), hub_name.as_str(), name),
+        ("agent-1", "outpost-hub", None)
+    );
+}
+
+#[test]
+fn replica_addresses_newer_agents_read_older_hubs_as_none() {
+    let old = HubMsgPrev::Welcome {
+        ack: statement(&ack(41)),
+        roots: vec![],
+        paused: vec![],
+        snapshot: statement(&snapshot()),
+    };
+    let bytes = minicbor::to_vec(&old).unwrap();
+    let Some(HubMsg::Welcome {
+        ack: a, replicas, ..
+    }) = decode_hub_msg(&bytes).unwrap()
+    else {
+        panic!("not a Welcome")
+    };
+    assert_eq!(a, statement(&ack(41)));
+    assert_eq!(replicas, None);
+
+    let old = EnrollResponsePrev::Ok {
+        agent_id: "agent-1".into(),
+        cert_der: vec![1],
+        ca_der: vec![2],
+        hub_name: "outpost-hub".into(),
+        root: root(),
+        labels: vec![],
+        name: Some("edge-7".into()),
+    };
+    let bytes = minicbor::to_vec(&old).unwrap();
+    let Some(EnrollResponse::Ok { name, replicas, .. }) = decode_enroll_response(&bytes).unwrap()
+    else {
+        panic!("not an Ok")
+    };
+    assert_eq!((name.as_deref(), replicas), (Some("edge-7"), None));
+    // A hub without replicas configured sends exactly what an older hub sent.
+    let none = EnrollResponse::Ok {
+        agent_id: "agent-1".into(),
+        cert_der: vec![1],
+        ca_der: vec![2],
+        hub_name: "outpost-hub".into(),
+        root: root(),
+        labels: vec![],
+        name: Some("edge-7".into()),
+        replicas: None,
+    };
+    assert_eq!(minicbor::to_vec(&none).unwrap(), bytes);
 }

@@ -242,6 +242,7 @@ fn agent_turns_hub_messages_into_events_and_goodbye_closes() {
         roots,
         paused,
         snapshot: f.snapshot(vec![listed.clone()]),
+        replicas: None,
     };
     s.handle_hub(welcome.clone(), 0).unwrap();
     assert!(s.handle_hub(welcome, 0).is_err(), "second Welcome");
@@ -381,6 +382,7 @@ fn an_ack_by_another_key_or_for_another_agent_or_session_closes_and_deletes_noth
             roots,
             paused,
             snapshot,
+            replicas: None,
         };
         assert!(matches!(s.handle_hub(w, 0), Err(SyncError::Protocol(_))));
         assert_eq!(drain_events(&mut s), vec![], "nothing deleted");
@@ -529,6 +531,7 @@ fn a_welcome_whose_root_chain_does_not_verify_is_refused() {
         roots,
         paused: vec![],
         snapshot: fleet.snapshot(vec![]),
+        replicas: None,
     };
     let mut s = AgentSession::new(cfg_in(&f, 0, 0, 4, 10));
     drain_tx(&mut s);
@@ -1112,4 +1115,60 @@ fn telemetry_is_due_at_welcome_then_every_interval_and_never_before_welcome() {
     let mut off = AgentSession::new(cfg(0, 0, 4, 3));
     off.handle_hub(welcome(0), 100).unwrap();
     assert_eq!(off.telemetry_due(100), None, "no interval: no reports");
+}
+
+/// The hub's Welcome lists its replicas when set (an empty list sends none); the agent session
+/// turns a non-empty list into one event for the driver to keep, and nothing else changes.
+#[test]
+fn replica_addresses_travel_in_the_welcome() {
+    let replicas = vec!["a.example:7443".to_string(), "b.example:7443".to_string()];
+    for (set, sent) in [
+        (None, None),
+        (Some(vec![]), None),
+        (Some(replicas.clone()), Some(replicas.clone())),
+    ] {
+        let mut h = new_hub(0);
+        if let Some(list) = set {
+            h.set_replicas(list);
+        }
+        h.handle_agent(hello(0), 1).unwrap();
+        while h.poll_event().is_some() {}
+        h.accept(0, vec![], vec![], 2).unwrap();
+        let Some(HubMsg::Welcome { replicas: got, .. }) = h.poll_transmit() else {
+            panic!("no Welcome")
+        };
+        assert_eq!(got, sent);
+    }
+
+    let with = |list: Option<Vec<String>>| {
+        let HubMsg::Welcome {
+            ack,
+            roots,
+            paused,
+            snapshot,
+            ..
+        } = welcome(0)
+        else {
+            unreachable!()
+        };
+        HubMsg::Welcome {
+            ack,
+            roots,
+            paused,
+            snapshot,
+            replicas: list,
+        }
+    };
+    let events = |msg: HubMsg| {
+        let mut s = AgentSession::new(cfg(0, 0, 4, 10));
+        drain_tx(&mut s);
+        s.handle_hub(msg, 0).unwrap();
+        assert!(s.is_welcomed());
+        drain_events_but_fresh(&mut s)
+    };
+    let without = events(with(None));
+    assert_eq!(events(with(Some(vec![]))), without);
+    let mut expected = without.clone();
+    expected.push(AgentEvent::Replicas(replicas.clone()));
+    assert_eq!(events(with(Some(replicas))), expected);
 }

@@ -429,7 +429,7 @@ impl Sim {
                         assert!(c.retiring, "Goodbye only after a rotation");
                         goodbye = true;
                     }
-                    AgentEvent::Paused(_) => {}
+                    AgentEvent::Paused(_) | AgentEvent::Replicas(_) => {}
                     AgentEvent::Command { .. } => {}
                     ev @ (AgentEvent::SeqMismatch { .. }
                     | AgentEvent::Resend { .. }

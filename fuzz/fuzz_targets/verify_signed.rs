@@ -415,6 +415,7 @@ fn welcome() -> HubMsg {
             expires_ms: NOW + 60_000,
             workflows: vec![],
         }),
+        replicas: None,
     }
 }
 
@@ -450,6 +451,7 @@ fn session(plan: Plan, msg: HubMsg) {
             roots,
             paused,
             snapshot,
+            replicas: None,
         },
         (msg, _) => msg,
     };
@@ -502,6 +504,7 @@ fuzz_target!(|data: &[u8]| {
             mut roots,
             paused,
             mut snapshot,
+            replicas,
         })) => {
             plan.roots(&mut roots);
             let trust = chain(plan, &roots);
@@ -514,6 +517,7 @@ fuzz_target!(|data: &[u8]| {
                 roots,
                 paused,
                 snapshot,
+                replicas,
             }
         }
         Ok(Some(HubMsg::Roots { mut roots })) => {

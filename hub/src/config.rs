@@ -63,6 +63,8 @@ struct Raw {
     /// `[retention]`: run-history retention (see [`crate::retention`]).
     #[serde(default)]
     retention: crate::retention::RawRetention,
+    /// `replicas`: the QUIC addresses (`host:port`) of every replica of this hub.
+    replicas: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +190,9 @@ pub struct HubConfig {
     pub metrics_per_agent_limit: usize,
     /// `[retention]`: how much run history the hub keeps (default: all of it).
     pub retention: crate::retention::RetentionConfig,
+    /// `replicas`: the QUIC addresses (`host:port`) agents may connect to, sent at enrollment
+    /// and in every Welcome (empty: none sent; agents keep the address they enrolled at).
+    pub replicas: Vec<String>,
 }
 
 /// Default delay after which an agent's event is marked delayed in notifications.
@@ -360,6 +365,7 @@ impl HubConfig {
                 .per_agent_limit
                 .unwrap_or(crate::metrics::DEFAULT_PER_AGENT_LIMIT),
             retention: crate::retention::resolve(raw.retention).map_err(invalid)?,
+            replicas: replicas(raw.replicas.unwrap_or_default()).map_err(invalid)?,
             hub_name,
             data_dir,
         })
@@ -453,6 +459,50 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         rules: Vec::new(),
         metrics_per_agent_limit: crate::metrics::DEFAULT_PER_AGENT_LIMIT,
         retention: crate::retention::RetentionConfig::default(),
+        replicas: Vec::new(),
+    }
+}
+
+/// Most replica addresses `replicas` may list.
+pub const MAX_REPLICAS: usize = 32;
+
+/// Check `replicas`: each a `host:port` (a name, an IPv4 address or a bracketed IPv6 address,
+/// and a port from 1 to 65535), none twice, at most [`MAX_REPLICAS`].
+fn replicas(list: Vec<String>) -> Result<Vec<String>, String> {
+    if list.len() > MAX_REPLICAS {
+        return Err(format!(
+            "replicas: {} addresses, at most {MAX_REPLICAS}",
+            list.len()
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for a in list {
+        check_replica(&a).map_err(|e| format!("replicas: {a:?} {e}"))?;
+        if out.contains(&a) {
+            return Err(format!("replicas: {a:?} is listed twice"));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+fn check_replica(a: &str) -> Result<(), String> {
+    const EXPECTED: &str = "is not an address host:port (e.g. hub-b.example:7443)";
+    let Some((host, port)) = a.rsplit_once(':') else {
+        return Err(EXPECTED.into());
+    };
+    let host_ok = if let Some(ip6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        ip6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && host_ok => Ok(()),
+        _ => Err(EXPECTED.into()),
     }
 }
 
@@ -485,6 +535,9 @@ pub fn example_toml(data_dir: &Path, hub_name: &str) -> String {
          server_cert_lifetime = \"90d\"\n\
          # Warn this long before any certificate expires (logs, `outpost-hub status`).\n\
          cert_warning_lead = \"14d\"\n\
+         # Replicas of this hub: the QUIC addresses agents may use, sent at enrollment and on\n\
+         # every connection (agents move to the next when one fails). Default: none.\n\
+         # replicas = [\"hub-a.example:7443\", \"hub-b.example:7443\"]\n\
          \n\
          [tls]\n\
          # The root CA certificate (its key stays in the offline directory).\n\
@@ -585,5 +638,32 @@ mod tests {
         assert_eq!(c.agent_cert_lifetime, Duration::from_secs(30));
         assert_eq!(c.agent_cert_grace, Duration::ZERO);
         assert!(HubConfig::parse("agent_cert_lifetime = \"0s\"", Path::new("h.toml")).is_err());
+    }
+
+    #[test]
+    fn replicas_are_host_port_addresses_listed_once() {
+        let c = HubConfig::parse("", Path::new("h.toml")).unwrap();
+        assert!(c.replicas.is_empty());
+        let c = HubConfig::parse(
+            "replicas = [\"hub-a.example:7443\", \"10.0.0.2:7443\", \"[::1]:7444\"]",
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.replicas,
+            vec!["hub-a.example:7443", "10.0.0.2:7443", "[::1]:7444"]
+        );
+        for bad in [
+            "replicas = [\"hub-a\"]",
+            "replicas = [\"hub-a:0\"]",
+            "replicas = [\":7443\"]",
+            "replicas = [\"hub a:7443\"]",
+            "replicas = [\"[nope]:7443\"]",
+            "replicas = [\"a:7443\", \"a:7443\"]",
+            "replicas = \"a:7443\"",
+        ] {
+            let e = HubConfig::parse(bad, Path::new("h.toml"));
+            assert!(matches!(e, Err(ConfigError::Invalid { .. })), "{bad}");
+        }
     }
 }

@@ -189,6 +189,8 @@ pub struct Hub {
     metrics: crate::metrics::HubMetrics,
     /// `[metrics] per_agent_limit`: agents with their own series.
     pub(crate) metrics_per_agent_limit: usize,
+    /// `replicas`: the QUIC addresses agents may use (at enrollment and in every Welcome).
+    replicas: Vec<String>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -257,6 +259,7 @@ impl Hub {
             delivery_wake: tokio::sync::Notify::new(),
             metrics: crate::metrics::HubMetrics::default(),
             metrics_per_agent_limit: crate::metrics::DEFAULT_PER_AGENT_LIMIT,
+            replicas: Vec::new(),
         }))
     }
 
@@ -312,6 +315,7 @@ impl Hub {
             h.anchors = anchors;
             h.channels = Arc::new(channels);
             h.metrics_per_agent_limit = config.metrics_per_agent_limit;
+            h.replicas.clone_from(&config.replicas);
         }
         Ok((hub, conns))
     }
@@ -412,6 +416,11 @@ impl Hub {
             .server_leaf
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = leaf;
+    }
+
+    /// The replica addresses agents may use (`replicas` in hub.toml; empty: none).
+    pub fn replicas(&self) -> &[String] {
+        &self.replicas
     }
 
     /// New root CAs for agents to pin, with their proofs.

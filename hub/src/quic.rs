@@ -457,6 +457,7 @@ async fn session(
                         match hello {
                             Ok(SessionStart { committed_seq: committed, roots, desired }) => {
                                 root_sent = roots.iter().filter_map(|r| r.body_unverified().ok()).map(|b| b.version).max().unwrap_or(root_version);
+                                sess.set_replicas(hub.replicas().to_vec());
                                 sess.accept(committed, roots, paused_of(&desired), now_ms())
                                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                                 sess.set_desired(to_desired(desired), now_ms());

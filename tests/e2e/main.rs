@@ -31,6 +31,7 @@ mod lifecycle;
 mod metrics;
 mod offline_commands;
 mod operators;
+mod replicas;
 mod rollouts;
 mod runs_ops;
 mod secrets;

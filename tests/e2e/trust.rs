@@ -343,6 +343,7 @@ fn an_impostor_hub_with_the_ca_but_not_the_director_key_can_neither_erase_nor_co
                         content_hash: String::new(),
                     }],
                 }),
+                replicas: None,
             };
             let _ = send.send(&welcome).await;
             // The agent closes the connection on the forged Welcome.

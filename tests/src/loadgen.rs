@@ -866,8 +866,8 @@ impl Played {
                 bail!("the load generator does not renew certificates: {reason}")
             }
             AgentEvent::Certificate(_) => bail!("a certificate this played agent did not ask for"),
-            // Played agents keep the root they were enrolled with.
-            AgentEvent::CaRoots(_) => {}
+            // Played agents keep the root they were enrolled with, and the hub they play against.
+            AgentEvent::CaRoots(_) | AgentEvent::Replicas(_) => {}
             AgentEvent::SeqMismatch { hub_acked, .. } => {
                 // The hub holds more than this process knows (a state file reused against a
                 // hub that already ingested earlier runs): continue after what it holds.

@@ -244,6 +244,7 @@ impl Driver {
         let rfc = outpost_common::record::rfc3339;
         Ok(Some(crate::control::HubLinkStatus {
             hub: info.hub,
+            addresses: info.addresses,
             connected: info.connected_since_ms.is_some(),
             connected_since: info.connected_since_ms.map(rfc),
             last_error: info.last_error.as_ref().map(|(_, e)| e.clone()),

@@ -101,6 +101,9 @@ pub enum AgentEvent {
     CaRoots(Vec<crate::proto::CaRoot>),
     /// The hub ends the session (revoked, unknown agent...). Close the connection.
     Goodbye(String),
+    /// The Welcome listed the hub's replica addresses (`host:port`, non-empty): keep them
+    /// durably if they differ from the agent's list, and dial them when this hub fails.
+    Replicas(Vec<String>),
 }
 
 /// The agent's side of one session (one per connection).
@@ -457,6 +460,7 @@ impl AgentSession {
                 roots,
                 paused,
                 snapshot,
+                replicas,
             } => {
                 if self.welcomed {
                     return Err(SyncError::Protocol("second Welcome".into()));
@@ -492,6 +496,9 @@ impl AgentSession {
                 self.sent_upto = self.acked;
                 self.buffer.clear();
                 self.events.push_back(AgentEvent::Paused(paused));
+                if let Some(list) = replicas.filter(|l| !l.is_empty()) {
+                    self.events.push_back(AgentEvent::Replicas(list));
+                }
                 return Ok(());
             }
             HubMsg::Goodbye { reason } => {

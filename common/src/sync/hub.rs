@@ -226,6 +226,8 @@ pub struct HubSession {
     /// The entries and signing time of the last snapshot sent.
     snapshot_sent: Option<(Vec<SnapshotEntry>, UnixMillis)>,
     now_ms: UnixMillis,
+    /// The hub's replica addresses, sent in the Welcome (`None`: not configured).
+    replicas: Option<Vec<String>>,
 }
 
 impl HubSession {
@@ -250,7 +252,14 @@ impl HubSession {
             snapshot_ttl_ms: snapshot_ttl_ms.max(2),
             snapshot_sent: None,
             now_ms,
+            replicas: None,
         }
+    }
+
+    /// The hub's replica addresses (`host:port`) to send in the Welcome; an empty list sends
+    /// none (the agent keeps the addresses it has).
+    pub fn set_replicas(&mut self, replicas: Vec<String>) {
+        self.replicas = (!replicas.is_empty()).then_some(replicas);
     }
 
     fn clock(&mut self, now_ms: UnixMillis) -> UnixMillis {
@@ -555,6 +564,7 @@ impl HubSession {
             roots,
             paused,
             snapshot,
+            replicas: self.replicas.clone(),
         });
         self.state = HubState::Open;
         self.reconcile();

@@ -152,6 +152,7 @@ impl Fleet {
             roots: vec![],
             paused,
             snapshot: self.snapshot(vec![]),
+            replicas: None,
         }
     }
 

@@ -89,6 +89,7 @@ impl Hub {
                 .ok_or_else(|| "no root metadata published".to_string())?,
             labels,
             name: rec.name,
+            replicas: (!self.replicas().is_empty()).then(|| self.replicas().to_vec()),
         })
     }
 
