@@ -323,9 +323,13 @@ impl Hub {
     }
 
     pub(crate) fn lock_rollouts(&self) -> std::sync::MutexGuard<'_, RolloutDriver> {
-        self.rollout_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.rollout_lock.lock().unwrap_or_else(|poisoned| {
+            // A turn stopped half-way: what it fed in memory may not be durable.
+            self.rollout_lock.clear_poison();
+            let mut g = poisoned.into_inner();
+            g.clear();
+            g
+        })
     }
 
     /// The version the pool is on before a rollout: its own decision, or, when it has none,
