@@ -174,7 +174,7 @@ pub struct Hub {
     /// Domain events ([`crate::events::Event`]).
     events: broadcast::Sender<Event>,
     /// Serialises the rollout driver's operations (see [`crate::rollouts`]).
-    pub(crate) rollout_lock: std::sync::Mutex<()>,
+    pub(crate) rollout_lock: std::sync::Mutex<crate::rollouts::RolloutDriver>,
     /// Wakes the rollout driver (agent events, commands).
     pub(crate) rollout_wake: tokio::sync::Notify,
     /// The alert channels of `hub.toml` (`[[channel]]`).
@@ -251,7 +251,7 @@ impl Hub {
             server_leaf: std::sync::RwLock::new(Vec::new()),
             changes,
             events,
-            rollout_lock: std::sync::Mutex::new(()),
+            rollout_lock: std::sync::Mutex::new(Default::default()),
             rollout_wake: tokio::sync::Notify::new(),
             channels: Arc::new(crate::channels::Channels::default()),
             alert_lock: std::sync::Mutex::new(()),

@@ -241,6 +241,61 @@ fn step_passed(prev: &Phase, next: &Phase) -> Option<usize> {
     }
 }
 
+/// What the rollout driver keeps between its turns, under the rollouts lock: each active
+/// rollout's controller as the driver last left it, with the state bytes committed last, so a
+/// turn decodes the stored state only when another operation (a command, a restart's resume)
+/// committed a different one; and when it last fed the pool's membership.
+#[derive(Default)]
+pub(crate) struct RolloutDriver {
+    controllers: std::collections::HashMap<u64, DriverEntry>,
+}
+
+struct DriverEntry {
+    /// The state bytes last committed (by the driver) or read from the store.
+    committed: Vec<u8>,
+    /// `decode(committed)` fed with the inputs since that produced no action.
+    controller: Controller,
+    /// When the membership was fed last.
+    members_ms: Option<i64>,
+}
+
+impl RolloutDriver {
+    /// The controller of rollout `seq` whose stored state is `stored`.
+    fn controller(&mut self, seq: u64, stored: Vec<u8>) -> Result<&mut DriverEntry, DecodeError> {
+        use std::collections::hash_map::Entry;
+        match self.controllers.entry(seq) {
+            Entry::Occupied(e) if e.get().committed == stored => Ok(e.into_mut()),
+            Entry::Occupied(mut e) => {
+                e.insert(DriverEntry::decode(stored)?);
+                Ok(e.into_mut())
+            }
+            Entry::Vacant(e) => Ok(e.insert(DriverEntry::decode(stored)?)),
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.controllers.retain(|seq, _| keep(*seq));
+    }
+
+    fn forget(&mut self, seq: u64) {
+        self.controllers.remove(&seq);
+    }
+
+    fn clear(&mut self) {
+        self.controllers.clear();
+    }
+}
+
+impl DriverEntry {
+    fn decode(stored: Vec<u8>) -> Result<DriverEntry, DecodeError> {
+        Ok(DriverEntry {
+            controller: Controller::decode(&stored)?,
+            committed: stored,
+            members_ms: None,
+        })
+    }
+}
+
 impl Hub {
     /// The members of `pool` for `workflow`: non-revoked agents whose labels match, with their
     /// session state and last reported version.
@@ -267,10 +322,14 @@ impl Hub {
             .collect())
     }
 
-    pub(crate) fn lock_rollouts(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.rollout_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    pub(crate) fn lock_rollouts(&self) -> std::sync::MutexGuard<'_, RolloutDriver> {
+        self.rollout_lock.lock().unwrap_or_else(|poisoned| {
+            // A turn stopped half-way: what it fed in memory may not be durable.
+            self.rollout_lock.clear_poison();
+            let mut g = poisoned.into_inner();
+            g.clear();
+            g
+        })
     }
 
     /// The version the pool is on before a rollout: its own decision, or, when it has none,
@@ -386,7 +445,34 @@ impl Hub {
     /// time to every active rollout; commit all of it in one transaction; returns the earliest
     /// controller timeout.
     pub fn rollout_tick(&self, now: i64) -> Result<Option<i64>, RolloutError> {
-        let _g = self.lock_rollouts();
+        self.rollout_turn(now, 0)
+    }
+
+    /// [`Hub::rollout_tick`], feeding a rollout its pool's membership only when the last feed
+    /// is at least `members_every_ms` old (agent events are fed at every turn). Reading the
+    /// membership decodes every agent record; agent events, which the driver is woken for,
+    /// are what advance a step, so the driver refreshes membership on a period instead.
+    pub(crate) fn rollout_turn(
+        &self,
+        now: i64,
+        members_every_ms: i64,
+    ) -> Result<Option<i64>, RolloutError> {
+        let mut driver = self.lock_rollouts();
+        let r = self.turn_locked(&mut driver, now, members_every_ms);
+        if r.is_err() {
+            // What was fed in memory may not be durable: start again from the store.
+            driver.clear();
+        }
+        r
+    }
+
+    fn turn_locked(
+        &self,
+        driver: &mut RolloutDriver,
+        now: i64,
+        members_every_ms: i64,
+    ) -> Result<Option<i64>, RolloutError> {
+        let t0 = std::time::Instant::now();
         let events = self.store().pending_events(10_000)?;
         let active: Vec<RolloutRecord> = self
             .store()
@@ -394,48 +480,102 @@ impl Hub {
             .into_iter()
             .filter(|r| r.active)
             .collect();
+        driver.retain(|seq| active.iter().any(|r| r.seq == seq));
+        // Events of workflows without an active rollout are consumed with the turn's commit.
         let unused: Vec<u64> = events
             .iter()
             .filter(|(_, e)| !active.iter().any(|r| r.workflow == e.workflow))
             .map(|(s, _)| *s)
             .collect();
-        self.store().drop_events(&unused)?;
+        let t_read = t0.elapsed();
+        let (mut t_members, mut t_ctrl) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        let mut state_bytes = 0usize;
         let mut next: Option<i64> = None;
         let mut changed = false;
         let mut commits = Vec::with_capacity(active.len());
         let mut emitted = Vec::new();
         for (i, rec) in active.iter().enumerate() {
-            let mut c = Controller::decode(&self.store().rollout_state(rec.seq)?)?;
+            let tf = std::time::Instant::now();
+            let stored = self.store().rollout_state(rec.seq)?;
+            let entry = driver.controller(rec.seq, stored)?;
+            let c = &mut entry.controller;
             let before = c.phase().clone();
             let mine: Vec<&(u64, RolloutEvent)> = events
                 .iter()
                 .filter(|(_, e)| e.workflow == rec.workflow)
                 .collect();
             for (_, e) in &mine {
-                feed(&mut c, e, now);
+                feed(c, e, now);
             }
-            let pool = match self.store().pool(&rec.pool) {
-                Ok(p) => p,
-                Err(StoreError::NoPool(_)) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            c.handle_members(self.pool_members(&pool, &rec.workflow)?, now);
+            t_ctrl += tf.elapsed();
+            let members_due = entry
+                .members_ms
+                .is_none_or(|t| now.saturating_sub(t) >= members_every_ms);
+            if members_due {
+                let pool = match self.store().pool(&rec.pool) {
+                    Ok(p) => p,
+                    Err(StoreError::NoPool(_)) => {
+                        // Fed from the stored state again once the pool is back.
+                        driver.forget(rec.seq);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let tm = std::time::Instant::now();
+                let members = self.pool_members(&pool, &rec.workflow)?;
+                t_members += tm.elapsed();
+                c.handle_members(members, now);
+                entry.members_ms = Some(now);
+            }
+            let tc = std::time::Instant::now();
             if c.poll_timeout().is_some_and(|t| t <= now) {
                 c.handle_timeout(now);
             }
-            let (mut commit, ch, ev) = drain(&mut c, rec.seq, HUB_ACTOR, &before);
-            changed |= ch;
-            emitted.extend(ev);
-            // The last active rollout of a workflow consumes its events.
-            if !active[i + 1..].iter().any(|r| r.workflow == rec.workflow) {
-                commit.consumed = mine.iter().map(|(s, _)| *s).collect();
-            }
-            commits.push(commit);
             if let Some(t) = c.poll_timeout() {
                 next = Some(next.map_or(t, |n: i64| n.min(t)));
             }
+            // The last active rollout of a workflow consumes its events.
+            let consumes = !active[i + 1..].iter().any(|r| r.workflow == rec.workflow);
+            let consumed: Vec<u64> = if consumes {
+                mine.iter().map(|(s, _)| *s).collect()
+            } else {
+                Vec::new()
+            };
+            if mine.is_empty() && !c.has_actions() {
+                // No event fed and nothing to act on: the state committed last still decides
+                // everything done so far (what changed in memory, online flags and time, is
+                // fed again after a restart), so there is nothing to commit.
+                t_ctrl += tc.elapsed();
+                continue;
+            }
+            let (mut commit, ch, ev) = drain(c, rec.seq, HUB_ACTOR, &before);
+            commit.consumed = consumed;
+            entry.committed.clone_from(&commit.state);
+            t_ctrl += tc.elapsed();
+            state_bytes += commit.state.len();
+            if let Some(p) = &commit.phase {
+                tracing::debug!(rollout = %rec.id, phase = %p, assigns = commit.assigns.len(), "rollout phase");
+            }
+            changed |= ch;
+            emitted.extend(ev);
+            commits.push(commit);
         }
-        self.store().commit_rollouts(commits, now)?;
+        let tc = std::time::Instant::now();
+        let committed = commits.len();
+        self.store().commit_rollouts(commits, &unused, now)?;
+        tracing::debug!(
+            events = events.len(),
+            rollouts = active.len(),
+            committed,
+            state_bytes,
+            read_ms = t_read.as_secs_f64() * 1e3,
+            members_ms = t_members.as_secs_f64() * 1e3,
+            controller_ms = t_ctrl.as_secs_f64() * 1e3,
+            commit_ms = tc.elapsed().as_secs_f64() * 1e3,
+            total_ms = t0.elapsed().as_secs_f64() * 1e3,
+            changed,
+            "rollout tick"
+        );
         if changed {
             self.notify_changed();
         }
@@ -466,6 +606,10 @@ fn feed(c: &mut Controller, e: &RolloutEvent, now: i64) {
     }
 }
 
+/// How often the driver feeds each active rollout its pool's membership (online state,
+/// joiners, departures); agent events are fed as they come.
+const MEMBERS_EVERY_MS: i64 = 500;
+
 /// Run the driver until `shutdown` flips: resume stored rollouts, then tick on every wake-up
 /// (agent events, commands), at the controllers' timeouts, and at least every 500 ms while a
 /// rollout is active (membership and online state).
@@ -484,7 +628,7 @@ pub async fn drive(hub: std::sync::Arc<Hub>, mut shutdown: tokio::sync::watch::R
         let r = tokio::task::spawn_blocking(move || {
             let active = h.has_active_rollouts()?;
             let next = if active {
-                h.rollout_tick(now_ms())?
+                h.rollout_turn(now_ms(), MEMBERS_EVERY_MS)?
             } else {
                 // Drop events queued for rollouts that ended.
                 let ev: Vec<u64> = h

@@ -13,7 +13,7 @@ use outpost_hub::gateway::{Connections, SessionHandle};
 use outpost_hub::hub::{Hub, now_ms};
 use outpost_hub::ops::{Event, EventKind, OpError};
 use outpost_hub::rollouts::{RolloutError, RolloutPlan};
-use outpost_hub::store::{NewVersion, Store, StoreError};
+use outpost_hub::store::{NewVersion, RolloutEventKind, Store, StoreError};
 use outpost_rollout::{Command, OfflinePolicy, Scope, Size};
 
 mod common;
@@ -638,4 +638,51 @@ fn operations_and_the_driver_emit_events_with_their_actors() {
         e.actor == "dave" && matches!(&e.kind, EventKind::PoolCreated { pool } if pool == "spare")
     });
     assert!(started < passed && passed < paused, "{events:#?}");
+}
+
+#[test]
+fn only_runs_of_the_version_rolled_out_are_queued_for_the_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = setup(dir.path());
+    h.hub.start_rollout("bob", &plan("line")).unwrap();
+    let line = ["agent-l0", "agent-l1", "agent-l2", "agent-l3"];
+    let canary = line.iter().copied().find(|a| h.desired(a).0 == 2).unwrap();
+    let other = line.iter().copied().find(|a| *a != canary).unwrap();
+    h.tick();
+    assert!(h.store.pending_events(100).unwrap().is_empty());
+    // Runs of the version the pool already has: nothing for the controller to count.
+    h.run(other, 1, true);
+    h.run(canary, 1, false);
+    assert!(h.store.pending_events(100).unwrap().is_empty());
+    // The canary's activation and its run of the new version are queued, in that order.
+    h.activate(canary);
+    h.run(canary, 2, true);
+    let kinds: Vec<(String, RolloutEventKind)> = h
+        .store
+        .pending_events(100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| (e.agent, e.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (
+                canary.to_string(),
+                RolloutEventKind::Activated { version: 2 }
+            ),
+            (
+                canary.to_string(),
+                RolloutEventKind::Run {
+                    version: 2,
+                    succeeded: true
+                }
+            ),
+        ]
+    );
+    // A failed run of the old version did not fail the canary's gate; the new one passed it.
+    h.tick();
+    assert!(h.store.pending_events(100).unwrap().is_empty());
+    assert_eq!(line.iter().filter(|a| h.desired(a).0 == 2).count(), 2);
+    assert!(h.rollout().active);
 }

@@ -233,6 +233,20 @@ pub struct Controller {
     trip: Option<String>,
     #[n(11)]
     actions: VecDeque<Action>,
+    /// Where each agent is in `agents` (not persisted: rebuilt whenever `agents` changes).
+    #[cbor(skip)]
+    by_id: AgentIndex,
+}
+
+/// Agent id → position in [`Controller`]'s `agents`. It only mirrors `agents`, so it takes no
+/// part in equality.
+#[derive(Debug, Clone, Default)]
+struct AgentIndex(std::collections::HashMap<String, usize>);
+
+impl PartialEq for AgentIndex {
+    fn eq(&self, _: &AgentIndex) -> bool {
+        true
+    }
 }
 
 impl Controller {
@@ -260,8 +274,10 @@ impl Controller {
             last_now_ms: now_ms,
             trip: None,
             actions: VecDeque::new(),
+            by_id: AgentIndex::default(),
             spec,
         };
+        c.reindex();
         c.audit(format!(
             "rollout {} started: {} v{} -> v{} in pool {} ({} members, {} steps)",
             c.spec.id,
@@ -288,6 +304,11 @@ impl Controller {
     /// The current phase.
     pub fn phase(&self) -> &Phase {
         &self.phase
+    }
+
+    /// Whether actions are waiting for [`Controller::poll_action`].
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
     }
 
     /// The next action for the hub, if any.
@@ -353,17 +374,15 @@ impl Controller {
             }
             keep
         });
+        if !left.is_empty() {
+            self.reindex();
+        }
         for id in left {
             self.audit(format!("agent {id} left the pool"));
         }
-        let index: std::collections::HashMap<String, usize> = self
-            .agents
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.id.clone(), i))
-            .collect();
+        let known = self.agents.len();
         for m in &members {
-            if let Some(&i) = index.get(&m.agent_id) {
+            if let Some(i) = self.index(&m.agent_id).filter(|&i| i < known) {
                 self.set_online(i, m.online, now_ms);
                 self.note_version(i, m.version.unwrap_or(0), now_ms);
             } else {
@@ -381,6 +400,7 @@ impl Controller {
                 };
                 let id = agent.id.clone();
                 let differs = agent.version.unwrap_or(0) != want;
+                self.by_id.0.insert(id.clone(), self.agents.len());
                 self.agents.push(agent);
                 if succeeded {
                     let step = self.step;
@@ -613,7 +633,8 @@ impl Controller {
         if format != FORMAT_VERSION {
             return Err(DecodeError::Format(format));
         }
-        let c: Controller = d.decode().map_err(|e| DecodeError::Cbor(e.to_string()))?;
+        let mut c: Controller = d.decode().map_err(|e| DecodeError::Cbor(e.to_string()))?;
+        c.reindex();
         if d.position() != bytes.len() {
             return Err(DecodeError::Cbor("trailing bytes".into()));
         }
@@ -651,7 +672,20 @@ impl Controller {
     }
 
     fn index(&self, agent: &str) -> Option<usize> {
-        self.agents.iter().position(|a| a.id == agent)
+        self.by_id
+            .0
+            .get(agent)
+            .copied()
+            .filter(|&i| self.agents.get(i).is_some_and(|a| a.id == agent))
+    }
+
+    fn reindex(&mut self) {
+        self.by_id.0 = self
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.clone(), i))
+            .collect();
     }
 
     fn audit(&mut self, line: String) {

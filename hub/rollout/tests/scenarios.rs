@@ -782,3 +782,51 @@ fn failures_after_the_probation_window_do_not_fail_it() {
     h.advance(1_000);
     assert_eq!(h.phase(), Phase::Succeeded);
 }
+
+/// Agents are found by id (the controller keeps an index of its members): events reach the
+/// right agent after a departure moved the others up, after a join, and after a decode.
+#[test]
+fn events_reach_the_right_agent_after_a_departure_a_join_and_a_decode() {
+    let mut s = spec(Size::Count(1), vec![Size::Percent(100)]);
+    s.bake_ms = 0;
+    s.probation = None;
+    s.max_failure_rate = 1.0;
+    let members = |ids: &[String]| -> Vec<Member> {
+        ids.iter()
+            .map(|id| Member {
+                agent_id: id.clone(),
+                online: true,
+                version: Some(1),
+            })
+            .collect()
+    };
+    let all = ids(4);
+    let order = stable_order("ro-1", &all);
+    let mut c = Controller::new(s, members(&all), 0).unwrap();
+    let agent =
+        |c: &Controller, id: &str| c.status(10).agents.into_iter().find(|a| a.agent_id == id);
+    assert_eq!(agent(&c, &order[0]).unwrap().selected_at, Some(0));
+    // The canary leaves: the next in the order is selected in its place; a99 joins.
+    let mut now: Vec<String> = order[1..].to_vec();
+    now.push("a99".into());
+    c.handle_members(members(&now), 1);
+    assert!(agent(&c, &order[0]).is_none());
+    assert_eq!(agent(&c, &order[1]).unwrap().selected_at, Some(0));
+    c.handle_activated(&order[1], 2, 2);
+    c.handle_run(&order[1], 2, true, 3);
+    let a = agent(&c, &order[1]).unwrap();
+    assert_eq!((a.state, a.runs), (AgentState::Active, 1));
+    // Gate passed: the last step takes everyone, the joiner too.
+    assert_eq!(c.desired_version("a99"), Some(2));
+    let mut c = Controller::decode(&c.encode()).unwrap();
+    for id in &now {
+        c.handle_activated(id, 2, 4);
+    }
+    c.handle_run("a99", 2, false, 5);
+    let a = agent(&c, "a99").unwrap();
+    assert_eq!((a.runs, a.failures), (1, 1));
+    assert_eq!(agent(&c, &order[2]).unwrap().runs, 0);
+    // The departed canary's late events change nothing.
+    c.handle_run(&order[0], 2, false, 6);
+    assert_eq!(c.status(6).gate.failures, 1);
+}

@@ -171,7 +171,38 @@ pub(crate) fn has_active_rollout(
     Ok(false)
 }
 
+/// Whether an active rollout of `workflow` (any pool) rolls out `version`.
+fn rolls_out(txn: &WriteTransaction, workflow: &str, version: u64) -> Result<bool, StoreError> {
+    let decisions = txn.open_table(DECISIONS)?;
+    let rollouts = txn.open_table(ROLLOUTS)?;
+    for e in decisions.range((workflow, "")..)? {
+        let (k, v) = e?;
+        if k.value().0 != workflow {
+            break;
+        }
+        let d: PoolDecision = decode(v.value(), "pool_decisions", workflow)?;
+        let Some(seq) = d.rollout else { continue };
+        if let Some(r) = rollouts.get(seq)? {
+            let r: RolloutRecord = decode(r.value(), "rollouts", seq)?;
+            if r.active && r.to_version == version {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Queue `ev` for the active rollouts of its workflow. A finished run is queued only when it is
+/// a run of a version an active rollout of the workflow rolls out: a controller counts no other
+/// run (`Controller::handle_run`), and the runs of the version the fleet already has are most
+/// of the ingest, which the driver would otherwise have to read, feed and consume before the
+/// activations and runs queued behind them.
 pub(crate) fn enqueue_event(txn: &WriteTransaction, ev: &RolloutEvent) -> Result<(), StoreError> {
+    if let RolloutEventKind::Run { version, .. } = ev.kind
+        && !rolls_out(txn, &ev.workflow, version)?
+    {
+        return Ok(());
+    }
     let mut t = txn.open_table(ROLLOUT_INBOX)?;
     let seq = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
     t.insert(seq, encode(ev)?.as_slice())?;
@@ -247,20 +278,37 @@ impl Store {
     }
 
     /// Commit several controller steps in one transaction (the driver's turn: every rollout of
-    /// a workflow sees the same events, and they are consumed with all of their new states).
+    /// a workflow sees the same events, and they are consumed with all of their new states),
+    /// dropping the inbox entries `unused` that no active rollout needs.
     pub(crate) fn commit_rollouts(
         &self,
         commits: Vec<RolloutCommit>,
+        unused: &[u64],
         now_ms: UnixMillis,
     ) -> Result<(), StoreError> {
-        if commits.is_empty() {
+        if commits.is_empty() && unused.is_empty() {
             return Ok(());
         }
+        let t0 = std::time::Instant::now();
         let txn = self.begin_write()?;
+        let waited = t0.elapsed();
         for c in commits {
             Self::apply_commit(&txn, c, now_ms)?;
         }
+        if !unused.is_empty() {
+            let mut t = txn.open_table(ROLLOUT_INBOX)?;
+            for s in unused {
+                t.remove(*s)?;
+            }
+        }
+        let applied = t0.elapsed();
         txn.commit()?;
+        tracing::debug!(
+            lock_wait_ms = waited.as_secs_f64() * 1e3,
+            apply_ms = (applied - waited).as_secs_f64() * 1e3,
+            commit_ms = (t0.elapsed() - applied).as_secs_f64() * 1e3,
+            "rollout commit"
+        );
         Ok(())
     }
 
