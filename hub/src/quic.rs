@@ -588,7 +588,7 @@ async fn session(
                 }
                 m = handle.rx.recv() => match m {
                     Some(SessionMsg::Command { id, command }) => {
-                        if let Err(e) = sess.send_command(id, command, now_ms(), COMMAND_TTL_MS) {
+                        if let Err(e) = sess.send_command(id, *command, now_ms(), COMMAND_TTL_MS) {
                             conns.on_command_result(&agent_id, id, false, format!("session not ready: {e:?}"), None);
                         }
                     }

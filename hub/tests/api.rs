@@ -70,7 +70,7 @@ impl Harness {
         self.rt.spawn(async move {
             while let Some(msg) = h.rx.recv().await {
                 match msg {
-                    SessionMsg::Command { id: cid, command } => match command {
+                    SessionMsg::Command { id: cid, command } => match *command {
                         Command::Trigger { workflow, params } => conns.on_command_result(
                             &id,
                             cid,

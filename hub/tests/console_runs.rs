@@ -110,8 +110,8 @@ fn fake_session(h: &ConsoleHarness, id: &str) -> Arc<Mutex<Vec<Command>>> {
             let SessionMsg::Command { id: cid, command } = msg else {
                 return;
             };
-            seen.lock().unwrap().push(command.clone());
-            match command {
+            seen.lock().unwrap().push((*command).clone());
+            match *command {
                 Command::FetchLog {
                     run_id,
                     task,

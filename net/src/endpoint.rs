@@ -38,12 +38,30 @@ pub fn server_endpoint_with_reset_key(
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
     let socket = std::net::UdpSocket::bind(bind)?;
+    grow_recv_buffer(&socket);
     Ok(quinn::Endpoint::new(
         endpoint_config,
         Some(config),
         socket,
         runtime,
     )?)
+}
+
+/// The receive buffer asked for the hub's one UDP socket (the kernel caps it at
+/// `net.core.rmem_max`, and doubles it for its bookkeeping).
+const SERVER_RECV_BUFFER: usize = 4 << 20;
+
+/// Every agent's packets arrive on the hub's one socket. With Linux's default buffer (208 KiB,
+/// a few hundred small datagrams) a busy moment of the hub's runtime overflowed it at 10,000
+/// connected agents: the kernel dropped the keep-alives and acknowledgements of whole groups of
+/// sessions, which then timed out and reconnected, all at once. Best effort: a smaller buffer
+/// is still a working endpoint.
+fn grow_recv_buffer(socket: &std::net::UdpSocket) {
+    let grown = quinn::udp::UdpSocketState::new(socket.into())
+        .and_then(|state| state.set_recv_buffer_size(socket.into(), SERVER_RECV_BUFFER));
+    if let Err(e) = grown {
+        tracing::warn!("cannot grow the QUIC socket's receive buffer: {e}");
+    }
 }
 
 /// Minimum interval between the stateless resets one server endpoint sends.

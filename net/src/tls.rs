@@ -520,7 +520,12 @@ impl Transport {
         t.keep_alive_interval(Some(self.keep_alive))
             .max_idle_timeout(Some(idle))
             .max_concurrent_bidi_streams(quinn::VarInt::from_u32(self.max_concurrent_bidi_streams))
-            .max_concurrent_uni_streams(quinn::VarInt::from_u32(self.max_concurrent_uni_streams));
+            .max_concurrent_uni_streams(quinn::VarInt::from_u32(self.max_concurrent_uni_streams))
+            // One datagram per send: with segmentation offload every connection keeps a send
+            // buffer of 10 datagrams (up to 15 KiB, never shrunk), which the hub pays once per
+            // connected agent. The protocol's frames are small (status batches, acks, deploys);
+            // a bulk transfer (a log download) costs a few more system calls, nothing else.
+            .enable_segmentation_offload(false);
         Ok(t)
     }
 }

@@ -926,12 +926,18 @@ impl Played {
 
 /// Resident memory (VmRSS) of a process in KiB, from `/proc/PID/status`.
 pub fn vm_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    proc_status(pid, "VmRSS")
+}
+
+/// A number from `/proc/PID/status` (`VmRSS`, `VmHWM`: the peak resident set since the process
+/// started, in KiB; `Threads`).
+pub fn proc_status(pid: u32, field: &str) -> anyhow::Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS line")
+        .with_context(|| format!("no {field} line in /proc/{pid}/status"))
 }
 
 /// CPU time (user + system) of a process in seconds, from `/proc/PID/stat` (clock ticks of

@@ -61,6 +61,14 @@ struct Args {
     /// The hub's `[metrics] per_agent_limit` (agents with their own /metrics series).
     #[arg(long, default_value_t = 500)]
     per_agent_limit: usize,
+    /// The played agents' QUIC keep-alive (the real agent's `[hub] keep_alive`, 700 ms by
+    /// default). Every played agent pings this often: 10,000 of them at 700 ms are 14,000
+    /// pings a second, each acknowledged, on the 2 cores the hub and the loadgen share.
+    #[arg(long, value_parser = loadgen::parse_dur, default_value = "700ms")]
+    keep_alive: Duration,
+    /// Handshakes the loadgen has in flight while connecting the fleet.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -232,6 +240,8 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     let rss_before = loadgen::vm_rss_kib(pid)?;
     let mut cfg = FleetConfig::new(hub.quic_addr);
     cfg.sockets = args.sockets;
+    cfg.connect_concurrency = args.connect_concurrency;
+    cfg.transport.keep_alive = args.keep_alive;
     let t = Instant::now();
     let mut fleet = Fleet::start(cfg, ids)?;
     let mut tally = Tally::new(n);
@@ -254,6 +264,11 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "hub_rss_kib_before": rss_before,
         "hub_rss_kib_after": rss_after,
         "hub_kib_per_agent": (rss_after as f64 - rss_before as f64) / n as f64,
+        "hub_hwm_kib": loadgen::proc_status(pid, "VmHWM")?,
+        "hub_threads": loadgen::proc_status(pid, "Threads")?,
+        "sessions_opened": count_in(&hub.stderr_path, "agent session open"),
+        "disconnects": tally.disconnects,
+        "keep_alive_ms": args.keep_alive.as_millis() as u64,
         "loadavg": outpost_tests::loadavg(),
     });
     eprintln!(
@@ -330,6 +345,8 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             "hub_cpu_s": cpu1 - cpu0,
             "hub_rss_kib": loadgen::vm_rss_kib(pid)?,
             "store_group_commits": groups,
+            "hub_hwm_kib": loadgen::proc_status(pid, "VmHWM")?,
+            "hub_threads": loadgen::proc_status(pid, "Threads")?,
             "loadavg": load_fanout,
         });
         eprintln!(
@@ -406,6 +423,8 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             "events_per_s": total / last.as_secs_f64(),
             "hub_cpu_s": cpu1 - cpu0,
             "hub_rss_kib": loadgen::vm_rss_kib(pid)?,
+            "hub_hwm_kib": loadgen::proc_status(pid, "VmHWM")?,
+            "hub_threads": loadgen::proc_status(pid, "Threads")?,
             "versions_applied_during": churned,
             "store_group_commits": groups,
             "disconnects_during": tally.disconnects - disc0,
