@@ -135,10 +135,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         ),
     )?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::serve::runtime().context("starting the async runtime")?;
     rt.block_on(async move {
         // The hub.
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

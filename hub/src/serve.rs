@@ -22,6 +22,20 @@ use crate::config::HubConfig;
 use crate::gateway::Connections;
 use crate::hub::Hub;
 
+/// Threads of the runtime's blocking pool. Every store call of every agent session runs there;
+/// with thousands of sessions the default cap (512) filled up whenever they waited on a commit,
+/// and each thread's allocator heap added to the hub's memory (docs/BENCHMARKS.md, "10,000
+/// agents per hub"). The store's group commit batches as well with 64 waiting writers.
+pub const MAX_BLOCKING_THREADS: usize = 64;
+
+/// The hub's async runtime (`serve` and `dev`).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .enable_all()
+        .build()
+}
+
 /// How long a command to an agent waits for its answer.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 

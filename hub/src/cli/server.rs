@@ -135,10 +135,7 @@ pub(super) fn serve(conn: &ConnOpts) -> CliResult {
         .ok_or_else(|| CliError::Usage("serve needs --config hub.toml".into()))?;
     let config = HubConfig::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
     init_tracing(conn.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = crate::serve::runtime().context("cannot start the async runtime")?;
     rt.block_on(crate::serve::run(
         config,
         crate::serve::shutdown_signal(),
