@@ -144,17 +144,25 @@ impl Store {
     /// The last deploy result of every workflow on an agent.
     pub fn deploy_results(&self, agent_id: &str) -> Result<Vec<DeployResultRecord>, StoreError> {
         let txn = self.db().begin_read()?;
-        let t = txn.open_table(DEPLOY_RESULTS)?;
-        let mut out = Vec::new();
-        for e in t.range((agent_id, "")..)? {
-            let (k, v) = e?;
-            if k.value().0 != agent_id {
-                break;
-            }
-            out.push(decode(v.value(), "deploy_results", agent_id)?);
-        }
-        Ok(out)
+        records_of(&txn.open_table(DEPLOY_RESULTS)?, "deploy_results", agent_id)
     }
+}
+
+/// The records of `agent_id` in a table keyed by (agent, workflow), by workflow.
+fn records_of<T: for<'b> minicbor::Decode<'b, ()>>(
+    t: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    table: &'static str,
+    agent_id: &str,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for e in t.range((agent_id, "")..)? {
+        let (k, v) = e?;
+        if k.value().0 != agent_id {
+            break;
+        }
+        out.push(decode(v.value(), table, agent_id)?);
+    }
+    Ok(out)
 }
 
 /// The assignments last issued to `agent_id`, by workflow.
@@ -162,15 +170,7 @@ fn issued_to(
     t: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
     agent_id: &str,
 ) -> Result<Vec<IssuedAssignment>, StoreError> {
-    let mut current = Vec::new();
-    for e in t.range((agent_id, "")..)? {
-        let (k, v) = e?;
-        if k.value().0 != agent_id {
-            break;
-        }
-        current.push(decode(v.value(), "assignments", agent_id)?);
-    }
-    Ok(current)
+    records_of(t, "assignments", agent_id)
 }
 
 /// The epoch of each workflow the agent reported accepting (Hello, deploy results): a hub
