@@ -13,7 +13,8 @@
 //! aborted: the failing caller gets its own error, and the members that had already run in
 //! that group run their closures again in a new one (closures are `FnMut` and must not keep
 //! effects outside the transaction between calls). A failed commit fails every member of its
-//! group; nothing of it is durable. A closure must not call another `Store` write (the group
+//! group; nothing of it is durable. A closure that panics is handled like one that fails, and
+//! its panic goes on to its caller. A closure must not call another `Store` write (the group
 //! lock is not reentrant); reads on their own read transaction are fine.
 
 use std::collections::HashMap;
@@ -81,6 +82,18 @@ impl GroupCommit {
     }
 }
 
+/// A member failed (or panicked) half way: drop the group's transaction; its members that ran
+/// go again.
+fn abort_group(st: &mut State, group: u64, g: &GroupCommit) {
+    drop(st.txn.take());
+    let ran = st.members;
+    if ran > 0 {
+        st.outcomes.insert(group, (Outcome::Retry, ran));
+        g.note(|s| s.retries += 1);
+    }
+    g.wake.notify_all();
+}
+
 impl Store {
     /// Run `f` in the current group's write transaction and return its value once the group's
     /// commit is durable. See the [module docs](self).
@@ -110,22 +123,26 @@ impl Store {
                 }
             }
             let group = st.group;
-            let r = match st.txn.as_ref() {
-                Some(txn) => f(txn),
-                None => Err(DbError::Inconsistent("group transaction vanished".into()).into()),
-            };
+            // A panic inside `f` must not leave the group waiting for this member forever:
+            // the half-written transaction is dropped like a failure's, then the panic goes on.
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match st.txn.as_ref() {
+                    Some(txn) => f(txn),
+                    None => Err(DbError::Inconsistent("group transaction vanished".into()).into()),
+                }));
             st.pending -= 1;
+            let r = match r {
+                Ok(r) => r,
+                Err(panic) => {
+                    abort_group(&mut st, group, g);
+                    drop(st);
+                    std::panic::resume_unwind(panic);
+                }
+            };
             let value = match r {
                 Ok(v) => v,
                 Err(e) => {
-                    // Half written: drop the group; its members that ran go again.
-                    drop(st.txn.take());
-                    let ran = st.members;
-                    if ran > 0 {
-                        st.outcomes.insert(group, (Outcome::Retry, ran));
-                        g.note(|s| s.retries += 1);
-                    }
-                    g.wake.notify_all();
+                    abort_group(&mut st, group, g);
                     return Err(e);
                 }
             };

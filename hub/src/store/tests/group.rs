@@ -106,3 +106,41 @@ fn a_failing_member_loses_only_its_own_write() {
         }
     }
 }
+
+/// A member that panics mid-write is dropped like a failing one: its panic reaches its caller,
+/// the other members are stored, and the store keeps taking writes.
+#[test]
+fn a_panicking_member_does_not_wedge_the_group() {
+    let (_dir, store) = open();
+    let store = Arc::new(store);
+    let blocker = store.begin_write().unwrap();
+    let n = 8u64;
+    let go = Arc::new(Barrier::new(n as usize + 1));
+    let threads: Vec<_> = (1..=n)
+        .map(|k| {
+            let (store, go) = (store.clone(), go.clone());
+            std::thread::spawn(move || {
+                go.wait();
+                store.write(|txn: &WriteTransaction| {
+                    txn.open_table(T)?.insert(k, k * 10)?;
+                    assert!(k != 3, "member 3 panics after writing");
+                    Ok(k)
+                })
+            })
+        })
+        .collect();
+    go.wait();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    blocker.commit().unwrap();
+    for (k, t) in (1..).zip(threads) {
+        match t.join() {
+            Err(_) => assert_eq!(k, 3, "only member 3 panics"),
+            Ok(r) => {
+                assert_eq!(r.unwrap(), k);
+                assert_eq!(stored(&store, k), Some(k * 10), "member {k} lost");
+            }
+        }
+    }
+    assert_eq!(stored(&store, 3), None);
+    assert_eq!(put(&store, 100, false).unwrap(), 100);
+}
