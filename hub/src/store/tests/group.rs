@@ -28,6 +28,31 @@ fn stored(store: &Store, k: u64) -> Option<u64> {
     t.get(k).unwrap().map(|v| v.value())
 }
 
+/// Writers `1..=n`, started while redb's one writer is held so that they pile up and form a
+/// group when it is let go; each thread's outcome, in order.
+fn queued<R: Send + 'static>(
+    store: &Arc<Store>,
+    n: u64,
+    w: impl Fn(&Store, u64) -> R + Send + Sync + 'static,
+) -> Vec<std::thread::Result<R>> {
+    let blocker = store.begin_write().unwrap();
+    let go = Arc::new(Barrier::new(n as usize + 1));
+    let w = Arc::new(w);
+    let threads: Vec<_> = (1..=n)
+        .map(|k| {
+            let (store, go, w) = (store.clone(), go.clone(), w.clone());
+            std::thread::spawn(move || {
+                go.wait();
+                w(&store, k)
+            })
+        })
+        .collect();
+    go.wait();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    blocker.commit().unwrap();
+    threads.into_iter().map(|t| t.join()).collect()
+}
+
 /// Writers that wait while another holds redb's writer form one group when it is free.
 #[test]
 fn writers_queued_behind_a_commit_share_the_next_one() {
@@ -35,26 +60,11 @@ fn writers_queued_behind_a_commit_share_the_next_one() {
     let store = Arc::new(store);
     put(&store, 0, false).unwrap();
     let before = store.group_stats();
-    // Hold redb's one writer so that the writers below pile up.
-    let blocker = store.begin_write().unwrap();
     let n = 16;
-    let go = Arc::new(Barrier::new(n + 1));
-    let threads: Vec<_> = (1..=n as u64)
-        .map(|k| {
-            let (store, go) = (store.clone(), go.clone());
-            std::thread::spawn(move || {
-                go.wait();
-                put(&store, k, false)
-            })
-        })
-        .collect();
-    go.wait();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    blocker.commit().unwrap();
-    for (k, t) in (1..).zip(threads) {
-        assert_eq!(t.join().unwrap().unwrap(), k);
+    for (k, r) in (1..).zip(queued(&store, n, |s, k| put(s, k, false))) {
+        assert_eq!(r.unwrap().unwrap(), k);
     }
-    for k in 1..=n as u64 {
+    for k in 1..=n {
         assert_eq!(
             stored(&store, k),
             Some(k * 10),
@@ -62,9 +72,9 @@ fn writers_queued_behind_a_commit_share_the_next_one() {
         );
     }
     let after = store.group_stats();
-    assert_eq!(after.members - before.members, n as u64);
+    assert_eq!(after.members - before.members, n);
     assert!(
-        after.commits - before.commits < n as u64,
+        after.commits - before.commits < n,
         "{n} queued writers made {} commits: none shared",
         after.commits - before.commits
     );
@@ -77,23 +87,10 @@ fn writers_queued_behind_a_commit_share_the_next_one() {
 fn a_failing_member_loses_only_its_own_write() {
     let (_dir, store) = open();
     let store = Arc::new(store);
-    let blocker = store.begin_write().unwrap();
     let n = 24u64;
-    let go = Arc::new(Barrier::new(n as usize + 1));
-    let threads: Vec<_> = (1..=n)
-        .map(|k| {
-            let (store, go) = (store.clone(), go.clone());
-            std::thread::spawn(move || {
-                go.wait();
-                put(&store, k, k % 5 == 0)
-            })
-        })
-        .collect();
-    go.wait();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    blocker.commit().unwrap();
-    for (k, t) in (1..).zip(threads) {
-        let r = t.join().unwrap();
+    let results = queued(&store, n, |s, k| put(s, k, k % 5 == 0));
+    for (k, r) in (1..).zip(results) {
+        let r = r.unwrap();
         if k % 5 == 0 {
             assert!(
                 matches!(&r, Err(StoreError::Refused(m)) if m.contains(&format!("member {k} "))),
@@ -113,27 +110,16 @@ fn a_failing_member_loses_only_its_own_write() {
 fn a_panicking_member_does_not_wedge_the_group() {
     let (_dir, store) = open();
     let store = Arc::new(store);
-    let blocker = store.begin_write().unwrap();
     let n = 8u64;
-    let go = Arc::new(Barrier::new(n as usize + 1));
-    let threads: Vec<_> = (1..=n)
-        .map(|k| {
-            let (store, go) = (store.clone(), go.clone());
-            std::thread::spawn(move || {
-                go.wait();
-                store.write(|txn: &WriteTransaction| {
-                    txn.open_table(T)?.insert(k, k * 10)?;
-                    assert!(k != 3, "member 3 panics after writing");
-                    Ok(k)
-                })
-            })
+    let results = queued(&store, n, |s, k| {
+        s.write(|txn: &WriteTransaction| {
+            txn.open_table(T)?.insert(k, k * 10)?;
+            assert!(k != 3, "member 3 panics after writing");
+            Ok(k)
         })
-        .collect();
-    go.wait();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    blocker.commit().unwrap();
-    for (k, t) in (1..).zip(threads) {
-        match t.join() {
+    });
+    for (k, r) in (1..).zip(results) {
+        match r {
             Err(_) => assert_eq!(k, 3, "only member 3 panics"),
             Ok(r) => {
                 assert_eq!(r.unwrap(), k);
