@@ -65,6 +65,17 @@ struct Raw {
     retention: crate::retention::RawRetention,
     /// `replicas`: the QUIC addresses (`host:port`) of every replica of this hub.
     replicas: Option<Vec<String>>,
+    /// `[ha]`: leader election on etcd (see [`crate::ha`]).
+    ha: Option<RawHa>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHa {
+    etcd: Option<Vec<String>>,
+    name: Option<String>,
+    prefix: Option<String>,
+    lease_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +204,9 @@ pub struct HubConfig {
     /// `replicas`: the QUIC addresses (`host:port`) agents may connect to, sent at enrollment
     /// and in every Welcome (empty: none sent; agents keep the address they enrolled at).
     pub replicas: Vec<String>,
+    /// `[ha]`: this hub is one replica of several, with a leader elected on etcd (`None`: the
+    /// embedded hub, which always leads).
+    pub ha: Option<crate::ha::HaConfig>,
 }
 
 /// Default delay after which an agent's event is marked delayed in notifications.
@@ -366,6 +380,10 @@ impl HubConfig {
                 .unwrap_or(crate::metrics::DEFAULT_PER_AGENT_LIMIT),
             retention: crate::retention::resolve(raw.retention).map_err(invalid)?,
             replicas: replicas(raw.replicas.unwrap_or_default()).map_err(invalid)?,
+            ha: match raw.ha {
+                None => None,
+                Some(h) => Some(ha(h).map_err(invalid)?),
+            },
             hub_name,
             data_dir,
         })
@@ -460,7 +478,60 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
         metrics_per_agent_limit: crate::metrics::DEFAULT_PER_AGENT_LIMIT,
         retention: crate::retention::RetentionConfig::default(),
         replicas: Vec::new(),
+        ha: None,
     }
+}
+
+/// Check `[ha]`: etcd URLs (`http://host:port`), a replica name, a key prefix, a lease TTL of
+/// 2 s to 60 s.
+fn ha(raw: RawHa) -> Result<crate::ha::HaConfig, String> {
+    let etcd = raw.etcd.unwrap_or_default();
+    if etcd.is_empty() {
+        return Err(
+            "[ha] etcd: list the etcd members' client URLs, e.g. [\"http://10.0.0.5:2379\"]".into(),
+        );
+    }
+    for u in &etcd {
+        let rest = u
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("[ha] etcd: {u:?} is not an http://host:port URL"))?;
+        check_replica(rest)
+            .map_err(|_| format!("[ha] etcd: {u:?} is not an http://host:port URL"))?;
+    }
+    let name = raw.name.ok_or_else(|| {
+        "[ha] name: give this replica a name (unique among the replicas)".to_string()
+    })?;
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(format!(
+            "[ha] name = {name:?}: 1 to 64 letters, digits, '-', '_' or '.'"
+        ));
+    }
+    let prefix = raw
+        .prefix
+        .unwrap_or_else(|| crate::ha::DEFAULT_PREFIX.to_string());
+    if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains("//") {
+        return Err(format!(
+            "[ha] prefix = {prefix:?}: a key path like \"/outpost\" (starts with '/', no trailing '/')"
+        ));
+    }
+    let lease_ttl = match raw.lease_ttl {
+        None => crate::ha::DEFAULT_LEASE_TTL,
+        Some(s) => parse_duration(&s).map_err(|e| format!("[ha] lease_ttl = {s:?}: {e}"))?,
+    };
+    if lease_ttl < Duration::from_secs(2) || lease_ttl > Duration::from_secs(60) {
+        return Err(format!("[ha] lease_ttl = {:?}: from 2s to 60s", lease_ttl));
+    }
+    Ok(crate::ha::HaConfig {
+        etcd,
+        name,
+        prefix,
+        lease_ttl,
+    })
 }
 
 /// Most replica addresses `replicas` may list.
@@ -638,6 +709,58 @@ mod tests {
         assert_eq!(c.agent_cert_lifetime, Duration::from_secs(30));
         assert_eq!(c.agent_cert_grace, Duration::ZERO);
         assert!(HubConfig::parse("agent_cert_lifetime = \"0s\"", Path::new("h.toml")).is_err());
+    }
+
+    #[test]
+    fn ha_names_etcd_members_a_replica_and_a_lease() {
+        let c = HubConfig::parse(
+            "[ha]\netcd = [\"http://127.0.0.1:2379\", \"http://[::1]:2381\"]\nname = \"hub-a\"\n",
+            Path::new("/x/hub.toml"),
+        )
+        .unwrap();
+        let ha = c.ha.unwrap();
+        assert_eq!(ha.etcd.len(), 2);
+        assert_eq!(
+            (ha.name.as_str(), ha.prefix.as_str()),
+            ("hub-a", "/outpost")
+        );
+        assert_eq!(ha.lease_ttl, crate::ha::DEFAULT_LEASE_TTL);
+        assert_eq!(ha.election(), "/outpost/leader");
+        assert!(
+            HubConfig::parse("", Path::new("/x/hub.toml"))
+                .unwrap()
+                .ha
+                .is_none()
+        );
+        for (bad, says) in [
+            ("[ha]\nname = \"a\"", "[ha] etcd"),
+            (
+                "[ha]\netcd = [\"127.0.0.1:2379\"]\nname = \"a\"",
+                "http://host:port",
+            ),
+            ("[ha]\netcd = [\"http://e:2379\"]", "[ha] name"),
+            (
+                "[ha]\netcd = [\"http://e:2379\"]\nname = \"a b\"",
+                "[ha] name",
+            ),
+            (
+                "[ha]\netcd = [\"http://e:2379\"]\nname = \"a\"\nprefix = \"x/\"",
+                "[ha] prefix",
+            ),
+            (
+                "[ha]\netcd = [\"http://e:2379\"]\nname = \"a\"\nlease_ttl = \"1s\"",
+                "from 2s to 60s",
+            ),
+            (
+                "[ha]\netcd = [\"http://e:2379\"]\nname = \"a\"\nttl = \"5s\"",
+                "unknown field",
+            ),
+        ] {
+            let e = HubConfig::parse(bad, Path::new("/x/hub.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -191,6 +191,9 @@ pub struct Hub {
     pub(crate) metrics_per_agent_limit: usize,
     /// `replicas`: the QUIC addresses agents may use (at enrollment and in every Welcome).
     replicas: Vec<String>,
+    /// Whether this replica may act as leader now (always, for an embedded hub; see
+    /// [`crate::ha`]).
+    leader: Arc<crate::ha::LeaderGate>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -260,7 +263,13 @@ impl Hub {
             metrics: crate::metrics::HubMetrics::default(),
             metrics_per_agent_limit: crate::metrics::DEFAULT_PER_AGENT_LIMIT,
             replicas: Vec::new(),
+            leader: Arc::new(crate::ha::LeaderGate::embedded()),
         }))
+    }
+
+    /// Whether this replica may act as leader now, and with which epoch ([`crate::ha`]).
+    pub fn leader(&self) -> &Arc<crate::ha::LeaderGate> {
+        &self.leader
     }
 
     /// Open the hub of a configuration: fails closed on a missing file (naming it).

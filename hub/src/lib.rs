@@ -33,6 +33,7 @@ pub(crate) mod dev;
 pub mod events;
 pub mod firings;
 pub mod gateway;
+pub mod ha;
 pub mod hub;
 pub mod init;
 pub mod metrics;

@@ -348,6 +348,19 @@ pub struct Snapshot {
     pub active_rollouts: Vec<RolloutFigure>,
     /// The store's group commit counters since the hub started.
     pub store: crate::store::GroupStats,
+    /// Leadership (HA mode; an embedded hub always leads with epoch 0).
+    pub leader: LeaderFigures,
+}
+
+/// Leadership figures of a scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeaderFigures {
+    /// The epoch this replica acts with now (`None`: not leading).
+    pub acting: Option<i64>,
+    /// Terms of leadership begun since start.
+    pub terms: u64,
+    /// Fenced writes etcd refused since start.
+    pub refused: u64,
 }
 
 /// The final state of a rollout record's outcome text.
@@ -444,6 +457,34 @@ impl Snapshot {
             "store_group_writes",
             "Writes those commits carried (divided by the commits: the mean group size)",
             writes,
+        );
+        let leader: Gauge = Gauge::default();
+        leader.set(i64::from(self.leader.acting.is_some()));
+        reg.register(
+            "hub_leader",
+            "1 while this replica acts as leader (runs rollouts, alert and missed-firing evaluation, retention); an embedded hub always does",
+            leader,
+        );
+        let epoch: Gauge = Gauge::default();
+        epoch.set(self.leader.acting.unwrap_or(0));
+        reg.register(
+            "hub_leader_epoch",
+            "The epoch this replica leads with (its election key's revision in etcd; 0 when not leading or embedded)",
+            epoch,
+        );
+        let terms: Counter = Counter::default();
+        terms.inc_by(self.leader.terms);
+        reg.register(
+            "hub_leader_terms",
+            "Terms of leadership this replica has begun (HA mode)",
+            terms,
+        );
+        let refused: Counter = Counter::default();
+        refused.inc_by(self.leader.refused);
+        reg.register(
+            "hub_fenced_writes_refused",
+            "Writes as leader that etcd refused because another replica had been elected (this replica then stepped down)",
+            refused,
         );
         let by_state: Family<StateLabels, Gauge> = Family::default();
         for s in ["online", "offline", "revoked"] {
@@ -759,6 +800,14 @@ impl crate::hub::Hub {
             rollouts_by_state,
             active_rollouts,
             store: self.store().group_stats(),
+            leader: {
+                let (terms, refused) = self.leader().counters();
+                LeaderFigures {
+                    acting: self.leader().acting(),
+                    terms,
+                    refused,
+                }
+            },
         };
         Ok(self.metrics().render(&snap))
     }

@@ -458,6 +458,10 @@ impl Hub {
         members_every_ms: i64,
     ) -> Result<Option<i64>, RolloutError> {
         let mut driver = self.lock_rollouts();
+        // Only the leader drives rollouts; asked under the lock, at the moment of acting.
+        if self.leader().acting().is_none() {
+            return Ok(None);
+        }
         let r = self.turn_locked(&mut driver, now, members_every_ms);
         if r.is_err() {
             // What was fed in memory may not be durable: start again from the store.

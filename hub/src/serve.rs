@@ -85,6 +85,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(&Served),
 ) -> anyhow::Result<()> {
+    // Without the `ha` feature a hub.toml with `[ha]` is refused: a replica that silently ran
+    // everything as if alone would be a second leader.
+    if config.ha.is_some() && !cfg!(feature = "ha") {
+        anyhow::bail!(
+            "hub.toml has [ha], but this outpost-hub was built without HA: build it with \
+             `cargo build --release -p outpost-hub --features ha` (needs protoc)"
+        );
+    }
     let (hub, connections) = Hub::open(&config, COMMAND_TIMEOUT)?;
     // Alert rules name configured channels: checked before anything starts.
     let alert_setup = {
@@ -130,31 +138,21 @@ pub async fn run(
             }
         })
     };
-    let _rollouts = tokio::spawn(crate::rollouts::drive(hub.clone(), quic_stop.subscribe()));
-    let _firings = tokio::spawn(crate::firings::drive(
-        hub.clone(),
-        crate::firings::watch::WatchConfig {
-            grace_ms: i64::try_from(config.firing_grace.as_millis()).unwrap_or(i64::MAX),
-            ..Default::default()
-        },
-        quic_stop.subscribe(),
-    ));
-    // The alert driver and its delivery task (docs/operations.md, "Alerts").
-    let _alert_delivery = tokio::spawn(crate::alerts::deliver(
-        hub.clone(),
-        alert_setup.clone(),
-        quic_stop.subscribe(),
-    ));
-    let _alerts = tokio::spawn(crate::alerts::drive(
-        hub.clone(),
-        alert_setup,
-        quic_stop.subscribe(),
-    ));
-    let _retention = tokio::spawn(crate::retention::drive(
-        hub.clone(),
-        config.retention.clone(),
-        quic_stop.subscribe(),
-    ));
+    // HA mode: take part in the election on etcd; what must run once runs only while leading
+    // (docs/operations.md, "High availability").
+    #[cfg(feature = "ha")]
+    if let Some(ha) = &config.ha {
+        start_election(&hub, ha, quic_stop.subscribe());
+    }
+    let _leader_tasks = {
+        let (hub, config) = (hub.clone(), config.clone());
+        let gate = hub.leader().clone();
+        tokio::spawn(crate::ha::leader_tasks(
+            gate,
+            Box::new(move |term| leader_term(&hub, &config, &alert_setup, term)),
+            quic_stop.subscribe(),
+        ))
+    };
     let shutdown = async move {
         shutdown.await;
         let _ = quic_stop.send(true);
@@ -170,6 +168,55 @@ pub async fn run(
     }
     tracing::info!("hub stopped");
     Ok(())
+}
+
+/// What runs once per hub, on the leader, for one term (until `term` flips): the rollout
+/// driver, missed-firing evaluation, alert evaluation and delivery, retention.
+fn leader_term(
+    hub: &Arc<Hub>,
+    config: &HubConfig,
+    alert_setup: &Arc<crate::alerts::AlertSetup>,
+    term: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(crate::rollouts::drive(hub.clone(), term.clone())),
+        tokio::spawn(crate::firings::drive(
+            hub.clone(),
+            crate::firings::watch::WatchConfig {
+                grace_ms: i64::try_from(config.firing_grace.as_millis()).unwrap_or(i64::MAX),
+                ..Default::default()
+            },
+            term.clone(),
+        )),
+        // The alert driver and its delivery task (docs/operations.md, "Alerts").
+        tokio::spawn(crate::alerts::deliver(
+            hub.clone(),
+            alert_setup.clone(),
+            term.clone(),
+        )),
+        tokio::spawn(crate::alerts::drive(
+            hub.clone(),
+            alert_setup.clone(),
+            term.clone(),
+        )),
+        tokio::spawn(crate::retention::drive(
+            hub.clone(),
+            config.retention.clone(),
+            term,
+        )),
+    ]
+}
+
+/// Start this replica's part in the leader election on etcd (the `ha` feature).
+#[cfg(feature = "ha")]
+fn start_election(
+    hub: &Arc<Hub>,
+    ha: &crate::ha::HaConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    hub.leader().enable_ha();
+    tracing::info!(name = %ha.name, etcd = ?ha.etcd, "HA mode: campaigning for leadership on etcd");
+    tokio::spawn(crate::ha::etcd::run(ha.clone(), hub.leader().clone(), stop));
 }
 
 /// How long a TLS handshake may take.

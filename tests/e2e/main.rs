@@ -19,6 +19,7 @@ mod engine;
 mod enroll;
 mod firings;
 mod fleet;
+mod ha;
 mod hub;
 mod hub_events;
 mod hub_faults;

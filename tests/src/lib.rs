@@ -1,6 +1,8 @@
 //! Test harness for Outpost's end-to-end tests and benchmarks: real `outpost-agent` processes,
 //! real stores, in temporary directories. Nothing here mocks the store or the processes.
 pub mod bench;
+pub mod etcd;
+pub mod history;
 pub mod loadgen;
 pub mod relay;
 

@@ -298,6 +298,10 @@ impl Hub {
         with_conditions: bool,
     ) -> Result<Option<UnixMillis>, AlertError> {
         let _g = self.lock_alerts();
+        // Only the leader evaluates alerts; asked under the lock, at the moment of acting.
+        if self.leader().acting().is_none() {
+            return Ok(None);
+        }
         let store = self.store();
         let stored = store.alert_state()?;
         let mut ev = match Evaluator::decode(setup.rules.clone(), setup.settings, &stored) {
@@ -372,6 +376,10 @@ impl Hub {
     /// Send the deliveries due at `now` (one at a time, each from a blocking task) and record
     /// each outcome. Returns how many were sent.
     pub async fn deliver_due(self: &Arc<Self>, setup: &Arc<AlertSetup>, now: UnixMillis) -> usize {
+        // Only the leader sends notifications.
+        if self.leader().acting().is_none() {
+            return 0;
+        }
         let h = self.clone();
         let due =
             match tokio::task::spawn_blocking(move || h.store().pending_deliveries(1_000)).await {

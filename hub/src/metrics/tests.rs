@@ -73,6 +73,11 @@ fn counters_histograms_and_agent_figures_are_exposed_under_their_names() {
     m.alert_delivery("ops-hook", "failed");
     let snap = Snapshot {
         store: Default::default(),
+        leader: crate::metrics::LeaderFigures {
+            acting: Some(7),
+            terms: 2,
+            refused: 1,
+        },
         now_ms: 61_000,
         agents: vec![agent("agent-a"), agent("agent-b")],
         connected: ["agent-a".to_string()].into_iter().collect(),
@@ -114,6 +119,10 @@ fn counters_histograms_and_agent_figures_are_exposed_under_their_names() {
             1.0,
         ),
         (r#"outpost_agents{state="online"}"#, 1.0),
+        ("outpost_hub_leader", 1.0),
+        ("outpost_hub_leader_epoch", 7.0),
+        ("outpost_hub_leader_terms_total", 2.0),
+        ("outpost_hub_fenced_writes_refused_total", 1.0),
         (r#"outpost_agents{state="offline"}"#, 1.0),
         (r#"outpost_agents{state="revoked"}"#, 0.0),
         (

@@ -1,0 +1,236 @@
+//! HA leadership, end to end (issue 17): three real `outpost-hub` replicas campaign on a real
+//! three-member etcd cluster on loopback. Faults are real: kill -9 of the leader, SIGSTOP of
+//! the leader past its lease, the leader's election key deleted behind its back (a write of a
+//! deposed leader must be refused by etcd), and an etcd member killed. Every replica's view is
+//! recorded in a history (invocation and completion of every scrape of its `/metrics`), which
+//! is checked at the end: epochs never went backwards, no epoch had two leaders.
+//!
+//! The replicas here have their own stores (desired state in etcd and history in PostgreSQL
+//! are not built yet); what is under test is who may act as leader, and when.
+
+use std::time::{Duration, Instant};
+
+use outpost_tests::etcd::EtcdCluster;
+use outpost_tests::history::{History, Seen};
+use outpost_tests::{Hub, Scratch};
+
+const TTL_S: u64 = 2;
+
+/// A replica's leadership as its `/metrics` reports it.
+fn scrape(hub: &Hub) -> Option<(bool, i64, u64)> {
+    let text = ureq::get(&format!("{}/metrics", hub.http_url))
+        .header("Authorization", &format!("Bearer {}", hub.api_token))
+        .config()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    let value = |name: &str| -> Option<i64> {
+        text.lines().find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            (n == name).then(|| v.trim().parse::<f64>().ok().map(|f| f as i64))?
+        })
+    };
+    Some((
+        value("outpost_hub_leader")? == 1,
+        value("outpost_hub_leader_epoch")?,
+        u64::try_from(value("outpost_hub_fenced_writes_refused_total")?).ok()?,
+    ))
+}
+
+struct Replicas {
+    hubs: Vec<(String, Hub)>,
+    history: History,
+}
+
+impl Replicas {
+    fn observe(&mut self, i: usize) -> Seen {
+        let (name, hub) = (&self.hubs[i].0, &self.hubs[i].1);
+        self.history.record(name, || match scrape(hub) {
+            Some((true, epoch, _)) => Seen::Leader(epoch),
+            Some((false, _, _)) => Seen::Follower,
+            None => Seen::Failed,
+        })
+    }
+
+    /// Scrape every replica in `alive` once; the leaders seen.
+    fn round(&mut self, alive: &[usize]) -> Vec<(usize, i64)> {
+        let mut leaders = Vec::new();
+        for &i in alive {
+            if let Seen::Leader(e) = self.observe(i) {
+                leaders.push((i, e));
+            }
+        }
+        leaders
+    }
+
+    /// Scrape `alive` until exactly one of them leads with an epoch above `above`.
+    fn wait_leader(&mut self, alive: &[usize], above: i64, within: Duration) -> (usize, i64) {
+        let start = Instant::now();
+        loop {
+            let leaders = self.round(alive);
+            if let [(i, e)] = leaders[..]
+                && e > above
+            {
+                return (i, e);
+            }
+            assert!(
+                start.elapsed() < within,
+                "no single new leader among {alive:?} after {within:?} (seen {leaders:?})\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.hubs
+            .iter()
+            .map(|(n, h)| format!("--- {n} ---\n{}", h.stderr_tail()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn pid(&self, i: usize) -> String {
+        self.hubs[i]
+            .1
+            .child
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .unwrap_or_default()
+    }
+}
+
+fn signal(pid: &str, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, pid])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+#[test]
+fn three_replicas_keep_one_leader_through_kill_pause_fence_and_a_lost_etcd_member() {
+    let s = Scratch::new("ha").unwrap();
+    let mut etcd = EtcdCluster::start(&s.join("etcd"), 3).unwrap();
+    let mut hubs = Vec::new();
+    for name in ["hub-a", "hub-b", "hub-c"] {
+        let dir = s.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let extra = format!(
+            "[ha]\netcd = {}\nname = \"{name}\"\nlease_ttl = \"{TTL_S}s\"\n",
+            etcd.endpoints_toml()
+        );
+        hubs.push((name.to_string(), Hub::start(&dir, &extra).unwrap()));
+    }
+    let mut r = Replicas {
+        hubs,
+        history: History::default(),
+    };
+    let ttl = Duration::from_secs(TTL_S);
+    // Generous bounds for a loaded CI machine; the measured times are printed.
+    let failover = ttl * 8;
+    let all = [0, 1, 2];
+
+    // One leader, and its record in etcd names it with its epoch.
+    let (l1, e1) = r.wait_leader(&all, 0, Duration::from_secs(30));
+    let record: serde_json::Value = serde_json::from_str(
+        &outpost_tests::wait_for(Duration::from_secs(10), "the leader record", || {
+            etcd.get("/outpost/leader-record").ok().flatten()
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["name"], r.hubs[l1].0.as_str(), "{record}");
+    assert_eq!(record["epoch"], e1, "{record}");
+    // It stays the only one.
+    for _ in 0..10 {
+        assert_eq!(r.round(&all), vec![(l1, e1)]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // kill -9 the leader: another takes over after its lease runs out, with a newer epoch.
+    let t = Instant::now();
+    r.hubs[l1].1.kill9().unwrap();
+    let alive: Vec<usize> = all.iter().copied().filter(|i| *i != l1).collect();
+    let (l2, e2) = r.wait_leader(&alive, e1, failover);
+    eprintln!(
+        "kill -9: {} took over from {} after {:?} (lease {ttl:?})",
+        r.hubs[l2].0,
+        r.hubs[l1].0,
+        t.elapsed()
+    );
+    r.hubs[l1].1.restart().unwrap();
+
+    // SIGSTOP the leader past its lease: the others elect a new one; resumed, the paused
+    // replica does not act as leader for a moment, before it hears anything from etcd.
+    signal(&r.pid(l2), "-STOP");
+    let t = Instant::now();
+    let others: Vec<usize> = all.iter().copied().filter(|i| *i != l2).collect();
+    let (l3, e3) = r.wait_leader(&others, e2, failover);
+    eprintln!(
+        "SIGSTOP: {} took over from {} after {:?}",
+        r.hubs[l3].0,
+        r.hubs[l2].0,
+        t.elapsed()
+    );
+    std::thread::sleep(ttl);
+    signal(&r.pid(l2), "-CONT");
+    match r.observe(l2) {
+        Seen::Leader(e) => assert!(e > e3, "the resumed replica acted with epoch {e} <= {e3}"),
+        Seen::Follower => {}
+        Seen::Failed => panic!("the resumed replica did not answer\n{}", r.logs()),
+    }
+    for _ in 0..(TTL_S * 5) {
+        let leaders = r.round(&all);
+        assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The leader's election key deleted behind its back (as if its lease had been lost in
+    // etcd): its next fenced write is refused, it steps down, and a new term begins.
+    let (l4, e4) = r.wait_leader(&all, e2, failover);
+    let deleted = etcd.delete_prefix("/outpost/leader/").unwrap();
+    assert!(deleted >= 1, "no election key to delete");
+    let t = Instant::now();
+    outpost_tests::wait_for(failover, "the deposed leader's refused write", || {
+        scrape(&r.hubs[l4].1)
+            .filter(|(_, _, refused)| *refused >= 1)
+            .map(|_| ())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", r.logs()));
+    let (l5, e5) = r.wait_leader(&all, e4, failover);
+    eprintln!(
+        "fence: {} refused, {} leads with epoch {e5} after {:?}",
+        r.hubs[l4].0,
+        r.hubs[l5].0,
+        t.elapsed()
+    );
+
+    // One etcd member lost: the leader keeps its term; when it is killed, the two members
+    // left still elect the next one.
+    etcd.kill9(0).unwrap();
+    for _ in 0..(TTL_S * 10) {
+        let leaders = r.round(&all);
+        assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (l6, e6) = r.wait_leader(&all, e4, failover);
+    r.hubs[l6].1.kill9().unwrap();
+    let alive: Vec<usize> = all.iter().copied().filter(|i| *i != l6).collect();
+    let (l7, _) = r.wait_leader(&alive, e6, failover);
+    eprintln!(
+        "etcd member lost: {} took over from {}",
+        r.hubs[l7].0, r.hubs[l6].0
+    );
+    etcd.restart(0).unwrap();
+
+    // The whole history: epochs never went backwards, no epoch had two replicas.
+    let h = &r.history;
+    h.check().unwrap_or_else(|e| panic!("{e}\n{:?}", h.terms()));
+    eprintln!("{} observations; terms {:?}", h.ops.len(), h.terms());
+    assert!(h.terms().len() >= 5, "{:?}", h.terms());
+}
