@@ -412,6 +412,14 @@ pub struct Health {
     pub version: String,
     /// The hub's name.
     pub hub_name: String,
+    /// `embedded` (one hub, always leading), or in HA mode `leader` or `follower` at the
+    /// moment of the request (docs/operations.md, "High availability"). A load balancer can
+    /// send operators to the leader with it.
+    #[serde(default)]
+    pub role: String,
+    /// The leader's epoch, on the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
 }
 
 /// JSON error body.

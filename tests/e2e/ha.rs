@@ -146,6 +146,28 @@ fn three_replicas_keep_one_leader_through_kill_pause_fence_and_a_lost_etcd_membe
     .unwrap();
     assert_eq!(record["name"], r.hubs[l1].0.as_str(), "{record}");
     assert_eq!(record["epoch"], e1, "{record}");
+    // `/v1/health` (no credential) says the same: a load balancer can find the leader.
+    for (i, (name, hub)) in r.hubs.iter().enumerate() {
+        let h: serde_json::Value = serde_json::from_str(
+            &ureq::get(&format!("{}/v1/health", hub.http_url))
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap(),
+        )
+        .unwrap();
+        if i == l1 {
+            assert_eq!(
+                (&h["role"], &h["epoch"]),
+                (&"leader".into(), &e1.into()),
+                "{name}: {h}"
+            );
+        } else {
+            assert_eq!(h["role"], "follower", "{name}: {h}");
+            assert!(h.get("epoch").is_none(), "{name}: {h}");
+        }
+    }
     // It stays the only one.
     for _ in 0..10 {
         assert_eq!(r.round(&all), vec![(l1, e1)]);

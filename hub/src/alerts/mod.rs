@@ -30,7 +30,7 @@ use crate::store::{
 };
 
 /// Inputs fed per turn (the rest wait for the next turn, which follows at once).
-const INPUTS_PER_TURN: usize = 1_000;
+const INPUTS_PER_TURN: usize = 10_000;
 /// A refused duplicate session is a condition for this long after it was refused.
 pub const DUPLICATE_WINDOW_MS: i64 = 3_600_000;
 /// First retry delay of a failed delivery (doubled per attempt).

@@ -165,9 +165,18 @@ async fn openapi() -> Response {
 }
 
 async fn health(State(st): St) -> Json<Health> {
+    let gate = st.hub.leader();
+    let acting = gate.acting();
     Json(Health {
         ok: true,
         version: env!("CARGO_PKG_VERSION").into(),
         hub_name: st.hub.hub_name().to_string(),
+        role: match (gate.is_ha(), acting) {
+            (false, _) => "embedded",
+            (true, Some(_)) => "leader",
+            (true, None) => "follower",
+        }
+        .into(),
+        epoch: acting.filter(|_| gate.is_ha()),
     })
 }

@@ -63,6 +63,22 @@ impl Store {
         entries: &[OutboxEntry],
         received_ms: UnixMillis,
     ) -> Result<u64, StoreError> {
+        // The records are encoded here, on the session's own thread, before joining the group:
+        // the group's closures run one at a time inside its one transaction, so whatever is
+        // done outside it runs in parallel (docs/BENCHMARKS.md, "Group commit at the hub").
+        let encoded: Vec<Option<Vec<u8>>> = entries
+            .iter()
+            .map(|e| match &e.event {
+                StatusEvent::Run(run) => {
+                    let mut rec = run.clone();
+                    rec.agent_id = Some(agent_id.to_string());
+                    encode(&rec).map(Some)
+                }
+                StatusEvent::Task(t) => encode(t).map(Some),
+                StatusEvent::Missed(m) => encode(m).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
         self.write(|txn| {
             let mut agents = txn.open_table(AGENTS)?;
             let mut agent: AgentRecord = match agents.get(agent_id)? {
@@ -80,12 +96,14 @@ impl Store {
             let mut by_instant = txn.open_table(RUNS_BY_INSTANT)?;
             let mut by_workflow = txn.open_table(RUNS_BY_WORKFLOW)?;
             let mut seq = agent.committed_seq;
+            // The agent's labels and pools are filled in when the input is evaluated (from its
+            // record then), not copied into every queued input.
             let alert = |workflow: &str, event: InputEvent, at_ms: UnixMillis| Input {
                 subject: Subject {
                     agent: Some(agent_id.to_string()),
                     workflow: Some(workflow.to_string()),
                     pools: Vec::new(),
-                    labels: agent.labels.clone(),
+                    labels: Default::default(),
                 },
                 event,
                 at_ms,
@@ -93,7 +111,8 @@ impl Store {
             };
             let mut rollout_cache: std::collections::HashMap<String, bool> =
                 std::collections::HashMap::new();
-            for entry in entries {
+            for (entry, bytes) in entries.iter().zip(&encoded) {
+                let bytes = bytes.as_deref().unwrap_or_default();
                 if entry.seq <= seq {
                     if entry.seq <= agent.committed_seq {
                         continue;
@@ -166,6 +185,13 @@ impl Store {
                                 )?;
                             }
                         }
+                        runs.insert(key, bytes)?;
+                        // An update of a run whose creation time is unchanged (running, then
+                        // succeeded: the usual case) finds every index entry in place: a
+                        // run's id, workflow, kind and instant never change.
+                        if old_created == Some(run.created_ms) {
+                            continue;
+                        }
                         if let Some(c) = old_created {
                             by_created.remove((c, agent_id, run.run_id.as_str()))?;
                             by_workflow.remove((
@@ -175,9 +201,6 @@ impl Store {
                                 run.run_id.as_str(),
                             ))?;
                         }
-                        let mut rec = run.clone();
-                        rec.agent_id = Some(agent_id.to_string());
-                        runs.insert(key, encode(&rec)?.as_slice())?;
                         by_id.insert((run.run_id.as_str(), agent_id), ())?;
                         if run.kind != RunKind::Manual {
                             by_instant
@@ -195,13 +218,10 @@ impl Store {
                         )?;
                     }
                     StatusEvent::Task(t) => {
-                        tasks.insert(
-                            (agent_id, t.run_id.as_str(), t.task_id.as_str()),
-                            encode(t)?.as_slice(),
-                        )?;
+                        tasks.insert((agent_id, t.run_id.as_str(), t.task_id.as_str()), bytes)?;
                     }
                     StatusEvent::Missed(m) => {
-                        missed.insert((agent_id, entry.seq), encode(m)?.as_slice())?;
+                        missed.insert((agent_id, entry.seq), bytes)?;
                         let detail = format!(
                             "{} firing{} not run ({})",
                             m.count,

@@ -120,3 +120,51 @@ fn pages_from_a_cursor_cover_the_listing_once_in_order() {
     };
     assert_eq!(s.runs(&q).unwrap().len(), 5);
 }
+
+/// A run reported again (running, then succeeded) is one run in every listing, with its last
+/// state; a run whose creation time changes moves in the time-ordered indexes.
+#[test]
+fn an_updated_run_is_listed_once_in_every_index_with_its_last_state() {
+    let (_d, s) = open();
+    enrolled(&s, "agent-1");
+    let mut seq = 0;
+    let mut send = |r: RunRecord| {
+        seq += 1;
+        s.ingest("agent-1", &[entry(seq, StatusEvent::Run(r))])
+            .unwrap();
+    };
+    send(run("a", 100, RunState::Running));
+    send(run("a", 100, RunState::Succeeded));
+    send(run("b", 200, RunState::Running));
+    send(run("b", 300, RunState::Failed));
+    let listed = |q: RunQuery| -> Vec<(i64, String, RunState)> {
+        s.runs(&q)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.record.created_ms, r.record.run_id, r.record.state))
+            .collect()
+    };
+    let want = vec![
+        (300, "b".to_string(), RunState::Failed),
+        (100, "a".to_string(), RunState::Succeeded),
+    ];
+    assert_eq!(listed(RunQuery::default()), want, "by creation time");
+    let wf = run("a", 0, RunState::Running).workflow;
+    assert_eq!(
+        listed(RunQuery {
+            agent: Some("agent-1".into()),
+            workflow: Some(wf),
+            ..RunQuery::default()
+        }),
+        want,
+        "by agent and workflow"
+    );
+    assert_eq!(
+        listed(RunQuery {
+            since_ms: Some(250),
+            ..RunQuery::default()
+        }),
+        want[..1].to_vec(),
+        "the moved run is found at its new time only"
+    );
+}
