@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use outpost_tests::etcd::EtcdCluster;
 use outpost_tests::history::{History, Seen};
+use outpost_tests::tcprelay::{TcpMode, TcpRelay};
 use outpost_tests::{Hub, Scratch};
 
 const TTL_S: u64 = 2;
@@ -112,24 +113,29 @@ fn signal(pid: &str, sig: &str) {
     assert!(st.success(), "kill {sig} {pid}");
 }
 
-#[test]
-fn three_replicas_keep_one_leader_through_kill_pause_fence_and_a_lost_etcd_member() {
-    let s = Scratch::new("ha").unwrap();
-    let mut etcd = EtcdCluster::start(&s.join("etcd"), 3).unwrap();
+/// Three replicas in `s`, each reaching etcd at the URLs `etcd(i)` gives replica `i`.
+fn replicas(s: &Scratch, etcd: impl Fn(usize) -> String) -> Replicas {
     let mut hubs = Vec::new();
-    for name in ["hub-a", "hub-b", "hub-c"] {
+    for (i, name) in ["hub-a", "hub-b", "hub-c"].into_iter().enumerate() {
         let dir = s.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let extra = format!(
             "[ha]\netcd = {}\nname = \"{name}\"\nlease_ttl = \"{TTL_S}s\"\n",
-            etcd.endpoints_toml()
+            etcd(i)
         );
         hubs.push((name.to_string(), Hub::start(&dir, &extra).unwrap()));
     }
-    let mut r = Replicas {
+    Replicas {
         hubs,
         history: History::default(),
-    };
+    }
+}
+
+#[test]
+fn three_replicas_keep_one_leader_through_kill_pause_fence_and_a_lost_etcd_member() {
+    let s = Scratch::new("ha").unwrap();
+    let mut etcd = EtcdCluster::start(&s.join("etcd"), 3).unwrap();
+    let mut r = replicas(&s, |_| etcd.endpoints_toml());
     let ttl = Duration::from_secs(TTL_S);
     // Generous bounds for a loaded CI machine; the measured times are printed.
     let failover = ttl * 8;
@@ -255,4 +261,81 @@ fn three_replicas_keep_one_leader_through_kill_pause_fence_and_a_lost_etcd_membe
     h.check().unwrap_or_else(|e| panic!("{e}\n{:?}", h.terms()));
     eprintln!("{} observations; terms {:?}", h.ops.len(), h.terms());
     assert!(h.terms().len() >= 5, "{:?}", h.terms());
+}
+
+/// A replica partitioned from etcd (every byte between them held by TCP relays, as a network
+/// partition does: no reset, no error) stops acting as leader within its lease, while the others
+/// elect a new one; healed, it comes back as a follower and the leader stays.
+#[test]
+fn a_leader_cut_off_from_etcd_stops_leading_within_its_lease_and_returns_as_follower() {
+    let s = Scratch::new("ha-partition").unwrap();
+    let etcd = EtcdCluster::start(&s.join("etcd"), 3).unwrap();
+    // Each replica reaches each member through its own relay.
+    let relays: Vec<Vec<TcpRelay>> = (0..3)
+        .map(|_| {
+            etcd.client_addrs()
+                .into_iter()
+                .map(|a| TcpRelay::start(a).unwrap())
+                .collect()
+        })
+        .collect();
+    let mut r = replicas(&s, |i| {
+        let urls: Vec<String> = relays[i]
+            .iter()
+            .map(|rl| format!("\"http://{}\"", rl.addr()))
+            .collect();
+        format!("[{}]", urls.join(", "))
+    });
+    let ttl = Duration::from_secs(TTL_S);
+    let all = [0, 1, 2];
+    let (l1, e1) = r.wait_leader(&all, 0, Duration::from_secs(30));
+
+    // Partition the leader. Its own clock ends its term; it hears nothing from etcd.
+    for rl in &relays[l1] {
+        rl.set_mode(TcpMode::Blackhole);
+    }
+    let t = Instant::now();
+    outpost_tests::wait_for(ttl * 3, "the cut-off leader to stop acting", || {
+        (r.observe(l1) == Seen::Follower).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", r.logs()));
+    let stopped = t.elapsed();
+    let others: Vec<usize> = all.iter().copied().filter(|i| *i != l1).collect();
+    let (l2, e2) = r.wait_leader(&others, e1, ttl * 8);
+    eprintln!(
+        "partition: {} stopped acting after {stopped:?}; {} led after {:?} (lease {ttl:?})",
+        r.hubs[l1].0,
+        r.hubs[l2].0,
+        t.elapsed()
+    );
+    // The bound itself, from the history rather than from how fast a scrape came back: no
+    // scrape of it that began a lease after the cut saw it leading (its last keep-alive that
+    // etcd could answer was sent before the cut, and it acts only until that send + TTL).
+    let cut_off = r.hubs[l1].0.clone();
+    let late: Vec<_> = r
+        .history
+        .ops
+        .iter()
+        .filter(|o| o.process == cut_off && o.invoke > t + ttl && matches!(o.seen, Seen::Leader(_)))
+        .collect();
+    assert!(late.is_empty(), "{cut_off} acted after its lease: {late:?}");
+    // While cut off it never leads.
+    for _ in 0..(TTL_S * 5) {
+        assert_ne!(r.observe(l1), Seen::Leader(e1));
+        let leaders = r.round(&others);
+        assert_eq!(leaders, vec![(l2, e2)], "the others keep one leader");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Healed: a follower; the leader stays.
+    for rl in &relays[l1] {
+        rl.set_mode(TcpMode::Pass);
+    }
+    for _ in 0..(TTL_S * 10) {
+        assert_eq!(r.round(&all), vec![(l2, e2)], "{}", r.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let h = &r.history;
+    h.check().unwrap_or_else(|e| panic!("{e}\n{:?}", h.terms()));
+    assert_eq!(h.terms().len(), 2, "{:?}", h.terms());
 }

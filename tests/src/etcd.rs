@@ -139,6 +139,14 @@ impl EtcdCluster {
             .collect()
     }
 
+    /// The members' client addresses.
+    pub fn client_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.members
+            .iter()
+            .map(|m| std::net::SocketAddr::from(([127, 0, 0, 1], m.client_port)))
+            .collect()
+    }
+
     /// `etcd = [...]` as TOML.
     pub fn endpoints_toml(&self) -> String {
         let list: Vec<String> = self.endpoints().iter().map(|e| format!("{e:?}")).collect();

@@ -5,6 +5,7 @@ pub mod etcd;
 pub mod history;
 pub mod loadgen;
 pub mod relay;
+pub mod tcprelay;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
