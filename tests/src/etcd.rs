@@ -220,6 +220,28 @@ impl EtcdCluster {
     }
 }
 
+/// The `[ha]` table of a hub replica `name` on cluster `c` (the benchmarks' `--ha`).
+pub fn ha_table(c: &EtcdCluster, name: &str) -> String {
+    format!("[ha]\netcd = {}\nname = \"{name}\"\n", c.endpoints_toml())
+}
+
+/// Wait until the hub at `http_url` says (`GET /v1/health`) that it leads; how long it took.
+pub fn wait_leading(http_url: &str, within: Duration) -> anyhow::Result<Duration> {
+    let t = std::time::Instant::now();
+    let url = format!("{http_url}/v1/health");
+    wait_for(within, "the hub to lead", || {
+        let body = ureq::get(&url)
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()?;
+        let h: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (h["role"] == "leader").then_some(())
+    })?;
+    Ok(t.elapsed())
+}
+
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {

@@ -36,6 +36,11 @@ use serde_json::json;
 #[derive(Parser)]
 #[command(name = "outpost-hubbench", about = "Benchmarks of the hub and agents")]
 struct Args {
+    /// HA mode: start a three-member etcd cluster on loopback (Debian's `etcd-server`) and run
+    /// the hub as the one replica of an election on it (`[ha]`; the hub must be built with the
+    /// `ha` feature). The figures are then HA mode's, to compare with a run without.
+    #[arg(long)]
+    ha: bool,
     /// Played agents.
     #[arg(long, default_value_t = 1000)]
     agents: usize,
@@ -213,10 +218,30 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "loadavg_start": outpost_tests::loadavg(),
     });
     let scratch = Scratch::new("hubbench")?;
+    let etcd = if args.ha {
+        Some(outpost_tests::etcd::EtcdCluster::start(
+            &scratch.join("etcd"),
+            3,
+        )?)
+    } else {
+        None
+    };
+    let ha = etcd
+        .as_ref()
+        .map(|c| outpost_tests::etcd::ha_table(c, "bench"))
+        .unwrap_or_default();
     let mut hub = Hub::start(
         scratch.path(),
-        &format!("[metrics]\nper_agent_limit = {}\n", args.per_agent_limit),
+        &format!(
+            "{ha}[metrics]\nper_agent_limit = {}\n",
+            args.per_agent_limit
+        ),
     )?;
+    out["mode"] = json!(if args.ha { "ha" } else { "embedded" });
+    if args.ha {
+        let took = outpost_tests::etcd::wait_leading(&hub.http_url, Duration::from_secs(30))?;
+        eprintln!("HA mode: the hub leads (after {took:.1?})");
+    }
     let pid = hub.child.as_ref().map(|c| c.id()).context("hub pid")?;
     eprintln!("hub pid {pid} on {} ({})", hub.quic_addr, hub.http_url);
     tokio::time::sleep(Duration::from_secs(1)).await;

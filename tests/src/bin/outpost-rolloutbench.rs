@@ -34,6 +34,11 @@ use serde_json::json;
     about = "A rollout across N played agents with a zero bake time"
 )]
 struct Args {
+    /// HA mode: start a three-member etcd cluster on loopback (Debian's `etcd-server`) and run
+    /// the hub as the one replica of an election on it (`[ha]`; the hub must be built with the
+    /// `ha` feature). The figures are then HA mode's, to compare with a run without.
+    #[arg(long)]
+    ha: bool,
     /// Played agents.
     #[arg(long, default_value_t = 1000)]
     agents: usize,
@@ -135,7 +140,24 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "loadavg_start": outpost_tests::loadavg(),
     });
     let scratch = Scratch::new("rolloutbench")?;
-    let hub = Hub::start(scratch.path(), "")?;
+    let etcd = if args.ha {
+        Some(outpost_tests::etcd::EtcdCluster::start(
+            &scratch.join("etcd"),
+            3,
+        )?)
+    } else {
+        None
+    };
+    let ha = etcd
+        .as_ref()
+        .map(|c| outpost_tests::etcd::ha_table(c, "bench"))
+        .unwrap_or_default();
+    let hub = Hub::start(scratch.path(), &ha)?;
+    out["mode"] = json!(if args.ha { "ha" } else { "embedded" });
+    if args.ha {
+        let took = outpost_tests::etcd::wait_leading(&hub.http_url, Duration::from_secs(30))?;
+        eprintln!("HA mode: the hub leads (after {took:.1?})");
+    }
     let pid = hub.child.as_ref().map(|c| c.id()).context("hub pid")?;
     eprintln!("hub pid {pid} on {} ({})", hub.quic_addr, hub.http_url);
 
