@@ -15,8 +15,8 @@
 //! also fenced in etcd on its election key's revision (its epoch), which a successor's
 //! election key outlives — see [`Leadership::handle_fenced_refusal`].
 //!
-//! Times are milliseconds of a monotonic clock (the driver's `Instant` since start), never the
-//! wall clock: a wall-clock step must not extend a lease.
+//! Times are milliseconds of the boot-time clock ([`super::mono_ms`]), never the wall clock: a
+//! wall-clock step must not extend a lease, and time spent suspended must count.
 
 /// What this replica may do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,16 +19,20 @@ pub mod leadership;
 #[cfg(feature = "ha")]
 pub mod etcd;
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use leadership::{Leadership, Role};
 
-/// Milliseconds of the process's monotonic clock (the leadership's time base).
+/// Milliseconds of the machine's boot-time clock (the leadership's time base): monotonic, never
+/// stepped by NTP or an operator, and, unlike `Instant` (CLOCK_MONOTONIC), still running while
+/// the machine or VM is suspended. A replica suspended past its lease must see the lease as
+/// gone when it resumes, or it would act as leader beside the one etcd elected meanwhile.
 pub fn mono_ms() -> i64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    i64::try_from(BASE.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(i64::MAX)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    t.tv_sec
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.tv_nsec / 1_000_000))
 }
 
 /// `[ha]` of hub.toml: this replica takes part in an election on etcd.
