@@ -32,7 +32,7 @@ pub fn mono_ms() -> i64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
     t.tv_sec
         .saturating_mul(1000)
-        .saturating_add(i64::from(t.tv_nsec / 1_000_000))
+        .saturating_add(t.tv_nsec / 1_000_000)
 }
 
 /// `[ha]` of hub.toml: this replica takes part in an election on etcd.
