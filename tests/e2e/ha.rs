@@ -87,6 +87,27 @@ impl Replicas {
         }
     }
 
+    /// After a fault to replica `from` at `since`: wait until one of the others leads with an
+    /// epoch above `above`, and say how long it took.
+    fn take_over(
+        &mut self,
+        fault: &str,
+        from: usize,
+        above: i64,
+        since: Instant,
+        within: Duration,
+    ) -> (usize, i64) {
+        let others: Vec<usize> = (0..self.hubs.len()).filter(|i| *i != from).collect();
+        let (l, e) = self.wait_leader(&others, above, within);
+        eprintln!(
+            "{fault}: {} took over from {} after {:?} (epoch {e})",
+            self.hubs[l].0,
+            self.hubs[from].0,
+            since.elapsed()
+        );
+        (l, e)
+    }
+
     fn logs(&self) -> String {
         self.hubs
             .iter()
@@ -183,28 +204,13 @@ fn three_replicas_keep_one_leader_through_kill_pause_fence_and_a_lost_etcd_membe
     // kill -9 the leader: another takes over after its lease runs out, with a newer epoch.
     let t = Instant::now();
     r.hubs[l1].1.kill9().unwrap();
-    let alive: Vec<usize> = all.iter().copied().filter(|i| *i != l1).collect();
-    let (l2, e2) = r.wait_leader(&alive, e1, failover);
-    eprintln!(
-        "kill -9: {} took over from {} after {:?} (lease {ttl:?})",
-        r.hubs[l2].0,
-        r.hubs[l1].0,
-        t.elapsed()
-    );
+    let (l2, e2) = r.take_over("kill -9", l1, e1, t, failover);
     r.hubs[l1].1.restart().unwrap();
 
     // SIGSTOP the leader past its lease: the others elect a new one; resumed, the paused
     // replica does not act as leader for a moment, before it hears anything from etcd.
     signal(&r.pid(l2), "-STOP");
-    let t = Instant::now();
-    let others: Vec<usize> = all.iter().copied().filter(|i| *i != l2).collect();
-    let (l3, e3) = r.wait_leader(&others, e2, failover);
-    eprintln!(
-        "SIGSTOP: {} took over from {} after {:?}",
-        r.hubs[l3].0,
-        r.hubs[l2].0,
-        t.elapsed()
-    );
+    let (_, e3) = r.take_over("SIGSTOP", l2, e2, Instant::now(), failover);
     std::thread::sleep(ttl);
     signal(&r.pid(l2), "-CONT");
     match r.observe(l2) {
@@ -248,12 +254,7 @@ fn three_replicas_keep_one_leader_through_kill_pause_fence_and_a_lost_etcd_membe
     }
     let (l6, e6) = r.wait_leader(&all, e4, failover);
     r.hubs[l6].1.kill9().unwrap();
-    let alive: Vec<usize> = all.iter().copied().filter(|i| *i != l6).collect();
-    let (l7, _) = r.wait_leader(&alive, e6, failover);
-    eprintln!(
-        "etcd member lost: {} took over from {}",
-        r.hubs[l7].0, r.hubs[l6].0
-    );
+    r.take_over("etcd member lost", l6, e6, Instant::now(), failover);
     etcd.restart(0).unwrap();
 
     // The whole history: epochs never went backwards, no epoch had two replicas.
@@ -299,15 +300,13 @@ fn a_leader_cut_off_from_etcd_stops_leading_within_its_lease_and_returns_as_foll
         (r.observe(l1) == Seen::Follower).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", r.logs()));
-    let stopped = t.elapsed();
-    let others: Vec<usize> = all.iter().copied().filter(|i| *i != l1).collect();
-    let (l2, e2) = r.wait_leader(&others, e1, ttl * 8);
     eprintln!(
-        "partition: {} stopped acting after {stopped:?}; {} led after {:?} (lease {ttl:?})",
+        "partition: {} stopped acting after {:?}",
         r.hubs[l1].0,
-        r.hubs[l2].0,
         t.elapsed()
     );
+    let (l2, e2) = r.take_over("partition", l1, e1, t, ttl * 8);
+    let others: Vec<usize> = all.iter().copied().filter(|i| *i != l1).collect();
     // The bound itself, from the history rather than from how fast a scrape came back: no
     // scrape of it that began a lease after the cut saw it leading (its last keep-alive that
     // etcd could answer was sent before the cut, and it acts only until that send + TTL).

@@ -113,12 +113,7 @@ impl EtcdCluster {
             {
                 return Some(Err(anyhow::anyhow!("etcd exited: {st}")));
             }
-            let body = ureq::get(&url)
-                .call()
-                .ok()?
-                .body_mut()
-                .read_to_string()
-                .ok()?;
+            let body = get_text(&url)?;
             body.contains("\"health\":\"true\"").then_some(Ok(()))
         });
         match r {
@@ -220,9 +215,20 @@ impl EtcdCluster {
     }
 }
 
-/// The `[ha]` table of a hub replica `name` on cluster `c` (the benchmarks' `--ha`).
-pub fn ha_table(c: &EtcdCluster, name: &str) -> String {
-    format!("[ha]\netcd = {}\nname = \"{name}\"\n", c.endpoints_toml())
+/// The benchmarks' `--ha`: with `ha`, a three-member cluster in `dir/etcd` and the `[ha]` table
+/// of a replica named `bench` on it (to prepend to the hub's configuration); without, nothing.
+pub fn bench_ha(ha: bool, dir: &Path) -> anyhow::Result<(Option<EtcdCluster>, String)> {
+    if !ha {
+        return Ok((None, String::new()));
+    }
+    let c = EtcdCluster::start(&dir.join("etcd"), 3)?;
+    let table = format!("[ha]\netcd = {}\nname = \"bench\"\n", c.endpoints_toml());
+    Ok((Some(c), table))
+}
+
+/// The body of `GET url`, if it answers.
+fn get_text(url: &str) -> Option<String> {
+    ureq::get(url).call().ok()?.body_mut().read_to_string().ok()
 }
 
 /// Wait until the hub at `http_url` says (`GET /v1/health`) that it leads; how long it took.
@@ -230,13 +236,7 @@ pub fn wait_leading(http_url: &str, within: Duration) -> anyhow::Result<Duration
     let t = std::time::Instant::now();
     let url = format!("{http_url}/v1/health");
     wait_for(within, "the hub to lead", || {
-        let body = ureq::get(&url)
-            .call()
-            .ok()?
-            .body_mut()
-            .read_to_string()
-            .ok()?;
-        let h: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let h: serde_json::Value = serde_json::from_str(&get_text(&url)?).ok()?;
         (h["role"] == "leader").then_some(())
     })?;
     Ok(t.elapsed())

@@ -218,18 +218,8 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         "loadavg_start": outpost_tests::loadavg(),
     });
     let scratch = Scratch::new("hubbench")?;
-    let etcd = if args.ha {
-        Some(outpost_tests::etcd::EtcdCluster::start(
-            &scratch.join("etcd"),
-            3,
-        )?)
-    } else {
-        None
-    };
-    let ha = etcd
-        .as_ref()
-        .map(|c| outpost_tests::etcd::ha_table(c, "bench"))
-        .unwrap_or_default();
+    // Kept to the end: dropping it stops the cluster.
+    let (_etcd, ha) = outpost_tests::etcd::bench_ha(args.ha, scratch.path())?;
     let mut hub = Hub::start(
         scratch.path(),
         &format!(
