@@ -84,6 +84,7 @@ mod alerts;
 mod assignments;
 mod audit;
 mod backup;
+mod config;
 pub(crate) mod console_sessions;
 mod error;
 mod file;
