@@ -18,6 +18,8 @@ pub struct Store {
     pub(super) group: super::group::GroupCommit,
     /// What every agent's desired state is computed from, read once per change (`config.rs`).
     pub(super) config: super::config::ConfigCache,
+    /// Agents' last contacts and clock offsets not written yet (`observations.rs`).
+    pub(super) observations: super::observations::Observations,
 }
 
 impl std::fmt::Debug for Store {

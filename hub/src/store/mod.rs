@@ -92,6 +92,7 @@ mod firings;
 mod group;
 pub(crate) mod migrations;
 mod names;
+mod observations;
 mod open;
 mod operators;
 pub mod pools;

@@ -27,6 +27,7 @@ impl Store {
             path: path.to_path_buf(),
             group: Default::default(),
             config: Default::default(),
+            observations: Default::default(),
         };
         let txn = store.begin_txn()?;
         if MIGRATIONS.migrate(&txn, SCHEMA_VERSION)? < SCHEMA_VERSION {

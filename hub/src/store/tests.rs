@@ -8,6 +8,7 @@ use outpost_common::trust::{Director, SigningKey, Trust, sign_release};
 
 mod fleet;
 mod group;
+mod observations;
 mod paging;
 
 fn open() -> (tempfile::TempDir, Store) {
