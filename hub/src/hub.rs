@@ -465,7 +465,8 @@ impl Hub {
         let issued =
             self.store
                 .sync_assignments(agent_id, &desired, self.director.as_ref(), now_ms())?;
-        let metas = self.store.workflows()?;
+        // Read once per change of the configuration, not once per agent (`store/config.rs`).
+        let config = self.store.config()?;
         let mut out = Vec::with_capacity(issued.len());
         for a in issued {
             // An agent keeps every version it activated: one it is known to hold (a rollback,
@@ -474,9 +475,10 @@ impl Hub {
                 None
             } else {
                 Some(
-                    self.store
-                        .version(&a.workflow, Some(a.version))?
-                        .signed_bundle()?,
+                    config
+                        .version(&self.store, &a.workflow, a.version)?
+                        .bundle
+                        .clone(),
                 )
             };
             // Signed by a director key that a root rotation replaced: sign the same bytes again
@@ -487,7 +489,7 @@ impl Hub {
                 a.signed = self.director.resign_assignment(a.signed);
             }
             out.push(DesiredAssignment {
-                paused: metas.iter().any(|(n, m)| *n == a.workflow && m.paused),
+                paused: config.paused(&a.workflow),
                 workflow: a.workflow,
                 version: a.version,
                 epoch: a.epoch,
@@ -505,9 +507,8 @@ impl Hub {
         &self,
         agent: &AgentRecord,
     ) -> Result<Vec<DesiredVersion>, StoreError> {
-        let pools = self.store.pools()?;
-        let decisions = self.store.decisions()?;
-        let resolved = resolve_decisions(&agent.labels, &pools, &decisions);
+        let config = self.store.config()?;
+        let resolved = resolve_decisions(&agent.labels, &config.pools, &config.decisions);
         let assigns = if resolved.iter().any(|r| r.decision.rollout.is_some()) {
             self.store.rollout_assigns_for(&agent.id)?
         } else {
@@ -515,7 +516,7 @@ impl Hub {
         };
         let store = &self.store;
         desired_versions(&resolved, &assigns, &mut |w, v| {
-            Ok(store.version(w, Some(v))?.content_hash)
+            Ok(config.version(store, w, v)?.content_hash.clone())
         })
     }
 }
@@ -843,6 +844,68 @@ mod tests {
         hub.revoke_agent("op", &a).unwrap();
         assert!(rx.has_changed().unwrap());
         assert!(hub.desired_for(&a).is_err());
+    }
+
+    /// The desired state is computed from a configuration cached between changes
+    /// (`store/config.rs`): every kind of change is seen at the next computation.
+    #[test]
+    fn every_change_of_the_configuration_is_seen_through_the_cache() {
+        let (_d, hub, trust) = hub();
+        let a = enroll(&hub, &[("site", "a")]);
+        let one = |hub: &Hub| {
+            let d = hub.desired_for(&a).unwrap();
+            assert_eq!(d.len(), 1, "{d:?}");
+            d.into_iter().next().unwrap()
+        };
+        let content = |d: &DesiredAssignment| d.bundle.as_ref().map(|b| b.content.clone());
+        apply(&hub, "w", "one", &[]);
+        let d1 = one(&hub);
+        assert_eq!((d1.version, content(&d1)), (1, Some(b"one".to_vec())));
+        assert!(trust.verify_release(d1.bundle.as_ref().unwrap()).is_ok());
+        // Same configuration: the same snapshot, the same answer.
+        assert!(Arc::ptr_eq(
+            &hub.store.config().unwrap(),
+            &hub.store.config().unwrap()
+        ));
+        assert_eq!(one(&hub), d1);
+        // A new version waiting for release signatures is not deployed; released, it is.
+        hub.store
+            .apply_version(
+                NewVersion {
+                    name: "w".into(),
+                    content: b"two".to_vec(),
+                    format: "yaml".into(),
+                    target: vec![],
+                    origin: "t".into(),
+                    applied_by: "op".into(),
+                },
+                1,
+            )
+            .unwrap();
+        assert_eq!(one(&hub).version, 1);
+        assert!(hub.auto_release("w", 2).unwrap());
+        let d2 = one(&hub);
+        assert_eq!((d2.version, content(&d2)), (2, Some(b"two".to_vec())));
+        assert!(trust.verify_release(d2.bundle.as_ref().unwrap()).is_ok());
+        // Paused and resumed at the hub.
+        hub.store.set_paused("w", true, "op", 1).unwrap();
+        assert!(one(&hub).paused);
+        hub.store.set_paused("w", false, "op", 1).unwrap();
+        assert!(!one(&hub).paused);
+        // A rollback is a new version with the old content.
+        hub.rollback("op", "w", 1).unwrap();
+        let d3 = one(&hub);
+        assert_eq!((d3.version, content(&d3)), (3, Some(b"one".to_vec())));
+        assert_eq!(d3.content_hash, d1.content_hash);
+        // A pool decision back to an older version.
+        hub.deploy("op", "w", "wf:w", Some(2)).unwrap();
+        let d4 = one(&hub);
+        assert_eq!((d4.version, content(&d4)), (2, Some(b"two".to_vec())));
+        assert!(d4.epoch > d3.epoch);
+        // Deleted: a removal.
+        hub.delete_workflow("op", "w", false).unwrap();
+        let d5 = one(&hub);
+        assert!(d5.remove && d5.bundle.is_none());
     }
 
     #[test]

@@ -524,8 +524,8 @@ async fn session(
                         if offset_ms.abs() > CLOCK_OFFSET_WARN_MS {
                             tracing::warn!(agent = %agent_id, offset_ms, "the agent's clock is off the hub's");
                         }
-                        let (h, id) = (hub.clone(), agent_id.clone());
-                        blocking(move || h.clock_offset(&id, offset_ms, at_ms)).await??;
+                        // In memory: written with the other observations in one batch.
+                        hub.clock_offset(&agent_id, offset_ms, at_ms);
                     }
                     HubEvent::Telemetry(t) => {
                         let (h, id) = (hub.clone(), agent_id.clone());
@@ -569,8 +569,7 @@ async fn session(
                     conns.touch(&agent_id);
                     if last_contact.elapsed() >= LAST_CONTACT_EVERY {
                         last_contact = std::time::Instant::now();
-                        let (h, id) = (hub.clone(), agent_id.clone());
-                        blocking(move || h.touch_agent(&id)).await??;
+                        hub.touch_agent(&agent_id);
                     }
                     match outpost_common::frame::decode_agent_msg(&bytes) {
                         Ok(Some(msg)) => {

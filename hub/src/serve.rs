@@ -153,18 +153,32 @@ pub async fn run(
             quic_stop.subscribe(),
         ))
     };
+    // Every replica writes its own sessions' observations.
+    let _observations = tokio::spawn(flush_observations(
+        hub.clone(),
+        OBSERVATIONS_FLUSH_EVERY,
+        quic_stop.subscribe(),
+    ));
     let shutdown = async move {
         shutdown.await;
         let _ = quic_stop.send(true);
     };
     // The operators' API and the web console (docs/console.md) on one listener.
-    let app = crate::api::router(hub.clone()).merge(crate::console::router(hub, tls.is_some()));
+    let app =
+        crate::api::router(hub.clone()).merge(crate::console::router(hub.clone(), tls.is_some()));
     match tls {
         None => axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("HTTP API failed")?,
         Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await,
+    }
+    // The last contacts of the sessions that ended with the QUIC endpoint.
+    let h = hub.clone();
+    match tokio::task::spawn_blocking(move || h.flush_observations()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("writing the agents' last contacts at shutdown: {e}"),
+        Err(e) => tracing::warn!("writing the agents' last contacts at shutdown: {e}"),
     }
     tracing::info!("hub stopped");
     Ok(())
@@ -217,6 +231,38 @@ fn start_election(
     hub.leader().enable_ha();
     tracing::info!(name = %ha.name, etcd = ?ha.etcd, "HA mode: campaigning for leadership on etcd");
     tokio::spawn(crate::ha::etcd::run(ha.clone(), hub.leader().clone(), stop));
+}
+
+/// How often the agents' last contacts and clock offsets are written (`store/observations.rs`):
+/// what a crash of the hub may lose of them.
+const OBSERVATIONS_FLUSH_EVERY: Duration = Duration::from_secs(5);
+
+/// Every `every`, and once when `stop` flips: write the agents' pending observations (last
+/// contact, clock offset) in one batch.
+async fn flush_observations(
+    hub: Arc<Hub>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
+        let h = hub.clone();
+        match tokio::task::spawn_blocking(move || h.flush_observations()).await {
+            Ok(Ok(n)) => tracing::debug!(records = n, "wrote the agents' observations"),
+            Ok(Err(e)) => {
+                tracing::warn!("writing the agents' last contacts and clock offsets: {e}")
+            }
+            Err(e) => tracing::warn!("writing the agents' last contacts and clock offsets: {e}"),
+        }
+        if last {
+            return;
+        }
+    }
 }
 
 /// How long a TLS handshake may take.

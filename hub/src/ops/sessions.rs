@@ -48,11 +48,10 @@ impl Hub {
         Ok(start)
     }
 
-    /// The agent reported its clock offset against the hub's signed time.
-    pub fn clock_offset(&self, agent_id: &str, offset_ms: i64, at_ms: i64) -> OpResult<()> {
-        Ok(self
-            .store()
-            .record_clock_offset(agent_id, offset_ms, at_ms)?)
+    /// The agent reported its clock offset against the hub's signed time: an observation, kept
+    /// in memory and written with the others in one batch (`store/observations.rs`).
+    pub fn clock_offset(&self, agent_id: &str, offset_ms: i64, at_ms: i64) {
+        self.store().record_clock_offset(agent_id, offset_ms, at_ms);
     }
 
     /// Record an agent's telemetry report.
@@ -62,9 +61,10 @@ impl Hub {
             .record_telemetry(agent_id, telemetry, now_ms())?)
     }
 
-    /// An accepted session ended: its end is the agent's last contact.
+    /// An accepted session ended: its end is the agent's last contact (an observation, written
+    /// with the next batch: `store/observations.rs`).
     pub fn agent_disconnected(&self, agent_id: &str) -> OpResult<()> {
-        self.store().touch_agent(agent_id, now_ms())?;
+        self.store().touch_agent(agent_id, now_ms());
         self.emit(
             agent_id,
             EventKind::AgentDisconnected {
@@ -230,9 +230,15 @@ impl Hub {
         Ok(())
     }
 
-    /// Record an agent's last contact (an open session does, now and then).
-    pub fn touch_agent(&self, agent_id: &str) -> OpResult<()> {
-        Ok(self.store().touch_agent(agent_id, now_ms())?)
+    /// Record an agent's last contact (an open session does, now and then): an observation,
+    /// written with the next batch (`store/observations.rs`).
+    pub fn touch_agent(&self, agent_id: &str) {
+        self.store().touch_agent(agent_id, now_ms());
+    }
+
+    /// Write the agents' pending observations (last contact, clock offset) in one batch.
+    pub fn flush_observations(&self) -> OpResult<usize> {
+        Ok(self.store().flush_observations()?)
     }
 
     /// Claim the session record of an agent for this process (see `store::sessions`): returns

@@ -11,18 +11,23 @@ use super::records::AgentRecord;
 use super::schema::{AGENT_VERSIONS, AGENTS};
 
 impl Store {
-    /// All agents, by id.
+    /// All agents, by id (with the observations not written yet merged in:
+    /// `observations.rs`).
     pub(crate) fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         let txn = self.db().begin_read()?;
-        Ok(decode_all(&txn.open_table(AGENTS)?, "agents")?)
+        let mut all: Vec<AgentRecord> = decode_all(&txn.open_table(AGENTS)?, "agents")?;
+        self.observations.overlay_all(&mut all);
+        Ok(all)
     }
 
-    /// One agent.
+    /// One agent (with the observations not written yet merged in: `observations.rs`).
     pub fn agent(&self, id: &str) -> Result<AgentRecord, StoreError> {
         let txn = self.db().begin_read()?;
         let t = txn.open_table(AGENTS)?;
         let v = t.get(id)?.ok_or_else(|| StoreError::NoAgent(id.into()))?;
-        Ok(decode(v.value(), "agents", id)?)
+        let mut rec: AgentRecord = decode(v.value(), "agents", id)?;
+        self.observations.overlay(&mut rec);
+        Ok(rec)
     }
 
     pub(super) fn update_agent<R>(
@@ -146,21 +151,6 @@ impl Store {
         let txn = self.db().begin_read()?;
         let t = txn.open_table(AGENT_VERSIONS)?;
         Ok(t.get((agent, workflow, version))?.is_some())
-    }
-
-    /// Record that an agent was heard from.
-    pub(crate) fn touch_agent(&self, id: &str, now_ms: UnixMillis) -> Result<(), StoreError> {
-        self.update_agent(id, |a| a.last_seen_ms = Some(now_ms), None)
-    }
-
-    /// Record an agent's clock offset (its clock minus the hub's) measured at hub time `at_ms`.
-    pub(crate) fn record_clock_offset(
-        &self,
-        id: &str,
-        offset_ms: i64,
-        at_ms: UnixMillis,
-    ) -> Result<(), StoreError> {
-        self.update_agent(id, |a| a.clock_offset = Some((offset_ms, at_ms)), None)
     }
 
     /// Record an agent's telemetry report (the latest replaces the one before).

@@ -22,6 +22,12 @@ impl Store {
     /// agent (removals included), by workflow name. Most calls change nothing and are answered
     /// from a read transaction; a mint joins the group commit (`group.rs`), so the sessions of
     /// a thousand agents woken by one deploy share a few commits.
+    ///
+    /// The new assignments are minted and signed before joining the group, from what the read
+    /// transaction saw: the group runs its members' closures one at a time, and a signature
+    /// there made every other member wait for it. Inside the group the inputs are read again;
+    /// only if they changed meanwhile (another mint for this agent, a deploy result) is the
+    /// mint made again there, so the epochs are exactly those a mint inside the group makes.
     pub(crate) fn sync_assignments(
         &self,
         agent_id: &str,
@@ -29,20 +35,34 @@ impl Store {
         signer: &Director,
         now_ms: UnixMillis,
     ) -> Result<Vec<IssuedAssignment>, StoreError> {
-        {
+        let (seen, premint) = {
             let txn = self.db().begin_read()?;
             let current = issued_to(&txn.open_table(ASSIGNMENTS)?, agent_id)?;
             let accepted = accepted_by(&txn.open_table(AGENTS)?, agent_id)?;
-            if let Some(out) = reconcile(agent_id, desired, current, &accepted, None, now_ms) {
+            if let Some(out) =
+                reconcile(agent_id, desired, current.clone(), &accepted, None, now_ms)
+            {
                 return Ok(out.assignments);
             }
-        }
+            let premint = reconcile(
+                agent_id,
+                desired,
+                current.clone(),
+                &accepted,
+                Some(signer),
+                now_ms,
+            );
+            ((current, accepted), premint)
+        };
         self.write(|txn| {
             let mut t = txn.open_table(ASSIGNMENTS)?;
             let current = issued_to(&t, agent_id)?;
             let accepted = accepted_by(&txn.open_table(AGENTS)?, agent_id)?;
-            let out = reconcile(agent_id, desired, current, &accepted, Some(signer), now_ms)
-                .ok_or_else(|| DbError::Inconsistent("assignment not minted".into()))?;
+            let out = match &premint {
+                Some(p) if seen.0 == current && seen.1 == accepted => p.clone(),
+                _ => reconcile(agent_id, desired, current, &accepted, Some(signer), now_ms)
+                    .ok_or_else(|| DbError::Inconsistent("assignment not minted".into()))?,
+            };
             if out.minted {
                 for a in &out.assignments {
                     t.insert((agent_id, a.workflow.as_str()), encode(a)?.as_slice())?;
@@ -190,6 +210,7 @@ fn accepted_by(
 }
 
 /// What [`reconcile`] decided.
+#[derive(Clone)]
 struct Reconciled {
     /// Every workflow's current assignment, sorted by workflow.
     assignments: Vec<IssuedAssignment>,

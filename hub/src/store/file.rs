@@ -16,6 +16,10 @@ pub struct Store {
     pub(super) path: PathBuf,
     /// Concurrent writers' shared transaction (`group.rs`).
     pub(super) group: super::group::GroupCommit,
+    /// What every agent's desired state is computed from, read once per change (`config.rs`).
+    pub(super) config: super::config::ConfigCache,
+    /// Agents' last contacts and clock offsets not written yet (`observations.rs`).
+    pub(super) observations: super::observations::Observations,
 }
 
 impl std::fmt::Debug for Store {
@@ -45,9 +49,52 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(super) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+    /// A write transaction of its own (not shared through the group commit). Every write of
+    /// the configuration tables (workflows, versions, pools, decisions, pending versions, roots)
+    /// goes through one of these: committing it makes the configuration cache read the store
+    /// again (`config.rs`).
+    pub(super) fn begin_write(&self) -> Result<DirectWrite<'_>, StoreError> {
+        Ok(DirectWrite {
+            txn: self.begin_txn()?,
+            store: self,
+        })
+    }
+
+    /// A raw write transaction (two-phase commit): the group commit's, and [`Self::begin_write`]'s.
+    pub(super) fn begin_txn(&self) -> Result<WriteTransaction, StoreError> {
         let mut txn = self.db().begin_write()?;
         txn.set_two_phase_commit(true);
         Ok(txn)
+    }
+}
+
+/// A write transaction outside the group commit (operators' commands, the drivers). It reads
+/// as a [`WriteTransaction`]; [`DirectWrite::commit`] also bumps the store's configuration
+/// generation once the commit is durable, so no cached configuration older than the commit is
+/// used after it returns.
+pub(crate) struct DirectWrite<'a> {
+    txn: WriteTransaction,
+    store: &'a Store,
+}
+
+impl std::ops::Deref for DirectWrite<'_> {
+    type Target = WriteTransaction;
+
+    fn deref(&self) -> &WriteTransaction {
+        &self.txn
+    }
+}
+
+impl DirectWrite<'_> {
+    /// Commit durably, then invalidate the configuration cache.
+    pub(crate) fn commit(self) -> Result<(), redb::CommitError> {
+        self.txn.commit()?;
+        self.store.config.invalidate();
+        Ok(())
+    }
+
+    /// Drop the transaction's writes.
+    pub(crate) fn abort(self) -> Result<(), redb::StorageError> {
+        self.txn.abort()
     }
 }

@@ -109,7 +109,7 @@ impl Store {
                 st = g.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
             }
             if st.txn.is_none() {
-                match self.begin_write() {
+                match self.begin_txn() {
                     Ok(t) => {
                         st.txn = Some(t);
                         st.group += 1;

@@ -26,8 +26,10 @@ impl Store {
             db: std::sync::RwLock::new(db),
             path: path.to_path_buf(),
             group: Default::default(),
+            config: Default::default(),
+            observations: Default::default(),
         };
-        let txn = store.begin_write()?;
+        let txn = store.begin_txn()?;
         if MIGRATIONS.migrate(&txn, SCHEMA_VERSION)? < SCHEMA_VERSION {
             txn.commit()?;
         } else {

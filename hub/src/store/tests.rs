@@ -8,6 +8,7 @@ use outpost_common::trust::{Director, SigningKey, Trust, sign_release};
 
 mod fleet;
 mod group;
+mod observations;
 mod paging;
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -320,6 +321,47 @@ fn runs_are_per_agent_and_filterable() {
         .unwrap();
     assert_eq!(s.missed("agent-2").unwrap(), vec![(2, m)]);
     assert!(s.missed("agent-1").unwrap().is_empty());
+}
+
+/// A mint signed before joining the group (`sync_assignments`) is stored only if nothing
+/// changed meanwhile: concurrent mints for one agent never issue one epoch for two versions.
+#[test]
+fn concurrent_mints_for_one_agent_never_issue_an_epoch_twice() {
+    let (_d, s) = open();
+    let k = keys(&s);
+    let dv = |v: u64| DesiredVersion {
+        workflow: "w".into(),
+        version: v,
+        content_hash: format!("h{v}"),
+        previous_version: None,
+        probation: None,
+        rollout_id: None,
+    };
+    let issued = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for t in 0..8u64 {
+            let (s, k, issued, dv) = (&s, &k, &issued, &dv);
+            sc.spawn(move || {
+                for i in 0..25u64 {
+                    let v = 1 + (t + i) % 3;
+                    let a = s
+                        .sync_assignments("agent-1", &[dv(v)], &k.director, 1)
+                        .unwrap();
+                    issued.lock().unwrap().push((a[0].epoch, a[0].version));
+                }
+            });
+        }
+    });
+    let mut by_epoch = std::collections::HashMap::new();
+    for (e, v) in issued.into_inner().unwrap() {
+        assert_eq!(
+            *by_epoch.entry(e).or_insert(v),
+            v,
+            "epoch {e} issued for two versions"
+        );
+    }
+    let last = s.assignment("agent-1", "w").unwrap().unwrap();
+    assert_eq!(Some(&last.epoch), by_epoch.keys().max());
 }
 
 #[test]
