@@ -1,4 +1,4 @@
-//! HA leadership, end to end (issue 17): three real `outpost-hub` replicas campaign on a real
+//! HA leadership, end to end: three real `outpost-hub` replicas campaign on a real
 //! three-member etcd cluster on loopback. Faults are real: kill -9 of the leader, SIGSTOP of
 //! the leader past its lease, the leader's election key deleted behind its back (a write of a
 //! deposed leader must be refused by etcd), and an etcd member killed. Every replica's view is

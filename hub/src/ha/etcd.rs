@@ -158,10 +158,7 @@ pub async fn run(cfg: HaConfig, gate: Arc<LeaderGate>, mut shutdown: watch::Rece
             None => {}
         }
         if failed {
-            // Try the next member: this one may be dead, partitioned or overloaded.
-            client = None;
-            keeper = None;
-            member = member.wrapping_add(1);
+            next_member(&mut client, &mut keeper, &mut member);
             machine.handle_campaign_failed();
             if let Some(t) = campaign.take() {
                 t.abort();
@@ -195,9 +192,7 @@ pub async fn run(cfg: HaConfig, gate: Arc<LeaderGate>, mut shutdown: watch::Rece
                 Err(e) => {
                     tracing::warn!(lease, error = %e, "etcd: campaign failed");
                     machine.handle_campaign_failed();
-                    client = None;
-                    keeper = None;
-                    member = member.wrapping_add(1);
+                    next_member(&mut client, &mut keeper, &mut member);
                     if pause(RETRY, &mut shutdown).await {
                         break;
                     }
@@ -222,6 +217,18 @@ pub async fn run(cfg: HaConfig, gate: Arc<LeaderGate>, mut shutdown: watch::Rece
         })
         .await;
     }
+}
+
+/// Drop the connection after a failure and use the next member: this one may be dead,
+/// partitioned or overloaded.
+fn next_member(
+    client: &mut Option<Client>,
+    keeper: &mut Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>,
+    member: &mut usize,
+) {
+    *client = None;
+    *keeper = None;
+    *member = member.wrapping_add(1);
 }
 
 /// Publish the machine's role at this moment into the gate (and log a change).

@@ -237,11 +237,6 @@ impl Leadership {
         (l.ttl_ms / 3).max(100)
     }
 
-    /// The configured TTL in milliseconds.
-    pub fn ttl_ms(&self) -> i64 {
-        self.ttl_ms
-    }
-
     /// The highest epoch this replica has led with (0: never).
     pub fn last_epoch(&self) -> i64 {
         self.last_epoch

@@ -1,4 +1,4 @@
-//! High availability (issue 17): several hub replicas, one leader.
+//! High availability: several hub replicas, one leader.
 //!
 //! - [`leadership`]: the sans-IO state machine of leadership on an etcd lease (when to grant,
 //!   keep alive, campaign; whether this replica may act as leader at a given time).
