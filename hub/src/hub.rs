@@ -356,6 +356,12 @@ impl Hub {
         &self.store
     }
 
+    /// The store, shared (the HA driver keeps its replicated tables current).
+    #[cfg_attr(not(feature = "ha"), allow(dead_code))]
+    pub(crate) fn store_arc(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
     /// The newest root metadata version published.
     pub(crate) fn root_version(&self) -> u64 {
         self.root_version.load(std::sync::atomic::Ordering::Acquire)

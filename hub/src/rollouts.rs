@@ -459,10 +459,13 @@ impl Hub {
     ) -> Result<Option<i64>, RolloutError> {
         let mut driver = self.lock_rollouts();
         // Only the leader drives rollouts; asked under the lock, at the moment of acting.
-        if self.leader().acting().is_none() {
+        let Some(epoch) = self.leader().acting() else {
             return Ok(None);
-        }
-        let r = self.turn_locked(&mut driver, now, members_every_ms);
+        };
+        // In HA mode its writes are fenced on the epoch: refused once another replica leads.
+        let r = crate::store::fenced(epoch, || {
+            self.turn_locked(&mut driver, now, members_every_ms)
+        });
         if r.is_err() {
             // What was fed in memory may not be durable: start again from the store.
             driver.clear();

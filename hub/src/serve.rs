@@ -230,7 +230,29 @@ fn start_election(
 ) {
     hub.leader().enable_ha();
     tracing::info!(name = %ha.name, etcd = ?ha.etcd, "HA mode: campaigning for leadership on etcd");
-    tokio::spawn(crate::ha::etcd::run(ha.clone(), hub.leader().clone(), stop));
+    tokio::spawn(crate::ha::etcd::run(
+        ha.clone(),
+        hub.leader().clone(),
+        stop.clone(),
+    ));
+    // Desired state is etcd's: from here on a write that changes it is published there first
+    // (refused while etcd is out of reach), and other replicas' writes arrive by watch.
+    let (publisher, driver) = crate::ha::desired::publisher(hub.leader().clone());
+    hub.store().set_publisher(publisher);
+    let changed: Arc<dyn Fn() + Send + Sync> = {
+        let hub = hub.clone();
+        Arc::new(move || {
+            hub.notify_changed();
+            hub.rollout_wake.notify_one();
+        })
+    };
+    tokio::spawn(crate::ha::desired::run(
+        ha.clone(),
+        hub.store_arc(),
+        driver,
+        changed,
+        stop,
+    ));
 }
 
 /// How often the agents' last contacts and clock offsets are written (`store/observations.rs`):

@@ -5,8 +5,9 @@
 //! recorded in a history (invocation and completion of every scrape of its `/metrics`), which
 //! is checked at the end: epochs never went backwards, no epoch had two leaders.
 //!
-//! The replicas here have their own stores (desired state in etcd and history in PostgreSQL
-//! are not built yet); what is under test is who may act as leader, and when.
+//! Desired state in etcd: a change made through one replica reaches the others and the agents
+//! they serve; a replica cut off from etcd refuses changes and catches up when healed. (Run
+//! history in PostgreSQL is not built yet: each replica keeps its own.)
 
 use std::time::{Duration, Instant};
 
@@ -337,4 +338,134 @@ fn a_leader_cut_off_from_etcd_stops_leading_within_its_lease_and_returns_as_foll
     let h = &r.history;
     h.check().unwrap_or_else(|e| panic!("{e}\n{:?}", h.terms()));
     assert_eq!(h.terms().len(), 2, "{:?}", h.terms());
+}
+
+/// Put `[ha]` at the end of a stopped replica's hub.toml.
+fn configure_ha(hub: &Hub, name: &str, etcd: &str) {
+    let text = std::fs::read_to_string(&hub.config).unwrap();
+    std::fs::write(
+        &hub.config,
+        format!("{text}\n[ha]\netcd = {etcd}\nname = \"{name}\"\nlease_ttl = \"{TTL_S}s\"\n"),
+    )
+    .unwrap();
+}
+
+fn pool_names(hub: &Hub) -> Vec<String> {
+    let v = hub.json(&["pool", "list"]).unwrap();
+    let mut n: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(String::from))
+        .filter(|n| !n.starts_with("wf:"))
+        .collect();
+    n.sort();
+    n
+}
+
+/// Desired state lives in etcd: a workflow applied through one replica runs on an agent served
+/// by another, every replica lists what any of them changed, and a replica cut off from etcd
+/// refuses changes (nothing changes anywhere) until it is back, when it catches up.
+#[test]
+fn replicas_share_desired_state_through_etcd_and_refuse_changes_without_it() {
+    use crate::hub::{FAST_HUB, agent_id_by_name, apply, hub_runs, ticker};
+    let s = Scratch::new("ha-desired").unwrap();
+    let etcd = EtcdCluster::start(&s.join("etcd"), 3).unwrap();
+    // A, with an enrolled agent; B and C are copies of it (the agent's record with them).
+    let a_dir = s.join("a");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    let mut a = Hub::start(&a_dir, FAST_HUB).unwrap();
+    let _edge =
+        outpost_tests::enrolled_agent(&s.join("edge"), &a, a.quic_addr, "name=edge", "").unwrap();
+    let id = agent_id_by_name(&a, "edge");
+    a.kill9().unwrap();
+    let mut b = crate::replicas::replica_of(&a, &s.join("b"));
+    let mut c = crate::replicas::replica_of(&a, &s.join("c"));
+    // C reaches etcd through relays, to be cut off.
+    let relays: Vec<TcpRelay> = etcd
+        .client_addrs()
+        .into_iter()
+        .map(|ad| TcpRelay::start(ad).unwrap())
+        .collect();
+    let via_relays = format!(
+        "[{}]",
+        relays
+            .iter()
+            .map(|r| format!("\"http://{}\"", r.addr()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    configure_ha(&a, "hub-a", &etcd.endpoints_toml());
+    configure_ha(&b, "hub-b", &etcd.endpoints_toml());
+    configure_ha(&c, "hub-c", &via_relays);
+    for h in [&mut a, &mut b, &mut c] {
+        h.restart().unwrap();
+    }
+    let logs = |hs: [&Hub; 3]| {
+        hs.iter()
+            .map(|h| h.stderr_tail())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+
+    // Changed through B (whichever leads); the agent at A runs it.
+    let created = outpost_tests::wait_for(Duration::from_secs(30), "a pool created at B", || {
+        b.json(&["pool", "create", "line-1"])
+            .map_err(|e| eprintln!("not yet: {e}"))
+            .ok()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs([&a, &b, &c])));
+    assert_eq!(created["name"], "line-1", "{created}");
+    apply(&b, s.path(), "tick.yaml", &ticker("tick", 1, "v1", ""));
+    outpost_tests::wait_for(
+        Duration::from_secs(60),
+        "the agent at A running tick",
+        || (!hub_runs(&a, &id, "tick").is_empty()).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs([&a, &b, &c])));
+    for h in [&a, &c] {
+        outpost_tests::wait_for(
+            Duration::from_secs(20),
+            "every replica lists line-1",
+            || (pool_names(h) == ["line-1"]).then_some(()),
+        )
+        .unwrap();
+        let wf = h.json(&["workflow", "list"]).unwrap();
+        assert!(wf.to_string().contains("\"tick\""), "{wf}");
+    }
+
+    // C cut off from etcd: it refuses changes, and nothing changes anywhere.
+    for r in &relays {
+        r.set_mode(TcpMode::Blackhole);
+    }
+    let out = c.cli(&["pool", "create", "line-2"]).unwrap();
+    assert!(!out.status.success(), "{}", outpost_tests::stdout(&out));
+    let err = outpost_tests::stderr(&out);
+    assert!(err.contains("read-only"), "{err}");
+    for h in [&a, &b, &c] {
+        assert_eq!(pool_names(h), ["line-1"]);
+    }
+    // The others go on; C catches up once it reaches etcd again.
+    b.json(&["pool", "create", "line-3"]).unwrap();
+    outpost_tests::wait_for(Duration::from_secs(20), "line-3 at A", || {
+        (pool_names(&a) == ["line-1", "line-3"]).then_some(())
+    })
+    .unwrap();
+    for r in &relays {
+        r.set_mode(TcpMode::Pass);
+    }
+    outpost_tests::wait_for(Duration::from_secs(30), "C to catch up", || {
+        (pool_names(&c) == ["line-1", "line-3"]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.stderr_tail()));
+    outpost_tests::wait_for(Duration::from_secs(30), "a change at C again", || {
+        c.json(&["pool", "create", "line-4"]).ok()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.stderr_tail()));
+    for h in [&a, &b] {
+        outpost_tests::wait_for(Duration::from_secs(20), "line-4 everywhere", || {
+            pool_names(h).contains(&"line-4".to_string()).then_some(())
+        })
+        .unwrap();
+    }
 }

@@ -18,7 +18,7 @@ use crate::hub::{
     scheduled_ms, ticker,
 };
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -33,7 +33,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Hub B in `dir`: a copy of the stopped hub A's data directory and director key, on its own
 /// loopback ports, with A's configuration otherwise. Not started.
-fn replica_of(a: &Hub, dir: &Path) -> Hub {
+pub(crate) fn replica_of(a: &Hub, dir: &Path) -> Hub {
     let data_dir = dir.join("hub");
     copy_dir(&a.data_dir, &data_dir);
     let key = |d: &Path| format!("{}.director.key", d.display());

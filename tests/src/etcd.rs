@@ -90,6 +90,9 @@ impl EtcdCluster {
             .args(["--initial-cluster-token", &token])
             .args(["--initial-cluster-state", "new"])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+            // A write of desired state is one transaction: a rollout step of many agents
+            // has many records (docs/operations.md, "High availability").
+            .args(["--max-txn-ops", "100000", "--max-request-bytes", "33554432"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

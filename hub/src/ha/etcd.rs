@@ -80,6 +80,7 @@ pub async fn run(cfg: HaConfig, gate: Arc<LeaderGate>, mut shutdown: watch::Rece
                 }
                 keeper = None;
                 leader_key = None;
+                gate.set_election_key(None);
                 let sent = mono_ms();
                 match tokio::time::timeout(request_timeout, c.lease_grant(machine.ttl_secs(), None))
                     .await
@@ -187,6 +188,7 @@ pub async fn run(cfg: HaConfig, gate: Arc<LeaderGate>, mut shutdown: watch::Rece
                     if let (Role::Leader { epoch }, Some(c)) = (machine.poll_role(mono_ms()), client.as_mut()) {
                         fence(c, &cfg, &key, epoch, &gate, &mut machine, request_timeout).await;
                     }
+                    gate.set_election_key(Some((key.rev(), key.key().to_vec())));
                     leader_key = Some(key);
                 }
                 Err(e) => {
@@ -204,6 +206,7 @@ pub async fn run(cfg: HaConfig, gate: Arc<LeaderGate>, mut shutdown: watch::Rece
     }
     // Leave: stop acting first, then give the election up.
     gate.publish(Role::Follower, 0);
+    gate.set_election_key(None);
     if let Some(t) = campaign.take() {
         t.abort();
     }

@@ -17,6 +17,8 @@
 pub mod leadership;
 
 #[cfg(feature = "ha")]
+pub mod desired;
+#[cfg(feature = "ha")]
 pub mod etcd;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -81,6 +83,8 @@ pub struct LeaderGate {
     /// Fenced writes etcd refused (this replica had lost leadership without knowing).
     refused: AtomicU64,
     changes: tokio::sync::watch::Sender<u64>,
+    /// The election key this replica holds, with its epoch (what its writes are fenced on).
+    election: std::sync::Mutex<Option<(i64, Vec<u8>)>>,
 }
 
 impl Default for LeaderGate {
@@ -99,6 +103,7 @@ impl LeaderGate {
             terms: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             changes: tokio::sync::watch::Sender::new(0),
+            election: std::sync::Mutex::new(None),
         }
     }
 
@@ -143,6 +148,26 @@ impl LeaderGate {
         }
         if before != epoch || before_until != until {
             self.changes.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// The election key won at `epoch` (`None`: lost or given up).
+    pub fn set_election_key(&self, key: Option<(i64, Vec<u8>)>) {
+        *self
+            .election
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = key;
+    }
+
+    /// The election key this replica holds for `epoch`, if it still holds one.
+    pub fn election_key(&self, epoch: i64) -> Option<Vec<u8>> {
+        match &*self
+            .election
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some((e, k)) if *e == epoch => Some(k.clone()),
+            _ => None,
         }
     }
 

@@ -50,6 +50,10 @@ pub enum StoreError {
     /// Bad input.
     #[error("{0}")]
     Refused(String),
+    /// HA mode: desired state cannot be changed now (etcd is unreachable from this replica,
+    /// or this replica has not caught up with it yet).
+    #[error("desired state is read-only at this replica: {0}")]
+    Unavailable(String),
 }
 
 outpost_common::impl_from_db_error!(StoreError, Db);

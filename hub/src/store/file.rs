@@ -20,6 +20,8 @@ pub struct Store {
     pub(super) config: super::config::ConfigCache,
     /// Agents' last contacts and clock offsets not written yet (`observations.rs`).
     pub(super) observations: super::observations::Observations,
+    /// HA mode: the canonical store desired-state writes are published to (`replicated.rs`).
+    pub(super) publisher: std::sync::OnceLock<std::sync::Arc<dyn super::replicated::Publisher>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -54,9 +56,14 @@ impl Store {
     /// goes through one of these: committing it makes the configuration cache read the store
     /// again (`config.rs`).
     pub(super) fn begin_write(&self) -> Result<DirectWrite<'_>, StoreError> {
+        let txn = self.begin_txn()?;
+        // In HA mode, the state this write begins from (begun after the write transaction,
+        // so it is exactly that transaction's starting point).
+        let before = self.before_write()?;
         Ok(DirectWrite {
-            txn: self.begin_txn()?,
+            txn,
             store: self,
+            before,
         })
     }
 
@@ -75,6 +82,7 @@ impl Store {
 pub(crate) struct DirectWrite<'a> {
     txn: WriteTransaction,
     store: &'a Store,
+    before: Option<super::replicated::Before>,
 }
 
 impl std::ops::Deref for DirectWrite<'_> {
@@ -86,8 +94,13 @@ impl std::ops::Deref for DirectWrite<'_> {
 }
 
 impl DirectWrite<'_> {
-    /// Commit durably, then invalidate the configuration cache.
-    pub(crate) fn commit(self) -> Result<(), redb::CommitError> {
+    /// Commit durably, then invalidate the configuration cache. In HA mode the changes of
+    /// replicated tables are published first (`replicated.rs`); if that fails the transaction
+    /// is dropped and nothing changed.
+    pub(crate) fn commit(self) -> Result<(), StoreError> {
+        if let Some(before) = &self.before {
+            self.store.publish_write(before, &self.txn)?;
+        }
         self.txn.commit()?;
         self.store.config.invalidate();
         Ok(())

@@ -97,6 +97,7 @@ mod open;
 mod operators;
 pub mod pools;
 mod records;
+mod replicated;
 mod retention;
 mod rollouts;
 mod runs;
@@ -120,6 +121,8 @@ pub use operators::{
 };
 pub use pools::*;
 pub use records::*;
+pub(crate) use replicated::fenced;
+pub use replicated::{Change, Publisher, Snapshot, as_changes, is_replicated_table};
 pub use retention::{RetentionPolicy, RetentionReport};
 pub use rollouts::*;
 pub use trust::ReleaseStatus;

@@ -28,6 +28,7 @@ impl Store {
             group: Default::default(),
             config: Default::default(),
             observations: Default::default(),
+            publisher: Default::default(),
         };
         let txn = store.begin_txn()?;
         if MIGRATIONS.migrate(&txn, SCHEMA_VERSION)? < SCHEMA_VERSION {

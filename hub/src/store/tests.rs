@@ -10,6 +10,7 @@ mod fleet;
 mod group;
 mod observations;
 mod paging;
+mod replicated;
 
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();

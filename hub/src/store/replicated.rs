@@ -1,0 +1,420 @@
+//! Desired state shared by hub replicas (HA mode): the tables every replica must serve alike are
+//! canonical in an external, linearizable store (etcd), and the redb tables here are a copy of
+//! it, kept current by watching.
+//!
+//! The replicated tables: `workflows`, `workflow_versions`, `pending_versions`, `roots`,
+//! `pools`, `pool_decisions`, `rollouts`, `rollout_state`, `rollout_agents`, `operators`,
+//! `tokens`, and `meta`'s `decision_seq`. Everything else (run history, assignments minted per
+//! session, agents, the audit log, the alert tables) stays this replica's own.
+//!
+//! How a write works, when a [`Publisher`] is attached (embedded mode has none and nothing
+//! here runs):
+//! 1. A direct write transaction ([`Store::begin_write`]) runs its logic on the local copy, as
+//!    in embedded mode, beside a read transaction of the state it started from.
+//! 2. At commit, the replicated tables of the two are compared: the [`Change`]s.
+//! 3. The publisher commits them to etcd in one transaction that succeeds only if the
+//!    canonical state is still at the revision the local copy was at (`meta`'s
+//!    [`META_REPLICA_REV`]), and, for a write of the leader's tasks, only while its election
+//!    key still exists ([`fenced`]). So writes of all replicas are serializable, and a deposed
+//!    leader's are refused.
+//! 4. Only then does the local transaction commit, with the new revision. If etcd refused or
+//!    could not be reached, the local transaction is dropped: nothing changed anywhere
+//!    ([`StoreError::Conflict`], [`StoreError::Unavailable`]).
+//!
+//! Changes other replicas made arrive through [`Store::apply_replicated`] (a watch), one etcd
+//! revision per local transaction, in order; a replica that fell behind the watch's history
+//! loads the whole state again ([`Store::load_replicated`]).
+//!
+//! A write that returned `Ok` is in etcd (durable on a quorum) and in the local store; a crash
+//! between the two loses only the local half, which the watch brings back.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+
+use redb::{
+    Key, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, Value,
+    WriteTransaction,
+};
+
+use super::error::StoreError;
+use super::file::Store;
+use super::operators::OPERATORS;
+use super::schema::{
+    DECISIONS, META, META_DECISION_SEQ, PENDING, POOLS, ROLLOUT_AGENTS, ROLLOUT_STATE, ROLLOUTS,
+    ROOTS, TOKENS, VERSIONS, WORKFLOWS,
+};
+
+/// `meta` key: the canonical revision the replicated tables are a copy of (0: never
+/// replicated).
+pub(crate) const META_REPLICA_REV: &str = "replica_rev";
+
+/// The `meta` keys that are replicated, under this table name.
+const META_TABLE: &str = "meta";
+
+/// One replicated record changed: its table, its key and value as redb stores them, and the
+/// new value (`None`: deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The table's name.
+    pub table: String,
+    /// The key's bytes.
+    pub key: Vec<u8>,
+    /// The new value's bytes, or `None` when the record was deleted.
+    pub value: Option<Vec<u8>>,
+}
+
+/// The canonical store a replica publishes its desired-state writes to.
+pub trait Publisher: Send + Sync + std::fmt::Debug {
+    /// Commit `changes` if and only if the canonical state is still at revision `base` and,
+    /// with `fence`, the leader of that epoch still holds its election. The new revision.
+    /// Blocks (called from the blocking threads the store runs on).
+    fn publish(&self, base: u64, fence: Option<i64>, changes: &[Change])
+    -> Result<u64, StoreError>;
+}
+
+thread_local! {
+    static FENCE: Cell<Option<i64>> = const { Cell::new(None) };
+}
+
+/// Run `f` with this thread's replicated writes fenced on the leader's `epoch`: etcd refuses
+/// them once another replica has been elected. The leader's tasks (the rollout controllers)
+/// write through this; operators' commands do not need to (any replica takes them).
+pub(crate) fn fenced<T>(epoch: i64, f: impl FnOnce() -> T) -> T {
+    let before = FENCE.with(|c| c.replace((epoch > 0).then_some(epoch)));
+    let r = f();
+    FENCE.with(|c| c.set(before));
+    r
+}
+
+fn current_fence() -> Option<i64> {
+    FENCE.with(Cell::get)
+}
+
+/// Every replicated table's records, by table name, key bytes, value bytes.
+pub type Snapshot = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+/// Call `$f(txn, DEF, out)` for every replicated redb table (`meta`'s key aside).
+macro_rules! for_each_table {
+    ($f:ident, $txn:expr, $out:expr) => {
+        $f($txn, WORKFLOWS, $out)?;
+        $f($txn, VERSIONS, $out)?;
+        $f($txn, PENDING, $out)?;
+        $f($txn, ROOTS, $out)?;
+        $f($txn, POOLS, $out)?;
+        $f($txn, DECISIONS, $out)?;
+        $f($txn, ROLLOUTS, $out)?;
+        $f($txn, ROLLOUT_STATE, $out)?;
+        $f($txn, ROLLOUT_AGENTS, $out)?;
+        $f($txn, OPERATORS, $out)?;
+        $f($txn, TOKENS, $out)?;
+    };
+}
+
+/// Read `def` as raw bytes (a table not created yet reads as empty).
+fn read_raw<K: Key + 'static, V: Value + 'static>(
+    t: &impl ReadableTable<K, V>,
+) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
+    let mut m = BTreeMap::new();
+    for e in t.iter()? {
+        let (k, v) = e?;
+        m.insert(
+            K::as_bytes(&k.value()).as_ref().to_vec(),
+            V::as_bytes(&v.value()).as_ref().to_vec(),
+        );
+    }
+    Ok(m)
+}
+
+fn read_tables_r(txn: &ReadTransaction) -> Result<Snapshot, StoreError> {
+    fn one<K: Key + 'static, V: Value + 'static>(
+        txn: &ReadTransaction,
+        def: TableDefinition<K, V>,
+        out: &mut Snapshot,
+    ) -> Result<(), StoreError> {
+        let m = match txn.open_table(def) {
+            Ok(t) => read_raw(&t)?,
+            Err(redb::TableError::TableDoesNotExist(_)) => BTreeMap::new(),
+            Err(e) => return Err(e.into()),
+        };
+        out.insert(def.name().to_string(), m);
+        Ok(())
+    }
+    let mut s = Snapshot::new();
+    for_each_table!(one, txn, &mut s);
+    let meta = match txn.open_table(META) {
+        Ok(t) => t.get(META_DECISION_SEQ)?.map(|v| v.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    s.insert(META_TABLE.to_string(), meta_map(meta));
+    Ok(s)
+}
+
+fn read_tables_w(txn: &WriteTransaction) -> Result<Snapshot, StoreError> {
+    fn one<K: Key + 'static, V: Value + 'static>(
+        txn: &WriteTransaction,
+        def: TableDefinition<K, V>,
+        out: &mut Snapshot,
+    ) -> Result<(), StoreError> {
+        let m = read_raw(&txn.open_table(def)?)?;
+        out.insert(def.name().to_string(), m);
+        Ok(())
+    }
+    let mut s = Snapshot::new();
+    for_each_table!(one, txn, &mut s);
+    let meta = txn
+        .open_table(META)?
+        .get(META_DECISION_SEQ)?
+        .map(|v| v.value());
+    s.insert(META_TABLE.to_string(), meta_map(meta));
+    Ok(s)
+}
+
+fn meta_map(decision_seq: Option<u64>) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    decision_seq
+        .map(|n| {
+            (
+                META_DECISION_SEQ.as_bytes().to_vec(),
+                n.to_le_bytes().to_vec(),
+            )
+        })
+        .into_iter()
+        .collect()
+}
+
+/// What changed from `before` to `after`, table by table, key by key.
+pub(crate) fn diff(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
+    let empty = BTreeMap::new();
+    let mut out = Vec::new();
+    for (table, a) in after {
+        let b = before.get(table).unwrap_or(&empty);
+        for (k, v) in a {
+            if b.get(k) != Some(v) {
+                out.push(Change {
+                    table: table.clone(),
+                    key: k.clone(),
+                    value: Some(v.clone()),
+                });
+            }
+        }
+        for k in b.keys().filter(|k| !a.contains_key(*k)) {
+            out.push(Change {
+                table: table.clone(),
+                key: k.clone(),
+                value: None,
+            });
+        }
+    }
+    out
+}
+
+/// Every record of `s` as a change (what seeds an empty canonical store).
+pub fn as_changes(s: &Snapshot) -> Vec<Change> {
+    diff(&Snapshot::new(), s)
+}
+
+/// Apply `changes` to `txn`'s tables. A change of an unknown table or a malformed record is
+/// refused (the whole transaction is dropped by the caller).
+fn apply(txn: &WriteTransaction, changes: &[Change]) -> Result<(), StoreError> {
+    fn one<K: Key + 'static, V: Value + 'static>(
+        txn: &WriteTransaction,
+        def: TableDefinition<K, V>,
+        c: &Change,
+    ) -> Result<(), StoreError> {
+        if let Some(n) = K::fixed_width()
+            && n != c.key.len()
+        {
+            return Err(malformed(c));
+        }
+        let mut t = txn.open_table(def)?;
+        match &c.value {
+            Some(v) => {
+                if V::fixed_width().is_some_and(|n| n != v.len()) {
+                    return Err(malformed(c));
+                }
+                t.insert(K::from_bytes(&c.key), V::from_bytes(v))?;
+            }
+            None => {
+                t.remove(K::from_bytes(&c.key))?;
+            }
+        }
+        Ok(())
+    }
+    for c in changes {
+        match c.table.as_str() {
+            META_TABLE => {
+                if c.key != META_DECISION_SEQ.as_bytes() {
+                    return Err(malformed(c));
+                }
+                let mut meta = txn.open_table(META)?;
+                match &c.value {
+                    Some(v) => {
+                        let n = <[u8; 8]>::try_from(v.as_slice()).map_err(|_| malformed(c))?;
+                        meta.insert(META_DECISION_SEQ, u64::from_le_bytes(n))?;
+                    }
+                    None => {
+                        meta.remove(META_DECISION_SEQ)?;
+                    }
+                }
+            }
+            t if t == WORKFLOWS.name() => one(txn, WORKFLOWS, c)?,
+            t if t == VERSIONS.name() => one(txn, VERSIONS, c)?,
+            t if t == PENDING.name() => one(txn, PENDING, c)?,
+            t if t == ROOTS.name() => one(txn, ROOTS, c)?,
+            t if t == POOLS.name() => one(txn, POOLS, c)?,
+            t if t == DECISIONS.name() => one(txn, DECISIONS, c)?,
+            t if t == ROLLOUTS.name() => one(txn, ROLLOUTS, c)?,
+            t if t == ROLLOUT_STATE.name() => one(txn, ROLLOUT_STATE, c)?,
+            t if t == ROLLOUT_AGENTS.name() => one(txn, ROLLOUT_AGENTS, c)?,
+            t if t == OPERATORS.name() => one(txn, OPERATORS, c)?,
+            t if t == TOKENS.name() => one(txn, TOKENS, c)?,
+            _ => return Err(malformed(c)),
+        }
+    }
+    Ok(())
+}
+
+fn malformed(c: &Change) -> StoreError {
+    StoreError::Refused(format!(
+        "replicated record of table {:?} ({} key bytes) is malformed",
+        c.table,
+        c.key.len()
+    ))
+}
+
+/// Whether `table` names a replicated table.
+pub fn is_replicated_table(table: &str) -> bool {
+    table == META_TABLE
+        || [
+            WORKFLOWS.name(),
+            VERSIONS.name(),
+            PENDING.name(),
+            ROOTS.name(),
+            POOLS.name(),
+            DECISIONS.name(),
+            ROLLOUTS.name(),
+            ROLLOUT_STATE.name(),
+            ROLLOUT_AGENTS.name(),
+            OPERATORS.name(),
+            TOKENS.name(),
+        ]
+        .contains(&table)
+}
+
+/// The local half of a direct write in HA mode: the state it began from.
+pub(super) struct Before(ReadTransaction);
+
+impl Store {
+    /// Attach the canonical store: from now on every direct write that changes a replicated
+    /// table is published before it commits. Once per store.
+    pub fn set_publisher(&self, p: std::sync::Arc<dyn Publisher>) {
+        let _ = self.publisher.set(p);
+    }
+
+    /// The revision of the canonical state this store's replicated tables are a copy of (0:
+    /// never replicated).
+    pub fn replica_rev(&self) -> Result<u64, StoreError> {
+        let txn = self.db().begin_read()?;
+        Ok(match txn.open_table(META) {
+            Ok(t) => t.get(META_REPLICA_REV)?.map_or(0, |v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(e) => return Err(e.into()),
+        })
+    }
+
+    /// The replicated tables as they are now.
+    pub fn replicated_snapshot(&self) -> Result<Snapshot, StoreError> {
+        read_tables_r(&self.db().begin_read()?)
+    }
+
+    /// The state a direct write begins from, when there is a publisher to compare it with.
+    pub(super) fn before_write(&self) -> Result<Option<Before>, StoreError> {
+        match self.publisher.get() {
+            Some(_) => Ok(Some(Before(self.db().begin_read()?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Publish what `txn` changed in the replicated tables since `before`; on success record
+    /// the new revision in `txn` (which the caller then commits). Nothing to publish: nothing
+    /// done.
+    pub(super) fn publish_write(
+        &self,
+        before: &Before,
+        txn: &WriteTransaction,
+    ) -> Result<(), StoreError> {
+        let Some(p) = self.publisher.get() else {
+            return Ok(());
+        };
+        let changes = diff(&read_tables_r(&before.0)?, &read_tables_w(txn)?);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let base = txn
+            .open_table(META)?
+            .get(META_REPLICA_REV)?
+            .map_or(0, |v| v.value());
+        let rev = p.publish(base, current_fence(), &changes)?;
+        txn.open_table(META)?.insert(META_REPLICA_REV, rev)?;
+        Ok(())
+    }
+
+    /// Apply what the canonical store committed at revision `rev` (another replica's write,
+    /// from the watch). A revision this copy already holds is skipped (false).
+    pub fn apply_replicated(&self, rev: u64, changes: &[Change]) -> Result<bool, StoreError> {
+        let txn = self.begin_txn()?;
+        let at = txn
+            .open_table(META)?
+            .get(META_REPLICA_REV)?
+            .map_or(0, |v| v.value());
+        if rev <= at {
+            txn.abort()?;
+            return Ok(false);
+        }
+        apply(&txn, changes)?;
+        txn.open_table(META)?.insert(META_REPLICA_REV, rev)?;
+        txn.commit()?;
+        self.config.invalidate();
+        Ok(true)
+    }
+
+    /// Replace the replicated tables by the canonical state `all` at revision `rev` (a replica
+    /// starting, or one that fell behind the watch's history).
+    ///
+    /// A store that was never replicated and holds desired state other than the canonical
+    /// one is refused: that state would be lost (start the replica that holds it first, so it
+    /// seeds etcd, or move it aside).
+    pub fn load_replicated(&self, rev: u64, all: &Snapshot) -> Result<(), StoreError> {
+        let txn = self.begin_txn()?;
+        let at = txn
+            .open_table(META)?
+            .get(META_REPLICA_REV)?
+            .map_or(0, |v| v.value());
+        let mine = read_tables_w(&txn)?;
+        let changes = diff(&mine, all);
+        if at == 0 && !changes.is_empty() && mine.values().any(|t| !t.is_empty()) {
+            txn.abort()?;
+            return Err(StoreError::Refused(format!(
+                "this store holds desired state (workflows, pools, rollouts, operators or \
+                 tokens) that differs from the HA cluster's in etcd ({} records differ); \
+                 refusing to overwrite it: start the replica that holds the fleet's state \
+                 first, or move this data directory aside",
+                changes.len()
+            )));
+        }
+        apply(&txn, &changes)?;
+        txn.open_table(META)?.insert(META_REPLICA_REV, rev)?;
+        txn.commit()?;
+        self.config.invalidate();
+        Ok(())
+    }
+
+    /// Record that this store's replicated tables are the canonical state at `rev` (this
+    /// replica seeded an empty etcd with them).
+    pub fn mark_replicated(&self, rev: u64) -> Result<(), StoreError> {
+        let txn = self.begin_txn()?;
+        txn.open_table(META)?.insert(META_REPLICA_REV, rev)?;
+        txn.commit()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! Desired state replicated through a canonical store (`replicated.rs`), against an in-memory
+//! canonical store with etcd's compare-and-commit rule.
+
+use std::sync::{Arc, Mutex};
+
+use super::super::replicated::{Change, Publisher, Snapshot};
+use super::*;
+
+/// The canonical store, in memory: a revision and the records, with etcd's compare rule.
+#[derive(Debug, Default)]
+struct Canon {
+    rev: u64,
+    records: Snapshot,
+    log: Vec<(u64, Vec<Change>)>,
+    down: bool,
+    fences: Vec<Option<i64>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Shared(Arc<Mutex<Canon>>);
+
+impl Publisher for Shared {
+    fn publish(
+        &self,
+        base: u64,
+        fence: Option<i64>,
+        changes: &[Change],
+    ) -> Result<u64, StoreError> {
+        let mut c = self.0.lock().unwrap();
+        if c.down {
+            return Err(StoreError::Unavailable("down".into()));
+        }
+        c.fences.push(fence);
+        if base != c.rev {
+            return Err(StoreError::Conflict("changed elsewhere".into()));
+        }
+        c.rev += 1;
+        let rev = c.rev;
+        for ch in changes {
+            let t = c.records.entry(ch.table.clone()).or_default();
+            match &ch.value {
+                Some(v) => t.insert(ch.key.clone(), v.clone()),
+                None => t.remove(&ch.key),
+            };
+        }
+        c.log.push((rev, changes.to_vec()));
+        Ok(rev)
+    }
+}
+
+fn two() -> (tempfile::TempDir, Store, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open(&dir.path().join("a.redb")).unwrap();
+    let b = Store::open(&dir.path().join("b.redb")).unwrap();
+    (dir, a, b)
+}
+
+#[test]
+fn a_write_at_one_replica_reaches_the_other_and_a_stale_write_is_refused() {
+    let (_d, a, b) = two();
+    let canon = Shared::default();
+    a.mark_replicated(0).unwrap();
+    b.load_replicated(0, &a.replicated_snapshot().unwrap())
+        .unwrap();
+    a.set_publisher(Arc::new(canon.clone()));
+    b.set_publisher(Arc::new(canon.clone()));
+
+    a.create_pool("line-1", vec![], "op", 1).unwrap();
+    assert_eq!(a.replica_rev().unwrap(), 1);
+    // b has not seen revision 1: its write is refused and changes nothing, anywhere.
+    let e = b.create_pool("line-2", vec![], "op", 2).unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    assert!(b.pools().unwrap().is_empty());
+    assert_eq!(canon.0.lock().unwrap().rev, 1);
+    // The watch brings revision 1; a second delivery is skipped.
+    let (rev, changes) = canon.0.lock().unwrap().log[0].clone();
+    assert!(b.apply_replicated(rev, &changes).unwrap());
+    assert!(!b.apply_replicated(rev, &changes).unwrap());
+    assert_eq!(b.pools().unwrap().len(), 1);
+    b.create_pool("line-2", vec![], "op", 3).unwrap();
+    assert_eq!(canon.0.lock().unwrap().rev, 2);
+    let mut local = b.replicated_snapshot().unwrap();
+    local.retain(|_, t| !t.is_empty());
+    assert_eq!(local, canon.0.lock().unwrap().records);
+    // Unreachable: refused, nothing changes locally.
+    canon.0.lock().unwrap().down = true;
+    let e = b.create_pool("line-3", vec![], "op", 4).unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+    assert_eq!(b.pools().unwrap().len(), 2);
+    // A write that changes no replicated table needs no canonical store.
+    b.begin_write().unwrap().commit().unwrap();
+    // The leader's writes carry its epoch; others none.
+    canon.0.lock().unwrap().down = false;
+    let (rev, changes) = canon.0.lock().unwrap().log[1].clone();
+    assert!(a.apply_replicated(rev, &changes).unwrap());
+    super::super::replicated::fenced(7, || a.create_pool("line-4", vec![], "op", 5)).unwrap();
+    assert_eq!(canon.0.lock().unwrap().fences.last(), Some(&Some(7)));
+}
+
+#[test]
+fn versions_roots_and_decisions_travel_as_raw_records() {
+    let (_d, a, b) = two();
+    let canon = Shared::default();
+    a.mark_replicated(0).unwrap();
+    b.mark_replicated(0).unwrap();
+    a.set_publisher(Arc::new(canon.clone()));
+    let k = keys(&a);
+    apply(&a, &k, nv("w", "one"), 1);
+    a.create_pool("p", vec![], "op", 2).unwrap();
+    a.deploy_to_pool("w", "p", 1, "op", 3).unwrap();
+    for (rev, changes) in canon.0.lock().unwrap().log.clone() {
+        assert!(b.apply_replicated(rev, &changes).unwrap());
+    }
+    let sa = a.replicated_snapshot().unwrap();
+    assert_eq!(sa, b.replicated_snapshot().unwrap());
+    assert!(sa["meta"].contains_key(schema::META_DECISION_SEQ.as_bytes()));
+    assert_eq!(b.decision("w", "p").unwrap().unwrap().version, 1);
+    assert_eq!(
+        b.version("w", Some(1)).unwrap().bundle,
+        a.version("w", Some(1)).unwrap().bundle
+    );
+}
+
+#[test]
+fn a_never_replicated_store_with_other_desired_state_is_not_overwritten() {
+    let (_d, a, b) = two();
+    a.create_pool("mine", vec![], "op", 1).unwrap();
+    b.create_pool("theirs", vec![], "op", 1).unwrap();
+    let theirs = b.replicated_snapshot().unwrap();
+    let e = a.load_replicated(3, &theirs).unwrap_err();
+    assert!(e.to_string().contains("refusing to overwrite"), "{e}");
+    assert_eq!(a.pools().unwrap()[0].name, "mine");
+    // The same state (a copy of one data directory) loads.
+    let mine = a.replicated_snapshot().unwrap();
+    a.load_replicated(3, &mine).unwrap();
+    assert_eq!(a.replica_rev().unwrap(), 3);
+    // Once replicated, a reload replaces.
+    a.load_replicated(4, &theirs).unwrap();
+    assert_eq!(a.pools().unwrap()[0].name, "theirs");
+}
+
+#[test]
+fn a_malformed_record_is_refused_whole() {
+    let (_d, a, _b) = two();
+    for bad in [
+        Change {
+            table: "runs".into(),
+            key: vec![],
+            value: None,
+        },
+        Change {
+            table: "rollouts".into(),
+            key: vec![1, 2],
+            value: Some(vec![]),
+        },
+        Change {
+            table: "meta".into(),
+            key: b"schema_version".to_vec(),
+            value: Some(vec![0; 8]),
+        },
+    ] {
+        assert!(a.apply_replicated(9, &[bad]).is_err());
+    }
+    assert_eq!(a.replica_rev().unwrap(), 0);
+}
