@@ -305,19 +305,33 @@ impl Hub {
         workflow: &str,
     ) -> Result<Vec<Member>, StoreError> {
         let connected = self.connected_ids();
+        // HA mode: an agent whose session another live replica holds is online, on the
+        // version it reported there (`agent_presence`).
+        let (presence, live) = if self.leader().is_ha() {
+            (self.store().presence()?, self.leader().live_replicas())
+        } else {
+            Default::default()
+        };
+        let me = self.leader().name();
         Ok(self
             .store()
             .agents()?
             .into_iter()
             .filter(|a| a.revoked_ms.is_none() && selector_matches(&pool.selector, &a.labels))
-            .map(|a| Member {
-                online: connected.contains(&a.id),
-                version: a
-                    .active
-                    .iter()
-                    .find(|w| w.workflow == workflow)
-                    .map(|w| w.version),
-                agent_id: a.id,
+            .map(|a| {
+                let here = connected.contains(&a.id);
+                let elsewhere = presence
+                    .get(&a.id)
+                    .filter(|p| !here && p.replica != me && live.contains(&p.replica));
+                let active = elsewhere.map_or(&a.active, |p| &p.active);
+                Member {
+                    online: here || elsewhere.is_some(),
+                    version: active
+                        .iter()
+                        .find(|w| w.workflow == workflow)
+                        .map(|w| w.version),
+                    agent_id: a.id,
+                }
             })
             .collect())
     }

@@ -229,6 +229,7 @@ fn start_election(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     hub.leader().enable_ha();
+    hub.leader().set_name(&ha.name);
     tracing::info!(name = %ha.name, etcd = ?ha.etcd, "HA mode: campaigning for leadership on etcd");
     tokio::spawn(crate::ha::etcd::run(
         ha.clone(),
@@ -251,8 +252,55 @@ fn start_election(
         hub.store_arc(),
         driver,
         changed,
-        stop,
+        stop.clone(),
     ));
+    tokio::spawn(share_agents(hub.clone(), ha.name.clone(), stop));
+}
+
+/// HA mode: how often a replica forwards its rollout events and writes its agents' presence.
+#[cfg(feature = "ha")]
+const SHARE_EVERY: Duration = Duration::from_millis(250);
+
+/// HA mode, on every replica until `stop` flips: move the rollout events of this replica's
+/// agents to the replicated queue the leader consumes, and keep the presence records of the
+/// agents connected here (`store/presence.rs`). A write refused (another replica wrote first,
+/// or etcd is out of reach) is tried again at the next period.
+#[cfg(feature = "ha")]
+async fn share_agents(hub: Arc<Hub>, name: String, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SHARE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let (h, name) = (hub.clone(), name.clone());
+        let r = tokio::task::spawn_blocking(move || {
+            let moved = h.store().forward_rollout_events(10_000)?;
+            let mut connected = std::collections::HashMap::new();
+            for (id, _) in h.gateway().connected() {
+                if let Ok(a) = h.store().agent(&id) {
+                    connected.insert(id, a.active);
+                }
+            }
+            let present = h.store().sync_presence(&name, &connected)?;
+            if moved > 0 || present > 0 {
+                h.rollout_wake.notify_one();
+            }
+            Ok::<_, crate::store::StoreError>((moved, present))
+        })
+        .await;
+        match r {
+            Ok(Ok((moved, present))) if moved + present > 0 => {
+                tracing::debug!(moved, present, "shared rollout events and presence");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "sharing rollout events and presence: next period")
+            }
+            Err(e) => tracing::warn!(error = %e, "sharing rollout events and presence"),
+        }
+    }
 }
 
 /// How often the agents' last contacts and clock offsets are written (`store/observations.rs`):

@@ -469,3 +469,160 @@ fn replicas_share_desired_state_through_etcd_and_refuse_changes_without_it() {
         .unwrap();
     }
 }
+
+/// The replica that leads now, by its `/metrics` (waits up to `within`).
+fn leader_of(hubs: &[&Hub], within: Duration) -> (usize, i64) {
+    outpost_tests::wait_for(within, "a leader", || {
+        hubs.iter().enumerate().find_map(|(i, h)| match scrape(h) {
+            Some((true, e, _)) => Some((i, e)),
+            _ => None,
+        })
+    })
+    .unwrap()
+}
+
+/// A rollout over agents served by three different replicas goes through every step while the
+/// leader is killed (-9) mid-rollout: another replica resumes it from the controller state in
+/// etcd and the events the replicas forwarded, and it ends with every agent on the new version.
+#[test]
+fn a_rollout_across_replicas_survives_the_leader_killed_mid_rollout() {
+    use crate::hub::FAST_HUB;
+    use crate::rollouts::{local_version, ticker, versions_run};
+    let s = Scratch::new("ha-rollout").unwrap();
+    let etcd = EtcdCluster::start(&s.join("etcd"), 3).unwrap();
+    // A with three agents on v1 of `good`; B and C are copies of it.
+    let a_dir = s.join("a");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    let mut a = Hub::start(&a_dir, FAST_HUB).unwrap();
+    let mut agents: Vec<outpost_tests::Daemon> = (0..3)
+        .map(|i| {
+            outpost_tests::enrolled_agent(
+                &s.join(&format!("e{i}")),
+                &a,
+                a.quic_addr,
+                &format!("name=e{i},line=1"),
+                "",
+            )
+            .unwrap()
+        })
+        .collect();
+    a.json(&["pool", "create", "line-1", "--selector", "line=1"])
+        .unwrap();
+    let file = s.join("good.yaml");
+    std::fs::write(&file, ticker("good", "v1", "[/bin/true]")).unwrap();
+    a.json(&["workflow", "apply", "-f", file.to_str().unwrap()])
+        .unwrap();
+    a.json(&[
+        "workflow",
+        "deploy",
+        "good",
+        "--pool",
+        "line-1",
+        "--version",
+        "1",
+    ])
+    .unwrap();
+    for d in &agents {
+        outpost_tests::wait_for(Duration::from_secs(60), "agents on v1", || {
+            (local_version(d, "good") == 1).then_some(())
+        })
+        .unwrap();
+    }
+    a.kill9().unwrap();
+    let mut b = crate::replicas::replica_of(&a, &s.join("b"));
+    let mut c = crate::replicas::replica_of(&a, &s.join("c"));
+    for (h, name) in [(&a, "hub-a"), (&b, "hub-b"), (&c, "hub-c")] {
+        configure_ha(h, name, &etcd.endpoints_toml());
+    }
+    for h in [&mut a, &mut b, &mut c] {
+        h.restart().unwrap();
+    }
+    // One agent per replica.
+    for (d, h) in agents.iter_mut().zip([&a, &b, &c]).skip(1) {
+        d.terminate(Duration::from_secs(10)).unwrap();
+        let cfg = std::fs::read_to_string(&d.config).unwrap();
+        let moved = cfg.replace(&a.quic_addr.to_string(), &h.quic_addr.to_string());
+        assert_ne!(cfg, moved);
+        std::fs::write(&d.config, moved).unwrap();
+        d.restart().unwrap();
+    }
+    let hubs = [&a, &b, &c];
+    let (l1, e1) = leader_of(&hubs, Duration::from_secs(30));
+
+    // v2, rolled out through a follower: canary 1, then 2, then all 3.
+    let f = (l1 + 1) % 3;
+    std::fs::write(&file, ticker("good", "v2", "[/bin/true]")).unwrap();
+    outpost_tests::wait_for(Duration::from_secs(30), "v2 applied", || {
+        hubs[f]
+            .json(&["workflow", "apply", "-f", file.to_str().unwrap()])
+            .map_err(|e| eprintln!("not yet: {e}"))
+            .ok()
+    })
+    .unwrap();
+    outpost_tests::wait_for(Duration::from_secs(30), "the rollout started", || {
+        hubs[f]
+            .json(&[
+                "rollout",
+                "start",
+                "good",
+                "--pool",
+                "line-1",
+                "--canary",
+                "1",
+                "--steps",
+                "2,100%",
+                "--bake",
+                "2s",
+                "--min-runs",
+                "2",
+            ])
+            .map_err(|e| eprintln!("not yet: {e}"))
+            .ok()
+    })
+    .unwrap();
+    let status = |h: &Hub| {
+        h.json(&["rollout", "status", "good", "--pool", "line-1"])
+            .ok()
+    };
+    // Kill the leader once the canary's gate passed.
+    let t0 = Instant::now();
+    let st = outpost_tests::wait_for(Duration::from_secs(90), "the canary passed", || {
+        status(hubs[f]).filter(|st| st["step"].as_u64() >= Some(1) || st["active"] == false)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hubs[l1].stderr_tail()));
+    assert_eq!(st["active"], true, "ended before the kill: {st:#}");
+    let killed = [&mut a, &mut b, &mut c];
+    killed[l1].kill9().unwrap();
+    eprintln!("killed the leader {l1} (epoch {e1}) at step {}", st["step"]);
+    std::thread::sleep(Duration::from_secs(1));
+    killed[l1].restart().unwrap();
+    let hubs = [&a, &b, &c];
+    let end = outpost_tests::wait_for(Duration::from_secs(120), "the rollout to end", || {
+        status(hubs[f]).filter(|st| st["active"] == false)
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{:#}\n{}",
+            status(hubs[f]).unwrap_or_default(),
+            hubs.iter()
+                .map(|h| h.stderr_tail())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        )
+    });
+    eprintln!("rollout across replicas done after {:?}", t0.elapsed());
+    assert_eq!(end["outcome"], "succeeded", "{end:#}");
+    let (l2, e2) = leader_of(&hubs, Duration::from_secs(30));
+    assert!(e2 > e1, "epochs went back: {e1} then {e2} (leader {l2})");
+    for d in &agents {
+        outpost_tests::wait_for(Duration::from_secs(30), "every agent on v2", || {
+            (local_version(d, "good") == 2 && versions_run(d, "good").contains(&2)).then_some(())
+        })
+        .unwrap();
+    }
+    // Every replica shows the same end.
+    for h in hubs {
+        let st = status(h).unwrap();
+        assert_eq!(st["outcome"], "succeeded", "{st:#}");
+    }
+}

@@ -224,14 +224,14 @@ impl Fleet {
 }
 
 /// A workflow firing every second (overlap allowed: every firing makes a run) with one task.
-fn ticker(name: &str, tag: &str, command: &str) -> String {
+pub(crate) fn ticker(name: &str, tag: &str, command: &str) -> String {
     format!(
         "name: {name}\ndescription: '{tag}'\nschedule: '* * * * * *'\ncatchup: none\noverlap: allow\ntasks:\n  t:\n    command: {command}\n"
     )
 }
 
 /// The agent's own account of the active version of `wf` (0: none).
-fn local_version(d: &Daemon, wf: &str) -> u64 {
+pub(crate) fn local_version(d: &Daemon, wf: &str) -> u64 {
     d.ctl_json("status", &[]).unwrap()["workflows"]
         .as_array()
         .unwrap()
@@ -242,7 +242,7 @@ fn local_version(d: &Daemon, wf: &str) -> u64 {
 }
 
 /// The versions of `wf` the agent has ever run (from its own store).
-fn versions_run(d: &Daemon, wf: &str) -> BTreeSet<u64> {
+pub(crate) fn versions_run(d: &Daemon, wf: &str) -> BTreeSet<u64> {
     d.runs(Some(wf))
         .unwrap()
         .iter()

@@ -246,12 +246,61 @@ async fn session(
     // They must not wait for each other: a write holds the store's write transaction open
     // until etcd answered, and applying a revision needs that transaction.
     let applying = apply_loop(cfg, store, changed, &mut stream);
+    let gate = driver.publisher.gate.clone();
     let writing = write_loop(cfg, driver, client, timeout);
+    let replicas = live_loop(cfg, &gate, &mut watcher, timeout);
     tokio::select! {
         r = applying => r,
         r = writing => r,
+        r = replicas => r,
         _ = shutdown.changed() => Ok(()),
     }
+}
+
+/// Keep the gate's set of live replicas: every replica's election key (its value is the
+/// replica's name), read once and then watched.
+async fn live_loop(
+    cfg: &HaConfig,
+    gate: &LeaderGate,
+    client: &mut Client,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let election = format!("{}/", cfg.election());
+    let resp = tokio::time::timeout(
+        timeout * 4,
+        client.get(election.clone(), Some(GetOptions::new().with_prefix())),
+    )
+    .await??;
+    let at = resp.header().map_or(0, |h| h.revision());
+    gate.set_live(true, b"", None);
+    for kv in resp.kvs() {
+        gate.set_live(false, kv.key(), Some(&String::from_utf8_lossy(kv.value())));
+    }
+    let mut stream = tokio::time::timeout(
+        timeout,
+        client.watch(
+            election,
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(at.saturating_add(1)),
+            ),
+        ),
+    )
+    .await??;
+    while let Some(resp) = stream.message().await? {
+        if resp.canceled() {
+            anyhow::bail!("the watch of the replicas was cancelled");
+        }
+        for ev in resp.events() {
+            if let Some(kv) = ev.kv() {
+                let name = String::from_utf8_lossy(kv.value()).to_string();
+                let alive = (ev.event_type() == EventType::Put).then_some(name.as_str());
+                gate.set_live(false, kv.key(), alive);
+            }
+        }
+    }
+    anyhow::bail!("the watch of the replicas ended")
 }
 
 /// Apply every revision the watch brings, in order, until it fails or goes quiet.

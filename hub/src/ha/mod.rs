@@ -85,6 +85,11 @@ pub struct LeaderGate {
     changes: tokio::sync::watch::Sender<u64>,
     /// The election key this replica holds, with its epoch (what its writes are fenced on).
     election: std::sync::Mutex<Option<(i64, Vec<u8>)>>,
+    /// Every replica's election key in etcd (the replica's name): the replicas alive now (a
+    /// key lives as long as its replica's lease).
+    live: std::sync::Mutex<std::collections::BTreeMap<Vec<u8>, String>>,
+    /// This replica's `[ha] name`.
+    name: std::sync::OnceLock<String>,
 }
 
 impl Default for LeaderGate {
@@ -104,6 +109,8 @@ impl LeaderGate {
             refused: AtomicU64::new(0),
             changes: tokio::sync::watch::Sender::new(0),
             election: std::sync::Mutex::new(None),
+            live: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            name: std::sync::OnceLock::new(),
         }
     }
 
@@ -113,6 +120,16 @@ impl LeaderGate {
         self.epoch.store(0, Ordering::SeqCst);
         self.acting_until.store(0, Ordering::SeqCst);
         self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// Name this replica (`[ha] name`; once).
+    pub fn set_name(&self, name: &str) {
+        let _ = self.name.set(name.to_string());
+    }
+
+    /// This replica's name (empty on an embedded hub).
+    pub fn name(&self) -> &str {
+        self.name.get().map_or("", String::as_str)
     }
 
     /// Whether the hub runs in HA mode.
@@ -169,6 +186,32 @@ impl LeaderGate {
             Some((e, k)) if *e == epoch => Some(k.clone()),
             _ => None,
         }
+    }
+
+    /// The replicas' election keys changed: `key` is `name`'s (`Some`) or gone (`None`).
+    /// `reset` first forgets every key (a fresh read of all of them follows).
+    pub fn set_live(&self, reset: bool, key: &[u8], name: Option<&str>) {
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if reset {
+            live.clear();
+        }
+        match name {
+            Some(n) => live.insert(key.to_vec(), n.to_string()),
+            None => live.remove(key),
+        };
+    }
+
+    /// The names of the replicas alive now (HA mode; empty until the driver has read them).
+    pub fn live_replicas(&self) -> std::collections::HashSet<String> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Count a fenced write etcd refused.

@@ -96,6 +96,7 @@ mod observations;
 mod open;
 mod operators;
 pub mod pools;
+mod presence;
 mod records;
 mod replicated;
 mod retention;
@@ -120,6 +121,7 @@ pub use operators::{
     CREDENTIAL_PREFIX, OperatorRecord, Role, check_operator_name, parse_credential,
 };
 pub use pools::*;
+pub use presence::PresenceRecord;
 pub use records::*;
 pub(crate) use replicated::fenced;
 pub use replicated::{Change, Publisher, Snapshot, as_changes, is_replicated_table};

@@ -4,7 +4,8 @@
 //!
 //! The replicated tables: `workflows`, `workflow_versions`, `pending_versions`, `roots`,
 //! `pools`, `pool_decisions`, `rollouts`, `rollout_state`, `rollout_agents`, `operators`,
-//! `tokens`, and `meta`'s `decision_seq`. Everything else (run history, assignments minted per
+//! `tokens`, the HA-only `rollout_events` and `agent_presence`, and `meta`'s `decision_seq` and
+//! `event_seq`. Everything else (run history, assignments minted per
 //! session, agents, the audit log, the alert tables) stays this replica's own.
 //!
 //! How a write works, when a [`Publisher`] is attached (embedded mode has none and nothing
@@ -40,9 +41,12 @@ use super::error::StoreError;
 use super::file::Store;
 use super::operators::OPERATORS;
 use super::schema::{
-    DECISIONS, META, META_DECISION_SEQ, PENDING, POOLS, ROLLOUT_AGENTS, ROLLOUT_STATE, ROLLOUTS,
-    ROOTS, TOKENS, VERSIONS, WORKFLOWS,
+    DECISIONS, META, META_DECISION_SEQ, META_EVENT_SEQ, PENDING, POOLS, PRESENCE, ROLLOUT_AGENTS,
+    ROLLOUT_EVENTS, ROLLOUT_STATE, ROLLOUTS, ROOTS, TOKENS, VERSIONS, WORKFLOWS,
 };
+
+/// The `meta` keys that are replicated.
+const META_KEYS: [&str; 2] = [META_DECISION_SEQ, META_EVENT_SEQ];
 
 /// `meta` key: the canonical revision the replicated tables are a copy of (0: never
 /// replicated).
@@ -107,6 +111,8 @@ macro_rules! for_each_table {
         $f($txn, ROLLOUT_AGENTS, $out)?;
         $f($txn, OPERATORS, $out)?;
         $f($txn, TOKENS, $out)?;
+        $f($txn, ROLLOUT_EVENTS, $out)?;
+        $f($txn, PRESENCE, $out)?;
     };
 }
 
@@ -141,12 +147,19 @@ fn read_tables_r(txn: &ReadTransaction) -> Result<Snapshot, StoreError> {
     }
     let mut s = Snapshot::new();
     for_each_table!(one, txn, &mut s);
-    let meta = match txn.open_table(META) {
-        Ok(t) => t.get(META_DECISION_SEQ)?.map(|v| v.value()),
-        Err(redb::TableError::TableDoesNotExist(_)) => None,
+    let mut meta = BTreeMap::new();
+    match txn.open_table(META) {
+        Ok(t) => {
+            for k in META_KEYS {
+                if let Some(v) = t.get(k)? {
+                    meta.insert(k.as_bytes().to_vec(), v.value().to_le_bytes().to_vec());
+                }
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
         Err(e) => return Err(e.into()),
-    };
-    s.insert(META_TABLE.to_string(), meta_map(meta));
+    }
+    s.insert(META_TABLE.to_string(), meta);
     Ok(s)
 }
 
@@ -162,24 +175,15 @@ fn read_tables_w(txn: &WriteTransaction) -> Result<Snapshot, StoreError> {
     }
     let mut s = Snapshot::new();
     for_each_table!(one, txn, &mut s);
-    let meta = txn
-        .open_table(META)?
-        .get(META_DECISION_SEQ)?
-        .map(|v| v.value());
-    s.insert(META_TABLE.to_string(), meta_map(meta));
+    let t = txn.open_table(META)?;
+    let mut meta = BTreeMap::new();
+    for k in META_KEYS {
+        if let Some(v) = t.get(k)? {
+            meta.insert(k.as_bytes().to_vec(), v.value().to_le_bytes().to_vec());
+        }
+    }
+    s.insert(META_TABLE.to_string(), meta);
     Ok(s)
-}
-
-fn meta_map(decision_seq: Option<u64>) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    decision_seq
-        .map(|n| {
-            (
-                META_DECISION_SEQ.as_bytes().to_vec(),
-                n.to_le_bytes().to_vec(),
-            )
-        })
-        .into_iter()
-        .collect()
 }
 
 /// What changed from `before` to `after`, table by table, key by key.
@@ -243,17 +247,17 @@ fn apply(txn: &WriteTransaction, changes: &[Change]) -> Result<(), StoreError> {
     for c in changes {
         match c.table.as_str() {
             META_TABLE => {
-                if c.key != META_DECISION_SEQ.as_bytes() {
+                let Some(key) = META_KEYS.into_iter().find(|k| k.as_bytes() == c.key) else {
                     return Err(malformed(c));
-                }
+                };
                 let mut meta = txn.open_table(META)?;
                 match &c.value {
                     Some(v) => {
                         let n = <[u8; 8]>::try_from(v.as_slice()).map_err(|_| malformed(c))?;
-                        meta.insert(META_DECISION_SEQ, u64::from_le_bytes(n))?;
+                        meta.insert(key, u64::from_le_bytes(n))?;
                     }
                     None => {
-                        meta.remove(META_DECISION_SEQ)?;
+                        meta.remove(key)?;
                     }
                 }
             }
@@ -268,6 +272,8 @@ fn apply(txn: &WriteTransaction, changes: &[Change]) -> Result<(), StoreError> {
             t if t == ROLLOUT_AGENTS.name() => one(txn, ROLLOUT_AGENTS, c)?,
             t if t == OPERATORS.name() => one(txn, OPERATORS, c)?,
             t if t == TOKENS.name() => one(txn, TOKENS, c)?,
+            t if t == ROLLOUT_EVENTS.name() => one(txn, ROLLOUT_EVENTS, c)?,
+            t if t == PRESENCE.name() => one(txn, PRESENCE, c)?,
             _ => return Err(malformed(c)),
         }
     }
@@ -297,6 +303,8 @@ pub fn is_replicated_table(table: &str) -> bool {
             ROLLOUT_AGENTS.name(),
             OPERATORS.name(),
             TOKENS.name(),
+            ROLLOUT_EVENTS.name(),
+            PRESENCE.name(),
         ]
         .contains(&table)
 }

@@ -11,7 +11,11 @@ use super::audit::audit_in;
 use super::error::{DbError, StoreError, decode, decode_all, encode};
 use super::file::Store;
 use super::pools::{PoolDecision, WorkflowPool, next_decision_seq, refuse_if_held};
-use super::schema::{DECISIONS, ROLLOUT_AGENTS, ROLLOUT_INBOX, ROLLOUT_STATE, ROLLOUTS};
+use super::schema::{
+    DECISIONS, META, META_EVENT_SEQ, ROLLOUT_AGENTS, ROLLOUT_EVENTS, ROLLOUT_INBOX, ROLLOUT_STATE,
+    ROLLOUTS,
+};
+use redb::TableDefinition;
 
 /// One rollout, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -259,7 +263,7 @@ impl Store {
         txn.open_table(ROLLOUTS)?
             .insert(seq, encode(&rec)?.as_slice())?;
         let commit = make(seq)?;
-        Self::apply_commit(&txn, commit, now_ms)?;
+        Self::apply_commit(&txn, commit, now_ms, self.events_table())?;
         txn.commit()?;
         self.rollout(seq)
     }
@@ -272,7 +276,7 @@ impl Store {
         now_ms: UnixMillis,
     ) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
-        Self::apply_commit(&txn, commit, now_ms)?;
+        Self::apply_commit(&txn, commit, now_ms, self.events_table())?;
         txn.commit()?;
         Ok(())
     }
@@ -293,10 +297,10 @@ impl Store {
         let txn = self.begin_write()?;
         let waited = t0.elapsed();
         for c in commits {
-            Self::apply_commit(&txn, c, now_ms)?;
+            Self::apply_commit(&txn, c, now_ms, self.events_table())?;
         }
         if !unused.is_empty() {
-            let mut t = txn.open_table(ROLLOUT_INBOX)?;
+            let mut t = txn.open_table(self.events_table())?;
             for s in unused {
                 t.remove(*s)?;
             }
@@ -319,7 +323,7 @@ impl Store {
         }
         let txn = self.begin_write()?;
         {
-            let mut t = txn.open_table(ROLLOUT_INBOX)?;
+            let mut t = txn.open_table(self.events_table())?;
             for s in seqs {
                 t.remove(*s)?;
             }
@@ -332,6 +336,7 @@ impl Store {
         txn: &WriteTransaction,
         c: RolloutCommit,
         now_ms: UnixMillis,
+        events: TableDefinition<u64, &[u8]>,
     ) -> Result<(), StoreError> {
         let mut rollouts = txn.open_table(ROLLOUTS)?;
         let mut rec: RolloutRecord = match rollouts.get(c.seq)? {
@@ -402,7 +407,7 @@ impl Store {
                 detail,
             )?;
         }
-        let mut inbox = txn.open_table(ROLLOUT_INBOX)?;
+        let mut inbox = txn.open_table(events)?;
         for s in &c.consumed {
             inbox.remove(*s)?;
         }
@@ -460,13 +465,63 @@ impl Store {
     /// The queued rollout events, oldest first (at most `limit`).
     pub fn pending_events(&self, limit: usize) -> Result<Vec<(u64, RolloutEvent)>, StoreError> {
         let txn = self.db().begin_read()?;
-        let t = txn.open_table(ROLLOUT_INBOX)?;
+        let t = match txn.open_table(self.events_table()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
         let mut out = Vec::new();
         for e in t.iter()?.take(limit) {
             let (k, v) = e?;
             out.push((k.value(), decode(v.value(), "rollout_inbox", k.value())?));
         }
         Ok(out)
+    }
+
+    /// The queue the rollout controllers read and consume: this store's own inbox (embedded),
+    /// or, in HA mode, the replicated queue every replica forwards its inbox to
+    /// ([`Store::forward_rollout_events`]), so the leader sees the events of every replica's
+    /// agents.
+    pub(super) fn events_table(&self) -> TableDefinition<'static, u64, &'static [u8]> {
+        if self.publisher.get().is_some() {
+            ROLLOUT_EVENTS
+        } else {
+            ROLLOUT_INBOX
+        }
+    }
+
+    /// HA mode: move up to `limit` events of this replica's inbox to the replicated queue, in
+    /// one write (published to etcd before it commits: an event is in exactly one of the two).
+    /// How many moved; 0 in embedded mode.
+    pub fn forward_rollout_events(&self, limit: usize) -> Result<usize, StoreError> {
+        if self.publisher.get().is_none() {
+            return Ok(0);
+        }
+        let txn = self.begin_write()?;
+        let moved = {
+            let mut inbox = txn.open_table(ROLLOUT_INBOX)?;
+            let mut events = txn.open_table(ROLLOUT_EVENTS)?;
+            let mut meta = txn.open_table(META)?;
+            let mut seq = meta.get(META_EVENT_SEQ)?.map_or(0, |v| v.value());
+            let mut moved = Vec::new();
+            for e in inbox.iter()?.take(limit) {
+                let (k, v) = e?;
+                seq += 1;
+                events.insert(seq, v.value())?;
+                moved.push(k.value());
+            }
+            for k in &moved {
+                inbox.remove(*k)?;
+            }
+            meta.insert(META_EVENT_SEQ, seq)?;
+            moved.len()
+        };
+        if moved == 0 {
+            txn.abort()?;
+            return Ok(0);
+        }
+        txn.commit()?;
+        Ok(moved)
     }
 
     /// Queue an event for the rollouts of its workflow (only when one is active).

@@ -76,6 +76,17 @@ pub(crate) const AGENT_VERSIONS: TableDefinition<(&str, &str, u64), i64> =
     TableDefinition::new("agent_versions");
 /// Key of the global decision sequence in `meta`.
 pub(crate) const META_DECISION_SEQ: &str = "decision_seq";
+/// `rollout_events` (HA mode only; replicated): `seq -> cbor RolloutEvent`: every replica's
+/// rollout events, moved there from its own `rollout_inbox` (`rollouts.rs`
+/// `forward_rollout_events`), consumed by the leader's controller commits. Created on first use.
+pub(crate) const ROLLOUT_EVENTS: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("rollout_events");
+/// Key of the `rollout_events` sequence in `meta` (replicated with it).
+pub(crate) const META_EVENT_SEQ: &str = "event_seq";
+/// `agent_presence` (HA mode only; replicated): `agent_id -> cbor PresenceRecord`: which
+/// replica holds each connected agent's session, and what the agent runs (`presence.rs`).
+/// Created on first use.
+pub(crate) const PRESENCE: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_presence");
 
 /// `alert_inbox`: `seq -> cbor outpost_alerts::Input`: alert inputs, written in the ingest's
 /// transaction, removed in the transaction that commits the evaluator state that used them.

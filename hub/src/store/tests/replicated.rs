@@ -163,3 +163,85 @@ fn a_malformed_record_is_refused_whole() {
     }
     assert_eq!(a.replica_rev().unwrap(), 0);
 }
+
+#[test]
+fn rollout_events_move_to_the_replicated_queue_once_and_presence_follows_sessions() {
+    use crate::store::RolloutEventKind;
+    use outpost_common::proto::ActiveWorkflow;
+    let (_d, a, b) = two();
+    let canon = Shared::default();
+    a.mark_replicated(0).unwrap();
+    b.mark_replicated(0).unwrap();
+    // Embedded: nothing to forward, the controllers read the inbox itself.
+    assert_eq!(a.forward_rollout_events(10).unwrap(), 0);
+    a.set_publisher(Arc::new(canon.clone()));
+    let ev = |agent: &str| crate::store::RolloutEvent {
+        agent: agent.into(),
+        workflow: "w".into(),
+        kind: RolloutEventKind::Activated { version: 2 },
+        at_ms: 1,
+    };
+    {
+        let txn = a.begin_write().unwrap();
+        super::super::rollouts::enqueue_event(&txn, &ev("e1")).unwrap();
+        super::super::rollouts::enqueue_event(&txn, &ev("e2")).unwrap();
+        txn.commit().unwrap();
+    }
+    assert_eq!(a.forward_rollout_events(10).unwrap(), 2);
+    assert_eq!(
+        a.forward_rollout_events(10).unwrap(),
+        0,
+        "moved, not copied"
+    );
+    let queued = a.pending_events(10).unwrap();
+    assert_eq!(
+        queued
+            .iter()
+            .map(|(s, e)| (*s, e.agent.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "e1"), (2, "e2")]
+    );
+    // Another replica sees the same queue.
+    b.set_publisher(Arc::new(canon.clone()));
+    for (rev, changes) in canon.0.lock().unwrap().log.clone() {
+        b.apply_replicated(rev, &changes).unwrap();
+    }
+    assert_eq!(b.pending_events(10).unwrap(), queued);
+
+    // Presence: a's agents, then one moves to b.
+    let active = |v: u64| {
+        vec![ActiveWorkflow {
+            workflow: "w".into(),
+            version: v,
+            epoch: 1,
+            paused: false,
+            highest_version: None,
+        }]
+    };
+    let here: std::collections::HashMap<String, Vec<ActiveWorkflow>> =
+        [("e1".to_string(), active(1)), ("e2".to_string(), active(1))].into();
+    assert_eq!(a.sync_presence("hub-a", &here).unwrap(), 2);
+    assert_eq!(
+        a.sync_presence("hub-a", &here).unwrap(),
+        0,
+        "no change, no write"
+    );
+    for (rev, changes) in canon.0.lock().unwrap().log.clone() {
+        b.apply_replicated(rev, &changes).unwrap();
+    }
+    let moved: std::collections::HashMap<String, Vec<ActiveWorkflow>> =
+        [("e2".to_string(), active(2))].into();
+    assert_eq!(b.sync_presence("hub-b", &moved).unwrap(), 1);
+    let (rev, changes) = canon.0.lock().unwrap().log.last().unwrap().clone();
+    a.apply_replicated(rev, &changes).unwrap();
+    // a no longer holds e2: it leaves b's record alone and drops only its own.
+    let only_e1: std::collections::HashMap<String, Vec<ActiveWorkflow>> =
+        [("e1".to_string(), active(1))].into();
+    assert_eq!(a.sync_presence("hub-a", &only_e1).unwrap(), 0);
+    let p = a.presence().unwrap();
+    assert_eq!(p["e2"].replica, "hub-b");
+    assert_eq!(p["e2"].active[0].version, 2);
+    assert_eq!(a.sync_presence("hub-a", &Default::default()).unwrap(), 1);
+    let p = a.presence().unwrap();
+    assert_eq!(p.keys().collect::<Vec<_>>(), ["e2"]);
+}
