@@ -454,8 +454,30 @@ impl Hub {
     }
 
     /// The agents with a live session, with the time each session started.
+    /// In HA mode also the agents whose sessions another live replica holds (`agent_presence`),
+    /// so that what the leader evaluates (offline alerts, missed firings, rollouts) and what any
+    /// replica shows counts them as online.
     pub fn connected(&self) -> Vec<(String, UnixMillis)> {
-        self.gateway.connected()
+        let mut here = self.gateway.connected();
+        if !self.leader().is_ha() {
+            return here;
+        }
+        let presence = match self.store.presence() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading agent presence");
+                return here;
+            }
+        };
+        let live = self.leader().live_replicas();
+        let me = self.leader().name();
+        let local: std::collections::HashSet<String> =
+            here.iter().map(|(id, _)| id.clone()).collect();
+        here.extend(presence.into_iter().filter_map(|(id, p)| {
+            (!local.contains(&id) && p.replica != me && live.contains(&p.replica))
+                .then_some((id, p.since_ms))
+        }));
+        here
     }
 
     /// The desired state of `agent_id`: every workflow it should run with a signed assignment

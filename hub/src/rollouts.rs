@@ -304,7 +304,12 @@ impl Hub {
         pool: &PoolRecord,
         workflow: &str,
     ) -> Result<Vec<Member>, StoreError> {
-        let connected = self.connected_ids();
+        let connected: std::collections::HashSet<String> = self
+            .gateway()
+            .connected()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         // HA mode: an agent whose session another live replica holds is online, on the
         // version it reported there (`agent_presence`).
         let (presence, live) = if self.leader().is_ha() {
@@ -401,13 +406,9 @@ impl Hub {
         Ok((status, c.spec().clone()))
     }
 
-    /// The ids of the agents with a live session now.
+    /// The ids of the agents with a live session now (at any live replica, in HA mode).
     fn connected_ids(&self) -> std::collections::HashSet<String> {
-        self.gateway()
-            .connected()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect()
+        self.connected().into_iter().map(|(id, _)| id).collect()
     }
 
     /// A finished rollout is no longer fed membership: the online flags it holds are those of

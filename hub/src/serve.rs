@@ -278,9 +278,9 @@ async fn share_agents(hub: Arc<Hub>, name: String, mut stop: tokio::sync::watch:
         let r = tokio::task::spawn_blocking(move || {
             let moved = h.store().forward_rollout_events(10_000)?;
             let mut connected = std::collections::HashMap::new();
-            for (id, _) in h.gateway().connected() {
+            for (id, since) in h.gateway().connected() {
                 if let Ok(a) = h.store().agent(&id) {
-                    connected.insert(id, a.active);
+                    connected.insert(id, (since, a.active));
                 }
             }
             let present = h.store().sync_presence(&name, &connected)?;

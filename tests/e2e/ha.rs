@@ -548,6 +548,23 @@ fn a_rollout_across_replicas_survives_the_leader_killed_mid_rollout() {
     }
     let hubs = [&a, &b, &c];
     let (l1, e1) = leader_of(&hubs, Duration::from_secs(30));
+    // Each replica shows every agent online, wherever its session is.
+    for h in hubs {
+        outpost_tests::wait_for(
+            Duration::from_secs(30),
+            "all agents online at each replica",
+            || {
+                let list = h.json(&["agent", "list"]).ok()?;
+                let online = list
+                    .as_array()?
+                    .iter()
+                    .filter(|a| a["online"] == true)
+                    .count();
+                (online == 3).then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", h.json(&["agent", "list"]).unwrap()));
+    }
 
     // v2, rolled out through a follower: canary 1, then 2, then all 3.
     let f = (l1 + 1) % 3;
@@ -625,4 +642,148 @@ fn a_rollout_across_replicas_survives_the_leader_killed_mid_rollout() {
         let st = status(h).unwrap();
         assert_eq!(st["outcome"], "succeeded", "{st:#}");
     }
+}
+
+/// The leader's writes of desired state are fenced on its election key: once the key is gone (a
+/// deposed leader that has not noticed yet), etcd refuses them and nothing changes, in etcd or
+/// in the store; an operator's write (not fenced) still goes through. In-process: the hub's
+/// store and etcd driver against a real etcd.
+#[test]
+fn a_deposed_leaders_write_of_desired_state_is_refused_by_etcd() {
+    use outpost_hub::ha::{HaConfig, LeaderGate};
+    use outpost_hub::store::{Store, StoreError, fenced};
+    use std::sync::Arc;
+    let s = Scratch::new("ha-fence").unwrap();
+    let etcd = EtcdCluster::start(&s.join("etcd"), 1).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = Arc::new(Store::open(&s.join("hub.redb")).unwrap());
+    let gate = Arc::new(LeaderGate::embedded());
+    gate.enable_ha();
+    let cfg = HaConfig {
+        etcd: etcd.endpoints(),
+        name: "hub-a".into(),
+        prefix: "/fence".into(),
+        lease_ttl: Duration::from_secs(2),
+    };
+    let (publisher, driver) = outpost_hub::ha::desired::publisher(gate.clone());
+    store.set_publisher(publisher.clone());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = rt.spawn(outpost_hub::ha::desired::run(
+        cfg,
+        store.clone(),
+        driver,
+        Arc::new(|| {}),
+        stop_rx,
+    ));
+    outpost_tests::wait_for(Duration::from_secs(20), "in sync with etcd", || {
+        publisher.synced().then_some(())
+    })
+    .unwrap();
+    // An election key, made by hand: its creation revision is the epoch.
+    let key = "/fence/leader/694d";
+    let epoch = etcd.put(key, "hub-a").unwrap();
+    gate.set_election_key(Some((epoch, key.as_bytes().to_vec())));
+
+    fenced(epoch, || store.create_pool("led", vec![], "hub", 1)).unwrap();
+    let rev = etcd.get("/fence/ds/rev").unwrap();
+    assert_eq!(rev.as_deref(), Some("hub-a"));
+    // Deposed behind its back: the key is gone, the gate does not know yet.
+    etcd.delete_prefix(key).unwrap();
+    let e = fenced(epoch, || store.create_pool("stale", vec![], "hub", 2)).unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    let names: Vec<String> = store.replicated_snapshot().unwrap()["pools"]
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert_eq!(names, ["led"], "the refused write changed the store");
+    let in_etcd = etcd
+        .v3(
+            "kv/range",
+            &serde_json::json!({
+                "key": outpost_tests::etcd::b64(b"/fence/ds/t/pools/"),
+                "range_end": outpost_tests::etcd::b64(b"/fence/ds/t/pools0"),
+                "count_only": true,
+            }),
+        )
+        .unwrap();
+    assert_eq!(in_etcd["count"], "1", "{in_etcd}");
+    assert_eq!(gate.counters().1, 1, "the refusal is counted");
+    // Not fenced (an operator's command at any replica): made.
+    store.create_pool("operator", vec![], "op", 3).unwrap();
+    stop.send(true).unwrap();
+    rt.block_on(task).unwrap();
+}
+
+/// deploy/ha/etcd.default, the member settings docs/operations.md ships, run by a real etcd
+/// (its addresses moved to loopback): it starts, and a transaction of 1,000 operations (a
+/// rollout step's worth, above etcd's default limit of 128) goes through.
+#[test]
+fn the_shipped_etcd_settings_take_a_large_transaction() {
+    use outpost_tests::etcd::b64;
+    let s = Scratch::new("ha-etcd-default").unwrap();
+    let text =
+        std::fs::read_to_string(outpost_tests::repo_root().join("deploy/ha/etcd.default")).unwrap();
+    let (client, peer) = (outpost_tests::free_port(), outpost_tests::free_port());
+    let c = format!("http://127.0.0.1:{client}");
+    let p = format!("http://127.0.0.1:{peer}");
+    let mut env: Vec<(String, String)> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.trim().to_string(), v.trim().trim_matches('"').to_string())
+        })
+        .collect();
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "ETCD_MAX_TXN_OPS" && v == "100000"),
+        "{env:?}"
+    );
+    for (k, v) in env.iter_mut() {
+        *v = match k.as_str() {
+            "ETCD_DATA_DIR" => s.join("data").display().to_string(),
+            "ETCD_LISTEN_PEER_URLS" | "ETCD_INITIAL_ADVERTISE_PEER_URLS" => p.clone(),
+            "ETCD_LISTEN_CLIENT_URLS" | "ETCD_ADVERTISE_CLIENT_URLS" => c.clone(),
+            "ETCD_INITIAL_CLUSTER" => format!("etcd-a={p}"),
+            _ => continue,
+        };
+    }
+    let log = std::fs::File::create(s.join("etcd.log")).unwrap();
+    let mut child = std::process::Command::new(outpost_tests::etcd::etcd_bin())
+        .env_clear()
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let txn = serde_json::json!({
+        "success": (0..1000)
+            .map(|i| serde_json::json!({"request_put": {
+                "key": b64(format!("/t/{i}").as_bytes()), "value": b64(b"x")
+            }}))
+            .collect::<Vec<_>>()
+    });
+    let r = outpost_tests::wait_for(
+        Duration::from_secs(30),
+        "etcd to take the transaction",
+        || {
+            let text = ureq::post(&format!("{c}/v3/kv/txn"))
+                .send_json(&txn)
+                .ok()?
+                .body_mut()
+                .read_to_string()
+                .ok()?;
+            serde_json::from_str::<serde_json::Value>(&text).ok()
+        },
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let r = r.unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            std::fs::read_to_string(s.join("etcd.log")).unwrap_or_default()
+        )
+    });
+    assert_eq!(r["succeeded"], true, "{r}");
+    assert_eq!(r["responses"].as_array().map(Vec::len), Some(1000), "{r}");
 }

@@ -194,6 +194,18 @@ impl EtcdCluster {
         Ok(Some(String::from_utf8_lossy(&unb64(v)?).into_owned()))
     }
 
+    /// Set `key` to `value`; the revision of the write.
+    pub fn put(&self, key: &str, value: &str) -> anyhow::Result<i64> {
+        let r = self.v3(
+            "kv/put",
+            &serde_json::json!({ "key": b64(key.as_bytes()), "value": b64(value.as_bytes()) }),
+        )?;
+        r["header"]["revision"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .context("etcd sent no revision")
+    }
+
     /// Delete every key under `prefix`.
     pub fn delete_prefix(&self, prefix: &str) -> anyhow::Result<u64> {
         let mut end = prefix.as_bytes().to_vec();
@@ -254,7 +266,8 @@ impl Drop for EtcdCluster {
 }
 
 /// Standard base64 (the gateway's encoding of keys and values).
-fn b64(bytes: &[u8]) -> String {
+/// Base64, as etcd's JSON gateway wants keys and values.
+pub fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }

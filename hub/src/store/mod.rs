@@ -123,8 +123,7 @@ pub use operators::{
 pub use pools::*;
 pub use presence::PresenceRecord;
 pub use records::*;
-pub(crate) use replicated::fenced;
-pub use replicated::{Change, Publisher, Snapshot, as_changes, is_replicated_table};
+pub use replicated::{Change, Publisher, Snapshot, as_changes, fenced, is_replicated_table};
 pub use retention::{RetentionPolicy, RetentionReport};
 pub use rollouts::*;
 pub use trust::ReleaseStatus;

@@ -23,17 +23,20 @@ pub struct PresenceRecord {
     /// The workflows the agent runs, as it reported them there.
     #[n(1)]
     pub active: Vec<ActiveWorkflow>,
+    /// When its session there began (ms).
+    #[n(2)]
+    pub since_ms: i64,
 }
 
 impl Store {
-    /// Make the presence records of replica `me` say exactly `connected` (agent id → what it
-    /// runs): add and update those, remove `me`'s records of agents no longer connected. An
+    /// Make the presence records of replica `me` say exactly `connected` (agent id → when its
+    /// session began, what it runs): add and update those, remove `me`'s records of agents no longer connected. An
     /// agent that moved here from another replica is taken over. One write, and none when
     /// nothing changed. How many records changed.
     pub fn sync_presence(
         &self,
         me: &str,
-        connected: &HashMap<String, Vec<ActiveWorkflow>>,
+        connected: &HashMap<String, (i64, Vec<ActiveWorkflow>)>,
     ) -> Result<usize, StoreError> {
         let txn = self.begin_write()?;
         let changed = {
@@ -45,7 +48,9 @@ impl Store {
                 let id = k.value().to_string();
                 let rec: PresenceRecord = decode(v.value(), "agent_presence", &id)?;
                 match connected.get(&id) {
-                    Some(active) if rec.replica == me && rec.active == *active => {
+                    Some((since, active))
+                        if rec.replica == me && rec.active == *active && rec.since_ms == *since =>
+                    {
                         seen.insert(id);
                     }
                     Some(_) => {}
@@ -57,10 +62,11 @@ impl Store {
             for id in &stale {
                 t.remove(id.as_str())?;
             }
-            for (id, active) in connected.iter().filter(|(id, _)| !seen.contains(*id)) {
+            for (id, (since, active)) in connected.iter().filter(|(id, _)| !seen.contains(*id)) {
                 let rec = PresenceRecord {
                     replica: me.to_string(),
                     active: active.clone(),
+                    since_ms: *since,
                 };
                 t.insert(id.as_str(), encode(&rec)?.as_slice())?;
                 n += 1;

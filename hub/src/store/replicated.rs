@@ -83,7 +83,7 @@ thread_local! {
 /// Run `f` with this thread's replicated writes fenced on the leader's `epoch`: etcd refuses
 /// them once another replica has been elected. The leader's tasks (the rollout controllers)
 /// write through this; operators' commands do not need to (any replica takes them).
-pub(crate) fn fenced<T>(epoch: i64, f: impl FnOnce() -> T) -> T {
+pub fn fenced<T>(epoch: i64, f: impl FnOnce() -> T) -> T {
     let before = FENCE.with(|c| c.replace((epoch > 0).then_some(epoch)));
     let r = f();
     FENCE.with(|c| c.set(before));

@@ -218,8 +218,12 @@ fn rollout_events_move_to_the_replicated_queue_once_and_presence_follows_session
             highest_version: None,
         }]
     };
-    let here: std::collections::HashMap<String, Vec<ActiveWorkflow>> =
-        [("e1".to_string(), active(1)), ("e2".to_string(), active(1))].into();
+    type Connected = std::collections::HashMap<String, (i64, Vec<ActiveWorkflow>)>;
+    let here: Connected = [
+        ("e1".to_string(), (5, active(1))),
+        ("e2".to_string(), (5, active(1))),
+    ]
+    .into();
     assert_eq!(a.sync_presence("hub-a", &here).unwrap(), 2);
     assert_eq!(
         a.sync_presence("hub-a", &here).unwrap(),
@@ -229,18 +233,16 @@ fn rollout_events_move_to_the_replicated_queue_once_and_presence_follows_session
     for (rev, changes) in canon.0.lock().unwrap().log.clone() {
         b.apply_replicated(rev, &changes).unwrap();
     }
-    let moved: std::collections::HashMap<String, Vec<ActiveWorkflow>> =
-        [("e2".to_string(), active(2))].into();
+    let moved: Connected = [("e2".to_string(), (9, active(2)))].into();
     assert_eq!(b.sync_presence("hub-b", &moved).unwrap(), 1);
     let (rev, changes) = canon.0.lock().unwrap().log.last().unwrap().clone();
     a.apply_replicated(rev, &changes).unwrap();
     // a no longer holds e2: it leaves b's record alone and drops only its own.
-    let only_e1: std::collections::HashMap<String, Vec<ActiveWorkflow>> =
-        [("e1".to_string(), active(1))].into();
+    let only_e1: Connected = [("e1".to_string(), (5, active(1)))].into();
     assert_eq!(a.sync_presence("hub-a", &only_e1).unwrap(), 0);
     let p = a.presence().unwrap();
     assert_eq!(p["e2"].replica, "hub-b");
-    assert_eq!(p["e2"].active[0].version, 2);
+    assert_eq!((p["e2"].active[0].version, p["e2"].since_ms), (2, 9));
     assert_eq!(a.sync_presence("hub-a", &Default::default()).unwrap(), 1);
     let p = a.presence().unwrap();
     assert_eq!(p.keys().collect::<Vec<_>>(), ["e2"]);
