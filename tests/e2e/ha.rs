@@ -364,8 +364,9 @@ fn pool_names(hub: &Hub) -> Vec<String> {
 }
 
 /// Desired state lives in etcd: a workflow applied through one replica runs on an agent served
-/// by another, every replica lists what any of them changed, and a replica cut off from etcd
-/// refuses changes (nothing changes anywhere) until it is back, when it catches up.
+/// by another, every replica lists what any of them changed, an agent enrolled through one
+/// replica is served by another, and a replica cut off from etcd refuses changes (nothing
+/// changes anywhere) until it is back, when it catches up.
 #[test]
 fn replicas_share_desired_state_through_etcd_and_refuse_changes_without_it() {
     use crate::hub::{FAST_HUB, agent_id_by_name, apply, hub_runs, ticker};
@@ -433,6 +434,31 @@ fn replicas_share_desired_state_through_etcd_and_refuse_changes_without_it() {
         let wf = h.json(&["workflow", "list"]).unwrap();
         assert!(wf.to_string().contains("\"tick\""), "{wf}");
     }
+
+    // An agent enrolled now through B (with a token made at A) is known at C, which serves it.
+    let mut late = outpost_tests::enrolled_agent(&s.join("late"), &a, b.quic_addr, "name=late", "")
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs([&a, &b, &c])));
+    let late_id =
+        outpost_tests::wait_for(Duration::from_secs(20), "the new agent known at C", || {
+            let list = c.json(&["agent", "list"]).ok()?;
+            list.as_array()?
+                .iter()
+                .find(|x| x["labels"]["name"] == "late")
+                .and_then(|x| x["id"].as_str().map(String::from))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.stderr_tail()));
+    late.terminate(Duration::from_secs(10)).unwrap();
+    let cfg = std::fs::read_to_string(&late.config).unwrap();
+    std::fs::write(
+        &late.config,
+        cfg.replace(&b.quic_addr.to_string(), &c.quic_addr.to_string()),
+    )
+    .unwrap();
+    late.restart().unwrap();
+    outpost_tests::wait_for(Duration::from_secs(60), "the new agent's runs at C", || {
+        (!hub_runs(&c, &late_id, "tick").is_empty()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", c.stderr_tail(), late.stderr_tail()));
 
     // C cut off from etcd: it refuses changes, and nothing changes anywhere.
     for r in &relays {

@@ -30,28 +30,28 @@ impl Store {
         Ok(rec)
     }
 
+    /// Change an agent's record in the group commit (observations: telemetry, pinned roots).
     pub(super) fn update_agent<R>(
         &self,
         id: &str,
         mut f: impl FnMut(&mut AgentRecord) -> R,
         audit: Option<(&str, &str, UnixMillis)>,
     ) -> Result<R, StoreError> {
-        self.write(|txn| {
-            let r = {
-                let mut t = txn.open_table(AGENTS)?;
-                let mut rec: AgentRecord = match t.get(id)? {
-                    Some(v) => decode(v.value(), "agents", id)?,
-                    None => return Err(StoreError::NoAgent(id.into())),
-                };
-                let r = f(&mut rec);
-                t.insert(id, encode(&rec)?.as_slice())?;
-                r
-            };
-            if let Some((actor, action, at)) = audit {
-                audit_in(txn, at, actor, action, id, "")?;
-            }
-            Ok(r)
-        })
+        self.write(|txn| update_in(txn, id, &mut f, audit))
+    }
+
+    /// Change an agent's identity (labels, certificate, revocation) in a direct write: in HA
+    /// mode it is published to the other replicas before it commits (`replicated.rs`).
+    pub(super) fn update_agent_identity<R>(
+        &self,
+        id: &str,
+        mut f: impl FnMut(&mut AgentRecord) -> R,
+        audit: Option<(&str, &str, UnixMillis)>,
+    ) -> Result<R, StoreError> {
+        let txn = self.begin_write()?;
+        let r = update_in(&txn, id, &mut f, audit)?;
+        txn.commit()?;
+        Ok(r)
     }
 
     /// Revoke an agent (idempotent). Returns whether it was newly revoked.
@@ -61,7 +61,7 @@ impl Store {
         actor: &str,
         now_ms: UnixMillis,
     ) -> Result<bool, StoreError> {
-        self.update_agent(
+        self.update_agent_identity(
             id,
             |a| {
                 if a.revoked_ms.is_some() {
@@ -85,7 +85,7 @@ impl Store {
         not_after_ms: Option<UnixMillis>,
         now_ms: UnixMillis,
     ) -> Result<bool, StoreError> {
-        self.update_agent(
+        self.update_agent_identity(
             id,
             |a| {
                 if a.revoked_ms.is_some() {
@@ -166,4 +166,26 @@ impl Store {
             None,
         )
     }
+}
+
+fn update_in<R>(
+    txn: &redb::WriteTransaction,
+    id: &str,
+    f: &mut impl FnMut(&mut AgentRecord) -> R,
+    audit: Option<(&str, &str, UnixMillis)>,
+) -> Result<R, StoreError> {
+    let r = {
+        let mut t = txn.open_table(AGENTS)?;
+        let mut rec: AgentRecord = match t.get(id)? {
+            Some(v) => decode(v.value(), "agents", id)?,
+            None => return Err(StoreError::NoAgent(id.into())),
+        };
+        let r = f(&mut rec);
+        t.insert(id, encode(&rec)?.as_slice())?;
+        r
+    };
+    if let Some((actor, action, at)) = audit {
+        audit_in(txn, at, actor, action, id, "")?;
+    }
+    Ok(r)
 }

@@ -463,7 +463,7 @@ impl Store {
         actor: &str,
         now_ms: UnixMillis,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let labels = self.update_agent(
+        let labels = self.update_agent_identity(
             id,
             |a| {
                 a.labels

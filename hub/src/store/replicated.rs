@@ -4,9 +4,14 @@
 //!
 //! The replicated tables: `workflows`, `workflow_versions`, `pending_versions`, `roots`,
 //! `pools`, `pool_decisions`, `rollouts`, `rollout_state`, `rollout_agents`, `operators`,
-//! `tokens`, the HA-only `rollout_events` and `agent_presence`, and `meta`'s `decision_seq` and
-//! `event_seq`. Everything else (run history, assignments minted per
-//! session, agents, the audit log, the alert tables) stays this replica's own.
+//! `tokens`, `agent_names`, the HA-only `rollout_events` and `agent_presence`, `meta`'s
+//! `decision_seq` and `event_seq`, and a derived one, `agent_identities`: the identity part of
+//! each `agents` record (certificates, labels, name, revocation), applied into the local record
+//! with the replica's own observations (last contact, what it runs, telemetry) kept. Writes
+//! that change an identity are direct writes for that reason (enrollment, revocation,
+//! certificate renewal, labels, rename, decommission). Everything else (run history,
+//! assignments minted per session, the agents' observations, the audit log, the alert tables)
+//! stays this replica's own.
 //!
 //! How a write works, when a [`Publisher`] is attached (embedded mode has none and nothing
 //! here runs):
@@ -37,13 +42,20 @@ use redb::{
     WriteTransaction,
 };
 
-use super::error::StoreError;
+use minicbor::{Decode, Encode};
+
+use super::error::{StoreError, decode, encode};
 use super::file::Store;
 use super::operators::OPERATORS;
+use super::records::AgentRecord;
 use super::schema::{
-    DECISIONS, META, META_DECISION_SEQ, META_EVENT_SEQ, PENDING, POOLS, PRESENCE, ROLLOUT_AGENTS,
-    ROLLOUT_EVENTS, ROLLOUT_STATE, ROLLOUTS, ROOTS, TOKENS, VERSIONS, WORKFLOWS,
+    AGENT_NAMES, AGENTS, DECISIONS, META, META_DECISION_SEQ, META_EVENT_SEQ, PENDING, POOLS,
+    PRESENCE, ROLLOUT_AGENTS, ROLLOUT_EVENTS, ROLLOUT_STATE, ROLLOUTS, ROOTS, TOKENS, VERSIONS,
+    WORKFLOWS,
 };
+
+/// The derived table of agent identities: the identity part of each `agents` record.
+const IDENTITIES: &str = "agent_identities";
 
 /// The `meta` keys that are replicated.
 const META_KEYS: [&str; 2] = [META_DECISION_SEQ, META_EVENT_SEQ];
@@ -113,6 +125,7 @@ macro_rules! for_each_table {
         $f($txn, TOKENS, $out)?;
         $f($txn, ROLLOUT_EVENTS, $out)?;
         $f($txn, PRESENCE, $out)?;
+        $f($txn, AGENT_NAMES, $out)?;
     };
 }
 
@@ -147,6 +160,12 @@ fn read_tables_r(txn: &ReadTransaction) -> Result<Snapshot, StoreError> {
     }
     let mut s = Snapshot::new();
     for_each_table!(one, txn, &mut s);
+    let ids = match txn.open_table(AGENTS) {
+        Ok(t) => identities(&t)?,
+        Err(redb::TableError::TableDoesNotExist(_)) => BTreeMap::new(),
+        Err(e) => return Err(e.into()),
+    };
+    s.insert(IDENTITIES.to_string(), ids);
     let mut meta = BTreeMap::new();
     match txn.open_table(META) {
         Ok(t) => {
@@ -175,6 +194,10 @@ fn read_tables_w(txn: &WriteTransaction) -> Result<Snapshot, StoreError> {
     }
     let mut s = Snapshot::new();
     for_each_table!(one, txn, &mut s);
+    s.insert(
+        IDENTITIES.to_string(),
+        identities(&txn.open_table(AGENTS)?)?,
+    );
     let t = txn.open_table(META)?;
     let mut meta = BTreeMap::new();
     for k in META_KEYS {
@@ -274,9 +297,123 @@ fn apply(txn: &WriteTransaction, changes: &[Change]) -> Result<(), StoreError> {
             t if t == TOKENS.name() => one(txn, TOKENS, c)?,
             t if t == ROLLOUT_EVENTS.name() => one(txn, ROLLOUT_EVENTS, c)?,
             t if t == PRESENCE.name() => one(txn, PRESENCE, c)?,
+            t if t == AGENT_NAMES.name() => one(txn, AGENT_NAMES, c)?,
+            IDENTITIES => apply_identity(txn, c)?,
             _ => return Err(malformed(c)),
         }
     }
+    Ok(())
+}
+
+/// What every replica must agree on about an agent: who it is, its certificates, labels and
+/// name, whether it is revoked or decommissioned. The rest of its record (last contact, what it
+/// runs, its committed seq, telemetry) is the replica's own observation.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+struct AgentIdentity {
+    #[n(0)]
+    labels: Vec<(String, String)>,
+    #[n(1)]
+    enrolled_ms: i64,
+    #[n(2)]
+    cert_serial: String,
+    #[n(3)]
+    cert_fingerprint: String,
+    #[n(4)]
+    revoked_ms: Option<i64>,
+    #[n(5)]
+    hostname: String,
+    #[n(6)]
+    cert_not_after_ms: Option<i64>,
+    #[n(7)]
+    previous_cert_fingerprint: Option<String>,
+    #[n(8)]
+    name: Option<String>,
+    #[n(9)]
+    decommissioned_ms: Option<i64>,
+}
+
+impl AgentIdentity {
+    fn of(a: &AgentRecord) -> AgentIdentity {
+        AgentIdentity {
+            labels: a.labels.clone(),
+            enrolled_ms: a.enrolled_ms,
+            cert_serial: a.cert_serial.clone(),
+            cert_fingerprint: a.cert_fingerprint.clone(),
+            revoked_ms: a.revoked_ms,
+            hostname: a.hostname.clone(),
+            cert_not_after_ms: a.cert_not_after_ms,
+            previous_cert_fingerprint: a.previous_cert_fingerprint.clone(),
+            name: a.name.clone(),
+            decommissioned_ms: a.decommissioned_ms,
+        }
+    }
+
+    /// Put this identity into `a`, keeping its observations.
+    fn apply_to(self, a: &mut AgentRecord) {
+        a.labels = self.labels;
+        a.enrolled_ms = self.enrolled_ms;
+        a.cert_serial = self.cert_serial;
+        a.cert_fingerprint = self.cert_fingerprint;
+        a.revoked_ms = self.revoked_ms;
+        a.hostname = self.hostname;
+        a.cert_not_after_ms = self.cert_not_after_ms;
+        a.previous_cert_fingerprint = self.previous_cert_fingerprint;
+        a.name = self.name;
+        a.decommissioned_ms = self.decommissioned_ms;
+    }
+}
+
+/// The identities of every agent in `agents`, encoded.
+fn identities(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
+    let mut m = BTreeMap::new();
+    for e in t.iter()? {
+        let (k, v) = e?;
+        let rec: AgentRecord = decode(v.value(), "agents", k.value())?;
+        m.insert(
+            k.value().as_bytes().to_vec(),
+            encode(&AgentIdentity::of(&rec))?,
+        );
+    }
+    Ok(m)
+}
+
+/// Another replica changed an agent's identity: update this replica's record of it (or make
+/// one: the agent enrolled there), or remove it.
+fn apply_identity(txn: &WriteTransaction, c: &Change) -> Result<(), StoreError> {
+    let id = std::str::from_utf8(&c.key).map_err(|_| malformed(c))?;
+    let mut agents = txn.open_table(AGENTS)?;
+    let Some(v) = &c.value else {
+        agents.remove(id)?;
+        return Ok(());
+    };
+    let ident: AgentIdentity = decode(v, IDENTITIES, id)?;
+    let mut rec = match agents.get(id)? {
+        Some(old) => decode(old.value(), "agents", id)?,
+        None => AgentRecord {
+            id: id.to_string(),
+            labels: Vec::new(),
+            enrolled_ms: 0,
+            cert_serial: String::new(),
+            cert_fingerprint: String::new(),
+            revoked_ms: None,
+            last_seen_ms: None,
+            software_version: String::new(),
+            active: Vec::new(),
+            committed_seq: 0,
+            hostname: String::new(),
+            cert_not_after_ms: None,
+            previous_cert_fingerprint: None,
+            pinned_roots: None,
+            clock_offset: None,
+            telemetry: None,
+            name: None,
+            decommissioned_ms: None,
+        },
+    };
+    ident.apply_to(&mut rec);
+    agents.insert(id, encode(&rec)?.as_slice())?;
     Ok(())
 }
 
@@ -305,6 +442,8 @@ pub fn is_replicated_table(table: &str) -> bool {
             TOKENS.name(),
             ROLLOUT_EVENTS.name(),
             PRESENCE.name(),
+            AGENT_NAMES.name(),
+            IDENTITIES,
         ]
         .contains(&table)
 }

@@ -247,3 +247,46 @@ fn rollout_events_move_to_the_replicated_queue_once_and_presence_follows_session
     let p = a.presence().unwrap();
     assert_eq!(p.keys().collect::<Vec<_>>(), ["e2"]);
 }
+
+#[test]
+fn an_agent_enrolled_at_one_replica_is_known_at_the_other_and_a_revocation_travels() {
+    let (_d, a, b) = two();
+    let canon = Shared::default();
+    a.mark_replicated(0).unwrap();
+    b.mark_replicated(0).unwrap();
+    a.set_publisher(Arc::new(canon.clone()));
+    b.set_publisher(Arc::new(canon.clone()));
+    let sync = |to: &Store| {
+        for (rev, changes) in canon.0.lock().unwrap().log.clone() {
+            to.apply_replicated(rev, &changes).unwrap();
+        }
+    };
+    let (tid, secret) = a.create_token(vec![], 10_000, "op", 0).unwrap();
+    let mut rec = agent("agent-1", &[("line", "1")]);
+    rec.name = Some("press-1".into());
+    a.enroll(&tid, &secret, rec, 5).unwrap();
+    sync(&b);
+    let at_b = b.agent("agent-1").unwrap();
+    assert_eq!(
+        (at_b.cert_fingerprint.as_str(), at_b.name.as_deref()),
+        ("ff", Some("press-1"))
+    );
+    assert_eq!(at_b.labels, [("line".to_string(), "1".to_string())]);
+    // The token was used once, everywhere.
+    assert!(b.enroll(&tid, &secret, agent("agent-2", &[]), 6).is_err());
+    // b's own observations of the agent stay b's; a revocation at b reaches a.
+    b.agent_hello("agent-1", "9.9", vec![], 7).unwrap();
+    b.revoke("agent-1", "op", 8).unwrap();
+    sync(&a);
+    assert_eq!(a.agent("agent-1").unwrap().revoked_ms, Some(8));
+    let at_b = b.agent("agent-1").unwrap();
+    assert_eq!(
+        (at_b.software_version.as_str(), at_b.revoked_ms),
+        ("9.9", Some(8))
+    );
+    // Labels changed at a reach b.
+    a.set_labels("agent-1", &[("line".into(), "2".into())], &[], "op", 9)
+        .unwrap();
+    sync(&b);
+    assert_eq!(b.agent("agent-1").unwrap().labels[0].1, "2");
+}
