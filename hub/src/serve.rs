@@ -245,6 +245,7 @@ fn start_election(
         Arc::new(move || {
             hub.notify_changed();
             hub.rollout_wake.notify_one();
+            hub.alert_wake.notify_one();
         })
     };
     tokio::spawn(crate::ha::desired::run(
@@ -261,9 +262,9 @@ fn start_election(
 #[cfg(feature = "ha")]
 const SHARE_EVERY: Duration = Duration::from_millis(250);
 
-/// HA mode, on every replica until `stop` flips: move the rollout events of this replica's
-/// agents to the replicated queue the leader consumes, and keep the presence records of the
-/// agents connected here (`store/presence.rs`). A write refused (another replica wrote first,
+/// HA mode, on every replica until `stop` flips: move the rollout events and alert inputs of
+/// this replica's agents to the replicated queues the leader consumes, and keep the presence
+/// records of the agents connected here (`store/presence.rs`). A write refused (another replica wrote first,
 /// or etcd is out of reach) is tried again at the next period.
 #[cfg(feature = "ha")]
 async fn share_agents(hub: Arc<Hub>, name: String, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -277,6 +278,10 @@ async fn share_agents(hub: Arc<Hub>, name: String, mut stop: tokio::sync::watch:
         let (h, name) = (hub.clone(), name.clone());
         let r = tokio::task::spawn_blocking(move || {
             let moved = h.store().forward_rollout_events(10_000)?;
+            let alerts = h.store().forward_alert_inputs(10_000)?;
+            if alerts > 0 {
+                h.alert_wake.notify_one();
+            }
             let mut connected = std::collections::HashMap::new();
             for (id, since) in h.gateway().connected() {
                 if let Ok(a) = h.store().agent(&id) {
@@ -287,7 +292,7 @@ async fn share_agents(hub: Arc<Hub>, name: String, mut stop: tokio::sync::watch:
             if moved > 0 || present > 0 {
                 h.rollout_wake.notify_one();
             }
-            Ok::<_, crate::store::StoreError>((moved, present))
+            Ok::<_, crate::store::StoreError>((moved + alerts, present))
         })
         .await;
         match r {

@@ -340,6 +340,11 @@ fn a_leader_cut_off_from_etcd_stops_leading_within_its_lease_and_returns_as_foll
     assert_eq!(h.terms().len(), 2, "{:?}", h.terms());
 }
 
+/// One alert rule per agent (by its `name` label): failed runs of `flaky`.
+const FAILURES: &str = "\n[[rule]]\nname = \"edge-failures\"\nevent = \"run_failed\"\nworkflows = [\"flaky\"]\nlabels = { name = \"edge\" }\ngroup_wait = \"1s\"\n\n[[rule]]\nname = \"late-failures\"\nevent = \"run_failed\"\nworkflows = [\"flaky\"]\nlabels = { name = \"late\" }\ngroup_wait = \"1s\"\n";
+
+const FLAKY: &str = "name: flaky\nschedule: '* * * * * *'\ncatchup: none\noverlap: allow\ntasks:\n  t:\n    command: [/bin/false]\n";
+
 /// Put `[ha]` at the end of a stopped replica's hub.toml.
 fn configure_ha(hub: &Hub, name: &str, etcd: &str) {
     let text = std::fs::read_to_string(&hub.config).unwrap();
@@ -365,7 +370,8 @@ fn pool_names(hub: &Hub) -> Vec<String> {
 
 /// Desired state lives in etcd: a workflow applied through one replica runs on an agent served
 /// by another, every replica lists what any of them changed, an agent enrolled through one
-/// replica is served by another, and a replica cut off from etcd refuses changes (nothing
+/// replica is served by another, the leader evaluates the failures of agents served by the
+/// others, and a replica cut off from etcd refuses changes (nothing
 /// changes anywhere) until it is back, when it catches up.
 #[test]
 fn replicas_share_desired_state_through_etcd_and_refuse_changes_without_it() {
@@ -375,7 +381,7 @@ fn replicas_share_desired_state_through_etcd_and_refuse_changes_without_it() {
     // A, with an enrolled agent; B and C are copies of it (the agent's record with them).
     let a_dir = s.join("a");
     std::fs::create_dir_all(&a_dir).unwrap();
-    let mut a = Hub::start(&a_dir, FAST_HUB).unwrap();
+    let mut a = Hub::start(&a_dir, &format!("{FAST_HUB}{FAILURES}")).unwrap();
     let _edge =
         outpost_tests::enrolled_agent(&s.join("edge"), &a, a.quic_addr, "name=edge", "").unwrap();
     let id = agent_id_by_name(&a, "edge");
@@ -459,6 +465,26 @@ fn replicas_share_desired_state_through_etcd_and_refuse_changes_without_it() {
         (!hub_runs(&c, &late_id, "tick").is_empty()).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}\n{}", c.stderr_tail(), late.stderr_tail()));
+
+    // Failures at agents served by two different replicas (edge at A, late at C) are both
+    // evaluated by the leader, whichever replica it is.
+    apply(&b, s.path(), "flaky.yaml", FLAKY);
+    let (l, _) = leader_of(&[&a, &b, &c], Duration::from_secs(30));
+    let leader = [&a, &b, &c][l];
+    outpost_tests::wait_for(
+        Duration::from_secs(60),
+        "both agents' failures notified",
+        || {
+            let list = leader.json(&["alert", "list"]).ok()?;
+            let rules: std::collections::BTreeSet<&str> = list
+                .as_array()?
+                .iter()
+                .filter_map(|n| n["notification"]["rule"].as_str())
+                .collect();
+            (rules.contains("edge-failures") && rules.contains("late-failures")).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", leader.json(&["alert", "list"]).unwrap()));
 
     // C cut off from etcd: it refuses changes, and nothing changes anywhere.
     for r in &relays {

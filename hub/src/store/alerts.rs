@@ -10,13 +10,13 @@
 use minicbor::{Decode, Encode};
 use outpost_alerts::{Input, Notification, Silence};
 use outpost_common::record::UnixMillis;
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
 use super::schema::{
-    ALERT_DELIVERIES, ALERT_DELIVERY_KEYS, ALERT_HISTORY, ALERT_INBOX, ALERT_OUTBOX, ALERT_STATE,
-    META, META_SILENCE_SEQ, SILENCES,
+    ALERT_DELIVERIES, ALERT_DELIVERY_KEYS, ALERT_EVENTS, ALERT_HISTORY, ALERT_INBOX, ALERT_OUTBOX,
+    ALERT_STATE, META, META_ALERT_EVENT_SEQ, META_SILENCE_SEQ, SILENCES,
 };
 
 /// Key of the evaluator's state in `alert_state`.
@@ -117,10 +117,30 @@ pub(crate) fn enqueue_alert(txn: &WriteTransaction, input: &Input) -> Result<(),
 }
 
 impl Store {
+    /// The queue the alert evaluator reads and consumes: this store's own inbox (embedded),
+    /// or, in HA mode, the replicated queue every replica forwards its inbox to, so the
+    /// leader evaluates the inputs of every replica's agents.
+    fn alert_events_table(&self) -> TableDefinition<'static, u64, &'static [u8]> {
+        if self.publisher.get().is_some() {
+            ALERT_EVENTS
+        } else {
+            ALERT_INBOX
+        }
+    }
+
+    /// HA mode: move up to `limit` of this replica's alert inputs to the replicated queue.
+    pub fn forward_alert_inputs(&self, limit: usize) -> Result<usize, StoreError> {
+        self.forward_queue(ALERT_INBOX, ALERT_EVENTS, META_ALERT_EVENT_SEQ, limit)
+    }
+
     /// The queued alert inputs, oldest first (at most `limit`).
     pub fn alert_inputs(&self, limit: usize) -> Result<Vec<(u64, Input)>, StoreError> {
         let txn = self.db().begin_read()?;
-        let t = txn.open_table(ALERT_INBOX)?;
+        let t = match txn.open_table(self.alert_events_table()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
         let mut out = Vec::new();
         for e in t.iter()?.take(limit) {
             let (k, v) = e?;
@@ -150,7 +170,7 @@ impl Store {
         let txn = self.begin_write()?;
         let mut seqs = Vec::new();
         {
-            let mut inbox = txn.open_table(ALERT_INBOX)?;
+            let mut inbox = txn.open_table(self.alert_events_table())?;
             for s in &c.consumed {
                 inbox.remove(*s)?;
             }

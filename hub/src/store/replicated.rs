@@ -4,8 +4,9 @@
 //!
 //! The replicated tables: `workflows`, `workflow_versions`, `pending_versions`, `roots`,
 //! `pools`, `pool_decisions`, `rollouts`, `rollout_state`, `rollout_agents`, `operators`,
-//! `tokens`, `agent_names`, the HA-only `rollout_events` and `agent_presence`, `meta`'s
-//! `decision_seq` and `event_seq`, and a derived one, `agent_identities`: the identity part of
+//! `tokens`, `agent_names`, `silences`, the HA-only `rollout_events`, `alert_events` and
+//! `agent_presence`, `meta`'s sequences of those (`decision_seq`, `event_seq`,
+//! `alert_event_seq`, `silence_seq`), and a derived one, `agent_identities`: the identity part of
 //! each `agents` record (certificates, labels, name, revocation), applied into the local record
 //! with the replica's own observations (last contact, what it runs, telemetry) kept. Writes
 //! that change an identity are direct writes for that reason (enrollment, revocation,
@@ -49,16 +50,21 @@ use super::file::Store;
 use super::operators::OPERATORS;
 use super::records::AgentRecord;
 use super::schema::{
-    AGENT_NAMES, AGENTS, DECISIONS, META, META_DECISION_SEQ, META_EVENT_SEQ, PENDING, POOLS,
-    PRESENCE, ROLLOUT_AGENTS, ROLLOUT_EVENTS, ROLLOUT_STATE, ROLLOUTS, ROOTS, TOKENS, VERSIONS,
-    WORKFLOWS,
+    AGENT_NAMES, AGENTS, ALERT_EVENTS, DECISIONS, META, META_ALERT_EVENT_SEQ, META_DECISION_SEQ,
+    META_EVENT_SEQ, META_SILENCE_SEQ, PENDING, POOLS, PRESENCE, ROLLOUT_AGENTS, ROLLOUT_EVENTS,
+    ROLLOUT_STATE, ROLLOUTS, ROOTS, SILENCES, TOKENS, VERSIONS, WORKFLOWS,
 };
 
 /// The derived table of agent identities: the identity part of each `agents` record.
 const IDENTITIES: &str = "agent_identities";
 
 /// The `meta` keys that are replicated.
-const META_KEYS: [&str; 2] = [META_DECISION_SEQ, META_EVENT_SEQ];
+const META_KEYS: [&str; 4] = [
+    META_DECISION_SEQ,
+    META_EVENT_SEQ,
+    META_ALERT_EVENT_SEQ,
+    META_SILENCE_SEQ,
+];
 
 /// `meta` key: the canonical revision the replicated tables are a copy of (0: never
 /// replicated).
@@ -126,6 +132,8 @@ macro_rules! for_each_table {
         $f($txn, ROLLOUT_EVENTS, $out)?;
         $f($txn, PRESENCE, $out)?;
         $f($txn, AGENT_NAMES, $out)?;
+        $f($txn, ALERT_EVENTS, $out)?;
+        $f($txn, SILENCES, $out)?;
     };
 }
 
@@ -298,6 +306,8 @@ fn apply(txn: &WriteTransaction, changes: &[Change]) -> Result<(), StoreError> {
             t if t == ROLLOUT_EVENTS.name() => one(txn, ROLLOUT_EVENTS, c)?,
             t if t == PRESENCE.name() => one(txn, PRESENCE, c)?,
             t if t == AGENT_NAMES.name() => one(txn, AGENT_NAMES, c)?,
+            t if t == ALERT_EVENTS.name() => one(txn, ALERT_EVENTS, c)?,
+            t if t == SILENCES.name() => one(txn, SILENCES, c)?,
             IDENTITIES => apply_identity(txn, c)?,
             _ => return Err(malformed(c)),
         }
@@ -443,6 +453,8 @@ pub fn is_replicated_table(table: &str) -> bool {
             ROLLOUT_EVENTS.name(),
             PRESENCE.name(),
             AGENT_NAMES.name(),
+            ALERT_EVENTS.name(),
+            SILENCES.name(),
             IDENTITIES,
         ]
         .contains(&table)
@@ -554,6 +566,46 @@ impl Store {
         txn.commit()?;
         self.config.invalidate();
         Ok(())
+    }
+
+    /// HA mode: move up to `limit` entries of this replica's queue `from` to the replicated
+    /// queue `to`, numbered by `meta`'s `seq_key`, in one write (published to etcd before it
+    /// commits: an entry is in exactly one of the two). How many moved; 0 in embedded mode.
+    pub(super) fn forward_queue(
+        &self,
+        from: TableDefinition<u64, &[u8]>,
+        to: TableDefinition<u64, &[u8]>,
+        seq_key: &str,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        if self.publisher.get().is_none() {
+            return Ok(0);
+        }
+        let txn = self.begin_write()?;
+        let moved = {
+            let mut inbox = txn.open_table(from)?;
+            let mut queue = txn.open_table(to)?;
+            let mut meta = txn.open_table(META)?;
+            let mut seq = meta.get(seq_key)?.map_or(0, |v| v.value());
+            let mut moved = Vec::new();
+            for e in inbox.iter()?.take(limit) {
+                let (k, v) = e?;
+                seq += 1;
+                queue.insert(seq, v.value())?;
+                moved.push(k.value());
+            }
+            for k in &moved {
+                inbox.remove(*k)?;
+            }
+            meta.insert(seq_key, seq)?;
+            moved.len()
+        };
+        if moved == 0 {
+            txn.abort()?;
+            return Ok(0);
+        }
+        txn.commit()?;
+        Ok(moved)
     }
 
     /// Record that this store's replicated tables are the canonical state at `rev` (this

@@ -12,7 +12,7 @@ use super::error::{DbError, StoreError, decode, decode_all, encode};
 use super::file::Store;
 use super::pools::{PoolDecision, WorkflowPool, next_decision_seq, refuse_if_held};
 use super::schema::{
-    DECISIONS, META, META_EVENT_SEQ, ROLLOUT_AGENTS, ROLLOUT_EVENTS, ROLLOUT_INBOX, ROLLOUT_STATE,
+    DECISIONS, META_EVENT_SEQ, ROLLOUT_AGENTS, ROLLOUT_EVENTS, ROLLOUT_INBOX, ROLLOUT_STATE,
     ROLLOUTS,
 };
 use redb::TableDefinition;
@@ -494,34 +494,7 @@ impl Store {
     /// one write (published to etcd before it commits: an event is in exactly one of the two).
     /// How many moved; 0 in embedded mode.
     pub fn forward_rollout_events(&self, limit: usize) -> Result<usize, StoreError> {
-        if self.publisher.get().is_none() {
-            return Ok(0);
-        }
-        let txn = self.begin_write()?;
-        let moved = {
-            let mut inbox = txn.open_table(ROLLOUT_INBOX)?;
-            let mut events = txn.open_table(ROLLOUT_EVENTS)?;
-            let mut meta = txn.open_table(META)?;
-            let mut seq = meta.get(META_EVENT_SEQ)?.map_or(0, |v| v.value());
-            let mut moved = Vec::new();
-            for e in inbox.iter()?.take(limit) {
-                let (k, v) = e?;
-                seq += 1;
-                events.insert(seq, v.value())?;
-                moved.push(k.value());
-            }
-            for k in &moved {
-                inbox.remove(*k)?;
-            }
-            meta.insert(META_EVENT_SEQ, seq)?;
-            moved.len()
-        };
-        if moved == 0 {
-            txn.abort()?;
-            return Ok(0);
-        }
-        txn.commit()?;
-        Ok(moved)
+        self.forward_queue(ROLLOUT_INBOX, ROLLOUT_EVENTS, META_EVENT_SEQ, limit)
     }
 
     /// Queue an event for the rollouts of its workflow (only when one is active).

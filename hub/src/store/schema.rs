@@ -83,6 +83,12 @@ pub(crate) const ROLLOUT_EVENTS: TableDefinition<u64, &[u8]> =
     TableDefinition::new("rollout_events");
 /// Key of the `rollout_events` sequence in `meta` (replicated with it).
 pub(crate) const META_EVENT_SEQ: &str = "event_seq";
+/// `alert_events` (HA mode only; replicated): `seq -> cbor outpost_alerts::Input`: every
+/// replica's alert inputs, moved there from its own `alert_inbox`, consumed by the leader's
+/// evaluator commits. Created on first use.
+pub(crate) const ALERT_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alert_events");
+/// Key of the `alert_events` sequence in `meta` (replicated with it).
+pub(crate) const META_ALERT_EVENT_SEQ: &str = "alert_event_seq";
 /// `agent_presence` (HA mode only; replicated): `agent_id -> cbor PresenceRecord`: which
 /// replica holds each connected agent's session, and what the agent runs (`presence.rs`).
 /// Created on first use.

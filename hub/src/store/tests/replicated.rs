@@ -290,3 +290,54 @@ fn an_agent_enrolled_at_one_replica_is_known_at_the_other_and_a_revocation_trave
     sync(&b);
     assert_eq!(b.agent("agent-1").unwrap().labels[0].1, "2");
 }
+
+#[test]
+fn alert_inputs_and_silences_are_the_leaders_wherever_they_were_made() {
+    let (_d, a, b) = two();
+    let canon = Shared::default();
+    a.mark_replicated(0).unwrap();
+    b.mark_replicated(0).unwrap();
+    let input = outpost_alerts::Input {
+        subject: Default::default(),
+        event: outpost_alerts::InputEvent::ProbationRevert {
+            detail: "reverted".into(),
+        },
+        at_ms: 1,
+        received_ms: 1,
+    };
+    let silence = || outpost_alerts::Silence {
+        id: String::new(),
+        rule: None,
+        workflow: Some("w".into()),
+        pool: None,
+        agent: None,
+        created_ms: 1,
+        expires_ms: 10,
+        created_by: "op".into(),
+        comment: String::new(),
+    };
+    {
+        let txn = a.begin_write().unwrap();
+        super::super::alerts::enqueue_alert(&txn, &input).unwrap();
+        txn.commit().unwrap();
+    }
+    // Embedded: the evaluator reads the inbox itself.
+    assert_eq!(a.alert_inputs(10).unwrap().len(), 1);
+    a.set_publisher(Arc::new(canon.clone()));
+    b.set_publisher(Arc::new(canon.clone()));
+    assert!(a.alert_inputs(10).unwrap().is_empty(), "not forwarded yet");
+    assert_eq!(a.forward_alert_inputs(10).unwrap(), 1);
+    let s = b.add_silence(silence());
+    assert!(
+        matches!(s, Err(StoreError::Conflict(_))),
+        "b is behind: {s:?}"
+    );
+    for (rev, changes) in canon.0.lock().unwrap().log.clone() {
+        b.apply_replicated(rev, &changes).unwrap();
+    }
+    assert_eq!(b.alert_inputs(10).unwrap(), a.alert_inputs(10).unwrap());
+    let s = b.add_silence(silence()).unwrap();
+    let (rev, changes) = canon.0.lock().unwrap().log.last().unwrap().clone();
+    a.apply_replicated(rev, &changes).unwrap();
+    assert_eq!(a.silences().unwrap(), vec![s]);
+}
