@@ -672,6 +672,12 @@ pub async fn drive(hub: std::sync::Arc<Hub>, mut shutdown: tokio::sync::watch::R
                 std::time::Duration::from_millis(u64::try_from(until).unwrap_or(500))
             }
             Ok(Ok((false, _))) => std::time::Duration::from_secs(5),
+            // HA mode: another replica wrote desired state first (a replica forwarding its
+            // events, an operator); the copy catches up within milliseconds. Not a failure.
+            Ok(Err(RolloutError::Store(StoreError::Conflict(m)))) => {
+                tracing::debug!("rollout driver: {m}; again");
+                std::time::Duration::from_millis(20)
+            }
             Ok(Err(e)) => {
                 tracing::error!("rollout driver: {e}");
                 std::time::Duration::from_secs(1)

@@ -482,6 +482,11 @@ pub async fn drive(
                 let until = next.map_or(10_000, |t| (t - now_ms()).clamp(1, 10_000));
                 std::time::Duration::from_millis(u64::try_from(until).unwrap_or(10_000))
             }
+            // HA mode: another replica wrote first; the copy catches up within milliseconds.
+            Ok(Err(AlertError::Store(StoreError::Conflict(m)))) => {
+                tracing::debug!("alert driver: {m}; again");
+                std::time::Duration::from_millis(20)
+            }
             Ok(Err(e)) => {
                 tracing::error!("alert driver: {e}");
                 std::time::Duration::from_secs(1)

@@ -14,6 +14,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
+use super::replicated::Scope;
 use super::schema::{
     ALERT_DELIVERIES, ALERT_DELIVERY_KEYS, ALERT_EVENTS, ALERT_HISTORY, ALERT_INBOX, ALERT_OUTBOX,
     ALERT_STATE, META, META_ALERT_EVENT_SEQ, META_SILENCE_SEQ, SILENCES,
@@ -167,7 +168,7 @@ impl Store {
         c: AlertCommit,
         now_ms: UnixMillis,
     ) -> Result<Vec<u64>, StoreError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(Scope::Only(&["alert_events"]))?;
         let mut seqs = Vec::new();
         {
             let mut inbox = txn.open_table(self.alert_events_table())?;
@@ -244,7 +245,7 @@ impl Store {
         outcome: &DeliveryOutcome,
         now_ms: UnixMillis,
     ) -> Result<DeliveryRecord, StoreError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(Scope::Only(&[]))?;
         let d = {
             let mut deliveries = txn.open_table(ALERT_DELIVERIES)?;
             let mut d: DeliveryRecord = match deliveries.get((seq, channel))? {

@@ -12,6 +12,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::error::{StoreError, decode, encode};
 use super::file::Store;
+use super::replicated::Scope;
 
 /// `console_sessions`: `blake3 hex of the secret -> cbor ConsoleSession`.
 const CONSOLE_SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new(TABLE_NAME);
@@ -45,7 +46,7 @@ impl Store {
         session: &ConsoleSession,
         expired_before: UnixMillis,
     ) -> Result<(), StoreError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(Scope::Only(&[]))?;
         {
             let mut t = txn.open_table(CONSOLE_SESSIONS)?;
             let mut old = Vec::new();
@@ -85,7 +86,7 @@ impl Store {
         key: &str,
         now_ms: UnixMillis,
     ) -> Result<(), StoreError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(Scope::Only(&[]))?;
         {
             let mut t = txn.open_table(CONSOLE_SESSIONS)?;
             let current: Option<ConsoleSession> = match t.get(key)? {
@@ -103,7 +104,7 @@ impl Store {
 
     /// Remove the session under `key` (signing out).
     pub(crate) fn remove_console_session(&self, key: &str) -> Result<(), StoreError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(Scope::Only(&[]))?;
         {
             let mut t = txn.open_table(CONSOLE_SESSIONS)?;
             t.remove(key)?;

@@ -56,10 +56,19 @@ impl Store {
     /// goes through one of these: committing it makes the configuration cache read the store
     /// again (`config.rs`).
     pub(super) fn begin_write(&self) -> Result<DirectWrite<'_>, StoreError> {
+        self.begin_write_in(super::replicated::Scope::All)
+    }
+
+    /// [`Self::begin_write`] for a write that changes at most the replicated tables of
+    /// `scope` (`replicated.rs`): in HA mode its commit compares only those.
+    pub(super) fn begin_write_in(
+        &self,
+        scope: super::replicated::Scope,
+    ) -> Result<DirectWrite<'_>, StoreError> {
         let txn = self.begin_txn()?;
         // In HA mode, the state this write begins from (begun after the write transaction,
         // so it is exactly that transaction's starting point).
-        let before = self.before_write()?;
+        let before = self.before_write(scope)?;
         Ok(DirectWrite {
             txn,
             store: self,

@@ -6,6 +6,7 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::error::{StoreError, decode, encode};
 use super::file::Store;
+use super::replicated::Scope;
 use super::schema::{FIRING_WATCH, MISSED, RUNS_BY_INSTANT};
 use crate::firings::watch::{Reported, WatchState};
 
@@ -63,7 +64,7 @@ impl Store {
         if changed.is_empty() {
             return Ok(());
         }
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(Scope::Only(&[]))?;
         {
             let mut t = txn.open_table(FIRING_WATCH)?;
             for ((agent, workflow), state) in changed {

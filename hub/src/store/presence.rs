@@ -12,6 +12,7 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::error::{StoreError, decode, encode};
 use super::file::Store;
+use super::replicated::Scope;
 use super::schema::PRESENCE;
 
 /// One agent's presence.
@@ -38,7 +39,7 @@ impl Store {
         me: &str,
         connected: &HashMap<String, (i64, Vec<ActiveWorkflow>)>,
     ) -> Result<usize, StoreError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(Scope::Only(&["agent_presence"]))?;
         let changed = {
             let mut t = txn.open_table(PRESENCE)?;
             let mut stale = Vec::new();

@@ -115,25 +115,51 @@ fn current_fence() -> Option<i64> {
 /// Every replicated table's records, by table name, key bytes, value bytes.
 pub type Snapshot = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 
+/// Which replicated tables a direct write may change, so that its commit compares only those
+/// (reading every replicated table twice per write is what HA mode cost most: docs/BENCHMARKS.md,
+/// "HA mode with desired state in etcd"). In debug builds (the tests) the whole set is compared
+/// as well and a change outside the scope fails the write, so a scope that is too narrow is
+/// found by the HA tests, not by a replica that silently diverges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Any replicated table (the default of [`Store::begin_write`]).
+    All,
+    /// Only these (names of replicated tables; `"meta"` for its replicated keys,
+    /// `"agent_identities"` for the identities in `agents`).
+    Only(&'static [&'static str]),
+}
+
+impl Scope {
+    fn has(self, table: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Only(t) => t.contains(&table),
+        }
+    }
+}
+
 /// Call `$f(txn, DEF, out)` for every replicated redb table (`meta`'s key aside).
 macro_rules! for_each_table {
-    ($f:ident, $txn:expr, $out:expr) => {
-        $f($txn, WORKFLOWS, $out)?;
-        $f($txn, VERSIONS, $out)?;
-        $f($txn, PENDING, $out)?;
-        $f($txn, ROOTS, $out)?;
-        $f($txn, POOLS, $out)?;
-        $f($txn, DECISIONS, $out)?;
-        $f($txn, ROLLOUTS, $out)?;
-        $f($txn, ROLLOUT_STATE, $out)?;
-        $f($txn, ROLLOUT_AGENTS, $out)?;
-        $f($txn, OPERATORS, $out)?;
-        $f($txn, TOKENS, $out)?;
-        $f($txn, ROLLOUT_EVENTS, $out)?;
-        $f($txn, PRESENCE, $out)?;
-        $f($txn, AGENT_NAMES, $out)?;
-        $f($txn, ALERT_EVENTS, $out)?;
-        $f($txn, SILENCES, $out)?;
+    ($f:ident, $txn:expr, ($out:expr, $scope:expr)) => {
+        for_each_table!(@each $f, $txn, ($out, $scope));
+    };
+    (@each $f:ident, $txn:expr, ($out:expr, $scope:expr)) => {
+        $f($txn, WORKFLOWS, (&mut *$out, $scope))?;
+        $f($txn, VERSIONS, (&mut *$out, $scope))?;
+        $f($txn, PENDING, (&mut *$out, $scope))?;
+        $f($txn, ROOTS, (&mut *$out, $scope))?;
+        $f($txn, POOLS, (&mut *$out, $scope))?;
+        $f($txn, DECISIONS, (&mut *$out, $scope))?;
+        $f($txn, ROLLOUTS, (&mut *$out, $scope))?;
+        $f($txn, ROLLOUT_STATE, (&mut *$out, $scope))?;
+        $f($txn, ROLLOUT_AGENTS, (&mut *$out, $scope))?;
+        $f($txn, OPERATORS, (&mut *$out, $scope))?;
+        $f($txn, TOKENS, (&mut *$out, $scope))?;
+        $f($txn, ROLLOUT_EVENTS, (&mut *$out, $scope))?;
+        $f($txn, PRESENCE, (&mut *$out, $scope))?;
+        $f($txn, AGENT_NAMES, (&mut *$out, $scope))?;
+        $f($txn, ALERT_EVENTS, (&mut *$out, $scope))?;
+        $f($txn, SILENCES, (&mut *$out, $scope))?;
     };
 }
 
@@ -152,12 +178,15 @@ fn read_raw<K: Key + 'static, V: Value + 'static>(
     Ok(m)
 }
 
-fn read_tables_r(txn: &ReadTransaction) -> Result<Snapshot, StoreError> {
+fn read_tables_r(txn: &ReadTransaction, scope: Scope) -> Result<Snapshot, StoreError> {
     fn one<K: Key + 'static, V: Value + 'static>(
         txn: &ReadTransaction,
         def: TableDefinition<K, V>,
-        out: &mut Snapshot,
+        (out, scope): (&mut Snapshot, Scope),
     ) -> Result<(), StoreError> {
+        if !scope.has(def.name()) {
+            return Ok(());
+        }
         let m = match txn.open_table(def) {
             Ok(t) => read_raw(&t)?,
             Err(redb::TableError::TableDoesNotExist(_)) => BTreeMap::new(),
@@ -167,13 +196,18 @@ fn read_tables_r(txn: &ReadTransaction) -> Result<Snapshot, StoreError> {
         Ok(())
     }
     let mut s = Snapshot::new();
-    for_each_table!(one, txn, &mut s);
-    let ids = match txn.open_table(AGENTS) {
-        Ok(t) => identities(&t)?,
-        Err(redb::TableError::TableDoesNotExist(_)) => BTreeMap::new(),
-        Err(e) => return Err(e.into()),
-    };
-    s.insert(IDENTITIES.to_string(), ids);
+    for_each_table!(one, txn, (&mut s, scope));
+    if scope.has(IDENTITIES) {
+        let ids = match txn.open_table(AGENTS) {
+            Ok(t) => identities(&t)?,
+            Err(redb::TableError::TableDoesNotExist(_)) => BTreeMap::new(),
+            Err(e) => return Err(e.into()),
+        };
+        s.insert(IDENTITIES.to_string(), ids);
+    }
+    if !scope.has(META_TABLE) {
+        return Ok(s);
+    }
     let mut meta = BTreeMap::new();
     match txn.open_table(META) {
         Ok(t) => {
@@ -190,22 +224,30 @@ fn read_tables_r(txn: &ReadTransaction) -> Result<Snapshot, StoreError> {
     Ok(s)
 }
 
-fn read_tables_w(txn: &WriteTransaction) -> Result<Snapshot, StoreError> {
+fn read_tables_w(txn: &WriteTransaction, scope: Scope) -> Result<Snapshot, StoreError> {
     fn one<K: Key + 'static, V: Value + 'static>(
         txn: &WriteTransaction,
         def: TableDefinition<K, V>,
-        out: &mut Snapshot,
+        (out, scope): (&mut Snapshot, Scope),
     ) -> Result<(), StoreError> {
+        if !scope.has(def.name()) {
+            return Ok(());
+        }
         let m = read_raw(&txn.open_table(def)?)?;
         out.insert(def.name().to_string(), m);
         Ok(())
     }
     let mut s = Snapshot::new();
-    for_each_table!(one, txn, &mut s);
-    s.insert(
-        IDENTITIES.to_string(),
-        identities(&txn.open_table(AGENTS)?)?,
-    );
+    for_each_table!(one, txn, (&mut s, scope));
+    if scope.has(IDENTITIES) {
+        s.insert(
+            IDENTITIES.to_string(),
+            identities(&txn.open_table(AGENTS)?)?,
+        );
+    }
+    if !scope.has(META_TABLE) {
+        return Ok(s);
+    }
     let t = txn.open_table(META)?;
     let mut meta = BTreeMap::new();
     for k in META_KEYS {
@@ -460,8 +502,9 @@ pub fn is_replicated_table(table: &str) -> bool {
         .contains(&table)
 }
 
-/// The local half of a direct write in HA mode: the state it began from.
-pub(super) struct Before(ReadTransaction);
+/// The local half of a direct write in HA mode: the state it began from, and what it may
+/// change.
+pub(super) struct Before(ReadTransaction, Scope);
 
 impl Store {
     /// Attach the canonical store: from now on every direct write that changes a replicated
@@ -483,13 +526,13 @@ impl Store {
 
     /// The replicated tables as they are now.
     pub fn replicated_snapshot(&self) -> Result<Snapshot, StoreError> {
-        read_tables_r(&self.db().begin_read()?)
+        read_tables_r(&self.db().begin_read()?, Scope::All)
     }
 
     /// The state a direct write begins from, when there is a publisher to compare it with.
-    pub(super) fn before_write(&self) -> Result<Option<Before>, StoreError> {
+    pub(super) fn before_write(&self, scope: Scope) -> Result<Option<Before>, StoreError> {
         match self.publisher.get() {
-            Some(_) => Ok(Some(Before(self.db().begin_read()?))),
+            Some(_) => Ok(Some(Before(self.db().begin_read()?, scope))),
             None => Ok(None),
         }
     }
@@ -505,7 +548,25 @@ impl Store {
         let Some(p) = self.publisher.get() else {
             return Ok(());
         };
-        let changes = diff(&read_tables_r(&before.0)?, &read_tables_w(txn)?);
+        let scope = before.1;
+        let changes = diff(
+            &read_tables_r(&before.0, scope)?,
+            &read_tables_w(txn, scope)?,
+        );
+        if cfg!(debug_assertions) && scope != Scope::All {
+            let all = diff(
+                &read_tables_r(&before.0, Scope::All)?,
+                &read_tables_w(txn, Scope::All)?,
+            );
+            if let Some(c) = all.iter().find(|c| !scope.has(&c.table)) {
+                return Err(StoreError::Db(super::error::DbError::Inconsistent(
+                    format!(
+                        "a direct write scoped to {scope:?} changed replicated table {}",
+                        c.table
+                    ),
+                )));
+            }
+        }
         if changes.is_empty() {
             return Ok(());
         }
@@ -549,7 +610,7 @@ impl Store {
             .open_table(META)?
             .get(META_REPLICA_REV)?
             .map_or(0, |v| v.value());
-        let mine = read_tables_w(&txn)?;
+        let mine = read_tables_w(&txn, Scope::All)?;
         let changes = diff(&mine, all);
         if at == 0 && !changes.is_empty() && mine.values().any(|t| !t.is_empty()) {
             txn.abort()?;
@@ -581,7 +642,8 @@ impl Store {
         if self.publisher.get().is_none() {
             return Ok(0);
         }
-        let txn = self.begin_write()?;
+        let txn =
+            self.begin_write_in(Scope::Only(&["rollout_events", "alert_events", META_TABLE]))?;
         let moved = {
             let mut inbox = txn.open_table(from)?;
             let mut queue = txn.open_table(to)?;

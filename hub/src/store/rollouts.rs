@@ -17,6 +17,8 @@ use super::schema::{
 };
 use redb::TableDefinition;
 
+use super::replicated::Scope;
+
 /// One rollout, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct RolloutRecord {
@@ -213,6 +215,15 @@ pub(crate) fn enqueue_event(txn: &WriteTransaction, ev: &RolloutEvent) -> Result
     Ok(())
 }
 
+/// The replicated tables a controller commit changes (`replicated.rs`, [`Scope`]).
+const ROLLOUT_SCOPE: Scope = Scope::Only(&[
+    "rollouts",
+    "rollout_state",
+    "rollout_agents",
+    "pool_decisions",
+    "rollout_events",
+]);
+
 impl Store {
     /// Start a rollout: refused when the pool is pinned or already has an active rollout of the
     /// workflow. `make` builds the controller state from the rollout's seq (its id is
@@ -275,7 +286,7 @@ impl Store {
         commit: RolloutCommit,
         now_ms: UnixMillis,
     ) -> Result<(), StoreError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(ROLLOUT_SCOPE)?;
         Self::apply_commit(&txn, commit, now_ms, self.events_table())?;
         txn.commit()?;
         Ok(())
@@ -294,7 +305,7 @@ impl Store {
             return Ok(());
         }
         let t0 = std::time::Instant::now();
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(ROLLOUT_SCOPE)?;
         let waited = t0.elapsed();
         for c in commits {
             Self::apply_commit(&txn, c, now_ms, self.events_table())?;
@@ -321,7 +332,7 @@ impl Store {
         if seqs.is_empty() {
             return Ok(());
         }
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(ROLLOUT_SCOPE)?;
         {
             let mut t = txn.open_table(self.events_table())?;
             for s in seqs {

@@ -341,3 +341,33 @@ fn alert_inputs_and_silences_are_the_leaders_wherever_they_were_made() {
     a.apply_replicated(rev, &changes).unwrap();
     assert_eq!(a.silences().unwrap(), vec![s]);
 }
+
+#[test]
+fn a_scoped_write_compares_only_its_tables_and_a_change_outside_fails_in_tests() {
+    use super::super::replicated::Scope;
+    let (_d, a, _b) = two();
+    let canon = Shared::default();
+    a.mark_replicated(0).unwrap();
+    a.set_publisher(Arc::new(canon.clone()));
+    // A change inside its scope is published.
+    let txn = a.begin_write_in(Scope::Only(&["pools"])).unwrap();
+    txn.open_table(schema::POOLS)
+        .unwrap()
+        .insert("p", b"x".as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    assert_eq!(canon.0.lock().unwrap().rev, 1);
+    // One outside it is refused (debug builds check the whole set), and nothing changes.
+    let txn = a.begin_write_in(Scope::Only(&["agent_presence"])).unwrap();
+    txn.open_table(schema::POOLS)
+        .unwrap()
+        .insert("q", b"y".as_slice())
+        .unwrap();
+    let e = txn.commit().unwrap_err();
+    assert!(
+        e.to_string().contains("changed replicated table pools"),
+        "{e}"
+    );
+    assert_eq!(canon.0.lock().unwrap().rev, 1);
+    assert_eq!(a.replicated_snapshot().unwrap()["pools"].len(), 1);
+}
