@@ -689,6 +689,22 @@ fn a_rollout_across_replicas_survives_the_leader_killed_mid_rollout() {
         })
         .unwrap();
     }
+    // No agent went back: by its own runs, in firing order, once on v2 never on v1 again (one
+    // version per decision, through the change of leader).
+    for d in &agents {
+        let mut runs: Vec<(String, u64)> = d
+            .runs(Some("good"))
+            .unwrap()
+            .iter()
+            .filter_map(|r| Some((r["scheduled"].as_str()?.to_string(), r["version"].as_u64()?)))
+            .collect();
+        runs.sort();
+        let versions: Vec<u64> = runs.iter().map(|(_, v)| *v).collect();
+        assert!(
+            versions.windows(2).all(|w| w[0] <= w[1]),
+            "an agent went back to an older version: {runs:?}"
+        );
+    }
     // Every replica shows the same end.
     for h in hubs {
         let st = status(h).unwrap();
