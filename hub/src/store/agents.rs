@@ -48,7 +48,7 @@ impl Store {
         mut f: impl FnMut(&mut AgentRecord) -> R,
         audit: Option<(&str, &str, UnixMillis)>,
     ) -> Result<R, StoreError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(super::replicated::Scope::Only(&["agent_identities"]))?;
         let r = update_in(&txn, id, &mut f, audit)?;
         txn.commit()?;
         Ok(r)

@@ -178,7 +178,7 @@ fn read_raw<K: Key + 'static, V: Value + 'static>(
     Ok(m)
 }
 
-fn read_tables_r(txn: &ReadTransaction, scope: Scope) -> Result<Snapshot, StoreError> {
+fn read_tables_r(txn: &ReadTransaction, scope: Scope, ids: bool) -> Result<Snapshot, StoreError> {
     fn one<K: Key + 'static, V: Value + 'static>(
         txn: &ReadTransaction,
         def: TableDefinition<K, V>,
@@ -197,7 +197,7 @@ fn read_tables_r(txn: &ReadTransaction, scope: Scope) -> Result<Snapshot, StoreE
     }
     let mut s = Snapshot::new();
     for_each_table!(one, txn, (&mut s, scope));
-    if scope.has(IDENTITIES) {
+    if ids && scope.has(IDENTITIES) {
         let ids = match txn.open_table(AGENTS) {
             Ok(t) => identities(&t)?,
             Err(redb::TableError::TableDoesNotExist(_)) => BTreeMap::new(),
@@ -224,7 +224,7 @@ fn read_tables_r(txn: &ReadTransaction, scope: Scope) -> Result<Snapshot, StoreE
     Ok(s)
 }
 
-fn read_tables_w(txn: &WriteTransaction, scope: Scope) -> Result<Snapshot, StoreError> {
+fn read_tables_w(txn: &WriteTransaction, scope: Scope, ids: bool) -> Result<Snapshot, StoreError> {
     fn one<K: Key + 'static, V: Value + 'static>(
         txn: &WriteTransaction,
         def: TableDefinition<K, V>,
@@ -239,7 +239,7 @@ fn read_tables_w(txn: &WriteTransaction, scope: Scope) -> Result<Snapshot, Store
     }
     let mut s = Snapshot::new();
     for_each_table!(one, txn, (&mut s, scope));
-    if scope.has(IDENTITIES) {
+    if ids && scope.has(IDENTITIES) {
         s.insert(
             IDENTITIES.to_string(),
             identities(&txn.open_table(AGENTS)?)?,
@@ -431,6 +431,51 @@ fn identities(
     Ok(m)
 }
 
+/// The identities a write changed: the `agents` records whose bytes differ are decoded, the
+/// others (most, in a fleet) only compared.
+fn identity_changes(
+    before: &ReadTransaction,
+    txn: &WriteTransaction,
+) -> Result<Vec<Change>, StoreError> {
+    let b = match before.open_table(AGENTS) {
+        Ok(t) => read_raw(&t)?,
+        Err(redb::TableError::TableDoesNotExist(_)) => BTreeMap::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let a = read_raw(&txn.open_table(AGENTS)?)?;
+    let ident = |raw: &[u8], key: &[u8]| -> Result<Vec<u8>, StoreError> {
+        let id = String::from_utf8_lossy(key);
+        let rec: AgentRecord = decode(raw, "agents", &*id)?;
+        Ok(encode(&AgentIdentity::of(&rec))?)
+    };
+    let mut out = Vec::new();
+    for (k, v) in &a {
+        let old = b.get(k);
+        if old == Some(v) {
+            continue;
+        }
+        let new = ident(v, k)?;
+        if let Some(o) = old
+            && ident(o, k)? == new
+        {
+            continue;
+        }
+        out.push(Change {
+            table: IDENTITIES.to_string(),
+            key: k.clone(),
+            value: Some(new),
+        });
+    }
+    for k in b.keys().filter(|k| !a.contains_key(*k)) {
+        out.push(Change {
+            table: IDENTITIES.to_string(),
+            key: k.clone(),
+            value: None,
+        });
+    }
+    Ok(out)
+}
+
 /// Another replica changed an agent's identity: update this replica's record of it (or make
 /// one: the agent enrolled there), or remove it.
 fn apply_identity(txn: &WriteTransaction, c: &Change) -> Result<(), StoreError> {
@@ -526,7 +571,7 @@ impl Store {
 
     /// The replicated tables as they are now.
     pub fn replicated_snapshot(&self) -> Result<Snapshot, StoreError> {
-        read_tables_r(&self.db().begin_read()?, Scope::All)
+        read_tables_r(&self.db().begin_read()?, Scope::All, true)
     }
 
     /// The state a direct write begins from, when there is a publisher to compare it with.
@@ -549,14 +594,17 @@ impl Store {
             return Ok(());
         };
         let scope = before.1;
-        let changes = diff(
-            &read_tables_r(&before.0, scope)?,
-            &read_tables_w(txn, scope)?,
+        let mut changes = diff(
+            &read_tables_r(&before.0, scope, false)?,
+            &read_tables_w(txn, scope, false)?,
         );
+        if scope.has(IDENTITIES) {
+            changes.extend(identity_changes(&before.0, txn)?);
+        }
         if cfg!(debug_assertions) && scope != Scope::All {
             let all = diff(
-                &read_tables_r(&before.0, Scope::All)?,
-                &read_tables_w(txn, Scope::All)?,
+                &read_tables_r(&before.0, Scope::All, true)?,
+                &read_tables_w(txn, Scope::All, true)?,
             );
             if let Some(c) = all.iter().find(|c| !scope.has(&c.table)) {
                 return Err(StoreError::Db(super::error::DbError::Inconsistent(
@@ -610,7 +658,7 @@ impl Store {
             .open_table(META)?
             .get(META_REPLICA_REV)?
             .map_or(0, |v| v.value());
-        let mine = read_tables_w(&txn, Scope::All)?;
+        let mine = read_tables_w(&txn, Scope::All, true)?;
         let changes = diff(&mine, all);
         if at == 0 && !changes.is_empty() && mine.values().any(|t| !t.is_empty()) {
             txn.abort()?;

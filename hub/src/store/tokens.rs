@@ -109,7 +109,11 @@ impl Store {
         exact_name: bool,
         now_ms: UnixMillis,
     ) -> Result<AgentRecord, StoreError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_in(super::replicated::Scope::Only(&[
+            "tokens",
+            "agent_identities",
+            "agent_names",
+        ]))?;
         if let Some(wanted) = agent.name.take() {
             agent.name = Some(claim_name(&txn, &wanted, &agent.id, exact_name)?);
         }
