@@ -161,9 +161,22 @@ impl EtcdCluster {
     }
 
     /// Start member `i` again on its data directory and wait until it is healthy.
+    ///
+    /// Its ports were free while it was down, so another test's port probe (`free_port` binds
+    /// for an instant) may hold one at that moment: a start that fails to bind is tried again
+    /// for a few seconds.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
-        self.spawn(i)?;
-        self.wait_healthy(i)
+        let mut tries = 0;
+        loop {
+            self.spawn(i)?;
+            match self.wait_healthy(i) {
+                Err(e) if tries < 20 && e.to_string().contains("address already in use") => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// A v3 request through the member's JSON gateway (`POST /v3/...`).

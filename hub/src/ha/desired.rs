@@ -3,13 +3,14 @@
 //!
 //! Keys, under `<prefix>/ds/`:
 //! - `rev`: rewritten by every write; its modification revision is the revision the canonical
-//!   state is at (what a write compares its base with);
+//!   state is at (where a replica that loads it goes on watching);
 //! - `t/<table>/<key in hex>`: one record, its value as the store keeps it.
 //!
 //! The driver loads the whole state when it starts (seeding an empty etcd with this replica's
 //! tables), then watches the prefix and applies every other replica's revision to the local
-//! copy, in order. It makes the writes the store publishes: one etcd transaction each, that
-//! compares `rev` with the writer's base and, for the leader's writes, its election key.
+//! copy, in order (its own writes too). It makes the writes the store publishes: one etcd
+//! transaction each, that compares every record it changes with the value the writer's copy
+//! had and, for the leader's writes, the election key.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +33,6 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// A write for the driver to make.
 struct Request {
-    base: u64,
     fence: Option<i64>,
     changes: Vec<Change>,
     reply: std::sync::mpsc::SyncSender<Result<u64, StoreError>>,
@@ -49,17 +49,14 @@ pub struct EtcdPublisher {
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request").field("base", &self.base).finish()
+        f.debug_struct("Request")
+            .field("changes", &self.changes.len())
+            .finish()
     }
 }
 
 impl Publisher for EtcdPublisher {
-    fn publish(
-        &self,
-        base: u64,
-        fence: Option<i64>,
-        changes: &[Change],
-    ) -> Result<u64, StoreError> {
+    fn publish(&self, fence: Option<i64>, changes: &[Change]) -> Result<u64, StoreError> {
         if !self.synced.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable(
                 "not connected to etcd (or not caught up with it yet)".into(),
@@ -68,7 +65,6 @@ impl Publisher for EtcdPublisher {
         let (reply, rx) = std::sync::mpsc::sync_channel(1);
         self.tx
             .send(Request {
-                base,
                 fence,
                 changes: changes.to_vec(),
                 reply,
@@ -320,7 +316,9 @@ async fn apply_loop(
                 if heard.elapsed() > HEARTBEAT * 5 {
                     anyhow::bail!("etcd sent nothing for {:?}", heard.elapsed());
                 }
-                stream.request_progress().await?;
+                // A stream whose bytes are held must not hold this loop: the silence above
+                // ends the session.
+                let _ = tokio::time::timeout(HEARTBEAT, stream.request_progress()).await;
             }
             msg = stream.message() => {
                 let Some(resp) = msg? else {
@@ -337,6 +335,7 @@ async fn apply_loop(
                     let entry = by_rev.entry(kv.mod_revision()).or_default();
                     if let Some((table, key)) = parse_key(cfg, kv.key()) {
                         entry.push(Change {
+                            before: None,
                             table,
                             key,
                             value: (ev.event_type() == EventType::Put).then(|| kv.value().to_vec()),
@@ -448,8 +447,10 @@ async fn load(
     }
 }
 
-/// Make one write: if the canonical state is still at `base` (and, fenced, the leader of that
-/// epoch still holds its election key), put the changes. The new revision.
+/// Make one write: if every record it changes still has in etcd the value this replica's copy
+/// had (absent: no key), and, fenced, the leader of that epoch still holds its election key,
+/// put the changes. The new revision. Writes of different records by different replicas do not
+/// refuse each other; two writes of one record do (the second is told to try again).
 async fn write(
     cfg: &HaConfig,
     gate: &LeaderGate,
@@ -457,9 +458,14 @@ async fn write(
     req: &Request,
     timeout: Duration,
 ) -> Result<u64, StoreError> {
-    let base =
-        i64::try_from(req.base).map_err(|_| StoreError::Refused("revision out of range".into()))?;
-    let mut when = vec![Compare::mod_revision(rev_key(cfg), CompareOp::Equal, base)];
+    let mut when: Vec<Compare> = req
+        .changes
+        .iter()
+        .map(|c| match &c.before {
+            Some(v) => Compare::value(record_key(cfg, c), CompareOp::Equal, v.clone()),
+            None => Compare::create_revision(record_key(cfg, c), CompareOp::Equal, 0),
+        })
+        .collect();
     if let Some(epoch) = req.fence {
         let Some(key) = gate.election_key(epoch) else {
             gate.count_refused();
@@ -489,8 +495,8 @@ async fn write(
                 gate.count_refused();
             }
             Err(StoreError::Conflict(
-                "desired state changed at another replica meanwhile (or this replica no longer \
-                 leads); nothing was changed: try again"
+                "what this changes was changed at another replica meanwhile (or this replica no \
+                 longer leads); nothing was changed: try again"
                     .into(),
             ))
         }
@@ -515,6 +521,7 @@ mod tests {
             lease_ttl: Duration::from_secs(5),
         };
         let c = Change {
+            before: None,
             table: "workflow_versions".into(),
             key: vec![0, 1, 0xfe, b'/'],
             value: None,

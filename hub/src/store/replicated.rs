@@ -18,15 +18,22 @@
 //! here runs):
 //! 1. A direct write transaction ([`Store::begin_write`]) runs its logic on the local copy, as
 //!    in embedded mode, beside a read transaction of the state it started from.
-//! 2. At commit, the replicated tables of the two are compared: the [`Change`]s.
-//! 3. The publisher commits them to etcd in one transaction that succeeds only if the
-//!    canonical state is still at the revision the local copy was at (`meta`'s
-//!    [`META_REPLICA_REV`]), and, for a write of the leader's tasks, only while its election
-//!    key still exists ([`fenced`]). So writes of all replicas are serializable, and a deposed
-//!    leader's are refused.
-//! 4. Only then does the local transaction commit, with the new revision. If etcd refused or
-//!    could not be reached, the local transaction is dropped: nothing changed anywhere
-//!    ([`StoreError::Conflict`], [`StoreError::Unavailable`]).
+//! 2. At commit, the replicated tables it may change ([`Scope`]) are compared with that state:
+//!    the [`Change`]s, each with the value it replaces.
+//! 3. The publisher commits them to etcd in one transaction that succeeds only if every record
+//!    changed still has in etcd the value it replaces (first writer wins on each record: two
+//!    replicas changing one record cannot both succeed, writes of different records do not
+//!    refuse each other), and, for a write of the leader's tasks, only while its election key
+//!    still exists ([`fenced`]), so a deposed leader's are refused.
+//! 4. Only then does the local transaction commit. If etcd refused or could not be reached,
+//!    the local transaction is dropped: nothing changed anywhere ([`StoreError::Conflict`],
+//!    [`StoreError::Unavailable`]).
+//!
+//! Invariants that span records hold because their writes overlap: a new version, decision,
+//! rollout or silence takes the next number of a sequence (its workflow record or a `meta`
+//! sequence, both written), a name is claimed by writing its `agent_names` record, a token use
+//! rewrites the token. What a write only read (a pool that must exist) may have changed at
+//! another replica meanwhile: writes are snapshot-isolated, not serializable.
 //!
 //! Changes other replicas made arrive through [`Store::apply_replicated`] (a watch), one etcd
 //! revision per local transaction, in order; a replica that fell behind the watch's history
@@ -73,8 +80,9 @@ pub(crate) const META_REPLICA_REV: &str = "replica_rev";
 /// The `meta` keys that are replicated, under this table name.
 const META_TABLE: &str = "meta";
 
-/// One replicated record changed: its table, its key and value as redb stores them, and the
-/// new value (`None`: deleted).
+/// One replicated record changed: its table, its key and value as redb stores them, the new
+/// value (`None`: deleted) and, for a write being published, the value it replaces (`None`:
+/// there was none; not known for changes that come from the canonical store).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The table's name.
@@ -83,15 +91,17 @@ pub struct Change {
     pub key: Vec<u8>,
     /// The new value's bytes, or `None` when the record was deleted.
     pub value: Option<Vec<u8>>,
+    /// The value the write replaces, as this replica's copy had it.
+    pub before: Option<Vec<u8>>,
 }
 
 /// The canonical store a replica publishes its desired-state writes to.
 pub trait Publisher: Send + Sync + std::fmt::Debug {
-    /// Commit `changes` if and only if the canonical state is still at revision `base` and,
-    /// with `fence`, the leader of that epoch still holds its election. The new revision.
-    /// Blocks (called from the blocking threads the store runs on).
-    fn publish(&self, base: u64, fence: Option<i64>, changes: &[Change])
-    -> Result<u64, StoreError>;
+    /// Commit `changes` if and only if every record they change still has, in the canonical
+    /// store, the value it replaces (`before`; absent when `None`) and, with `fence`, the
+    /// leader of that epoch still holds its election. The new revision. Blocks (called from
+    /// the blocking threads the store runs on).
+    fn publish(&self, fence: Option<i64>, changes: &[Change]) -> Result<u64, StoreError>;
 }
 
 thread_local! {
@@ -271,14 +281,16 @@ pub(crate) fn diff(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
                     table: table.clone(),
                     key: k.clone(),
                     value: Some(v.clone()),
+                    before: b.get(k).cloned(),
                 });
             }
         }
-        for k in b.keys().filter(|k| !a.contains_key(*k)) {
+        for (k, old) in b.iter().filter(|(k, _)| !a.contains_key(*k)) {
             out.push(Change {
                 table: table.clone(),
                 key: k.clone(),
                 value: None,
+                before: Some(old.clone()),
             });
         }
     }
@@ -431,6 +443,124 @@ fn identities(
     Ok(m)
 }
 
+/// Walk `before` and `after` (one table before and after a write) in key order together and
+/// call `f(key, old, new)` for every record that differs, without copying the others: a write
+/// compares a table of many records in a few microseconds per thousand.
+fn merge_diff<K: Key + 'static, V: Value + 'static>(
+    before: Option<&impl ReadableTable<K, V>>,
+    after: &impl ReadableTable<K, V>,
+    mut f: impl FnMut(&[u8], Option<&[u8]>, Option<&[u8]>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    type Entry<'a, K, V> = (redb::AccessGuard<'a, K>, redb::AccessGuard<'a, V>);
+    fn step<'a, K: Key + 'static, V: Value + 'static>(
+        it: &mut Option<redb::Range<'a, K, V>>,
+    ) -> Result<Option<Entry<'a, K, V>>, StoreError> {
+        match it.as_mut().and_then(Iterator::next) {
+            Some(r) => Ok(Some(r?)),
+            None => Ok(None),
+        }
+    }
+    let mut bi = match before {
+        Some(t) => Some(t.iter()?),
+        None => None,
+    };
+    let mut ai = Some(after.iter()?);
+    let mut b = step(&mut bi)?;
+    let mut a = step(&mut ai)?;
+    loop {
+        let order = match (&b, &a) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((bk, _)), Some((ak, _))) => K::compare(
+                K::as_bytes(&bk.value()).as_ref(),
+                K::as_bytes(&ak.value()).as_ref(),
+            ),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                if let Some((bk, bv)) = &b {
+                    f(
+                        K::as_bytes(&bk.value()).as_ref(),
+                        Some(V::as_bytes(&bv.value()).as_ref()),
+                        None,
+                    )?;
+                }
+                b = step(&mut bi)?;
+            }
+            std::cmp::Ordering::Greater => {
+                if let Some((ak, av)) = &a {
+                    f(
+                        K::as_bytes(&ak.value()).as_ref(),
+                        None,
+                        Some(V::as_bytes(&av.value()).as_ref()),
+                    )?;
+                }
+                a = step(&mut ai)?;
+            }
+            std::cmp::Ordering::Equal => {
+                if let (Some((_, bv)), Some((ak, av))) = (&b, &a) {
+                    let (bval, aval) = (bv.value(), av.value());
+                    let (old, new) = (V::as_bytes(&bval), V::as_bytes(&aval));
+                    if old.as_ref() != new.as_ref() {
+                        f(
+                            K::as_bytes(&ak.value()).as_ref(),
+                            Some(old.as_ref()),
+                            Some(new.as_ref()),
+                        )?;
+                    }
+                }
+                b = step(&mut bi)?;
+                a = step(&mut ai)?;
+            }
+        }
+    }
+}
+
+/// What a write changed in the replicated tables of `scope` (`meta`'s keys and the agents'
+/// identities included), walking each table before and after together.
+fn scoped_changes(
+    before: &ReadTransaction,
+    txn: &WriteTransaction,
+    scope: Scope,
+) -> Result<Vec<Change>, StoreError> {
+    fn one<K: Key + 'static, V: Value + 'static>(
+        (before, txn): (&ReadTransaction, &WriteTransaction),
+        def: TableDefinition<K, V>,
+        (out, scope): (&mut Vec<Change>, Scope),
+    ) -> Result<(), StoreError> {
+        if !scope.has(def.name()) {
+            return Ok(());
+        }
+        let b = match before.open_table(def) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let a = txn.open_table(def)?;
+        merge_diff(b.as_ref(), &a, |k, old, new| {
+            out.push(Change {
+                table: def.name().to_string(),
+                key: k.to_vec(),
+                value: new.map(<[u8]>::to_vec),
+                before: old.map(<[u8]>::to_vec),
+            });
+            Ok(())
+        })
+    }
+    let mut out = Vec::new();
+    for_each_table!(one, (before, txn), (&mut out, scope));
+    if scope.has(IDENTITIES) {
+        out.extend(identity_changes(before, txn)?);
+    }
+    if scope.has(META_TABLE) {
+        let b = read_tables_r(before, Scope::Only(&[META_TABLE]), false)?;
+        let a = read_tables_w(txn, Scope::Only(&[META_TABLE]), false)?;
+        out.extend(diff(&b, &a));
+    }
+    Ok(out)
+}
+
 /// The identities a write changed: the `agents` records whose bytes differ are decoded, the
 /// others (most, in a fleet) only compared.
 fn identity_changes(
@@ -438,41 +568,30 @@ fn identity_changes(
     txn: &WriteTransaction,
 ) -> Result<Vec<Change>, StoreError> {
     let b = match before.open_table(AGENTS) {
-        Ok(t) => read_raw(&t)?,
-        Err(redb::TableError::TableDoesNotExist(_)) => BTreeMap::new(),
+        Ok(t) => Some(t),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    let a = read_raw(&txn.open_table(AGENTS)?)?;
+    let a = txn.open_table(AGENTS)?;
     let ident = |raw: &[u8], key: &[u8]| -> Result<Vec<u8>, StoreError> {
         let id = String::from_utf8_lossy(key);
         let rec: AgentRecord = decode(raw, "agents", &*id)?;
         Ok(encode(&AgentIdentity::of(&rec))?)
     };
     let mut out = Vec::new();
-    for (k, v) in &a {
-        let old = b.get(k);
-        if old == Some(v) {
-            continue;
+    merge_diff(b.as_ref(), &a, |k, old, new| {
+        let before = old.map(|o| ident(o, k)).transpose()?;
+        let value = new.map(|n| ident(n, k)).transpose()?;
+        if before != value {
+            out.push(Change {
+                table: IDENTITIES.to_string(),
+                key: k.to_vec(),
+                value,
+                before,
+            });
         }
-        let new = ident(v, k)?;
-        if let Some(o) = old
-            && ident(o, k)? == new
-        {
-            continue;
-        }
-        out.push(Change {
-            table: IDENTITIES.to_string(),
-            key: k.clone(),
-            value: Some(new),
-        });
-    }
-    for k in b.keys().filter(|k| !a.contains_key(*k)) {
-        out.push(Change {
-            table: IDENTITIES.to_string(),
-            key: k.clone(),
-            value: None,
-        });
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -594,13 +713,7 @@ impl Store {
             return Ok(());
         };
         let scope = before.1;
-        let mut changes = diff(
-            &read_tables_r(&before.0, scope, false)?,
-            &read_tables_w(txn, scope, false)?,
-        );
-        if scope.has(IDENTITIES) {
-            changes.extend(identity_changes(&before.0, txn)?);
-        }
+        let changes = scoped_changes(&before.0, txn, scope)?;
         if cfg!(debug_assertions) && scope != Scope::All {
             let all = diff(
                 &read_tables_r(&before.0, Scope::All, true)?,
@@ -615,15 +728,29 @@ impl Store {
                 )));
             }
         }
+        if cfg!(debug_assertions) {
+            // The walk in key order finds what the plain comparison of copies finds.
+            let sorted = |mut v: Vec<Change>| {
+                v.sort_by(|a, b| (&a.table, &a.key).cmp(&(&b.table, &b.key)));
+                v
+            };
+            let plain = diff(
+                &read_tables_r(&before.0, scope, true)?,
+                &read_tables_w(txn, scope, true)?,
+            );
+            if sorted(plain) != sorted(changes.clone()) {
+                return Err(StoreError::Db(super::error::DbError::Inconsistent(
+                    "the changes found by walking the tables differ from a comparison of copies"
+                        .into(),
+                )));
+            }
+        }
         if changes.is_empty() {
             return Ok(());
         }
-        let base = txn
-            .open_table(META)?
-            .get(META_REPLICA_REV)?
-            .map_or(0, |v| v.value());
-        let rev = p.publish(base, current_fence(), &changes)?;
-        txn.open_table(META)?.insert(META_REPLICA_REV, rev)?;
+        // The copy's revision is not advanced: revisions of other replicas before this one may
+        // not be applied yet; the watch brings them, and this one, in order.
+        p.publish(current_fence(), &changes)?;
         Ok(())
     }
 
