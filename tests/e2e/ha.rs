@@ -340,8 +340,9 @@ fn a_leader_cut_off_from_etcd_stops_leading_within_its_lease_and_returns_as_foll
     assert_eq!(h.terms().len(), 2, "{:?}", h.terms());
 }
 
-/// One alert rule per agent (by its `name` label): failed runs of `flaky`.
-const FAILURES: &str = "\n[[rule]]\nname = \"edge-failures\"\nevent = \"run_failed\"\nworkflows = [\"flaky\"]\nlabels = { name = \"edge\" }\ngroup_wait = \"1s\"\n\n[[rule]]\nname = \"late-failures\"\nevent = \"run_failed\"\nworkflows = [\"flaky\"]\nlabels = { name = \"late\" }\ngroup_wait = \"1s\"\n";
+/// Agents offline for 8 s; and one rule per agent (by its `name` label): failed runs of
+/// `flaky`.
+const FAILURES: &str = "\n[[rule]]\nname = \"gone\"\nevent = \"agent_offline\"\nfor = \"8s\"\ngroup_wait = \"1s\"\n\n[[rule]]\nname = \"edge-failures\"\nevent = \"run_failed\"\nworkflows = [\"flaky\"]\nlabels = { name = \"edge\" }\ngroup_wait = \"1s\"\n\n[[rule]]\nname = \"late-failures\"\nevent = \"run_failed\"\nworkflows = [\"flaky\"]\nlabels = { name = \"late\" }\ngroup_wait = \"1s\"\n";
 
 const FLAKY: &str = "name: flaky\nschedule: '* * * * * *'\ncatchup: none\noverlap: allow\ntasks:\n  t:\n    command: [/bin/false]\n";
 
@@ -485,6 +486,12 @@ fn replicas_share_desired_state_through_etcd_and_refuse_changes_without_it() {
         },
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", leader.json(&["alert", "list"]).unwrap()));
+    // Nor does it take an agent another replica serves for one that went offline (well past
+    // `for`, counted from the leader's start; an agent moving between replicas is away for
+    // less).
+    std::thread::sleep(Duration::from_secs(10));
+    let list = leader.json(&["alert", "list", "--rule", "gone"]).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list:#}");
 
     // C cut off from etcd: it refuses changes, and nothing changes anywhere.
     for r in &relays {

@@ -107,12 +107,10 @@ impl Hub {
             .into_iter()
             .filter(|a| a.revoked_ms.is_none())
             .collect();
-        let connected: std::collections::HashSet<String> = self
-            .gateway()
-            .connected()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        // Every agent with a live session, at any live replica in HA mode (`Hub::connected`):
+        // an agent another replica serves is not offline.
+        let connected: std::collections::HashSet<String> =
+            self.connected().into_iter().map(|(id, _)| id).collect();
         let mut out = Vec::new();
         let mut push = |event: AlertKind, key: String, subject: Subject, measure, detail, since| {
             out.push(Condition {

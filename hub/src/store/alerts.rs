@@ -122,11 +122,7 @@ impl Store {
     /// or, in HA mode, the replicated queue every replica forwards its inbox to, so the
     /// leader evaluates the inputs of every replica's agents.
     fn alert_events_table(&self) -> TableDefinition<'static, u64, &'static [u8]> {
-        if self.publisher.get().is_some() {
-            ALERT_EVENTS
-        } else {
-            ALERT_INBOX
-        }
+        self.queue_table(ALERT_INBOX, ALERT_EVENTS)
     }
 
     /// HA mode: move up to `limit` of this replica's alert inputs to the replicated queue.

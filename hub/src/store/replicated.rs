@@ -804,6 +804,20 @@ impl Store {
         Ok(())
     }
 
+    /// The queue a leader's driver reads and consumes: `local`, this store's own (embedded), or
+    /// in HA mode `shared`, the replicated one every replica forwards its `local` to.
+    pub(super) fn queue_table(
+        &self,
+        local: TableDefinition<'static, u64, &'static [u8]>,
+        shared: TableDefinition<'static, u64, &'static [u8]>,
+    ) -> TableDefinition<'static, u64, &'static [u8]> {
+        if self.publisher.get().is_some() {
+            shared
+        } else {
+            local
+        }
+    }
+
     /// HA mode: move up to `limit` entries of this replica's queue `from` to the replicated
     /// queue `to`, numbered by `meta`'s `seq_key`, in one write (published to etcd before it
     /// commits: an entry is in exactly one of the two). How many moved; 0 in embedded mode.

@@ -494,11 +494,7 @@ impl Store {
     /// ([`Store::forward_rollout_events`]), so the leader sees the events of every replica's
     /// agents.
     pub(super) fn events_table(&self) -> TableDefinition<'static, u64, &'static [u8]> {
-        if self.publisher.get().is_some() {
-            ROLLOUT_EVENTS
-        } else {
-            ROLLOUT_INBOX
-        }
+        self.queue_table(ROLLOUT_INBOX, ROLLOUT_EVENTS)
     }
 
     /// HA mode: move up to `limit` events of this replica's inbox to the replicated queue, in
