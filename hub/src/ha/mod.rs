@@ -11,8 +11,10 @@
 //!   delivery, missed-firing evaluation, retention) only while this replica leads, restarting
 //!   them from the store at every new term.
 //!
-//! What is shared between replicas is not here yet: each replica still has its own redb store
-//! (docs/operations.md, "High availability").
+//! - `desired` (the `ha` feature): keeps the store's replicated tables (desired state, agent
+//!   identities, presence, the rollout and alert queues; `store/replicated.rs`) a copy of
+//!   etcd's, and makes the writes the store publishes. Run history is still each replica's own
+//!   (docs/operations.md, "High availability").
 
 pub mod leadership;
 
