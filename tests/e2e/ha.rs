@@ -256,7 +256,8 @@ fn three_replicas_keep_one_leader_through_kill_pause_fence_and_a_lost_etcd_membe
     let (l6, e6) = r.wait_leader(&all, e4, failover);
     r.hubs[l6].1.kill9().unwrap();
     r.take_over("etcd member lost", l6, e6, Instant::now(), failover);
-    etcd.restart(0).unwrap();
+    // The member stays down: restarting it on its old ports raced other tests, which may be
+    // given a port it freed (seen twice under CI's parallel tests).
 
     // The whole history: epochs never went backwards, no epoch had two replicas.
     let h = &r.history;
