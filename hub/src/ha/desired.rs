@@ -28,6 +28,19 @@ use crate::store::{Change, Publisher, Snapshot, Store, StoreError, as_changes};
 /// How long a write waits for etcd before it is reported as not made.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The largest gRPC message the driver sends or takes: the whole desired state when it loads,
+/// a write of every connected agent's presence, a watch response of such a write. gRPC's
+/// default of 4 MiB was too small at 10,000 agents (the driver could never load again).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// The key-value client with [`MAX_MESSAGE`].
+fn kv(client: &Client) -> etcd_client::KvClient {
+    client
+        .kv_client()
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
 /// How often the driver asks etcd for a sign of life on the watch.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -226,14 +239,17 @@ async fn session(
     let mut watcher = client.clone();
     let mut stream = tokio::time::timeout(
         timeout,
-        watcher.watch(
-            prefix(cfg),
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(i64::try_from(rev)?.saturating_add(1)),
+        watcher
+            .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+            .watch(
+                prefix(cfg),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(i64::try_from(rev)?.saturating_add(1)),
+                ),
             ),
-        ),
     )
     .await??;
     driver.publisher.synced.store(true, Ordering::SeqCst);
@@ -264,7 +280,7 @@ async fn live_loop(
     let election = format!("{}/", cfg.election());
     let resp = tokio::time::timeout(
         timeout * 4,
-        client.get(election.clone(), Some(GetOptions::new().with_prefix())),
+        kv(client).get(election.clone(), Some(GetOptions::new().with_prefix())),
     )
     .await??;
     let at = resp.header().map_or(0, |h| h.revision());
@@ -274,14 +290,17 @@ async fn live_loop(
     }
     let mut stream = tokio::time::timeout(
         timeout,
-        client.watch(
-            election,
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(at.saturating_add(1)),
+        client
+            .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+            .watch(
+                election,
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(at.saturating_add(1)),
+                ),
             ),
-        ),
     )
     .await??;
     while let Some(resp) = stream.message().await? {
@@ -392,7 +411,7 @@ async fn load(
     loop {
         let resp = tokio::time::timeout(
             timeout * 4,
-            client.get(prefix(cfg), Some(GetOptions::new().with_prefix())),
+            kv(client).get(prefix(cfg), Some(GetOptions::new().with_prefix())),
         )
         .await??;
         // The revision of the last write of desired state (etcd's own revision also counts
@@ -432,7 +451,7 @@ async fn load(
         let txn = Txn::new()
             .when([Compare::create_revision(rev_key(cfg), CompareOp::Equal, 0)])
             .and_then(ops);
-        let r = tokio::time::timeout(timeout * 4, client.txn(txn)).await??;
+        let r = tokio::time::timeout(timeout * 4, kv(client).txn(txn)).await??;
         if r.succeeded() {
             let rev = u64::try_from(r.header().map_or(0, |h| h.revision()))?;
             let s = store.clone();
@@ -485,7 +504,7 @@ async fn write(
         .collect();
     ops.push(TxnOp::put(rev_key(cfg), cfg.name.clone(), None));
     let txn = Txn::new().when(when).and_then(ops);
-    match tokio::time::timeout(timeout * 2, client.txn(txn)).await {
+    match tokio::time::timeout(timeout * 2, kv(client).txn(txn)).await {
         Ok(Ok(r)) if r.succeeded() => {
             let rev = r.header().map_or(0, |h| h.revision());
             u64::try_from(rev).map_err(|_| StoreError::Unavailable("etcd sent no revision".into()))
