@@ -459,25 +459,37 @@ impl Hub {
     /// replica shows counts them as online.
     pub fn connected(&self) -> Vec<(String, UnixMillis)> {
         let mut here = self.gateway.connected();
-        if !self.leader().is_ha() {
-            return here;
-        }
-        let presence = match self.store.presence() {
+        let elsewhere = match self.held_elsewhere() {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "reading agent presence");
                 return here;
             }
         };
-        let live = self.leader().live_replicas();
-        let me = self.leader().name();
         let local: std::collections::HashSet<String> =
             here.iter().map(|(id, _)| id.clone()).collect();
-        here.extend(presence.into_iter().filter_map(|(id, p)| {
-            (!local.contains(&id) && p.replica != me && live.contains(&p.replica))
-                .then_some((id, p.since_ms))
-        }));
+        here.extend(
+            elsewhere
+                .into_iter()
+                .filter(|(id, _)| !local.contains(id))
+                .map(|(id, p)| (id, p.since_ms)),
+        );
         here
+    }
+
+    /// HA mode: the presence records of agents whose sessions another live replica holds (a
+    /// replica is live while its election key exists). Empty on an embedded hub.
+    pub(crate) fn held_elsewhere(
+        &self,
+    ) -> Result<std::collections::HashMap<String, crate::store::PresenceRecord>, StoreError> {
+        if !self.leader().is_ha() {
+            return Ok(Default::default());
+        }
+        let live = self.leader().live_replicas();
+        let me = self.leader().name();
+        let mut presence = self.store.presence()?;
+        presence.retain(|_, p| p.replica != me && live.contains(&p.replica));
+        Ok(presence)
     }
 
     /// The desired state of `agent_id`: every workflow it should run with a signed assignment

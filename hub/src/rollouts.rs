@@ -312,12 +312,7 @@ impl Hub {
             .collect();
         // HA mode: an agent whose session another live replica holds is online, on the
         // version it reported there (`agent_presence`).
-        let (presence, live) = if self.leader().is_ha() {
-            (self.store().presence()?, self.leader().live_replicas())
-        } else {
-            Default::default()
-        };
-        let me = self.leader().name();
+        let elsewhere = self.held_elsewhere()?;
         Ok(self
             .store()
             .agents()?
@@ -325,9 +320,7 @@ impl Hub {
             .filter(|a| a.revoked_ms.is_none() && selector_matches(&pool.selector, &a.labels))
             .map(|a| {
                 let here = connected.contains(&a.id);
-                let elsewhere = presence
-                    .get(&a.id)
-                    .filter(|p| !here && p.replica != me && live.contains(&p.replica));
+                let elsewhere = elsewhere.get(&a.id).filter(|_| !here);
                 let active = elsewhere.map_or(&a.active, |p| &p.active);
                 Member {
                     online: here || elsewhere.is_some(),

@@ -364,14 +364,10 @@ async fn apply_loop(
                 for (rev, changes) in by_rev {
                     let s = store.clone();
                     let rev = u64::try_from(rev)?;
-                    let applied = tokio::task::spawn_blocking(move || {
-                        // This replica's own writes are in its copy already: no transaction.
-                        if s.replica_rev()? >= rev {
-                            return Ok(false);
-                        }
-                        s.apply_replicated(rev, &changes)
-                    })
-                    .await??;
+                    // A revision the copy holds already (after a reload) is skipped there.
+                    let applied =
+                        tokio::task::spawn_blocking(move || s.apply_replicated(rev, &changes))
+                            .await??;
                     if applied {
                         tracing::debug!(revision = rev, "desired state: applied another replica's change");
                         changed();
