@@ -20,6 +20,7 @@ have npm || need+=(npm)                                            # console bro
 fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-wqy-microhei)  # console e2e: Chinese pages in screenshots
 have etcd || need+=(etcd-server)                                   # HA e2e: a three-member etcd cluster
 have protoc || need+=(protobuf-compiler)                           # the hub's `ha` feature (etcd-client's gRPC code)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)  # HA e2e: the shared run history (a server per test)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && have apt-get; then
     apt-get update -qq

@@ -76,6 +76,7 @@ struct RawHa {
     name: Option<String>,
     prefix: Option<String>,
     lease_ttl: Option<String>,
+    postgres: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -483,7 +484,8 @@ fn unreachable_defaults(data_dir: &Path) -> HubConfig {
 }
 
 /// Check `[ha]`: etcd URLs (`http://host:port`), a replica name, a key prefix, a lease TTL of
-/// 2 s to 60 s.
+/// 2 s to 60 s, and the shared run history's connection string if one is given (parsed when
+/// the hub starts: its parser is the `ha` feature's).
 fn ha(raw: RawHa) -> Result<crate::ha::HaConfig, String> {
     let etcd = raw.etcd.unwrap_or_default();
     if etcd.is_empty() {
@@ -526,11 +528,18 @@ fn ha(raw: RawHa) -> Result<crate::ha::HaConfig, String> {
     if lease_ttl < Duration::from_secs(2) || lease_ttl > Duration::from_secs(60) {
         return Err(format!("[ha] lease_ttl = {:?}: from 2s to 60s", lease_ttl));
     }
+    let postgres = match raw.postgres {
+        Some(p) if p.trim().is_empty() => {
+            return Err("[ha] postgres: empty; give a connection string, e.g. \"host=10.0.0.7 user=outpost dbname=outpost\", or leave it out".into());
+        }
+        p => p,
+    };
     Ok(crate::ha::HaConfig {
         etcd,
         name,
         prefix,
         lease_ttl,
+        postgres,
     })
 }
 

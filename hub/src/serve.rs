@@ -94,6 +94,11 @@ pub async fn run(
         );
     }
     let (hub, connections) = Hub::open(&config, COMMAND_TIMEOUT)?;
+    // HA mode with a shared run history: attached before any agent session can ingest.
+    #[cfg(feature = "ha")]
+    if let Some(pg) = config.ha.as_ref().and_then(|h| h.postgres.as_deref()) {
+        attach_history(&hub, pg).await?;
+    }
     // Alert rules name configured channels: checked before anything starts.
     let alert_setup = {
         let channels = hub.channels().clone();
@@ -219,6 +224,35 @@ fn leader_term(
             term,
         )),
     ]
+}
+
+/// Attach the run history the replicas share (`[ha] postgres`; `ha/history.rs`). Its tables
+/// are created if missing; while PostgreSQL is out of reach that is tried again every 2 s, and
+/// ingest and history reads fail meanwhile (agents keep their status until it is
+/// acknowledged).
+#[cfg(feature = "ha")]
+async fn attach_history(hub: &Arc<Hub>, conninfo: &str) -> anyhow::Result<()> {
+    let history =
+        Arc::new(crate::ha::history::PgHistory::new(conninfo).map_err(anyhow::Error::msg)?);
+    hub.store().set_history(history.clone());
+    if let Err(e) = history.migrate().await {
+        tracing::warn!("shared run history (PostgreSQL): {e}; trying again every 2 s");
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                match history.migrate().await {
+                    Ok(()) => {
+                        tracing::info!("shared run history (PostgreSQL) reached");
+                        return;
+                    }
+                    Err(e) => tracing::debug!("shared run history (PostgreSQL): {e}"),
+                }
+            }
+        });
+    } else {
+        tracing::info!("shared run history: PostgreSQL");
+    }
+    Ok(())
 }
 
 /// Start this replica's part in the leader election on etcd (the `ha` feature).

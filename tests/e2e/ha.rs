@@ -6,13 +6,17 @@
 //! is checked at the end: epochs never went backwards, no epoch had two leaders.
 //!
 //! Desired state in etcd: a change made through one replica reaches the others and the agents
-//! they serve; a replica cut off from etcd refuses changes and catches up when healed. (Run
-//! history in PostgreSQL is not built yet: each replica keeps its own.)
+//! they serve; a replica cut off from etcd refuses changes and catches up when healed.
+//!
+//! Run history in PostgreSQL (a real server in the scratch directory): one history across
+//! replicas, through an agent's move and a crash of PostgreSQL under ingest.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use outpost_tests::etcd::EtcdCluster;
 use outpost_tests::history::{History, Seen};
+use outpost_tests::postgres::Postgres;
 use outpost_tests::tcprelay::{TcpMode, TcpRelay};
 use outpost_tests::{Hub, Scratch};
 
@@ -745,6 +749,7 @@ fn a_deposed_leaders_write_of_desired_state_is_refused_by_etcd() {
         name: "hub-a".into(),
         prefix: "/fence".into(),
         lease_ttl: Duration::from_secs(2),
+        postgres: None,
     };
     let (publisher, driver) = outpost_hub::ha::desired::publisher(gate.clone());
     store.set_publisher(publisher.clone());
@@ -867,4 +872,386 @@ fn the_shipped_etcd_settings_take_a_large_transaction() {
     });
     assert_eq!(r["succeeded"], true, "{r}");
     assert_eq!(r["responses"].as_array().map(Vec::len), Some(1000), "{r}");
+}
+
+/// The run ids and states of `agent`'s runs of `wf` as a replica lists them (from the shared
+/// history), and how many rows the listing had (a run listed twice would show as more rows
+/// than ids).
+fn listed_runs(hub: &Hub, agent: &str, wf: &str) -> (BTreeMap<String, String>, usize) {
+    let rows = crate::hub::hub_runs(hub, agent, wf);
+    let ids = rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["run_id"].as_str()?.to_string(),
+                r["state"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    (ids, rows.len())
+}
+
+/// Run history in PostgreSQL (`[ha] postgres`): a replica lists the runs an agent reported to
+/// another; when the agent's replica is killed, the agent moves to the other and goes on from
+/// the shared status sequence (no gap, nothing stored twice); when PostgreSQL is killed under
+/// ingest and comes back, nothing acknowledged is lost and ingest resumes. At the end every
+/// finished run the agent has is at the hub once, in the state the agent gave it.
+#[test]
+fn replicas_share_one_run_history_in_postgres_through_a_move_and_a_postgres_crash() {
+    use crate::hub::{FAST_HUB, agent_id_by_name, ticker};
+    let s = Scratch::new("ha-history").unwrap();
+    let etcd = EtcdCluster::start(&s.join("etcd"), 1).unwrap();
+    let mut pg = Postgres::start(&s.join("pg")).unwrap();
+    let a_dir = s.join("a");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    let mut a = Hub::start(&a_dir, FAST_HUB).unwrap();
+    let edge =
+        outpost_tests::enrolled_agent(&s.join("edge"), &a, a.quic_addr, "name=edge", "").unwrap();
+    let id = agent_id_by_name(&a, "edge");
+    a.kill9().unwrap();
+    let mut b = crate::replicas::replica_of(&a, &s.join("b"));
+    let addrs = [a.quic_addr.to_string(), b.quic_addr.to_string()];
+    for (h, name) in [(&a, "hub-a"), (&b, "hub-b")] {
+        crate::replicas::configure_replicas(h, &addrs);
+        configure_ha(h, name, &etcd.endpoints_toml());
+        let text = std::fs::read_to_string(&h.config).unwrap();
+        std::fs::write(
+            &h.config,
+            format!("{text}postgres = \"{}\"\n", pg.conninfo()),
+        )
+        .unwrap();
+    }
+    a.restart().unwrap();
+    b.restart().unwrap();
+    let logs = |hs: [&Hub; 2]| {
+        hs.iter()
+            .map(|h| h.stderr_tail())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+
+    // A workflow, applied through A; the agent at A runs it, and B, which never served the
+    // agent, lists its runs.
+    let file = s.join("tick.yaml");
+    std::fs::write(&file, ticker("tick", 2, "v1", "")).unwrap();
+    outpost_tests::wait_for(Duration::from_secs(30), "tick applied at A", || {
+        a.json(&["workflow", "apply", "-f", file.to_str().unwrap()])
+            .map_err(|e| eprintln!("not yet: {e}"))
+            .ok()
+    })
+    .unwrap();
+    outpost_tests::wait_for(Duration::from_secs(60), "B to list runs made at A", || {
+        let (runs, _) = listed_runs(&b, &id, "tick");
+        (runs.values().filter(|st| *st == "succeeded").count() >= 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs([&a, &b])));
+    let before_move = listed_runs(&b, &id, "tick").0.len();
+
+    // A killed: the agent moves to B, which resumes from the shared sequence.
+    a.kill9().unwrap();
+    outpost_tests::wait_for(Duration::from_secs(60), "runs ingested at B", || {
+        (listed_runs(&b, &id, "tick").0.len() >= before_move + 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", b.stderr_tail(), edge.stderr_tail()));
+
+    // PostgreSQL killed under ingest, back after 2 s.
+    let before_crash = listed_runs(&b, &id, "tick").0.len();
+    pg.crash_and_restart(Duration::from_secs(2)).unwrap();
+    outpost_tests::wait_for(Duration::from_secs(90), "ingest to resume", || {
+        (listed_runs(&b, &id, "tick").0.len() >= before_crash + 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", b.stderr_tail(), pg.log_tail()));
+
+    // Every finished run the agent has is at the hub once, in the agent's state.
+    outpost_tests::wait_for(
+        Duration::from_secs(60),
+        "the hub to hold every finished run the agent has",
+        || {
+            let local: BTreeMap<String, String> = edge
+                .runs(Some("tick"))
+                .ok()?
+                .iter()
+                .filter(|r| matches!(r["state"].as_str(), Some("succeeded" | "failed")))
+                .filter_map(|r| {
+                    Some((
+                        r["run_id"].as_str()?.to_string(),
+                        r["state"].as_str()?.to_string(),
+                    ))
+                })
+                .collect();
+            let (hub, rows) = listed_runs(&b, &id, "tick");
+            assert_eq!(rows, hub.len(), "a run listed twice");
+            local
+                .iter()
+                .all(|(run, st)| hub.get(run) == Some(st))
+                .then_some(local.len())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", b.stderr_tail()));
+    // The table itself holds each run once, and B's store never saw a gap in the agent's
+    // sequence (it resumed from the shared one after the move).
+    let (listed, _) = listed_runs(&b, &id, "tick");
+    let counted: usize = pg
+        .psql(
+            "outpost",
+            &format!(
+                "SELECT count(*) FROM outpost_runs WHERE agent = '{id}' AND workflow = 'tick'"
+            ),
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        counted >= listed.len(),
+        "{counted} rows, {} listed",
+        listed.len()
+    );
+    let distinct: usize = pg
+        .psql(
+            "outpost",
+            &format!("SELECT count(DISTINCT run_id) FROM outpost_runs WHERE agent = '{id}'"),
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+    let all: usize = pg
+        .psql(
+            "outpost",
+            &format!("SELECT count(*) FROM outpost_runs WHERE agent = '{id}'"),
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(distinct, all);
+    let err = b.stderr_tail();
+    assert!(!err.contains("gap in the agent's status sequence"), "{err}");
+}
+
+/// The shared history in PostgreSQL answers as the embedded store does: the same batches
+/// ingested into an embedded store and into one backed by a real PostgreSQL list the same runs
+/// for every filter, page for page through the cursor (run ids repeat across agents, creation
+/// times tie), and retention deletes the same runs. In-process: the hub's store and its
+/// PostgreSQL history.
+#[test]
+fn the_shared_history_in_postgres_lists_pages_and_prunes_as_the_embedded_store_does() {
+    use outpost_common::record::{
+        OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
+    };
+    use outpost_hub::store::{AgentRecord, RetentionPolicy, RunCursor, RunQuery, Store};
+    use std::sync::Arc;
+    let s = Scratch::new("ha-history-sql").unwrap();
+    let pg = Postgres::start(&s.join("pg")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _in_rt = rt.enter();
+    let embedded = Store::open(&s.join("embedded.redb")).unwrap();
+    let shared = Store::open(&s.join("shared.redb")).unwrap();
+    let history = Arc::new(outpost_hub::ha::history::PgHistory::new(&pg.conninfo()).unwrap());
+    rt.block_on(history.migrate()).unwrap();
+    shared.set_history(history);
+    let agents = ["agent-a", "agent-b", "agent-c"];
+    for st in [&embedded, &shared] {
+        for id in agents {
+            let (tid, secret) = st.create_token(vec![], 10_000, "op", 0).unwrap();
+            let rec = AgentRecord {
+                id: id.into(),
+                labels: vec![],
+                enrolled_ms: 1,
+                cert_serial: "01".into(),
+                cert_fingerprint: "ff".into(),
+                revoked_ms: None,
+                last_seen_ms: None,
+                software_version: String::new(),
+                active: vec![],
+                committed_seq: 0,
+                hostname: "h".into(),
+                clock_offset: None,
+                telemetry: None,
+                cert_not_after_ms: None,
+                previous_cert_fingerprint: None,
+                pinned_roots: None,
+                name: None,
+                decommissioned_ms: None,
+            };
+            st.enroll(&tid, &secret, rec, 5).unwrap();
+        }
+    }
+    let states = [
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Running,
+        RunState::Skipped,
+    ];
+    // Per agent: 40 runs over two workflows, creation times that tie across agents and within
+    // one, each reported running and then (mostly) finished, with a task.
+    for (ai, id) in agents.iter().enumerate() {
+        let mut entries = Vec::new();
+        let mut seq = 0;
+        for i in 0..40i64 {
+            let run = |state| RunRecord {
+                run_id: format!("r{i:02}"),
+                workflow: if i % 3 == 0 { "x" } else { "w" }.into(),
+                version: 1,
+                kind: if i % 7 == 0 {
+                    RunKind::Manual
+                } else {
+                    RunKind::Scheduled
+                },
+                scheduled_ms: 1_000 * i,
+                state,
+                params: vec![],
+                created_ms: 1_000 * (i / 2) + ai as i64 % 2,
+                started_ms: None,
+                ended_ms: None,
+                agent_id: None,
+                skip_reason: None,
+            };
+            seq += 1;
+            entries.push(OutboxEntry {
+                seq,
+                event: StatusEvent::Run(run(RunState::Running)),
+            });
+            seq += 1;
+            entries.push(OutboxEntry {
+                seq,
+                event: StatusEvent::Task(TaskInstanceRecord {
+                    run_id: format!("r{i:02}"),
+                    task_id: "t".into(),
+                    state: if i % 5 == 0 {
+                        TaskState::Failed
+                    } else {
+                        TaskState::Succeeded
+                    },
+                    attempts: vec![],
+                    outputs: vec![],
+                    retry_at_ms: None,
+                    updated_ms: 0,
+                }),
+            });
+            seq += 1;
+            entries.push(OutboxEntry {
+                seq,
+                event: StatusEvent::Run(run(states[(i as usize + ai) % states.len()])),
+            });
+        }
+        // In two batches, the second overlapping the first (a retransmission).
+        for st in [&embedded, &shared] {
+            assert_eq!(st.ingest(id, &entries[..70]).unwrap(), 70);
+            assert_eq!(st.ingest(id, &entries[50..]).unwrap(), 120);
+        }
+    }
+    let keys = |st: &Store, q: &RunQuery| -> Vec<(String, String, String)> {
+        st.runs(q)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.agent_id,
+                    r.record.run_id,
+                    r.record.state.as_str().to_string(),
+                )
+            })
+            .collect()
+    };
+    let queries = [
+        RunQuery::default(),
+        RunQuery {
+            state: Some(RunState::Failed),
+            ..RunQuery::default()
+        },
+        RunQuery {
+            workflow: Some("x".into()),
+            ..RunQuery::default()
+        },
+        RunQuery {
+            agent: Some("agent-b".into()),
+            ..RunQuery::default()
+        },
+        RunQuery {
+            agent: Some("agent-c".into()),
+            workflow: Some("w".into()),
+            ..RunQuery::default()
+        },
+        RunQuery {
+            since_ms: Some(12_000),
+            state: Some(RunState::Succeeded),
+            ..RunQuery::default()
+        },
+    ];
+    for q in &queries {
+        let all = keys(&embedded, q);
+        assert!(!all.is_empty(), "{q:?}");
+        assert_eq!(keys(&shared, q), all, "{q:?}");
+        // Page by page, 7 at a time, through the cursor.
+        let mut page_q = RunQuery {
+            limit: 7,
+            ..q.clone()
+        };
+        let mut paged = Vec::new();
+        loop {
+            let (e, p) = (
+                embedded.runs(&page_q).unwrap(),
+                shared.runs(&page_q).unwrap(),
+            );
+            let ids = |v: &[outpost_hub::store::HubRun]| -> Vec<(String, String)> {
+                v.iter()
+                    .map(|r| (r.agent_id.clone(), r.record.run_id.clone()))
+                    .collect()
+            };
+            assert_eq!(ids(&p), ids(&e), "{page_q:?}");
+            paged.extend(ids(&e));
+            let Some(last) = e.last() else { break };
+            page_q.before = Some(RunCursor {
+                created_ms: last.record.created_ms,
+                agent: last.agent_id.clone(),
+                run_id: last.record.run_id.clone(),
+            });
+        }
+        assert_eq!(paged.len(), all.len(), "{q:?}");
+    }
+    assert_eq!(
+        shared.run_agents("r07").unwrap(),
+        embedded.run_agents("r07").unwrap()
+    );
+    assert_eq!(shared.run_agents("r07").unwrap().len(), 3);
+    assert_eq!(
+        shared.run("agent-b", "r05").unwrap(),
+        embedded.run("agent-b", "r05").unwrap()
+    );
+    // Retention by count, then by age: the same runs go in both.
+    for policy in [
+        RetentionPolicy {
+            max_runs_per_workflow: Some(6),
+            keep_recent_ms: 0,
+            batch: 25,
+            ..RetentionPolicy::default()
+        },
+        RetentionPolicy {
+            max_age_ms: Some(1_000_000 - 17_000),
+            keep_recent_ms: 0,
+            batch: 25,
+            ..RetentionPolicy::default()
+        },
+    ] {
+        let mut deleted = [0, 0];
+        for (n, st) in [&embedded, &shared].into_iter().enumerate() {
+            loop {
+                let r = st.apply_retention(&policy, 1_000_000).unwrap();
+                deleted[n] += r.runs;
+                if !r.more {
+                    break;
+                }
+            }
+        }
+        assert!(deleted[0] > 0, "{policy:?}");
+        let all = keys(&embedded, &RunQuery::default());
+        assert_eq!(keys(&shared, &RunQuery::default()), all, "{policy:?}");
+        // The shared store's own copy was pruned too: the PostgreSQL side deleted as many.
+        assert_eq!(deleted[1], 2 * deleted[0], "{policy:?}");
+    }
+    let left: usize = pg
+        .psql("outpost", "SELECT count(*) FROM outpost_tasks")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(left, keys(&embedded, &RunQuery::default()).len());
 }

@@ -73,7 +73,7 @@ pub(crate) fn replica_of(a: &Hub, dir: &Path) -> Hub {
 }
 
 /// Put `replicas = [...]` at the top of a hub's configuration (a top-level key).
-fn configure_replicas(hub: &Hub, replicas: &[String]) {
+pub(crate) fn configure_replicas(hub: &Hub, replicas: &[String]) {
     let list: Vec<String> = replicas.iter().map(|r| format!("\"{r}\"")).collect();
     let text = std::fs::read_to_string(&hub.config).unwrap();
     std::fs::write(

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod etcd;
 pub mod history;
 pub mod loadgen;
+pub mod postgres;
 pub mod relay;
 pub mod tcprelay;
 

@@ -74,7 +74,7 @@ impl From<StoreError> for ApiError {
                 StatusCode::CONFLICT
             }
             StoreError::Refused(_) => StatusCode::BAD_REQUEST,
-            StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Unavailable(_) | StoreError::History(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => {
                 tracing::error!(error = %e, "store error");
                 StatusCode::INTERNAL_SERVER_ERROR

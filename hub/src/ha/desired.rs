@@ -534,6 +534,7 @@ mod tests {
             name: "a".into(),
             prefix: "/o".into(),
             lease_ttl: Duration::from_secs(5),
+            postgres: None,
         };
         let c = Change {
             before: None,

@@ -13,8 +13,10 @@
 //!
 //! - `desired` (the `ha` feature): keeps the store's replicated tables (desired state, agent
 //!   identities, presence, the rollout and alert queues; `store/replicated.rs`) a copy of
-//!   etcd's, and makes the writes the store publishes. Run history is still each replica's own
-//!   (docs/operations.md, "High availability").
+//!   etcd's, and makes the writes the store publishes.
+//! - `history` (the `ha` feature): the run history the replicas share in PostgreSQL
+//!   (`[ha] postgres`; `store/history.rs`). Without it each replica keeps its own
+//!   (docs/operations.md, "Run history in PostgreSQL").
 
 pub mod leadership;
 
@@ -22,6 +24,8 @@ pub mod leadership;
 pub mod desired;
 #[cfg(feature = "ha")]
 pub mod etcd;
+#[cfg(feature = "ha")]
+pub mod history;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -50,6 +54,9 @@ pub struct HaConfig {
     pub prefix: String,
     /// `lease_ttl`: the leader's lease; a dead leader is replaced within about this long.
     pub lease_ttl: Duration,
+    /// `postgres`: the shared run history's connection string (libpq's `key=value` or
+    /// `postgresql://` form; `None`: each replica keeps its own run history).
+    pub postgres: Option<String>,
 }
 
 /// Default `[ha] lease_ttl`.

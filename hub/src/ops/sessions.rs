@@ -80,8 +80,7 @@ impl Hub {
     /// the batch changed (its state or a task's); returns the highest committed sequence
     /// number.
     pub fn ingest(&self, agent_id: &str, entries: &[OutboxEntry]) -> OpResult<u64> {
-        let before = self.store().committed_seq(agent_id)?;
-        let seq = self.store().ingest_at(agent_id, entries, now_ms())?;
+        let (before, seq) = self.store().ingest_batch(agent_id, entries, now_ms())?;
         self.rollout_wake.notify_one();
         self.alert_wake.notify_one();
         let fresh: Vec<&OutboxEntry> = entries

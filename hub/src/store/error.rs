@@ -54,6 +54,10 @@ pub enum StoreError {
     /// or this replica has not caught up with it yet).
     #[error("desired state is read-only at this replica: {0}")]
     Unavailable(String),
+    /// HA mode: the shared run history (PostgreSQL) cannot be reached or refused the statement;
+    /// nothing of the operation was committed there.
+    #[error("the shared run history is unavailable: {0}")]
+    History(String),
 }
 
 outpost_common::impl_from_db_error!(StoreError, Db);

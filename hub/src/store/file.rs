@@ -22,6 +22,8 @@ pub struct Store {
     pub(super) observations: super::observations::Observations,
     /// HA mode: the canonical store desired-state writes are published to (`replicated.rs`).
     pub(super) publisher: std::sync::OnceLock<std::sync::Arc<dyn super::replicated::Publisher>>,
+    /// HA mode with `[ha] postgres`: the run history the replicas share (`history.rs`).
+    pub(super) history: std::sync::OnceLock<std::sync::Arc<dyn super::history::SharedHistory>>,
 }
 
 impl std::fmt::Debug for Store {

@@ -39,6 +39,9 @@ impl Store {
         start: UnixMillis,
         end: UnixMillis,
     ) -> Result<Reported, StoreError> {
+        if let Some(h) = self.shared_history() {
+            return h.reported_firings(agent, workflow, start, end);
+        }
         let txn = self.db().begin_read()?;
         let runs = txn.open_table(RUNS_BY_INSTANT)?;
         let mut out = Reported::default();

@@ -90,6 +90,7 @@ mod error;
 mod file;
 mod firings;
 mod group;
+pub(crate) mod history;
 pub(crate) mod migrations;
 mod names;
 mod observations;
@@ -116,6 +117,7 @@ pub use audit::{AUDIT_GENESIS, AuditBreak, AuditVerdict};
 pub use error::StoreError;
 pub use file::Store;
 pub use group::GroupStats;
+pub use history::{HistoryLock, IngestBatch, SharedHistory};
 pub use names::{Decommissioned, check_agent_name, default_agent_name};
 pub use operators::{
     CREDENTIAL_PREFIX, OperatorRecord, Role, check_operator_name, parse_credential,

@@ -29,6 +29,7 @@ impl Store {
             config: Default::default(),
             observations: Default::default(),
             publisher: Default::default(),
+            history: Default::default(),
         };
         let txn = store.begin_txn()?;
         if MIGRATIONS.migrate(&txn, SCHEMA_VERSION)? < SCHEMA_VERSION {

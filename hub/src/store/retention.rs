@@ -93,14 +93,39 @@ impl Store {
             return Ok(RetentionReport::default());
         }
         let victims = self.retention_victims(policy, now_ms)?;
-        if victims.is_empty() {
-            return Ok(RetentionReport::default());
+        let mut report = RetentionReport::default();
+        if !victims.is_empty() {
+            let more = victims.len() >= policy.batch;
+            let txn = self.begin_write()?;
+            let (runs, tasks) = delete_runs(&txn, &victims, policy.keep_recent_ms, now_ms)?;
+            txn.commit()?;
+            report = RetentionReport { runs, tasks, more };
         }
-        let more = victims.len() >= policy.batch;
-        let txn = self.begin_write()?;
-        let (runs, tasks) = delete_runs(&txn, &victims, policy.keep_recent_ms, now_ms)?;
-        txn.commit()?;
-        Ok(RetentionReport { runs, tasks, more })
+        // The shared run history (HA mode): the same policy, by the same rules, there.
+        if let Some(h) = self.shared_history() {
+            let held = self.rollout_workflows()?;
+            let shared = h.apply_retention(policy, now_ms, &held)?;
+            report.runs += shared.runs;
+            report.tasks += shared.tasks;
+            report.more |= shared.more;
+        }
+        Ok(report)
+    }
+
+    /// The workflows with an active rollout (their runs are kept).
+    fn rollout_workflows(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let t = txn.open_table(DECISIONS)?;
+        let mut out: Vec<String> = Vec::new();
+        for e in t.iter()? {
+            let (k, v) = e?;
+            let d: super::pools::PoolDecision = decode(v.value(), "pool_decisions", k.value().0)?;
+            let wf = k.value().0;
+            if d.rollout.is_some() && out.last().map(String::as_str) != Some(wf) {
+                out.push(wf.to_string());
+            }
+        }
+        Ok(out)
     }
 
     /// Up to `policy.batch` runs to delete: by age first (oldest first), then by count.

@@ -12,6 +12,7 @@ use super::alerts::enqueue_alert;
 use super::audit::audit_in;
 use super::error::{DbError, StoreError, decode, encode};
 use super::file::Store;
+use super::history::IngestBatch;
 use super::records::{AgentRecord, HubRun, RunQuery};
 use super::rollouts::{self, RolloutEvent, RolloutEventKind};
 use super::schema::{
@@ -38,9 +39,37 @@ fn had_failed_task(
     Ok(false)
 }
 
+/// Each entry's record as stored: the run record with the agent's id, the task instance, the
+/// missed-firing record (`None` for the other events). Encoded on the session's own thread,
+/// before joining the group: the group's closures run one at a time inside its one transaction,
+/// so whatever is done outside it runs in parallel (docs/BENCHMARKS.md, "Group commit at the
+/// hub").
+fn encode_entries(
+    agent_id: &str,
+    entries: &[OutboxEntry],
+) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    entries
+        .iter()
+        .map(|e| match &e.event {
+            StatusEvent::Run(run) => {
+                let mut rec = run.clone();
+                rec.agent_id = Some(agent_id.to_string());
+                encode(&rec).map(Some)
+            }
+            StatusEvent::Task(t) => encode(t).map(Some),
+            StatusEvent::Missed(m) => encode(m).map(Some),
+            _ => Ok(None),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(Into::into)
+}
+
 impl Store {
-    /// The highest outbox seq of `agent_id` committed here.
+    /// The highest outbox seq of `agent_id` committed (in the shared history if there is one).
     pub(crate) fn committed_seq(&self, agent_id: &str) -> Result<u64, StoreError> {
+        if let Some(h) = self.shared_history() {
+            return h.committed_seq(agent_id);
+        }
         Ok(self.agent(agent_id)?.committed_seq)
     }
 
@@ -63,22 +92,76 @@ impl Store {
         entries: &[OutboxEntry],
         received_ms: UnixMillis,
     ) -> Result<u64, StoreError> {
-        // The records are encoded here, on the session's own thread, before joining the group:
-        // the group's closures run one at a time inside its one transaction, so whatever is
-        // done outside it runs in parallel (docs/BENCHMARKS.md, "Group commit at the hub").
-        let encoded: Vec<Option<Vec<u8>>> = entries
+        Ok(self.ingest_batch(agent_id, entries, received_ms)?.1)
+    }
+
+    /// [`Store::ingest_at`], returning the committed seq before the batch and after it. With a
+    /// shared run history (`history.rs`), the batch is committed there too, after this store,
+    /// under the agent's lock there, and the sequences are the shared history's.
+    pub(crate) fn ingest_batch(
+        &self,
+        agent_id: &str,
+        entries: &[OutboxEntry],
+        received_ms: UnixMillis,
+    ) -> Result<(u64, u64), StoreError> {
+        let Some(history) = self.shared_history() else {
+            let encoded = encode_entries(agent_id, entries)?;
+            let before = self.agent(agent_id)?.committed_seq;
+            let seq = self.ingest_local(agent_id, entries, &encoded, received_ms, &[])?;
+            return Ok((before, seq));
+        };
+        let mut lock = history.lock_agent(agent_id)?;
+        let shared = lock.committed_seq();
+        // Entries the shared history has are skipped here too; the local ingest refuses a batch
+        // out of order as before.
+        let start = entries
             .iter()
-            .map(|e| match &e.event {
-                StatusEvent::Run(run) => {
-                    let mut rec = run.clone();
-                    rec.agent_id = Some(agent_id.to_string());
-                    encode(&rec).map(Some)
+            .position(|e| e.seq > shared)
+            .unwrap_or(entries.len());
+        let fresh = &entries[start..];
+        if fresh.is_empty() {
+            return Ok((shared, shared));
+        }
+        let encoded = encode_entries(agent_id, fresh)?;
+        // A run may end here after a task of it failed while its agent was at another replica.
+        let ending: Vec<&str> = fresh
+            .iter()
+            .filter_map(|e| match &e.event {
+                StatusEvent::Run(r)
+                    if matches!(r.state, RunState::Succeeded | RunState::Failed) =>
+                {
+                    Some(r.run_id.as_str())
                 }
-                StatusEvent::Task(t) => encode(t).map(Some),
-                StatusEvent::Missed(m) => encode(m).map(Some),
-                _ => Ok(None),
+                _ => None,
             })
-            .collect::<Result<_, _>>()?;
+            .collect();
+        let failed_elsewhere: Vec<String> = if ending.is_empty() {
+            Vec::new()
+        } else {
+            lock.failed_task_runs(&ending)?.into_iter().collect()
+        };
+        self.ingest_local(agent_id, fresh, &encoded, received_ms, &failed_elsewhere)?;
+        let seq = fresh.last().map_or(shared, |e| e.seq.max(shared));
+        lock.commit(&IngestBatch {
+            agent: agent_id,
+            entries: fresh,
+            encoded: &encoded,
+            seq,
+        })?;
+        Ok((shared, seq))
+    }
+
+    /// The ingest into this store (see [`Store::ingest_at`]); `encoded` holds each entry's
+    /// record, and `failed_elsewhere` the runs known to have a failed task though this store
+    /// has none of it.
+    fn ingest_local(
+        &self,
+        agent_id: &str,
+        entries: &[OutboxEntry],
+        encoded: &[Option<Vec<u8>>],
+        received_ms: UnixMillis,
+        failed_elsewhere: &[String],
+    ) -> Result<u64, StoreError> {
         self.write(|txn| {
             let mut agents = txn.open_table(AGENTS)?;
             let mut agent: AgentRecord = match agents.get(agent_id)? {
@@ -111,7 +194,7 @@ impl Store {
             };
             let mut rollout_cache: std::collections::HashMap<String, bool> =
                 std::collections::HashMap::new();
-            for (entry, bytes) in entries.iter().zip(&encoded) {
+            for (entry, bytes) in entries.iter().zip(encoded) {
                 let bytes = bytes.as_deref().unwrap_or_default();
                 if entry.seq <= seq {
                     if entry.seq <= agent.committed_seq {
@@ -135,7 +218,8 @@ impl Store {
                         if !old_terminal
                             && matches!(run.state, RunState::Succeeded | RunState::Failed)
                         {
-                            let failed_task = had_failed_task(&tasks, agent_id, &run.run_id)?;
+                            let failed_task = had_failed_task(&tasks, agent_id, &run.run_id)?
+                                || failed_elsewhere.contains(&run.run_id);
                             let detail = match (run.state, failed_task) {
                                 (RunState::Succeeded, false) => {
                                     format!("v{} succeeded", run.version)
@@ -305,7 +389,10 @@ impl Store {
     }
 
     /// Runs matching `q`, newest first.
-    pub(crate) fn runs(&self, q: &RunQuery) -> Result<Vec<HubRun>, StoreError> {
+    pub fn runs(&self, q: &RunQuery) -> Result<Vec<HubRun>, StoreError> {
+        if let Some(h) = self.shared_history() {
+            return h.runs(q);
+        }
         if let (Some(agent), Some(workflow)) = (q.agent.as_deref(), q.workflow.as_deref()) {
             return self.runs_of(agent, workflow, q);
         }
@@ -354,6 +441,9 @@ impl Store {
         agent_id: &str,
         run_id: &str,
     ) -> Result<Option<String>, StoreError> {
+        if self.shared_history().is_some() {
+            return Ok(self.run(agent_id, run_id)?.map(|(r, _)| r.workflow));
+        }
         let txn = self.db().begin_read()?;
         let runs = txn.open_table(RUNS)?;
         let Some(v) = runs.get((agent_id, run_id))? else {
@@ -364,7 +454,10 @@ impl Store {
     }
 
     /// The agents that hold a run with this id (run ids repeat across agents).
-    pub(crate) fn run_agents(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
+    pub fn run_agents(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
+        if let Some(h) = self.shared_history() {
+            return h.run_agents(run_id);
+        }
         let txn = self.db().begin_read()?;
         let t = txn.open_table(RUNS_BY_ID)?;
         let mut out = Vec::new();
@@ -386,17 +479,23 @@ impl Store {
         agent_id: &str,
         run_id: &str,
     ) -> Result<bool, StoreError> {
+        if let Some(h) = self.shared_history() {
+            return h.run_had_failed_task(agent_id, run_id);
+        }
         let txn = self.db().begin_read()?;
         let tasks = txn.open_table(TASKS)?;
         had_failed_task(&tasks, agent_id, run_id)
     }
 
     /// One run of one agent with its task instances.
-    pub(crate) fn run(
+    pub fn run(
         &self,
         agent_id: &str,
         run_id: &str,
     ) -> Result<Option<(RunRecord, Vec<TaskInstanceRecord>)>, StoreError> {
+        if let Some(h) = self.shared_history() {
+            return h.run(agent_id, run_id);
+        }
         let txn = self.db().begin_read()?;
         let runs = txn.open_table(RUNS)?;
         let Some(v) = runs.get((agent_id, run_id))? else {
@@ -418,6 +517,9 @@ impl Store {
 
     /// Missed-firing events of an agent, in seq order.
     pub fn missed(&self, agent_id: &str) -> Result<Vec<(u64, MissedFirings)>, StoreError> {
+        if let Some(h) = self.shared_history() {
+            return h.missed(agent_id);
+        }
         let txn = self.db().begin_read()?;
         let t = txn.open_table(MISSED)?;
         let mut out = Vec::new();

@@ -8,6 +8,7 @@ use outpost_common::trust::{Director, SigningKey, Trust, sign_release};
 
 mod fleet;
 mod group;
+mod history;
 mod observations;
 mod paging;
 mod replicated;
