@@ -735,6 +735,16 @@ mod tests {
         );
         assert_eq!(ha.lease_ttl, crate::ha::DEFAULT_LEASE_TTL);
         assert_eq!(ha.election(), "/outpost/leader");
+        assert_eq!(ha.postgres, None);
+        let with_pg = HubConfig::parse(
+            "[ha]\netcd = [\"http://e:2379\"]\nname = \"a\"\npostgres = \"host=db user=outpost\"",
+            Path::new("/x/hub.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            with_pg.ha.unwrap().postgres.as_deref(),
+            Some("host=db user=outpost")
+        );
         assert!(
             HubConfig::parse("", Path::new("/x/hub.toml"))
                 .unwrap()
@@ -763,6 +773,10 @@ mod tests {
             (
                 "[ha]\netcd = [\"http://e:2379\"]\nname = \"a\"\nttl = \"5s\"",
                 "unknown field",
+            ),
+            (
+                "[ha]\netcd = [\"http://e:2379\"]\nname = \"a\"\npostgres = \" \"",
+                "[ha] postgres",
             ),
         ] {
             let e = HubConfig::parse(bad, Path::new("/x/hub.toml"))

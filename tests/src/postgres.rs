@@ -1,6 +1,6 @@
 //! A real PostgreSQL server on loopback for the HA tests: Debian's `postgresql` (installed by
-//! scripts/test-deps.sh), a fresh cluster in a scratch directory on a free port, killed on
-//! drop. PostgreSQL refuses to run as root: run as root, the server runs as the `postgres` user
+//! scripts/test-deps.sh), a fresh cluster in a scratch directory on a free port, set up with
+//! the shipped deploy/ha/postgres.sql (the hub's role and database), killed on drop. PostgreSQL refuses to run as root: run as root, the server runs as the `postgres` user
 //! the package creates (its uid set before exec, so the server is the process the test holds).
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -35,7 +35,8 @@ pub fn pg_bin_dir() -> anyhow::Result<PathBuf> {
         .context("no /usr/lib/postgresql/*/bin/initdb: apt-get install postgresql")
 }
 
-/// A running PostgreSQL server with a database `outpost` owned by the trusted user `outpost`.
+/// A running PostgreSQL server with a database `outpost` owned by the role `outpost`, as
+/// deploy/ha/postgres.sql makes them (every local connection is trusted).
 pub struct Postgres {
     bin: PathBuf,
     data: PathBuf,
@@ -99,7 +100,7 @@ impl Postgres {
         let mut initdb = Command::new(bin.join("initdb"));
         initdb.arg("-D").arg(&data).args([
             "-U",
-            "outpost",
+            "postgres",
             "--auth=trust",
             "-E",
             "UTF8",
@@ -127,7 +128,17 @@ impl Postgres {
         };
         pg.spawn()?;
         pg.wait_ready()?;
-        pg.psql("postgres", "CREATE DATABASE outpost")?;
+        pg.psql_as(
+            "postgres",
+            "postgres",
+            &[
+                "-f",
+                &crate::repo_root()
+                    .join("deploy/ha/postgres.sql")
+                    .display()
+                    .to_string(),
+            ],
+        )?;
         Ok(pg)
     }
 
@@ -158,7 +169,10 @@ impl Postgres {
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            if self.psql("postgres", "SELECT 1").is_ok() {
+            if self
+                .psql_as("postgres", "postgres", &["-c", "SELECT 1"])
+                .is_ok()
+            {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
@@ -191,25 +205,21 @@ impl Postgres {
         )
     }
 
-    /// Run `sql` in `db` with psql; its unaligned, tuples-only output.
+    /// Run `sql` in `db` as the hub's role with psql; its unaligned, tuples-only output.
     pub fn psql(&self, db: &str, sql: &str) -> anyhow::Result<String> {
+        self.psql_as("outpost", db, &["-c", sql])
+    }
+
+    fn psql_as(&self, user: &str, db: &str, args: &[&str]) -> anyhow::Result<String> {
         let out: Output = Command::new(self.bin.join("psql"))
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "outpost",
-                "-d",
-                db,
-                "-c",
-                sql,
-            ])
+            .args(["-p", &self.port.to_string(), "-U", user, "-d", db])
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .context("psql")?;
         if !out.status.success() {
-            bail!("psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+            bail!("psql {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
