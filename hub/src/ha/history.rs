@@ -76,11 +76,38 @@ CREATE TABLE IF NOT EXISTS outpost_missed (
 );
 "#;
 
+/// Lock an agent's sequence row (created at 0 if new) and read it.
+const LOCK_SEQ: &str = "INSERT INTO outpost_agent_seq AS s (agent, committed_seq) VALUES ($1, 0) \
+     ON CONFLICT (agent) DO UPDATE SET committed_seq = s.committed_seq RETURNING committed_seq";
+/// Of an agent's runs, those with a task that ended failed.
+const FAILED_TASKS: &str = "SELECT DISTINCT run_id FROM outpost_tasks \
+     WHERE agent = $1 AND run_id = ANY($2) AND failed";
+/// A batch's runs (each run's latest report).
+const UPSERT_RUNS: &str = "INSERT INTO outpost_runs AS r \
+     (agent, run_id, workflow, state, manual, scheduled_ms, created_ms, record) \
+     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], \
+     $6::int8[], $7::int8[], $8::bytea[]) \
+     ON CONFLICT (agent, run_id) DO UPDATE SET workflow = EXCLUDED.workflow, \
+     state = EXCLUDED.state, manual = EXCLUDED.manual, scheduled_ms = EXCLUDED.scheduled_ms, \
+     created_ms = EXCLUDED.created_ms, record = EXCLUDED.record";
+/// A batch's task instances.
+const UPSERT_TASKS: &str = "INSERT INTO outpost_tasks AS t (agent, run_id, task_id, failed, record) \
+     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bool[], $5::bytea[]) \
+     ON CONFLICT (agent, run_id, task_id) DO UPDATE SET \
+     failed = EXCLUDED.failed, record = EXCLUDED.record";
+/// A batch's missed-firing records (kept under their seq, never rewritten).
+const INSERT_MISSED: &str = "INSERT INTO outpost_missed \
+     (agent, seq, workflow, first_ms, last_ms, record) \
+     SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::int8[], $5::int8[], $6::bytea[]) \
+     ON CONFLICT (agent, seq) DO NOTHING";
+/// The agent's new committed sequence.
+const SET_SEQ: &str = "UPDATE outpost_agent_seq SET committed_seq = $2 WHERE agent = $1";
+
 /// The advisory lock the schema is created under (any constant the hub alone uses).
 const SCHEMA_LOCK: i64 = 0x6f75_7470_6f73_7401;
 
 /// Connections one replica holds at most.
-const POOL_SIZE: usize = 16;
+const POOL_SIZE: usize = 32;
 
 /// The shared run history in PostgreSQL.
 pub struct PgHistory {
@@ -187,29 +214,34 @@ impl SharedHistory for PgHistory {
         })
     }
 
-    fn lock_agent<'a>(&'a self, agent: &str) -> Result<Box<dyn HistoryLock + 'a>, StoreError> {
+    fn lock_agent<'a>(
+        &'a self,
+        agent: &str,
+        ending: &[&str],
+    ) -> Result<Box<dyn HistoryLock + 'a>, StoreError> {
         self.block(async {
             let c = self.client().await?;
-            c.batch_execute("BEGIN").await.map_err(pg_err)?;
-            let mut lock = PgLock {
+            let lock_row = c.prepare_cached(LOCK_SEQ).await.map_err(pg_err)?;
+            let failed = c.prepare_cached(FAILED_TASKS).await.map_err(pg_err)?;
+            // One round trip: the three are sent together and run in order. The first
+            // statement takes the row's lock and reads it, creating it at 0 if new.
+            let (_, row, failed) = tokio::try_join!(
+                c.batch_execute("BEGIN"),
+                async { c.query_one(&lock_row, &[&agent]).await },
+                async {
+                    match ending.is_empty() {
+                        true => Ok(Vec::new()),
+                        false => c.query(&failed, &[&agent, &ending]).await,
+                    }
+                },
+            )
+            .map_err(pg_err)?;
+            Ok(Box::new(PgLock {
                 history: self,
+                seq: to_u64(row.get(0)),
+                failed: failed.into_iter().map(|r| r.get(0)).collect(),
                 client: Some(c),
-                agent: agent.to_string(),
-                seq: 0,
-            };
-            // One statement takes the row's lock and reads it, creating it at 0 if new.
-            let row = lock
-                .conn()?
-                .query_one(
-                    "INSERT INTO outpost_agent_seq AS s (agent, committed_seq) VALUES ($1, 0) \
-                     ON CONFLICT (agent) DO UPDATE SET committed_seq = s.committed_seq \
-                     RETURNING committed_seq",
-                    &[&agent],
-                )
-                .await
-                .map_err(pg_err)?;
-            lock.seq = to_u64(row.get(0));
-            Ok(Box::new(lock) as Box<dyn HistoryLock + 'a>)
+            }) as Box<dyn HistoryLock + 'a>)
         })
     }
 
@@ -429,8 +461,8 @@ struct PgLock<'a> {
     history: &'a PgHistory,
     /// `None` once committed.
     client: Option<Object>,
-    agent: String,
     seq: u64,
+    failed: HashSet<String>,
 }
 
 impl PgLock<'_> {
@@ -456,92 +488,81 @@ impl HistoryLock for PgLock<'_> {
         self.seq
     }
 
-    fn failed_task_runs(&mut self, run_ids: &[&str]) -> Result<HashSet<String>, StoreError> {
-        let c = self.conn()?;
-        self.history.block(async {
-            let rows = c
-                .query(
-                    "SELECT DISTINCT run_id FROM outpost_tasks \
-                     WHERE agent = $1 AND run_id = ANY($2) AND failed",
-                    &[&self.agent, &run_ids],
-                )
-                .await
-                .map_err(pg_err)?;
-            Ok(rows.into_iter().map(|r| r.get(0)).collect())
-        })
+    fn failed_task_runs(&self) -> &HashSet<String> {
+        &self.failed
     }
 
     fn commit(mut self: Box<Self>, batch: &IngestBatch<'_>) -> Result<(), StoreError> {
         let rows = Rows::of(batch)?;
         let seq = to_i64(batch.seq, "status sequence")?;
+        let (runs, tasks): (Vec<&str>, Vec<&str>) = rows.task_keys.iter().copied().unzip();
         let c = self.conn()?;
         self.history.block(async {
-            if !rows.run_ids.is_empty() {
-                c.execute(
-                    "INSERT INTO outpost_runs AS r \
-                     (agent, run_id, workflow, state, manual, scheduled_ms, created_ms, record) \
-                     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], \
-                     $6::int8[], $7::int8[], $8::bytea[]) \
-                     ON CONFLICT (agent, run_id) DO UPDATE SET workflow = EXCLUDED.workflow, \
-                     state = EXCLUDED.state, manual = EXCLUDED.manual, \
-                     scheduled_ms = EXCLUDED.scheduled_ms, created_ms = EXCLUDED.created_ms, \
-                     record = EXCLUDED.record",
-                    &[
-                        &batch.agent,
-                        &rows.run_ids,
-                        &rows.workflows,
-                        &rows.states,
-                        &rows.manual,
-                        &rows.scheduled,
-                        &rows.created,
-                        &rows.run_records,
-                    ],
-                )
-                .await
-                .map_err(pg_err)?;
-            }
-            if !rows.task_keys.is_empty() {
-                let (runs, tasks): (Vec<&str>, Vec<&str>) = rows.task_keys.iter().copied().unzip();
-                c.execute(
-                    "INSERT INTO outpost_tasks AS t (agent, run_id, task_id, failed, record) \
-                     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bool[], $5::bytea[]) \
-                     ON CONFLICT (agent, run_id, task_id) DO UPDATE SET \
-                     failed = EXCLUDED.failed, record = EXCLUDED.record",
-                    &[
-                        &batch.agent,
-                        &runs,
-                        &tasks,
-                        &rows.task_failed,
-                        &rows.task_records,
-                    ],
-                )
-                .await
-                .map_err(pg_err)?;
-            }
-            if !rows.missed_seq.is_empty() {
-                c.execute(
-                    "INSERT INTO outpost_missed (agent, seq, workflow, first_ms, last_ms, record) \
-                     SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::int8[], $5::int8[], \
-                     $6::bytea[]) ON CONFLICT (agent, seq) DO NOTHING",
-                    &[
-                        &batch.agent,
-                        &rows.missed_seq,
-                        &rows.missed_workflow,
-                        &rows.missed_first,
-                        &rows.missed_last,
-                        &rows.missed_records,
-                    ],
-                )
-                .await
-                .map_err(pg_err)?;
-            }
-            c.execute(
-                "UPDATE outpost_agent_seq SET committed_seq = $2 WHERE agent = $1",
-                &[&batch.agent, &seq],
+            let upsert_runs = c.prepare_cached(UPSERT_RUNS).await.map_err(pg_err)?;
+            let upsert_tasks = c.prepare_cached(UPSERT_TASKS).await.map_err(pg_err)?;
+            let insert_missed = c.prepare_cached(INSERT_MISSED).await.map_err(pg_err)?;
+            let set_seq = c.prepare_cached(SET_SEQ).await.map_err(pg_err)?;
+            // One round trip: the statements and the COMMIT are sent together and run in order.
+            // If one fails the transaction is aborted, the COMMIT only ends it, and the
+            // failure is returned: nothing was stored.
+            tokio::try_join!(
+                async {
+                    if rows.run_ids.is_empty() {
+                        return Ok(0);
+                    }
+                    c.execute(
+                        &upsert_runs,
+                        &[
+                            &batch.agent,
+                            &rows.run_ids,
+                            &rows.workflows,
+                            &rows.states,
+                            &rows.manual,
+                            &rows.scheduled,
+                            &rows.created,
+                            &rows.run_records,
+                        ],
+                    )
+                    .await
+                },
+                async {
+                    if runs.is_empty() {
+                        return Ok(0);
+                    }
+                    c.execute(
+                        &upsert_tasks,
+                        &[
+                            &batch.agent,
+                            &runs,
+                            &tasks,
+                            &rows.task_failed,
+                            &rows.task_records,
+                        ],
+                    )
+                    .await
+                },
+                async {
+                    if rows.missed_seq.is_empty() {
+                        return Ok(0);
+                    }
+                    c.execute(
+                        &insert_missed,
+                        &[
+                            &batch.agent,
+                            &rows.missed_seq,
+                            &rows.missed_workflow,
+                            &rows.missed_first,
+                            &rows.missed_last,
+                            &rows.missed_records,
+                        ],
+                    )
+                    .await
+                },
+                async { c.execute(&set_seq, &[&batch.agent, &seq]).await },
+                c.batch_execute("COMMIT"),
             )
-            .await
             .map_err(pg_err)?;
-            c.batch_execute("COMMIT").await.map_err(pg_err)
+            Ok(())
         })?;
         // Committed: the connection goes back to the pool.
         self.client = None;

@@ -5,7 +5,8 @@
 //! history set ([`Store::set_history`]), that history is the one every replica reads and
 //! acknowledges from:
 //!
-//! - an ingest locks the agent's sequence there ([`SharedHistory::lock_agent`]), passes only
+//! - an ingest locks the agent's sequence there ([`SharedHistory::lock_agent`], which also
+//!   reads which of the runs the batch ends had a task fail there), passes only
 //!   the entries past it to the replica's own ingest (the same code as the embedded hub's: it
 //!   keeps its local copy and queues the alert inputs and rollout events), then commits the
 //!   entries and the new sequence there in one transaction; only then is the batch
@@ -50,8 +51,13 @@ pub trait SharedHistory: Send + Sync {
     /// The highest status sequence of `agent` committed in the shared history (0: none).
     fn committed_seq(&self, agent: &str) -> Result<u64, StoreError>;
     /// Lock `agent`'s sequence for an ingest, until the lock is committed or dropped (dropped:
-    /// nothing of the batch is stored).
-    fn lock_agent<'a>(&'a self, agent: &str) -> Result<Box<dyn HistoryLock + 'a>, StoreError>;
+    /// nothing of the batch is stored); `ending` names the runs the batch ends, whose failed
+    /// tasks the lock reads too.
+    fn lock_agent<'a>(
+        &'a self,
+        agent: &str,
+        ending: &[&str],
+    ) -> Result<Box<dyn HistoryLock + 'a>, StoreError>;
     /// Runs matching `q`, newest first (creation time, then agent, then run id).
     fn runs(&self, q: &RunQuery) -> Result<Vec<HubRun>, StoreError>;
     /// One run of one agent with its task instances (in task id order).
@@ -90,8 +96,8 @@ pub trait SharedHistory: Send + Sync {
 pub trait HistoryLock {
     /// The agent's committed sequence there.
     fn committed_seq(&self) -> u64;
-    /// Of `run_ids` (runs of the locked agent), those with a task that ended `failed`.
-    fn failed_task_runs(&mut self, run_ids: &[&str]) -> Result<HashSet<String>, StoreError>;
+    /// Of the runs named when locking, those with a task that ended `failed`.
+    fn failed_task_runs(&self) -> &HashSet<String>;
     /// Store the batch and its sequence, and commit.
     fn commit(self: Box<Self>, batch: &IngestBatch<'_>) -> Result<(), StoreError>;
 }

@@ -110,7 +110,20 @@ impl Store {
             let seq = self.ingest_local(agent_id, entries, &encoded, received_ms, &[])?;
             return Ok((before, seq));
         };
-        let mut lock = history.lock_agent(agent_id)?;
+        // A run may end here after a task of it failed while its agent was at another replica:
+        // the lock also reads which of the runs the batch ends had a task fail there.
+        let ending: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| match &e.event {
+                StatusEvent::Run(r)
+                    if matches!(r.state, RunState::Succeeded | RunState::Failed) =>
+                {
+                    Some(r.run_id.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        let lock = history.lock_agent(agent_id, &ending)?;
         let shared = lock.committed_seq();
         // Entries the shared history has are skipped here too; the local ingest refuses a batch
         // out of order as before.
@@ -123,23 +136,7 @@ impl Store {
             return Ok((shared, shared));
         }
         let encoded = encode_entries(agent_id, fresh)?;
-        // A run may end here after a task of it failed while its agent was at another replica.
-        let ending: Vec<&str> = fresh
-            .iter()
-            .filter_map(|e| match &e.event {
-                StatusEvent::Run(r)
-                    if matches!(r.state, RunState::Succeeded | RunState::Failed) =>
-                {
-                    Some(r.run_id.as_str())
-                }
-                _ => None,
-            })
-            .collect();
-        let failed_elsewhere: Vec<String> = if ending.is_empty() {
-            Vec::new()
-        } else {
-            lock.failed_task_runs(&ending)?.into_iter().collect()
-        };
+        let failed_elsewhere: Vec<String> = lock.failed_task_runs().iter().cloned().collect();
         self.ingest_local(agent_id, fresh, &encoded, received_ms, &failed_elsewhere)?;
         let seq = fresh.last().map_or(shared, |e| e.seq.max(shared));
         lock.commit(&IngestBatch {

@@ -41,6 +41,11 @@ struct Args {
     /// `ha` feature). The figures are then HA mode's, to compare with a run without.
     #[arg(long)]
     ha: bool,
+    /// With `--ha`: also start a PostgreSQL server on loopback (Debian's `postgresql`, set up
+    /// with deploy/ha/postgres.sql) and give the hub its shared run history there
+    /// (`[ha] postgres`): status is then committed in PostgreSQL before it is acknowledged.
+    #[arg(long, requires = "ha")]
+    postgres: bool,
     /// Played agents.
     #[arg(long, default_value_t = 1000)]
     agents: usize,
@@ -220,6 +225,17 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     let scratch = Scratch::new("hubbench")?;
     // Kept to the end: dropping it stops the cluster.
     let (_etcd, ha) = outpost_tests::etcd::bench_ha(args.ha, scratch.path())?;
+    // Kept to the end too.
+    let pg = match args.postgres {
+        true => Some(outpost_tests::postgres::Postgres::start(
+            &scratch.join("pg"),
+        )?),
+        false => None,
+    };
+    let ha = match &pg {
+        Some(pg) => format!("{ha}postgres = \"{}\"\n", pg.conninfo()),
+        None => ha,
+    };
     let mut hub = Hub::start(
         scratch.path(),
         &format!(
@@ -227,7 +243,11 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             args.per_agent_limit
         ),
     )?;
-    out["mode"] = json!(if args.ha { "ha" } else { "embedded" });
+    out["mode"] = json!(match (args.ha, args.postgres) {
+        (true, true) => "ha+postgres",
+        (true, false) => "ha",
+        _ => "embedded",
+    });
     if args.ha {
         let took = outpost_tests::etcd::wait_leading(&hub.http_url, Duration::from_secs(30))?;
         eprintln!("HA mode: the hub leads (after {took:.1?})");

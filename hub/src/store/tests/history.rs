@@ -28,19 +28,15 @@ struct MemHistory(Arc<Mutex<Mem>>);
 struct MemLock {
     h: MemHistory,
     seq: u64,
+    failed: HashSet<String>,
 }
 
 impl HistoryLock for MemLock {
     fn committed_seq(&self) -> u64 {
         self.seq
     }
-    fn failed_task_runs(&mut self, run_ids: &[&str]) -> Result<HashSet<String>, StoreError> {
-        let m = self.h.0.lock().unwrap();
-        Ok(m.tasks
-            .values()
-            .filter(|t| t.state == TaskState::Failed && run_ids.contains(&t.run_id.as_str()))
-            .map(|t| t.run_id.clone())
-            .collect())
+    fn failed_task_runs(&self) -> &HashSet<String> {
+        &self.failed
     }
     fn commit(self: Box<Self>, b: &IngestBatch<'_>) -> Result<(), StoreError> {
         let mut m = self.h.0.lock().unwrap();
@@ -73,15 +69,28 @@ impl SharedHistory for MemHistory {
     fn committed_seq(&self, agent: &str) -> Result<u64, StoreError> {
         Ok(self.0.lock().unwrap().seq.get(agent).copied().unwrap_or(0))
     }
-    fn lock_agent<'a>(&'a self, agent: &str) -> Result<Box<dyn HistoryLock + 'a>, StoreError> {
+    fn lock_agent<'a>(
+        &'a self,
+        agent: &str,
+        ending: &[&str],
+    ) -> Result<Box<dyn HistoryLock + 'a>, StoreError> {
         let m = self.0.lock().unwrap();
         if m.down {
             return Err(StoreError::History("down".into()));
         }
         let seq = m.seq.get(agent).copied().unwrap_or(0);
+        let failed = m
+            .tasks
+            .iter()
+            .filter(|((a, r, _), t)| {
+                a == agent && t.state == TaskState::Failed && ending.contains(&r.as_str())
+            })
+            .map(|((_, r, _), _)| r.clone())
+            .collect();
         Ok(Box::new(MemLock {
             h: self.clone(),
             seq,
+            failed,
         }))
     }
     fn runs(&self, q: &RunQuery) -> Result<Vec<HubRun>, StoreError> {
