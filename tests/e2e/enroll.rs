@@ -187,18 +187,6 @@ fn duplicates_audited(hub: &Hub) -> usize {
         .count()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let ty = e.file_type().unwrap();
-        if ty.is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else if ty.is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
 
 #[test]
 fn a_cloned_agent_is_refused_and_audited_while_a_restarted_one_reconnects_at_once() {
@@ -222,7 +210,7 @@ fn a_cloned_agent_is_refused_and_audited_while_a_restarted_one_reconnects_at_onc
     // A copy of the enrolled agent's state (same identity, same certificate), started on the
     // side: stop, copy, start both.
     a.terminate(Duration::from_secs(10)).unwrap();
-    copy_dir(&s.join("a/state"), &s.join("b/state"));
+    outpost_tests::copy_dir(&s.join("a/state"), &s.join("b/state")).unwrap();
     let _ = std::fs::remove_file(s.join("b/state/agent.sock"));
     agent_config(&s.join("b"), hub.quic_addr);
     a.restart().unwrap();

@@ -18,58 +18,9 @@ use crate::hub::{
     scheduled_ms, ticker,
 };
 
-pub(crate) fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Hub B in `dir`: a copy of the stopped hub A's data directory and director key, on its own
-/// loopback ports, with A's configuration otherwise. Not started.
+/// Hub B in `dir`: a copy of the stopped hub A ([`Hub::replica`]). Not started.
 pub(crate) fn replica_of(a: &Hub, dir: &Path) -> Hub {
-    let data_dir = dir.join("hub");
-    copy_dir(&a.data_dir, &data_dir);
-    let key = |d: &Path| format!("{}.director.key", d.display());
-    std::fs::copy(key(&a.data_dir), key(&data_dir)).unwrap();
-    let quic_port = outpost_tests::free_port();
-    let http_port = outpost_tests::free_port();
-    let config = dir.join("hub.toml");
-    let text = std::fs::read_to_string(&a.config)
-        .unwrap()
-        .replace(
-            &format!("\"{}\"", a.data_dir.display()),
-            &format!("\"{}\"", data_dir.display()),
-        )
-        .replace(
-            &format!("quic_listen = \"{}\"", a.quic_addr),
-            &format!("quic_listen = \"127.0.0.1:{quic_port}\""),
-        )
-        .replace(
-            &format!(
-                "http_listen = \"{}\"",
-                a.http_url.trim_start_matches("http://")
-            ),
-            &format!("http_listen = \"127.0.0.1:{http_port}\""),
-        );
-    std::fs::write(&config, text).unwrap();
-    Hub {
-        child: None,
-        data_dir,
-        offline_dir: a.offline_dir.clone(),
-        config,
-        http_url: format!("http://127.0.0.1:{http_port}"),
-        quic_addr: format!("127.0.0.1:{quic_port}").parse().unwrap(),
-        api_token: a.api_token.clone(),
-        stderr_path: dir.join("hub.stderr"),
-        env: Vec::new(),
-    }
+    a.replica(dir).unwrap()
 }
 
 /// Put `replicas = [...]` at the top of a hub's configuration (a top-level key).

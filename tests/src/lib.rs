@@ -373,7 +373,63 @@ pub struct Hub {
     pub env: Vec<(String, String)>,
 }
 
+/// Copy the directory tree `from` to `to` (directories and regular files; sockets are left).
+pub fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        let ty = e.file_type()?;
+        if ty.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else if ty.is_file() {
+            std::fs::copy(e.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 impl Hub {
+    /// A replica of this (stopped) hub in `dir`: a copy of its data directory and director key,
+    /// on its own loopback ports, with its configuration otherwise. Not started.
+    pub fn replica(&self, dir: &Path) -> anyhow::Result<Hub> {
+        let data_dir = dir.join("hub");
+        copy_dir(&self.data_dir, &data_dir)?;
+        let key = |d: &Path| format!("{}.director.key", d.display());
+        std::fs::copy(key(&self.data_dir), key(&data_dir))?;
+        let quic_port = free_port();
+        let http_port = free_port();
+        let config = dir.join("hub.toml");
+        let text = std::fs::read_to_string(&self.config)?
+            .replace(
+                &format!("\"{}\"", self.data_dir.display()),
+                &format!("\"{}\"", data_dir.display()),
+            )
+            .replace(
+                &format!("quic_listen = \"{}\"", self.quic_addr),
+                &format!("quic_listen = \"127.0.0.1:{quic_port}\""),
+            )
+            .replace(
+                &format!(
+                    "http_listen = \"{}\"",
+                    self.http_url.trim_start_matches("http://")
+                ),
+                &format!("http_listen = \"127.0.0.1:{http_port}\""),
+            );
+        std::fs::write(&config, text)?;
+        Ok(Hub {
+            child: None,
+            data_dir,
+            offline_dir: self.offline_dir.clone(),
+            config,
+            http_url: format!("http://127.0.0.1:{http_port}"),
+            quic_addr: format!("127.0.0.1:{quic_port}").parse()?,
+            api_token: self.api_token.clone(),
+            stderr_path: dir.join("hub.stderr"),
+            env: Vec::new(),
+        })
+    }
+
     /// `outpost-hub init` in `dir/hub`, a config on free loopback ports (`extra` TOML appended),
     /// then `serve`; waits until the HTTP API answers.
     pub fn start(dir: &Path, extra: &str) -> anyhow::Result<Hub> {

@@ -289,6 +289,10 @@ pub struct FleetConfig {
     pub backoff_cap: Duration,
     /// QUIC keep-alive and idle timeout (as the real agent: `[hub] keep_alive`'s default, 15 s).
     pub transport: outpost_net::tls::Transport,
+    /// Further replicas of the hub: agent `i` starts at the `i mod n`-th of `addr` and these,
+    /// and moves to the next after a session ends in failure, as a real agent moves through
+    /// the replicas its hub lists.
+    pub replicas: Vec<SocketAddr>,
 }
 
 impl FleetConfig {
@@ -304,6 +308,15 @@ impl FleetConfig {
             tasks_per_run: 1,
             backoff_cap: Duration::from_secs(30),
             transport: outpost_net::tls::Transport::default(),
+            replicas: Vec::new(),
+        }
+    }
+
+    /// The `k`-th hub address (`addr`, then `replicas`, round).
+    fn hub_addr(&self, k: usize) -> SocketAddr {
+        match k % (1 + self.replicas.len()) {
+            0 => self.addr,
+            r => self.replicas[r - 1],
         }
     }
 }
@@ -386,6 +399,7 @@ impl Fleet {
             let qcfg = outpost_net::tls::quinn_client_config(tls, cfg.transport)?;
             let agent = Played {
                 index: i,
+                replica: i,
                 id,
                 trust,
                 qcfg,
@@ -463,6 +477,8 @@ struct WfState {
 
 struct Played {
     index: usize,
+    /// The replica it connects to next ([`FleetConfig::hub_addr`]).
+    replica: usize,
     id: Identity,
     trust: Trust,
     qcfg: quinn::ClientConfig,
@@ -509,6 +525,7 @@ impl Played {
             if started.elapsed() > Duration::from_secs(30) {
                 failures = 0;
             }
+            self.replica += 1;
             failures = failures.saturating_add(1);
             let delay = backoff.delay(failures, rand::random::<f64>());
             tokio::select! {
@@ -627,15 +644,16 @@ impl Played {
     ) -> anyhow::Result<()> {
         let conn = {
             let _permit = gate.acquire().await?;
+            let addr = cfg.hub_addr(self.replica);
             outpost_net::endpoint::connect(
                 &self.endpoint,
-                cfg.addr,
+                addr,
                 &self.id.hub_name,
                 self.qcfg.clone(),
                 Duration::from_secs(30),
             )
             .await
-            .with_context(|| format!("connecting to {}", cfg.addr))?
+            .with_context(|| format!("connecting to {addr}"))?
         };
         let (mut send, recv) = outpost_net::stream::open_bi(&conn).await?;
         // Frames are read in their own task: reading one is not cancel-safe.

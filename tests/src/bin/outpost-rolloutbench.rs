@@ -14,6 +14,13 @@
 //!    every 250 ms; records when each step was first seen and when the last played agent
 //!    activated v2.
 //!
+//!
+//! With `--ha --replicas 3 [--postgres] --kill-leader-at-step K`: three replicas on a
+//! three-member etcd (and a PostgreSQL for the shared run history), the played agents spread
+//! over them (each moves to the next replica when its session fails), the CLI on a replica
+//! that does not lead; when the rollout is first seen at step K the leader is killed (-9) and
+//! started again a second later, and the new leader finishes the rollout.
+//!
 //! ```text
 //! cargo build --release -p outpost-hub -p outpost-agent -p outpost-tests
 //! OUTPOST_BIN_DIR=target/release target/release/outpost-rolloutbench --agents 1000
@@ -39,6 +46,19 @@ struct Args {
     /// `ha` feature). The figures are then HA mode's, to compare with a run without.
     #[arg(long)]
     ha: bool,
+    /// With `--ha`: this many hub replicas (copies of one initialised hub, each listing all in
+    /// `replicas`); played agent `i` connects to replica `i mod n` and moves to the next when
+    /// its session fails. The CLI talks to a replica that does not lead at the start.
+    #[arg(long, default_value_t = 1, requires = "ha")]
+    replicas: usize,
+    /// With `--ha`: also start PostgreSQL on loopback and give the replicas their shared run
+    /// history there (`[ha] postgres`).
+    #[arg(long, requires = "ha")]
+    postgres: bool,
+    /// With `--replicas` above 1: kill -9 the leader when the rollout is first seen at this
+    /// step, and start it again a second later.
+    #[arg(long, requires = "ha")]
+    kill_leader_at_step: Option<u64>,
     /// Played agents.
     #[arg(long, default_value_t = 1000)]
     agents: usize,
@@ -117,11 +137,42 @@ struct Sample {
     rss_kib: u64,
 }
 
-fn sample(pid: u32, t0: Instant) -> anyhow::Result<Sample> {
+/// The replicas' CPU seconds summed, and the largest RSS among them (a replica that is not
+/// running is left out: the CPU time of a killed one is lost).
+fn sample(pids: &[u32], t0: Instant) -> anyhow::Result<Sample> {
+    let (mut cpu_s, mut rss_kib, mut seen) = (0.0, 0, 0);
+    for &pid in pids {
+        if let (Ok(c), Ok(r)) = (loadgen::cpu_seconds(pid), loadgen::vm_rss_kib(pid)) {
+            cpu_s += c;
+            rss_kib = rss_kib.max(r);
+            seen += 1;
+        }
+    }
+    if seen == 0 {
+        bail!("no hub replica is running");
+    }
     Ok(Sample {
         t: t0.elapsed().as_secs_f64(),
-        cpu_s: loadgen::cpu_seconds(pid)?,
-        rss_kib: loadgen::vm_rss_kib(pid)?,
+        cpu_s,
+        rss_kib,
+    })
+}
+
+fn pid_of(hub: &Hub) -> anyhow::Result<u32> {
+    hub.child.as_ref().map(|c| c.id()).context("hub pid")
+}
+
+/// The replica that leads, by `GET /v1/health` (waits up to `within`).
+fn leader_of(hubs: &[Hub], within: Duration) -> anyhow::Result<usize> {
+    outpost_tests::wait_for(within, "a leader among the replicas", || {
+        hubs.iter().position(|h| {
+            ureq::get(format!("{}/v1/health", h.http_url))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+                .is_some_and(|v| v["role"] == "leader")
+        })
     })
 }
 
@@ -142,14 +193,32 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     let scratch = Scratch::new("rolloutbench")?;
     // Kept to the end: dropping it stops the cluster.
     let (_etcd, ha) = outpost_tests::etcd::bench_ha(args.ha, scratch.path())?;
-    let hub = Hub::start(scratch.path(), &ha)?;
-    out["mode"] = json!(if args.ha { "ha" } else { "embedded" });
-    if args.ha {
-        let took = outpost_tests::etcd::wait_leading(&hub.http_url, Duration::from_secs(30))?;
+    let pg = match args.postgres {
+        true => Some(outpost_tests::postgres::Postgres::start(
+            &scratch.join("pg"),
+        )?),
+        false => None,
+    };
+    let ha = match &pg {
+        Some(pg) => format!("{ha}postgres = \"{}\"\n", pg.conninfo()),
+        None => ha,
+    };
+    let multi = args.replicas > 1;
+    let r0 = scratch.join("r0");
+    std::fs::create_dir_all(&r0)?;
+    // Several replicas: the first is started alone to enroll the fleet, then copied.
+    let mut hubs = vec![Hub::start(&r0, if multi { "" } else { &ha })?];
+    out["mode"] = json!(match (args.ha, args.postgres) {
+        (true, true) => "ha+postgres",
+        (true, false) => "ha",
+        _ => "embedded",
+    });
+    out["replicas"] = json!(args.replicas);
+    if args.ha && !multi {
+        let took = outpost_tests::etcd::wait_leading(&hubs[0].http_url, Duration::from_secs(30))?;
         eprintln!("HA mode: the hub leads (after {took:.1?})");
     }
-    let pid = hub.child.as_ref().map(|c| c.id()).context("hub pid")?;
-    eprintln!("hub pid {pid} on {} ({})", hub.quic_addr, hub.http_url);
+    let hub = &hubs[0];
 
     let t = Instant::now();
     let (url, tok) = (hub.http_url.clone(), hub.api_token.clone());
@@ -157,8 +226,47 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
         tokio::task::spawn_blocking(move || loadgen::create_tokens(&url, &tok, n, &[])).await??;
     let ids = loadgen::enroll_many(hub.quic_addr, "outpost-hub", tokens, vec![], 32).await?;
     eprintln!("enrolled {n} agents in {:.1?}", t.elapsed());
+    let mut leader = 0;
+    let mut cli = 0;
+    if multi {
+        hubs[0].kill9()?;
+        for k in 1..args.replicas {
+            let h = hubs[0].replica(&scratch.join(&format!("r{k}")))?;
+            hubs.push(h);
+        }
+        let addrs: Vec<String> = hubs
+            .iter()
+            .map(|h| format!("\"{}\"", h.quic_addr))
+            .collect();
+        for (k, h) in hubs.iter().enumerate() {
+            let text = std::fs::read_to_string(&h.config)?;
+            let mine = ha.replace("name = \"bench\"", &format!("name = \"r{k}\""));
+            std::fs::write(
+                &h.config,
+                format!("replicas = [{}]\n{text}\n{mine}", addrs.join(", ")),
+            )?;
+        }
+        for h in &mut hubs {
+            h.restart()?;
+        }
+        leader = leader_of(&hubs, Duration::from_secs(30))?;
+        cli = (leader + 1) % hubs.len();
+        eprintln!(
+            "{} replicas up; r{leader} leads; the CLI talks to r{cli}",
+            hubs.len()
+        );
+    }
+    let mut pids: Vec<u32> = hubs.iter().map(pid_of).collect::<anyhow::Result<_>>()?;
+    for (k, h) in hubs.iter().enumerate() {
+        eprintln!(
+            "hub r{k} pid {} on {} ({})",
+            pids[k], h.quic_addr, h.http_url
+        );
+    }
+    let hub = &hubs[cli];
 
-    let mut cfg = FleetConfig::new(hub.quic_addr);
+    let mut cfg = FleetConfig::new(hubs[0].quic_addr);
+    cfg.replicas = hubs[1..].iter().map(|h| h.quic_addr).collect();
     cfg.sockets = args.sockets;
     cfg.run_every = Some(args.run_every);
     cfg.fail_rate = 0.0;
@@ -183,11 +291,11 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     let t = Instant::now();
     tokio::task::block_in_place(|| -> anyhow::Result<()> {
         cli_ok(
-            &hub,
+            hub,
             &["workflow", "apply", "-f", &v1.display().to_string()],
         )?;
         cli_ok(
-            &hub,
+            hub,
             &[
                 "workflow",
                 "deploy",
@@ -213,18 +321,18 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     eprintln!("all {n} on v1 after {:.1?}", t.elapsed());
     tokio::task::block_in_place(|| {
         cli_ok(
-            &hub,
+            hub,
             &["workflow", "apply", "-f", &v2.display().to_string()],
         )
     })?;
 
     // Baseline: the fleet's runs of v1 only.
     drain_for(&mut fleet, &mut tally, Duration::from_secs(3)).await?;
-    let b0 = sample(pid, Instant::now())?;
+    let b0 = sample(&pids, Instant::now())?;
     let tb = Instant::now();
     let runs0 = tally.runs_ok + tally.runs_failed;
     drain_for(&mut fleet, &mut tally, args.baseline).await?;
-    let b1 = sample(pid, Instant::now())?;
+    let b1 = sample(&pids, Instant::now())?;
     let bw = tb.elapsed().as_secs_f64();
     out["baseline"] = json!({
         "window_s": bw,
@@ -245,7 +353,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     let mut start = vec!["rollout", "start", NAME, "--pool", &pool, "--version", "2"];
     start.extend(args.plan.split_whitespace());
     let t0 = Instant::now();
-    let s0 = sample(pid, t0)?;
+    let s0 = sample(&pids, t0)?;
     let started =
         tokio::task::block_in_place(|| hub.json(&start)).context("rollout start failed")?;
     let t_start_cli = t0.elapsed();
@@ -290,6 +398,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     let mut polls = 0u32;
     let deadline = tokio::time::Instant::now() + args.timeout;
     let runs_at_start = tally.runs_ok + tally.runs_failed;
+    let mut killed: Option<serde_json::Value> = None;
     let end = loop {
         tokio::select! {
             r = fleet.reports.recv() => {
@@ -301,7 +410,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
                 }
                 tally.add(&r);
             }
-            _ = tick.tick() => samples.push(sample(pid, t0)?),
+            _ = tick.tick() => samples.push(sample(&pids, t0)?),
             s = srx.recv() => {
                 let (at, st) = s.context("the status poller stopped")?;
                 polls += 1;
@@ -313,6 +422,32 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
                 {
                     eprintln!("{at:7.2}s step {step} ({})", st["phase"]);
                     steps_seen.push((step, at));
+                    if multi && args.kill_leader_at_step == Some(step) && killed.is_none() {
+                        let old = leader;
+                        tokio::task::block_in_place(|| -> anyhow::Result<()> {
+                            hubs[old].kill9()?;
+                            let at_kill = t0.elapsed().as_secs_f64();
+                            eprintln!("{at_kill:7.2}s killed the leader r{old} (-9)");
+                            std::thread::sleep(Duration::from_secs(1));
+                            hubs[old].restart()?;
+                            pids[old] = pid_of(&hubs[old])?;
+                            let at_restart = t0.elapsed().as_secs_f64();
+                            leader = leader_of(&hubs, Duration::from_secs(30))?;
+                            let at_leader = t0.elapsed().as_secs_f64();
+                            eprintln!(
+                                "{at_restart:7.2}s r{old} restarted; {at_leader:7.2}s r{leader} leads"
+                            );
+                            killed = Some(json!({
+                                "step": step,
+                                "killed": format!("r{old}"),
+                                "killed_at_s": at_kill,
+                                "restarted_at_s": at_restart,
+                                "new_leader": format!("r{leader}"),
+                                "new_leader_seen_at_s": at_leader,
+                            }));
+                            Ok(())
+                        })?;
+                    }
                 }
                 if st["active"] == false {
                     break (at, st);
@@ -325,7 +460,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
             ),
         }
     };
-    let s_end = sample(pid, t0)?;
+    let s_end = sample(&pids, t0)?;
     samples.push(s_end);
     let _ = poller.join();
     let (t_end, st) = end;
@@ -342,6 +477,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     }
     let rss_peak = samples.iter().map(|s| s.rss_kib).max().unwrap_or(0);
     let cpu = s_end.cpu_s - s0.cpu_s;
+    out["leader_killed"] = json!(killed);
     out["rollout"] = json!({
         "id": started["id"],
         "start_cli_s": t_start_cli.as_secs_f64(),
@@ -373,7 +509,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     // After: settle, then memory again.
     drain_for(&mut fleet, &mut tally, Duration::from_secs(5)).await?;
     out["after"] = json!({
-        "hub_rss_kib_5s_after": loadgen::vm_rss_kib(pid)?,
+        "hub_rss_kib_5s_after": sample(&pids, Instant::now())?.rss_kib,
         "disconnects": tally.disconnects,
         "last_disconnect": tally.last_disconnect,
         "rejected": tally.rejected,
