@@ -187,7 +187,6 @@ fn duplicates_audited(hub: &Hub) -> usize {
         .count()
 }
 
-
 #[test]
 fn a_cloned_agent_is_refused_and_audited_while_a_restarted_one_reconnects_at_once() {
     let s = Scratch::new("enrollclone").unwrap();

@@ -54,6 +54,12 @@ impl Store {
                     {
                         seen.insert(id);
                     }
+                    // A newer session at another replica holds it (this one's is stale and
+                    // about to end): left alone, or the two would rewrite each other's record
+                    // at every period until it ends.
+                    Some((since, _)) if rec.replica != me && rec.since_ms > *since => {
+                        seen.insert(id);
+                    }
                     Some(_) => {}
                     None if rec.replica == me => stale.push(id),
                     None => {}

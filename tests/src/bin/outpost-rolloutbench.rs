@@ -290,10 +290,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     let v2 = scratch.write("v2.yaml", &workflow("v2"))?;
     let t = Instant::now();
     tokio::task::block_in_place(|| -> anyhow::Result<()> {
-        cli_ok(
-            hub,
-            &["workflow", "apply", "-f", &v1.display().to_string()],
-        )?;
+        cli_ok(hub, &["workflow", "apply", "-f", &v1.display().to_string()])?;
         cli_ok(
             hub,
             &[
@@ -320,10 +317,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     .await?;
     eprintln!("all {n} on v1 after {:.1?}", t.elapsed());
     tokio::task::block_in_place(|| {
-        cli_ok(
-            hub,
-            &["workflow", "apply", "-f", &v2.display().to_string()],
-        )
+        cli_ok(hub, &["workflow", "apply", "-f", &v2.display().to_string()])
     })?;
 
     // Baseline: the fleet's runs of v1 only.

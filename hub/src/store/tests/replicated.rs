@@ -242,6 +242,9 @@ fn rollout_events_move_to_the_replicated_queue_once_and_presence_follows_session
     let (rev, changes) = canon.0.lock().unwrap().log.last().unwrap().clone();
     a.apply_replicated(rev, &changes).unwrap();
     // a no longer holds e2: it leaves b's record alone and drops only its own.
+    // While a's older session of e2 lingers, a leaves b's newer record alone (no write back
+    // and forth at every period).
+    assert_eq!(a.sync_presence("hub-a", &here).unwrap(), 0);
     let only_e1: Connected = [("e1".to_string(), (5, active(1)))].into();
     assert_eq!(a.sync_presence("hub-a", &only_e1).unwrap(), 0);
     let p = a.presence().unwrap();
