@@ -1037,7 +1037,7 @@ fn the_shared_history_in_postgres_lists_pages_and_prunes_as_the_embedded_store_d
     use outpost_common::record::{
         OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
     };
-    use outpost_hub::store::{AgentRecord, RetentionPolicy, RunCursor, RunQuery, Store};
+    use outpost_hub::store::{RetentionPolicy, RunCursor, RunQuery, Store};
     use std::sync::Arc;
     let s = Scratch::new("ha-history-sql").unwrap();
     let pg = Postgres::start(&s.join("pg")).unwrap();
@@ -1051,28 +1051,7 @@ fn the_shared_history_in_postgres_lists_pages_and_prunes_as_the_embedded_store_d
     let agents = ["agent-a", "agent-b", "agent-c"];
     for st in [&embedded, &shared] {
         for id in agents {
-            let (tid, secret) = st.create_token(vec![], 10_000, "op", 0).unwrap();
-            let rec = AgentRecord {
-                id: id.into(),
-                labels: vec![],
-                enrolled_ms: 1,
-                cert_serial: "01".into(),
-                cert_fingerprint: "ff".into(),
-                revoked_ms: None,
-                last_seen_ms: None,
-                software_version: String::new(),
-                active: vec![],
-                committed_seq: 0,
-                hostname: "h".into(),
-                clock_offset: None,
-                telemetry: None,
-                cert_not_after_ms: None,
-                previous_cert_fingerprint: None,
-                pinned_roots: None,
-                name: None,
-                decommissioned_ms: None,
-            };
-            st.enroll(&tid, &secret, rec, 5).unwrap();
+            outpost_tests::bench::enroll_played_agent(st, id).unwrap();
         }
     }
     let states = [

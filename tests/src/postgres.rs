@@ -249,6 +249,21 @@ impl Postgres {
     }
 }
 
+/// For the benchmarks: with `on`, a PostgreSQL in `dir/pg`, and the `[ha]` table `ha` with its
+/// `postgres` line (keep the server until the end: dropping it stops it).
+pub fn bench_postgres(
+    on: bool,
+    dir: &Path,
+    ha: String,
+) -> anyhow::Result<(Option<Postgres>, String)> {
+    if !on {
+        return Ok((None, ha));
+    }
+    let pg = Postgres::start(&dir.join("pg"))?;
+    let ha = format!("{ha}postgres = \"{}\"\n", pg.conninfo());
+    Ok((Some(pg), ha))
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.kill9();

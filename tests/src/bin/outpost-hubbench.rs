@@ -226,16 +226,7 @@ async fn bench(args: Args) -> anyhow::Result<serde_json::Value> {
     // Kept to the end: dropping it stops the cluster.
     let (_etcd, ha) = outpost_tests::etcd::bench_ha(args.ha, scratch.path())?;
     // Kept to the end too.
-    let pg = match args.postgres {
-        true => Some(outpost_tests::postgres::Postgres::start(
-            &scratch.join("pg"),
-        )?),
-        false => None,
-    };
-    let ha = match &pg {
-        Some(pg) => format!("{ha}postgres = \"{}\"\n", pg.conninfo()),
-        None => ha,
-    };
+    let (_pg, ha) = outpost_tests::postgres::bench_postgres(args.postgres, scratch.path(), ha)?;
     let mut hub = Hub::start(
         scratch.path(),
         &format!(
