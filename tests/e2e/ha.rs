@@ -1035,7 +1035,8 @@ fn replicas_share_one_run_history_in_postgres_through_a_move_and_a_postgres_cras
 #[test]
 fn the_shared_history_in_postgres_lists_pages_and_prunes_as_the_embedded_store_does() {
     use outpost_common::record::{
-        OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord, TaskState,
+        MissedFirings, OutboxEntry, RunKind, RunRecord, RunState, StatusEvent, TaskInstanceRecord,
+        TaskState,
     };
     use outpost_hub::store::{RetentionPolicy, RunCursor, RunQuery, Store};
     use std::sync::Arc;
@@ -1112,10 +1113,25 @@ fn the_shared_history_in_postgres_lists_pages_and_prunes_as_the_embedded_store_d
                 event: StatusEvent::Run(run(states[(i as usize + ai) % states.len()])),
             });
         }
+        // Firings the agent recorded as missed.
+        for k in 0..2i64 {
+            seq += 1;
+            entries.push(OutboxEntry {
+                seq,
+                event: StatusEvent::Missed(MissedFirings {
+                    workflow: "w".into(),
+                    count: 3,
+                    first_ms: 5_000 + 20_000 * k,
+                    last_ms: 7_000 + 20_000 * k,
+                    reason: "catchup=latest".into(),
+                    recorded_ms: 0,
+                }),
+            });
+        }
         // In two batches, the second overlapping the first (a retransmission).
         for st in [&embedded, &shared] {
             assert_eq!(st.ingest(id, &entries[..70]).unwrap(), 70);
-            assert_eq!(st.ingest(id, &entries[50..]).unwrap(), 120);
+            assert_eq!(st.ingest(id, &entries[50..]).unwrap(), 122);
         }
     }
     let keys = |st: &Store, q: &RunQuery| -> Vec<(String, String, String)> {
@@ -1187,6 +1203,27 @@ fn the_shared_history_in_postgres_lists_pages_and_prunes_as_the_embedded_store_d
         }
         assert_eq!(paged.len(), all.len(), "{q:?}");
     }
+    // What missed-firing detection reads.
+    for (wf, start, end) in [("w", 0, 40_000), ("w", 6_000, 21_000), ("x", 3_000, 30_000)] {
+        let e = embedded
+            .reported_firings("agent-b", wf, start, end)
+            .unwrap();
+        assert_eq!(
+            shared.reported_firings("agent-b", wf, start, end).unwrap(),
+            e
+        );
+    }
+    assert!(
+        !embedded
+            .reported_firings("agent-b", "w", 0, 40_000)
+            .unwrap()
+            .missed
+            .is_empty()
+    );
+    assert_eq!(
+        shared.missed("agent-c").unwrap(),
+        embedded.missed("agent-c").unwrap()
+    );
     assert_eq!(
         shared.run_agents("r07").unwrap(),
         embedded.run_agents("r07").unwrap()

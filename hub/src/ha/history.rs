@@ -103,6 +103,13 @@ const INSERT_MISSED: &str = "INSERT INTO outpost_missed \
 /// The agent's new committed sequence.
 const SET_SEQ: &str = "UPDATE outpost_agent_seq SET committed_seq = $2 WHERE agent = $1";
 
+/// The scheduled instants an agent ran a workflow at in a span (missed-firing detection).
+const REPORTED_RUNS: &str = "SELECT scheduled_ms FROM outpost_runs WHERE agent = $1 \
+     AND workflow = $2 AND NOT manual AND scheduled_ms BETWEEN $3 AND $4 ORDER BY scheduled_ms";
+/// The spans an agent recorded as missed for a workflow, overlapping a span.
+const REPORTED_MISSED: &str = "SELECT first_ms, last_ms FROM outpost_missed WHERE agent = $1 \
+     AND workflow = $2 AND last_ms >= $3 AND first_ms <= $4 ORDER BY seq";
+
 /// The advisory lock the schema is created under (any constant the hub alone uses).
 const SCHEMA_LOCK: i64 = 0x6f75_7470_6f73_7401;
 
@@ -358,30 +365,19 @@ impl SharedHistory for PgHistory {
         start: UnixMillis,
         end: UnixMillis,
     ) -> Result<Reported, StoreError> {
+        // Asked for every watched (agent, workflow) at each evaluation: both statements are
+        // prepared once per connection and sent together.
         self.block(async {
             let c = self.client().await?;
-            let ran = c
-                .query(
-                    "SELECT scheduled_ms FROM outpost_runs WHERE agent = $1 AND workflow = $2 \
-                     AND NOT manual AND scheduled_ms BETWEEN $3 AND $4 ORDER BY scheduled_ms",
-                    &[&agent, &workflow, &start, &end],
-                )
-                .await
-                .map_err(pg_err)?
-                .into_iter()
-                .map(|r| r.get(0))
-                .collect();
-            let missed = c
-                .query(
-                    "SELECT first_ms, last_ms FROM outpost_missed WHERE agent = $1 \
-                     AND workflow = $2 AND last_ms >= $3 AND first_ms <= $4 ORDER BY seq",
-                    &[&agent, &workflow, &start, &end],
-                )
-                .await
-                .map_err(pg_err)?
-                .into_iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
+            let ran = c.prepare_cached(REPORTED_RUNS).await.map_err(pg_err)?;
+            let missed = c.prepare_cached(REPORTED_MISSED).await.map_err(pg_err)?;
+            let params: [&(dyn ToSql + Sync); 4] = [&agent, &workflow, &start, &end];
+            let (ran, missed) = tokio::try_join!(async { c.query(&ran, &params).await }, async {
+                c.query(&missed, &params).await
+            },)
+            .map_err(pg_err)?;
+            let ran = ran.into_iter().map(|r| r.get(0)).collect();
+            let missed = missed.into_iter().map(|r| (r.get(0), r.get(1))).collect();
             Ok(Reported { ran, missed })
         })
     }

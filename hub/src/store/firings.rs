@@ -32,7 +32,7 @@ impl Store {
 
     /// What an agent reported for `workflow`'s instants in `[start, end]`: the runs it made
     /// (scheduled or catch-up) and the spans it recorded as missed.
-    pub(crate) fn reported_firings(
+    pub fn reported_firings(
         &self,
         agent: &str,
         workflow: &str,
