@@ -438,13 +438,16 @@ impl Store {
         agent_id: &str,
         run_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        if self.shared_history().is_some() {
-            return Ok(self.run(agent_id, run_id)?.map(|(r, _)| r.workflow));
-        }
+        // A run's workflow never changes: this replica's own copy answers when it has the run
+        // (asked for every run a batch of task records updates, so no round trip to the shared
+        // history then); a run ingested at another replica is looked up there.
         let txn = self.db().begin_read()?;
         let runs = txn.open_table(RUNS)?;
         let Some(v) = runs.get((agent_id, run_id))? else {
-            return Ok(None);
+            return match self.shared_history() {
+                Some(h) => Ok(h.run(agent_id, run_id)?.map(|(r, _)| r.workflow)),
+                None => Ok(None),
+            };
         };
         let run: RunRecord = decode(v.value(), "runs", run_id)?;
         Ok(Some(run.workflow))
